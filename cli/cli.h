@@ -1,0 +1,17 @@
+#ifndef PIPEMSG_CLI_H
+#define PIPEMSG_CLI_H
+
+/* Exit statuses shared by every subcommand. */
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_RESULT 1    /* the service answered, with a Result other than Ok */
+#define CLI_EXIT_USAGE 2     /* bad command line */
+#define CLI_EXIT_TRANSPORT 3 /* no answer: ConnectionTimeout, Timeout, TransportError */
+
+int cmd_call(int argc, char **argv);
+
+/* Parses a decimal number in [min, max] for option opt; prints a message and returns -1 if it
+ * is not one. */
+int cli_parse_number(const char *opt, const char *s, unsigned long long min,
+                     unsigned long long max, unsigned long long *out);
+
+#endif

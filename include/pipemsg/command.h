@@ -1,0 +1,106 @@
+#ifndef PIPEMSG_COMMAND_H
+#define PIPEMSG_COMMAND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "pipemsg/message.h"
+#include "pipemsg/pipe.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Command pipe (PROTOCOL §4): one request per connection, one client at a time. */
+
+#define PM_REQUEST_TIMEOUT_MS_DEFAULT 3000u
+#define PM_WRITE_TIMEOUT_MS_DEFAULT 3000u
+#define PM_RESPONSE_TIMEOUT_MS_DEFAULT 180000u
+#define PM_CONNECT_TIMEOUT_MS_DEFAULT 3000u
+#define PM_BACKLOG_DEFAULT 128
+
+/* ---- server ---------------------------------------------------------------------------- */
+
+typedef struct pm_command_server pm_command_server;
+/* One request being served. Valid from the handler call until pm_command_call_reply(). */
+typedef struct pm_command_call pm_command_call;
+
+/* Called on the loop thread with a well-formed Request. The application answers with
+ * pm_command_call_reply(), now or later (on the loop thread); no other client is accepted
+ * until it does. */
+typedef void (*pm_command_server_handler_cb)(pm_command_call *call, void *data);
+
+/* Called before anything is read from a new peer: 0 lets it in; anything else answers
+ * TransportNotAuthorized and closes. */
+typedef int (*pm_command_server_authorize_cb)(const pm_peer *peer, void *data);
+
+/* What happened to one connection, reported once when it is closed. */
+typedef struct pm_command_log {
+  pm_peer peer;
+  const char *command; /* NULL if no valid request arrived */
+  const char *result;  /* NULL if no response was sent */
+  const char *reason;  /* why it ended, e.g. "timeout", "bad request: ...", "ok" */
+  uint64_t duration_ms;
+} pm_command_log;
+typedef void (*pm_command_server_log_cb)(const pm_command_log *entry, void *data);
+
+typedef struct pm_command_server_options {
+  size_t max_message;          /* 0: PM_MAX_MESSAGE_DEFAULT */
+  uint32_t request_timeout_ms; /* whole request frame, from accept; 0: default 3000 */
+  uint32_t write_timeout_ms;   /* writing the response; 0: default 3000 */
+  int backlog;                 /* 0: PM_BACKLOG_DEFAULT */
+  pm_command_server_handler_cb handler; /* required */
+  pm_command_server_authorize_cb authorize; /* NULL: everyone */
+  pm_command_server_log_cb log;             /* NULL: silent */
+  void *data;                               /* passed to the callbacks */
+} pm_command_server_options;
+
+/* Binds name (see pm_pipe_path) and starts serving on loop. A socket file left by a dead
+ * process is replaced; one a live service answers on is PM_EADDRINUSE. */
+int pm_command_server_start(uv_loop_t *loop, const char *name,
+                            const pm_command_server_options *opts, pm_command_server **out);
+/* Stops listening, drops any connection, removes the socket file; the server is freed once
+ * its handles have closed (cb, if not NULL, then runs). */
+void pm_command_server_close(pm_command_server *s, void (*cb)(void *arg), void *arg);
+const char *pm_command_server_path(const pm_command_server *s);
+
+const pm_msg *pm_command_call_request(const pm_command_call *call);
+const char *pm_command_call_command(const pm_command_call *call);
+/* The request's Params object, or NULL if it had none. */
+const json_t *pm_command_call_params(const pm_command_call *call);
+const pm_peer *pm_command_call_peer(const pm_command_call *call);
+/* Sends the Response (in the request's encoding, echoing Command and Id) and closes the
+ * connection. message may be NULL; data (may be NULL) is taken over. Returns 0 or a negative
+ * code; the call is finished either way. */
+int pm_command_call_reply(pm_command_call *call, const char *result, const char *message,
+                          json_t *data);
+
+/* ---- client ---------------------------------------------------------------------------- */
+
+typedef struct pm_client_options {
+  uint32_t connect_timeout_ms;  /* until a service accepts the connection; 0: default 3000 */
+  uint32_t response_timeout_ms; /* from sending until the response; 0: default 180000 */
+  size_t max_message;           /* 0: PM_MAX_MESSAGE_DEFAULT */
+} pm_client_options;
+
+/* A Request with Command, and Id when id > 0, and Params when params is not NULL (taken). */
+int pm_request_new(const char *command, int64_t id, json_t *params, pm_msg **out);
+
+/* One call: connect, send request in enc, receive the response, close. Blocking; runs a
+ * private loop, so it may be used from any thread. Returns 0 and the Response, or
+ * PM_ECONNTIMEOUT (no service accepted in time), PM_ETIMEDOUT (no response in time),
+ * PM_EIO / PM_EEOF (transport failure), or a decode error for a malformed response. */
+int pm_command_client_call(const char *name, const pm_client_options *opts,
+                           const pm_msg *request,
+                    pm_encoding enc, pm_msg **response);
+
+/* The client-side result name (§3.2) for an error of pm_command_client_call: ConnectionTimeout,
+ * Timeout or TransportError. */
+const char *pm_client_result(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,79 @@
+#ifndef PIPEMSG_MESSAGE_H
+#define PIPEMSG_MESSAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The message model (PROTOCOL §3). A message is a kind plus a tree of fields. The tree is a
+ * jansson object whatever encoding the message arrived in: JSON values keep their types, XML
+ * scalars arrive as strings, and the typed accessors below accept both, so application code
+ * never cares which encoding was used. */
+
+typedef enum { PM_ENC_JSON = 1, PM_ENC_XML = 2 } pm_encoding;
+
+#define PM_NESTING_MAX 64
+
+/* Message kinds of §3.1. */
+#define PM_KIND_REQUEST "Request"
+#define PM_KIND_RESPONSE "Response"
+#define PM_KIND_HANDSHAKE "Handshake"
+#define PM_KIND_EVENT "Event"
+#define PM_KIND_EVENT_CONFIRMATION "EventConfirmation"
+#define PM_KIND_DISCONNECT "Disconnect"
+
+/* Result names of §3.2. */
+#define PM_RESULT_OK "Ok"
+#define PM_RESULT_BAD_REQUEST "BadRequest"
+#define PM_RESULT_TOO_MANY_REQUESTS "TooManyRequests"
+#define PM_RESULT_NOT_AUTHORIZED "TransportNotAuthorized"
+#define PM_RESULT_NOT_INITIALIZED "ServiceNotInitialized"
+#define PM_RESULT_ERROR "Error"
+#define PM_RESULT_CONNECTION_TIMEOUT "ConnectionTimeout"
+#define PM_RESULT_TIMEOUT "Timeout"
+#define PM_RESULT_TRANSPORT_ERROR "TransportError"
+
+typedef struct pm_msg pm_msg;
+
+/* A message of the given kind (an XML name) with no fields. */
+int pm_msg_new(const char *kind, pm_msg **out);
+void pm_msg_free(pm_msg *m);
+
+const char *pm_msg_kind(const pm_msg *m);
+/* The fields object, lent: valid while m lives; callers may modify it. */
+json_t *pm_msg_fields(const pm_msg *m);
+/* The encoding the message was decoded from; 0 for a message built in memory. */
+pm_encoding pm_msg_encoding(const pm_msg *m);
+
+/* Typed reads of a member of an object (a message's fields, Params, Data...). Each accepts the
+ * JSON-typed value and its textual form, as XML delivers it. PM_ENOENT if the member is
+ * missing, PM_ETYPE if it cannot be read as that type. *out is written only on success.
+ * Strings are lent from the tree. An empty element (`<Name/>`, i.e. {}) reads as "". */
+int pm_tree_get_string(const json_t *obj, const char *key, const char **out);
+int pm_tree_get_int(const json_t *obj, const char *key, int64_t *out);
+int pm_tree_get_bool(const json_t *obj, const char *key, bool *out);
+
+/* The same on a message's fields. */
+int pm_msg_get_string(const pm_msg *m, const char *key, const char **out);
+int pm_msg_get_int(const pm_msg *m, const char *key, int64_t *out);
+int pm_msg_get_bool(const pm_msg *m, const char *key, bool *out);
+
+/* Writes of a field. pm_msg_set_tree takes ownership of value (also on failure). */
+int pm_msg_set_string(pm_msg *m, const char *key, const char *value);
+int pm_msg_set_int(pm_msg *m, const char *key, int64_t value);
+int pm_msg_set_bool(pm_msg *m, const char *key, bool value);
+int pm_msg_set_tree(pm_msg *m, const char *key, json_t *value);
+
+/* True if name is in the portable XML name subset [A-Za-z_][A-Za-z0-9_.-]*. */
+bool pm_name_valid(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,48 @@
+#ifndef PIPEMSGD_SERVICE_H
+#define PIPEMSGD_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "pipemsg/pipemsg.h"
+
+#include "backend.h"
+
+/* Everything pipemsgd can be told on its command line. */
+typedef struct service_config {
+  const char *command_pipe;
+  const char *event_pipe;
+  const char *data_dir;
+  uint32_t request_timeout_ms;
+  uint32_t write_timeout_ms;
+  size_t max_message;
+  unsigned connect_delay_ms;
+  int verbose;
+} service_config;
+
+typedef enum {
+  VPN_DISCONNECTED,
+  VPN_CONNECTING,
+  VPN_CONNECTED,
+  VPN_DISCONNECTING,
+  VPN_STATE_MAX
+} vpn_state;
+
+typedef struct service service;
+
+/* Starts serving; on failure *out is untouched and the reason has been logged. */
+int service_start(uv_loop_t *loop, const service_config *cfg, service **out);
+/* Stops accepting, closes everything; the loop then runs dry. */
+void service_stop(service *svc);
+
+/* Logging for pipemsgd: one line to stderr, prefixed with the program name. */
+void service_log(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+#endif

@@ -1,0 +1,419 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+#include "pipemsg/codec.h"
+#include "pipemsg/command.h"
+#include "pipemsg/error.h"
+#include "pipemsg/frame.h"
+#include "transport/transport.h"
+
+/* Bytes taken from the socket per read; the frame reader owns the growing payload buffer. */
+#define READ_CHUNK (64 * 1024)
+
+/* One connection, from accept to close. The server holds at most one (§4.1). */
+typedef enum {
+  CALL_READING,  /* waiting for the whole request frame, under the request deadline */
+  CALL_HANDLING, /* the application has the request */
+  CALL_WRITING,  /* the response is being written, under the write deadline */
+  CALL_CLOSING   /* handles are closing */
+} call_state;
+
+struct pm_command_call {
+  pm_command_server *server;
+  call_state state;
+  uv_pipe_t pipe;
+  uv_timer_t timer;
+  int open_handles;
+  int handled;    /* the handler was called and has not replied yet */
+  pm_reader *reader;
+  pm_msg *request;
+  pm_encoding encoding;
+  const char *command; /* lent from request */
+  pm_peer peer;
+  uint64_t started_ns;
+  uv_write_t write_req;
+  uint8_t header[PM_FRAME_HEADER_SIZE];
+  uint8_t *payload;
+  char result[64];
+  char reason[PM_REASON_MAX];
+};
+
+struct pm_command_server {
+  uv_loop_t *loop;
+  uv_pipe_t listener;
+  pm_command_server_options opts;
+  char path[PM_PIPE_PATH_MAX + 1];
+  pm_command_call *call;
+  int waiting;        /* libuv holds a connection we have not accepted yet */
+  int closing;
+  int listener_open;
+  void (*close_cb)(void *arg);
+  void *close_arg;
+};
+
+static void accept_next(pm_command_server *s);
+
+static void maybe_free_server(pm_command_server *s) {
+  if (!s->closing || s->listener_open || s->call != NULL)
+    return;
+  if (s->close_cb != NULL)
+    s->close_cb(s->close_arg);
+  pm__free(s);
+}
+
+static void log_call(pm_command_call *c) {
+  pm_command_server *s = c->server;
+  pm_command_log entry;
+  if (s->opts.log == NULL)
+    return;
+  entry.peer = c->peer;
+  entry.command = c->command;
+  entry.result = c->result[0] ? c->result : NULL;
+  entry.reason = c->reason;
+  entry.duration_ms = (uv_hrtime() - c->started_ns) / 1000000u;
+  s->opts.log(&entry, s->opts.data);
+}
+
+/* Runs when the connection is fully gone: both handles closed and the application done. */
+static void maybe_free_call(pm_command_call *c) {
+  pm_command_server *s = c->server;
+  if (c->open_handles > 0 || c->handled)
+    return;
+  log_call(c);
+  pm_reader_free(c->reader);
+  pm_msg_free(c->request);
+  pm__free(c->payload);
+  pm__free(c);
+  s->call = NULL;
+  if (s->closing)
+    maybe_free_server(s);
+  else
+    accept_next(s);
+}
+
+static void on_call_handle_closed(uv_handle_t *h) {
+  pm_command_call *c = h->data;
+  c->open_handles--;
+  maybe_free_call(c);
+}
+
+static void close_call(pm_command_call *c, const char *reason) {
+  if (c->state == CALL_CLOSING)
+    return;
+  if (reason != NULL && c->reason[0] == '\0')
+    snprintf(c->reason, sizeof(c->reason), "%s", reason);
+  c->state = CALL_CLOSING;
+  uv_close((uv_handle_t *)&c->pipe, on_call_handle_closed);
+  uv_close((uv_handle_t *)&c->timer, on_call_handle_closed);
+}
+
+static void on_write_timeout(uv_timer_t *t) { close_call(t->data, "response write timed out"); }
+
+static void on_written(uv_write_t *req, int status) {
+  pm_command_call *c = req->data;
+  pm__free(c->payload);
+  c->payload = NULL;
+  close_call(c, status == 0 ? "ok" : "response write failed");
+}
+
+/* Encodes and writes one Response in the request's encoding, then closes. */
+static int send_response(pm_command_call *c, const char *result, const char *message,
+                         json_t *data) {
+  pm_command_server *s = c->server;
+  pm_msg *resp = NULL;
+  size_t len = 0;
+  int64_t id;
+  int rc;
+  uv_buf_t bufs[2];
+
+  rc = pm_msg_new(PM_KIND_RESPONSE, &resp);
+  if (rc < 0)
+    goto fail;
+  if (c->command != NULL)
+    rc = pm_msg_set_string(resp, "Command", c->command);
+  if (rc == 0 && c->request != NULL && pm_msg_get_int(c->request, "Id", &id) == 0)
+    rc = pm_msg_set_int(resp, "Id", id);
+  if (rc == 0)
+    rc = pm_msg_set_string(resp, "Result", result);
+  if (rc == 0 && message != NULL)
+    rc = pm_msg_set_string(resp, "Message", message);
+  if (rc == 0 && data != NULL) {
+    rc = pm_msg_set_tree(resp, "Data", data);
+    data = NULL;
+  }
+  if (rc == 0)
+    rc = pm_msg_encode(resp, c->encoding, &c->payload, &len);
+  if (rc == 0)
+    rc = pm_frame_header(len, s->opts.max_message, c->header);
+  if (rc < 0)
+    goto fail;
+  snprintf(c->result, sizeof(c->result), "%s", result);
+  pm_msg_free(resp);
+  c->state = CALL_WRITING;
+  bufs[0] = uv_buf_init((char *)c->header, sizeof(c->header));
+  bufs[1] = uv_buf_init((char *)c->payload, (unsigned int)len);
+  c->write_req.data = c;
+  uv_timer_start(&c->timer, on_write_timeout, s->opts.write_timeout_ms, 0);
+  rc = uv_write(&c->write_req, (uv_stream_t *)&c->pipe, bufs, 2, on_written);
+  if (rc < 0) {
+    close_call(c, "response write failed");
+    return pm__uv_error(rc);
+  }
+  return 0;
+
+fail:
+  json_decref(data);
+  pm_msg_free(resp);
+  pm__free(c->payload);
+  c->payload = NULL;
+  return rc;
+}
+
+/* A response that must go out whatever happened; if even it cannot be built, just close. */
+static void reply_or_close(pm_command_call *c, const char *result, const char *message) {
+  if (c->reason[0] == '\0' && message != NULL)
+    snprintf(c->reason, sizeof(c->reason), "%s", message);
+  if (send_response(c, result, message, NULL) < 0)
+    close_call(c, "could not build response");
+}
+
+static void bad_request(pm_command_call *c, const char *why) {
+  snprintf(c->reason, sizeof(c->reason), "bad request: %.180s", why);
+  reply_or_close(c, PM_RESULT_BAD_REQUEST, why);
+}
+
+/* Checks the Request envelope (required and typed fields) and hands it to the application. */
+static void dispatch(pm_command_call *c, uint8_t *payload, size_t len) {
+  pm_command_server *s = c->server;
+  char why[PM_REASON_MAX] = "";
+  pm_encoding enc;
+  const char *command;
+  const json_t *params;
+  int64_t id;
+  int rc;
+
+  if (pm_detect_encoding(payload, len, &enc) == 0)
+    c->encoding = enc;
+  rc = pm_msg_decode(payload, len, &c->request, why);
+  pm__free(payload);
+  if (rc < 0) {
+    bad_request(c, why[0] ? why : pm_strerror(rc));
+    return;
+  }
+  if (strcmp(pm_msg_kind(c->request), PM_KIND_REQUEST) != 0) {
+    snprintf(why, sizeof(why), "expected a Request, got %.80s", pm_msg_kind(c->request));
+    bad_request(c, why);
+    return;
+  }
+  rc = pm_msg_get_string(c->request, "Command", &command);
+  if (rc < 0 || command[0] == '\0') {
+    bad_request(c, rc == PM_ENOENT ? "Command is required" : "Command must be a non-empty string");
+    return;
+  }
+  c->command = command;
+  rc = pm_msg_get_int(c->request, "Id", &id);
+  if (rc == PM_ETYPE) {
+    bad_request(c, "Id must be an integer");
+    return;
+  }
+  params = json_object_get(pm_msg_fields(c->request), "Params");
+  if (params != NULL && !json_is_object(params)) {
+    bad_request(c, "Params must be an object");
+    return;
+  }
+  c->state = CALL_HANDLING;
+  c->handled = 1;
+  s->opts.handler(c, s->opts.data);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)h;
+  (void)suggested;
+  buf->base = pm__malloc(READ_CHUNK);
+  buf->len = buf->base ? READ_CHUNK : 0;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  pm_command_call *c = stream->data;
+  uint8_t *payload;
+  size_t len;
+  long used;
+  char why[PM_REASON_MAX];
+
+  if (c->state != CALL_READING || nread == 0) {
+    pm__free(buf->base);
+    return;
+  }
+  if (nread < 0) {
+    pm__free(buf->base);
+    close_call(c, nread == UV_EOF ? "client closed before a whole request" : "read failed");
+    return;
+  }
+  used = pm_reader_feed(c->reader, buf->base, (size_t)nread);
+  pm__free(buf->base);
+  if (used == PM_EMSGSIZE) {
+    uv_read_stop(stream);
+    uv_timer_stop(&c->timer);
+    snprintf(why, sizeof(why), "frame length out of range (1..%zu)", c->server->opts.max_message);
+    bad_request(c, why);
+    return;
+  }
+  if (used < 0) {
+    close_call(c, pm_strerror((int)used));
+    return;
+  }
+  if (pm_reader_next(c->reader, &payload, &len) == 1) {
+    uv_read_stop(stream);
+    uv_timer_stop(&c->timer);
+    dispatch(c, payload, len);
+  }
+}
+
+static void on_request_timeout(uv_timer_t *t) {
+  pm_command_call *c = t->data;
+  /* §4.2: no response for a client that did not deliver a request in time. */
+  close_call(c, "no complete request before the deadline");
+}
+
+static void accept_next(pm_command_server *s) {
+  pm_command_call *c;
+  int rc;
+  if (!s->waiting || s->call != NULL || s->closing)
+    return;
+  s->waiting = 0;
+  c = pm__calloc(1, sizeof(*c));
+  if (c == NULL)
+    return;
+  c->server = s;
+  c->encoding = PM_ENC_JSON;
+  c->started_ns = uv_hrtime();
+  c->peer.pid = c->peer.uid = c->peer.gid = -1;
+  s->call = c;
+  uv_pipe_init(s->loop, &c->pipe, 0);
+  uv_timer_init(s->loop, &c->timer);
+  c->pipe.data = c->timer.data = c;
+  c->open_handles = 2;
+  c->state = CALL_READING;
+  rc = uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->pipe);
+  if (rc < 0) {
+    close_call(c, "accept failed");
+    return;
+  }
+  pm__pipe_peer(&c->pipe, &c->peer);
+  rc = pm_reader_new(s->opts.max_message, &c->reader);
+  if (rc < 0) {
+    close_call(c, pm_strerror(rc));
+    return;
+  }
+  if (s->opts.authorize != NULL && s->opts.authorize(&c->peer, s->opts.data) != 0) {
+    snprintf(c->reason, sizeof(c->reason), "peer not authorized");
+    reply_or_close(c, PM_RESULT_NOT_AUTHORIZED, "peer not authorized");
+    return;
+  }
+  uv_timer_start(&c->timer, on_request_timeout, s->opts.request_timeout_ms, 0);
+  rc = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+  if (rc < 0)
+    close_call(c, "read failed");
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+  pm_command_server *s = listener->data;
+  if (status < 0 || s->closing)
+    return;
+  /* While a call is served the connection stays with libuv, which stops accepting until
+   * uv_accept takes it: later clients wait in the listen backlog (§4.1). */
+  s->waiting = 1;
+  accept_next(s);
+}
+
+static void on_listener_closed(uv_handle_t *h) {
+  pm_command_server *s = h->data;
+  s->listener_open = 0;
+  maybe_free_server(s);
+}
+
+int pm_command_server_start(uv_loop_t *loop, const char *name,
+                            const pm_command_server_options *opts, pm_command_server **out) {
+  pm_command_server *s;
+  int rc;
+  if (loop == NULL || name == NULL || opts == NULL || opts->handler == NULL || out == NULL ||
+      opts->max_message > PM_MAX_MESSAGE_CEILING)
+    return PM_EINVAL;
+  s = pm__calloc(1, sizeof(*s));
+  if (s == NULL)
+    return PM_ENOMEM;
+  s->loop = loop;
+  s->opts = *opts;
+  if (s->opts.max_message == 0)
+    s->opts.max_message = PM_MAX_MESSAGE_DEFAULT;
+  if (s->opts.request_timeout_ms == 0)
+    s->opts.request_timeout_ms = PM_REQUEST_TIMEOUT_MS_DEFAULT;
+  if (s->opts.write_timeout_ms == 0)
+    s->opts.write_timeout_ms = PM_WRITE_TIMEOUT_MS_DEFAULT;
+  if (s->opts.backlog <= 0)
+    s->opts.backlog = PM_BACKLOG_DEFAULT;
+  rc = pm_pipe_path(name, s->path, sizeof(s->path));
+  if (rc < 0) {
+    pm__free(s);
+    return rc;
+  }
+  s->listener.data = s;
+  s->listener_open = 1;
+  rc = pm__pipe_listen(loop, &s->listener, s->path, s->opts.backlog, on_connection);
+  if (rc < 0) {
+    /* The handle exists even on failure; the server is freed from its close callback. */
+    s->closing = 1;
+    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+void pm_command_server_close(pm_command_server *s, void (*cb)(void *arg), void *arg) {
+  if (s == NULL || s->closing)
+    return;
+  s->closing = 1;
+  s->close_cb = cb;
+  s->close_arg = arg;
+  pm__pipe_unlink(s->path);
+  uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+  if (s->call != NULL)
+    close_call(s->call, "service stopping");
+}
+
+const char *pm_command_server_path(const pm_command_server *s) { return s->path; }
+
+const pm_msg *pm_command_call_request(const pm_command_call *call) { return call->request; }
+
+const char *pm_command_call_command(const pm_command_call *call) { return call->command; }
+
+const json_t *pm_command_call_params(const pm_command_call *call) {
+  return json_object_get(pm_msg_fields(call->request), "Params");
+}
+
+const pm_peer *pm_command_call_peer(const pm_command_call *call) { return &call->peer; }
+
+int pm_command_call_reply(pm_command_call *call, const char *result, const char *message,
+                          json_t *data) {
+  int rc;
+  if (call == NULL || !call->handled || result == NULL || result[0] == '\0') {
+    json_decref(data);
+    return PM_EINVAL;
+  }
+  call->handled = 0;
+  if (call->state != CALL_HANDLING) {
+    /* The connection went away (the server is closing) while the application held it. */
+    json_decref(data);
+    maybe_free_call(call);
+    return PM_ECANCELED;
+  }
+  rc = send_response(call, result, message, data);
+  if (rc < 0) {
+    snprintf(call->reason, sizeof(call->reason), "could not send response: %s", pm_strerror(rc));
+    if (call->state == CALL_HANDLING)
+      reply_or_close(call, PM_RESULT_ERROR, "response could not be encoded");
+  }
+  return rc;
+}

@@ -1,0 +1,37 @@
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "internal.h"
+#include "pipemsg/error.h"
+
+const char *pm_err_name(int err) {
+  switch (err) {
+#define PM__ERR_NAME(name, code, text)                                                         \
+  case PM_##name:                                                                              \
+    return #name;
+    PM_ERRNO_MAP(PM__ERR_NAME)
+#undef PM__ERR_NAME
+  }
+  return "UNKNOWN";
+}
+
+const char *pm_strerror(int err) {
+  switch (err) {
+#define PM__ERR_TEXT(name, code, text)                                                         \
+  case PM_##name:                                                                              \
+    return text;
+    PM_ERRNO_MAP(PM__ERR_TEXT)
+#undef PM__ERR_TEXT
+  }
+  return "unknown error";
+}
+
+int pm__reason(char *why, int err, const char *fmt, ...) {
+  if (why != NULL) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, PM_REASON_MAX, fmt, ap);
+    va_end(ap);
+  }
+  return err;
+}

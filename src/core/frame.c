@@ -1,0 +1,142 @@
+#include <limits.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "internal.h"
+#include "pipemsg/error.h"
+#include "pipemsg/frame.h"
+
+/* First payload allocation; then the buffer doubles as bytes arrive, never past the
+ * announced length, so a peer that announces much and sends little costs little. */
+#define READER_INITIAL_BUF 4096
+
+struct pm_reader {
+  size_t max_message;
+  uint8_t header[PM_FRAME_HEADER_SIZE];
+  size_t header_have;
+  size_t length; /* announced payload length, valid once the header is complete */
+  uint8_t *buf;
+  size_t cap;
+  size_t have;
+  int complete; /* a whole frame waits in buf */
+  int err;      /* sticky */
+};
+
+int pm_reader_new(size_t max_message, pm_reader **out) {
+  pm_reader *r;
+  if (out == NULL || max_message > PM_MAX_MESSAGE_CEILING)
+    return PM_EINVAL;
+  r = pm__calloc(1, sizeof(*r));
+  if (r == NULL)
+    return PM_ENOMEM;
+  r->max_message = max_message ? max_message : PM_MAX_MESSAGE_DEFAULT;
+  *out = r;
+  return 0;
+}
+
+void pm_reader_free(pm_reader *r) {
+  if (r == NULL)
+    return;
+  pm__free(r->buf);
+  pm__free(r);
+}
+
+static int fail(pm_reader *r, int err) {
+  pm__free(r->buf);
+  r->buf = NULL;
+  r->cap = r->have = 0;
+  r->complete = 0;
+  r->err = err;
+  return err;
+}
+
+static int grow(pm_reader *r, size_t need) {
+  size_t cap = r->cap ? r->cap : READER_INITIAL_BUF;
+  uint8_t *nb;
+  while (cap < need)
+    cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+  if (cap > r->length)
+    cap = r->length;
+  nb = pm__realloc(r->buf, cap);
+  if (nb == NULL)
+    return PM_ENOMEM;
+  r->buf = nb;
+  r->cap = cap;
+  return 0;
+}
+
+long pm_reader_feed(pm_reader *r, const void *data, size_t len) {
+  const uint8_t *p = data;
+  size_t used = 0;
+  if (r == NULL || (data == NULL && len > 0))
+    return PM_EINVAL;
+  if (r->err)
+    return r->err;
+  if (r->complete)
+    return 0;
+  if (len > (size_t)LONG_MAX)
+    len = (size_t)LONG_MAX;
+  while (r->header_have < PM_FRAME_HEADER_SIZE && used < len)
+    r->header[r->header_have++] = p[used++];
+  if (r->header_have < PM_FRAME_HEADER_SIZE)
+    return (long)used;
+  if (r->length == 0) {
+    uint32_t n = ((uint32_t)r->header[0] << 24) | ((uint32_t)r->header[1] << 16) |
+                 ((uint32_t)r->header[2] << 8) | (uint32_t)r->header[3];
+    /* Judged from the header alone, before any payload allocation (§2). */
+    if (n == 0 || (n & 0x80000000u) || n > r->max_message)
+      return fail(r, PM_EMSGSIZE);
+    r->length = n;
+  }
+  if (used < len) {
+    size_t take = len - used;
+    if (take > r->length - r->have)
+      take = r->length - r->have;
+    if (r->have + take > r->cap) {
+      int rc = grow(r, r->have + take);
+      if (rc < 0)
+        return fail(r, rc);
+    }
+    memcpy(r->buf + r->have, p + used, take);
+    r->have += take;
+    used += take;
+  }
+  if (r->have == r->length)
+    r->complete = 1;
+  return (long)used;
+}
+
+int pm_reader_next(pm_reader *r, uint8_t **payload, size_t *len) {
+  if (r == NULL || payload == NULL || len == NULL)
+    return PM_EINVAL;
+  if (r->err)
+    return r->err;
+  if (!r->complete)
+    return 0;
+  *payload = r->buf;
+  *len = r->length;
+  r->buf = NULL;
+  r->cap = r->have = r->length = r->header_have = 0;
+  r->complete = 0;
+  return 1;
+}
+
+size_t pm_reader_pending(const pm_reader *r) {
+  if (r == NULL)
+    return 0;
+  return r->header_have + r->have;
+}
+
+int pm_frame_header(size_t len, size_t max_message, uint8_t out[PM_FRAME_HEADER_SIZE]) {
+  if (max_message == 0)
+    max_message = PM_MAX_MESSAGE_DEFAULT;
+  if (len == 0 || len > max_message || len > PM_MAX_MESSAGE_CEILING)
+    return PM_EMSGSIZE;
+  out[0] = (uint8_t)(len >> 24);
+  out[1] = (uint8_t)(len >> 16);
+  out[2] = (uint8_t)(len >> 8);
+  out[3] = (uint8_t)len;
+  return 0;
+}
+
+size_t pm__reader_capacity(const pm_reader *r) { return r->cap; }

@@ -1,0 +1,27 @@
+#ifndef PIPEMSG_TRANSPORT_H
+#define PIPEMSG_TRANSPORT_H
+
+/* The platform contract: everything above this layer sees pipe names, libuv streams and PM_E*
+ * codes, never sockets, errno or UV_E*. transport_unix.c implements it today. */
+
+#include <uv.h>
+
+#include "pipemsg/pipe.h"
+
+/* Binds and listens on path. A socket file whose owner no longer answers is replaced; one a
+ * live process accepts on is PM_EADDRINUSE; a path that is not a socket is PM_EADDRINUSE too
+ * (never deleted). The handle is initialised on loop in every case; on failure the caller
+ * still closes it. */
+int pm__pipe_listen(uv_loop_t *loop, uv_pipe_t *server, const char *path, int backlog,
+                    uv_connection_cb cb);
+
+/* Removes the socket file of a server that is shutting down. */
+void pm__pipe_unlink(const char *path);
+
+/* Fills peer with the credentials of a connected stream's other end. */
+void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer);
+
+/* Maps a libuv status to a PM_E* code. */
+int pm__uv_error(int status);
+
+#endif

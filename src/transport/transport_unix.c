@@ -1,0 +1,149 @@
+/* SO_PEERCRED and struct ucred are GNU extensions on Linux. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "pipemsg/error.h"
+#include "transport/transport.h"
+
+int pm_pipe_dir(char *buf, size_t size) {
+  const char *dir = getenv("PIPEMSG_RUNTIME_DIR");
+  int n;
+  if (buf == NULL || size == 0)
+    return PM_EINVAL;
+  if (dir != NULL && dir[0] != '\0') {
+    n = snprintf(buf, size, "%s", dir);
+  } else {
+    dir = getenv("XDG_RUNTIME_DIR");
+    if (dir != NULL && dir[0] != '\0')
+      n = snprintf(buf, size, "%s/pipemsg", dir);
+    else
+      n = snprintf(buf, size, "/run/pipemsg");
+  }
+  if (n < 0 || (size_t)n >= size)
+    return PM_ENAMETOOLONG;
+  return 0;
+}
+
+int pm_pipe_path(const char *name, char *buf, size_t size) {
+  char dir[PM_PIPE_PATH_MAX + 1];
+  int n, rc;
+  if (name == NULL || name[0] == '\0' || buf == NULL || size == 0)
+    return PM_EINVAL;
+  if (strchr(name, '/') != NULL || strncmp(name, "\\\\.\\pipe\\", 9) == 0) {
+    n = snprintf(buf, size, "%s", name);
+  } else {
+    rc = pm_pipe_dir(dir, sizeof(dir));
+    if (rc < 0)
+      return rc;
+    n = snprintf(buf, size, "%s/%s", dir, name);
+  }
+  if (n < 0 || (size_t)n >= size || (size_t)n > PM_PIPE_PATH_MAX)
+    return PM_ENAMETOOLONG;
+  return 0;
+}
+
+int pm__uv_error(int status) {
+  switch (status) {
+  case 0:
+    return 0;
+  case UV_ENOMEM:
+    return PM_ENOMEM;
+  case UV_EOF:
+    return PM_EEOF;
+  case UV_ETIMEDOUT:
+    return PM_ETIMEDOUT;
+  case UV_EADDRINUSE:
+    return PM_EADDRINUSE;
+  case UV_EACCES:
+  case UV_EPERM:
+    return PM_EACCES;
+  case UV_ENAMETOOLONG:
+    return PM_ENAMETOOLONG;
+  case UV_ECANCELED:
+    return PM_ECANCELED;
+  case UV_EINVAL:
+    return PM_EINVAL;
+  default:
+    return PM_EIO;
+  }
+}
+
+/* 1 if a process accepts connections on the socket at path, 0 if not. */
+static int socket_is_live(const char *path) {
+  struct sockaddr_un sa;
+  int fd, live;
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return 1; /* cannot tell: never steal */
+  live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno != ECONNREFUSED;
+  close(fd);
+  return live;
+}
+
+/* Creates the default runtime directory when a bare name resolves into it. */
+static void ensure_parent_dir(const char *path) {
+  char dir[PM_PIPE_PATH_MAX + 1];
+  char *slash;
+  snprintf(dir, sizeof(dir), "%s", path);
+  slash = strrchr(dir, '/');
+  if (slash == NULL || slash == dir)
+    return;
+  *slash = '\0';
+  /* Failure shows up, with a better reason, when bind() runs. */
+  (void)mkdir(dir, 0755);
+}
+
+int pm__pipe_listen(uv_loop_t *loop, uv_pipe_t *server, const char *path, int backlog,
+                    uv_connection_cb cb) {
+  struct stat st;
+  int rc;
+  rc = uv_pipe_init(loop, server, 0);
+  if (rc < 0)
+    return pm__uv_error(rc);
+  if (strlen(path) > PM_PIPE_PATH_MAX)
+    return PM_ENAMETOOLONG;
+  ensure_parent_dir(path);
+  if (lstat(path, &st) == 0) {
+    if (!S_ISSOCK(st.st_mode) || socket_is_live(path))
+      return PM_EADDRINUSE;
+    if (unlink(path) < 0 && errno != ENOENT)
+      return PM_EACCES;
+  }
+  rc = uv_pipe_bind(server, path);
+  if (rc < 0)
+    return pm__uv_error(rc);
+  rc = uv_listen((uv_stream_t *)server, backlog, cb);
+  if (rc < 0) {
+    unlink(path);
+    return pm__uv_error(rc);
+  }
+  return 0;
+}
+
+void pm__pipe_unlink(const char *path) { unlink(path); }
+
+void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer) {
+  uv_os_fd_t fd;
+  peer->pid = peer->uid = peer->gid = -1;
+  if (uv_fileno((uv_handle_t *)stream, &fd) == 0) {
+#if defined(SO_PEERCRED)
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+      peer->pid = cred.pid;
+      peer->uid = cred.uid;
+      peer->gid = cred.gid;
+    }
+#endif
+  }
+}

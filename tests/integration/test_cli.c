@@ -1,0 +1,125 @@
+/* The pipemsg and pipemsgd programs as a user runs them. */
+#include <stdio.h>
+#include <string.h>
+
+#include "testutil.h"
+
+#define PIPEMSG PM_BIN_DIR "/pipemsg"
+#define PIPEMSGD PM_BIN_DIR "/pipemsgd"
+
+static pm_test_service svc;
+
+static int setup(void **state) {
+  static const char *const args[] = {"--connect-delay-ms", "100", NULL};
+  (void)state;
+  pm_test_service_start(&svc, args);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  pm_test_service_cleanup(&svc);
+  return 0;
+}
+
+static void test_cli_call_prints_data(void **state) {
+  const char *out, *err;
+  const char *get_state[] = {PIPEMSG, "call", "-c", svc.command_pipe, "GetState", NULL};
+  const char *xml[] = {PIPEMSG, "call", "--xml", "-v", "-c", svc.command_pipe, "GetVersion", NULL};
+  (void)state;
+  assert_int_equal(0, pm_test_run(get_state, &out, &err));
+  assert_non_null(strstr(out, "\"State\": \"Disconnected\""));
+  assert_int_equal(0, pm_test_run(xml, &out, &err));
+  assert_non_null(strstr(out, "\"Version\""));
+  assert_non_null(strstr(err, "> <Request>"));
+  assert_non_null(strstr(err, "< <Response>"));
+}
+
+static void test_cli_call_params_and_results(void **state) {
+  const char *out, *err;
+  const char *start[] = {PIPEMSG, "call", "-c", svc.command_pipe, "--id", "4", "StartVpn",
+                         "Location=de", "EnableKillSwitch=true", NULL};
+  const char *unknown[] = {PIPEMSG, "call", "-c", svc.command_pipe, "Frobnicate", NULL};
+  const char *raw[] = {PIPEMSG, "call", "-c", svc.command_pipe, "GetState", "Filter:=[1,2]", NULL};
+  (void)state;
+  assert_int_equal(0, pm_test_run(start, &out, &err));
+  assert_int_equal(1, pm_test_run(start, &out, &err));
+  assert_non_null(strstr(err, "TooManyRequests"));
+  assert_int_equal(1, pm_test_run(unknown, &out, &err));
+  assert_non_null(strstr(err, "BadRequest: unknown command 'Frobnicate'"));
+  assert_int_equal(0, pm_test_run(raw, &out, &err));
+}
+
+static void test_cli_call_no_service(void **state) {
+  const char *out, *err;
+  char path[160];
+  const char *argv[] = {PIPEMSG, "call", "-c", path, "--connect-timeout-ms", "200", "GetState",
+                        NULL};
+  uint64_t start = pm_test_now_ms();
+  (void)state;
+  snprintf(path, sizeof(path), "%s/nobody-here", svc.dir);
+  assert_int_equal(3, pm_test_run(argv, &out, &err));
+  assert_non_null(strstr(err, "ConnectionTimeout"));
+  assert_true(pm_test_now_ms() - start >= 150);
+}
+
+static void test_cli_usage_errors(void **state) {
+  const char *out, *err;
+  const char *none[] = {PIPEMSG, NULL};
+  const char *help[] = {PIPEMSG, "call", "--help", NULL};
+  const char *top_help[] = {PIPEMSG, "--help", NULL};
+  const char *no_command[] = {PIPEMSG, "call", NULL};
+  const char *bad_param[] = {PIPEMSG, "call", "GetState", "novalue", NULL};
+  const char *bad_json[] = {PIPEMSG, "call", "GetState", "A:=[", NULL};
+  const char *bad_opt[] = {PIPEMSG, "call", "--timeout-ms", "soon", "GetState", NULL};
+  const char *unknown[] = {PIPEMSG, "frob", NULL};
+  (void)state;
+  assert_int_equal(2, pm_test_run(none, &out, &err));
+  assert_int_equal(0, pm_test_run(help, &out, &err));
+  assert_non_null(strstr(out, "Usage: pipemsg call"));
+  assert_int_equal(0, pm_test_run(top_help, &out, &err));
+  assert_non_null(strstr(out, "call"));
+  assert_int_equal(2, pm_test_run(no_command, &out, &err));
+  assert_int_equal(2, pm_test_run(bad_param, &out, &err));
+  assert_non_null(strstr(err, "novalue"));
+  assert_int_equal(2, pm_test_run(bad_json, &out, &err));
+  assert_int_equal(2, pm_test_run(bad_opt, &out, &err));
+  assert_int_equal(2, pm_test_run(unknown, &out, &err));
+}
+
+static void test_cli_daemon_options(void **state) {
+  const char *out, *err;
+  char long_path[200];
+  const char *help[] = {PIPEMSGD, "--help", NULL};
+  const char *version[] = {PIPEMSGD, "--version", NULL};
+  const char *bad[] = {PIPEMSGD, "--max-message", "0", NULL};
+  const char *bad_big[] = {PIPEMSGD, "--max-message", "2147483648", NULL};
+  const char *in_use[] = {PIPEMSGD, "-c", svc.command_pipe, NULL};
+  const char *too_long[] = {PIPEMSGD, "-c", long_path, NULL};
+  (void)state;
+  assert_int_equal(0, pm_test_run(help, &out, &err));
+  assert_non_null(strstr(out, "--command-pipe"));
+  assert_non_null(strstr(out, "--request-timeout-ms"));
+  assert_int_equal(0, pm_test_run(version, &out, &err));
+  assert_non_null(strstr(out, PM_VERSION));
+  assert_int_equal(2, pm_test_run(bad, &out, &err));
+  assert_int_equal(2, pm_test_run(bad_big, &out, &err));
+  /* A live service's pipe is never stolen. */
+  assert_int_equal(1, pm_test_run(in_use, &out, &err));
+  assert_non_null(strstr(err, "in use"));
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetVersion", NULL, NULL));
+  snprintf(long_path, sizeof(long_path), "%s/%0120d", svc.dir, 0);
+  assert_int_equal(1, pm_test_run(too_long, &out, &err));
+  assert_non_null(strstr(err, "too long"));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_cli_call_prints_data, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_call_params_and_results, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_call_no_service, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_usage_errors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_daemon_options, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

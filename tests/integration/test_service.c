@@ -1,0 +1,133 @@
+/* pipemsgd's VPN commands over the real command pipe. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static pm_test_service svc;
+
+static int setup(void **state) {
+  static const char *const args[] = {"--connect-delay-ms", "200", NULL};
+  (void)state;
+  pm_test_service_start(&svc, args);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  pm_test_service_cleanup(&svc);
+  return 0;
+}
+
+static const char *state_of(void) {
+  static char buf[32];
+  json_t *data = NULL;
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, &data));
+  snprintf(buf, sizeof(buf), "%s", json_string_value(json_object_get(data, "State")));
+  json_decref(data);
+  return buf;
+}
+
+/* Polls GetState (each call is a real round trip) until the state is reached. */
+static void await_state(const char *want) {
+  uint64_t deadline = pm_test_now_ms() + 10000;
+  while (strcmp(state_of(), want) != 0)
+    assert_true(pm_test_now_ms() < deadline);
+}
+
+static void test_service_get_version(void **state) {
+  json_t *data = NULL;
+  (void)state;
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetVersion", NULL, &data));
+  assert_string_equal(PM_VERSION, json_string_value(json_object_get(data, "Version")));
+  assert_int_equal(1, json_integer_value(json_object_get(data, "Protocol")));
+  json_decref(data);
+}
+
+static void test_service_start_stop_cycle(void **state) {
+  json_t *data = NULL;
+  (void)state;
+  assert_string_equal("Disconnected", state_of());
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
+                                         json_pack("{s:s, s:b}", "Location", "de",
+                                                   "EnableKillSwitch", 1),
+                                         NULL));
+  assert_string_equal("TooManyRequests",
+                      pm_test_call(svc.command_pipe, "StartVpn", NULL, NULL));
+  await_state("Connected");
+  assert_string_equal("TooManyRequests",
+                      pm_test_call(svc.command_pipe, "StartVpn", NULL, NULL));
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, &data));
+  assert_string_equal("de", json_string_value(json_object_get(data, "Location")));
+  assert_true(json_is_true(json_object_get(data, "KillSwitch")));
+  assert_non_null(json_string_value(json_object_get(data, "Since")));
+  json_decref(data);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
+  await_state("Disconnected");
+  assert_string_equal("TooManyRequests", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
+}
+
+static void test_service_stop_while_connecting(void **state) {
+  (void)state;
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn", NULL, NULL));
+  assert_string_equal("Connecting", state_of());
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
+  await_state("Disconnected");
+}
+
+static void test_service_traffic_grows_while_connected(void **state) {
+  json_t *a = NULL, *b = NULL;
+  uint64_t deadline = pm_test_now_ms() + 10000;
+  (void)state;
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetTraffic", NULL, &a));
+  assert_int_equal(0, json_integer_value(json_object_get(a, "BytesReceived")));
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn", NULL, NULL));
+  await_state("Connected");
+  do {
+    json_decref(b);
+    assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetTraffic", NULL, &b));
+    assert_true(pm_test_now_ms() < deadline);
+  } while (json_integer_value(json_object_get(b, "BytesReceived")) == 0);
+  assert_true(json_integer_value(json_object_get(b, "BytesSent")) > 0);
+  json_decref(a);
+  json_decref(b);
+}
+
+static void test_service_validates_params(void **state) {
+  (void)state;
+  assert_string_equal("BadRequest",
+                      pm_test_call(svc.command_pipe, "StartVpn",
+                                   json_pack("{s:i}", "Location", 5), NULL));
+  assert_string_equal("BadRequest",
+                      pm_test_call(svc.command_pipe, "StartVpn",
+                                   json_pack("{s:s}", "EnableKillSwitch", "maybe"), NULL));
+  assert_string_equal("Disconnected", state_of());
+  /* XML delivers booleans as text; "true" is accepted. */
+  {
+    int fd = pm_test_connect(svc.command_pipe);
+    char *resp;
+    assert_true(fd >= 0);
+    assert_int_equal(0, pm_test_send_frame(fd, "<Request><Command>StartVpn</Command><Params>"
+                                               "<Location>se</Location><EnableKillSwitch>true"
+                                               "</EnableKillSwitch></Params></Request>"));
+    resp = pm_test_recv_frame(fd, 5000, NULL);
+    close(fd);
+    assert_non_null(resp);
+    assert_non_null(strstr(resp, "<Result>Ok</Result>"));
+    free(resp);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_service_get_version, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_service_start_stop_cycle, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_service_stop_while_connecting, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_service_traffic_grows_while_connected, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_service_validates_params, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

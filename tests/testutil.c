@@ -1,0 +1,316 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+/* How long a service may take to come up on a slow, shared machine. */
+#define READY_TIMEOUT_MS 10000
+
+void pm_test_assert_code(int expected, int actual, const char *file, int line) {
+  if (expected != actual) {
+    print_error("%s:%d: expected %s (%d), got %s (%d): %s\n", file, line, pm_err_name(expected),
+                expected, pm_err_name(actual), actual, pm_strerror(actual));
+    _fail(file, line);
+  }
+}
+
+uint64_t pm_test_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void pm_test_dir_new(char *dir, size_t size) {
+  snprintf(dir, size, "/tmp/pmtest.XXXXXX");
+  assert_non_null(mkdtemp(dir));
+}
+
+void pm_test_dir_remove(const char *dir) {
+  char cmd[256];
+  if (dir[0] == '\0')
+    return;
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+  assert_int_equal(0, system(cmd));
+}
+
+static int bind_notify_socket(const char *path) {
+  struct sockaddr_un sa;
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  assert_true(fd >= 0);
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+  assert_int_equal(0, bind(fd, (struct sockaddr *)&sa, sizeof(sa)));
+  return fd;
+}
+
+void pm_test_service_start(pm_test_service *svc, const char *const *extra_args) {
+  const char *argv[64];
+  char notify[160];
+  char buf[64];
+  struct pollfd pfd;
+  int n = 0, nfd, logfd;
+  uint64_t deadline;
+
+  memset(svc, 0, sizeof(*svc));
+  pm_test_dir_new(svc->dir, sizeof(svc->dir));
+  snprintf(svc->command_pipe, sizeof(svc->command_pipe), "%s/cmd", svc->dir);
+  snprintf(svc->event_pipe, sizeof(svc->event_pipe), "%s/evt", svc->dir);
+  snprintf(svc->log_path, sizeof(svc->log_path), "%s/log", svc->dir);
+  snprintf(notify, sizeof(notify), "%s/notify", svc->dir);
+  nfd = bind_notify_socket(notify);
+
+  argv[n++] = PM_BIN_DIR "/pipemsgd";
+  argv[n++] = "-c";
+  argv[n++] = svc->command_pipe;
+  argv[n++] = "-e";
+  argv[n++] = svc->event_pipe;
+  for (int i = 0; extra_args != NULL && extra_args[i] != NULL && n < 62; i++)
+    argv[n++] = extra_args[i];
+  argv[n] = NULL;
+
+  svc->pid = fork();
+  assert_true(svc->pid >= 0);
+  if (svc->pid == 0) {
+    logfd = open(svc->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (logfd >= 0) {
+      dup2(logfd, 2);
+      close(logfd);
+    }
+    setenv("NOTIFY_SOCKET", notify, 1);
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  deadline = pm_test_now_ms() + READY_TIMEOUT_MS;
+  for (;;) {
+    uint64_t now = pm_test_now_ms();
+    ssize_t got;
+    if (now >= deadline) {
+      print_error("pipemsgd did not report READY=1; log:\n%s\n", pm_test_service_log(svc));
+      fail();
+    }
+    pfd.fd = nfd;
+    pfd.events = POLLIN;
+    if (poll(&pfd, 1, (int)(deadline - now)) <= 0)
+      continue;
+    got = recv(nfd, buf, sizeof(buf) - 1, 0);
+    if (got > 0) {
+      buf[got] = '\0';
+      if (strstr(buf, "READY=1") != NULL)
+        break;
+    }
+  }
+  close(nfd);
+  unlink(notify);
+}
+
+int pm_test_service_stop(pm_test_service *svc) {
+  int status;
+  if (svc->pid <= 0)
+    return -1;
+  kill(svc->pid, SIGTERM);
+  assert_int_equal(svc->pid, waitpid(svc->pid, &status, 0));
+  svc->pid = 0;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void pm_test_service_cleanup(pm_test_service *svc) {
+  if (svc->pid > 0)
+    pm_test_service_stop(svc);
+  pm_test_dir_remove(svc->dir);
+  svc->dir[0] = '\0';
+}
+
+long pm_test_rss_kb(pid_t pid) {
+  char path[64], line[256];
+  long kb = -1;
+  FILE *f;
+  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  f = fopen(path, "r");
+  assert_non_null(f);
+  while (fgets(line, sizeof(line), f) != NULL)
+    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+      break;
+  fclose(f);
+  return kb;
+}
+
+const char *pm_test_service_log(const pm_test_service *svc) {
+  static char buf[65536];
+  FILE *f = fopen(svc->log_path, "r");
+  size_t n = 0;
+  buf[0] = '\0';
+  if (f != NULL) {
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+  }
+  return buf;
+}
+
+int pm_test_connect(const char *path) {
+  struct sockaddr_un sa;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int pm_test_send_all(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  while (len > 0) {
+    ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int pm_test_send_frame(int fd, const char *payload) {
+  uint8_t h[4];
+  size_t len = strlen(payload);
+  if (pm_frame_header(len, PM_MAX_MESSAGE_CEILING, h) < 0)
+    return -1;
+  if (pm_test_send_all(fd, h, 4) < 0)
+    return -1;
+  return pm_test_send_all(fd, payload, len);
+}
+
+/* Reads exactly len bytes before the deadline; 0 on success. */
+static int recv_exact(int fd, void *buf, size_t len, uint64_t deadline) {
+  char *p = buf;
+  while (len > 0) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    uint64_t now = pm_test_now_ms();
+    ssize_t n;
+    if (now >= deadline || poll(&pfd, 1, (int)(deadline - now)) <= 0)
+      return -1;
+    n = recv(fd, p, len, 0);
+    if (n <= 0)
+      return -1;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+char *pm_test_recv_frame(int fd, int timeout_ms, size_t *len) {
+  uint64_t deadline = pm_test_now_ms() + (uint64_t)timeout_ms;
+  uint8_t h[4];
+  size_t n;
+  char *buf;
+  if (recv_exact(fd, h, 4, deadline) < 0)
+    return NULL;
+  n = ((size_t)h[0] << 24) | ((size_t)h[1] << 16) | ((size_t)h[2] << 8) | h[3];
+  buf = malloc(n + 1);
+  assert_non_null(buf);
+  if (recv_exact(fd, buf, n, deadline) < 0) {
+    free(buf);
+    return NULL;
+  }
+  buf[n] = '\0';
+  if (len != NULL)
+    *len = n;
+  return buf;
+}
+
+long pm_test_wait_eof(int fd, int timeout_ms) {
+  uint64_t start = pm_test_now_ms(), deadline = start + (uint64_t)timeout_ms;
+  for (;;) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    uint64_t now = pm_test_now_ms();
+    char c;
+    ssize_t n;
+    if (now >= deadline || poll(&pfd, 1, (int)(deadline - now)) <= 0)
+      return -1;
+    n = recv(fd, &c, 1, 0);
+    if (n == 0 || (n < 0 && errno == ECONNRESET))
+      return (long)(pm_test_now_ms() - start);
+    if (n > 0)
+      return -1;
+  }
+}
+
+const char *pm_test_call(const char *pipe, const char *command, json_t *params, json_t **data) {
+  static char result[64];
+  pm_msg *req = NULL, *resp = NULL;
+  const char *r = NULL;
+  int rc;
+  assert_pm(0, pm_request_new(command, 1, params, &req));
+  rc = pm_command_client_call(pipe, NULL, req, PM_ENC_JSON, &resp);
+  pm_msg_free(req);
+  if (rc < 0) {
+    snprintf(result, sizeof(result), "%s", pm_client_result(rc));
+    return result;
+  }
+  assert_pm(0, pm_msg_get_string(resp, "Result", &r));
+  snprintf(result, sizeof(result), "%s", r);
+  if (data != NULL) {
+    *data = json_object_get(pm_msg_fields(resp), "Data");
+    json_incref(*data);
+  }
+  pm_msg_free(resp);
+  return result;
+}
+
+/* Reads all of fd into a static-size buffer. */
+static void slurp(int fd, char *buf, size_t size) {
+  size_t n = 0;
+  ssize_t got;
+  while ((got = read(fd, buf + n, size - 1 - n)) > 0 && n < size - 1)
+    n += (size_t)got;
+  buf[n] = '\0';
+}
+
+int pm_test_run(const char *const *argv, const char **out, const char **err) {
+  static char out_buf[65536], err_buf[65536];
+  char out_path[] = "/tmp/pmrun.out.XXXXXX", err_path[] = "/tmp/pmrun.err.XXXXXX";
+  int ofd = mkstemp(out_path), efd = mkstemp(err_path), status;
+  pid_t pid;
+  assert_true(ofd >= 0 && efd >= 0);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    dup2(ofd, 1);
+    dup2(efd, 2);
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  assert_int_equal(pid, waitpid(pid, &status, 0));
+  lseek(ofd, 0, SEEK_SET);
+  lseek(efd, 0, SEEK_SET);
+  slurp(ofd, out_buf, sizeof(out_buf));
+  slurp(efd, err_buf, sizeof(err_buf));
+  close(ofd);
+  close(efd);
+  unlink(out_path);
+  unlink(err_path);
+  if (out != NULL)
+    *out = out_buf;
+  if (err != NULL)
+    *err = err_buf;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}

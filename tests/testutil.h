@@ -1,0 +1,63 @@
+#ifndef PM_TESTUTIL_H
+#define PM_TESTUTIL_H
+
+/* Shared test helpers: code assertions, a real pipemsgd process, raw socket I/O. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <cmocka.h>
+
+#include "pipemsg/pipemsg.h"
+
+/* Asserts a pipemsg return code, printing both codes by name when they differ. */
+#define assert_pm(expected, actual) pm_test_assert_code((expected), (actual), __FILE__, __LINE__)
+void pm_test_assert_code(int expected, int actual, const char *file, int line);
+
+uint64_t pm_test_now_ms(void);
+
+/* A fresh private directory for pipes (removed by pm_test_dir_remove). */
+void pm_test_dir_new(char *dir, size_t size);
+void pm_test_dir_remove(const char *dir);
+
+/* A pipemsgd child process on private pipes in its own temporary directory. */
+typedef struct pm_test_service {
+  pid_t pid;
+  char dir[64];
+  char command_pipe[128];
+  char event_pipe[128];
+  char log_path[128];
+} pm_test_service;
+
+/* Starts build/bin/pipemsgd with -c/-e in a new directory plus extra args (NULL-terminated),
+ * and returns once it reports READY=1 on NOTIFY_SOCKET. Fails the test otherwise. */
+void pm_test_service_start(pm_test_service *svc, const char *const *extra_args);
+/* SIGTERM, wait; returns the exit status (or 128+signal). Leaves the directory. */
+int pm_test_service_stop(pm_test_service *svc);
+/* Stop (if running) and remove the directory. */
+void pm_test_service_cleanup(pm_test_service *svc);
+/* Resident set size of a process in KiB, from /proc. */
+long pm_test_rss_kb(pid_t pid);
+/* The service's log so far, in a static buffer. */
+const char *pm_test_service_log(const pm_test_service *svc);
+
+/* Raw, blocking socket helpers (no library code in the way). */
+int pm_test_connect(const char *path); /* fd, or -1 */
+int pm_test_send_all(int fd, const void *buf, size_t len);
+int pm_test_send_frame(int fd, const char *payload);
+/* Reads one frame; NULL on EOF, error or timeout. Caller frees. */
+char *pm_test_recv_frame(int fd, int timeout_ms, size_t *len);
+/* Waits for EOF (or a reset); returns ms waited, or -1 if data came or time ran out. */
+long pm_test_wait_eof(int fd, int timeout_ms);
+
+/* One request over the library client (JSON); returns the Response's Result in a static buffer,
+ * or the client result name. data (if not NULL) receives a new reference to Data. */
+const char *pm_test_call(const char *pipe, const char *command, json_t *params, json_t **data);
+
+/* Runs a program with args (NULL-terminated), capturing stdout and stderr into static buffers;
+ * returns its exit status. */
+int pm_test_run(const char *const *argv, const char **out, const char **err);
+
+#endif

@@ -1,0 +1,221 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "testutil.h"
+
+static size_t put_frame(uint8_t *dst, const char *payload) {
+  size_t n = strlen(payload);
+  assert_pm(0, pm_frame_header(n, 0, dst));
+  memcpy(dst + 4, payload, n);
+  return n + 4;
+}
+
+/* Feeds len bytes in chunks of the given sizes (cycled) and collects the payloads. */
+static int feed_all(pm_reader *r, const uint8_t *data, size_t len, size_t chunk, char out[][64],
+                    int max_out) {
+  int count = 0;
+  size_t off = 0;
+  while (off < len) {
+    size_t n = len - off < chunk ? len - off : chunk;
+    size_t done = 0;
+    while (done < n) {
+      long used = pm_reader_feed(r, data + off + done, n - done);
+      uint8_t *p;
+      size_t plen;
+      assert_true(used >= 0);
+      done += (size_t)used;
+      if (pm_reader_next(r, &p, &plen) == 1) {
+        assert_true(count < max_out);
+        assert_true(plen < 64);
+        memcpy(out[count], p, plen);
+        out[count][plen] = '\0';
+        count++;
+        pm_free(p);
+      } else {
+        assert_true(used > 0);
+      }
+    }
+    off += n;
+  }
+  return count;
+}
+
+static void test_frame_every_chunk_size(void **state) {
+  static const char *msgs[] = {"{\"A\":{}}", "x", "<Handshake><Seq>1</Seq></Handshake>"};
+  uint8_t stream[256];
+  size_t len = 0;
+  (void)state;
+  for (int i = 0; i < 3; i++)
+    len += put_frame(stream + len, msgs[i]);
+  for (size_t chunk = 1; chunk <= len; chunk++) {
+    pm_reader *r;
+    char out[4][64];
+    assert_pm(0, pm_reader_new(0, &r));
+    assert_int_equal(3, feed_all(r, stream, len, chunk, out, 4));
+    for (int i = 0; i < 3; i++)
+      assert_string_equal(msgs[i], out[i]);
+    assert_int_equal(0, pm_reader_pending(r));
+    pm_reader_free(r);
+  }
+}
+
+static void test_frame_every_split_point(void **state) {
+  uint8_t stream[256];
+  size_t len = 0;
+  (void)state;
+  len += put_frame(stream, "{\"Request\":{\"Command\":\"GetState\"}}");
+  len += put_frame(stream + len, "second");
+  for (size_t split = 0; split <= len; split++) {
+    pm_reader *r;
+    char out[4][64];
+    int count;
+    assert_pm(0, pm_reader_new(0, &r));
+    count = feed_all(r, stream, split, split ? split : 1, out, 4);
+    count += feed_all(r, stream + split, len - split, len, out + count, 4 - count);
+    assert_int_equal(2, count);
+    assert_string_equal("second", out[1]);
+    pm_reader_free(r);
+  }
+}
+
+static int feed_header(size_t max, uint32_t n) {
+  pm_reader *r;
+  uint8_t h[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+  long rc;
+  assert_pm(0, pm_reader_new(max, &r));
+  rc = pm_reader_feed(r, h, 4);
+  if (rc >= 0) {
+    assert_int_equal(4, rc);
+    /* Nothing beyond the header is allocated before payload bytes arrive. */
+    assert_int_equal(0, pm__reader_capacity(r));
+  }
+  pm_reader_free(r);
+  return (int)(rc < 0 ? rc : 0);
+}
+
+static void test_frame_length_boundaries(void **state) {
+  (void)state;
+  assert_pm(PM_EMSGSIZE, feed_header(0, 0));
+  assert_pm(0, feed_header(0, 1));
+  assert_pm(0, feed_header(0, (uint32_t)PM_MAX_MESSAGE_DEFAULT));
+  assert_pm(PM_EMSGSIZE, feed_header(0, (uint32_t)PM_MAX_MESSAGE_DEFAULT + 1));
+  assert_pm(PM_EMSGSIZE, feed_header(0, 0x80000000u));
+  assert_pm(PM_EMSGSIZE, feed_header(0, 0xffffffffu));
+  assert_pm(0, feed_header(PM_MAX_MESSAGE_CEILING, 0x7fffffffu));
+  assert_pm(PM_EMSGSIZE, feed_header(PM_MAX_MESSAGE_CEILING, 0x80000000u));
+  assert_pm(0, feed_header(10, 10));
+  assert_pm(PM_EMSGSIZE, feed_header(10, 11));
+}
+
+static void test_frame_max_message_option(void **state) {
+  pm_reader *r = NULL;
+  (void)state;
+  assert_pm(PM_EINVAL, pm_reader_new(PM_MAX_MESSAGE_CEILING + 1, &r));
+  assert_null(r);
+  assert_pm(PM_EINVAL, pm_reader_new(0, NULL));
+}
+
+static void test_frame_error_is_sticky(void **state) {
+  pm_reader *r;
+  uint8_t bad[4] = {0, 0, 0, 0};
+  uint8_t good[8];
+  uint8_t *p;
+  size_t n;
+  (void)state;
+  put_frame(good, "abcd");
+  assert_pm(0, pm_reader_new(0, &r));
+  assert_pm(PM_EMSGSIZE, (int)pm_reader_feed(r, bad, 4));
+  assert_pm(PM_EMSGSIZE, (int)pm_reader_feed(r, good, 8));
+  assert_pm(PM_EMSGSIZE, pm_reader_next(r, &p, &n));
+  pm_reader_free(r);
+}
+
+static void test_frame_buffer_grows_with_arrival(void **state) {
+  pm_reader *r;
+  uint8_t h[4];
+  uint8_t chunk[1000];
+  (void)state;
+  memset(chunk, 'a', sizeof(chunk));
+  assert_pm(0, pm_frame_header(PM_MAX_MESSAGE_DEFAULT, 0, h));
+  assert_pm(0, pm_reader_new(0, &r));
+  assert_int_equal(4, pm_reader_feed(r, h, 4));
+  assert_int_equal(10, pm_reader_feed(r, chunk, 10));
+  assert_true(pm__reader_capacity(r) <= 4096);
+  for (int i = 0; i < 100; i++)
+    assert_int_equal(1000, pm_reader_feed(r, chunk, 1000));
+  /* 100 010 bytes arrived: the buffer is within a factor of two of that, not 16 MiB. */
+  assert_true(pm__reader_capacity(r) >= 100010);
+  assert_true(pm__reader_capacity(r) <= 2 * 100010 + 4096);
+  assert_int_equal(4 + 100010, pm_reader_pending(r));
+  pm_reader_free(r);
+}
+
+static void test_frame_stops_at_frame_boundary(void **state) {
+  pm_reader *r;
+  uint8_t stream[32];
+  uint8_t *p;
+  size_t n, len = put_frame(stream, "ab");
+  (void)state;
+  len += put_frame(stream + len, "cd");
+  assert_pm(0, pm_reader_new(0, &r));
+  assert_int_equal(6, pm_reader_feed(r, stream, len));
+  assert_int_equal(0, pm_reader_feed(r, stream + 6, len - 6)); /* frame waiting */
+  assert_int_equal(1, pm_reader_next(r, &p, &n));
+  assert_int_equal(2, n);
+  assert_memory_equal("ab", p, 2);
+  pm_free(p);
+  assert_int_equal(0, pm_reader_next(r, &p, &n));
+  pm_reader_free(r);
+}
+
+static void test_frame_header_encoder(void **state) {
+  uint8_t h[4];
+  (void)state;
+  assert_pm(0, pm_frame_header(0x01020304, PM_MAX_MESSAGE_CEILING, h));
+  assert_memory_equal("\x01\x02\x03\x04", h, 4);
+  assert_pm(PM_EMSGSIZE, pm_frame_header(0, 0, h));
+  assert_pm(PM_EMSGSIZE, pm_frame_header(PM_MAX_MESSAGE_DEFAULT + 1, 0, h));
+  assert_pm(0, pm_frame_header(PM_MAX_MESSAGE_DEFAULT, 0, h));
+}
+
+static void test_frame_out_of_memory(void **state) {
+  uint8_t stream[64];
+  size_t len = put_frame(stream, "payload that needs a buffer");
+  (void)state;
+  for (unsigned long n = 1; n < 10; n++) {
+    pm_reader *r = NULL;
+    int rc;
+    long used;
+    pm__alloc_fail_after(n);
+    rc = pm_reader_new(0, &r);
+    if (rc < 0) {
+      assert_pm(PM_ENOMEM, rc);
+      assert_null(r);
+      continue;
+    }
+    used = pm_reader_feed(r, stream, len);
+    pm__alloc_fail_after(0);
+    if (used < 0)
+      assert_pm(PM_ENOMEM, (int)used);
+    else
+      assert_int_equal(len, used);
+    pm_reader_free(r);
+  }
+  pm__alloc_fail_after(0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_frame_every_chunk_size),
+      cmocka_unit_test(test_frame_every_split_point),
+      cmocka_unit_test(test_frame_length_boundaries),
+      cmocka_unit_test(test_frame_max_message_option),
+      cmocka_unit_test(test_frame_error_is_sticky),
+      cmocka_unit_test(test_frame_buffer_grows_with_arrival),
+      cmocka_unit_test(test_frame_stops_at_frame_boundary),
+      cmocka_unit_test(test_frame_header_encoder),
+      cmocka_unit_test(test_frame_out_of_memory),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
