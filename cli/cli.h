@@ -8,6 +8,7 @@
 #define CLI_EXIT_TRANSPORT 3 /* no answer: ConnectionTimeout, Timeout, TransportError */
 
 int cmd_call(int argc, char **argv);
+int cmd_watch(int argc, char **argv);
 
 /* Parses a decimal number in [min, max] for option opt; prints a message and returns -1 if it
  * is not one. */

@@ -14,6 +14,7 @@ static const char usage_text[] =
     "\n"
     "Commands:\n"
     "  call      send one request on the command pipe and print the response\n"
+    "  watch     attach to the event pipe and print events as they arrive\n"
     "\n"
     "  pipemsg --help | --version; pipemsg COMMAND --help for a command's options.\n";
 
@@ -49,6 +50,8 @@ int main(int argc, char **argv) {
   }
   if (strcmp(argv[1], "call") == 0)
     return cmd_call(argc - 1, argv + 1);
+  if (strcmp(argv[1], "watch") == 0)
+    return cmd_watch(argc - 1, argv + 1);
   fprintf(stderr, "pipemsg: unknown command '%s'\nTry 'pipemsg --help'.\n", argv[1]);
   return CLI_EXIT_USAGE;
 }

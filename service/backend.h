@@ -30,7 +30,9 @@ struct backend {
 };
 
 /* The built-in simulated backend: connecting takes connect_ms, disconnecting a tenth of it;
- * traffic grows while connected. */
-int backend_sim_new(uv_loop_t *loop, unsigned connect_ms, backend **out);
+ * traffic grows while connected. Connecting to the location named unreachable (may be NULL)
+ * fails after connect_ms. */
+int backend_sim_new(uv_loop_t *loop, unsigned connect_ms, const char *unreachable,
+                    backend **out);
 
 #endif

@@ -1,4 +1,5 @@
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend.h"
 
@@ -11,6 +12,8 @@ typedef struct sim {
   uv_loop_t *loop;
   uv_timer_t timer;
   unsigned connect_ms;
+  const char *unreachable;
+  int failing; /* the current up() will fail */
   backend_op pending;
   uint64_t connected_at; /* loop ms, 0 while not connected */
   uint64_t sent, received; /* totals of earlier sessions */
@@ -30,6 +33,10 @@ static void sim_account(sim *s) {
 static void on_timer(uv_timer_t *t) {
   sim *s = t->data;
   backend_op op = s->pending;
+  if (op == BACKEND_UP && s->failing) {
+    s->base.done(&s->base, op, -1, "simulated location is unreachable");
+    return;
+  }
   if (op == BACKEND_UP)
     s->connected_at = uv_now(s->loop) ? uv_now(s->loop) : 1;
   s->base.done(&s->base, op, 0, NULL);
@@ -37,8 +44,8 @@ static void on_timer(uv_timer_t *t) {
 
 static int sim_up(backend *b, const char *location, bool kill_switch) {
   sim *s = (sim *)b;
-  (void)location;
   (void)kill_switch;
+  s->failing = s->unreachable != NULL && strcmp(location, s->unreachable) == 0;
   s->pending = BACKEND_UP;
   return uv_timer_start(&s->timer, on_timer, s->connect_ms, 0);
 }
@@ -71,7 +78,8 @@ static void sim_close(backend *b, void (*cb)(void *arg), void *arg) {
   uv_close((uv_handle_t *)&s->timer, on_closed);
 }
 
-int backend_sim_new(uv_loop_t *loop, unsigned connect_ms, backend **out) {
+int backend_sim_new(uv_loop_t *loop, unsigned connect_ms, const char *unreachable,
+                    backend **out) {
   sim *s = calloc(1, sizeof(*s));
   if (s == NULL)
     return -1;
@@ -82,6 +90,7 @@ int backend_sim_new(uv_loop_t *loop, unsigned connect_ms, backend **out) {
   s->base.close = sim_close;
   s->loop = loop;
   s->connect_ms = connect_ms;
+  s->unreachable = unreachable;
   uv_timer_init(loop, &s->timer);
   s->timer.data = s;
   *out = &s->base;

@@ -17,7 +17,7 @@
 
 static const char usage_text[] =
     "Usage: pipemsgd [OPTION]...\n"
-    "Serve VPN connection control on the pipemsg command pipe.\n"
+    "Serve VPN connection control on the pipemsg command and event pipes.\n"
     "\n"
     "  -c, --command-pipe NAME     command pipe name or path (default UnifiedSDKVPNCommandPipe)\n"
     "  -e, --event-pipe NAME       event pipe name or path (default UnifiedSDKVPNEventPipe)\n"
@@ -25,7 +25,16 @@ static const char usage_text[] =
     "      --request-timeout-ms N  time a client has to send its whole request (default 3000)\n"
     "      --write-timeout-ms N    time a client has to take the response (default 3000)\n"
     "      --max-message BYTES     largest accepted message (default 16777216, max 2147483647)\n"
+    "      --handshake-timeout-ms N  time an event client has to send its handshake (default 1000)\n"
+    "      --heartbeat-ms N        idle time before a secondary handshake (default 1000)\n"
+    "      --ack-timeout-ms N      time for a confirmation or handshake answer (default 1000)\n"
+    "      --queue-max-events N    events kept for delivery (default 10000)\n"
+    "      --queue-max-bytes N     bytes of events kept for delivery (default 67108864)\n"
+    "      --transient TYPE        also treat events of TYPE as transient (repeatable, up to 16)\n"
+    "      --traffic-interval-ms N period of TrafficChanged while connected (default 1000)\n"
     "      --connect-delay-ms N    simulated backend: time to connect (default 1500)\n"
+    "      --sim-unreachable LOC   simulated backend: connecting to LOC fails\n"
+    "      --test-commands         enable EmitEvent (for tests and demos)\n"
     "  -v, --verbose               log state changes as well as connections\n"
     "      --help                  show this help and exit\n"
     "      --version               show the version and exit\n"
@@ -38,6 +47,15 @@ enum {
   OPT_WRITE_TIMEOUT,
   OPT_MAX_MESSAGE,
   OPT_CONNECT_DELAY,
+  OPT_HANDSHAKE_TIMEOUT,
+  OPT_HEARTBEAT,
+  OPT_ACK_TIMEOUT,
+  OPT_QUEUE_MAX_EVENTS,
+  OPT_QUEUE_MAX_BYTES,
+  OPT_TRANSIENT,
+  OPT_TRAFFIC_INTERVAL,
+  OPT_SIM_UNREACHABLE,
+  OPT_TEST_COMMANDS,
   OPT_HELP,
   OPT_VERSION
 };
@@ -50,6 +68,15 @@ static const struct option long_options[] = {
     {"write-timeout-ms", required_argument, NULL, OPT_WRITE_TIMEOUT},
     {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
     {"connect-delay-ms", required_argument, NULL, OPT_CONNECT_DELAY},
+    {"handshake-timeout-ms", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
+    {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT},
+    {"ack-timeout-ms", required_argument, NULL, OPT_ACK_TIMEOUT},
+    {"queue-max-events", required_argument, NULL, OPT_QUEUE_MAX_EVENTS},
+    {"queue-max-bytes", required_argument, NULL, OPT_QUEUE_MAX_BYTES},
+    {"transient", required_argument, NULL, OPT_TRANSIENT},
+    {"traffic-interval-ms", required_argument, NULL, OPT_TRAFFIC_INTERVAL},
+    {"sim-unreachable", required_argument, NULL, OPT_SIM_UNREACHABLE},
+    {"test-commands", no_argument, NULL, OPT_TEST_COMMANDS},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -109,8 +136,15 @@ static void on_signal(uv_signal_t *h, int signum) {
   service_stop(d->svc);
 }
 
+/* Longest timeout or interval an option takes: a day. */
+#define OPT_MS_MAX (24ull * 3600 * 1000)
+
+static uint32_t parse_ms(const char *opt, const char *s) {
+  return (uint32_t)parse_number(opt, s, 1, OPT_MS_MAX);
+}
+
 static void parse_args(int argc, char **argv, service_config *cfg) {
-  int c;
+  int c, ntransient = 0;
   while ((c = getopt_long(argc, argv, "c:e:d:v", long_options, NULL)) != -1) {
     switch (c) {
     case 'c':
@@ -123,18 +157,48 @@ static void parse_args(int argc, char **argv, service_config *cfg) {
       cfg->data_dir = optarg;
       break;
     case OPT_REQUEST_TIMEOUT:
-      cfg->request_timeout_ms =
-          (uint32_t)parse_number("request-timeout-ms", optarg, 1, 24u * 3600 * 1000);
+      cfg->request_timeout_ms = parse_ms("request-timeout-ms", optarg);
       break;
     case OPT_WRITE_TIMEOUT:
-      cfg->write_timeout_ms =
-          (uint32_t)parse_number("write-timeout-ms", optarg, 1, 24u * 3600 * 1000);
+      cfg->write_timeout_ms = parse_ms("write-timeout-ms", optarg);
+      break;
+    case OPT_HANDSHAKE_TIMEOUT:
+      cfg->handshake_timeout_ms = parse_ms("handshake-timeout-ms", optarg);
+      break;
+    case OPT_HEARTBEAT:
+      cfg->heartbeat_ms = parse_ms("heartbeat-ms", optarg);
+      break;
+    case OPT_ACK_TIMEOUT:
+      cfg->ack_timeout_ms = parse_ms("ack-timeout-ms", optarg);
+      break;
+    case OPT_TRAFFIC_INTERVAL:
+      cfg->traffic_interval_ms = parse_ms("traffic-interval-ms", optarg);
+      break;
+    case OPT_QUEUE_MAX_EVENTS:
+      cfg->queue_max_events = (size_t)parse_number("queue-max-events", optarg, 1, 100000000);
+      break;
+    case OPT_QUEUE_MAX_BYTES:
+      cfg->queue_max_bytes = (size_t)parse_number("queue-max-bytes", optarg, 1024, SIZE_MAX);
+      break;
+    case OPT_TRANSIENT:
+      if (ntransient == SERVICE_TRANSIENT_MAX || !pm_name_valid(optarg)) {
+        fprintf(stderr, "pipemsgd: --transient: '%s' is not a type name, or too many types\n",
+                optarg);
+        exit(2);
+      }
+      cfg->transient[ntransient++] = optarg;
+      break;
+    case OPT_SIM_UNREACHABLE:
+      cfg->sim_unreachable = optarg;
+      break;
+    case OPT_TEST_COMMANDS:
+      cfg->test_commands = 1;
       break;
     case OPT_MAX_MESSAGE:
       cfg->max_message = (size_t)parse_number("max-message", optarg, 1, PM_MAX_MESSAGE_CEILING);
       break;
     case OPT_CONNECT_DELAY:
-      cfg->connect_delay_ms = (unsigned)parse_number("connect-delay-ms", optarg, 0, 3600000);
+      cfg->connect_delay_ms = (unsigned)parse_number("connect-delay-ms", optarg, 0, OPT_MS_MAX);
       break;
     case 'v':
       cfg->verbose = 1;

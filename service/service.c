@@ -1,13 +1,16 @@
 #include <stdarg.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "service.h"
 
 /* Longest Location a client may ask for; a name, not a blob. */
 #define LOCATION_MAX 64
+/* Default period of TrafficChanged while connected. */
+#define TRAFFIC_INTERVAL_MS_DEFAULT 1000u
+/* Most events one EmitEvent may ask for. */
+#define EMIT_COUNT_MAX 1000000
 
 static const char *const state_names[VPN_STATE_MAX] = {
     [VPN_DISCONNECTED] = "Disconnected",
@@ -16,16 +19,25 @@ static const char *const state_names[VPN_STATE_MAX] = {
     [VPN_DISCONNECTING] = "Disconnecting",
 };
 
+/* Command pipe counters for GetStats, kept from the per-connection log. */
+typedef struct command_stats {
+  uint64_t connections, ok, failed, bad_request, no_request;
+} command_stats;
+
 struct service {
   uv_loop_t *loop;
   service_config cfg;
   pm_command_server *commands;
+  pm_event_server *events;
   backend *vpn;
+  uv_timer_t traffic_timer;
+  int open_parts; /* command server, event server, backend, timer: freed when all closed */
   vpn_state state;
   char location[LOCATION_MAX + 1];
   bool kill_switch;
-  char since[32]; /* RFC 3339 time of the last state change */
+  char since[PM_TIME_MAX]; /* time of the last state change */
   char last_error[PM_REASON_MAX];
+  command_stats cstats;
 };
 
 void service_log(const char *fmt, ...) {
@@ -37,22 +49,40 @@ void service_log(const char *fmt, ...) {
   va_end(ap);
 }
 
-static void format_now(char *buf, size_t size) {
-  uv_timeval64_t tv;
-  struct tm tm;
-  time_t secs;
-  uv_gettimeofday(&tv);
-  secs = (time_t)tv.tv_sec;
-  gmtime_r(&secs, &tm);
-  snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+static void publish(service *svc, const char *type, json_t *data) {
+  int rc = pm_event_server_publish(svc->events, type, data, NULL);
+  if (rc < 0)
+    service_log("cannot publish %s: %s", type, pm_strerror(rc));
 }
 
-static void set_state(service *svc, vpn_state state) {
+static void publish_state(service *svc, const char *error) {
+  json_t *data = json_pack("{s:s, s:s}", "State", state_names[svc->state], "Location",
+                           svc->location);
+  if (data != NULL && error != NULL)
+    json_object_set_new(data, "Error", json_string(error));
+  publish(svc, "StateChanged", data);
+}
+
+static void on_traffic_tick(uv_timer_t *t) {
+  service *svc = t->data;
+  uint64_t sent = 0, received = 0;
+  svc->vpn->traffic(svc->vpn, &sent, &received);
+  publish(svc, PM_EVENT_TRAFFIC_CHANGED,
+          json_pack("{s:I, s:I}", "BytesSent", (json_int_t)sent, "BytesReceived",
+                    (json_int_t)received));
+}
+
+static void set_state(service *svc, vpn_state state, const char *error) {
   if (svc->cfg.verbose)
     service_log("vpn %s -> %s", state_names[svc->state], state_names[state]);
   svc->state = state;
-  format_now(svc->since, sizeof(svc->since));
+  pm_time_now(svc->since);
+  if (state == VPN_CONNECTED)
+    uv_timer_start(&svc->traffic_timer, on_traffic_tick, svc->cfg.traffic_interval_ms,
+                   svc->cfg.traffic_interval_ms);
+  else
+    uv_timer_stop(&svc->traffic_timer);
+  publish_state(svc, error);
 }
 
 static void on_backend_done(backend *b, backend_op op, int status, const char *message) {
@@ -60,10 +90,12 @@ static void on_backend_done(backend *b, backend_op op, int status, const char *m
   if (status < 0) {
     snprintf(svc->last_error, sizeof(svc->last_error), "%s", message ? message : "failed");
     service_log("vpn %s failed: %s", op == BACKEND_UP ? "start" : "stop", svc->last_error);
-    set_state(svc, VPN_DISCONNECTED);
+    set_state(svc, VPN_DISCONNECTED, svc->last_error);
+    publish(svc, "ErrorOccured",
+            json_pack("{s:s, s:s}", "Result", PM_RESULT_ERROR, "Message", svc->last_error));
     return;
   }
-  set_state(svc, op == BACKEND_UP ? VPN_CONNECTED : VPN_DISCONNECTED);
+  set_state(svc, op == BACKEND_UP ? VPN_CONNECTED : VPN_DISCONNECTED, NULL);
 }
 
 /* ---- commands --------------------------------------------------------------------------- */
@@ -110,9 +142,9 @@ static void cmd_start_vpn(service *svc, pm_command_call *call) {
   snprintf(svc->location, sizeof(svc->location), "%s", location);
   svc->kill_switch = kill_switch;
   svc->last_error[0] = '\0';
-  set_state(svc, VPN_CONNECTING);
+  set_state(svc, VPN_CONNECTING, NULL);
   if (svc->vpn->up(svc->vpn, svc->location, kill_switch) < 0) {
-    set_state(svc, VPN_DISCONNECTED);
+    set_state(svc, VPN_DISCONNECTED, "backend could not start the tunnel");
     pm_command_call_reply(call, PM_RESULT_ERROR, "backend could not start the tunnel", NULL);
     return;
   }
@@ -126,7 +158,7 @@ static void cmd_stop_vpn(service *svc, pm_command_call *call) {
     pm_command_call_reply(call, PM_RESULT_TOO_MANY_REQUESTS, why, NULL);
     return;
   }
-  set_state(svc, VPN_DISCONNECTING);
+  set_state(svc, VPN_DISCONNECTING, NULL);
   if (svc->vpn->down(svc->vpn) < 0) {
     pm_command_call_reply(call, PM_RESULT_ERROR, "backend could not stop the tunnel", NULL);
     return;
@@ -142,13 +174,74 @@ static void cmd_get_traffic(service *svc, pm_command_call *call) {
                                   (json_int_t)received));
 }
 
-static const struct {
+static void cmd_get_stats(service *svc, pm_command_call *call) {
+  pm_event_stats e;
+  const command_stats *c = &svc->cstats;
+  pm_event_server_stats(svc->events, &e);
+  pm_command_call_reply(
+      call, PM_RESULT_OK, NULL,
+      json_pack("{s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+                "s:I, s:I, s:I, s:I, s:b, s:I}}",
+                "Commands", "Connections", (json_int_t)c->connections, "Ok", (json_int_t)c->ok,
+                "Failed", (json_int_t)c->failed, "BadRequest", (json_int_t)c->bad_request,
+                "NoRequest", (json_int_t)c->no_request, "Events", "Published",
+                (json_int_t)e.published, "Delivered", (json_int_t)e.delivered, "Redelivered",
+                (json_int_t)e.redelivered, "DroppedTransient", (json_int_t)e.dropped_transient,
+                "LostOverflow", (json_int_t)e.lost_overflow, "ResumeSkipped",
+                (json_int_t)e.resumed_skipped, "HeartbeatFailures",
+                (json_int_t)e.heartbeat_failures, "HandshakeFailures",
+                (json_int_t)e.handshake_failures, "AckFailures", (json_int_t)e.ack_failures,
+                "BusyRejections", (json_int_t)e.busy_rejections, "StaleAcks",
+                (json_int_t)e.stale_acks, "Sessions", (json_int_t)e.sessions, "Queued",
+                (json_int_t)e.queued, "Attached", e.attached, "Epoch",
+                (json_int_t)pm_event_server_epoch(svc->events)));
+}
+
+/* --test-commands only: publish Count events of a Type, for tests and demos. */
+static void cmd_emit_event(service *svc, pm_command_call *call) {
+  const json_t *params = pm_command_call_params(call);
+  const json_t *data = json_object_get(params, "Data");
+  const char *type;
+  int64_t count = 1, id, first = 0;
+  int rc;
+  if (pm_tree_get_string(params, "Type", &type) < 0 || !pm_name_valid(type)) {
+    pm_command_call_reply(call, PM_RESULT_BAD_REQUEST, "Type must be a valid name", NULL);
+    return;
+  }
+  rc = pm_tree_get_int(params, "Count", &count);
+  if (rc == PM_ETYPE || count < 1 || count > EMIT_COUNT_MAX) {
+    pm_command_call_reply(call, PM_RESULT_BAD_REQUEST, "Count must be 1..1000000", NULL);
+    return;
+  }
+  if (data != NULL && !json_is_object(data)) {
+    pm_command_call_reply(call, PM_RESULT_BAD_REQUEST, "Data must be an object", NULL);
+    return;
+  }
+  for (int64_t i = 0; i < count; i++) {
+    rc = pm_event_server_publish(svc->events, type, data ? json_deep_copy(data) : NULL, &id);
+    if (rc < 0) {
+      pm_command_call_reply(call, PM_RESULT_ERROR, pm_strerror(rc), NULL);
+      return;
+    }
+    if (i == 0)
+      first = id;
+  }
+  pm_command_call_reply(call, PM_RESULT_OK, NULL,
+                        json_pack("{s:I, s:I}", "FirstId", (json_int_t)first, "LastId",
+                                  (json_int_t)id));
+}
+
+typedef struct command {
   const char *name;
   void (*run)(service *svc, pm_command_call *call);
-} commands[] = {
-    {"GetVersion", cmd_get_version}, {"GetState", cmd_get_state},
-    {"StartVpn", cmd_start_vpn},     {"StopVpn", cmd_stop_vpn},
-    {"GetTraffic", cmd_get_traffic},
+  int test_only;
+} command;
+
+static const command commands[] = {
+    {"GetVersion", cmd_get_version, 0}, {"GetState", cmd_get_state, 0},
+    {"StartVpn", cmd_start_vpn, 0},     {"StopVpn", cmd_stop_vpn, 0},
+    {"GetTraffic", cmd_get_traffic, 0}, {"GetStats", cmd_get_stats, 0},
+    {"EmitEvent", cmd_emit_event, 1},
 };
 
 static void on_command(pm_command_call *call, void *data) {
@@ -156,7 +249,7 @@ static void on_command(pm_command_call *call, void *data) {
   const char *name = pm_command_call_command(call);
   char why[PM_REASON_MAX];
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-    if (strcmp(commands[i].name, name) == 0) {
+    if (strcmp(commands[i].name, name) == 0 && (!commands[i].test_only || svc->cfg.test_commands)) {
       commands[i].run(svc, call);
       return;
     }
@@ -166,50 +259,116 @@ static void on_command(pm_command_call *call, void *data) {
 }
 
 static void on_command_log(const pm_command_log *e, void *data) {
-  (void)data;
+  service *svc = data;
+  command_stats *c = &svc->cstats;
+  c->connections++;
+  if (e->result == NULL)
+    c->no_request++;
+  else if (strcmp(e->result, PM_RESULT_OK) == 0)
+    c->ok++;
+  else if (strcmp(e->result, PM_RESULT_BAD_REQUEST) == 0)
+    c->bad_request++;
+  else
+    c->failed++;
   service_log("command peer=pid:%lld,uid:%lld command=%s result=%s duration_ms=%llu reason=\"%s\"",
               e->peer.pid, e->peer.uid, e->command ? e->command : "-",
               e->result ? e->result : "-", (unsigned long long)e->duration_ms, e->reason);
 }
 
+static void on_event_log(const pm_event_log *e, void *data) {
+  (void)data;
+  service_log("event peer=pid:%lld,uid:%lld %s%s%s%s duration_ms=%llu", e->peer.pid, e->peer.uid,
+              e->what, e->reason ? " reason=\"" : "", e->reason ? e->reason : "",
+              e->reason ? "\"" : "", (unsigned long long)e->duration_ms);
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+static void on_part_closed(void *arg) {
+  service *svc = arg;
+  if (--svc->open_parts == 0)
+    free(svc);
+}
+
+static void on_timer_closed(uv_handle_t *h) { on_part_closed(h->data); }
+
+static int start_pipes(service *svc) {
+  pm_command_server_options copts;
+  pm_event_server_options eopts;
+  const service_config *cfg = &svc->cfg;
+  int rc;
+
+  memset(&eopts, 0, sizeof(eopts));
+  eopts.max_message = cfg->max_message;
+  eopts.handshake_timeout_ms = cfg->handshake_timeout_ms;
+  eopts.heartbeat_ms = cfg->heartbeat_ms;
+  eopts.ack_timeout_ms = cfg->ack_timeout_ms;
+  eopts.queue_max_events = cfg->queue_max_events;
+  eopts.queue_max_bytes = cfg->queue_max_bytes;
+  eopts.transient = cfg->transient;
+  eopts.service_name = "pipemsgd " PM_VERSION;
+  eopts.log = on_event_log;
+  eopts.data = svc;
+  rc = pm_event_server_start(svc->loop, cfg->event_pipe, &eopts, &svc->events);
+  if (rc < 0) {
+    service_log("cannot serve event pipe '%s': %s", cfg->event_pipe, pm_strerror(rc));
+    return rc;
+  }
+  svc->open_parts++;
+
+  memset(&copts, 0, sizeof(copts));
+  copts.max_message = cfg->max_message;
+  copts.request_timeout_ms = cfg->request_timeout_ms;
+  copts.write_timeout_ms = cfg->write_timeout_ms;
+  copts.handler = on_command;
+  copts.log = on_command_log;
+  copts.data = svc;
+  rc = pm_command_server_start(svc->loop, cfg->command_pipe, &copts, &svc->commands);
+  if (rc < 0) {
+    service_log("cannot serve command pipe '%s': %s", cfg->command_pipe, pm_strerror(rc));
+    return rc;
+  }
+  svc->open_parts++;
+  service_log("command pipe %s", pm_command_server_path(svc->commands));
+  service_log("event pipe %s (epoch %lld)", pm_event_server_path(svc->events),
+              (long long)pm_event_server_epoch(svc->events));
+  return 0;
+}
+
 int service_start(uv_loop_t *loop, const service_config *cfg, service **out) {
-  pm_command_server_options opts;
   service *svc = calloc(1, sizeof(*svc));
   int rc;
   if (svc == NULL)
     return PM_ENOMEM;
   svc->loop = loop;
   svc->cfg = *cfg;
-  format_now(svc->since, sizeof(svc->since));
-  rc = backend_sim_new(loop, cfg->connect_delay_ms, &svc->vpn);
+  if (svc->cfg.traffic_interval_ms == 0)
+    svc->cfg.traffic_interval_ms = TRAFFIC_INTERVAL_MS_DEFAULT;
+  pm_time_now(svc->since);
+  rc = backend_sim_new(loop, cfg->connect_delay_ms, cfg->sim_unreachable, &svc->vpn);
   if (rc < 0) {
     free(svc);
     return PM_ENOMEM;
   }
   svc->vpn->done = on_backend_done;
   svc->vpn->owner = svc;
-
-  memset(&opts, 0, sizeof(opts));
-  opts.max_message = cfg->max_message;
-  opts.request_timeout_ms = cfg->request_timeout_ms;
-  opts.write_timeout_ms = cfg->write_timeout_ms;
-  opts.handler = on_command;
-  opts.log = on_command_log;
-  opts.data = svc;
-  rc = pm_command_server_start(loop, cfg->command_pipe, &opts, &svc->commands);
+  uv_timer_init(loop, &svc->traffic_timer);
+  svc->traffic_timer.data = svc;
+  svc->open_parts = 2;
+  rc = start_pipes(svc);
   if (rc < 0) {
-    service_log("cannot serve command pipe '%s': %s", cfg->command_pipe, pm_strerror(rc));
-    svc->vpn->close(svc->vpn, free, svc);
+    service_stop(svc);
     return rc;
   }
-  service_log("command pipe %s", pm_command_server_path(svc->commands));
   *out = svc;
   return 0;
 }
 
-static void on_backend_closed(void *arg) { free(arg); }
-
 void service_stop(service *svc) {
-  pm_command_server_close(svc->commands, NULL, NULL);
-  svc->vpn->close(svc->vpn, on_backend_closed, svc);
+  if (svc->commands != NULL)
+    pm_command_server_close(svc->commands, on_part_closed, svc);
+  if (svc->events != NULL)
+    pm_event_server_close(svc->events, on_part_closed, svc);
+  uv_close((uv_handle_t *)&svc->traffic_timer, on_timer_closed);
+  svc->vpn->close(svc->vpn, on_part_closed, svc);
 }

@@ -11,7 +11,10 @@
 
 #include "backend.h"
 
-/* Everything pipemsgd can be told on its command line. */
+/* Most --transient options pipemsgd takes. */
+#define SERVICE_TRANSIENT_MAX 16
+
+/* Everything pipemsgd can be told on its command line. 0 means the library default. */
 typedef struct service_config {
   const char *command_pipe;
   const char *event_pipe;
@@ -19,7 +22,16 @@ typedef struct service_config {
   uint32_t request_timeout_ms;
   uint32_t write_timeout_ms;
   size_t max_message;
+  uint32_t handshake_timeout_ms;
+  uint32_t heartbeat_ms;
+  uint32_t ack_timeout_ms;
+  size_t queue_max_events;
+  size_t queue_max_bytes;
+  const char *transient[SERVICE_TRANSIENT_MAX + 1]; /* NULL-terminated */
   unsigned connect_delay_ms;
+  unsigned traffic_interval_ms;
+  const char *sim_unreachable; /* a Location the simulated backend cannot reach */
+  int test_commands;
   int verbose;
 } service_config;
 
@@ -33,9 +45,10 @@ typedef enum {
 
 typedef struct service service;
 
-/* Starts serving; on failure *out is untouched and the reason has been logged. */
+/* Starts serving both pipes; on failure the reason has been logged and the caller runs the
+ * loop dry. */
 int service_start(uv_loop_t *loop, const service_config *cfg, service **out);
-/* Stops accepting, closes everything; the loop then runs dry. */
+/* Stops accepting, closes everything; the loop then runs dry and the service is freed. */
 void service_stop(service *svc);
 
 /* Logging for pipemsgd: one line to stderr, prefixed with the program name. */

@@ -5,6 +5,16 @@
 
 #include <stddef.h>
 
+#include <uv.h>
+
+#include "pipemsg/message.h"
+
+#if defined(__GNUC__)
+#define PM__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define PM__PRINTF(f, a)
+#endif
+
 /* All library allocation goes through these, so tests can fail the Nth allocation. */
 void *pm__malloc(size_t n);
 void *pm__calloc(size_t count, size_t n);
@@ -15,11 +25,10 @@ void pm__free(void *p);
 void pm__alloc_fail_after(unsigned long n);
 
 /* Writes a reason into why (PM_REASON_MAX bytes) when why is not NULL; returns err. */
-int pm__reason(char *why, int err, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+int pm__reason(char *why, int err, const char *fmt, ...) PM__PRINTF(3, 4);
+
+/* Library diagnostics: written to stderr only when $PIPEMSG_DEBUG is set. */
+void pm__debug(const char *fmt, ...) PM__PRINTF(1, 2);
 
 /* Bytes the reader has allocated for the payload (tests check lazy growth). */
 struct pm_reader;
@@ -28,5 +37,13 @@ size_t pm__reader_capacity(const struct pm_reader *r);
 /* The schema XSD text embedded at build time. */
 extern const char pm__rpschema_xsd[];
 extern const unsigned long pm__rpschema_xsd_len;
+
+/* Encodes m (always freed) and writes it as one frame; cb (may be NULL) gets 0 or a PM_E*
+ * code when the write finishes. If this returns <0, cb is never called. */
+typedef void (*pm__sent_cb)(void *data, int status);
+int pm__stream_send(uv_stream_t *stream, pm_msg *m, pm_encoding enc, size_t max_message,
+                    pm__sent_cb cb, void *data);
+/* libuv allocation callback for socket reads (buffers freed with pm__free). */
+void pm__read_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
 #endif

@@ -56,6 +56,15 @@ static int bind_notify_socket(const char *path) {
 }
 
 void pm_test_service_start(pm_test_service *svc, const char *const *extra_args) {
+  memset(svc, 0, sizeof(*svc));
+  pm_test_dir_new(svc->dir, sizeof(svc->dir));
+  snprintf(svc->command_pipe, sizeof(svc->command_pipe), "%s/cmd", svc->dir);
+  snprintf(svc->event_pipe, sizeof(svc->event_pipe), "%s/evt", svc->dir);
+  snprintf(svc->log_path, sizeof(svc->log_path), "%s/log", svc->dir);
+  pm_test_service_restart(svc, extra_args);
+}
+
+void pm_test_service_restart(pm_test_service *svc, const char *const *extra_args) {
   const char *argv[64];
   char notify[160];
   char buf[64];
@@ -63,11 +72,7 @@ void pm_test_service_start(pm_test_service *svc, const char *const *extra_args) 
   int n = 0, nfd, logfd;
   uint64_t deadline;
 
-  memset(svc, 0, sizeof(*svc));
-  pm_test_dir_new(svc->dir, sizeof(svc->dir));
-  snprintf(svc->command_pipe, sizeof(svc->command_pipe), "%s/cmd", svc->dir);
-  snprintf(svc->event_pipe, sizeof(svc->event_pipe), "%s/evt", svc->dir);
-  snprintf(svc->log_path, sizeof(svc->log_path), "%s/log", svc->dir);
+  assert_true(svc->pid <= 0);
   snprintf(notify, sizeof(notify), "%s/notify", svc->dir);
   nfd = bind_notify_socket(notify);
 
@@ -83,7 +88,7 @@ void pm_test_service_start(pm_test_service *svc, const char *const *extra_args) 
   svc->pid = fork();
   assert_true(svc->pid >= 0);
   if (svc->pid == 0) {
-    logfd = open(svc->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    logfd = open(svc->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (logfd >= 0) {
       dup2(logfd, 2);
       close(logfd);
@@ -157,6 +162,31 @@ const char *pm_test_service_log(const pm_test_service *svc) {
     fclose(f);
   }
   return buf;
+}
+
+int pm_test_bind(const char *path, int backlog) {
+  struct sockaddr_un sa;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(fd >= 0);
+  assert_true(strlen(path) < sizeof(sa.sun_path));
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  assert_int_equal(0, bind(fd, (struct sockaddr *)&sa, sizeof(sa)));
+  if (backlog > 0)
+    assert_int_equal(0, listen(fd, backlog));
+  return fd;
+}
+
+void pm_test_await_log(const pm_test_service *svc, const char *text) {
+  uint64_t deadline = pm_test_now_ms() + 10000;
+  while (strstr(pm_test_service_log(svc), text) == NULL) {
+    if (pm_test_now_ms() >= deadline) {
+      print_error("no '%s' in the log:\n%s\n", text, pm_test_service_log(svc));
+      fail();
+    }
+    uv_sleep(10);
+  }
 }
 
 int pm_test_connect(const char *path) {

@@ -34,6 +34,8 @@ typedef struct pm_test_service {
 /* Starts build/bin/pipemsgd with -c/-e in a new directory plus extra args (NULL-terminated),
  * and returns once it reports READY=1 on NOTIFY_SOCKET. Fails the test otherwise. */
 void pm_test_service_start(pm_test_service *svc, const char *const *extra_args);
+/* Starts pipemsgd again on the same pipes and directory (after a stop or a kill). */
+void pm_test_service_restart(pm_test_service *svc, const char *const *extra_args);
 /* SIGTERM, wait; returns the exit status (or 128+signal). Leaves the directory. */
 int pm_test_service_stop(pm_test_service *svc);
 /* Stop (if running) and remove the directory. */
@@ -43,8 +45,14 @@ long pm_test_rss_kb(pid_t pid);
 /* The service's log so far, in a static buffer. */
 const char *pm_test_service_log(const pm_test_service *svc);
 
+/* Waits until the service's log contains text (lines are written as things finish). */
+void pm_test_await_log(const pm_test_service *svc, const char *text);
+
 /* Raw, blocking socket helpers (no library code in the way). */
 int pm_test_connect(const char *path); /* fd, or -1 */
+/* A stream socket bound at path; listening when backlog > 0 (else a stale socket file once
+ * closed). */
+int pm_test_bind(const char *path, int backlog);
 int pm_test_send_all(int fd, const void *buf, size_t len);
 int pm_test_send_frame(int fd, const char *payload);
 /* Reads one frame; NULL on EOF, error or timeout. Caller frees. */

@@ -70,6 +70,11 @@ int pm_msg_set_int(pm_msg *m, const char *key, int64_t value);
 int pm_msg_set_bool(pm_msg *m, const char *key, bool value);
 int pm_msg_set_tree(pm_msg *m, const char *key, json_t *value);
 
+/* Room for an RFC 3339 UTC time with milliseconds, NUL included. */
+#define PM_TIME_MAX 32
+/* The current time as 2026-11-25T16:00:00.123Z. */
+void pm_time_now(char buf[PM_TIME_MAX]);
+
 /* True if name is in the portable XML name subset [A-Za-z_][A-Za-z0-9_.-]*. */
 bool pm_name_valid(const char *name);
 

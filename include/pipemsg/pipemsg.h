@@ -7,6 +7,7 @@
 #include "pipemsg/codec.h"
 #include "pipemsg/command.h"
 #include "pipemsg/error.h"
+#include "pipemsg/event.h"
 #include "pipemsg/frame.h"
 #include "pipemsg/message.h"
 #include "pipemsg/pipe.h"

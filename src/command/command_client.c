@@ -9,7 +9,6 @@
 
 /* Pause between connection attempts while no service accepts (not there yet, or restarting). */
 #define CONNECT_RETRY_MS 20
-#define READ_CHUNK (64 * 1024)
 
 typedef struct client {
   uv_loop_t loop;
@@ -41,13 +40,6 @@ static void finish(client *c, int rc) {
     c->pipe_open = 0;
     uv_close((uv_handle_t *)&c->pipe, NULL);
   }
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  (void)h;
-  (void)suggested;
-  buf->base = pm__malloc(READ_CHUNK);
-  buf->len = buf->base ? READ_CHUNK : 0;
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
@@ -119,7 +111,7 @@ static void on_connect(uv_connect_t *req, int status) {
   bufs[1] = uv_buf_init((char *)c->payload, (unsigned int)c->payload_len);
   rc = uv_write(&c->write_req, (uv_stream_t *)&c->pipe, bufs, 2, on_written);
   if (rc == 0)
-    rc = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+    rc = uv_read_start((uv_stream_t *)&c->pipe, pm__read_alloc, on_read);
   if (rc < 0)
     finish(c, pm__uv_error(rc));
 }
@@ -161,6 +153,7 @@ fail:
 int pm_command_client_call(const char *name, const pm_client_options *opts,
                            const pm_msg *request, pm_encoding enc, pm_msg **response) {
   client c;
+  pm__sigpipe_guard guard;
   int rc;
   if (name == NULL || request == NULL || response == NULL)
     return PM_EINVAL;
@@ -187,11 +180,13 @@ int pm_command_client_call(const char *name, const pm_client_options *opts,
   uv_timer_init(&c.loop, &c.timer);
   c.timer.data = &c;
   c.connect_deadline = uv_now(&c.loop) + c.opts.connect_timeout_ms;
+  pm__sigpipe_block(&guard);
   start_connect(&c);
   while (!c.finished && uv_run(&c.loop, UV_RUN_ONCE) != 0)
     ;
   uv_close((uv_handle_t *)&c.timer, NULL);
   uv_run(&c.loop, UV_RUN_DEFAULT);
+  pm__sigpipe_restore(&guard);
   uv_loop_close(&c.loop);
   rc = c.rc;
   if (rc == 0)

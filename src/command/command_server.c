@@ -8,9 +8,6 @@
 #include "pipemsg/frame.h"
 #include "transport/transport.h"
 
-/* Bytes taken from the socket per read; the frame reader owns the growing payload buffer. */
-#define READ_CHUNK (64 * 1024)
-
 /* One connection, from accept to close. The server holds at most one (§4.1). */
 typedef enum {
   CALL_READING,  /* waiting for the whole request frame, under the request deadline */
@@ -32,9 +29,6 @@ struct pm_command_call {
   const char *command; /* lent from request */
   pm_peer peer;
   uint64_t started_ns;
-  uv_write_t write_req;
-  uint8_t header[PM_FRAME_HEADER_SIZE];
-  uint8_t *payload;
   char result[64];
   char reason[PM_REASON_MAX];
 };
@@ -83,7 +77,6 @@ static void maybe_free_call(pm_command_call *c) {
   log_call(c);
   pm_reader_free(c->reader);
   pm_msg_free(c->request);
-  pm__free(c->payload);
   pm__free(c);
   s->call = NULL;
   if (s->closing)
@@ -110,11 +103,8 @@ static void close_call(pm_command_call *c, const char *reason) {
 
 static void on_write_timeout(uv_timer_t *t) { close_call(t->data, "response write timed out"); }
 
-static void on_written(uv_write_t *req, int status) {
-  pm_command_call *c = req->data;
-  pm__free(c->payload);
-  c->payload = NULL;
-  close_call(c, status == 0 ? "ok" : "response write failed");
+static void on_written(void *data, int status) {
+  close_call(data, status == 0 ? "ok" : "response write failed");
 }
 
 /* Encodes and writes one Response in the request's encoding, then closes. */
@@ -122,10 +112,8 @@ static int send_response(pm_command_call *c, const char *result, const char *mes
                          json_t *data) {
   pm_command_server *s = c->server;
   pm_msg *resp = NULL;
-  size_t len = 0;
   int64_t id;
   int rc;
-  uv_buf_t bufs[2];
 
   rc = pm_msg_new(PM_KIND_RESPONSE, &resp);
   if (rc < 0)
@@ -142,31 +130,21 @@ static int send_response(pm_command_call *c, const char *result, const char *mes
     rc = pm_msg_set_tree(resp, "Data", data);
     data = NULL;
   }
-  if (rc == 0)
-    rc = pm_msg_encode(resp, c->encoding, &c->payload, &len);
-  if (rc == 0)
-    rc = pm_frame_header(len, s->opts.max_message, c->header);
+  if (rc < 0)
+    goto fail;
+  rc = pm__stream_send((uv_stream_t *)&c->pipe, resp, c->encoding, s->opts.max_message,
+                       on_written, c);
+  resp = NULL;
   if (rc < 0)
     goto fail;
   snprintf(c->result, sizeof(c->result), "%s", result);
-  pm_msg_free(resp);
   c->state = CALL_WRITING;
-  bufs[0] = uv_buf_init((char *)c->header, sizeof(c->header));
-  bufs[1] = uv_buf_init((char *)c->payload, (unsigned int)len);
-  c->write_req.data = c;
   uv_timer_start(&c->timer, on_write_timeout, s->opts.write_timeout_ms, 0);
-  rc = uv_write(&c->write_req, (uv_stream_t *)&c->pipe, bufs, 2, on_written);
-  if (rc < 0) {
-    close_call(c, "response write failed");
-    return pm__uv_error(rc);
-  }
   return 0;
 
 fail:
   json_decref(data);
   pm_msg_free(resp);
-  pm__free(c->payload);
-  c->payload = NULL;
   return rc;
 }
 
@@ -225,13 +203,6 @@ static void dispatch(pm_command_call *c, uint8_t *payload, size_t len) {
   c->state = CALL_HANDLING;
   c->handled = 1;
   s->opts.handler(c, s->opts.data);
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  (void)h;
-  (void)suggested;
-  buf->base = pm__malloc(READ_CHUNK);
-  buf->len = buf->base ? READ_CHUNK : 0;
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
@@ -312,7 +283,7 @@ static void accept_next(pm_command_server *s) {
     return;
   }
   uv_timer_start(&c->timer, on_request_timeout, s->opts.request_timeout_ms, 0);
-  rc = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+  rc = uv_read_start((uv_stream_t *)&c->pipe, pm__read_alloc, on_read);
   if (rc < 0)
     close_call(c, "read failed");
 }

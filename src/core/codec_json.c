@@ -1,1 +1,105 @@
-/* placeholder */
+#include <stdint.h>
+#include <string.h>
+
+#include "internal.h"
+#include "message_internal.h"
+#include "pipemsg/codec.h"
+#include "pipemsg/error.h"
+
+/* JSON codec (PROTOCOL §2, §3) on jansson.
+ *
+ * A message is {"Kind": {fields}}. jansson already rejects invalid UTF-8, NaN and Infinity
+ * (not JSON tokens), integers outside int64 ("too big integer"), \u0000 (without
+ * JSON_ALLOW_NUL) and, with the flags below, duplicate keys and trailing data; this file adds
+ * the message shape, the name rule and the depth rule of pm__tree_check().
+ *
+ * null is accepted: it is a value like any other in Params/Data trees, encodes to XML as an
+ * empty element and reads as "" through pm_tree_get_string(), like <Name/>.
+ *
+ * Non-finite reals need no check on encoding: jansson refuses to create them. */
+
+#define DECODE_FLAGS JSON_REJECT_DUPLICATES
+#define ENCODE_FLAGS JSON_COMPACT
+
+int pm_json_decode(const void *buf, size_t len, pm_msg **out, char *why) {
+  const uint8_t *p = buf;
+  json_error_t err;
+  json_t *root = NULL, *fields;
+  const char *kind;
+  int rc;
+  if ((buf == NULL && len > 0) || out == NULL)
+    return pm__reason(why, PM_EINVAL, "%s", pm_strerror(PM_EINVAL));
+  /* jansson does not skip a byte order mark, which §2 allows. */
+  if (len >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf) {
+    p += 3;
+    len -= 3;
+  }
+  root = json_loadb((const char *)p, len, DECODE_FLAGS, &err);
+  if (root == NULL) {
+    switch (json_error_code(&err)) {
+    case json_error_stack_overflow:
+      rc = PM_EDEPTH;
+      break;
+    case json_error_out_of_memory:
+      rc = PM_ENOMEM;
+      break;
+    default:
+      rc = PM_EPARSE;
+    }
+    pm__reason(why, rc, "JSON: %s at line %d, column %d", err.text, err.line, err.column);
+    goto done;
+  }
+  if (!json_is_object(root) || json_object_size(root) != 1) {
+    rc = pm__reason(why, PM_EPARSE, "a message is a JSON object with exactly one member");
+    goto done;
+  }
+  kind = json_object_iter_key(json_object_iter(root));
+  fields = json_object_iter_value(json_object_iter(root));
+  if (!pm_name_valid(kind)) {
+    rc = pm__reason(why, PM_EPARSE, "invalid message kind \"%.60s\"", kind);
+    goto done;
+  }
+  if (!json_is_object(fields)) {
+    rc = pm__reason(why, PM_EPARSE, "the fields of %.60s are not an object", kind);
+    goto done;
+  }
+  rc = pm__tree_check(fields, why);
+  if (rc == PM_EINVAL)
+    rc = PM_EPARSE;
+  if (rc < 0)
+    goto done;
+  rc = pm__msg_wrap(kind, strlen(kind), json_incref(fields), PM_ENC_JSON, out);
+  if (rc < 0)
+    pm__reason(why, rc, "%s", pm_strerror(rc));
+done:
+  json_decref(root);
+  return rc;
+}
+
+int pm_json_encode(const pm_msg *m, uint8_t **out, size_t *len) {
+  json_t *root = NULL;
+  uint8_t *buf = NULL;
+  size_t n;
+  int rc = PM_EINVAL;
+  if (m == NULL || out == NULL || len == NULL || pm__tree_check(pm_msg_fields(m), NULL) < 0)
+    goto fail;
+  rc = PM_ENOMEM;
+  root = json_object();
+  if (root == NULL || json_object_set(root, pm_msg_kind(m), pm_msg_fields(m)) < 0)
+    goto fail;
+  /* The tree is valid, so jansson failing to dump it can only be out of memory. */
+  n = json_dumpb(root, NULL, 0, ENCODE_FLAGS);
+  if (n == 0)
+    goto fail;
+  buf = pm__malloc(n);
+  if (buf == NULL || json_dumpb(root, (char *)buf, n, ENCODE_FLAGS) != n)
+    goto fail;
+  json_decref(root);
+  *out = buf;
+  *len = n;
+  return 0;
+fail:
+  pm__free(buf);
+  json_decref(root);
+  return rc;
+}

@@ -4,6 +4,8 @@
 /* The platform contract: everything above this layer sees pipe names, libuv streams and PM_E*
  * codes, never sockets, errno or UV_E*. transport_unix.c implements it today. */
 
+#include <signal.h>
+
 #include <uv.h>
 
 #include "pipemsg/pipe.h"
@@ -20,6 +22,16 @@ void pm__pipe_unlink(const char *path);
 
 /* Fills peer with the credentials of a connected stream's other end. */
 void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer);
+
+/* Writing to a pipe whose reader has gone raises SIGPIPE, which kills a process that did not
+ * ask for it. The library's own I/O runs with SIGPIPE blocked on its thread, so a write fails
+ * with EPIPE instead; a SIGPIPE raised meanwhile is consumed before the mask is restored. */
+typedef struct pm__sigpipe_guard {
+  sigset_t old;
+  int was_pending;
+} pm__sigpipe_guard;
+void pm__sigpipe_block(pm__sigpipe_guard *g);
+void pm__sigpipe_restore(pm__sigpipe_guard *g);
 
 /* Maps a libuv status to a PM_E* code. */
 int pm__uv_error(int status);

@@ -253,7 +253,7 @@ static void test_command_pipe_json_response_echoes_id(void **state) {
 static void test_command_pipe_logs_each_connection(void **state) {
   (void)state;
   assert_service_serves();
-  assert_non_null(strstr(pm_test_service_log(&svc), "command=GetVersion result=Ok"));
+  pm_test_await_log(&svc, "command=GetVersion result=Ok");
 }
 
 static int setup_default(void **state) {

@@ -3,9 +3,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -233,17 +230,10 @@ static void test_command_server_client_connection_timeout(void **state) {
 static void test_command_server_client_waits_for_late_service(void **state) {
   pm_client_options opts = {.connect_timeout_ms = 5000};
   pm_msg *resp = NULL;
-  struct sockaddr_un sa;
-  int s;
   uint64_t start;
   (void)state;
   /* A stale socket file: connecting is refused until the late server replaces it. */
-  memset(&sa, 0, sizeof(sa));
-  sa.sun_family = AF_UNIX;
-  snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", fx.path);
-  s = socket(AF_UNIX, SOCK_STREAM, 0);
-  assert_int_equal(0, bind(s, (struct sockaddr *)&sa, sizeof(sa)));
-  close(s);
+  close(pm_test_bind(fx.path, 0));
   fx.start_delay_ms = 300;
   start = pm_test_now_ms();
   launch_server();

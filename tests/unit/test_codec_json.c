@@ -1,1 +1,310 @@
-/* placeholder */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "testutil.h"
+
+static int decode(const char *text, pm_msg **out, char *why) {
+  return pm_json_decode(text, strlen(text), out, why);
+}
+
+/* Decodes text and expects the code; a success is freed. */
+static void expect(int code, const char *text) {
+  char why[PM_REASON_MAX] = "";
+  pm_msg *m = NULL;
+  int rc = pm_json_decode(text, strlen(text), &m, why);
+  if (rc != code)
+    print_error("input %s: %s\n", text, why);
+  assert_pm(code, rc);
+  if (code < 0) {
+    assert_null(m);
+    assert_true(why[0] != '\0');
+  }
+  pm_msg_free(m);
+}
+
+/* {"Request":{"A":{"A":...1}}} whose deepest member is at depth `depth`. */
+static char *nested(int depth, const char *leaf) {
+  size_t size = (size_t)depth * 8 + 64;
+  char *s = malloc(size);
+  size_t n = 0;
+  assert_non_null(s);
+  n += (size_t)snprintf(s + n, size - n, "{\"Request\":");
+  for (int i = 1; i < depth; i++)
+    n += (size_t)snprintf(s + n, size - n, "{\"A\":");
+  n += (size_t)snprintf(s + n, size - n, "%s", leaf);
+  for (int i = 1; i < depth; i++)
+    n += (size_t)snprintf(s + n, size - n, "}");
+  snprintf(s + n, size - n, "}");
+  return s;
+}
+
+static void test_codec_json_detect_encoding(void **state) {
+  pm_encoding enc = 0;
+  (void)state;
+  assert_pm(0, pm_detect_encoding("{}", 2, &enc));
+  assert_int_equal(PM_ENC_JSON, enc);
+  assert_pm(0, pm_detect_encoding("<a/>", 4, &enc));
+  assert_int_equal(PM_ENC_XML, enc);
+  assert_pm(0, pm_detect_encoding(" \t\r\n{", 5, &enc));
+  assert_int_equal(PM_ENC_JSON, enc);
+  assert_pm(0, pm_detect_encoding("\xef\xbb\xbf<a/>", 7, &enc));
+  assert_int_equal(PM_ENC_XML, enc);
+  assert_pm(0, pm_detect_encoding("\xef\xbb\xbf \n{", 6, &enc));
+  assert_int_equal(PM_ENC_JSON, enc);
+  enc = 0;
+  assert_pm(PM_EENCODING, pm_detect_encoding("[1]", 3, &enc));
+  assert_pm(PM_EENCODING, pm_detect_encoding("hello", 5, &enc));
+  assert_pm(PM_EENCODING, pm_detect_encoding("", 0, &enc));
+  assert_pm(PM_EENCODING, pm_detect_encoding("   ", 3, &enc));
+  assert_pm(PM_EENCODING, pm_detect_encoding("\xef\xbb\xbf", 3, &enc));
+  /* A BOM counts once; a second one is not white space. */
+  assert_pm(PM_EENCODING, pm_detect_encoding("\xef\xbb\xbf\xef\xbb\xbf{", 7, &enc));
+  /* UTF-16 is not allowed (§2 says UTF-8), nor non-ASCII white space. */
+  assert_pm(PM_EENCODING, pm_detect_encoding("\xff\xfe<\0", 4, &enc));
+  assert_pm(PM_EENCODING, pm_detect_encoding("\xc2\xa0{", 3, &enc));
+  assert_pm(PM_EENCODING, pm_detect_encoding("\f{", 2, &enc));
+  assert_int_equal(0, enc);
+  assert_pm(PM_EINVAL, pm_detect_encoding(NULL, 1, &enc));
+  assert_pm(PM_EINVAL, pm_detect_encoding("{", 1, NULL));
+}
+
+static void test_codec_json_examples(void **state) {
+  static const char *const examples[] = {
+      "{\"Request\":{\"Id\":7,\"Command\":\"StartVpn\",\"Params\":{\"Location\":\"de\","
+      "\"EnableKillSwitch\":true}}}",
+      "{\"Response\":{\"Id\":7,\"Command\":\"StartVpn\",\"Result\":\"Ok\"}}",
+      "{\"Event\":{\"Id\":42,\"Type\":\"StateChanged\",\"Time\":\"2026-11-25T16:00:00.123Z\","
+      "\"Data\":{\"State\":\"Connected\"}}}",
+      "{\"EventConfirmation\":{\"Id\":42}}",
+  };
+  static const char *const kinds[] = {"Request", "Response", "Event", "EventConfirmation"};
+  pm_msg *m;
+  const char *s;
+  int64_t id;
+  bool b;
+  (void)state;
+  for (size_t i = 0; i < 4; i++) {
+    char why[PM_REASON_MAX] = "";
+    assert_pm(0, pm_msg_decode(examples[i], strlen(examples[i]), &m, why));
+    assert_string_equal(kinds[i], pm_msg_kind(m));
+    assert_int_equal(PM_ENC_JSON, pm_msg_encoding(m));
+    assert_pm(0, pm_msg_get_int(m, "Id", &id));
+    assert_int_equal(i < 2 ? 7 : 42, id);
+    if (i == 0) {
+      json_t *params = json_object_get(pm_msg_fields(m), "Params");
+      assert_pm(0, pm_tree_get_bool(params, "EnableKillSwitch", &b));
+      assert_true(b);
+      assert_pm(0, pm_tree_get_string(params, "Location", &s));
+      assert_string_equal("de", s);
+    }
+    if (i == 2) {
+      assert_pm(0, pm_msg_get_string(m, "Time", &s));
+      assert_string_equal("2026-11-25T16:00:00.123Z", s);
+    }
+    pm_msg_free(m);
+  }
+}
+
+static void test_codec_json_strict(void **state) {
+  static const char *const parse_errors[] = {
+      "{\"Request\":{\"Command\":\"\xff\"}}",         /* invalid UTF-8 */
+      "{\"Request\":{\"Command\":\"\xc3\x28\"}}",     /* invalid UTF-8 */
+      "{\"Request\":{\"Command\":\"\xed\xa0\x80\"}}", /* encoded surrogate */
+      "{\"Request\":{\"Command\":\"\\ud800\"}}",      /* lone surrogate escape */
+      "{\"Request\":{\"Id\":1,\"Id\":2}}",            /* duplicate keys */
+      "{\"Request\":{\"P\":{\"a\":1,\"a\":1}}}",      /* duplicate keys, nested */
+      "{\"Request\":{\"X\":NaN}}",                    /* NaN */
+      "{\"Request\":{\"X\":Infinity}}",               /* Infinity */
+      "{\"Request\":{\"X\":-Infinity}}",              /* -Infinity */
+      "{\"Request\":{}} {}",                          /* trailing data */
+      "{\"Request\":{}}x",                            /* trailing data */
+      "{\"Request\":{},\"Response\":{}}",             /* two top-level members */
+      "{}",                                           /* no member */
+      "[{\"Request\":{}}]",                           /* not an object */
+      "{\"Request\":1}",                              /* fields not an object */
+      "{\"Request\":[]}",                             /* fields not an object */
+      "{\"Request\":\"x\"}",                          /* fields not an object */
+      "{\"Request\":null}",                           /* fields not an object */
+      "{\"1Request\":{}}",                            /* bad kind */
+      "{\"\":{}}",                                    /* bad kind */
+      "{\"Request\":{\"bad name\":1}}",               /* bad member name */
+      "{\"Request\":{\"P\":{\"a:b\":1}}}",            /* bad member name, nested */
+      "{\"Request\":{\"P\":[{\"\xc3\xa4\":1}]}}",     /* bad member name in an array */
+      "{\"Request\":{\"Id\":9223372036854775808}}",   /* integer overflow */
+      "{\"Request\":{\"Id\":-9223372036854775809}}",  /* integer overflow */
+      "{\"Request\":{\"X\":1e999}}",                  /* real overflow */
+      "{\"Request\":{\"Command\":\"a\\u0000b\"}}",    /* NUL */
+      "{\"Request\":{\"Command\":\"a\tb\"}}",         /* raw control character */
+      "{\"Request\":{\"Id\":01}}",                    /* leading zero */
+      "{\"Request\":{\"X\":[1,]}}",                   /* trailing comma */
+      "{'Request':{}}",                               /* single quotes */
+      "{\"Request\":{}",                              /* truncated */
+  };
+  (void)state;
+  for (size_t i = 0; i < sizeof(parse_errors) / sizeof(parse_errors[0]); i++)
+    expect(PM_EPARSE, parse_errors[i]);
+  expect(0, "{\"Request\":{\"Id\":9223372036854775807,\"Neg\":-9223372036854775808}}");
+  expect(0, " \r\n\t{\"Request\":{}}\n ");
+  expect(0, "\xef\xbb\xbf{\"Request\":{}}");
+  /* null is accepted anywhere below the fields (see codec_json.c). */
+  expect(0, "{\"Request\":{\"X\":null,\"Y\":[null]}}");
+}
+
+static void test_codec_json_reason(void **state) {
+  char why[PM_REASON_MAX] = "";
+  pm_msg *m = NULL;
+  (void)state;
+  assert_pm(PM_EPARSE, decode("{\"Request\":\n{\"Id\":1,\"Id\":2}}", &m, why));
+  assert_non_null(strstr(why, "duplicate"));
+  assert_non_null(strstr(why, "line 2"));
+  assert_pm(PM_EPARSE, decode("{\"Request\":{\"a b\":1}}", &m, why));
+  assert_non_null(strstr(why, "a b"));
+  /* why is optional. */
+  assert_pm(PM_EPARSE, decode("{", &m, NULL));
+  assert_pm(PM_EINVAL, pm_json_decode(NULL, 1, &m, why));
+  assert_pm(PM_EINVAL, pm_json_decode("{}", 2, NULL, why));
+  assert_null(m);
+}
+
+static void test_codec_json_depth(void **state) {
+  char *s;
+  (void)state;
+  s = nested(PM_NESTING_MAX, "1");
+  expect(0, s);
+  free(s);
+  s = nested(PM_NESTING_MAX + 1, "1");
+  expect(PM_EDEPTH, s);
+  free(s);
+  /* Arrays count like objects. */
+  s = nested(PM_NESTING_MAX - 1, "[1]");
+  expect(0, s);
+  free(s);
+  s = nested(PM_NESTING_MAX, "[1]");
+  expect(PM_EDEPTH, s);
+  free(s);
+  /* An empty container at the bottom encodes to <A/>, one element, not two. */
+  s = nested(PM_NESTING_MAX, "{}");
+  expect(0, s);
+  free(s);
+  s = nested(PM_NESTING_MAX + 1, "{}");
+  expect(PM_EDEPTH, s);
+  free(s);
+  /* Past jansson's own limit the answer is the same. */
+  s = nested(5000, "1");
+  expect(PM_EDEPTH, s);
+  free(s);
+}
+
+static void test_codec_json_encode(void **state) {
+  pm_msg *m;
+  uint8_t *out;
+  size_t len;
+  (void)state;
+  assert_pm(0, pm_msg_new("Request", &m));
+  assert_pm(0, pm_msg_set_int(m, "Id", 7));
+  assert_pm(0, pm_msg_set_string(m, "Command", "Start \"Vpn\"\n"));
+  assert_pm(0,
+            pm_msg_set_tree(m, "Params",
+                            json_pack("{s:b,s:f,s:[],s:{},s:n}", "B", 1, "R", 0.5, "A", "O", "N")));
+  assert_pm(0, pm_msg_encode(m, PM_ENC_JSON, &out, &len));
+  assert_int_equal(strlen("{\"Request\":{\"Id\":7,\"Command\":\"Start \\\"Vpn\\\"\\n\","
+                          "\"Params\":{\"B\":true,\"R\":0.5,\"A\":[],\"O\":{},\"N\":null}}}"),
+                   len);
+  assert_memory_equal("{\"Request\":{\"Id\":7,\"Command\":\"Start \\\"Vpn\\\"\\n\","
+                      "\"Params\":{\"B\":true,\"R\":0.5,\"A\":[],\"O\":{},\"N\":null}}}",
+                      out, len);
+  pm_free(out);
+  pm_msg_free(m);
+
+  assert_pm(0, pm_msg_new("Disconnect", &m));
+  assert_pm(0, pm_json_encode(m, &out, &len));
+  assert_memory_equal("{\"Disconnect\":{}}", out, len);
+  pm_free(out);
+  pm_msg_free(m);
+}
+
+static void test_codec_json_encode_invalid(void **state) {
+  pm_msg *m;
+  uint8_t *out = NULL;
+  size_t len;
+  json_t *deep = json_integer(1);
+  (void)state;
+  assert_pm(0, pm_msg_new("Request", &m));
+  /* Names are checked at every level, and the caller may have edited the tree directly. */
+  json_object_set_new(pm_msg_fields(m), "bad name", json_true());
+  assert_pm(PM_EINVAL, pm_json_encode(m, &out, &len));
+  json_object_del(pm_msg_fields(m), "bad name");
+  assert_pm(0, pm_msg_set_tree(m, "Params", json_pack("[{s:i}]", "1x", 1)));
+  assert_pm(PM_EINVAL, pm_json_encode(m, &out, &len));
+  assert_pm(0, pm_msg_set_tree(m, "Params", json_pack("{s:s%}", "S", "a\0b", (size_t)3)));
+  assert_pm(PM_EINVAL, pm_json_encode(m, &out, &len));
+  /* Fields at depth 2, so 63 more levels reach 65. */
+  for (int i = 0; i < PM_NESTING_MAX - 1; i++)
+    deep = json_pack("{s:o}", "A", deep);
+  assert_pm(0, pm_msg_set_tree(m, "Deep", deep));
+  assert_pm(PM_EINVAL, pm_json_encode(m, &out, &len));
+  assert_pm(PM_EINVAL, pm_msg_encode(m, 3, &out, &len));
+  assert_null(out);
+  json_object_del(pm_msg_fields(m), "Params");
+  json_object_set(pm_msg_fields(m), "Deep", json_object_get(deep, "A"));
+  assert_pm(0, pm_json_encode(m, &out, &len));
+  pm_free(out);
+  assert_pm(PM_EINVAL, pm_json_encode(NULL, &out, &len));
+  assert_pm(PM_EINVAL, pm_json_encode(m, NULL, &len));
+  assert_pm(PM_EINVAL, pm_json_encode(m, &out, NULL));
+  pm_msg_free(m);
+}
+
+static void test_codec_json_round_trip(void **state) {
+  static const char *const text =
+      "{\"Event\":{\"Id\":42,\"Type\":\"T\",\"Data\":{\"L\":[1,-2,3.25,true,false,null,\"s\","
+      "[],{},{\"x\":[[\"\\u00fc\\u20ac\\ud83d\\ude00\"]]}],\"Max\":9223372036854775807}}}";
+  pm_msg *m, *m2;
+  uint8_t *out;
+  size_t len;
+  (void)state;
+  assert_pm(0, decode(text, &m, NULL));
+  assert_pm(0, pm_json_encode(m, &out, &len));
+  assert_pm(0, pm_json_decode(out, len, &m2, NULL));
+  assert_true(json_equal(pm_msg_fields(m), pm_msg_fields(m2)));
+  assert_string_equal(pm_msg_kind(m), pm_msg_kind(m2));
+  pm_free(out);
+  pm_msg_free(m);
+  pm_msg_free(m2);
+}
+
+static void test_codec_json_decode_oom(void **state) {
+  static const char *const text = "{\"Request\":{\"Command\":\"X\",\"Params\":{\"A\":[1,2]}}}";
+  unsigned long n;
+  int rc = PM_ENOMEM;
+  (void)state;
+  for (n = 1; n < 100 && rc != 0; n++) {
+    pm_msg *m = NULL;
+    pm__alloc_fail_after(n);
+    rc = decode(text, &m, NULL);
+    pm__alloc_fail_after(0);
+    if (rc != 0) {
+      assert_pm(PM_ENOMEM, rc);
+      assert_null(m);
+    }
+    pm_msg_free(m);
+  }
+  assert_pm(0, rc);
+  assert_true(n > 2);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_codec_json_detect_encoding),
+      cmocka_unit_test(test_codec_json_examples),
+      cmocka_unit_test(test_codec_json_strict),
+      cmocka_unit_test(test_codec_json_reason),
+      cmocka_unit_test(test_codec_json_depth),
+      cmocka_unit_test(test_codec_json_encode),
+      cmocka_unit_test(test_codec_json_encode_invalid),
+      cmocka_unit_test(test_codec_json_round_trip),
+      cmocka_unit_test(test_codec_json_decode_oom),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

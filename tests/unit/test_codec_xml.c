@@ -1,1 +1,547 @@
-/* placeholder */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "testutil.h"
+
+static int decode(const char *text, pm_msg **out, char *why) {
+  return pm_xml_decode(text, strlen(text), out, why);
+}
+
+/* Decodes text, expects the code and returns the reason in a static buffer. */
+static const char *expect(int code, const char *text) {
+  static char why[PM_REASON_MAX];
+  pm_msg *m = NULL;
+  int rc;
+  why[0] = '\0';
+  rc = decode(text, &m, why);
+  if (rc != code)
+    print_error("input %.200s: %s\n", text, why);
+  assert_pm(code, rc);
+  if (code < 0) {
+    assert_null(m);
+    assert_true(why[0] != '\0');
+  }
+  pm_msg_free(m);
+  return why;
+}
+
+/* Decodes text that must succeed; the caller frees. */
+static pm_msg *must_decode(const char *text) {
+  char why[PM_REASON_MAX] = "";
+  pm_msg *m = NULL;
+  int rc = decode(text, &m, why);
+  if (rc != 0)
+    print_error("input %.200s: %s\n", text, why);
+  assert_pm(0, rc);
+  assert_int_equal(PM_ENC_XML, pm_msg_encoding(m));
+  return m;
+}
+
+/* Encodes m as XML and compares with the expected text. */
+static void expect_xml(const char *expected, const pm_msg *m) {
+  uint8_t *out;
+  size_t len;
+  assert_pm(0, pm_xml_encode(m, &out, &len));
+  if (len != strlen(expected) || memcmp(expected, out, len) != 0)
+    print_error("expected %s\n     got %.*s\n", expected, (int)len, (const char *)out);
+  assert_int_equal(strlen(expected), len);
+  assert_memory_equal(expected, out, len);
+  pm_free(out);
+}
+
+static pm_msg *from_json(const char *text) {
+  pm_msg *m = NULL;
+  assert_pm(0, pm_json_decode(text, strlen(text), &m, NULL));
+  return m;
+}
+
+/* <Request><A>...<A>x</A>...</A></Request>: `depth` elements deep; leaf is the innermost
+ * content ("x" or "" for <A/>). */
+static char *nested(int depth, const char *leaf) {
+  size_t size = (size_t)depth * 8 + 64;
+  char *s = malloc(size);
+  size_t n = 0;
+  assert_non_null(s);
+  n += (size_t)snprintf(s + n, size - n, "<Request>");
+  for (int i = 1; i < depth; i++)
+    n += (size_t)snprintf(s + n, size - n, i == depth - 1 && leaf[0] == '\0' ? "<A/>" : "<A>");
+  n += (size_t)snprintf(s + n, size - n, "%s", leaf);
+  for (int i = 1; i < depth; i++)
+    if (!(i == 1 && leaf[0] == '\0'))
+      n += (size_t)snprintf(s + n, size - n, "</A>");
+  snprintf(s + n, size - n, "</Request>");
+  return s;
+}
+
+/* A copy of v with every scalar as its text and every empty value as {}, which is what
+ * survives a trip through XML. */
+static json_t *as_text(const json_t *v) {
+  json_t *r, *child;
+  const char *key;
+  size_t i;
+  char num[64];
+  switch (json_typeof(v)) {
+  case JSON_OBJECT:
+    r = json_object();
+    json_object_foreach((json_t *)v, key, child) json_object_set_new(r, key, as_text(child));
+    return r;
+  case JSON_ARRAY:
+    if (json_array_size(v) == 0)
+      return json_object();
+    r = json_array();
+    json_array_foreach(v, i, child) json_array_append_new(r, as_text(child));
+    return r;
+  case JSON_STRING:
+    return json_string_length(v) == 0 ? json_object() : json_copy((json_t *)v);
+  case JSON_INTEGER:
+    snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    return json_string(num);
+  case JSON_REAL:
+    snprintf(num, sizeof(num), "%.17g", json_real_value(v));
+    return json_string(num);
+  case JSON_TRUE:
+    return json_string("true");
+  case JSON_FALSE:
+    return json_string("false");
+  default:
+    return json_object();
+  }
+}
+
+static void test_codec_xml_examples(void **state) {
+  pm_msg *m;
+  const char *s;
+  int64_t id;
+  bool b;
+  json_t *params, *domains;
+  (void)state;
+  m = must_decode("<Request><Id>7</Id><Command>StartVpn</Command><Params><Location>de</Location>"
+                  "<EnableKillSwitch>true</EnableKillSwitch></Params></Request>");
+  assert_string_equal("Request", pm_msg_kind(m));
+  assert_pm(0, pm_msg_get_int(m, "Id", &id));
+  assert_int_equal(7, id);
+  params = json_object_get(pm_msg_fields(m), "Params");
+  assert_pm(0, pm_tree_get_bool(params, "EnableKillSwitch", &b));
+  assert_true(b);
+  pm_msg_free(m);
+
+  m = must_decode("<Response><Id>7</Id><Command>StartVpn</Command><Result>Ok</Result></Response>");
+  assert_pm(0, pm_msg_get_string(m, "Result", &s));
+  assert_string_equal("Ok", s);
+  pm_msg_free(m);
+
+  m = must_decode("<Handshake><Seq>1</Seq></Handshake>");
+  assert_pm(0, pm_msg_get_int(m, "Seq", &id));
+  assert_int_equal(1, id);
+  pm_msg_free(m);
+
+  /* The Params example of §3 is a fragment; it is carried in a Request. */
+  m = must_decode("<Request><Command>SetDomains</Command><Params><Domains><Item>example.com</Item>"
+                  "<Item>*.example.com</Item></Domains></Params></Request>");
+  domains = json_object_get(json_object_get(pm_msg_fields(m), "Params"), "Domains");
+  assert_true(json_is_array(domains));
+  assert_int_equal(2, json_array_size(domains));
+  assert_string_equal("*.example.com", json_string_value(json_array_get(domains, 1)));
+  pm_msg_free(m);
+
+  /* The JSON-only examples of §3.1 in their XML form. */
+  m = must_decode("<Event><Id>42</Id><Type>StateChanged</Type><Time>2026-11-25T16:00:00.123Z</Time>"
+                  "<Data><State>Connected</State></Data></Event>");
+  pm_msg_free(m);
+  m = must_decode("<EventConfirmation><Id>42</Id></EventConfirmation>");
+  pm_msg_free(m);
+  m = must_decode("<Disconnect><Reason>Busy</Reason></Disconnect>");
+  pm_msg_free(m);
+  m = must_decode(
+      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Handshake>\n  <Seq>2</Seq>\n"
+      "  <Version>1</Version>\n  <Epoch>123</Epoch>\n  <HeartbeatMs>1000</HeartbeatMs>\n"
+      "</Handshake>\n");
+  pm_msg_free(m);
+  m = must_decode("\xef\xbb\xbf<Handshake><Seq>1</Seq></Handshake>");
+  pm_msg_free(m);
+}
+
+static void test_codec_xml_doctype(void **state) {
+  static const char *const docs[] = {
+      "<!DOCTYPE Request><Request/>",
+      "<!DOCTYPE Request []><Request/>",
+      "<?xml version=\"1.0\"?><!DOCTYPE Request SYSTEM \"http://127.0.0.1:1/x.dtd\"><Request/>",
+      "<!DOCTYPE Request SYSTEM \"file:///etc/passwd\"><Request/>",
+      "<!DOCTYPE Request PUBLIC \"-//x//y\" \"rpschema.dtd\"><Request/>",
+      "<!DOCTYPE r [<!ENTITY % p SYSTEM \"file:///etc/passwd\"> %p;]><Request/>",
+  };
+  const char *why;
+  (void)state;
+  for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+    why = expect(PM_EPARSE, docs[i]);
+    assert_non_null(strstr(why, "DOCTYPE"));
+  }
+}
+
+static void test_codec_xml_xxe(void **state) {
+  const char *why =
+      expect(PM_EPARSE, "<!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><Request>&x;"
+                        "</Request>");
+  (void)state;
+  assert_non_null(strstr(why, "DOCTYPE"));
+  assert_null(strstr(why, "root:"));
+  assert_null(strstr(why, "/bin/"));
+  /* Without a DOCTYPE an entity reference is simply undefined. */
+  why = expect(PM_EPARSE, "<Request><Command>&x;</Command></Request>");
+  assert_null(strstr(why, "root:"));
+}
+
+static void test_codec_xml_billion_laughs(void **state) {
+  static const char *const bomb =
+      "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\">"
+      "<!ENTITY lol1 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\">"
+      "<!ENTITY lol2 \"&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;\">"
+      "<!ENTITY lol3 \"&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;\">"
+      "<!ENTITY lol4 \"&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;\">"
+      "<!ENTITY lol5 \"&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;\">"
+      "<!ENTITY lol6 \"&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;\">"
+      "<!ENTITY lol7 \"&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;\">"
+      "<!ENTITY lol8 \"&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;\">"
+      "<!ENTITY lol9 \"&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;\">"
+      "]><Request><Command>&lol9;</Command></Request>";
+  uint64_t start = pm_test_now_ms();
+  (void)state;
+  for (int i = 0; i < 100; i++)
+    expect(PM_EPARSE, bomb);
+  /* A hundred rejections, generous even under valgrind. */
+  assert_true(pm_test_now_ms() - start < 5000);
+}
+
+static void test_codec_xml_depth(void **state) {
+  char *s;
+  pm_msg *m;
+  uint8_t *out;
+  size_t len;
+  (void)state;
+  s = nested(PM_NESTING_MAX, "x");
+  expect(0, s);
+  free(s);
+  s = nested(PM_NESTING_MAX + 1, "x");
+  expect(PM_EDEPTH, s);
+  free(s);
+  s = nested(PM_NESTING_MAX + 1, "");
+  expect(PM_EDEPTH, s);
+  free(s);
+  s = nested(300, "x");
+  expect(PM_EDEPTH, s);
+  free(s);
+  /* An empty element at the deepest level is {} and still fits JSON's limit: same rule. */
+  s = nested(PM_NESTING_MAX, "");
+  m = must_decode(s);
+  free(s);
+  assert_pm(0, pm_json_encode(m, &out, &len));
+  pm_msg_free(m);
+  assert_pm(0, pm_json_decode(out, len, &m, NULL));
+  pm_free(out);
+  assert_pm(0, pm_xml_encode(m, &out, &len));
+  pm_msg_free(m);
+  assert_pm(0, pm_xml_decode(out, len, &m, NULL));
+  pm_free(out);
+  pm_msg_free(m);
+}
+
+static void test_codec_xml_malformed(void **state) {
+  pm_msg *m = NULL;
+  static const char *const docs[] = {
+      "<Request>",
+      "<Request></Response>",
+      "<Request/><Request/>",
+      "<Request/>trailing",
+      "",
+      "   ",
+      "<Request><Command>\xff</Command></Request>",                   /* invalid UTF-8 */
+      "<Request><Command>&#0;</Command></Request>",                   /* not an XML character */
+      "<Request><Command>\x01</Command></Request>",                   /* not an XML character */
+      "<Request><Id>1</Id>text<Command>x</Command></Request>",        /* mixed content */
+      "<Request><Params><A>a<B>b</B></A></Params></Request>",         /* mixed content, nested */
+      "<Request><Params><A><![CDATA[x]]><B/></A></Params></Request>", /* CDATA is text */
+      "<Request>text</Request>",                                      /* text as fields */
+      "<Request><Id>1</Id><Id>2</Id></Request>",                      /* duplicate fields */
+      "<Request><Params><A/><B/><A/></Params></Request>",             /* duplicate, nested */
+      "<Request><Item>a</Item><Item>b</Item></Request>",              /* the root is an object */
+      "<Request><Params><Item>a</Item><B/><Item>b</Item></Params></Request>",
+      "<Request><x:Command xmlns:x=\"urn:x\">a</x:Command></Request>",
+      "<Request><x:Command>a</x:Command></Request>", /* undeclared prefix */
+      "<Request><\xc3\x84>a</\xc3\x84></Request>",   /* outside the name subset */
+      /* Forced UTF-8: a Latin-1 declaration does not make Latin-1 bytes valid. */
+      "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><Request><Command>\xe9</Command></Request>",
+  };
+  (void)state;
+  for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++)
+    expect(PM_EPARSE, docs[i]);
+  assert_non_null(strstr(expect(PM_EPARSE, docs[9]), "mixed content"));
+  assert_non_null(strstr(expect(PM_EPARSE, docs[13]), "duplicate"));
+  assert_pm(PM_EINVAL, pm_xml_decode(NULL, 1, &m, NULL));
+  assert_pm(PM_EINVAL, pm_xml_decode("<Request/>", 10, NULL, NULL));
+  assert_null(m);
+}
+
+static void test_codec_xml_schema(void **state) {
+  const char *why;
+  (void)state;
+  why = expect(PM_ESCHEMA, "<Foo/>");
+  assert_non_null(strstr(why, "Foo"));
+  /* Known field elements are global in the XSD, so the code rejects them as roots. */
+  expect(PM_ESCHEMA, "<Params><A>1</A></Params>");
+  expect(PM_ESCHEMA, "<Id>1</Id>");
+  expect(PM_ESCHEMA, "<Request xmlns=\"urn:x\"/>");
+  why = expect(PM_ESCHEMA, "<Request><Command>X</Command><Id>abc</Id></Request>");
+  assert_non_null(strstr(why, "abc"));
+  expect(PM_ESCHEMA, "<Request><Id>9223372036854775808</Id></Request>");
+  expect(PM_ESCHEMA, "<Handshake><Seq>0</Seq></Handshake>");
+  expect(PM_ESCHEMA, "<Event><Id>1</Id><Time>yesterday</Time></Event>");
+  expect(PM_ESCHEMA, "<Request><Command><A>1</A></Command></Request>");
+  /* Params and Data are free-form: nothing inside them is checked. */
+  expect(0, "<Request><Command>X</Command><Params><Id>abc</Id><Seq>-1</Seq></Params></Request>");
+  expect(0, "<Response><Result>Ok</Result><Data><Data><Id>x</Id></Data></Data></Response>");
+  expect(0, "<Request><Params>text</Params></Request>");
+  /* Unknown fields are ignored, in any order; attributes are ignored everywhere. */
+  expect(0, "<Request><Zzz>1</Zzz><Id a=\"1\">7</Id><Command>X</Command><Other><A/></Other>"
+            "</Request>");
+  expect(0, "<Event><Time>2026-11-25T16:00:00.123Z</Time><Id>1</Id></Event>");
+  expect(0, "<Request/>");
+}
+
+static void test_codec_xml_decode_mapping(void **state) {
+  pm_msg *m;
+  json_t *want;
+  (void)state;
+  m = must_decode(
+      "<Request a=\"ignored\">\n  <!-- comment -->\n  <?pi ignored?>\n"
+      "  <Command>Do</Command>\n"
+      "  <Params>\n"
+      "    <Obj><X>1</X><Y>two</Y></Obj>\n"
+      "    <List><Item>a</Item><Item><Z>z</Z></Item><Item/><Item><Item>n</Item></Item></List>\n"
+      "    <Empty/><Empty2></Empty2>\n"
+      "    <Space> </Space>\n"
+      "    <Text>a &lt;b&gt; &amp; &#233; <![CDATA[<raw>]]><!-- c -->end</Text>\n"
+      "    <Item>only</Item>\n"
+      "  </Params>\n"
+      "</Request>");
+  want = json_pack("{s:s,s:{s:{s:s,s:s},s:[s,{s:s},{},[s]],s:{},s:{},s:s,s:s,s:s}}", "Command",
+                   "Do", "Params", "Obj", "X", "1", "Y", "two", "List", "a", "Z", "z", "n", "Empty",
+                   "Empty2", "Space", " ", "Text", "a <b> & \xc3\xa9 <raw>end", "Item", "only");
+  assert_non_null(want);
+  if (!json_equal(want, pm_msg_fields(m))) {
+    char *got = json_dumps(pm_msg_fields(m), JSON_COMPACT);
+    print_error("got %s\n", got);
+    free(got);
+  }
+  assert_true(json_equal(want, pm_msg_fields(m)));
+  json_decref(want);
+  pm_msg_free(m);
+
+  /* An element whose only child is <Item> is a one-element array. */
+  m = must_decode("<Request><Params><One><Item>x</Item></One></Params></Request>");
+  want = json_pack("{s:{s:[s]}}", "Params", "One", "x");
+  assert_true(json_equal(want, pm_msg_fields(m)));
+  json_decref(want);
+  pm_msg_free(m);
+}
+
+static void test_codec_xml_encode_mapping(void **state) {
+  pm_msg *m;
+  (void)state;
+  m = from_json("{\"Request\":{\"Id\":-7,\"Command\":\"Do\",\"Ok\":true,\"No\":false,"
+                "\"R\":0.5,\"Big\":1e300,\"Params\":{\"L\":[1,[2,3],{\"A\":\"b\"},{},[],null,\"\"],"
+                "\"O\":{\"P\":{\"Q\":\"deep\"}},\"E\":{},\"N\":null,\"S\":\"\"}}}");
+  expect_xml("<Request><Id>-7</Id><Command>Do</Command><Ok>true</Ok><No>false</No><R>0.5</R>"
+             "<Big>1.0000000000000001e+300</Big><Params><L><Item>1</Item><Item><Item>2</Item>"
+             "<Item>3</Item></Item><Item><A>b</A></Item><Item/><Item/><Item/><Item/></L>"
+             "<O><P><Q>deep</Q></P></O><E/><N/><S/></Params></Request>",
+             m);
+  pm_msg_free(m);
+  assert_pm(0, pm_msg_new("Disconnect", &m));
+  expect_xml("<Disconnect/>", m);
+  pm_msg_free(m);
+}
+
+static void test_codec_xml_escape(void **state) {
+  static const char *const bad[] = {"a\x01", "\x1f", "\x7f\x0b", "x\xef\xbf\xbe", "\xef\xbf\xbf"};
+  pm_msg *m, *m2;
+  uint8_t *out = NULL;
+  size_t len;
+  const char *s;
+  (void)state;
+  assert_pm(0, pm_msg_new("Request", &m));
+  assert_pm(0, pm_msg_set_string(m, "Command", "a<b>&c ]]> \"q\" 'a'\r\n\tz \xc3\xbc\xe2\x82\xac"));
+  expect_xml("<Request><Command>a&lt;b&gt;&amp;c ]]&gt; \"q\" 'a'&#13;\n\tz "
+             "\xc3\xbc\xe2\x82\xac</Command></Request>",
+             m);
+  assert_pm(0, pm_xml_encode(m, &out, &len));
+  assert_pm(0, pm_xml_decode(out, len, &m2, NULL));
+  pm_free(out);
+  assert_true(json_equal(pm_msg_fields(m), pm_msg_fields(m2)));
+  pm_msg_free(m2);
+  out = NULL;
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    assert_pm(0, pm_msg_set_string(m, "Command", bad[i]));
+    assert_pm(PM_EINVAL, pm_xml_encode(m, &out, &len));
+    assert_null(out);
+  }
+  /* Neither encoding carries a NUL or a bad name. */
+  assert_pm(0, pm_msg_set_tree(m, "Command", json_stringn("a\0b", 3)));
+  assert_pm(PM_EINVAL, pm_xml_encode(m, &out, &len));
+  assert_pm(0, pm_msg_set_string(m, "Command", "ok"));
+  json_object_set_new(pm_msg_fields(m), "a:b", json_true());
+  assert_pm(PM_EINVAL, pm_msg_encode(m, PM_ENC_XML, &out, &len));
+  assert_null(out);
+  json_object_del(pm_msg_fields(m), "a:b");
+  assert_pm(0, pm_msg_get_string(m, "Command", &s));
+  assert_pm(PM_EINVAL, pm_xml_encode(NULL, &out, &len));
+  pm_msg_free(m);
+}
+
+static void test_codec_xml_round_trip(void **state) {
+  static const char *const json_text =
+      "{\"Request\":{\"Command\":\"X\",\"Id\":7,\"Flag\":true,\"Pi\":3.25,\"Neg\":-5,"
+      "\"Params\":{\"List\":[1,\"two\",{\"Three\":3},[4,5],[],{},null,\"\"],"
+      "\"Nested\":{\"Deep\":{\"Deeper\":\"x\"}},\"Empty\":{},\"Null\":null,"
+      "\"Text\":\"a<b&c>d\\r\\n\\ttab ]]> \\\"q\\\" 'a' \\u00fc\\u20ac\\ud83d\\ude00\","
+      "\"Item\":\"beside others\",\"Zero\":0.0,\"Min\":-9223372036854775808}}}";
+  static const char *const xml_text =
+      "<Event><Id>42</Id><Type>T</Type><Data><A><Item>1</Item><Item><B>x</B></Item>"
+      "<Item><Item>y</Item></Item><Item/></A><E/><S> </S><T>a&lt;&gt;&amp;&#13;\n</T>"
+      "</Data></Event>";
+  pm_msg *a, *b, *c;
+  uint8_t *out;
+  size_t len;
+  json_t *want, *got;
+  (void)state;
+  /* JSON -> tree -> XML -> tree -> JSON: equal once scalars are compared as text. */
+  a = from_json(json_text);
+  assert_pm(0, pm_msg_encode(a, PM_ENC_XML, &out, &len));
+  assert_pm(0, pm_msg_decode(out, len, &b, NULL));
+  pm_free(out);
+  assert_pm(0, pm_msg_encode(b, PM_ENC_JSON, &out, &len));
+  assert_pm(0, pm_msg_decode(out, len, &c, NULL));
+  pm_free(out);
+  want = as_text(pm_msg_fields(a));
+  got = as_text(pm_msg_fields(c));
+  assert_true(json_equal(want, got));
+  assert_string_equal(pm_msg_kind(a), pm_msg_kind(c));
+  json_decref(want);
+  json_decref(got);
+  pm_msg_free(a);
+  pm_msg_free(b);
+  pm_msg_free(c);
+
+  /* XML -> tree -> JSON -> tree -> XML: the same bytes. */
+  a = must_decode(xml_text);
+  assert_pm(0, pm_msg_encode(a, PM_ENC_JSON, &out, &len));
+  assert_pm(0, pm_msg_decode(out, len, &b, NULL));
+  pm_free(out);
+  expect_xml(xml_text, b);
+  pm_msg_free(a);
+  pm_msg_free(b);
+}
+
+/* libxml2 must never write to stderr, whatever the input. */
+static void test_codec_xml_silent(void **state) {
+  static const char *const docs[] = {
+      "<Request>",
+      "<!DOCTYPE r [<!ENTITY x \"y\">]><Request>&x;</Request>",
+      "<Request>\xff</Request>",
+      "<Foo/>",
+      "<Request><Id>abc</Id></Request>",
+      "<Request><x:A>1</x:A></Request>",
+      "<?xml version=\"1.1\"?><Request/>",
+      "<Request xmlns:a=\"rel\"><a:B/></Request>",
+  };
+  char path[] = "/tmp/pmstderr.XXXXXX";
+  int fd = mkstemp(path), saved;
+  off_t size;
+  (void)state;
+  assert_true(fd >= 0);
+  fflush(stderr);
+  saved = dup(2);
+  assert_true(saved >= 0);
+  assert_true(dup2(fd, 2) >= 0);
+  for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+    pm_msg *m = NULL;
+    decode(docs[i], &m, NULL);
+    pm_msg_free(m);
+  }
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  size = lseek(fd, 0, SEEK_END);
+  close(fd);
+  unlink(path);
+  assert_int_equal(0, size);
+}
+
+static void *decode_many(void *arg) {
+  (void)arg;
+  for (int i = 0; i < 50; i++) {
+    pm_msg *m = NULL;
+    if (decode("<Request><Id>abc</Id></Request>", &m, NULL) != PM_ESCHEMA ||
+        decode("<Request><Command>X</Command><Id>1</Id></Request>", &m, NULL) != 0)
+      return (void *)1;
+    pm_msg_free(m);
+  }
+  return NULL;
+}
+
+/* The first decodes race to initialize libxml2 and compile the schema. */
+static void test_codec_xml_threads(void **state) {
+  pthread_t t[4];
+  void *r;
+  (void)state;
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(0, pthread_create(&t[i], NULL, decode_many, NULL));
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(0, pthread_join(t[i], &r));
+    assert_null(r);
+  }
+}
+
+static void test_codec_xml_decode_oom(void **state) {
+  static const char *const text =
+      "<Request><Command>X</Command><Params><A><Item>1</Item></A></Params></Request>";
+  unsigned long n;
+  int rc = PM_ENOMEM;
+  (void)state;
+  for (n = 1; n < 100 && rc != 0; n++) {
+    pm_msg *m = NULL;
+    pm__alloc_fail_after(n);
+    rc = decode(text, &m, NULL);
+    pm__alloc_fail_after(0);
+    if (rc != 0) {
+      assert_pm(PM_ENOMEM, rc);
+      assert_null(m);
+    }
+    pm_msg_free(m);
+  }
+  assert_pm(0, rc);
+  assert_true(n > 2);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_codec_xml_threads),
+      cmocka_unit_test(test_codec_xml_examples),
+      cmocka_unit_test(test_codec_xml_doctype),
+      cmocka_unit_test(test_codec_xml_xxe),
+      cmocka_unit_test(test_codec_xml_billion_laughs),
+      cmocka_unit_test(test_codec_xml_depth),
+      cmocka_unit_test(test_codec_xml_malformed),
+      cmocka_unit_test(test_codec_xml_schema),
+      cmocka_unit_test(test_codec_xml_decode_mapping),
+      cmocka_unit_test(test_codec_xml_encode_mapping),
+      cmocka_unit_test(test_codec_xml_escape),
+      cmocka_unit_test(test_codec_xml_round_trip),
+      cmocka_unit_test(test_codec_xml_silent),
+      cmocka_unit_test(test_codec_xml_decode_oom),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,154 @@
+#ifndef PIPEMSG_EVENT_H
+#define PIPEMSG_EVENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "pipemsg/message.h"
+#include "pipemsg/pipe.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Event pipe (PROTOCOL §5): one attached client, handshakes, acknowledged delivery. */
+
+#define PM_HANDSHAKE_TIMEOUT_MS_DEFAULT 1000u
+#define PM_HEARTBEAT_MS_DEFAULT 1000u
+#define PM_ACK_TIMEOUT_MS_DEFAULT 1000u
+#define PM_CLIENT_HANDSHAKE_TIMEOUT_MS_DEFAULT 3000u
+#define PM_EVENT_QUEUE_MAX_EVENTS_DEFAULT 10000u
+#define PM_EVENT_QUEUE_MAX_BYTES_DEFAULT ((size_t)64 * 1024 * 1024)
+#define PM_RECONNECT_MIN_MS_DEFAULT 100u
+#define PM_RECONNECT_MAX_MS_DEFAULT 5000u
+
+/* The transient type every server knows (§5.3.4). */
+#define PM_EVENT_TRAFFIC_CHANGED "TrafficChanged"
+/* The durable type that reports a gap after queue overflow (§5.3.5). */
+#define PM_EVENT_EVENTS_LOST "EventsLost"
+
+/* Disconnect reasons the server sends. */
+#define PM_DISCONNECT_BUSY "Busy"
+#define PM_DISCONNECT_HANDSHAKE_TIMEOUT "HandshakeTimeout"
+#define PM_DISCONNECT_HEARTBEAT_TIMEOUT "HeartbeatTimeout"
+#define PM_DISCONNECT_ACK_TIMEOUT "AckTimeout"
+#define PM_DISCONNECT_PROTOCOL_ERROR "ProtocolError"
+#define PM_DISCONNECT_NOT_AUTHORIZED "NotAuthorized"
+#define PM_DISCONNECT_SHUTDOWN "ServiceStopping"
+
+/* ---- server ---------------------------------------------------------------------------- */
+
+typedef struct pm_event_server pm_event_server;
+
+typedef struct pm_event_stats {
+  uint64_t published;          /* events accepted by pm_event_server_publish */
+  uint64_t delivered;          /* confirmed by a client */
+  uint64_t redelivered;        /* sent again after an earlier attempt failed */
+  uint64_t dropped_transient;  /* transient events dropped: no client, ack timeout, replaced */
+  uint64_t lost_overflow;      /* durable events dropped because the queue was full */
+  uint64_t resumed_skipped;    /* queued events discarded because a client had them (resume) */
+  uint64_t heartbeat_failures; /* secondary handshakes not answered in time */
+  uint64_t handshake_failures; /* connections without a valid handshake in time */
+  uint64_t ack_failures;       /* durable events whose confirmation did not come */
+  uint64_t busy_rejections;    /* connections refused because a client was attached */
+  uint64_t stale_acks;         /* confirmations for an id not in flight */
+  uint64_t sessions;           /* handshakes completed */
+  uint64_t queued;             /* events waiting now */
+  int attached;                /* a client is attached now */
+} pm_event_stats;
+
+/* Something worth a log line: a session starting or ending, a refusal. */
+typedef struct pm_event_log {
+  pm_peer peer;
+  const char *what;   /* "attached", "detached", "busy", "refused" */
+  const char *reason; /* the Disconnect reason or cause; NULL for "attached" */
+  uint64_t duration_ms;
+} pm_event_log;
+typedef void (*pm_event_server_log_cb)(const pm_event_log *entry, void *data);
+/* 0 lets the peer in; anything else sends Disconnect{NotAuthorized} and closes. */
+typedef int (*pm_event_server_authorize_cb)(const pm_peer *peer, void *data);
+
+typedef struct pm_event_server_options {
+  size_t max_message;            /* 0: PM_MAX_MESSAGE_DEFAULT */
+  uint32_t handshake_timeout_ms; /* client handshake after connecting; 0: 1000 */
+  uint32_t heartbeat_ms;         /* idle time before a secondary handshake; 0: 1000 */
+  uint32_t ack_timeout_ms;       /* for confirmations and handshake answers; 0: 1000 */
+  size_t queue_max_events;       /* 0: 10000 */
+  size_t queue_max_bytes;        /* 0: 64 MiB */
+  const char *const *transient;  /* NULL-terminated extra transient types, or NULL */
+  const char *service_name;      /* sent in the handshake; NULL: "pipemsg" */
+  int64_t epoch;                 /* 0: a random one */
+  pm_event_server_authorize_cb authorize; /* NULL: everyone */
+  pm_event_server_log_cb log;             /* NULL: silent */
+  void *data;
+} pm_event_server_options;
+
+int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_server_options *opts,
+                          pm_event_server **out);
+/* Closes the pipe (a client gets Disconnect{ServiceStopping}), removes the socket file; an
+ * event in flight stays queued. The server is freed once its handles have closed. */
+void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg);
+
+/* Publishes an event: thread-safe, never waits for the client. data (may be NULL) is taken.
+ * *id (may be NULL) receives the event's id. */
+int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, int64_t *id);
+/* Thread-safe snapshot of the counters. */
+void pm_event_server_stats(pm_event_server *s, pm_event_stats *out);
+int64_t pm_event_server_epoch(const pm_event_server *s);
+const char *pm_event_server_path(const pm_event_server *s);
+
+/* ---- client ("Core") --------------------------------------------------------------------- */
+
+typedef struct pm_event_client pm_event_client;
+
+typedef struct pm_event {
+  int64_t id;
+  int64_t epoch;
+  const char *type;
+  const char *time; /* may be NULL */
+  const json_t *data; /* may be NULL */
+  pm_encoding encoding;
+} pm_event;
+
+typedef enum {
+  PM_EVENT_CLIENT_CONNECTING,
+  PM_EVENT_CLIENT_CONNECTED,
+  PM_EVENT_CLIENT_DISCONNECTED,
+  PM_EVENT_CLIENT_STOPPED,
+  PM_EVENT_CLIENT_STATE_MAX
+} pm_event_client_state;
+
+const char *pm_event_client_state_name(pm_event_client_state state);
+
+/* Called on the client's own thread. The event is confirmed when the callback returns. */
+typedef void (*pm_event_client_event_cb)(const pm_event *ev, void *data);
+/* reason: why a connection ended (a Disconnect reason from the service, or a local cause). */
+typedef void (*pm_event_client_state_cb)(pm_event_client_state state, const char *reason,
+                                         void *data);
+
+typedef struct pm_event_client_options {
+  uint32_t handshake_timeout_ms; /* connect + handshake; 0: 3000 */
+  uint32_t heartbeat_ms;         /* until the service says otherwise; 0: 1000 */
+  uint32_t reconnect_min_ms;     /* first backoff; 0: 100 */
+  uint32_t reconnect_max_ms;     /* backoff ceiling; 0: 5000 */
+  size_t max_message;            /* 0: PM_MAX_MESSAGE_DEFAULT */
+  pm_encoding encoding;          /* 0: JSON */
+  const char *client_name;       /* sent in the handshake; may be NULL */
+  pm_event_client_event_cb on_event;
+  pm_event_client_state_cb on_state; /* may be NULL */
+  void *data;
+} pm_event_client_options;
+
+/* Starts a thread that connects to the event pipe name and keeps reconnecting until stopped. */
+int pm_event_client_start(const char *name, const pm_event_client_options *opts,
+                          pm_event_client **out);
+/* Stops the thread (from any thread but the client's own) and frees the client. */
+void pm_event_client_stop(pm_event_client *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

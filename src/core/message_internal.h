@@ -1,0 +1,22 @@
+#ifndef PIPEMSG_MESSAGE_INTERNAL_H
+#define PIPEMSG_MESSAGE_INTERNAL_H
+
+/* Shared by message.c and the codecs; not installed. */
+
+#include "pipemsg/message.h"
+
+/* A message of kind (kind_len bytes, need not be NUL-terminated) with the given fields and
+ * encoding. Takes ownership of fields, also on failure. kind must be a valid name. */
+int pm__msg_wrap(const char *kind, size_t kind_len, json_t *fields, pm_encoding enc, pm_msg **out);
+
+/* Checks a fields object against the message model shared by both encodings: every member
+ * name is a valid name without NUL bytes, no string holds a NUL byte, and the nesting depth
+ * is at most PM_NESTING_MAX. Depth is the XML element depth the tree encodes to: the kind
+ * (root element) is 1, its fields 2, and each object member or array element one more than
+ * the value that holds it. In JSON terms: count the containers around each member or array
+ * element, the outer {"Kind": ...} wrapper included, so {"K":{"A":1}} has depth 2 like
+ * <K><A>1</A></K>. An empty {} or [] adds nothing, as it encodes to an empty element.
+ * Returns 0, PM_EINVAL or PM_EDEPTH, with a reason in why when it is not NULL. */
+int pm__tree_check(const json_t *fields, char *why);
+
+#endif

@@ -1,0 +1,91 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "internal.h"
+#include "pipemsg/codec.h"
+#include "pipemsg/error.h"
+#include "pipemsg/frame.h"
+#include "transport/transport.h"
+
+/* Bytes taken from a socket per read; frame readers own the growing payload buffers. */
+#define READ_CHUNK (64 * 1024)
+
+typedef struct send_req {
+  uv_write_t req;
+  pm__sent_cb cb;
+  void *data;
+  uint8_t header[PM_FRAME_HEADER_SIZE];
+  uint8_t *payload;
+} send_req;
+
+static void on_sent(uv_write_t *req, int status) {
+  send_req *w = (send_req *)req;
+  pm__sent_cb cb = w->cb;
+  void *data = w->data;
+  pm__free(w->payload);
+  pm__free(w);
+  if (cb != NULL)
+    cb(data, pm__uv_error(status));
+}
+
+int pm__stream_send(uv_stream_t *stream, pm_msg *m, pm_encoding enc, size_t max_message,
+                    pm__sent_cb cb, void *data) {
+  send_req *w = pm__calloc(1, sizeof(*w));
+  size_t len = 0;
+  uv_buf_t bufs[2];
+  int rc = w == NULL ? PM_ENOMEM : 0;
+  if (rc == 0)
+    rc = pm_msg_encode(m, enc, &w->payload, &len);
+  if (rc == 0)
+    rc = pm_frame_header(len, max_message, w->header);
+  pm_msg_free(m);
+  if (rc < 0)
+    goto fail;
+  w->cb = cb;
+  w->data = data;
+  bufs[0] = uv_buf_init((char *)w->header, sizeof(w->header));
+  bufs[1] = uv_buf_init((char *)w->payload, (unsigned int)len);
+  rc = pm__uv_error(uv_write(&w->req, stream, bufs, 2, on_sent));
+  if (rc < 0)
+    goto fail;
+  return 0;
+fail:
+  if (w != NULL)
+    pm__free(w->payload);
+  pm__free(w);
+  return rc;
+}
+
+void pm__read_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)h;
+  (void)suggested;
+  buf->base = pm__malloc(READ_CHUNK);
+  buf->len = buf->base ? READ_CHUNK : 0;
+}
+
+void pm_time_now(char buf[PM_TIME_MAX]) {
+  uv_timeval64_t tv;
+  struct tm tm;
+  time_t secs;
+  uv_gettimeofday(&tv);
+  secs = (time_t)tv.tv_sec;
+  gmtime_r(&secs, &tm);
+  size_t n = strftime(buf, PM_TIME_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(buf + n, PM_TIME_MAX - n, ".%03uZ", (unsigned)(tv.tv_usec / 1000) % 1000u);
+}
+
+void pm__debug(const char *fmt, ...) {
+  static int enabled = -1;
+  va_list ap;
+  if (enabled < 0)
+    enabled = getenv("PIPEMSG_DEBUG") != NULL;
+  if (!enabled)
+    return;
+  va_start(ap, fmt);
+  fputs("pipemsg: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}

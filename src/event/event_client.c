@@ -1,0 +1,347 @@
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "pipemsg/codec.h"
+#include "pipemsg/error.h"
+#include "pipemsg/event.h"
+#include "pipemsg/frame.h"
+#include "transport/transport.h"
+
+/* The client treats this many heartbeat intervals of silence as a dead connection (§5.2). */
+#define SILENCE_HEARTBEATS 3
+
+static const char *const state_names[PM_EVENT_CLIENT_STATE_MAX] = {
+    "connecting", "connected", "disconnected", "stopped"};
+
+typedef enum {
+  LINK_CONNECTING,  /* connect and handshake under the handshake deadline */
+  LINK_CONNECTED,   /* established; the silence timer runs */
+  LINK_BACKOFF,     /* waiting before the next attempt */
+  LINK_STOPPING
+} link_state;
+
+struct pm_event_client {
+  pm_event_client_options opts;
+  char path[PM_PIPE_PATH_MAX + 1];
+  uv_thread_t thread;
+  uv_loop_t loop;
+  uv_async_t stop;
+  uv_timer_t timer;
+  uv_pipe_t pipe;
+  uv_connect_t connect_req;
+  int pipe_open;
+  link_state state;
+  pm_reader *reader;
+  int64_t seq;
+  int64_t epoch;   /* of the service we last talked to; 0 before the first session */
+  int64_t last_id; /* highest event id handed to the application in that epoch */
+  uint32_t heartbeat_ms;
+  uint32_t backoff_ms;
+  char reason[PM_REASON_MAX]; /* why the current connection is ending */
+};
+
+const char *pm_event_client_state_name(pm_event_client_state state) {
+  return (unsigned)state < PM_EVENT_CLIENT_STATE_MAX ? state_names[state] : "unknown";
+}
+
+static void report(pm_event_client *c, pm_event_client_state st, const char *reason) {
+  if (c->opts.on_state != NULL)
+    c->opts.on_state(st, reason, c->opts.data);
+}
+
+static void connect_now(pm_event_client *c);
+
+static void on_backoff_done(uv_timer_t *t) { connect_now(t->data); }
+
+static void on_pipe_closed(uv_handle_t *h) {
+  pm_event_client *c = h->data;
+  if (c->state != LINK_BACKOFF)
+    return;
+  uv_timer_start(&c->timer, on_backoff_done, c->backoff_ms, 0);
+  c->backoff_ms = c->backoff_ms * 2 > c->opts.reconnect_max_ms ? c->opts.reconnect_max_ms
+                                                                : c->backoff_ms * 2;
+}
+
+/* Drops the connection and, unless stopping, tries again after the backoff. */
+static void drop(pm_event_client *c, const char *reason) {
+  if (c->state == LINK_BACKOFF || c->state == LINK_STOPPING)
+    return;
+  if (c->reason[0] == '\0')
+    snprintf(c->reason, sizeof(c->reason), "%s", reason);
+  pm__debug("event client: disconnected: %s", c->reason);
+  c->state = LINK_BACKOFF;
+  uv_timer_stop(&c->timer);
+  report(c, PM_EVENT_CLIENT_DISCONNECTED, c->reason);
+  if (c->pipe_open) {
+    c->pipe_open = 0;
+    uv_close((uv_handle_t *)&c->pipe, on_pipe_closed);
+  } else {
+    uv_timer_start(&c->timer, on_backoff_done, c->backoff_ms, 0);
+  }
+}
+
+static void on_deadline(uv_timer_t *t) {
+  pm_event_client *c = t->data;
+  drop(c, c->state == LINK_CONNECTING ? "handshake timed out" : "service silent");
+}
+
+static void arm_silence(pm_event_client *c) {
+  uv_timer_start(&c->timer, on_deadline, (uint64_t)c->heartbeat_ms * SILENCE_HEARTBEATS, 0);
+}
+
+static void on_sent(void *data, int status) {
+  if (status < 0)
+    drop(data, "write failed");
+}
+
+static void send_msg(pm_event_client *c, pm_msg *m) {
+  if (pm__stream_send((uv_stream_t *)&c->pipe, m, c->opts.encoding, c->opts.max_message, on_sent,
+                      c) < 0)
+    drop(c, "could not send");
+}
+
+/* A message with one integer field, sent at once. */
+static void send_simple(pm_event_client *c, const char *kind, const char *field, int64_t v) {
+  pm_msg *m = NULL;
+  if (pm_msg_new(kind, &m) < 0 || pm_msg_set_int(m, field, v) < 0) {
+    pm_msg_free(m);
+    drop(c, "out of memory");
+    return;
+  }
+  send_msg(c, m);
+}
+
+static void on_handshake_reply(pm_event_client *c, const pm_msg *m) {
+  int64_t seq, epoch = 0, hb;
+  if (pm_msg_get_int(m, "Seq", &seq) < 0 || seq != c->seq) {
+    drop(c, "unexpected handshake from service");
+    return;
+  }
+  if (pm_msg_get_int(m, "HeartbeatMs", &hb) == 0 && hb > 0 && hb <= UINT32_MAX)
+    c->heartbeat_ms = (uint32_t)hb;
+  pm_msg_get_int(m, "Epoch", &epoch);
+  if (epoch != c->epoch) {
+    /* A new epoch means the service's ids restarted: what we saw before says nothing now. */
+    c->epoch = epoch;
+    c->last_id = 0;
+  }
+  c->state = LINK_CONNECTED;
+  c->backoff_ms = c->opts.reconnect_min_ms;
+  c->reason[0] = '\0';
+  report(c, PM_EVENT_CLIENT_CONNECTED, NULL);
+}
+
+static void on_event(pm_event_client *c, const pm_msg *m) {
+  pm_event ev;
+  int64_t id;
+  if (pm_msg_get_int(m, "Id", &id) < 0 || pm_msg_get_string(m, "Type", &ev.type) < 0) {
+    drop(c, "malformed event from service");
+    return;
+  }
+  if (id > c->last_id) {
+    ev.id = id;
+    ev.epoch = c->epoch;
+    if (pm_msg_get_string(m, "Time", &ev.time) < 0)
+      ev.time = NULL;
+    ev.data = json_object_get(pm_msg_fields(m), "Data");
+    ev.encoding = pm_msg_encoding(m);
+    c->opts.on_event(&ev, c->opts.data);
+    c->last_id = id;
+  }
+  /* A duplicate (its confirmation was lost) is confirmed again but not delivered twice. */
+  send_simple(c, PM_KIND_EVENT_CONFIRMATION, "Id", id);
+}
+
+static void handle(pm_event_client *c, const pm_msg *m) {
+  const char *kind = pm_msg_kind(m);
+  const char *reason;
+  int64_t seq;
+  if (strcmp(kind, PM_KIND_DISCONNECT) == 0) {
+    if (pm_msg_get_string(m, "Reason", &reason) < 0)
+      reason = "unspecified";
+    snprintf(c->reason, sizeof(c->reason), "%s", reason);
+    drop(c, reason);
+    return;
+  }
+  if (c->state == LINK_CONNECTING) {
+    if (strcmp(kind, PM_KIND_HANDSHAKE) == 0)
+      on_handshake_reply(c, m);
+    else
+      drop(c, "service did not answer the handshake");
+    return;
+  }
+  if (strcmp(kind, PM_KIND_HANDSHAKE) == 0 && pm_msg_get_int(m, "Seq", &seq) == 0)
+    send_simple(c, PM_KIND_HANDSHAKE, "Seq", seq);
+  else if (strcmp(kind, PM_KIND_EVENT) == 0)
+    on_event(c, m);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  pm_event_client *c = stream->data;
+  const char *p = buf->base;
+  size_t left = nread > 0 ? (size_t)nread : 0;
+  if (nread < 0) {
+    pm__free(buf->base);
+    drop(c, nread == UV_EOF ? "service closed the connection" : "read failed");
+    return;
+  }
+  while (left > 0 && (c->state == LINK_CONNECTING || c->state == LINK_CONNECTED)) {
+    long used = pm_reader_feed(c->reader, p, left);
+    uint8_t *payload;
+    size_t len;
+    pm_msg *m = NULL;
+    if (used < 0) {
+      drop(c, pm_strerror((int)used));
+      break;
+    }
+    p += used;
+    left -= (size_t)used;
+    if (pm_reader_next(c->reader, &payload, &len) != 1)
+      continue;
+    if (pm_msg_decode(payload, len, &m, NULL) < 0) {
+      pm__free(payload);
+      drop(c, "malformed message from service");
+      break;
+    }
+    pm__free(payload);
+    if (c->state == LINK_CONNECTED)
+      arm_silence(c);
+    handle(c, m);
+    pm_msg_free(m);
+  }
+  pm__free(buf->base);
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  pm_event_client *c = req->data;
+  pm_msg *m = NULL;
+  int rc;
+  if (c->state != LINK_CONNECTING)
+    return;
+  if (status < 0) {
+    drop(c, "no service on the event pipe");
+    return;
+  }
+  pm_reader_free(c->reader);
+  c->reader = NULL;
+  rc = pm_reader_new(c->opts.max_message, &c->reader);
+  if (rc == 0)
+    rc = pm_msg_new(PM_KIND_HANDSHAKE, &m);
+  if (rc == 0)
+    rc = pm_msg_set_int(m, "Seq", ++c->seq);
+  if (rc == 0)
+    rc = pm_msg_set_int(m, "Version", 1);
+  if (rc == 0)
+    rc = pm_msg_set_int(m, "Pid", (int64_t)getpid());
+  if (rc == 0 && c->opts.client_name != NULL)
+    rc = pm_msg_set_string(m, "Client", c->opts.client_name);
+  if (rc == 0 && c->epoch != 0) {
+    /* The resume cursor: the service drops what we already have (§5.4). */
+    rc = pm_msg_set_int(m, "Epoch", c->epoch);
+    if (rc == 0)
+      rc = pm_msg_set_int(m, "LastEventId", c->last_id);
+  }
+  if (rc < 0) {
+    pm_msg_free(m);
+    drop(c, "out of memory");
+    return;
+  }
+  send_msg(c, m);
+  if (c->state == LINK_CONNECTING &&
+      uv_read_start((uv_stream_t *)&c->pipe, pm__read_alloc, on_read) < 0)
+    drop(c, "read failed");
+}
+
+static void connect_now(pm_event_client *c) {
+  c->state = LINK_CONNECTING;
+  c->reason[0] = '\0';
+  report(c, PM_EVENT_CLIENT_CONNECTING, NULL);
+  uv_pipe_init(&c->loop, &c->pipe, 0);
+  c->pipe.data = c;
+  c->pipe_open = 1;
+  c->connect_req.data = c;
+  /* The whole exchange, connect to the service's handshake, has one deadline (§5.1.4). */
+  uv_timer_start(&c->timer, on_deadline, c->opts.handshake_timeout_ms, 0);
+  uv_pipe_connect(&c->connect_req, &c->pipe, c->path, on_connect);
+}
+
+static void on_stop(uv_async_t *a) {
+  pm_event_client *c = a->data;
+  c->state = LINK_STOPPING;
+  uv_close((uv_handle_t *)&c->stop, NULL);
+  uv_close((uv_handle_t *)&c->timer, NULL);
+  if (c->pipe_open) {
+    c->pipe_open = 0;
+    uv_close((uv_handle_t *)&c->pipe, NULL);
+  }
+}
+
+static void run(void *arg) {
+  pm_event_client *c = arg;
+  pm__sigpipe_guard guard;
+  /* This thread is ours: SIGPIPE stays blocked on it for its whole life. */
+  pm__sigpipe_block(&guard);
+  connect_now(c);
+  uv_run(&c->loop, UV_RUN_DEFAULT);
+  report(c, PM_EVENT_CLIENT_STOPPED, NULL);
+}
+
+int pm_event_client_start(const char *name, const pm_event_client_options *opts,
+                          pm_event_client **out) {
+  pm_event_client *c;
+  int rc;
+  if (name == NULL || opts == NULL || opts->on_event == NULL || out == NULL ||
+      opts->max_message > PM_MAX_MESSAGE_CEILING)
+    return PM_EINVAL;
+  c = pm__calloc(1, sizeof(*c));
+  if (c == NULL)
+    return PM_ENOMEM;
+  c->opts = *opts;
+  if (c->opts.handshake_timeout_ms == 0)
+    c->opts.handshake_timeout_ms = PM_CLIENT_HANDSHAKE_TIMEOUT_MS_DEFAULT;
+  if (c->opts.heartbeat_ms == 0)
+    c->opts.heartbeat_ms = PM_HEARTBEAT_MS_DEFAULT;
+  if (c->opts.reconnect_min_ms == 0)
+    c->opts.reconnect_min_ms = PM_RECONNECT_MIN_MS_DEFAULT;
+  if (c->opts.reconnect_max_ms < c->opts.reconnect_min_ms)
+    c->opts.reconnect_max_ms = c->opts.reconnect_min_ms > PM_RECONNECT_MAX_MS_DEFAULT
+                                   ? c->opts.reconnect_min_ms
+                                   : PM_RECONNECT_MAX_MS_DEFAULT;
+  if (c->opts.encoding == 0)
+    c->opts.encoding = PM_ENC_JSON;
+  c->heartbeat_ms = c->opts.heartbeat_ms;
+  c->backoff_ms = c->opts.reconnect_min_ms;
+  rc = pm_pipe_path(name, c->path, sizeof(c->path));
+  if (rc == 0)
+    rc = pm__uv_error(uv_loop_init(&c->loop));
+  if (rc < 0) {
+    pm__free(c);
+    return rc;
+  }
+  uv_async_init(&c->loop, &c->stop, on_stop);
+  uv_timer_init(&c->loop, &c->timer);
+  c->stop.data = c->timer.data = c;
+  rc = pm__uv_error(uv_thread_create(&c->thread, run, c));
+  if (rc < 0) {
+    uv_close((uv_handle_t *)&c->stop, NULL);
+    uv_close((uv_handle_t *)&c->timer, NULL);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&c->loop);
+    pm__free(c);
+    return rc;
+  }
+  *out = c;
+  return 0;
+}
+
+void pm_event_client_stop(pm_event_client *c) {
+  if (c == NULL)
+    return;
+  uv_async_send(&c->stop);
+  uv_thread_join(&c->thread);
+  uv_loop_close(&c->loop);
+  pm_reader_free(c->reader);
+  pm__free(c);
+}

@@ -1,0 +1,649 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "event/queue.h"
+#include "internal.h"
+#include "pipemsg/codec.h"
+#include "pipemsg/error.h"
+#include "pipemsg/event.h"
+#include "pipemsg/frame.h"
+#include "transport/transport.h"
+
+/* Connections being turned away (Busy, NotAuthorized) at once; more are closed unanswered. */
+#define MAX_REJECTING 16
+/* Connections waiting to be turned away; the pipe has one client, so a short backlog. */
+#define EVENT_BACKLOG 16
+/* Largest epoch we make up: stays exact in a JavaScript number (2^53 - 1). */
+#define EPOCH_MASK 0x1fffffffffffffLL
+
+/* One connection's role; every change goes through set_state(). */
+typedef enum {
+  SESSION_HANDSHAKE, /* connected, waiting for the client's handshake */
+  SESSION_IDLE,      /* established, nothing outstanding: heartbeat timer runs */
+  SESSION_PING,      /* secondary handshake sent, waiting for its answer */
+  SESSION_IN_FLIGHT, /* an event sent, waiting for its confirmation */
+  SESSION_CLOSING,   /* a Disconnect is being written, or handles are closing */
+  SESSION_STATE_MAX
+} session_state;
+
+static const char *const session_state_names[SESSION_STATE_MAX] = {
+    "handshake", "idle", "ping", "in-flight", "closing"};
+
+typedef struct session {
+  pm_event_server *server;
+  struct session *next;
+  session_state state;
+  uv_pipe_t pipe;
+  uv_timer_t timer;
+  int open_handles;
+  int active; /* the attached session, not one being turned away */
+  int closed; /* uv_close was called */
+  pm_reader *reader;
+  pm_encoding encoding;
+  pm_peer peer;
+  uint64_t started_ns;
+  int64_t ping_seq;
+  int64_t in_flight_id;
+  int in_flight_transient;
+  char reason[PM_REASON_MAX];
+} session;
+
+struct pm_event_server {
+  uv_loop_t *loop;
+  uv_pipe_t listener;
+  uv_async_t wake;
+  pm_event_server_options opts;
+  char path[PM_PIPE_PATH_MAX + 1];
+  char **transient; /* NULL-terminated copy of opts.transient plus TrafficChanged */
+  int64_t epoch;
+  session *sessions;
+  session *active;
+  int rejecting;
+  int open_handles;
+  int closing;
+  void (*close_cb)(void *arg);
+  void *close_arg;
+  /* Shared with publishers on other threads: */
+  uv_mutex_t lock;
+  pm__queue queue;
+  int64_t next_id;
+  int64_t last_attempt_id; /* last event id sent, to count redeliveries */
+  int attached;
+  pm_event_stats stats;
+};
+
+static void pump(session *ss);
+
+static void set_state(session *ss, session_state st) {
+  pm__debug("event session %p: %s -> %s", (void *)ss, session_state_names[ss->state],
+            session_state_names[st]);
+  ss->state = st;
+}
+
+static void log_entry(session *ss, const char *what, const char *reason) {
+  pm_event_server *s = ss->server;
+  pm_event_log e;
+  if (s->opts.log == NULL)
+    return;
+  e.peer = ss->peer;
+  e.what = what;
+  e.reason = reason;
+  e.duration_ms = (uv_hrtime() - ss->started_ns) / 1000000u;
+  s->opts.log(&e, s->opts.data);
+}
+
+/* ---- teardown ----------------------------------------------------------------------------- */
+
+static void maybe_free_server(pm_event_server *s) {
+  char **t;
+  if (!s->closing || s->open_handles > 0 || s->sessions != NULL)
+    return;
+  pm__queue_clear(&s->queue);
+  uv_mutex_destroy(&s->lock);
+  for (t = s->transient; t != NULL && *t != NULL; t++)
+    pm__free(*t);
+  pm__free(s->transient);
+  if (s->close_cb != NULL)
+    s->close_cb(s->close_arg);
+  pm__free(s);
+}
+
+static void on_session_handle_closed(uv_handle_t *h) {
+  session *ss = h->data;
+  pm_event_server *s = ss->server;
+  session **pp;
+  if (--ss->open_handles > 0)
+    return;
+  for (pp = &s->sessions; *pp != NULL; pp = &(*pp)->next) {
+    if (*pp == ss) {
+      *pp = ss->next;
+      break;
+    }
+  }
+  pm_reader_free(ss->reader);
+  pm__free(ss);
+  maybe_free_server(s);
+}
+
+/* Ends the session now. The attached client's in-flight event stays at the head of the queue;
+ * transient events are never kept for a later client (§5.3.4). */
+static void close_session(session *ss, const char *reason) {
+  pm_event_server *s = ss->server;
+  if (ss->closed)
+    return;
+  ss->closed = 1;
+  if (reason != NULL && ss->reason[0] == '\0')
+    snprintf(ss->reason, sizeof(ss->reason), "%s", reason);
+  set_state(ss, SESSION_CLOSING);
+  if (ss->active) {
+    size_t dropped;
+    uv_mutex_lock(&s->lock);
+    s->queue.head_in_flight = 0;
+    dropped = pm__queue_drop_transient(&s->queue);
+    s->stats.dropped_transient += dropped;
+    s->attached = 0;
+    uv_mutex_unlock(&s->lock);
+    s->active = NULL;
+    log_entry(ss, "detached", ss->reason);
+  } else {
+    s->rejecting--;
+  }
+  uv_close((uv_handle_t *)&ss->pipe, on_session_handle_closed);
+  uv_close((uv_handle_t *)&ss->timer, on_session_handle_closed);
+}
+
+/* ---- writing ------------------------------------------------------------------------------ */
+
+static void on_sent(void *data, int status) {
+  session *ss = data;
+  if (status < 0)
+    close_session(ss, "write failed");
+}
+
+static void on_sent_then_close(void *data, int status) {
+  (void)status;
+  close_session(data, NULL);
+}
+
+/* Writes m (freed here) in the session's encoding; close_after ends the session once written. */
+static int send_msg(session *ss, pm_msg *m, int close_after) {
+  int rc = pm__stream_send((uv_stream_t *)&ss->pipe, m, ss->encoding,
+                           ss->server->opts.max_message,
+                           close_after ? on_sent_then_close : on_sent, ss);
+  if (rc < 0)
+    close_session(ss, "could not send");
+  return rc;
+}
+
+static void on_disconnect_deadline(uv_timer_t *t) { close_session(t->data, NULL); }
+
+/* Best-effort Disconnect{Reason, Message}, then close (§6). */
+static void disconnect(session *ss, const char *reason, const char *message) {
+  pm_msg *m = NULL;
+  if (ss->closed || ss->state == SESSION_CLOSING)
+    return;
+  snprintf(ss->reason, sizeof(ss->reason), "%s%s%.150s", reason, message ? ": " : "",
+           message ? message : "");
+  set_state(ss, SESSION_CLOSING);
+  uv_read_stop((uv_stream_t *)&ss->pipe);
+  if (pm_msg_new(PM_KIND_DISCONNECT, &m) < 0 || pm_msg_set_string(m, "Reason", reason) < 0 ||
+      (message != NULL && pm_msg_set_string(m, "Message", message) < 0)) {
+    pm_msg_free(m);
+    close_session(ss, NULL);
+    return;
+  }
+  /* A peer that does not read must not keep the connection open. */
+  uv_timer_start(&ss->timer, on_disconnect_deadline, ss->server->opts.ack_timeout_ms, 0);
+  send_msg(ss, m, 1);
+}
+
+/* ---- delivery ----------------------------------------------------------------------------- */
+
+static void on_ack_timeout(uv_timer_t *t) {
+  session *ss = t->data;
+  pm_event_server *s = ss->server;
+  if (ss->in_flight_transient) {
+    /* A transient event is not worth the connection (§5.3.4). */
+    uv_mutex_lock(&s->lock);
+    pm__queue_pop(&s->queue);
+    s->stats.dropped_transient++;
+    uv_mutex_unlock(&s->lock);
+    set_state(ss, SESSION_IDLE);
+    pump(ss);
+    return;
+  }
+  uv_mutex_lock(&s->lock);
+  s->stats.ack_failures++;
+  uv_mutex_unlock(&s->lock);
+  disconnect(ss, PM_DISCONNECT_ACK_TIMEOUT, NULL);
+}
+
+static void on_ping_timeout(uv_timer_t *t) {
+  session *ss = t->data;
+  pm_event_server *s = ss->server;
+  uv_mutex_lock(&s->lock);
+  s->stats.heartbeat_failures++;
+  uv_mutex_unlock(&s->lock);
+  disconnect(ss, PM_DISCONNECT_HEARTBEAT_TIMEOUT, NULL);
+}
+
+static void on_heartbeat(uv_timer_t *t) {
+  session *ss = t->data;
+  pm_msg *m = NULL;
+  if (ss->state != SESSION_IDLE)
+    return;
+  if (pm_msg_new(PM_KIND_HANDSHAKE, &m) < 0 || pm_msg_set_int(m, "Seq", ++ss->ping_seq) < 0) {
+    pm_msg_free(m);
+    close_session(ss, "out of memory");
+    return;
+  }
+  set_state(ss, SESSION_PING);
+  uv_timer_start(&ss->timer, on_ping_timeout, ss->server->opts.ack_timeout_ms, 0);
+  send_msg(ss, m, 0);
+}
+
+/* Sends the head of the queue if the session can take it; otherwise arms the heartbeat. */
+static void pump(session *ss) {
+  pm_event_server *s = ss->server;
+  pm__event *head;
+  pm_msg *m = NULL;
+  int rc;
+  if (ss->state != SESSION_IDLE)
+    return;
+  uv_mutex_lock(&s->lock);
+  head = pm__queue_head(&s->queue);
+  if (head == NULL) {
+    uv_mutex_unlock(&s->lock);
+    uv_timer_start(&ss->timer, on_heartbeat, s->opts.heartbeat_ms, 0);
+    return;
+  }
+  s->queue.head_in_flight = 1;
+  if (head->id <= s->last_attempt_id)
+    s->stats.redelivered++;
+  s->last_attempt_id = head->id;
+  ss->in_flight_id = head->id;
+  ss->in_flight_transient = head->transient;
+  rc = pm_msg_new(PM_KIND_EVENT, &m);
+  if (rc == 0)
+    rc = pm_msg_set_int(m, "Id", head->id);
+  if (rc == 0)
+    rc = pm_msg_set_string(m, "Type", head->type);
+  if (rc == 0)
+    rc = pm_msg_set_string(m, "Time", head->time);
+  if (rc == 0 && head->data != NULL)
+    rc = pm_msg_set_tree(m, "Data", json_deep_copy(head->data));
+  uv_mutex_unlock(&s->lock);
+  if (rc < 0) {
+    pm_msg_free(m);
+    close_session(ss, "out of memory");
+    return;
+  }
+  set_state(ss, SESSION_IN_FLIGHT);
+  uv_timer_start(&ss->timer, on_ack_timeout, s->opts.ack_timeout_ms, 0);
+  send_msg(ss, m, 0);
+}
+
+/* ---- reading ------------------------------------------------------------------------------ */
+
+static int reply_handshake(session *ss, int64_t seq, int full) {
+  pm_event_server *s = ss->server;
+  pm_msg *m = NULL;
+  int rc = pm_msg_new(PM_KIND_HANDSHAKE, &m);
+  if (rc == 0)
+    rc = pm_msg_set_int(m, "Seq", seq);
+  if (rc == 0 && full) {
+    rc = pm_msg_set_int(m, "Version", 1);
+    if (rc == 0)
+      rc = pm_msg_set_string(m, "Service", s->opts.service_name);
+    if (rc == 0)
+      rc = pm_msg_set_int(m, "Epoch", s->epoch);
+    if (rc == 0)
+      rc = pm_msg_set_int(m, "HeartbeatMs", s->opts.heartbeat_ms);
+    if (rc == 0)
+      rc = pm_msg_set_int(m, "MaxMessage", (int64_t)s->opts.max_message);
+  }
+  if (rc < 0) {
+    pm_msg_free(m);
+    return rc;
+  }
+  return send_msg(ss, m, 0);
+}
+
+static void on_established(session *ss, const pm_msg *hs) {
+  pm_event_server *s = ss->server;
+  int64_t epoch, last;
+  size_t skipped = 0;
+  uv_mutex_lock(&s->lock);
+  if (pm_msg_get_int(hs, "Epoch", &epoch) == 0 && epoch == s->epoch &&
+      pm_msg_get_int(hs, "LastEventId", &last) == 0)
+    skipped = pm__queue_discard_upto(&s->queue, last);
+  s->stats.resumed_skipped += skipped;
+  s->stats.sessions++;
+  s->attached = 1;
+  uv_mutex_unlock(&s->lock);
+  set_state(ss, SESSION_IDLE);
+  log_entry(ss, "attached", NULL);
+}
+
+/* Handles one decoded message; returns <0 if the session was closed. */
+static int handle(session *ss, pm_msg *m) {
+  pm_event_server *s = ss->server;
+  const char *kind = pm_msg_kind(m);
+  int64_t n;
+  if (strcmp(kind, PM_KIND_HANDSHAKE) == 0) {
+    if (pm_msg_get_int(m, "Seq", &n) < 0 || n < 1) {
+      disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, "Handshake needs an integer Seq >= 1");
+      return -1;
+    }
+    if (ss->state == SESSION_HANDSHAKE) {
+      ss->encoding = pm_msg_encoding(m);
+      uv_timer_stop(&ss->timer);
+      if (reply_handshake(ss, n, 1) < 0)
+        return -1;
+      on_established(ss, m);
+      pump(ss);
+      return 0;
+    }
+    if (ss->state == SESSION_PING && n == ss->ping_seq) {
+      uv_timer_stop(&ss->timer);
+      set_state(ss, SESSION_IDLE);
+      pump(ss);
+      return 0;
+    }
+    /* A client's own liveness check (§5.2): answer it; it counts as sending. */
+    if (reply_handshake(ss, n, 0) < 0)
+      return -1;
+    if (ss->state == SESSION_IDLE)
+      uv_timer_start(&ss->timer, on_heartbeat, s->opts.heartbeat_ms, 0);
+    return 0;
+  }
+  if (ss->state == SESSION_HANDSHAKE) {
+    disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, "expected a Handshake");
+    return -1;
+  }
+  if (strcmp(kind, PM_KIND_EVENT_CONFIRMATION) == 0) {
+    int ok = pm_msg_get_int(m, "Id", &n) == 0 && ss->state == SESSION_IN_FLIGHT &&
+             n == ss->in_flight_id;
+    uv_mutex_lock(&s->lock);
+    if (ok) {
+      pm__queue_pop(&s->queue);
+      s->stats.delivered++;
+    } else {
+      s->stats.stale_acks++;
+    }
+    uv_mutex_unlock(&s->lock);
+    if (ok) {
+      uv_timer_stop(&ss->timer);
+      set_state(ss, SESSION_IDLE);
+      pump(ss);
+    }
+    return 0;
+  }
+  /* Other kinds are not for the service to act on; ignoring them keeps newer clients working. */
+  return 0;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  session *ss = stream->data;
+  const char *p = buf->base;
+  size_t left = nread > 0 ? (size_t)nread : 0;
+  char why[PM_REASON_MAX];
+  if (nread < 0) {
+    pm__free(buf->base);
+    close_session(ss, nread == UV_EOF ? "client closed" : "read failed");
+    return;
+  }
+  while (left > 0 && !ss->closed && ss->state != SESSION_CLOSING) {
+    long used = pm_reader_feed(ss->reader, p, left);
+    uint8_t *payload;
+    size_t len;
+    pm_msg *m = NULL;
+    int rc;
+    if (used < 0) {
+      disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, pm_strerror((int)used));
+      break;
+    }
+    p += used;
+    left -= (size_t)used;
+    if (pm_reader_next(ss->reader, &payload, &len) != 1)
+      continue;
+    why[0] = '\0';
+    rc = pm_msg_decode(payload, len, &m, why);
+    pm__free(payload);
+    if (rc < 0) {
+      disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, why[0] ? why : pm_strerror(rc));
+      break;
+    }
+    rc = handle(ss, m);
+    pm_msg_free(m);
+    if (rc < 0)
+      break;
+  }
+  pm__free(buf->base);
+}
+
+static void on_handshake_timeout(uv_timer_t *t) {
+  session *ss = t->data;
+  pm_event_server *s = ss->server;
+  uv_mutex_lock(&s->lock);
+  s->stats.handshake_failures++;
+  uv_mutex_unlock(&s->lock);
+  disconnect(ss, PM_DISCONNECT_HANDSHAKE_TIMEOUT, NULL);
+}
+
+/* ---- accepting ---------------------------------------------------------------------------- */
+
+static void on_connection(uv_stream_t *listener, int status) {
+  pm_event_server *s = listener->data;
+  session *ss;
+  if (status < 0 || s->closing)
+    return;
+  ss = pm__calloc(1, sizeof(*ss));
+  if (ss == NULL)
+    return;
+  ss->server = s;
+  ss->encoding = PM_ENC_JSON;
+  ss->started_ns = uv_hrtime();
+  uv_pipe_init(s->loop, &ss->pipe, 0);
+  uv_timer_init(s->loop, &ss->timer);
+  ss->pipe.data = ss->timer.data = ss;
+  ss->open_handles = 2;
+  ss->next = s->sessions;
+  s->sessions = ss;
+  if (uv_accept(listener, (uv_stream_t *)&ss->pipe) < 0) {
+    s->rejecting++;
+    close_session(ss, "accept failed");
+    return;
+  }
+  pm__pipe_peer(&ss->pipe, &ss->peer);
+  if (s->active != NULL) {
+    uv_mutex_lock(&s->lock);
+    s->stats.busy_rejections++;
+    uv_mutex_unlock(&s->lock);
+    s->rejecting++;
+    log_entry(ss, "busy", PM_DISCONNECT_BUSY);
+    if (s->rejecting > MAX_REJECTING)
+      close_session(ss, PM_DISCONNECT_BUSY);
+    else
+      disconnect(ss, PM_DISCONNECT_BUSY, "another client is attached");
+    return;
+  }
+  if (s->opts.authorize != NULL && s->opts.authorize(&ss->peer, s->opts.data) != 0) {
+    s->rejecting++;
+    log_entry(ss, "refused", PM_DISCONNECT_NOT_AUTHORIZED);
+    disconnect(ss, PM_DISCONNECT_NOT_AUTHORIZED, "peer not authorized");
+    return;
+  }
+  ss->active = 1;
+  s->active = ss;
+  set_state(ss, SESSION_HANDSHAKE);
+  if (pm_reader_new(s->opts.max_message, &ss->reader) < 0) {
+    close_session(ss, "out of memory");
+    return;
+  }
+  uv_timer_start(&ss->timer, on_handshake_timeout, s->opts.handshake_timeout_ms, 0);
+  if (uv_read_start((uv_stream_t *)&ss->pipe, pm__read_alloc, on_read) < 0)
+    close_session(ss, "read failed");
+}
+
+static void on_wake(uv_async_t *a) {
+  pm_event_server *s = a->data;
+  if (s->active != NULL)
+    pump(s->active);
+}
+
+static void on_server_handle_closed(uv_handle_t *h) {
+  pm_event_server *s = h->data;
+  s->open_handles--;
+  maybe_free_server(s);
+}
+
+static int copy_transient(pm_event_server *s, const char *const *extra) {
+  size_t n = 0, i;
+  while (extra != NULL && extra[n] != NULL)
+    n++;
+  s->transient = pm__calloc(n + 2, sizeof(char *));
+  if (s->transient == NULL)
+    return PM_ENOMEM;
+  s->transient[0] = pm__strdup(PM_EVENT_TRAFFIC_CHANGED);
+  if (s->transient[0] == NULL)
+    return PM_ENOMEM;
+  for (i = 0; i < n; i++) {
+    s->transient[i + 1] = pm__strdup(extra[i]);
+    if (s->transient[i + 1] == NULL)
+      return PM_ENOMEM;
+  }
+  return 0;
+}
+
+static int is_transient(const pm_event_server *s, const char *type) {
+  for (char **t = s->transient; *t != NULL; t++)
+    if (strcmp(*t, type) == 0)
+      return 1;
+  return 0;
+}
+
+static int64_t make_epoch(void) {
+  int64_t e = 0;
+  if (uv_random(NULL, NULL, &e, sizeof(e), 0, NULL) < 0)
+    e = (int64_t)uv_hrtime();
+  e &= EPOCH_MASK;
+  return e ? e : 1;
+}
+
+int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_server_options *opts,
+                          pm_event_server **out) {
+  pm_event_server *s;
+  int rc;
+  if (loop == NULL || name == NULL || opts == NULL || out == NULL ||
+      opts->max_message > PM_MAX_MESSAGE_CEILING || opts->epoch < 0)
+    return PM_EINVAL;
+  s = pm__calloc(1, sizeof(*s));
+  if (s == NULL)
+    return PM_ENOMEM;
+  s->loop = loop;
+  s->opts = *opts;
+  if (s->opts.max_message == 0)
+    s->opts.max_message = PM_MAX_MESSAGE_DEFAULT;
+  if (s->opts.handshake_timeout_ms == 0)
+    s->opts.handshake_timeout_ms = PM_HANDSHAKE_TIMEOUT_MS_DEFAULT;
+  if (s->opts.heartbeat_ms == 0)
+    s->opts.heartbeat_ms = PM_HEARTBEAT_MS_DEFAULT;
+  if (s->opts.ack_timeout_ms == 0)
+    s->opts.ack_timeout_ms = PM_ACK_TIMEOUT_MS_DEFAULT;
+  if (s->opts.queue_max_events == 0)
+    s->opts.queue_max_events = PM_EVENT_QUEUE_MAX_EVENTS_DEFAULT;
+  if (s->opts.queue_max_bytes == 0)
+    s->opts.queue_max_bytes = PM_EVENT_QUEUE_MAX_BYTES_DEFAULT;
+  if (s->opts.service_name == NULL)
+    s->opts.service_name = "pipemsg";
+  s->epoch = opts->epoch ? opts->epoch : make_epoch();
+  pm__queue_init(&s->queue, s->opts.queue_max_events, s->opts.queue_max_bytes);
+  uv_mutex_init(&s->lock);
+  s->closing = 1; /* until started: a failure below frees through maybe_free_server */
+  rc = copy_transient(s, opts->transient);
+  if (rc == 0)
+    rc = pm_pipe_path(name, s->path, sizeof(s->path));
+  if (rc < 0) {
+    maybe_free_server(s);
+    return rc;
+  }
+  s->listener.data = s->wake.data = s;
+  s->open_handles = 2;
+  uv_async_init(loop, &s->wake, on_wake);
+  rc = pm__pipe_listen(loop, &s->listener, s->path, EVENT_BACKLOG, on_connection);
+  if (rc < 0) {
+    uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
+    uv_close((uv_handle_t *)&s->wake, on_server_handle_closed);
+    return rc;
+  }
+  s->closing = 0;
+  *out = s;
+  return 0;
+}
+
+void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg) {
+  if (s == NULL || s->closing)
+    return;
+  s->closing = 1;
+  s->close_cb = cb;
+  s->close_arg = arg;
+  pm__pipe_unlink(s->path);
+  uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
+  uv_close((uv_handle_t *)&s->wake, on_server_handle_closed);
+  for (session *ss = s->sessions; ss != NULL; ss = ss->next)
+    disconnect(ss, PM_DISCONNECT_SHUTDOWN, NULL);
+}
+
+int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, int64_t *id) {
+  char now[PM_TIME_MAX];
+  pm__event *ev;
+  size_t lost = 0;
+  int coalesced = 0, transient;
+  int64_t assigned;
+  /* EventsLost is the server's own report of a gap; nobody else may claim one. */
+  if (s == NULL || type == NULL || !pm_name_valid(type) ||
+      strcmp(type, PM_EVENT_EVENTS_LOST) == 0 || (data != NULL && !json_is_object(data))) {
+    json_decref(data);
+    return PM_EINVAL;
+  }
+  pm_time_now(now);
+  transient = is_transient(s, type);
+  uv_mutex_lock(&s->lock);
+  assigned = ++s->next_id;
+  s->stats.published++;
+  if (transient && !s->attached) {
+    /* Nobody to tell: a transient event is never stored (§5.3.4). */
+    s->stats.dropped_transient++;
+    uv_mutex_unlock(&s->lock);
+    json_decref(data);
+  } else {
+    ev = pm__event_new(assigned, type, data, transient, now);
+    if (ev == NULL) {
+      s->next_id--;
+      s->stats.published--;
+      uv_mutex_unlock(&s->lock);
+      return PM_ENOMEM;
+    }
+    pm__queue_push(&s->queue, ev, &lost, &coalesced);
+    s->stats.lost_overflow += lost;
+    s->stats.dropped_transient += (uint64_t)coalesced;
+    uv_mutex_unlock(&s->lock);
+    uv_async_send(&s->wake);
+  }
+  if (id != NULL)
+    *id = assigned;
+  return 0;
+}
+
+void pm_event_server_stats(pm_event_server *s, pm_event_stats *out) {
+  uv_mutex_lock(&s->lock);
+  *out = s->stats;
+  out->queued = s->queue.count;
+  out->attached = s->attached;
+  uv_mutex_unlock(&s->lock);
+}
+
+int64_t pm_event_server_epoch(const pm_event_server *s) { return s->epoch; }
+
+const char *pm_event_server_path(const pm_event_server *s) { return s->path; }

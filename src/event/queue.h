@@ -1,0 +1,59 @@
+#ifndef PIPEMSG_QUEUE_H
+#define PIPEMSG_QUEUE_H
+
+/* The event server's delivery queue (PROTOCOL §5.3-§5.4). I/O-free and not thread-safe: the
+ * event server holds its lock around every call. */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define PM__EVENTS_LOST_TYPE "EventsLost"
+
+typedef struct pm__event {
+  int64_t id;
+  char *type;
+  char time[32]; /* RFC 3339 UTC with milliseconds, set at publication */
+  json_t *data;  /* may be NULL; owned */
+  size_t bytes;  /* what the event costs against max_bytes */
+  int transient;
+  struct pm__event *next;
+} pm__event;
+
+typedef struct pm__queue {
+  pm__event *head, *tail;
+  size_t count;      /* events in the queue, the EventsLost marker excluded */
+  size_t bytes;      /* their bytes */
+  size_t max_events; /* limits on count and bytes */
+  size_t max_bytes;
+  int head_in_flight; /* the head was sent and awaits its confirmation */
+} pm__queue;
+
+/* A new event (type copied, data taken even on failure); bytes estimated from type and data. */
+pm__event *pm__event_new(int64_t id, const char *type, json_t *data, int transient,
+                         const char *time);
+void pm__event_free(pm__event *ev);
+
+void pm__queue_init(pm__queue *q, size_t max_events, size_t max_bytes);
+/* Frees every event. */
+void pm__queue_clear(pm__queue *q);
+
+/* Appends ev (taken). A transient event replaces a waiting (not in-flight) one of the same type
+ * in place (*coalesced = 1). A durable event that takes the queue over a limit drops the oldest
+ * durable events that are not in flight until it fits; they are folded into one EventsLost
+ * marker (Data {Count, FirstId, LastId}, Id = LastId, durable, never dropped itself) standing
+ * where they stood, so the gap is explicit and ids stay increasing. *lost gets how many durable
+ * events this push dropped. If nothing can be dropped the new event itself is lost (counted). */
+void pm__queue_push(pm__queue *q, pm__event *ev, size_t *lost, int *coalesced);
+
+/* The next event to deliver, or NULL. */
+pm__event *pm__queue_head(const pm__queue *q);
+/* Removes and frees the head (after its confirmation or a transient's failed delivery). */
+void pm__queue_pop(pm__queue *q);
+/* Resume: removes queued events with id <= last_id that are not in flight; returns how many. */
+size_t pm__queue_discard_upto(pm__queue *q, int64_t last_id);
+/* Removes every transient event that is not in flight; returns how many. */
+size_t pm__queue_drop_transient(pm__queue *q);
+
+#endif

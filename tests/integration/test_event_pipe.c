@@ -1,0 +1,543 @@
+/* The event pipe of a real pipemsgd process, driven over raw sockets: each rule of
+ * PROTOCOL §5 has a test that fails if the rule breaks. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define T_MS 300      /* shortened handshake, heartbeat and ack timeouts */
+#define SLACK_MS 2500 /* a slow machine may be this late, never early */
+
+static pm_test_service svc;
+
+static void start(const char *const *more) {
+  const char *args[32] = {"--test-commands", "--handshake-timeout-ms", "300", "--heartbeat-ms",
+                          "300", "--ack-timeout-ms", "300", NULL};
+  int n = 7;
+  for (int i = 0; more != NULL && more[i] != NULL; i++)
+    args[n++] = more[i];
+  args[n] = NULL;
+  pm_test_service_start(&svc, args);
+}
+
+static int setup(void **state) {
+  (void)state;
+  start(NULL);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  pm_test_service_cleanup(&svc);
+  return 0;
+}
+
+/* Next message from fd, decoded; NULL on EOF or timeout. */
+static pm_msg *recv_msg(int fd, int timeout_ms) {
+  size_t len;
+  char *buf = pm_test_recv_frame(fd, timeout_ms, &len);
+  pm_msg *m = NULL;
+  if (buf == NULL)
+    return NULL;
+  assert_pm(0, pm_msg_decode(buf, len, &m, NULL));
+  free(buf);
+  return m;
+}
+
+static int64_t int_field(const pm_msg *m, const char *key) {
+  int64_t v = -1;
+  assert_pm(0, pm_msg_get_int(m, key, &v));
+  return v;
+}
+
+static void assert_kind(const pm_msg *m, const char *kind) {
+  assert_non_null(m);
+  if (strcmp(pm_msg_kind(m), kind) != 0) {
+    print_error("expected %s, got %s\n", kind, pm_msg_kind(m));
+    fail();
+  }
+}
+
+static void assert_disconnect(int fd, const char *reason) {
+  pm_msg *m = recv_msg(fd, T_MS + SLACK_MS);
+  const char *r = NULL;
+  assert_kind(m, "Disconnect");
+  assert_pm(0, pm_msg_get_string(m, "Reason", &r));
+  assert_string_equal(reason, r);
+  pm_msg_free(m);
+  assert_true(pm_test_wait_eof(fd, SLACK_MS) >= 0);
+}
+
+static void send_json(int fd, const char *payload) {
+  assert_int_equal(0, pm_test_send_frame(fd, payload));
+}
+
+static void confirm(int fd, int64_t id) {
+  char buf[64];
+  snprintf(buf, sizeof(buf), "{\"EventConfirmation\":{\"Id\":%lld}}", (long long)id);
+  send_json(fd, buf);
+}
+
+/* Connects and completes the handshake; returns the fd and the service's handshake. */
+static int attach(const char *handshake, pm_msg **reply) {
+  int fd = pm_test_connect(svc.event_pipe);
+  pm_msg *m;
+  assert_true(fd >= 0);
+  send_json(fd, handshake ? handshake : "{\"Handshake\":{\"Seq\":1}}");
+  m = recv_msg(fd, SLACK_MS);
+  assert_kind(m, "Handshake");
+  if (reply != NULL)
+    *reply = m;
+  else
+    pm_msg_free(m);
+  return fd;
+}
+
+/* Next Event, answering any heartbeat on the way. */
+static pm_msg *next_event(int fd, int timeout_ms) {
+  for (;;) {
+    pm_msg *m = recv_msg(fd, timeout_ms);
+    char buf[64];
+    if (m == NULL || strcmp(pm_msg_kind(m), "Handshake") != 0)
+      return m;
+    snprintf(buf, sizeof(buf), "{\"Handshake\":{\"Seq\":%lld}}", (long long)int_field(m, "Seq"));
+    pm_msg_free(m);
+    send_json(fd, buf);
+  }
+}
+
+static int64_t emit(const char *type, int count) {
+  json_t *data = NULL;
+  int64_t first;
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "EmitEvent",
+                                         json_pack("{s:s, s:i, s:{s:i}}", "Type", type, "Count",
+                                                   count, "Data", "N", count),
+                                         &data));
+  first = json_integer_value(json_object_get(data, "FirstId"));
+  json_decref(data);
+  return first;
+}
+
+/* An event counter from GetStats (booleans read as 0/1). */
+static int64_t stat_of(const char *name) {
+  json_t *data = NULL, *v;
+  int64_t n;
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetStats", NULL, &data));
+  v = json_object_get(json_object_get(data, "Events"), name);
+  assert_non_null(v);
+  n = json_is_boolean(v) ? json_is_true(v) : json_integer_value(v);
+  json_decref(data);
+  return n;
+}
+
+static void test_event_pipe_no_handshake_closed(void **state) {
+  int fd = pm_test_connect(svc.event_pipe);
+  uint64_t start = pm_test_now_ms();
+  (void)state;
+  assert_true(fd >= 0);
+  assert_disconnect(fd, "HandshakeTimeout");
+  assert_true(pm_test_now_ms() - start >= T_MS - 50);
+  close(fd);
+  assert_int_equal(1, stat_of("HandshakeFailures"));
+}
+
+static void test_event_pipe_handshake_echoed_with_session_fields(void **state) {
+  pm_msg *reply;
+  int fd;
+  (void)state;
+  fd = attach("{\"Handshake\":{\"Seq\":7,\"Version\":1,\"Client\":\"test\"}}", &reply);
+  assert_int_equal(7, int_field(reply, "Seq"));
+  assert_int_equal(1, int_field(reply, "Version"));
+  assert_int_equal(T_MS, int_field(reply, "HeartbeatMs"));
+  assert_int_equal(PM_MAX_MESSAGE_DEFAULT, int_field(reply, "MaxMessage"));
+  assert_true(int_field(reply, "Epoch") > 0);
+  pm_msg_free(reply);
+  close(fd);
+}
+
+static void test_event_pipe_heartbeat_answered_keeps_session(void **state) {
+  int fd = attach(NULL, NULL);
+  int64_t last = 0;
+  uint64_t start = pm_test_now_ms();
+  (void)state;
+  for (int i = 0; i < 5; i++) {
+    pm_msg *m = recv_msg(fd, T_MS + SLACK_MS);
+    char buf[64];
+    assert_kind(m, "Handshake");
+    assert_true(int_field(m, "Seq") > last);
+    last = int_field(m, "Seq");
+    snprintf(buf, sizeof(buf), "{\"Handshake\":{\"Seq\":%lld}}", (long long)last);
+    pm_msg_free(m);
+    send_json(fd, buf);
+  }
+  /* Five idle intervals went by, each closed by a heartbeat, and the session is still up. */
+  assert_true(pm_test_now_ms() - start >= 5 * (T_MS - 50));
+  assert_int_equal(0, stat_of("HeartbeatFailures"));
+  assert_int_equal(1, stat_of("Attached"));
+  close(fd);
+}
+
+static void test_event_pipe_heartbeat_ignored_closed(void **state) {
+  int fd = attach(NULL, NULL);
+  pm_msg *m;
+  (void)state;
+  m = recv_msg(fd, T_MS + SLACK_MS);
+  assert_kind(m, "Handshake");
+  pm_msg_free(m);
+  assert_disconnect(fd, "HeartbeatTimeout");
+  close(fd);
+  assert_int_equal(1, stat_of("HeartbeatFailures"));
+}
+
+static void test_event_pipe_client_handshake_answered(void **state) {
+  int fd = attach(NULL, NULL);
+  pm_msg *m;
+  (void)state;
+  send_json(fd, "{\"Handshake\":{\"Seq\":99}}");
+  m = recv_msg(fd, SLACK_MS);
+  assert_kind(m, "Handshake");
+  assert_int_equal(99, int_field(m, "Seq"));
+  pm_msg_free(m);
+  close(fd);
+}
+
+static void test_event_pipe_unconfirmed_durable_redelivered_first(void **state) {
+  int64_t a = emit("Alpha", 1), b;
+  int fd = attach(NULL, NULL);
+  pm_msg *m = next_event(fd, SLACK_MS);
+  (void)state;
+  assert_kind(m, "Event");
+  assert_int_equal(a, int_field(m, "Id"));
+  pm_msg_free(m);
+  /* Not confirmed: the service gives up on this client, keeps the event. */
+  assert_disconnect(fd, "AckTimeout");
+  close(fd);
+  b = emit("Beta", 1);
+  fd = attach(NULL, NULL);
+  m = next_event(fd, SLACK_MS);
+  assert_kind(m, "Event");
+  assert_int_equal(a, int_field(m, "Id"));
+  pm_msg_free(m);
+  confirm(fd, a);
+  m = next_event(fd, SLACK_MS);
+  assert_int_equal(b, int_field(m, "Id"));
+  pm_msg_free(m);
+  confirm(fd, b);
+  close(fd);
+  assert_int_equal(1, stat_of("Redelivered"));
+  assert_int_equal(1, stat_of("AckFailures"));
+}
+
+static void test_event_pipe_unconfirmed_transient_dropped_connection_kept(void **state) {
+  int fd = attach(NULL, NULL);
+  int64_t t, d;
+  pm_msg *m;
+  const char *type;
+  (void)state;
+  t = emit("TrafficChanged", 1);
+  m = next_event(fd, SLACK_MS);
+  assert_int_equal(t, int_field(m, "Id"));
+  pm_msg_free(m);
+  /* Not confirmed: after the ack timeout the connection is still there (a heartbeat comes). */
+  m = recv_msg(fd, 2 * T_MS + SLACK_MS);
+  assert_kind(m, "Handshake");
+  send_json(fd, "{\"Handshake\":{\"Seq\":1}}");
+  pm_msg_free(m);
+  d = emit("Durable", 1);
+  m = next_event(fd, SLACK_MS);
+  assert_pm(0, pm_msg_get_string(m, "Type", &type));
+  assert_string_equal("Durable", type);
+  assert_int_equal(d, int_field(m, "Id"));
+  pm_msg_free(m);
+  close(fd);
+}
+
+static void test_event_pipe_transient_not_stored_while_detached(void **state) {
+  int64_t d;
+  int fd;
+  pm_msg *m;
+  (void)state;
+  emit("TrafficChanged", 3);
+  d = emit("Durable", 1);
+  fd = attach(NULL, NULL);
+  m = next_event(fd, SLACK_MS);
+  assert_int_equal(d, int_field(m, "Id"));
+  pm_msg_free(m);
+  close(fd);
+  assert_int_equal(3, stat_of("DroppedTransient"));
+}
+
+static void test_event_pipe_configured_transient(void **state) {
+  static const char *const more[] = {"--transient", "Ping", NULL};
+  int64_t d;
+  int fd;
+  pm_msg *m;
+  (void)state;
+  pm_test_service_cleanup(&svc);
+  start(more);
+  emit("Ping", 2);
+  d = emit("Durable", 1);
+  fd = attach(NULL, NULL);
+  m = next_event(fd, SLACK_MS);
+  assert_int_equal(d, int_field(m, "Id"));
+  pm_msg_free(m);
+  close(fd);
+}
+
+static void test_event_pipe_queued_events_in_order(void **state) {
+  int64_t first = emit("Numbered", 5);
+  int fd = attach(NULL, NULL);
+  (void)state;
+  for (int i = 0; i < 5; i++) {
+    pm_msg *m = next_event(fd, SLACK_MS);
+    assert_kind(m, "Event");
+    assert_int_equal(first + i, int_field(m, "Id"));
+    assert_non_null(json_object_get(pm_msg_fields(m), "Time"));
+    confirm(fd, first + i);
+    pm_msg_free(m);
+  }
+  close(fd);
+  assert_int_equal(5, stat_of("Delivered"));
+}
+
+static void test_event_pipe_second_client_busy(void **state) {
+  int a = attach(NULL, NULL), b;
+  pm_msg *m;
+  (void)state;
+  b = pm_test_connect(svc.event_pipe);
+  assert_true(b >= 0);
+  assert_disconnect(b, "Busy");
+  close(b);
+  /* The attached client is untouched. */
+  send_json(a, "{\"Handshake\":{\"Seq\":5}}");
+  m = recv_msg(a, SLACK_MS);
+  assert_kind(m, "Handshake");
+  assert_int_equal(5, int_field(m, "Seq"));
+  pm_msg_free(m);
+  close(a);
+  assert_int_equal(1, stat_of("BusyRejections"));
+}
+
+static void test_event_pipe_xml_session(void **state) {
+  int64_t id = emit("Alpha", 1);
+  int fd = pm_test_connect(svc.event_pipe);
+  char *raw, buf[128];
+  (void)state;
+  assert_true(fd >= 0);
+  send_json(fd, "<Handshake><Seq>3</Seq></Handshake>");
+  raw = pm_test_recv_frame(fd, SLACK_MS, NULL);
+  assert_non_null(raw);
+  assert_non_null(strstr(raw, "<Handshake>"));
+  assert_non_null(strstr(raw, "<Seq>3</Seq>"));
+  free(raw);
+  raw = pm_test_recv_frame(fd, SLACK_MS, NULL);
+  assert_non_null(raw);
+  assert_non_null(strstr(raw, "<Event>"));
+  assert_non_null(strstr(raw, "<Type>Alpha</Type>"));
+  free(raw);
+  snprintf(buf, sizeof(buf), "<EventConfirmation><Id>%lld</Id></EventConfirmation>",
+           (long long)id);
+  send_json(fd, buf);
+  raw = pm_test_recv_frame(fd, T_MS + SLACK_MS, NULL); /* the next thing is a heartbeat */
+  assert_non_null(raw);
+  assert_non_null(strstr(raw, "<Handshake>"));
+  free(raw);
+  close(fd);
+  assert_int_equal(1, stat_of("Delivered"));
+}
+
+static void test_event_pipe_resume_skips_confirmed(void **state) {
+  int64_t first = emit("Numbered", 3), epoch;
+  pm_msg *reply, *m;
+  char hs[128];
+  int fd;
+  (void)state;
+  fd = attach(NULL, &reply);
+  epoch = int_field(reply, "Epoch");
+  pm_msg_free(reply);
+  m = next_event(fd, SLACK_MS);
+  assert_int_equal(first, int_field(m, "Id"));
+  pm_msg_free(m);
+  confirm(fd, first);
+  m = next_event(fd, SLACK_MS);
+  assert_int_equal(first + 1, int_field(m, "Id"));
+  pm_msg_free(m);
+  /* The client got first+1 but its confirmation was lost with the connection. */
+  close(fd);
+  snprintf(hs, sizeof(hs), "{\"Handshake\":{\"Seq\":1,\"Epoch\":%lld,\"LastEventId\":%lld}}",
+           (long long)epoch, (long long)(first + 1));
+  fd = attach(hs, NULL);
+  m = next_event(fd, SLACK_MS);
+  assert_int_equal(first + 2, int_field(m, "Id"));
+  pm_msg_free(m);
+  close(fd);
+  assert_int_equal(1, stat_of("ResumeSkipped"));
+}
+
+static void test_event_pipe_resume_other_epoch_ignored(void **state) {
+  int64_t first = emit("Numbered", 2);
+  pm_msg *m;
+  int fd = attach("{\"Handshake\":{\"Seq\":1,\"Epoch\":1,\"LastEventId\":1000}}", NULL);
+  (void)state;
+  m = next_event(fd, SLACK_MS);
+  assert_int_equal(first, int_field(m, "Id"));
+  pm_msg_free(m);
+  close(fd);
+}
+
+static void test_event_pipe_overflow_reports_events_lost(void **state) {
+  static const char *const more[] = {"--queue-max-events", "5", NULL};
+  int64_t first;
+  pm_msg *m;
+  const json_t *data;
+  const char *type;
+  int fd;
+  (void)state;
+  pm_test_service_cleanup(&svc);
+  start(more);
+  first = emit("Numbered", 8);
+  fd = attach(NULL, NULL);
+  m = next_event(fd, SLACK_MS);
+  assert_pm(0, pm_msg_get_string(m, "Type", &type));
+  assert_string_equal("EventsLost", type);
+  data = json_object_get(pm_msg_fields(m), "Data");
+  assert_int_equal(3, json_integer_value(json_object_get(data, "Count")));
+  assert_int_equal(first, json_integer_value(json_object_get(data, "FirstId")));
+  assert_int_equal(first + 2, json_integer_value(json_object_get(data, "LastId")));
+  confirm(fd, int_field(m, "Id"));
+  pm_msg_free(m);
+  for (int i = 3; i < 8; i++) {
+    m = next_event(fd, SLACK_MS);
+    assert_int_equal(first + i, int_field(m, "Id"));
+    confirm(fd, first + i);
+    pm_msg_free(m);
+  }
+  close(fd);
+  assert_int_equal(3, stat_of("LostOverflow"));
+}
+
+static void test_event_pipe_stale_confirmation_ignored(void **state) {
+  int64_t first = emit("Numbered", 2);
+  int fd = attach(NULL, NULL);
+  pm_msg *m = next_event(fd, SLACK_MS);
+  (void)state;
+  assert_int_equal(first, int_field(m, "Id"));
+  pm_msg_free(m);
+  confirm(fd, first + 100);
+  confirm(fd, first);
+  m = next_event(fd, SLACK_MS);
+  assert_int_equal(first + 1, int_field(m, "Id"));
+  pm_msg_free(m);
+  close(fd);
+  assert_int_equal(1, stat_of("StaleAcks"));
+}
+
+static void test_event_pipe_vpn_events(void **state) {
+  static const char *const more[] = {"--connect-delay-ms", "100", "--traffic-interval-ms", "100",
+                                     "--sim-unreachable", "nowhere", NULL};
+  const char *want[] = {"Connecting", "Connected"};
+  const char *type, *st;
+  pm_msg *m;
+  int fd;
+  (void)state;
+  pm_test_service_cleanup(&svc);
+  start(more);
+  fd = attach(NULL, NULL);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
+                                         json_pack("{s:s}", "Location", "de"), NULL));
+  for (int i = 0; i < 2; i++) {
+    m = next_event(fd, SLACK_MS);
+    assert_pm(0, pm_msg_get_string(m, "Type", &type));
+    assert_string_equal("StateChanged", type);
+    assert_pm(0, pm_tree_get_string(json_object_get(pm_msg_fields(m), "Data"), "State", &st));
+    assert_string_equal(want[i], st);
+    confirm(fd, int_field(m, "Id"));
+    pm_msg_free(m);
+  }
+  m = next_event(fd, SLACK_MS);
+  assert_pm(0, pm_msg_get_string(m, "Type", &type));
+  assert_string_equal("TrafficChanged", type);
+  confirm(fd, int_field(m, "Id"));
+  pm_msg_free(m);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
+  for (;;) {
+    m = next_event(fd, SLACK_MS);
+    assert_non_null(m);
+    confirm(fd, int_field(m, "Id"));
+    if (pm_tree_get_string(json_object_get(pm_msg_fields(m), "Data"), "State", &st) == 0 &&
+        strcmp(st, "Disconnected") == 0) {
+      pm_msg_free(m);
+      break;
+    }
+    pm_msg_free(m);
+  }
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
+                                         json_pack("{s:s}", "Location", "nowhere"), NULL));
+  /* Connecting, Disconnected with Error, ErrorOccured. */
+  for (int seen_error = 0; !seen_error;) {
+    m = next_event(fd, SLACK_MS);
+    assert_non_null(m);
+    assert_pm(0, pm_msg_get_string(m, "Type", &type));
+    if (strcmp(type, "ErrorOccured") == 0) {
+      assert_pm(0, pm_tree_get_string(json_object_get(pm_msg_fields(m), "Data"), "Result", &st));
+      assert_string_equal("Error", st);
+      seen_error = 1;
+    }
+    confirm(fd, int_field(m, "Id"));
+    pm_msg_free(m);
+  }
+  close(fd);
+}
+
+static void test_event_pipe_emit_needs_test_commands(void **state) {
+  static const char *const args[] = {NULL};
+  (void)state;
+  pm_test_service_cleanup(&svc);
+  pm_test_service_start(&svc, args);
+  assert_string_equal("BadRequest",
+                      pm_test_call(svc.command_pipe, "EmitEvent",
+                                   json_pack("{s:s}", "Type", "X"), NULL));
+}
+
+static void test_event_pipe_real_default_handshake_timeout(void **state) {
+  int fd;
+  uint64_t start;
+  (void)state;
+  pm_test_service_cleanup(&svc);
+  pm_test_service_start(&svc, NULL);
+  fd = pm_test_connect(svc.event_pipe);
+  start = pm_test_now_ms();
+  assert_true(fd >= 0);
+  assert_disconnect(fd, "HandshakeTimeout");
+  assert_true(pm_test_now_ms() - start >= 950);
+  close(fd);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(test_event_pipe_##name, setup, teardown)
+      T(no_handshake_closed),
+      T(handshake_echoed_with_session_fields),
+      T(heartbeat_answered_keeps_session),
+      T(heartbeat_ignored_closed),
+      T(client_handshake_answered),
+      T(unconfirmed_durable_redelivered_first),
+      T(unconfirmed_transient_dropped_connection_kept),
+      T(transient_not_stored_while_detached),
+      T(configured_transient),
+      T(queued_events_in_order),
+      T(second_client_busy),
+      T(xml_session),
+      T(resume_skips_confirmed),
+      T(resume_other_epoch_ignored),
+      T(overflow_reports_events_lost),
+      T(stale_confirmation_ignored),
+      T(vpn_events),
+      T(emit_needs_test_commands),
+      T(real_default_handshake_timeout),
+#undef T
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
