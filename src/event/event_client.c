@@ -92,8 +92,11 @@ static void arm_silence(pm_event_client *c) {
 }
 
 static void on_sent(void *data, int status) {
-  if (status < 0)
-    drop(data, "write failed");
+  pm_event_client *c = data;
+  /* Not final by itself: a Disconnect saying why may still be waiting to be read, and the end
+   * of the stream (or the silence timer) follows anyway. */
+  if (status < 0 && c->reason[0] == '\0')
+    snprintf(c->reason, sizeof(c->reason), "write failed: %s", pm_strerror(status));
 }
 
 static void send_msg(pm_event_client *c, pm_msg *m) {
@@ -130,6 +133,7 @@ static void on_handshake_reply(pm_event_client *c, const pm_msg *m) {
   c->state = LINK_CONNECTED;
   c->backoff_ms = c->opts.reconnect_min_ms;
   c->reason[0] = '\0';
+  arm_silence(c);
   report(c, PM_EVENT_CLIENT_CONNECTED, NULL);
 }
 
@@ -206,10 +210,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
       break;
     }
     pm__free(payload);
-    if (c->state == LINK_CONNECTED)
-      arm_silence(c);
     handle(c, m);
     pm_msg_free(m);
+    if (c->state == LINK_CONNECTED) {
+      /* Silence is counted from now: time spent in the application's callback is ours. */
+      uv_update_time(&c->loop);
+      arm_silence(c);
+    }
   }
   pm__free(buf->base);
 }

@@ -159,12 +159,20 @@ static void silent_service(void *arg) {
   int lfd = *(int *)arg;
   for (int i = 0; i < 2; i++) {
     int fd = accept(lfd, NULL, NULL);
-    char *hs;
+    char *hs, reply[128];
+    pm_msg *m = NULL;
+    int64_t seq = 0;
+    size_t len = 0;
     if (fd < 0)
       return;
-    hs = pm_test_recv_frame(fd, 5000, NULL);
+    hs = pm_test_recv_frame(fd, 5000, &len);
+    if (hs != NULL && pm_msg_decode(hs, len, &m, NULL) == 0)
+      pm_msg_get_int(m, "Seq", &seq);
+    pm_msg_free(m);
     free(hs);
-    pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":1,\"Epoch\":5,\"HeartbeatMs\":100}}");
+    snprintf(reply, sizeof(reply), "{\"Handshake\":{\"Seq\":%lld,\"Epoch\":5,\"HeartbeatMs\":100}}",
+             (long long)seq);
+    pm_test_send_frame(fd, reply);
     /* Hold the connection until the client gives up on it. */
     pm_test_wait_eof(fd, 5000);
     close(fd);
