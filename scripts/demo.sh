@@ -37,7 +37,7 @@ call StartVpn Location=de EnableKillSwitch=true
 step "StartVpn again while it is connecting: refused"
 call StartVpn Location=de
 step "waiting for Connected"
-until "$bin/pipemsg" call -c "$cmd" GetState 2>/dev/null | grep -q '"Connected"'; do :; done
+until "$bin/pipemsg" call -c "$cmd" GetState 2>/dev/null | grep -q '"Connected"'; do sleep 0.2; done
 call GetState
 step "traffic flows for two seconds (TrafficChanged every second)"
 sleep 2.2

@@ -374,6 +374,8 @@ int pm_command_call_reply(pm_command_call *call, const char *result, const char 
     return PM_EINVAL;
   }
   call->handled = 0;
+  if (message != NULL && strcmp(result, PM_RESULT_OK) != 0 && call->reason[0] == '\0')
+    snprintf(call->reason, sizeof(call->reason), "%s", message);
   if (call->state != CALL_HANDLING) {
     /* The connection went away (the server is closing) while the application held it. */
     json_decref(data);

@@ -67,6 +67,9 @@ static void on_log(const pm_command_log *e, void *data) {
 static void on_stop(uv_async_t *a) {
   fixture *f = a->data;
   pm_command_server_close(f->server, NULL, NULL);
+  /* An application still holding a call must answer it: the server is freed only then. */
+  if (f->held != NULL)
+    assert_pm(PM_ECANCELED, pm_command_call_reply(f->held, PM_RESULT_OK, NULL, NULL));
   uv_close((uv_handle_t *)&f->stop, NULL);
   uv_close((uv_handle_t *)&f->later, NULL);
 }
