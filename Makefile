@@ -3,7 +3,7 @@ BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=
 
-.PHONY: all bootstrap build demo check clean
+.PHONY: all bootstrap build demo check memcheck clean
 
 all: build
 
@@ -21,6 +21,10 @@ demo: build
 
 check: build
 	cd $(BUILD) && ctest --output-on-failure -j2
+
+# Every test again under valgrind (pipemsgd included); slower, run by CI.
+memcheck: build
+	@sh scripts/memcheck.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

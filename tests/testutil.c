@@ -14,8 +14,8 @@
 
 #include "testutil.h"
 
-/* How long a service may take to come up on a slow, shared machine. */
-#define READY_TIMEOUT_MS 10000
+/* How long a service may take to come up on a slow, shared machine (or under valgrind). */
+#define READY_TIMEOUT_MS 30000
 
 void pm_test_assert_code(int expected, int actual, const char *file, int line) {
   if (expected != actual) {
@@ -76,6 +76,14 @@ void pm_test_service_restart(pm_test_service *svc, const char *const *extra_args
   snprintf(notify, sizeof(notify), "%s/notify", svc->dir);
   nfd = bind_notify_socket(notify);
 
+  /* `make memcheck` runs every service under valgrind; 99 reports what it found. */
+  if (getenv("PM_TEST_VALGRIND") != NULL) {
+    argv[n++] = "/usr/bin/valgrind";
+    argv[n++] = "--quiet";
+    argv[n++] = "--leak-check=full";
+    argv[n++] = "--errors-for-leak-kinds=definite,indirect";
+    argv[n++] = "--error-exitcode=99";
+  }
   argv[n++] = PM_BIN_DIR "/pipemsgd";
   argv[n++] = "-c";
   argv[n++] = svc->command_pipe;
@@ -127,6 +135,10 @@ int pm_test_service_stop(pm_test_service *svc) {
   kill(svc->pid, SIGTERM);
   assert_int_equal(svc->pid, waitpid(svc->pid, &status, 0));
   svc->pid = 0;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 99) {
+    print_error("valgrind found errors in pipemsgd:\n%s\n", pm_test_service_log(svc));
+    fail();
+  }
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 

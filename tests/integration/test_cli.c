@@ -10,7 +10,7 @@
 static pm_test_service svc;
 
 static int setup(void **state) {
-  static const char *const args[] = {"--connect-delay-ms", "100", NULL};
+  static const char *const args[] = {"--connect-delay-ms", "100", "--test-commands", NULL};
   (void)state;
   pm_test_service_start(&svc, args);
   return 0;
@@ -113,6 +113,53 @@ static void test_cli_daemon_options(void **state) {
   assert_non_null(strstr(err, "too long"));
 }
 
+static void emit(const char *type, int count) {
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "EmitEvent",
+                                         json_pack("{s:s, s:i, s:{s:s}}", "Type", type, "Count",
+                                                   count, "Data", "Who", "cli"),
+                                         NULL));
+}
+
+static void test_cli_watch_prints_json_lines(void **state) {
+  const char *out, *err;
+  const char *argv[] = {PIPEMSG, "watch", "-e", svc.event_pipe, "--json", "--count", "2", NULL};
+  json_t *line;
+  json_error_t jerr;
+  (void)state;
+  emit("Hello", 2);
+  assert_int_equal(0, pm_test_run(argv, &out, &err));
+  line = json_loadb(out, strcspn(out, "\n"), 0, &jerr);
+  assert_non_null(line);
+  assert_int_equal(1, json_integer_value(json_object_get(line, "Id")));
+  assert_string_equal("Hello", json_string_value(json_object_get(line, "Type")));
+  assert_string_equal("cli", json_string_value(json_object_get(json_object_get(line, "Data"), "Who")));
+  assert_non_null(json_object_get(line, "Time"));
+  json_decref(line);
+  assert_non_null(strstr(out, "\"Id\":2"));
+  assert_non_null(strstr(err, "connected"));
+}
+
+static void test_cli_watch_readable_over_xml(void **state) {
+  const char *out, *err;
+  const char *argv[] = {PIPEMSG, "watch", "-e", svc.event_pipe, "--xml", "--count", "1", NULL};
+  (void)state;
+  emit("Greeting", 1);
+  assert_int_equal(0, pm_test_run(argv, &out, &err));
+  assert_non_null(strstr(out, "#1 Greeting {\"Who\":\"cli\"}"));
+}
+
+static void test_cli_watch_usage(void **state) {
+  const char *out, *err;
+  const char *help[] = {PIPEMSG, "watch", "--help", NULL};
+  const char *bad[] = {PIPEMSG, "watch", "--count", "0", NULL};
+  const char *extra[] = {PIPEMSG, "watch", "stray", NULL};
+  (void)state;
+  assert_int_equal(0, pm_test_run(help, &out, &err));
+  assert_non_null(strstr(out, "Usage: pipemsg watch"));
+  assert_int_equal(2, pm_test_run(bad, &out, &err));
+  assert_int_equal(2, pm_test_run(extra, &out, &err));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_cli_call_prints_data, setup, teardown),
@@ -120,6 +167,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_cli_call_no_service, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_usage_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_daemon_options, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_watch_prints_json_lines, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_watch_readable_over_xml, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_watch_usage, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,180 @@
+/* The event server of libpipemsg in one process: server on a loop thread, publishers on
+ * threads of their own, the library's event client as the consumer. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define PUBLISHERS 4
+#define PER_PUBLISHER 250
+#define TOTAL (PUBLISHERS * PER_PUBLISHER)
+
+typedef struct fixture {
+  char dir[64];
+  char path[128];
+  uv_loop_t loop;
+  uv_thread_t thread;
+  uv_sem_t ready;
+  uv_async_t stop;
+  pm_event_server *server;
+  pm_event_server_options opts;
+  int start_rc;
+  int refuse;
+} fixture;
+
+static fixture fx;
+
+/* What the application saw. */
+static uv_mutex_t seen_lock;
+static int64_t seen_ids[TOTAL];
+static int seen_last_n[PUBLISHERS];
+static int seen_count;
+static int order_broken;
+
+static int authorize(const pm_peer *peer, void *data) {
+  (void)peer;
+  return ((fixture *)data)->refuse ? -1 : 0;
+}
+
+static void on_stop(uv_async_t *a) {
+  fixture *f = a->data;
+  pm_event_server_close(f->server, NULL, NULL);
+  uv_close((uv_handle_t *)&f->stop, NULL);
+}
+
+static void server_thread(void *arg) {
+  fixture *f = arg;
+  f->start_rc = pm_event_server_start(&f->loop, f->path, &f->opts, &f->server);
+  uv_sem_post(&f->ready);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+}
+
+static int setup(void **state) {
+  (void)state;
+  memset(&fx, 0, sizeof(fx));
+  pm_test_dir_new(fx.dir, sizeof(fx.dir));
+  snprintf(fx.path, sizeof(fx.path), "%s/evt", fx.dir);
+  fx.opts.authorize = authorize;
+  fx.opts.data = &fx;
+  fx.opts.ack_timeout_ms = 2000;
+  assert_int_equal(0, uv_loop_init(&fx.loop));
+  uv_async_init(&fx.loop, &fx.stop, on_stop);
+  fx.stop.data = &fx;
+  uv_sem_init(&fx.ready, 0);
+  assert_int_equal(0, uv_thread_create(&fx.thread, server_thread, &fx));
+  uv_sem_wait(&fx.ready);
+  assert_pm(0, fx.start_rc);
+  uv_mutex_init(&seen_lock);
+  seen_count = 0;
+  order_broken = 0;
+  memset(seen_last_n, 0xff, sizeof(seen_last_n));
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  uv_async_send(&fx.stop);
+  uv_thread_join(&fx.thread);
+  assert_int_equal(0, uv_loop_close(&fx.loop));
+  uv_sem_destroy(&fx.ready);
+  uv_mutex_destroy(&seen_lock);
+  assert_int_equal(-1, access(fx.path, F_OK));
+  pm_test_dir_remove(fx.dir);
+  return 0;
+}
+
+static void publisher(void *arg) {
+  int t = (int)(intptr_t)arg;
+  for (int i = 0; i < PER_PUBLISHER; i++)
+    assert_pm(0, pm_event_server_publish(fx.server, "Tick", json_pack("{s:i, s:i}", "T", t, "N", i),
+                                         NULL));
+}
+
+static void on_event(const pm_event *ev, void *data) {
+  int64_t t, n;
+  (void)data;
+  uv_mutex_lock(&seen_lock);
+  if (pm_tree_get_int(ev->data, "T", &t) < 0 || pm_tree_get_int(ev->data, "N", &n) < 0 ||
+      t < 0 || t >= PUBLISHERS || n != seen_last_n[t] + 1)
+    order_broken = 1;
+  else
+    seen_last_n[t] = (int)n;
+  if (seen_count < TOTAL)
+    seen_ids[seen_count++] = ev->id;
+  uv_mutex_unlock(&seen_lock);
+}
+
+static int seen(void) {
+  int n;
+  uv_mutex_lock(&seen_lock);
+  n = seen_count;
+  uv_mutex_unlock(&seen_lock);
+  return n;
+}
+
+static void test_event_server_concurrent_publishers(void **state) {
+  pm_event_client_options opts;
+  pm_event_client *client;
+  uv_thread_t threads[PUBLISHERS];
+  pm_event_stats stats;
+  uint64_t deadline;
+  (void)state;
+  memset(&opts, 0, sizeof(opts));
+  opts.on_event = on_event;
+  assert_pm(0, pm_event_client_start(fx.path, &opts, &client));
+  for (int t = 0; t < PUBLISHERS; t++)
+    assert_int_equal(0, uv_thread_create(&threads[t], publisher, (void *)(intptr_t)t));
+  for (int t = 0; t < PUBLISHERS; t++)
+    uv_thread_join(&threads[t]);
+  deadline = pm_test_now_ms() + 30000;
+  while (seen() < TOTAL) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+  pm_event_client_stop(client);
+  /* Every event once, ids 1..TOTAL in order, each publisher's own order kept. */
+  assert_false(order_broken);
+  for (int i = 0; i < TOTAL; i++)
+    assert_int_equal(i + 1, seen_ids[i]);
+  pm_event_server_stats(fx.server, &stats);
+  assert_int_equal(TOTAL, stats.published);
+  assert_true(stats.delivered >= TOTAL - 1); /* the last confirmation may still be in transit */
+  assert_int_equal(0, stats.lost_overflow);
+}
+
+static void test_event_server_publish_validates(void **state) {
+  int64_t id = 0;
+  (void)state;
+  assert_pm(PM_EINVAL, pm_event_server_publish(fx.server, "not a name", NULL, NULL));
+  assert_pm(PM_EINVAL, pm_event_server_publish(fx.server, "EventsLost", NULL, NULL));
+  assert_pm(PM_EINVAL, pm_event_server_publish(fx.server, "X", json_integer(1), NULL));
+  assert_pm(0, pm_event_server_publish(fx.server, "X", NULL, &id));
+  assert_int_equal(1, id);
+  assert_true(pm_event_server_epoch(fx.server) > 0);
+}
+
+static void test_event_server_refused_peer(void **state) {
+  int fd;
+  char *frame;
+  (void)state;
+  fx.refuse = 1;
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  frame = pm_test_recv_frame(fd, 5000, NULL);
+  assert_non_null(frame);
+  assert_non_null(strstr(frame, "\"Reason\":\"NotAuthorized\""));
+  free(frame);
+  assert_true(pm_test_wait_eof(fd, 5000) >= 0);
+  close(fd);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_event_server_concurrent_publishers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_publish_validates, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_refused_peer, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
