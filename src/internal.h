@@ -43,6 +43,21 @@ extern const unsigned long pm__rpschema_xsd_len;
 typedef void (*pm__sent_cb)(void *data, int status);
 int pm__stream_send(uv_stream_t *stream, pm_msg *m, pm_encoding enc, size_t max_message,
                     pm__sent_cb cb, void *data);
+/* Feeds len bytes to r and hands each decoded message (freed after the call) to cb, which
+ * returns 0 to go on. Returns 0 when all bytes were taken, 1 when cb stopped early, or a
+ * negative code (bad frame or message; why says what) with the rest unread. */
+struct pm_reader;
+typedef int (*pm__message_cb)(void *data, const pm_msg *m);
+int pm__feed_messages(struct pm_reader *r, const void *buf, size_t len, pm__message_cb cb,
+                      void *data, char *why);
+
+/* Applies a default to an option left at 0. */
+#define PM__DEFAULT(field, value)                                                              \
+  do {                                                                                         \
+    if ((field) == 0)                                                                          \
+      (field) = (value);                                                                       \
+  } while (0)
+
 /* libuv allocation callback for socket reads (buffers freed with pm__free). */
 void pm__read_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 

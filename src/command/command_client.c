@@ -161,10 +161,8 @@ int pm_command_client_call(const char *name, const pm_client_options *opts,
   c.rc = PM_EIO; /* if the loop ever ran dry without a verdict */
   if (opts != NULL)
     c.opts = *opts;
-  if (c.opts.connect_timeout_ms == 0)
-    c.opts.connect_timeout_ms = PM_CONNECT_TIMEOUT_MS_DEFAULT;
-  if (c.opts.response_timeout_ms == 0)
-    c.opts.response_timeout_ms = PM_RESPONSE_TIMEOUT_MS_DEFAULT;
+  PM__DEFAULT(c.opts.connect_timeout_ms, PM_CONNECT_TIMEOUT_MS_DEFAULT);
+  PM__DEFAULT(c.opts.response_timeout_ms, PM_RESPONSE_TIMEOUT_MS_DEFAULT);
   rc = pm_pipe_path(name, c.path, sizeof(c.path));
   if (rc == 0)
     rc = pm_reader_new(c.opts.max_message, &c.reader);

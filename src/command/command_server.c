@@ -316,12 +316,9 @@ int pm_command_server_start(uv_loop_t *loop, const char *name,
     return PM_ENOMEM;
   s->loop = loop;
   s->opts = *opts;
-  if (s->opts.max_message == 0)
-    s->opts.max_message = PM_MAX_MESSAGE_DEFAULT;
-  if (s->opts.request_timeout_ms == 0)
-    s->opts.request_timeout_ms = PM_REQUEST_TIMEOUT_MS_DEFAULT;
-  if (s->opts.write_timeout_ms == 0)
-    s->opts.write_timeout_ms = PM_WRITE_TIMEOUT_MS_DEFAULT;
+  PM__DEFAULT(s->opts.max_message, PM_MAX_MESSAGE_DEFAULT);
+  PM__DEFAULT(s->opts.request_timeout_ms, PM_REQUEST_TIMEOUT_MS_DEFAULT);
+  PM__DEFAULT(s->opts.write_timeout_ms, PM_WRITE_TIMEOUT_MS_DEFAULT);
   if (s->opts.backlog <= 0)
     s->opts.backlog = PM_BACKLOG_DEFAULT;
   rc = pm_pipe_path(name, s->path, sizeof(s->path));

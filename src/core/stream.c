@@ -58,6 +58,38 @@ fail:
   return rc;
 }
 
+int pm__feed_messages(pm_reader *r, const void *buf, size_t len, pm__message_cb cb, void *data,
+                      char *why) {
+  const uint8_t *p = buf;
+  while (len > 0) {
+    long used = pm_reader_feed(r, p, len);
+    uint8_t *payload;
+    size_t plen;
+    pm_msg *m = NULL;
+    int rc;
+    if (used < 0)
+      return pm__reason(why, (int)used, "%s", pm_strerror((int)used));
+    p += used;
+    len -= (size_t)used;
+    if (pm_reader_next(r, &payload, &plen) != 1)
+      continue;
+    if (why != NULL)
+      why[0] = '\0';
+    rc = pm_msg_decode(payload, plen, &m, why);
+    pm__free(payload);
+    if (rc < 0) {
+      if (why != NULL && why[0] == '\0')
+        pm__reason(why, rc, "%s", pm_strerror(rc));
+      return rc;
+    }
+    rc = cb(data, m);
+    pm_msg_free(m);
+    if (rc != 0)
+      return 1;
+  }
+  return 0;
+}
+
 void pm__read_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)h;
   (void)suggested;

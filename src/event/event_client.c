@@ -182,42 +182,25 @@ static void handle(pm_event_client *c, const pm_msg *m) {
     on_event(c, m);
 }
 
+static int on_message(void *data, const pm_msg *m) {
+  pm_event_client *c = data;
+  handle(c, m);
+  if (c->state != LINK_CONNECTED)
+    return c->state != LINK_CONNECTING;
+  /* Silence is counted from now: time spent in the application's callback is ours. */
+  uv_update_time(&c->loop);
+  arm_silence(c);
+  return 0;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   pm_event_client *c = stream->data;
-  const char *p = buf->base;
-  size_t left = nread > 0 ? (size_t)nread : 0;
-  if (nread < 0) {
-    pm__free(buf->base);
+  char why[PM_REASON_MAX];
+  if (nread < 0)
     drop(c, nread == UV_EOF ? "service closed the connection" : "read failed");
-    return;
-  }
-  while (left > 0 && (c->state == LINK_CONNECTING || c->state == LINK_CONNECTED)) {
-    long used = pm_reader_feed(c->reader, p, left);
-    uint8_t *payload;
-    size_t len;
-    pm_msg *m = NULL;
-    if (used < 0) {
-      drop(c, pm_strerror((int)used));
-      break;
-    }
-    p += used;
-    left -= (size_t)used;
-    if (pm_reader_next(c->reader, &payload, &len) != 1)
-      continue;
-    if (pm_msg_decode(payload, len, &m, NULL) < 0) {
-      pm__free(payload);
-      drop(c, "malformed message from service");
-      break;
-    }
-    pm__free(payload);
-    handle(c, m);
-    pm_msg_free(m);
-    if (c->state == LINK_CONNECTED) {
-      /* Silence is counted from now: time spent in the application's callback is ours. */
-      uv_update_time(&c->loop);
-      arm_silence(c);
-    }
-  }
+  else if ((c->state == LINK_CONNECTING || c->state == LINK_CONNECTED) &&
+           pm__feed_messages(c->reader, buf->base, (size_t)nread, on_message, c, why) < 0)
+    drop(c, why);
   pm__free(buf->base);
 }
 
@@ -306,18 +289,14 @@ int pm_event_client_start(const char *name, const pm_event_client_options *opts,
   if (c == NULL)
     return PM_ENOMEM;
   c->opts = *opts;
-  if (c->opts.handshake_timeout_ms == 0)
-    c->opts.handshake_timeout_ms = PM_CLIENT_HANDSHAKE_TIMEOUT_MS_DEFAULT;
-  if (c->opts.heartbeat_ms == 0)
-    c->opts.heartbeat_ms = PM_HEARTBEAT_MS_DEFAULT;
-  if (c->opts.reconnect_min_ms == 0)
-    c->opts.reconnect_min_ms = PM_RECONNECT_MIN_MS_DEFAULT;
+  PM__DEFAULT(c->opts.handshake_timeout_ms, PM_CLIENT_HANDSHAKE_TIMEOUT_MS_DEFAULT);
+  PM__DEFAULT(c->opts.heartbeat_ms, PM_HEARTBEAT_MS_DEFAULT);
+  PM__DEFAULT(c->opts.reconnect_min_ms, PM_RECONNECT_MIN_MS_DEFAULT);
   if (c->opts.reconnect_max_ms < c->opts.reconnect_min_ms)
     c->opts.reconnect_max_ms = c->opts.reconnect_min_ms > PM_RECONNECT_MAX_MS_DEFAULT
                                    ? c->opts.reconnect_min_ms
                                    : PM_RECONNECT_MAX_MS_DEFAULT;
-  if (c->opts.encoding == 0)
-    c->opts.encoding = PM_ENC_JSON;
+  PM__DEFAULT(c->opts.encoding, PM_ENC_JSON);
   c->heartbeat_ms = c->opts.heartbeat_ms;
   c->backoff_ms = c->opts.reconnect_min_ms;
   rc = pm_pipe_path(name, c->path, sizeof(c->path));

@@ -326,7 +326,7 @@ static void on_established(session *ss, const pm_msg *hs) {
 }
 
 /* Handles one decoded message; returns <0 if the session was closed. */
-static int handle(session *ss, pm_msg *m) {
+static int handle(session *ss, const pm_msg *m) {
   pm_event_server *s = ss->server;
   const char *kind = pm_msg_kind(m);
   int64_t n;
@@ -383,42 +383,19 @@ static int handle(session *ss, pm_msg *m) {
   return 0;
 }
 
+static int on_message(void *data, const pm_msg *m) {
+  session *ss = data;
+  return handle(ss, m) < 0 || ss->closed || ss->state == SESSION_CLOSING;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   session *ss = stream->data;
-  const char *p = buf->base;
-  size_t left = nread > 0 ? (size_t)nread : 0;
   char why[PM_REASON_MAX];
-  if (nread < 0) {
-    pm__free(buf->base);
+  if (nread < 0)
     close_session(ss, nread == UV_EOF ? "client closed" : "read failed");
-    return;
-  }
-  while (left > 0 && !ss->closed && ss->state != SESSION_CLOSING) {
-    long used = pm_reader_feed(ss->reader, p, left);
-    uint8_t *payload;
-    size_t len;
-    pm_msg *m = NULL;
-    int rc;
-    if (used < 0) {
-      disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, pm_strerror((int)used));
-      break;
-    }
-    p += used;
-    left -= (size_t)used;
-    if (pm_reader_next(ss->reader, &payload, &len) != 1)
-      continue;
-    why[0] = '\0';
-    rc = pm_msg_decode(payload, len, &m, why);
-    pm__free(payload);
-    if (rc < 0) {
-      disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, why[0] ? why : pm_strerror(rc));
-      break;
-    }
-    rc = handle(ss, m);
-    pm_msg_free(m);
-    if (rc < 0)
-      break;
-  }
+  else if (!ss->closed && ss->state != SESSION_CLOSING &&
+           pm__feed_messages(ss->reader, buf->base, (size_t)nread, on_message, ss, why) < 0)
+    disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, why);
   pm__free(buf->base);
 }
 
@@ -543,18 +520,12 @@ int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_serv
     return PM_ENOMEM;
   s->loop = loop;
   s->opts = *opts;
-  if (s->opts.max_message == 0)
-    s->opts.max_message = PM_MAX_MESSAGE_DEFAULT;
-  if (s->opts.handshake_timeout_ms == 0)
-    s->opts.handshake_timeout_ms = PM_HANDSHAKE_TIMEOUT_MS_DEFAULT;
-  if (s->opts.heartbeat_ms == 0)
-    s->opts.heartbeat_ms = PM_HEARTBEAT_MS_DEFAULT;
-  if (s->opts.ack_timeout_ms == 0)
-    s->opts.ack_timeout_ms = PM_ACK_TIMEOUT_MS_DEFAULT;
-  if (s->opts.queue_max_events == 0)
-    s->opts.queue_max_events = PM_EVENT_QUEUE_MAX_EVENTS_DEFAULT;
-  if (s->opts.queue_max_bytes == 0)
-    s->opts.queue_max_bytes = PM_EVENT_QUEUE_MAX_BYTES_DEFAULT;
+  PM__DEFAULT(s->opts.max_message, PM_MAX_MESSAGE_DEFAULT);
+  PM__DEFAULT(s->opts.handshake_timeout_ms, PM_HANDSHAKE_TIMEOUT_MS_DEFAULT);
+  PM__DEFAULT(s->opts.heartbeat_ms, PM_HEARTBEAT_MS_DEFAULT);
+  PM__DEFAULT(s->opts.ack_timeout_ms, PM_ACK_TIMEOUT_MS_DEFAULT);
+  PM__DEFAULT(s->opts.queue_max_events, PM_EVENT_QUEUE_MAX_EVENTS_DEFAULT);
+  PM__DEFAULT(s->opts.queue_max_bytes, PM_EVENT_QUEUE_MAX_BYTES_DEFAULT);
   if (s->opts.service_name == NULL)
     s->opts.service_name = "pipemsg";
   s->epoch = opts->epoch ? opts->epoch : make_epoch();
