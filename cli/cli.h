@@ -1,6 +1,8 @@
 #ifndef PIPEMSG_CLI_H
 #define PIPEMSG_CLI_H
 
+#include <stddef.h>
+
 /* Exit statuses shared by every subcommand. */
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_RESULT 1    /* the service answered, with a Result other than Ok */
@@ -9,10 +11,15 @@
 
 int cmd_call(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Parses a decimal number in [min, max] for option opt; prints a message and returns -1 if it
  * is not one. */
 int cli_parse_number(const char *opt, const char *s, unsigned long long min,
                      unsigned long long max, unsigned long long *out);
+
+/* Reads the pipe path stored under key ("command-pipe" or "event-pipe") in a names file written
+ * by pipemsgd --names-file; prints a message and returns -1 on failure. */
+int cli_names_file(const char *file, const char *key, char *buf, size_t size);
 
 #endif

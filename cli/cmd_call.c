@@ -12,6 +12,9 @@ static const char usage_text[] =
     "Send one request on the command pipe and print the response's Data as JSON.\n"
     "\n"
     "  -c, --command-pipe NAME     pipe name or path (default UnifiedSDKVPNCommandPipe)\n"
+    "      --names-file FILE       find the pipe in FILE, as written by pipemsgd --names-file\n"
+    "      --expect-owner UID      also trust a service running as UID (root and our own user\n"
+    "                              always are); anyone else serving the pipe is refused\n"
     "      --xml                   send the request as XML (the answer comes in XML)\n"
     "      --id N                  request Id to send (echoed by the service)\n"
     "      --connect-timeout-ms N  wait this long for the service to accept (default 3000)\n"
@@ -25,7 +28,15 @@ static const char usage_text[] =
     "Exit status: 0 Ok; 1 the service answered another Result (printed on stderr);\n"
     "2 usage error; 3 no answer (ConnectionTimeout, Timeout or TransportError).\n";
 
-enum { OPT_XML = 256, OPT_ID, OPT_CONNECT_TIMEOUT, OPT_TIMEOUT, OPT_HELP };
+enum {
+  OPT_XML = 256,
+  OPT_ID,
+  OPT_CONNECT_TIMEOUT,
+  OPT_TIMEOUT,
+  OPT_NAMES_FILE,
+  OPT_EXPECT_OWNER,
+  OPT_HELP
+};
 
 static const struct option long_options[] = {
     {"command-pipe", required_argument, NULL, 'c'},
@@ -33,6 +44,8 @@ static const struct option long_options[] = {
     {"id", required_argument, NULL, OPT_ID},
     {"connect-timeout-ms", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"timeout-ms", required_argument, NULL, OPT_TIMEOUT},
+    {"names-file", required_argument, NULL, OPT_NAMES_FILE},
+    {"expect-owner", required_argument, NULL, OPT_EXPECT_OWNER},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -99,6 +112,7 @@ static void show(const char *prefix, const pm_msg *m, pm_encoding enc) {
 
 int cmd_call(int argc, char **argv) {
   const char *pipe = PM_COMMAND_PIPE_DEFAULT;
+  char named[PM_PIPE_PATH_MAX + 1];
   pm_client_options opts = {0};
   pm_encoding enc = PM_ENC_JSON;
   unsigned long long id = 0, n;
@@ -133,6 +147,16 @@ int cmd_call(int argc, char **argv) {
       break;
     case 'v':
       verbose = 1;
+      break;
+    case OPT_NAMES_FILE:
+      if (cli_names_file(optarg, "command-pipe", named, sizeof(named)) < 0)
+        return CLI_EXIT_USAGE;
+      pipe = named;
+      break;
+    case OPT_EXPECT_OWNER:
+      if (cli_parse_number("--expect-owner", optarg, 1, UINT32_MAX - 1, &n) < 0)
+        return CLI_EXIT_USAGE;
+      opts.expect_owner_uid = (long long)n;
       break;
     case OPT_HELP:
       fputs(usage_text, stdout);

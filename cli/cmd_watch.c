@@ -14,6 +14,9 @@ static const char usage_text[] =
     "stderr. Events are confirmed after they are printed. Ctrl-C stops.\n"
     "\n"
     "  -e, --event-pipe NAME         pipe name or path (default UnifiedSDKVPNEventPipe)\n"
+    "      --names-file FILE         find the pipe in FILE, as written by pipemsgd --names-file\n"
+    "      --expect-owner UID        also trust a service running as UID (root and our own\n"
+    "                                user always are); anyone else is refused\n"
     "      --json                    one JSON object per event and line:\n"
     "                                {\"Id\":..,\"Type\":..,\"Time\":..,\"Data\":..,\"Epoch\":..}\n"
     "      --xml                     talk XML to the service (output is unchanged)\n"
@@ -23,7 +26,15 @@ static const char usage_text[] =
     "\n"
     "Exit status: 0 when stopped or after --count events; 2 usage error.\n";
 
-enum { OPT_JSON = 256, OPT_XML, OPT_COUNT, OPT_HANDSHAKE_TIMEOUT, OPT_HELP };
+enum {
+  OPT_JSON = 256,
+  OPT_XML,
+  OPT_COUNT,
+  OPT_HANDSHAKE_TIMEOUT,
+  OPT_NAMES_FILE,
+  OPT_EXPECT_OWNER,
+  OPT_HELP
+};
 
 static const struct option long_options[] = {
     {"event-pipe", required_argument, NULL, 'e'},
@@ -31,6 +42,8 @@ static const struct option long_options[] = {
     {"xml", no_argument, NULL, OPT_XML},
     {"count", required_argument, NULL, OPT_COUNT},
     {"handshake-timeout-ms", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
+    {"names-file", required_argument, NULL, OPT_NAMES_FILE},
+    {"expect-owner", required_argument, NULL, OPT_EXPECT_OWNER},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -75,6 +88,7 @@ static void on_state(pm_event_client_state st, const char *reason, void *data) {
 
 int cmd_watch(int argc, char **argv) {
   const char *pipe = PM_EVENT_PIPE_DEFAULT;
+  char named[PM_PIPE_PATH_MAX + 1];
   pm_event_client_options opts;
   pm_event_client *client;
   watch w;
@@ -104,6 +118,16 @@ int cmd_watch(int argc, char **argv) {
       if (cli_parse_number("--handshake-timeout-ms", optarg, 1, UINT32_MAX, &n) < 0)
         return CLI_EXIT_USAGE;
       opts.handshake_timeout_ms = (uint32_t)n;
+      break;
+    case OPT_NAMES_FILE:
+      if (cli_names_file(optarg, "event-pipe", named, sizeof(named)) < 0)
+        return CLI_EXIT_USAGE;
+      pipe = named;
+      break;
+    case OPT_EXPECT_OWNER:
+      if (cli_parse_number("--expect-owner", optarg, 1, UINT32_MAX - 1, &n) < 0)
+        return CLI_EXIT_USAGE;
+      opts.expect_owner_uid = (long long)n;
       break;
     case OPT_HELP:
       fputs(usage_text, stdout);

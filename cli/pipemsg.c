@@ -15,6 +15,7 @@ static const char usage_text[] =
     "Commands:\n"
     "  call      send one request on the command pipe and print the response\n"
     "  watch     attach to the event pipe and print events as they arrive\n"
+    "  bench     measure pipemsg against baselines (see docs/benchmarks.md)\n"
     "\n"
     "  pipemsg --help | --version; pipemsg COMMAND --help for a command's options.\n";
 
@@ -31,6 +32,34 @@ int cli_parse_number(const char *opt, const char *s, unsigned long long min,
   }
   *out = v;
   return 0;
+}
+
+int cli_names_file(const char *file, const char *key, char *buf, size_t size) {
+  char line[4096];
+  size_t klen = strlen(key);
+  FILE *f = fopen(file, "r");
+  if (f == NULL) {
+    fprintf(stderr, "pipemsg: cannot read names file %s: %s\n", file, strerror(errno));
+    return -1;
+  }
+  while (fgets(line, sizeof(line), f) != NULL) {
+    char *v = line + klen;
+    if (strncmp(line, key, klen) != 0)
+      continue;
+    v += strspn(v, " \t");
+    if (*v++ != '=')
+      continue;
+    v += strspn(v, " \t");
+    v[strcspn(v, "\r\n")] = '\0';
+    if (v[0] == '\0' || strlen(v) >= size)
+      break;
+    memcpy(buf, v, strlen(v) + 1);
+    fclose(f);
+    return 0;
+  }
+  fclose(f);
+  fprintf(stderr, "pipemsg: names file %s has no usable '%s'\n", file, key);
+  return -1;
 }
 
 int main(int argc, char **argv) {
@@ -52,6 +81,8 @@ int main(int argc, char **argv) {
     return cmd_call(argc - 1, argv + 1);
   if (strcmp(argv[1], "watch") == 0)
     return cmd_watch(argc - 1, argv + 1);
+  if (strcmp(argv[1], "bench") == 0)
+    return cmd_bench(argc - 1, argv + 1);
   fprintf(stderr, "pipemsg: unknown command '%s'\nTry 'pipemsg --help'.\n", argv[1]);
   return CLI_EXIT_USAGE;
 }

@@ -1,14 +1,17 @@
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "log.h"
 #include "service.h"
+#include "systemd.h"
 
 /* Longest Location a client may ask for; a name, not a blob. */
 #define LOCATION_MAX 64
-/* Default period of TrafficChanged while connected. */
-#define TRAFFIC_INTERVAL_MS_DEFAULT 1000u
 /* Most events one EmitEvent may ask for. */
 #define EMIT_COUNT_MAX 1000000
 
@@ -32,6 +35,8 @@ struct service {
   backend *vpn;
   uv_timer_t traffic_timer;
   int open_parts; /* command server, event server, backend, timer: freed when all closed */
+  int command_fd, event_fd; /* passed by socket activation, else -1 */
+  char command_name[64], event_name[64]; /* random names for --names-file */
   vpn_state state;
   char location[LOCATION_MAX + 1];
   bool kill_switch;
@@ -40,19 +45,10 @@ struct service {
   command_stats cstats;
 };
 
-void service_log(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fputs("pipemsgd: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-}
-
 static void publish(service *svc, const char *type, json_t *data) {
   int rc = pm_event_server_publish(svc->events, type, data, NULL);
   if (rc < 0)
-    service_log("cannot publish %s: %s", type, pm_strerror(rc));
+    log_msg(LVL_ERROR, "cannot publish %s: %s", type, pm_strerror(rc));
 }
 
 static void publish_state(service *svc, const char *error) {
@@ -73,8 +69,8 @@ static void on_traffic_tick(uv_timer_t *t) {
 }
 
 static void set_state(service *svc, vpn_state state, const char *error) {
-  if (svc->cfg.verbose)
-    service_log("vpn %s -> %s", state_names[svc->state], state_names[state]);
+  log_msg(LVL_INFO, "vpn state=%s previous=%s location=\"%s\"", state_names[state],
+          state_names[svc->state], svc->location);
   svc->state = state;
   pm_time_now(svc->since);
   if (state == VPN_CONNECTED)
@@ -89,7 +85,8 @@ static void on_backend_done(backend *b, backend_op op, int status, const char *m
   service *svc = b->owner;
   if (status < 0) {
     snprintf(svc->last_error, sizeof(svc->last_error), "%s", message ? message : "failed");
-    service_log("vpn %s failed: %s", op == BACKEND_UP ? "start" : "stop", svc->last_error);
+    log_msg(LVL_WARNING, "vpn %s failed: %s", op == BACKEND_UP ? "start" : "stop",
+            svc->last_error);
     set_state(svc, VPN_DISCONNECTED, svc->last_error);
     publish(svc, "ErrorOccured",
             json_pack("{s:s, s:s}", "Result", PM_RESULT_ERROR, "Message", svc->last_error));
@@ -270,16 +267,85 @@ static void on_command_log(const pm_command_log *e, void *data) {
     c->bad_request++;
   else
     c->failed++;
-  service_log("command peer=pid:%lld,uid:%lld command=%s result=%s duration_ms=%llu reason=\"%s\"",
-              e->peer.pid, e->peer.uid, e->command ? e->command : "-",
-              e->result ? e->result : "-", (unsigned long long)e->duration_ms, e->reason);
+  log_msg(e->result == NULL || strcmp(e->result, PM_RESULT_OK) != 0 ? LVL_WARNING : LVL_INFO,
+          "command pid=%lld uid=%lld command=%.64s result=%s duration_ms=%llu reason=\"%.120s\"",
+          e->peer.pid, e->peer.uid, e->command ? e->command : "-", e->result ? e->result : "-",
+          (unsigned long long)e->duration_ms, e->reason);
 }
 
 static void on_event_log(const pm_event_log *e, void *data) {
   (void)data;
-  service_log("event peer=pid:%lld,uid:%lld %s%s%s%s duration_ms=%llu", e->peer.pid, e->peer.uid,
-              e->what, e->reason ? " reason=\"" : "", e->reason ? e->reason : "",
-              e->reason ? "\"" : "", (unsigned long long)e->duration_ms);
+  log_msg(strcmp(e->what, "attached") == 0 ? LVL_INFO : LVL_WARNING,
+          "event pid=%lld uid=%lld %s%s%.120s%s duration_ms=%llu", e->peer.pid, e->peer.uid,
+          e->what, e->reason ? " reason=\"" : "", e->reason ? e->reason : "",
+          e->reason ? "\"" : "", (unsigned long long)e->duration_ms);
+}
+
+/* ---- access control ------------------------------------------------------------------------ */
+
+/* Most supplementary groups looked at for one peer. */
+#define PEER_GROUPS_MAX 256
+
+static int id_listed(const config_ids *ids, long long id) {
+  for (int i = 0; i < ids->n; i++)
+    if (ids->v[i] == id)
+      return 1;
+  return 0;
+}
+
+/* Root, our own user, a listed user, or a member (primary or supplementary) of a listed group. */
+static int peer_allowed(const service_config *cfg, const pm_peer *peer) {
+  struct passwd pw, *found = NULL;
+  char buf[4096];
+  gid_t groups[PEER_GROUPS_MAX];
+  int n = PEER_GROUPS_MAX;
+  if (peer->uid < 0)
+    return 0;
+  if (peer->uid == 0 || peer->uid == (long long)geteuid() || id_listed(&cfg->allow_uid, peer->uid))
+    return 1;
+  if (cfg->allow_gid.n == 0)
+    return 0;
+  if (id_listed(&cfg->allow_gid, peer->gid))
+    return 1;
+  if (getpwuid_r((uid_t)peer->uid, &pw, buf, sizeof(buf), &found) != 0 || found == NULL)
+    return 0;
+  if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
+    n = PEER_GROUPS_MAX;
+  for (int i = 0; i < n; i++)
+    if (id_listed(&cfg->allow_gid, groups[i]))
+      return 1;
+  return 0;
+}
+
+static int authorize(const pm_peer *peer, void *data) {
+  service *svc = data;
+  if (peer_allowed(&svc->cfg, peer))
+    return 0;
+  log_msg(LVL_WARNING, "refused pid=%lld uid=%lld gid=%lld: not allowed", peer->pid, peer->uid,
+          peer->gid);
+  return -1;
+}
+
+/* The gid for --socket-group (a name or a number); 0 when unset. */
+static int socket_gid(const service_config *cfg, unsigned *gid) {
+  struct group *g;
+  char *end;
+  unsigned long v;
+  *gid = 0;
+  if (cfg->socket_group == NULL)
+    return 0;
+  v = strtoul(cfg->socket_group, &end, 10);
+  if (*end == '\0' && end != cfg->socket_group) {
+    *gid = (unsigned)v;
+    return 0;
+  }
+  g = getgrnam(cfg->socket_group);
+  if (g == NULL) {
+    log_msg(LVL_ERROR, "unknown socket group '%s'", cfg->socket_group);
+    return -1;
+  }
+  *gid = g->gr_gid;
+  return 0;
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
@@ -296,7 +362,11 @@ static int start_pipes(service *svc) {
   pm_command_server_options copts;
   pm_event_server_options eopts;
   const service_config *cfg = &svc->cfg;
+  unsigned gid;
   int rc;
+
+  if (socket_gid(cfg, &gid) < 0)
+    return PM_EINVAL;
 
   memset(&eopts, 0, sizeof(eopts));
   eopts.max_message = cfg->max_message;
@@ -305,13 +375,17 @@ static int start_pipes(service *svc) {
   eopts.ack_timeout_ms = cfg->ack_timeout_ms;
   eopts.queue_max_events = cfg->queue_max_events;
   eopts.queue_max_bytes = cfg->queue_max_bytes;
-  eopts.transient = cfg->transient;
+  eopts.transient = (const char *const *)cfg->transient.v;
   eopts.service_name = "pipemsgd " PM_VERSION;
+  eopts.socket_mode = cfg->socket_mode;
+  eopts.socket_gid = gid;
+  eopts.listen_fd = svc->event_fd;
+  eopts.authorize = authorize;
   eopts.log = on_event_log;
   eopts.data = svc;
   rc = pm_event_server_start(svc->loop, cfg->event_pipe, &eopts, &svc->events);
   if (rc < 0) {
-    service_log("cannot serve event pipe '%s': %s", cfg->event_pipe, pm_strerror(rc));
+    log_msg(LVL_ERROR, "cannot serve event pipe '%s': %s", cfg->event_pipe, pm_strerror(rc));
     return rc;
   }
   svc->open_parts++;
@@ -321,17 +395,61 @@ static int start_pipes(service *svc) {
   copts.request_timeout_ms = cfg->request_timeout_ms;
   copts.write_timeout_ms = cfg->write_timeout_ms;
   copts.handler = on_command;
+  copts.socket_mode = cfg->socket_mode;
+  copts.socket_gid = gid;
+  copts.listen_fd = svc->command_fd;
+  copts.authorize = authorize;
   copts.log = on_command_log;
   copts.data = svc;
   rc = pm_command_server_start(svc->loop, cfg->command_pipe, &copts, &svc->commands);
   if (rc < 0) {
-    service_log("cannot serve command pipe '%s': %s", cfg->command_pipe, pm_strerror(rc));
+    log_msg(LVL_ERROR, "cannot serve command pipe '%s': %s", cfg->command_pipe,
+            pm_strerror(rc));
     return rc;
   }
   svc->open_parts++;
-  service_log("command pipe %s", pm_command_server_path(svc->commands));
-  service_log("event pipe %s (epoch %lld)", pm_event_server_path(svc->events),
-              (long long)pm_event_server_epoch(svc->events));
+  log_msg(LVL_INFO, "listening command_pipe=%s event_pipe=%s epoch=%lld",
+          pm_command_server_path(svc->commands), pm_event_server_path(svc->events),
+          (long long)pm_event_server_epoch(svc->events));
+  return 0;
+}
+
+/* --names-file: random pipe names, so that only who can read FILE finds the pipes. */
+static int pick_names(service *svc) {
+  unsigned char r[8];
+  char hex[17];
+  if (uv_random(NULL, NULL, r, sizeof(r), 0, NULL) < 0)
+    return -1;
+  for (int i = 0; i < 8; i++)
+    snprintf(hex + 2 * i, 3, "%02x", r[i]);
+  snprintf(svc->command_name, sizeof(svc->command_name), "pipemsg-%s-command", hex);
+  snprintf(svc->event_name, sizeof(svc->event_name), "pipemsg-%s-event", hex);
+  svc->cfg.command_pipe = svc->command_name;
+  svc->cfg.event_pipe = svc->event_name;
+  return 0;
+}
+
+/* Writes the pipes' paths to FILE atomically (a reader sees the old file or the new one). */
+static int write_names_file(service *svc) {
+  const char *path = svc->cfg.names_file;
+  char tmp[4096];
+  FILE *f;
+  int ok;
+  snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+  f = fopen(tmp, "w");
+  if (f == NULL) {
+    log_msg(LVL_ERROR, "cannot write names file %s", tmp);
+    return -1;
+  }
+  fprintf(f, "command-pipe = %s\nevent-pipe = %s\n", pm_command_server_path(svc->commands),
+          pm_event_server_path(svc->events));
+  ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+  ok = fclose(f) == 0 && ok;
+  if (!ok || rename(tmp, path) < 0) {
+    unlink(tmp);
+    log_msg(LVL_ERROR, "cannot write names file %s", path);
+    return -1;
+  }
   return 0;
 }
 
@@ -342,9 +460,17 @@ int service_start(uv_loop_t *loop, const service_config *cfg, service **out) {
     return PM_ENOMEM;
   svc->loop = loop;
   svc->cfg = *cfg;
-  if (svc->cfg.traffic_interval_ms == 0)
-    svc->cfg.traffic_interval_ms = TRAFFIC_INTERVAL_MS_DEFAULT;
   pm_time_now(svc->since);
+  if (systemd_listen_fds(&svc->command_fd, &svc->event_fd) < 0) {
+    log_msg(LVL_ERROR, "LISTEN_FDS passes something other than sockets");
+    free(svc);
+    return PM_EINVAL;
+  }
+  if (svc->command_fd < 0 && svc->event_fd < 0 && cfg->names_file != NULL &&
+      pick_names(svc) < 0) {
+    free(svc);
+    return PM_EIO;
+  }
   rc = backend_sim_new(loop, cfg->connect_delay_ms, cfg->sim_unreachable, &svc->vpn);
   if (rc < 0) {
     free(svc);
@@ -356,6 +482,8 @@ int service_start(uv_loop_t *loop, const service_config *cfg, service **out) {
   svc->traffic_timer.data = svc;
   svc->open_parts = 2;
   rc = start_pipes(svc);
+  if (rc == 0 && svc->cfg.names_file != NULL && svc->command_fd < 0 && write_names_file(svc) < 0)
+    rc = PM_EIO;
   if (rc < 0) {
     service_stop(svc);
     return rc;
@@ -365,6 +493,8 @@ int service_start(uv_loop_t *loop, const service_config *cfg, service **out) {
 }
 
 void service_stop(service *svc) {
+  if (svc->cfg.names_file != NULL && svc->command_fd < 0 && svc->commands != NULL)
+    unlink(svc->cfg.names_file);
   if (svc->commands != NULL)
     pm_command_server_close(svc->commands, on_part_closed, svc);
   if (svc->events != NULL)

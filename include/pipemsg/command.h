@@ -51,6 +51,10 @@ typedef struct pm_command_server_options {
   uint32_t request_timeout_ms; /* whole request frame, from accept; 0: default 3000 */
   uint32_t write_timeout_ms;   /* writing the response; 0: default 3000 */
   int backlog;                 /* 0: PM_BACKLOG_DEFAULT */
+  unsigned socket_mode;        /* permissions of the socket file; 0: PM_SOCKET_MODE_DEFAULT */
+  unsigned socket_gid;         /* group of the socket file; 0: left as created */
+  int listen_fd;               /* > 0: serve this bound, listening socket (socket activation):
+                                  nothing is bound, and closing leaves the socket file alone */
   pm_command_server_handler_cb handler; /* required */
   pm_command_server_authorize_cb authorize; /* NULL: everyone */
   pm_command_server_log_cb log;             /* NULL: silent */
@@ -58,7 +62,8 @@ typedef struct pm_command_server_options {
 } pm_command_server_options;
 
 /* Binds name (see pm_pipe_path) and starts serving on loop. A socket file left by a dead
- * process is replaced; one a live service answers on is PM_EADDRINUSE. */
+ * process is replaced; one a live service answers on is PM_EADDRINUSE. The socket gets its
+ * mode and group before it accepts anything. The application must ignore SIGPIPE. */
 int pm_command_server_start(uv_loop_t *loop, const char *name,
                             const pm_command_server_options *opts, pm_command_server **out);
 /* Stops listening, drops any connection, removes the socket file; the server is freed once
@@ -83,6 +88,9 @@ typedef struct pm_client_options {
   uint32_t connect_timeout_ms;  /* until a service accepts the connection; 0: default 3000 */
   uint32_t response_timeout_ms; /* from sending until the response; 0: default 180000 */
   size_t max_message;           /* 0: PM_MAX_MESSAGE_DEFAULT */
+  long long expect_owner_uid;   /* who may serve the pipe, checked (SO_PEERCRED) before anything
+                                   is sent: 0: root or our own uid; > 0: root or this uid;
+                                   -1: anyone (no check) */
 } pm_client_options;
 
 /* A Request with Command, and Id when id > 0, and Params when params is not NULL (taken). */
@@ -91,6 +99,7 @@ int pm_request_new(const char *command, int64_t id, json_t *params, pm_msg **out
 /* One call: connect, send request in enc, receive the response, close. Blocking; runs a
  * private loop, so it may be used from any thread. Returns 0 and the Response, or
  * PM_ECONNTIMEOUT (no service accepted in time), PM_ETIMEDOUT (no response in time),
+ * PM_ENOTAUTH (the pipe is served by a process of an unexpected user: nothing was sent),
  * PM_EIO / PM_EEOF (transport failure), or a decode error for a malformed response. */
 int pm_command_client_call(const char *name, const pm_client_options *opts,
                            const pm_msg *request,

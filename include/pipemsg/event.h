@@ -81,6 +81,9 @@ typedef struct pm_event_server_options {
   const char *const *transient;  /* NULL-terminated extra transient types, or NULL */
   const char *service_name;      /* sent in the handshake; NULL: "pipemsg" */
   int64_t epoch;                 /* 0: a random one */
+  unsigned socket_mode;          /* permissions of the socket file; 0: PM_SOCKET_MODE_DEFAULT */
+  unsigned socket_gid;           /* group of the socket file; 0: left as created */
+  int listen_fd;                 /* > 0: serve this listening socket (socket activation) */
   pm_event_server_authorize_cb authorize; /* NULL: everyone */
   pm_event_server_log_cb log;             /* NULL: silent */
   void *data;
@@ -137,6 +140,9 @@ typedef struct pm_event_client_options {
   size_t max_message;            /* 0: PM_MAX_MESSAGE_DEFAULT */
   pm_encoding encoding;          /* 0: JSON */
   const char *client_name;       /* sent in the handshake; may be NULL */
+  long long expect_owner_uid;    /* as in pm_client_options: 0 root or our uid, > 0 root or
+                                    this uid, -1 anyone; an unexpected owner is dropped
+                                    before anything is sent ("service not trusted") */
   pm_event_client_event_cb on_event;
   pm_event_client_state_cb on_state; /* may be NULL */
   void *data;

@@ -22,6 +22,9 @@ int pm_pipe_path(const char *name, char *buf, size_t size);
 /* The directory a bare name resolves into (see pm_pipe_path). */
 int pm_pipe_dir(char *buf, size_t size);
 
+/* Permissions of socket files a server creates, unless told otherwise. */
+#define PM_SOCKET_MODE_DEFAULT 0660
+
 /* Credentials of a connected peer; -1 where the platform cannot tell. */
 typedef struct pm_peer {
   long long pid;

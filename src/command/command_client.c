@@ -106,6 +106,12 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   c->connected = 1;
+  /* Never hand a request to an impostor squatting on the pipe name. */
+  rc = pm__pipe_check_owner(&c->pipe, c->opts.expect_owner_uid);
+  if (rc < 0) {
+    finish(c, rc);
+    return;
+  }
   uv_timer_start(&c->timer, on_response_timeout, c->opts.response_timeout_ms, 0);
   bufs[0] = uv_buf_init((char *)c->header, sizeof(c->header));
   bufs[1] = uv_buf_init((char *)c->payload, (unsigned int)c->payload_len);
@@ -203,6 +209,8 @@ const char *pm_client_result(int err) {
     return PM_RESULT_CONNECTION_TIMEOUT;
   case PM_ETIMEDOUT:
     return PM_RESULT_TIMEOUT;
+  case PM_ENOTAUTH:
+    return PM_RESULT_NOT_AUTHORIZED;
   default:
     return PM_RESULT_TRANSPORT_ERROR;
   }

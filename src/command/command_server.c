@@ -306,6 +306,7 @@ static void on_listener_closed(uv_handle_t *h) {
 
 int pm_command_server_start(uv_loop_t *loop, const char *name,
                             const pm_command_server_options *opts, pm_command_server **out) {
+  pm__listen_spec spec;
   pm_command_server *s;
   int rc;
   if (loop == NULL || name == NULL || opts == NULL || opts->handler == NULL || out == NULL ||
@@ -328,7 +329,12 @@ int pm_command_server_start(uv_loop_t *loop, const char *name,
   }
   s->listener.data = s;
   s->listener_open = 1;
-  rc = pm__pipe_listen(loop, &s->listener, s->path, s->opts.backlog, on_connection);
+  spec.path = s->path;
+  spec.backlog = s->opts.backlog;
+  spec.mode = s->opts.socket_mode;
+  spec.gid = s->opts.socket_gid;
+  spec.fd = s->opts.listen_fd;
+  rc = pm__pipe_listen(loop, &s->listener, &spec, on_connection);
   if (rc < 0) {
     /* The handle exists even on failure; the server is freed from its close callback. */
     s->closing = 1;
@@ -345,7 +351,8 @@ void pm_command_server_close(pm_command_server *s, void (*cb)(void *arg), void *
   s->closing = 1;
   s->close_cb = cb;
   s->close_arg = arg;
-  pm__pipe_unlink(s->path);
+  if (s->opts.listen_fd <= 0)
+    pm__pipe_unlink(s->path);
   uv_close((uv_handle_t *)&s->listener, on_listener_closed);
   if (s->call != NULL)
     close_call(s->call, "service stopping");

@@ -214,6 +214,10 @@ static void on_connect(uv_connect_t *req, int status) {
     drop(c, "no service on the event pipe");
     return;
   }
+  if (pm__pipe_check_owner(&c->pipe, c->opts.expect_owner_uid) < 0) {
+    drop(c, "service not trusted: the pipe belongs to an unexpected user");
+    return;
+  }
   pm_reader_free(c->reader);
   c->reader = NULL;
   rc = pm_reader_new(c->opts.max_message, &c->reader);

@@ -510,6 +510,7 @@ static int64_t make_epoch(void) {
 
 int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_server_options *opts,
                           pm_event_server **out) {
+  pm__listen_spec spec;
   pm_event_server *s;
   int rc;
   if (loop == NULL || name == NULL || opts == NULL || out == NULL ||
@@ -542,7 +543,12 @@ int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_serv
   s->listener.data = s->wake.data = s;
   s->open_handles = 2;
   uv_async_init(loop, &s->wake, on_wake);
-  rc = pm__pipe_listen(loop, &s->listener, s->path, EVENT_BACKLOG, on_connection);
+  spec.path = s->path;
+  spec.backlog = EVENT_BACKLOG;
+  spec.mode = opts->socket_mode;
+  spec.gid = opts->socket_gid;
+  spec.fd = opts->listen_fd;
+  rc = pm__pipe_listen(loop, &s->listener, &spec, on_connection);
   if (rc < 0) {
     uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
     uv_close((uv_handle_t *)&s->wake, on_server_handle_closed);
@@ -559,7 +565,8 @@ void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg)
   s->closing = 1;
   s->close_cb = cb;
   s->close_arg = arg;
-  pm__pipe_unlink(s->path);
+  if (s->opts.listen_fd <= 0)
+    pm__pipe_unlink(s->path);
   uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
   uv_close((uv_handle_t *)&s->wake, on_server_handle_closed);
   for (session *ss = s->sessions; ss != NULL; ss = ss->next)

@@ -93,29 +93,47 @@ static int socket_is_live(const char *path) {
   return live;
 }
 
-/* Creates the default runtime directory when a bare name resolves into it. */
-static void ensure_parent_dir(const char *path) {
+/* Creates the socket's directory if missing and refuses one we should not trust: a symlink
+ * (which could point anywhere), not a directory, or owned by someone other than root or us. */
+static int prepare_dir(const char *path) {
   char dir[PM_PIPE_PATH_MAX + 1];
   char *slash;
+  struct stat st;
   snprintf(dir, sizeof(dir), "%s", path);
   slash = strrchr(dir, '/');
-  if (slash == NULL || slash == dir)
-    return;
-  *slash = '\0';
-  /* Failure shows up, with a better reason, when bind() runs. */
-  (void)mkdir(dir, 0755);
+  if (slash == NULL)
+    return 0;
+  if (slash == dir)
+    slash[1] = '\0';
+  else
+    *slash = '\0';
+  if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+    return PM_EACCES;
+  if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) ||
+      (st.st_uid != 0 && st.st_uid != geteuid()))
+    return PM_EACCES;
+  return 0;
 }
 
-int pm__pipe_listen(uv_loop_t *loop, uv_pipe_t *server, const char *path, int backlog,
+int pm__pipe_listen(uv_loop_t *loop, uv_pipe_t *server, const pm__listen_spec *spec,
                     uv_connection_cb cb) {
+  const char *path = spec->path;
   struct stat st;
   int rc;
   rc = uv_pipe_init(loop, server, 0);
   if (rc < 0)
     return pm__uv_error(rc);
+  if (spec->fd > 0) {
+    rc = uv_pipe_open(server, spec->fd);
+    if (rc == 0)
+      rc = uv_listen((uv_stream_t *)server, spec->backlog, cb);
+    return pm__uv_error(rc);
+  }
   if (strlen(path) > PM_PIPE_PATH_MAX)
     return PM_ENAMETOOLONG;
-  ensure_parent_dir(path);
+  rc = prepare_dir(path);
+  if (rc < 0)
+    return rc;
   if (lstat(path, &st) == 0) {
     if (!S_ISSOCK(st.st_mode) || socket_is_live(path))
       return PM_EADDRINUSE;
@@ -125,12 +143,27 @@ int pm__pipe_listen(uv_loop_t *loop, uv_pipe_t *server, const char *path, int ba
   rc = uv_pipe_bind(server, path);
   if (rc < 0)
     return pm__uv_error(rc);
-  rc = uv_listen((uv_stream_t *)server, backlog, cb);
+  if (chmod(path, spec->mode ? spec->mode : PM_SOCKET_MODE_DEFAULT) < 0 ||
+      (spec->gid != 0 && chown(path, (uid_t)-1, (gid_t)spec->gid) < 0)) {
+    unlink(path);
+    return PM_EACCES;
+  }
+  rc = uv_listen((uv_stream_t *)server, spec->backlog, cb);
   if (rc < 0) {
     unlink(path);
     return pm__uv_error(rc);
   }
   return 0;
+}
+
+int pm__pipe_check_owner(uv_pipe_t *stream, long long expect_uid) {
+  pm_peer peer;
+  if (expect_uid < 0)
+    return 0;
+  pm__pipe_peer(stream, &peer);
+  if (peer.uid == 0 || peer.uid == (long long)geteuid() || (expect_uid > 0 && peer.uid == expect_uid))
+    return 0;
+  return PM_ENOTAUTH;
 }
 
 void pm__pipe_unlink(const char *path) { unlink(path); }
