@@ -9,6 +9,10 @@
 #define CLI_EXIT_USAGE 2     /* bad command line */
 #define CLI_EXIT_TRANSPORT 3 /* no answer: ConnectionTimeout, Timeout, TransportError */
 
+/* Each subcommand's --help text; the man page is made of them too. */
+extern const char cmd_call_usage[];
+extern const char cmd_watch_usage[];
+
 int cmd_call(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

@@ -7,7 +7,7 @@
 
 #include "cli.h"
 
-static const char usage_text[] =
+const char cmd_call_usage[] =
     "Usage: pipemsg call [OPTION]... COMMAND [Key=Value | Key:=JSON]...\n"
     "Send one request on the command pipe and print the response's Data as JSON.\n"
     "\n"
@@ -159,7 +159,7 @@ int cmd_call(int argc, char **argv) {
       opts.expect_owner_uid = (long long)n;
       break;
     case OPT_HELP:
-      fputs(usage_text, stdout);
+      fputs(cmd_call_usage, stdout);
       return CLI_EXIT_OK;
     default:
       fputs("Try 'pipemsg call --help'.\n", stderr);

@@ -8,7 +8,7 @@
 
 #include "cli.h"
 
-static const char usage_text[] =
+const char cmd_watch_usage[] =
     "Usage: pipemsg watch [OPTION]...\n"
     "Attach to the event pipe and print each event as it arrives; connection changes go to\n"
     "stderr. Events are confirmed after they are printed. Ctrl-C stops.\n"
@@ -130,7 +130,7 @@ int cmd_watch(int argc, char **argv) {
       opts.expect_owner_uid = (long long)n;
       break;
     case OPT_HELP:
-      fputs(usage_text, stdout);
+      fputs(cmd_watch_usage, stdout);
       return CLI_EXIT_OK;
     default:
       fputs("Try 'pipemsg watch --help'.\n", stderr);

@@ -17,7 +17,30 @@ static const char usage_text[] =
     "  watch     attach to the event pipe and print events as they arrive\n"
     "  bench     measure pipemsg against baselines (see docs/benchmarks.md)\n"
     "\n"
-    "  pipemsg --help | --version; pipemsg COMMAND --help for a command's options.\n";
+    "  pipemsg --help | --version | --man; pipemsg COMMAND --help for a command's options.\n";
+
+/* The manual page, in roff, from the same texts as --help. */
+static void print_man(void) {
+  const char *const pages[] = {usage_text, cmd_call_usage, cmd_watch_usage};
+  printf(".TH PIPEMSG 1 \"\" \"pipemsg %s\" \"User Commands\"\n"
+         ".SH NAME\npipemsg \\- drive and watch a pipemsg service\n.SH DESCRIPTION\n",
+         PM_VERSION);
+  for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++) {
+    fputs(".PP\n.nf\n", stdout);
+    for (const char *p = pages[i]; *p; p++) {
+      if (*p == '\\')
+        fputs("\\e", stdout);
+      else if (*p == '-')
+        fputs("\\-", stdout);
+      else if (*p == '.' && (p == pages[i] || p[-1] == '\n'))
+        fputs("\\&.", stdout);
+      else
+        putchar(*p);
+    }
+    fputs(".fi\n", stdout);
+  }
+  fputs(".SH SEE ALSO\n\\fBpipemsgd\\fR(8)\n", stdout);
+}
 
 int cli_parse_number(const char *opt, const char *s, unsigned long long min,
                      unsigned long long max, unsigned long long *out) {
@@ -71,6 +94,10 @@ int main(int argc, char **argv) {
   }
   if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
     fputs(usage_text, stdout);
+    return CLI_EXIT_OK;
+  }
+  if (strcmp(argv[1], "--man") == 0) {
+    print_man();
     return CLI_EXIT_OK;
   }
   if (strcmp(argv[1], "--version") == 0) {

@@ -32,6 +32,7 @@ struct service {
   service_config cfg;
   pm_command_server *commands;
   pm_event_server *events;
+  pm_event_store *store; /* with --data-dir */
   backend *vpn;
   uv_timer_t traffic_timer;
   int open_parts; /* command server, event server, backend, timer: freed when all closed */
@@ -352,8 +353,10 @@ static int socket_gid(const service_config *cfg, unsigned *gid) {
 
 static void on_part_closed(void *arg) {
   service *svc = arg;
-  if (--svc->open_parts == 0)
-    free(svc);
+  if (--svc->open_parts > 0)
+    return;
+  pm_event_store_close(svc->store);
+  free(svc);
 }
 
 static void on_timer_closed(uv_handle_t *h) { on_part_closed(h->data); }
@@ -367,6 +370,15 @@ static int start_pipes(service *svc) {
 
   if (socket_gid(cfg, &gid) < 0)
     return PM_EINVAL;
+  if (cfg->data_dir != NULL) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/events.db", cfg->data_dir);
+    rc = pm_event_store_open(path, &svc->store);
+    if (rc < 0) {
+      log_msg(LVL_ERROR, "cannot open event store %s: %s", path, pm_strerror(rc));
+      return rc;
+    }
+  }
 
   memset(&eopts, 0, sizeof(eopts));
   eopts.max_message = cfg->max_message;
@@ -381,6 +393,7 @@ static int start_pipes(service *svc) {
   eopts.socket_gid = gid;
   eopts.listen_fd = svc->event_fd;
   eopts.authorize = authorize;
+  eopts.store = svc->store;
   eopts.log = on_event_log;
   eopts.data = svc;
   rc = pm_event_server_start(svc->loop, cfg->event_pipe, &eopts, &svc->events);
@@ -408,8 +421,9 @@ static int start_pipes(service *svc) {
     return rc;
   }
   svc->open_parts++;
-  log_msg(LVL_INFO, "listening command_pipe=%s event_pipe=%s epoch=%lld",
-          pm_command_server_path(svc->commands), pm_event_server_path(svc->events),
+  log_msg(LVL_INFO, "listening command_pipe=%s%s event_pipe=%s%s epoch=%lld",
+          pm_command_server_path(svc->commands), svc->command_fd > 0 ? " (socket activation)" : "",
+          pm_event_server_path(svc->events), svc->event_fd > 0 ? " (socket activation)" : "",
           (long long)pm_event_server_epoch(svc->events));
   return 0;
 }

@@ -43,6 +43,13 @@ extern "C" {
 
 typedef struct pm_event_server pm_event_server;
 
+/* Durable state for an event server: the epoch, the id counter and every queued durable event,
+ * in an SQLite database. Open it before starting the server; close it after the server is
+ * freed. One server per store. */
+typedef struct pm_event_store pm_event_store;
+int pm_event_store_open(const char *path, pm_event_store **out);
+void pm_event_store_close(pm_event_store *st);
+
 typedef struct pm_event_stats {
   uint64_t published;          /* events accepted by pm_event_server_publish */
   uint64_t delivered;          /* confirmed by a client */
@@ -84,6 +91,8 @@ typedef struct pm_event_server_options {
   unsigned socket_mode;          /* permissions of the socket file; 0: PM_SOCKET_MODE_DEFAULT */
   unsigned socket_gid;           /* group of the socket file; 0: left as created */
   int listen_fd;                 /* > 0: serve this listening socket (socket activation) */
+  pm_event_store *store;         /* NULL: the queue lives in memory; else it survives restarts
+                                    and crashes, and so does the epoch (not owned) */
   pm_event_server_authorize_cb authorize; /* NULL: everyone */
   pm_event_server_log_cb log;             /* NULL: silent */
   void *data;

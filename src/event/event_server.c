@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "event/queue.h"
+#include "event/store.h"
 #include "internal.h"
 #include "pipemsg/codec.h"
 #include "pipemsg/error.h"
@@ -15,6 +16,8 @@
 #define EVENT_BACKLOG 16
 /* Largest epoch we make up: stays exact in a JavaScript number (2^53 - 1). */
 #define EPOCH_MASK 0x1fffffffffffffLL
+/* Ids reserved in the store at a time, so a publish rarely writes the counter. */
+#define ID_BLOCK 1024
 
 /* One connection's role; every change goes through set_state(). */
 typedef enum {
@@ -67,12 +70,44 @@ struct pm_event_server {
   uv_mutex_t lock;
   pm__queue queue;
   int64_t next_id;
+  int64_t id_ceiling;      /* ids up to here are reserved in the store */
   int64_t last_attempt_id; /* last event id sent, to count redeliveries */
+  pm_event_store *store;   /* NULL: the queue lives in memory only */
   int attached;
   pm_event_stats stats;
 };
 
 static void pump(session *ss);
+
+/* Every change of the queue happens between these: under the lock and, with a store, in one
+ * transaction, so the store always holds a state the queue really had. */
+static void mutate_begin(pm_event_server *s) {
+  uv_mutex_lock(&s->lock);
+  if (s->store != NULL && pm__store_begin(s->store) < 0)
+    pm__debug("event store: cannot begin a transaction");
+}
+
+static void mutate_end(pm_event_server *s) {
+  if (s->store != NULL && pm__store_commit(s->store) < 0)
+    pm__debug("event store: cannot commit");
+  uv_mutex_unlock(&s->lock);
+}
+
+/* The queue's listener: mirrors durable events into the store. */
+static void on_queue_change(void *ctx, const pm__event *ev, int present) {
+  pm_event_server *s = ctx;
+  int rc;
+  if (ev->transient)
+    return;
+  rc = present ? pm__store_put(s->store, ev) : pm__store_delete(s->store, ev);
+  if (rc < 0)
+    pm__debug("event store: cannot %s event %lld", present ? "write" : "delete",
+              (long long)ev->id);
+}
+
+static void on_stored_event(void *ctx, pm__event *ev, int marker) {
+  pm__queue_restore(&((pm_event_server *)ctx)->queue, ev, marker);
+}
 
 static void set_state(session *ss, session_state st) {
   pm__debug("event session %p: %s -> %s", (void *)ss, session_state_names[ss->state],
@@ -137,12 +172,12 @@ static void close_session(session *ss, const char *reason) {
   set_state(ss, SESSION_CLOSING);
   if (ss->active) {
     size_t dropped;
-    uv_mutex_lock(&s->lock);
+    mutate_begin(s);
     s->queue.head_in_flight = 0;
     dropped = pm__queue_drop_transient(&s->queue);
     s->stats.dropped_transient += dropped;
     s->attached = 0;
-    uv_mutex_unlock(&s->lock);
+    mutate_end(s);
     s->active = NULL;
     log_entry(ss, "detached", ss->reason);
   } else {
@@ -204,10 +239,10 @@ static void on_ack_timeout(uv_timer_t *t) {
   pm_event_server *s = ss->server;
   if (ss->in_flight_transient) {
     /* A transient event is not worth the connection (§5.3.4). */
-    uv_mutex_lock(&s->lock);
+    mutate_begin(s);
     pm__queue_pop(&s->queue);
     s->stats.dropped_transient++;
-    uv_mutex_unlock(&s->lock);
+    mutate_end(s);
     set_state(ss, SESSION_IDLE);
     pump(ss);
     return;
@@ -313,14 +348,14 @@ static void on_established(session *ss, const pm_msg *hs) {
   pm_event_server *s = ss->server;
   int64_t epoch, last;
   size_t skipped = 0;
-  uv_mutex_lock(&s->lock);
+  mutate_begin(s);
   if (pm_msg_get_int(hs, "Epoch", &epoch) == 0 && epoch == s->epoch &&
       pm_msg_get_int(hs, "LastEventId", &last) == 0)
     skipped = pm__queue_discard_upto(&s->queue, last);
   s->stats.resumed_skipped += skipped;
   s->stats.sessions++;
   s->attached = 1;
-  uv_mutex_unlock(&s->lock);
+  mutate_end(s);
   set_state(ss, SESSION_IDLE);
   log_entry(ss, "attached", NULL);
 }
@@ -364,14 +399,14 @@ static int handle(session *ss, const pm_msg *m) {
   if (strcmp(kind, PM_KIND_EVENT_CONFIRMATION) == 0) {
     int ok = pm_msg_get_int(m, "Id", &n) == 0 && ss->state == SESSION_IN_FLIGHT &&
              n == ss->in_flight_id;
-    uv_mutex_lock(&s->lock);
+    mutate_begin(s);
     if (ok) {
       pm__queue_pop(&s->queue);
       s->stats.delivered++;
     } else {
       s->stats.stale_acks++;
     }
-    uv_mutex_unlock(&s->lock);
+    mutate_end(s);
     if (ok) {
       uv_timer_stop(&ss->timer);
       set_state(ss, SESSION_IDLE);
@@ -529,11 +564,23 @@ int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_serv
   PM__DEFAULT(s->opts.queue_max_bytes, PM_EVENT_QUEUE_MAX_BYTES_DEFAULT);
   if (s->opts.service_name == NULL)
     s->opts.service_name = "pipemsg";
-  s->epoch = opts->epoch ? opts->epoch : make_epoch();
   pm__queue_init(&s->queue, s->opts.queue_max_events, s->opts.queue_max_bytes);
   uv_mutex_init(&s->lock);
   s->closing = 1; /* until started: a failure below frees through maybe_free_server */
+  s->store = opts->store;
   rc = copy_transient(s, opts->transient);
+  if (rc == 0 && s->store != NULL) {
+    /* Events that were queued when the service last stopped (or died) come back first, with
+     * their ids, under the stored epoch. */
+    rc = pm__store_load(s->store, &s->epoch, &s->next_id, on_stored_event, s);
+    s->id_ceiling = --s->next_id;
+    s->queue.listener = on_queue_change;
+    s->queue.listener_ctx = s;
+  }
+  if (opts->epoch != 0)
+    s->epoch = opts->epoch;
+  else if (s->store == NULL)
+    s->epoch = make_epoch();
   if (rc == 0)
     rc = pm_pipe_path(name, s->path, sizeof(s->path));
   if (rc < 0) {
@@ -587,26 +634,31 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
   }
   pm_time_now(now);
   transient = is_transient(s, type);
-  uv_mutex_lock(&s->lock);
+  mutate_begin(s);
   assigned = ++s->next_id;
+  /* A restart continues above the reserved block, so no id is ever handed out twice. */
+  if (s->store != NULL && assigned > s->id_ceiling) {
+    s->id_ceiling = assigned + ID_BLOCK;
+    if (pm__store_reserve(s->store, s->id_ceiling) < 0)
+      pm__debug("event store: cannot reserve ids");
+  }
   s->stats.published++;
   if (transient && !s->attached) {
     /* Nobody to tell: a transient event is never stored (§5.3.4). */
     s->stats.dropped_transient++;
-    uv_mutex_unlock(&s->lock);
+    mutate_end(s);
     json_decref(data);
   } else {
     ev = pm__event_new(assigned, type, data, transient, now);
     if (ev == NULL) {
-      s->next_id--;
       s->stats.published--;
-      uv_mutex_unlock(&s->lock);
+      mutate_end(s);
       return PM_ENOMEM;
     }
     pm__queue_push(&s->queue, ev, &lost, &coalesced);
     s->stats.lost_overflow += lost;
     s->stats.dropped_transient += (uint64_t)coalesced;
-    uv_mutex_unlock(&s->lock);
+    mutate_end(s);
     uv_async_send(&s->wake);
   }
   if (id != NULL)

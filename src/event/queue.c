@@ -26,6 +26,13 @@
 
 static int is_marker(const pm__event *ev) { return ev->bytes == 0; }
 
+int pm__event_is_marker(const pm__event *ev) { return is_marker(ev); }
+
+static void notify(const pm__queue *q, const pm__event *ev, int present) {
+  if (q->listener != NULL)
+    q->listener(q->listener_ctx, ev, present);
+}
+
 static int in_flight(const pm__queue *q, const pm__event *ev) {
   return q->head_in_flight && ev == q->head;
 }
@@ -102,14 +109,17 @@ static int marker_mergeable(const pm__queue *q, const pm__event *m) {
 
 /* Records the dropped event e in marker m. json_integer_set does not allocate, so merging
  * cannot fail. */
-static void marker_add(pm__event *m, const pm__event *e) {
+static void marker_add(const pm__queue *q, pm__event *m, const pm__event *e) {
   json_t *count = marker_field(m, "Count");
   if (json_integer_value(count) == 0)
     json_integer_set(marker_field(m, "FirstId"), e->id);
+  else
+    notify(q, m, 0);
   json_integer_set(count, json_integer_value(count) + 1);
   json_integer_set(marker_field(m, "LastId"), e->id);
   m->id = e->id;
   memcpy(m->time, e->time, sizeof(m->time));
+  notify(q, m, 1);
 }
 
 void pm__queue_init(pm__queue *q, size_t max_events, size_t max_bytes) {
@@ -143,6 +153,7 @@ static void append(pm__queue *q, pm__event *ev) {
     q->count++;
     q->bytes += ev->bytes;
   }
+  notify(q, ev, 1);
 }
 
 /* Unlinks *link (prev is the node whose next field link is, NULL for the head) and frees it. */
@@ -155,6 +166,7 @@ static void remove_at(pm__queue *q, pm__event **link, pm__event *prev) {
     q->count--;
     q->bytes -= ev->bytes;
   }
+  notify(q, ev, 0);
   pm__event_free(ev);
 }
 
@@ -174,14 +186,14 @@ static pm__event **drop_into_marker(pm__queue *q, pm__event **link, pm__event **
       *link = m;
     }
     /* now m->next == e */
-    marker_add(m, e);
+    marker_add(q, m, e);
     remove_at(q, &m->next, m);
     return (*mlink == m) ? mlink : link;
   }
   m = marker_new();
   if (m == NULL)
     return NULL;
-  marker_add(m, e);
+  marker_add(q, m, e);
   m->next = e;
   *link = m;
   remove_at(q, &m->next, m);
@@ -294,6 +306,17 @@ void pm__queue_push(pm__queue *q, pm__event *ev, size_t *lost, int *coalesced) {
     *lost = lost_here;
   if (coalesced != NULL)
     *coalesced = coalesced_here;
+}
+
+void pm__queue_restore(pm__queue *q, pm__event *ev, int marker) {
+  pm__queue_listener listener = q->listener;
+  if (marker)
+    ev->bytes = 0;
+  else if (ev->bytes == 0)
+    ev->bytes = 1;
+  q->listener = NULL;
+  append(q, ev);
+  q->listener = listener;
 }
 
 pm__event *pm__queue_head(const pm__queue *q) { return q->head; }

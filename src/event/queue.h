@@ -21,6 +21,11 @@ typedef struct pm__event {
   struct pm__event *next;
 } pm__event;
 
+/* Told about every event that enters (present 1) or leaves (present 0) the queue, EventsLost
+ * markers included (a merge is a leave and an enter, as the marker's id changes), so that a
+ * store can mirror the queue. pm__queue_clear and pm__queue_restore do not call it. */
+typedef void (*pm__queue_listener)(void *ctx, const pm__event *ev, int present);
+
 typedef struct pm__queue {
   pm__event *head, *tail;
   size_t count;      /* events in the queue, the EventsLost marker excluded */
@@ -28,6 +33,8 @@ typedef struct pm__queue {
   size_t max_events; /* limits on count and bytes */
   size_t max_bytes;
   int head_in_flight; /* the head was sent and awaits its confirmation */
+  pm__queue_listener listener; /* may be NULL */
+  void *listener_ctx;
 } pm__queue;
 
 /* A new event (type copied, data taken even on failure); bytes estimated from type and data. */
@@ -46,6 +53,11 @@ void pm__queue_clear(pm__queue *q);
  * where they stood, so the gap is explicit and ids stay increasing. *lost gets how many durable
  * events this push dropped. If nothing can be dropped the new event itself is lost (counted). */
 void pm__queue_push(pm__queue *q, pm__event *ev, size_t *lost, int *coalesced);
+
+/* Appends an event read back from a store (taken) as it was: a marker stays a marker. */
+void pm__queue_restore(pm__queue *q, pm__event *ev, int marker);
+/* True for the EventsLost markers the queue makes. */
+int pm__event_is_marker(const pm__event *ev);
 
 /* The next event to deliver, or NULL. */
 pm__event *pm__queue_head(const pm__queue *q);

@@ -1,0 +1,196 @@
+/* Access control with a real second user (nobody): who may use the pipes, socket permissions,
+ * and a client that refuses an impostor. Needs root; skipped otherwise. */
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define NOBODY 65534
+#define PIPEMSG PM_BIN_DIR "/pipemsg"
+
+static pm_test_service svc;
+
+static int setup(void **state) {
+  (void)state;
+  memset(&svc, 0, sizeof(svc));
+  if (geteuid() != 0)
+    skip();
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  if (svc.dir[0] != '\0')
+    pm_test_service_cleanup(&svc);
+  return 0;
+}
+
+/* Starts the service with args and opens its directory to other users. */
+static void start(const char *const *args) {
+  pm_test_service_start(&svc, args);
+  assert_int_equal(0, chmod(svc.dir, 0755));
+}
+
+/* pipemsg call GetVersion as nobody; returns the exit status. */
+static int call_as_nobody(const char **err) {
+  const char *argv[] = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        PIPEMSG, "call", "-c", svc.command_pipe, "--connect-timeout-ms", "500",
+                        "GetVersion", NULL};
+  return pm_test_run(argv, NULL, err);
+}
+
+static void test_access_other_user_refused(void **state) {
+  static const char *const args[] = {"--socket-mode", "0666", NULL};
+  const char *err;
+  (void)state;
+  start(args);
+  assert_int_equal(1, call_as_nobody(&err));
+  assert_non_null(strstr(err, "TransportNotAuthorized"));
+  pm_test_await_log(&svc, "refused pid=");
+  pm_test_await_log(&svc, "uid=65534");
+}
+
+static void test_access_allowed_uid(void **state) {
+  static const char *const args[] = {"--socket-mode", "0666", "--allow-uid", "65534", NULL};
+  const char *err;
+  (void)state;
+  start(args);
+  assert_int_equal(0, call_as_nobody(&err));
+}
+
+static void test_access_allowed_gid(void **state) {
+  static const char *const args[] = {"--socket-mode", "0666", "--allow-gid", "nogroup", NULL};
+  const char *err;
+  (void)state;
+  start(args);
+  assert_int_equal(0, call_as_nobody(&err));
+}
+
+static void test_access_event_pipe_refused(void **state) {
+  static const char *const args[] = {"--socket-mode", "0666", NULL};
+  const char *argv[] = {"/usr/bin/timeout", "2", "/usr/bin/setpriv", "--reuid=65534",
+                        "--regid=65534", "--clear-groups", PIPEMSG, "watch", "-e",
+                        svc.event_pipe, NULL};
+  const char *err;
+  (void)state;
+  start(args);
+  assert_int_equal(124, pm_test_run(argv, NULL, &err));
+  assert_non_null(strstr(err, "NotAuthorized"));
+  pm_test_await_log(&svc, "refused pid=");
+}
+
+static void test_access_socket_mode_and_group(void **state) {
+  static const char *const args[] = {"--socket-group", "65534", NULL};
+  struct stat st;
+  const char *err;
+  (void)state;
+  start(args);
+  assert_int_equal(0, stat(svc.command_pipe, &st));
+  assert_int_equal(0660, st.st_mode & 0777);
+  assert_int_equal(NOBODY, st.st_gid);
+  assert_int_equal(0, stat(svc.event_pipe, &st));
+  assert_int_equal(0660, st.st_mode & 0777);
+  /* nobody is in group nogroup only through --regid, not as a supplementary member: with
+   * --clear-groups it is the primary group, so the 0660 socket lets it connect, and the service
+   * still refuses it (not allowed). */
+  assert_int_equal(1, call_as_nobody(&err));
+  assert_non_null(strstr(err, "TransportNotAuthorized"));
+}
+
+static void test_access_default_mode_keeps_others_out(void **state) {
+  const char *err;
+  (void)state;
+  start(NULL);
+  /* 0660 root:root: nobody cannot even connect. */
+  assert_int_equal(3, call_as_nobody(&err));
+  assert_non_null(strstr(err, "TransportError"));
+}
+
+/* A process of another user squatting on a pipe name, answering like the service would. */
+static pid_t squat(const char *path) {
+  int ready[2];
+  char c;
+  pid_t pid;
+  assert_int_equal(0, pipe(ready));
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int lfd;
+    if (setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+      _exit(1);
+    lfd = pm_test_bind(path, 4);
+    if (write(ready[1], "x", 1) != 1)
+      _exit(1);
+    for (;;) {
+      int fd = accept(lfd, NULL, NULL);
+      char *req;
+      if (fd < 0)
+        _exit(0);
+      req = pm_test_recv_frame(fd, 2000, NULL);
+      free(req);
+      pm_test_send_frame(fd, "{\"Response\":{\"Result\":\"Ok\",\"Data\":{\"Fake\":true}}}");
+      close(fd);
+    }
+  }
+  close(ready[1]);
+  assert_int_equal(1, read(ready[0], &c, 1));
+  close(ready[0]);
+  return pid;
+}
+
+static void test_access_client_refuses_impostor(void **state) {
+  char dir[64], path[128];
+  const char *out, *err;
+  const char *plain[] = {PIPEMSG, "call", "-c", path, "GetVersion", NULL};
+  const char *trusting[] = {PIPEMSG, "call", "-c", path, "--expect-owner", "65534", "GetVersion",
+                            NULL};
+  pid_t pid;
+  (void)state;
+  pm_test_dir_new(dir, sizeof(dir));
+  assert_int_equal(0, chmod(dir, 0777));
+  snprintf(path, sizeof(path), "%s/squatted", dir);
+  pid = squat(path);
+  assert_int_equal(3, pm_test_run(plain, &out, &err));
+  assert_non_null(strstr(err, "TransportNotAuthorized"));
+  assert_null(strstr(out, "Fake"));
+  assert_int_equal(0, pm_test_run(trusting, &out, &err));
+  assert_non_null(strstr(out, "Fake"));
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  pm_test_dir_remove(dir);
+}
+
+static void test_access_symlinked_directory_refused(void **state) {
+  char dir[64], link[128], path[160];
+  const char *err;
+  const char *argv[] = {PM_BIN_DIR "/pipemsgd", "-c", path, "-e", path, NULL};
+  (void)state;
+  pm_test_dir_new(dir, sizeof(dir));
+  snprintf(link, sizeof(link), "%s/link", dir);
+  assert_int_equal(0, symlink("/tmp", link));
+  snprintf(path, sizeof(path), "%s/cmd", link);
+  assert_int_equal(1, pm_test_run(argv, NULL, &err));
+  assert_non_null(strstr(err, "permission denied"));
+  pm_test_dir_remove(dir);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_access_other_user_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_access_allowed_uid, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_access_allowed_gid, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_access_event_pipe_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_access_socket_mode_and_group, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_access_default_mode_keeps_others_out, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_access_client_refuses_impostor, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_access_symlinked_directory_refused, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
