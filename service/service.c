@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "service.h"
+#include "settings.h"
 #include "systemd.h"
 
 /* Longest Location a client may ask for; a name, not a blob. */
@@ -40,7 +41,7 @@ struct service {
   char command_name[64], event_name[64]; /* random names for --names-file */
   vpn_state state;
   char location[LOCATION_MAX + 1];
-  bool kill_switch;
+  settings settings;
   char since[PM_TIME_MAX]; /* time of the last state change */
   char last_error[PM_REASON_MAX];
   command_stats cstats;
@@ -98,6 +99,12 @@ static void on_backend_done(backend *b, backend_op op, int status, const char *m
 
 /* ---- commands --------------------------------------------------------------------------- */
 
+static void save_settings(service *svc) {
+  if (settings_save(&svc->settings, svc->cfg.data_dir) < 0)
+    log_msg(LVL_ERROR, "cannot save settings in %s", svc->cfg.data_dir);
+}
+
+
 static void cmd_get_version(service *svc, pm_command_call *call) {
   (void)svc;
   pm_command_call_reply(call, PM_RESULT_OK, NULL,
@@ -106,8 +113,10 @@ static void cmd_get_version(service *svc, pm_command_call *call) {
 }
 
 static void cmd_get_state(service *svc, pm_command_call *call) {
-  json_t *data = json_pack("{s:s, s:s, s:b, s:s}", "State", state_names[svc->state], "Location",
-                           svc->location, "KillSwitch", svc->kill_switch, "Since", svc->since);
+  json_t *data = json_pack("{s:s, s:s, s:b, s:b, s:O, s:s}", "State", state_names[svc->state],
+                           "Location", svc->location, "KillSwitch", svc->settings.kill_switch,
+                           "ReconnectionEnabled", svc->settings.reconnection, "BypassDomains",
+                           svc->settings.bypass_domains, "Since", svc->since);
   if (data != NULL && svc->last_error[0] != '\0')
     json_object_set_new(data, "LastError", json_string(svc->last_error));
   pm_command_call_reply(call, PM_RESULT_OK, NULL, data);
@@ -116,7 +125,7 @@ static void cmd_get_state(service *svc, pm_command_call *call) {
 static void cmd_start_vpn(service *svc, pm_command_call *call) {
   const json_t *params = pm_command_call_params(call);
   const char *location = "auto";
-  bool kill_switch = false;
+  bool kill_switch = svc->settings.kill_switch;
   char why[PM_REASON_MAX];
   int rc;
 
@@ -138,7 +147,10 @@ static void cmd_start_vpn(service *svc, pm_command_call *call) {
     return;
   }
   snprintf(svc->location, sizeof(svc->location), "%s", location);
-  svc->kill_switch = kill_switch;
+  if (kill_switch != svc->settings.kill_switch) {
+    svc->settings.kill_switch = kill_switch;
+    save_settings(svc);
+  }
   svc->last_error[0] = '\0';
   set_state(svc, VPN_CONNECTING, NULL);
   if (svc->vpn->up(svc->vpn, svc->location, kill_switch) < 0) {
@@ -162,6 +174,50 @@ static void cmd_stop_vpn(service *svc, pm_command_call *call) {
     return;
   }
   pm_command_call_reply(call, PM_RESULT_OK, NULL, json_pack("{s:s}", "State", "Disconnecting"));
+}
+
+/* Enable/DisableKillSwitch, SetReconnectionEnabled: one boolean setting, kept. */
+static void set_flag(service *svc, pm_command_call *call, bool *flag, bool value) {
+  *flag = value;
+  save_settings(svc);
+  pm_command_call_reply(call, PM_RESULT_OK, NULL, NULL);
+}
+
+static void cmd_enable_kill_switch(service *svc, pm_command_call *call) {
+  set_flag(svc, call, &svc->settings.kill_switch, true);
+}
+
+static void cmd_disable_kill_switch(service *svc, pm_command_call *call) {
+  set_flag(svc, call, &svc->settings.kill_switch, false);
+}
+
+static void cmd_set_reconnection_enabled(service *svc, pm_command_call *call) {
+  bool enabled;
+  if (pm_tree_get_bool(pm_command_call_params(call), "Enabled", &enabled) < 0) {
+    pm_command_call_reply(call, PM_RESULT_BAD_REQUEST, "Enabled (a boolean) is required", NULL);
+    return;
+  }
+  set_flag(svc, call, &svc->settings.reconnection, enabled);
+}
+
+static void cmd_is_reconnection_enabled(service *svc, pm_command_call *call) {
+  pm_command_call_reply(call, PM_RESULT_OK, NULL,
+                        json_pack("{s:b}", "Enabled", svc->settings.reconnection));
+}
+
+static void cmd_configure_bypass_domains(service *svc, pm_command_call *call) {
+  char why[PM_REASON_MAX];
+  json_t *domains = settings_check_domains(
+      json_object_get(pm_command_call_params(call), "Domains"), why, sizeof(why));
+  if (domains == NULL) {
+    pm_command_call_reply(call, PM_RESULT_BAD_REQUEST, why, NULL);
+    return;
+  }
+  json_decref(svc->settings.bypass_domains);
+  svc->settings.bypass_domains = domains;
+  save_settings(svc);
+  pm_command_call_reply(call, PM_RESULT_OK, NULL,
+                        json_pack("{s:I}", "Count", (json_int_t)json_array_size(domains)));
 }
 
 static void cmd_get_traffic(service *svc, pm_command_call *call) {
@@ -239,6 +295,11 @@ static const command commands[] = {
     {"GetVersion", cmd_get_version, 0}, {"GetState", cmd_get_state, 0},
     {"StartVpn", cmd_start_vpn, 0},     {"StopVpn", cmd_stop_vpn, 0},
     {"GetTraffic", cmd_get_traffic, 0}, {"GetStats", cmd_get_stats, 0},
+    {"EnableKillSwitch", cmd_enable_kill_switch, 0},
+    {"DisableKillSwitch", cmd_disable_kill_switch, 0},
+    {"SetReconnectionEnabled", cmd_set_reconnection_enabled, 0},
+    {"IsReconnectionEnabled", cmd_is_reconnection_enabled, 0},
+    {"ConfigureBypassDomains", cmd_configure_bypass_domains, 0},
     {"EmitEvent", cmd_emit_event, 1},
 };
 
@@ -356,6 +417,7 @@ static void on_part_closed(void *arg) {
   if (--svc->open_parts > 0)
     return;
   pm_event_store_close(svc->store);
+  settings_free(&svc->settings);
   free(svc);
 }
 
@@ -475,18 +537,27 @@ int service_start(uv_loop_t *loop, const service_config *cfg, service **out) {
   svc->loop = loop;
   svc->cfg = *cfg;
   pm_time_now(svc->since);
+  if (settings_load(&svc->settings, cfg->data_dir) < 0) {
+    log_msg(LVL_ERROR, "cannot read settings in %s", cfg->data_dir);
+    settings_free(&svc->settings);
+    free(svc);
+    return PM_EIO;
+  }
   if (systemd_listen_fds(&svc->command_fd, &svc->event_fd) < 0) {
     log_msg(LVL_ERROR, "LISTEN_FDS passes something other than sockets");
+    settings_free(&svc->settings);
     free(svc);
     return PM_EINVAL;
   }
   if (svc->command_fd < 0 && svc->event_fd < 0 && cfg->names_file != NULL &&
       pick_names(svc) < 0) {
+    settings_free(&svc->settings);
     free(svc);
     return PM_EIO;
   }
   rc = backend_sim_new(loop, cfg->connect_delay_ms, cfg->sim_unreachable, &svc->vpn);
   if (rc < 0) {
+    settings_free(&svc->settings);
     free(svc);
     return PM_ENOMEM;
   }

@@ -120,6 +120,99 @@ static void test_service_validates_params(void **state) {
   }
 }
 
+static json_t *state_data(void) {
+  json_t *data = NULL;
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, &data));
+  return data;
+}
+
+static void test_service_settings_commands(void **state) {
+  json_t *data = NULL;
+  (void)state;
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "EnableKillSwitch", NULL, NULL));
+  data = state_data();
+  assert_true(json_is_true(json_object_get(data, "KillSwitch")));
+  json_decref(data);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "DisableKillSwitch", NULL, NULL));
+  data = state_data();
+  assert_true(json_is_false(json_object_get(data, "KillSwitch")));
+  json_decref(data);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "SetReconnectionEnabled",
+                                         json_pack("{s:b}", "Enabled", 0), NULL));
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "IsReconnectionEnabled", NULL, &data));
+  assert_true(json_is_false(json_object_get(data, "Enabled")));
+  json_decref(data);
+  assert_string_equal("BadRequest",
+                      pm_test_call(svc.command_pipe, "SetReconnectionEnabled", NULL, NULL));
+}
+
+static void test_service_bypass_domains(void **state) {
+  json_t *data;
+  int fd;
+  char *resp;
+  (void)state;
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "ConfigureBypassDomains",
+                                         json_pack("{s:[s,s]}", "Domains", "example.com",
+                                                   "*.corp.example"),
+                                         NULL));
+  data = state_data();
+  assert_int_equal(2, json_array_size(json_object_get(data, "BypassDomains")));
+  assert_string_equal("*.corp.example",
+                      json_string_value(json_array_get(json_object_get(data, "BypassDomains"), 1)));
+  json_decref(data);
+  assert_string_equal("BadRequest", pm_test_call(svc.command_pipe, "ConfigureBypassDomains",
+                                                 json_pack("{s:[s]}", "Domains", "bad domain"),
+                                                 NULL));
+  assert_string_equal("BadRequest", pm_test_call(svc.command_pipe, "ConfigureBypassDomains",
+                                                 json_pack("{s:s}", "Domains", "a.com"), NULL));
+  assert_string_equal("BadRequest", pm_test_call(svc.command_pipe, "ConfigureBypassDomains",
+                                                 json_pack("{s:[s]}", "Domains", "-a.com"), NULL));
+  /* XML: one <Item> is still a list; <Domains/> empties it. */
+  fd = pm_test_connect(svc.command_pipe);
+  assert_true(fd >= 0);
+  assert_int_equal(0, pm_test_send_frame(fd, "<Request><Command>ConfigureBypassDomains</Command>"
+                                             "<Params><Domains><Item>only.example</Item>"
+                                             "</Domains></Params></Request>"));
+  resp = pm_test_recv_frame(fd, 5000, NULL);
+  close(fd);
+  assert_non_null(resp);
+  assert_non_null(strstr(resp, "<Result>Ok</Result>"));
+  free(resp);
+  data = state_data();
+  assert_int_equal(1, json_array_size(json_object_get(data, "BypassDomains")));
+  json_decref(data);
+  fd = pm_test_connect(svc.command_pipe);
+  assert_int_equal(0, pm_test_send_frame(fd, "<Request><Command>ConfigureBypassDomains</Command>"
+                                             "<Params><Domains/></Params></Request>"));
+  resp = pm_test_recv_frame(fd, 5000, NULL);
+  close(fd);
+  assert_non_null(strstr(resp, "<Result>Ok</Result>"));
+  free(resp);
+  data = state_data();
+  assert_int_equal(0, json_array_size(json_object_get(data, "BypassDomains")));
+  json_decref(data);
+}
+
+static void test_service_settings_persist_in_data_dir(void **state) {
+  char dir[160];
+  const char *args[] = {"--connect-delay-ms", "200", "--data-dir", dir, NULL};
+  json_t *data;
+  (void)state;
+  snprintf(dir, sizeof(dir), "%s/data", svc.dir);
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  pm_test_service_restart(&svc, args);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "EnableKillSwitch", NULL, NULL));
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "ConfigureBypassDomains",
+                                         json_pack("{s:[s]}", "Domains", "kept.example"), NULL));
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  pm_test_service_restart(&svc, args);
+  data = state_data();
+  assert_true(json_is_true(json_object_get(data, "KillSwitch")));
+  assert_string_equal("kept.example",
+                      json_string_value(json_array_get(json_object_get(data, "BypassDomains"), 0)));
+  json_decref(data);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_service_get_version, setup, teardown),
@@ -128,6 +221,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_service_traffic_grows_while_connected, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_service_validates_params, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_service_settings_commands, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_service_bypass_domains, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_service_settings_persist_in_data_dir, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
