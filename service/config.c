@@ -370,14 +370,38 @@ static void option_label(const opt *o, char *buf, size_t size) {
     snprintf(buf, size, "    --%s%s%s", o->name, sep, arg);
 }
 
+/* Writes text in lines of at most HELP_WIDTH columns, each after indent spaces but the first
+ * (which starts at column first). */
+#define HELP_WIDTH 96
+static void wrap(FILE *out, const char *text, int indent, int first) {
+  int col = first;
+  while (*text) {
+    size_t word = strcspn(text, " ");
+    if (col > indent && col + 1 + (int)word > HELP_WIDTH) {
+      fprintf(out, "\n%*s", indent, "");
+      col = indent;
+    } else if (col > indent) {
+      fputc(' ', out);
+      col++;
+    }
+    fwrite(text, 1, word, out);
+    col += (int)word;
+    text += word;
+    text += strspn(text, " ");
+  }
+  fputc('\n', out);
+}
+
 static void print_help(FILE *out) {
   char label[64];
   fprintf(out, "Usage: pipemsgd [OPTION]...\n%s\n\n", summary);
   for (size_t i = 0; i < N_OPTIONS; i++) {
     option_label(&options[i], label, sizeof(label));
-    fprintf(out, "  %-30s %s\n", label, options[i].help);
+    fprintf(out, "  %-30s ", label);
+    wrap(out, options[i].help, 33, 33);
   }
-  fprintf(out, "\n%s\n", names_text);
+  fputc('\n', out);
+  wrap(out, names_text, 0, 0);
 }
 
 /* Text with roff's special characters escaped. */

@@ -195,6 +195,32 @@ static void test_lifecycle_man_pages(void **state) {
   assert_non_null(strstr(out, "pipemsg watch"));
 }
 
+static void test_lifecycle_systemd_units_verify(void **state) {
+  char units[3][200], cmd[1024];
+  const char *names[3] = {"pipemsgd.service", "pipemsgd-command.socket", "pipemsgd-event.socket"};
+  const char *out, *err;
+  int rc;
+  (void)state;
+  if (access("/usr/bin/systemd-analyze", X_OK) < 0)
+    skip();
+  /* The units as shipped, pointed at this build's binary. */
+  for (int i = 0; i < 3; i++) {
+    snprintf(units[i], sizeof(units[i]), "%s/%s", dir, names[i]);
+    snprintf(cmd, sizeof(cmd), "sed 's|/usr/local/bin/pipemsgd|%s|' %s/dist/systemd/%s > %s",
+             PIPEMSGD, PM_SOURCE_DIR, names[i], units[i]);
+    assert_int_equal(0, system(cmd));
+  }
+  {
+    const char *argv[] = {"/usr/bin/systemd-analyze", "verify", "--man=no", units[0], units[1],
+                          units[2], NULL};
+    rc = pm_test_run(argv, &out, &err);
+  }
+  if (rc != 0 || strstr(err, "pipemsgd") != NULL) {
+    print_error("systemd-analyze verify: %d\n%s\n", rc, err);
+    fail();
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_lifecycle_config_file_and_command_line, setup,
@@ -203,6 +229,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_lifecycle_names_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lifecycle_socket_activation, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lifecycle_man_pages, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_lifecycle_systemd_units_verify, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
