@@ -3,7 +3,7 @@ BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=
 
-.PHONY: all bootstrap build demo check memcheck clean
+.PHONY: all bootstrap build demo check memcheck fuzz clean
 
 all: build
 
@@ -25,6 +25,10 @@ check: build
 # Every test again under valgrind (pipemsgd included); slower, run by CI.
 memcheck: build
 	@sh scripts/memcheck.sh $(BUILD)
+
+# The libFuzzer targets (clang, ASan + UBSan) in build-fuzz, 10 minutes each.
+fuzz:
+	@sh scripts/fuzz.sh 600
 
 clean:
 	rm -rf $(BUILD)
