@@ -43,7 +43,7 @@ struct service {
   char location[LOCATION_MAX + 1];
   settings settings;
   char since[PM_TIME_MAX]; /* time of the last state change */
-  char last_error[PM_REASON_MAX];
+  char last_error[512]; /* a backend failure, with a hook command's stderr tail */
   command_stats cstats;
 };
 
@@ -555,11 +555,19 @@ int service_start(uv_loop_t *loop, const service_config *cfg, service **out) {
     free(svc);
     return PM_EIO;
   }
-  rc = backend_sim_new(loop, cfg->connect_delay_ms, cfg->sim_unreachable, &svc->vpn);
+  if (cfg->backend == BACKEND_HOOK) {
+    backend_hook_options hook = {cfg->up_cmd, cfg->down_cmd, cfg->hook_shell != 0,
+                                 cfg->hook_timeout_ms, cfg->iface};
+    rc = backend_hook_new(loop, &hook, &svc->vpn);
+  } else {
+    rc = backend_sim_new(loop, cfg->connect_delay_ms, cfg->sim_unreachable, &svc->vpn);
+  }
   if (rc < 0) {
+    log_msg(LVL_ERROR, "cannot set up the %s backend%s", cfg->backend == BACKEND_HOOK ? "hook" : "sim",
+            cfg->backend == BACKEND_HOOK ? ": up-cmd is required, iface must be a valid name" : "");
     settings_free(&svc->settings);
     free(svc);
-    return PM_ENOMEM;
+    return PM_EINVAL;
   }
   svc->vpn->done = on_backend_done;
   svc->vpn->owner = svc;

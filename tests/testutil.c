@@ -48,9 +48,10 @@ static int bind_notify_socket(const char *path) {
   struct sockaddr_un sa;
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   assert_true(fd >= 0);
+  assert_true(strlen(path) < sizeof(sa.sun_path));
   memset(&sa, 0, sizeof(sa));
   sa.sun_family = AF_UNIX;
-  snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+  memcpy(sa.sun_path, path, strlen(path) + 1);
   assert_int_equal(0, bind(fd, (struct sockaddr *)&sa, sizeof(sa)));
   return fd;
 }
@@ -206,9 +207,13 @@ int pm_test_connect(const char *path) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return -1;
+  if (strlen(path) >= sizeof(sa.sun_path)) {
+    close(fd);
+    return -1;
+  }
   memset(&sa, 0, sizeof(sa));
   sa.sun_family = AF_UNIX;
-  snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+  memcpy(sa.sun_path, path, strlen(path) + 1);
   if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
     close(fd);
     return -1;

@@ -16,7 +16,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  assert_int_equal(0, pm_test_service_stop(&svc));
+  if (svc.pid > 0)
+    assert_int_equal(0, pm_test_service_stop(&svc));
   pm_test_service_cleanup(&svc);
   return 0;
 }
@@ -213,6 +214,47 @@ static void test_service_settings_persist_in_data_dir(void **state) {
   json_decref(data);
 }
 
+static void restart_with(const char *const *args) {
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  pm_test_service_restart(&svc, args);
+}
+
+static void test_service_hook_backend(void **state) {
+  static const char *const args[] = {"--backend", "hook", "--hook-shell", "--up-cmd",
+                                     "test \"$PIPEMSG_LOCATION\" = de || { echo no route to "
+                                     "$PIPEMSG_LOCATION >&2; exit 3; }",
+                                     "--down-cmd", "true", "--iface", "lo", NULL};
+  json_t *data;
+  (void)state;
+  restart_with(args);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
+                                         json_pack("{s:s}", "Location", "de"), NULL));
+  await_state("Connected");
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetTraffic", NULL, &data));
+  assert_true(json_integer_value(json_object_get(data, "BytesReceived")) > 0);
+  json_decref(data);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
+  await_state("Disconnected");
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
+                                         json_pack("{s:s}", "Location", "mars"), NULL));
+  await_state("Disconnected");
+  data = NULL;
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, &data));
+  assert_non_null(strstr(json_string_value(json_object_get(data, "LastError")),
+                         "exited with status 3: no route to mars"));
+  json_decref(data);
+}
+
+static void test_service_hook_backend_needs_up_cmd(void **state) {
+  const char *argv[] = {PM_BIN_DIR "/pipemsgd", "-c", svc.command_pipe, "-e", svc.event_pipe,
+                        "--backend", "hook", NULL};
+  const char *err;
+  (void)state;
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  assert_int_equal(1, pm_test_run(argv, NULL, &err));
+  assert_non_null(strstr(err, "up-cmd is required"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_service_get_version, setup, teardown),
@@ -224,6 +266,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_service_settings_commands, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_bypass_domains, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_settings_persist_in_data_dir, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_service_hook_backend, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_service_hook_backend_needs_up_cmd, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
