@@ -22,6 +22,14 @@ int cmd_bench(int argc, char **argv);
 int cli_parse_number(const char *opt, const char *s, unsigned long long min,
                      unsigned long long max, unsigned long long *out);
 
+/* Option values shared by the subcommands that open a pipe. */
+enum { CLI_OPT_NAMES_FILE = 200, CLI_OPT_EXPECT_OWNER };
+
+/* Handles --names-file (key names the pipe in the file; *pipe then points into named) and
+ * --expect-owner; prints a message and returns -1 on a bad value. */
+int cli_pipe_option(int opt, const char *arg, const char *key, char *named, size_t size,
+                    const char **pipe, long long *expect_owner);
+
 /* Reads the pipe path stored under key ("command-pipe" or "event-pipe") in a names file written
  * by pipemsgd --names-file; prints a message and returns -1 on failure. */
 int cli_names_file(const char *file, const char *key, char *buf, size_t size);

@@ -33,8 +33,6 @@ enum {
   OPT_ID,
   OPT_CONNECT_TIMEOUT,
   OPT_TIMEOUT,
-  OPT_NAMES_FILE,
-  OPT_EXPECT_OWNER,
   OPT_HELP
 };
 
@@ -44,8 +42,8 @@ static const struct option long_options[] = {
     {"id", required_argument, NULL, OPT_ID},
     {"connect-timeout-ms", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"timeout-ms", required_argument, NULL, OPT_TIMEOUT},
-    {"names-file", required_argument, NULL, OPT_NAMES_FILE},
-    {"expect-owner", required_argument, NULL, OPT_EXPECT_OWNER},
+    {"names-file", required_argument, NULL, CLI_OPT_NAMES_FILE},
+    {"expect-owner", required_argument, NULL, CLI_OPT_EXPECT_OWNER},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -148,15 +146,11 @@ int cmd_call(int argc, char **argv) {
     case 'v':
       verbose = 1;
       break;
-    case OPT_NAMES_FILE:
-      if (cli_names_file(optarg, "command-pipe", named, sizeof(named)) < 0)
+    case CLI_OPT_NAMES_FILE:
+    case CLI_OPT_EXPECT_OWNER:
+      if (cli_pipe_option(c, optarg, "command-pipe", named, sizeof(named), &pipe,
+                          &opts.expect_owner_uid) < 0)
         return CLI_EXIT_USAGE;
-      pipe = named;
-      break;
-    case OPT_EXPECT_OWNER:
-      if (cli_parse_number("--expect-owner", optarg, 1, UINT32_MAX - 1, &n) < 0)
-        return CLI_EXIT_USAGE;
-      opts.expect_owner_uid = (long long)n;
       break;
     case OPT_HELP:
       fputs(cmd_call_usage, stdout);

@@ -31,8 +31,6 @@ enum {
   OPT_XML,
   OPT_COUNT,
   OPT_HANDSHAKE_TIMEOUT,
-  OPT_NAMES_FILE,
-  OPT_EXPECT_OWNER,
   OPT_HELP
 };
 
@@ -42,8 +40,8 @@ static const struct option long_options[] = {
     {"xml", no_argument, NULL, OPT_XML},
     {"count", required_argument, NULL, OPT_COUNT},
     {"handshake-timeout-ms", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
-    {"names-file", required_argument, NULL, OPT_NAMES_FILE},
-    {"expect-owner", required_argument, NULL, OPT_EXPECT_OWNER},
+    {"names-file", required_argument, NULL, CLI_OPT_NAMES_FILE},
+    {"expect-owner", required_argument, NULL, CLI_OPT_EXPECT_OWNER},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -119,15 +117,11 @@ int cmd_watch(int argc, char **argv) {
         return CLI_EXIT_USAGE;
       opts.handshake_timeout_ms = (uint32_t)n;
       break;
-    case OPT_NAMES_FILE:
-      if (cli_names_file(optarg, "event-pipe", named, sizeof(named)) < 0)
+    case CLI_OPT_NAMES_FILE:
+    case CLI_OPT_EXPECT_OWNER:
+      if (cli_pipe_option(c, optarg, "event-pipe", named, sizeof(named), &pipe,
+                          &opts.expect_owner_uid) < 0)
         return CLI_EXIT_USAGE;
-      pipe = named;
-      break;
-    case OPT_EXPECT_OWNER:
-      if (cli_parse_number("--expect-owner", optarg, 1, UINT32_MAX - 1, &n) < 0)
-        return CLI_EXIT_USAGE;
-      opts.expect_owner_uid = (long long)n;
       break;
     case OPT_HELP:
       fputs(cmd_watch_usage, stdout);

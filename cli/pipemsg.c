@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,21 @@ int cli_names_file(const char *file, const char *key, char *buf, size_t size) {
   fclose(f);
   fprintf(stderr, "pipemsg: names file %s has no usable '%s'\n", file, key);
   return -1;
+}
+
+int cli_pipe_option(int opt, const char *arg, const char *key, char *named, size_t size,
+                    const char **pipe, long long *expect_owner) {
+  unsigned long long uid;
+  if (opt == CLI_OPT_NAMES_FILE) {
+    if (cli_names_file(arg, key, named, size) < 0)
+      return -1;
+    *pipe = named;
+    return 0;
+  }
+  if (cli_parse_number("--expect-owner", arg, 1, UINT32_MAX - 1, &uid) < 0)
+    return -1;
+  *expect_owner = (long long)uid;
+  return 0;
 }
 
 int main(int argc, char **argv) {
