@@ -1,0 +1,70 @@
+/* pipemsg bench --quick --json runs every scenario and reports a positive figure and baseline. */
+#include <stdio.h>
+#include <string.h>
+
+#include "testutil.h"
+
+#define PIPEMSG PM_BIN_DIR "/pipemsg"
+
+static const char *const scenarios[] = {
+    "queue_rss_per_event", "queue_heap_per_event", "command_json", "command_xml",
+    "event_rate",          "event_p50",            "event_p99",    "zmq_event_rate",
+    "zmq_event_p50",       "zmq_event_p99",        "big_time",     "big_server_peak",
+    "big_client_peak",     "idle_cpu",             "idle_wakeups", NULL};
+
+static const json_t *find_row(const json_t *rows, const char *name) {
+  size_t i;
+  const json_t *row;
+  json_array_foreach(rows, i, row) {
+    const char *n = json_string_value(json_object_get(row, "name"));
+    if (n != NULL && strcmp(n, name) == 0)
+      return row;
+  }
+  return NULL;
+}
+
+static void test_bench_quick_json_has_every_scenario(void **state) {
+  const char *argv[] = {PIPEMSG, "bench", "--quick", "--json", NULL};
+  const char *out, *err;
+  json_error_t jerr;
+  json_t *top, *rows;
+  int i;
+  (void)state;
+  assert_int_equal(0, pm_test_run(argv, &out, &err));
+  top = json_loads(out, 0, &jerr);
+  if (top == NULL)
+    fail_msg("not JSON (%s): %s / %s", jerr.text, out, err);
+  assert_string_equal("quick", json_string_value(json_object_get(top, "mode")));
+  rows = json_object_get(top, "scenarios");
+  assert_true(json_is_array(rows));
+  for (i = 0; scenarios[i] != NULL; i++) {
+    const json_t *row = find_row(rows, scenarios[i]);
+    if (row == NULL)
+      fail_msg("scenario %s missing", scenarios[i]);
+    if (!(json_real_value(json_object_get(row, "pipemsg")) > 0) ||
+        !(json_real_value(json_object_get(row, "baseline")) > 0) ||
+        !(json_real_value(json_object_get(row, "ratio")) > 0))
+      fail_msg("scenario %s has a figure that is not positive", scenarios[i]);
+  }
+  assert_int_equal(i, (int)json_array_size(rows));
+  json_decref(top);
+}
+
+static void test_bench_usage_errors(void **state) {
+  const char *unknown[] = {PIPEMSG, "bench", "--only", "nothing", NULL};
+  const char *help[] = {PIPEMSG, "bench", "--help", NULL};
+  const char *out, *err;
+  (void)state;
+  assert_int_equal(2, pm_test_run(unknown, &out, &err));
+  assert_non_null(strstr(err, "unknown scenario 'nothing'"));
+  assert_int_equal(0, pm_test_run(help, &out, &err));
+  assert_non_null(strstr(out, "Usage: pipemsg bench"));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_bench_quick_json_has_every_scenario),
+      cmocka_unit_test(test_bench_usage_errors),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
