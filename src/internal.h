@@ -38,8 +38,9 @@ size_t pm__reader_capacity(const struct pm_reader *r);
 extern const char pm__rpschema_xsd[];
 extern const unsigned long pm__rpschema_xsd_len;
 
-/* Encodes m (always freed) and writes it as one frame; cb (may be NULL) gets 0 or a PM_E*
- * code when the write finishes. If this returns <0, cb is never called. */
+/* Encodes m (always freed) and writes it as one frame. Returns 1 if the whole frame was
+ * written at once (cb is not called), 0 if it was queued (cb, which may be NULL, gets 0 or a
+ * PM_E* code when the write finishes), or <0 (cb is not called). */
 typedef void (*pm__sent_cb)(void *data, int status);
 int pm__stream_send(uv_stream_t *stream, pm_msg *m, pm_encoding enc, size_t max_message,
                     pm__sent_cb cb, void *data);

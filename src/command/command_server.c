@@ -112,6 +112,7 @@ static int send_response(pm_command_call *c, const char *result, const char *mes
                          json_t *data) {
   pm_command_server *s = c->server;
   pm_msg *resp = NULL;
+  call_state before;
   int64_t id;
   int rc;
 
@@ -132,14 +133,23 @@ static int send_response(pm_command_call *c, const char *result, const char *mes
   }
   if (rc < 0)
     goto fail;
-  rc = pm__stream_send((uv_stream_t *)&c->pipe, resp, c->encoding, s->opts.max_message,
-                       on_written, c);
-  resp = NULL;
-  if (rc < 0)
-    goto fail;
+  /* The state and the deadline first: the frame may be written (and the call closed)
+   * before pm__stream_send returns. */
+  before = c->state;
   snprintf(c->result, sizeof(c->result), "%s", result);
   c->state = CALL_WRITING;
   uv_timer_start(&c->timer, on_write_timeout, s->opts.write_timeout_ms, 0);
+  rc = pm__stream_send((uv_stream_t *)&c->pipe, resp, c->encoding, s->opts.max_message,
+                       on_written, c);
+  resp = NULL;
+  if (rc < 0) {
+    c->result[0] = '\0';
+    c->state = before;
+    uv_timer_stop(&c->timer);
+    goto fail;
+  }
+  if (rc == 1)
+    on_written(c, 0);
   return 0;
 
 fail:

@@ -76,30 +76,49 @@ done:
   return rc;
 }
 
+/* A growing output buffer for json_dump_callback. */
+typedef struct sink {
+  uint8_t *buf;
+  size_t len, cap;
+} sink;
+
+static int sink_put(const char *data, size_t size, void *arg) {
+  sink *s = arg;
+  if (size > s->cap - s->len) {
+    size_t cap = s->cap ? s->cap : 256;
+    uint8_t *nb;
+    while (cap - s->len < size)
+      cap *= 2;
+    nb = pm__realloc(s->buf, cap);
+    if (nb == NULL)
+      return -1;
+    s->buf = nb;
+    s->cap = cap;
+  }
+  memcpy(s->buf + s->len, data, size);
+  s->len += size;
+  return 0;
+}
+
 int pm_json_encode(const pm_msg *m, uint8_t **out, size_t *len) {
-  json_t *root = NULL;
-  uint8_t *buf = NULL;
-  size_t n;
+  sink s = {NULL, 0, 0};
+  const char *kind;
   int rc = PM_EINVAL;
   if (m == NULL || out == NULL || len == NULL || pm__tree_check(pm_msg_fields(m), NULL) < 0)
     goto fail;
+  /* One pass into one buffer: {"Kind": fields}. The kind is a checked name, so it needs no
+   * escaping; the tree is valid, so a failure can only be out of memory. */
+  kind = pm_msg_kind(m);
   rc = PM_ENOMEM;
-  root = json_object();
-  if (root == NULL || json_object_set(root, pm_msg_kind(m), pm_msg_fields(m)) < 0)
+  if (sink_put("{\"", 2, &s) < 0 || sink_put(kind, strlen(kind), &s) < 0 ||
+      sink_put("\":", 2, &s) < 0 ||
+      json_dump_callback(pm_msg_fields(m), sink_put, &s, ENCODE_FLAGS) < 0 ||
+      sink_put("}", 1, &s) < 0)
     goto fail;
-  /* The tree is valid, so jansson failing to dump it can only be out of memory. */
-  n = json_dumpb(root, NULL, 0, ENCODE_FLAGS);
-  if (n == 0)
-    goto fail;
-  buf = pm__malloc(n);
-  if (buf == NULL || json_dumpb(root, (char *)buf, n, ENCODE_FLAGS) != n)
-    goto fail;
-  json_decref(root);
-  *out = buf;
-  *len = n;
+  *out = s.buf;
+  *len = s.len;
   return 0;
 fail:
-  pm__free(buf);
-  json_decref(root);
+  pm__free(s.buf);
   return rc;
 }

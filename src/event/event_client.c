@@ -100,9 +100,10 @@ static void on_sent(void *data, int status) {
 }
 
 static void send_msg(pm_event_client *c, pm_msg *m) {
-  if (pm__stream_send((uv_stream_t *)&c->pipe, m, c->opts.encoding, c->opts.max_message, on_sent,
-                      c) < 0)
-    drop(c, "could not send");
+  int rc = pm__stream_send((uv_stream_t *)&c->pipe, m, c->opts.encoding, c->opts.max_message,
+                           on_sent, c);
+  if (rc < 0)
+    on_sent(c, rc);
 }
 
 /* A message with one integer field, sent at once. */

@@ -207,7 +207,9 @@ static int send_msg(session *ss, pm_msg *m, int close_after) {
                            close_after ? on_sent_then_close : on_sent, ss);
   if (rc < 0)
     close_session(ss, "could not send");
-  return rc;
+  else if (rc == 1 && close_after)
+    close_session(ss, NULL);
+  return rc < 0 ? rc : 0;
 }
 
 static void on_disconnect_deadline(uv_timer_t *t) { close_session(t->data, NULL); }
