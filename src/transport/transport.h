@@ -48,6 +48,25 @@ typedef struct pm__sigpipe_guard {
 void pm__sigpipe_block(pm__sigpipe_guard *g);
 void pm__sigpipe_restore(pm__sigpipe_guard *g);
 
+/* Blocking client side, for one-shot calls that need no event loop. Deadlines are in
+ * uv_hrtime() nanoseconds. */
+
+/* Connects to path, retrying while nobody accepts (no socket yet, refused, backlog full)
+ * until the deadline: PM_ECONNTIMEOUT then. Other failures are final. */
+int pm__dial(const char *path, uint64_t deadline_ns, int *fd);
+/* The uid-based check of pm__pipe_check_owner on a plain descriptor. */
+int pm__fd_check_owner(int fd, long long expect_uid);
+/* Waits until fd is readable (or, with want_write, writable) or the deadline passes: returns a
+ * mask of 1 (readable) and 2 (writable), 0 on timeout, <0 on error. */
+int pm__fd_wait(int fd, int want_write, uint64_t deadline_ns);
+/* One non-blocking write of a then b (never raises SIGPIPE): bytes written, 0 when the socket
+ * takes nothing now, PM_EIO when the peer is gone. */
+long pm__fd_send(int fd, const void *a, size_t alen, const void *b, size_t blen);
+/* One non-blocking read: bytes read, 0 at the end of the stream, PM_EBUSY when nothing is
+ * there yet, PM_EIO on error. */
+long pm__fd_recv(int fd, void *buf, size_t len);
+void pm__fd_close(int fd);
+
 /* Maps a libuv status to a PM_E* code. */
 int pm__uv_error(int status);
 

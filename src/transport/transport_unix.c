@@ -1,6 +1,8 @@
 /* SO_PEERCRED and struct ucred are GNU extensions on Linux. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
@@ -9,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -205,3 +208,95 @@ void pm__sigpipe_restore(pm__sigpipe_guard *g) {
       ;
   pthread_sigmask(SIG_SETMASK, &g->old, NULL);
 }
+
+/* Pause between connection attempts while no service accepts. */
+#define DIAL_RETRY_MS 20
+
+int pm__dial(const char *path, uint64_t deadline_ns, int *out) {
+  struct sockaddr_un sa;
+  size_t len = strlen(path);
+  if (len >= sizeof(sa.sun_path))
+    return PM_ENAMETOOLONG;
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, path, len + 1);
+  for (;;) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), err;
+    if (fd < 0)
+      return PM_EIO;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+      *out = fd;
+      return 0;
+    }
+    err = errno;
+    close(fd);
+    if (err == EACCES || err == EPERM)
+      return PM_EACCES;
+    if (err != ENOENT && err != ECONNREFUSED && err != EAGAIN && err != EINTR)
+      return PM_EIO;
+    if (uv_hrtime() + (uint64_t)DIAL_RETRY_MS * 1000000u >= deadline_ns)
+      return PM_ECONNTIMEOUT;
+    uv_sleep(DIAL_RETRY_MS);
+  }
+}
+
+int pm__fd_check_owner(int fd, long long expect_uid) {
+  struct ucred cred;
+  socklen_t len = sizeof(cred);
+  if (expect_uid < 0)
+    return 0;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+    return PM_ENOTAUTH;
+  if (cred.uid == 0 || cred.uid == geteuid() || (expect_uid > 0 && cred.uid == expect_uid))
+    return 0;
+  return PM_ENOTAUTH;
+}
+
+int pm__fd_wait(int fd, int want_write, uint64_t deadline_ns) {
+  for (;;) {
+    struct pollfd p = {.fd = fd, .events = (short)(POLLIN | (want_write ? POLLOUT : 0))};
+    uint64_t now = uv_hrtime();
+    int n, mask = 0;
+    if (now >= deadline_ns)
+      return 0;
+    n = poll(&p, 1, (int)((deadline_ns - now + 999999u) / 1000000u));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return PM_EIO;
+    if (n == 0)
+      continue;
+    if (p.revents & (POLLIN | POLLHUP | POLLERR))
+      mask |= 1;
+    if (p.revents & POLLOUT)
+      mask |= 2;
+    return mask;
+  }
+}
+
+long pm__fd_send(int fd, const void *a, size_t alen, const void *b, size_t blen) {
+  struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
+  struct msghdr msg;
+  ssize_t n;
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_iov = alen ? iov : iov + 1;
+  msg.msg_iovlen = alen ? 2 : 1;
+  do
+    n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : PM_EIO;
+  return (long)n;
+}
+
+long pm__fd_recv(int fd, void *buf, size_t len) {
+  ssize_t n;
+  do
+    n = recv(fd, buf, len, MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return errno == EAGAIN || errno == EWOULDBLOCK ? PM_EBUSY : PM_EIO;
+  return (long)n;
+}
+
+void pm__fd_close(int fd) { close(fd); }
