@@ -3,7 +3,7 @@ BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=
 
-.PHONY: all bootstrap build demo check memcheck fuzz clean
+.PHONY: all bootstrap build demo check memcheck fuzz soak clean
 
 all: build
 
@@ -29,6 +29,10 @@ memcheck: build
 # The libFuzzer targets (clang, ASan + UBSan) in build-fuzz, 10 minutes each.
 fuzz:
 	@sh scripts/fuzz.sh 600
+
+# The soak run: pipemsgd under load with random client kills, 3 minutes.
+soak:
+	@sh scripts/soak.sh 180
 
 clean:
 	rm -rf $(BUILD)
