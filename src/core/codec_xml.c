@@ -221,6 +221,18 @@ static int map_element(const xmlNode *node, int is_root, json_t **out, char *why
   return *out != NULL ? 0 : PM_ENOMEM;
 }
 
+/* Attributes carry nothing in the message model, and xsi:type on an unknown field could switch
+ * the schema's checks off for what it contains: they go before validation. */
+static void drop_attributes(xmlNode *node) {
+  for (; node != NULL; node = node->next) {
+    if (node->type != XML_ELEMENT_NODE)
+      continue;
+    xmlFreePropList(node->properties);
+    node->properties = NULL;
+    drop_attributes(node->children);
+  }
+}
+
 static int is_kind(const xmlChar *name) {
   for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
     if (xmlStrEqual(name, BAD_CAST kinds[i]))
@@ -292,8 +304,10 @@ int pm_xml_decode(const void *buf, size_t len, pm_msg **out, char *why) {
     goto done;
   }
   rc = map_element(root, 1, &fields, why);
-  if (rc == 0)
+  if (rc == 0) {
+    drop_attributes(root);
     rc = validate(doc, &st);
+  }
   if (rc == 0) {
     rc = pm__msg_wrap((const char *)root->name, strlen((const char *)root->name), fields,
                       PM_ENC_XML, out);

@@ -1,0 +1,50 @@
+#!/bin/sh
+# Builds the libFuzzer targets of tests/fuzz (clang, ASan + UBSan) in build-fuzz and runs each
+# for SECONDS (default 60) over a scratch copy of its seed corpus, so the checked-in corpus
+# never grows. Exits non-zero if any target finds a crash, a leak, a timeout or runs out of
+# memory, and prints the reproducer's path. Usage: scripts/fuzz.sh [SECONDS]
+# FUZZ_BUILD (default build-fuzz) and FUZZ_TARGETS (default all four) narrow a run.
+set -eu
+cd "$(dirname "$0")/.."
+SECONDS_EACH=${1:-60}
+BUILD=${FUZZ_BUILD:-build-fuzz}
+TARGETS=${FUZZ_TARGETS:-"fuzz_frame fuzz_json fuzz_xml fuzz_roundtrip"}
+
+sh scripts/bootstrap.sh
+CC=clang cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPM_FUZZ=ON \
+  -DPM_TESTS=OFF >/dev/null
+cmake --build "$BUILD" --target pm_fuzz
+
+ARTIFACTS="$BUILD/fuzz-artifacts"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pipemsg-fuzz.XXXXXX")
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+failed=""
+for t in $TARGETS; do
+  mkdir -p "$WORK/$t" "$ARTIFACTS/$t"
+  cp tests/fuzz/corpus/"$t"/* "$WORK/$t/"
+  dict=""
+  [ -f "tests/fuzz/$t.dict" ] && dict="-dict=tests/fuzz/$t.dict"
+  log="$ARTIFACTS/$t.log"
+  echo "fuzz: $t for ${SECONDS_EACH}s (log $log)"
+  # shellcheck disable=SC2086
+  if "$BUILD/bin/$t" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
+      -print_final_stats=1 -artifact_prefix="$ARTIFACTS/$t/" $dict "$WORK/$t" >"$log" 2>&1; then
+    grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::average_exec_per_sec)' "$log" |
+      sed "s/^/fuzz: $t: /" || true
+  else
+    echo "fuzz: $t FAILED; the end of its log:" >&2
+    tail -n 40 "$log" >&2
+    repro=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
+    if [ -n "$repro" ]; then
+      echo "fuzz: reproducer: $repro (replay: $BUILD/bin/$t $repro)" >&2
+    fi
+    failed="$failed $t"
+  fi
+done
+rm -rf "$WORK"
+if [ -n "$failed" ]; then
+  echo "fuzz: findings in:$failed" >&2
+  exit 1
+fi
+echo "fuzz: no findings"
