@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -97,6 +98,8 @@ void pm_test_service_restart(pm_test_service *svc, const char *const *extra_args
   svc->pid = fork();
   assert_true(svc->pid >= 0);
   if (svc->pid == 0) {
+    /* A test that dies must not leave its service holding the pipes (or a pipeline open). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     logfd = open(svc->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (logfd >= 0) {
       dup2(logfd, 2);
