@@ -63,7 +63,7 @@ static const opt options[] = {
     {"request-timeout-ms", 0, T_MS, F(request_timeout_ms), 1, MS_MAX, "MS",
      "time a command client has to send its whole request (default 3000)", NULL},
     {"write-timeout-ms", 0, T_MS, F(write_timeout_ms), 1, MS_MAX, "MS",
-     "time a command client has to take its response (default 3000)", NULL},
+     "time a client has to take a command response or an event (default 3000)", NULL},
     {"max-message", 0, T_SIZE, F(max_message), 1, 2147483647ull, "BYTES",
      "largest message accepted or sent (default 16777216)", NULL},
     {"handshake-timeout-ms", 0, T_MS, F(handshake_timeout_ms), 1, MS_MAX, "MS",

@@ -1,4 +1,7 @@
 #include <grp.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -337,6 +340,12 @@ static void on_command_log(const pm_command_log *e, void *data) {
 
 static void on_event_log(const pm_event_log *e, void *data) {
   (void)data;
+#if defined(__GLIBC__)
+  /* A session may have held large events in flight; give what it freed back to the system,
+   * so a long-running service returns to its baseline (sessions end rarely). */
+  if (strcmp(e->what, "detached") == 0)
+    malloc_trim(0);
+#endif
   log_msg(strcmp(e->what, "attached") == 0 ? LVL_INFO : LVL_WARNING,
           "event pid=%lld uid=%lld %s%s%.120s%s duration_ms=%llu", e->peer.pid, e->peer.uid,
           e->what, e->reason ? " reason=\"" : "", e->reason ? e->reason : "",
@@ -447,6 +456,7 @@ static int start_pipes(service *svc) {
   eopts.handshake_timeout_ms = cfg->handshake_timeout_ms;
   eopts.heartbeat_ms = cfg->heartbeat_ms;
   eopts.ack_timeout_ms = cfg->ack_timeout_ms;
+  eopts.write_timeout_ms = cfg->write_timeout_ms;
   eopts.queue_max_events = cfg->queue_max_events;
   eopts.queue_max_bytes = cfg->queue_max_bytes;
   eopts.transient = (const char *const *)cfg->transient.v;

@@ -19,6 +19,7 @@ extern "C" {
 #define PM_HANDSHAKE_TIMEOUT_MS_DEFAULT 1000u
 #define PM_HEARTBEAT_MS_DEFAULT 1000u
 #define PM_ACK_TIMEOUT_MS_DEFAULT 1000u
+#define PM_EVENT_WRITE_TIMEOUT_MS_DEFAULT 3000u
 #define PM_CLIENT_HANDSHAKE_TIMEOUT_MS_DEFAULT 3000u
 #define PM_EVENT_QUEUE_MAX_EVENTS_DEFAULT 10000u
 #define PM_EVENT_QUEUE_MAX_BYTES_DEFAULT ((size_t)64 * 1024 * 1024)
@@ -82,7 +83,9 @@ typedef struct pm_event_server_options {
   size_t max_message;            /* 0: PM_MAX_MESSAGE_DEFAULT */
   uint32_t handshake_timeout_ms; /* client handshake after connecting; 0: 1000 */
   uint32_t heartbeat_ms;         /* idle time before a secondary handshake; 0: 1000 */
-  uint32_t ack_timeout_ms;       /* for confirmations and handshake answers; 0: 1000 */
+  uint32_t ack_timeout_ms;       /* for confirmations (from the end of the event's write) and
+                                    handshake answers; 0: 1000 */
+  uint32_t write_timeout_ms;     /* writing one event to the client; 0: 3000 */
   size_t queue_max_events;       /* 0: 10000 */
   size_t queue_max_bytes;        /* 0: 64 MiB */
   const char *const *transient;  /* NULL-terminated extra transient types, or NULL */
@@ -152,6 +155,9 @@ typedef struct pm_event_client_options {
   long long expect_owner_uid;    /* as in pm_client_options: 0 root or our uid, > 0 root or
                                     this uid, -1 anyone; an unexpected owner is dropped
                                     before anything is sent ("service not trusted") */
+  int64_t resume_epoch;          /* a cursor kept from an earlier client (pm_event_client_cursor):
+                                    events up to resume_last_id of that epoch are not wanted */
+  int64_t resume_last_id;
   pm_event_client_event_cb on_event;
   pm_event_client_state_cb on_state; /* may be NULL */
   void *data;
@@ -162,6 +168,10 @@ int pm_event_client_start(const char *name, const pm_event_client_options *opts,
                           pm_event_client **out);
 /* Stops the thread (from any thread but the client's own) and frees the client. */
 void pm_event_client_stop(pm_event_client *c);
+/* The resume cursor: the service's epoch and the highest event id handed to the application in
+ * it (0 and 0 before the first session). Thread-safe. Keep it across clients (or restarts of
+ * the application) in resume_epoch / resume_last_id so nothing delivered comes back. */
+void pm_event_client_cursor(pm_event_client *c, int64_t *epoch, int64_t *last_id);
 
 #ifdef __cplusplus
 }

@@ -35,6 +35,7 @@ struct pm_event_client {
   link_state state;
   pm_reader *reader;
   int64_t seq;
+  uv_mutex_t cursor_lock; /* epoch and last_id are read by pm_event_client_cursor */
   int64_t epoch;   /* of the service we last talked to; 0 before the first session */
   int64_t last_id; /* highest event id handed to the application in that epoch */
   uint32_t heartbeat_ms;
@@ -128,8 +129,10 @@ static void on_handshake_reply(pm_event_client *c, const pm_msg *m) {
   pm_msg_get_int(m, "Epoch", &epoch);
   if (epoch != c->epoch) {
     /* A new epoch means the service's ids restarted: what we saw before says nothing now. */
+    uv_mutex_lock(&c->cursor_lock);
     c->epoch = epoch;
     c->last_id = 0;
+    uv_mutex_unlock(&c->cursor_lock);
   }
   c->state = LINK_CONNECTED;
   c->backoff_ms = c->opts.reconnect_min_ms;
@@ -153,7 +156,9 @@ static void on_event(pm_event_client *c, const pm_msg *m) {
     ev.data = json_object_get(pm_msg_fields(m), "Data");
     ev.encoding = pm_msg_encoding(m);
     c->opts.on_event(&ev, c->opts.data);
+    uv_mutex_lock(&c->cursor_lock);
     c->last_id = id;
+    uv_mutex_unlock(&c->cursor_lock);
   }
   /* A duplicate (its confirmation was lost) is confirmed again but not delivered twice. */
   send_simple(c, PM_KIND_EVENT_CONFIRMATION, "Id", id);
@@ -304,6 +309,10 @@ int pm_event_client_start(const char *name, const pm_event_client_options *opts,
   PM__DEFAULT(c->opts.encoding, PM_ENC_JSON);
   c->heartbeat_ms = c->opts.heartbeat_ms;
   c->backoff_ms = c->opts.reconnect_min_ms;
+  if (c->opts.resume_epoch > 0 && c->opts.resume_last_id >= 0) {
+    c->epoch = c->opts.resume_epoch;
+    c->last_id = c->opts.resume_last_id;
+  }
   rc = pm_pipe_path(name, c->path, sizeof(c->path));
   if (rc == 0)
     rc = pm__uv_error(uv_loop_init(&c->loop));
@@ -311,6 +320,7 @@ int pm_event_client_start(const char *name, const pm_event_client_options *opts,
     pm__free(c);
     return rc;
   }
+  uv_mutex_init(&c->cursor_lock);
   uv_async_init(&c->loop, &c->stop, on_stop);
   uv_timer_init(&c->loop, &c->timer);
   c->stop.data = c->timer.data = c;
@@ -320,11 +330,19 @@ int pm_event_client_start(const char *name, const pm_event_client_options *opts,
     uv_close((uv_handle_t *)&c->timer, NULL);
     uv_run(&c->loop, UV_RUN_DEFAULT);
     uv_loop_close(&c->loop);
+    uv_mutex_destroy(&c->cursor_lock);
     pm__free(c);
     return rc;
   }
   *out = c;
   return 0;
+}
+
+void pm_event_client_cursor(pm_event_client *c, int64_t *epoch, int64_t *last_id) {
+  uv_mutex_lock(&c->cursor_lock);
+  *epoch = c->epoch;
+  *last_id = c->last_id;
+  uv_mutex_unlock(&c->cursor_lock);
 }
 
 void pm_event_client_stop(pm_event_client *c) {
@@ -333,6 +351,7 @@ void pm_event_client_stop(pm_event_client *c) {
   uv_async_send(&c->stop);
   uv_thread_join(&c->thread);
   uv_loop_close(&c->loop);
+  uv_mutex_destroy(&c->cursor_lock);
   pm_reader_free(c->reader);
   pm__free(c);
 }

@@ -48,6 +48,7 @@ typedef struct session {
   int64_t ping_seq;
   int64_t in_flight_id;
   int in_flight_transient;
+  int writing_event; /* the in-flight event's write has not completed yet */
   char reason[PM_REASON_MAX];
 } session;
 
@@ -255,6 +256,26 @@ static void on_ack_timeout(uv_timer_t *t) {
   disconnect(ss, PM_DISCONNECT_ACK_TIMEOUT, NULL);
 }
 
+static void on_event_write_timeout(uv_timer_t *t) {
+  session *ss = t->data;
+  pm_event_server *s = ss->server;
+  uv_mutex_lock(&s->lock);
+  s->stats.ack_failures++;
+  uv_mutex_unlock(&s->lock);
+  disconnect(ss, PM_DISCONNECT_ACK_TIMEOUT, "the event could not be written in time");
+}
+
+static void on_event_sent(void *data, int status) {
+  session *ss = data;
+  if (!ss->writing_event)
+    return;
+  ss->writing_event = 0;
+  if (status < 0)
+    close_session(ss, "write failed");
+  else if (ss->state == SESSION_IN_FLIGHT)
+    uv_timer_start(&ss->timer, on_ack_timeout, ss->server->opts.ack_timeout_ms, 0);
+}
+
 static void on_ping_timeout(uv_timer_t *t) {
   session *ss = t->data;
   pm_event_server *s = ss->server;
@@ -307,8 +328,9 @@ static void pump(session *ss) {
     rc = pm_msg_set_string(m, "Type", head->type);
   if (rc == 0)
     rc = pm_msg_set_string(m, "Time", head->time);
+  /* Shared, not copied: nothing changes an event while it is in flight. */
   if (rc == 0 && head->data != NULL)
-    rc = pm_msg_set_tree(m, "Data", json_deep_copy(head->data));
+    rc = pm_msg_set_tree(m, "Data", json_incref(head->data));
   uv_mutex_unlock(&s->lock);
   if (rc < 0) {
     pm_msg_free(m);
@@ -316,8 +338,16 @@ static void pump(session *ss) {
     return;
   }
   set_state(ss, SESSION_IN_FLIGHT);
-  uv_timer_start(&ss->timer, on_ack_timeout, s->opts.ack_timeout_ms, 0);
-  send_msg(ss, m, 0);
+  /* Writing a large event to a slow reader may take a while: the acknowledgement timeout
+   * starts once it is written, and the write has a deadline of its own. */
+  ss->writing_event = 1;
+  uv_timer_start(&ss->timer, on_event_write_timeout, s->opts.write_timeout_ms, 0);
+  rc = pm__stream_send((uv_stream_t *)&ss->pipe, m, ss->encoding, s->opts.max_message,
+                       on_event_sent, ss);
+  if (rc < 0)
+    close_session(ss, "could not send");
+  else if (rc == 1)
+    on_event_sent(ss, 0);
 }
 
 /* ---- reading ------------------------------------------------------------------------------ */
@@ -411,6 +441,7 @@ static int handle(session *ss, const pm_msg *m) {
     mutate_end(s);
     if (ok) {
       uv_timer_stop(&ss->timer);
+      ss->writing_event = 0;
       set_state(ss, SESSION_IDLE);
       pump(ss);
     }
@@ -562,6 +593,7 @@ int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_serv
   PM__DEFAULT(s->opts.handshake_timeout_ms, PM_HANDSHAKE_TIMEOUT_MS_DEFAULT);
   PM__DEFAULT(s->opts.heartbeat_ms, PM_HEARTBEAT_MS_DEFAULT);
   PM__DEFAULT(s->opts.ack_timeout_ms, PM_ACK_TIMEOUT_MS_DEFAULT);
+  PM__DEFAULT(s->opts.write_timeout_ms, PM_EVENT_WRITE_TIMEOUT_MS_DEFAULT);
   PM__DEFAULT(s->opts.queue_max_events, PM_EVENT_QUEUE_MAX_EVENTS_DEFAULT);
   PM__DEFAULT(s->opts.queue_max_bytes, PM_EVENT_QUEUE_MAX_BYTES_DEFAULT);
   if (s->opts.service_name == NULL)

@@ -200,6 +200,36 @@ static void test_event_client_silence_means_dead(void **state) {
   close(lfd);
 }
 
+static void test_event_client_resume_cursor_across_clients(void **state) {
+  pm_event_client_options opts;
+  pm_event_client *c;
+  json_t *data = NULL;
+  int64_t epoch, cursor_epoch, cursor_id;
+  (void)state;
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetStats", NULL, &data));
+  epoch = json_integer_value(json_object_get(json_object_get(data, "Events"), "Epoch"));
+  json_decref(data);
+  emit(3); /* ids 1..3; an earlier client had taken 1 and 2 */
+  memset(&opts, 0, sizeof(opts));
+  opts.on_event = on_event;
+  opts.on_state = on_state;
+  opts.data = &got;
+  opts.resume_epoch = epoch;
+  opts.resume_last_id = 2;
+  assert_pm(0, pm_event_client_start(svc.event_pipe, &opts, &c));
+  await_count(&got.count, 1);
+  pm_event_client_cursor(c, &cursor_epoch, &cursor_id);
+  pm_event_client_stop(c);
+  assert_int_equal(1, got.count);
+  assert_int_equal(3, got.ids[0]);
+  assert_int_equal(epoch, cursor_epoch);
+  assert_int_equal(3, cursor_id);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetStats", NULL, &data));
+  assert_int_equal(2, json_integer_value(
+                          json_object_get(json_object_get(data, "Events"), "ResumeSkipped")));
+  json_decref(data);
+}
+
 static void test_event_client_bad_options(void **state) {
   pm_event_client_options opts;
   pm_event_client *c = NULL;
@@ -218,6 +248,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_event_client_slow_application_sees_event_once, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_event_client_silence_means_dead, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_client_resume_cursor_across_clients, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_event_client_bad_options, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -34,7 +34,8 @@ static pm_test_service svc;
 static char data_dir[160];
 static const char *args[] = {"--test-commands",
                              "--request-timeout-ms", "300",
-                             "--write-timeout-ms", "300",
+                             /* the event write deadline: a 4 MiB event must fit in it */
+                             "--write-timeout-ms", ack_arg,
                              "--handshake-timeout-ms", "300",
                              "--heartbeat-ms", "300",
                              "--ack-timeout-ms", ack_arg,
