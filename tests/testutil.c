@@ -304,6 +304,42 @@ long pm_test_wait_eof(int fd, int timeout_ms) {
   }
 }
 
+pm_msg *pm_test_recv_msg(int fd, int timeout_ms) {
+  size_t len;
+  char *buf = pm_test_recv_frame(fd, timeout_ms, &len);
+  pm_msg *m = NULL;
+  if (buf == NULL)
+    return NULL;
+  assert_pm(0, pm_msg_decode(buf, len, &m, NULL));
+  free(buf);
+  return m;
+}
+
+int64_t pm_test_int_field(const pm_msg *m, const char *key) {
+  int64_t v = -1;
+  assert_pm(0, pm_msg_get_int(m, key, &v));
+  return v;
+}
+
+void pm_test_assert_kind(const pm_msg *m, const char *kind) {
+  assert_non_null(m);
+  if (strcmp(pm_msg_kind(m), kind) != 0) {
+    print_error("expected %s, got %s\n", kind, pm_msg_kind(m));
+    fail();
+  }
+}
+
+int64_t pm_test_stat(const char *pipe, const char *group, const char *name) {
+  json_t *data = NULL, *v;
+  int64_t n;
+  assert_string_equal("Ok", pm_test_call(pipe, "GetStats", NULL, &data));
+  v = json_object_get(json_object_get(data, group), name);
+  assert_non_null(v);
+  n = json_is_boolean(v) ? json_is_true(v) : json_integer_value(v);
+  json_decref(data);
+  return n;
+}
+
 const char *pm_test_call(const char *pipe, const char *command, json_t *params, json_t **data) {
   static char result[64];
   pm_msg *req = NULL, *resp = NULL;

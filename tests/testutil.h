@@ -60,6 +60,15 @@ char *pm_test_recv_frame(int fd, int timeout_ms, size_t *len);
 /* Waits for EOF (or a reset); returns ms waited, or -1 if data came or time ran out. */
 long pm_test_wait_eof(int fd, int timeout_ms);
 
+/* Next message on fd, decoded (the test fails on a malformed one); NULL on EOF or timeout. */
+pm_msg *pm_test_recv_msg(int fd, int timeout_ms);
+/* An integer field the message must have. */
+int64_t pm_test_int_field(const pm_msg *m, const char *key);
+/* Fails unless m is a message of that kind. */
+void pm_test_assert_kind(const pm_msg *m, const char *kind);
+/* A GetStats counter: group "Commands" or "Events"; booleans read as 0/1. */
+int64_t pm_test_stat(const char *pipe, const char *group, const char *name);
+
 /* One request over the library client (JSON); returns the Response's Result in a static buffer,
  * or the client result name. data (if not NULL) receives a new reference to Data. */
 const char *pm_test_call(const char *pipe, const char *command, json_t *params, json_t **data);

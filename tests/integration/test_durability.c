@@ -51,17 +51,6 @@ static int64_t epoch_now(void) {
   return e;
 }
 
-static pm_msg *recv_msg(int fd) {
-  size_t len;
-  char *buf = pm_test_recv_frame(fd, SLACK_MS, &len);
-  pm_msg *m = NULL;
-  if (buf == NULL)
-    return NULL;
-  assert_pm(0, pm_msg_decode(buf, len, &m, NULL));
-  free(buf);
-  return m;
-}
-
 /* Attaches and takes the next n events' ids and N fields, confirming each (all but the last
  * unless confirm_all). Returns the open connection. */
 static int attach_and_take(int n, int64_t *ids, int64_t *ns, int confirm_all) {
@@ -69,13 +58,13 @@ static int attach_and_take(int n, int64_t *ids, int64_t *ns, int confirm_all) {
   pm_msg *m;
   assert_true(fd >= 0);
   assert_int_equal(0, pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":1}}"));
-  m = recv_msg(fd);
+  m = pm_test_recv_msg(fd, SLACK_MS);
   assert_non_null(m);
   pm_msg_free(m);
   for (int i = 0; i < n; i++) {
     char buf[64];
     const json_t *data;
-    m = recv_msg(fd);
+    m = pm_test_recv_msg(fd, SLACK_MS);
     assert_non_null(m);
     if (strcmp(pm_msg_kind(m), "Handshake") == 0) { /* a heartbeat */
       snprintf(buf, sizeof(buf), "{\"Handshake\":{\"Seq\":%lld}}",
@@ -163,9 +152,9 @@ static void test_durability_overflow_marker_survives(void **state) {
   fd = pm_test_connect(svc.event_pipe);
   assert_true(fd >= 0);
   assert_int_equal(0, pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":1}}"));
-  m = recv_msg(fd);
+  m = pm_test_recv_msg(fd, SLACK_MS);
   pm_msg_free(m);
-  m = recv_msg(fd);
+  m = pm_test_recv_msg(fd, SLACK_MS);
   assert_non_null(m);
   assert_non_null(strstr(json_string_value(json_object_get(pm_msg_fields(m), "Type")),
                          "EventsLost"));

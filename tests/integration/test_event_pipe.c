@@ -34,36 +34,10 @@ static int teardown(void **state) {
   return 0;
 }
 
-/* Next message from fd, decoded; NULL on EOF or timeout. */
-static pm_msg *recv_msg(int fd, int timeout_ms) {
-  size_t len;
-  char *buf = pm_test_recv_frame(fd, timeout_ms, &len);
-  pm_msg *m = NULL;
-  if (buf == NULL)
-    return NULL;
-  assert_pm(0, pm_msg_decode(buf, len, &m, NULL));
-  free(buf);
-  return m;
-}
-
-static int64_t int_field(const pm_msg *m, const char *key) {
-  int64_t v = -1;
-  assert_pm(0, pm_msg_get_int(m, key, &v));
-  return v;
-}
-
-static void assert_kind(const pm_msg *m, const char *kind) {
-  assert_non_null(m);
-  if (strcmp(pm_msg_kind(m), kind) != 0) {
-    print_error("expected %s, got %s\n", kind, pm_msg_kind(m));
-    fail();
-  }
-}
-
 static void assert_disconnect(int fd, const char *reason) {
-  pm_msg *m = recv_msg(fd, T_MS + SLACK_MS);
+  pm_msg *m = pm_test_recv_msg(fd, T_MS + SLACK_MS);
   const char *r = NULL;
-  assert_kind(m, "Disconnect");
+  pm_test_assert_kind(m, "Disconnect");
   assert_pm(0, pm_msg_get_string(m, "Reason", &r));
   assert_string_equal(reason, r);
   pm_msg_free(m);
@@ -86,8 +60,8 @@ static int attach(const char *handshake, pm_msg **reply) {
   pm_msg *m;
   assert_true(fd >= 0);
   send_json(fd, handshake ? handshake : "{\"Handshake\":{\"Seq\":1}}");
-  m = recv_msg(fd, SLACK_MS);
-  assert_kind(m, "Handshake");
+  m = pm_test_recv_msg(fd, SLACK_MS);
+  pm_test_assert_kind(m, "Handshake");
   if (reply != NULL)
     *reply = m;
   else
@@ -98,14 +72,18 @@ static int attach(const char *handshake, pm_msg **reply) {
 /* Next Event, answering any heartbeat on the way. */
 static pm_msg *next_event(int fd, int timeout_ms) {
   for (;;) {
-    pm_msg *m = recv_msg(fd, timeout_ms);
+    pm_msg *m = pm_test_recv_msg(fd, timeout_ms);
     char buf[64];
     if (m == NULL || strcmp(pm_msg_kind(m), "Handshake") != 0)
       return m;
-    snprintf(buf, sizeof(buf), "{\"Handshake\":{\"Seq\":%lld}}", (long long)int_field(m, "Seq"));
+    snprintf(buf, sizeof(buf), "{\"Handshake\":{\"Seq\":%lld}}", (long long)pm_test_int_field(m, "Seq"));
     pm_msg_free(m);
     send_json(fd, buf);
   }
+}
+
+static int64_t stat_of_events(const char *name) {
+  return pm_test_stat(svc.command_pipe, "Events", name);
 }
 
 static int64_t emit(const char *type, int count) {
@@ -120,18 +98,6 @@ static int64_t emit(const char *type, int count) {
   return first;
 }
 
-/* An event counter from GetStats (booleans read as 0/1). */
-static int64_t stat_of(const char *name) {
-  json_t *data = NULL, *v;
-  int64_t n;
-  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetStats", NULL, &data));
-  v = json_object_get(json_object_get(data, "Events"), name);
-  assert_non_null(v);
-  n = json_is_boolean(v) ? json_is_true(v) : json_integer_value(v);
-  json_decref(data);
-  return n;
-}
-
 static void test_event_pipe_no_handshake_closed(void **state) {
   int fd = pm_test_connect(svc.event_pipe);
   uint64_t start = pm_test_now_ms();
@@ -140,7 +106,7 @@ static void test_event_pipe_no_handshake_closed(void **state) {
   assert_disconnect(fd, "HandshakeTimeout");
   assert_true(pm_test_now_ms() - start >= T_MS - 50);
   close(fd);
-  assert_int_equal(1, stat_of("HandshakeFailures"));
+  assert_int_equal(1, stat_of_events("HandshakeFailures"));
 }
 
 static void test_event_pipe_handshake_echoed_with_session_fields(void **state) {
@@ -148,11 +114,11 @@ static void test_event_pipe_handshake_echoed_with_session_fields(void **state) {
   int fd;
   (void)state;
   fd = attach("{\"Handshake\":{\"Seq\":7,\"Version\":1,\"Client\":\"test\"}}", &reply);
-  assert_int_equal(7, int_field(reply, "Seq"));
-  assert_int_equal(1, int_field(reply, "Version"));
-  assert_int_equal(T_MS, int_field(reply, "HeartbeatMs"));
-  assert_int_equal(PM_MAX_MESSAGE_DEFAULT, int_field(reply, "MaxMessage"));
-  assert_true(int_field(reply, "Epoch") > 0);
+  assert_int_equal(7, pm_test_int_field(reply, "Seq"));
+  assert_int_equal(1, pm_test_int_field(reply, "Version"));
+  assert_int_equal(T_MS, pm_test_int_field(reply, "HeartbeatMs"));
+  assert_int_equal(PM_MAX_MESSAGE_DEFAULT, pm_test_int_field(reply, "MaxMessage"));
+  assert_true(pm_test_int_field(reply, "Epoch") > 0);
   pm_msg_free(reply);
   close(fd);
 }
@@ -163,19 +129,19 @@ static void test_event_pipe_heartbeat_answered_keeps_session(void **state) {
   uint64_t start = pm_test_now_ms();
   (void)state;
   for (int i = 0; i < 5; i++) {
-    pm_msg *m = recv_msg(fd, T_MS + SLACK_MS);
+    pm_msg *m = pm_test_recv_msg(fd, T_MS + SLACK_MS);
     char buf[64];
-    assert_kind(m, "Handshake");
-    assert_true(int_field(m, "Seq") > last);
-    last = int_field(m, "Seq");
+    pm_test_assert_kind(m, "Handshake");
+    assert_true(pm_test_int_field(m, "Seq") > last);
+    last = pm_test_int_field(m, "Seq");
     snprintf(buf, sizeof(buf), "{\"Handshake\":{\"Seq\":%lld}}", (long long)last);
     pm_msg_free(m);
     send_json(fd, buf);
   }
   /* Five idle intervals went by, each closed by a heartbeat, and the session is still up. */
   assert_true(pm_test_now_ms() - start >= 5 * (T_MS - 50));
-  assert_int_equal(0, stat_of("HeartbeatFailures"));
-  assert_int_equal(1, stat_of("Attached"));
+  assert_int_equal(0, stat_of_events("HeartbeatFailures"));
+  assert_int_equal(1, stat_of_events("Attached"));
   close(fd);
 }
 
@@ -183,12 +149,12 @@ static void test_event_pipe_heartbeat_ignored_closed(void **state) {
   int fd = attach(NULL, NULL);
   pm_msg *m;
   (void)state;
-  m = recv_msg(fd, T_MS + SLACK_MS);
-  assert_kind(m, "Handshake");
+  m = pm_test_recv_msg(fd, T_MS + SLACK_MS);
+  pm_test_assert_kind(m, "Handshake");
   pm_msg_free(m);
   assert_disconnect(fd, "HeartbeatTimeout");
   close(fd);
-  assert_int_equal(1, stat_of("HeartbeatFailures"));
+  assert_int_equal(1, stat_of_events("HeartbeatFailures"));
 }
 
 static void test_event_pipe_client_handshake_answered(void **state) {
@@ -196,9 +162,9 @@ static void test_event_pipe_client_handshake_answered(void **state) {
   pm_msg *m;
   (void)state;
   send_json(fd, "{\"Handshake\":{\"Seq\":99}}");
-  m = recv_msg(fd, SLACK_MS);
-  assert_kind(m, "Handshake");
-  assert_int_equal(99, int_field(m, "Seq"));
+  m = pm_test_recv_msg(fd, SLACK_MS);
+  pm_test_assert_kind(m, "Handshake");
+  assert_int_equal(99, pm_test_int_field(m, "Seq"));
   pm_msg_free(m);
   close(fd);
 }
@@ -208,8 +174,8 @@ static void test_event_pipe_unconfirmed_durable_redelivered_first(void **state) 
   int fd = attach(NULL, NULL);
   pm_msg *m = next_event(fd, SLACK_MS);
   (void)state;
-  assert_kind(m, "Event");
-  assert_int_equal(a, int_field(m, "Id"));
+  pm_test_assert_kind(m, "Event");
+  assert_int_equal(a, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   /* Not confirmed: the service gives up on this client, keeps the event. */
   assert_disconnect(fd, "AckTimeout");
@@ -217,17 +183,17 @@ static void test_event_pipe_unconfirmed_durable_redelivered_first(void **state) 
   b = emit("Beta", 1);
   fd = attach(NULL, NULL);
   m = next_event(fd, SLACK_MS);
-  assert_kind(m, "Event");
-  assert_int_equal(a, int_field(m, "Id"));
+  pm_test_assert_kind(m, "Event");
+  assert_int_equal(a, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   confirm(fd, a);
   m = next_event(fd, SLACK_MS);
-  assert_int_equal(b, int_field(m, "Id"));
+  assert_int_equal(b, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   confirm(fd, b);
   close(fd);
-  assert_int_equal(1, stat_of("Redelivered"));
-  assert_int_equal(1, stat_of("AckFailures"));
+  assert_int_equal(1, stat_of_events("Redelivered"));
+  assert_int_equal(1, stat_of_events("AckFailures"));
 }
 
 static void test_event_pipe_unconfirmed_transient_dropped_connection_kept(void **state) {
@@ -238,18 +204,18 @@ static void test_event_pipe_unconfirmed_transient_dropped_connection_kept(void *
   (void)state;
   t = emit("TrafficChanged", 1);
   m = next_event(fd, SLACK_MS);
-  assert_int_equal(t, int_field(m, "Id"));
+  assert_int_equal(t, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   /* Not confirmed: after the ack timeout the connection is still there (a heartbeat comes). */
-  m = recv_msg(fd, 2 * T_MS + SLACK_MS);
-  assert_kind(m, "Handshake");
+  m = pm_test_recv_msg(fd, 2 * T_MS + SLACK_MS);
+  pm_test_assert_kind(m, "Handshake");
   send_json(fd, "{\"Handshake\":{\"Seq\":1}}");
   pm_msg_free(m);
   d = emit("Durable", 1);
   m = next_event(fd, SLACK_MS);
   assert_pm(0, pm_msg_get_string(m, "Type", &type));
   assert_string_equal("Durable", type);
-  assert_int_equal(d, int_field(m, "Id"));
+  assert_int_equal(d, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   close(fd);
 }
@@ -263,10 +229,10 @@ static void test_event_pipe_transient_not_stored_while_detached(void **state) {
   d = emit("Durable", 1);
   fd = attach(NULL, NULL);
   m = next_event(fd, SLACK_MS);
-  assert_int_equal(d, int_field(m, "Id"));
+  assert_int_equal(d, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   close(fd);
-  assert_int_equal(3, stat_of("DroppedTransient"));
+  assert_int_equal(3, stat_of_events("DroppedTransient"));
 }
 
 static void test_event_pipe_configured_transient(void **state) {
@@ -281,7 +247,7 @@ static void test_event_pipe_configured_transient(void **state) {
   d = emit("Durable", 1);
   fd = attach(NULL, NULL);
   m = next_event(fd, SLACK_MS);
-  assert_int_equal(d, int_field(m, "Id"));
+  assert_int_equal(d, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   close(fd);
 }
@@ -292,14 +258,14 @@ static void test_event_pipe_queued_events_in_order(void **state) {
   (void)state;
   for (int i = 0; i < 5; i++) {
     pm_msg *m = next_event(fd, SLACK_MS);
-    assert_kind(m, "Event");
-    assert_int_equal(first + i, int_field(m, "Id"));
+    pm_test_assert_kind(m, "Event");
+    assert_int_equal(first + i, pm_test_int_field(m, "Id"));
     assert_non_null(json_object_get(pm_msg_fields(m), "Time"));
     confirm(fd, first + i);
     pm_msg_free(m);
   }
   close(fd);
-  assert_int_equal(5, stat_of("Delivered"));
+  assert_int_equal(5, stat_of_events("Delivered"));
 }
 
 static void test_event_pipe_second_client_busy(void **state) {
@@ -312,12 +278,12 @@ static void test_event_pipe_second_client_busy(void **state) {
   close(b);
   /* The attached client is untouched. */
   send_json(a, "{\"Handshake\":{\"Seq\":5}}");
-  m = recv_msg(a, SLACK_MS);
-  assert_kind(m, "Handshake");
-  assert_int_equal(5, int_field(m, "Seq"));
+  m = pm_test_recv_msg(a, SLACK_MS);
+  pm_test_assert_kind(m, "Handshake");
+  assert_int_equal(5, pm_test_int_field(m, "Seq"));
   pm_msg_free(m);
   close(a);
-  assert_int_equal(1, stat_of("BusyRejections"));
+  assert_int_equal(1, stat_of_events("BusyRejections"));
 }
 
 static void test_event_pipe_xml_session(void **state) {
@@ -345,7 +311,7 @@ static void test_event_pipe_xml_session(void **state) {
   assert_non_null(strstr(raw, "<Handshake>"));
   free(raw);
   close(fd);
-  assert_int_equal(1, stat_of("Delivered"));
+  assert_int_equal(1, stat_of_events("Delivered"));
 }
 
 static void test_event_pipe_resume_skips_confirmed(void **state) {
@@ -355,14 +321,14 @@ static void test_event_pipe_resume_skips_confirmed(void **state) {
   int fd;
   (void)state;
   fd = attach(NULL, &reply);
-  epoch = int_field(reply, "Epoch");
+  epoch = pm_test_int_field(reply, "Epoch");
   pm_msg_free(reply);
   m = next_event(fd, SLACK_MS);
-  assert_int_equal(first, int_field(m, "Id"));
+  assert_int_equal(first, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   confirm(fd, first);
   m = next_event(fd, SLACK_MS);
-  assert_int_equal(first + 1, int_field(m, "Id"));
+  assert_int_equal(first + 1, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   /* The client got first+1 but its confirmation was lost with the connection. */
   close(fd);
@@ -370,10 +336,10 @@ static void test_event_pipe_resume_skips_confirmed(void **state) {
            (long long)epoch, (long long)(first + 1));
   fd = attach(hs, NULL);
   m = next_event(fd, SLACK_MS);
-  assert_int_equal(first + 2, int_field(m, "Id"));
+  assert_int_equal(first + 2, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   close(fd);
-  assert_int_equal(1, stat_of("ResumeSkipped"));
+  assert_int_equal(1, stat_of_events("ResumeSkipped"));
 }
 
 static void test_event_pipe_resume_other_epoch_ignored(void **state) {
@@ -382,7 +348,7 @@ static void test_event_pipe_resume_other_epoch_ignored(void **state) {
   int fd = attach("{\"Handshake\":{\"Seq\":1,\"Epoch\":1,\"LastEventId\":1000}}", NULL);
   (void)state;
   m = next_event(fd, SLACK_MS);
-  assert_int_equal(first, int_field(m, "Id"));
+  assert_int_equal(first, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   close(fd);
 }
@@ -406,16 +372,16 @@ static void test_event_pipe_overflow_reports_events_lost(void **state) {
   assert_int_equal(3, json_integer_value(json_object_get(data, "Count")));
   assert_int_equal(first, json_integer_value(json_object_get(data, "FirstId")));
   assert_int_equal(first + 2, json_integer_value(json_object_get(data, "LastId")));
-  confirm(fd, int_field(m, "Id"));
+  confirm(fd, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   for (int i = 3; i < 8; i++) {
     m = next_event(fd, SLACK_MS);
-    assert_int_equal(first + i, int_field(m, "Id"));
+    assert_int_equal(first + i, pm_test_int_field(m, "Id"));
     confirm(fd, first + i);
     pm_msg_free(m);
   }
   close(fd);
-  assert_int_equal(3, stat_of("LostOverflow"));
+  assert_int_equal(3, stat_of_events("LostOverflow"));
 }
 
 static void test_event_pipe_stale_confirmation_ignored(void **state) {
@@ -423,15 +389,15 @@ static void test_event_pipe_stale_confirmation_ignored(void **state) {
   int fd = attach(NULL, NULL);
   pm_msg *m = next_event(fd, SLACK_MS);
   (void)state;
-  assert_int_equal(first, int_field(m, "Id"));
+  assert_int_equal(first, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   confirm(fd, first + 100);
   confirm(fd, first);
   m = next_event(fd, SLACK_MS);
-  assert_int_equal(first + 1, int_field(m, "Id"));
+  assert_int_equal(first + 1, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   close(fd);
-  assert_int_equal(1, stat_of("StaleAcks"));
+  assert_int_equal(1, stat_of_events("StaleAcks"));
 }
 
 static void test_event_pipe_vpn_events(void **state) {
@@ -453,19 +419,19 @@ static void test_event_pipe_vpn_events(void **state) {
     assert_string_equal("StateChanged", type);
     assert_pm(0, pm_tree_get_string(json_object_get(pm_msg_fields(m), "Data"), "State", &st));
     assert_string_equal(want[i], st);
-    confirm(fd, int_field(m, "Id"));
+    confirm(fd, pm_test_int_field(m, "Id"));
     pm_msg_free(m);
   }
   m = next_event(fd, SLACK_MS);
   assert_pm(0, pm_msg_get_string(m, "Type", &type));
   assert_string_equal("TrafficChanged", type);
-  confirm(fd, int_field(m, "Id"));
+  confirm(fd, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
   for (;;) {
     m = next_event(fd, SLACK_MS);
     assert_non_null(m);
-    confirm(fd, int_field(m, "Id"));
+    confirm(fd, pm_test_int_field(m, "Id"));
     if (pm_tree_get_string(json_object_get(pm_msg_fields(m), "Data"), "State", &st) == 0 &&
         strcmp(st, "Disconnected") == 0) {
       pm_msg_free(m);
@@ -485,7 +451,7 @@ static void test_event_pipe_vpn_events(void **state) {
       assert_string_equal("Error", st);
       seen_error = 1;
     }
-    confirm(fd, int_field(m, "Id"));
+    confirm(fd, pm_test_int_field(m, "Id"));
     pm_msg_free(m);
   }
   close(fd);

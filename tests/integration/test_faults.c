@@ -88,23 +88,11 @@ static int settled_fd_count(void) {
 /* Memory may grow a little for allocator and SQLite caches; under valgrind much more. */
 static long rss_tolerance_kb(void) { return getenv("PM_TEST_VALGRIND") ? 64 * 1024 : 2 * 1024; }
 
-/* A counter from GetStats: group "Commands" or "Events" (booleans read as 0/1). */
-static int64_t stat_of(const char *group, const char *name) {
-  json_t *data = NULL, *v;
-  int64_t n;
-  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetStats", NULL, &data));
-  v = json_object_get(json_object_get(data, group), name);
-  assert_non_null(v);
-  n = json_is_boolean(v) ? json_is_true(v) : json_integer_value(v);
-  json_decref(data);
-  return n;
-}
-
 /* Polls an event counter until it reaches want (or the deadline: then asserts equality). */
 static void await_stat(const char *group, const char *name, int64_t want) {
   uint64_t deadline = pm_test_now_ms() + (uint64_t)(ack_ms + slack_ms);
   int64_t got;
-  while ((got = stat_of(group, name)) != want && pm_test_now_ms() < deadline)
+  while ((got = pm_test_stat(svc.command_pipe, group, name)) != want && pm_test_now_ms() < deadline)
     uv_sleep(20);
   if (got != want)
     print_error("%s.%s: expected %lld, got %lld\n", group, name, (long long)want,
@@ -134,36 +122,10 @@ static void assert_back_to_baseline(void) {
 
 /* ---- raw event pipe client ------------------------------------------------------------------ */
 
-/* Next message from fd, decoded; NULL on EOF or timeout. */
-static pm_msg *recv_msg(int fd, int timeout_ms) {
-  size_t len;
-  char *buf = pm_test_recv_frame(fd, timeout_ms, &len);
-  pm_msg *m = NULL;
-  if (buf == NULL)
-    return NULL;
-  assert_pm(0, pm_msg_decode(buf, len, &m, NULL));
-  free(buf);
-  return m;
-}
-
-static int64_t int_field(const pm_msg *m, const char *key) {
-  int64_t v = -1;
-  assert_pm(0, pm_msg_get_int(m, key, &v));
-  return v;
-}
-
-static void assert_kind(const pm_msg *m, const char *kind) {
-  assert_non_null(m);
-  if (strcmp(pm_msg_kind(m), kind) != 0) {
-    print_error("expected %s, got %s\n", kind, pm_msg_kind(m));
-    fail();
-  }
-}
-
 static void assert_disconnect(int fd, const char *reason) {
-  pm_msg *m = recv_msg(fd, T_MS + slack_ms);
+  pm_msg *m = pm_test_recv_msg(fd, T_MS + slack_ms);
   const char *r = NULL;
-  assert_kind(m, "Disconnect");
+  pm_test_assert_kind(m, "Disconnect");
   assert_pm(0, pm_msg_get_string(m, "Reason", &r));
   assert_string_equal(reason, r);
   pm_msg_free(m);
@@ -190,8 +152,8 @@ static int attach(pm_msg **reply) {
   pm_msg *m;
   assert_true(fd >= 0);
   send_json(fd, "{\"Handshake\":{\"Seq\":1}}");
-  m = recv_msg(fd, slack_ms);
-  assert_kind(m, "Handshake");
+  m = pm_test_recv_msg(fd, slack_ms);
+  pm_test_assert_kind(m, "Handshake");
   if (reply != NULL)
     *reply = m;
   else
@@ -202,11 +164,11 @@ static int attach(pm_msg **reply) {
 /* Next Event, answering any heartbeat on the way. */
 static pm_msg *next_event(int fd, int timeout_ms) {
   for (;;) {
-    pm_msg *m = recv_msg(fd, timeout_ms);
+    pm_msg *m = pm_test_recv_msg(fd, timeout_ms);
     char buf[64];
     if (m == NULL || strcmp(pm_msg_kind(m), "Handshake") != 0)
       return m;
-    snprintf(buf, sizeof(buf), "{\"Handshake\":{\"Seq\":%lld}}", (long long)int_field(m, "Seq"));
+    snprintf(buf, sizeof(buf), "{\"Handshake\":{\"Seq\":%lld}}", (long long)pm_test_int_field(m, "Seq"));
     pm_msg_free(m);
     send_json(fd, buf);
   }
@@ -274,8 +236,8 @@ static void take_pending(void) {
   for (int i = 0; i < npending; i++) {
     pm_msg *m = next_event(fd, slack_ms);
     const char *type = NULL;
-    assert_kind(m, "Event");
-    assert_int_equal(pending[i], int_field(m, "Id"));
+    pm_test_assert_kind(m, "Event");
+    assert_int_equal(pending[i], pm_test_int_field(m, "Id"));
     assert_pm(0, pm_msg_get_string(m, "Type", &type));
     if (strcmp(type, "Big") == 0) {
       const char *blob = NULL;
@@ -292,7 +254,7 @@ static void take_pending(void) {
   close(fd);
   await_stat("Events", "Delivered", delivered);
   await_stat("Events", "Attached", 0);
-  assert_int_equal(0, stat_of("Events", "Queued"));
+  assert_int_equal(0, pm_test_stat(svc.command_pipe, "Events", "Queued"));
 }
 
 /* The next client is served: a command call works and an event session delivers a new durable
@@ -304,7 +266,7 @@ static void assert_recovered(void) {
   json_decref(data);
   emit_durable(1);
   take_pending();
-  assert_int_equal(0, stat_of("Events", "LostOverflow"));
+  assert_int_equal(0, pm_test_stat(svc.command_pipe, "Events", "LostOverflow"));
   assert_back_to_baseline();
 }
 
@@ -417,8 +379,8 @@ static void test_faults_killed_mid_frame(void **state) {
   int64_t sessions;
   (void)state;
   warm_up();
-  no_request = stat_of("Commands", "NoRequest");
-  sessions = stat_of("Events", "Sessions");
+  no_request = pm_test_stat(svc.command_pipe, "Commands", "NoRequest");
+  sessions = pm_test_stat(svc.command_pipe, "Events", "Sessions");
   emit_durable(2); /* queued across the faults */
   /* Command pipe: the service is waiting for the rest of the frame when the client dies. */
   assert_int_equal('h', run_and_kill(child_half_frame, svc.command_pipe));
@@ -426,8 +388,8 @@ static void test_faults_killed_mid_frame(void **state) {
   /* Event pipe: half a handshake frame. */
   assert_int_equal('h', run_and_kill(child_half_frame, svc.event_pipe));
   await_stat("Events", "Attached", 0);
-  assert_int_equal(sessions, stat_of("Events", "Sessions"));
-  assert_int_equal(0, stat_of("Events", "Delivered") - delivered);
+  assert_int_equal(sessions, pm_test_stat(svc.command_pipe, "Events", "Sessions"));
+  assert_int_equal(0, pm_test_stat(svc.command_pipe, "Events", "Delivered") - delivered);
   assert_recovered();
 }
 
@@ -435,17 +397,17 @@ static void test_faults_killed_mid_handshake(void **state) {
   int64_t sessions;
   (void)state;
   warm_up();
-  sessions = stat_of("Events", "Sessions");
+  sessions = pm_test_stat(svc.command_pipe, "Events", "Sessions");
   emit_durable(1);
   /* Half a handshake, then the process dies. */
   assert_int_equal('h', run_and_kill(child_half_frame, svc.event_pipe));
   await_stat("Events", "Attached", 0);
-  assert_int_equal(sessions, stat_of("Events", "Sessions"));
+  assert_int_equal(sessions, pm_test_stat(svc.command_pipe, "Events", "Sessions"));
   /* A whole handshake, and the process dies before it reads the answer (or the first event). */
   assert_int_equal('s', run_and_kill(child_handshake_unread, svc.event_pipe));
   await_stat("Events", "Attached", 0);
   /* The queued event was not confirmed by anyone: it is still there. */
-  assert_int_equal(1, stat_of("Events", "Queued"));
+  assert_int_equal(1, pm_test_stat(svc.command_pipe, "Events", "Queued"));
   assert_recovered();
 }
 
@@ -453,14 +415,14 @@ static void test_faults_killed_with_event_in_flight(void **state) {
   int64_t redelivered;
   (void)state;
   warm_up();
-  redelivered = stat_of("Events", "Redelivered");
+  redelivered = pm_test_stat(svc.command_pipe, "Events", "Redelivered");
   emit_durable(3);
   assert_int_equal('e', run_and_kill(child_event_in_flight, svc.event_pipe));
   await_stat("Events", "Attached", 0);
-  assert_int_equal(3, stat_of("Events", "Queued"));
+  assert_int_equal(3, pm_test_stat(svc.command_pipe, "Events", "Queued"));
   /* The next client gets the event that was in flight first, same id, then the rest. */
   assert_recovered();
-  assert_int_equal(redelivered + 1, stat_of("Events", "Redelivered"));
+  assert_int_equal(redelivered + 1, pm_test_stat(svc.command_pipe, "Events", "Redelivered"));
 }
 
 /* ---- half-open connections ------------------------------------------------------------------ */
@@ -471,7 +433,7 @@ static void test_faults_half_open_event_client(void **state) {
   int fd;
   (void)state;
   warm_up();
-  failures = stat_of("Events", "HeartbeatFailures");
+  failures = pm_test_stat(svc.command_pipe, "Events", "HeartbeatFailures");
   /* Handshakes, then neither reads nor answers: the heartbeat goes unanswered. */
   fd = attach(NULL);
   start = pm_test_now_ms();
@@ -495,7 +457,7 @@ static void test_faults_half_open_command_client(void **state) {
   int fd;
   (void)state;
   warm_up();
-  no_request = stat_of("Commands", "NoRequest");
+  no_request = pm_test_stat(svc.command_pipe, "Commands", "NoRequest");
   emit_durable(1);
   fd = pm_test_connect(svc.command_pipe);
   start = pm_test_now_ms();
@@ -520,7 +482,7 @@ static void test_faults_never_reading_client_large_event(void **state) {
   int fd;
   (void)state;
   warm_up();
-  acks = stat_of("Events", "AckFailures");
+  acks = pm_test_stat(svc.command_pipe, "Events", "AckFailures");
   /* Queued first, so it is the first thing after the handshake (no heartbeat can come before
    * it): the service starts writing ~4 MiB into a socket that, past the handshake, nobody
    * reads. */
@@ -528,7 +490,7 @@ static void test_faults_never_reading_client_large_event(void **state) {
   fd = attach(NULL);
   start = pm_test_now_ms();
   /* It is not blocked meanwhile: commands are answered, and memory stays bounded. */
-  while (stat_of("Events", "AckFailures") == acks) {
+  while (pm_test_stat(svc.command_pipe, "Events", "AckFailures") == acks) {
     long rss = pm_test_rss_kb(svc.pid);
     assert_true(pm_test_now_ms() - start < (uint64_t)(ack_ms + slack_ms));
     if (rss > peak)
@@ -540,7 +502,7 @@ static void test_faults_never_reading_client_large_event(void **state) {
   /* A handful of copies of the event at most (queue, message, encoded frame), not growth. */
   assert_true(peak <= base_rss_kb + 8 * (long)(BIG_BYTES / 1024) + rss_tolerance_kb());
   /* The event is still queued, for the next client. */
-  assert_int_equal(1, stat_of("Events", "Queued"));
+  assert_int_equal(1, pm_test_stat(svc.command_pipe, "Events", "Queued"));
   close(fd);
   assert_int_equal(id, pending[0]);
   assert_recovered(); /* takes the big event, same id, then a new one */
@@ -573,7 +535,7 @@ static void test_faults_slow_command_client(void **state) {
   int fd;
   (void)state;
   warm_up();
-  no_request = stat_of("Commands", "NoRequest");
+  no_request = pm_test_stat(svc.command_pipe, "Commands", "NoRequest");
   emit_durable(1);
   fd = pm_test_connect(svc.command_pipe);
   assert_true(fd >= 0);
@@ -592,7 +554,7 @@ static void test_faults_slow_event_client(void **state) {
   int fd;
   (void)state;
   warm_up();
-  failures = stat_of("Events", "HandshakeFailures");
+  failures = pm_test_stat(svc.command_pipe, "Events", "HandshakeFailures");
   emit_durable(1);
   fd = pm_test_connect(svc.event_pipe);
   assert_true(fd >= 0);
@@ -612,8 +574,8 @@ static void test_faults_connect_close_cycles(void **state) {
   uint64_t start;
   (void)state;
   warm_up();
-  no_request = stat_of("Commands", "NoRequest");
-  sessions = stat_of("Events", "Sessions");
+  no_request = pm_test_stat(svc.command_pipe, "Commands", "NoRequest");
+  sessions = pm_test_stat(svc.command_pipe, "Events", "Sessions");
   start = pm_test_now_ms();
   emit_durable(1);
   for (int i = 0; i < 1000; i++) {
@@ -628,7 +590,7 @@ static void test_faults_connect_close_cycles(void **state) {
     close(fd);
   }
   await_stat("Events", "Attached", 0);
-  assert_int_equal(sessions, stat_of("Events", "Sessions"));
+  assert_int_equal(sessions, pm_test_stat(svc.command_pipe, "Events", "Sessions"));
   assert_true(pm_test_now_ms() - start < 20000);
   assert_recovered();
 }
@@ -641,19 +603,19 @@ static void test_faults_sigterm_event_in_flight(void **state) {
   pm_msg *m;
   (void)state;
   warm_up();
-  epoch = stat_of("Events", "Epoch");
+  epoch = pm_test_stat(svc.command_pipe, "Events", "Epoch");
   emit_durable(3);
   fd = attach(NULL);
   m = next_event(fd, slack_ms);
-  assert_kind(m, "Event");
-  assert_int_equal(pending[0], int_field(m, "Id"));
+  pm_test_assert_kind(m, "Event");
+  assert_int_equal(pending[0], pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   /* Not confirmed: the service stops cleanly (status 0), having told the client why. */
   assert_int_equal(0, pm_test_service_stop(&svc));
   assert_disconnect(fd, "ServiceStopping");
   close(fd);
   pm_test_service_restart(&svc, args);
-  assert_int_equal(epoch, stat_of("Events", "Epoch"));
+  assert_int_equal(epoch, pm_test_stat(svc.command_pipe, "Events", "Epoch"));
   delivered = 0; /* a new process counts from zero */
   /* The in-flight event again with the same id, then the rest, in order. */
   take_pending();
