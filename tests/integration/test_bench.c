@@ -41,6 +41,11 @@ static void test_bench_quick_json_has_every_scenario(void **state) {
     const json_t *row = find_row(rows, scenarios[i]);
     if (row == NULL)
       fail_msg("scenario %s missing", scenarios[i]);
+#if defined(__SANITIZE_ADDRESS__)
+    /* mallinfo2 cannot see AddressSanitizer's allocator: that figure reads 0 there. */
+    if (strcmp(scenarios[i], "queue_heap_per_event") == 0)
+      continue;
+#endif
     if (!(json_real_value(json_object_get(row, "pipemsg")) > 0) ||
         !(json_real_value(json_object_get(row, "baseline")) > 0) ||
         !(json_real_value(json_object_get(row, "ratio")) > 0))
