@@ -160,13 +160,12 @@ int pm__pipe_listen(uv_loop_t *loop, uv_pipe_t *server, const pm__listen_spec *s
 }
 
 int pm__pipe_check_owner(uv_pipe_t *stream, long long expect_uid) {
-  pm_peer peer;
+  uv_os_fd_t fd;
   if (expect_uid < 0)
     return 0;
-  pm__pipe_peer(stream, &peer);
-  if (peer.uid == 0 || peer.uid == (long long)geteuid() || (expect_uid > 0 && peer.uid == expect_uid))
-    return 0;
-  return PM_ENOTAUTH;
+  if (uv_fileno((uv_handle_t *)stream, &fd) < 0)
+    return PM_ENOTAUTH;
+  return pm__fd_check_owner(fd, expect_uid);
 }
 
 void pm__pipe_unlink(const char *path) { unlink(path); }
