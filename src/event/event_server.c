@@ -478,6 +478,18 @@ static void on_handshake_timeout(uv_timer_t *t) {
 
 /* ---- accepting ---------------------------------------------------------------------------- */
 
+/* Sends Disconnect{reason} to a connection that will not become the session; past
+ * MAX_REJECTING such at once, it is just closed. */
+static void turn_away(session *ss, const char *what, const char *reason, const char *message) {
+  pm_event_server *s = ss->server;
+  s->rejecting++;
+  log_entry(ss, what, reason);
+  if (s->rejecting > MAX_REJECTING)
+    close_session(ss, reason);
+  else
+    disconnect(ss, reason, message);
+}
+
 static void on_connection(uv_stream_t *listener, int status) {
   pm_event_server *s = listener->data;
   session *ss;
@@ -501,22 +513,16 @@ static void on_connection(uv_stream_t *listener, int status) {
     return;
   }
   pm__pipe_peer(&ss->pipe, &ss->peer);
+  /* Who is asking comes first: a stranger learns nothing, not even that a client is attached. */
+  if (s->opts.authorize != NULL && s->opts.authorize(&ss->peer, s->opts.data) != 0) {
+    turn_away(ss, "refused", PM_DISCONNECT_NOT_AUTHORIZED, "peer not authorized");
+    return;
+  }
   if (s->active != NULL) {
     uv_mutex_lock(&s->lock);
     s->stats.busy_rejections++;
     uv_mutex_unlock(&s->lock);
-    s->rejecting++;
-    log_entry(ss, "busy", PM_DISCONNECT_BUSY);
-    if (s->rejecting > MAX_REJECTING)
-      close_session(ss, PM_DISCONNECT_BUSY);
-    else
-      disconnect(ss, PM_DISCONNECT_BUSY, "another client is attached");
-    return;
-  }
-  if (s->opts.authorize != NULL && s->opts.authorize(&ss->peer, s->opts.data) != 0) {
-    s->rejecting++;
-    log_entry(ss, "refused", PM_DISCONNECT_NOT_AUTHORIZED);
-    disconnect(ss, PM_DISCONNECT_NOT_AUTHORIZED, "peer not authorized");
+    turn_away(ss, "busy", PM_DISCONNECT_BUSY, "another client is attached");
     return;
   }
   ss->active = 1;
