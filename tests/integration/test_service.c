@@ -194,6 +194,33 @@ static void test_service_bypass_domains(void **state) {
   json_decref(data);
 }
 
+static void test_service_limits_at_and_past_the_maximum(void **state) {
+  char location[66];
+  json_t *domains = json_array();
+  (void)state;
+  memset(location, 'x', 65);
+  location[64] = '\0'; /* 64 bytes: the most a Location may have */
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
+                                         json_pack("{s:s}", "Location", location), NULL));
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
+  await_state("Disconnected");
+  location[64] = 'x';
+  location[65] = '\0';
+  assert_string_equal("BadRequest", pm_test_call(svc.command_pipe, "StartVpn",
+                                                 json_pack("{s:s}", "Location", location), NULL));
+  for (int i = 0; i < 256; i++) {
+    char d[32];
+    snprintf(d, sizeof(d), "host%d.example", i);
+    json_array_append_new(domains, json_string(d));
+  }
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "ConfigureBypassDomains",
+                                         json_pack("{s:O}", "Domains", domains), NULL));
+  json_array_append_new(domains, json_string("one-too-many.example"));
+  assert_string_equal("BadRequest", pm_test_call(svc.command_pipe, "ConfigureBypassDomains",
+                                                 json_pack("{s:O}", "Domains", domains), NULL));
+  json_decref(domains);
+}
+
 static void test_service_settings_persist_in_data_dir(void **state) {
   char dir[160];
   const char *args[] = {"--connect-delay-ms", "200", "--data-dir", dir, NULL};
@@ -265,6 +292,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_service_validates_params, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_settings_commands, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_bypass_domains, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_service_limits_at_and_past_the_maximum, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_service_settings_persist_in_data_dir, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_hook_backend, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_hook_backend_needs_up_cmd, setup, teardown),
