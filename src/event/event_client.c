@@ -280,9 +280,7 @@ static void on_stop(uv_async_t *a) {
 
 static void run(void *arg) {
   pm_event_client *c = arg;
-  pm__sigpipe_guard guard;
-  /* This thread is ours: SIGPIPE stays blocked on it for its whole life. */
-  pm__sigpipe_block(&guard);
+  pm__block_sigpipe();
   connect_now(c);
   uv_run(&c->loop, UV_RUN_DEFAULT);
   report(c, PM_EVENT_CLIENT_STOPPED, NULL);

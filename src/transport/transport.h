@@ -4,7 +4,6 @@
 /* The platform contract: everything above this layer sees pipe names, libuv streams and PM_E*
  * codes, never sockets, errno or UV_E*. transport_unix.c implements it today. */
 
-#include <signal.h>
 
 #include <uv.h>
 
@@ -39,14 +38,9 @@ void pm__pipe_unlink(const char *path);
 void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer);
 
 /* Writing to a pipe whose reader has gone raises SIGPIPE, which kills a process that did not
- * ask for it. The library's own I/O runs with SIGPIPE blocked on its thread, so a write fails
- * with EPIPE instead; a SIGPIPE raised meanwhile is consumed before the mask is restored. */
-typedef struct pm__sigpipe_guard {
-  sigset_t old;
-  int was_pending;
-} pm__sigpipe_guard;
-void pm__sigpipe_block(pm__sigpipe_guard *g);
-void pm__sigpipe_restore(pm__sigpipe_guard *g);
+ * ask for it. A thread of the library's own calls this first: a SIGPIPE its writes raise stays
+ * pending on it, never delivered, and the write fails with EPIPE instead. */
+void pm__block_sigpipe(void);
 
 /* Blocking client side, for one-shot calls that need no event loop. Deadlines are in
  * uv_hrtime() nanoseconds. */

@@ -5,7 +5,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,26 +185,11 @@ void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer) {
   }
 }
 
-void pm__sigpipe_block(pm__sigpipe_guard *g) {
-  sigset_t pipe_only, pending;
+void pm__block_sigpipe(void) {
+  sigset_t pipe_only;
   sigemptyset(&pipe_only);
   sigaddset(&pipe_only, SIGPIPE);
-  sigpending(&pending);
-  g->was_pending = sigismember(&pending, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_only, &g->old);
-}
-
-void pm__sigpipe_restore(pm__sigpipe_guard *g) {
-  sigset_t pipe_only, pending;
-  struct timespec zero = {0, 0};
-  sigemptyset(&pipe_only);
-  sigaddset(&pipe_only, SIGPIPE);
-  sigpending(&pending);
-  /* Take away only a SIGPIPE our writes raised, not one that was there before. */
-  if (!g->was_pending && sigismember(&pending, SIGPIPE))
-    while (sigtimedwait(&pipe_only, NULL, &zero) < 0 && errno == EINTR)
-      ;
-  pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, NULL);
 }
 
 /* Pause between connection attempts while no service accepts. */
