@@ -84,7 +84,7 @@ static const opt options[] = {
      NULL},
     {"allow-gid", 0, T_GIDS, F(allow_gid), 0, 0, "GID",
      "let members of this group (name or number) use the pipes (repeatable)", NULL},
-    {"socket-mode", 0, T_MODE, F(socket_mode), 0, 0777, "MODE",
+    {"socket-mode", 0, T_MODE, F(socket_mode), 1, 0777, "MODE",
      "permissions of the socket files, octal (default 0660)", NULL},
     {"socket-group", 0, T_STR, F(socket_group), 0, 0, "GROUP",
      "group owning the socket files (default: the service's group)", NULL},

@@ -108,7 +108,9 @@ int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_serv
 void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg);
 
 /* Publishes an event: thread-safe, never waits for the client. data (may be NULL) is taken.
- * *id (may be NULL) receives the event's id. */
+ * *id (may be NULL) receives the event's id. Once pm_event_server_close has been called it
+ * returns PM_ECANCELED; publishers on other threads must stop before the server is freed (its
+ * close callback). */
 int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, int64_t *id);
 /* Thread-safe snapshot of the counters. */
 void pm_event_server_stats(pm_event_server *s, pm_event_stats *out);

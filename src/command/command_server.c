@@ -38,7 +38,9 @@ struct pm_command_server {
   uv_pipe_t listener;
   pm_command_server_options opts;
   char path[PM_PIPE_PATH_MAX + 1];
-  pm_command_call *call;
+  pm_command_call *call; /* &slot while a connection is served, else NULL */
+  pm_command_call slot;  /* one client at a time: the connection's state lives here, so
+                            accepting never needs memory */
   int waiting;        /* libuv holds a connection we have not accepted yet */
   int closing;
   int listener_open;
@@ -77,7 +79,6 @@ static void maybe_free_call(pm_command_call *c) {
   log_call(c);
   pm_reader_free(c->reader);
   pm_msg_free(c->request);
-  pm__free(c);
   s->call = NULL;
   if (s->closing)
     maybe_free_server(s);
@@ -263,9 +264,8 @@ static void accept_next(pm_command_server *s) {
   if (!s->waiting || s->call != NULL || s->closing)
     return;
   s->waiting = 0;
-  c = pm__calloc(1, sizeof(*c));
-  if (c == NULL)
-    return;
+  c = &s->slot;
+  memset(c, 0, sizeof(*c));
   c->server = s;
   c->encoding = PM_ENC_JSON;
   c->started_ns = uv_hrtime();

@@ -12,6 +12,9 @@
 
 /* Connections being turned away (Busy, NotAuthorized) at once; more are closed unanswered. */
 #define MAX_REJECTING 16
+/* Answers to a client's own handshakes still waiting in the write queue: a client that sends
+ * them without reading would otherwise make the service queue answers without end. */
+#define MAX_PENDING_REPLIES 16
 /* Connections waiting to be turned away; the pipe has one client, so a short backlog. */
 #define EVENT_BACKLOG 16
 /* Largest epoch we make up: stays exact in a JavaScript number (2^53 - 1). */
@@ -49,6 +52,7 @@ typedef struct session {
   int64_t in_flight_id;
   int in_flight_transient;
   int writing_event; /* the in-flight event's write has not completed yet */
+  int pending_replies; /* answers to client handshakes not yet written */
   char reason[PM_REASON_MAX];
 } session;
 
@@ -213,6 +217,12 @@ static int send_msg(session *ss, pm_msg *m, int close_after) {
   return rc < 0 ? rc : 0;
 }
 
+static void on_reply_sent(void *data, int status) {
+  session *ss = data;
+  ss->pending_replies--;
+  on_sent(ss, status);
+}
+
 static void on_disconnect_deadline(uv_timer_t *t) { close_session(t->data, NULL); }
 
 /* Best-effort Disconnect{Reason, Message}, then close (§6). */
@@ -373,7 +383,17 @@ static int reply_handshake(session *ss, int64_t seq, int full) {
     pm_msg_free(m);
     return rc;
   }
-  return send_msg(ss, m, 0);
+  if (full)
+    return send_msg(ss, m, 0);
+  rc = pm__stream_send((uv_stream_t *)&ss->pipe, m, ss->encoding, s->opts.max_message,
+                       on_reply_sent, ss);
+  if (rc < 0) {
+    close_session(ss, "could not send");
+    return rc;
+  }
+  if (rc == 0)
+    ss->pending_replies++;
+  return 0;
 }
 
 static void on_established(session *ss, const pm_msg *hs) {
@@ -417,7 +437,12 @@ static int handle(session *ss, const pm_msg *m) {
       pump(ss);
       return 0;
     }
-    /* A client's own liveness check (§5.2): answer it; it counts as sending. */
+    /* A client's own liveness check (§5.2): answer it; it counts as sending. A client that
+     * keeps asking without reading the answers is not alive in any useful sense. */
+    if (ss->pending_replies >= MAX_PENDING_REPLIES) {
+      disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, "handshakes sent without reading the answers");
+      return -1;
+    }
     if (reply_handshake(ss, n, 0) < 0)
       return -1;
     if (ss->state == SESSION_IDLE)
@@ -649,7 +674,9 @@ int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_serv
 void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg) {
   if (s == NULL || s->closing)
     return;
+  uv_mutex_lock(&s->lock); /* publishers on other threads see it from now on */
   s->closing = 1;
+  uv_mutex_unlock(&s->lock);
   s->close_cb = cb;
   s->close_arg = arg;
   if (s->opts.listen_fd <= 0)
@@ -675,6 +702,11 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
   pm_time_now(now);
   transient = is_transient(s, type);
   mutate_begin(s);
+  if (s->closing) {
+    mutate_end(s);
+    json_decref(data);
+    return PM_ECANCELED;
+  }
   assigned = ++s->next_id;
   /* A restart continues above the reserved block, so no id is ever handed out twice. */
   if (s->store != NULL && assigned > s->id_ceiling) {

@@ -80,17 +80,19 @@ int pm__uv_error(int status) {
   }
 }
 
-/* 1 if a process accepts connections on the socket at path, 0 if not. */
+/* 1 if a process accepts connections on the socket at path, 0 if not. Non-blocking, so a live
+ * service with a full backlog answers "live" at once instead of hanging the check. */
 static int socket_is_live(const char *path) {
   struct sockaddr_un sa;
   int fd, live;
   memset(&sa, 0, sizeof(sa));
   sa.sun_family = AF_UNIX;
   memcpy(sa.sun_path, path, strlen(path) + 1);
-  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0)
     return 1; /* cannot tell: never steal */
-  live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno != ECONNREFUSED;
+  live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ||
+         (errno != ECONNREFUSED && errno != ENOENT);
   close(fd);
   return live;
 }

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -467,6 +468,30 @@ static void test_event_pipe_emit_needs_test_commands(void **state) {
                                    json_pack("{s:s}", "Type", "X"), NULL));
 }
 
+static void test_event_pipe_handshakes_without_reading_bounded(void **state) {
+  static const char frame[] = "\0\0\0\027{\"Handshake\":{\"Seq\":7}}";
+  long rss_before = pm_test_rss_kb(svc.pid), rss_after;
+  int fd = attach(NULL, NULL), sent = 0;
+  pm_msg *m, *last = NULL;
+  (void)state;
+  /* Ask and ask without reading a single answer, as fast as the socket takes it. */
+  while (sent < 200000 && send(fd, frame, sizeof(frame) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) ==
+                              (ssize_t)(sizeof(frame) - 1))
+    sent++;
+  assert_true(sent > 16);
+  /* The service gave up on this client after a bounded number of queued answers. */
+  while ((m = pm_test_recv_msg(fd, SLACK_MS)) != NULL) {
+    pm_msg_free(last);
+    last = m;
+  }
+  pm_test_assert_kind(last, "Disconnect");
+  pm_msg_free(last);
+  close(fd);
+  rss_after = pm_test_rss_kb(svc.pid);
+  assert_true(rss_after - rss_before < 8 * 1024);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetVersion", NULL, NULL));
+}
+
 static void test_event_pipe_real_default_handshake_timeout(void **state) {
   int fd;
   uint64_t start;
@@ -502,6 +527,7 @@ int main(void) {
       T(stale_confirmation_ignored),
       T(vpn_events),
       T(emit_needs_test_commands),
+      T(handshakes_without_reading_bounded),
       T(real_default_handshake_timeout),
 #undef T
   };
