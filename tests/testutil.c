@@ -329,6 +329,50 @@ void pm_test_assert_kind(const pm_msg *m, const char *kind) {
   }
 }
 
+int pm_test_event_attach(const char *pipe, const char *handshake, int timeout_ms,
+                         pm_msg **reply) {
+  int fd = pm_test_connect(pipe);
+  pm_msg *m;
+  assert_true(fd >= 0);
+  assert_int_equal(0, pm_test_send_frame(fd, handshake ? handshake : "{\"Handshake\":{\"Seq\":1}}"));
+  m = pm_test_recv_msg(fd, timeout_ms);
+  pm_test_assert_kind(m, "Handshake");
+  if (reply != NULL)
+    *reply = m;
+  else
+    pm_msg_free(m);
+  return fd;
+}
+
+pm_msg *pm_test_next_event(int fd, int timeout_ms) {
+  for (;;) {
+    pm_msg *m = pm_test_recv_msg(fd, timeout_ms);
+    char buf[64];
+    if (m == NULL || strcmp(pm_msg_kind(m), "Handshake") != 0)
+      return m;
+    snprintf(buf, sizeof(buf), "{\"Handshake\":{\"Seq\":%lld}}",
+             (long long)pm_test_int_field(m, "Seq"));
+    pm_msg_free(m);
+    assert_int_equal(0, pm_test_send_frame(fd, buf));
+  }
+}
+
+void pm_test_confirm(int fd, int64_t id) {
+  char buf[64];
+  snprintf(buf, sizeof(buf), "{\"EventConfirmation\":{\"Id\":%lld}}", (long long)id);
+  assert_int_equal(0, pm_test_send_frame(fd, buf));
+}
+
+void pm_test_expect_disconnect(int fd, const char *reason, int timeout_ms) {
+  pm_msg *m = pm_test_recv_msg(fd, timeout_ms);
+  const char *r = NULL;
+  pm_test_assert_kind(m, "Disconnect");
+  assert_pm(0, pm_msg_get_string(m, "Reason", &r));
+  assert_string_equal(reason, r);
+  pm_msg_free(m);
+  assert_true(pm_test_wait_eof(fd, timeout_ms) >= 0);
+}
+
 int64_t pm_test_stat(const char *pipe, const char *group, const char *name) {
   json_t *data = NULL, *v;
   int64_t n;

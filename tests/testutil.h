@@ -66,6 +66,15 @@ pm_msg *pm_test_recv_msg(int fd, int timeout_ms);
 int64_t pm_test_int_field(const pm_msg *m, const char *key);
 /* Fails unless m is a message of that kind. */
 void pm_test_assert_kind(const pm_msg *m, const char *kind);
+/* A raw event session: connects to the event pipe, sends handshake (NULL: Seq 1) and returns the
+ * fd; the service's handshake goes to *reply when reply is not NULL. */
+int pm_test_event_attach(const char *pipe, const char *handshake, int timeout_ms, pm_msg **reply);
+/* The next Event on fd, answering heartbeats on the way; NULL on EOF or timeout. */
+pm_msg *pm_test_next_event(int fd, int timeout_ms);
+void pm_test_confirm(int fd, int64_t id);
+/* The next message must be Disconnect{Reason: reason}, then the end of the stream. */
+void pm_test_expect_disconnect(int fd, const char *reason, int timeout_ms);
+
 /* A GetStats counter: group "Commands" or "Events"; booleans read as 0/1. */
 int64_t pm_test_stat(const char *pipe, const char *group, const char *name);
 

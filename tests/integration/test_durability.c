@@ -54,35 +54,15 @@ static int64_t epoch_now(void) {
 /* Attaches and takes the next n events' ids and N fields, confirming each (all but the last
  * unless confirm_all). Returns the open connection. */
 static int attach_and_take(int n, int64_t *ids, int64_t *ns, int confirm_all) {
-  int fd = pm_test_connect(svc.event_pipe);
-  pm_msg *m;
-  assert_true(fd >= 0);
-  assert_int_equal(0, pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":1}}"));
-  m = pm_test_recv_msg(fd, SLACK_MS);
-  assert_non_null(m);
-  pm_msg_free(m);
+  int fd = pm_test_event_attach(svc.event_pipe, NULL, SLACK_MS, NULL);
   for (int i = 0; i < n; i++) {
-    char buf[64];
-    const json_t *data;
-    m = pm_test_recv_msg(fd, SLACK_MS);
-    assert_non_null(m);
-    if (strcmp(pm_msg_kind(m), "Handshake") == 0) { /* a heartbeat */
-      snprintf(buf, sizeof(buf), "{\"Handshake\":{\"Seq\":%lld}}",
-               (long long)json_integer_value(json_object_get(pm_msg_fields(m), "Seq")));
-      assert_int_equal(0, pm_test_send_frame(fd, buf));
-      pm_msg_free(m);
-      i--;
-      continue;
-    }
-    assert_string_equal("Event", pm_msg_kind(m));
-    assert_pm(0, pm_msg_get_int(m, "Id", &ids[i]));
-    data = json_object_get(pm_msg_fields(m), "Data");
-    assert_pm(0, pm_tree_get_int(data, "N", &ns[i]));
+    pm_msg *m = pm_test_next_event(fd, SLACK_MS);
+    pm_test_assert_kind(m, "Event");
+    ids[i] = pm_test_int_field(m, "Id");
+    assert_pm(0, pm_tree_get_int(json_object_get(pm_msg_fields(m), "Data"), "N", &ns[i]));
     pm_msg_free(m);
-    if (confirm_all || i < n - 1) {
-      snprintf(buf, sizeof(buf), "{\"EventConfirmation\":{\"Id\":%lld}}", (long long)ids[i]);
-      assert_int_equal(0, pm_test_send_frame(fd, buf));
-    }
+    if (confirm_all || i < n - 1)
+      pm_test_confirm(fd, ids[i]);
   }
   return fd;
 }

@@ -35,52 +35,12 @@ static int teardown(void **state) {
   return 0;
 }
 
-static void assert_disconnect(int fd, const char *reason) {
-  pm_msg *m = pm_test_recv_msg(fd, T_MS + SLACK_MS);
-  const char *r = NULL;
-  pm_test_assert_kind(m, "Disconnect");
-  assert_pm(0, pm_msg_get_string(m, "Reason", &r));
-  assert_string_equal(reason, r);
-  pm_msg_free(m);
-  assert_true(pm_test_wait_eof(fd, SLACK_MS) >= 0);
-}
-
 static void send_json(int fd, const char *payload) {
   assert_int_equal(0, pm_test_send_frame(fd, payload));
 }
 
-static void confirm(int fd, int64_t id) {
-  char buf[64];
-  snprintf(buf, sizeof(buf), "{\"EventConfirmation\":{\"Id\":%lld}}", (long long)id);
-  send_json(fd, buf);
-}
-
-/* Connects and completes the handshake; returns the fd and the service's handshake. */
-static int attach(const char *handshake, pm_msg **reply) {
-  int fd = pm_test_connect(svc.event_pipe);
-  pm_msg *m;
-  assert_true(fd >= 0);
-  send_json(fd, handshake ? handshake : "{\"Handshake\":{\"Seq\":1}}");
-  m = pm_test_recv_msg(fd, SLACK_MS);
-  pm_test_assert_kind(m, "Handshake");
-  if (reply != NULL)
-    *reply = m;
-  else
-    pm_msg_free(m);
-  return fd;
-}
-
-/* Next Event, answering any heartbeat on the way. */
-static pm_msg *next_event(int fd, int timeout_ms) {
-  for (;;) {
-    pm_msg *m = pm_test_recv_msg(fd, timeout_ms);
-    char buf[64];
-    if (m == NULL || strcmp(pm_msg_kind(m), "Handshake") != 0)
-      return m;
-    snprintf(buf, sizeof(buf), "{\"Handshake\":{\"Seq\":%lld}}", (long long)pm_test_int_field(m, "Seq"));
-    pm_msg_free(m);
-    send_json(fd, buf);
-  }
+static int attach_as(const char *handshake, pm_msg **reply) {
+  return pm_test_event_attach(svc.event_pipe, handshake, SLACK_MS, reply);
 }
 
 static int64_t stat_of_events(const char *name) {
@@ -104,7 +64,7 @@ static void test_event_pipe_no_handshake_closed(void **state) {
   uint64_t start = pm_test_now_ms();
   (void)state;
   assert_true(fd >= 0);
-  assert_disconnect(fd, "HandshakeTimeout");
+  pm_test_expect_disconnect(fd, "HandshakeTimeout", T_MS + SLACK_MS);
   assert_true(pm_test_now_ms() - start >= T_MS - 50);
   close(fd);
   assert_int_equal(1, stat_of_events("HandshakeFailures"));
@@ -114,7 +74,7 @@ static void test_event_pipe_handshake_echoed_with_session_fields(void **state) {
   pm_msg *reply;
   int fd;
   (void)state;
-  fd = attach("{\"Handshake\":{\"Seq\":7,\"Version\":1,\"Client\":\"test\"}}", &reply);
+  fd = attach_as("{\"Handshake\":{\"Seq\":7,\"Version\":1,\"Client\":\"test\"}}", &reply);
   assert_int_equal(7, pm_test_int_field(reply, "Seq"));
   assert_int_equal(1, pm_test_int_field(reply, "Version"));
   assert_int_equal(T_MS, pm_test_int_field(reply, "HeartbeatMs"));
@@ -125,7 +85,7 @@ static void test_event_pipe_handshake_echoed_with_session_fields(void **state) {
 }
 
 static void test_event_pipe_heartbeat_answered_keeps_session(void **state) {
-  int fd = attach(NULL, NULL);
+  int fd = attach_as(NULL, NULL);
   int64_t last = 0;
   uint64_t start = pm_test_now_ms();
   (void)state;
@@ -147,19 +107,19 @@ static void test_event_pipe_heartbeat_answered_keeps_session(void **state) {
 }
 
 static void test_event_pipe_heartbeat_ignored_closed(void **state) {
-  int fd = attach(NULL, NULL);
+  int fd = attach_as(NULL, NULL);
   pm_msg *m;
   (void)state;
   m = pm_test_recv_msg(fd, T_MS + SLACK_MS);
   pm_test_assert_kind(m, "Handshake");
   pm_msg_free(m);
-  assert_disconnect(fd, "HeartbeatTimeout");
+  pm_test_expect_disconnect(fd, "HeartbeatTimeout", T_MS + SLACK_MS);
   close(fd);
   assert_int_equal(1, stat_of_events("HeartbeatFailures"));
 }
 
 static void test_event_pipe_client_handshake_answered(void **state) {
-  int fd = attach(NULL, NULL);
+  int fd = attach_as(NULL, NULL);
   pm_msg *m;
   (void)state;
   send_json(fd, "{\"Handshake\":{\"Seq\":99}}");
@@ -172,39 +132,39 @@ static void test_event_pipe_client_handshake_answered(void **state) {
 
 static void test_event_pipe_unconfirmed_durable_redelivered_first(void **state) {
   int64_t a = emit("Alpha", 1), b;
-  int fd = attach(NULL, NULL);
-  pm_msg *m = next_event(fd, SLACK_MS);
+  int fd = attach_as(NULL, NULL);
+  pm_msg *m = pm_test_next_event(fd, SLACK_MS);
   (void)state;
   pm_test_assert_kind(m, "Event");
   assert_int_equal(a, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   /* Not confirmed: the service gives up on this client, keeps the event. */
-  assert_disconnect(fd, "AckTimeout");
+  pm_test_expect_disconnect(fd, "AckTimeout", T_MS + SLACK_MS);
   close(fd);
   b = emit("Beta", 1);
-  fd = attach(NULL, NULL);
-  m = next_event(fd, SLACK_MS);
+  fd = attach_as(NULL, NULL);
+  m = pm_test_next_event(fd, SLACK_MS);
   pm_test_assert_kind(m, "Event");
   assert_int_equal(a, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
-  confirm(fd, a);
-  m = next_event(fd, SLACK_MS);
+  pm_test_confirm(fd, a);
+  m = pm_test_next_event(fd, SLACK_MS);
   assert_int_equal(b, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
-  confirm(fd, b);
+  pm_test_confirm(fd, b);
   close(fd);
   assert_int_equal(1, stat_of_events("Redelivered"));
   assert_int_equal(1, stat_of_events("AckFailures"));
 }
 
 static void test_event_pipe_unconfirmed_transient_dropped_connection_kept(void **state) {
-  int fd = attach(NULL, NULL);
+  int fd = attach_as(NULL, NULL);
   int64_t t, d;
   pm_msg *m;
   const char *type;
   (void)state;
   t = emit("TrafficChanged", 1);
-  m = next_event(fd, SLACK_MS);
+  m = pm_test_next_event(fd, SLACK_MS);
   assert_int_equal(t, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   /* Not confirmed: after the ack timeout the connection is still there (a heartbeat comes). */
@@ -213,7 +173,7 @@ static void test_event_pipe_unconfirmed_transient_dropped_connection_kept(void *
   send_json(fd, "{\"Handshake\":{\"Seq\":1}}");
   pm_msg_free(m);
   d = emit("Durable", 1);
-  m = next_event(fd, SLACK_MS);
+  m = pm_test_next_event(fd, SLACK_MS);
   assert_pm(0, pm_msg_get_string(m, "Type", &type));
   assert_string_equal("Durable", type);
   assert_int_equal(d, pm_test_int_field(m, "Id"));
@@ -228,8 +188,8 @@ static void test_event_pipe_transient_not_stored_while_detached(void **state) {
   (void)state;
   emit("TrafficChanged", 3);
   d = emit("Durable", 1);
-  fd = attach(NULL, NULL);
-  m = next_event(fd, SLACK_MS);
+  fd = attach_as(NULL, NULL);
+  m = pm_test_next_event(fd, SLACK_MS);
   assert_int_equal(d, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   close(fd);
@@ -246,8 +206,8 @@ static void test_event_pipe_configured_transient(void **state) {
   start(more);
   emit("Ping", 2);
   d = emit("Durable", 1);
-  fd = attach(NULL, NULL);
-  m = next_event(fd, SLACK_MS);
+  fd = attach_as(NULL, NULL);
+  m = pm_test_next_event(fd, SLACK_MS);
   assert_int_equal(d, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   close(fd);
@@ -255,14 +215,14 @@ static void test_event_pipe_configured_transient(void **state) {
 
 static void test_event_pipe_queued_events_in_order(void **state) {
   int64_t first = emit("Numbered", 5);
-  int fd = attach(NULL, NULL);
+  int fd = attach_as(NULL, NULL);
   (void)state;
   for (int i = 0; i < 5; i++) {
-    pm_msg *m = next_event(fd, SLACK_MS);
+    pm_msg *m = pm_test_next_event(fd, SLACK_MS);
     pm_test_assert_kind(m, "Event");
     assert_int_equal(first + i, pm_test_int_field(m, "Id"));
     assert_non_null(json_object_get(pm_msg_fields(m), "Time"));
-    confirm(fd, first + i);
+    pm_test_confirm(fd, first + i);
     pm_msg_free(m);
   }
   close(fd);
@@ -270,12 +230,12 @@ static void test_event_pipe_queued_events_in_order(void **state) {
 }
 
 static void test_event_pipe_second_client_busy(void **state) {
-  int a = attach(NULL, NULL), b;
+  int a = attach_as(NULL, NULL), b;
   pm_msg *m;
   (void)state;
   b = pm_test_connect(svc.event_pipe);
   assert_true(b >= 0);
-  assert_disconnect(b, "Busy");
+  pm_test_expect_disconnect(b, "Busy", T_MS + SLACK_MS);
   close(b);
   /* The attached client is untouched. */
   send_json(a, "{\"Handshake\":{\"Seq\":5}}");
@@ -321,22 +281,22 @@ static void test_event_pipe_resume_skips_confirmed(void **state) {
   char hs[128];
   int fd;
   (void)state;
-  fd = attach(NULL, &reply);
+  fd = attach_as(NULL, &reply);
   epoch = pm_test_int_field(reply, "Epoch");
   pm_msg_free(reply);
-  m = next_event(fd, SLACK_MS);
+  m = pm_test_next_event(fd, SLACK_MS);
   assert_int_equal(first, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
-  confirm(fd, first);
-  m = next_event(fd, SLACK_MS);
+  pm_test_confirm(fd, first);
+  m = pm_test_next_event(fd, SLACK_MS);
   assert_int_equal(first + 1, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   /* The client got first+1 but its confirmation was lost with the connection. */
   close(fd);
   snprintf(hs, sizeof(hs), "{\"Handshake\":{\"Seq\":1,\"Epoch\":%lld,\"LastEventId\":%lld}}",
            (long long)epoch, (long long)(first + 1));
-  fd = attach(hs, NULL);
-  m = next_event(fd, SLACK_MS);
+  fd = attach_as(hs, NULL);
+  m = pm_test_next_event(fd, SLACK_MS);
   assert_int_equal(first + 2, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   close(fd);
@@ -346,9 +306,9 @@ static void test_event_pipe_resume_skips_confirmed(void **state) {
 static void test_event_pipe_resume_other_epoch_ignored(void **state) {
   int64_t first = emit("Numbered", 2);
   pm_msg *m;
-  int fd = attach("{\"Handshake\":{\"Seq\":1,\"Epoch\":1,\"LastEventId\":1000}}", NULL);
+  int fd = attach_as("{\"Handshake\":{\"Seq\":1,\"Epoch\":1,\"LastEventId\":1000}}", NULL);
   (void)state;
-  m = next_event(fd, SLACK_MS);
+  m = pm_test_next_event(fd, SLACK_MS);
   assert_int_equal(first, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   close(fd);
@@ -365,20 +325,20 @@ static void test_event_pipe_overflow_reports_events_lost(void **state) {
   pm_test_service_cleanup(&svc);
   start(more);
   first = emit("Numbered", 8);
-  fd = attach(NULL, NULL);
-  m = next_event(fd, SLACK_MS);
+  fd = attach_as(NULL, NULL);
+  m = pm_test_next_event(fd, SLACK_MS);
   assert_pm(0, pm_msg_get_string(m, "Type", &type));
   assert_string_equal("EventsLost", type);
   data = json_object_get(pm_msg_fields(m), "Data");
   assert_int_equal(3, json_integer_value(json_object_get(data, "Count")));
   assert_int_equal(first, json_integer_value(json_object_get(data, "FirstId")));
   assert_int_equal(first + 2, json_integer_value(json_object_get(data, "LastId")));
-  confirm(fd, pm_test_int_field(m, "Id"));
+  pm_test_confirm(fd, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   for (int i = 3; i < 8; i++) {
-    m = next_event(fd, SLACK_MS);
+    m = pm_test_next_event(fd, SLACK_MS);
     assert_int_equal(first + i, pm_test_int_field(m, "Id"));
-    confirm(fd, first + i);
+    pm_test_confirm(fd, first + i);
     pm_msg_free(m);
   }
   close(fd);
@@ -387,14 +347,14 @@ static void test_event_pipe_overflow_reports_events_lost(void **state) {
 
 static void test_event_pipe_stale_confirmation_ignored(void **state) {
   int64_t first = emit("Numbered", 2);
-  int fd = attach(NULL, NULL);
-  pm_msg *m = next_event(fd, SLACK_MS);
+  int fd = attach_as(NULL, NULL);
+  pm_msg *m = pm_test_next_event(fd, SLACK_MS);
   (void)state;
   assert_int_equal(first, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
-  confirm(fd, first + 100);
-  confirm(fd, first);
-  m = next_event(fd, SLACK_MS);
+  pm_test_confirm(fd, first + 100);
+  pm_test_confirm(fd, first);
+  m = pm_test_next_event(fd, SLACK_MS);
   assert_int_equal(first + 1, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   close(fd);
@@ -411,28 +371,28 @@ static void test_event_pipe_vpn_events(void **state) {
   (void)state;
   pm_test_service_cleanup(&svc);
   start(more);
-  fd = attach(NULL, NULL);
+  fd = attach_as(NULL, NULL);
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
                                          json_pack("{s:s}", "Location", "de"), NULL));
   for (int i = 0; i < 2; i++) {
-    m = next_event(fd, SLACK_MS);
+    m = pm_test_next_event(fd, SLACK_MS);
     assert_pm(0, pm_msg_get_string(m, "Type", &type));
     assert_string_equal("StateChanged", type);
     assert_pm(0, pm_tree_get_string(json_object_get(pm_msg_fields(m), "Data"), "State", &st));
     assert_string_equal(want[i], st);
-    confirm(fd, pm_test_int_field(m, "Id"));
+    pm_test_confirm(fd, pm_test_int_field(m, "Id"));
     pm_msg_free(m);
   }
-  m = next_event(fd, SLACK_MS);
+  m = pm_test_next_event(fd, SLACK_MS);
   assert_pm(0, pm_msg_get_string(m, "Type", &type));
   assert_string_equal("TrafficChanged", type);
-  confirm(fd, pm_test_int_field(m, "Id"));
+  pm_test_confirm(fd, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
   for (;;) {
-    m = next_event(fd, SLACK_MS);
+    m = pm_test_next_event(fd, SLACK_MS);
     assert_non_null(m);
-    confirm(fd, pm_test_int_field(m, "Id"));
+    pm_test_confirm(fd, pm_test_int_field(m, "Id"));
     if (pm_tree_get_string(json_object_get(pm_msg_fields(m), "Data"), "State", &st) == 0 &&
         strcmp(st, "Disconnected") == 0) {
       pm_msg_free(m);
@@ -444,7 +404,7 @@ static void test_event_pipe_vpn_events(void **state) {
                                          json_pack("{s:s}", "Location", "nowhere"), NULL));
   /* Connecting, Disconnected with Error, ErrorOccured. */
   for (int seen_error = 0; !seen_error;) {
-    m = next_event(fd, SLACK_MS);
+    m = pm_test_next_event(fd, SLACK_MS);
     assert_non_null(m);
     assert_pm(0, pm_msg_get_string(m, "Type", &type));
     if (strcmp(type, "ErrorOccured") == 0) {
@@ -452,7 +412,7 @@ static void test_event_pipe_vpn_events(void **state) {
       assert_string_equal("Error", st);
       seen_error = 1;
     }
-    confirm(fd, pm_test_int_field(m, "Id"));
+    pm_test_confirm(fd, pm_test_int_field(m, "Id"));
     pm_msg_free(m);
   }
   close(fd);
@@ -471,7 +431,7 @@ static void test_event_pipe_emit_needs_test_commands(void **state) {
 static void test_event_pipe_handshakes_without_reading_bounded(void **state) {
   static const char frame[] = "\0\0\0\027{\"Handshake\":{\"Seq\":7}}";
   long rss_before = pm_test_rss_kb(svc.pid), rss_after;
-  int fd = attach(NULL, NULL), sent = 0;
+  int fd = attach_as(NULL, NULL), sent = 0;
   pm_msg *m, *last = NULL;
   (void)state;
   /* Ask and ask without reading a single answer, as fast as the socket takes it. */
@@ -501,7 +461,7 @@ static void test_event_pipe_real_default_handshake_timeout(void **state) {
   fd = pm_test_connect(svc.event_pipe);
   start = pm_test_now_ms();
   assert_true(fd >= 0);
-  assert_disconnect(fd, "HandshakeTimeout");
+  pm_test_expect_disconnect(fd, "HandshakeTimeout", T_MS + SLACK_MS);
   assert_true(pm_test_now_ms() - start >= 950);
   close(fd);
 }

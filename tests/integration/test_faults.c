@@ -130,56 +130,8 @@ static void assert_back_to_baseline(void) {
 
 /* ---- raw event pipe client ------------------------------------------------------------------ */
 
-static void assert_disconnect(int fd, const char *reason) {
-  pm_msg *m = pm_test_recv_msg(fd, T_MS + slack_ms);
-  const char *r = NULL;
-  pm_test_assert_kind(m, "Disconnect");
-  assert_pm(0, pm_msg_get_string(m, "Reason", &r));
-  assert_string_equal(reason, r);
-  pm_msg_free(m);
-  assert_true(pm_test_wait_eof(fd, slack_ms) >= 0);
-}
-
-static void send_json(int fd, const char *payload) {
-  if (pm_test_send_frame(fd, payload) != 0) {
-    print_error("sending %s: %s; service log:\n%s\n", payload, strerror(errno),
-                pm_test_service_log(&svc));
-    fail();
-  }
-}
-
-static void confirm(int fd, int64_t id) {
-  char buf[64];
-  snprintf(buf, sizeof(buf), "{\"EventConfirmation\":{\"Id\":%lld}}", (long long)id);
-  send_json(fd, buf);
-}
-
-/* Connects and completes the handshake; returns the fd (and the service's handshake). */
-static int attach(pm_msg **reply) {
-  int fd = pm_test_connect(svc.event_pipe);
-  pm_msg *m;
-  assert_true(fd >= 0);
-  send_json(fd, "{\"Handshake\":{\"Seq\":1}}");
-  m = pm_test_recv_msg(fd, slack_ms);
-  pm_test_assert_kind(m, "Handshake");
-  if (reply != NULL)
-    *reply = m;
-  else
-    pm_msg_free(m);
-  return fd;
-}
-
-/* Next Event, answering any heartbeat on the way. */
-static pm_msg *next_event(int fd, int timeout_ms) {
-  for (;;) {
-    pm_msg *m = pm_test_recv_msg(fd, timeout_ms);
-    char buf[64];
-    if (m == NULL || strcmp(pm_msg_kind(m), "Handshake") != 0)
-      return m;
-    snprintf(buf, sizeof(buf), "{\"Handshake\":{\"Seq\":%lld}}", (long long)pm_test_int_field(m, "Seq"));
-    pm_msg_free(m);
-    send_json(fd, buf);
-  }
+static int attach_as(pm_msg **reply) {
+  return pm_test_event_attach(svc.event_pipe, NULL, slack_ms, reply);
 }
 
 /* Reads and discards until the service closes; fails if it does not within the deadline. */
@@ -240,9 +192,9 @@ static int64_t emit_big(void) {
 /* A proper client takes every pending durable event, in order, with the ids they were published
  * under, confirming each; then the service has counted them and holds nothing. */
 static void take_pending(void) {
-  int fd = attach(NULL);
+  int fd = attach_as(NULL);
   for (int i = 0; i < npending; i++) {
-    pm_msg *m = next_event(fd, slack_ms);
+    pm_msg *m = pm_test_next_event(fd, slack_ms);
     const char *type = NULL;
     pm_test_assert_kind(m, "Event");
     assert_int_equal(pending[i], pm_test_int_field(m, "Id"));
@@ -255,7 +207,7 @@ static void take_pending(void) {
       assert_string_equal("Durable", type);
     }
     pm_msg_free(m);
-    confirm(fd, pending[i]);
+    pm_test_confirm(fd, pending[i]);
   }
   delivered += npending;
   npending = 0;
@@ -443,7 +395,7 @@ static void test_faults_half_open_event_client(void **state) {
   warm_up();
   failures = pm_test_stat(svc.command_pipe, "Events", "HeartbeatFailures");
   /* Handshakes, then neither reads nor answers: the heartbeat goes unanswered. */
-  fd = attach(NULL);
+  fd = attach_as(NULL);
   start = pm_test_now_ms();
   await_stat("Events", "HeartbeatFailures", failures + 1);
   await_stat("Events", "Attached", 0);
@@ -495,7 +447,7 @@ static void test_faults_never_reading_client_large_event(void **state) {
    * it): the service starts writing ~4 MiB into a socket that, past the handshake, nobody
    * reads. */
   id = emit_big();
-  fd = attach(NULL);
+  fd = attach_as(NULL);
   start = pm_test_now_ms();
   /* It is not blocked meanwhile: commands are answered, and memory stays bounded. */
   while (pm_test_stat(svc.command_pipe, "Events", "AckFailures") == acks) {
@@ -568,7 +520,7 @@ static void test_faults_slow_event_client(void **state) {
   assert_true(fd >= 0);
   ms = trickle(fd, "{\"Handshake\":{\"Seq\":1,\"Client\":\"slow\"}}");
   assert_true(ms >= T_MS - 50 && ms < T_MS + slack_ms);
-  assert_disconnect(fd, "HandshakeTimeout");
+  pm_test_expect_disconnect(fd, "HandshakeTimeout", T_MS + slack_ms);
   close(fd);
   await_stat("Events", "HandshakeFailures", failures + 1);
   assert_recovered();
@@ -613,14 +565,14 @@ static void test_faults_sigterm_event_in_flight(void **state) {
   warm_up();
   epoch = pm_test_stat(svc.command_pipe, "Events", "Epoch");
   emit_durable(3);
-  fd = attach(NULL);
-  m = next_event(fd, slack_ms);
+  fd = attach_as(NULL);
+  m = pm_test_next_event(fd, slack_ms);
   pm_test_assert_kind(m, "Event");
   assert_int_equal(pending[0], pm_test_int_field(m, "Id"));
   pm_msg_free(m);
   /* Not confirmed: the service stops cleanly (status 0), having told the client why. */
   assert_int_equal(0, pm_test_service_stop(&svc));
-  assert_disconnect(fd, "ServiceStopping");
+  pm_test_expect_disconnect(fd, "ServiceStopping", T_MS + slack_ms);
   close(fd);
   pm_test_service_restart(&svc, args);
   assert_int_equal(epoch, pm_test_stat(svc.command_pipe, "Events", "Epoch"));
