@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "testutil.h"
 
 /* How long a service may take to come up on a slow, shared machine (or under valgrind). */
@@ -327,6 +328,24 @@ void pm_test_assert_kind(const pm_msg *m, const char *kind) {
     print_error("expected %s, got %s\n", kind, pm_msg_kind(m));
     fail();
   }
+}
+
+void pm_test_decode_oom_loop(const char *text) {
+  unsigned long n;
+  int rc = PM_ENOMEM;
+  for (n = 1; n < 100 && rc != 0; n++) {
+    pm_msg *m = NULL;
+    pm__alloc_fail_after(n);
+    rc = pm_msg_decode(text, strlen(text), &m, NULL);
+    pm__alloc_fail_after(0);
+    if (rc != 0) {
+      assert_pm(PM_ENOMEM, rc);
+      assert_null(m);
+    }
+    pm_msg_free(m);
+  }
+  assert_pm(0, rc);
+  assert_true(n > 2);
 }
 
 int pm_test_event_attach(const char *pipe, const char *handshake, int timeout_ms,

@@ -66,6 +66,10 @@ pm_msg *pm_test_recv_msg(int fd, int timeout_ms);
 int64_t pm_test_int_field(const pm_msg *m, const char *key);
 /* Fails unless m is a message of that kind. */
 void pm_test_assert_kind(const pm_msg *m, const char *kind);
+/* Decodes text with the Nth allocation failing, N = 1, 2, ... until it succeeds: every failure
+ * must be PM_ENOMEM with no message (and no leak), and success must come. */
+void pm_test_decode_oom_loop(const char *text);
+
 /* A raw event session: connects to the event pipe, sends handshake (NULL: Seq 1) and returns the
  * fd; the service's handshake goes to *reply when reply is not NULL. */
 int pm_test_event_attach(const char *pipe, const char *handshake, int timeout_ms, pm_msg **reply);

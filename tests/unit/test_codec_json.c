@@ -275,23 +275,8 @@ static void test_codec_json_round_trip(void **state) {
 }
 
 static void test_codec_json_decode_oom(void **state) {
-  static const char *const text = "{\"Request\":{\"Command\":\"X\",\"Params\":{\"A\":[1,2]}}}";
-  unsigned long n;
-  int rc = PM_ENOMEM;
   (void)state;
-  for (n = 1; n < 100 && rc != 0; n++) {
-    pm_msg *m = NULL;
-    pm__alloc_fail_after(n);
-    rc = decode(text, &m, NULL);
-    pm__alloc_fail_after(0);
-    if (rc != 0) {
-      assert_pm(PM_ENOMEM, rc);
-      assert_null(m);
-    }
-    pm_msg_free(m);
-  }
-  assert_pm(0, rc);
-  assert_true(n > 2);
+  pm_test_decode_oom_loop("{\"Request\":{\"Command\":\"X\",\"Params\":{\"A\":[1,2]}}}");
 }
 
 int main(void) {
