@@ -2,6 +2,7 @@
  * blocking client calls from the test thread. */
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -30,8 +31,17 @@ static fixture fx;
 
 static void reply_now(pm_command_call *call) {
   const char *cmd = pm_command_call_command(call);
-  if (strcmp(cmd, "BadData") == 0)
+  if (strcmp(cmd, "BadData") == 0) {
     pm_command_call_reply(call, PM_RESULT_OK, NULL, json_pack("{s:i}", "not a name", 1));
+  } else if (strcmp(cmd, "Big") == 0) {
+    /* Far more than a socket buffer holds: the client must read it. */
+    size_t n = 4u << 20;
+    char *blob = malloc(n + 1);
+    memset(blob, 'b', n);
+    blob[n] = '\0';
+    pm_command_call_reply(call, PM_RESULT_OK, NULL, json_pack("{s:s}", "Blob", blob));
+    free(blob);
+  }
   else
     pm_command_call_reply(call, PM_RESULT_OK, "done", json_pack("{s:s}", "Echo", cmd));
 }
@@ -206,6 +216,26 @@ static void test_command_server_logs_connections(void **state) {
   }
 }
 
+static void test_command_server_unread_response_dropped_at_write_deadline(void **state) {
+  uint64_t start, deadline;
+  int fd;
+  (void)state;
+  fx.opts.write_timeout_ms = 200;
+  start_server();
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  start = pm_test_now_ms();
+  assert_int_equal(0, pm_test_send_frame(fd, "{\"Request\":{\"Command\":\"Big\"}}"));
+  /* The client reads nothing: the server gives up at its write deadline (§4.5). */
+  deadline = pm_test_now_ms() + 5000;
+  while (strstr(fx.logged, "response write timed out") == NULL) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+  assert_true(pm_test_now_ms() - start >= 150);
+  close(fd);
+}
+
 static void test_command_server_client_timeout(void **state) {
   pm_client_options opts = {.response_timeout_ms = 100};
   pm_msg *resp = NULL;
@@ -300,6 +330,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_command_server_unencodable_data_is_an_error, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_command_server_logs_connections, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_command_server_unread_response_dropped_at_write_deadline,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_server_client_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_server_client_connection_timeout, setup,
                                       teardown),

@@ -200,6 +200,50 @@ static void test_event_client_silence_means_dead(void **state) {
   close(lfd);
 }
 
+/* A fake service that accepts and never answers the handshake, twice. */
+static void mute_service(void *arg) {
+  int lfd = *(int *)arg;
+  for (int i = 0; i < 2; i++) {
+    int fd = accept(lfd, NULL, NULL);
+    char buf[256];
+    if (fd < 0)
+      return;
+    /* Take whatever the client says, answer nothing, until it hangs up. */
+    while (recv(fd, buf, sizeof(buf), 0) > 0)
+      ;
+    close(fd);
+  }
+}
+
+static void test_event_client_handshake_deadline(void **state) {
+  pm_event_client_options opts;
+  pm_event_client *c;
+  char path[128];
+  uv_thread_t t;
+  uint64_t start;
+  int lfd;
+  (void)state;
+  snprintf(path, sizeof(path), "%s/mute", svc.dir);
+  lfd = pm_test_bind(path, 4);
+  assert_int_equal(0, uv_thread_create(&t, mute_service, &lfd));
+  memset(&opts, 0, sizeof(opts));
+  opts.on_event = on_event;
+  opts.on_state = on_state;
+  opts.data = &got;
+  opts.handshake_timeout_ms = 200;
+  opts.reconnect_min_ms = 20;
+  start = pm_test_now_ms();
+  assert_pm(0, pm_event_client_start(path, &opts, &c));
+  /* The connection is given up at the deadline and a fresh one is made (§5.1.4). */
+  await_count(&got.disconnected, 2);
+  pm_event_client_stop(c);
+  assert_true(pm_test_now_ms() - start >= 2 * 200 - 50);
+  assert_string_equal("handshake timed out", got.last_reason);
+  assert_int_equal(0, got.connected);
+  uv_thread_join(&t);
+  close(lfd);
+}
+
 static void test_event_client_resume_cursor_across_clients(void **state) {
   pm_event_client_options opts;
   pm_event_client *c;
@@ -248,6 +292,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_event_client_slow_application_sees_event_once, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_event_client_silence_means_dead, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_client_handshake_deadline, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_client_resume_cursor_across_clients, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_event_client_bad_options, setup, teardown),

@@ -418,6 +418,24 @@ static void test_event_pipe_vpn_events(void **state) {
   close(fd);
 }
 
+static void test_event_pipe_emit_count_limit(void **state) {
+  json_t *data = NULL;
+  (void)state;
+  assert_string_equal("BadRequest", pm_test_call(svc.command_pipe, "EmitEvent",
+                                                 json_pack("{s:s, s:i}", "Type", "X", "Count", 0),
+                                                 NULL));
+  assert_string_equal("BadRequest",
+                      pm_test_call(svc.command_pipe, "EmitEvent",
+                                   json_pack("{s:s, s:i}", "Type", "X", "Count", 1000001), NULL));
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "EmitEvent",
+                                         json_pack("{s:s, s:i}", "Type", "TrafficChanged",
+                                                   "Count", 1000000),
+                                         &data));
+  assert_int_equal(1000000, json_integer_value(json_object_get(data, "LastId")) -
+                                json_integer_value(json_object_get(data, "FirstId")) + 1);
+  json_decref(data);
+}
+
 static void test_event_pipe_emit_needs_test_commands(void **state) {
   static const char *const args[] = {NULL};
   (void)state;
@@ -486,6 +504,7 @@ int main(void) {
       T(overflow_reports_events_lost),
       T(stale_confirmation_ignored),
       T(vpn_events),
+      T(emit_count_limit),
       T(emit_needs_test_commands),
       T(handshakes_without_reading_bounded),
       T(real_default_handshake_timeout),
