@@ -53,8 +53,14 @@ typedef struct backend_hook_options {
 } backend_hook_options;
 
 /* Copies what it needs from opts. -EINVAL for a missing or empty up_cmd, an empty down_cmd or
- * an invalid iface name (the interface itself need not exist yet); -ENOMEM. */
+ * an invalid iface name (the interface itself need not exist yet); -ENOMEM. Logs each command
+ * started and how it ended at debug level. */
 int backend_hook_new(uv_loop_t *loop, const backend_hook_options *opts, backend **out);
+/* The checks of backend_hook_new, for validating a configuration: 0, or -EINVAL and why
+ * (size > 0) names the option at fault. */
+int backend_hook_check(const backend_hook_options *opts, char *why, size_t size);
+/* A new per-command time limit (0: 30000), from the next timer started on. */
+void backend_hook_set_timeout(backend *b, unsigned timeout_ms);
 
 /* The byte counters of a network interface from /sys/class/net/IFACE/statistics (tx: sent,
  * rx: received). 0, or -EINVAL for a name that is not [A-Za-z0-9_.:-]{1,15} (or . or ..),

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "log.h"
 
 /* Not declared by <unistd.h> without _GNU_SOURCE. */
 extern char **environ;
@@ -358,6 +359,9 @@ static void on_run_exit(uv_process_t *proc, int64_t status, int signo) {
   char msg[HOOK_MESSAGE_MAX];
   bool ok = status == 0 && signo == 0 && !run->timed_out;
   run->exited = true;
+  log_msg(LVL_DEBUG, "backend %s exited pid=%d status=%lld signal=%d%s%s", op_cmd_name(run->op),
+          proc->pid, (long long)status, signo, run->timed_out ? " timed_out" : "",
+          run->cancelled ? " cancelled" : "");
   run_drain(run);
   if (!ok)
     run_message(run, status, signo, msg);
@@ -448,6 +452,7 @@ static int run_start(hook *h, backend_op op) {
     defer_done(h, op, -1, msg);
   } else {
     /* Without stderr the failure message is only shorter: not a reason to fail. */
+    log_msg(LVL_DEBUG, "backend %s started pid=%d", op_cmd_name(op), run->proc.pid);
     uv_read_start((uv_stream_t *)&run->err, on_err_alloc, on_err_read);
     /* The loop's clock dates from its last iteration; the command's time starts now. */
     uv_update_time(h->loop);
@@ -478,6 +483,7 @@ static void on_later(uv_timer_t *t) {
 
 static int down_begin(hook *h) {
   if (h->down_cmd == NULL) {
+    log_msg(LVL_DEBUG, "backend no down-cmd: down at once");
     defer_done(h, BACKEND_DOWN, 0, NULL);
     return 0;
   }
@@ -506,6 +512,8 @@ static int hook_down(backend *b) {
   if (h->cur != NULL) {
     /* The up command is still running: ask it to stop, and insist after timeout_ms (even if
      * it had already been given SIGKILL, the timer restarts for the last wait). */
+    log_msg(LVL_DEBUG, "backend up-cmd cancelled pid=%d: SIGTERM, then down-cmd",
+            h->cur->proc.pid);
     h->cur->cancelled = true;
     h->down_after = true;
     run_signal(h->cur, SIGTERM);
@@ -598,11 +606,26 @@ int backend_iface_counters(const char *iface, uint64_t *tx, uint64_t *rx) {
   return 0;
 }
 
+int backend_hook_check(const backend_hook_options *opts, char *why, size_t size) {
+  if (opts->up_cmd == NULL || count_words(opts->up_cmd) == 0)
+    snprintf(why, size, "--up-cmd is required");
+  else if (opts->down_cmd != NULL && count_words(opts->down_cmd) == 0)
+    snprintf(why, size, "--down-cmd is empty");
+  else if (opts->iface != NULL && !iface_name_valid(opts->iface))
+    snprintf(why, size, "--iface is not a valid interface name");
+  else
+    return 0;
+  return -EINVAL;
+}
+
+void backend_hook_set_timeout(backend *b, unsigned timeout_ms) {
+  ((hook *)b)->timeout_ms = timeout_ms != 0 ? timeout_ms : HOOK_TIMEOUT_MS_DEFAULT;
+}
+
 int backend_hook_new(uv_loop_t *loop, const backend_hook_options *opts, backend **out) {
   hook *h;
-  if (opts->up_cmd == NULL || count_words(opts->up_cmd) == 0 ||
-      (opts->down_cmd != NULL && count_words(opts->down_cmd) == 0) ||
-      (opts->iface != NULL && !iface_name_valid(opts->iface)))
+  char why[64];
+  if (backend_hook_check(opts, why, sizeof(why)) < 0)
     return -EINVAL;
   h = calloc(1, sizeof(*h));
   if (h == NULL)

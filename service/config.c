@@ -11,12 +11,17 @@
 
 #include "pipemsg/pipemsg.h"
 
+#include "backend.h"
 #include "config.h"
+#include "log.h"
 
 /* Longest timeout or interval an option takes: a day. */
 #define MS_MAX (24ull * 3600 * 1000)
-/* Longest line of a key = value config file. */
+/* Longest line of a key = value config file, in bytes, without its line break: a longer one is
+ * an error (with file:line), never split into several. */
 #define CONFIG_LINE_MAX 4096
+/* Largest config file, in bytes. */
+#define CONFIG_FILE_MAX (1024 * 1024)
 
 typedef enum {
   T_STR,   /* char * */
@@ -40,7 +45,11 @@ typedef struct opt {
   const char *arg;
   const char *help;
   const char *const *choices; /* T_ENUM; T_ACTION: NULL */
+  int needs;                  /* NEEDS_SIM or NEEDS_HOOK: only with that --backend; else 0 */
+  int reload;                 /* SIGHUP applies a change (else it waits for a restart) */
 } opt;
+
+enum { NEEDS_SIM = 1, NEEDS_HOOK };
 
 static const char *const log_levels[] = {"error", "warning", "info", "debug", NULL};
 static const char *const log_targets[] = {"stderr", "syslog", NULL};
@@ -51,77 +60,82 @@ enum { ACT_CONFIG = 1, ACT_PRINT, ACT_HELP, ACT_VERSION, ACT_MAN, ACT_VERBOSE };
 #define F(field) offsetof(service_config, field)
 static const opt options[] = {
     {"command-pipe", 'c', T_STR, F(command_pipe), 0, 0, "NAME",
-     "command pipe name or path (default UnifiedSDKVPNCommandPipe)", NULL},
+     "command pipe name or path (default UnifiedSDKVPNCommandPipe)", NULL, 0, 0},
     {"event-pipe", 'e', T_STR, F(event_pipe), 0, 0, "NAME",
-     "event pipe name or path (default UnifiedSDKVPNEventPipe)", NULL},
+     "event pipe name or path (default UnifiedSDKVPNEventPipe)", NULL, 0, 0},
     {"data-dir", 'd', T_STR, F(data_dir), 0, 0, "DIR",
      "keep the event queue and settings in DIR (created if missing); without it they live in "
      "memory",
-     NULL},
+     NULL, 0, 0},
     {"names-file", 0, T_STR, F(names_file), 0, 0, "FILE",
-     "pick random pipe names and write them to FILE (dynamic pipe names)", NULL},
+     "pick random pipe names and write them to FILE (dynamic pipe names)", NULL, 0, 0},
     {"request-timeout-ms", 0, T_MS, F(request_timeout_ms), 1, MS_MAX, "MS",
-     "time a command client has to send its whole request (default 3000)", NULL},
+     "time a command client has to send its whole request (default 3000)", NULL, 0, 0},
     {"write-timeout-ms", 0, T_MS, F(write_timeout_ms), 1, MS_MAX, "MS",
-     "time a client has to take a command response or an event (default 3000)", NULL},
+     "time a client has to take a command response or an event (default 3000)", NULL, 0, 0},
     {"max-message", 0, T_SIZE, F(max_message), 1, 2147483647ull, "BYTES",
-     "largest message accepted or sent (default 16777216)", NULL},
+     "largest message accepted or sent (default 16777216)", NULL, 0, 0},
     {"handshake-timeout-ms", 0, T_MS, F(handshake_timeout_ms), 1, MS_MAX, "MS",
-     "time an event client has to send its handshake (default 1000)", NULL},
+     "time an event client has to send its handshake (default 1000)", NULL, 0, 0},
     {"heartbeat-ms", 0, T_MS, F(heartbeat_ms), 1, MS_MAX, "MS",
-     "idle time before a secondary handshake (default 1000)", NULL},
+     "idle time before a secondary handshake (default 1000)", NULL, 0, 0},
     {"ack-timeout-ms", 0, T_MS, F(ack_timeout_ms), 1, MS_MAX, "MS",
-     "time for an event confirmation or handshake answer (default 1000)", NULL},
+     "time for an event confirmation or handshake answer (default 1000)", NULL, 0, 0},
     {"queue-max-events", 0, T_SIZE, F(queue_max_events), 1, 100000000ull, "N",
-     "events kept for delivery (default 10000)", NULL},
+     "events kept for delivery (default 10000)", NULL, 0, 0},
     {"queue-max-bytes", 0, T_SIZE, F(queue_max_bytes), 1024, SIZE_MAX, "BYTES",
-     "bytes of events kept for delivery (default 67108864)", NULL},
+     "bytes of events kept for delivery (default 67108864)", NULL, 0, 0},
     {"transient", 0, T_LIST, F(transient), 0, 0, "TYPE",
-     "also treat events of TYPE as transient, like TrafficChanged (repeatable)", NULL},
+     "also treat events of TYPE as transient, like TrafficChanged (repeatable)", NULL, 0, 0},
     {"allow-uid", 0, T_UIDS, F(allow_uid), 0, 0, "UID",
      "let this user (name or number) use the pipes; root and the service's own user always may "
      "(repeatable)",
-     NULL},
+     NULL, 0, 1},
     {"allow-gid", 0, T_GIDS, F(allow_gid), 0, 0, "GID",
-     "let members of this group (name or number) use the pipes (repeatable)", NULL},
+     "let members of this group (name or number) use the pipes (repeatable)", NULL, 0, 1},
     {"socket-mode", 0, T_MODE, F(socket_mode), 1, 0777, "MODE",
-     "permissions of the socket files, octal (default 0660)", NULL},
+     "permissions of the socket files, octal (default 0660)", NULL, 0, 0},
     {"socket-group", 0, T_STR, F(socket_group), 0, 0, "GROUP",
-     "group owning the socket files (default: the service's group)", NULL},
+     "group owning the socket files (default: the service's group)", NULL, 0, 0},
     {"backend", 0, T_ENUM, F(backend), 0, 0, "NAME",
-     "what brings the tunnel up: sim (simulated, default) or hook (--up-cmd/--down-cmd)",
-     backends},
+     "what brings the tunnel up: sim (simulated, default) or hook (--up-cmd/--down-cmd); an "
+     "option of the other backend is refused",
+     backends, 0, 0},
     {"connect-delay-ms", 0, T_MS, F(connect_delay_ms), 0, MS_MAX, "MS",
-     "sim backend: time to connect (default 1500)", NULL},
+     "sim backend: time to connect (default 1500)", NULL, NEEDS_SIM, 0},
     {"sim-unreachable", 0, T_STR, F(sim_unreachable), 0, 0, "LOCATION",
-     "sim backend: connecting to LOCATION fails", NULL},
+     "sim backend: connecting to LOCATION fails", NULL, NEEDS_SIM, 0},
     {"up-cmd", 0, T_STR, F(up_cmd), 0, 0, "COMMAND",
-     "hook backend: command that brings the tunnel up (split on spaces, no shell)", NULL},
+     "hook backend (required): command that brings the tunnel up (split on spaces, no shell)",
+     NULL, NEEDS_HOOK, 0},
     {"down-cmd", 0, T_STR, F(down_cmd), 0, 0, "COMMAND",
-     "hook backend: command that takes the tunnel down", NULL},
+     "hook backend: command that takes the tunnel down; also run when the service stops, and at "
+     "start if the tunnel was left up",
+     NULL, NEEDS_HOOK, 0},
     {"hook-shell", 0, T_FLAG, F(hook_shell), 0, 0, NULL,
-     "hook backend: run the commands with /bin/sh -c", NULL},
+     "hook backend: run the commands with /bin/sh -c", NULL, NEEDS_HOOK, 0},
     {"hook-timeout-ms", 0, T_MS, F(hook_timeout_ms), 1, MS_MAX, "MS",
-     "hook backend: time a command may take (default 30000)", NULL},
+     "hook backend: time a command may take (default 30000)", NULL, NEEDS_HOOK, 1},
     {"iface", 0, T_STR, F(iface), 0, 0, "NAME",
-     "read traffic counters of this network interface from the kernel", NULL},
+     "hook backend: read traffic counters of this network interface from the kernel", NULL,
+     NEEDS_HOOK, 0},
     {"traffic-interval-ms", 0, T_MS, F(traffic_interval_ms), 1, MS_MAX, "MS",
-     "period of TrafficChanged while connected (default 1000)", NULL},
+     "period of TrafficChanged while connected (default 1000)", NULL, 0, 1},
     {"log-level", 0, T_ENUM, F(log_level), 0, 0, "LEVEL",
-     "error, warning, info (default) or debug", log_levels},
+     "error, warning, info (default) or debug", log_levels, 0, 1},
     {"log-target", 0, T_ENUM, F(log_target), 0, 0, "TARGET", "stderr (default) or syslog",
-     log_targets},
+     log_targets, 0, 0},
     {"test-commands", 0, T_FLAG, F(test_commands), 0, 0, NULL,
-     "enable EmitEvent, for tests and demos", NULL},
+     "enable EmitEvent, for tests and demos", NULL, 0, 0},
     {"config", 0, T_ACTION, ACT_CONFIG, 0, 0, "FILE",
      "read options from FILE (key = value lines, or a JSON object); the command line wins",
-     NULL},
-    {"verbose", 'v', T_ACTION, ACT_VERBOSE, 0, 0, NULL, "same as --log-level debug", NULL},
+     NULL, 0, 0},
+    {"verbose", 'v', T_ACTION, ACT_VERBOSE, 0, 0, NULL, "same as --log-level debug", NULL, 0, 0},
     {"print-config", 0, T_ACTION, ACT_PRINT, 0, 0, NULL,
-     "print the effective configuration and exit", NULL},
-    {"help", 0, T_ACTION, ACT_HELP, 0, 0, NULL, "show this help and exit", NULL},
-    {"version", 0, T_ACTION, ACT_VERSION, 0, 0, NULL, "show the version and exit", NULL},
-    {"man", 0, T_ACTION, ACT_MAN, 0, 0, NULL, "print the manual page (roff) and exit", NULL},
+     "print the effective configuration and exit", NULL, 0, 0},
+    {"help", 0, T_ACTION, ACT_HELP, 0, 0, NULL, "show this help and exit", NULL, 0, 0},
+    {"version", 0, T_ACTION, ACT_VERSION, 0, 0, NULL, "show the version and exit", NULL, 0, 0},
+    {"man", 0, T_ACTION, ACT_MAN, 0, 0, NULL, "print the manual page (roff) and exit", NULL, 0, 0},
 };
 #undef F
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -130,7 +144,10 @@ static const char summary[] =
     "Serve VPN connection control on the pipemsg command and event pipes.";
 static const char names_text[] =
     "A NAME without '/' is placed in $PIPEMSG_RUNTIME_DIR, else $XDG_RUNTIME_DIR/pipemsg, else "
-    "/run/pipemsg. SIGINT and SIGTERM stop the service and remove its socket files.";
+    "/run/pipemsg. SIGINT and SIGTERM stop the service and remove its socket files, after taking "
+    "a connected tunnel down. SIGHUP reads the config file again and applies the options that "
+    "can change at run time (log-level, allow-uid, allow-gid, hook-timeout-ms, "
+    "traffic-interval-ms); the others need a restart.";
 
 static void *field(service_config *cfg, const opt *o) { return (char *)cfg + o->offset; }
 
@@ -138,13 +155,38 @@ static const void *cfield(const service_config *cfg, const opt *o) {
   return (const char *)cfg + o->offset;
 }
 
-static int complain(const char *where, const opt *o, const char *fmt, ...) {
+/* While SIGHUP reloads, problems go to the log (stderr may be gone, or syslog is the target). */
+static int reloading;
+
+/* Says what is wrong with the options, before the service's log is open (or into it). */
+static void report(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+static void report(const char *fmt, ...) {
+  char text[LOG_LINE_MAX];
   va_list ap;
-  fprintf(stderr, "pipemsgd: %s%s--%s: ", where ? where : "", where ? ": " : "", o->name);
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  vsnprintf(text, sizeof(text), fmt, ap);
   va_end(ap);
-  fputc('\n', stderr);
+  if (reloading) {
+    log_msg(LVL_ERROR, "SIGHUP: %s", text);
+  } else {
+    /* Escaped like a log line: a config file's bytes are echoed back. */
+    char clean[4 * LOG_LINE_MAX];
+    log_escape(text, clean, sizeof(clean));
+    fprintf(stderr, "pipemsgd: %s\n", clean);
+  }
+}
+
+static int complain(const char *where, const opt *o, const char *fmt, ...) {
+  char text[LOG_LINE_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof(text), fmt, ap);
+  va_end(ap);
+  report("%s%s--%s: %s", where ? where : "", where ? ": " : "", o->name, text);
   return -1;
 }
 
@@ -179,7 +221,7 @@ static int parse_id(const char *s, int group, long long *out) {
 
 /* Sets one option from its text; where names the config file line, NULL for the command
  * line. */
-static int set_option(service_config *cfg, const opt *o, const char *value, const char *where) {
+static int set_value(service_config *cfg, const opt *o, const char *value, const char *where) {
   void *f = field(cfg, o);
   unsigned long long v;
   switch (o->type) {
@@ -239,6 +281,15 @@ static int set_option(service_config *cfg, const opt *o, const char *value, cons
   return -1;
 }
 
+/* set_value, and notes in given (one byte per option) that the option was set. */
+static int set_option(service_config *cfg, const opt *o, const char *value, const char *where,
+                      unsigned char *given) {
+  if (set_value(cfg, o, value, where) < 0)
+    return -1;
+  given[o - options] = 1;
+  return 0;
+}
+
 static const opt *find_option(const char *name) {
   for (size_t i = 0; i < N_OPTIONS; i++)
     if (strcmp(options[i].name, name) == 0)
@@ -258,14 +309,15 @@ static void clear_list(service_config *cfg, const opt *o) {
   }
 }
 
-static int load_json(service_config *cfg, const char *path, const char *text) {
+static int load_json(service_config *cfg, const char *path, const char *text,
+                     unsigned char *given) {
   json_error_t err;
   json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &err), *value;
   const char *key;
   char where[512], buf[64];
   int rc = 0;
   if (root == NULL || !json_is_object(root)) {
-    fprintf(stderr, "pipemsgd: %s:%d: %s\n", path, err.line, root ? "not an object" : err.text);
+    report("%s:%d: %s", path, err.line, root ? "not an object" : err.text);
     json_decref(root);
     return -1;
   }
@@ -275,7 +327,7 @@ static int load_json(service_config *cfg, const char *path, const char *text) {
     size_t n = items ? json_array_size(items) : 1;
     snprintf(where, sizeof(where), "%s", path);
     if (o == NULL || o->type == T_ACTION) {
-      fprintf(stderr, "pipemsgd: %s: unknown option '%s'\n", path, key);
+      report("%s: unknown option '%s'", path, key);
       rc = -1;
       break;
     }
@@ -292,7 +344,7 @@ static int load_json(service_config *cfg, const char *path, const char *text) {
       else
         rc = complain(where, o, "unsupported JSON value");
       if (rc == 0)
-        rc = set_option(cfg, o, text_value, where);
+        rc = set_option(cfg, o, text_value, where, given);
     }
     if (rc < 0)
       break;
@@ -311,52 +363,75 @@ static char *trim(char *s) {
   return s;
 }
 
-static int load_file(service_config *cfg, const char *path) {
-  FILE *f = fopen(path, "r");
-  char *text = NULL, line[CONFIG_LINE_MAX], where[600];
-  size_t len = 0;
-  int rc = 0, lineno = 0;
-  if (f == NULL) {
-    fprintf(stderr, "pipemsgd: cannot read config file %s: %s\n", path, strerror(errno));
-    return -1;
-  }
-  /* A JSON object, or key = value lines. */
-  if (fscanf(f, " %1[{]", line) == 1) {
-    fseek(f, 0, SEEK_SET);
-    text = calloc(1, 1024 * 1024 + 1);
-    len = text ? fread(text, 1, 1024 * 1024, f) : 0;
-    fclose(f);
-    rc = text == NULL || len == 1024 * 1024 ? -1 : load_json(cfg, path, text);
-    if (text == NULL || len == 1024 * 1024)
-      fprintf(stderr, "pipemsgd: %s: too large\n", path);
-    free(text);
-    return rc;
-  }
-  fseek(f, 0, SEEK_SET);
-  while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
-    char *eq, *key, *value = trim(line);
+/* The key = value lines of text (NUL-terminated, no NUL inside). */
+static int load_lines(service_config *cfg, const char *path, char *text, unsigned char *given) {
+  char where[600];
+  int lineno = 0;
+  for (char *line = text, *next; *line != '\0'; line = next) {
+    char *eq, *key, *value;
     const opt *o;
-    lineno++;
+    size_t len = strcspn(line, "\n");
+    next = line + len + (line[len] == '\n');
+    line[len] = '\0';
+    snprintf(where, sizeof(where), "%s:%d", path, ++lineno);
+    if (len > CONFIG_LINE_MAX) {
+      report("%s: line longer than %d bytes", where, CONFIG_LINE_MAX);
+      return -1;
+    }
+    value = trim(line);
     if (value[0] == '\0' || value[0] == '#')
       continue;
     eq = strchr(value, '=');
-    snprintf(where, sizeof(where), "%s:%d", path, lineno);
     if (eq == NULL) {
-      fprintf(stderr, "pipemsgd: %s: expected key = value\n", where);
-      rc = -1;
-      break;
+      report("%s: expected key = value", where);
+      return -1;
     }
     *eq = '\0';
     key = trim(value);
     o = find_option(key);
     if (o == NULL || o->type == T_ACTION) {
-      fprintf(stderr, "pipemsgd: %s: unknown option '%s'\n", where, key);
-      rc = -1;
-      break;
+      report("%s: unknown option '%s'", where, key);
+      return -1;
     }
-    rc = set_option(cfg, o, trim(eq + 1), where);
+    if (set_option(cfg, o, trim(eq + 1), where, given) < 0)
+      return -1;
   }
+  return 0;
+}
+
+static int load_file(service_config *cfg, const char *path, unsigned char *given) {
+  static const char bom[] = "\xef\xbb\xbf";
+  FILE *f = fopen(path, "r");
+  char *text, *start;
+  size_t len;
+  int rc;
+  if (f == NULL) {
+    report("cannot read config file %s: %s", path, strerror(errno));
+    return -1;
+  }
+  text = malloc(CONFIG_FILE_MAX + 1);
+  len = text ? fread(text, 1, CONFIG_FILE_MAX + 1, f) : 0;
+  rc = text == NULL || ferror(f) ? -1 : 0;
   fclose(f);
+  if (rc < 0 || len > CONFIG_FILE_MAX) {
+    report("%s: %s", path, rc < 0 ? "cannot read" : "larger than 1 MiB");
+    free(text);
+    return -1;
+  }
+  text[len] = '\0';
+  if (strlen(text) != len) {
+    report("%s: contains a NUL byte", path);
+    free(text);
+    return -1;
+  }
+  /* Editors on some systems start a UTF-8 file with a byte order mark. */
+  start = strncmp(text, bom, 3) == 0 ? text + 3 : text;
+  /* A JSON object, or key = value lines. */
+  if (*(start + strspn(start, " \t\r\n")) == '{')
+    rc = load_json(cfg, path, start, given);
+  else
+    rc = load_lines(cfg, path, start, given);
+  free(text);
   return rc;
 }
 
@@ -443,53 +518,100 @@ static void print_man(FILE *out) {
         out);
 }
 
+/* The value of o in cfg as config file text, or "" when unset (a NULL string). A list is its
+ * items separated by sep. */
+static void format_value(const service_config *cfg, const opt *o, const char *sep, char *buf,
+                         size_t size) {
+  const void *f = cfield(cfg, o);
+  size_t n = 0;
+  buf[0] = '\0';
+  switch (o->type) {
+  case T_STR:
+    snprintf(buf, size, "%s", *(char *const *)f ? *(char *const *)f : "");
+    break;
+  case T_MS:
+    snprintf(buf, size, "%u", (unsigned)*(const uint32_t *)f);
+    break;
+  case T_SIZE:
+    snprintf(buf, size, "%zu", *(const size_t *)f);
+    break;
+  case T_MODE:
+    snprintf(buf, size, "%04o", *(const unsigned *)f);
+    break;
+  case T_FLAG:
+    snprintf(buf, size, "%s", *(const int *)f ? "true" : "false");
+    break;
+  case T_ENUM:
+    snprintf(buf, size, "%s", o->choices[*(const int *)f]);
+    break;
+  case T_LIST: {
+    const config_strings *l = f;
+    for (int j = 0; j < l->n && n < size; j++)
+      n += (size_t)snprintf(buf + n, size - n, "%s%s", j ? sep : "", l->v[j]);
+    break;
+  }
+  case T_UIDS:
+  case T_GIDS: {
+    const config_ids *l = f;
+    for (int j = 0; j < l->n && n < size; j++)
+      n += (size_t)snprintf(buf + n, size - n, "%s%lld", j ? sep : "", l->v[j]);
+    break;
+  }
+  case T_ACTION:
+    break;
+  }
+}
+
+static int needs_met(const service_config *cfg, const opt *o) {
+  return o->needs == 0 || (o->needs == NEEDS_SIM) == (cfg->backend == BACKEND_SIM);
+}
+
 void config_print(const service_config *cfg, FILE *out) {
+  char value[CONFIG_LINE_MAX];
   for (size_t i = 0; i < N_OPTIONS; i++) {
     const opt *o = &options[i];
-    const void *f = cfield(cfg, o);
-    switch (o->type) {
-    case T_STR:
-      if (*(char *const *)f != NULL)
-        fprintf(out, "%s = %s\n", o->name, *(char *const *)f);
-      else
+    /* Unset, or for the other backend (which a start would refuse): shown, commented out. */
+    const char *hash = needs_met(cfg, o) ? "" : "# ";
+    if (o->type == T_ACTION)
+      continue;
+    if (o->type == T_LIST || o->type == T_UIDS || o->type == T_GIDS) {
+      format_value(cfg, o, "\n", value, sizeof(value));
+      if (value[0] == '\0') {
         fprintf(out, "# %s =\n", o->name);
-      break;
-    case T_MS:
-      fprintf(out, "%s = %u\n", o->name, (unsigned)*(const uint32_t *)f);
-      break;
-    case T_SIZE:
-      fprintf(out, "%s = %zu\n", o->name, *(const size_t *)f);
-      break;
-    case T_MODE:
-      fprintf(out, "%s = %04o\n", o->name, *(const unsigned *)f);
-      break;
-    case T_FLAG:
-      fprintf(out, "%s = %s\n", o->name, *(const int *)f ? "true" : "false");
-      break;
-    case T_ENUM:
-      fprintf(out, "%s = %s\n", o->name, o->choices[*(const int *)f]);
-      break;
-    case T_LIST: {
-      const config_strings *l = f;
-      if (l->n == 0)
-        fprintf(out, "# %s =\n", o->name);
-      for (int j = 0; j < l->n; j++)
-        fprintf(out, "%s = %s\n", o->name, l->v[j]);
-      break;
+        continue;
+      }
+      for (char *v = value, *end; v != NULL; v = end ? end + 1 : NULL) {
+        end = strchr(v, '\n');
+        fprintf(out, "%s%s = %.*s\n", hash, o->name, end ? (int)(end - v) : (int)strlen(v), v);
+      }
+      continue;
     }
-    case T_UIDS:
-    case T_GIDS: {
-      const config_ids *l = f;
-      if (l->n == 0)
-        fprintf(out, "# %s =\n", o->name);
-      for (int j = 0; j < l->n; j++)
-        fprintf(out, "%s = %lld\n", o->name, l->v[j]);
-      break;
-    }
-    case T_ACTION:
-      break;
+    format_value(cfg, o, "", value, sizeof(value));
+    if (o->type == T_STR && *(char *const *)cfield(cfg, o) == NULL)
+      fprintf(out, "# %s =\n", o->name);
+    else
+      fprintf(out, "%s%s = %s\n", hash, o->name, value);
+  }
+}
+
+/* What a start would refuse, checked before a start, --print-config and a reload alike. given
+ * marks the options that were set (file or command line). */
+static int validate(const service_config *cfg, const unsigned char *given) {
+  backend_hook_options hook = {cfg->up_cmd, cfg->down_cmd, cfg->hook_shell != 0,
+                               cfg->hook_timeout_ms, cfg->iface};
+  char why[256];
+  for (size_t i = 0; i < N_OPTIONS; i++) {
+    if (given[i] && !needs_met(cfg, &options[i])) {
+      report("--%s needs --backend %s", options[i].name,
+             options[i].needs == NEEDS_SIM ? "sim" : "hook");
+      return -1;
     }
   }
+  if (cfg->backend == BACKEND_HOOK && backend_hook_check(&hook, why, sizeof(why)) < 0) {
+    report("--backend hook: %s", why);
+    return -1;
+  }
+  return 0;
 }
 
 /* ---- loading ------------------------------------------------------------------------------ */
@@ -516,13 +638,14 @@ static void set_defaults(service_config *cfg) {
 config_result config_load(int argc, char **argv, service_config *cfg) {
   struct option longs[N_OPTIONS + 1];
   char shorts[2 * N_OPTIONS + 1];
-  unsigned char cleared[N_OPTIONS];
+  unsigned char cleared[N_OPTIONS], given[N_OPTIONS];
   const char *config_file = NULL;
   int action = 0, verbose = 0, c, index, ns = 0;
 
   set_defaults(cfg);
   memset(longs, 0, sizeof(longs));
   memset(cleared, 0, sizeof(cleared));
+  memset(given, 0, sizeof(given));
   for (size_t i = 0; i < N_OPTIONS; i++) {
     const opt *o = &options[i];
     longs[i].name = o->name;
@@ -577,7 +700,7 @@ config_result config_load(int argc, char **argv, service_config *cfg) {
     print_man(stdout);
     return CONFIG_EXIT_OK;
   }
-  if (config_file != NULL && load_file(cfg, config_file) < 0)
+  if (config_file != NULL && load_file(cfg, config_file, given) < 0)
     return CONFIG_EXIT_USAGE;
 
   optind = 1;
@@ -594,11 +717,13 @@ config_result config_load(int argc, char **argv, service_config *cfg) {
       clear_list(cfg, &options[i]);
       cleared[i] = 1;
     }
-    if (set_option(cfg, &options[i], optarg ? optarg : "true", NULL) < 0)
+    if (set_option(cfg, &options[i], optarg ? optarg : "true", NULL, given) < 0)
       return CONFIG_EXIT_USAGE;
   }
   if (verbose)
     cfg->log_level = LVL_DEBUG;
+  if (validate(cfg, given) < 0)
+    return CONFIG_EXIT_USAGE;
   if (action == ACT_PRINT) {
     config_print(cfg, stdout);
     return CONFIG_EXIT_OK;
@@ -615,4 +740,61 @@ void config_free(service_config *cfg) {
       clear_list(cfg, &options[i]);
     }
   }
+}
+
+static size_t field_size(opt_type type) {
+  switch (type) {
+  case T_MS:
+    return sizeof(uint32_t);
+  case T_SIZE:
+    return sizeof(size_t);
+  case T_MODE:
+    return sizeof(unsigned);
+  case T_FLAG:
+  case T_ENUM:
+    return sizeof(int);
+  case T_UIDS:
+  case T_GIDS:
+    return sizeof(config_ids);
+  default:
+    return 0; /* owns memory: never copied by a reload */
+  }
+}
+
+int config_reload(int argc, char **argv, service_config *cur) {
+  service_config next;
+  char was[CONFIG_LINE_MAX], now[CONFIG_LINE_MAX];
+  config_result loaded;
+  int applied = 0, pending = 0;
+
+  reloading = 1;
+  loaded = config_load(argc, argv, &next);
+  reloading = 0;
+  if (loaded != CONFIG_RUN) {
+    log_msg(LVL_ERROR, "SIGHUP: configuration not reloaded; the running one is kept");
+    config_free(&next);
+    return -1;
+  }
+  for (size_t i = 0; i < N_OPTIONS; i++) {
+    const opt *o = &options[i];
+    if (o->type == T_ACTION)
+      continue;
+    format_value(cur, o, ",", was, sizeof(was));
+    format_value(&next, o, ",", now, sizeof(now));
+    if (strcmp(was, now) == 0)
+      continue;
+    if (o->reload && field_size(o->type) > 0) {
+      log_msg(LVL_INFO, "SIGHUP: %s changed %s -> %s", o->name, was[0] ? was : "(none)",
+              now[0] ? now : "(none)");
+      memcpy(field(cur, o), cfield(&next, o), field_size(o->type));
+      applied++;
+    } else {
+      log_msg(LVL_WARNING, "SIGHUP: %s needs a restart, not changed", o->name);
+      pending++;
+    }
+  }
+  if (applied == 0 && pending == 0)
+    log_msg(LVL_INFO, "SIGHUP: configuration reloaded, nothing changed");
+  config_free(&next);
+  return applied;
 }

@@ -66,6 +66,11 @@ typedef enum {
 /* Defaults, then the file named by --config (if any), then the command line. */
 config_result config_load(int argc, char **argv, service_config *cfg);
 void config_free(service_config *cfg);
+/* SIGHUP: loads the configuration again from the same arguments (and so the same --config
+ * file) and, if it is valid, copies into cur the options that can change at run time, logging
+ * each change and each change that needs a restart. A file that does not load leaves cur as it
+ * was (the reason is logged). Returns how many options changed, or -1. */
+int config_reload(int argc, char **argv, service_config *cur);
 /* Writes cfg in the config file syntax, every option included. */
 void config_print(const service_config *cfg, FILE *out);
 

@@ -1,18 +1,37 @@
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
+#include <time.h>
 
 #include "log.h"
 
 static log_level max_level = LVL_INFO;
 static log_target where = LOG_TO_STDERR;
+static bool stamp = true;
 
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
 static const int syslog_priorities[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 
+/* systemd's convention (systemd.exec(5), $JOURNAL_STREAM): "DEV:INO" of the journal's stream
+ * when stderr is connected to it. The journal stamps each line itself, so ours would be
+ * doubled; stderr redirected elsewhere by a child keeps the variable but not the inode. */
+static bool stderr_is_journal(void) {
+  const char *env = getenv("JOURNAL_STREAM");
+  unsigned long long dev, ino;
+  struct stat st;
+  if (env == NULL || sscanf(env, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &st) < 0)
+    return false;
+  return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void log_open(log_level level, log_target target) {
   max_level = level;
   where = target;
+  stamp = !stderr_is_journal();
   if (where == LOG_TO_SYSLOG)
     openlog("pipemsgd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 }
@@ -22,19 +41,104 @@ void log_close(void) {
     closelog();
 }
 
+void log_set_level(log_level level) { max_level = level; }
+
+log_level log_get_level(void) { return max_level; }
+
 int log_enabled(log_level level) { return level <= max_level; }
 
+const char *log_level_name(log_level level) { return level_names[level]; }
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if there is none: no overlongs,
+ * surrogates or code points past U+10FFFF. */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+  unsigned c = s[0], cp;
+  size_t len;
+  if (c < 0x80)
+    return 1;
+  if (c >= 0xc2 && c <= 0xdf) {
+    len = 2;
+    cp = c & 0x1f;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    len = 3;
+    cp = c & 0x0f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    len = 4;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (n < len)
+    return 0;
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xc0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (s[i] & 0x3f);
+  }
+  if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+      (cp >= 0xd800 && cp <= 0xdfff))
+    return 0;
+  /* C1 controls (U+0080..U+009F) are as dangerous to a terminal as C0 ones. */
+  if (len == 2 && cp < 0xa0)
+    return 0;
+  return len;
+}
+
+size_t log_escape(const char *in, char *out, size_t size) {
+  const unsigned char *s = (const unsigned char *)in;
+  size_t n = strlen(in), i = 0, o = 0;
+  while (i < n) {
+    size_t u = utf8_len(s + i, n - i);
+    char esc[5];
+    size_t elen;
+    if (u > 1 || (u == 1 && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\')) {
+      if (o + u >= size)
+        break;
+      memcpy(out + o, s + i, u);
+      o += u;
+      i += u;
+      continue;
+    }
+    if (s[i] == '\\')
+      elen = (size_t)snprintf(esc, sizeof(esc), "\\\\");
+    else
+      elen = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", s[i]);
+    if (o + elen >= size)
+      break;
+    memcpy(out + o, esc, elen);
+    o += elen;
+    i++;
+  }
+  out[o] = '\0';
+  return o;
+}
+
 void log_msg(log_level level, const char *fmt, ...) {
+  /* Room for every byte escaped (4 each) after the stamp and level. */
+  char raw[LOG_LINE_MAX], line[4 * LOG_LINE_MAX + 64];
+  size_t n = 0;
   va_list ap;
   if (!log_enabled(level))
     return;
   va_start(ap, fmt);
-  if (where == LOG_TO_SYSLOG) {
-    vsyslog(syslog_priorities[level], fmt, ap);
-  } else {
-    fprintf(stderr, "pipemsgd: %s: ", level_names[level]);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-  }
+  vsnprintf(raw, sizeof(raw), fmt, ap);
   va_end(ap);
+  if (where == LOG_TO_SYSLOG) {
+    log_escape(raw, line, sizeof(line));
+    syslog(syslog_priorities[level], "%s", line);
+    return;
+  }
+  if (stamp) {
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ ", ts.tv_nsec / 1000000L);
+  }
+  n += (size_t)snprintf(line + n, sizeof(line) - n, "pipemsgd: %s: ", level_names[level]);
+  n += log_escape(raw, line + n, sizeof(line) - n - 1);
+  line[n++] = '\n';
+  /* One write per line, so concurrent writers to the same file do not interleave within it. */
+  fwrite(line, 1, n, stderr);
 }

@@ -1,17 +1,31 @@
 #ifndef PIPEMSGD_LOG_H
 #define PIPEMSGD_LOG_H
 
+#include <stddef.h>
+
 #include "config.h"
 
+/* Longest message before escaping, in bytes; the rest of a longer one is cut. */
+#define LOG_LINE_MAX 1024
+
 /* pipemsgd's log: one line per event of interest, key=value fields, to stderr or syslog.
- * Peer-supplied text is quoted and cut short, never logged in full. */
+ * Peer-supplied text is quoted and cut short, never logged in full. Every message is escaped
+ * here, whatever its source: control bytes (C0, DEL, C1), invalid UTF-8 and the backslash
+ * become \xNN (\\ for the backslash), so no value can forge or break a line. On stderr a line
+ * starts with an RFC 3339 UTC time, unless stderr is the journal ($JOURNAL_STREAM). */
 void log_open(log_level level, log_target target);
 void log_close(void);
+void log_set_level(log_level level);
+log_level log_get_level(void);
 int log_enabled(log_level level);
+const char *log_level_name(log_level level);
 void log_msg(log_level level, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* Writes in escaped (as above) into out (size > 0), cut at a whole character; returns its
+ * length. */
+size_t log_escape(const char *in, char *out, size_t size);
 
 #endif

@@ -10,7 +10,10 @@
 
 typedef struct daemon_state {
   service *svc;
-  uv_signal_t sigint, sigterm;
+  service_config *cfg;
+  int argc;
+  char **argv;
+  uv_signal_t sigint, sigterm, sighup;
 } daemon_state;
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -18,7 +21,17 @@ static void on_signal(uv_signal_t *h, int signum) {
   log_msg(LVL_INFO, "stopping signal=%d", signum);
   uv_close((uv_handle_t *)&d->sigint, NULL);
   uv_close((uv_handle_t *)&d->sigterm, NULL);
+  uv_close((uv_handle_t *)&d->sighup, NULL);
   service_stop(d->svc);
+}
+
+/* SIGHUP's default action would end the service and leave its socket files behind. */
+static void on_sighup(uv_signal_t *h, int signum) {
+  daemon_state *d = h->data;
+  (void)signum;
+  log_msg(LVL_INFO, "SIGHUP: reloading the configuration");
+  if (config_reload(d->argc, d->argv, d->cfg) > 0)
+    service_reconfigure(d->svc, d->cfg);
 }
 
 int main(int argc, char **argv) {
@@ -38,6 +51,8 @@ int main(int argc, char **argv) {
     break;
   }
   signal(SIGPIPE, SIG_IGN);
+  /* Until the loop watches for it, a SIGHUP must not kill a half-started service. */
+  signal(SIGHUP, SIG_IGN);
   log_open(cfg.log_level, cfg.log_target);
   if (cfg.data_dir != NULL && mkdir(cfg.data_dir, 0750) < 0 && errno != EEXIST) {
     log_msg(LVL_ERROR, "cannot create data dir '%s': %s", cfg.data_dir, strerror(errno));
@@ -46,11 +61,16 @@ int main(int argc, char **argv) {
   if (rc == 0 && service_start(loop, &cfg, &d.svc) < 0)
     rc = 1;
   if (rc == 0) {
+    d.cfg = &cfg;
+    d.argc = argc;
+    d.argv = argv;
     uv_signal_init(loop, &d.sigint);
     uv_signal_init(loop, &d.sigterm);
-    d.sigint.data = d.sigterm.data = &d;
+    uv_signal_init(loop, &d.sighup);
+    d.sigint.data = d.sigterm.data = d.sighup.data = &d;
     uv_signal_start(&d.sigint, on_signal, SIGINT);
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d.sighup, on_sighup, SIGHUP);
     systemd_notify_ready();
   }
   uv_run(loop, UV_RUN_DEFAULT);

@@ -48,6 +48,7 @@ struct service {
   char since[PM_TIME_MAX]; /* time of the last state change */
   char last_error[512]; /* a backend failure, with a hook command's stderr tail */
   command_stats cstats;
+  bool stopping; /* service_stop ran: the pipes are closed, the backend closes after down */
 };
 
 static void publish(service *svc, const char *type, json_t *data) {
@@ -73,9 +74,20 @@ static void on_traffic_tick(uv_timer_t *t) {
                     (json_int_t)received));
 }
 
+static void save_settings(service *svc);
+
+/* Keeps (with a data directory) whether a tunnel may be up, for the next start. */
+static void keep_tunnel(service *svc, bool up) {
+  if (svc->settings.tunnel_up == up)
+    return;
+  svc->settings.tunnel_up = up;
+  save_settings(svc);
+}
+
 static void set_state(service *svc, vpn_state state, const char *error) {
-  log_msg(LVL_INFO, "vpn state=%s previous=%s location=\"%s\"", state_names[state],
-          state_names[svc->state], svc->location);
+  log_msg(LVL_INFO, "vpn state=%s previous=%s", state_names[state], state_names[svc->state]);
+  if (state == VPN_CONNECTING)
+    keep_tunnel(svc, true);
   svc->state = state;
   pm_time_now(svc->since);
   if (state == VPN_CONNECTED)
@@ -86,8 +98,24 @@ static void set_state(service *svc, vpn_state state, const char *error) {
   publish_state(svc, error);
 }
 
+static void on_part_closed(void *arg);
+
 static void on_backend_done(backend *b, backend_op op, int status, const char *message) {
   service *svc = b->owner;
+  log_msg(LVL_DEBUG, "backend %s done status=%d", op == BACKEND_UP ? "up" : "down", status);
+  /* The tunnel is known to be down once a down succeeded, or an up failed (its command is
+   * left to clean up after itself). */
+  if ((op == BACKEND_DOWN && status == 0) || (op == BACKEND_UP && status < 0))
+    keep_tunnel(svc, false);
+  if (svc->stopping) {
+    /* The pipes are closed: nobody to tell. The down started by service_stop is over. */
+    if (op == BACKEND_DOWN) {
+      log_msg(status < 0 ? LVL_WARNING : LVL_INFO, "stopping: tunnel down%s%s",
+              status < 0 ? " failed: " : "", status < 0 && message ? message : "");
+      svc->vpn->close(svc->vpn, on_part_closed, svc);
+    }
+    return;
+  }
   if (status < 0) {
     snprintf(svc->last_error, sizeof(svc->last_error), "%s", message ? message : "failed");
     log_msg(LVL_WARNING, "vpn %s failed: %s", op == BACKEND_UP ? "start" : "stop",
@@ -309,7 +337,10 @@ static const command commands[] = {
 static void on_command(pm_command_call *call, void *data) {
   service *svc = data;
   const char *name = pm_command_call_command(call);
+  const pm_peer *peer = pm_command_call_peer(call);
   char why[PM_REASON_MAX];
+  log_msg(LVL_DEBUG, "command received pid=%lld uid=%lld command=%.64s", peer->pid, peer->uid,
+          name);
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
     if (strcmp(commands[i].name, name) == 0 && (!commands[i].test_only || svc->cfg.test_commands)) {
       commands[i].run(svc, call);
@@ -332,13 +363,25 @@ static void on_command_log(const pm_command_log *e, void *data) {
     c->bad_request++;
   else
     c->failed++;
+  /* authorize() said why already: one refusal, one line. */
+  if (e->result != NULL && strcmp(e->result, PM_RESULT_NOT_AUTHORIZED) == 0)
+    return;
   log_msg(e->result == NULL || strcmp(e->result, PM_RESULT_OK) != 0 ? LVL_WARNING : LVL_INFO,
           "command pid=%lld uid=%lld command=%.64s result=%s duration_ms=%llu reason=\"%.120s\"",
           e->peer.pid, e->peer.uid, e->command ? e->command : "-", e->result ? e->result : "-",
           (unsigned long long)e->duration_ms, e->reason);
 }
 
+/* A session that ended as sessions do: the client left, or the service is stopping. */
+static bool event_end_normal(const pm_event_log *e) {
+  return e->reason != NULL && (strcmp(e->reason, "client closed") == 0 ||
+                               strncmp(e->reason, PM_DISCONNECT_SHUTDOWN,
+                                       strlen(PM_DISCONNECT_SHUTDOWN)) == 0);
+}
+
 static void on_event_log(const pm_event_log *e, void *data) {
+  bool normal = strcmp(e->what, "attached") == 0 ||
+                (strcmp(e->what, "detached") == 0 && event_end_normal(e));
   (void)data;
 #if defined(__GLIBC__)
   /* A session may have held large events in flight; give what it freed back to the system,
@@ -346,7 +389,10 @@ static void on_event_log(const pm_event_log *e, void *data) {
   if (strcmp(e->what, "detached") == 0)
     malloc_trim(0);
 #endif
-  log_msg(strcmp(e->what, "attached") == 0 ? LVL_INFO : LVL_WARNING,
+  /* authorize() said why already: one refusal, one line. */
+  if (strcmp(e->what, "refused") == 0)
+    return;
+  log_msg(normal ? LVL_INFO : LVL_WARNING,
           "event pid=%lld uid=%lld %s%s%.120s%s duration_ms=%llu", e->peer.pid, e->peer.uid,
           e->what, e->reason ? " reason=\"" : "", e->reason ? e->reason : "",
           e->reason ? "\"" : "", (unsigned long long)e->duration_ms);
@@ -591,11 +637,37 @@ int service_start(uv_loop_t *loop, const service_config *cfg, service **out) {
     service_stop(svc);
     return rc;
   }
+  if (svc->settings.tunnel_up) {
+    log_msg(LVL_WARNING, "a tunnel was left up when the service last ran: taking it down");
+    set_state(svc, VPN_DISCONNECTING, NULL);
+    if (svc->vpn->down(svc->vpn) < 0) {
+      log_msg(LVL_ERROR, "the %s backend could not start taking the tunnel down",
+              svc->vpn->name);
+      set_state(svc, VPN_DISCONNECTED, "backend could not stop the tunnel");
+    }
+  }
   *out = svc;
   return 0;
 }
 
+void service_reconfigure(service *svc, const service_config *cfg) {
+  log_set_level(cfg->log_level);
+  svc->cfg.log_level = cfg->log_level;
+  svc->cfg.allow_uid = cfg->allow_uid;
+  svc->cfg.allow_gid = cfg->allow_gid;
+  svc->cfg.hook_timeout_ms = cfg->hook_timeout_ms;
+  if (svc->cfg.backend == BACKEND_HOOK)
+    backend_hook_set_timeout(svc->vpn, cfg->hook_timeout_ms);
+  if (svc->cfg.traffic_interval_ms != cfg->traffic_interval_ms) {
+    svc->cfg.traffic_interval_ms = cfg->traffic_interval_ms;
+    if (svc->state == VPN_CONNECTED)
+      uv_timer_start(&svc->traffic_timer, on_traffic_tick, cfg->traffic_interval_ms,
+                     cfg->traffic_interval_ms);
+  }
+}
+
 void service_stop(service *svc) {
+  svc->stopping = true;
   if (svc->cfg.names_file != NULL && svc->command_fd < 0 && svc->commands != NULL)
     unlink(svc->cfg.names_file);
   if (svc->commands != NULL)
@@ -603,5 +675,16 @@ void service_stop(service *svc) {
   if (svc->events != NULL)
     pm_event_server_close(svc->events, on_part_closed, svc);
   uv_close((uv_handle_t *)&svc->traffic_timer, on_timer_closed);
+  /* A tunnel left up would outlive the service that says it is Disconnected: take it down
+   * first (a down already running is waited for); the hook timeout bounds the wait. */
+  if (svc->state == VPN_DISCONNECTING)
+    return;
+  if (svc->state != VPN_DISCONNECTED) {
+    log_msg(LVL_INFO, "stopping: taking the tunnel down first");
+    if (svc->vpn->down(svc->vpn) == 0)
+      return;
+    log_msg(LVL_ERROR, "stopping: the %s backend could not start taking the tunnel down",
+            svc->vpn->name);
+  }
   svc->vpn->close(svc->vpn, on_part_closed, svc);
 }

@@ -15,6 +15,7 @@ int settings_load(settings *s, const char *dir) {
   json_error_t err;
   s->kill_switch = false;
   s->reconnection = true;
+  s->tunnel_up = false;
   s->bypass_domains = json_array();
   if (s->bypass_domains == NULL)
     return -1;
@@ -32,6 +33,8 @@ int settings_load(settings *s, const char *dir) {
     s->kill_switch = json_is_true(v);
   if (json_is_boolean(v = json_object_get(root, "ReconnectionEnabled")))
     s->reconnection = json_is_true(v);
+  if (json_is_boolean(v = json_object_get(root, "TunnelUp")))
+    s->tunnel_up = json_is_true(v);
   v = settings_check_domains(json_object_get(root, "BypassDomains"), NULL, 0);
   if (v != NULL) {
     json_decref(s->bypass_domains);
@@ -50,8 +53,8 @@ int settings_save(const settings *s, const char *dir) {
     return 0;
   snprintf(path, sizeof(path), "%s/settings.json", dir);
   snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
-  root = json_pack("{s:b, s:b, s:O}", "KillSwitch", s->kill_switch, "ReconnectionEnabled",
-                   s->reconnection, "BypassDomains", s->bypass_domains);
+  root = json_pack("{s:b, s:b, s:O, s:b}", "KillSwitch", s->kill_switch, "ReconnectionEnabled",
+                   s->reconnection, "BypassDomains", s->bypass_domains, "TunnelUp", s->tunnel_up);
   f = root ? fopen(tmp, "w") : NULL;
   if (f == NULL) {
     json_decref(root);

@@ -14,6 +14,10 @@ typedef struct settings {
   bool kill_switch;
   bool reconnection;
   json_t *bypass_domains; /* array of strings, owned */
+  /* Not a client's setting but the service's memory: a tunnel may be up (from the start of an
+   * up command to the success of a down command), so that a start after a crash takes it
+   * down. */
+  bool tunnel_up;
 } settings;
 
 /* Defaults, then what dir (may be NULL) holds; a missing file is not an error. */

@@ -278,7 +278,7 @@ static void test_service_hook_backend_needs_up_cmd(void **state) {
   const char *err;
   (void)state;
   assert_int_equal(0, pm_test_service_stop(&svc));
-  assert_int_equal(1, pm_test_run(argv, NULL, &err));
+  assert_int_equal(2, pm_test_run(argv, NULL, &err));
   assert_non_null(strstr(err, "up-cmd is required"));
 }
 
