@@ -1,5 +1,7 @@
 /* pipemsgd as a system service: config file, --print-config, names file, socket activation,
- * man page, and the data directory. */
+ * man page, the data directory, signals and the log. */
+#include <errno.h>
+#include <regex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,6 +223,406 @@ static void test_lifecycle_systemd_units_verify(void **state) {
   }
 }
 
+/* ---- issue 8 hardening ------------------------------------------------------------------- */
+
+/* One request over a raw connection (the command name is not checked on the way); returns
+ * once the response came. */
+static void raw_call(const char *pipe, const char *request) {
+  int fd = pm_test_connect(pipe);
+  char *reply;
+  assert_true(fd >= 0);
+  assert_int_equal(0, pm_test_send_frame(fd, request));
+  reply = pm_test_recv_frame(fd, 5000, NULL);
+  assert_non_null(reply);
+  free(reply);
+  close(fd);
+}
+
+/* A line's text after its time stamp (the line itself when it has none). */
+static const char *after_stamp(const char *line) {
+  if (line[0] >= '0' && line[0] <= '9' && strchr(line, ' ') != NULL)
+    return strchr(line, ' ') + 1;
+  return line;
+}
+
+/* Fails if a line of the log (time stamp aside) starts with text. */
+static void assert_no_line_starts(const char *log, const char *text) {
+  for (const char *line = log; *line != '\0';) {
+    const char *end = strchr(line, '\n');
+    if (strncmp(after_stamp(line), text, strlen(text)) == 0) {
+      print_error("a log line starts with '%s':\n%s\n", text, log);
+      fail();
+    }
+    if (end == NULL)
+      break;
+    line = end + 1;
+  }
+}
+
+static int count(const char *haystack, const char *needle) {
+  int n = 0;
+  for (const char *p = strstr(haystack, needle); p != NULL; p = strstr(p + 1, needle))
+    n++;
+  return n;
+}
+
+static void hardening_10_forged_log_line(void **state) {
+  pm_test_service svc;
+  const char *log;
+  (void)state;
+  pm_test_service_start(&svc, NULL);
+  /* \\u009b is a C1 control (CSI); é is printable UTF-8 and stays as it is. */
+  raw_call(svc.command_pipe, "{\"Request\":{\"Command\":\"X\\npipemsgd: warning: refused "
+                             "forged\\u009b\\u00e9\\\\\",\"Id\":1}}");
+  pm_test_await_log(&svc, "result=BadRequest");
+  log = pm_test_service_log(&svc);
+  assert_no_line_starts(log, "pipemsgd: warning: refused forged");
+  assert_non_null(strstr(log, "command=X\\x0apipemsgd: warning: refused forged\\xc2\\x9b\xc3\xa9\\\\"));
+  pm_test_service_cleanup(&svc);
+}
+
+static void hardening_10_location_not_logged(void **state) {
+  static const char *const args[] = {"--connect-delay-ms", "10", NULL};
+  pm_test_service svc;
+  (void)state;
+  pm_test_service_start(&svc, args);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
+                                         json_pack("{s:s}", "Location", "secret-place"), NULL));
+  pm_test_await_log(&svc, "vpn state=Connected");
+  assert_null(strstr(pm_test_service_log(&svc), "secret-place"));
+  pm_test_service_cleanup(&svc);
+}
+
+/* --print-config with a config file holding text; returns the exit status. */
+static int print_config(const char *text, const char **out, const char **err) {
+  char conf[128];
+  const char *argv[] = {PIPEMSGD, "--config", conf, "--print-config", NULL};
+  snprintf(conf, sizeof(conf), "%s/pipemsgd.conf", dir);
+  write_file(conf, text);
+  return pm_test_run(argv, out, err);
+}
+
+static void hardening_14_long_line_rejected(void **state) {
+  static char text[3 * 4096];
+  const char *out, *err;
+  size_t n;
+  (void)state;
+  /* The old reader took 4095 bytes at a time: the tail of this comment became a line. */
+  memset(text, 0, sizeof(text));
+  text[0] = '#';
+  memset(text + 1, 'x', 4094);
+  strcat(text, "socket-mode = 0666\nheartbeat-ms = 700\n");
+  assert_int_equal(2, print_config(text, &out, &err));
+  assert_non_null(strstr(err, "pipemsgd.conf:1: line longer than 4096 bytes"));
+  assert_null(strstr(out, "socket-mode = 0666"));
+  /* At the limit (4096 bytes and the line break): still one line. */
+  memset(text, 0, sizeof(text));
+  text[0] = '#';
+  memset(text + 1, 'x', 4095);
+  strcat(text, "\nheartbeat-ms = 700\n");
+  assert_int_equal(0, print_config(text, &out, &err));
+  assert_non_null(strstr(out, "heartbeat-ms = 700\n"));
+  assert_non_null(strstr(out, "socket-mode = 0660\n"));
+  /* Past it on the last line, without a line break. */
+  n = strlen(text);
+  memset(text + n, 'y', 4097);
+  assert_int_equal(2, print_config(text, &out, &err));
+  assert_non_null(strstr(err, "pipemsgd.conf:3: line longer than 4096 bytes"));
+}
+
+static void hardening_14_byte_order_mark(void **state) {
+  const char *out, *err;
+  (void)state;
+  assert_int_equal(0, print_config("\xef\xbb\xbfheartbeat-ms = 700\n", &out, &err));
+  assert_non_null(strstr(out, "heartbeat-ms = 700\n"));
+  assert_int_equal(0, print_config("\xef\xbb\xbf{\"heartbeat-ms\": 800}", &out, &err));
+  assert_non_null(strstr(out, "heartbeat-ms = 800\n"));
+  /* Only at the start of the file. */
+  assert_int_equal(2, print_config("heartbeat-ms = 700\n\xef\xbb\xbf" "ack-timeout-ms = 5\n", &out,
+                                   &err));
+  assert_non_null(strstr(err, ":2: unknown option"));
+}
+
+static void hardening_16_hook_options_need_hook_backend(void **state) {
+  const char *out, *err;
+  const char *up[] = {PIPEMSGD, "--up-cmd", "false", "--print-config", NULL};
+  const char *down[] = {PIPEMSGD, "--backend", "sim", "--down-cmd", "false", NULL};
+  const char *sim[] = {PIPEMSGD, "--backend", "hook", "--up-cmd", "true", "--sim-unreachable",
+                       "x", NULL};
+  (void)state;
+  assert_int_equal(2, pm_test_run(up, &out, &err));
+  assert_non_null(strstr(err, "--up-cmd needs --backend hook"));
+  assert_int_equal(2, pm_test_run(down, &out, &err));
+  assert_non_null(strstr(err, "--down-cmd needs --backend hook"));
+  assert_int_equal(2, pm_test_run(sim, &out, &err));
+  assert_non_null(strstr(err, "--sim-unreachable needs --backend sim"));
+  assert_int_equal(2, print_config("hook-timeout-ms = 100\n", &out, &err));
+  assert_non_null(strstr(err, "--hook-timeout-ms needs --backend hook"));
+}
+
+static void hardening_16_print_config_validates(void **state) {
+  const char *out, *err;
+  const char *no_up[] = {PIPEMSGD, "--backend", "hook", "--print-config", NULL};
+  const char *bad_iface[] = {PIPEMSGD, "--backend", "hook", "--up-cmd", "true", "--iface",
+                             "../x", "--print-config", NULL};
+  const char *good[] = {PIPEMSGD, "--backend", "hook", "--up-cmd", "true", "--print-config",
+                        NULL};
+  char printed[8192], conf[128];
+  const char *again[] = {PIPEMSGD, "--config", conf, "--print-config", NULL};
+  (void)state;
+  assert_int_equal(2, pm_test_run(no_up, &out, &err));
+  assert_non_null(strstr(err, "--up-cmd is required"));
+  assert_int_equal(2, pm_test_run(bad_iface, &out, &err));
+  assert_non_null(strstr(err, "--iface is not a valid interface name"));
+  /* What it prints is a config a start accepts: the sim options are commented out. */
+  assert_int_equal(0, pm_test_run(good, &out, &err));
+  assert_non_null(strstr(out, "# connect-delay-ms = 1500\n"));
+  snprintf(printed, sizeof(printed), "%s", out);
+  snprintf(conf, sizeof(conf), "%s/printed.conf", dir);
+  write_file(conf, printed);
+  assert_int_equal(0, pm_test_run(again, &out, &err));
+  assert_string_equal(printed, out);
+}
+
+static void hardening_16_debug_logs_each_step(void **state) {
+  static const char *const args[] = {"-v", "--backend", "hook", "--up-cmd", "true",
+                                     "--down-cmd", "true", NULL};
+  pm_test_service svc;
+  (void)state;
+  pm_test_service_start(&svc, args);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn", NULL, NULL));
+  pm_test_await_log(&svc, "debug: command received pid=");
+  pm_test_await_log(&svc, "uid=0 command=StartVpn");
+  pm_test_await_log(&svc, "debug: backend up-cmd started pid=");
+  pm_test_await_log(&svc, "debug: backend up-cmd exited pid=");
+  pm_test_await_log(&svc, "status=0 signal=0");
+  pm_test_await_log(&svc, "debug: backend up done status=0");
+  pm_test_service_cleanup(&svc);
+}
+
+static int file_exists(const char *path) { return access(path, F_OK) == 0; }
+
+static const char *vpn_state(const char *pipe) {
+  static char buf[32];
+  json_t *data = NULL;
+  assert_string_equal("Ok", pm_test_call(pipe, "GetState", NULL, &data));
+  snprintf(buf, sizeof(buf), "%s", json_string_value(json_object_get(data, "State")));
+  json_decref(data);
+  return buf;
+}
+
+static void await_vpn_state(const char *pipe, const char *want) {
+  uint64_t deadline = pm_test_now_ms() + 10000;
+  while (strcmp(vpn_state(pipe), want) != 0)
+    assert_true(pm_test_now_ms() < deadline);
+}
+
+/* The hook backend with a down command that leaves a marker file, keeping its state in a data
+ * directory; args gets the arguments. */
+static void down_marker_args(const char **args, char *down, size_t down_size, char *data,
+                             size_t data_size, char *marker, size_t marker_size) {
+  snprintf(marker, marker_size, "%s/marker", dir);
+  snprintf(down, down_size, "/usr/bin/touch %s", marker);
+  snprintf(data, data_size, "%s/data", dir);
+  args[0] = "--backend";
+  args[1] = "hook";
+  args[2] = "--up-cmd";
+  args[3] = "true";
+  args[4] = "--down-cmd";
+  args[5] = down;
+  args[6] = "--data-dir";
+  args[7] = data;
+  args[8] = NULL;
+}
+
+static void hardening_17_sigterm_runs_down_cmd(void **state) {
+  const char *args[9];
+  char down[200], data[128], marker[128];
+  pm_test_service svc;
+  (void)state;
+  down_marker_args(args, down, sizeof(down), data, sizeof(data), marker, sizeof(marker));
+  pm_test_service_start(&svc, args);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn", NULL, NULL));
+  await_vpn_state(svc.command_pipe, "Connected");
+  assert_false(file_exists(marker));
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  assert_true(file_exists(marker));
+  assert_non_null(strstr(pm_test_service_log(&svc), "stopping: tunnel down"));
+  /* Down and known to be: the next start has nothing to take down. */
+  unlink(marker);
+  pm_test_service_restart(&svc, args);
+  assert_string_equal("Disconnected", vpn_state(svc.command_pipe));
+  assert_false(file_exists(marker));
+  pm_test_service_cleanup(&svc);
+}
+
+static void hardening_17_start_after_kill_runs_down_cmd(void **state) {
+  const char *args[9];
+  char down[200], data[128], marker[128];
+  pm_test_service svc;
+  int status;
+  uint64_t deadline;
+  (void)state;
+  down_marker_args(args, down, sizeof(down), data, sizeof(data), marker, sizeof(marker));
+  pm_test_service_start(&svc, args);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn", NULL, NULL));
+  await_vpn_state(svc.command_pipe, "Connected");
+  kill(svc.pid, SIGKILL);
+  assert_int_equal(svc.pid, waitpid(svc.pid, &status, 0));
+  svc.pid = 0;
+  assert_false(file_exists(marker));
+  pm_test_service_restart(&svc, args);
+  deadline = pm_test_now_ms() + 10000;
+  while (!file_exists(marker)) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(10);
+  }
+  await_vpn_state(svc.command_pipe, "Disconnected");
+  pm_test_await_log(&svc, "a tunnel was left up when the service last ran");
+  pm_test_service_cleanup(&svc);
+}
+
+static int still_running(pid_t pid) {
+  int status;
+  return waitpid(pid, &status, WNOHANG) == 0;
+}
+
+static void hardening_18_sighup_reloads(void **state) {
+  char conf[128];
+  const char *args[] = {"--config", conf, NULL};
+  pm_test_service svc;
+  (void)state;
+  snprintf(conf, sizeof(conf), "%s/pipemsgd.conf", dir);
+  write_file(conf, "log-level = info\nsocket-mode = 0660\n");
+  pm_test_service_start(&svc, args);
+
+  kill(svc.pid, SIGHUP);
+  pm_test_await_log(&svc, "SIGHUP: configuration reloaded, nothing changed");
+  assert_true(still_running(svc.pid));
+  assert_true(file_exists(svc.command_pipe));
+  assert_true(file_exists(svc.event_pipe));
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetVersion", NULL, NULL));
+  assert_null(strstr(pm_test_service_log(&svc), "debug:"));
+
+  write_file(conf, "log-level = debug\nsocket-mode = 0600\n");
+  kill(svc.pid, SIGHUP);
+  pm_test_await_log(&svc, "info: SIGHUP: log-level changed info -> debug");
+  pm_test_await_log(&svc, "warning: SIGHUP: socket-mode needs a restart, not changed");
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetVersion", NULL, NULL));
+  pm_test_await_log(&svc, "debug: command received");
+
+  /* A file that does not load: the running configuration stays (debug included). */
+  write_file(conf, "log-level = loud\n");
+  kill(svc.pid, SIGHUP);
+  pm_test_await_log(&svc, "error: SIGHUP: configuration not reloaded");
+  assert_non_null(strstr(pm_test_service_log(&svc), ":1: --log-level: unknown value 'loud'"));
+  assert_true(still_running(svc.pid));
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, NULL));
+  pm_test_await_log(&svc, "command=GetState");
+  assert_true(strstr(pm_test_service_log(&svc), "debug: command received pid=") <
+              strstr(strstr(pm_test_service_log(&svc), "not reloaded"), "command=GetState"));
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  pm_test_service_cleanup(&svc);
+}
+
+/* Every pipemsgd line matches re. */
+static void assert_lines_match(const char *log, const char *pattern) {
+  regex_t re;
+  char line[4096];
+  int lines = 0;
+  assert_int_equal(0, regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB));
+  for (const char *p = log; *p != '\0';) {
+    size_t n = strcspn(p, "\n");
+    snprintf(line, sizeof(line), "%.*s", (int)n, p);
+    if (strstr(line, "pipemsgd: ") != NULL) {
+      if (regexec(&re, line, 0, NULL, 0) != 0) {
+        print_error("log line does not match %s:\n%s\n", pattern, line);
+        fail();
+      }
+      lines++;
+    }
+    p += n + (p[n] == '\n');
+  }
+  regfree(&re);
+  assert_true(lines > 0);
+}
+
+#define STAMP "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z "
+#define LEVEL "pipemsgd: (error|warning|info|debug): "
+
+static void hardening_19_time_stamps(void **state) {
+  pm_test_service svc;
+  (void)state;
+  pm_test_service_start(&svc, NULL);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetVersion", NULL, NULL));
+  pm_test_await_log(&svc, "command=GetVersion");
+  assert_lines_match(pm_test_service_log(&svc), "^" STAMP LEVEL);
+  pm_test_service_cleanup(&svc);
+}
+
+static void hardening_19_no_time_stamps_for_the_journal(void **state) {
+  pm_test_service svc;
+  struct stat st;
+  char stream[64];
+  (void)state;
+  /* As pm_test_service_start does, but the log file exists first, for its inode. */
+  memset(&svc, 0, sizeof(svc));
+  pm_test_dir_new(svc.dir, sizeof(svc.dir));
+  snprintf(svc.command_pipe, sizeof(svc.command_pipe), "%s/cmd", svc.dir);
+  snprintf(svc.event_pipe, sizeof(svc.event_pipe), "%s/evt", svc.dir);
+  snprintf(svc.log_path, sizeof(svc.log_path), "%s/log", svc.dir);
+  write_file(svc.log_path, "");
+  assert_int_equal(0, stat(svc.log_path, &st));
+  snprintf(stream, sizeof(stream), "%llu:%llu", (unsigned long long)st.st_dev,
+           (unsigned long long)st.st_ino);
+  setenv("JOURNAL_STREAM", stream, 1);
+  pm_test_service_restart(&svc, NULL);
+  unsetenv("JOURNAL_STREAM");
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetVersion", NULL, NULL));
+  pm_test_await_log(&svc, "command=GetVersion");
+  assert_lines_match(pm_test_service_log(&svc), "^" LEVEL);
+  pm_test_service_cleanup(&svc);
+}
+
+static void hardening_19_client_close_is_info(void **state) {
+  pm_test_service svc;
+  int fd;
+  (void)state;
+  pm_test_service_start(&svc, NULL);
+  fd = pm_test_event_attach(svc.event_pipe, NULL, 5000, NULL);
+  assert_true(fd >= 0);
+  pm_test_await_log(&svc, "attached");
+  close(fd);
+  pm_test_await_log(&svc, "info: event pid=");
+  pm_test_await_log(&svc, "detached reason=\"client closed\"");
+  assert_null(strstr(pm_test_service_log(&svc), "warning: event pid="));
+  pm_test_service_cleanup(&svc);
+}
+
+static void hardening_19_one_refusal_one_line(void **state) {
+  static const char *const args[] = {"--socket-mode", "0666", NULL};
+  pm_test_service svc;
+  const char *err;
+  const char *as_nobody[] = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+                             "--clear-groups", PIPEMSG, "call", "-c", NULL, "GetVersion", NULL};
+  (void)state;
+  if (geteuid() != 0) {
+    print_message("skipped: connecting as another user needs root\n");
+    skip();
+  }
+  pm_test_service_start(&svc, args);
+  assert_int_equal(0, chmod(svc.dir, 0755));
+  as_nobody[7] = svc.command_pipe;
+  assert_int_equal(1, pm_test_run(as_nobody, NULL, &err));
+  pm_test_await_log(&svc, "refused pid=");
+  /* One client at a time, each logged when its connection ends: once this call is logged, the
+   * refused one has been too. */
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetVersion", NULL, NULL));
+  pm_test_await_log(&svc, "command=GetVersion result=Ok");
+  assert_int_equal(1, count(pm_test_service_log(&svc), "uid=65534"));
+  pm_test_service_cleanup(&svc);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_lifecycle_config_file_and_command_line, setup,
@@ -230,6 +632,20 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_lifecycle_socket_activation, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lifecycle_man_pages, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lifecycle_systemd_units_verify, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_10_forged_log_line, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_10_location_not_logged, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_14_long_line_rejected, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_14_byte_order_mark, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_16_hook_options_need_hook_backend, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_16_print_config_validates, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_16_debug_logs_each_step, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_17_sigterm_runs_down_cmd, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_17_start_after_kill_runs_down_cmd, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_18_sighup_reloads, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_19_time_stamps, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_19_no_time_stamps_for_the_journal, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_19_client_close_is_info, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_19_one_refusal_one_line, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
