@@ -99,7 +99,7 @@ static const opt options[] = {
      "group owning the socket files (default: the service's group)", NULL, 0, 0},
     {"backend", 0, T_ENUM, F(backend), 0, 0, "NAME",
      "what brings the tunnel up: sim (simulated, default) or hook (--up-cmd/--down-cmd); an "
-     "option of the other backend is refused",
+     "option of the other backend, unless left at its default, is refused",
      backends, 0, 0},
     {"connect-delay-ms", 0, T_MS, F(connect_delay_ms), 0, MS_MAX, "MS",
      "sim backend: time to connect (default 1500)", NULL, NEEDS_SIM, 0},
@@ -221,7 +221,7 @@ static int parse_id(const char *s, int group, long long *out) {
 
 /* Sets one option from its text; where names the config file line, NULL for the command
  * line. */
-static int set_value(service_config *cfg, const opt *o, const char *value, const char *where) {
+static int set_option(service_config *cfg, const opt *o, const char *value, const char *where) {
   void *f = field(cfg, o);
   unsigned long long v;
   switch (o->type) {
@@ -281,15 +281,6 @@ static int set_value(service_config *cfg, const opt *o, const char *value, const
   return -1;
 }
 
-/* set_value, and notes in given (one byte per option) that the option was set. */
-static int set_option(service_config *cfg, const opt *o, const char *value, const char *where,
-                      unsigned char *given) {
-  if (set_value(cfg, o, value, where) < 0)
-    return -1;
-  given[o - options] = 1;
-  return 0;
-}
-
 static const opt *find_option(const char *name) {
   for (size_t i = 0; i < N_OPTIONS; i++)
     if (strcmp(options[i].name, name) == 0)
@@ -309,8 +300,7 @@ static void clear_list(service_config *cfg, const opt *o) {
   }
 }
 
-static int load_json(service_config *cfg, const char *path, const char *text,
-                     unsigned char *given) {
+static int load_json(service_config *cfg, const char *path, const char *text) {
   json_error_t err;
   json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &err), *value;
   const char *key;
@@ -344,7 +334,7 @@ static int load_json(service_config *cfg, const char *path, const char *text,
       else
         rc = complain(where, o, "unsupported JSON value");
       if (rc == 0)
-        rc = set_option(cfg, o, text_value, where, given);
+        rc = set_option(cfg, o, text_value, where);
     }
     if (rc < 0)
       break;
@@ -364,7 +354,7 @@ static char *trim(char *s) {
 }
 
 /* The key = value lines of text (NUL-terminated, no NUL inside). */
-static int load_lines(service_config *cfg, const char *path, char *text, unsigned char *given) {
+static int load_lines(service_config *cfg, const char *path, char *text) {
   char where[600];
   int lineno = 0;
   for (char *line = text, *next; *line != '\0'; line = next) {
@@ -393,13 +383,13 @@ static int load_lines(service_config *cfg, const char *path, char *text, unsigne
       report("%s: unknown option '%s'", where, key);
       return -1;
     }
-    if (set_option(cfg, o, trim(eq + 1), where, given) < 0)
+    if (set_option(cfg, o, trim(eq + 1), where) < 0)
       return -1;
   }
   return 0;
 }
 
-static int load_file(service_config *cfg, const char *path, unsigned char *given) {
+static int load_file(service_config *cfg, const char *path) {
   static const char bom[] = "\xef\xbb\xbf";
   FILE *f = fopen(path, "r");
   char *text, *start;
@@ -428,9 +418,9 @@ static int load_file(service_config *cfg, const char *path, unsigned char *given
   start = strncmp(text, bom, 3) == 0 ? text + 3 : text;
   /* A JSON object, or key = value lines. */
   if (*(start + strspn(start, " \t\r\n")) == '{')
-    rc = load_json(cfg, path, start, given);
+    rc = load_json(cfg, path, start);
   else
-    rc = load_lines(cfg, path, start, given);
+    rc = load_lines(cfg, path, start);
   free(text);
   return rc;
 }
@@ -513,8 +503,9 @@ static void print_man(FILE *out) {
     fputc('\n', out);
   }
   fputs(".SH FILES\nA config file holds one \\fIkey\\fR = \\fIvalue\\fR per line, keys being the "
-        "long option names; repeatable options repeat the line. \\fBpipemsgd \\-\\-print\\-config"
-        "\\fR prints one.\n.SH SEE ALSO\n\\fBpipemsg\\fR(1)\n",
+        "long option names; repeatable options repeat the line. A line longer than 4096 bytes is "
+        "an error, never split; the file may start with a UTF\\-8 byte order mark. "
+        "\\fBpipemsgd \\-\\-print\\-config\\fR prints one.\n.SH SEE ALSO\n\\fBpipemsg\\fR(1)\n",
         out);
 }
 
@@ -594,19 +585,32 @@ void config_print(const service_config *cfg, FILE *out) {
   }
 }
 
-/* What a start would refuse, checked before a start, --print-config and a reload alike. given
- * marks the options that were set (file or command line). */
-static int validate(const service_config *cfg, const unsigned char *given) {
+static void set_defaults(service_config *cfg);
+
+/* What a start would refuse, checked before a start, --print-config and a reload alike. An
+ * option of the other backend is refused unless it keeps its default (which an earlier
+ * --print-config wrote out, uncommented). */
+static int validate(const service_config *cfg) {
   backend_hook_options hook = {cfg->up_cmd, cfg->down_cmd, cfg->hook_shell != 0,
                                cfg->hook_timeout_ms, cfg->iface};
-  char why[256];
-  for (size_t i = 0; i < N_OPTIONS; i++) {
-    if (given[i] && !needs_met(cfg, &options[i])) {
+  service_config defaults;
+  char why[256], value[CONFIG_LINE_MAX], def[CONFIG_LINE_MAX];
+  int rc = 0;
+  set_defaults(&defaults);
+  for (size_t i = 0; i < N_OPTIONS && rc == 0; i++) {
+    if (needs_met(cfg, &options[i]))
+      continue;
+    format_value(cfg, &options[i], ",", value, sizeof(value));
+    format_value(&defaults, &options[i], ",", def, sizeof(def));
+    if (strcmp(value, def) != 0) {
       report("--%s needs --backend %s", options[i].name,
              options[i].needs == NEEDS_SIM ? "sim" : "hook");
-      return -1;
+      rc = -1;
     }
   }
+  config_free(&defaults);
+  if (rc < 0)
+    return rc;
   if (cfg->backend == BACKEND_HOOK && backend_hook_check(&hook, why, sizeof(why)) < 0) {
     report("--backend hook: %s", why);
     return -1;
@@ -638,14 +642,13 @@ static void set_defaults(service_config *cfg) {
 config_result config_load(int argc, char **argv, service_config *cfg) {
   struct option longs[N_OPTIONS + 1];
   char shorts[2 * N_OPTIONS + 1];
-  unsigned char cleared[N_OPTIONS], given[N_OPTIONS];
+  unsigned char cleared[N_OPTIONS];
   const char *config_file = NULL;
   int action = 0, verbose = 0, c, index, ns = 0;
 
   set_defaults(cfg);
   memset(longs, 0, sizeof(longs));
   memset(cleared, 0, sizeof(cleared));
-  memset(given, 0, sizeof(given));
   for (size_t i = 0; i < N_OPTIONS; i++) {
     const opt *o = &options[i];
     longs[i].name = o->name;
@@ -700,7 +703,7 @@ config_result config_load(int argc, char **argv, service_config *cfg) {
     print_man(stdout);
     return CONFIG_EXIT_OK;
   }
-  if (config_file != NULL && load_file(cfg, config_file, given) < 0)
+  if (config_file != NULL && load_file(cfg, config_file) < 0)
     return CONFIG_EXIT_USAGE;
 
   optind = 1;
@@ -717,12 +720,12 @@ config_result config_load(int argc, char **argv, service_config *cfg) {
       clear_list(cfg, &options[i]);
       cleared[i] = 1;
     }
-    if (set_option(cfg, &options[i], optarg ? optarg : "true", NULL, given) < 0)
+    if (set_option(cfg, &options[i], optarg ? optarg : "true", NULL) < 0)
       return CONFIG_EXIT_USAGE;
   }
   if (verbose)
     cfg->log_level = LVL_DEBUG;
-  if (validate(cfg, given) < 0)
+  if (validate(cfg) < 0)
     return CONFIG_EXIT_USAGE;
   if (action == ACT_PRINT) {
     config_print(cfg, stdout);
@@ -775,6 +778,10 @@ int config_reload(int argc, char **argv, service_config *cur) {
     config_free(&next);
     return -1;
   }
+  /* A more verbose level now, so that the lines saying what changed are not lost (a less
+   * verbose one is applied by the caller, after them). */
+  if (next.log_level > cur->log_level)
+    log_set_level(next.log_level);
   for (size_t i = 0; i < N_OPTIONS; i++) {
     const opt *o = &options[i];
     if (o->type == T_ACTION)

@@ -43,11 +43,7 @@ void log_close(void) {
 
 void log_set_level(log_level level) { max_level = level; }
 
-log_level log_get_level(void) { return max_level; }
-
 int log_enabled(log_level level) { return level <= max_level; }
-
-const char *log_level_name(log_level level) { return level_names[level]; }
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), 0 if there is none: no overlongs,
  * surrogates or code points past U+10FFFF. */

@@ -16,9 +16,7 @@
 void log_open(log_level level, log_target target);
 void log_close(void);
 void log_set_level(log_level level);
-log_level log_get_level(void);
 int log_enabled(log_level level);
-const char *log_level_name(log_level level);
 void log_msg(log_level level, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))

@@ -22,6 +22,9 @@ static void on_signal(uv_signal_t *h, int signum) {
   uv_close((uv_handle_t *)&d->sigint, NULL);
   uv_close((uv_handle_t *)&d->sigterm, NULL);
   uv_close((uv_handle_t *)&d->sighup, NULL);
+  /* Closing the watcher restored the default action, which would kill the service while it
+   * takes the tunnel down. */
+  signal(SIGHUP, SIG_IGN);
   service_stop(d->svc);
 }
 

@@ -277,7 +277,8 @@ static void hardening_10_forged_log_line(void **state) {
   pm_test_await_log(&svc, "result=BadRequest");
   log = pm_test_service_log(&svc);
   assert_no_line_starts(log, "pipemsgd: warning: refused forged");
-  assert_non_null(strstr(log, "command=X\\x0apipemsgd: warning: refused forged\\xc2\\x9b\xc3\xa9\\\\"));
+  assert_non_null(
+      strstr(log, "command=X\\x0apipemsgd: warning: refused forged\\xc2\\x9b\xc3\xa9\\\\"));
   pm_test_service_cleanup(&svc);
 }
 
@@ -358,6 +359,8 @@ static void hardening_16_hook_options_need_hook_backend(void **state) {
   assert_non_null(strstr(err, "--sim-unreachable needs --backend sim"));
   assert_int_equal(2, print_config("hook-timeout-ms = 100\n", &out, &err));
   assert_non_null(strstr(err, "--hook-timeout-ms needs --backend hook"));
+  /* At its default (as an earlier --print-config wrote it out) it is no conflict. */
+  assert_int_equal(0, print_config("hook-timeout-ms = 30000\nhook-shell = false\n", &out, &err));
 }
 
 static void hardening_16_print_config_validates(void **state) {
