@@ -279,6 +279,7 @@ static void hardening_10_forged_log_line(void **state) {
   assert_no_line_starts(log, "pipemsgd: warning: refused forged");
   assert_non_null(
       strstr(log, "command=X\\x0apipemsgd: warning: refused forged\\xc2\\x9b\xc3\xa9\\\\"));
+  assert_int_equal(0, pm_test_service_stop(&svc));
   pm_test_service_cleanup(&svc);
 }
 
@@ -291,6 +292,7 @@ static void hardening_10_location_not_logged(void **state) {
                                          json_pack("{s:s}", "Location", "secret-place"), NULL));
   pm_test_await_log(&svc, "vpn state=Connected");
   assert_null(strstr(pm_test_service_log(&svc), "secret-place"));
+  assert_int_equal(0, pm_test_service_stop(&svc));
   pm_test_service_cleanup(&svc);
 }
 
@@ -400,6 +402,7 @@ static void hardening_16_debug_logs_each_step(void **state) {
   pm_test_await_log(&svc, "debug: backend up-cmd exited pid=");
   pm_test_await_log(&svc, "status=0 signal=0");
   pm_test_await_log(&svc, "debug: backend up done status=0");
+  assert_int_equal(0, pm_test_service_stop(&svc));
   pm_test_service_cleanup(&svc);
 }
 
@@ -456,6 +459,7 @@ static void hardening_17_sigterm_runs_down_cmd(void **state) {
   pm_test_service_restart(&svc, args);
   assert_string_equal("Disconnected", vpn_state(svc.command_pipe));
   assert_false(file_exists(marker));
+  assert_int_equal(0, pm_test_service_stop(&svc));
   pm_test_service_cleanup(&svc);
 }
 
@@ -482,6 +486,7 @@ static void hardening_17_start_after_kill_runs_down_cmd(void **state) {
   }
   await_vpn_state(svc.command_pipe, "Disconnected");
   pm_test_await_log(&svc, "a tunnel was left up when the service last ran");
+  assert_int_equal(0, pm_test_service_stop(&svc));
   pm_test_service_cleanup(&svc);
 }
 
@@ -560,6 +565,7 @@ static void hardening_19_time_stamps(void **state) {
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetVersion", NULL, NULL));
   pm_test_await_log(&svc, "command=GetVersion");
   assert_lines_match(pm_test_service_log(&svc), "^" STAMP LEVEL);
+  assert_int_equal(0, pm_test_service_stop(&svc));
   pm_test_service_cleanup(&svc);
 }
 
@@ -584,6 +590,7 @@ static void hardening_19_no_time_stamps_for_the_journal(void **state) {
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetVersion", NULL, NULL));
   pm_test_await_log(&svc, "command=GetVersion");
   assert_lines_match(pm_test_service_log(&svc), "^" LEVEL);
+  assert_int_equal(0, pm_test_service_stop(&svc));
   pm_test_service_cleanup(&svc);
 }
 
@@ -599,6 +606,7 @@ static void hardening_19_client_close_is_info(void **state) {
   pm_test_await_log(&svc, "info: event pid=");
   pm_test_await_log(&svc, "detached reason=\"client closed\"");
   assert_null(strstr(pm_test_service_log(&svc), "warning: event pid="));
+  assert_int_equal(0, pm_test_service_stop(&svc));
   pm_test_service_cleanup(&svc);
 }
 
@@ -623,6 +631,7 @@ static void hardening_19_one_refusal_one_line(void **state) {
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetVersion", NULL, NULL));
   pm_test_await_log(&svc, "command=GetVersion result=Ok");
   assert_int_equal(1, count(pm_test_service_log(&svc), "uid=65534"));
+  assert_int_equal(0, pm_test_service_stop(&svc));
   pm_test_service_cleanup(&svc);
 }
 
