@@ -393,11 +393,13 @@ static void hardening_16_debug_logs_each_step(void **state) {
   static const char *const args[] = {"-v", "--backend", "hook", "--up-cmd", "true",
                                      "--down-cmd", "true", NULL};
   pm_test_service svc;
+  char who[64];
   (void)state;
+  snprintf(who, sizeof(who), "uid=%lld command=StartVpn", (long long)getuid());
   pm_test_service_start(&svc, args);
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn", NULL, NULL));
   pm_test_await_log(&svc, "debug: command received pid=");
-  pm_test_await_log(&svc, "uid=0 command=StartVpn");
+  pm_test_await_log(&svc, who);
   pm_test_await_log(&svc, "debug: backend up-cmd started pid=");
   pm_test_await_log(&svc, "debug: backend up-cmd exited pid=");
   pm_test_await_log(&svc, "status=0 signal=0");
