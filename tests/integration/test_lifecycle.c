@@ -419,10 +419,12 @@ static const char *vpn_state(const char *pipe) {
   return buf;
 }
 
-static void await_vpn_state(const char *pipe, const char *want) {
-  uint64_t deadline = pm_test_now_ms() + 10000;
-  while (strcmp(vpn_state(pipe), want) != 0)
-    assert_true(pm_test_now_ms() < deadline);
+/* Waits for the state change in the log (polling GetState would fill the log and hide it). */
+static void await_vpn_state(const pm_test_service *svc, const char *want) {
+  char line[64];
+  snprintf(line, sizeof(line), "vpn state=%s ", want);
+  pm_test_await_log(svc, line);
+  assert_string_equal(want, vpn_state(svc->command_pipe));
 }
 
 /* The hook backend with a down command that leaves a marker file, keeping its state in a data
@@ -451,11 +453,11 @@ static void hardening_17_sigterm_runs_down_cmd(void **state) {
   down_marker_args(args, down, sizeof(down), data, sizeof(data), marker, sizeof(marker));
   pm_test_service_start(&svc, args);
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn", NULL, NULL));
-  await_vpn_state(svc.command_pipe, "Connected");
+  await_vpn_state(&svc, "Connected");
   assert_false(file_exists(marker));
   assert_int_equal(0, pm_test_service_stop(&svc));
   assert_true(file_exists(marker));
-  assert_non_null(strstr(pm_test_service_log(&svc), "stopping: tunnel down"));
+  pm_test_await_log(&svc, "stopping: tunnel down");
   /* Down and known to be: the next start has nothing to take down. */
   unlink(marker);
   pm_test_service_restart(&svc, args);
@@ -475,7 +477,7 @@ static void hardening_17_start_after_kill_runs_down_cmd(void **state) {
   down_marker_args(args, down, sizeof(down), data, sizeof(data), marker, sizeof(marker));
   pm_test_service_start(&svc, args);
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn", NULL, NULL));
-  await_vpn_state(svc.command_pipe, "Connected");
+  await_vpn_state(&svc, "Connected");
   kill(svc.pid, SIGKILL);
   assert_int_equal(svc.pid, waitpid(svc.pid, &status, 0));
   svc.pid = 0;
@@ -486,7 +488,7 @@ static void hardening_17_start_after_kill_runs_down_cmd(void **state) {
     assert_true(pm_test_now_ms() < deadline);
     uv_sleep(10);
   }
-  await_vpn_state(svc.command_pipe, "Disconnected");
+  await_vpn_state(&svc, "Disconnected");
   pm_test_await_log(&svc, "a tunnel was left up when the service last ran");
   assert_int_equal(0, pm_test_service_stop(&svc));
   pm_test_service_cleanup(&svc);
