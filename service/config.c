@@ -364,7 +364,8 @@ static int load_lines(service_config *cfg, const char *path, char *text) {
     next = line + len + (line[len] == '\n');
     line[len] = '\0';
     snprintf(where, sizeof(where), "%s:%d", path, ++lineno);
-    if (len > CONFIG_LINE_MAX) {
+    /* The line break, CRLF included, does not count. */
+    if (len - (len > 0 && line[len - 1] == '\r') > CONFIG_LINE_MAX) {
       report("%s: line longer than %d bytes", where, CONFIG_LINE_MAX);
       return -1;
     }

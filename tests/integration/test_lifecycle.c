@@ -318,11 +318,11 @@ static void hardening_14_long_line_rejected(void **state) {
   assert_int_equal(2, print_config(text, &out, &err));
   assert_non_null(strstr(err, "pipemsgd.conf:1: line longer than 4096 bytes"));
   assert_null(strstr(out, "socket-mode = 0666"));
-  /* At the limit (4096 bytes and the line break): still one line. */
+  /* At the limit (4096 bytes and a CRLF line break): still one line. */
   memset(text, 0, sizeof(text));
   text[0] = '#';
   memset(text + 1, 'x', 4095);
-  strcat(text, "\nheartbeat-ms = 700\n");
+  strcat(text, "\r\nheartbeat-ms = 700\n");
   assert_int_equal(0, print_config(text, &out, &err));
   assert_non_null(strstr(out, "heartbeat-ms = 700\n"));
   assert_non_null(strstr(out, "socket-mode = 0660\n"));
