@@ -64,6 +64,11 @@ typedef struct pm_event_stats {
   uint64_t busy_rejections;    /* connections refused because a client was attached */
   uint64_t stale_acks;         /* confirmations for an id not in flight */
   uint64_t sessions;           /* handshakes completed */
+  uint64_t dropped_unencodable; /* queued events dropped because a session could not encode
+                                   them (read back from a store; see pm_event_server_publish) */
+  uint64_t store_errors;       /* store transactions that failed (publishes refused included) */
+  uint64_t store_skipped;      /* rows of the store skipped at start because they did not
+                                  validate (removed from the store) */
   uint64_t queued;             /* events waiting now */
   int attached;                /* a client is attached now */
 } pm_event_stats;
@@ -107,10 +112,20 @@ int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_serv
  * event in flight stays queued. The server is freed once its handles have closed. */
 void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg);
 
-/* Publishes an event: thread-safe, never waits for the client. data (may be NULL) is taken.
- * *id (may be NULL) receives the event's id. Once pm_event_server_close has been called it
- * returns PM_ECANCELED; publishers on other threads must stop before the server is freed (its
- * close callback). */
+/* Publishes an event: thread-safe, never waits for the client. data (may be NULL) is taken,
+ * also on failure. *id (may be NULL) receives the event's id. Returns 0, or:
+ *  - PM_EINVAL: type is not a name (pm_name_valid) or is EventsLost, data is not an object, or
+ *    the event cannot be carried in both encodings (a string with a control character other
+ *    than tab, newline and carriage return, U+FFFE or U+FFFF; a member name that is not a
+ *    name; NaN or an infinite real);
+ *  - PM_EMSGSIZE: encoded in JSON or XML, the event would exceed max_message;
+ *  - PM_EIO: with a store, the event (or the id reservation it needed) could not be written,
+ *    e.g. the disk is full. The event is not published: not queued, not delivered, and its id
+ *    is never handed out. With a store, 0 means the event is on disk (a durable one; transient
+ *    events are never stored);
+ *  - PM_ENOMEM;
+ *  - PM_ECANCELED: pm_event_server_close has been called. Publishers on other threads must
+ *    stop before the server is freed (its close callback). */
 int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, int64_t *id);
 /* Thread-safe snapshot of the counters. */
 void pm_event_server_stats(pm_event_server *s, pm_event_stats *out);

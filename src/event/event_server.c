@@ -78,6 +78,9 @@ struct pm_event_server {
   int64_t id_ceiling;      /* ids up to here are reserved in the store */
   int64_t last_attempt_id; /* last event id sent, to count redeliveries */
   pm_event_store *store;   /* NULL: the queue lives in memory only */
+  int in_txn;              /* a store transaction was begun for the current change */
+  int txn_failed;          /* a write in it failed: it is rolled back */
+  const pm__event *stored; /* being published: already written by pm__store_publish */
   int attached;
   pm_event_stats stats;
 };
@@ -85,16 +88,24 @@ struct pm_event_server {
 static void pump(session *ss);
 
 /* Every change of the queue happens between these: under the lock and, with a store, in one
- * transaction, so the store always holds a state the queue really had. */
+ * transaction (begun by the first write), so the store holds a state the queue really had.
+ * When that transaction fails (a full disk), the change stays in memory and the store keeps
+ * the state before it: an event confirmed or dropped then is still stored and comes back after
+ * a restart, so failures here err towards delivering again, never towards losing. A publish
+ * writes its event before it changes the queue (pm_event_server_publish). */
 static void mutate_begin(pm_event_server *s) {
   uv_mutex_lock(&s->lock);
-  if (s->store != NULL && pm__store_begin(s->store) < 0)
-    pm__debug("event store: cannot begin a transaction");
+  s->in_txn = 0;
+  s->txn_failed = 0;
 }
 
 static void mutate_end(pm_event_server *s) {
-  if (s->store != NULL && pm__store_commit(s->store) < 0)
-    pm__debug("event store: cannot commit");
+  if (s->in_txn && (s->txn_failed || pm__store_commit(s->store) < 0)) {
+    pm__store_rollback(s->store);
+    s->stats.store_errors++;
+    pm__debug("event store: a change of the queue could not be written");
+  }
+  s->in_txn = 0;
   uv_mutex_unlock(&s->lock);
 }
 
@@ -102,16 +113,57 @@ static void mutate_end(pm_event_server *s) {
 static void on_queue_change(void *ctx, const pm__event *ev, int present) {
   pm_event_server *s = ctx;
   int rc;
-  if (ev->transient)
+  if (ev->transient || (present && ev == s->stored))
     return;
+  if (!s->in_txn) {
+    if (pm__store_begin(s->store) < 0) {
+      s->stats.store_errors++;
+      pm__debug("event store: cannot begin a transaction");
+      return;
+    }
+    s->in_txn = 1;
+  }
   rc = present ? pm__store_put(s->store, ev) : pm__store_delete(s->store, ev);
   if (rc < 0)
-    pm__debug("event store: cannot %s event %lld", present ? "write" : "delete",
-              (long long)ev->id);
+    s->txn_failed = 1;
 }
 
 static void on_stored_event(void *ctx, pm__event *ev, int marker) {
+  ev->unchecked = 1;
   pm__queue_restore(&((pm_event_server *)ctx)->queue, ev, marker);
+}
+
+/* Whether m can be written as one frame in enc: 0, PM_EINVAL (not representable),
+ * PM_EMSGSIZE (over max_message) or PM_ENOMEM. */
+static int encodable(const pm_msg *m, pm_encoding enc, size_t max_message) {
+  uint8_t *buf = NULL, header[PM_FRAME_HEADER_SIZE];
+  size_t len = 0;
+  int rc = pm_msg_encode(m, enc, &buf, &len);
+  if (rc == 0)
+    rc = pm_frame_header(len, max_message, header);
+  pm_free(buf);
+  return rc;
+}
+
+/* The Event message for id, type, time and data (NULL or shared, not copied). */
+static int event_msg(int64_t id, const char *type, const char *time, json_t *data,
+                     pm_msg **out) {
+  pm_msg *m = NULL;
+  int rc = pm_msg_new(PM_KIND_EVENT, &m);
+  if (rc == 0)
+    rc = pm_msg_set_int(m, "Id", id);
+  if (rc == 0)
+    rc = pm_msg_set_string(m, "Type", type);
+  if (rc == 0)
+    rc = pm_msg_set_string(m, "Time", time);
+  if (rc == 0 && data != NULL)
+    rc = pm_msg_set_tree(m, "Data", json_incref(data));
+  if (rc < 0) {
+    pm_msg_free(m);
+    return rc;
+  }
+  *out = m;
+  return 0;
 }
 
 static void set_state(session *ss, session_state st) {
@@ -310,38 +362,63 @@ static void on_heartbeat(uv_timer_t *t) {
   send_msg(ss, m, 0);
 }
 
+/* Drops the head event (in flight, so nothing else removed it) that cannot be encoded for the
+ * session: retrying it would wedge every session behind it. */
+static void drop_unencodable(session *ss, int64_t id, const char *type, int err) {
+  pm_event_server *s = ss->server;
+  char why[PM_REASON_MAX];
+  snprintf(why, sizeof(why), "event %lld (%.64s) cannot be encoded in %s: %s", (long long)id,
+           type, ss->encoding == PM_ENC_XML ? "XML" : "JSON", pm_strerror(err));
+  pm__queue_pop(&s->queue);
+  s->stats.dropped_unencodable++;
+  pm__debug("event server: %s", why);
+  mutate_end(s);
+  log_entry(ss, "dropped", why);
+}
+
 /* Sends the head of the queue if the session can take it; otherwise arms the heartbeat. */
 static void pump(session *ss) {
   pm_event_server *s = ss->server;
   pm__event *head;
   pm_msg *m = NULL;
   int rc;
-  if (ss->state != SESSION_IDLE)
-    return;
-  uv_mutex_lock(&s->lock);
-  head = pm__queue_head(&s->queue);
-  if (head == NULL) {
-    uv_mutex_unlock(&s->lock);
-    uv_timer_start(&ss->timer, on_heartbeat, s->opts.heartbeat_ms, 0);
-    return;
+  for (;;) {
+    if (ss->state != SESSION_IDLE)
+      return;
+    mutate_begin(s);
+    head = pm__queue_head(&s->queue);
+    if (head == NULL) {
+      mutate_end(s);
+      uv_timer_start(&ss->timer, on_heartbeat, s->opts.heartbeat_ms, 0);
+      return;
+    }
+    s->queue.head_in_flight = 1;
+    /* Shared, not copied: nothing changes an event while it is in flight. */
+    rc = event_msg(head->id, head->type, head->time, head->data, &m);
+    /* Published events were checked for both encodings; one read back from a store was not.
+     * Only an event that can never be sent is dropped: running out of memory is retried. */
+    if (rc == 0 && head->unchecked) {
+      rc = encodable(m, ss->encoding, s->opts.max_message);
+      if (rc == PM_EINVAL || rc == PM_EMSGSIZE) {
+        char type[64 + 1];
+        int64_t id = head->id;
+        snprintf(type, sizeof(type), "%s", head->type);
+        pm_msg_free(m);
+        m = NULL;
+        drop_unencodable(ss, id, type, rc);
+        continue;
+      }
+    }
+    if (rc == 0) {
+      if (head->id <= s->last_attempt_id)
+        s->stats.redelivered++;
+      s->last_attempt_id = head->id;
+      ss->in_flight_id = head->id;
+      ss->in_flight_transient = head->transient;
+    }
+    mutate_end(s);
+    break;
   }
-  s->queue.head_in_flight = 1;
-  if (head->id <= s->last_attempt_id)
-    s->stats.redelivered++;
-  s->last_attempt_id = head->id;
-  ss->in_flight_id = head->id;
-  ss->in_flight_transient = head->transient;
-  rc = pm_msg_new(PM_KIND_EVENT, &m);
-  if (rc == 0)
-    rc = pm_msg_set_int(m, "Id", head->id);
-  if (rc == 0)
-    rc = pm_msg_set_string(m, "Type", head->type);
-  if (rc == 0)
-    rc = pm_msg_set_string(m, "Time", head->time);
-  /* Shared, not copied: nothing changes an event while it is in flight. */
-  if (rc == 0 && head->data != NULL)
-    rc = pm_msg_set_tree(m, "Data", json_incref(head->data));
-  uv_mutex_unlock(&s->lock);
   if (rc < 0) {
     pm_msg_free(m);
     close_session(ss, "out of memory");
@@ -637,7 +714,9 @@ int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_serv
   if (rc == 0 && s->store != NULL) {
     /* Events that were queued when the service last stopped (or died) come back first, with
      * their ids, under the stored epoch. */
-    rc = pm__store_load(s->store, &s->epoch, &s->next_id, on_stored_event, s);
+    size_t skipped = 0;
+    rc = pm__store_load(s->store, &s->epoch, &s->next_id, &skipped, on_stored_event, s);
+    s->stats.store_skipped = skipped;
     s->id_ceiling = --s->next_id;
     s->queue.listener = on_queue_change;
     s->queue.listener_ctx = s;
@@ -687,12 +766,26 @@ void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg)
     disconnect(ss, PM_DISCONNECT_SHUTDOWN, NULL);
 }
 
+/* Whether the event can be delivered to any session: in both encodings, within max_message.
+ * The id is not known yet; the largest one stands in for it. */
+static int check_encodable(const pm_event_server *s, const char *type, const char *time,
+                           json_t *data) {
+  pm_msg *m = NULL;
+  int rc = event_msg(INT64_MAX, type, time, data, &m);
+  if (rc == 0)
+    rc = encodable(m, PM_ENC_JSON, s->opts.max_message);
+  if (rc == 0)
+    rc = encodable(m, PM_ENC_XML, s->opts.max_message);
+  pm_msg_free(m);
+  return rc;
+}
+
 int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, int64_t *id) {
   char now[PM_TIME_MAX];
-  pm__event *ev;
+  pm__event *ev = NULL;
   size_t lost = 0;
-  int coalesced = 0, transient;
-  int64_t assigned;
+  int coalesced = 0, transient, keep, rc;
+  int64_t assigned, ceiling;
   /* EventsLost is the server's own report of a gap; nobody else may claim one. */
   if (s == NULL || type == NULL || !pm_name_valid(type) ||
       strcmp(type, PM_EVENT_EVENTS_LOST) == 0 || (data != NULL && !json_is_object(data))) {
@@ -700,6 +793,12 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
     return PM_EINVAL;
   }
   pm_time_now(now);
+  /* An event no session can encode would stay at the head of the queue for ever. */
+  rc = check_encodable(s, type, now, data);
+  if (rc < 0) {
+    json_decref(data);
+    return rc;
+  }
   transient = is_transient(s, type);
   mutate_begin(s);
   if (s->closing) {
@@ -707,27 +806,45 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
     json_decref(data);
     return PM_ECANCELED;
   }
-  assigned = ++s->next_id;
-  /* A restart continues above the reserved block, so no id is ever handed out twice. */
-  if (s->store != NULL && assigned > s->id_ceiling) {
-    s->id_ceiling = assigned + ID_BLOCK;
-    if (pm__store_reserve(s->store, s->id_ceiling) < 0)
-      pm__debug("event store: cannot reserve ids");
-  }
-  s->stats.published++;
-  if (transient && !s->attached) {
-    /* Nobody to tell: a transient event is never stored (§5.3.4). */
-    s->stats.dropped_transient++;
-    mutate_end(s);
-    json_decref(data);
-  } else {
+  assigned = s->next_id + 1;
+  ceiling = s->id_ceiling;
+  /* A restart continues above the reserved block, so an id is only handed out once the block
+   * holding it is on disk. */
+  if (s->store != NULL && assigned > ceiling)
+    ceiling = assigned + ID_BLOCK;
+  /* Nobody to tell: a transient event is never stored (§5.3.4). */
+  keep = !transient || s->attached;
+  if (keep) {
     ev = pm__event_new(assigned, type, data, transient, now);
     if (ev == NULL) {
-      s->stats.published--;
       mutate_end(s);
       return PM_ENOMEM;
     }
+  } else {
+    json_decref(data);
+  }
+  /* With a store, "published" means "on disk": the event (and the ids it needs) is written
+   * before the queue sees it, and nothing is published when that fails. */
+  if (s->store != NULL && (ceiling != s->id_ceiling || (keep && !transient))) {
+    rc = pm__store_publish(s->store, ceiling != s->id_ceiling ? ceiling : 0,
+                           keep && !transient ? ev : NULL);
+    if (rc < 0) {
+      s->stats.store_errors++;
+      mutate_end(s);
+      pm__event_free(ev);
+      return rc;
+    }
+  }
+  s->next_id = assigned;
+  s->id_ceiling = ceiling;
+  s->stats.published++;
+  if (!keep) {
+    s->stats.dropped_transient++;
+    mutate_end(s);
+  } else {
+    s->stored = ev;
     pm__queue_push(&s->queue, ev, &lost, &coalesced);
+    s->stored = NULL;
     s->stats.lost_overflow += lost;
     s->stats.dropped_transient += (uint64_t)coalesced;
     mutate_end(s);

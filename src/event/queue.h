@@ -18,6 +18,7 @@ typedef struct pm__event {
   json_t *data;  /* may be NULL; owned */
   size_t bytes;  /* what the event costs against max_bytes */
   int transient;
+  int unchecked; /* read back from a store: not known to be encodable (publish checks the rest) */
   struct pm__event *next;
 } pm__event;
 
