@@ -16,6 +16,8 @@
 
 /* Longest Location a client may ask for; a name, not a blob. */
 #define LOCATION_MAX 64
+/* Longest event Type EmitEvent takes. */
+#define EVENT_TYPE_MAX 64
 /* Most events one EmitEvent may ask for. */
 #define EMIT_COUNT_MAX 1000000
 
@@ -54,7 +56,8 @@ struct service {
 static void publish(service *svc, const char *type, json_t *data) {
   int rc = pm_event_server_publish(svc->events, type, data, NULL);
   if (rc < 0)
-    log_msg(LVL_ERROR, "cannot publish %s: %s", type, pm_strerror(rc));
+    log_msg(LVL_ERROR, "cannot publish %s: %s", type,
+            rc == PM_EIO ? "the event store cannot keep it" : pm_strerror(rc));
 }
 
 static void publish_state(service *svc, const char *error) {
@@ -153,6 +156,30 @@ static void cmd_get_state(service *svc, pm_command_call *call) {
   pm_command_call_reply(call, PM_RESULT_OK, NULL, data);
 }
 
+/* Location: 1..LOCATION_MAX of letters, digits, '-', '_' and '.'. It goes into events, logs
+ * and hook commands, so nothing a protocol or a shell could read otherwise. */
+static int location_valid(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > LOCATION_MAX)
+    return 0;
+  for (; *s != '\0'; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+          *s == '-' || *s == '_' || *s == '.'))
+      return 0;
+  return 1;
+}
+
+/* EmitEvent's Type: a letter, then letters and digits, at most EVENT_TYPE_MAX. */
+static int event_type_valid(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > EVENT_TYPE_MAX || !((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
+    return 0;
+  for (; *s != '\0'; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')))
+      return 0;
+  return 1;
+}
+
 static void cmd_start_vpn(service *svc, pm_command_call *call) {
   const json_t *params = pm_command_call_params(call);
   const char *location = "auto";
@@ -166,9 +193,9 @@ static void cmd_start_vpn(service *svc, pm_command_call *call) {
     return;
   }
   rc = pm_tree_get_string(params, "Location", &location);
-  if (rc == PM_ETYPE || (rc == 0 && (location[0] == '\0' || strlen(location) > LOCATION_MAX))) {
+  if (rc == PM_ETYPE || (rc == 0 && !location_valid(location))) {
     pm_command_call_reply(call, PM_RESULT_BAD_REQUEST,
-                          "Location must be a non-empty string of at most 64 bytes", NULL);
+                          "Location must be 1 to 64 letters, digits, '-', '_' or '.'", NULL);
     return;
   }
   rc = pm_tree_get_bool(params, "EnableKillSwitch", &kill_switch);
@@ -266,7 +293,7 @@ static void cmd_get_stats(service *svc, pm_command_call *call) {
   pm_command_call_reply(
       call, PM_RESULT_OK, NULL,
       json_pack("{s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-                "s:I, s:I, s:I, s:I, s:b, s:I}}",
+                "s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I}}",
                 "Commands", "Connections", (json_int_t)c->connections, "Ok", (json_int_t)c->ok,
                 "Failed", (json_int_t)c->failed, "BadRequest", (json_int_t)c->bad_request,
                 "NoRequest", (json_int_t)c->no_request, "Events", "Published",
@@ -277,7 +304,10 @@ static void cmd_get_stats(service *svc, pm_command_call *call) {
                 (json_int_t)e.heartbeat_failures, "HandshakeFailures",
                 (json_int_t)e.handshake_failures, "AckFailures", (json_int_t)e.ack_failures,
                 "BusyRejections", (json_int_t)e.busy_rejections, "StaleAcks",
-                (json_int_t)e.stale_acks, "Sessions", (json_int_t)e.sessions, "Queued",
+                (json_int_t)e.stale_acks, "Sessions", (json_int_t)e.sessions,
+                "DroppedUnencodable", (json_int_t)e.dropped_unencodable, "StoreErrors",
+                (json_int_t)e.store_errors, "StoreRowsSkipped", (json_int_t)e.store_skipped,
+                "Queued",
                 (json_int_t)e.queued, "Attached", e.attached, "Epoch",
                 (json_int_t)pm_event_server_epoch(svc->events)));
 }
@@ -289,8 +319,9 @@ static void cmd_emit_event(service *svc, pm_command_call *call) {
   const char *type;
   int64_t count = 1, id, first = 0;
   int rc;
-  if (pm_tree_get_string(params, "Type", &type) < 0 || !pm_name_valid(type)) {
-    pm_command_call_reply(call, PM_RESULT_BAD_REQUEST, "Type must be a valid name", NULL);
+  if (pm_tree_get_string(params, "Type", &type) < 0 || !event_type_valid(type)) {
+    pm_command_call_reply(call, PM_RESULT_BAD_REQUEST,
+                          "Type must be a letter then letters or digits, at most 64", NULL);
     return;
   }
   rc = pm_tree_get_int(params, "Count", &count);
@@ -303,9 +334,20 @@ static void cmd_emit_event(service *svc, pm_command_call *call) {
     return;
   }
   for (int64_t i = 0; i < count; i++) {
+    char why[PM_REASON_MAX];
     rc = pm_event_server_publish(svc->events, type, data ? json_deep_copy(data) : NULL, &id);
+    if (rc == PM_EINVAL || rc == PM_EMSGSIZE) {
+      pm_command_call_reply(call, PM_RESULT_BAD_REQUEST,
+                            rc == PM_EINVAL ? "Data cannot be carried in both JSON and XML"
+                                            : "the event would exceed the largest message",
+                            NULL);
+      return;
+    }
     if (rc < 0) {
-      pm_command_call_reply(call, PM_RESULT_ERROR, pm_strerror(rc), NULL);
+      snprintf(why, sizeof(why), "event %lld of %lld not published: %s", (long long)i + 1,
+               (long long)count, rc == PM_EIO ? "the event store cannot keep it" : pm_strerror(rc));
+      log_msg(LVL_ERROR, "cannot publish %s: %s", type, why);
+      pm_command_call_reply(call, PM_RESULT_ERROR, why, NULL);
       return;
     }
     if (i == 0)
@@ -520,6 +562,14 @@ static int start_pipes(service *svc) {
     return rc;
   }
   svc->open_parts++;
+  if (svc->store != NULL) {
+    pm_event_stats st;
+    pm_event_server_stats(svc->events, &st);
+    if (st.store_skipped > 0)
+      log_msg(LVL_WARNING,
+              "event store: skipped %llu invalid rows (removed; see docs/operations.md)",
+              (unsigned long long)st.store_skipped);
+  }
 
   memset(&copts, 0, sizeof(copts));
   copts.max_message = cfg->max_message;

@@ -1,11 +1,17 @@
 /* With --data-dir, durable events survive kill -9 of the service: after a restart they are
  * delivered in order, with the same ids, under the same epoch. */
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "testutil.h"
 
@@ -28,6 +34,20 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
+  pm_test_service_cleanup(&svc);
+  return 0;
+}
+
+/* The small file system of the disk-full test, mounted by the test itself (it needs root). */
+static char small_fs[160];
+static int small_fs_mounted;
+
+static int teardown_small_fs(void **state) {
+  (void)state;
+  if (svc.pid > 0)
+    pm_test_service_stop(&svc);
+  if (small_fs_mounted && umount2(small_fs, MNT_DETACH) == 0)
+    small_fs_mounted = 0;
   pm_test_service_cleanup(&svc);
   return 0;
 }
@@ -160,12 +180,202 @@ static void test_durability_sigterm_keeps_queue(void **state) {
   assert_int_equal(2, again_ns[2]);
 }
 
+/* Writes zeros to path until the file system is full; returns the bytes written. */
+static long fill_disk(const char *path) {
+  static char chunk[4096];
+  long total = 0;
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  assert_true(fd >= 0);
+  for (;;) {
+    ssize_t n = write(fd, chunk, sizeof(chunk));
+    if (n <= 0) {
+      assert_true(n < 0 && errno == ENOSPC);
+      break;
+    }
+    total += n;
+  }
+  close(fd);
+  return total;
+}
+
+/* One EmitEvent of a Saved event carrying N; returns its id, or 0 when the answer was Error
+ * (which must say why). */
+static int64_t emit_saved(int n) {
+  json_t *d = NULL;
+  const char *result =
+      pm_test_call(svc.command_pipe, "EmitEvent",
+                   json_pack("{s:s, s:{s:i}}", "Type", "Saved", "Data", "N", n), &d);
+  int64_t id = 0;
+  if (strcmp(result, "Ok") == 0)
+    id = json_integer_value(json_object_get(d, "FirstId"));
+  else
+    assert_string_equal("Error", result);
+  json_decref(d);
+  return id;
+}
+
+/* With the data dir's disk full, every EmitEvent used to answer Ok while the store kept
+ * nothing, and the id reservation was lost too, so a restart handed out ids clients had
+ * already seen, under the same epoch. Now a publish the store cannot keep answers Error, and
+ * an id is only handed out once the block holding it is on disk. */
+static void hardening_04_disk_full(void **state) {
+  static const char *fs_args[] = {"--test-commands", "--data-dir", small_fs, NULL};
+  char filler[200];
+  int64_t epoch, max_ok = 0, ok_ids[64], ok_ns[64], got_ids[64], got_ns[64];
+  int n_ok = 0, n_err = 0, fd;
+  json_t *d;
+  (void)state;
+  if (geteuid() != 0) {
+    print_message("skipped: mounting a small tmpfs needs root\n");
+    skip();
+  }
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  snprintf(small_fs, sizeof(small_fs), "%s/small", svc.dir);
+  assert_int_equal(0, mkdir(small_fs, 0700));
+  if (mount("tmpfs", small_fs, "tmpfs", 0, "size=4m,mode=0700") < 0) {
+    print_message("skipped: cannot mount a tmpfs: %s\n", strerror(errno));
+    skip();
+  }
+  small_fs_mounted = 1;
+  pm_test_service_restart(&svc, fs_args);
+  epoch = epoch_now();
+  /* Transient events with no client are never stored, but they take ids: 1025 of them use up
+   * the first reserved block, so the next publish must reserve another. */
+  d = call_data("EmitEvent", json_pack("{s:s, s:i}", "Type", "TrafficChanged", "Count", 1025));
+  max_ok = json_integer_value(json_object_get(d, "LastId"));
+  json_decref(d);
+  assert_int_equal(1025, max_ok);
+  snprintf(filler, sizeof(filler), "%s/filler", small_fs);
+  assert_true(fill_disk(filler) > 0);
+
+  /* The reservation alone cannot be written: refused. */
+  assert_string_equal("Error", pm_test_call(svc.command_pipe, "EmitEvent",
+                                            json_pack("{s:s}", "Type", "TrafficChanged"), NULL));
+  for (int i = 0; i < 20; i++) {
+    int64_t id = emit_saved(i);
+    if (id == 0) {
+      n_err++;
+      continue;
+    }
+    ok_ids[n_ok] = id;
+    ok_ns[n_ok++] = i;
+    if (id > max_ok)
+      max_ok = id;
+  }
+  assert_true(n_err > 0);
+  pm_test_await_log(&svc, "error: cannot publish Saved");
+  /* The service's own StateChanged goes through the same store. */
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn", NULL, NULL));
+  pm_test_await_log(&svc, "error: cannot publish StateChanged");
+  assert_true(pm_test_stat(svc.command_pipe, "Events", "StoreErrors") > 0);
+
+  /* Room again: publishing works, and after a kill every event answered Ok is there. */
+  assert_int_equal(0, unlink(filler));
+  for (int i = 100; i < 103; i++) {
+    int64_t id = emit_saved(i);
+    assert_true(id > max_ok);
+    ok_ids[n_ok] = id;
+    ok_ns[n_ok++] = i;
+    max_ok = id;
+  }
+  kill9();
+  pm_test_service_restart(&svc, fs_args);
+  fd = pm_test_event_attach(svc.event_pipe, NULL, SLACK_MS, NULL);
+  for (int got = 0; got < n_ok;) {
+    pm_msg *m = pm_test_next_event(fd, SLACK_MS);
+    const char *type = NULL;
+    pm_test_assert_kind(m, "Event");
+    got_ids[got] = pm_test_int_field(m, "Id");
+    assert_pm(0, pm_msg_get_string(m, "Type", &type));
+    if (strcmp(type, "Saved") == 0) {
+      assert_pm(0, pm_tree_get_int(json_object_get(pm_msg_fields(m), "Data"), "N", &got_ns[got]));
+      got++;
+    }
+    pm_test_confirm(fd, pm_test_int_field(m, "Id"));
+    pm_msg_free(m);
+  }
+  close(fd);
+  for (int i = 0; i < n_ok; i++) {
+    assert_int_equal(ok_ids[i], got_ids[i]);
+    assert_int_equal(ok_ns[i], got_ns[i]);
+  }
+  /* No id is handed out twice in an epoch. */
+  if (epoch_now() == epoch)
+    assert_true(emit_saved(200) > max_ok);
+}
+
+/* Opens the service's store with SQLite itself, as an older version, an editor or a damaged
+ * disk might have left it, and runs sql. */
+static void store_exec(const char *sql) {
+  char path[200];
+  sqlite3 *db = NULL;
+  char *err = NULL;
+  snprintf(path, sizeof(path), "%s/events.db", data_dir);
+  assert_int_equal(SQLITE_OK, sqlite3_open(path, &db));
+  if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+    print_error("sqlite: %s\n", err);
+    sqlite3_free(err);
+    fail();
+  }
+  assert_int_equal(SQLITE_OK, sqlite3_close(db));
+}
+
+/* A row with a NULL type crashed the service at every start; one with an invalid UTF-8 type
+ * closed every session. Rows that do not validate are skipped, logged, counted and removed. */
+static void hardening_06_malformed_rows_skipped(void **state) {
+  int64_t ids[4], ns[4];
+  int fd;
+  (void)state;
+  emit(3);
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  /* The schema has NOT NULL on type; a store from elsewhere need not. */
+  store_exec("ALTER TABLE events RENAME TO old;"
+             "CREATE TABLE events(id INTEGER PRIMARY KEY, type TEXT, time TEXT, data TEXT,"
+             " marker INTEGER);"
+             "INSERT INTO events SELECT * FROM old; DROP TABLE old;"
+             "INSERT INTO events VALUES(100, NULL, '2026-11-30T12:00:00.000Z', NULL, 0);"
+             "INSERT INTO events VALUES(101, CAST(X'53c328' AS TEXT), '2026-11-30T12:00:00.000Z',"
+             " NULL, 0);"
+             "INSERT INTO events VALUES(102, 'Saved', '2026-11-30T12:00:00.000Z', '{\"N\":', 0);"
+             "INSERT INTO events VALUES(103, 'Saved', '2026-11-30T12:00:00.000Z',"
+             " CAST(X'7b224e223a22ff227d' AS TEXT), 0);"
+             "INSERT INTO events VALUES(104, 'Saved', '2026-11-30T12:00:00.000Z', '[1]', 0);"
+             "INSERT INTO events VALUES(-5, 'Saved', '2026-11-30T12:00:00.000Z', NULL, 0);"
+             "INSERT INTO events VALUES(105, 'Saved', NULL, NULL, 0);"
+             "INSERT INTO events VALUES(106, 'Saved', '2026-11-30T12:00:00.000Z', NULL, 7);"
+             "INSERT INTO events VALUES(107, 'EventsLost', '2026-11-30T12:00:00.000Z',"
+             " '{\"Count\":1,\"FirstId\":1,\"LastId\":1}', 0);"
+             "INSERT INTO events VALUES(108, 'Saved', '2026-11-30T12:00:00.000Z', '{\"N\":8}', 0);");
+  pm_test_service_restart(&svc, args);
+  pm_test_await_log(&svc, "warning: event store: skipped 9 invalid rows");
+  assert_int_equal(9, pm_test_stat(svc.command_pipe, "Events", "StoreRowsSkipped"));
+  fd = attach_and_take(4, ids, ns, 1);
+  close(fd);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(i + 1, ids[i]);
+    assert_int_equal(i, ns[i]);
+  }
+  assert_int_equal(108, ids[3]);
+  assert_int_equal(8, ns[3]);
+  /* The skipped ids are not handed out again, and the rows are gone from the store. */
+  {
+    json_t *d = call_data("EmitEvent", json_pack("{s:s}", "Type", "Saved"));
+    assert_true(json_integer_value(json_object_get(d, "FirstId")) > 108);
+    json_decref(d);
+  }
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  pm_test_service_restart(&svc, args);
+  assert_int_equal(0, pm_test_stat(svc.command_pipe, "Events", "StoreRowsSkipped"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_durability_survives_kill9, setup, teardown),
       cmocka_unit_test_setup_teardown(test_durability_ids_never_reused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_durability_overflow_marker_survives, setup, teardown),
       cmocka_unit_test_setup_teardown(test_durability_sigterm_keeps_queue, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_04_disk_full, setup, teardown_small_fs),
+      cmocka_unit_test_setup_teardown(hardening_06_malformed_rows_skipped, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "testutil.h"
 
 #define PUBLISHERS 4
@@ -20,8 +22,10 @@ typedef struct fixture {
   uv_async_t stop;
   pm_event_server *server;
   pm_event_server_options opts;
+  pm_event_store *store;
   int start_rc;
   int refuse;
+  char dropped[PM_REASON_MAX]; /* the reason of the last "dropped" log entry */
 } fixture;
 
 static fixture fx;
@@ -51,12 +55,18 @@ static void server_thread(void *arg) {
   uv_run(&f->loop, UV_RUN_DEFAULT);
 }
 
-static int setup(void **state) {
-  (void)state;
-  memset(&fx, 0, sizeof(fx));
-  pm_test_dir_new(fx.dir, sizeof(fx.dir));
-  snprintf(fx.path, sizeof(fx.path), "%s/evt", fx.dir);
+static void on_log(const pm_event_log *e, void *data) {
+  fixture *f = data;
+  if (strcmp(e->what, "dropped") == 0) {
+    uv_mutex_lock(&seen_lock);
+    snprintf(f->dropped, sizeof(f->dropped), "%s", e->reason);
+    uv_mutex_unlock(&seen_lock);
+  }
+}
+
+static void start_server(void) {
   fx.opts.authorize = authorize;
+  fx.opts.log = on_log;
   fx.opts.data = &fx;
   fx.opts.ack_timeout_ms = 2000;
   assert_int_equal(0, uv_loop_init(&fx.loop));
@@ -66,10 +76,51 @@ static int setup(void **state) {
   assert_int_equal(0, uv_thread_create(&fx.thread, server_thread, &fx));
   uv_sem_wait(&fx.ready);
   assert_pm(0, fx.start_rc);
-  uv_mutex_init(&seen_lock);
   seen_count = 0;
   order_broken = 0;
   memset(seen_last_n, 0xff, sizeof(seen_last_n));
+}
+
+static int setup(void **state) {
+  (void)state;
+  memset(&fx, 0, sizeof(fx));
+  uv_mutex_init(&seen_lock);
+  pm_test_dir_new(fx.dir, sizeof(fx.dir));
+  snprintf(fx.path, sizeof(fx.path), "%s/evt", fx.dir);
+  start_server();
+  return 0;
+}
+
+/* Runs SQL on the store file with SQLite itself, as an older version or a damaged disk
+ * might have left it. */
+static void store_exec(const char *sql) {
+  char path[160];
+  sqlite3 *db = NULL;
+  snprintf(path, sizeof(path), "%s/events.db", fx.dir);
+  assert_int_equal(SQLITE_OK, sqlite3_open(path, &db));
+  assert_int_equal(SQLITE_OK, sqlite3_exec(db, sql, NULL, NULL, NULL));
+  assert_int_equal(SQLITE_OK, sqlite3_close(db));
+}
+
+/* A store holding what a version without the publish check could write: a StateChanged
+ * event whose Location XML cannot carry, then an ordinary event. */
+static int setup_unencodable_store(void **state) {
+  char path[160];
+  (void)state;
+  memset(&fx, 0, sizeof(fx));
+  uv_mutex_init(&seen_lock);
+  pm_test_dir_new(fx.dir, sizeof(fx.dir));
+  snprintf(fx.path, sizeof(fx.path), "%s/evt", fx.dir);
+  snprintf(path, sizeof(path), "%s/events.db", fx.dir);
+  assert_pm(0, pm_event_store_open(path, &fx.store)); /* makes the schema */
+  pm_event_store_close(fx.store);
+  store_exec("INSERT INTO events(id, type, time, data, marker) VALUES"
+             "(1, 'StateChanged', '2026-11-30T12:00:00.000Z',"
+             " '{\"State\":\"Connecting\",\"Location\":\"de\\u0001\"}', 0),"
+             "(2, 'Saved', '2026-11-30T12:00:01.000Z', '{\"N\":2}', 0);");
+  assert_pm(0, pm_event_store_open(path, &fx.store));
+  fx.opts.store = fx.store;
+  start_server();
   return 0;
 }
 
@@ -81,6 +132,7 @@ static int teardown(void **state) {
   uv_sem_destroy(&fx.ready);
   uv_mutex_destroy(&seen_lock);
   assert_int_equal(-1, access(fx.path, F_OK));
+  pm_event_store_close(fx.store);
   pm_test_dir_remove(fx.dir);
   return 0;
 }
@@ -170,11 +222,63 @@ static void test_event_server_refused_peer(void **state) {
   close(fd);
 }
 
+/* An event no session could encode would stay at the head of the queue, retried for ever:
+ * publish refuses it, and takes no id for it. */
+static void hardening_05_publish_refuses_unencodable(void **state) {
+  json_t *big;
+  char *blob;
+  int64_t id = 0;
+  (void)state;
+  assert_pm(PM_EINVAL, pm_event_server_publish(fx.server, "StateChanged",
+                                               json_pack("{s:s}", "Location", "de\x01"), NULL));
+  assert_pm(PM_EINVAL, pm_event_server_publish(fx.server, "X",
+                                               json_pack("{s:s}", "S", "\xef\xbf\xbe"), NULL));
+  assert_pm(PM_EINVAL, pm_event_server_publish(fx.server, "X",
+                                               json_pack("{s:i}", "not a name", 1), NULL));
+  /* Larger than a message may be, in either encoding. */
+  blob = malloc(PM_MAX_MESSAGE_DEFAULT + 1);
+  assert_non_null(blob);
+  memset(blob, 'a', PM_MAX_MESSAGE_DEFAULT);
+  blob[PM_MAX_MESSAGE_DEFAULT] = '\0';
+  big = json_pack("{s:s}", "S", blob);
+  free(blob);
+  assert_non_null(big);
+  assert_pm(PM_EMSGSIZE, pm_event_server_publish(fx.server, "X", big, NULL));
+  /* Tab, newline and carriage return are text in both encodings. */
+  assert_pm(0, pm_event_server_publish(fx.server, "X", json_pack("{s:s}", "S", "a\tb\r\nc"),
+                                       &id));
+  assert_int_equal(1, id);
+}
+
+/* The head event a session cannot encode is dropped, logged and counted; the next one is
+ * delivered. Before, the XML session closed on it and every new session did the same. */
+static void hardening_05_unencodable_head_dropped(void **state) {
+  pm_event_stats stats;
+  pm_msg *m;
+  int fd;
+  (void)state;
+  fd = pm_test_event_attach(fx.path, "<Handshake><Seq>1</Seq></Handshake>", 5000, NULL);
+  m = pm_test_next_event(fd, 5000);
+  pm_test_assert_kind(m, "Event");
+  assert_int_equal(2, pm_test_int_field(m, "Id"));
+  pm_msg_free(m);
+  pm_test_confirm(fd, 2);
+  close(fd);
+  pm_event_server_stats(fx.server, &stats);
+  assert_int_equal(1, stats.dropped_unencodable);
+  uv_mutex_lock(&seen_lock);
+  assert_non_null(strstr(fx.dropped, "event 1 (StateChanged) cannot be encoded in XML"));
+  uv_mutex_unlock(&seen_lock);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_event_server_concurrent_publishers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_server_publish_validates, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_server_refused_peer, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_05_publish_refuses_unencodable, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_05_unencodable_head_dropped,
+                                      setup_unencodable_store, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -121,6 +121,54 @@ static void test_service_validates_params(void **state) {
   }
 }
 
+/* One JSON request written as is; returns the raw response (static buffer). */
+static const char *raw_call(const char *request) {
+  static char buf[1024];
+  int fd = pm_test_connect(svc.command_pipe);
+  char *resp;
+  assert_true(fd >= 0);
+  assert_int_equal(0, pm_test_send_frame(fd, request));
+  resp = pm_test_recv_frame(fd, 5000, NULL);
+  close(fd);
+  assert_non_null(resp);
+  snprintf(buf, sizeof(buf), "%s", resp);
+  free(resp);
+  return buf;
+}
+
+/* A Location is a name: XML cannot carry U+0001, so an event with it wedged every XML session;
+ * spaces, slashes and the like have no business in a name either. */
+static void hardening_05_location_charset(void **state) {
+  static const char *const bad[] = {"de\\u0001", "de x", "de/..", "de;true", "d\\u00e9",
+                                    "de\\n"};
+  char req[256];
+  const char *resp;
+  (void)state;
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(req, sizeof(req),
+             "{\"Request\":{\"Command\":\"StartVpn\",\"Params\":{\"Location\":\"%s\"}}}",
+             bad[i]);
+    resp = raw_call(req);
+    assert_non_null(strstr(resp, "\"BadRequest\""));
+    assert_non_null(strstr(resp, "Location must be"));
+  }
+  assert_string_equal("Disconnected", state_of());
+  /* Domains keep to DNS name characters. */
+  resp = raw_call("{\"Request\":{\"Command\":\"ConfigureBypassDomains\",\"Params\":"
+                  "{\"Domains\":[\"a\\u0001.example\"]}}}");
+  assert_non_null(strstr(resp, "\"BadRequest\""));
+  assert_non_null(strstr(resp, "Domains[0]"));
+  /* Every character the set allows. */
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
+                                         json_pack("{s:s}", "Location", "de-1_west.a"), NULL));
+  {
+    json_t *data = NULL;
+    assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, &data));
+    assert_string_equal("de-1_west.a", json_string_value(json_object_get(data, "Location")));
+    json_decref(data);
+  }
+}
+
 static json_t *state_data(void) {
   json_t *data = NULL;
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, &data));
@@ -290,6 +338,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_service_traffic_grows_while_connected, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_service_validates_params, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_05_location_charset, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_settings_commands, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_bypass_domains, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_limits_at_and_past_the_maximum, setup,
