@@ -346,7 +346,7 @@ static void cmd_emit_event(service *svc, pm_command_call *call) {
     if (rc < 0) {
       snprintf(why, sizeof(why), "event %lld of %lld not published: %s", (long long)i + 1,
                (long long)count, rc == PM_EIO ? "the event store cannot keep it" : pm_strerror(rc));
-      log_msg(LVL_ERROR, "cannot publish %s: %s", type, why);
+      log_msg(LVL_ERROR, "cannot publish EmitEvent's event: %s", why);
       pm_command_call_reply(call, PM_RESULT_ERROR, why, NULL);
       return;
     }

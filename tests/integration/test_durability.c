@@ -263,7 +263,7 @@ static void hardening_04_disk_full(void **state) {
       max_ok = id;
   }
   assert_true(n_err > 0);
-  pm_test_await_log(&svc, "error: cannot publish Saved");
+  pm_test_await_log(&svc, "error: cannot publish EmitEvent's event");
   /* The service's own StateChanged goes through the same store. */
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn", NULL, NULL));
   pm_test_await_log(&svc, "error: cannot publish StateChanged");

@@ -436,6 +436,23 @@ static void test_event_pipe_emit_count_limit(void **state) {
   json_decref(data);
 }
 
+/* EmitEvent's Type is letters and digits; Data must be something both encodings carry. */
+static void hardening_05_emit_event_charset(void **state) {
+  (void)state;
+  assert_string_equal("BadRequest", pm_test_call(svc.command_pipe, "EmitEvent",
+                                                 json_pack("{s:s}", "Type", "A_b"), NULL));
+  assert_string_equal("BadRequest", pm_test_call(svc.command_pipe, "EmitEvent",
+                                                 json_pack("{s:s}", "Type", "1A"), NULL));
+  assert_string_equal("BadRequest",
+                      pm_test_call(svc.command_pipe, "EmitEvent",
+                                   json_pack("{s:s, s:{s:s}}", "Type", "A1", "Data", "S", "x\x01"),
+                                   NULL));
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "EmitEvent",
+                                         json_pack("{s:s, s:{s:s}}", "Type", "A1", "Data", "S",
+                                                   "x\ty"),
+                                         NULL));
+}
+
 static void test_event_pipe_emit_needs_test_commands(void **state) {
   static const char *const args[] = {NULL};
   (void)state;
@@ -506,6 +523,7 @@ int main(void) {
       T(vpn_events),
       T(emit_count_limit),
       T(emit_needs_test_commands),
+      cmocka_unit_test_setup_teardown(hardening_05_emit_event_charset, setup, teardown),
       T(handshakes_without_reading_bounded),
       T(real_default_handshake_timeout),
 #undef T

@@ -244,6 +244,13 @@ static void hardening_05_publish_refuses_unencodable(void **state) {
   free(blob);
   assert_non_null(big);
   assert_pm(PM_EMSGSIZE, pm_event_server_publish(fx.server, "X", big, NULL));
+  /* Without Data too: a name can be long enough on its own. */
+  blob = malloc(PM_MAX_MESSAGE_DEFAULT + 1);
+  assert_non_null(blob);
+  memset(blob, 'A', PM_MAX_MESSAGE_DEFAULT);
+  blob[PM_MAX_MESSAGE_DEFAULT] = '\0';
+  assert_pm(PM_EMSGSIZE, pm_event_server_publish(fx.server, blob, NULL, NULL));
+  free(blob);
   /* Tab, newline and carriage return are text in both encodings. */
   assert_pm(0, pm_event_server_publish(fx.server, "X", json_pack("{s:s}", "S", "a\tb\r\nc"),
                                        &id));
