@@ -366,12 +366,15 @@ static void on_heartbeat(uv_timer_t *t) {
 }
 
 /* Drops the head event (in flight, so nothing else removed it) that cannot be encoded for the
- * session: retrying it would wedge every session behind it. */
-static void drop_unencodable(session *ss, int64_t id, const char *type, int err) {
+ * session: retrying it would wedge every session behind it. Called between mutate_begin and
+ * mutate_end; ends the change. */
+static void drop_unencodable(session *ss, int err) {
   pm_event_server *s = ss->server;
+  const pm__event *head = pm__queue_head(&s->queue);
   char why[PM_REASON_MAX];
-  snprintf(why, sizeof(why), "event %lld (%.64s) cannot be encoded in %s: %s", (long long)id,
-           type, ss->encoding == PM_ENC_XML ? "XML" : "JSON", pm_strerror(err));
+  snprintf(why, sizeof(why), "event %lld (%.64s) cannot be encoded in %s: %s",
+           (long long)head->id, head->type, ss->encoding == PM_ENC_XML ? "XML" : "JSON",
+           pm_strerror(err));
   pm__queue_pop(&s->queue);
   s->stats.dropped_unencodable++;
   pm__debug("event server: %s", why);
@@ -403,12 +406,9 @@ static void pump(session *ss) {
     if (rc == 0 && head->unchecked) {
       rc = encodable(m, ss->encoding, s->opts.max_message);
       if (rc == PM_EINVAL || rc == PM_EMSGSIZE) {
-        char type[64 + 1];
-        int64_t id = head->id;
-        snprintf(type, sizeof(type), "%s", head->type);
         pm_msg_free(m);
         m = NULL;
-        drop_unencodable(ss, id, type, rc);
+        drop_unencodable(ss, rc);
         continue;
       }
     }

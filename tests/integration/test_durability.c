@@ -345,7 +345,8 @@ static void hardening_06_malformed_rows_skipped(void **state) {
              "INSERT INTO events VALUES(106, 'Saved', '2026-11-30T12:00:00.000Z', NULL, 7);"
              "INSERT INTO events VALUES(107, 'EventsLost', '2026-11-30T12:00:00.000Z',"
              " '{\"Count\":1,\"FirstId\":1,\"LastId\":1}', 0);"
-             "INSERT INTO events VALUES(108, 'Saved', '2026-11-30T12:00:00.000Z', '{\"N\":8}', 0);");
+             "INSERT INTO events VALUES(108, 'Saved', '2026-11-30T12:00:00.000Z',"
+             " '{\"N\":8}', 0);");
   pm_test_service_restart(&svc, args);
   pm_test_await_log(&svc, "warning: event store: skipped 9 invalid rows");
   assert_int_equal(9, pm_test_stat(svc.command_pipe, "Events", "StoreRowsSkipped"));
