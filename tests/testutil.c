@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -166,6 +167,84 @@ long pm_test_rss_kb(pid_t pid) {
       break;
   fclose(f);
   return kb;
+}
+
+char *pm_test_repeat(const char *head, const char *unit, size_t n, const char *tail, size_t *len) {
+  size_t hl = strlen(head), ul = strlen(unit), tl = strlen(tail);
+  char *s = malloc(hl + n * ul + tl + 1), *p = s;
+  assert_non_null(s);
+  memcpy(p, head, hl);
+  p += hl;
+  for (size_t i = 0; i < n; i++, p += ul)
+    memcpy(p, unit, ul);
+  memcpy(p, tail, tl + 1);
+  *len = hl + n * ul + tl;
+  return s;
+}
+
+long pm_test_peak_rss_kb(pid_t pid) {
+  char path[64], line[256];
+  long kb = -1;
+  FILE *f;
+  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  f = fopen(path, "r");
+  assert_non_null(f);
+  while (fgets(line, sizeof(line), f) != NULL)
+    if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+      break;
+  fclose(f);
+  return kb;
+}
+
+void pm_test_reset_peak_rss(pid_t pid) {
+  char path[64];
+  FILE *f;
+  snprintf(path, sizeof(path), "/proc/%d/clear_refs", (int)pid);
+  f = fopen(path, "w");
+  assert_non_null(f);
+  assert_true(fputs("5", f) >= 0);
+  assert_int_equal(0, fclose(f));
+}
+
+int pm_test_rss_meaningful(void) {
+#if defined(__SANITIZE_ADDRESS__)
+  print_message("RSS not checked: AddressSanitizer keeps freed memory in quarantine\n");
+  return 0;
+#else
+  if (getenv("PM_TEST_VALGRIND") != NULL) {
+    print_message("RSS not checked: valgrind allocates its own way\n");
+    return 0;
+  }
+  return 1;
+#endif
+}
+
+long pm_test_decode_peak_kb(const void *buf, size_t len, int *rc) {
+  long result[2];
+  int fds[2], status;
+  pid_t pid;
+  assert_int_equal(0, pipe(fds));
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    pm_msg *m = NULL;
+    long base;
+    /* Free memory the parent left resident would be reused without showing in RSS. */
+    malloc_trim(0);
+    pm_test_reset_peak_rss(getpid());
+    base = pm_test_rss_kb(getpid());
+    result[0] = pm_msg_decode(buf, len, &m, NULL);
+    result[1] = pm_test_peak_rss_kb(getpid()) - base;
+    pm_msg_free(m);
+    _exit(write(fds[1], result, sizeof(result)) == (ssize_t)sizeof(result) ? 0 : 1);
+  }
+  close(fds[1]);
+  assert_int_equal(sizeof(result), read(fds[0], result, sizeof(result)));
+  close(fds[0]);
+  assert_int_equal(pid, waitpid(pid, &status, 0));
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  *rc = (int)result[0];
+  return result[1];
 }
 
 const char *pm_test_service_log(const pm_test_service *svc) {

@@ -79,6 +79,20 @@ void pm_test_confirm(int fd, int64_t id);
 /* The next message must be Disconnect{Reason: reason}, then the end of the stream. */
 void pm_test_expect_disconnect(int fd, const char *reason, int timeout_ms);
 
+/* head, then unit n times, then tail, NUL-terminated (free()); its length goes to *len. */
+char *pm_test_repeat(const char *head, const char *unit, size_t n, const char *tail, size_t *len);
+
+/* Peak RSS: VmHWM of a process in KiB, and a reset of it to the current RSS (clear_refs). */
+long pm_test_peak_rss_kb(pid_t pid);
+void pm_test_reset_peak_rss(pid_t pid);
+/* False (after printing why) where RSS says little about what the code allocates: under
+ * AddressSanitizer, which keeps freed memory in quarantine and adds shadow memory, and under
+ * valgrind (PM_TEST_VALGRIND). */
+int pm_test_rss_meaningful(void);
+/* Decodes len bytes (pm_msg_decode) in a child process and returns how far its RSS rose above
+ * what it was before the call, in KiB; the decoder's result goes to *rc. */
+long pm_test_decode_peak_kb(const void *buf, size_t len, int *rc);
+
 /* A GetStats counter: group "Commands" or "Events"; booleans read as 0/1. */
 int64_t pm_test_stat(const char *pipe, const char *group, const char *name);
 

@@ -28,7 +28,8 @@ extern "C" {
   X(EACCES, -17, "permission denied")                                          \
   X(ECANCELED, -18, "operation canceled")                                      \
   X(EBUSY, -19, "busy")                                                        \
-  X(ENOTAUTH, -20, "peer not authorized")
+  X(ENOTAUTH, -20, "peer not authorized")                                      \
+  X(ELIMIT, -21, "message exceeds a decoding limit")
 
 typedef enum {
 #define PM__ERR_ENUM(name, code, text) PM_##name = code,

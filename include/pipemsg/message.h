@@ -19,6 +19,14 @@ extern "C" {
 typedef enum { PM_ENC_JSON = 1, PM_ENC_XML = 2 } pm_encoding;
 
 #define PM_NESTING_MAX 64
+/* Nodes in one message (PROTOCOL §3), the budget that bounds what decoding costs. JSON: every
+ * value and every member name. XML: every element, attribute (namespace declarations
+ * included), comment, processing instruction, CDATA section and run of text (white space
+ * included); the count is conservative, a '<' inside a comment or CDATA section counts as an
+ * element. A node costs up to about 640 bytes decoded (an XML element with a name of its own,
+ * in libxml2's tree and in ours), so 16 384 of them stay well below 16 MiB; a message of the
+ * protocol needs a few dozen (a full ConfigureBypassDomains about 520). */
+#define PM_NODES_MAX 16384
 
 /* Message kinds of §3.1. */
 #define PM_KIND_REQUEST "Request"

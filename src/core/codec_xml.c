@@ -181,6 +181,7 @@ fail:
 static int map_element(const xmlNode *node, int is_root, json_t **out, char *why) {
   size_t elements = 0, items = 0;
   int text = 0, solid_text = 0;
+  const xmlNode *only_text = NULL;
   xmlChar *content;
   if (node->ns != NULL || !pm_name_valid((const char *)node->name))
     return pm__reason(why, PM_EPARSE, "XML: element name <%.60s> is not allowed",
@@ -193,7 +194,7 @@ static int map_element(const xmlNode *node, int is_root, json_t **out, char *why
       break;
     case XML_TEXT_NODE:
     case XML_CDATA_SECTION_NODE:
-      text = 1;
+      only_text = text++ == 0 ? c : NULL;
       solid_text |= !is_blank(c->content);
       break;
     case XML_COMMENT_NODE:
@@ -210,6 +211,11 @@ static int map_element(const xmlNode *node, int is_root, json_t **out, char *why
     return map_children(node, !is_root && items == elements && elements > 0, out, why);
   if (!text) {
     *out = json_object();
+    return *out != NULL ? 0 : PM_ENOMEM;
+  }
+  /* One text node is taken as it is, without a copy that would cost as much as the text. */
+  if (only_text != NULL) {
+    *out = json_string(only_text->content != NULL ? (const char *)only_text->content : "");
     return *out != NULL ? 0 : PM_ENOMEM;
   }
   /* Text may be split into several nodes (CDATA, comments in between); this joins them. */
@@ -231,6 +237,68 @@ static void drop_attributes(xmlNode *node) {
     node->properties = NULL;
     drop_attributes(node->children);
   }
+}
+
+/* Bounds what libxml2 will see, in one pass, before it sees it (PM_NODES_MAX,
+ * PM_XML_ATTRIBUTES_MAX): libxml2 checks a tag's attributes for duplicates in time quadratic
+ * in their number, and a node costs about 400 bytes in its tree plus ours.
+ *
+ * The scan must count at least what libxml2 parses, also after an error, when libxml2 goes on
+ * parsing (without building anything) from wherever it stopped. So it does not trust comments,
+ * CDATA sections or processing instructions to end where they seem to: every '<' that is not
+ * "</", "<!" or "<?" is taken for a start tag, because libxml2 may read one there. A tag never
+ * reaches past the next '<' (no name holds one, and an attribute value stops at it with an
+ * error), and libxml2 stores an attribute only with a value, after an '='. Within a tag, a
+ * quote outside a value opens one, and the same quote closes it, as in libxml2 for as far as
+ * it parses the tag; so counting every '=' outside quotes up to the '>' or the next '<' counts
+ * at least libxml2's attributes. Otherwise each tag, comment, PI or CDATA section is a node,
+ * and so are the bytes up to the next '<' (text). */
+static int count_nodes(const uint8_t *p, size_t len, char *why) {
+  const uint8_t *end = p + len, *text = p;
+  size_t nodes = 0;
+  while (p < end) {
+    const uint8_t *lt = memchr(p, '<', (size_t)(end - p));
+    int attributes = 0;
+    uint8_t quote = 0;
+    if (lt == NULL)
+      lt = end;
+    nodes += lt > text;
+    if (lt == end)
+      break;
+    p = lt + 1;
+    if (p < end && (*p == '!' || *p == '?')) {
+      nodes++;
+      text = p;
+    } else if (p < end && *p == '/') {
+      while (p < end && *p != '>' && *p != '<')
+        p++;
+      text = p < end && *p == '>' ? p + 1 : p;
+      p = text;
+    } else {
+      nodes++;
+      for (; p < end && *p != '<'; p++) {
+        if (quote != 0) {
+          quote = *p == quote ? 0 : quote;
+        } else if (*p == '"' || *p == '\'') {
+          quote = *p;
+        } else if (*p == '=') {
+          if (++attributes > PM_XML_ATTRIBUTES_MAX)
+            return pm__reason(why, PM_ELIMIT, "XML: more than %d attributes in one tag",
+                              PM_XML_ATTRIBUTES_MAX);
+          nodes++;
+        } else if (*p == '>') {
+          p++;
+          break;
+        }
+      }
+      text = p;
+    }
+    if (nodes > PM_NODES_MAX)
+      return pm__reason(why, PM_ELIMIT, "XML: more than %d nodes", PM_NODES_MAX);
+  }
+  if (nodes > PM_NODES_MAX)
+    return pm__reason(why, PM_ELIMIT, "XML: more than %d nodes", PM_NODES_MAX);
+  return 0;
 }
 
 static int is_kind(const xmlChar *name) {
@@ -269,6 +337,9 @@ int pm_xml_decode(const void *buf, size_t len, pm_msg **out, char *why) {
     return pm__reason(why, PM_EINVAL, "%s", pm_strerror(PM_EINVAL));
   if (len > INT_MAX)
     return pm__reason(why, PM_EMSGSIZE, "%s", pm_strerror(PM_EMSGSIZE));
+  rc = count_nodes(buf, len, why);
+  if (rc < 0)
+    return rc;
   pthread_once(&init_once, init);
   ctxt = xmlNewParserCtxt();
   if (ctxt == NULL) {
@@ -283,6 +354,9 @@ int pm_xml_decode(const void *buf, size_t len, pm_msg **out, char *why) {
   ctxt->sax->startElementNs = on_start;
   ctxt->sax->endElementNs = on_end;
   doc = xmlCtxtReadMemory(ctxt, buf, (int)len, NULL, "UTF-8", PARSE_OPTIONS);
+  /* The context holds a copy of the input, which the tree does not need. */
+  xmlFreeParserCtxt(ctxt);
+  ctxt = NULL;
   if (st.err != 0) {
     rc = st.err;
     goto done;
@@ -436,6 +510,10 @@ int pm_xml_encode(const pm_msg *m, uint8_t **out, size_t *len) {
   out_buf b = {0};
   if (m == NULL || out == NULL || len == NULL || pm__tree_check(pm_msg_fields(m), NULL) < 0) {
     b.err = PM_EINVAL;
+    goto fail;
+  }
+  if (pm__tree_nodes(pm_msg_fields(m), PM_ENC_XML) > PM_NODES_MAX) {
+    b.err = PM_ELIMIT;
     goto fail;
   }
   put_element(&b, pm_msg_kind(m), pm_msg_fields(m));

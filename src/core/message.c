@@ -125,6 +125,43 @@ int pm__tree_check(const json_t *fields, char *why) {
   return tree_check(fields, 1, why);
 }
 
+/* Empty values encode to <Name/>, which has no text. */
+static int is_xml_empty(const json_t *v) {
+  return json_is_null(v) || (json_is_object(v) && json_object_size(v) == 0) ||
+         (json_is_array(v) && json_array_size(v) == 0) ||
+         (json_is_string(v) && json_string_length(v) == 0);
+}
+
+/* Adds the nodes of v (one value, its member name not included) to *n; stops early once past
+ * PM_NODES_MAX, so a huge tree is not walked to its end. */
+static void tree_nodes(const json_t *v, pm_encoding enc, size_t *n) {
+  const char *key;
+  size_t i;
+  json_t *child;
+  /* A value, or in XML its element, plus in XML the text of a scalar that has one. */
+  *n += 1 + (enc == PM_ENC_XML && !json_is_object(v) && !json_is_array(v) && !is_xml_empty(v));
+  if (json_is_object(v)) {
+    json_object_foreach((json_t *)v, key, child) {
+      if (*n > PM_NODES_MAX)
+        return;
+      *n += enc == PM_ENC_JSON; /* the member name */
+      tree_nodes(child, enc, n);
+    }
+  } else if (json_is_array(v)) {
+    json_array_foreach(v, i, child) {
+      if (*n > PM_NODES_MAX)
+        return;
+      tree_nodes(child, enc, n);
+    }
+  }
+}
+
+size_t pm__tree_nodes(const json_t *fields, pm_encoding enc) {
+  size_t n = enc == PM_ENC_JSON ? 2 : 0;
+  tree_nodes(fields, enc, &n);
+  return n;
+}
+
 /* An empty object is what XML <Name/> decodes to; null encodes to <Name/>, so it reads the
  * same way. */
 static int is_empty_value(const json_t *v) {

@@ -19,4 +19,11 @@ int pm__msg_wrap(const char *kind, size_t kind_len, json_t *fields, pm_encoding 
  * Returns 0, PM_EINVAL or PM_EDEPTH, with a reason in why when it is not NULL. */
 int pm__tree_check(const json_t *fields, char *why);
 
+/* The nodes a message with these (checked) fields encodes to in enc, counted as the decoders
+ * count them against PM_NODES_MAX: in JSON the {"Kind": ...} wrapper, its member name, and
+ * every value and member name below; in XML every element (the root included) and every
+ * non-empty text. The encoders refuse (PM_ELIMIT) what no decoder would accept. Counting stops
+ * a little past PM_NODES_MAX. */
+size_t pm__tree_nodes(const json_t *fields, pm_encoding enc);
+
 #endif

@@ -510,6 +510,148 @@ static void test_codec_xml_decode_oom(void **state) {
   pm_test_decode_oom_loop("<Request><Command>X</Command><Params><A><Item>1</Item></A></Params></Request>");
 }
 
+/* <Request a0="" a1="" ...><Command>GetVersion</Command></Request> with n attributes. */
+static char *many_attributes(size_t n, size_t *len) {
+  size_t size = n * 16 + 64, off = 0;
+  char *s = malloc(size);
+  assert_non_null(s);
+  off += (size_t)snprintf(s, size, "<Request");
+  for (size_t i = 0; i < n; i++)
+    off += (size_t)snprintf(s + off, size - off, " a%zu=\"\"", i);
+  off += (size_t)snprintf(s + off, size - off, "><Command>GetVersion</Command></Request>");
+  *len = off;
+  return s;
+}
+
+/* The same with a namespace declaration first, in a static buffer. */
+static const char *xsi_first(const char *doc) {
+  static char buf[4096];
+  snprintf(buf, sizeof(buf), "<Request xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"%s",
+           doc + strlen("<Request"));
+  return buf;
+}
+
+/* libxml2 checks a tag's attributes for duplicates in quadratic time: 40 000 of them took
+ * 15 s, 80 000 took 100 s. The scan before the parser refuses them in linear time. */
+static void hardening_01_xml_attributes_linear(void **state) {
+  char why[PM_REASON_MAX] = "";
+  pm_msg *m = NULL;
+  size_t len;
+  char *s;
+  uint64_t start;
+  (void)state;
+  for (size_t n = 40000; n <= 80000; n += 40000) {
+    s = many_attributes(n, &len);
+    assert_true(len > 300000);
+    start = pm_test_now_ms();
+    assert_pm(PM_ELIMIT, pm_xml_decode(s, len, &m, why));
+    /* No lower bound: answering fast is the point. 1 s is far below the quadratic cost (15 s)
+     * and far above the linear one (well under 10 ms, also under valgrind). */
+    assert_true(pm_test_now_ms() - start < 1000);
+    assert_null(m);
+    assert_non_null(strstr(why, "attributes"));
+    free(s);
+  }
+
+  /* PM_XML_ATTRIBUTES_MAX pass, one more does not; namespace declarations count. */
+  s = many_attributes(PM_XML_ATTRIBUTES_MAX, &len);
+  assert_pm(0, pm_xml_decode(s, len, &m, NULL));
+  pm_msg_free(m);
+  free(s);
+  s = many_attributes(PM_XML_ATTRIBUTES_MAX + 1, &len);
+  expect(PM_ELIMIT, s);
+  free(s);
+  s = many_attributes(PM_XML_ATTRIBUTES_MAX - 1, &len);
+  expect(0, xsi_first(s));
+  free(s);
+  s = many_attributes(PM_XML_ATTRIBUTES_MAX, &len);
+  expect(PM_ELIMIT, xsi_first(s));
+  free(s);
+
+  /* What is not an attribute is not counted: '=' in values, text, comments, CDATA and PIs,
+   * '>' inside a value. */
+  m = must_decode("<Request a=\"=======================\" b='x=y>=z'><!-- ==================== -->"
+                  "<Command>a=b=c=d=e=f=g=h=i=j=k=l=m=n=o=p=q=r=s</Command>"
+                  "<Params><T><![CDATA[= = = = = = = = = = = = = = = = = = =]]></T></Params>"
+                  "<?pi = = = = = = = = = = = = = = = = = = = = ?></Request>");
+  pm_msg_free(m);
+  /* Conservative: a '<' in a comment, a CDATA section or an unterminated value starts a tag,
+   * because after an error libxml2 may parse one there. */
+  expect(PM_ELIMIT, "<Request><!-- <x a=1 b=1 c=1 d=1 e=1 f=1 g=1 h=1 i=1 j=1 k=1 l=1 m=1 "
+                    "n=1 o=1 p=1 q=1 --></Request>");
+  expect(PM_ELIMIT, "<Request><Command><![CDATA[<x a=1 b=1 c=1 d=1 e=1 f=1 g=1 h=1 i=1 j=1 "
+                    "k=1 l=1 m=1 n=1 o=1 p=1 q=1]]></Command></Request>");
+  expect(PM_ELIMIT, "<Request a=\"<x a=1 b=1 c=1 d=1 e=1 f=1 g=1 h=1 i=1 j=1 k=1 l=1 m=1 n=1 "
+                    "o=1 p=1 q=1\"/>");
+  /* An end tag or a declaration carries no attributes. */
+  expect(PM_EPARSE, "<Request></Request a=1 b=1 c=1 d=1 e=1 f=1 g=1 h=1 i=1 j=1 k=1 l=1 m=1 "
+                    "n=1 o=1 p=1 q=1>");
+}
+
+/* <Request><A><Item/>...</A></Request>: 2 + n nodes. */
+static char *items(size_t n, size_t *len) {
+  return pm_test_repeat("<Request><A>", "<Item/>", n, "</A></Request>", len);
+}
+
+/* 16 MiB of <Item/> cost libxml2 and jansson 0.9 GB. */
+static void hardening_02_decode_budget_xml(void **state) {
+  const size_t size = 16u << 20;
+  size_t len, off = 0, names;
+  long peak_kb;
+  pm_msg *m = NULL;
+  uint8_t *out;
+  char *s;
+  int rc;
+  (void)state;
+  s = items(PM_NODES_MAX - 2, &len);
+  assert_pm(0, pm_xml_decode(s, len, &m, NULL));
+  free(s);
+  /* What the encoder writes, the decoder takes back. */
+  assert_pm(0, pm_xml_encode(m, &out, &len));
+  pm_msg_free(m);
+  assert_pm(0, pm_xml_decode(out, len, &m, NULL));
+  pm_free(out);
+  /* One node more: the decoder refuses it, and so does the encoder. */
+  assert_true(json_is_array(json_object_get(pm_msg_fields(m), "A")));
+  assert_int_equal(0, json_array_append_new(json_object_get(pm_msg_fields(m), "A"),
+                                            json_object()));
+  assert_pm(PM_ELIMIT, pm_xml_encode(m, &out, &len));
+  pm_msg_free(m);
+  s = items(PM_NODES_MAX - 1, &len);
+  assert_true(strstr(expect(PM_ELIMIT, s), "nodes") != NULL);
+  free(s);
+  /* Text runs, white space included, count: 2 + 2n. */
+  s = pm_test_repeat("<Request><A>", "<Item/> ", PM_NODES_MAX / 2 - 1, "</A></Request>", &len);
+  expect(0, s);
+  free(s);
+  s = pm_test_repeat("<Request><A>", "<Item/> ", PM_NODES_MAX / 2, "</A></Request>", &len);
+  expect(PM_ELIMIT, s);
+  free(s);
+
+  /* Decoding costs at most 4 x the size + 16 MiB: the issue's 16 MiB of <Item/>, and the most
+   * costly message the budget lets through (elements with names of their own). */
+  if (!pm_test_rss_meaningful())
+    return;
+  s = items((size - 64) / 7, &len);
+  peak_kb = pm_test_decode_peak_kb(s, len, &rc);
+  assert_pm(PM_ELIMIT, rc);
+  print_message("16 MiB of <Item/>: +%ld KiB\n", peak_kb);
+  assert_true(peak_kb * 1024 <= (long)(4 * len + (16u << 20)));
+  free(s);
+  names = PM_NODES_MAX - 2;
+  s = malloc(names * 16 + 64);
+  assert_non_null(s);
+  off += (size_t)sprintf(s, "<Request><Params>");
+  for (size_t i = 0; i < names; i++)
+    off += (size_t)sprintf(s + off, "<N%zu/>", i);
+  off += (size_t)sprintf(s + off, "</Params></Request>");
+  peak_kb = pm_test_decode_peak_kb(s, off, &rc);
+  assert_pm(0, rc);
+  print_message("%zu elements of their own names: +%ld KiB\n", names, peak_kb);
+  assert_true(peak_kb * 1024 <= (long)(4 * off + (16u << 20)));
+  free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_codec_xml_threads),
@@ -526,6 +668,8 @@ int main(void) {
       cmocka_unit_test(test_codec_xml_round_trip),
       cmocka_unit_test(test_codec_xml_silent),
       cmocka_unit_test(test_codec_xml_decode_oom),
+      cmocka_unit_test(hardening_01_xml_attributes_linear),
+      cmocka_unit_test(hardening_02_decode_budget_xml),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
