@@ -279,6 +279,70 @@ static void test_codec_json_decode_oom(void **state) {
   pm_test_decode_oom_loop("{\"Request\":{\"Command\":\"X\",\"Params\":{\"A\":[1,2]}}}");
 }
 
+/* {"Request":{"A":[0,0,...]}}: 5 + n nodes. */
+static char *zeros(size_t n, size_t *len) {
+  char *s = pm_test_repeat("{\"Request\":{\"A\":[", "0,", n, "]}}", len);
+  s[*len - 4] = ' '; /* the last comma */
+  return s;
+}
+
+/* 16 MiB of [{},{},...] cost jansson 1.3 GB. */
+static void hardening_02_decode_budget_json(void **state) {
+  const size_t size = 16u << 20;
+  size_t len;
+  long peak_kb;
+  pm_msg *m = NULL;
+  uint8_t *out;
+  char *s, why[PM_REASON_MAX];
+  int rc;
+  (void)state;
+  s = zeros(PM_NODES_MAX - 5, &len);
+  assert_pm(0, pm_json_decode(s, len, &m, NULL));
+  free(s);
+  /* What the encoder writes, the decoder takes back. */
+  assert_pm(0, pm_json_encode(m, &out, &len));
+  pm_msg_free(m);
+  assert_pm(0, pm_json_decode(out, len, &m, NULL));
+  pm_free(out);
+  /* One node more: the decoder refuses it, and so does the encoder. */
+  assert_int_equal(0, json_array_append_new(json_object_get(pm_msg_fields(m), "A"),
+                                            json_integer(0)));
+  assert_pm(PM_ELIMIT, pm_json_encode(m, &out, &len));
+  /* In XML the same tree is 2 nodes per number: too many there as well. */
+  assert_pm(PM_ELIMIT, pm_xml_encode(m, &out, &len));
+  pm_msg_free(m);
+  m = NULL;
+  s = zeros(PM_NODES_MAX - 4, &len);
+  assert_pm(PM_ELIMIT, pm_json_decode(s, len, &m, why));
+  assert_null(m);
+  assert_non_null(strstr(why, "more than"));
+  free(s);
+  /* Member names count; what is inside a string does not, escaped quotes included. */
+  expect(PM_ELIMIT, s = pm_test_repeat("{\"Request\":{\"A\":[", "{\"a\":0},", PM_NODES_MAX / 3,
+                                       "{}]}}", &len));
+  free(s);
+  expect(0, s = pm_test_repeat("{\"Request\":{\"A\":\"", "{[0,\\\"\\\\", PM_NODES_MAX, "\"}}",
+                               &len));
+  free(s);
+
+  /* Decoding costs at most 4 x the size + 16 MiB: the issue's 16 MiB of {},{},... and the most
+   * costly message the budget lets through (empty objects). */
+  if (!pm_test_rss_meaningful())
+    return;
+  s = pm_test_repeat("{\"Request\":{\"A\":[", "{},", (size - 64) / 3, "{}]}}", &len);
+  peak_kb = pm_test_decode_peak_kb(s, len, &rc);
+  assert_pm(PM_ELIMIT, rc);
+  print_message("16 MiB of {}: +%ld KiB\n", peak_kb);
+  assert_true(peak_kb * 1024 <= (long)(4 * len + (16u << 20)));
+  free(s);
+  s = pm_test_repeat("{\"Request\":{\"A\":[", "{},", PM_NODES_MAX - 6, "{}]}}", &len);
+  peak_kb = pm_test_decode_peak_kb(s, len, &rc);
+  assert_pm(0, rc);
+  print_message("%d empty objects: +%ld KiB\n", PM_NODES_MAX - 5, peak_kb);
+  assert_true(peak_kb * 1024 <= (long)(4 * len + (16u << 20)));
+  free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_codec_json_detect_encoding),
@@ -290,6 +354,7 @@ int main(void) {
       cmocka_unit_test(test_codec_json_encode_invalid),
       cmocka_unit_test(test_codec_json_round_trip),
       cmocka_unit_test(test_codec_json_decode_oom),
+      cmocka_unit_test(hardening_02_decode_budget_json),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
