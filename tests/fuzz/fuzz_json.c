@@ -1,12 +1,15 @@
 /* JSON message decoding (pm_json_decode, src/core/codec_json.c) on arbitrary bytes.
  *
- * A rejected input fails with PM_EPARSE or PM_EDEPTH and a reason (fuzz_decode checks the
- * reason and that no message is handed out). An accepted one is a well-formed message that
- * re-encodes to JSON, decodes to the same tree, and re-encodes to the same bytes; encoding it
- * as XML fails (PM_EINVAL) exactly when a string cannot be XML text. */
+ * A rejected input fails with PM_EPARSE, PM_EDEPTH or PM_ELIMIT (the node budget) and a reason
+ * (fuzz_decode checks the reason and that no message is handed out). An accepted one is a
+ * well-formed message within the budget that re-encodes to JSON, decodes to the same tree, and
+ * re-encodes to the same bytes; encoding it as XML fails with PM_ELIMIT exactly when it would
+ * be more than PM_NODES_MAX nodes in XML, else with PM_EINVAL exactly when a string cannot be
+ * XML text. */
 #include <string.h>
 
 #include "fuzz_common.h"
+#include "message_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   pm_msg *m, *again = NULL;
@@ -16,10 +19,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   m = fuzz_decode(pm_json_decode, data, size, &rc);
   if (m == NULL) {
-    FUZZ_CHECK(rc == PM_EPARSE || rc == PM_EDEPTH);
+    FUZZ_CHECK(rc == PM_EPARSE || rc == PM_EDEPTH || rc == PM_ELIMIT);
     return 0;
   }
   FUZZ_CHECK(pm_msg_encoding(m) == PM_ENC_JSON);
+  FUZZ_CHECK(pm__tree_nodes(pm_msg_fields(m), PM_ENC_JSON) <= PM_NODES_MAX);
 
   FUZZ_CHECK(fuzz_encode(m, PM_ENC_JSON, &json, &json_len) == 0);
   again = fuzz_decode(pm_json_decode, json, json_len, &rc);
@@ -30,7 +34,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FUZZ_CHECK(json_len == json2_len && memcmp(json, json2, json_len) == 0);
 
   rc = fuzz_encode(m, PM_ENC_XML, &xml, &xml_len);
-  FUZZ_CHECK(rc == (fuzz_xml_representable(pm_msg_fields(m)) ? 0 : PM_EINVAL));
+  if (pm__tree_nodes(pm_msg_fields(m), PM_ENC_XML) > PM_NODES_MAX)
+    FUZZ_CHECK(rc == PM_ELIMIT);
+  else
+    FUZZ_CHECK(rc == (fuzz_xml_representable(pm_msg_fields(m)) ? 0 : PM_EINVAL));
 
   pm_free(xml);
   pm_free(json2);

@@ -4,6 +4,9 @@
  * and null as <Name/>), and the kind must survive.
  *
  * Allowed failures, each a documented limit of the mapping (PROTOCOL §3):
+ * - encoding fails with PM_ELIMIT exactly when the tree would be more than PM_NODES_MAX nodes
+ *   in the other encoding (an XML element per value and a text per scalar, a JSON value and a
+ *   member name per member); on the way back the count can only shrink;
  * - encoding to XML fails with PM_EINVAL exactly when a string holds a control character other
  *   than tab, LF and CR, or U+FFFE / U+FFFF;
  * - a message that came as JSON may fail XML's schema (PM_ESCHEMA): a kind that is not one of
@@ -14,6 +17,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
+#include "message_internal.h"
 
 static pm_encoding other(pm_encoding enc) { return enc == PM_ENC_JSON ? PM_ENC_XML : PM_ENC_JSON; }
 
@@ -26,7 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   first = fuzz_decode(pm_msg_decode, data, size, &rc);
   if (first == NULL) {
-    FUZZ_CHECK(rc == PM_EENCODING || rc == PM_EPARSE || rc == PM_EDEPTH || rc == PM_ESCHEMA);
+    FUZZ_CHECK(rc == PM_EENCODING || rc == PM_EPARSE || rc == PM_EDEPTH || rc == PM_ESCHEMA ||
+               rc == PM_ELIMIT);
     return 0;
   }
   enc = pm_msg_encoding(first);
@@ -35,6 +40,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   /* There. */
   rc = fuzz_encode(first, enc2, &b2, &b2_len);
+  if (pm__tree_nodes(pm_msg_fields(first), enc2) > PM_NODES_MAX) {
+    FUZZ_CHECK(rc == PM_ELIMIT);
+    goto done;
+  }
   if (enc2 == PM_ENC_XML && !fuzz_xml_representable(pm_msg_fields(first))) {
     FUZZ_CHECK(rc == PM_EINVAL);
     goto done;

@@ -1,12 +1,15 @@
 /* XML message decoding (pm_xml_decode, src/core/codec_xml.c) on arbitrary bytes.
  *
- * A rejected input fails with PM_EPARSE, PM_EDEPTH or PM_ESCHEMA and a reason. An accepted one
- * is a well-formed message whose tree holds only what XML can deliver (objects, non-empty
- * arrays, strings); it encodes to XML, decodes to the same tree (up to "" and {}, which both
- * are <Name/>), and from then on encodes to the same bytes; it also encodes to JSON. */
+ * A rejected input fails with PM_EPARSE, PM_EDEPTH, PM_ESCHEMA or PM_ELIMIT (the node budget
+ * or the attributes of one tag) and a reason. An accepted one is a well-formed message whose
+ * tree holds only what XML can deliver (objects, non-empty arrays, strings); it encodes to
+ * XML, decodes to the same tree (up to "" and {}, which both are <Name/>), and from then on
+ * encodes to the same bytes; it also encodes to JSON unless it would be more than
+ * PM_NODES_MAX nodes there (PM_ELIMIT). */
 #include <string.h>
 
 #include "fuzz_common.h"
+#include "message_internal.h"
 
 /* XML delivers objects, arrays of at least one <Item> and strings; nothing else. */
 static void check_xml_tree(const json_t *v) {
@@ -34,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   m = fuzz_decode(pm_xml_decode, data, size, &rc);
   if (m == NULL) {
-    FUZZ_CHECK(rc == PM_EPARSE || rc == PM_EDEPTH || rc == PM_ESCHEMA);
+    FUZZ_CHECK(rc == PM_EPARSE || rc == PM_EDEPTH || rc == PM_ESCHEMA || rc == PM_ELIMIT);
     return 0;
   }
   FUZZ_CHECK(pm_msg_encoding(m) == PM_ENC_XML);
@@ -54,7 +57,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FUZZ_CHECK(fuzz_encode(third, PM_ENC_XML, &xml3, &xml3_len) == 0);
   FUZZ_CHECK(xml3_len == xml2_len && memcmp(xml3, xml2, xml2_len) == 0);
 
-  FUZZ_CHECK(fuzz_encode(m, PM_ENC_JSON, &json, &json_len) == 0);
+  /* The encoder's count of the tree never exceeds the decoder's count of the input. */
+  FUZZ_CHECK(pm__tree_nodes(pm_msg_fields(m), PM_ENC_XML) <= PM_NODES_MAX);
+  rc = fuzz_encode(m, PM_ENC_JSON, &json, &json_len);
+  FUZZ_CHECK(rc == (pm__tree_nodes(pm_msg_fields(m), PM_ENC_JSON) > PM_NODES_MAX ? PM_ELIMIT : 0));
 
   pm_free(json);
   pm_free(xml3);

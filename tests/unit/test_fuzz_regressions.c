@@ -9,7 +9,7 @@
 #include "testutil.h"
 
 #define CORPUS_DIR PM_SOURCE_DIR "/tests/fuzz/corpus"
-#define CORPUS_FILE_MAX (64 * 1024)
+#define CORPUS_FILE_MAX (1024 * 1024) /* scripts/fuzz.sh's -max_len */
 
 static int decode_xml(const char *text, pm_msg **out) {
   char why[PM_REASON_MAX] = "";
@@ -62,7 +62,9 @@ static void test_fuzz_regressions_xsi_type(void **state) {
 }
 
 /* Every seed of the message targets: the decoders do not crash, and a message that came as
- * XML re-encodes, in either encoding, to a message the decoders accept again. */
+ * XML re-encodes, in either encoding, to a message the decoders accept again, unless in JSON
+ * it is more nodes than the budget (PM_ELIMIT: an empty element is one node in XML, an empty
+ * object and its member name two in JSON). */
 static void replay_dir(const char *target) {
   char path[512];
   DIR *d;
@@ -89,6 +91,8 @@ static void replay_dir(const char *target) {
     if (pm_msg_encoding(m) == PM_ENC_XML) {
       for (pm_encoding enc = PM_ENC_JSON; enc <= PM_ENC_XML; enc++) {
         int rc = re_decode(m, enc, &again);
+        if (rc == PM_ELIMIT && enc == PM_ENC_JSON)
+          continue;
         if (rc != 0)
           print_error("%s: re-encoded as %s\n", path, enc == PM_ENC_JSON ? "JSON" : "XML");
         assert_pm(0, rc);
