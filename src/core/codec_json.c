@@ -11,7 +11,8 @@
  * A message is {"Kind": {fields}}. jansson already rejects invalid UTF-8, NaN and Infinity
  * (not JSON tokens), integers outside int64 ("too big integer"), \u0000 (without
  * JSON_ALLOW_NUL) and, with the flags below, duplicate keys and trailing data; this file adds
- * the message shape, the name rule and the depth rule of pm__tree_check().
+ * the node budget (count_nodes, before jansson runs), the message shape, the name rule and the
+ * depth rule of pm__tree_check().
  *
  * null is accepted: it is a value like any other in Params/Data trees, encodes to XML as an
  * empty element and reads as "" through pm_tree_get_string(), like <Name/>.

@@ -16,13 +16,14 @@
 
 /* XML codec (PROTOCOL §2, §3) on libxml2.
  *
- * Hardening: no DOCTYPE is ever processed. A SAX hook stops the parser as soon as the
- * DOCTYPE name is read, before any internal subset or entity declaration, so entity
- * expansion (billion laughs) and external entities (XXE) never happen; nothing is loaded
- * from the network or the file system; the document is read as UTF-8 whatever its
- * declaration says; depth is counted as elements start, so a deep document stops at element
- * PM_NESTING_MAX + 1 (root = 1). libxml2 reports errors only to the handlers set here, never
- * to stderr.
+ * Hardening: before libxml2 sees a byte, count_nodes() bounds the nodes of the document and
+ * the attributes of each tag, so parsing costs linear time and bounded memory. No DOCTYPE is
+ * ever processed: a SAX hook stops the parser as soon as the DOCTYPE name is read, before any
+ * internal subset or entity declaration, so entity expansion (billion laughs) and external
+ * entities (XXE) never happen; nothing is loaded from the network or the file system; the
+ * document is read as UTF-8 whatever its declaration says; depth is counted as elements start,
+ * so a deep document stops at element PM_NESTING_MAX + 1 (root = 1). libxml2 reports errors
+ * only to the handlers set here, never to stderr.
  *
  * Mapping to the tree (and back):
  * - An element with element children is an object, or an array if all its children are
@@ -241,7 +242,7 @@ static void drop_attributes(xmlNode *node) {
 
 /* Bounds what libxml2 will see, in one pass, before it sees it (PM_NODES_MAX,
  * PM_XML_ATTRIBUTES_MAX): libxml2 checks a tag's attributes for duplicates in time quadratic
- * in their number, and a node costs about 400 bytes in its tree plus ours.
+ * in their number, and a node costs up to about 640 bytes in its tree plus ours.
  *
  * The scan must count at least what libxml2 parses, also after an error, when libxml2 goes on
  * parsing (without building anything) from wherever it stopped. So it does not trust comments,
@@ -252,7 +253,9 @@ static void drop_attributes(xmlNode *node) {
  * quote outside a value opens one, and the same quote closes it, as in libxml2 for as far as
  * it parses the tag; so counting every '=' outside quotes up to the '>' or the next '<' counts
  * at least libxml2's attributes. Otherwise each tag, comment, PI or CDATA section is a node,
- * and so are the bytes up to the next '<' (text). */
+ * and so are the bytes up to the next '<' (text). libxml2 reads the bytes as UTF-8 (Latin-1
+ * after an encoding error), where a byte below 0x80 is always that ASCII character, so it sees
+ * the same '<', '=', quotes and '>' as this scan. */
 static int count_nodes(const uint8_t *p, size_t len, char *why) {
   const uint8_t *end = p + len, *text = p;
   size_t nodes = 0;
