@@ -339,7 +339,7 @@ static void cmd_emit_event(service *svc, pm_command_call *call) {
     if (rc == PM_EINVAL || rc == PM_EMSGSIZE) {
       pm_command_call_reply(call, PM_RESULT_BAD_REQUEST,
                             rc == PM_EINVAL ? "Data cannot be carried in both JSON and XML"
-                                            : "the event would exceed the largest message",
+                                            : "the event would exceed the largest message or its node limit",
                             NULL);
       return;
     }

@@ -118,7 +118,8 @@ void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg)
  *    the event cannot be carried in both encodings (a string with a control character other
  *    than tab, newline and carriage return, U+FFFE or U+FFFF; a member name that is not a
  *    name; NaN or an infinite real);
- *  - PM_EMSGSIZE: encoded in JSON or XML, the event would exceed max_message;
+ *  - PM_EMSGSIZE: encoded in JSON or XML, the event would exceed max_message or the node
+ *    budget of a message (PM_NODES_MAX), so no peer could decode it;
  *  - PM_EIO: with a store, the event (or the id reservation it needed) could not be written,
  *    e.g. the disk is full. The event is not published: not queued, not delivered, and its id
  *    is never handed out. With a store, 0 means the event is on disk (a durable one; transient

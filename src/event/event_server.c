@@ -137,7 +137,8 @@ static void on_stored_event(void *ctx, pm__event *ev, int marker) {
 }
 
 /* Whether m can be written as one frame in enc: 0, PM_EINVAL (not representable),
- * PM_EMSGSIZE (over max_message) or PM_ENOMEM. */
+ * PM_EMSGSIZE (over max_message, or over the decoders' node budget, which no peer would
+ * accept) or PM_ENOMEM. */
 static int encodable(const pm_msg *m, pm_encoding enc, size_t max_message) {
   uint8_t *buf = NULL, header[PM_FRAME_HEADER_SIZE];
   size_t len = 0;
@@ -145,7 +146,7 @@ static int encodable(const pm_msg *m, pm_encoding enc, size_t max_message) {
   if (rc == 0)
     rc = pm_frame_header(len, max_message, header);
   pm_free(buf);
-  return rc;
+  return rc == PM_ELIMIT ? PM_EMSGSIZE : rc;
 }
 
 /* The Event message for id, type, time and data (NULL or shared, not copied). */

@@ -251,6 +251,14 @@ static void hardening_05_publish_refuses_unencodable(void **state) {
   blob[PM_MAX_MESSAGE_DEFAULT] = '\0';
   assert_pm(PM_EMSGSIZE, pm_event_server_publish(fx.server, blob, NULL, NULL));
   free(blob);
+  /* Small, but more nodes than a decoder accepts (PM_NODES_MAX). */
+  big = json_object();
+  for (int i = 0; i <= PM_NODES_MAX / 2; i++) {
+    char key[16];
+    snprintf(key, sizeof(key), "K%d", i);
+    assert_int_equal(0, json_object_set_new(big, key, json_integer(i)));
+  }
+  assert_pm(PM_EMSGSIZE, pm_event_server_publish(fx.server, "X", big, NULL));
   /* Tab, newline and carriage return are text in both encodings. */
   assert_pm(0, pm_event_server_publish(fx.server, "X", json_pack("{s:s}", "S", "a\tb\r\nc"),
                                        &id));
