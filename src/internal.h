@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "pipemsg/message.h"
+#include "pipemsg/pipe.h"
 
 #if defined(__GNUC__)
 #define PM__PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -52,6 +53,11 @@ typedef int (*pm__message_cb)(void *data, const pm_msg *m);
 int pm__feed_messages(struct pm_reader *r, const void *buf, size_t len, pm__message_cb cb,
                       void *data, char *why);
 
+/* Test hook: sees every peer the command server accepts before anything else does, so a test
+ * can give its connections uids of its choosing. NULL (the default): none. */
+typedef void (*pm__peer_hook)(pm_peer *peer, void *data);
+void pm__command_peer_hook(pm__peer_hook hook, void *data);
+
 /* Applies a default to an option left at 0. */
 #define PM__DEFAULT(field, value)                                                              \
   do {                                                                                         \
@@ -61,5 +67,30 @@ int pm__feed_messages(struct pm_reader *r, const void *buf, size_t len, pm__mess
 
 /* libuv allocation callback for socket reads (buffers freed with pm__free). */
 void pm__read_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+/* A lingering close, for a connection answered before its request was read (a refusal, an
+ * oversized frame): a client that writes its request before it reads would otherwise fail on
+ * its write and never see the answer. After the answer is written, the write side is shut
+ * down and what the peer still sends is read and discarded until it closes, timeout_ms pass
+ * or budget bytes were discarded; then cb runs and the owner closes the handles. */
+#define PM__LINGER_MAX_BYTES (1024u * 1024u)
+typedef void (*pm__linger_cb)(void *data);
+typedef struct pm__linger {
+  uv_shutdown_t shutdown;
+  uv_stream_t *stream;
+  uv_timer_t *timer;
+  size_t budget;
+  pm__linger_cb cb;
+  void *data;
+  int active;
+} pm__linger;
+/* Takes over stream and timer (their data pointers too, given back as data before cb runs).
+ * cb may run before this returns. */
+void pm__linger_start(pm__linger *l, uv_stream_t *stream, uv_timer_t *timer, uint64_t timeout_ms,
+                      size_t budget, pm__linger_cb cb, void *data);
+/* Ends a lingering close now without calling cb (the owner is closing anyway); no-op if l is
+ * not lingering (a zeroed pm__linger is not). */
+void pm__linger_stop(pm__linger *l);
+int pm__lingering(const pm__linger *l);
 
 #endif

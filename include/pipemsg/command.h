@@ -13,13 +13,20 @@
 extern "C" {
 #endif
 
-/* Command pipe (PROTOCOL §4): one request per connection, one client at a time. */
+/* Command pipe (PROTOCOL §4): one request per connection, one request served at a time;
+ * connections wait their turn in a bounded queue, served round-robin by uid. */
 
 #define PM_REQUEST_TIMEOUT_MS_DEFAULT 3000u
 #define PM_WRITE_TIMEOUT_MS_DEFAULT 3000u
 #define PM_RESPONSE_TIMEOUT_MS_DEFAULT 180000u
 #define PM_CONNECT_TIMEOUT_MS_DEFAULT 3000u
 #define PM_BACKLOG_DEFAULT 128
+/* Connections accepted and waiting for their turn (the one being served not counted); more
+ * are answered TooManyRequests. */
+#define PM_COMMAND_MAX_WAITING_DEFAULT 32
+/* Connections one uid may hold at once, waiting or being served; more are answered
+ * TooManyRequests. */
+#define PM_COMMAND_MAX_PER_UID_DEFAULT 4
 
 /* ---- server ---------------------------------------------------------------------------- */
 
@@ -32,8 +39,8 @@ typedef struct pm_command_call pm_command_call;
  * until it does. */
 typedef void (*pm_command_server_handler_cb)(pm_command_call *call, void *data);
 
-/* Called before anything is read from a new peer: 0 lets it in; anything else answers
- * TransportNotAuthorized and closes. */
+/* Called when a peer connects, before anything is read from it and before it takes a place in
+ * the waiting queue: 0 lets it in; anything else answers TransportNotAuthorized and closes. */
 typedef int (*pm_command_server_authorize_cb)(const pm_peer *peer, void *data);
 
 /* What happened to one connection, reported once when it is closed. */
@@ -48,9 +55,12 @@ typedef void (*pm_command_server_log_cb)(const pm_command_log *entry, void *data
 
 typedef struct pm_command_server_options {
   size_t max_message;          /* 0: PM_MAX_MESSAGE_DEFAULT */
-  uint32_t request_timeout_ms; /* whole request frame, from accept; 0: default 3000 */
+  uint32_t request_timeout_ms; /* whole request frame, from the connection's turn; also how
+                                  long a refused connection lingers; 0: default 3000 */
   uint32_t write_timeout_ms;   /* writing the response; 0: default 3000 */
   int backlog;                 /* 0: PM_BACKLOG_DEFAULT */
+  unsigned max_waiting;        /* 0: PM_COMMAND_MAX_WAITING_DEFAULT */
+  unsigned max_per_uid;        /* 0: PM_COMMAND_MAX_PER_UID_DEFAULT */
   unsigned socket_mode;        /* permissions of the socket file; 0: PM_SOCKET_MODE_DEFAULT */
   unsigned socket_gid;         /* group of the socket file; 0: left as created */
   int listen_fd;               /* > 0: serve this bound, listening socket (socket activation):

@@ -8,21 +8,35 @@
 #include "pipemsg/frame.h"
 #include "transport/transport.h"
 
-/* One connection, from accept to close. The server holds at most one (§4.1). */
+/* Connections answered before their request was read (TransportNotAuthorized, TooManyRequests,
+ * an oversized frame) and lingering so the peer reads the answer (§4.9); past this many at once,
+ * a refused connection is closed unanswered and an oversized frame's answer is not lingered on. */
+#define MAX_REFUSING 16
+
+/* One connection, from accept to close. One at a time has its turn (§4.1). */
 typedef enum {
-  CALL_READING,  /* waiting for the whole request frame, under the request deadline */
-  CALL_HANDLING, /* the application has the request */
-  CALL_WRITING,  /* the response is being written, under the write deadline */
-  CALL_CLOSING   /* handles are closing */
+  CALL_NEW,       /* accepted, not yet placed */
+  CALL_WAITING,   /* waiting for its turn; nothing is read, the kernel holds what it sends */
+  CALL_READING,   /* its turn: waiting for the whole request frame, under the request deadline */
+  CALL_HANDLING,  /* the application has the request */
+  CALL_WRITING,   /* the response is being written, under the write deadline */
+  CALL_LINGERING, /* an early answer is written: discarding what the peer still sends */
+  CALL_CLOSING    /* handles are closing */
 } call_state;
 
 struct pm_command_call {
   pm_command_server *server;
+  pm_command_call *next; /* in server->calls */
   call_state state;
   uv_pipe_t pipe;
   uv_timer_t timer;
   int open_handles;
   int handled;    /* the handler was called and has not replied yet */
+  int refusing;   /* counted in server->refusing */
+  int linger;     /* a lingering close follows the answer */
+  uint64_t arrival;  /* accept order */
+  uint64_t uid_turn; /* the last turn its uid had (0: none); the same in all its uid's calls */
+  pm__linger lingering;
   pm_reader *reader;
   pm_msg *request;
   pm_encoding encoding;
@@ -38,20 +52,32 @@ struct pm_command_server {
   uv_pipe_t listener;
   pm_command_server_options opts;
   char path[PM_PIPE_PATH_MAX + 1];
-  pm_command_call *call; /* &slot while a connection is served, else NULL */
-  pm_command_call slot;  /* one client at a time: the connection's state lives here, so
-                            accepting never needs memory */
-  int waiting;        /* libuv holds a connection we have not accepted yet */
+  pm_command_call *calls; /* every connection not yet freed */
+  pm_command_call *call;  /* the one whose turn it is, or NULL */
+  unsigned waiting;       /* calls in CALL_WAITING */
+  unsigned refusing;      /* calls with refusing set */
+  uint64_t arrivals;
+  uint64_t turns;
+  int pending; /* libuv holds a connection we had no memory for; taken when a call ends */
   int closing;
   int listener_open;
   void (*close_cb)(void *arg);
   void *close_arg;
 };
 
-static void accept_next(pm_command_server *s);
+static pm__peer_hook peer_hook;
+static void *peer_hook_data;
+
+void pm__command_peer_hook(pm__peer_hook hook, void *data) {
+  peer_hook = hook;
+  peer_hook_data = data;
+}
+
+static void accept_pending(pm_command_server *s);
+static void next_turn(pm_command_server *s);
 
 static void maybe_free_server(pm_command_server *s) {
-  if (!s->closing || s->listener_open || s->call != NULL)
+  if (!s->closing || s->listener_open || s->calls != NULL)
     return;
   if (s->close_cb != NULL)
     s->close_cb(s->close_arg);
@@ -71,19 +97,38 @@ static void log_call(pm_command_call *c) {
   s->opts.log(&entry, s->opts.data);
 }
 
+/* The turn passes on once its call has answered (or is gone). */
+static void end_turn(pm_command_call *c) {
+  pm_command_server *s = c->server;
+  if (s->call != c)
+    return;
+  s->call = NULL;
+  next_turn(s);
+}
+
 /* Runs when the connection is fully gone: both handles closed and the application done. */
 static void maybe_free_call(pm_command_call *c) {
   pm_command_server *s = c->server;
+  pm_command_call **pp;
   if (c->open_handles > 0 || c->handled)
     return;
   log_call(c);
   pm_reader_free(c->reader);
   pm_msg_free(c->request);
-  s->call = NULL;
-  if (s->closing)
+  for (pp = &s->calls; *pp != c; pp = &(*pp)->next)
+    ;
+  *pp = c->next;
+  if (c->refusing)
+    s->refusing--;
+  if (s->call == c)
+    s->call = NULL;
+  pm__free(c);
+  if (s->closing) {
     maybe_free_server(s);
-  else
-    accept_next(s);
+    return;
+  }
+  next_turn(s);
+  accept_pending(s);
 }
 
 static void on_call_handle_closed(uv_handle_t *h) {
@@ -95,6 +140,9 @@ static void on_call_handle_closed(uv_handle_t *h) {
 static void close_call(pm_command_call *c, const char *reason) {
   if (c->state == CALL_CLOSING)
     return;
+  if (c->state == CALL_WAITING)
+    c->server->waiting--;
+  pm__linger_stop(&c->lingering);
   if (reason != NULL && c->reason[0] == '\0')
     snprintf(c->reason, sizeof(c->reason), "%s", reason);
   c->state = CALL_CLOSING;
@@ -102,10 +150,39 @@ static void close_call(pm_command_call *c, const char *reason) {
   uv_close((uv_handle_t *)&c->timer, on_call_handle_closed);
 }
 
+static void on_lingered(void *data) { close_call(data, NULL); }
+
+/* The early answer is out: the turn (if this call had it) passes on while the peer is given
+ * the time to read the answer (§4.9). */
+static void linger(pm_command_call *c) {
+  pm_command_server *s = c->server;
+  uv_timer_stop(&c->timer);
+  c->state = CALL_LINGERING;
+  end_turn(c);
+  pm__linger_start(&c->lingering, (uv_stream_t *)&c->pipe, &c->timer, s->opts.request_timeout_ms,
+                   PM__LINGER_MAX_BYTES, on_lingered, c);
+}
+
+/* Counts c among the connections being refused; 0 when too many already are. */
+static int take_refusing(pm_command_call *c) {
+  pm_command_server *s = c->server;
+  if (s->refusing >= MAX_REFUSING)
+    return 0;
+  s->refusing++;
+  c->refusing = 1;
+  return 1;
+}
+
 static void on_write_timeout(uv_timer_t *t) { close_call(t->data, "response write timed out"); }
 
 static void on_written(void *data, int status) {
-  close_call(data, status == 0 ? "ok" : "response write failed");
+  pm_command_call *c = data;
+  if (c->state != CALL_WRITING)
+    return;
+  if (status == 0 && c->linger)
+    linger(c);
+  else
+    close_call(c, status == 0 ? "ok" : "response write failed");
 }
 
 /* Encodes and writes one Response in the request's encoding, then closes. */
@@ -237,6 +314,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   if (used == PM_EMSGSIZE) {
     uv_read_stop(stream);
     uv_timer_stop(&c->timer);
+    /* The client may still be writing the payload, and will read the answer only then. */
+    c->linger = take_refusing(c);
     snprintf(why, sizeof(why), "frame length out of range (1..%zu)", c->server->opts.max_message);
     bad_request(c, why);
     return;
@@ -258,38 +337,20 @@ static void on_request_timeout(uv_timer_t *t) {
   close_call(c, "no complete request before the deadline");
 }
 
-static void accept_next(pm_command_server *s) {
-  pm_command_call *c;
+/* The call's turn: its request deadline starts now, whatever it sent while it waited. */
+static void start_turn(pm_command_call *c) {
+  pm_command_server *s = c->server;
+  pm_command_call *o;
   int rc;
-  if (!s->waiting || s->call != NULL || s->closing)
-    return;
-  s->waiting = 0;
-  c = &s->slot;
-  memset(c, 0, sizeof(*c));
-  c->server = s;
-  c->encoding = PM_ENC_JSON;
-  c->started_ns = uv_hrtime();
-  c->peer.pid = c->peer.uid = c->peer.gid = -1;
   s->call = c;
-  uv_pipe_init(s->loop, &c->pipe, 0);
-  uv_timer_init(s->loop, &c->timer);
-  c->pipe.data = c->timer.data = c;
-  c->open_handles = 2;
   c->state = CALL_READING;
-  rc = uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->pipe);
-  if (rc < 0) {
-    close_call(c, "accept failed");
-    return;
-  }
-  pm__pipe_peer(&c->pipe, &c->peer);
+  s->turns++;
+  for (o = s->calls; o != NULL; o = o->next)
+    if (o->peer.uid == c->peer.uid)
+      o->uid_turn = s->turns;
   rc = pm_reader_new(s->opts.max_message, &c->reader);
   if (rc < 0) {
     close_call(c, pm_strerror(rc));
-    return;
-  }
-  if (s->opts.authorize != NULL && s->opts.authorize(&c->peer, s->opts.data) != 0) {
-    snprintf(c->reason, sizeof(c->reason), "peer not authorized");
-    reply_or_close(c, PM_RESULT_NOT_AUTHORIZED, "peer not authorized");
     return;
   }
   uv_timer_start(&c->timer, on_request_timeout, s->opts.request_timeout_ms, 0);
@@ -298,14 +359,107 @@ static void accept_next(pm_command_server *s) {
     close_call(c, "read failed");
 }
 
+/* Round-robin by uid: the waiting call whose uid had its last turn longest ago (or never) goes
+ * next, and a uid's own calls go in arrival order. So one uid, however many connections it
+ * keeps idle, delays another uid by at most the one turn being served. */
+static void next_turn(pm_command_server *s) {
+  pm_command_call *c, *best = NULL;
+  if (s->call != NULL || s->closing)
+    return;
+  for (c = s->calls; c != NULL; c = c->next) {
+    if (c->state != CALL_WAITING)
+      continue;
+    if (best == NULL || c->uid_turn < best->uid_turn ||
+        (c->uid_turn == best->uid_turn && c->arrival < best->arrival))
+      best = c;
+  }
+  if (best == NULL)
+    return;
+  s->waiting--;
+  start_turn(best);
+}
+
+/* Answers at once and closes after a lingering close; past MAX_REFUSING, just closes. */
+static void refuse(pm_command_call *c, const char *result, const char *message) {
+  if (!take_refusing(c)) {
+    close_call(c, "refused unanswered: too many connections being refused");
+    return;
+  }
+  c->linger = 1;
+  snprintf(c->reason, sizeof(c->reason), "%s", message);
+  reply_or_close(c, result, message);
+}
+
+/* How many calls of c's uid (c aside) wait or have the turn; c->uid_turn takes its uid's
+ * last turn. */
+static unsigned uid_held(pm_command_call *c) {
+  pm_command_server *s = c->server;
+  pm_command_call *o;
+  unsigned n = 0;
+  for (o = s->calls; o != NULL; o = o->next) {
+    if (o == c || o->peer.uid != c->peer.uid)
+      continue;
+    c->uid_turn = o->uid_turn;
+    if (o->state == CALL_WAITING || o == s->call)
+      n++;
+  }
+  return n;
+}
+
+/* Takes the connection libuv holds off the listen backlog: it is refused, queued or served. */
+static void accept_pending(pm_command_server *s) {
+  pm_command_call *c;
+  int rc;
+  if (!s->pending || s->closing)
+    return;
+  c = pm__calloc(1, sizeof(*c));
+  if (c == NULL)
+    return; /* libuv keeps the connection (and stops accepting) until a call ends */
+  s->pending = 0;
+  c->server = s;
+  c->state = CALL_NEW;
+  c->encoding = PM_ENC_JSON;
+  c->started_ns = uv_hrtime();
+  c->arrival = ++s->arrivals;
+  c->peer.pid = c->peer.uid = c->peer.gid = -1;
+  c->next = s->calls;
+  s->calls = c;
+  uv_pipe_init(s->loop, &c->pipe, 0);
+  uv_timer_init(s->loop, &c->timer);
+  c->pipe.data = c->timer.data = c;
+  c->open_handles = 2;
+  rc = uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->pipe);
+  if (rc < 0) {
+    close_call(c, "accept failed");
+    return;
+  }
+  pm__pipe_peer(&c->pipe, &c->peer);
+  if (peer_hook != NULL)
+    peer_hook(&c->peer, peer_hook_data);
+  /* Who is asking comes first: a refused peer takes no place in the queue. */
+  if (s->opts.authorize != NULL && s->opts.authorize(&c->peer, s->opts.data) != 0) {
+    refuse(c, PM_RESULT_NOT_AUTHORIZED, "peer not authorized");
+    return;
+  }
+  if (uid_held(c) >= s->opts.max_per_uid) {
+    refuse(c, PM_RESULT_TOO_MANY_REQUESTS, "too many connections from this user");
+    return;
+  }
+  if (s->call != NULL && s->waiting >= s->opts.max_waiting) {
+    refuse(c, PM_RESULT_TOO_MANY_REQUESTS, "too many connections waiting");
+    return;
+  }
+  c->state = CALL_WAITING;
+  s->waiting++;
+  next_turn(s);
+}
+
 static void on_connection(uv_stream_t *listener, int status) {
   pm_command_server *s = listener->data;
   if (status < 0 || s->closing)
     return;
-  /* While a call is served the connection stays with libuv, which stops accepting until
-   * uv_accept takes it: later clients wait in the listen backlog (§4.1). */
-  s->waiting = 1;
-  accept_next(s);
+  s->pending = 1;
+  accept_pending(s);
 }
 
 static void on_listener_closed(uv_handle_t *h) {
@@ -330,6 +484,8 @@ int pm_command_server_start(uv_loop_t *loop, const char *name,
   PM__DEFAULT(s->opts.max_message, PM_MAX_MESSAGE_DEFAULT);
   PM__DEFAULT(s->opts.request_timeout_ms, PM_REQUEST_TIMEOUT_MS_DEFAULT);
   PM__DEFAULT(s->opts.write_timeout_ms, PM_WRITE_TIMEOUT_MS_DEFAULT);
+  PM__DEFAULT(s->opts.max_waiting, PM_COMMAND_MAX_WAITING_DEFAULT);
+  PM__DEFAULT(s->opts.max_per_uid, PM_COMMAND_MAX_PER_UID_DEFAULT);
   if (s->opts.backlog <= 0)
     s->opts.backlog = PM_BACKLOG_DEFAULT;
   rc = pm_pipe_path(name, s->path, sizeof(s->path));
@@ -364,8 +520,9 @@ void pm_command_server_close(pm_command_server *s, void (*cb)(void *arg), void *
   if (s->opts.listen_fd <= 0)
     pm__pipe_unlink(s->path);
   uv_close((uv_handle_t *)&s->listener, on_listener_closed);
-  if (s->call != NULL)
-    close_call(s->call, "service stopping");
+  /* close_call frees nothing at once, so the list stays walkable. */
+  for (pm_command_call *c = s->calls; c != NULL; c = c->next)
+    close_call(c, "service stopping");
 }
 
 const char *pm_command_server_path(const pm_command_server *s) { return s->path; }

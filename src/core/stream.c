@@ -120,6 +120,59 @@ void pm__read_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = buf->base ? READ_CHUNK : 0;
 }
 
+static void on_linger_shutdown(uv_shutdown_t *req, int status) {
+  /* Nothing to do: the lingering ends on the peer's close, the deadline or the budget. */
+  (void)req;
+  (void)status;
+}
+
+static void linger_end(pm__linger *l) {
+  if (!l->active)
+    return;
+  pm__linger_stop(l);
+  l->cb(l->data);
+}
+
+static void on_linger_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  pm__linger *l = stream->data;
+  pm__free(buf->base);
+  if (nread < 0 || (size_t)nread >= l->budget)
+    linger_end(l);
+  else
+    l->budget -= (size_t)nread;
+}
+
+static void on_linger_timeout(uv_timer_t *t) { linger_end(t->data); }
+
+void pm__linger_start(pm__linger *l, uv_stream_t *stream, uv_timer_t *timer, uint64_t timeout_ms,
+                      size_t budget, pm__linger_cb cb, void *data) {
+  l->stream = stream;
+  l->timer = timer;
+  l->budget = budget;
+  l->cb = cb;
+  l->data = data;
+  l->active = 1;
+  stream->data = timer->data = l;
+  uv_read_stop(stream);
+  uv_timer_start(timer, on_linger_timeout, timeout_ms, 0);
+  /* The shutdown goes out after anything still queued, so the answer comes before the end of
+   * the stream. */
+  if (uv_shutdown(&l->shutdown, stream, on_linger_shutdown) < 0 ||
+      uv_read_start(stream, pm__read_alloc, on_linger_read) < 0)
+    linger_end(l);
+}
+
+void pm__linger_stop(pm__linger *l) {
+  if (!l->active)
+    return;
+  l->active = 0;
+  uv_read_stop(l->stream);
+  uv_timer_stop(l->timer);
+  l->stream->data = l->timer->data = l->data;
+}
+
+int pm__lingering(const pm__linger *l) { return l->active; }
+
 void pm_time_now(char buf[PM_TIME_MAX]) {
   uv_timeval64_t tv;
   struct tm tm;
