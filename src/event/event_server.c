@@ -56,6 +56,8 @@ typedef struct session {
   int in_flight_transient;
   int writing_event; /* the in-flight event's write has not completed yet */
   int pending_replies; /* answers to client handshakes not yet written */
+  int linger;          /* turned away: a lingering close follows the Disconnect */
+  pm__linger lingering;
   char reason[PM_REASON_MAX];
 } session;
 
@@ -228,6 +230,7 @@ static void close_session(session *ss, const char *reason) {
   if (ss->closed)
     return;
   ss->closed = 1;
+  pm__linger_stop(&ss->lingering);
   if (reason != NULL && ss->reason[0] == '\0')
     snprintf(ss->reason, sizeof(ss->reason), "%s", reason);
   set_state(ss, SESSION_CLOSING);
@@ -256,9 +259,17 @@ static void on_sent(void *data, int status) {
     close_session(ss, "write failed");
 }
 
+static void on_lingered(void *data) { close_session(data, NULL); }
+
+/* The Disconnect is out. A connection turned away before its handshake lingers, so a client
+ * that writes its handshake before reading still gets the reason (§5.1). */
 static void on_sent_then_close(void *data, int status) {
-  (void)status;
-  close_session(data, NULL);
+  session *ss = data;
+  if (status == 0 && ss->linger && !ss->closed && !ss->server->closing)
+    pm__linger_start(&ss->lingering, (uv_stream_t *)&ss->pipe, &ss->timer,
+                     ss->server->opts.handshake_timeout_ms, PM__LINGER_MAX_BYTES, on_lingered, ss);
+  else
+    close_session(ss, NULL);
 }
 
 /* Writes m (freed here) in the session's encoding; close_after ends the session once written. */
@@ -269,7 +280,7 @@ static int send_msg(session *ss, pm_msg *m, int close_after) {
   if (rc < 0)
     close_session(ss, "could not send");
   else if (rc == 1 && close_after)
-    close_session(ss, NULL);
+    on_sent_then_close(ss, 0);
   return rc < 0 ? rc : 0;
 }
 
@@ -584,16 +595,18 @@ static void on_handshake_timeout(uv_timer_t *t) {
 
 /* ---- accepting ---------------------------------------------------------------------------- */
 
-/* Sends Disconnect{reason} to a connection that will not become the session; past
- * MAX_REJECTING such at once, it is just closed. */
+/* Sends Disconnect{reason} to a connection that will not become the session, then closes it
+ * lingering (counted here until closed); past MAX_REJECTING such at once, it is just closed. */
 static void turn_away(session *ss, const char *what, const char *reason, const char *message) {
   pm_event_server *s = ss->server;
   s->rejecting++;
   log_entry(ss, what, reason);
-  if (s->rejecting > MAX_REJECTING)
+  if (s->rejecting > MAX_REJECTING) {
     close_session(ss, reason);
-  else
-    disconnect(ss, reason, message);
+    return;
+  }
+  ss->linger = 1;
+  disconnect(ss, reason, message);
 }
 
 static void on_connection(uv_stream_t *listener, int status) {
@@ -766,8 +779,12 @@ void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg)
     pm__pipe_unlink(s->path);
   uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
   uv_close((uv_handle_t *)&s->wake, on_server_handle_closed);
-  for (session *ss = s->sessions; ss != NULL; ss = ss->next)
-    disconnect(ss, PM_DISCONNECT_SHUTDOWN, NULL);
+  for (session *ss = s->sessions; ss != NULL; ss = ss->next) {
+    if (pm__lingering(&ss->lingering))
+      close_session(ss, NULL);
+    else
+      disconnect(ss, PM_DISCONNECT_SHUTDOWN, NULL);
+  }
 }
 
 /* Whether the event can be delivered to any session: in both encodings, within max_message.
