@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "testutil.h"
 
 typedef struct fixture {
@@ -25,6 +27,11 @@ typedef struct fixture {
   unsigned reply_delay_ms;
   pm_peer seen_peer;
   char logged[256];
+  unsigned hold_ms;        /* the command Hold is answered this late */
+  char served[256];        /* commands in the order the handler got them */
+  long long fake_uids[32]; /* uids given to accepted connections, in accept order */
+  int n_fake_uids;
+  int next_fake_uid;
 } fixture;
 
 static fixture fx;
@@ -54,12 +61,29 @@ static void on_later(uv_timer_t *t) {
 
 static void handler(pm_command_call *call, void *data) {
   fixture *f = data;
-  if (f->reply_delay_ms == 0) {
+  const char *cmd = pm_command_call_command(call);
+  unsigned delay = strcmp(cmd, "Hold") == 0 ? f->hold_ms : f->reply_delay_ms;
+  size_t used = strlen(f->served);
+  snprintf(f->served + used, sizeof(f->served) - used, "%s%s", used ? " " : "", cmd);
+  if (delay == 0) {
     reply_now(call);
     return;
   }
   f->held = call;
-  uv_timer_start(&f->later, on_later, f->reply_delay_ms, 0);
+  uv_timer_start(&f->later, on_later, delay, 0);
+}
+
+/* The per-uid policy needs several uids; a test without root has one, so it makes them up. */
+static void fake_uid(pm_peer *peer, void *data) {
+  fixture *f = data;
+  if (f->next_fake_uid < f->n_fake_uids)
+    peer->uid = f->fake_uids[f->next_fake_uid++];
+}
+
+static void use_fake_uids(const long long *uids, int n) {
+  memcpy(fx.fake_uids, uids, (size_t)n * sizeof(*uids));
+  fx.n_fake_uids = n;
+  pm__command_peer_hook(fake_uid, &fx);
 }
 
 static int authorize(const pm_peer *peer, void *data) {
@@ -134,6 +158,7 @@ static int teardown(void **state) {
     /* Closing the server removed its socket file. */
     assert_int_equal(-1, access(fx.path, F_OK));
   }
+  pm__command_peer_hook(NULL, NULL);
   pm_test_dir_remove(fx.dir);
   return 0;
 }
@@ -322,6 +347,202 @@ static void test_command_server_rejects_bad_options(void **state) {
   assert_int_equal(0, uv_loop_close(&loop));
 }
 
+/* A raw client that has sent a whole request and waits for its answer. */
+static int send_request(const char *command) {
+  char frame[128];
+  int fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  snprintf(frame, sizeof(frame), "{\"Request\":{\"Command\":\"%s\"}}", command);
+  assert_int_equal(0, pm_test_send_frame(fd, frame));
+  return fd;
+}
+
+static void expect_result(int fd, const char *result) {
+  pm_msg *m = pm_test_recv_msg(fd, 5000);
+  assert_non_null(m);
+  assert_string_equal(result, result_of(m));
+  pm_msg_free(m);
+}
+
+static void await_logged(const char *text) {
+  uint64_t deadline = pm_test_now_ms() + 5000;
+  while (strstr(fx.logged, text) == NULL) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+}
+
+static void hardening_03_idle_uid_cannot_starve(void **state) {
+  const long long uids[] = {1001, 1001, 1001, 1001, 1001, 1002};
+  int idle[PM_COMMAND_MAX_PER_UID_DEFAULT], extra;
+  uint64_t first, start;
+  pm_msg *resp;
+  (void)state;
+  fx.opts.request_timeout_ms = 500;
+  start_server();
+  use_fake_uids(uids, 6);
+  /* uid 1001 holds as many connections as it may, all idle: one has the turn, the rest wait. */
+  first = pm_test_now_ms();
+  for (int i = 0; i < PM_COMMAND_MAX_PER_UID_DEFAULT; i++) {
+    idle[i] = pm_test_connect(fx.path);
+    assert_true(idle[i] >= 0);
+  }
+  extra = pm_test_connect(fx.path);
+  assert_true(extra >= 0);
+  expect_result(extra, "TooManyRequests");
+  close(extra);
+  /* uid 1002 is next after the idle turn, not after every idle connection of 1001. */
+  start = pm_test_now_ms();
+  assert_pm(0, call("GetVersion", NULL, &resp));
+  assert_string_equal("Ok", result_of(resp));
+  pm_msg_free(resp);
+  /* The idle turn ran its whole deadline (it began after `first`, a few ms of rounding aside);
+   * 400 ms of slack for a loaded machine stays below the 1000 ms of a second idle turn. */
+  assert_true(pm_test_now_ms() - first >= 490);
+  assert_true(pm_test_now_ms() - start <= 500 + 400);
+  for (int i = 0; i < PM_COMMAND_MAX_PER_UID_DEFAULT; i++)
+    close(idle[i]);
+}
+
+static void hardening_03_round_robin_by_uid(void **state) {
+  const long long uids[] = {1001, 1001, 1001, 1002, 1002, 1003};
+  const char *const names[] = {"Hold", "A2", "A3", "B1", "B2", "C1"};
+  int fds[6];
+  (void)state;
+  /* Hold keeps the turn while the others queue (they connect within microseconds). */
+  fx.hold_ms = 500;
+  start_server();
+  use_fake_uids(uids, 6);
+  for (int i = 0; i < 6; i++)
+    fds[i] = send_request(names[i]);
+  for (int i = 0; i < 6; i++) {
+    expect_result(fds[i], "Ok");
+    close(fds[i]);
+  }
+  /* The uid served longest ago (or never) goes next; a uid's own calls in arrival order. */
+  assert_string_equal("Hold B1 C1 A2 B2 A3", fx.served);
+}
+
+static void hardening_03_waiting_queue_limit(void **state) {
+  const long long uids[] = {1001, 1002, 1003, 1004, 1005};
+  const char *const names[] = {"Hold", "B", "C", "D", "E"};
+  int fds[5];
+  (void)state;
+  fx.hold_ms = 300;
+  fx.opts.max_waiting = 3;
+  start_server();
+  use_fake_uids(uids, 5);
+  for (int i = 0; i < 5; i++)
+    fds[i] = send_request(names[i]);
+  /* Five uids, each under its own cap: the fifth finds the queue full. */
+  expect_result(fds[4], "TooManyRequests");
+  for (int i = 0; i < 4; i++)
+    expect_result(fds[i], "Ok");
+  for (int i = 0; i < 5; i++)
+    close(fds[i]);
+  assert_string_equal("Hold B C D", fx.served);
+}
+
+/* The natural client: writes its whole request first (here late, 300 ms after connecting), and
+ * reads only then. The service has answered and closed in the meantime. */
+static int slow_writer(const void *request, size_t len) {
+  int fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  uv_sleep(300);
+  assert_int_equal(0, pm_test_send_all(fd, request, len));
+  return fd;
+}
+
+static void hardening_15_refusal_reaches_writing_client(void **state) {
+  char frame[64] = "\0\0\0\0{\"Request\":{\"Command\":\"Hello\"}}";
+  size_t len = strlen(frame + 4);
+  int fd;
+  (void)state;
+  frame[3] = (char)len;
+  fx.refuse = 1;
+  start_server();
+  fd = slow_writer(frame, len + 4);
+  expect_result(fd, "TransportNotAuthorized");
+  /* The write side was shut down after the answer. */
+  assert_true(pm_test_wait_eof(fd, 2000) >= 0);
+  close(fd);
+}
+
+static void hardening_15_oversized_answer_reaches_writing_client(void **state) {
+  /* Far more than the socket buffers hold: the client is still writing when it is answered. */
+  size_t len = 512u * 1024u;
+  uint8_t *frame = calloc(1, len + 4);
+  int fd;
+  (void)state;
+  assert_non_null(frame);
+  frame[1] = (uint8_t)(len >> 16);
+  frame[2] = (uint8_t)(len >> 8);
+  memset(frame + 4, ' ', len);
+  fx.opts.max_message = 1024;
+  start_server();
+  fd = slow_writer(frame, len + 4);
+  free(frame);
+  expect_result(fd, "BadRequest");
+  close(fd);
+}
+
+static void hardening_15_lingering_close_ends_at_deadline(void **state) {
+  uint64_t start;
+  int fd;
+  (void)state;
+  fx.refuse = 1;
+  fx.opts.request_timeout_ms = 300;
+  start_server();
+  start = pm_test_now_ms();
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  expect_result(fd, "TransportNotAuthorized");
+  /* The client neither writes nor closes: the service closes at the request deadline (the log
+   * entry is written then); 2 s of slack for a slow machine. */
+  await_logged("peer not authorized");
+  assert_true(pm_test_now_ms() - start >= 290);
+  assert_true(pm_test_now_ms() - start <= 300 + 2000);
+  close(fd);
+}
+
+static void hardening_15_lingering_close_ends_at_byte_budget(void **state) {
+  size_t len = 4u * PM__LINGER_MAX_BYTES;
+  char *junk = calloc(1, len);
+  uint64_t start;
+  int fd;
+  (void)state;
+  assert_non_null(junk);
+  fx.refuse = 1;
+  fx.opts.request_timeout_ms = 60000;
+  start_server();
+  start = pm_test_now_ms();
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  /* Discarding stops after the budget, long before the deadline: the write then fails. */
+  assert_int_equal(-1, pm_test_send_all(fd, junk, len));
+  assert_true(pm_test_now_ms() - start < 10000);
+  free(junk);
+  close(fd);
+}
+
+static void hardening_15_lingering_refusals_bounded(void **state) {
+  int fds[17];
+  (void)state;
+  fx.refuse = 1;
+  start_server();
+  for (int i = 0; i < 17; i++) {
+    fds[i] = pm_test_connect(fx.path);
+    assert_true(fds[i] >= 0);
+  }
+  /* 16 refusals linger at once (each for up to the 3 s deadline); the 17th is closed without
+   * an answer. */
+  for (int i = 0; i < 16; i++)
+    expect_result(fds[i], "TransportNotAuthorized");
+  assert_true(pm_test_wait_eof(fds[16], 2000) >= 0);
+  for (int i = 0; i < 17; i++)
+    close(fds[i]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_command_server_round_trip, setup, teardown),
@@ -342,6 +563,18 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_command_server_regular_file_not_replaced, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_command_server_rejects_bad_options, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_03_idle_uid_cannot_starve, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_03_round_robin_by_uid, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_03_waiting_queue_limit, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_15_refusal_reaches_writing_client, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(hardening_15_oversized_answer_reaches_writing_client, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(hardening_15_lingering_close_ends_at_deadline, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(hardening_15_lingering_close_ends_at_byte_budget, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(hardening_15_lingering_refusals_bounded, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
