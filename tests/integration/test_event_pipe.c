@@ -501,6 +501,24 @@ static void test_event_pipe_real_default_handshake_timeout(void **state) {
   close(fd);
 }
 
+/* The natural client writes its handshake before it reads, here 300 ms after connecting: the
+ * Busy refusal must still reach it (the service lingers for the handshake timeout). */
+static void hardening_15_busy_reaches_writing_client(void **state) {
+  const char *longer[] = {"--handshake-timeout-ms", "1000", NULL};
+  int a, b;
+  (void)state;
+  pm_test_service_cleanup(&svc);
+  start(longer);
+  a = attach_as(NULL, NULL);
+  b = pm_test_connect(svc.event_pipe);
+  assert_true(b >= 0);
+  uv_sleep(300);
+  assert_int_equal(0, pm_test_send_frame(b, "{\"Handshake\":{\"Seq\":1}}"));
+  pm_test_expect_disconnect(b, "Busy", SLACK_MS);
+  close(b);
+  close(a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(test_event_pipe_##name, setup, teardown)
@@ -527,6 +545,7 @@ int main(void) {
       T(handshakes_without_reading_bounded),
       T(real_default_handshake_timeout),
 #undef T
+      cmocka_unit_test_setup_teardown(hardening_15_busy_reaches_writing_client, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

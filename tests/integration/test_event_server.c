@@ -286,6 +286,19 @@ static void hardening_05_unencodable_head_dropped(void **state) {
   uv_mutex_unlock(&seen_lock);
 }
 
+/* A client that writes its handshake (300 ms late) before reading still gets the reason. */
+static void hardening_15_not_authorized_reaches_writing_client(void **state) {
+  int fd;
+  (void)state;
+  fx.refuse = 1;
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  uv_sleep(300);
+  assert_int_equal(0, pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":1}}"));
+  pm_test_expect_disconnect(fd, "NotAuthorized", 5000);
+  close(fd);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_event_server_concurrent_publishers, setup, teardown),
@@ -294,6 +307,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(hardening_05_publish_refuses_unencodable, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_05_unencodable_head_dropped,
                                       setup_unencodable_store, teardown),
+      cmocka_unit_test_setup_teardown(hardening_15_not_authorized_reaches_writing_client, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
