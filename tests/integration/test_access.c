@@ -181,6 +181,64 @@ static void test_access_symlinked_directory_refused(void **state) {
   pm_test_dir_remove(dir);
 }
 
+/* Without a skip in setup: Debian's cmocka counts that as a failure. */
+static int setup_checked_in_body(void **state) {
+  (void)state;
+  memset(&svc, 0, sizeof(svc));
+  return 0;
+}
+
+/* nobody, allowed to call, keeps as many connections idle as one uid may, and one more that
+ * must be refused: root's call still comes next after the one idle turn. */
+static void hardening_03_idle_user_cannot_starve_root(void **state) {
+  static const char *const args[] = {"--socket-mode", "0666", "--allow-uid", "65534",
+                                     "--request-timeout-ms", "500", NULL};
+  int hold[2], report[2], status;
+  uint64_t begin;
+  pid_t pid;
+  char c = 0;
+  (void)state;
+  if (geteuid() != 0) {
+    print_message("skipped: a second uid needs root\n");
+    skip();
+  }
+  start(args);
+  assert_int_equal(0, pipe(hold));
+  assert_int_equal(0, pipe(report));
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int fds[PM_COMMAND_MAX_PER_UID_DEFAULT + 1];
+    char *answer;
+    close(hold[1]);
+    close(report[0]);
+    if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+      _exit(1);
+    for (int i = 0; i <= PM_COMMAND_MAX_PER_UID_DEFAULT; i++)
+      if ((fds[i] = pm_test_connect(svc.command_pipe)) < 0)
+        _exit(1);
+    answer = pm_test_recv_frame(fds[PM_COMMAND_MAX_PER_UID_DEFAULT], 5000, NULL);
+    c = answer != NULL && strstr(answer, "TooManyRequests") != NULL ? 'y' : 'n';
+    free(answer);
+    if (write(report[1], &c, 1) != 1 || read(hold[0], &c, 1) < 0)
+      _exit(1);
+    _exit(0);
+  }
+  close(hold[0]);
+  close(report[1]);
+  assert_int_equal(1, read(report[0], &c, 1));
+  assert_int_equal('y', c);
+  begin = pm_test_now_ms();
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetVersion", NULL, NULL));
+  /* One idle turn (500 ms) at most, plus 400 ms of slack for a loaded machine: a second idle
+   * turn would take it past 1000 ms. */
+  assert_true(pm_test_now_ms() - begin <= 500 + 400);
+  close(hold[1]);
+  close(report[0]);
+  assert_int_equal(pid, waitpid(pid, &status, 0));
+  assert_int_equal(0, status);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_access_other_user_refused, setup, teardown),
@@ -191,6 +249,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_access_default_mode_keeps_others_out, setup, teardown),
       cmocka_unit_test_setup_teardown(test_access_client_refuses_impostor, setup, teardown),
       cmocka_unit_test_setup_teardown(test_access_symlinked_directory_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_03_idle_user_cannot_starve_root,
+                                      setup_checked_in_body, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
