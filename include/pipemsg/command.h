@@ -26,7 +26,7 @@ extern "C" {
 #define PM_COMMAND_MAX_WAITING_DEFAULT 32
 /* Connections one uid may hold at once, waiting or being served; more are answered
  * TooManyRequests. */
-#define PM_COMMAND_MAX_PER_UID_DEFAULT 4
+#define PM_COMMAND_MAX_PER_UID_DEFAULT 8
 
 /* ---- server ---------------------------------------------------------------------------- */
 

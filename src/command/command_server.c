@@ -10,7 +10,7 @@
 
 /* Connections answered before their request was read (TransportNotAuthorized, TooManyRequests,
  * an oversized frame) and lingering so the peer reads the answer (§4.9); past this many at once,
- * a refused connection is closed unanswered and an oversized frame's answer is not lingered on. */
+ * such a connection is closed as soon as its answer is written. */
 #define MAX_REFUSING 16
 
 /* One connection, from accept to close. One at a time has its turn (§4.1). */
@@ -379,13 +379,10 @@ static void next_turn(pm_command_server *s) {
   start_turn(best);
 }
 
-/* Answers at once and closes after a lingering close; past MAX_REFUSING, just closes. */
+/* Answers at once, then a lingering close; past MAX_REFUSING, a plain close after the answer
+ * (a client that reads before it writes still gets it). */
 static void refuse(pm_command_call *c, const char *result, const char *message) {
-  if (!take_refusing(c)) {
-    close_call(c, "refused unanswered: too many connections being refused");
-    return;
-  }
-  c->linger = 1;
+  c->linger = take_refusing(c);
   snprintf(c->reason, sizeof(c->reason), "%s", message);
   reply_or_close(c, result, message);
 }
@@ -436,6 +433,12 @@ static void accept_pending(pm_command_server *s) {
   pm__pipe_peer(&c->pipe, &c->peer);
   if (peer_hook != NULL)
     peer_hook(&c->peer, peer_hook_data);
+  /* A client that connected and left at once (a burst of them sits in the backlog) takes no
+   * place and no refusal. */
+  if (pm__pipe_peer_gone(&c->pipe)) {
+    close_call(c, "client closed before a whole request");
+    return;
+  }
   /* Who is asking comes first: a refused peer takes no place in the queue. */
   if (s->opts.authorize != NULL && s->opts.authorize(&c->peer, s->opts.data) != 0) {
     refuse(c, PM_RESULT_NOT_AUTHORIZED, "peer not authorized");

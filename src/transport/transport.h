@@ -36,6 +36,9 @@ void pm__pipe_unlink(const char *path);
 
 /* Fills peer with the credentials of a connected stream's other end. */
 void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer);
+/* 1 if the connected stream's peer has already gone without sending a byte (closed, reset),
+ * else 0. Reads nothing. */
+int pm__pipe_peer_gone(uv_pipe_t *stream);
 
 /* Writing to a pipe whose reader has gone raises SIGPIPE, which kills a process that did not
  * ask for it. A thread of the library's own calls this first: a SIGPIPE its writes raise stays

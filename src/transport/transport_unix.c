@@ -285,3 +285,13 @@ long pm__fd_recv(int fd, void *buf, size_t len) {
 }
 
 void pm__fd_close(int fd) { close(fd); }
+
+int pm__pipe_peer_gone(uv_pipe_t *stream) {
+  uv_os_fd_t fd;
+  char c;
+  ssize_t n;
+  if (uv_fileno((uv_handle_t *)stream, &fd) != 0)
+    return 0;
+  n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}

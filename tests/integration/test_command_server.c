@@ -373,14 +373,17 @@ static void await_logged(const char *text) {
 }
 
 static void hardening_03_idle_uid_cannot_starve(void **state) {
-  const long long uids[] = {1001, 1001, 1001, 1001, 1001, 1002};
+  long long uids[PM_COMMAND_MAX_PER_UID_DEFAULT + 2];
   int idle[PM_COMMAND_MAX_PER_UID_DEFAULT], extra;
   uint64_t first, start;
   pm_msg *resp;
   (void)state;
+  for (int i = 0; i <= PM_COMMAND_MAX_PER_UID_DEFAULT; i++)
+    uids[i] = 1001;
+  uids[PM_COMMAND_MAX_PER_UID_DEFAULT + 1] = 1002;
   fx.opts.request_timeout_ms = 500;
   start_server();
-  use_fake_uids(uids, 6);
+  use_fake_uids(uids, PM_COMMAND_MAX_PER_UID_DEFAULT + 2);
   /* uid 1001 holds as many connections as it may, all idle: one has the turn, the rest wait. */
   first = pm_test_now_ms();
   for (int i = 0; i < PM_COMMAND_MAX_PER_UID_DEFAULT; i++) {
@@ -526,6 +529,7 @@ static void hardening_15_lingering_close_ends_at_byte_budget(void **state) {
 }
 
 static void hardening_15_lingering_refusals_bounded(void **state) {
+  const char *frame = "{\"Request\":{\"Command\":\"Hello\"}}";
   int fds[17];
   (void)state;
   fx.refuse = 1;
@@ -534,11 +538,14 @@ static void hardening_15_lingering_refusals_bounded(void **state) {
     fds[i] = pm_test_connect(fx.path);
     assert_true(fds[i] >= 0);
   }
-  /* 16 refusals linger at once (each for up to the 3 s deadline); the 17th is closed without
-   * an answer. */
-  for (int i = 0; i < 16; i++)
+  /* All are answered; 16 linger (each for up to the 3 s deadline), so a late request is still
+   * taken; the 17th is closed once answered, so writing to it fails. */
+  for (int i = 0; i < 17; i++)
     expect_result(fds[i], "TransportNotAuthorized");
   assert_true(pm_test_wait_eof(fds[16], 2000) >= 0);
+  for (int i = 0; i < 16; i++)
+    assert_int_equal(0, pm_test_send_frame(fds[i], frame));
+  assert_int_equal(-1, pm_test_send_frame(fds[16], frame));
   for (int i = 0; i < 17; i++)
     close(fds[i]);
 }
