@@ -35,8 +35,8 @@ typedef struct pm_command_server pm_command_server;
 typedef struct pm_command_call pm_command_call;
 
 /* Called on the loop thread with a well-formed Request. The application answers with
- * pm_command_call_reply(), now or later (on the loop thread); no other client is accepted
- * until it does. */
+ * pm_command_call_reply(), now or later (on the loop thread); no other request is read until
+ * it does (other connections wait their turn, §4.1). */
 typedef void (*pm_command_server_handler_cb)(pm_command_call *call, void *data);
 
 /* Called when a peer connects, before anything is read from it and before it takes a place in
