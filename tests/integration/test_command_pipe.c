@@ -123,7 +123,8 @@ static void test_command_pipe_one_client_at_a_time(void **state) {
   b = pm_test_connect(svc.command_pipe);
   assert_true(b >= 0);
   assert_int_equal(0, pm_test_send_frame(b, "{\"Request\":{\"Command\":\"GetVersion\"}}"));
-  /* b waits in the backlog until a, which sends nothing, is dropped at its deadline. */
+  /* b waits its turn (its request already sent) until a, which sends nothing, is dropped at
+   * its deadline. */
   resp = pm_test_recv_frame(b, DEADLINE_MS + SLACK_MS, NULL);
   served_after = (long)(pm_test_now_ms() - start);
   assert_non_null(resp);
