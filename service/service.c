@@ -453,6 +453,11 @@ static void on_event_log(const pm_event_log *e, void *data) {
   /* authorize() said why already: one refusal, one line. */
   if (strcmp(e->what, "refused") == 0)
     return;
+  if (e->event_id > 0) {
+    log_msg(LVL_DEBUG, "event pid=%lld uid=%lld %s id=%lld", e->peer.pid, e->peer.uid, e->what,
+            (long long)e->event_id);
+    return;
+  }
   log_msg(normal ? LVL_INFO : LVL_WARNING,
           "event pid=%lld uid=%lld %s%s%.120s%s duration_ms=%llu", e->peer.pid, e->peer.uid,
           e->what, e->reason ? " reason=\"" : "", e->reason ? e->reason : "",

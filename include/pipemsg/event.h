@@ -73,11 +73,15 @@ typedef struct pm_event_stats {
   int attached;                /* a client is attached now */
 } pm_event_stats;
 
-/* Something worth a log line: a session starting or ending, a refusal. */
+/* Something worth a log line: a session starting or ending, a refusal, a dropped event, and
+ * (for debug logs) each event written and confirmed. */
 typedef struct pm_event_log {
   pm_peer peer;
-  const char *what;   /* "attached", "detached", "busy", "refused" */
-  const char *reason; /* the Disconnect reason or cause; NULL for "attached" */
+  const char *what;   /* "attached", "detached", "busy", "refused", "dropped", "sent",
+                         "confirmed" */
+  const char *reason; /* the Disconnect reason or cause; NULL for "attached", "sent" and
+                         "confirmed" */
+  int64_t event_id;   /* the event's id for "sent" and "confirmed"; else 0 */
   uint64_t duration_ms;
 } pm_event_log;
 typedef void (*pm_event_server_log_cb)(const pm_event_log *entry, void *data);

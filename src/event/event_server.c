@@ -178,7 +178,7 @@ static void set_state(session *ss, session_state st) {
   ss->state = st;
 }
 
-static void log_entry(session *ss, const char *what, const char *reason) {
+static void log_event(session *ss, const char *what, const char *reason, int64_t event_id) {
   pm_event_server *s = ss->server;
   pm_event_log e;
   if (s->opts.log == NULL)
@@ -186,8 +186,13 @@ static void log_entry(session *ss, const char *what, const char *reason) {
   e.peer = ss->peer;
   e.what = what;
   e.reason = reason;
+  e.event_id = event_id;
   e.duration_ms = (uv_hrtime() - ss->started_ns) / 1000000u;
   s->opts.log(&e, s->opts.data);
+}
+
+static void log_entry(session *ss, const char *what, const char *reason) {
+  log_event(ss, what, reason, 0);
 }
 
 /* ---- teardown ----------------------------------------------------------------------------- */
@@ -347,10 +352,12 @@ static void on_event_sent(void *data, int status) {
   if (!ss->writing_event)
     return;
   ss->writing_event = 0;
-  if (status < 0)
+  if (status < 0) {
     close_session(ss, "write failed");
-  else if (ss->state == SESSION_IN_FLIGHT)
+  } else if (ss->state == SESSION_IN_FLIGHT) {
+    log_event(ss, "sent", NULL, ss->in_flight_id);
     uv_timer_start(&ss->timer, on_ack_timeout, ss->server->opts.ack_timeout_ms, 0);
+  }
 }
 
 static void on_ping_timeout(uv_timer_t *t) {
@@ -559,6 +566,7 @@ static int handle(session *ss, const pm_msg *m) {
     if (ok) {
       uv_timer_stop(&ss->timer);
       ss->writing_event = 0;
+      log_event(ss, "confirmed", NULL, n);
       set_state(ss, SESSION_IDLE);
       pump(ss);
     }

@@ -393,7 +393,10 @@ static void hardening_16_debug_logs_each_step(void **state) {
   static const char *const args[] = {"-v", "--backend", "hook", "--up-cmd", "true",
                                      "--down-cmd", "true", NULL};
   pm_test_service svc;
-  char who[64];
+  char who[64], step[64];
+  pm_msg *ev;
+  int64_t id;
+  int fd;
   (void)state;
   snprintf(who, sizeof(who), "uid=%lld command=StartVpn", (long long)getuid());
   pm_test_service_start(&svc, args);
@@ -404,6 +407,18 @@ static void hardening_16_debug_logs_each_step(void **state) {
   pm_test_await_log(&svc, "debug: backend up-cmd exited pid=");
   pm_test_await_log(&svc, "status=0 signal=0");
   pm_test_await_log(&svc, "debug: backend up done status=0");
+  /* The event session's steps: each event written, then confirmed. */
+  fd = pm_test_event_attach(svc.event_pipe, NULL, 5000, NULL);
+  ev = pm_test_next_event(fd, 5000);
+  pm_test_assert_kind(ev, "Event");
+  id = pm_test_int_field(ev, "Id");
+  pm_msg_free(ev);
+  snprintf(step, sizeof(step), " sent id=%lld", (long long)id);
+  pm_test_await_log(&svc, step);
+  pm_test_confirm(fd, id);
+  snprintf(step, sizeof(step), " confirmed id=%lld", (long long)id);
+  pm_test_await_log(&svc, step);
+  close(fd);
   assert_int_equal(0, pm_test_service_stop(&svc));
   pm_test_service_cleanup(&svc);
 }
