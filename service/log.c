@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "utf8.h"
 
 static log_level max_level = LVL_INFO;
 static log_target where = LOG_TO_STDERR;
@@ -45,37 +46,11 @@ void log_set_level(log_level level) { max_level = level; }
 
 int log_enabled(log_level level) { return level <= max_level; }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if there is none: no overlongs,
- * surrogates or code points past U+10FFFF. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-  unsigned c = s[0], cp;
-  size_t len;
-  if (c < 0x80)
-    return 1;
-  if (c >= 0xc2 && c <= 0xdf) {
-    len = 2;
-    cp = c & 0x1f;
-  } else if (c >= 0xe0 && c <= 0xef) {
-    len = 3;
-    cp = c & 0x0f;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    len = 4;
-    cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (n < len)
-    return 0;
-  for (size_t i = 1; i < len; i++) {
-    if ((s[i] & 0xc0) != 0x80)
-      return 0;
-    cp = (cp << 6) | (s[i] & 0x3f);
-  }
-  if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-      (cp >= 0xd800 && cp <= 0xdfff))
-    return 0;
-  /* C1 controls (U+0080..U+009F) are as dangerous to a terminal as C0 ones. */
-  if (len == 2 && cp < 0xa0)
+/* A valid UTF-8 sequence that is not a C1 control (U+0080..U+009F), which is as dangerous to a
+ * terminal as a C0 one; 0 otherwise. */
+static size_t printable_utf8_len(const unsigned char *s, size_t n) {
+  size_t len = utf8_len(s, n);
+  if (len == 2 && s[0] == 0xc2 && s[1] < 0xa0)
     return 0;
   return len;
 }
@@ -84,7 +59,7 @@ size_t log_escape(const char *in, char *out, size_t size) {
   const unsigned char *s = (const unsigned char *)in;
   size_t n = strlen(in), i = 0, o = 0;
   while (i < n) {
-    size_t u = utf8_len(s + i, n - i);
+    size_t u = printable_utf8_len(s + i, n - i);
     char esc[5];
     size_t elen;
     if (u > 1 || (u == 1 && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\')) {

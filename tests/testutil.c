@@ -155,19 +155,23 @@ void pm_test_service_cleanup(pm_test_service *svc) {
   svc->dir[0] = '\0';
 }
 
-long pm_test_rss_kb(pid_t pid) {
-  char path[64], line[256];
+/* A "Name: N kB" line of /proc/PID/status. */
+static long proc_status_kb(pid_t pid, const char *name) {
+  char path[64], line[256], format[32];
   long kb = -1;
   FILE *f;
   snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  snprintf(format, sizeof(format), "%s: %%ld kB", name);
   f = fopen(path, "r");
   assert_non_null(f);
   while (fgets(line, sizeof(line), f) != NULL)
-    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+    if (sscanf(line, format, &kb) == 1)
       break;
   fclose(f);
   return kb;
 }
+
+long pm_test_rss_kb(pid_t pid) { return proc_status_kb(pid, "VmRSS"); }
 
 char *pm_test_repeat(const char *head, const char *unit, size_t n, const char *tail, size_t *len) {
   size_t hl = strlen(head), ul = strlen(unit), tl = strlen(tail);
@@ -182,19 +186,7 @@ char *pm_test_repeat(const char *head, const char *unit, size_t n, const char *t
   return s;
 }
 
-long pm_test_peak_rss_kb(pid_t pid) {
-  char path[64], line[256];
-  long kb = -1;
-  FILE *f;
-  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-  f = fopen(path, "r");
-  assert_non_null(f);
-  while (fgets(line, sizeof(line), f) != NULL)
-    if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
-      break;
-  fclose(f);
-  return kb;
-}
+long pm_test_peak_rss_kb(pid_t pid) { return proc_status_kb(pid, "VmHWM"); }
 
 void pm_test_reset_peak_rss(pid_t pid) {
   char path[64];
