@@ -1,12 +1,14 @@
+#include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -20,6 +22,10 @@
 #define EVENT_TYPE_MAX 64
 /* Most events one EmitEvent may ask for. */
 #define EMIT_COUNT_MAX 1000000
+/* --names-file: the runtime directory made for random names (others may pass, not list), and
+ * the names file (readable by the socket group). */
+#define HIDDEN_DIR_MODE 0711
+#define NAMES_FILE_MODE 0640
 
 static const char *const state_names[VPN_STATE_MAX] = {
     [VPN_DISCONNECTED] = "Disconnected",
@@ -466,9 +472,6 @@ static void on_event_log(const pm_event_log *e, void *data) {
 
 /* ---- access control ------------------------------------------------------------------------ */
 
-/* Most supplementary groups looked at for one peer. */
-#define PEER_GROUPS_MAX 256
-
 static int id_listed(const config_ids *ids, long long id) {
   for (int i = 0; i < ids->n; i++)
     if (ids->v[i] == id)
@@ -476,26 +479,19 @@ static int id_listed(const config_ids *ids, long long id) {
   return 0;
 }
 
-/* Root, our own user, a listed user, or a member (primary or supplementary) of a listed group. */
+/* Root, our own user, a listed user, or a process holding a listed group: as its primary
+ * group or a supplementary one, as the kernel saw it connect. Never the group database, which
+ * says what a user may hold, not what the process holds; where the kernel cannot tell the
+ * supplementary groups (before Linux 4.13) only the primary group counts. */
 static int peer_allowed(const service_config *cfg, const pm_peer *peer) {
-  struct passwd pw, *found = NULL;
-  char buf[4096];
-  gid_t groups[PEER_GROUPS_MAX];
-  int n = PEER_GROUPS_MAX;
   if (peer->uid < 0)
     return 0;
   if (peer->uid == 0 || peer->uid == (long long)geteuid() || id_listed(&cfg->allow_uid, peer->uid))
     return 1;
-  if (cfg->allow_gid.n == 0)
-    return 0;
   if (id_listed(&cfg->allow_gid, peer->gid))
     return 1;
-  if (getpwuid_r((uid_t)peer->uid, &pw, buf, sizeof(buf), &found) != 0 || found == NULL)
-    return 0;
-  if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
-    n = PEER_GROUPS_MAX;
-  for (int i = 0; i < n; i++)
-    if (id_listed(&cfg->allow_gid, groups[i]))
+  for (int i = 0; i < peer->ngroups; i++)
+    if (id_listed(&cfg->allow_gid, peer->groups[i]))
       return 1;
   return 0;
 }
@@ -635,16 +631,58 @@ static int pick_names(service *svc) {
   return 0;
 }
 
-/* Writes the pipes' paths to FILE atomically (a reader sees the old file or the new one). */
+/* With random names, only who may read the names file should find the pipes. The runtime
+ * directory is created 0711: others may still reach a socket by its name, but not list the
+ * names. One that exists already is left as it is, with a warning if others can list it. */
+static int prepare_hidden_dir(void) {
+  char dir[PM_PIPE_PATH_MAX + 1];
+  struct stat st;
+  int fd, rc = 0;
+  if (pm_pipe_dir(dir, sizeof(dir)) < 0)
+    return -1;
+  if (mkdir(dir, HIDDEN_DIR_MODE) == 0) {
+    /* Exactly 0711 whatever the umask; through the directory we just made, not its path. */
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fchmod(fd, HIDDEN_DIR_MODE) < 0)
+      rc = -1;
+    if (fd >= 0)
+      close(fd);
+  } else if (errno != EEXIST) {
+    rc = -1;
+  } else if (lstat(dir, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)) != 0) {
+    log_msg(LVL_WARNING,
+            "runtime directory %s (mode %04o) lets others list the random pipe names; "
+            "make it 0711 to hide them",
+            dir, (unsigned)(st.st_mode & 07777));
+  }
+  if (rc < 0)
+    log_msg(LVL_ERROR, "cannot create runtime directory %s: %s", dir, strerror(errno));
+  return rc;
+}
+
+/* Writes the pipes' paths to FILE atomically (a reader sees the old file or the new one),
+ * mode 0640 and the socket group: who may use the pipes may read it, nobody else. */
 static int write_names_file(service *svc) {
   const char *path = svc->cfg.names_file;
   char tmp[4096];
-  FILE *f;
-  int ok;
+  unsigned gid;
+  FILE *f = NULL;
+  int fd, ok;
+  if (socket_gid(&svc->cfg, &gid) < 0)
+    return -1;
   snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
-  f = fopen(tmp, "w");
-  if (f == NULL) {
-    log_msg(LVL_ERROR, "cannot write names file %s", tmp);
+  /* A fresh file (O_EXCL, never through a symlink someone left there), its mode set on the
+   * descriptor so the umask cannot widen or narrow it. */
+  fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, NAMES_FILE_MODE);
+  if (fd >= 0 && (fchmod(fd, NAMES_FILE_MODE) < 0 ||
+                  (gid != 0 && fchown(fd, (uid_t)-1, (gid_t)gid) < 0) ||
+                  (f = fdopen(fd, "w")) == NULL)) {
+    close(fd);
+    unlink(tmp);
+    fd = -1;
+  }
+  if (fd < 0) {
+    log_msg(LVL_ERROR, "cannot write names file %s: %s", tmp, strerror(errno));
     return -1;
   }
   fprintf(f, "command-pipe = %s\nevent-pipe = %s\n", pm_command_server_path(svc->commands),
@@ -685,7 +723,7 @@ int service_start(uv_loop_t *loop, const service_config *cfg, service **out) {
     return PM_EINVAL;
   }
   if (svc->command_fd < 0 && svc->event_fd < 0 && cfg->names_file != NULL &&
-      pick_names(svc) < 0) {
+      (pick_names(svc) < 0 || prepare_hidden_dir() < 0)) {
     settings_free(&svc->settings);
     free(svc);
     return PM_EIO;

@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,9 +29,13 @@ int systemd_listen_fds(int *command_fd, int *event_fd) {
   unsetenv("LISTEN_FDNAMES");
   if (n < 1 || n > LISTEN_FDS_MAX)
     return -1;
+  /* Passed descriptors arrive without close-on-exec; set it on all of them (used or not), or
+   * every program pipemsgd runs (hook commands) would inherit the listening sockets. */
   for (i = 0; i < n; i++) {
     struct stat st;
-    if (fstat(LISTEN_FDS_START + i, &st) < 0 || !S_ISSOCK(st.st_mode))
+    int flags = fcntl(LISTEN_FDS_START + i, F_GETFD);
+    if (fstat(LISTEN_FDS_START + i, &st) < 0 || !S_ISSOCK(st.st_mode) || flags < 0 ||
+        fcntl(LISTEN_FDS_START + i, F_SETFD, flags | FD_CLOEXEC) < 0)
       return -1;
   }
   if (names != NULL) {

@@ -29,7 +29,9 @@ extern "C" {
   X(ECANCELED, -18, "operation canceled")                                      \
   X(EBUSY, -19, "busy")                                                        \
   X(ENOTAUTH, -20, "peer not authorized")                                      \
-  X(ELIMIT, -21, "message exceeds a decoding limit")
+  X(ELIMIT, -21, "message exceeds a decoding limit")                           \
+  X(EUNSAFE, -22, "socket directory writable by others without the sticky bit") \
+  X(EPIPENAME, -23, "pipe name must be a bare NAME, \\\\.\\pipe\\NAME or an absolute path")
 
 typedef enum {
 #define PM__ERR_ENUM(name, code, text) PM_##name = code,

@@ -13,10 +13,17 @@ extern "C" {
 /* Longest Unix socket path (sun_path less its NUL on Linux). */
 #define PM_PIPE_PATH_MAX 107
 
-/* Resolves a pipe name to the path a socket (or Windows pipe) is bound to: a name containing
- * '/' (or starting with \\.\pipe\) is used as is; otherwise it goes in $PIPEMSG_RUNTIME_DIR,
- * else $XDG_RUNTIME_DIR/pipemsg, else /run/pipemsg. PM_ENAMETOOLONG if the path exceeds
- * PM_PIPE_PATH_MAX, never truncated; PM_EINVAL for an empty name. */
+/* Resolves a pipe name to the path a socket (or Windows pipe) is bound to, the same way for
+ * clients and servers, whatever the working directory:
+ *   - an absolute path ("/run/x.sock") is used as is;
+ *   - a bare NAME (no '/') goes in $PIPEMSG_RUNTIME_DIR, else $XDG_RUNTIME_DIR/pipemsg, else
+ *     /run/pipemsg;
+ *   - a Windows local pipe name \\.\pipe\NAME means the bare NAME (the same name on both
+ *     platforms);
+ *   - anything else is PM_EPIPENAME: a relative path with '/', another name starting with
+ *     "\\" (a remote pipe), "." or "..", or \\.\pipe\ with an empty NAME or one with '/'.
+ * PM_ENAMETOOLONG if the path exceeds PM_PIPE_PATH_MAX, never truncated; PM_EINVAL for an
+ * empty name. */
 int pm_pipe_path(const char *name, char *buf, size_t size);
 
 /* The directory a bare name resolves into (see pm_pipe_path). */
@@ -25,11 +32,18 @@ int pm_pipe_dir(char *buf, size_t size);
 /* Permissions of socket files a server creates, unless told otherwise. */
 #define PM_SOCKET_MODE_DEFAULT 0660
 
-/* Credentials of a connected peer; -1 where the platform cannot tell. */
+/* Most supplementary groups of a peer kept in pm_peer; a peer in more groups keeps its
+ * first PM_PEER_GROUPS_MAX (ascending), so a check against the others fails closed. */
+#define PM_PEER_GROUPS_MAX 64
+
+/* Credentials of a connected peer, taken by the kernel when it connected; -1 where the
+ * platform cannot tell. */
 typedef struct pm_peer {
   long long pid;
   long long uid;
-  long long gid;
+  long long gid; /* primary (effective) group */
+  int ngroups;   /* supplementary groups in groups[]; -1 when the platform cannot tell */
+  long long groups[PM_PEER_GROUPS_MAX];
 } pm_peer;
 
 #ifdef __cplusplus

@@ -59,6 +59,7 @@ struct pm_command_server {
   uint64_t arrivals;
   uint64_t turns;
   int pending; /* libuv holds a connection we had no memory for; taken when a call ends */
+  pm__pipe_file bound; /* the socket file to remove when closing */
   int closing;
   int listener_open;
   void (*close_cb)(void *arg);
@@ -503,6 +504,7 @@ int pm_command_server_start(uv_loop_t *loop, const char *name,
   spec.mode = s->opts.socket_mode;
   spec.gid = s->opts.socket_gid;
   spec.fd = s->opts.listen_fd;
+  spec.bound = &s->bound;
   rc = pm__pipe_listen(loop, &s->listener, &spec, on_connection);
   if (rc < 0) {
     /* The handle exists even on failure; the server is freed from its close callback. */
@@ -521,7 +523,7 @@ void pm_command_server_close(pm_command_server *s, void (*cb)(void *arg), void *
   s->close_cb = cb;
   s->close_arg = arg;
   if (s->opts.listen_fd <= 0)
-    pm__pipe_unlink(s->path);
+    pm__pipe_unlink(s->path, &s->bound);
   uv_close((uv_handle_t *)&s->listener, on_listener_closed);
   /* close_call frees nothing at once, so the list stays walkable. */
   for (pm_command_call *c = s->calls; c != NULL; c = c->next)

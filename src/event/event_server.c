@@ -67,6 +67,7 @@ struct pm_event_server {
   uv_async_t wake;
   pm_event_server_options opts;
   char path[PM_PIPE_PATH_MAX + 1];
+  pm__pipe_file bound; /* the socket file to remove when closing */
   char **transient; /* NULL-terminated copy of opts.transient plus TrafficChanged */
   int64_t epoch;
   session *sessions;
@@ -764,6 +765,7 @@ int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_serv
   spec.mode = opts->socket_mode;
   spec.gid = opts->socket_gid;
   spec.fd = opts->listen_fd;
+  spec.bound = &s->bound;
   rc = pm__pipe_listen(loop, &s->listener, &spec, on_connection);
   if (rc < 0) {
     uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
@@ -784,7 +786,7 @@ void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg)
   s->close_cb = cb;
   s->close_arg = arg;
   if (s->opts.listen_fd <= 0)
-    pm__pipe_unlink(s->path);
+    pm__pipe_unlink(s->path, &s->bound);
   uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
   uv_close((uv_handle_t *)&s->wake, on_server_handle_closed);
   for (session *ss = s->sessions; ss != NULL; ss = ss->next) {

@@ -9,32 +9,49 @@
 
 #include "pipemsg/pipe.h"
 
+/* The socket file a server bound, so that it removes that file and nothing else (a file put
+ * in its place later stays). All zero for an adopted socket, which is not ours to remove. */
+typedef struct pm__pipe_file {
+  unsigned long long dev, ino;
+} pm__pipe_file;
+
 /* How a server gets its listening socket. */
 typedef struct pm__listen_spec {
-  const char *path;
+  char *path;    /* PM_PIPE_PATH_MAX + 1 bytes; for an adopted fd, rewritten to its address */
   int backlog;
   unsigned mode; /* 0: PM_SOCKET_MODE_DEFAULT */
   unsigned gid;  /* 0: unchanged */
   int fd;        /* > 0: adopt this listening socket instead of binding path */
+  pm__pipe_file *bound; /* out: the file bound (zeroed when adopting) */
 } pm__listen_spec;
 
-/* Binds and listens on spec->path (or adopts spec->fd). A socket file whose owner no longer
- * answers is replaced; one a live process accepts on is PM_EADDRINUSE; a path that is not a
- * socket is PM_EADDRINUSE too (never deleted). The parent directory is created (0755) if
- * missing and must be a real directory (not a symlink) owned by root or us (PM_EACCES). The
- * socket gets its mode and group before listen(), so nobody connects earlier. The handle is
- * initialised on loop in every case; on failure the caller still closes it. */
+/* Binds and listens on spec->path, or adopts spec->fd (made close-on-exec, so programs the
+ * server runs do not inherit it). A socket file whose owner no longer answers is replaced;
+ * one a live process accepts on is PM_EADDRINUSE; a path that is not a socket is
+ * PM_EADDRINUSE too (never deleted). The parent directory is created (0755) if missing; it
+ * must be a real directory (not a symlink) owned by root or us (PM_EACCES), and not writable
+ * by group or others unless sticky (PM_EUNSAFE): otherwise someone else could swap the socket
+ * file. The socket gets its mode and group before listen(), so nobody connects earlier, and
+ * never through the path (see set_mode_and_group). The handle is initialised on loop in
+ * every case; on failure the caller still closes it. */
 int pm__pipe_listen(uv_loop_t *loop, uv_pipe_t *server, const pm__listen_spec *spec,
                     uv_connection_cb cb);
+
+/* Test hook: called between bind() and setting the socket's mode and group, so a test can
+ * swap the path under the server. NULL (the default) in normal use. */
+extern void (*pm__pipe_after_bind_hook)(const char *path);
 
 /* 0 if the connected stream's peer runs as root, as us, or as expect_uid (> 0); PM_ENOTAUTH
  * otherwise. expect_uid -1 accepts anyone. */
 int pm__pipe_check_owner(uv_pipe_t *stream, long long expect_uid);
 
-/* Removes the socket file of a server that is shutting down. */
-void pm__pipe_unlink(const char *path);
+/* Removes the socket file of a server that is shutting down, if path still names the file
+ * bound (same device and inode); anything else found there is left alone. */
+void pm__pipe_unlink(const char *path, const pm__pipe_file *bound);
 
-/* Fills peer with the credentials of a connected stream's other end. */
+/* Fills peer with the credentials of a connected stream's other end: uid, primary gid and
+ * the supplementary groups the peer held when it connected (SO_PEERGROUPS, Linux 4.13+;
+ * ngroups -1 where the kernel cannot tell). */
 void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer);
 /* 1 if the connected stream's peer has already gone without sending a byte (closed, reset),
  * else 0. Reads nothing. */

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "pipemsg/error.h"
 #include "transport/transport.h"
 
@@ -36,18 +38,43 @@ int pm_pipe_dir(char *buf, size_t size) {
   return 0;
 }
 
+/* Windows names a local pipe \\.\pipe\NAME; here it means the bare NAME. */
+#define WIN_PIPE_PREFIX "\\\\.\\pipe\\"
+
+/* Sets *bare to the bare NAME a pipe name stands for, or to NULL for an absolute path;
+ * PM_EPIPENAME for anything else. A name resolved against the working directory would differ
+ * between a service and its clients, so relative paths are refused rather than guessed at. */
+static int bare_name(const char *name, const char **bare) {
+  *bare = NULL;
+  if (name[0] == '/')
+    return 0;
+  if (strncmp(name, WIN_PIPE_PREFIX, strlen(WIN_PIPE_PREFIX)) == 0)
+    name += strlen(WIN_PIPE_PREFIX);
+  else if (strncmp(name, "\\\\", 2) == 0)
+    return PM_EPIPENAME; /* a remote pipe, \\server\pipe\NAME */
+  if (name[0] == '\0' || strchr(name, '/') != NULL || strcmp(name, ".") == 0 ||
+      strcmp(name, "..") == 0)
+    return PM_EPIPENAME;
+  *bare = name;
+  return 0;
+}
+
 int pm_pipe_path(const char *name, char *buf, size_t size) {
   char dir[PM_PIPE_PATH_MAX + 1];
+  const char *bare;
   int n, rc;
   if (name == NULL || name[0] == '\0' || buf == NULL || size == 0)
     return PM_EINVAL;
-  if (strchr(name, '/') != NULL || strncmp(name, "\\\\.\\pipe\\", 9) == 0) {
+  rc = bare_name(name, &bare);
+  if (rc < 0)
+    return rc;
+  if (bare == NULL) {
     n = snprintf(buf, size, "%s", name);
   } else {
     rc = pm_pipe_dir(dir, sizeof(dir));
     if (rc < 0)
       return rc;
-    n = snprintf(buf, size, "%s/%s", dir, name);
+    n = snprintf(buf, size, "%s/%s", dir, bare);
   }
   if (n < 0 || (size_t)n >= size || (size_t)n > PM_PIPE_PATH_MAX)
     return PM_ENAMETOOLONG;
@@ -98,7 +125,9 @@ static int socket_is_live(const char *path) {
 }
 
 /* Creates the socket's directory if missing and refuses one we should not trust: a symlink
- * (which could point anywhere), not a directory, or owned by someone other than root or us. */
+ * (which could point anywhere), not a directory, or owned by someone other than root or us
+ * (PM_EACCES); or one where another user may rename or delete entries, that is writable by
+ * group or others without the sticky bit (PM_EUNSAFE): they could swap the socket file. */
 static int prepare_dir(const char *path) {
   char dir[PM_PIPE_PATH_MAX + 1];
   char *slash;
@@ -116,23 +145,122 @@ static int prepare_dir(const char *path) {
   if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) ||
       (st.st_uid != 0 && st.st_uid != geteuid()))
     return PM_EACCES;
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
+    pm__debug("socket directory %s has mode %04o: writable by others, not sticky", dir,
+              (unsigned)(st.st_mode & 07777));
+    return PM_EUNSAFE;
+  }
+  return 0;
+}
+
+void (*pm__pipe_after_bind_hook)(const char *path);
+
+/* Gives the socket file just bound at path its mode and group, and records which file it is.
+ *
+ * Never through the path: chmod()/chown() follow a symlink, and anyone who can write the
+ * directory could swap the new socket for one between bind() and the call. What Linux does
+ * (checked on 6.x): bind() creates the file with the socket inode's mode less the umask, so
+ * fchmod() on the socket before bind() sets the mode the file is born with, at most the mode
+ * asked for; fchown() on the socket does not reach the file, whose group is our fsgid (or the
+ * directory's, if setgid). umask() around bind() would be exact but is process-wide, so it
+ * would race with files other threads create. So the caller fchmod()s the socket before
+ * bind(), and here we open the file itself (O_PATH | O_NOFOLLOW: a symlink is opened as the
+ * symlink, not followed), check it is a socket of ours, and only then add the bits the umask
+ * took and set the group, on that inode (/proc/self/fd/N names the inode, not the path). A
+ * swapped-in symlink or file is refused and left untouched (PM_EACCES). prepare_dir() already
+ * keeps other users from writing the directory; this closes the window for good. */
+static int set_mode_and_group(const char *path, unsigned mode, unsigned gid,
+                              pm__pipe_file *bound) {
+  char inode_path[64];
+  struct stat st;
+  int fd, rc = PM_EACCES;
+  if (pm__pipe_after_bind_hook != NULL)
+    pm__pipe_after_bind_hook(path);
+  fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return PM_EACCES;
+  if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_uid != geteuid())
+    goto done;
+  snprintf(inode_path, sizeof(inode_path), "/proc/self/fd/%d", fd);
+  if ((st.st_mode & 07777) != mode && chmod(inode_path, mode) < 0)
+    goto done;
+  if (gid != 0 && st.st_gid != gid && fchownat(fd, "", (uid_t)-1, (gid_t)gid, AT_EMPTY_PATH) < 0)
+    goto done;
+  bound->dev = (unsigned long long)st.st_dev;
+  bound->ino = (unsigned long long)st.st_ino;
+  rc = 0;
+done:
+  close(fd);
+  return rc;
+}
+
+/* Adopts an inherited listening socket (socket activation). */
+static int adopt(uv_pipe_t *server, const pm__listen_spec *spec, uv_connection_cb cb) {
+  struct sockaddr_un sa;
+  socklen_t len = sizeof(sa);
+  int rc, flags;
+  /* Inherited descriptors come without close-on-exec: set it, or every program the service
+   * runs (hook commands) would hold the listening sockets. */
+  flags = fcntl(spec->fd, F_GETFD);
+  if (flags < 0 || fcntl(spec->fd, F_SETFD, flags | FD_CLOEXEC) < 0)
+    return PM_EINVAL;
+  /* Report where it really listens, not the name it would have bound. */
+  memset(&sa, 0, sizeof(sa));
+  if (getsockname(spec->fd, (struct sockaddr *)&sa, &len) == 0 && sa.sun_family == AF_UNIX &&
+      len > offsetof(struct sockaddr_un, sun_path) && sa.sun_path[0] != '\0')
+    snprintf(spec->path, PM_PIPE_PATH_MAX + 1, "%.*s",
+             (int)(len - offsetof(struct sockaddr_un, sun_path)), sa.sun_path);
+  rc = uv_pipe_open(server, spec->fd);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)server, spec->backlog, cb);
+  return pm__uv_error(rc);
+}
+
+/* Unlinks path if it is still the file bound. Someone able to write the directory could swap
+ * it between the check and the unlink, but prepare_dir() leaves only root and us that power. */
+static void unlink_bound(const char *path, const pm__pipe_file *bound) {
+  struct stat st;
+  if (bound->ino == 0 || lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode) ||
+      (unsigned long long)st.st_dev != bound->dev || (unsigned long long)st.st_ino != bound->ino)
+    return;
+  unlink(path);
+}
+
+/* A new socket bound at path, born with at most mode (see set_mode_and_group). Not through
+ * uv_pipe_bind(): it binds before we could fchmod(), and unlinks the path on close whatever
+ * file is there by then. */
+static int bind_socket(const char *path, unsigned mode, int *out) {
+  struct sockaddr_un sa;
+  int fd, err;
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return PM_EIO;
+  if (fchmod(fd, mode) < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    err = errno;
+    close(fd);
+    if (err == EADDRINUSE)
+      return PM_EADDRINUSE;
+    return err == EACCES || err == EPERM || err == EROFS ? PM_EACCES : PM_EIO;
+  }
+  *out = fd;
   return 0;
 }
 
 int pm__pipe_listen(uv_loop_t *loop, uv_pipe_t *server, const pm__listen_spec *spec,
                     uv_connection_cb cb) {
   const char *path = spec->path;
+  unsigned mode = spec->mode ? spec->mode : PM_SOCKET_MODE_DEFAULT;
   struct stat st;
-  int rc;
+  int rc, fd;
+  memset(spec->bound, 0, sizeof(*spec->bound));
   rc = uv_pipe_init(loop, server, 0);
   if (rc < 0)
     return pm__uv_error(rc);
-  if (spec->fd > 0) {
-    rc = uv_pipe_open(server, spec->fd);
-    if (rc == 0)
-      rc = uv_listen((uv_stream_t *)server, spec->backlog, cb);
-    return pm__uv_error(rc);
-  }
+  if (spec->fd > 0)
+    return adopt(server, spec, cb);
   if (strlen(path) > PM_PIPE_PATH_MAX)
     return PM_ENAMETOOLONG;
   rc = prepare_dir(path);
@@ -144,20 +272,22 @@ int pm__pipe_listen(uv_loop_t *loop, uv_pipe_t *server, const pm__listen_spec *s
     if (unlink(path) < 0 && errno != ENOENT)
       return PM_EACCES;
   }
-  rc = uv_pipe_bind(server, path);
+  rc = bind_socket(path, mode, &fd);
   if (rc < 0)
-    return pm__uv_error(rc);
-  if (chmod(path, spec->mode ? spec->mode : PM_SOCKET_MODE_DEFAULT) < 0 ||
-      (spec->gid != 0 && chown(path, (uid_t)-1, (gid_t)spec->gid) < 0)) {
-    unlink(path);
-    return PM_EACCES;
+    return rc;
+  rc = set_mode_and_group(path, mode, spec->gid, spec->bound);
+  if (rc == 0) {
+    rc = pm__uv_error(uv_pipe_open(server, fd));
+    if (rc < 0)
+      close(fd);
+    else
+      rc = pm__uv_error(uv_listen((uv_stream_t *)server, spec->backlog, cb));
+  } else {
+    close(fd);
   }
-  rc = uv_listen((uv_stream_t *)server, spec->backlog, cb);
-  if (rc < 0) {
-    unlink(path);
-    return pm__uv_error(rc);
-  }
-  return 0;
+  if (rc < 0)
+    unlink_bound(path, spec->bound);
+  return rc;
 }
 
 int pm__pipe_check_owner(uv_pipe_t *stream, long long expect_uid) {
@@ -169,11 +299,41 @@ int pm__pipe_check_owner(uv_pipe_t *stream, long long expect_uid) {
   return pm__fd_check_owner(fd, expect_uid);
 }
 
-void pm__pipe_unlink(const char *path) { unlink(path); }
+void pm__pipe_unlink(const char *path, const pm__pipe_file *bound) { unlink_bound(path, bound); }
+
+/* The supplementary groups the peer held when it connected. Never the group database: it
+ * says what a user may hold, not what the process holds (it may have dropped groups, or hold
+ * one given without a database entry). */
+static void peer_groups(int fd, pm_peer *peer) {
+  peer->ngroups = -1;
+#if defined(SO_PEERGROUPS)
+  {
+    gid_t some[PM_PEER_GROUPS_MAX], *all = some;
+    socklen_t len = sizeof(some);
+    int rc = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, some, &len);
+    if (rc < 0 && errno == ERANGE) { /* len now says how much room all of them need */
+      all = pm__malloc(len);
+      rc = all == NULL ? -1 : getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, all, &len);
+    }
+    if (rc == 0) {
+      peer->ngroups = (int)(len / sizeof(gid_t));
+      if (peer->ngroups > PM_PEER_GROUPS_MAX)
+        peer->ngroups = PM_PEER_GROUPS_MAX;
+      for (int i = 0; i < peer->ngroups; i++)
+        peer->groups[i] = all[i];
+    }
+    if (all != some)
+      pm__free(all);
+  }
+#else
+  (void)fd;
+#endif
+}
 
 void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer) {
   uv_os_fd_t fd;
   peer->pid = peer->uid = peer->gid = -1;
+  peer->ngroups = -1;
   if (uv_fileno((uv_handle_t *)stream, &fd) == 0) {
 #if defined(SO_PEERCRED)
     struct ucred cred;
@@ -182,6 +342,7 @@ void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer) {
       peer->pid = cred.pid;
       peer->uid = cred.uid;
       peer->gid = cred.gid;
+      peer_groups(fd, peer);
     }
 #endif
   }
