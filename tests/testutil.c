@@ -34,6 +34,35 @@ uint64_t pm_test_now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Every test program resolves bare pipe names into a private runtime directory of its own:
+ * pipemsgd started without -c or -e, or a client given a default name, never reaches
+ * /run/pipemsg (which only root may create) or the user's $XDG_RUNTIME_DIR. So the tests run
+ * as any user and write only in their own temporary directories. Children inherit it. */
+static char runtime_dir[64];
+static pid_t runtime_dir_owner;
+
+static void remove_runtime_dir(void) {
+  char cmd[128];
+  if (getpid() != runtime_dir_owner) /* a forked child exiting */
+    return;
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", runtime_dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "cannot remove %s\n", runtime_dir);
+}
+
+__attribute__((constructor)) static void make_runtime_dir(void) {
+  snprintf(runtime_dir, sizeof(runtime_dir), "/tmp/pmtest-rt.XXXXXX");
+  if (mkdtemp(runtime_dir) == NULL) {
+    perror("mkdtemp");
+    abort();
+  }
+  runtime_dir_owner = getpid();
+  setenv("PIPEMSG_RUNTIME_DIR", runtime_dir, 1);
+  atexit(remove_runtime_dir);
+}
+
+const char *pm_test_runtime_dir(void) { return runtime_dir; }
+
 void pm_test_dir_new(char *dir, size_t size) {
   snprintf(dir, size, "/tmp/pmtest.XXXXXX");
   assert_non_null(mkdtemp(dir));

@@ -18,6 +18,11 @@ void pm_test_assert_code(int expected, int actual, const char *file, int line);
 
 uint64_t pm_test_now_ms(void);
 
+/* The private directory $PIPEMSG_RUNTIME_DIR points to in every test program (made before
+ * main, removed at exit): bare pipe names never reach /run/pipemsg. A test that points
+ * $PIPEMSG_RUNTIME_DIR elsewhere sets it back to this. */
+const char *pm_test_runtime_dir(void);
+
 /* A fresh private directory for pipes (removed by pm_test_dir_remove). */
 void pm_test_dir_new(char *dir, size_t size);
 void pm_test_dir_remove(const char *dir);

@@ -1,6 +1,8 @@
 /* The pipemsg and pipemsgd programs as a user runs them. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -113,6 +115,46 @@ static void test_cli_daemon_options(void **state) {
   assert_non_null(strstr(err, "too long"));
 }
 
+/* The same name rule on both sides: a relative path is refused by the service and by the
+ * client alike, and \\.\pipe\NAME means NAME in the runtime directory for both. */
+static void hardening_13_pipe_names_agree(void **state) {
+  const char *out, *err;
+  const char *daemon_rel[] = {PIPEMSGD, "-e", "rel/evt", NULL};
+  const char *call_rel[] = {PIPEMSG, "call", "-c", "rel/cmd", "GetVersion", NULL};
+  const char *call_win[] = {PIPEMSG, "call", "-c", "\\\\.\\pipe\\cmd", "GetVersion", NULL};
+  (void)state;
+  assert_int_equal(1, pm_test_run(daemon_rel, &out, &err));
+  assert_non_null(strstr(err, "pipe name must be a bare NAME"));
+  assert_non_null(strstr(err, "'rel/evt'"));
+  assert_int_equal(3, pm_test_run(call_rel, &out, &err));
+  assert_non_null(strstr(err, "pipe name must be a bare NAME"));
+  setenv("PIPEMSG_RUNTIME_DIR", svc.dir, 1); /* where the service's cmd is */
+  assert_int_equal(0, pm_test_run(call_win, &out, &err));
+  setenv("PIPEMSG_RUNTIME_DIR", pm_test_runtime_dir(), 1);
+  assert_non_null(strstr(out, "Version"));
+}
+
+/* The programs a test starts resolve bare names into the test's private runtime directory:
+ * nothing reaches /run/pipemsg, so the tests pass as a user who cannot create it. */
+static void hardening_20_private_runtime_dir(void **state) {
+  const char *out, *err;
+  char want[160];
+  const char *call[] = {PIPEMSG, "call", "--connect-timeout-ms", "100", "GetVersion", NULL};
+  const char *no_event_pipe[] = {PIPEMSGD, "-c", svc.command_pipe, NULL};
+  (void)state;
+  assert_string_equal(pm_test_runtime_dir(), getenv("PIPEMSG_RUNTIME_DIR"));
+  assert_int_equal(0, strncmp(pm_test_runtime_dir(), "/tmp/pmtest-rt.", 15));
+  snprintf(want, sizeof(want), "(%s/" PM_COMMAND_PIPE_DEFAULT ")", pm_test_runtime_dir());
+  assert_int_equal(3, pm_test_run(call, &out, &err));
+  assert_non_null(strstr(err, want));
+  /* Without -e the event pipe is bound in the private directory; the command pipe is in use,
+   * so it stops there, and removes its event pipe. */
+  assert_int_equal(1, pm_test_run(no_event_pipe, &out, &err));
+  assert_non_null(strstr(err, "in use"));
+  snprintf(want, sizeof(want), "%s/" PM_EVENT_PIPE_DEFAULT, pm_test_runtime_dir());
+  assert_int_equal(-1, access(want, F_OK));
+}
+
 static void emit(const char *type, int count) {
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "EmitEvent",
                                          json_pack("{s:s, s:i, s:{s:s}}", "Type", type, "Count",
@@ -170,6 +212,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_cli_watch_prints_json_lines, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_watch_readable_over_xml, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_watch_usage, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_13_pipe_names_agree, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_20_private_runtime_dir, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

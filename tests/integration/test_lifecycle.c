@@ -1,6 +1,7 @@
 /* pipemsgd as a system service: config file, --print-config, names file, socket activation,
  * man page, the data directory, signals and the log. */
 #include <errno.h>
+#include <fcntl.h>
 #include <regex.h>
 #include <signal.h>
 #include <stdio.h>
@@ -113,7 +114,7 @@ static void test_lifecycle_names_file(void **state) {
   }
   assert_int_equal(0, pm_test_service_stop(&svc));
   assert_int_equal(-1, access(names, F_OK)); /* removed on a clean stop */
-  unsetenv("PIPEMSG_RUNTIME_DIR");
+  setenv("PIPEMSG_RUNTIME_DIR", pm_test_runtime_dir(), 1);
   pm_test_service_cleanup(&svc);
 }
 
@@ -158,6 +159,150 @@ static void test_lifecycle_socket_activation(void **state) {
   assert_int_equal(pid, waitpid(pid, &status, 0));
   assert_true(WIFEXITED(status));
   assert_int_equal(0, WEXITSTATUS(status));
+}
+
+/* Stopping removes the socket file the service bound, and nothing put in its place. */
+static void hardening_08_stop_leaves_foreign_file(void **state) {
+  pm_test_service svc;
+  FILE *f;
+  struct stat st;
+  (void)state;
+  pm_test_service_start(&svc, NULL);
+  assert_int_equal(0, unlink(svc.command_pipe));
+  f = fopen(svc.command_pipe, "w");
+  assert_non_null(f);
+  fputs("not the service's\n", f);
+  fclose(f);
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  assert_int_equal(0, lstat(svc.command_pipe, &st));
+  assert_true(S_ISREG(st.st_mode));
+  /* The event pipe, still the service's own socket, went as usual. */
+  assert_int_equal(-1, access(svc.event_pipe, F_OK));
+  pm_test_service_cleanup(&svc);
+}
+
+/* Waits until path exists and holds text. */
+static const char *await_file(const char *path, const char *text) {
+  static char buf[8192];
+  uint64_t deadline = pm_test_now_ms() + 10000;
+  for (;;) {
+    FILE *f = fopen(path, "r");
+    size_t n = 0;
+    buf[0] = '\0';
+    if (f != NULL) {
+      n = fread(buf, 1, sizeof(buf) - 1, f);
+      buf[n] = '\0';
+      fclose(f);
+    }
+    if (strstr(buf, text) != NULL)
+      return buf;
+    if (pm_test_now_ms() >= deadline) {
+      print_error("no '%s' in %s:\n%s\n", text, path, buf);
+      fail();
+    }
+    uv_sleep(10);
+  }
+}
+
+/* Under socket activation the listening sockets are close-on-exec (a hook command inherits
+ * none), and the log names the paths systemd bound, not the -c/-e names. */
+static void hardening_11_activated_fds_not_inherited(void **state) {
+  char cmd[128], evt[128], log[128], fds[128], up[512];
+  const char *listed;
+  pid_t pid;
+  uint64_t deadline;
+  int status;
+  (void)state;
+  snprintf(cmd, sizeof(cmd), "%s/cmd", dir);
+  snprintf(evt, sizeof(evt), "%s/evt", dir);
+  snprintf(log, sizeof(log), "%s/log", dir);
+  snprintf(fds, sizeof(fds), "%s/fds", dir);
+  /* The hook's own descriptors, one "N -> target" per line, then a marker once complete. */
+  snprintf(up, sizeof(up), "ls -l /proc/self/fd > %s.tmp; mv %s.tmp %s", fds, fds, fds);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    char l1[160], l2[160];
+    int logfd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (logfd < 0 || dup2(logfd, 2) < 0)
+      _exit(127);
+    snprintf(l1, sizeof(l1), "--listen=%s", cmd);
+    snprintf(l2, sizeof(l2), "--listen=%s", evt);
+    execl("/usr/bin/systemd-socket-activate", "systemd-socket-activate", l1, l2,
+          "--fdname=command:event", PIPEMSGD, "-c", "/nonexistent/never-bound", "-e",
+          "/nonexistent/never-bound-either", "--backend", "hook", "--hook-shell", "--up-cmd",
+          up, (char *)NULL);
+    _exit(127);
+  }
+  deadline = pm_test_now_ms() + 10000;
+  while (access(evt, F_OK) < 0) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(10);
+  }
+  assert_string_equal("Ok", pm_test_call(cmd, "StartVpn", NULL, NULL));
+  listed = await_file(fds, "->");
+  /* fds 0-2 are the hook's stdio (libuv makes them socket pairs); nothing above may be a
+   * socket. */
+  for (const char *line = listed; line != NULL && *line != '\0';) {
+    const char *arrow = strstr(line, " -> "), *end = strchr(line, '\n');
+    if (arrow != NULL && (end == NULL || arrow < end)) {
+      const char *num = arrow;
+      while (num > line && num[-1] != ' ')
+        num--;
+      if (atoi(num) > 2 && strncmp(arrow + 4, "socket:", 7) == 0) {
+        print_error("the hook inherited a socket:\n%s\n", listed);
+        fail();
+      }
+    }
+    line = end != NULL ? end + 1 : NULL;
+  }
+  {
+    char want[300];
+    snprintf(want, sizeof(want), "command_pipe=%s (socket activation) event_pipe=%s", cmd, evt);
+    await_file(log, want);
+  }
+  kill(pid, SIGTERM);
+  assert_int_equal(pid, waitpid(pid, &status, 0));
+  assert_true(WIFEXITED(status));
+}
+
+/* With --names-file the random names are hidden: the runtime directory is created 0711 and
+ * the names file is 0640, of the socket group; as root, nobody can neither list the one nor
+ * read the other. */
+static void hardening_12_names_hidden(void **state) {
+  char names[128], rt[128], group[16];
+  const char *args[] = {"--names-file", names, "--socket-group", group, NULL};
+  const char *out, *err;
+  unsigned gid = geteuid() == 0 ? 65534 : (unsigned)getegid();
+  pm_test_service svc;
+  struct stat st;
+  (void)state;
+  snprintf(names, sizeof(names), "%s/names", dir);
+  snprintf(rt, sizeof(rt), "%s/rt", dir);
+  snprintf(group, sizeof(group), "%u", gid);
+  assert_int_equal(0, chmod(dir, 0755)); /* others may reach rt and names, as in /run */
+  setenv("PIPEMSG_RUNTIME_DIR", rt, 1);
+  pm_test_service_start(&svc, args);
+  assert_int_equal(0, stat(rt, &st));
+  assert_int_equal(0711, st.st_mode & 07777);
+  assert_int_equal(0, stat(names, &st));
+  assert_int_equal(0640, st.st_mode & 07777);
+  assert_int_equal(gid, st.st_gid);
+  if (geteuid() == 0) {
+    const char *list[] = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65533", "--clear-groups",
+                          "/bin/ls", rt, NULL};
+    const char *read[] = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65533", "--clear-groups",
+                          "/bin/cat", names, NULL};
+    assert_int_not_equal(0, pm_test_run(list, &out, &err));
+    assert_non_null(strstr(err, "Permission denied"));
+    assert_int_not_equal(0, pm_test_run(read, &out, &err));
+    assert_non_null(strstr(err, "Permission denied"));
+  } else {
+    print_message("not root: not checking what another user sees\n");
+  }
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  setenv("PIPEMSG_RUNTIME_DIR", pm_test_runtime_dir(), 1);
+  pm_test_service_cleanup(&svc);
 }
 
 static void test_lifecycle_man_pages(void **state) {
@@ -661,6 +806,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_lifecycle_printed_config_is_a_config, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lifecycle_names_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lifecycle_socket_activation, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_08_stop_leaves_foreign_file, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_11_activated_fds_not_inherited, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_12_names_hidden, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lifecycle_man_pages, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lifecycle_systemd_units_verify, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_10_forged_log_line, setup, teardown),

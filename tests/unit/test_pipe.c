@@ -1,8 +1,13 @@
-/* Pipe name resolution (PROTOCOL §1). */
+/* Pipe name resolution (PROTOCOL §1) and how a server binds its socket file. */
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "testutil.h"
+#include "transport/transport.h"
 
 static void test_pipe_bare_name_uses_runtime_dir(void **state) {
   char buf[PM_PIPE_PATH_MAX + 1];
@@ -20,6 +25,7 @@ static void test_pipe_bare_name_uses_runtime_dir(void **state) {
   setenv("XDG_RUNTIME_DIR", "", 1);
   assert_pm(0, pm_pipe_path("x", buf, sizeof(buf)));
   assert_string_equal("/run/pipemsg/x", buf);
+  setenv("PIPEMSG_RUNTIME_DIR", pm_test_runtime_dir(), 1);
 }
 
 static void test_pipe_path_used_as_is(void **state) {
@@ -28,11 +34,129 @@ static void test_pipe_path_used_as_is(void **state) {
   setenv("PIPEMSG_RUNTIME_DIR", "/tmp/rt", 1);
   assert_pm(0, pm_pipe_path("/var/run/p.sock", buf, sizeof(buf)));
   assert_string_equal("/var/run/p.sock", buf);
-  assert_pm(0, pm_pipe_path("rel/p.sock", buf, sizeof(buf)));
-  assert_string_equal("rel/p.sock", buf);
+  setenv("PIPEMSG_RUNTIME_DIR", pm_test_runtime_dir(), 1);
+}
+
+/* A name that would resolve against the working directory is refused, or, for a Windows local
+ * pipe name, mapped to the runtime directory: a service and a client started in different
+ * directories must agree on the path. */
+static void hardening_13_relative_and_windows_names(void **state) {
+  static const char *const refused[] = {
+      "rel/p.sock", "./p.sock", "../p.sock", ".", "..", "\\\\server\\pipe\\X",
+      "\\\\.\\pipe\\", "\\\\.\\pipe\\a/b", "\\\\.\\pipe\\..", "\\\\?\\pipe\\X"};
+  char buf[PM_PIPE_PATH_MAX + 1];
+  (void)state;
+  setenv("PIPEMSG_RUNTIME_DIR", "/tmp/rt", 1);
   assert_pm(0, pm_pipe_path("\\\\.\\pipe\\Name", buf, sizeof(buf)));
-  assert_string_equal("\\\\.\\pipe\\Name", buf);
-  unsetenv("PIPEMSG_RUNTIME_DIR");
+  assert_string_equal("/tmp/rt/Name", buf);
+  assert_pm(0, pm_pipe_path("\\\\.\\pipe\\" PM_COMMAND_PIPE_DEFAULT, buf, sizeof(buf)));
+  assert_string_equal("/tmp/rt/" PM_COMMAND_PIPE_DEFAULT, buf);
+  assert_pm(0, pm_pipe_path("a\\b", buf, sizeof(buf))); /* a bare name with a backslash */
+  assert_string_equal("/tmp/rt/a\\b", buf);
+  for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+    if (pm_pipe_path(refused[i], buf, sizeof(buf)) != PM_EPIPENAME) {
+      print_error("'%s' was not refused (%s)\n", refused[i], buf);
+      fail();
+    }
+  }
+  setenv("PIPEMSG_RUNTIME_DIR", pm_test_runtime_dir(), 1);
+}
+
+static void handler(pm_command_call *call, void *data) {
+  (void)data;
+  pm_command_call_reply(call, PM_RESULT_OK, NULL, NULL);
+}
+
+/* Starts a command server on path and stops it again; returns what the start returned. The
+ * socket file, while it listened, goes to *seen when seen is not NULL. */
+static int listen_once(const char *path, unsigned mode, unsigned gid, struct stat *seen) {
+  pm_command_server_options opts;
+  pm_command_server *server = NULL;
+  uv_loop_t loop;
+  int rc;
+  memset(&opts, 0, sizeof(opts));
+  opts.handler = handler;
+  opts.socket_mode = mode;
+  opts.socket_gid = gid;
+  assert_int_equal(0, uv_loop_init(&loop));
+  rc = pm_command_server_start(&loop, path, &opts, &server);
+  if (rc == 0 && seen != NULL)
+    assert_int_equal(0, lstat(path, seen));
+  if (rc == 0)
+    pm_command_server_close(server, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(0, uv_loop_close(&loop));
+  return rc;
+}
+
+/* Someone else able to write the socket's directory could swap the socket file before its
+ * mode is set: such a directory is refused, unless sticky (then only the owner of a file may
+ * rename or delete it). */
+static void hardening_07_unsafe_socket_dir_refused(void **state) {
+  char dir[64], path[128];
+  (void)state;
+  pm_test_dir_new(dir, sizeof(dir));
+  snprintf(path, sizeof(path), "%s/cmd", dir);
+  assert_int_equal(0, chmod(dir, 0777));
+  assert_pm(PM_EUNSAFE, listen_once(path, 0, 0, NULL));
+  assert_int_equal(0, chmod(dir, 0770));
+  assert_pm(PM_EUNSAFE, listen_once(path, 0, 0, NULL));
+  assert_int_equal(-1, access(path, F_OK)); /* nothing was bound */
+  assert_int_equal(0, chmod(dir, 01777));
+  assert_pm(0, listen_once(path, 0, 0, NULL));
+  assert_int_equal(0, chmod(dir, 0755));
+  assert_pm(0, listen_once(path, 0, 0, NULL));
+  pm_test_dir_remove(dir);
+}
+
+static char swap_target[160];
+
+/* Runs between bind() and the mode change: replaces the new socket with a symlink to a file
+ * the server must not touch. */
+static void swap_for_symlink(const char *path) {
+  assert_int_equal(0, unlink(path));
+  assert_int_equal(0, symlink(swap_target, path));
+}
+
+/* The mode and group are never set through the path: a symlink swapped in after bind() is
+ * refused, and the file it points to keeps its mode and group. */
+static void hardening_07_bind_race_symlink(void **state) {
+  char dir[64], path[128];
+  /* As root, a group the test does not own, as the attack gave; otherwise our own. */
+  unsigned gid = geteuid() == 0 ? 65534 : (unsigned)getegid();
+  struct stat st, before;
+  int fd;
+  (void)state;
+  pm_test_dir_new(dir, sizeof(dir));
+  snprintf(path, sizeof(path), "%s/cmd", dir);
+  snprintf(swap_target, sizeof(swap_target), "%s/secret", dir);
+  fd = open(swap_target, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  assert_true(fd >= 0);
+  assert_int_equal(0, fchmod(fd, 0600));
+  close(fd);
+  assert_int_equal(0, stat(swap_target, &before));
+  pm__pipe_after_bind_hook = swap_for_symlink;
+  assert_pm(PM_EACCES, listen_once(path, 0666, gid, NULL));
+  pm__pipe_after_bind_hook = NULL;
+  assert_int_equal(0, stat(swap_target, &st));
+  assert_int_equal(0600, st.st_mode & 07777);
+  assert_int_equal(before.st_gid, st.st_gid);
+  /* The symlink is not the server's to remove either. */
+  assert_int_equal(0, lstat(path, &st));
+  assert_true(S_ISLNK(st.st_mode));
+  /* Without the swap, the socket has exactly the mode and group asked for, whatever the
+   * umask (which would take the group's write bit from 0660). */
+  assert_int_equal(0, unlink(path));
+  {
+    mode_t old = umask(022);
+    assert_pm(0, listen_once(path, 0660, gid, &st));
+    umask(old);
+  }
+  assert_true(S_ISSOCK(st.st_mode));
+  assert_int_equal(0660, st.st_mode & 07777);
+  assert_int_equal(gid, st.st_gid);
+  assert_int_equal(-1, access(path, F_OK)); /* and removed when the server closed */
+  pm_test_dir_remove(dir);
 }
 
 static void test_pipe_too_long_is_an_error(void **state) {
@@ -62,6 +186,9 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pipe_bare_name_uses_runtime_dir),
       cmocka_unit_test(test_pipe_path_used_as_is),
+      cmocka_unit_test(hardening_13_relative_and_windows_names),
+      cmocka_unit_test(hardening_07_unsafe_socket_dir_refused),
+      cmocka_unit_test(hardening_07_bind_race_symlink),
       cmocka_unit_test(test_pipe_too_long_is_an_error),
       cmocka_unit_test(test_pipe_error_names),
   };
