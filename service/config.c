@@ -143,11 +143,12 @@ static const opt options[] = {
 static const char summary[] =
     "Serve VPN connection control on the pipemsg command and event pipes.";
 static const char names_text[] =
-    "A NAME without '/' is placed in $PIPEMSG_RUNTIME_DIR, else $XDG_RUNTIME_DIR/pipemsg, else "
-    "/run/pipemsg. SIGINT and SIGTERM stop the service and remove its socket files, after taking "
-    "a connected tunnel down. SIGHUP reads the config file again and applies the options that "
-    "can change at run time (log-level, allow-uid, allow-gid, hook-timeout-ms, "
-    "traffic-interval-ms); the others need a restart.";
+    "A NAME without '/' (or \\.\pipe\NAME) is placed in $PIPEMSG_RUNTIME_DIR, else "
+    "$XDG_RUNTIME_DIR/pipemsg, else /run/pipemsg; any other NAME must be an absolute path. "
+    "SIGINT and SIGTERM stop the service and remove its socket files, after taking a connected "
+    "tunnel down. SIGHUP reads the config file again and applies the options that can change "
+    "at run time (log-level, allow-uid, allow-gid, hook-timeout-ms, traffic-interval-ms); the "
+    "others need a restart.";
 
 static void *field(service_config *cfg, const opt *o) { return (char *)cfg + o->offset; }
 
