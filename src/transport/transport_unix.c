@@ -166,9 +166,10 @@ void (*pm__pipe_after_bind_hook)(const char *path);
  * would race with files other threads create. So the caller fchmod()s the socket before
  * bind(), and here we open the file itself (O_PATH | O_NOFOLLOW: a symlink is opened as the
  * symlink, not followed), check it is a socket of ours, and only then add the bits the umask
- * took and set the group, on that inode (/proc/self/fd/N names the inode, not the path). A
- * swapped-in symlink or file is refused and left untouched (PM_EACCES). prepare_dir() already
- * keeps other users from writing the directory; this closes the window for good. */
+ * took and set the group, on that inode: /proc/self/fd/N names the inode, not the path
+ * (fchmodat() with AT_EMPTY_PATH needs Linux 6.6). A swapped-in symlink or file is refused
+ * and left untouched (PM_EACCES). prepare_dir() already keeps other users from writing the
+ * directory; this closes the window for root and us too. */
 static int set_mode_and_group(const char *path, unsigned mode, unsigned gid,
                               pm__pipe_file *bound) {
   char inode_path[64];
@@ -181,13 +182,13 @@ static int set_mode_and_group(const char *path, unsigned mode, unsigned gid,
     return PM_EACCES;
   if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_uid != geteuid())
     goto done;
+  bound->dev = (unsigned long long)st.st_dev;
+  bound->ino = (unsigned long long)st.st_ino;
   snprintf(inode_path, sizeof(inode_path), "/proc/self/fd/%d", fd);
   if ((st.st_mode & 07777) != mode && chmod(inode_path, mode) < 0)
     goto done;
   if (gid != 0 && st.st_gid != gid && fchownat(fd, "", (uid_t)-1, (gid_t)gid, AT_EMPTY_PATH) < 0)
     goto done;
-  bound->dev = (unsigned long long)st.st_dev;
-  bound->ino = (unsigned long long)st.st_ino;
   rc = 0;
 done:
   close(fd);
