@@ -142,6 +142,7 @@ static void hardening_20_private_runtime_dir(void **state) {
   const char *call[] = {PIPEMSG, "call", "--connect-timeout-ms", "100", "GetVersion", NULL};
   const char *no_event_pipe[] = {PIPEMSGD, "-c", svc.command_pipe, NULL};
   (void)state;
+  assert_non_null(getenv("PIPEMSG_RUNTIME_DIR"));
   assert_string_equal(pm_test_runtime_dir(), getenv("PIPEMSG_RUNTIME_DIR"));
   assert_int_equal(0, strncmp(pm_test_runtime_dir(), "/tmp/pmtest-rt.", 15));
   snprintf(want, sizeof(want), "(%s/" PM_COMMAND_PIPE_DEFAULT ")", pm_test_runtime_dir());
@@ -204,6 +205,8 @@ static void test_cli_watch_usage(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      /* First: before any test points $PIPEMSG_RUNTIME_DIR elsewhere and back. */
+      cmocka_unit_test_setup_teardown(hardening_20_private_runtime_dir, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_call_prints_data, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_call_params_and_results, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_call_no_service, setup, teardown),
@@ -213,7 +216,6 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_cli_watch_readable_over_xml, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_watch_usage, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_13_pipe_names_agree, setup, teardown),
-      cmocka_unit_test_setup_teardown(hardening_20_private_runtime_dir, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
