@@ -143,7 +143,7 @@ static const opt options[] = {
 static const char summary[] =
     "Serve VPN connection control on the pipemsg command and event pipes.";
 static const char names_text[] =
-    "A NAME without '/' (or \\.\pipe\NAME) is placed in $PIPEMSG_RUNTIME_DIR, else "
+    "A NAME without '/' (or \\\\.\\pipe\\NAME) is placed in $PIPEMSG_RUNTIME_DIR, else "
     "$XDG_RUNTIME_DIR/pipemsg, else /run/pipemsg; any other NAME must be an absolute path. "
     "SIGINT and SIGTERM stop the service and remove its socket files, after taking a connected "
     "tunnel down. SIGHUP reads the config file again and applies the options that can change "
