@@ -220,6 +220,17 @@ static int parse_id(const char *s, int group, long long *out) {
   return 0;
 }
 
+int config_socket_gid(const service_config *cfg, unsigned *gid) {
+  long long v;
+  *gid = 0;
+  if (cfg->socket_group == NULL)
+    return 0;
+  if (parse_id(cfg->socket_group, 1, &v) < 0)
+    return -1;
+  *gid = (unsigned)v;
+  return 0;
+}
+
 /* Sets one option from its text; where names the config file line, NULL for the command
  * line. */
 static int set_option(service_config *cfg, const opt *o, const char *value, const char *where) {
@@ -597,6 +608,7 @@ static int validate(const service_config *cfg) {
                                cfg->hook_timeout_ms, cfg->iface};
   service_config defaults;
   char why[256], value[CONFIG_LINE_MAX], def[CONFIG_LINE_MAX];
+  unsigned gid;
   int rc = 0;
   set_defaults(&defaults);
   for (size_t i = 0; i < N_OPTIONS && rc == 0; i++) {
@@ -613,6 +625,10 @@ static int validate(const service_config *cfg) {
   config_free(&defaults);
   if (rc < 0)
     return rc;
+  if (config_socket_gid(cfg, &gid) < 0) {
+    report("--socket-group: unknown group '%s'", cfg->socket_group);
+    return -1;
+  }
   if (cfg->backend == BACKEND_HOOK && backend_hook_check(&hook, why, sizeof(why)) < 0) {
     report("--backend hook: %s", why);
     return -1;

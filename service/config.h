@@ -66,6 +66,8 @@ typedef enum {
 /* Defaults, then the file named by --config (if any), then the command line. */
 config_result config_load(int argc, char **argv, service_config *cfg);
 void config_free(service_config *cfg);
+/* The gid --socket-group names (a group name or a number), 0 when unset; -1 if no such group. */
+int config_socket_gid(const service_config *cfg, unsigned *gid);
 /* SIGHUP: loads the configuration again from the same arguments (and so the same --config
  * file) and, if it is valid, copies into cur the options that can change at run time, logging
  * each change and each change that needs a restart. A file that does not load leaves cur as it

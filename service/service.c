@@ -505,28 +505,6 @@ static int authorize(const pm_peer *peer, void *data) {
   return -1;
 }
 
-/* The gid for --socket-group (a name or a number); 0 when unset. */
-static int socket_gid(const service_config *cfg, unsigned *gid) {
-  struct group *g;
-  char *end;
-  unsigned long v;
-  *gid = 0;
-  if (cfg->socket_group == NULL)
-    return 0;
-  v = strtoul(cfg->socket_group, &end, 10);
-  if (*end == '\0' && end != cfg->socket_group) {
-    *gid = (unsigned)v;
-    return 0;
-  }
-  g = getgrnam(cfg->socket_group);
-  if (g == NULL) {
-    log_msg(LVL_ERROR, "unknown socket group '%s'", cfg->socket_group);
-    return -1;
-  }
-  *gid = g->gr_gid;
-  return 0;
-}
-
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
 static void on_part_closed(void *arg) {
@@ -547,7 +525,7 @@ static int start_pipes(service *svc) {
   unsigned gid;
   int rc;
 
-  if (socket_gid(cfg, &gid) < 0)
+  if (config_socket_gid(cfg, &gid) < 0)
     return PM_EINVAL;
   if (cfg->data_dir != NULL) {
     char path[4096];
@@ -668,7 +646,7 @@ static int write_names_file(service *svc) {
   unsigned gid;
   FILE *f = NULL;
   int fd, ok;
-  if (socket_gid(&svc->cfg, &gid) < 0)
+  if (config_socket_gid(&svc->cfg, &gid) < 0)
     return -1;
   snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
   /* A fresh file (O_EXCL, never through a symlink someone left there), its mode set on the

@@ -522,8 +522,7 @@ void pm_command_server_close(pm_command_server *s, void (*cb)(void *arg), void *
   s->closing = 1;
   s->close_cb = cb;
   s->close_arg = arg;
-  if (s->opts.listen_fd <= 0)
-    pm__pipe_unlink(s->path, &s->bound);
+  pm__pipe_unlink(s->path, &s->bound);
   uv_close((uv_handle_t *)&s->listener, on_listener_closed);
   /* close_call frees nothing at once, so the list stays walkable. */
   for (pm_command_call *c = s->calls; c != NULL; c = c->next)

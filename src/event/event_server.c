@@ -785,8 +785,7 @@ void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg)
   uv_mutex_unlock(&s->lock);
   s->close_cb = cb;
   s->close_arg = arg;
-  if (s->opts.listen_fd <= 0)
-    pm__pipe_unlink(s->path, &s->bound);
+  pm__pipe_unlink(s->path, &s->bound);
   uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
   uv_close((uv_handle_t *)&s->wake, on_server_handle_closed);
   for (session *ss = s->sessions; ss != NULL; ss = ss->next) {

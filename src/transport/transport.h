@@ -46,7 +46,8 @@ extern void (*pm__pipe_after_bind_hook)(const char *path);
 int pm__pipe_check_owner(uv_pipe_t *stream, long long expect_uid);
 
 /* Removes the socket file of a server that is shutting down, if path still names the file
- * bound (same device and inode); anything else found there is left alone. */
+ * bound (same device and inode); anything else found there is left alone, and so is an
+ * adopted socket's file (bound is zeroed then). */
 void pm__pipe_unlink(const char *path, const pm__pipe_file *bound);
 
 /* Fills peer with the credentials of a connected stream's other end: uid, primary gid and

@@ -522,6 +522,8 @@ static void hardening_16_print_config_validates(void **state) {
                              "../x", "--print-config", NULL};
   const char *good[] = {PIPEMSGD, "--backend", "hook", "--up-cmd", "true", "--print-config",
                         NULL};
+  const char *bad_group[] = {PIPEMSGD, "--socket-group", "pm-no-such-group", "--print-config",
+                             NULL};
   char printed[8192], conf[128];
   const char *again[] = {PIPEMSGD, "--config", conf, "--print-config", NULL};
   (void)state;
@@ -529,6 +531,8 @@ static void hardening_16_print_config_validates(void **state) {
   assert_non_null(strstr(err, "--up-cmd is required"));
   assert_int_equal(2, pm_test_run(bad_iface, &out, &err));
   assert_non_null(strstr(err, "--iface is not a valid interface name"));
+  assert_int_equal(2, pm_test_run(bad_group, &out, &err));
+  assert_non_null(strstr(err, "--socket-group: unknown group 'pm-no-such-group'"));
   /* What it prints is a config a start accepts: the sim options are commented out. */
   assert_int_equal(0, pm_test_run(good, &out, &err));
   assert_non_null(strstr(out, "# connect-delay-ms = 1500\n"));
