@@ -12,6 +12,9 @@
  * an oversized frame) and lingering so the peer reads the answer (§4.9); past this many at once,
  * such a connection is closed as soon as its answer is written. */
 #define MAX_REFUSING 16
+/* Of those, at most this many may be peers the authorize hook refused: strangers cannot take
+ * every lingering close away from allowed users' TooManyRequests and BadRequest answers. */
+#define MAX_REFUSING_STRANGERS (MAX_REFUSING / 2)
 
 /* One connection, from accept to close. One at a time has its turn (§4.1). */
 typedef enum {
@@ -32,8 +35,10 @@ struct pm_command_call {
   uv_timer_t timer;
   int open_handles;
   int handled;    /* the handler was called and has not replied yet */
-  int refusing;   /* counted in server->refusing */
+  int refusing;   /* counted in server->refusing (and refusing_strangers if stranger) */
+  int stranger;   /* the authorize hook refused it */
   int linger;     /* a lingering close follows the answer */
+  int oversized;  /* answered BadRequest for a frame longer than max_message */
   uint64_t arrival;  /* accept order */
   uint64_t uid_turn; /* the last turn its uid had (0: none); the same in all its uid's calls */
   pm__linger lingering;
@@ -56,6 +61,7 @@ struct pm_command_server {
   pm_command_call *call;  /* the one whose turn it is, or NULL */
   unsigned waiting;       /* calls in CALL_WAITING */
   unsigned refusing;      /* calls with refusing set */
+  unsigned refusing_strangers; /* of those, strangers */
   uint64_t arrivals;
   uint64_t turns;
   int pending; /* libuv holds a connection we had no memory for; taken when a call ends */
@@ -119,8 +125,11 @@ static void maybe_free_call(pm_command_call *c) {
   for (pp = &s->calls; *pp != c; pp = &(*pp)->next)
     ;
   *pp = c->next;
-  if (c->refusing)
+  if (c->refusing) {
     s->refusing--;
+    if (c->stranger)
+      s->refusing_strangers--;
+  }
   if (s->call == c)
     s->call = NULL;
   pm__free(c);
@@ -157,19 +166,27 @@ static void on_lingered(void *data) { close_call(data, NULL); }
  * the time to read the answer (§4.9). */
 static void linger(pm_command_call *c) {
   pm_command_server *s = c->server;
+  /* A client sending an oversized frame writes all of it before it reads: let it finish a
+   * frame up to twice the limit (the request deadline still bounds the time). */
+  size_t budget = PM__LINGER_MAX_BYTES;
+  if (c->oversized && s->opts.max_message > budget / 2)
+    budget = 2 * s->opts.max_message;
   uv_timer_stop(&c->timer);
   c->state = CALL_LINGERING;
   end_turn(c);
   pm__linger_start(&c->lingering, (uv_stream_t *)&c->pipe, &c->timer, s->opts.request_timeout_ms,
-                   PM__LINGER_MAX_BYTES, on_lingered, c);
+                   budget, on_lingered, c);
 }
 
 /* Counts c among the connections being refused; 0 when too many already are. */
 static int take_refusing(pm_command_call *c) {
   pm_command_server *s = c->server;
-  if (s->refusing >= MAX_REFUSING)
+  if (s->refusing >= MAX_REFUSING ||
+      (c->stranger && s->refusing_strangers >= MAX_REFUSING_STRANGERS))
     return 0;
   s->refusing++;
+  if (c->stranger)
+    s->refusing_strangers++;
   c->refusing = 1;
   return 1;
 }
@@ -316,6 +333,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     uv_read_stop(stream);
     uv_timer_stop(&c->timer);
     /* The client may still be writing the payload, and will read the answer only then. */
+    c->oversized = 1;
     c->linger = take_refusing(c);
     snprintf(why, sizeof(why), "frame length out of range (1..%zu)", c->server->opts.max_message);
     bad_request(c, why);
@@ -442,6 +460,7 @@ static void accept_pending(pm_command_server *s) {
   }
   /* Who is asking comes first: a refused peer takes no place in the queue. */
   if (s->opts.authorize != NULL && s->opts.authorize(&c->peer, s->opts.data) != 0) {
+    c->stranger = 1;
     refuse(c, PM_RESULT_NOT_AUTHORIZED, "peer not authorized");
     return;
   }

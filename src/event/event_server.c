@@ -12,6 +12,9 @@
 
 /* Connections being turned away (Busy, NotAuthorized) at once; more are closed unanswered. */
 #define MAX_REJECTING 16
+/* Of those, at most this many may be peers the authorize hook refused, so strangers cannot
+ * take every lingering Busy answer away from allowed clients. */
+#define MAX_REJECTING_STRANGERS (MAX_REJECTING / 2)
 /* Answers to a client's own handshakes still waiting in the write queue: a client that sends
  * them without reading would otherwise make the service queue answers without end. */
 #define MAX_PENDING_REPLIES 16
@@ -57,6 +60,7 @@ typedef struct session {
   int writing_event; /* the in-flight event's write has not completed yet */
   int pending_replies; /* answers to client handshakes not yet written */
   int linger;          /* turned away: a lingering close follows the Disconnect */
+  int stranger;        /* turned away because the authorize hook refused it */
   pm__linger lingering;
   char reason[PM_REASON_MAX];
 } session;
@@ -73,6 +77,7 @@ struct pm_event_server {
   session *sessions;
   session *active;
   int rejecting;
+  int rejecting_strangers; /* of those, refused by the authorize hook */
   int open_handles;
   int closing;
   void (*close_cb)(void *arg);
@@ -252,6 +257,8 @@ static void close_session(session *ss, const char *reason) {
     log_entry(ss, "detached", ss->reason);
   } else {
     s->rejecting--;
+    if (ss->stranger)
+      s->rejecting_strangers--;
   }
   uv_close((uv_handle_t *)&ss->pipe, on_session_handle_closed);
   uv_close((uv_handle_t *)&ss->timer, on_session_handle_closed);
@@ -609,8 +616,10 @@ static void on_handshake_timeout(uv_timer_t *t) {
 static void turn_away(session *ss, const char *what, const char *reason, const char *message) {
   pm_event_server *s = ss->server;
   s->rejecting++;
+  if (ss->stranger)
+    s->rejecting_strangers++;
   log_entry(ss, what, reason);
-  if (s->rejecting > MAX_REJECTING) {
+  if (s->rejecting > MAX_REJECTING || s->rejecting_strangers > MAX_REJECTING_STRANGERS) {
     close_session(ss, reason);
     return;
   }
@@ -643,6 +652,7 @@ static void on_connection(uv_stream_t *listener, int status) {
   pm__pipe_peer(&ss->pipe, &ss->peer);
   /* Who is asking comes first: a stranger learns nothing, not even that a client is attached. */
   if (s->opts.authorize != NULL && s->opts.authorize(&ss->peer, s->opts.data) != 0) {
+    ss->stranger = 1;
     turn_away(ss, "refused", PM_DISCONNECT_NOT_AUTHORIZED, "peer not authorized");
     return;
   }

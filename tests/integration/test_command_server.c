@@ -32,6 +32,7 @@ typedef struct fixture {
   long long fake_uids[32]; /* uids given to accepted connections, in accept order */
   int n_fake_uids;
   int next_fake_uid;
+  long long refuse_uid; /* authorize refuses this uid (0: none) */
 } fixture;
 
 static fixture fx;
@@ -89,7 +90,7 @@ static void use_fake_uids(const long long *uids, int n) {
 static int authorize(const pm_peer *peer, void *data) {
   fixture *f = data;
   f->seen_peer = *peer;
-  return f->refuse ? -1 : 0;
+  return f->refuse || (f->refuse_uid != 0 && peer->uid == f->refuse_uid) ? -1 : 0;
 }
 
 static void on_log(const pm_command_log *e, void *data) {
@@ -472,16 +473,20 @@ static void hardening_15_refusal_reaches_writing_client(void **state) {
 }
 
 static void hardening_15_oversized_answer_reaches_writing_client(void **state) {
-  /* Far more than the socket buffers hold: the client is still writing when it is answered. */
-  size_t len = 512u * 1024u;
-  uint8_t *frame = calloc(1, len + 4);
+  /* With the default limit, a frame 1 MiB past it: far more than the socket buffers and the
+   * plain lingering budget (PM__LINGER_MAX_BYTES) hold, so the client is still writing when it
+   * is answered and keeps writing after that. */
+  size_t len = PM_MAX_MESSAGE_DEFAULT + 1024u * 1024u;
+  uint8_t *frame = malloc(len + 4);
   int fd;
   (void)state;
   assert_non_null(frame);
+  assert_true(len > PM__LINGER_MAX_BYTES);
+  frame[0] = (uint8_t)(len >> 24);
   frame[1] = (uint8_t)(len >> 16);
   frame[2] = (uint8_t)(len >> 8);
+  frame[3] = (uint8_t)len;
   memset(frame + 4, ' ', len);
-  fx.opts.max_message = 1024;
   start_server();
   fd = slow_writer(frame, len + 4);
   free(frame);
@@ -528,26 +533,57 @@ static void hardening_15_lingering_close_ends_at_byte_budget(void **state) {
   close(fd);
 }
 
-static void hardening_15_lingering_refusals_bounded(void **state) {
+/* Writes a frame to each of fds[0..n-1], which must still be lingering: the write succeeds. */
+static void assert_lingering(const int *fds, int n) {
   const char *frame = "{\"Request\":{\"Command\":\"Hello\"}}";
-  int fds[17];
-  (void)state;
-  fx.refuse = 1;
-  start_server();
-  for (int i = 0; i < 17; i++) {
-    fds[i] = pm_test_connect(fx.path);
-    assert_true(fds[i] >= 0);
-  }
-  /* All are answered; 16 linger (each for up to the 3 s deadline), so a late request is still
-   * taken; the 17th is closed once answered, so writing to it fails. */
-  for (int i = 0; i < 17; i++)
-    expect_result(fds[i], "TransportNotAuthorized");
-  assert_true(pm_test_wait_eof(fds[16], 2000) >= 0);
-  for (int i = 0; i < 16; i++)
+  for (int i = 0; i < n; i++)
     assert_int_equal(0, pm_test_send_frame(fds[i], frame));
-  assert_int_equal(-1, pm_test_send_frame(fds[16], frame));
-  for (int i = 0; i < 17; i++)
-    close(fds[i]);
+}
+
+/* fd was answered, then closed at once (no lingering): EOF, and writing to it fails. */
+static void assert_closed_after_answer(int fd) {
+  const char *frame = "{\"Request\":{\"Command\":\"Hello\"}}";
+  assert_true(pm_test_wait_eof(fd, 2000) >= 0);
+  assert_int_equal(-1, pm_test_send_frame(fd, frame));
+}
+
+static void hardening_15_lingering_refusals_bounded(void **state) {
+  enum { STRANGERS = 9, OVER = 9 };
+  long long uids[STRANGERS + 1 + OVER];
+  int strangers[STRANGERS], over[OVER], holder;
+  (void)state;
+  for (int i = 0; i < STRANGERS; i++)
+    uids[i] = 666;
+  for (int i = STRANGERS; i < STRANGERS + 1 + OVER; i++)
+    uids[i] = 1001;
+  fx.refuse_uid = 666;
+  fx.opts.max_per_uid = 1;
+  start_server();
+  use_fake_uids(uids, STRANGERS + 1 + OVER);
+  /* Refused peers may hold half the lingering places (8); the 9th is closed once answered. */
+  for (int i = 0; i < STRANGERS; i++) {
+    strangers[i] = pm_test_connect(fx.path);
+    assert_true(strangers[i] >= 0);
+    expect_result(strangers[i], "TransportNotAuthorized");
+  }
+  assert_closed_after_answer(strangers[STRANGERS - 1]);
+  /* An allowed user still gets the other 8: uid 1001 holds its one place (the turn, idle), and
+   * each connection past it is answered TooManyRequests, lingering until 16 linger in all. */
+  holder = pm_test_connect(fx.path);
+  assert_true(holder >= 0);
+  for (int i = 0; i < OVER; i++) {
+    over[i] = pm_test_connect(fx.path);
+    assert_true(over[i] >= 0);
+    expect_result(over[i], "TooManyRequests");
+  }
+  assert_closed_after_answer(over[OVER - 1]);
+  assert_lingering(strangers, STRANGERS - 1);
+  assert_lingering(over, OVER - 1);
+  for (int i = 0; i < STRANGERS; i++)
+    close(strangers[i]);
+  for (int i = 0; i < OVER; i++)
+    close(over[i]);
+  close(holder);
 }
 
 int main(void) {

@@ -299,6 +299,28 @@ static void hardening_15_not_authorized_reaches_writing_client(void **state) {
   close(fd);
 }
 
+/* Refused peers may hold only half of the lingering places (8), so they cannot take them all
+ * from allowed clients' Busy answers: the 9th is closed with no Disconnect. */
+static void hardening_15_refused_peers_bounded(void **state) {
+  enum { N = 9 };
+  int fds[N];
+  (void)state;
+  fx.refuse = 1;
+  /* All connect before any is answered: they linger together (1000 ms handshake timeout). */
+  for (int i = 0; i < N; i++) {
+    fds[i] = pm_test_connect(fx.path);
+    assert_true(fds[i] >= 0);
+  }
+  for (int i = 0; i < N - 1; i++) {
+    pm_msg *m = pm_test_recv_msg(fds[i], 5000);
+    pm_test_assert_kind(m, "Disconnect");
+    pm_msg_free(m);
+  }
+  assert_true(pm_test_wait_eof(fds[N - 1], 2000) >= 0);
+  for (int i = 0; i < N; i++)
+    close(fds[i]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_event_server_concurrent_publishers, setup, teardown),
@@ -309,6 +331,7 @@ int main(void) {
                                       setup_unencodable_store, teardown),
       cmocka_unit_test_setup_teardown(hardening_15_not_authorized_reaches_writing_client, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(hardening_15_refused_peers_bounded, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
