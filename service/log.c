@@ -1,5 +1,6 @@
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,13 +47,26 @@ void log_set_level(log_level level) { max_level = level; }
 
 int log_enabled(log_level level) { return level <= max_level; }
 
-/* A valid UTF-8 sequence that is not a C1 control (U+0080..U+009F), which is as dangerous to a
- * terminal as a C0 one; 0 otherwise. */
+/* Characters that change how a line reads without being seen: C1 controls, as dangerous to a
+ * terminal as C0 ones, and the invisible format characters (bidirectional overrides and
+ * isolates, which can make text display backwards, zero-width ones, line and paragraph
+ * separators, the BOM). */
+static int invisible(uint32_t cp) {
+  return (cp >= 0x80 && cp <= 0x9f) || cp == 0xad || cp == 0x61c || cp == 0x180e ||
+         (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202e) ||
+         (cp >= 0x2060 && cp <= 0x206f) || cp == 0xfeff || (cp >= 0xfff9 && cp <= 0xfffb);
+}
+
+/* The length of a valid UTF-8 sequence at s that is printed as it is; 0 to escape it. */
 static size_t printable_utf8_len(const unsigned char *s, size_t n) {
   size_t len = utf8_len(s, n);
-  if (len == 2 && s[0] == 0xc2 && s[1] < 0xa0)
-    return 0;
-  return len;
+  uint32_t cp;
+  if (len < 2)
+    return len;
+  cp = s[0] & (0xff >> (len + 1));
+  for (size_t i = 1; i < len; i++)
+    cp = (cp << 6) | (s[i] & 0x3f);
+  return invisible(cp) ? 0 : len;
 }
 
 size_t log_escape(const char *in, char *out, size_t size) {

@@ -10,8 +10,10 @@
 
 /* pipemsgd's log: one line per event of interest, key=value fields, to stderr or syslog.
  * Peer-supplied text is quoted and cut short, never logged in full. Every message is escaped
- * here, whatever its source: control bytes (C0, DEL, C1), invalid UTF-8 and the backslash
- * become \xNN (\\ for the backslash), so no value can forge or break a line. On stderr a line
+ * here, whatever its source: control bytes (C0, DEL, C1), invisible format characters
+ * (bidirectional overrides, zero-width characters, line separators), invalid UTF-8 and the
+ * backslash become \xNN per byte (\\ for the backslash), so no value can forge, break or
+ * visually reorder a line. On stderr a line
  * starts with an RFC 3339 UTC time, unless stderr is the journal ($JOURNAL_STREAM). */
 void log_open(log_level level, log_target target);
 void log_close(void);

@@ -382,20 +382,39 @@ static const command commands[] = {
     {"EmitEvent", cmd_emit_event, 1},
 };
 
+/* A peer's command name as logged: only a name (pm_name_valid) is written, so no command can
+ * add words or fields to a line. */
+static const char *loggable_name(const char *name) {
+  return name == NULL ? "-" : pm_name_valid(name) ? name : "(invalid)";
+}
+
+/* text for a quoted log value, cut at 120 bytes: a double quote inside becomes ', so the
+ * value cannot end early and be followed by forged fields. */
+static const char *loggable_text(const char *text, char buf[static 121]) {
+  size_t i = 0;
+  for (; text != NULL && text[i] != '\0' && i < 120; i++)
+    buf[i] = text[i] == '"' ? '\'' : text[i];
+  buf[i] = '\0';
+  return buf;
+}
+
 static void on_command(pm_command_call *call, void *data) {
   service *svc = data;
   const char *name = pm_command_call_command(call);
   const pm_peer *peer = pm_command_call_peer(call);
   char why[PM_REASON_MAX];
   log_msg(LVL_DEBUG, "command received pid=%lld uid=%lld command=%.64s", peer->pid, peer->uid,
-          name);
+          loggable_name(name));
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
     if (strcmp(commands[i].name, name) == 0 && (!commands[i].test_only || svc->cfg.test_commands)) {
       commands[i].run(svc, call);
       return;
     }
   }
-  snprintf(why, sizeof(why), "unknown command '%.64s'", name);
+  if (pm_name_valid(name))
+    snprintf(why, sizeof(why), "unknown command '%.64s'", name);
+  else
+    snprintf(why, sizeof(why), "Command is not a name ([A-Za-z_][A-Za-z0-9_.-]*)");
   pm_command_call_reply(call, PM_RESULT_BAD_REQUEST, why, NULL);
 }
 
@@ -418,6 +437,7 @@ static void trim_free_heap(void) {
 static void on_command_log(const pm_command_log *e, void *data) {
   service *svc = data;
   command_stats *c = &svc->cstats;
+  char reason[121];
 #if defined(__GLIBC__)
   trim_free_heap();
 #endif
@@ -434,9 +454,9 @@ static void on_command_log(const pm_command_log *e, void *data) {
   if (e->result != NULL && strcmp(e->result, PM_RESULT_NOT_AUTHORIZED) == 0)
     return;
   log_msg(e->result == NULL || strcmp(e->result, PM_RESULT_OK) != 0 ? LVL_WARNING : LVL_INFO,
-          "command pid=%lld uid=%lld command=%.64s result=%s duration_ms=%llu reason=\"%.120s\"",
-          e->peer.pid, e->peer.uid, e->command ? e->command : "-", e->result ? e->result : "-",
-          (unsigned long long)e->duration_ms, e->reason);
+          "command pid=%lld uid=%lld command=%.64s result=%s duration_ms=%llu reason=\"%s\"",
+          e->peer.pid, e->peer.uid, loggable_name(e->command), e->result ? e->result : "-",
+          (unsigned long long)e->duration_ms, loggable_text(e->reason, reason));
 }
 
 /* A session that ended as sessions do: the client left, or the service is stopping. */
@@ -449,6 +469,7 @@ static bool event_end_normal(const pm_event_log *e) {
 static void on_event_log(const pm_event_log *e, void *data) {
   bool normal = strcmp(e->what, "attached") == 0 ||
                 (strcmp(e->what, "detached") == 0 && event_end_normal(e));
+  char reason[121];
   (void)data;
 #if defined(__GLIBC__)
   /* A session may have held large events in flight; give what it freed back to the system,
@@ -465,8 +486,8 @@ static void on_event_log(const pm_event_log *e, void *data) {
     return;
   }
   log_msg(normal ? LVL_INFO : LVL_WARNING,
-          "event pid=%lld uid=%lld %s%s%.120s%s duration_ms=%llu", e->peer.pid, e->peer.uid,
-          e->what, e->reason ? " reason=\"" : "", e->reason ? e->reason : "",
+          "event pid=%lld uid=%lld %s%s%s%s duration_ms=%llu", e->peer.pid, e->peer.uid,
+          e->what, e->reason ? " reason=\"" : "", e->reason ? loggable_text(e->reason, reason) : "",
           e->reason ? "\"" : "", (unsigned long long)e->duration_ms);
 }
 
@@ -609,9 +630,10 @@ static int pick_names(service *svc) {
   return 0;
 }
 
-/* With random names, only who may read the names file should find the pipes. The runtime
- * directory is created 0711: others may still reach a socket by its name, but not list the
- * names. One that exists already is left as it is, with a warning if others can list it. */
+/* With random names, the runtime directory is created 0711: others may still reach a socket
+ * by its name, but not list the names. That keeps them out of listings, no more: every user
+ * can read bound socket paths in /proc/net/unix, so access never rests on the names. One that
+ * exists already is left as it is, with a warning if others can list it. */
 static int prepare_hidden_dir(void) {
   char dir[PM_PIPE_PATH_MAX + 1];
   struct stat st;
@@ -630,7 +652,7 @@ static int prepare_hidden_dir(void) {
   } else if (lstat(dir, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)) != 0) {
     log_msg(LVL_WARNING,
             "runtime directory %s (mode %04o) lets others list the random pipe names; "
-            "make it 0711 to hide them",
+            "make it 0711 to keep them out of listings",
             dir, (unsigned)(st.st_mode & 07777));
   }
   if (rc < 0)

@@ -421,14 +421,19 @@ static void hardening_10_forged_log_line(void **state) {
   const char *log;
   (void)state;
   pm_test_service_start(&svc, NULL);
-  /* \\u009b is a C1 control (CSI); é is printable UTF-8 and stays as it is. */
+  /* A whole forged line, and forged fields (result=Ok, uid=0) plus a right-to-left override
+   * inside the line: a command that is not a name is logged as (invalid), nothing of it. */
   raw_call(svc.command_pipe, "{\"Request\":{\"Command\":\"X\\npipemsgd: warning: refused "
-                             "forged\\u009b\\u00e9\\\\\",\"Id\":1}}");
+                             "forged\",\"Id\":1}}");
+  raw_call(svc.command_pipe, "{\"Request\":{\"Command\":\"StopVpn result=Ok uid=0 "
+                             "\\u202egnp.exe\",\"Id\":2}}");
   pm_test_await_log(&svc, "result=BadRequest");
+  pm_test_await_log(&svc, "command=(invalid) result=BadRequest");
   log = pm_test_service_log(&svc);
   assert_no_line_starts(log, "pipemsgd: warning: refused forged");
-  assert_non_null(
-      strstr(log, "command=X\\x0apipemsgd: warning: refused forged\\xc2\\x9b\xc3\xa9\\\\"));
+  assert_null(strstr(log, "forged"));
+  assert_null(strstr(log, "result=Ok uid=0"));
+  assert_null(strstr(log, "\xe2\x80\xae"));
   assert_int_equal(0, pm_test_service_stop(&svc));
   pm_test_service_cleanup(&svc);
 }
