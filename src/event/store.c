@@ -113,6 +113,10 @@ static int meta_set(pm_event_store *st, const char *key, int64_t value) {
   return rc;
 }
 
+/* The largest id a store may hold: ids stay exact as JSON numbers (2^53), and id arithmetic
+ * (the next id, the next reserved block) stays far from overflow whatever a damaged file says. */
+#define ID_MAX ((int64_t)1 << 53)
+
 /* Characters of a stored Time (RFC 3339 UTC, as pm_time_now writes it). */
 static const char time_chars[] = "0123456789-:.TZ";
 
@@ -129,7 +133,8 @@ static const char *row_invalid(sqlite3_stmt *s, json_t **tree) {
   const char *data = (const char *)sqlite3_column_text(s, 3);
   int64_t marker = sqlite3_column_int64(s, 4);
   *tree = NULL;
-  if (id_type != SQLITE_INTEGER || sqlite3_column_int64(s, 0) <= 0)
+  if (id_type != SQLITE_INTEGER || sqlite3_column_int64(s, 0) <= 0 ||
+      sqlite3_column_int64(s, 0) > ID_MAX)
     return "bad id";
   /* A name is ASCII, so this also refuses invalid UTF-8. */
   if (type_type != SQLITE_TEXT || type == NULL || !pm_name_valid(type))
@@ -209,7 +214,7 @@ int pm__store_load(pm_event_store *st, int64_t *epoch, int64_t *next_id, size_t 
     rc = meta_get(st, "id_ceiling", &ceiling);
     /* The ceiling is what keeps ids from being handed out twice in an epoch. Without a
      * trustworthy one, the ids of this epoch cannot be continued safely: start a new one. */
-    if (rc == PM_ENOENT || rc == PM_ETYPE || (rc == 0 && ceiling < 0)) {
+    if (rc == PM_ENOENT || rc == PM_ETYPE || (rc == 0 && (ceiling < 0 || ceiling > ID_MAX))) {
       pm__debug("event store: no valid id ceiling, starting a new epoch");
       rc = PM_ETYPE;
       ceiling = 0;
@@ -233,8 +238,9 @@ int pm__store_load(pm_event_store *st, int64_t *epoch, int64_t *next_id, size_t 
     const char *why = row_invalid(s, &tree);
     int64_t id = sqlite3_column_int64(s, 0);
     pm__event *ev;
-    /* Even a row that is skipped may stand for an id that was handed out. */
-    if (id > max_id)
+    /* Even a row that is skipped may stand for an id that was handed out (one out of range
+     * stands for nothing). */
+    if (id > max_id && id <= ID_MAX)
       max_id = id;
     if (why != NULL) {
       pm__debug("event store: skipping row %lld: %s", (long long)id, why);
@@ -252,7 +258,10 @@ int pm__store_load(pm_event_store *st, int64_t *epoch, int64_t *next_id, size_t 
     cb(ctx, ev, sqlite3_column_int(s, 4));
   }
   sqlite3_finalize(s);
-  if (rc == SQLITE_DONE)
+  /* The ids of skipped rows must stay taken once the rows are gone: the ceiling keeps them, so
+   * they are deleted only when it does (else they are skipped again at the next start). */
+  if (rc == SQLITE_DONE && nbad > 0 &&
+      (max_id <= ceiling || meta_set(st, "id_ceiling", max_id) == 0))
     delete_rows(st, bad, nbad);
   pm__free(bad);
   if (rc != SQLITE_DONE)

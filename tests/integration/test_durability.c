@@ -346,10 +346,15 @@ static void hardening_06_malformed_rows_skipped(void **state) {
              "INSERT INTO events VALUES(107, 'EventsLost', '2026-11-30T12:00:00.000Z',"
              " '{\"Count\":1,\"FirstId\":1,\"LastId\":1}', 0);"
              "INSERT INTO events VALUES(108, 'Saved', '2026-11-30T12:00:00.000Z',"
-             " '{\"N\":8}', 0);");
+             " '{\"N\":8}', 0);"
+             /* Past the largest id a store may hold (2^53): next ids would overflow. */
+             "INSERT INTO events VALUES(9223372036854775807, 'Saved',"
+             " '2026-11-30T12:00:00.000Z', NULL, 0);"
+             /* Above the reserved block: its id must stay taken once the row is gone. */
+             "INSERT INTO events VALUES(5000, NULL, '2026-11-30T12:00:00.000Z', NULL, 0);");
   pm_test_service_restart(&svc, args);
-  pm_test_await_log(&svc, "warning: event store: skipped 9 invalid rows");
-  assert_int_equal(9, pm_test_stat(svc.command_pipe, "Events", "StoreRowsSkipped"));
+  pm_test_await_log(&svc, "warning: event store: skipped 11 invalid rows");
+  assert_int_equal(11, pm_test_stat(svc.command_pipe, "Events", "StoreRowsSkipped"));
   fd = attach_and_take(4, ids, ns, 1);
   close(fd);
   for (int i = 0; i < 3; i++) {
@@ -358,15 +363,17 @@ static void hardening_06_malformed_rows_skipped(void **state) {
   }
   assert_int_equal(108, ids[3]);
   assert_int_equal(8, ns[3]);
-  /* The skipped ids are not handed out again, and the rows are gone from the store. */
-  {
-    json_t *d = call_data("EmitEvent", json_pack("{s:s}", "Type", "Saved"));
-    assert_true(json_integer_value(json_object_get(d, "FirstId")) > 108);
-    json_decref(d);
-  }
+  /* The rows are gone from the store, and their ids are not handed out again: not even after
+   * a restart that no longer sees them. */
   assert_int_equal(0, pm_test_service_stop(&svc));
   pm_test_service_restart(&svc, args);
   assert_int_equal(0, pm_test_stat(svc.command_pipe, "Events", "StoreRowsSkipped"));
+  {
+    json_t *d = call_data("EmitEvent", json_pack("{s:s}", "Type", "Saved"));
+    assert_true(json_integer_value(json_object_get(d, "FirstId")) > 5000);
+    assert_true(json_integer_value(json_object_get(d, "FirstId")) < 5000 + 2048);
+    json_decref(d);
+  }
 }
 
 int main(void) {
