@@ -112,9 +112,9 @@ static void on_part_closed(void *arg);
 static void on_backend_done(backend *b, backend_op op, int status, const char *message) {
   service *svc = b->owner;
   log_msg(LVL_DEBUG, "backend %s done status=%d", op == BACKEND_UP ? "up" : "down", status);
-  /* The tunnel is known to be down once a down succeeded, or an up failed (its command is
-   * left to clean up after itself). */
-  if ((op == BACKEND_DOWN && status == 0) || (op == BACKEND_UP && status < 0))
+  /* The tunnel is known to be down only once a down succeeded: an up that failed, timed out
+   * above all, may have left part of a tunnel up. */
+  if (op == BACKEND_DOWN && status == 0)
     keep_tunnel(svc, false);
   if (svc->stopping) {
     /* The pipes are closed: nobody to tell. The down started by service_stop is over. */
@@ -796,7 +796,7 @@ void service_stop(service *svc) {
    * first (a down already running is waited for); the hook timeout bounds the wait. */
   if (svc->state == VPN_DISCONNECTING)
     return;
-  if (svc->state != VPN_DISCONNECTED) {
+  if (svc->state != VPN_DISCONNECTED || svc->settings.tunnel_up) {
     log_msg(LVL_INFO, "stopping: taking the tunnel down first");
     if (svc->vpn->down(svc->vpn) == 0)
       return;

@@ -641,6 +641,24 @@ static void hardening_17_sigterm_runs_down_cmd(void **state) {
   pm_test_service_cleanup(&svc);
 }
 
+/* An up that failed may have left part of a tunnel up: the stop still runs the down. */
+static void hardening_17_failed_up_still_taken_down(void **state) {
+  const char *args[9];
+  char down[200], data[128], marker[128];
+  pm_test_service svc;
+  (void)state;
+  down_marker_args(args, down, sizeof(down), data, sizeof(data), marker, sizeof(marker));
+  args[3] = "false";
+  pm_test_service_start(&svc, args);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn", NULL, NULL));
+  pm_test_await_log(&svc, "vpn start failed");
+  await_vpn_state(&svc, "Disconnected");
+  assert_false(file_exists(marker));
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  assert_true(file_exists(marker));
+  pm_test_service_cleanup(&svc);
+}
+
 static void hardening_17_start_after_kill_runs_down_cmd(void **state) {
   const char *args[9];
   char down[200], data[128], marker[128];
@@ -833,6 +851,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(hardening_16_print_config_validates, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_16_debug_logs_each_step, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_17_sigterm_runs_down_cmd, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_17_failed_up_still_taken_down, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_17_start_after_kill_runs_down_cmd, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_18_sighup_reloads, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_19_time_stamps, setup, teardown),
