@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "log.h"
 
 /* Simulated traffic rates while connected, bytes per second. */
 #define SIM_SEND_RATE 12000u
@@ -47,6 +48,8 @@ static int sim_up(backend *b, const char *location, bool kill_switch) {
   (void)kill_switch;
   s->failing = s->unreachable != NULL && strcmp(location, s->unreachable) == 0;
   s->pending = BACKEND_UP;
+  log_msg(LVL_DEBUG, "backend sim up started delay_ms=%u%s", s->connect_ms,
+          s->failing ? " (will fail: sim-unreachable)" : "");
   return uv_timer_start(&s->timer, on_timer, s->connect_ms, 0);
 }
 
@@ -54,6 +57,7 @@ static int sim_down(backend *b) {
   sim *s = (sim *)b;
   sim_account(s);
   s->pending = BACKEND_DOWN;
+  log_msg(LVL_DEBUG, "backend sim down started delay_ms=%u", s->connect_ms / 10);
   return uv_timer_start(&s->timer, on_timer, s->connect_ms / 10, 0);
 }
 

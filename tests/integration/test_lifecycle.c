@@ -582,6 +582,21 @@ static void hardening_16_debug_logs_each_step(void **state) {
   pm_test_service_cleanup(&svc);
 }
 
+static void hardening_16_debug_logs_sim_backend(void **state) {
+  static const char *const args[] = {"-v", "--connect-delay-ms", "10", NULL};
+  pm_test_service svc;
+  (void)state;
+  pm_test_service_start(&svc, args);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn", NULL, NULL));
+  pm_test_await_log(&svc, "debug: backend sim up started delay_ms=10");
+  pm_test_await_log(&svc, "debug: backend up done status=0");
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
+  pm_test_await_log(&svc, "debug: backend sim down started delay_ms=1");
+  pm_test_await_log(&svc, "debug: backend down done status=0");
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  pm_test_service_cleanup(&svc);
+}
+
 static int file_exists(const char *path) { return access(path, F_OK) == 0; }
 
 static const char *vpn_state(const char *pipe) {
@@ -850,6 +865,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(hardening_16_hook_options_need_hook_backend, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_16_print_config_validates, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_16_debug_logs_each_step, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_16_debug_logs_sim_backend, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_17_sigterm_runs_down_cmd, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_17_failed_up_still_taken_down, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_17_start_after_kill_runs_down_cmd, setup, teardown),
