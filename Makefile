@@ -2,8 +2,11 @@
 BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=
+# The Windows build (docs/windows.md): dependencies, wine prefix and outputs all inside it.
+BUILD_WIN ?= build-win
 
-.PHONY: all bootstrap build demo check memcheck fuzz soak clean
+.PHONY: all bootstrap build demo check memcheck fuzz soak clean windows-bootstrap windows \
+	check-windows
 
 all: build
 
@@ -33,6 +36,21 @@ fuzz:
 # The soak run: pipemsgd under load with random client kills, 3 minutes.
 soak:
 	@sh scripts/soak.sh 180
+
+# Windows (docs/windows.md): mingw-w64 and wine installed if missing, the dependencies
+# cross-built from Debian's sources once, then the project; the tests under wine.
+windows-bootstrap:
+	@sh scripts/bootstrap.sh windows
+
+windows: windows-bootstrap
+	@sh scripts/windows-deps.sh $(BUILD_WIN)
+	@test -f $(BUILD_WIN)/build.ninja || cmake -S . -B $(BUILD_WIN) -G Ninja \
+	  -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCMAKE_TOOLCHAIN_FILE=$(CURDIR)/cmake/mingw-w64.cmake \
+	  -DPM_WIN_DEPS=$(abspath $(BUILD_WIN))/deps
+	cmake --build $(BUILD_WIN)
+
+check-windows: windows
+	cd $(BUILD_WIN) && ctest --output-on-failure -j2
 
 clean:
 	rm -rf $(BUILD)

@@ -20,20 +20,6 @@
 /* How long a service may take to come up on a slow, shared machine (or under valgrind). */
 #define READY_TIMEOUT_MS 30000
 
-void pm_test_assert_code(int expected, int actual, const char *file, int line) {
-  if (expected != actual) {
-    print_error("%s:%d: expected %s (%d), got %s (%d): %s\n", file, line, pm_err_name(expected),
-                expected, pm_err_name(actual), actual, pm_strerror(actual));
-    _fail(file, line);
-  }
-}
-
-uint64_t pm_test_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Every test program resolves bare pipe names into a private runtime directory of its own:
  * pipemsgd started without -c or -e, or a client given a default name, never reaches
  * /run/pipemsg (which only root may create) or the user's $XDG_RUNTIME_DIR. So the tests run
@@ -201,19 +187,6 @@ static long proc_status_kb(pid_t pid, const char *name) {
 }
 
 long pm_test_rss_kb(pid_t pid) { return proc_status_kb(pid, "VmRSS"); }
-
-char *pm_test_repeat(const char *head, const char *unit, size_t n, const char *tail, size_t *len) {
-  size_t hl = strlen(head), ul = strlen(unit), tl = strlen(tail);
-  char *s = malloc(hl + n * ul + tl + 1), *p = s;
-  assert_non_null(s);
-  memcpy(p, head, hl);
-  p += hl;
-  for (size_t i = 0; i < n; i++, p += ul)
-    memcpy(p, unit, ul);
-  memcpy(p, tail, tl + 1);
-  *len = hl + n * ul + tl;
-  return s;
-}
 
 long pm_test_peak_rss_kb(pid_t pid) { return proc_status_kb(pid, "VmHWM"); }
 
@@ -428,24 +401,6 @@ void pm_test_assert_kind(const pm_msg *m, const char *kind) {
     print_error("expected %s, got %s\n", kind, pm_msg_kind(m));
     fail();
   }
-}
-
-void pm_test_decode_oom_loop(const char *text) {
-  unsigned long n;
-  int rc = PM_ENOMEM;
-  for (n = 1; n < 100 && rc != 0; n++) {
-    pm_msg *m = NULL;
-    pm__alloc_fail_after(n);
-    rc = pm_msg_decode(text, strlen(text), &m, NULL);
-    pm__alloc_fail_after(0);
-    if (rc != 0) {
-      assert_pm(PM_ENOMEM, rc);
-      assert_null(m);
-    }
-    pm_msg_free(m);
-  }
-  assert_pm(0, rc);
-  assert_true(n > 2);
 }
 
 int pm_test_event_attach(const char *pipe, const char *handshake, int timeout_ms,

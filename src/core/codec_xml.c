@@ -1,5 +1,4 @@
 #include <limits.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,7 +45,8 @@ static const char *const kinds[] = {
     PM_KIND_REQUEST, PM_KIND_RESPONSE,           PM_KIND_HANDSHAKE,
     PM_KIND_EVENT,   PM_KIND_EVENT_CONFIRMATION, PM_KIND_DISCONNECT};
 
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+/* uv_once, not pthread_once: the same call wherever libuv runs, Windows included. */
+static uv_once_t init_once = UV_ONCE_INIT;
 /* Compiled once and then only read, which libxml2 allows from many threads at a time. */
 static xmlSchemaPtr schema;
 
@@ -343,7 +343,7 @@ int pm_xml_decode(const void *buf, size_t len, pm_msg **out, char *why) {
   rc = count_nodes(buf, len, why);
   if (rc < 0)
     return rc;
-  pthread_once(&init_once, init);
+  uv_once(&init_once, init);
   ctxt = xmlNewParserCtxt();
   if (ctxt == NULL) {
     rc = pm__reason(why, PM_ENOMEM, "%s", pm_strerror(PM_ENOMEM));

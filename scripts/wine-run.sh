@@ -1,0 +1,15 @@
+#!/bin/sh
+# Runs a Windows program under wine as the Windows tests do (CTest's emulator, see
+# cmake/mingw-w64.cmake): in the wine prefix PREFIX (created on first use, under a lock, so
+# tests started together do not race to create it), with no display and no wine debug output.
+# Usage: wine-run.sh PREFIX PROGRAM [ARGS...]
+set -eu
+prefix=$1
+shift
+export WINEPREFIX="$prefix" WINEDEBUG=-all
+unset DISPLAY
+if [ ! -f "$prefix/system.reg" ]; then
+  mkdir -p "$(dirname "$prefix")"
+  flock "$prefix.lock" sh -c '[ -f "$WINEPREFIX/system.reg" ] || wineboot --init'
+fi
+exec wine "$@"
