@@ -86,8 +86,9 @@ build_libxml2() {
   cmake_dep "$1" "$1/build-win" -DLIBXML2_WITH_ICONV=OFF -DLIBXML2_WITH_ZLIB=OFF \
     -DLIBXML2_WITH_LZMA=OFF -DLIBXML2_WITH_ICU=OFF -DLIBXML2_WITH_HTTP=OFF \
     -DLIBXML2_WITH_FTP=OFF -DLIBXML2_WITH_PYTHON=OFF -DLIBXML2_WITH_PROGRAMS=OFF \
-    -DLIBXML2_WITH_TESTS=OFF -DLIBXML2_WITH_THREADS=ON
-  # Without LIBXML_STATIC, libxml2's headers declare every function dllimport.
+    -DLIBXML2_WITH_TESTS=OFF -DLIBXML2_WITH_THREADS=ON -DCMAKE_C_FLAGS=-DLIBXML_STATIC
+  # Without LIBXML_STATIC, libxml2's headers declare every function dllexport while it builds
+  # (then every DLL linking it would export all of libxml2) and dllimport in its users.
   grep -q LIBXML_STATIC "$PREFIX/lib/pkgconfig/libxml-2.0.pc" ||
     sed -i -e 's/^Cflags:.*/& -DLIBXML_STATIC/' "$PREFIX/lib/pkgconfig/libxml-2.0.pc"
 }
@@ -118,8 +119,12 @@ EOF
 }
 
 build_cmocka() {
+  # print_message() and friends get mingw's ANSI stdio, as pipemsg's tests do, and say so in
+  # their format attribute: %zu and %lld then print, and are checked, as on Linux.
   cmake_dep "$1" "$1/build-win" -DWITH_STATIC_LIB=ON -DWITH_EXAMPLES=OFF -DUNIT_TESTING=OFF \
-    -DPICKY_DEVELOPER=OFF
+    -DPICKY_DEVELOPER=OFF -DCMAKE_C_FLAGS=-D__USE_MINGW_ANSI_STDIO=1
+  sed -i -e 's/__format__ (__printf__, a, b)/__format__ (__gnu_printf__, a, b)/' \
+    "$PREFIX/include/cmocka.h"
   # cmocka.pc names -lcmocka, which the static-only prefix must resolve to the static library.
   mv "$PREFIX/lib/libcmocka-static.a" "$PREFIX/lib/libcmocka.a"
 }

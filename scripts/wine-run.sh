@@ -4,12 +4,12 @@
 # tests started together do not race to create it), with no display and no wine debug output.
 # Usage: wine-run.sh PREFIX PROGRAM [ARGS...]
 set -eu
-prefix=$1
+mkdir -p "$(dirname "$1")"
+prefix=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 shift
 export WINEPREFIX="$prefix" WINEDEBUG=-all
 unset DISPLAY
 if [ ! -f "$prefix/system.reg" ]; then
-  mkdir -p "$(dirname "$prefix")"
   flock "$prefix.lock" sh -c '[ -f "$WINEPREFIX/system.reg" ] || wineboot --init'
 fi
 exec wine "$@"

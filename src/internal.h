@@ -4,13 +4,18 @@
 /* Cross-file internals of libpipemsg; not installed. */
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include <uv.h>
 
 #include "pipemsg/message.h"
 #include "pipemsg/pipe.h"
 
-#if defined(__GNUC__)
+#if defined(__MINGW_PRINTF_FORMAT)
+/* mingw-w64's stdio.h names the printf it maps to: gnu_printf under its ANSI stdio (which
+ * _POSIX_C_SOURCE selects), where %zu and %lld work; plain printf would mean the MSVC one. */
+#define PM__PRINTF(f, a) __attribute__((format(__MINGW_PRINTF_FORMAT, f, a)))
+#elif defined(__GNUC__)
 #define PM__PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
 #define PM__PRINTF(f, a)

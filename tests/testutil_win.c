@@ -1,8 +1,6 @@
 /* The Windows side of the few helpers of testutil.h that the portable unit tests use and that
  * rest on Linux facilities there (/proc, fork); the rest of testutil.c is not built for Windows
  * yet (docs/windows.md). */
-#include <cmocka.h>
-
 #include "testutil.h"
 
 int pm_test_rss_meaningful(void) {

@@ -1,5 +1,6 @@
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "internal.h"
 #include "pipemsg/error.h"
@@ -34,4 +35,18 @@ int pm__reason(char *why, int err, const char *fmt, ...) {
     va_end(ap);
   }
   return err;
+}
+
+void pm__debug(const char *fmt, ...) {
+  static int enabled = -1;
+  va_list ap;
+  if (enabled < 0)
+    enabled = getenv("PIPEMSG_DEBUG") != NULL;
+  if (!enabled)
+    return;
+  va_start(ap, fmt);
+  fputs("pipemsg: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
 }

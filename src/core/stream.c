@@ -1,4 +1,3 @@
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -182,18 +181,4 @@ void pm_time_now(char buf[PM_TIME_MAX]) {
   gmtime_r(&secs, &tm);
   size_t n = strftime(buf, PM_TIME_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
   snprintf(buf + n, PM_TIME_MAX - n, ".%03uZ", (unsigned)(tv.tv_usec / 1000) % 1000u);
-}
-
-void pm__debug(const char *fmt, ...) {
-  static int enabled = -1;
-  va_list ap;
-  if (enabled < 0)
-    enabled = getenv("PIPEMSG_DEBUG") != NULL;
-  if (!enabled)
-    return;
-  va_start(ap, fmt);
-  fputs("pipemsg: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
 }
