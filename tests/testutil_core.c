@@ -1,5 +1,5 @@
-/* The test helpers that need no socket, process or /proc: built on every platform, linked by
- * every test program (through pm_testutil on Unix, pm_testutil_core on Windows). */
+/* The test helpers that need no socket, process or /proc (pm_testutil_core): built for every
+ * platform and linked into every test program. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
