@@ -5,7 +5,8 @@
 # scripts/windows-deps.sh can fetch the dependencies' Debian sources with `apt-get source`.
 set -eu
 PKGS="cmake ninja-build gcc pkg-config libuv1-dev libjansson-dev libxml2-dev libcmocka-dev libsqlite3-dev valgrind libzmq3-dev clang libclang-rt-14-dev systemd"
-WIN_PKGS="cmake ninja-build gcc make pkg-config gcc-mingw-w64-x86-64 mingw-w64-tools wine wine64 dpkg-dev"
+WIN_PKGS="cmake ninja-build gcc make pkg-config gcc-mingw-w64-x86-64 mingw-w64-tools wine wine64
+  dpkg-dev"
 # Where deb-src entries are added when the system has none (mirroring its deb entries).
 SRC_DIR=/etc/apt/sources.list.d
 
@@ -28,19 +29,18 @@ has_deb_src() {
 # The system's own Debian deb entries, turned into deb-src ones (same mirrors, suites, keys).
 # Prints the file to write, then its contents: deb822 .sources when the system uses them.
 deb_src_entries() {
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] && grep -q 'debian' "$f" || continue
+  sources=$(grep -l debian /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  if [ -n "$sources" ]; then
     echo "$SRC_DIR/pipemsg-deb-src.sources"
-    for g in /etc/apt/sources.list.d/*.sources; do
-      [ -f "$g" ] && grep -q 'debian' "$g" || continue
-      sed -e 's/^Types:[[:space:]]*deb[[:space:]]*$/Types: deb-src/' "$g"
+    for f in $sources; do
+      sed -e 's/^Types:[[:space:]]*deb[[:space:]]*$/Types: deb-src/' "$f"
       echo
     done
-    return 0
-  done
-  echo "$SRC_DIR/pipemsg-deb-src.list"
-  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-    sed -n 's/^[[:space:]]*deb[[:space:]]\(.*debian.*\)$/deb-src \1/p'
+  else
+    echo "$SRC_DIR/pipemsg-deb-src.list"
+    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+      sed -n 's/^[[:space:]]*deb[[:space:]]\(.*debian.*\)$/deb-src \1/p'
+  fi
 }
 
 missing=""
@@ -57,7 +57,7 @@ export DEBIAN_FRONTEND=noninteractive
 if [ -n "$need_src" ]; then
   entries=$(deb_src_entries)
   src_file=$(printf '%s\n' "$entries" | sed -n 1p)
-  if [ -z "$(printf '%s\n' "$entries" | sed 1d | grep -v '^[[:space:]]*$')" ]; then
+  if ! printf '%s\n' "$entries" | sed 1d | grep -q '[^[:space:]]'; then
     echo "bootstrap: no Debian deb entry to mirror; add a deb-src entry by hand" >&2
     exit 1
   fi

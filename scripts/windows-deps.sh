@@ -132,7 +132,7 @@ build_cmocka() {
 for pkg in libuv1 jansson libxml2 sqlite3 cmocka; do
   version=$(src_version "$pkg")
   if [ -z "$version" ]; then
-    log "apt offers no source for $pkg (deb-src entries missing? run: sh scripts/bootstrap.sh windows)"
+    log "apt offers no source for $pkg (no deb-src entries? sh scripts/bootstrap.sh windows)"
     exit 1
   fi
   if [ "$(cat "$STAMPS/$pkg" 2>/dev/null)" = "$version" ]; then

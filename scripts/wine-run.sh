@@ -10,6 +10,7 @@ shift
 export WINEPREFIX="$prefix" WINEDEBUG=-all
 unset DISPLAY
 if [ ! -f "$prefix/system.reg" ]; then
+  # shellcheck disable=SC2016 # expanded by the inner shell, under the lock
   flock "$prefix.lock" sh -c '[ -f "$WINEPREFIX/system.reg" ] || wineboot --init'
 fi
 exec wine "$@"
