@@ -5,7 +5,7 @@ CMAKE_FLAGS ?=
 # The Windows build (docs/windows.md): dependencies, wine prefix and outputs all inside it.
 BUILD_WIN ?= build-win
 
-.PHONY: all bootstrap build demo check memcheck fuzz soak clean windows-bootstrap windows \
+.PHONY: all bootstrap build demo check memcheck coverage fuzz soak clean windows-bootstrap windows \
 	check-windows
 
 all: build
@@ -28,6 +28,13 @@ check: build
 # Every test again under valgrind (pipemsgd included); slower, run by CI.
 memcheck: build
 	@sh scripts/memcheck.sh $(BUILD)
+
+# The suite in build-coverage (gcc --coverage), then line and branch coverage per directory
+# and per file (gcovr); the per-line report lands in build-coverage/coverage/index.html.
+coverage: bootstrap
+	cmake -S . -B build-coverage -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPM_COVERAGE=ON
+	cmake --build build-coverage
+	@sh scripts/coverage.sh build-coverage
 
 # The libFuzzer targets (clang, ASan + UBSan) in build-fuzz, 10 minutes each.
 fuzz:
