@@ -83,7 +83,7 @@ static void on_traffic_tick(uv_timer_t *t) {
                     (json_int_t)received));
 }
 
-static void save_settings(service *svc);
+static int save_settings(service *svc);
 
 /* Keeps (with a data directory) whether a tunnel may be up, for the next start. */
 static void keep_tunnel(service *svc, bool up) {
@@ -139,11 +139,16 @@ static void on_backend_done(backend *b, backend_op op, int status, const char *m
 
 /* ---- commands --------------------------------------------------------------------------- */
 
-static void save_settings(service *svc) {
-  if (settings_save(&svc->settings, svc->cfg.data_dir) < 0)
-    log_msg(LVL_ERROR, "cannot save settings in %s", svc->cfg.data_dir);
+static int save_settings(service *svc) {
+  if (settings_save(&svc->settings, svc->cfg.data_dir) == 0)
+    return 0;
+  log_msg(LVL_ERROR, "cannot save settings in %s", svc->cfg.data_dir);
+  return -1;
 }
 
+/* A setting the data directory cannot keep is not set: Ok would promise it survives a
+ * restart. */
+#define SETTING_NOT_SAVED "the setting could not be saved in the data directory"
 
 static void cmd_get_version(service *svc, pm_command_call *call) {
   (void)svc;
@@ -210,11 +215,15 @@ static void cmd_start_vpn(service *svc, pm_command_call *call) {
                           NULL);
     return;
   }
-  snprintf(svc->location, sizeof(svc->location), "%s", location);
   if (kill_switch != svc->settings.kill_switch) {
     svc->settings.kill_switch = kill_switch;
-    save_settings(svc);
+    if (save_settings(svc) < 0) {
+      svc->settings.kill_switch = !kill_switch;
+      pm_command_call_reply(call, PM_RESULT_ERROR, SETTING_NOT_SAVED, NULL);
+      return;
+    }
   }
+  snprintf(svc->location, sizeof(svc->location), "%s", location);
   svc->last_error[0] = '\0';
   set_state(svc, VPN_CONNECTING, NULL);
   if (svc->vpn->up(svc->vpn, svc->location, kill_switch) < 0) {
@@ -242,8 +251,13 @@ static void cmd_stop_vpn(service *svc, pm_command_call *call) {
 
 /* Enable/DisableKillSwitch, SetReconnectionEnabled: one boolean setting, kept. */
 static void set_flag(service *svc, pm_command_call *call, bool *flag, bool value) {
+  bool was = *flag;
   *flag = value;
-  save_settings(svc);
+  if (save_settings(svc) < 0) {
+    *flag = was;
+    pm_command_call_reply(call, PM_RESULT_ERROR, SETTING_NOT_SAVED, NULL);
+    return;
+  }
   pm_command_call_reply(call, PM_RESULT_OK, NULL, NULL);
 }
 
@@ -271,15 +285,21 @@ static void cmd_is_reconnection_enabled(service *svc, pm_command_call *call) {
 
 static void cmd_configure_bypass_domains(service *svc, pm_command_call *call) {
   char why[PM_REASON_MAX];
-  json_t *domains = settings_check_domains(
+  json_t *was, *domains = settings_check_domains(
       json_object_get(pm_command_call_params(call), "Domains"), why, sizeof(why));
   if (domains == NULL) {
     pm_command_call_reply(call, PM_RESULT_BAD_REQUEST, why, NULL);
     return;
   }
-  json_decref(svc->settings.bypass_domains);
+  was = svc->settings.bypass_domains;
   svc->settings.bypass_domains = domains;
-  save_settings(svc);
+  if (save_settings(svc) < 0) {
+    svc->settings.bypass_domains = was;
+    json_decref(domains);
+    pm_command_call_reply(call, PM_RESULT_ERROR, SETTING_NOT_SAVED, NULL);
+    return;
+  }
+  json_decref(was);
   pm_command_call_reply(call, PM_RESULT_OK, NULL,
                         json_pack("{s:I}", "Count", (json_int_t)json_array_size(domains)));
 }

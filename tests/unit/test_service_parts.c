@@ -1,0 +1,373 @@
+/* pipemsgd's small parts on their own (the sources are linked in, as for test_backend_hook):
+ * UTF-8 checking, log escaping and the syslog target, the settings file, and the two pieces
+ * of the systemd protocol. */
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#include "log.h"
+#include "settings.h"
+#include "systemd.h"
+#include "utf8.h"
+
+/* ---- UTF-8 ---------------------------------------------------------------------------- */
+
+static void test_utf8_len_as_strict_as_jansson(void **state) {
+  static const struct {
+    const char *bytes;
+    size_t n;   /* bytes available */
+    size_t len; /* expected */
+  } cases[] = {
+      {"a", 1, 1},
+      {"\xc3\xa9", 2, 2},             /* é */
+      {"\xe2\x82\xac", 3, 3},         /* € */
+      {"\xf0\x9f\x98\x80", 4, 4},     /* U+1F600 */
+      {"\xf4\x8f\xbf\xbf", 4, 4},     /* U+10FFFF, the last code point */
+      {"\xf0\x9f\x98\x80", 3, 0},     /* cut short */
+      {"\xe2\x28\xa1", 3, 0},         /* not a continuation byte */
+      {"\xc0\x80", 2, 0},             /* overlong NUL */
+      {"\xe0\x80\x80", 3, 0},         /* overlong, 3 bytes */
+      {"\xf0\x80\x80\x80", 4, 0},     /* overlong, 4 bytes */
+      {"\xf4\x90\x80\x80", 4, 0},     /* past U+10FFFF */
+      {"\xed\xa0\x80", 3, 0},         /* a surrogate */
+      {"\xf5\x80\x80\x80", 4, 0},     /* no such lead byte */
+      {"\x80", 1, 0},                 /* a continuation byte alone */
+  };
+  (void)state;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    size_t got = utf8_len((const unsigned char *)cases[i].bytes, cases[i].n);
+    if (got != cases[i].len) {
+      print_error("case %zu: %zu, expected %zu\n", i, got, cases[i].len);
+      fail();
+    }
+  }
+}
+
+/* ---- log -------------------------------------------------------------------------------- */
+
+/* The escaped text is cut where the next character or escape would not fit, never inside
+ * one. */
+static void test_log_escape_cuts_whole_characters(void **state) {
+  const char *in = "a\xc3\xa9\x01\\";
+  char out[16];
+  (void)state;
+  assert_int_equal(9, log_escape(in, out, sizeof(out)));
+  assert_string_equal("a\xc3\xa9\\x01\\\\", out);
+  assert_int_equal(1, log_escape(in, out, 3)); /* é needs 2 bytes and the NUL */
+  assert_string_equal("a", out);
+  assert_int_equal(3, log_escape(in, out, 4));
+  assert_string_equal("a\xc3\xa9", out);
+  assert_int_equal(3, log_escape(in, out, 7)); /* \x01 needs 4 bytes and the NUL */
+  assert_string_equal("a\xc3\xa9", out);
+  assert_int_equal(7, log_escape(in, out, 8));
+  assert_int_equal(0, log_escape(in, out, 1));
+  assert_string_equal("", out);
+  /* A C1 control (U+0085, NEL) is valid UTF-8 but escaped byte by byte. */
+  assert_int_equal(8, log_escape("\xc2\x85", out, sizeof(out)));
+  assert_string_equal("\\xc2\\x85", out);
+}
+
+/* The syslog target escapes as the stderr one does; here it only has to work without a
+ * crash (what reaches the system log is not ours to read). */
+static void test_log_syslog_target(void **state) {
+  (void)state;
+  log_open(LVL_INFO, LOG_TO_SYSLOG);
+  log_msg(LVL_INFO, "pipemsg test_service_parts: syslog target \x01 escaped");
+  log_msg(LVL_DEBUG, "not logged: above the level");
+  log_close();
+  log_open(LVL_INFO, LOG_TO_STDERR);
+  log_close();
+}
+
+/* ---- settings ----------------------------------------------------------------------------- */
+
+static char dir[64];
+
+static int setup_dir(void **state) {
+  (void)state;
+  pm_test_dir_new(dir, sizeof(dir));
+  return 0;
+}
+
+static int teardown_dir(void **state) {
+  (void)state;
+  pm_test_dir_remove(dir);
+  return 0;
+}
+
+static void write_settings(const char *text) {
+  char path[128];
+  FILE *f;
+  snprintf(path, sizeof(path), "%s/settings.json", dir);
+  f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+static void test_settings_load_refuses_what_is_not_an_object(void **state) {
+  settings s;
+  (void)state;
+  write_settings("[true]");
+  assert_int_equal(-1, settings_load(&s, dir));
+  settings_free(&s);
+  write_settings("{\"KillSwitch\": true, \"KillSwitch\": false}"); /* duplicate key */
+  assert_int_equal(-1, settings_load(&s, dir));
+  settings_free(&s);
+  /* No file (or no directory) is not an error: the defaults. */
+  assert_int_equal(0, settings_load(&s, "/nonexistent/pipemsg-settings"));
+  assert_false(s.kill_switch);
+  assert_true(s.reconnection);
+  settings_free(&s);
+}
+
+/* A value of the wrong type, or a domain list that would not be accepted from a client, is
+ * ignored on its own: the other settings still load. */
+static void test_settings_load_ignores_bad_values(void **state) {
+  static const char *const bad_lists[] = {
+      "\"example.com\"", /* not a list */
+      "[\"example.com\", 7]",
+  };
+  settings s;
+  char text[256];
+  (void)state;
+  for (size_t i = 0; i < sizeof(bad_lists) / sizeof(bad_lists[0]); i++) {
+    snprintf(text, sizeof(text),
+             "{\"KillSwitch\": true, \"ReconnectionEnabled\": \"no\", \"BypassDomains\": %s}",
+             bad_lists[i]);
+    write_settings(text);
+    assert_int_equal(0, settings_load(&s, dir));
+    assert_true(s.kill_switch);
+    assert_true(s.reconnection);
+    assert_int_equal(0, json_array_size(s.bypass_domains));
+    settings_free(&s);
+  }
+}
+
+static void test_settings_save_failures_leave_nothing(void **state) {
+  settings s;
+  char path[128];
+  (void)state;
+  assert_int_equal(0, settings_load(&s, NULL));
+  assert_int_equal(0, settings_save(&s, NULL)); /* no data directory: nothing to write */
+  s.kill_switch = true;
+  assert_int_equal(-1, settings_save(&s, "/nonexistent/pipemsg-settings"));
+  /* settings.json a directory: the temporary file is written but cannot replace it, and is
+   * removed. */
+  snprintf(path, sizeof(path), "%s/settings.json", dir);
+  assert_int_equal(0, mkdir(path, 0700));
+  assert_int_equal(-1, settings_save(&s, dir));
+  {
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "test \"$(ls -A '%s')\" = settings.json", dir);
+    assert_int_equal(0, system(cmd));
+  }
+  assert_int_equal(0, rmdir(path));
+  assert_int_equal(0, settings_save(&s, dir));
+  settings_free(&s);
+  assert_int_equal(0, settings_load(&s, dir));
+  assert_true(s.kill_switch);
+  settings_free(&s);
+}
+
+static void test_settings_domain_rules(void **state) {
+  static const struct {
+    const char *domain;
+    int ok;
+  } cases[] = {
+      {"example.com", 1},
+      {"*.example.com", 1},
+      {"a-b.example", 1},
+      {"", 0},
+      {"*.", 0},
+      {".example.com", 0},
+      {"example.com.", 0},
+      {"a..example", 0},
+      {"a-.example", 0},
+      {"-a.example", 0},
+      {"a.example-", 0},
+      {"a_b.example", 0},
+      {"*.*.example", 0},
+  };
+  char label[80], longest[300], why[128];
+  json_t *list, *copy;
+  (void)state;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    list = json_pack("[s]", cases[i].domain);
+    copy = settings_check_domains(list, why, sizeof(why));
+    if ((copy != NULL) != cases[i].ok) {
+      print_error("'%s': expected %s\n", cases[i].domain, cases[i].ok ? "valid" : "invalid");
+      fail();
+    }
+    if (copy == NULL)
+      assert_string_equal("Domains[0] is not a domain name", why);
+    json_decref(copy);
+    json_decref(list);
+  }
+  /* Labels of up to 63 characters; names of up to 253. */
+  memset(label, 'a', 63);
+  label[63] = '\0';
+  list = json_pack("[s]", label);
+  copy = settings_check_domains(list, why, sizeof(why));
+  assert_non_null(copy);
+  json_decref(copy);
+  json_decref(list);
+  label[63] = 'a';
+  label[64] = '\0';
+  list = json_pack("[s]", label);
+  assert_null(settings_check_domains(list, why, sizeof(why)));
+  json_decref(list);
+  memset(longest, 'a', 253);
+  for (int i = 63; i < 253; i += 64)
+    longest[i] = '.';
+  longest[253] = '\0';
+  list = json_pack("[s]", longest);
+  copy = settings_check_domains(list, why, sizeof(why));
+  assert_non_null(copy);
+  json_decref(copy);
+  json_decref(list);
+  longest[253] = 'a';
+  longest[254] = '\0';
+  list = json_pack("[s]", longest);
+  assert_null(settings_check_domains(list, why, sizeof(why)));
+  json_decref(list);
+}
+
+/* ---- systemd -------------------------------------------------------------------------------- */
+
+enum { FD_NONE, FD_SOCKETS, FD_PIPE };
+
+/* systemd_listen_fds in a child whose fds 3 and 4 are what fds says, with $LISTEN_FDS nfds
+ * and $LISTEN_FDNAMES names (NULL: unset). Returns "rc command event", and whether the
+ * variables were removed. */
+static const char *listen_fds(int fds, const char *nfds, const char *names) {
+  static char result[64];
+  int out[2], status;
+  ssize_t n;
+  pid_t pid;
+  assert_int_equal(0, pipe(out));
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    char text[64], pidtext[16];
+    int report = fcntl(out[1], F_DUPFD, 10), command_fd, event_fd, rc;
+    if (fds == FD_SOCKETS) {
+      int sv[2];
+      if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || dup2(sv[0], 3) < 0 || dup2(sv[1], 4) < 0)
+        exit(100);
+    } else if (fds == FD_PIPE) {
+      int p[2];
+      if (pipe(p) < 0 || dup2(p[0], 3) < 0)
+        exit(100);
+    }
+    snprintf(pidtext, sizeof(pidtext), "%ld", (long)getpid());
+    setenv("LISTEN_PID", pidtext, 1);
+    setenv("LISTEN_FDS", nfds, 1);
+    if (names != NULL)
+      setenv("LISTEN_FDNAMES", names, 1);
+    rc = systemd_listen_fds(&command_fd, &event_fd);
+    snprintf(text, sizeof(text), "%d %d %d%s", rc, command_fd, event_fd,
+             getenv("LISTEN_FDS") || getenv("LISTEN_PID") || getenv("LISTEN_FDNAMES")
+                 ? " env-left"
+                 : "");
+    exit(write(report, text, strlen(text)) > 0 ? 0 : 101);
+  }
+  close(out[1]);
+  n = read(out[0], result, sizeof(result) - 1);
+  close(out[0]);
+  assert_int_equal(pid, waitpid(pid, &status, 0));
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_true(n > 0);
+  result[n] = '\0';
+  return result;
+}
+
+static void test_systemd_listen_fds(void **state) {
+  (void)state;
+  /* Not for us: another process's variables. */
+  setenv("LISTEN_PID", "1", 1);
+  setenv("LISTEN_FDS", "2", 1);
+  {
+    int c, e;
+    assert_int_equal(0, systemd_listen_fds(&c, &e));
+    assert_int_equal(-1, c);
+    assert_int_equal(-1, e);
+  }
+  unsetenv("LISTEN_PID");
+  unsetenv("LISTEN_FDS");
+  assert_string_equal("2 3 4", listen_fds(FD_SOCKETS, "2", NULL));
+  assert_string_equal("2 4 3", listen_fds(FD_SOCKETS, "2", "event:command"));
+  assert_string_equal("2 3 4", listen_fds(FD_SOCKETS, "2", "other:names"));
+  assert_string_equal("1 3 -1", listen_fds(FD_SOCKETS, "1", NULL));
+  assert_string_equal("2 -1 4", listen_fds(FD_SOCKETS, "2", "x:event"));
+  /* What makes no sense is refused; the variables go either way. */
+  assert_string_equal("-1 -1 -1", listen_fds(FD_SOCKETS, "0", NULL));
+  assert_string_equal("-1 -1 -1", listen_fds(FD_SOCKETS, "9", NULL));
+  assert_string_equal("-1 -1 -1", listen_fds(FD_PIPE, "1", NULL));
+}
+
+static void test_systemd_notify_ready(void **state) {
+  struct sockaddr_un sa;
+  char name[64], buf[32], longname[200];
+  struct pollfd pfd;
+  ssize_t n;
+  int fd;
+  (void)state;
+  /* An abstract socket, as systemd passes it with a leading '@'. */
+  snprintf(name, sizeof(name), "@pipemsg-test-notify-%ld", (long)getpid());
+  fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  assert_true(fd >= 0);
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path + 1, name + 1, strlen(name) - 1);
+  assert_int_equal(0, bind(fd, (struct sockaddr *)&sa,
+                           (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(name))));
+  setenv("NOTIFY_SOCKET", name, 1);
+  systemd_notify_ready();
+  pfd.fd = fd;
+  pfd.events = POLLIN;
+  assert_int_equal(1, poll(&pfd, 1, 5000));
+  n = recv(fd, buf, sizeof(buf) - 1, 0);
+  assert_int_equal(7, n);
+  buf[n] = '\0';
+  assert_string_equal("READY=1", buf);
+  /* Neither a relative name nor one too long for a socket address is tried. */
+  setenv("NOTIFY_SOCKET", "relative/notify", 1);
+  systemd_notify_ready();
+  memset(longname, 'x', sizeof(longname) - 1);
+  longname[0] = '/';
+  longname[sizeof(longname) - 1] = '\0';
+  setenv("NOTIFY_SOCKET", longname, 1);
+  systemd_notify_ready();
+  unsetenv("NOTIFY_SOCKET");
+  systemd_notify_ready();
+  assert_int_equal(0, poll(&pfd, 1, 0));
+  close(fd);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_utf8_len_as_strict_as_jansson),
+      cmocka_unit_test(test_log_escape_cuts_whole_characters),
+      cmocka_unit_test(test_log_syslog_target),
+      cmocka_unit_test_setup_teardown(test_settings_load_refuses_what_is_not_an_object, setup_dir,
+                                      teardown_dir),
+      cmocka_unit_test_setup_teardown(test_settings_load_ignores_bad_values, setup_dir,
+                                      teardown_dir),
+      cmocka_unit_test_setup_teardown(test_settings_save_failures_leave_nothing, setup_dir,
+                                      teardown_dir),
+      cmocka_unit_test(test_settings_domain_rules),
+      cmocka_unit_test(test_systemd_listen_fds),
+      cmocka_unit_test(test_systemd_notify_ready),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
