@@ -3,11 +3,13 @@
  * reload that changes the hook's time limit and the traffic period. Each checks what the
  * client is told (the Response, the events) and that the service goes on. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +35,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
+  setenv("PIPEMSG_RUNTIME_DIR", pm_test_runtime_dir(), 1);
   pm_test_service_cleanup(&svc);
   return 0;
 }
@@ -319,7 +322,149 @@ static void test_service_faults_down_fails_at_stop(void **state) {
   pm_test_await_log(&svc, "a tunnel was left up when the service last ran");
   await_state("Disconnected");
   assert_int_equal(0, access(marker, F_OK));
+  /* Still taken for up (the down failed again): a new up keeps it so, and works. */
+  assert_string_equal("Ok", call("StartVpn", NULL, NULL));
+  await_state("Connected");
   assert_int_equal(0, pm_test_service_stop(&svc));
+}
+
+/* SIGTERM while a down command runs (StopVpn) waits for it rather than starting another: the
+ * service exits once it has finished, having run it once. The down command waits on a FIFO
+ * the test writes to only after the service got SIGTERM. */
+static void test_service_faults_stop_while_disconnecting(void **state) {
+  char marker[200], fifo[200], down[500];
+  const char *args[] = {"--backend", "hook", "--hook-shell", "--up-cmd", "true", "--down-cmd",
+                        down, NULL};
+  const char *log;
+  FILE *f;
+  char text[64] = "";
+  int status, fd;
+  (void)state;
+  snprintf(marker, sizeof(marker), "%s/down-ran", svc.dir);
+  snprintf(fifo, sizeof(fifo), "%s/go", svc.dir);
+  assert_int_equal(0, mkfifo(fifo, 0600));
+  snprintf(down, sizeof(down), "read line < %s; echo ran >> %s", fifo, marker);
+  pm_test_service_restart(&svc, args);
+  assert_string_equal("Ok", call("StartVpn", NULL, NULL));
+  await_state("Connected");
+  assert_string_equal("Ok", call("StopVpn", NULL, NULL));
+  kill(svc.pid, SIGTERM);
+  pm_test_await_log(&svc, "info: stopping signal=15");
+  /* The down command opens the FIFO once it runs (ENXIO until then). */
+  for (uint64_t deadline = pm_test_now_ms() + SLACK_MS;
+       (fd = open(fifo, O_WRONLY | O_NONBLOCK)) < 0;) {
+    assert_int_equal(ENXIO, errno);
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(10);
+  }
+  assert_int_equal(3, write(fd, "go\n", 3));
+  close(fd);
+  assert_int_equal(svc.pid, waitpid(svc.pid, &status, 0));
+  svc.pid = 0;
+  assert_true(WIFEXITED(status));
+  assert_int_equal(0, WEXITSTATUS(status));
+  log = pm_test_service_log(&svc);
+  assert_non_null(strstr(log, "info: stopping: tunnel down"));
+  assert_null(strstr(log, "taking the tunnel down first"));
+  f = fopen(marker, "r");
+  assert_non_null(f);
+  assert_int_equal(4, fread(text, 1, sizeof(text) - 1, f));
+  fclose(f);
+  assert_string_equal("ran\n", text);
+}
+
+/* What a failing hook wrote to stderr ends its Message, cut at whole characters at both ends
+ * (the ring keeping the last 512 bytes tore the first one here), so the Message is valid
+ * UTF-8 and fits the protocol's text. */
+static void test_service_faults_hook_stderr_tail_whole_characters(void **state) {
+  const char *args[] = {"--backend", "hook", "--hook-shell", "--up-cmd",
+                        "printf xx >&2; i=0; while [ $i -lt 300 ]; do printf '\303\251' >&2; "
+                        "i=$((i+1)); done; exit 1",
+                        NULL};
+  const char *head = "up-cmd exited with status 1: ...";
+  const char *last, *p;
+  json_t *data;
+  (void)state;
+  pm_test_service_restart(&svc, args);
+  assert_string_equal("Ok", call("StartVpn", NULL, NULL));
+  await_state("Disconnected");
+  data = state_data();
+  last = json_string_value(json_object_get(data, "LastError"));
+  assert_non_null(last);
+  assert_int_equal(0, strncmp(last, head, strlen(head)));
+  assert_true(strlen(last) < 400);
+  assert_true(strlen(last) > 300);
+  for (p = last + strlen(head); *p != '\0'; p += 2)
+    assert_int_equal(0, strncmp(p, "\303\251", 2));
+  json_decref(data);
+  assert_int_equal(0, pm_test_service_stop(&svc));
+}
+
+/* --names-file: a names file that cannot be written, or a runtime directory that cannot be
+ * made, stops pipemsgd at start; a runtime directory others can list is used, with a
+ * warning that the random names are not hidden. */
+static void test_service_faults_names_file(void **state) {
+  char names[200], rt[200];
+  const char *args[] = {"--names-file", names, NULL};
+  const char *err;
+  (void)state;
+  snprintf(names, sizeof(names), "%s/missing/names", svc.dir);
+  assert_int_equal(1, run_pipemsgd(args, &err));
+  assert_non_null(strstr(err, "error: cannot write names file"));
+
+  snprintf(names, sizeof(names), "%s/names", svc.dir);
+  snprintf(rt, sizeof(rt), "%s/missing/rt", svc.dir);
+  setenv("PIPEMSG_RUNTIME_DIR", rt, 1);
+  assert_int_equal(1, run_pipemsgd(args, &err));
+  assert_non_null(strstr(err, "error: cannot create runtime directory"));
+
+  snprintf(rt, sizeof(rt), "%s/rt", svc.dir);
+  assert_int_equal(0, mkdir(rt, 0700));
+  assert_int_equal(0, chmod(rt, 0755));
+  setenv("PIPEMSG_RUNTIME_DIR", rt, 1);
+  pm_test_service_restart(&svc, args);
+  setenv("PIPEMSG_RUNTIME_DIR", pm_test_runtime_dir(), 1);
+  pm_test_await_log(&svc, "lets others list the random pipe names; make it 0711 to hide them");
+  assert_int_equal(0, access(names, R_OK));
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  assert_int_equal(-1, access(names, F_OK));
+}
+
+/* Socket activation that passes something other than a socket stops pipemsgd at start. */
+static void test_service_faults_listen_fds_not_a_socket(void **state) {
+  char log[200];
+  const char *argv[] = {PIPEMSGD, "-c", svc.command_pipe, "-e", svc.event_pipe, NULL};
+  int status, p[2];
+  pid_t pid;
+  (void)state;
+  snprintf(log, sizeof(log), "%s/activation.log", svc.dir);
+  assert_int_equal(0, pipe(p));
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    char self[16];
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || dup2(fd, 2) < 0 || dup2(p[0], 3) < 0)
+      _exit(126);
+    snprintf(self, sizeof(self), "%ld", (long)getpid());
+    setenv("LISTEN_PID", self, 1);
+    setenv("LISTEN_FDS", "1", 1);
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  close(p[0]);
+  close(p[1]);
+  assert_int_equal(pid, waitpid(pid, &status, 0));
+  assert_true(WIFEXITED(status));
+  assert_int_equal(1, WEXITSTATUS(status));
+  {
+    char text[1024] = "";
+    FILE *f = fopen(log, "r");
+    assert_non_null(f);
+    assert_true(fread(text, 1, sizeof(text) - 1, f) > 0);
+    fclose(f);
+    assert_non_null(strstr(text, "error: LISTEN_FDS passes something other than sockets"));
+  }
 }
 
 /* SIGHUP applies a new hook time limit to the next command, a new traffic period at once (the
@@ -382,6 +527,13 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_service_faults_hook_up_times_out, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_faults_down_fails_at_stop, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_faults_reload_applies_hook_and_traffic, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_service_faults_stop_while_disconnecting, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_service_faults_hook_stderr_tail_whole_characters,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_service_faults_names_file, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_service_faults_listen_fds_not_a_socket, setup,
                                       teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
