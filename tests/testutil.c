@@ -242,15 +242,29 @@ long pm_test_decode_peak_kb(const void *buf, size_t len, int *rc) {
 }
 
 const char *pm_test_service_log(const pm_test_service *svc) {
-  static char buf[65536];
+  /* The whole log, however long: a test polling GetState writes a line per call, and a line
+   * past a fixed buffer would never be found. */
+  static char *buf;
+  static size_t cap;
   FILE *f = fopen(svc->log_path, "r");
-  size_t n = 0;
-  buf[0] = '\0';
+  size_t n = 0, got;
+  if (buf == NULL) {
+    cap = 65536;
+    buf = malloc(cap);
+    assert_non_null(buf);
+  }
   if (f != NULL) {
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    buf[n] = '\0';
+    while ((got = fread(buf + n, 1, cap - 1 - n, f)) > 0) {
+      n += got;
+      if (n == cap - 1) {
+        cap *= 2;
+        buf = realloc(buf, cap);
+        assert_non_null(buf);
+      }
+    }
     fclose(f);
   }
+  buf[n] = '\0';
   return buf;
 }
 

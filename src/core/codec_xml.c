@@ -381,6 +381,8 @@ int pm_xml_decode(const void *buf, size_t len, pm_msg **out, char *why) {
     goto done;
   }
   rc = map_element(root, 1, &fields, why);
+  if (rc == PM_ENOMEM) /* the only failure of the mapping that comes without a reason */
+    pm__reason(why, rc, "%s", pm_strerror(rc));
   if (rc == 0) {
     drop_attributes(root);
     rc = validate(doc, &st);

@@ -35,6 +35,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
+  unsetenv("PIPEMSG_DEBUG");
   setenv("PIPEMSG_RUNTIME_DIR", pm_test_runtime_dir(), 1);
   pm_test_service_cleanup(&svc);
   return 0;
@@ -248,7 +249,10 @@ static void test_service_faults_store_cannot_keep_events(void **state) {
                                 "SELECT RAISE(ABORT, 'no room'); END;",
                                 NULL, NULL, NULL));
   assert_int_equal(SQLITE_OK, sqlite3_close(db));
+  /* With $PIPEMSG_DEBUG the library says why on stderr (the log here). */
+  setenv("PIPEMSG_DEBUG", "1", 1);
   pm_test_service_restart(&svc, args);
+  unsetenv("PIPEMSG_DEBUG");
   fd = pm_test_event_attach(svc.event_pipe, NULL, SLACK_MS, NULL);
 
   assert_string_equal("Error", call("EmitEvent", json_pack("{s:s, s:i}", "Type", "Saved",
@@ -256,6 +260,7 @@ static void test_service_faults_store_cannot_keep_events(void **state) {
                                     &msg));
   assert_string_equal("event 1 of 3 not published: the event store cannot keep it", msg);
   pm_test_await_log(&svc, "error: cannot publish EmitEvent's event");
+  pm_test_await_log(&svc, "\npipemsg: event store: cannot write an event: no room\n");
 
   assert_string_equal("Ok", call("StartVpn", NULL, NULL));
   await_state("Connected");

@@ -1,0 +1,194 @@
+/* The core's error paths that the codec and frame tests do not reach: every error code has a
+ * name and a text, the public calls refuse missing arguments, and the codecs fail cleanly
+ * (PM_ENOMEM, nothing leaked, nothing half-built returned) when jansson runs out of memory
+ * while they build or dump a tree. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+#include "internal.h"
+
+/* ---- error codes ------------------------------------------------------------------------ */
+
+/* The codes run from -1 to PM_EPIPENAME without a gap, each with its own name and text. */
+static void test_error_codes_named(void **state) {
+  (void)state;
+  for (int a = -1; a >= PM_EPIPENAME; a--) {
+    assert_string_not_equal("UNKNOWN", pm_err_name(a));
+    assert_string_not_equal("unknown error", pm_strerror(a));
+    for (int b = a - 1; b >= PM_EPIPENAME; b--) {
+      assert_string_not_equal(pm_err_name(a), pm_err_name(b));
+      assert_string_not_equal(pm_strerror(a), pm_strerror(b));
+    }
+  }
+  assert_string_equal("UNKNOWN", pm_err_name(0));
+  assert_string_equal("UNKNOWN", pm_err_name(PM_EPIPENAME - 1));
+  assert_string_equal("unknown error", pm_strerror(PM_EPIPENAME - 1));
+  assert_string_equal("unknown error", pm_strerror(1));
+}
+
+/* ---- argument checks ---------------------------------------------------------------------- */
+
+static void test_public_calls_refuse_missing_arguments(void **state) {
+  pm_reader *r = NULL;
+  pm_msg *m = NULL;
+  uint8_t *payload;
+  size_t len;
+  int64_t i;
+  bool b;
+  json_t *obj = json_object();
+  (void)state;
+  assert_pm(0, pm_reader_new(64, &r));
+  assert_pm(PM_EINVAL, (int)pm_reader_feed(NULL, "x", 1));
+  assert_pm(PM_EINVAL, (int)pm_reader_feed(r, NULL, 1));
+  assert_pm(0, (int)pm_reader_feed(r, NULL, 0));
+  assert_pm(PM_EINVAL, pm_reader_next(NULL, &payload, &len));
+  assert_pm(PM_EINVAL, pm_reader_next(r, NULL, &len));
+  assert_pm(PM_EINVAL, pm_reader_next(r, &payload, NULL));
+  assert_int_equal(0, pm_reader_pending(NULL));
+  pm_reader_free(r);
+
+  assert_pm(PM_EINVAL, pm_tree_get_int(obj, NULL, &i));
+  assert_pm(PM_EINVAL, pm_tree_get_int(obj, "Id", NULL));
+  assert_pm(PM_EINVAL, pm_tree_get_bool(obj, NULL, &b));
+  assert_pm(PM_EINVAL, pm_tree_get_bool(obj, "On", NULL));
+  json_decref(obj);
+  assert_null(pm_msg_kind(NULL));
+  assert_null(pm_msg_fields(NULL));
+  assert_int_equal(0, pm_msg_encoding(NULL));
+
+  assert_pm(0, pm_msg_new("Request", &m));
+  assert_pm(PM_EINVAL, pm_msg_encode(m, PM_ENC_JSON, &payload, NULL));
+  assert_pm(PM_EINVAL, pm_msg_encode(m, PM_ENC_XML, NULL, &len));
+  pm_msg_free(m);
+}
+
+/* ---- jansson out of memory ------------------------------------------------------------------ */
+
+static unsigned long json_allocs_left; /* 0: no limit */
+static int json_limited;
+
+static void *limited_malloc(size_t n) {
+  if (json_limited && json_allocs_left-- == 0)
+    return NULL;
+  return malloc(n);
+}
+
+/* From the nth jansson allocation on (1-based), every one fails; 0 lifts the limit. */
+static void json_fail_after(unsigned long n) {
+  json_limited = n != 0;
+  json_allocs_left = n ? n - 1 : 0;
+}
+
+static int setup_json_alloc(void **state) {
+  (void)state;
+  json_set_alloc_funcs(limited_malloc, free);
+  return 0;
+}
+
+static int teardown_json_alloc(void **state) {
+  (void)state;
+  json_fail_after(0);
+  json_set_alloc_funcs(malloc, free);
+  return 0;
+}
+
+static const char json_text[] =
+    "{\"Request\":{\"Command\":\"StartVpn\",\"Id\":7,\"Params\":{\"Location\":\"de\","
+    "\"Domains\":[\"a.example\",\"b.example\"],\"On\":true,\"Nothing\":null}}}";
+static const char xml_text[] =
+    "<Request><Command>StartVpn</Command><Id>7</Id><Params><Location>de</Location>"
+    "<Domains><Item>a.example</Item><Item>b.example</Item></Domains><On>true</On>"
+    "<Nothing/></Params></Request>";
+
+/* Decoding text with jansson failing from each allocation on: an error with a reason and no
+ * message until there is enough, then the same tree as without a limit. The error is
+ * PM_ENOMEM, except that jansson's parser (2.14) reports most of its allocation failures as
+ * syntax errors, which the JSON decoder can only pass on (PM_EPARSE) when parse_error_ok. */
+static void decode_under_json_oom(const char *text,
+                                  int (*decode)(const void *, size_t, pm_msg **, char *),
+                                  int parse_error_ok) {
+  pm_msg *want = NULL;
+  unsigned long n;
+  int failed = 0;
+  assert_pm(0, decode(text, strlen(text), &want, NULL));
+  for (n = 1; n < 1000; n++) {
+    char why[PM_REASON_MAX] = "";
+    pm_msg *m = NULL;
+    int rc;
+    json_fail_after(n);
+    rc = decode(text, strlen(text), &m, why);
+    json_fail_after(0);
+    if (rc == 0) {
+      assert_true(json_equal(pm_msg_fields(want), pm_msg_fields(m)));
+      pm_msg_free(m);
+      break;
+    }
+    if (!(parse_error_ok && rc == PM_EPARSE))
+      assert_pm(PM_ENOMEM, rc);
+    assert_null(m);
+    assert_string_not_equal("", why);
+    failed++;
+  }
+  assert_true(failed > 0);
+  assert_true(n < 1000);
+  pm_msg_free(want);
+}
+
+static void test_json_decode_out_of_memory(void **state) {
+  (void)state;
+  decode_under_json_oom(json_text, pm_json_decode, 1);
+}
+
+static void test_xml_decode_out_of_memory(void **state) {
+  (void)state;
+  decode_under_json_oom(xml_text, pm_xml_decode, 0);
+}
+
+/* Encoding needs jansson only to dump the tree: it fails with PM_ENOMEM and no output, or
+ * gives the same bytes as without a limit. */
+static void test_encode_out_of_memory(void **state) {
+  pm_msg *m = NULL;
+  (void)state;
+  assert_pm(0, pm_json_decode(json_text, strlen(json_text), &m, NULL));
+  for (int enc = PM_ENC_JSON; enc <= PM_ENC_XML; enc++) {
+    uint8_t *want = NULL, *got;
+    size_t want_len = 0, got_len;
+    unsigned long n;
+    assert_pm(0, pm_msg_encode(m, (pm_encoding)enc, &want, &want_len));
+    for (n = 1; n < 1000; n++) {
+      int rc;
+      got = NULL;
+      got_len = 0;
+      json_fail_after(n);
+      rc = pm_msg_encode(m, (pm_encoding)enc, &got, &got_len);
+      json_fail_after(0);
+      if (rc == 0) {
+        assert_int_equal(want_len, got_len);
+        assert_memory_equal(want, got, got_len);
+        pm_free(got);
+        break;
+      }
+      assert_pm(PM_ENOMEM, rc);
+      assert_null(got);
+    }
+    assert_true(n < 1000);
+    pm_free(want);
+  }
+  pm_msg_free(m);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_error_codes_named),
+      cmocka_unit_test(test_public_calls_refuse_missing_arguments),
+      cmocka_unit_test_setup_teardown(test_json_decode_out_of_memory, setup_json_alloc,
+                                      teardown_json_alloc),
+      cmocka_unit_test_setup_teardown(test_xml_decode_out_of_memory, setup_json_alloc,
+                                      teardown_json_alloc),
+      cmocka_unit_test_setup_teardown(test_encode_out_of_memory, setup_json_alloc,
+                                      teardown_json_alloc),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,246 @@
+/* The Unix transport's edges (src/transport/transport_unix.c): libuv codes mapped to PM_E*
+ * codes, where bare names resolve and what is too long, socket directories that cannot be
+ * made, failed connects and I/O on dead sockets, handles without a socket, and a peer in more
+ * supplementary groups than pm_peer keeps. */
+#include <errno.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "testutil.h"
+
+#include "transport/transport.h"
+
+static char dir[64];
+
+static int setup(void **state) {
+  (void)state;
+  pm_test_dir_new(dir, sizeof(dir));
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  setenv("PIPEMSG_RUNTIME_DIR", pm_test_runtime_dir(), 1);
+  unsetenv("XDG_RUNTIME_DIR");
+  pm_test_dir_remove(dir);
+  return 0;
+}
+
+/* Callers see PM_E* codes only; each libuv code a caller can act on keeps its meaning. */
+static void test_transport_uv_codes(void **state) {
+  static const struct {
+    int uv, pm;
+  } map[] = {
+      {0, 0},
+      {UV_ENOMEM, PM_ENOMEM},
+      {UV_EOF, PM_EEOF},
+      {UV_ETIMEDOUT, PM_ETIMEDOUT},
+      {UV_EADDRINUSE, PM_EADDRINUSE},
+      {UV_EACCES, PM_EACCES},
+      {UV_EPERM, PM_EACCES},
+      {UV_ENAMETOOLONG, PM_ENAMETOOLONG},
+      {UV_ECANCELED, PM_ECANCELED},
+      {UV_EINVAL, PM_EINVAL},
+      {UV_ECONNRESET, PM_EIO},
+      {UV_EPIPE, PM_EIO},
+  };
+  (void)state;
+  for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+    assert_pm(map[i].pm, pm__uv_error(map[i].uv));
+}
+
+static void test_transport_runtime_dir(void **state) {
+  char buf[PM_PIPE_PATH_MAX + 1], longdir[200];
+  (void)state;
+  assert_pm(PM_EINVAL, pm_pipe_dir(NULL, 10));
+  assert_pm(PM_EINVAL, pm_pipe_dir(buf, 0));
+  /* Never truncated. */
+  assert_pm(PM_ENAMETOOLONG, pm_pipe_dir(buf, 4));
+  memset(longdir, 'd', sizeof(longdir) - 1);
+  longdir[0] = '/';
+  longdir[sizeof(longdir) - 1] = '\0';
+  setenv("PIPEMSG_RUNTIME_DIR", longdir, 1);
+  assert_pm(PM_ENAMETOOLONG, pm_pipe_path("name", buf, sizeof(buf)));
+  assert_pm(0, pm_pipe_path("/abs/name", buf, sizeof(buf)));
+  /* Unset or empty: $XDG_RUNTIME_DIR/pipemsg, else /run/pipemsg. */
+  setenv("PIPEMSG_RUNTIME_DIR", "", 1);
+  setenv("XDG_RUNTIME_DIR", "/run/user/4242", 1);
+  assert_pm(0, pm_pipe_path("name", buf, sizeof(buf)));
+  assert_string_equal("/run/user/4242/pipemsg/name", buf);
+  unsetenv("PIPEMSG_RUNTIME_DIR");
+  setenv("XDG_RUNTIME_DIR", "", 1);
+  assert_pm(0, pm_pipe_path("name", buf, sizeof(buf)));
+  assert_string_equal("/run/pipemsg/name", buf);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  (void)server;
+  (void)status;
+}
+
+/* The socket's directory is made when missing, one level only. */
+static void test_transport_socket_dir_not_made(void **state) {
+  uv_loop_t loop;
+  uv_pipe_t server;
+  pm__pipe_file bound;
+  char path[PM_PIPE_PATH_MAX + 1];
+  pm__listen_spec spec = {path, 8, 0, 0, 0, &bound};
+  (void)state;
+  assert_int_equal(0, uv_loop_init(&loop));
+  snprintf(path, sizeof(path), "%s/missing/sub/sock", dir);
+  assert_pm(PM_EACCES, pm__pipe_listen(&loop, &server, &spec, on_connection));
+  uv_close((uv_handle_t *)&server, NULL);
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  snprintf(path, sizeof(path), "%s/made/sock", dir);
+  assert_pm(0, pm__pipe_listen(&loop, &server, &spec, on_connection));
+  pm__pipe_unlink(path, &bound);
+  uv_close((uv_handle_t *)&server, NULL);
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  assert_int_equal(0, uv_loop_close(&loop));
+}
+
+static void test_transport_dial_failures(void **state) {
+  char path[300];
+  int fd = -1;
+  uint64_t deadline = uv_hrtime() + 200 * 1000000ull;
+  FILE *f;
+  (void)state;
+  memset(path, 'p', sizeof(path) - 1);
+  path[0] = '/';
+  path[sizeof(path) - 1] = '\0';
+  assert_pm(PM_ENAMETOOLONG, pm__dial(path, deadline, &fd));
+  /* A file where a directory should be: final at once, not retried until the deadline. */
+  snprintf(path, sizeof(path), "%s/file", dir);
+  f = fopen(path, "w");
+  assert_non_null(f);
+  fclose(f);
+  snprintf(path, sizeof(path), "%s/file/sock", dir);
+  assert_pm(PM_EIO, pm__dial(path, uv_hrtime() + 60ull * 1000000000ull, &fd));
+  assert_int_equal(-1, fd);
+}
+
+/* Non-blocking I/O on a socket whose peer has gone: PM_EIO, never SIGPIPE. */
+static void test_transport_fd_io_on_dead_socket(void **state) {
+  int sv[2];
+  char c;
+  (void)state;
+  assert_int_equal(0, socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+  assert_int_equal(0, pm__fd_check_owner(sv[0], -1));
+  assert_int_equal(0, pm__fd_check_owner(sv[0], 0));
+  close(sv[1]);
+  assert_int_equal(0, pm__fd_recv(sv[0], &c, 1)); /* end of stream */
+  assert_pm(PM_EIO, (int)pm__fd_send(sv[0], "a", 1, "b", 1));
+  close(sv[0]);
+  assert_pm(PM_EIO, (int)pm__fd_recv(sv[0], &c, 1));
+  /* Not a socket: the owner cannot be told, so it is refused. */
+  assert_int_equal(0, pipe(sv));
+  assert_pm(PM_ENOTAUTH, pm__fd_check_owner(sv[0], 0));
+  close(sv[0]);
+  close(sv[1]);
+}
+
+/* A handle with no socket behind it has no peer to check, describe or lose. */
+static void test_transport_handle_without_socket(void **state) {
+  uv_loop_t loop;
+  uv_pipe_t p;
+  pm_peer peer;
+  (void)state;
+  assert_int_equal(0, uv_loop_init(&loop));
+  assert_int_equal(0, uv_pipe_init(&loop, &p, 0));
+  assert_int_equal(0, pm__pipe_check_owner(&p, -1));
+  assert_pm(PM_ENOTAUTH, pm__pipe_check_owner(&p, 0));
+  pm__pipe_peer(&p, &peer);
+  assert_int_equal(-1, peer.pid);
+  assert_int_equal(-1, peer.uid);
+  assert_int_equal(-1, peer.ngroups);
+  assert_int_equal(0, pm__pipe_peer_gone(&p));
+  uv_close((uv_handle_t *)&p, NULL);
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  assert_int_equal(0, uv_loop_close(&loop));
+}
+
+/* A peer holding more supplementary groups than pm_peer keeps: the first PM_PEER_GROUPS_MAX,
+ * ascending (pipe.h), so a check against the others fails closed. Needs root (setgroups). */
+static void test_transport_peer_with_many_groups(void **state) {
+  enum { MANY_GROUPS = PM_PEER_GROUPS_MAX + 16 };
+  uv_loop_t loop;
+  uv_pipe_t server, conn;
+  pm__pipe_file bound;
+  char path[PM_PIPE_PATH_MAX + 1];
+  pm__listen_spec spec = {path, 8, 0, 0, 0, &bound};
+  uv_os_fd_t sfd;
+  pm_peer peer;
+  int fd, status, go[2];
+  pid_t pid;
+  (void)state;
+  if (geteuid() != 0) {
+    print_message("skipped: setting supplementary groups needs root\n");
+    skip();
+  }
+  snprintf(path, sizeof(path), "%s/sock", dir);
+  assert_int_equal(0, uv_loop_init(&loop));
+  assert_pm(0, pm__pipe_listen(&loop, &server, &spec, on_connection));
+  assert_int_equal(0, pipe(go));
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    /* Given in descending order: the kernel reports them sorted. */
+    gid_t groups[MANY_GROUPS];
+    char c;
+    int cfd;
+    for (int i = 0; i < MANY_GROUPS; i++)
+      groups[i] = (gid_t)(70000 + MANY_GROUPS - i);
+    cfd = setgroups(MANY_GROUPS, groups) == 0 ? pm_test_connect(path) : -1;
+    if (cfd < 0)
+      _exit(1);
+    /* Connected: wait for the parent to have read the credentials. */
+    _exit(read(go[0], &c, 1) == 1 ? 0 : 2);
+  }
+  close(go[0]);
+  /* The child connects once its groups are set. */
+  assert_int_equal(0, uv_fileno((uv_handle_t *)&server, &sfd));
+  {
+    struct pollfd pfd = {.fd = sfd, .events = POLLIN};
+    assert_int_equal(1, poll(&pfd, 1, 5000));
+  }
+  fd = accept(sfd, NULL, NULL);
+  assert_true(fd >= 0);
+  assert_int_equal(0, uv_pipe_init(&loop, &conn, 0));
+  assert_int_equal(0, uv_pipe_open(&conn, fd));
+  pm__pipe_peer(&conn, &peer);
+  assert_int_equal(1, write(go[1], "x", 1));
+  close(go[1]);
+  assert_int_equal(pid, waitpid(pid, &status, 0));
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_int_equal(pid, peer.pid);
+  assert_int_equal(PM_PEER_GROUPS_MAX, peer.ngroups);
+  for (int i = 0; i < PM_PEER_GROUPS_MAX; i++)
+    assert_int_equal(70001 + i, peer.groups[i]);
+  uv_close((uv_handle_t *)&conn, NULL);
+  pm__pipe_unlink(path, &bound);
+  uv_close((uv_handle_t *)&server, NULL);
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  assert_int_equal(0, uv_loop_close(&loop));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_transport_uv_codes),
+      cmocka_unit_test_setup_teardown(test_transport_runtime_dir, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_transport_socket_dir_not_made, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_transport_dial_failures, setup, teardown),
+      cmocka_unit_test(test_transport_fd_io_on_dead_socket),
+      cmocka_unit_test(test_transport_handle_without_socket),
+      cmocka_unit_test_setup_teardown(test_transport_peer_with_many_groups, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
