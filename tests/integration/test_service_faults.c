@@ -378,15 +378,16 @@ static void test_service_faults_stop_while_disconnecting(void **state) {
   assert_string_equal("ran\n", text);
 }
 
-/* What a failing hook wrote to stderr ends its Message, cut at whole characters at both ends
- * (the ring keeping the last 512 bytes tore the first one here), so the Message is valid
- * UTF-8 and fits the protocol's text. */
+/* What a failing hook wrote to stderr ends its Message, cut at whole characters at both ends,
+ * so the Message is valid UTF-8 and fits the protocol's text. Here the ring keeping the last
+ * 512 bytes of stderr starts inside a character (600 bytes of 'é', then one 'x'), and so does
+ * the cut to the Message's room (the 2-digit status makes it odd). */
 static void test_service_faults_hook_stderr_tail_whole_characters(void **state) {
   const char *args[] = {"--backend", "hook", "--hook-shell", "--up-cmd",
-                        "printf xx >&2; i=0; while [ $i -lt 300 ]; do printf '\303\251' >&2; "
-                        "i=$((i+1)); done; exit 1",
+                        "i=0; while [ $i -lt 300 ]; do printf '\\303\\251' >&2; i=$((i+1)); "
+                        "done; printf x >&2; exit 10",
                         NULL};
-  const char *head = "up-cmd exited with status 1: ...";
+  const char *head = "up-cmd exited with status 10: ...";
   const char *last, *p;
   json_t *data;
   (void)state;
@@ -399,8 +400,9 @@ static void test_service_faults_hook_stderr_tail_whole_characters(void **state) 
   assert_int_equal(0, strncmp(last, head, strlen(head)));
   assert_true(strlen(last) < 400);
   assert_true(strlen(last) > 300);
-  for (p = last + strlen(head); *p != '\0'; p += 2)
+  for (p = last + strlen(head); p[1] != '\0'; p += 2)
     assert_int_equal(0, strncmp(p, "\303\251", 2));
+  assert_string_equal("x", p);
   json_decref(data);
   assert_int_equal(0, pm_test_service_stop(&svc));
 }
