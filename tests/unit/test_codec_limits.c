@@ -64,14 +64,37 @@ static void test_public_calls_refuse_missing_arguments(void **state) {
   pm_msg_free(m);
 }
 
+/* A string lent as a C string must be the whole value: one holding a NUL is the wrong type
+ * for every getter, and so is a value of another JSON type. */
+static void test_getters_refuse_embedded_nul(void **state) {
+  json_t *obj = json_pack("{s:o, s:o, s:i, s:s}", "S", json_stringn("a\0b", 3), "I",
+                          json_stringn("7\0" "8", 3), "B", 1, "T", "true");
+  const char *str;
+  int64_t i;
+  bool b = false;
+  (void)state;
+  assert_pm(PM_ETYPE, pm_tree_get_string(obj, "S", &str));
+  assert_pm(PM_ETYPE, pm_tree_get_string(obj, "B", &str));
+  assert_pm(PM_ETYPE, pm_tree_get_int(obj, "I", &i));
+  assert_pm(PM_ETYPE, pm_tree_get_int(obj, "T", &i));
+  assert_pm(PM_ETYPE, pm_tree_get_bool(obj, "B", &b));
+  assert_pm(PM_ETYPE, pm_tree_get_bool(obj, "S", &b));
+  assert_pm(0, pm_tree_get_bool(obj, "T", &b));
+  assert_true(b);
+  json_decref(obj);
+}
+
 /* ---- jansson out of memory ------------------------------------------------------------------ */
 
 static unsigned long json_allocs_left; /* 0: no limit */
 static int json_limited;
 
 static void *limited_malloc(size_t n) {
-  if (json_limited && json_allocs_left-- == 0)
-    return NULL;
+  if (json_limited) {
+    if (json_allocs_left == 0)
+      return NULL;
+    json_allocs_left--;
+  }
   return malloc(n);
 }
 
@@ -179,15 +202,40 @@ static void test_encode_out_of_memory(void **state) {
   pm_msg_free(m);
 }
 
+/* The setters tell a failed allocation (PM_ENOMEM) from a value jansson refuses
+ * (PM_EINVAL), and a value handed over is released either way. */
+static void test_setters_out_of_memory(void **state) {
+  pm_msg *m = NULL;
+  json_t *v;
+  (void)state;
+  assert_pm(0, pm_msg_new("Request", &m));
+  assert_pm(PM_EINVAL, pm_msg_set_string(m, "Bad", "\xff"));
+  json_fail_after(1);
+  assert_pm(PM_ENOMEM, pm_msg_set_string(m, "Location", "de"));
+  assert_pm(PM_ENOMEM, pm_msg_set_int(m, "Id", 1234567));
+  json_fail_after(0);
+  v = json_string("kept");
+  assert_non_null(v);
+  json_fail_after(1);
+  assert_pm(PM_ENOMEM, pm_msg_set_tree(m, "Location", v));
+  json_fail_after(0);
+  assert_int_equal(0, json_object_size(pm_msg_fields(m)));
+  assert_pm(0, pm_msg_set_string(m, "Location", "de"));
+  pm_msg_free(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_error_codes_named),
       cmocka_unit_test(test_public_calls_refuse_missing_arguments),
+      cmocka_unit_test(test_getters_refuse_embedded_nul),
       cmocka_unit_test_setup_teardown(test_json_decode_out_of_memory, setup_json_alloc,
                                       teardown_json_alloc),
       cmocka_unit_test_setup_teardown(test_xml_decode_out_of_memory, setup_json_alloc,
                                       teardown_json_alloc),
       cmocka_unit_test_setup_teardown(test_encode_out_of_memory, setup_json_alloc,
+                                      teardown_json_alloc),
+      cmocka_unit_test_setup_teardown(test_setters_out_of_memory, setup_json_alloc,
                                       teardown_json_alloc),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

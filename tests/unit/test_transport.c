@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -87,6 +89,53 @@ static void on_connection(uv_stream_t *server, int status) {
   (void)status;
 }
 
+/* pm__pipe_listen on path (the loop run until the handle is closed again). */
+static int listen_at(const char *path) {
+  uv_loop_t loop;
+  uv_pipe_t server;
+  pm__pipe_file bound;
+  char p[PM_PIPE_PATH_MAX + 1];
+  pm__listen_spec spec = {p, 8, 0, 0, 0, &bound};
+  int rc;
+  snprintf(p, sizeof(p), "%s", path);
+  assert_int_equal(0, uv_loop_init(&loop));
+  rc = pm__pipe_listen(&loop, &server, &spec, on_connection);
+  if (rc == 0)
+    pm__pipe_unlink(p, &bound);
+  uv_close((uv_handle_t *)&server, NULL);
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  assert_int_equal(0, uv_loop_close(&loop));
+  return rc;
+}
+
+/* A socket directory that is not a real directory of root's or ours is refused (PM_EACCES),
+ * so nobody else can swap the socket file: a symlink (to a good directory, even), a file, a
+ * directory of another user's (root only: chown). */
+static void test_transport_socket_dir_untrusted(void **state) {
+  char real[128], link[128], path[200];
+  FILE *f;
+  (void)state;
+  snprintf(real, sizeof(real), "%s/real", dir);
+  snprintf(link, sizeof(link), "%s/link", dir);
+  assert_int_equal(0, mkdir(real, 0755));
+  assert_int_equal(0, symlink(real, link));
+  snprintf(path, sizeof(path), "%s/sock", link);
+  assert_pm(PM_EACCES, listen_at(path));
+  snprintf(path, sizeof(path), "%s/sock", real);
+  assert_pm(0, listen_at(path));
+  snprintf(path, sizeof(path), "%s/file", dir);
+  f = fopen(path, "w");
+  assert_non_null(f);
+  fclose(f);
+  snprintf(path, sizeof(path), "%s/file/sock", dir);
+  assert_pm(PM_EACCES, listen_at(path));
+  if (geteuid() == 0) {
+    assert_int_equal(0, chown(real, 65534, 65534));
+    snprintf(path, sizeof(path), "%s/sock", real);
+    assert_pm(PM_EACCES, listen_at(path));
+  }
+}
+
 /* The socket's directory is made when missing, one level only. */
 static void test_transport_socket_dir_not_made(void **state) {
   uv_loop_t loop;
@@ -128,6 +177,52 @@ static void test_transport_dial_failures(void **state) {
   assert_int_equal(-1, fd);
 }
 
+/* pm__dial keeps trying while nobody accepts -- a stale socket file (refused), a full
+ * backlog -- until its deadline, then PM_ECONNTIMEOUT. */
+static void test_transport_dial_retries_until_deadline(void **state) {
+  char path[128];
+  int stale, full, fd = -1, queued[64], nqueued = 0;
+  (void)state;
+  snprintf(path, sizeof(path), "%s/stale", dir);
+  stale = pm_test_bind(path, 0);
+  close(stale); /* the file stays: refused */
+  for (int round = 0; round < 2; round++) {
+    uint64_t start = pm_test_now_ms(), took;
+    assert_pm(PM_ECONNTIMEOUT, pm__dial(path, uv_hrtime() + 300 * 1000000ull, &fd));
+    took = pm_test_now_ms() - start;
+    /* Gives up at the last retry (every 20 ms) that would end past the deadline: never more
+     * than a retry early; late by at most a loaded machine's scheduling (1.2 s). */
+    if (took < 280 || took > 1500) {
+      print_error("gave up after %llu ms, deadline 300 ms\n", (unsigned long long)took);
+      fail();
+    }
+    if (round == 1)
+      break;
+    /* A live socket whose backlog is full (no one accepts): still retried. */
+    snprintf(path, sizeof(path), "%s/full", dir);
+    full = pm_test_bind(path, 1);
+    for (nqueued = 0; nqueued < 64; nqueued++) {
+      struct sockaddr_un sa;
+      int c = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      assert_true(c >= 0);
+      memset(&sa, 0, sizeof(sa));
+      sa.sun_family = AF_UNIX;
+      assert_true(strlen(path) < sizeof(sa.sun_path));
+      memcpy(sa.sun_path, path, strlen(path) + 1);
+      if (connect(c, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        assert_int_equal(EAGAIN, errno);
+        close(c);
+        break;
+      }
+      queued[nqueued] = c;
+    }
+    assert_true(nqueued < 64);
+  }
+  for (int i = 0; i < nqueued; i++)
+    close(queued[i]);
+  close(full);
+}
+
 /* Non-blocking I/O on a socket whose peer has gone: PM_EIO, never SIGPIPE. */
 static void test_transport_fd_io_on_dead_socket(void **state) {
   int sv[2];
@@ -136,6 +231,18 @@ static void test_transport_fd_io_on_dead_socket(void **state) {
   assert_int_equal(0, socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
   assert_int_equal(0, pm__fd_check_owner(sv[0], -1));
   assert_int_equal(0, pm__fd_check_owner(sv[0], 0));
+  /* Alive but idle: nothing to read yet; and a full socket takes nothing now. */
+  assert_pm(PM_EBUSY, (int)pm__fd_recv(sv[0], &c, 1));
+  {
+    static char chunk[65536];
+    long n;
+    while ((n = pm__fd_send(sv[0], chunk, sizeof(chunk), NULL, 0)) > 0)
+      ;
+    assert_int_equal(0, n);
+  }
+  close(sv[0]);
+  close(sv[1]);
+  assert_int_equal(0, socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
   close(sv[1]);
   assert_int_equal(0, pm__fd_recv(sv[0], &c, 1)); /* end of stream */
   assert_pm(PM_EIO, (int)pm__fd_send(sv[0], "a", 1, "b", 1));
@@ -236,7 +343,10 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_transport_uv_codes),
       cmocka_unit_test_setup_teardown(test_transport_runtime_dir, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_transport_socket_dir_untrusted, setup, teardown),
       cmocka_unit_test_setup_teardown(test_transport_socket_dir_not_made, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_transport_dial_retries_until_deadline, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_transport_dial_failures, setup, teardown),
       cmocka_unit_test(test_transport_fd_io_on_dead_socket),
       cmocka_unit_test(test_transport_handle_without_socket),
