@@ -88,6 +88,54 @@ static void test_log_syslog_target(void **state) {
   log_close();
 }
 
+/* One line logged at info to stderr (redirected to a file for the call), as written. */
+static const char *logged_line(void) {
+  static char line[256];
+  char path[] = "/tmp/pmlog.XXXXXX";
+  int fd = mkstemp(path), saved = dup(2);
+  ssize_t n;
+  assert_true(fd >= 0 && saved >= 0);
+  fflush(stderr);
+  assert_int_equal(2, dup2(fd, 2));
+  log_open(LVL_INFO, LOG_TO_STDERR);
+  log_msg(LVL_INFO, "hello");
+  log_close();
+  fflush(stderr);
+  assert_int_equal(2, dup2(saved, 2));
+  close(saved);
+  n = pread(fd, line, sizeof(line) - 1, 0);
+  assert_true(n > 0);
+  line[n] = '\0';
+  close(fd);
+  unlink(path);
+  return line;
+}
+
+/* Lines carry a time stamp unless stderr is the journal's stream, as $JOURNAL_STREAM
+ * ("DEV:INO") says; a malformed value, or one naming another file, keeps the stamps. */
+static void test_log_stamps_unless_journal(void **state) {
+  static const char *const bad[] = {"", "journal", "12", "12:x"};
+  (void)state;
+  unsetenv("JOURNAL_STREAM");
+  assert_int_equal(0, strncmp(logged_line() + 19, ".", 1)); /* 2026-01-02T03:04:05.678Z */
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    setenv("JOURNAL_STREAM", bad[i], 1);
+    assert_non_null(strstr(logged_line(), "Z pipemsgd: info: hello\n"));
+  }
+  /* The right device, another inode (/tmp's own): stderr redirected after the journal set
+   * it. */
+  {
+    struct stat st;
+    char value[64];
+    assert_int_equal(0, stat("/tmp", &st));
+    snprintf(value, sizeof(value), "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+    setenv("JOURNAL_STREAM", value, 1);
+    assert_non_null(strstr(logged_line(), "Z pipemsgd: info: hello\n"));
+  }
+  unsetenv("JOURNAL_STREAM");
+}
+
 /* ---- settings ----------------------------------------------------------------------------- */
 
 static char dir[64];
@@ -359,6 +407,7 @@ int main(void) {
       cmocka_unit_test(test_utf8_len_as_strict_as_jansson),
       cmocka_unit_test(test_log_escape_cuts_whole_characters),
       cmocka_unit_test(test_log_syslog_target),
+      cmocka_unit_test(test_log_stamps_unless_journal),
       cmocka_unit_test_setup_teardown(test_settings_load_refuses_what_is_not_an_object, setup_dir,
                                       teardown_dir),
       cmocka_unit_test_setup_teardown(test_settings_load_ignores_bad_values, setup_dir,
