@@ -249,8 +249,8 @@ static void test_store_failed_publish_writes_nothing(void **state) {
 }
 
 /* Invalid rows are skipped and removed; when their removal fails (a trigger rolls the
- * transaction back), they stay and are skipped again at the next load, and their ids still
- * count. */
+ * transaction back), or the id ceiling cannot be raised over them first, they stay and are
+ * skipped again at the next load, and their ids still count. */
 static void test_store_invalid_rows_kept_when_removal_fails(void **state) {
   load_result r;
   (void)state;
@@ -271,6 +271,21 @@ static void test_store_invalid_rows_kept_when_removal_fails(void **state) {
   assert_int_equal(1, r.skipped);
   assert_int_equal(2, db_int("SELECT count(*) FROM events"));
   assert_int_equal(0, load().skipped);
+
+  /* A row is removed only once the id ceiling covers its id: when the ceiling cannot be
+   * raised, the row stays and still counts. */
+  db_exec("INSERT INTO events(id, type, time, data, marker) VALUES(9000, '', 'x', NULL, 0);"
+          "CREATE TRIGGER no_meta BEFORE INSERT ON meta BEGIN SELECT RAISE(ABORT, 'no'); END;");
+  r = load();
+  assert_pm(0, r.rc);
+  assert_int_equal(1, r.skipped);
+  assert_int_equal(9001, r.next_id);
+  assert_int_equal(3, db_int("SELECT count(*) FROM events"));
+  assert_int_equal(5000, db_int("SELECT value FROM meta WHERE key = 'id_ceiling'"));
+  db_exec("DROP TRIGGER no_meta");
+  assert_int_equal(1, load().skipped);
+  assert_int_equal(9000, db_int("SELECT value FROM meta WHERE key = 'id_ceiling'"));
+  assert_int_equal(2, db_int("SELECT count(*) FROM events"));
 }
 
 /* Loading under allocation failure: ENOMEM with nothing delivered twice and nothing removed,
