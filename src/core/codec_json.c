@@ -80,7 +80,13 @@ int pm_json_decode(const void *buf, size_t len, pm_msg **out, char *why) {
   rc = count_nodes(p, len, why);
   if (rc < 0)
     return rc;
+  /* jansson leaves err unset (its code byte included) when it cannot allocate its parser. */
+  memset(&err, 0, sizeof(err));
   root = json_loadb((const char *)p, len, DECODE_FLAGS, &err);
+  if (root == NULL && err.text[0] == '\0') {
+    rc = pm__reason(why, PM_ENOMEM, "%s", pm_strerror(PM_ENOMEM));
+    goto done;
+  }
   if (root == NULL) {
     switch (json_error_code(&err)) {
     case json_error_stack_overflow:
