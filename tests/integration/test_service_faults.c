@@ -525,6 +525,47 @@ static void test_service_faults_reload_applies_hook_and_traffic(void **state) {
   assert_int_equal(0, pm_test_service_stop(&svc));
 }
 
+/* Parameters the service would have to put into events, logs or hook environments are
+ * refused (BadRequest, naming the parameter) before anything happens: the Location's and the
+ * EmitEvent Type's length and characters, a Data that is not an object. */
+static void test_service_faults_refused_params(void **state) {
+  const char *args[] = {"--test-commands", NULL};
+  char long_name[80];
+  const char *msg;
+  (void)state;
+  memset(long_name, 'a', 65);
+  long_name[65] = '\0';
+  pm_test_service_restart(&svc, args);
+  {
+    const char *bad[] = {"", long_name, "de fr", "de/fr", "\xc3\xa9"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+      assert_string_equal("BadRequest",
+                          call("StartVpn", json_pack("{s:s}", "Location", bad[i]), &msg));
+      assert_non_null(strstr(msg, "Location must be"));
+    }
+  }
+  long_name[64] = '\0';
+  assert_string_equal("Ok", call("StartVpn", json_pack("{s:s}", "Location", long_name), NULL));
+  {
+    const char *bad[] = {"", "9Lives", "_x", "A-B", "A.B", "\xc3\xa9"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+      assert_string_equal("BadRequest",
+                          call("EmitEvent", json_pack("{s:s}", "Type", bad[i]), &msg));
+      assert_non_null(strstr(msg, "Type must be"));
+    }
+  }
+  long_name[64] = 'a';
+  assert_string_equal("BadRequest",
+                      call("EmitEvent", json_pack("{s:s}", "Type", long_name), NULL));
+  long_name[64] = '\0';
+  assert_string_equal("Ok", call("EmitEvent", json_pack("{s:s}", "Type", long_name), NULL));
+  assert_string_equal("BadRequest", call("EmitEvent", json_pack("{s:s, s:[i]}", "Type", "Ok1",
+                                                                "Data", 1),
+                                         &msg));
+  assert_string_equal("Data must be an object", msg);
+  assert_int_equal(0, pm_test_service_stop(&svc));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_service_faults_data_dir_unusable, setup, teardown),
@@ -542,6 +583,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_service_faults_names_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_faults_listen_fds_not_a_socket, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_service_faults_refused_params, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
