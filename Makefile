@@ -22,8 +22,9 @@ build: bootstrap $(BUILD)/build.ninja
 demo: build
 	@sh scripts/demo.sh $(BUILD)/bin
 
+# A program with a skipped test shows as Skipped; the reasons follow the summary.
 check: build
-	cd $(BUILD) && ctest --output-on-failure -j2
+	(cd $(BUILD) && ctest --output-on-failure -j2); rc=$$?; sh scripts/skips.sh $(BUILD); exit $$rc
 
 # Every test again under valgrind (pipemsgd included); slower, run by CI.
 memcheck: build

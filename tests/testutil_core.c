@@ -1,5 +1,6 @@
 /* The test helpers that need no socket, process or /proc (pm_testutil_core): built for every
  * platform and linked into every test program. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,6 +20,24 @@ uint64_t pm_test_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int skipped;
+
+void pm_test_note_skip(const char *format, ...) {
+  char reason[512];
+  va_list ap;
+  va_start(ap, format);
+  vsnprintf(reason, sizeof(reason), format, ap);
+  va_end(ap);
+  print_message("skipped: %s\n", reason);
+  skipped++;
+}
+
+int pm_test_result(int failed) {
+  if (failed != 0)
+    return 1;
+  return skipped > 0 ? PM_TEST_SKIPPED : 0;
 }
 
 char *pm_test_repeat(const char *head, const char *unit, size_t n, const char *tail, size_t *len) {

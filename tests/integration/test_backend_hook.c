@@ -557,5 +557,5 @@ int main(void) {
   };
   /* A killed command's pipe must not take the test down with it. */
   signal(SIGPIPE, SIG_IGN);
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -71,5 +71,5 @@ int main(void) {
       cmocka_unit_test(test_bench_quick_json_has_every_scenario),
       cmocka_unit_test(test_bench_usage_errors),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

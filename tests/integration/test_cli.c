@@ -217,5 +217,5 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_cli_watch_usage, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_13_pipe_names_agree, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -301,5 +301,5 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_command_pipe_real_default_deadline, setup_default,
                                       teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

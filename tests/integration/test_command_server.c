@@ -619,5 +619,5 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(hardening_15_lingering_refusals_bounded, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

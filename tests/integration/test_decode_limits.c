@@ -164,5 +164,5 @@ int main(void) {
       cmocka_unit_test_setup_teardown(hardening_01_xml_attributes_answered, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_02_decode_budget_service, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

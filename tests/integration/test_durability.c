@@ -225,17 +225,13 @@ static void hardening_04_disk_full(void **state) {
   int n_ok = 0, n_err = 0, fd;
   json_t *d;
   (void)state;
-  if (geteuid() != 0) {
-    print_message("skipped: mounting a small tmpfs needs root\n");
-    skip();
-  }
+  if (geteuid() != 0)
+    pm_test_skip("mounting a small tmpfs needs root");
   assert_int_equal(0, pm_test_service_stop(&svc));
   snprintf(small_fs, sizeof(small_fs), "%s/small", svc.dir);
   assert_int_equal(0, mkdir(small_fs, 0700));
-  if (mount("tmpfs", small_fs, "tmpfs", 0, "size=4m,mode=0700") < 0) {
-    print_message("skipped: cannot mount a tmpfs: %s\n", strerror(errno));
-    skip();
-  }
+  if (mount("tmpfs", small_fs, "tmpfs", 0, "size=4m,mode=0700") < 0)
+    pm_test_skip("cannot mount a tmpfs: %s", strerror(errno));
   small_fs_mounted = 1;
   pm_test_service_restart(&svc, fs_args);
   epoch = epoch_now();
@@ -385,5 +381,5 @@ int main(void) {
       cmocka_unit_test_setup_teardown(hardening_04_disk_full, setup, teardown_small_fs),
       cmocka_unit_test_setup_teardown(hardening_06_malformed_rows_skipped, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

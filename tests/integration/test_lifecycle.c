@@ -351,10 +351,8 @@ static void test_lifecycle_systemd_units_verify(void **state) {
   const char *out, *err;
   int rc;
   (void)state;
-  if (access("/usr/bin/systemd-analyze", X_OK) < 0) {
-    print_message("skipped: no /usr/bin/systemd-analyze\n");
-    skip();
-  }
+  if (access("/usr/bin/systemd-analyze", X_OK) < 0)
+    pm_test_skip("no /usr/bin/systemd-analyze");
   /* The units as shipped, pointed at this build's binary. */
   for (int i = 0; i < 3; i++) {
     snprintf(units[i], sizeof(units[i]), "%s/%s", dir, names[i]);
@@ -828,10 +826,8 @@ static void hardening_19_one_refusal_one_line(void **state) {
   const char *as_nobody[] = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
                              "--clear-groups", PIPEMSG, "call", "-c", NULL, "GetVersion", NULL};
   (void)state;
-  if (geteuid() != 0) {
-    print_message("skipped: connecting as another user needs root\n");
-    skip();
-  }
+  if (geteuid() != 0)
+    pm_test_skip("connecting as another user needs root");
   pm_test_service_start(&svc, args);
   assert_int_equal(0, chmod(svc.dir, 0755));
   as_nobody[7] = svc.command_pipe;
@@ -875,5 +871,5 @@ int main(void) {
       cmocka_unit_test_setup_teardown(hardening_19_client_close_is_info, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_19_one_refusal_one_line, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -347,5 +347,5 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_service_hook_backend, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_hook_backend_needs_up_cmd, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

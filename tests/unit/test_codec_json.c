@@ -356,5 +356,5 @@ int main(void) {
       cmocka_unit_test(test_codec_json_decode_oom),
       cmocka_unit_test(hardening_02_decode_budget_json),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

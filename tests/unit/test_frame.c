@@ -217,5 +217,5 @@ int main(void) {
       cmocka_unit_test(test_frame_header_encoder),
       cmocka_unit_test(test_frame_out_of_memory),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -117,5 +117,5 @@ int main(void) {
       cmocka_unit_test(test_fuzz_regressions_xsi_type),
       cmocka_unit_test(test_fuzz_regressions_corpus),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -236,5 +236,5 @@ int main(void) {
       cmocka_unit_test(test_message_get_bool),   cmocka_unit_test(test_message_set_and_get),
       cmocka_unit_test(test_message_oom),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -192,5 +192,5 @@ int main(void) {
       cmocka_unit_test(test_pipe_too_long_is_an_error),
       cmocka_unit_test(test_pipe_error_names),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

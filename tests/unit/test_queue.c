@@ -692,5 +692,5 @@ int main(void) {
       cmocka_unit_test(test_queue_reserved_type_is_not_a_marker),
       cmocka_unit_test(test_queue_out_of_memory),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
