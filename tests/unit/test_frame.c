@@ -179,30 +179,47 @@ static void test_frame_header_encoder(void **state) {
   assert_pm(0, pm_frame_header(PM_MAX_MESSAGE_DEFAULT, 0, h));
 }
 
+/* The Nth allocation fails, N = 1, 2, ... until none does: the reader's own and its payload
+ * buffer's each fail once, as PM_ENOMEM with nothing leaked; then the frame comes out whole. */
 static void test_frame_out_of_memory(void **state) {
+  static const char text[] = "payload that needs a buffer";
   uint8_t stream[64];
-  size_t len = put_frame(stream, "payload that needs a buffer");
+  size_t len = put_frame(stream, text);
+  int failed_new = 0, failed_feed = 0, whole = 0;
   (void)state;
-  for (unsigned long n = 1; n < 10; n++) {
+  for (unsigned long n = 1; n < 10 && !whole; n++) {
     pm_reader *r = NULL;
+    uint8_t *payload = NULL;
+    size_t plen = 0;
     int rc;
     long used;
     pm__alloc_fail_after(n);
     rc = pm_reader_new(0, &r);
     if (rc < 0) {
+      pm__alloc_fail_after(0);
       assert_pm(PM_ENOMEM, rc);
       assert_null(r);
+      failed_new++;
       continue;
     }
     used = pm_reader_feed(r, stream, len);
     pm__alloc_fail_after(0);
-    if (used < 0)
+    if (used < 0) {
       assert_pm(PM_ENOMEM, (int)used);
-    else
+      failed_feed++;
+    } else {
       assert_int_equal(len, used);
+      assert_int_equal(1, pm_reader_next(r, &payload, &plen));
+      assert_int_equal(strlen(text), plen);
+      assert_memory_equal(text, payload, plen);
+      pm_free(payload);
+      whole = 1;
+    }
     pm_reader_free(r);
   }
-  pm__alloc_fail_after(0);
+  assert_int_equal(1, failed_new);
+  assert_int_equal(1, failed_feed);
+  assert_true(whole);
 }
 
 int main(void) {
