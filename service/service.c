@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "log.h"
 #include "service.h"
 #include "settings.h"
@@ -513,37 +514,9 @@ static void on_event_log(const pm_event_log *e, void *data) {
 
 /* ---- access control ------------------------------------------------------------------------ */
 
-static int id_listed(const config_ids *ids, long long id) {
-  for (int i = 0; i < ids->n; i++)
-    if (ids->v[i] == id)
-      return 1;
-  return 0;
-}
-
-/* Root, our own user, a listed user, or a process holding a listed group: as its primary
- * group or a supplementary one, as the kernel saw it connect. Never the group database, which
- * says what a user may hold, not what the process holds; where the kernel cannot tell the
- * supplementary groups (before Linux 4.13) only the primary group counts. */
-static int peer_allowed(const service_config *cfg, const pm_peer *peer) {
-  if (peer->uid < 0)
-    return 0;
-  if (peer->uid == 0 || peer->uid == (long long)geteuid() || id_listed(&cfg->allow_uid, peer->uid))
-    return 1;
-  if (id_listed(&cfg->allow_gid, peer->gid))
-    return 1;
-  for (int i = 0; i < peer->ngroups; i++)
-    if (id_listed(&cfg->allow_gid, peer->groups[i]))
-      return 1;
-  return 0;
-}
-
 static int authorize(const pm_peer *peer, void *data) {
   service *svc = data;
-  if (peer_allowed(&svc->cfg, peer))
-    return 0;
-  log_msg(LVL_WARNING, "refused pid=%lld uid=%lld gid=%lld: not allowed", peer->pid, peer->uid,
-          peer->gid);
-  return -1;
+  return access_authorize(&svc->cfg, peer);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
