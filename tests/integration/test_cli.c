@@ -62,7 +62,9 @@ static void test_cli_call_no_service(void **state) {
   snprintf(path, sizeof(path), "%s/nobody-here", svc.dir);
   assert_int_equal(3, pm_test_run(argv, &out, &err));
   assert_non_null(strstr(err, "ConnectionTimeout"));
-  assert_true(pm_test_now_ms() - start >= 150);
+  /* The client gives up when its next 20 ms retry would pass the deadline; a loaded machine
+   * (and starting the program) may take up to a second more, short of the 3000 ms default. */
+  assert_in_range(pm_test_now_ms() - start, 200 - 50, 200 + 1000);
 }
 
 static void test_cli_usage_errors(void **state) {
