@@ -126,7 +126,7 @@ static const opt options[] = {
     {"log-target", 0, T_ENUM, F(log_target), 0, 0, "TARGET", "stderr (default) or syslog",
      log_targets, 0, 0},
     {"test-commands", 0, T_FLAG, F(test_commands), 0, 0, NULL,
-     "enable EmitEvent, for tests and demos", NULL, 0, 0},
+     "enable EmitEvent and Echo, for tests and demos", NULL, 0, 0},
     {"config", 0, T_ACTION, ACT_CONFIG, 0, 0, "FILE",
      "read options from FILE (key = value lines, or a JSON object); the command line wins",
      NULL, 0, 0},

@@ -339,6 +339,14 @@ static void cmd_get_stats(service *svc, pm_command_call *call) {
                 (json_int_t)pm_event_server_epoch(svc->events)));
 }
 
+/* --test-commands only: its Params back as Data, as large as a request may be: a response the
+ * client must read, for tests of the write deadline. */
+static void cmd_echo(service *svc, pm_command_call *call) {
+  const json_t *params = pm_command_call_params(call);
+  (void)svc;
+  pm_command_call_reply(call, PM_RESULT_OK, NULL, params != NULL ? json_deep_copy(params) : NULL);
+}
+
 /* --test-commands only: publish Count events of a Type, for tests and demos. */
 static void cmd_emit_event(service *svc, pm_command_call *call) {
   const json_t *params = pm_command_call_params(call);
@@ -401,6 +409,7 @@ static const command commands[] = {
     {"IsReconnectionEnabled", cmd_is_reconnection_enabled, 0},
     {"ConfigureBypassDomains", cmd_configure_bypass_domains, 0},
     {"EmitEvent", cmd_emit_event, 1},
+    {"Echo", cmd_echo, 1},
 };
 
 /* A peer's command name as logged: only a name (pm_name_valid) is written, so no command can

@@ -284,6 +284,35 @@ static void test_command_pipe_real_default_deadline(void **state) {
   assert_in_range(waited, 3000 - EARLY_MS, 3000 + 1000);
 }
 
+static int setup_write_deadline(void **state) {
+  static const char *const args[] = {"--test-commands", "--write-timeout-ms", "300", NULL};
+  (void)state;
+  pm_test_service_start(&svc, args);
+  return 0;
+}
+
+/* A client that never reads a 1 MiB response (five times what a socket buffer holds) is
+ * dropped at the configured write deadline, not at the 3000 ms default. The clock starts once
+ * the whole request is sent: the deadline cannot have started before. Decoding, copying and
+ * encoding the megabyte count against it (a second under valgrind). */
+static void test_command_pipe_unread_response_dropped_at_write_deadline(void **state) {
+  size_t len;
+  char *req = pm_test_repeat("{\"Request\":{\"Command\":\"Echo\",\"Params\":{\"Pad\":\"", "x",
+                             1u << 20, "\"}}}", &len);
+  uint64_t start;
+  int fd = pm_test_connect(svc.command_pipe);
+  (void)state;
+  assert_true(fd >= 0);
+  assert_int_equal(0, pm_test_send_frame(fd, req));
+  start = pm_test_now_ms();
+  free(req);
+  pm_test_await_log(&svc, "command=Echo result=Ok");
+  assert_non_null(strstr(pm_test_service_log(&svc), "reason=\"response write timed out\""));
+  assert_in_range(pm_test_now_ms() - start, 300 - EARLY_MS, 300 + slack_ms);
+  close(fd);
+  assert_service_serves();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_command_pipe_idle_client_dropped_at_deadline,
@@ -310,6 +339,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_command_pipe_real_default_deadline, setup_default,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_command_pipe_unread_response_dropped_at_write_deadline,
+                                      setup_write_deadline, teardown),
   };
   if (getenv("PM_TEST_VALGRIND") != NULL) {
     slack_ms = SLACK_MS_VALGRIND;
