@@ -738,14 +738,17 @@ static void fake_serve(void *arg) {
   close(fd);
 }
 
-/* One call to a fake service that answers with answer; returns the client's result. */
+/* One call to a fake service that answers with answer; returns the client's result. A client
+ * that waited on after the fake service closed would fail at 5 s, not hang for the default
+ * 180 s. */
 static int call_fake(const void *answer, size_t len, const pm_client_options *opts) {
+  static const pm_client_options bounded = {.response_timeout_ms = 5000};
   fake_service f = {pm_test_bind(fx.path, 1), answer, len};
   pm_msg *resp = NULL;
   uv_thread_t thread;
   int rc;
   assert_int_equal(0, uv_thread_create(&thread, fake_serve, &f));
-  rc = call("Hello", opts, &resp);
+  rc = call("Hello", opts != NULL ? opts : &bounded, &resp);
   uv_thread_join(&thread);
   close(f.lfd);
   assert_int_equal(0, unlink(fx.path));
@@ -770,7 +773,7 @@ static void test_command_client_bad_answers_are_transport_errors(void **state) {
   static const char request[] = "{\"Request\":{\"Command\":\"Hello\"}}";
   static const char response[] = "{\"Response\":{\"Result\":\"Ok\",\"Message\":\"a long answer\"}}";
   /* Room for the request (38 bytes), not for the response. */
-  pm_client_options small = {.max_message = 40};
+  pm_client_options small = {.response_timeout_ms = 5000, .max_message = 40};
   uint8_t buf[128];
   (void)state;
   /* The end of the stream before any answer, or in the middle of one. */
