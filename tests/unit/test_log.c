@@ -40,5 +40,5 @@ int main(void) {
       cmocka_unit_test(hardening_10_log_escape),
       cmocka_unit_test(test_log_escape_cut),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
