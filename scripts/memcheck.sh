@@ -12,8 +12,8 @@ for t in "$build"/bin/test_*; do
     "$t" >"$build/memcheck-$name.log" 2>&1 || rc=$?
   case $rc in
   0) echo "memcheck: $name clean" ;;
-  77) echo "memcheck: $name clean (skipped: $(grep -h '^skipped: ' "$build/memcheck-$name.log" |
-      sed 's/^skipped: //' | paste -sd ';' -))" ;;
+  77) echo "memcheck: $name clean; skipped: $(sed -n 's/^skipped: //p' "$build/memcheck-$name.log" |
+      sort -u | paste -sd ';' -)" ;;
   *)
     echo "memcheck: $name failed; see $build/memcheck-$name.log" >&2
     tail -40 "$build/memcheck-$name.log" >&2
