@@ -149,5 +149,5 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_config_file_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_json_file, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

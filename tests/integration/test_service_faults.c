@@ -585,5 +585,5 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_service_faults_refused_params, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -240,5 +240,5 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_setters_out_of_memory, setup_json_alloc,
                                       teardown_json_alloc),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

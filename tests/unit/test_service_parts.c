@@ -418,5 +418,5 @@ int main(void) {
       cmocka_unit_test(test_systemd_listen_fds),
       cmocka_unit_test(test_systemd_notify_ready),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -337,5 +337,5 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_store_load_out_of_memory, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

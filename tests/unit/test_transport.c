@@ -289,10 +289,8 @@ static void test_transport_peer_with_many_groups(void **state) {
   int fd, status, go[2];
   pid_t pid;
   (void)state;
-  if (geteuid() != 0) {
-    print_message("skipped: setting supplementary groups needs root\n");
-    skip();
-  }
+  if (geteuid() != 0)
+    pm_test_skip("setting supplementary groups needs root");
   snprintf(path, sizeof(path), "%s/sock", dir);
   assert_int_equal(0, uv_loop_init(&loop));
   assert_pm(0, pm__pipe_listen(&loop, &server, &spec, on_connection));
@@ -352,5 +350,5 @@ int main(void) {
       cmocka_unit_test(test_transport_handle_without_socket),
       cmocka_unit_test_setup_teardown(test_transport_peer_with_many_groups, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
