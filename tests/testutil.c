@@ -19,6 +19,9 @@
 
 /* How long a service may take to come up on a slow, shared machine (or under valgrind). */
 #define READY_TIMEOUT_MS 30000
+/* How long a service may take to stop on SIGTERM: it ends every connection at once (a
+ * Disconnect, or a close), so this is a slow machine's worst case, not a rule. */
+#define STOP_TIMEOUT_MS 10000
 
 /* Every test program resolves bare pipe names into a private runtime directory of its own:
  * pipemsgd started without -c or -e, or a client given a default name, never reaches
@@ -150,11 +153,24 @@ void pm_test_service_restart(pm_test_service *svc, const char *const *extra_args
 }
 
 int pm_test_service_stop(pm_test_service *svc) {
+  uint64_t deadline = pm_test_now_ms() + (uint64_t)pm_test_margin_ms(STOP_TIMEOUT_MS);
+  pid_t got;
   int status;
   if (svc->pid <= 0)
     return -1;
   kill(svc->pid, SIGTERM);
-  assert_int_equal(svc->pid, waitpid(svc->pid, &status, 0));
+  /* A service that does not stop fails the test now, not at ctest's timeout. */
+  while ((got = waitpid(svc->pid, &status, WNOHANG)) == 0 && pm_test_now_ms() < deadline)
+    uv_sleep(10);
+  if (got == 0) {
+    kill(svc->pid, SIGKILL);
+    waitpid(svc->pid, &status, 0);
+    svc->pid = 0;
+    print_error("pipemsgd did not stop within %d ms of SIGTERM; log:\n%s\n", STOP_TIMEOUT_MS,
+                pm_test_service_log(svc));
+    fail();
+  }
+  assert_int_equal(svc->pid, got);
   svc->pid = 0;
   if (WIFEXITED(status) && WEXITSTATUS(status) == 99) {
     print_error("valgrind found errors in pipemsgd:\n%s\n", pm_test_service_log(svc));
@@ -433,8 +449,12 @@ int pm_test_event_attach(const char *pipe, const char *handshake, int timeout_ms
 }
 
 pm_msg *pm_test_next_event(int fd, int timeout_ms) {
+  /* One deadline for the whole wait: heartbeats come more often than most timeouts given here,
+   * so a timeout per message would wait for ever for an event that never comes. */
+  uint64_t deadline = pm_test_now_ms() + (uint64_t)timeout_ms;
   for (;;) {
-    pm_msg *m = pm_test_recv_msg(fd, timeout_ms);
+    uint64_t now = pm_test_now_ms();
+    pm_msg *m = now < deadline ? pm_test_recv_msg(fd, (int)(deadline - now)) : NULL;
     char buf[64];
     if (m == NULL || strcmp(pm_msg_kind(m), "Handshake") != 0)
       return m;

@@ -33,6 +33,21 @@ uint64_t pm_test_now_ms(void);
 void pm_test_note_skip(const char *format, ...) __attribute__((format(printf, 1, 2)));
 int pm_test_result(int failed);
 
+/* Timing windows. A timing rule is checked from both sides: early by no more than a margin (a
+ * timer may fire a few ms before the wall clock says, as libuv starts it from the loop's cached
+ * time, which lags by the work done in the loop iteration), and late by no more than a margin
+ * chosen so that a wrong value of the rule falls outside. Margins are given for a loaded
+ * machine; pm_test_margin_ms scales them for the build that is slow by design: 10 x under
+ * valgrind (PM_TEST_VALGRIND, set by `make memcheck`, where pipemsgd runs under valgrind too,
+ * and a loop iteration takes 50 times longer). There a window no longer separates a wrong
+ * value, which the normal build (and `make mutate`) checks. */
+long pm_test_margin_ms(long margin_ms);
+/* Fails unless lo_ms <= ms <= hi_ms, printing what was measured. */
+#define assert_ms_within(what, ms, lo_ms, hi_ms)                                                   \
+  pm_test_assert_ms_within((what), (long)(ms), (long)(lo_ms), (long)(hi_ms), __FILE__, __LINE__)
+void pm_test_assert_ms_within(const char *what, long ms, long lo_ms, long hi_ms, const char *file,
+                              int line);
+
 /* The private directory $PIPEMSG_RUNTIME_DIR points to in every test program (made before
  * main, removed at exit): bare pipe names never reach /run/pipemsg. A test that points
  * $PIPEMSG_RUNTIME_DIR elsewhere sets it back to this. */
@@ -93,7 +108,8 @@ void pm_test_decode_oom_loop(const char *text);
 /* A raw event session: connects to the event pipe, sends handshake (NULL: Seq 1) and returns the
  * fd; the service's handshake goes to *reply when reply is not NULL. */
 int pm_test_event_attach(const char *pipe, const char *handshake, int timeout_ms, pm_msg **reply);
-/* The next Event on fd, answering heartbeats on the way; NULL on EOF or timeout. */
+/* The next message on fd that is not a heartbeat (answered on the way): an Event, or what
+ * ended the session; NULL on EOF or when timeout_ms pass, heartbeats or not. */
 pm_msg *pm_test_next_event(int fd, int timeout_ms);
 void pm_test_confirm(int fd, int64_t id);
 /* The next message must be Disconnect{Reason: reason}, then the end of the stream. */

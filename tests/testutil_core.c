@@ -40,6 +40,19 @@ int pm_test_result(int failed) {
   return skipped > 0 ? PM_TEST_SKIPPED : 0;
 }
 
+long pm_test_margin_ms(long margin_ms) {
+  return getenv("PM_TEST_VALGRIND") != NULL ? 10 * margin_ms : margin_ms;
+}
+
+void pm_test_assert_ms_within(const char *what, long ms, long lo_ms, long hi_ms, const char *file,
+                              int line) {
+  if (ms < lo_ms || ms > hi_ms) {
+    print_error("%s:%d: %s took %ld ms, expected %ld..%ld ms\n", file, line, what, ms, lo_ms,
+                hi_ms);
+    _fail(file, line);
+  }
+}
+
 char *pm_test_repeat(const char *head, const char *unit, size_t n, const char *tail, size_t *len) {
   size_t hl = strlen(head), ul = strlen(unit), tl = strlen(tail);
   char *s = malloc(hl + n * ul + tl + 1), *p = s;

@@ -71,6 +71,10 @@ void pm__block_sigpipe(void);
 int pm__dial(const char *path, uint64_t deadline_ns, int *fd);
 /* The uid-based check of pm__pipe_check_owner on a plain descriptor. */
 int pm__fd_check_owner(int fd, long long expect_uid);
+/* Test hook: gives the owner checks above another uid than the peer's own (it gets the real
+ * one), so a test without root can play a service run by another user. NULL (the default) in
+ * normal use. */
+extern long long (*pm__owner_uid_hook)(long long uid);
 /* Waits until fd is readable (or, with want_write, writable) or the deadline passes: returns a
  * mask of 1 (readable) and 2 (writable), 0 on timeout, <0 on error. */
 int pm__fd_wait(int fd, int want_write, uint64_t deadline_ns);

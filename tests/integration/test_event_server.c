@@ -25,6 +25,9 @@ typedef struct fixture {
   pm_event_store *store;
   int start_rc;
   int refuse;
+  int publish_at_close; /* on_stop publishes right after closing the server */
+  int publish_rc;       /* what that publish returned */
+  int stopped;          /* the loop thread was joined */
   char dropped[PM_REASON_MAX]; /* the reason of the last "dropped" log entry */
 } fixture;
 
@@ -45,6 +48,9 @@ static int authorize(const pm_peer *peer, void *data) {
 static void on_stop(uv_async_t *a) {
   fixture *f = a->data;
   pm_event_server_close(f->server, NULL, NULL);
+  /* The server is freed only once its handles have closed, later in this loop run. */
+  if (f->publish_at_close)
+    f->publish_rc = pm_event_server_publish(f->server, "Late", NULL, NULL);
   uv_close((uv_handle_t *)&f->stop, NULL);
 }
 
@@ -79,6 +85,15 @@ static void start_server(void) {
   seen_count = 0;
   order_broken = 0;
   memset(seen_last_n, 0xff, sizeof(seen_last_n));
+}
+
+/* Closes the server and ends its loop thread (once). */
+static void stop_server(void) {
+  if (fx.stopped)
+    return;
+  fx.stopped = 1;
+  uv_async_send(&fx.stop);
+  uv_thread_join(&fx.thread);
 }
 
 static int setup(void **state) {
@@ -126,8 +141,7 @@ static int setup_unencodable_store(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  uv_async_send(&fx.stop);
-  uv_thread_join(&fx.thread);
+  stop_server();
   assert_int_equal(0, uv_loop_close(&fx.loop));
   uv_sem_destroy(&fx.ready);
   uv_mutex_destroy(&seen_lock);
@@ -137,11 +151,15 @@ static int teardown(void **state) {
   return 0;
 }
 
+/* What each publish returned: checked on the main thread once the publishers are joined
+ * (cmocka's checks cannot leave another thread). */
+static int publish_rc[PUBLISHERS][PER_PUBLISHER];
+
 static void publisher(void *arg) {
   int t = (int)(intptr_t)arg;
   for (int i = 0; i < PER_PUBLISHER; i++)
-    assert_pm(0, pm_event_server_publish(fx.server, "Tick", json_pack("{s:i, s:i}", "T", t, "N", i),
-                                         NULL));
+    publish_rc[t][i] = pm_event_server_publish(
+        fx.server, "Tick", json_pack("{s:i, s:i}", "T", t, "N", i), NULL);
 }
 
 static void on_event(const pm_event *ev, void *data) {
@@ -180,6 +198,9 @@ static void test_event_server_concurrent_publishers(void **state) {
     assert_int_equal(0, uv_thread_create(&threads[t], publisher, (void *)(intptr_t)t));
   for (int t = 0; t < PUBLISHERS; t++)
     uv_thread_join(&threads[t]);
+  for (int t = 0; t < PUBLISHERS; t++)
+    for (int i = 0; i < PER_PUBLISHER; i++)
+      assert_pm(0, publish_rc[t][i]);
   deadline = pm_test_now_ms() + 30000;
   while (seen() < TOTAL) {
     assert_true(pm_test_now_ms() < deadline);
@@ -220,6 +241,17 @@ static void test_event_server_refused_peer(void **state) {
   free(frame);
   assert_true(pm_test_wait_eof(fd, 5000) >= 0);
   close(fd);
+}
+
+/* A publisher on another thread that races with the server's close is told so, and nothing is
+ * queued: here it publishes on the loop thread between pm_event_server_close and the server
+ * being freed. */
+static void test_event_server_publish_after_close(void **state) {
+  (void)state;
+  fx.publish_at_close = 1;
+  fx.publish_rc = 1;
+  stop_server();
+  assert_pm(PM_ECANCELED, fx.publish_rc);
 }
 
 /* An event no session could encode would stay at the head of the queue, retried for ever:
@@ -326,6 +358,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_event_server_concurrent_publishers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_server_publish_validates, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_server_refused_peer, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_publish_after_close, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_05_publish_refuses_unencodable, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_05_unencodable_head_dropped,
                                       setup_unencodable_store, teardown),
