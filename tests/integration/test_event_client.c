@@ -468,9 +468,19 @@ static void test_event_client_resume_cursor_across_clients(void **state) {
 static void test_event_client_bad_options(void **state) {
   pm_event_client_options opts;
   pm_event_client *c = NULL;
+  char name[PM_PIPE_PATH_MAX + 16];
   (void)state;
   memset(&opts, 0, sizeof(opts));
   assert_pm(PM_EINVAL, pm_event_client_start(svc.event_pipe, &opts, &c));
+  assert_null(c);
+  options(&opts);
+  opts.max_message = (size_t)PM_MAX_MESSAGE_CEILING + 1;
+  assert_pm(PM_EINVAL, pm_event_client_start(svc.event_pipe, &opts, &c));
+  opts.max_message = 0;
+  memset(name, 'a', sizeof(name) - 1);
+  name[0] = '/';
+  name[sizeof(name) - 1] = '\0';
+  assert_pm(PM_ENAMETOOLONG, pm_event_client_start(name, &opts, &c));
   assert_null(c);
   assert_string_equal("connected", pm_event_client_state_name(PM_EVENT_CLIENT_CONNECTED));
 }

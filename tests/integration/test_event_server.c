@@ -254,6 +254,49 @@ static void test_event_server_publish_after_close(void **state) {
   assert_pm(PM_ECANCELED, fx.publish_rc);
 }
 
+/* What pm_event_server_start refuses, each failure freeing what it took (ASan, valgrind): bad
+ * options, a pipe path too long, a directory that cannot be made; and a given epoch is
+ * the one the server uses. */
+static void test_event_server_start_errors(void **state) {
+  pm_event_server_options opts;
+  pm_event_server *s = NULL;
+  char path[160], name[PM_PIPE_PATH_MAX + 16];
+  uv_loop_t loop;
+  FILE *file;
+  (void)state;
+  /* The fixture's server runs fx.loop on another thread: these get a loop of their own. */
+  assert_int_equal(0, uv_loop_init(&loop));
+  memset(&opts, 0, sizeof(opts));
+  opts.max_message = (size_t)PM_MAX_MESSAGE_CEILING + 1;
+  assert_pm(PM_EINVAL, pm_event_server_start(&loop, fx.path, &opts, &s));
+  opts.max_message = 0;
+  opts.epoch = -1;
+  assert_pm(PM_EINVAL, pm_event_server_start(&loop, fx.path, &opts, &s));
+  opts.epoch = 0;
+  memset(name, 'a', sizeof(name) - 1);
+  name[0] = '/';
+  name[sizeof(name) - 1] = '\0';
+  assert_pm(PM_ENAMETOOLONG, pm_event_server_start(&loop, name, &opts, &s));
+  /* Under a file, where no directory can be made. */
+  snprintf(path, sizeof(path), "%s/file", fx.dir);
+  file = fopen(path, "w");
+  assert_non_null(file);
+  fclose(file);
+  snprintf(path, sizeof(path), "%s/file/evt", fx.dir);
+  assert_true(pm_event_server_start(&loop, path, &opts, &s) < 0);
+  assert_null(s);
+  /* Its handles close (and the server is freed) as the loop runs. */
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  snprintf(path, sizeof(path), "%s/evt2", fx.dir);
+  opts.epoch = 12345;
+  assert_pm(0, pm_event_server_start(&loop, path, &opts, &s));
+  assert_int_equal(12345, pm_event_server_epoch(s));
+  assert_string_equal(path, pm_event_server_path(s));
+  pm_event_server_close(s, NULL, NULL);
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  assert_int_equal(0, uv_loop_close(&loop));
+}
+
 /* An event no session could encode would stay at the head of the queue, retried for ever:
  * publish refuses it, and takes no id for it. */
 static void hardening_05_publish_refuses_unencodable(void **state) {
@@ -359,6 +402,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_event_server_publish_validates, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_server_refused_peer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_server_publish_after_close, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_start_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_05_publish_refuses_unencodable, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_05_unencodable_head_dropped,
                                       setup_unencodable_store, teardown),
