@@ -852,5 +852,5 @@ int main(void) {
     t_ms = 1500;
     snprintf(t_arg, sizeof(t_arg), "%ld", t_ms);
   }
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -410,5 +410,5 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(hardening_15_refused_peers_bounded, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

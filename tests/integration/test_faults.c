@@ -623,5 +623,5 @@ int main(int argc, char **argv) {
   }
   if (argc > 1)
     cmocka_set_test_filter(argv[1]); /* e.g. "*slow*" */
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

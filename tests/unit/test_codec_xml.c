@@ -713,5 +713,5 @@ int main(void) {
       cmocka_unit_test(hardening_01_xml_attributes_linear),
       cmocka_unit_test(hardening_02_decode_budget_xml),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
