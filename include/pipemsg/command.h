@@ -61,10 +61,14 @@ typedef struct pm_command_server_options {
   int backlog;                 /* 0: PM_BACKLOG_DEFAULT */
   unsigned max_waiting;        /* 0: PM_COMMAND_MAX_WAITING_DEFAULT */
   unsigned max_per_uid;        /* 0: PM_COMMAND_MAX_PER_UID_DEFAULT */
-  unsigned socket_mode;        /* permissions of the socket file; 0: PM_SOCKET_MODE_DEFAULT */
-  unsigned socket_gid;         /* group of the socket file; 0: left as created */
-  int listen_fd;               /* > 0: serve this bound, listening socket (socket activation):
-                                  nothing is bound, and closing leaves the socket file alone */
+  unsigned socket_mode;        /* Unix: permissions of the socket file; 0:
+                                  PM_SOCKET_MODE_DEFAULT */
+  unsigned socket_gid;         /* Unix: group of the socket file; 0: left as created */
+  int listen_fd;               /* Unix: > 0: serve this bound, listening socket (socket
+                                  activation): nothing is bound, and closing leaves the socket
+                                  file alone; Windows: must be 0 */
+  const char *pipe_sddl;       /* Windows: security descriptor of every pipe instance (SDDL);
+                                  NULL: PM_PIPE_SDDL_DEFAULT; ignored on Unix */
   pm_command_server_handler_cb handler; /* required */
   pm_command_server_authorize_cb authorize; /* NULL: everyone */
   pm_command_server_log_cb log;             /* NULL: silent */
@@ -98,9 +102,13 @@ typedef struct pm_client_options {
   uint32_t connect_timeout_ms;  /* until a service accepts the connection; 0: default 3000 */
   uint32_t response_timeout_ms; /* from sending until the response; 0: default 180000 */
   size_t max_message;           /* 0: PM_MAX_MESSAGE_DEFAULT */
-  long long expect_owner_uid;   /* who may serve the pipe, checked (SO_PEERCRED) before anything
-                                   is sent: 0: root or our own uid; > 0: root or this uid;
-                                   -1: anyone (no check) */
+  long long expect_owner_uid;   /* who may serve the pipe, checked before anything is sent:
+                                   0: root or our own uid (SO_PEERCRED); > 0: root or this
+                                   uid; -1: anyone (no check). On Windows 0 (or > 0) means
+                                   LocalSystem, an administrator, our own user or
+                                   expect_owner_sid (the server process's token) */
+  const char *expect_owner_sid; /* Windows: a SID string also trusted to serve; NULL: none;
+                                   ignored on Unix */
 } pm_client_options;
 
 /* A Request with Command, and Id when id > 0, and Params when params is not NULL (taken). */

@@ -100,9 +100,12 @@ typedef struct pm_event_server_options {
   const char *const *transient;  /* NULL-terminated extra transient types, or NULL */
   const char *service_name;      /* sent in the handshake; NULL: "pipemsg" */
   int64_t epoch;                 /* 0: a random one */
-  unsigned socket_mode;          /* permissions of the socket file; 0: PM_SOCKET_MODE_DEFAULT */
-  unsigned socket_gid;           /* group of the socket file; 0: left as created */
-  int listen_fd;                 /* > 0: serve this listening socket (socket activation) */
+  unsigned socket_mode;          /* Unix: permissions of the socket file; 0:
+                                    PM_SOCKET_MODE_DEFAULT */
+  unsigned socket_gid;           /* Unix: group of the socket file; 0: left as created */
+  int listen_fd;                 /* Unix: > 0: serve this listening socket (socket
+                                    activation); Windows: must be 0 */
+  const char *pipe_sddl;         /* Windows: as in pm_command_server_options */
   pm_event_store *store;         /* NULL: the queue lives in memory; else it survives restarts
                                     and crashes, and so does the epoch (not owned) */
   pm_event_server_authorize_cb authorize; /* NULL: everyone */
@@ -177,6 +180,7 @@ typedef struct pm_event_client_options {
   long long expect_owner_uid;    /* as in pm_client_options: 0 root or our uid, > 0 root or
                                     this uid, -1 anyone; an unexpected owner is dropped
                                     before anything is sent ("service not trusted") */
+  const char *expect_owner_sid;  /* Windows: as in pm_client_options */
   int64_t resume_epoch;          /* a cursor kept from an earlier client (pm_event_client_cursor):
                                     events up to resume_last_id of that epoch are not wanted */
   int64_t resume_last_id;

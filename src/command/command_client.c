@@ -40,14 +40,14 @@ fail:
 /* Writes the request and reads one frame, both under the response deadline. Reading goes on
  * while writing: a service may answer before it has read everything (an oversized request gets
  * BadRequest unread), and then a failed write is not the end of the call. */
-static int exchange(int fd, const uint8_t *header, const uint8_t *payload, size_t len,
+static int exchange(pm__conn *conn, const uint8_t *header, const uint8_t *payload, size_t len,
                     pm_reader *reader, uint64_t deadline, uint8_t **frame, size_t *frame_len) {
   size_t sent = 0, total = PM_FRAME_HEADER_SIZE + len;
   int writing = 1;
   uint8_t *buf = pm__malloc(READ_CHUNK);
   int rc = buf == NULL ? PM_ENOMEM : 0;
   while (rc == 0) {
-    int ready = pm__fd_wait(fd, writing, deadline);
+    int ready = pm__conn_wait(conn, writing, deadline);
     if (ready < 0) {
       rc = ready;
       break;
@@ -58,8 +58,8 @@ static int exchange(int fd, const uint8_t *header, const uint8_t *payload, size_
     }
     if (ready & 2) {
       long n = sent < PM_FRAME_HEADER_SIZE
-                   ? pm__fd_send(fd, header + sent, PM_FRAME_HEADER_SIZE - sent, payload, len)
-                   : pm__fd_send(fd, NULL, 0, payload + (sent - PM_FRAME_HEADER_SIZE),
+                   ? pm__conn_send(conn, header + sent, PM_FRAME_HEADER_SIZE - sent, payload, len)
+                   : pm__conn_send(conn, NULL, 0, payload + (sent - PM_FRAME_HEADER_SIZE),
                                  total - sent);
       if (n < 0)
         writing = 0;
@@ -69,7 +69,7 @@ static int exchange(int fd, const uint8_t *header, const uint8_t *payload, size_
         writing = 0;
     }
     if (ready & 1) {
-      long n = pm__fd_recv(fd, buf, READ_CHUNK);
+      long n = pm__conn_recv(conn, buf, READ_CHUNK);
       const uint8_t *p = buf;
       if (n == PM_EBUSY)
         continue;
@@ -105,7 +105,9 @@ int pm_command_client_call(const char *name, const pm_client_options *opts,
   pm_reader *reader = NULL;
   pm_msg *resp = NULL;
   uint64_t start = uv_hrtime();
-  int fd = -1, rc;
+  pm__conn *conn = NULL;
+  pm__owner owner;
+  int rc;
   if (name == NULL || request == NULL || response == NULL)
     return PM_EINVAL;
   memset(&o, 0, sizeof(o));
@@ -121,19 +123,20 @@ int pm_command_client_call(const char *name, const pm_client_options *opts,
   if (rc == 0)
     rc = pm_frame_header(len, o.max_message, header);
   if (rc == 0)
-    rc = pm__dial(path, start + o.connect_timeout_ms * MS_NS, &fd);
+    rc = pm__dial(path, start + o.connect_timeout_ms * MS_NS, &conn);
   /* Never hand a request to an impostor squatting on the pipe name. */
+  owner.uid = o.expect_owner_uid;
+  owner.sid = o.expect_owner_sid;
   if (rc == 0)
-    rc = pm__fd_check_owner(fd, o.expect_owner_uid);
+    rc = pm__conn_check_owner(conn, &owner);
   if (rc == 0)
-    rc = exchange(fd, header, payload, len, reader, uv_hrtime() + o.response_timeout_ms * MS_NS,
+    rc = exchange(conn, header, payload, len, reader, uv_hrtime() + o.response_timeout_ms * MS_NS,
                   &frame, &frame_len);
   if (rc == 0)
     rc = pm_msg_decode(frame, frame_len, &resp, NULL);
   if (rc == 0 && strcmp(pm_msg_kind(resp), PM_KIND_RESPONSE) != 0)
     rc = PM_EPROTO;
-  if (fd >= 0)
-    pm__fd_close(fd);
+  pm__conn_close(conn);
   pm__free(frame);
   pm__free(payload);
   pm_reader_free(reader);

@@ -54,7 +54,7 @@ struct pm_command_call {
 
 struct pm_command_server {
   uv_loop_t *loop;
-  uv_pipe_t listener;
+  pm__listener *listener;
   pm_command_server_options opts;
   char path[PM_PIPE_PATH_MAX + 1];
   pm_command_call *calls; /* every connection not yet freed */
@@ -65,7 +65,6 @@ struct pm_command_server {
   uint64_t arrivals;
   uint64_t turns;
   int pending; /* libuv holds a connection we had no memory for; taken when a call ends */
-  pm__pipe_file bound; /* the socket file to remove when closing */
   int closing;
   int listener_open;
   void (*close_cb)(void *arg);
@@ -444,7 +443,7 @@ static void accept_pending(pm_command_server *s) {
   uv_timer_init(s->loop, &c->timer);
   c->pipe.data = c->timer.data = c;
   c->open_handles = 2;
-  rc = uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->pipe);
+  rc = pm__accept(s->listener, &c->pipe);
   if (rc < 0) {
     close_call(c, "accept failed");
     return;
@@ -477,16 +476,16 @@ static void accept_pending(pm_command_server *s) {
   next_turn(s);
 }
 
-static void on_connection(uv_stream_t *listener, int status) {
-  pm_command_server *s = listener->data;
-  if (status < 0 || s->closing)
+static void on_connection(void *data) {
+  pm_command_server *s = data;
+  if (s->closing)
     return;
   s->pending = 1;
   accept_pending(s);
 }
 
-static void on_listener_closed(uv_handle_t *h) {
-  pm_command_server *s = h->data;
+static void on_listener_closed(void *data) {
+  pm_command_server *s = data;
   s->listener_open = 0;
   maybe_free_server(s);
 }
@@ -516,21 +515,18 @@ int pm_command_server_start(uv_loop_t *loop, const char *name,
     pm__free(s);
     return rc;
   }
-  s->listener.data = s;
-  s->listener_open = 1;
   spec.path = s->path;
   spec.backlog = s->opts.backlog;
-  spec.mode = s->opts.socket_mode;
-  spec.gid = s->opts.socket_gid;
+  spec.access.mode = s->opts.socket_mode;
+  spec.access.gid = s->opts.socket_gid;
+  spec.access.sddl = s->opts.pipe_sddl;
   spec.fd = s->opts.listen_fd;
-  spec.bound = &s->bound;
-  rc = pm__pipe_listen(loop, &s->listener, &spec, on_connection);
+  rc = pm__listen(loop, &spec, on_connection, s, &s->listener);
   if (rc < 0) {
-    /* The handle exists even on failure; the server is freed from its close callback. */
-    s->closing = 1;
-    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    pm__free(s);
     return rc;
   }
+  s->listener_open = 1;
   *out = s;
   return 0;
 }
@@ -541,8 +537,7 @@ void pm_command_server_close(pm_command_server *s, void (*cb)(void *arg), void *
   s->closing = 1;
   s->close_cb = cb;
   s->close_arg = arg;
-  pm__pipe_unlink(s->path, &s->bound);
-  uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+  pm__listener_close(s->listener, on_listener_closed, s);
   /* close_call frees nothing at once, so the list stays walkable. */
   for (pm_command_call *c = s->calls; c != NULL; c = c->next)
     close_call(c, "service stopping");

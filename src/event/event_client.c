@@ -1,6 +1,5 @@
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "internal.h"
 #include "pipemsg/codec.h"
@@ -212,6 +211,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 
 static void on_connect(uv_connect_t *req, int status) {
   pm_event_client *c = req->data;
+  pm__owner owner;
   pm_msg *m = NULL;
   int rc;
   if (c->state != LINK_CONNECTING)
@@ -220,7 +220,9 @@ static void on_connect(uv_connect_t *req, int status) {
     drop(c, "no service on the event pipe");
     return;
   }
-  if (pm__pipe_check_owner(&c->pipe, c->opts.expect_owner_uid) < 0) {
+  owner.uid = c->opts.expect_owner_uid;
+  owner.sid = c->opts.expect_owner_sid;
+  if (pm__pipe_check_owner(&c->pipe, &owner) < 0) {
     drop(c, "service not trusted: the pipe belongs to an unexpected user");
     return;
   }
@@ -234,7 +236,7 @@ static void on_connect(uv_connect_t *req, int status) {
   if (rc == 0)
     rc = pm_msg_set_int(m, "Version", 1);
   if (rc == 0)
-    rc = pm_msg_set_int(m, "Pid", (int64_t)getpid());
+    rc = pm_msg_set_int(m, "Pid", (int64_t)uv_os_getpid());
   if (rc == 0 && c->opts.client_name != NULL)
     rc = pm_msg_set_string(m, "Client", c->opts.client_name);
   if (rc == 0 && c->epoch != 0) {

@@ -67,11 +67,10 @@ typedef struct session {
 
 struct pm_event_server {
   uv_loop_t *loop;
-  uv_pipe_t listener;
+  pm__listener *listener;
   uv_async_t wake;
   pm_event_server_options opts;
   char path[PM_PIPE_PATH_MAX + 1];
-  pm__pipe_file bound; /* the socket file to remove when closing */
   char **transient; /* NULL-terminated copy of opts.transient plus TrafficChanged */
   int64_t epoch;
   session *sessions;
@@ -627,10 +626,10 @@ static void turn_away(session *ss, const char *what, const char *reason, const c
   disconnect(ss, reason, message);
 }
 
-static void on_connection(uv_stream_t *listener, int status) {
-  pm_event_server *s = listener->data;
+static void on_connection(void *data) {
+  pm_event_server *s = data;
   session *ss;
-  if (status < 0 || s->closing)
+  if (s->closing)
     return;
   ss = pm__calloc(1, sizeof(*ss));
   if (ss == NULL)
@@ -644,7 +643,7 @@ static void on_connection(uv_stream_t *listener, int status) {
   ss->open_handles = 2;
   ss->next = s->sessions;
   s->sessions = ss;
-  if (uv_accept(listener, (uv_stream_t *)&ss->pipe) < 0) {
+  if (pm__accept(s->listener, &ss->pipe) < 0) {
     s->rejecting++;
     close_session(ss, "accept failed");
     return;
@@ -681,11 +680,13 @@ static void on_wake(uv_async_t *a) {
     pump(s->active);
 }
 
-static void on_server_handle_closed(uv_handle_t *h) {
-  pm_event_server *s = h->data;
+static void on_listener_closed(void *data) {
+  pm_event_server *s = data;
   s->open_handles--;
   maybe_free_server(s);
 }
+
+static void on_server_handle_closed(uv_handle_t *h) { on_listener_closed(h->data); }
 
 static int copy_transient(pm_event_server *s, const char *const *extra) {
   size_t n = 0, i;
@@ -767,21 +768,21 @@ int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_serv
     maybe_free_server(s);
     return rc;
   }
-  s->listener.data = s->wake.data = s;
-  s->open_handles = 2;
+  s->wake.data = s;
+  s->open_handles = 1;
   uv_async_init(loop, &s->wake, on_wake);
   spec.path = s->path;
   spec.backlog = EVENT_BACKLOG;
-  spec.mode = opts->socket_mode;
-  spec.gid = opts->socket_gid;
+  spec.access.mode = opts->socket_mode;
+  spec.access.gid = opts->socket_gid;
+  spec.access.sddl = opts->pipe_sddl;
   spec.fd = opts->listen_fd;
-  spec.bound = &s->bound;
-  rc = pm__pipe_listen(loop, &s->listener, &spec, on_connection);
+  rc = pm__listen(loop, &spec, on_connection, s, &s->listener);
   if (rc < 0) {
-    uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
     uv_close((uv_handle_t *)&s->wake, on_server_handle_closed);
     return rc;
   }
+  s->open_handles++;
   s->closing = 0;
   *out = s;
   return 0;
@@ -795,8 +796,7 @@ void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg)
   uv_mutex_unlock(&s->lock);
   s->close_cb = cb;
   s->close_arg = arg;
-  pm__pipe_unlink(s->path, &s->bound);
-  uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
+  pm__listener_close(s->listener, on_listener_closed, s);
   uv_close((uv_handle_t *)&s->wake, on_server_handle_closed);
   for (session *ss = s->sessions; ss != NULL; ss = ss->next) {
     if (pm__lingering(&ss->lingering))

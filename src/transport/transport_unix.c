@@ -18,6 +18,27 @@
 #include "internal.h"
 #include "pipemsg/error.h"
 #include "transport/transport.h"
+#include "transport/transport_unix.h"
+
+/* The socket file a server bound, so that it removes that file and nothing else (a file put
+ * in its place later stays). All zero for an adopted socket, which is not ours to remove. */
+typedef struct pipe_file {
+  unsigned long long dev, ino;
+} pipe_file;
+
+struct pm__listener {
+  uv_pipe_t pipe;
+  char path[PM_PIPE_PATH_MAX + 1];
+  pipe_file bound;
+  pm__connection_cb cb;
+  void *data;
+  void (*close_cb)(void *data);
+  void *close_data;
+};
+
+struct pm__conn {
+  int fd;
+};
 
 int pm_pipe_dir(char *buf, size_t size) {
   const char *dir = getenv("PIPEMSG_RUNTIME_DIR");
@@ -171,7 +192,7 @@ void (*pm__pipe_after_bind_hook)(const char *path);
  * and left untouched (PM_EACCES). prepare_dir() already keeps other users from writing the
  * directory; this closes the window for root and us too. */
 static int set_mode_and_group(const char *path, unsigned mode, unsigned gid,
-                              pm__pipe_file *bound) {
+                              pipe_file *bound) {
   char inode_path[64];
   struct stat st;
   int fd, rc = PM_EACCES;
@@ -219,7 +240,7 @@ static int adopt(uv_pipe_t *server, const pm__listen_spec *spec, uv_connection_c
 
 /* Unlinks path if it is still the file bound. Someone able to write the directory could swap
  * it between the check and the unlink, but prepare_dir() leaves only root and us that power. */
-static void unlink_bound(const char *path, const pm__pipe_file *bound) {
+static void unlink_bound(const char *path, const pipe_file *bound) {
   struct stat st;
   if (bound->ino == 0 || lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode) ||
       (unsigned long long)st.st_dev != bound->dev || (unsigned long long)st.st_ino != bound->ino)
@@ -250,13 +271,22 @@ static int bind_socket(const char *path, unsigned mode, int *out) {
   return 0;
 }
 
-int pm__pipe_listen(uv_loop_t *loop, uv_pipe_t *server, const pm__listen_spec *spec,
-                    uv_connection_cb cb) {
+/* Binds and listens on spec->path, or adopts spec->fd (made close-on-exec, so programs the
+ * server runs do not inherit it). A socket file whose owner no longer answers is replaced;
+ * one a live process accepts on is PM_EADDRINUSE; a path that is not a socket is
+ * PM_EADDRINUSE too (never deleted). The parent directory is created (0755) if missing; it
+ * must be a real directory (not a symlink) owned by root or us (PM_EACCES), and not writable
+ * by group or others unless sticky (PM_EUNSAFE): otherwise someone else could swap the socket
+ * file. The socket gets its mode and group before listen(), so nobody connects earlier, and
+ * never through the path (see set_mode_and_group). server is initialised on loop in every
+ * case. */
+static int listen_on(uv_loop_t *loop, uv_pipe_t *server, const pm__listen_spec *spec,
+                     pipe_file *bound, uv_connection_cb cb) {
   const char *path = spec->path;
-  unsigned mode = spec->mode ? spec->mode : PM_SOCKET_MODE_DEFAULT;
+  unsigned mode = spec->access.mode ? spec->access.mode : PM_SOCKET_MODE_DEFAULT;
   struct stat st;
   int rc, fd;
-  memset(spec->bound, 0, sizeof(*spec->bound));
+  memset(bound, 0, sizeof(*bound));
   rc = uv_pipe_init(loop, server, 0);
   if (rc < 0)
     return pm__uv_error(rc);
@@ -276,7 +306,7 @@ int pm__pipe_listen(uv_loop_t *loop, uv_pipe_t *server, const pm__listen_spec *s
   rc = bind_socket(path, mode, &fd);
   if (rc < 0)
     return rc;
-  rc = set_mode_and_group(path, mode, spec->gid, spec->bound);
+  rc = set_mode_and_group(path, mode, spec->access.gid, bound);
   if (rc == 0) {
     rc = pm__uv_error(uv_pipe_open(server, fd));
     if (rc < 0)
@@ -287,20 +317,79 @@ int pm__pipe_listen(uv_loop_t *loop, uv_pipe_t *server, const pm__listen_spec *s
     close(fd);
   }
   if (rc < 0)
-    unlink_bound(path, spec->bound);
+    unlink_bound(path, bound);
   return rc;
 }
 
-int pm__pipe_check_owner(uv_pipe_t *stream, long long expect_uid) {
+static void on_unix_connection(uv_stream_t *server, int status) {
+  pm__listener *l = server->data;
+  if (status == 0)
+    l->cb(l->data);
+}
+
+static void on_listener_closed(uv_handle_t *h) {
+  pm__listener *l = h->data;
+  if (l->close_cb != NULL)
+    l->close_cb(l->close_data);
+  pm__free(l);
+}
+
+int pm__listen(uv_loop_t *loop, const pm__listen_spec *spec, pm__connection_cb cb, void *data,
+               pm__listener **out) {
+  pm__listener *l = pm__calloc(1, sizeof(*l));
+  int rc;
+  if (l == NULL)
+    return PM_ENOMEM;
+  l->cb = cb;
+  l->data = data;
+  rc = listen_on(loop, &l->pipe, spec, &l->bound, on_unix_connection);
+  l->pipe.data = l;
+  snprintf(l->path, sizeof(l->path), "%s", spec->path);
+  if (rc < 0) {
+    /* The handle exists even on failure; the listener is freed from its close callback. */
+    uv_close((uv_handle_t *)&l->pipe, on_listener_closed);
+    return rc;
+  }
+  *out = l;
+  return 0;
+}
+
+int pm__accept(pm__listener *l, uv_pipe_t *client) {
+  int rc = uv_accept((uv_stream_t *)&l->pipe, (uv_stream_t *)client);
+  return rc == UV_EAGAIN ? PM_EBUSY : pm__uv_error(rc);
+}
+
+void pm__listener_close(pm__listener *l, void (*cb)(void *data), void *data) {
+  l->close_cb = cb;
+  l->close_data = data;
+  unlink_bound(l->path, &l->bound);
+  uv_close((uv_handle_t *)&l->pipe, on_listener_closed);
+}
+
+long long (*pm__owner_uid_hook)(long long uid);
+
+static int fd_check_owner(int fd, const pm__owner *owner) {
+  struct ucred cred;
+  socklen_t len = sizeof(cred);
+  long long uid;
+  if (owner->uid < 0)
+    return 0;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+    return PM_ENOTAUTH;
+  uid = pm__owner_uid_hook != NULL ? pm__owner_uid_hook(cred.uid) : (long long)cred.uid;
+  if (uid == 0 || uid == (long long)geteuid() || (owner->uid > 0 && uid == owner->uid))
+    return 0;
+  return PM_ENOTAUTH;
+}
+
+int pm__pipe_check_owner(uv_pipe_t *stream, const pm__owner *owner) {
   uv_os_fd_t fd;
-  if (expect_uid < 0)
+  if (owner->uid < 0)
     return 0;
   if (uv_fileno((uv_handle_t *)stream, &fd) < 0)
     return PM_ENOTAUTH;
-  return pm__fd_check_owner(fd, expect_uid);
+  return fd_check_owner(fd, owner);
 }
-
-void pm__pipe_unlink(const char *path, const pm__pipe_file *bound) { unlink_bound(path, bound); }
 
 /* The supplementary groups the peer held when it connected. Never the group database: it
  * says what a user may hold, not what the process holds (it may have dropped groups, or hold
@@ -349,6 +438,26 @@ void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer) {
   }
 }
 
+int pm__pipe_peer_in_group(uv_pipe_t *stream, const char *group) {
+  pm_peer peer;
+  char *end;
+  long long gid;
+  if (group == NULL || group[0] < '0' || group[0] > '9')
+    return PM_EINVAL;
+  gid = strtoll(group, &end, 10);
+  if (*end != '\0')
+    return PM_EINVAL;
+  pm__pipe_peer(stream, &peer);
+  if (peer.uid < 0 || peer.ngroups < 0)
+    return PM_ENOTAUTH;
+  if (peer.gid == gid)
+    return 1;
+  for (int i = 0; i < peer.ngroups; i++)
+    if (peer.groups[i] == gid)
+      return 1;
+  return 0;
+}
+
 void pm__block_sigpipe(void) {
   sigset_t pipe_only;
   sigemptyset(&pipe_only);
@@ -359,7 +468,16 @@ void pm__block_sigpipe(void) {
 /* Pause between connection attempts while no service accepts. */
 #define DIAL_RETRY_MS 20
 
-int pm__dial(const char *path, uint64_t deadline_ns, int *out) {
+int pm__conn_from_fd(int fd, pm__conn **out) {
+  pm__conn *c = pm__malloc(sizeof(*c));
+  if (c == NULL)
+    return PM_ENOMEM;
+  c->fd = fd;
+  *out = c;
+  return 0;
+}
+
+int pm__dial(const char *path, uint64_t deadline_ns, pm__conn **out) {
   struct sockaddr_un sa;
   size_t len = strlen(path);
   if (len >= sizeof(sa.sun_path))
@@ -372,8 +490,10 @@ int pm__dial(const char *path, uint64_t deadline_ns, int *out) {
     if (fd < 0)
       return PM_EIO;
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-      *out = fd;
-      return 0;
+      int rc = pm__conn_from_fd(fd, out);
+      if (rc < 0)
+        close(fd);
+      return rc;
     }
     err = errno;
     close(fd);
@@ -387,25 +507,13 @@ int pm__dial(const char *path, uint64_t deadline_ns, int *out) {
   }
 }
 
-long long (*pm__owner_uid_hook)(long long uid);
-
-int pm__fd_check_owner(int fd, long long expect_uid) {
-  struct ucred cred;
-  socklen_t len = sizeof(cred);
-  long long uid;
-  if (expect_uid < 0)
-    return 0;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
-    return PM_ENOTAUTH;
-  uid = pm__owner_uid_hook != NULL ? pm__owner_uid_hook(cred.uid) : (long long)cred.uid;
-  if (uid == 0 || uid == (long long)geteuid() || (expect_uid > 0 && uid == expect_uid))
-    return 0;
-  return PM_ENOTAUTH;
+int pm__conn_check_owner(pm__conn *c, const pm__owner *owner) {
+  return fd_check_owner(c->fd, owner);
 }
 
-int pm__fd_wait(int fd, int want_write, uint64_t deadline_ns) {
+int pm__conn_wait(pm__conn *c, int want_write, uint64_t deadline_ns) {
   for (;;) {
-    struct pollfd p = {.fd = fd, .events = (short)(POLLIN | (want_write ? POLLOUT : 0))};
+    struct pollfd p = {.fd = c->fd, .events = (short)(POLLIN | (want_write ? POLLOUT : 0))};
     uint64_t now = uv_hrtime();
     int n, mask = 0;
     if (now >= deadline_ns)
@@ -425,7 +533,7 @@ int pm__fd_wait(int fd, int want_write, uint64_t deadline_ns) {
   }
 }
 
-long pm__fd_send(int fd, const void *a, size_t alen, const void *b, size_t blen) {
+long pm__conn_send(pm__conn *c, const void *a, size_t alen, const void *b, size_t blen) {
   struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
   struct msghdr msg;
   ssize_t n;
@@ -433,24 +541,29 @@ long pm__fd_send(int fd, const void *a, size_t alen, const void *b, size_t blen)
   msg.msg_iov = alen ? iov : iov + 1;
   msg.msg_iovlen = alen ? 2 : 1;
   do
-    n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
   while (n < 0 && errno == EINTR);
   if (n < 0)
     return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : PM_EIO;
   return (long)n;
 }
 
-long pm__fd_recv(int fd, void *buf, size_t len) {
+long pm__conn_recv(pm__conn *c, void *buf, size_t len) {
   ssize_t n;
   do
-    n = recv(fd, buf, len, MSG_DONTWAIT);
+    n = recv(c->fd, buf, len, MSG_DONTWAIT);
   while (n < 0 && errno == EINTR);
   if (n < 0)
     return errno == EAGAIN || errno == EWOULDBLOCK ? PM_EBUSY : PM_EIO;
   return (long)n;
 }
 
-void pm__fd_close(int fd) { close(fd); }
+void pm__conn_close(pm__conn *c) {
+  if (c == NULL)
+    return;
+  close(c->fd);
+  pm__free(c);
+}
 
 int pm__pipe_peer_gone(uv_pipe_t *stream) {
   uv_os_fd_t fd;

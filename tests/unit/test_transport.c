@@ -17,9 +17,11 @@
 
 #include <uv.h>
 
+#include "internal.h"
 #include "testutil.h"
 
 #include "transport/transport.h"
+#include "transport/transport_unix.h"
 
 static char dir[64];
 
@@ -84,25 +86,22 @@ static void test_transport_runtime_dir(void **state) {
   assert_string_equal("/run/pipemsg/name", buf);
 }
 
-static void on_connection(uv_stream_t *server, int status) {
-  (void)server;
-  (void)status;
-}
+static void on_connection(void *data) { (void)data; }
 
-/* pm__pipe_listen on path (the loop run until the handle is closed again). */
+static void count_connection(void *data) { (*(int *)data)++; }
+
+/* pm__listen on path (the loop run until the listener is closed again). */
 static int listen_at(const char *path) {
   uv_loop_t loop;
-  uv_pipe_t server;
-  pm__pipe_file bound;
+  pm__listener *server;
   char p[PM_PIPE_PATH_MAX + 1];
-  pm__listen_spec spec = {p, 8, 0, 0, 0, &bound};
+  pm__listen_spec spec = {p, 8, {0, 0, NULL}, 0};
   int rc;
   snprintf(p, sizeof(p), "%s", path);
   assert_int_equal(0, uv_loop_init(&loop));
-  rc = pm__pipe_listen(&loop, &server, &spec, on_connection);
+  rc = pm__listen(&loop, &spec, on_connection, NULL, &server);
   if (rc == 0)
-    pm__pipe_unlink(p, &bound);
-  uv_close((uv_handle_t *)&server, NULL);
+    pm__listener_close(server, NULL, NULL);
   assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
   assert_int_equal(0, uv_loop_close(&loop));
   return rc;
@@ -139,56 +138,54 @@ static void test_transport_socket_dir_untrusted(void **state) {
 /* The socket's directory is made when missing, one level only. */
 static void test_transport_socket_dir_not_made(void **state) {
   uv_loop_t loop;
-  uv_pipe_t server;
-  pm__pipe_file bound;
+  pm__listener *server;
   char path[PM_PIPE_PATH_MAX + 1];
-  pm__listen_spec spec = {path, 8, 0, 0, 0, &bound};
+  pm__listen_spec spec = {path, 8, {0, 0, NULL}, 0};
   (void)state;
   assert_int_equal(0, uv_loop_init(&loop));
   snprintf(path, sizeof(path), "%s/missing/sub/sock", dir);
-  assert_pm(PM_EACCES, pm__pipe_listen(&loop, &server, &spec, on_connection));
-  uv_close((uv_handle_t *)&server, NULL);
+  assert_pm(PM_EACCES, pm__listen(&loop, &spec, on_connection, NULL, &server));
   assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
   snprintf(path, sizeof(path), "%s/made/sock", dir);
-  assert_pm(0, pm__pipe_listen(&loop, &server, &spec, on_connection));
-  pm__pipe_unlink(path, &bound);
-  uv_close((uv_handle_t *)&server, NULL);
+  assert_pm(0, pm__listen(&loop, &spec, on_connection, NULL, &server));
+  pm__listener_close(server, NULL, NULL);
   assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
   assert_int_equal(0, uv_loop_close(&loop));
 }
 
 static void test_transport_dial_failures(void **state) {
   char path[300];
-  int fd = -1;
+  pm__conn *conn = NULL;
   uint64_t deadline = uv_hrtime() + 200 * 1000000ull;
   FILE *f;
   (void)state;
   memset(path, 'p', sizeof(path) - 1);
   path[0] = '/';
   path[sizeof(path) - 1] = '\0';
-  assert_pm(PM_ENAMETOOLONG, pm__dial(path, deadline, &fd));
+  assert_pm(PM_ENAMETOOLONG, pm__dial(path, deadline, &conn));
   /* A file where a directory should be: final at once, not retried until the deadline. */
   snprintf(path, sizeof(path), "%s/file", dir);
   f = fopen(path, "w");
   assert_non_null(f);
   fclose(f);
   snprintf(path, sizeof(path), "%s/file/sock", dir);
-  assert_pm(PM_EIO, pm__dial(path, uv_hrtime() + 60ull * 1000000000ull, &fd));
-  assert_int_equal(-1, fd);
+  assert_pm(PM_EIO, pm__dial(path, uv_hrtime() + 60ull * 1000000000ull, &conn));
+  assert_null(conn);
 }
 
 /* pm__dial keeps trying while nobody accepts -- a stale socket file (refused), a full
  * backlog -- until its deadline, then PM_ECONNTIMEOUT. */
 static void test_transport_dial_retries_until_deadline(void **state) {
   char path[128];
-  int stale, full, fd = -1, queued[64], nqueued = 0;
+  int stale, full, queued[64], nqueued = 0;
+  pm__conn *conn = NULL;
   (void)state;
   snprintf(path, sizeof(path), "%s/stale", dir);
   stale = pm_test_bind(path, 0);
   close(stale); /* the file stays: refused */
   for (int round = 0; round < 2; round++) {
     uint64_t start = pm_test_now_ms(), took;
-    assert_pm(PM_ECONNTIMEOUT, pm__dial(path, uv_hrtime() + 300 * 1000000ull, &fd));
+    assert_pm(PM_ECONNTIMEOUT, pm__dial(path, uv_hrtime() + 300 * 1000000ull, &conn));
     took = pm_test_now_ms() - start;
     /* Gives up at the last retry (every 20 ms) that would end past the deadline: never more
      * than a retry early; late by at most a loaded machine's scheduling (1.2 s). */
@@ -225,33 +222,44 @@ static void test_transport_dial_retries_until_deadline(void **state) {
 
 /* Non-blocking I/O on a socket whose peer has gone: PM_EIO, never SIGPIPE. */
 static void test_transport_fd_io_on_dead_socket(void **state) {
+  const pm__owner anyone = {-1, NULL}, usual = {0, NULL};
+  pm__conn *conn;
   int sv[2];
   char c;
   (void)state;
   assert_int_equal(0, socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
-  assert_int_equal(0, pm__fd_check_owner(sv[0], -1));
-  assert_int_equal(0, pm__fd_check_owner(sv[0], 0));
+  assert_int_equal(0, pm__conn_from_fd(sv[0], &conn));
+  assert_int_equal(0, pm__conn_check_owner(conn, &anyone));
+  assert_int_equal(0, pm__conn_check_owner(conn, &usual));
   /* Alive but idle: nothing to read yet; and a full socket takes nothing now. */
-  assert_pm(PM_EBUSY, (int)pm__fd_recv(sv[0], &c, 1));
+  assert_pm(PM_EBUSY, (int)pm__conn_recv(conn, &c, 1));
   {
     static char chunk[65536];
     long n;
-    while ((n = pm__fd_send(sv[0], chunk, sizeof(chunk), NULL, 0)) > 0)
+    while ((n = pm__conn_send(conn, chunk, sizeof(chunk), NULL, 0)) > 0)
       ;
     assert_int_equal(0, n);
   }
-  close(sv[0]);
+  pm__conn_close(conn);
   close(sv[1]);
   assert_int_equal(0, socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+  assert_int_equal(0, pm__conn_from_fd(sv[0], &conn));
   close(sv[1]);
-  assert_int_equal(0, pm__fd_recv(sv[0], &c, 1)); /* end of stream */
-  assert_pm(PM_EIO, (int)pm__fd_send(sv[0], "a", 1, "b", 1));
+  assert_int_equal(0, pm__conn_recv(conn, &c, 1)); /* end of stream */
+  assert_pm(PM_EIO, (int)pm__conn_send(conn, "a", 1, "b", 1));
+  pm__conn_close(conn);
+  /* A descriptor closed under the connection: an error, not a hang. */
+  assert_int_equal(0, socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+  assert_int_equal(0, pm__conn_from_fd(sv[0], &conn));
+  close(sv[1]);
   close(sv[0]);
-  assert_pm(PM_EIO, (int)pm__fd_recv(sv[0], &c, 1));
+  assert_pm(PM_EIO, (int)pm__conn_recv(conn, &c, 1));
+  pm__free(conn);
   /* Not a socket: the owner cannot be told, so it is refused. */
   assert_int_equal(0, pipe(sv));
-  assert_pm(PM_ENOTAUTH, pm__fd_check_owner(sv[0], 0));
-  close(sv[0]);
+  assert_int_equal(0, pm__conn_from_fd(sv[0], &conn));
+  assert_pm(PM_ENOTAUTH, pm__conn_check_owner(conn, &usual));
+  pm__conn_close(conn);
   close(sv[1]);
 }
 
@@ -263,8 +271,12 @@ static void test_transport_handle_without_socket(void **state) {
   (void)state;
   assert_int_equal(0, uv_loop_init(&loop));
   assert_int_equal(0, uv_pipe_init(&loop, &p, 0));
-  assert_int_equal(0, pm__pipe_check_owner(&p, -1));
-  assert_pm(PM_ENOTAUTH, pm__pipe_check_owner(&p, 0));
+  {
+    const pm__owner anyone = {-1, NULL}, usual = {0, NULL};
+    assert_int_equal(0, pm__pipe_check_owner(&p, &anyone));
+    assert_pm(PM_ENOTAUTH, pm__pipe_check_owner(&p, &usual));
+    assert_true(pm__pipe_peer_in_group(&p, "0") < 0);
+  }
   pm__pipe_peer(&p, &peer);
   assert_int_equal(-1, peer.pid);
   assert_int_equal(-1, peer.uid);
@@ -280,20 +292,19 @@ static void test_transport_handle_without_socket(void **state) {
 static void test_transport_peer_with_many_groups(void **state) {
   enum { MANY_GROUPS = PM_PEER_GROUPS_MAX + 16 };
   uv_loop_t loop;
-  uv_pipe_t server, conn;
-  pm__pipe_file bound;
-  char path[PM_PIPE_PATH_MAX + 1];
-  pm__listen_spec spec = {path, 8, 0, 0, 0, &bound};
-  uv_os_fd_t sfd;
+  uv_pipe_t conn;
+  pm__listener *server;
+  char path[PM_PIPE_PATH_MAX + 1], group[32];
+  pm__listen_spec spec = {path, 8, {0, 0, NULL}, 0};
   pm_peer peer;
-  int fd, status, go[2];
+  int status, go[2], waiting = 0;
   pid_t pid;
   (void)state;
   if (geteuid() != 0)
     pm_test_skip("setting supplementary groups needs root");
   snprintf(path, sizeof(path), "%s/sock", dir);
   assert_int_equal(0, uv_loop_init(&loop));
-  assert_pm(0, pm__pipe_listen(&loop, &server, &spec, on_connection));
+  assert_pm(0, pm__listen(&loop, &spec, count_connection, &waiting, &server));
   assert_int_equal(0, pipe(go));
   pid = fork();
   assert_true(pid >= 0);
@@ -312,16 +323,17 @@ static void test_transport_peer_with_many_groups(void **state) {
   }
   close(go[0]);
   /* The child connects once its groups are set. */
-  assert_int_equal(0, uv_fileno((uv_handle_t *)&server, &sfd));
-  {
-    struct pollfd pfd = {.fd = sfd, .events = POLLIN};
-    assert_int_equal(1, poll(&pfd, 1, 5000));
-  }
-  fd = accept(sfd, NULL, NULL);
-  assert_true(fd >= 0);
+  while (!waiting)
+    uv_run(&loop, UV_RUN_ONCE);
   assert_int_equal(0, uv_pipe_init(&loop, &conn, 0));
-  assert_int_equal(0, uv_pipe_open(&conn, fd));
+  assert_pm(0, pm__accept(server, &conn));
+  assert_pm(PM_EBUSY, pm__accept(server, &conn));
   pm__pipe_peer(&conn, &peer);
+  snprintf(group, sizeof(group), "%d", 70001);
+  assert_int_equal(1, pm__pipe_peer_in_group(&conn, group));
+  snprintf(group, sizeof(group), "%d", 70000 + MANY_GROUPS);
+  assert_int_equal(0, pm__pipe_peer_in_group(&conn, group)); /* past the kept ones */
+  assert_pm(PM_EINVAL, pm__pipe_peer_in_group(&conn, "wheel"));
   assert_int_equal(1, write(go[1], "x", 1));
   close(go[1]);
   assert_int_equal(pid, waitpid(pid, &status, 0));
@@ -331,8 +343,7 @@ static void test_transport_peer_with_many_groups(void **state) {
   for (int i = 0; i < PM_PEER_GROUPS_MAX; i++)
     assert_int_equal(70001 + i, peer.groups[i]);
   uv_close((uv_handle_t *)&conn, NULL);
-  pm__pipe_unlink(path, &bound);
-  uv_close((uv_handle_t *)&server, NULL);
+  pm__listener_close(server, NULL, NULL);
   assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
   assert_int_equal(0, uv_loop_close(&loop));
 }
