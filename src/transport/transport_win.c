@@ -1,0 +1,716 @@
+/* The platform contract (transport.h) on Windows named pipes. */
+#include <winsock2.h>
+#include <windows.h>
+#include <io.h>
+#include <sddl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "pipemsg/error.h"
+#include "transport/transport.h"
+
+#define PIPE_PREFIX "\\\\.\\pipe\\"
+/* Bytes one pipe instance buffers each way (a hint to the system, not a limit on frames). */
+#define PIPE_BUFFER (64 * 1024)
+/* Pause before the listener thread tries again to create an instance it could not create. */
+#define INSTANCE_RETRY_MS 100
+/* Pause between connection attempts while no pipe of that name exists. */
+#define DIAL_RETRY_MS 20
+/* Bytes a blocking connection reads or writes at a time. */
+#define CONN_CHUNK (64 * 1024)
+
+int pm_pipe_dir(char *buf, size_t size) {
+  int n;
+  if (buf == NULL || size == 0)
+    return PM_EINVAL;
+  n = snprintf(buf, size, "\\\\.\\pipe");
+  return n < 0 || (size_t)n >= size ? PM_ENAMETOOLONG : 0;
+}
+
+/* A bare NAME and \\.\pipe\NAME both mean \\.\pipe\NAME. Anything else names something that is
+ * not a local pipe (a path, \\server\pipe\NAME) and is refused, as on Unix. */
+int pm_pipe_path(const char *name, char *buf, size_t size) {
+  const char *bare = name;
+  int n;
+  if (name == NULL || name[0] == '\0' || buf == NULL || size == 0)
+    return PM_EINVAL;
+  if (strncmp(name, PIPE_PREFIX, strlen(PIPE_PREFIX)) == 0)
+    bare = name + strlen(PIPE_PREFIX);
+  else if (name[0] == '\\' || name[0] == '/' || strchr(name, ':') != NULL)
+    return PM_EPIPENAME;
+  if (bare[0] == '\0' || strchr(bare, '/') != NULL || strcmp(bare, ".") == 0 ||
+      strcmp(bare, "..") == 0)
+    return PM_EPIPENAME;
+  n = snprintf(buf, size, "%s%s", PIPE_PREFIX, bare);
+  if (n < 0 || (size_t)n >= size || (size_t)n > PM_PIPE_PATH_MAX)
+    return PM_ENAMETOOLONG;
+  return 0;
+}
+
+int pm__uv_error(int status) {
+  switch (status) {
+  case 0:
+    return 0;
+  case UV_ENOMEM:
+    return PM_ENOMEM;
+  case UV_EOF:
+    return PM_EEOF;
+  case UV_ETIMEDOUT:
+    return PM_ETIMEDOUT;
+  case UV_EADDRINUSE:
+    return PM_EADDRINUSE;
+  case UV_EACCES:
+  case UV_EPERM:
+    return PM_EACCES;
+  case UV_ENAMETOOLONG:
+    return PM_ENAMETOOLONG;
+  case UV_ECANCELED:
+    return PM_ECANCELED;
+  case UV_EINVAL:
+    return PM_EINVAL;
+  default:
+    return PM_EIO;
+  }
+}
+
+void (*pm__pipe_after_bind_hook)(const char *path);
+
+void pm__block_sigpipe(void) {}
+
+/* path (UTF-8) as a new UTF-16 string, or NULL. */
+static wchar_t *wide(const char *s) {
+  int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
+  wchar_t *w;
+  if (n <= 0)
+    return NULL;
+  w = pm__malloc((size_t)n * sizeof(wchar_t));
+  if (w != NULL && MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, n) != n) {
+    pm__free(w);
+    w = NULL;
+  }
+  return w;
+}
+
+/* ---- the listener ------------------------------------------------------------------------
+ *
+ * libuv 1.44 creates pipe instances with a NULL security descriptor, so the listener creates
+ * them itself: CreateNamedPipeW with the service's descriptor, byte mode, remote clients
+ * rejected, the first one with FILE_FLAG_FIRST_PIPE_INSTANCE (created here, on the caller's
+ * thread, so a name in use fails pm__listen at once). A helper thread waits in an overlapped
+ * ConnectNamedPipe on the one pending instance, hands the connected instance to the loop
+ * (uv_async_t) and waits until it is taken (pm__accept: uv_pipe_open on a CRT descriptor, as
+ * libuv wants), and only then creates the next instance: one instance pending at a time, so a
+ * client finding none free gets ERROR_PIPE_BUSY, which the blocking client retries like a
+ * refused connection. */
+
+struct pm__listener {
+  uv_loop_t *loop;
+  uv_async_t wake;           /* thread -> loop: an instance is connected */
+  HANDLE thread;
+  HANDLE stop;               /* loop -> thread: close down (manual reset) */
+  HANDLE taken;              /* loop -> thread: the connected instance was taken (auto reset) */
+  HANDLE pending;            /* the instance waiting for a client (thread's) */
+  CRITICAL_SECTION lock;
+  HANDLE connected;          /* a connected instance not yet taken, or NULL (under lock) */
+  wchar_t *name;
+  PSECURITY_DESCRIPTOR sd;   /* LocalFree */
+  SECURITY_ATTRIBUTES sa;
+  pm__connection_cb cb;
+  void *data;
+  void (*close_cb)(void *data);
+  void *close_data;
+};
+
+static HANDLE new_instance(pm__listener *l, int first) {
+  DWORD open_mode = PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED;
+  if (first)
+    open_mode |= FILE_FLAG_FIRST_PIPE_INSTANCE;
+  return CreateNamedPipeW(l->name, open_mode,
+                          PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT |
+                              PIPE_REJECT_REMOTE_CLIENTS,
+                          PIPE_UNLIMITED_INSTANCES, PIPE_BUFFER, PIPE_BUFFER, 0, &l->sa);
+}
+
+/* Waits for a client on l->pending: 1 connected, 0 stop asked, -1 failed (the instance is
+ * then disconnected and reusable). */
+static int wait_client(pm__listener *l, HANDLE ev) {
+  OVERLAPPED ov;
+  DWORD n, err;
+  HANDLE both[2];
+  memset(&ov, 0, sizeof(ov));
+  ov.hEvent = ev;
+  if (ConnectNamedPipe(l->pending, &ov))
+    return 1;
+  err = GetLastError();
+  if (err == ERROR_PIPE_CONNECTED)
+    return 1;
+  if (err != ERROR_IO_PENDING) {
+    DisconnectNamedPipe(l->pending); /* ERROR_NO_DATA: the client came and went */
+    return -1;
+  }
+  both[0] = l->stop;
+  both[1] = ev;
+  if (WaitForMultipleObjects(2, both, FALSE, INFINITE) == WAIT_OBJECT_0) {
+    CancelIoEx(l->pending, &ov);
+    GetOverlappedResult(l->pending, &ov, &n, TRUE);
+    return 0;
+  }
+  if (GetOverlappedResult(l->pending, &ov, &n, FALSE))
+    return 1;
+  DisconnectNamedPipe(l->pending);
+  return -1;
+}
+
+static DWORD WINAPI listener_thread(void *arg) {
+  pm__listener *l = arg;
+  HANDLE ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+  for (;;) {
+    int got;
+    if (l->pending == INVALID_HANDLE_VALUE) {
+      l->pending = new_instance(l, 0);
+      if (l->pending == INVALID_HANDLE_VALUE) {
+        if (WaitForSingleObject(l->stop, INSTANCE_RETRY_MS) == WAIT_OBJECT_0)
+          break;
+        continue;
+      }
+    }
+    got = ev == NULL ? 0 : wait_client(l, ev);
+    if (got == 0)
+      break;
+    if (got < 0)
+      continue;
+    EnterCriticalSection(&l->lock);
+    l->connected = l->pending;
+    LeaveCriticalSection(&l->lock);
+    l->pending = INVALID_HANDLE_VALUE;
+    uv_async_send(&l->wake);
+    {
+      HANDLE both[2] = {l->stop, l->taken};
+      if (WaitForMultipleObjects(2, both, FALSE, INFINITE) == WAIT_OBJECT_0)
+        break;
+    }
+  }
+  if (ev != NULL)
+    CloseHandle(ev);
+  if (l->pending != INVALID_HANDLE_VALUE)
+    CloseHandle(l->pending);
+  l->pending = INVALID_HANDLE_VALUE;
+  return 0;
+}
+
+static void on_wake(uv_async_t *a) {
+  pm__listener *l = a->data;
+  HANDLE h;
+  EnterCriticalSection(&l->lock);
+  h = l->connected;
+  LeaveCriticalSection(&l->lock);
+  if (h != NULL && l->cb != NULL)
+    l->cb(l->data);
+}
+
+static void free_listener(pm__listener *l) {
+  if (l->stop != NULL)
+    CloseHandle(l->stop);
+  if (l->taken != NULL)
+    CloseHandle(l->taken);
+  if (l->connected != NULL)
+    CloseHandle(l->connected);
+  if (l->pending != INVALID_HANDLE_VALUE)
+    CloseHandle(l->pending);
+  if (l->sd != NULL)
+    LocalFree(l->sd);
+  DeleteCriticalSection(&l->lock);
+  pm__free(l->name);
+  pm__free(l);
+}
+
+static void on_wake_closed(uv_handle_t *h) {
+  pm__listener *l = h->data;
+  void (*cb)(void *data) = l->close_cb;
+  void *data = l->close_data;
+  free_listener(l);
+  if (cb != NULL)
+    cb(data);
+}
+
+int pm__listen(uv_loop_t *loop, const pm__listen_spec *spec, pm__connection_cb cb, void *data,
+               pm__listener **out) {
+  const char *sddl = spec->access.sddl != NULL ? spec->access.sddl : PM_PIPE_SDDL_DEFAULT;
+  pm__listener *l;
+  wchar_t *wsddl;
+  DWORD err;
+  int rc;
+  if (spec->fd != 0)
+    return PM_EINVAL; /* no socket activation on Windows */
+  l = pm__calloc(1, sizeof(*l));
+  if (l == NULL)
+    return PM_ENOMEM;
+  InitializeCriticalSection(&l->lock);
+  l->pending = INVALID_HANDLE_VALUE;
+  l->loop = loop;
+  l->cb = cb;
+  l->data = data;
+  l->name = wide(spec->path);
+  wsddl = wide(sddl);
+  if (l->name == NULL || wsddl == NULL) {
+    rc = l->name == NULL ? PM_EPIPENAME : PM_EINVAL;
+    pm__free(wsddl);
+    goto fail;
+  }
+  if (!ConvertStringSecurityDescriptorToSecurityDescriptorW(wsddl, SDDL_REVISION_1, &l->sd,
+                                                            NULL)) {
+    pm__debug("pipe security descriptor \"%s\" not understood (error %lu)", sddl,
+              (unsigned long)GetLastError());
+    l->sd = NULL;
+    pm__free(wsddl);
+    rc = PM_EINVAL;
+    goto fail;
+  }
+  pm__free(wsddl);
+  l->sa.nLength = sizeof(l->sa);
+  l->sa.lpSecurityDescriptor = l->sd;
+  l->sa.bInheritHandle = FALSE;
+  l->pending = new_instance(l, 1);
+  if (l->pending == INVALID_HANDLE_VALUE) {
+    err = GetLastError();
+    /* Another process serves the name (first instance refused), or its descriptor keeps us
+     * from adding an instance: in use by a live service either way. */
+    rc = err == ERROR_ACCESS_DENIED || err == ERROR_PIPE_BUSY ? PM_EADDRINUSE
+         : err == ERROR_INVALID_NAME || err == ERROR_BAD_PATHNAME ? PM_EPIPENAME
+                                                                  : PM_EIO;
+    goto fail;
+  }
+  l->stop = CreateEventW(NULL, TRUE, FALSE, NULL);
+  l->taken = CreateEventW(NULL, FALSE, FALSE, NULL);
+  if (l->stop == NULL || l->taken == NULL) {
+    rc = PM_EIO;
+    goto fail;
+  }
+  rc = uv_async_init(loop, &l->wake, on_wake);
+  if (rc < 0) {
+    rc = pm__uv_error(rc);
+    goto fail;
+  }
+  l->wake.data = l;
+  l->thread = CreateThread(NULL, 0, listener_thread, l, 0, NULL);
+  if (l->thread == NULL) {
+    uv_close((uv_handle_t *)&l->wake, on_wake_closed);
+    return PM_EIO;
+  }
+  *out = l;
+  return 0;
+fail:
+  free_listener(l);
+  return rc;
+}
+
+int pm__accept(pm__listener *l, uv_pipe_t *client) {
+  HANDLE h;
+  int fd, rc;
+  EnterCriticalSection(&l->lock);
+  h = l->connected;
+  l->connected = NULL;
+  LeaveCriticalSection(&l->lock);
+  if (h == NULL)
+    return PM_EBUSY;
+  SetEvent(l->taken); /* the thread may offer the next instance now */
+  /* libuv takes a pipe as a CRT descriptor, and closes it (and the handle) with the stream. */
+  fd = _open_osfhandle((intptr_t)h, 0);
+  if (fd < 0) {
+    CloseHandle(h);
+    return PM_EIO;
+  }
+  rc = uv_pipe_open(client, fd);
+  if (rc < 0) {
+    _close(fd);
+    return pm__uv_error(rc);
+  }
+  return 0;
+}
+
+void pm__listener_close(pm__listener *l, void (*cb)(void *data), void *data) {
+  l->close_cb = cb;
+  l->close_data = data;
+  l->cb = NULL;
+  SetEvent(l->stop);
+  WaitForSingleObject(l->thread, INFINITE);
+  CloseHandle(l->thread);
+  uv_close((uv_handle_t *)&l->wake, on_wake_closed);
+}
+
+/* ---- identities ---------------------------------------------------------------------------
+ */
+
+/* The user SID of token as a new TOKEN_USER (pm__free), or NULL. */
+static TOKEN_USER *token_user(HANDLE token) {
+  DWORD len = 0;
+  TOKEN_USER *u;
+  GetTokenInformation(token, TokenUser, NULL, 0, &len);
+  if (len == 0)
+    return NULL;
+  u = pm__malloc(len);
+  if (u != NULL && !GetTokenInformation(token, TokenUser, u, len, &len)) {
+    pm__free(u);
+    u = NULL;
+  }
+  return u;
+}
+
+/* The client's token, taken by impersonating it (then reverted at once), or NULL. */
+static HANDLE client_token(HANDLE pipe) {
+  HANDLE token = NULL;
+  if (!ImpersonateNamedPipeClient(pipe))
+    return NULL;
+  if (!OpenThreadToken(GetCurrentThread(), TOKEN_QUERY, TRUE, &token))
+    token = NULL;
+  if (!RevertToSelf()) {
+    /* Running on as the client would be worse than stopping. */
+    pm__debug("RevertToSelf failed (error %lu)", (unsigned long)GetLastError());
+    abort();
+  }
+  return token;
+}
+
+static HANDLE stream_handle(uv_pipe_t *stream) {
+  uv_os_fd_t h;
+  if (uv_fileno((uv_handle_t *)stream, &h) != 0)
+    return INVALID_HANDLE_VALUE;
+  return h;
+}
+
+void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer) {
+  HANDLE h = stream_handle(stream), token;
+  ULONG pid = 0;
+  memset(peer, 0, sizeof(*peer));
+  peer->pid = peer->uid = peer->gid = -1;
+  peer->ngroups = -1;
+  if (h == INVALID_HANDLE_VALUE)
+    return;
+  if (GetNamedPipeClientProcessId(h, &pid) && pid != 0)
+    peer->pid = pid;
+  token = client_token(h);
+  if (token != NULL) {
+    TOKEN_USER *u = token_user(token);
+    char *s = NULL;
+    if (u != NULL && ConvertSidToStringSidA(u->User.Sid, &s)) {
+      snprintf(peer->sid, sizeof(peer->sid), "%s", s);
+      LocalFree(s);
+    }
+    pm__free(u);
+    CloseHandle(token);
+  }
+}
+
+/* 1 if token is a member of sid (enabled), 0 if not, <0 if it cannot be told. */
+static int token_in(HANDLE token, PSID sid) {
+  HANDLE imp = NULL;
+  BOOL member = FALSE;
+  int rc;
+  /* CheckTokenMembership wants an impersonation token. */
+  if (!DuplicateToken(token, SecurityIdentification, &imp))
+    return PM_ENOTAUTH;
+  rc = CheckTokenMembership(imp, sid, &member) ? member != FALSE : PM_ENOTAUTH;
+  CloseHandle(imp);
+  return rc;
+}
+
+int pm__pipe_peer_in_group(uv_pipe_t *stream, const char *group) {
+  HANDLE h = stream_handle(stream), token;
+  PSID sid = NULL;
+  int rc;
+  if (group == NULL || !ConvertStringSidToSidA(group, &sid))
+    return PM_EINVAL;
+  token = h == INVALID_HANDLE_VALUE ? NULL : client_token(h);
+  rc = token == NULL ? PM_ENOTAUTH : token_in(token, sid);
+  if (token != NULL)
+    CloseHandle(token);
+  LocalFree(sid);
+  return rc;
+}
+
+/* Whether the process serving pipe h runs as LocalSystem, an administrator, as us, or as
+ * owner->sid. A pid of 0 (what wine reports) or a process we cannot open is refused: the check
+ * never passes on doubt. */
+static int check_server(HANDLE h, const pm__owner *owner) {
+  HANDLE proc = NULL, token = NULL, self = NULL;
+  TOKEN_USER *user = NULL, *me = NULL;
+  PSID expected = NULL;
+  BYTE admins_buf[SECURITY_MAX_SID_SIZE];
+  DWORD admins_len = sizeof(admins_buf);
+  ULONG pid = 0;
+  int rc = PM_ENOTAUTH;
+  if (owner->uid < 0)
+    return 0;
+  if (h == INVALID_HANDLE_VALUE || !GetNamedPipeServerProcessId(h, &pid) || pid == 0)
+    return PM_ENOTAUTH;
+  proc = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pid);
+  if (proc == NULL || !OpenProcessToken(proc, TOKEN_QUERY | TOKEN_DUPLICATE, &token))
+    goto done;
+  user = token_user(token);
+  if (user == NULL)
+    goto done;
+  if (IsWellKnownSid(user->User.Sid, WinLocalSystemSid)) {
+    rc = 0;
+    goto done;
+  }
+  if (OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &self) && (me = token_user(self)) &&
+      EqualSid(user->User.Sid, me->User.Sid)) {
+    rc = 0;
+    goto done;
+  }
+  if (owner->sid != NULL && ConvertStringSidToSidA(owner->sid, &expected) &&
+      EqualSid(user->User.Sid, expected)) {
+    rc = 0;
+    goto done;
+  }
+  if (CreateWellKnownSid(WinBuiltinAdministratorsSid, NULL, admins_buf, &admins_len) &&
+      token_in(token, admins_buf) == 1)
+    rc = 0;
+done:
+  if (expected != NULL)
+    LocalFree(expected);
+  pm__free(me);
+  pm__free(user);
+  if (self != NULL)
+    CloseHandle(self);
+  if (token != NULL)
+    CloseHandle(token);
+  if (proc != NULL)
+    CloseHandle(proc);
+  return rc;
+}
+
+int pm__pipe_check_owner(uv_pipe_t *stream, const pm__owner *owner) {
+  if (owner->uid < 0)
+    return 0;
+  return check_server(stream_handle(stream), owner);
+}
+
+int pm__pipe_peer_gone(uv_pipe_t *stream) {
+  HANDLE h = stream_handle(stream);
+  DWORD avail = 0;
+  if (h == INVALID_HANDLE_VALUE)
+    return 0;
+  if (PeekNamedPipe(h, NULL, 0, NULL, &avail, NULL))
+    return 0;
+  return GetLastError() == ERROR_BROKEN_PIPE || GetLastError() == ERROR_PIPE_NOT_CONNECTED;
+}
+
+/* ---- the blocking client ------------------------------------------------------------------
+ *
+ * Overlapped ReadFile/WriteFile with one read and one write in flight at most, each into the
+ * connection's own buffer: pm__conn_wait waits on their events, send and recv only start or
+ * collect them, and close cancels what is still in flight (CancelIoEx). */
+
+struct pm__conn {
+  HANDLE h;
+  OVERLAPPED rov, wov;
+  uint8_t rbuf[CONN_CHUNK], wbuf[CONN_CHUNK];
+  size_t rlen, roff;   /* bytes read into rbuf and handed out of them */
+  int reading, writing; /* an operation in flight */
+  int eof, failed;     /* reading: the end of the stream, an error */
+  int wfailed;         /* writing: the peer is gone, or an error */
+};
+
+/* Collects a finished read: 1 if there is data or an end to report, 0 if still in flight or
+ * idle. */
+static int read_done(pm__conn *c) {
+  DWORD n = 0;
+  if (!c->reading)
+    return c->roff < c->rlen || c->eof || c->failed;
+  if (GetOverlappedResult(c->h, &c->rov, &n, FALSE)) {
+    c->reading = 0;
+    c->rlen = n;
+    c->roff = 0;
+    return n > 0;
+  }
+  switch (GetLastError()) {
+  case ERROR_IO_INCOMPLETE:
+    return 0;
+  case ERROR_BROKEN_PIPE:
+  case ERROR_PIPE_NOT_CONNECTED:
+    c->eof = 1;
+    break;
+  default:
+    c->failed = 1;
+  }
+  c->reading = 0;
+  return 1;
+}
+
+static void start_read(pm__conn *c) {
+  if (c->reading || c->roff < c->rlen || c->eof || c->failed)
+    return;
+  c->rlen = c->roff = 0;
+  if (ReadFile(c->h, c->rbuf, sizeof(c->rbuf), NULL, &c->rov) ||
+      GetLastError() == ERROR_IO_PENDING) {
+    c->reading = 1;
+    return;
+  }
+  if (GetLastError() == ERROR_BROKEN_PIPE || GetLastError() == ERROR_PIPE_NOT_CONNECTED)
+    c->eof = 1;
+  else
+    c->failed = 1;
+}
+
+/* Collects a finished write: 1 if another may start. */
+static int write_done(pm__conn *c) {
+  DWORD n = 0;
+  if (!c->writing)
+    return 1;
+  if (GetOverlappedResult(c->h, &c->wov, &n, FALSE)) {
+    c->writing = 0;
+    return 1;
+  }
+  if (GetLastError() == ERROR_IO_INCOMPLETE)
+    return 0;
+  c->writing = 0;
+  c->wfailed = 1;
+  return 1;
+}
+
+int pm__dial(const char *path, uint64_t deadline_ns, pm__conn **out) {
+  wchar_t *name;
+  HANDLE h;
+  pm__conn *c;
+  if (strlen(path) > PM_PIPE_PATH_MAX)
+    return PM_ENAMETOOLONG;
+  name = wide(path);
+  if (name == NULL)
+    return PM_EPIPENAME;
+  for (;;) {
+    uint64_t now;
+    DWORD err;
+    /* Identification only: a server may learn who we are, never act as us. */
+    h = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING,
+                    FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION,
+                    NULL);
+    if (h != INVALID_HANDLE_VALUE)
+      break;
+    err = GetLastError();
+    if (err == ERROR_ACCESS_DENIED) {
+      pm__free(name);
+      return PM_EACCES;
+    }
+    if (err != ERROR_FILE_NOT_FOUND && err != ERROR_PIPE_BUSY) {
+      pm__free(name);
+      return PM_EIO;
+    }
+    now = uv_hrtime();
+    if (now + (uint64_t)DIAL_RETRY_MS * 1000000u >= deadline_ns) {
+      pm__free(name);
+      return PM_ECONNTIMEOUT;
+    }
+    /* Every instance busy: wait for one to be free (never past the deadline); no pipe at all:
+     * wait a little for the service to appear. */
+    if (err == ERROR_PIPE_BUSY)
+      WaitNamedPipeW(name, (DWORD)((deadline_ns - now) / 1000000u));
+    else
+      uv_sleep(DIAL_RETRY_MS);
+  }
+  pm__free(name);
+  c = pm__calloc(1, sizeof(*c));
+  if (c != NULL) {
+    c->rov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+    c->wov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+  }
+  if (c == NULL || c->rov.hEvent == NULL || c->wov.hEvent == NULL) {
+    if (c != NULL && c->rov.hEvent != NULL)
+      CloseHandle(c->rov.hEvent);
+    if (c != NULL && c->wov.hEvent != NULL)
+      CloseHandle(c->wov.hEvent);
+    pm__free(c);
+    CloseHandle(h);
+    return PM_ENOMEM;
+  }
+  c->h = h;
+  *out = c;
+  return 0;
+}
+
+int pm__conn_check_owner(pm__conn *c, const pm__owner *owner) { return check_server(c->h, owner); }
+
+int pm__conn_wait(pm__conn *c, int want_write, uint64_t deadline_ns) {
+  for (;;) {
+    HANDLE evs[2];
+    DWORD n = 0, r;
+    uint64_t now = uv_hrtime();
+    int mask = 0;
+    start_read(c);
+    if (read_done(c))
+      mask |= 1;
+    if (want_write && write_done(c))
+      mask |= 2;
+    if (mask != 0)
+      return mask;
+    if (now >= deadline_ns)
+      return 0;
+    if (c->reading)
+      evs[n++] = c->rov.hEvent;
+    if (want_write && c->writing)
+      evs[n++] = c->wov.hEvent;
+    if (n == 0)
+      return PM_EIO;
+    r = WaitForMultipleObjects(n, evs, FALSE, (DWORD)((deadline_ns - now + 999999u) / 1000000u));
+    if (r == WAIT_FAILED)
+      return PM_EIO;
+  }
+}
+
+long pm__conn_send(pm__conn *c, const void *a, size_t alen, const void *b, size_t blen) {
+  size_t n = 0, take;
+  if (!write_done(c))
+    return 0;
+  if (c->wfailed)
+    return PM_EIO;
+  take = alen < sizeof(c->wbuf) ? alen : sizeof(c->wbuf);
+  memcpy(c->wbuf, a, take);
+  n = take;
+  take = blen < sizeof(c->wbuf) - n ? blen : sizeof(c->wbuf) - n;
+  if (take > 0)
+    memcpy(c->wbuf + n, b, take);
+  n += take;
+  if (n == 0)
+    return 0;
+  if (WriteFile(c->h, c->wbuf, (DWORD)n, NULL, &c->wov) || GetLastError() == ERROR_IO_PENDING) {
+    c->writing = 1;
+    return (long)n;
+  }
+  c->wfailed = 1;
+  return PM_EIO;
+}
+
+long pm__conn_recv(pm__conn *c, void *buf, size_t len) {
+  size_t n;
+  start_read(c);
+  read_done(c);
+  if (c->roff < c->rlen) {
+    n = c->rlen - c->roff < len ? c->rlen - c->roff : len;
+    memcpy(buf, c->rbuf + c->roff, n);
+    c->roff += n;
+    return (long)n;
+  }
+  if (c->eof)
+    return 0;
+  if (c->failed)
+    return PM_EIO;
+  return PM_EBUSY;
+}
+
+void pm__conn_close(pm__conn *c) {
+  DWORD n;
+  if (c == NULL)
+    return;
+  if (c->reading || c->writing)
+    CancelIoEx(c->h, NULL);
+  if (c->reading)
+    GetOverlappedResult(c->h, &c->rov, &n, TRUE);
+  if (c->writing)
+    GetOverlappedResult(c->h, &c->wov, &n, TRUE);
+  CloseHandle(c->h);
+  CloseHandle(c->rov.hEvent);
+  CloseHandle(c->wov.hEvent);
+  pm__free(c);
+}

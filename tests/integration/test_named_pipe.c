@@ -1,0 +1,408 @@
+/* The named-pipe transport (src/transport/transport_win.c) with the library's command and
+ * event servers and clients, in one process: names, calls in JSON and XML, deadlines, events,
+ * and the security checks. What wine does not implement (peer pid and SID, the server's pid for
+ * the owner check, first-instance refusal, DACLs) is skipped under wine with that reason; it
+ * runs on a real Windows (docs/windows.md). */
+#include <winsock2.h>
+#include <windows.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+#include "testutil.h"
+#include "transport/transport.h"
+
+/* Under wine a round trip is 20-40 times slower than on Windows (docs/windows.md): deadlines
+ * the tests choose (never the product's defaults) are scaled by this much there. */
+#define WINE_SCALE 20
+
+static int under_wine(void) {
+  HMODULE nt = GetModuleHandleW(L"ntdll.dll");
+  return nt != NULL && GetProcAddress(nt, "wine_get_version") != NULL;
+}
+
+static uint32_t scaled_ms(uint32_t ms) { return under_wine() ? ms * WINE_SCALE : ms; }
+
+static void unique_name(char *buf, size_t size, const char *what) {
+  static int n;
+  snprintf(buf, size, "pipemsg-test-%lu-%s-%d", (unsigned long)GetCurrentProcessId(), what, ++n);
+}
+
+/* A loop on its own thread serving a command server and an event server. */
+typedef struct fixture {
+  uv_loop_t loop;
+  uv_async_t stop;
+  uv_thread_t thread;
+  pm_command_server *cmd;
+  pm_event_server *ev;
+  char cmd_name[96], ev_name[96];
+  uv_mutex_t lock;
+  uv_cond_t cond;
+  pm_peer peer; /* of the last call */
+  int calls;
+  int events;   /* received by the event client */
+  int connected;
+  int hold;     /* the handler answers nothing (response deadline) */
+  uv_async_t publish; /* publishes one event on the loop's thread */
+  int published;      /* pm_event_server_publish's result, 1 until then */
+} fixture;
+
+static void handler(pm_command_call *call, void *data) {
+  fixture *f = data;
+  uv_mutex_lock(&f->lock);
+  f->peer = *pm_command_call_peer(call);
+  f->calls++;
+  uv_mutex_unlock(&f->lock);
+  if (f->hold)
+    return; /* dropped when the server closes */
+  pm_command_call_reply(call, PM_RESULT_OK, "served", json_pack("{s:s}", "Echo",
+                                                                  pm_command_call_command(call)));
+}
+
+static void on_stop(uv_async_t *a) {
+  fixture *f = a->data;
+  if (f->cmd != NULL)
+    pm_command_server_close(f->cmd, NULL, NULL);
+  if (f->ev != NULL) {
+    pm_event_server_close(f->ev, NULL, NULL);
+    uv_close((uv_handle_t *)&f->publish, NULL);
+  }
+  uv_close((uv_handle_t *)&f->stop, NULL);
+}
+
+static void run_loop(void *arg) {
+  fixture *f = arg;
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+}
+
+static void on_publish(uv_async_t *a) {
+  fixture *f = a->data;
+  int rc = pm_event_server_publish(f->ev, "StatusChanged", json_pack("{s:s}", "State", "Up"),
+                                   NULL);
+  uv_mutex_lock(&f->lock);
+  f->published = rc;
+  uv_mutex_unlock(&f->lock);
+}
+
+static void fixture_start(fixture *f, int with_events) {
+  pm_command_server_options co;
+  pm_event_server_options eo;
+  memset(f, 0, sizeof(*f));
+  uv_mutex_init(&f->lock);
+  uv_cond_init(&f->cond);
+  assert_int_equal(0, uv_loop_init(&f->loop));
+  assert_int_equal(0, uv_async_init(&f->loop, &f->stop, on_stop));
+  f->stop.data = f;
+  unique_name(f->cmd_name, sizeof(f->cmd_name), "cmd");
+  memset(&co, 0, sizeof(co));
+  co.handler = handler;
+  co.data = f;
+  assert_pm(0, pm_command_server_start(&f->loop, f->cmd_name, &co, &f->cmd));
+  if (with_events) {
+    unique_name(f->ev_name, sizeof(f->ev_name), "ev");
+    memset(&eo, 0, sizeof(eo));
+    assert_pm(0, pm_event_server_start(&f->loop, f->ev_name, &eo, &f->ev));
+    assert_int_equal(0, uv_async_init(&f->loop, &f->publish, on_publish));
+    f->publish.data = f;
+    f->published = 1;
+  }
+  assert_int_equal(0, uv_thread_create(&f->thread, run_loop, f));
+}
+
+static void fixture_stop(fixture *f) {
+  uv_async_send(&f->stop);
+  assert_int_equal(0, uv_thread_join(&f->thread));
+  assert_int_equal(0, uv_loop_close(&f->loop));
+  uv_cond_destroy(&f->cond);
+  uv_mutex_destroy(&f->lock);
+}
+
+static const char *call(const char *name, const char *command, pm_encoding enc,
+                        const pm_client_options *opts, int *rc) {
+  static char result[64];
+  pm_msg *req = NULL, *resp = NULL;
+  const char *r = NULL;
+  assert_pm(0, pm_request_new(command, 1, NULL, &req));
+  *rc = pm_command_client_call(name, opts, req, enc, &resp);
+  result[0] = '\0';
+  if (*rc == 0 && pm_msg_get_string(resp, "Result", &r) == 0)
+    snprintf(result, sizeof(result), "%s", r);
+  pm_msg_free(resp);
+  pm_msg_free(req);
+  return result;
+}
+
+static void test_named_pipe_names(void **state) {
+  char buf[PM_PIPE_PATH_MAX + 1], name[200];
+  (void)state;
+  assert_pm(0, pm_pipe_path("cmd", buf, sizeof(buf)));
+  assert_string_equal("\\\\.\\pipe\\cmd", buf);
+  assert_pm(0, pm_pipe_path("\\\\.\\pipe\\cmd", buf, sizeof(buf)));
+  assert_string_equal("\\\\.\\pipe\\cmd", buf);
+  assert_pm(0, pm_pipe_dir(buf, sizeof(buf)));
+  assert_string_equal("\\\\.\\pipe", buf);
+  assert_pm(PM_EPIPENAME, pm_pipe_path("/run/pipemsg/cmd", buf, sizeof(buf)));
+  assert_pm(PM_EPIPENAME, pm_pipe_path("\\\\server\\pipe\\cmd", buf, sizeof(buf)));
+  assert_pm(PM_EPIPENAME, pm_pipe_path("\\\\.\\pipe\\", buf, sizeof(buf)));
+  assert_pm(PM_EPIPENAME, pm_pipe_path("C:\\temp\\cmd", buf, sizeof(buf)));
+  assert_pm(PM_EPIPENAME, pm_pipe_path("a/b", buf, sizeof(buf)));
+  assert_pm(PM_EPIPENAME, pm_pipe_path("..", buf, sizeof(buf)));
+  assert_pm(PM_EINVAL, pm_pipe_path("", buf, sizeof(buf)));
+  memset(name, 'n', sizeof(name) - 1);
+  name[sizeof(name) - 1] = '\0';
+  assert_pm(PM_ENAMETOOLONG, pm_pipe_path(name, buf, sizeof(buf)));
+}
+
+/* A call in each encoding over the library's own server and client. */
+static void test_named_pipe_command_call(void **state) {
+  pm_client_options o;
+  fixture f;
+  int rc;
+  (void)state;
+  fixture_start(&f, 0);
+  memset(&o, 0, sizeof(o));
+  o.connect_timeout_ms = scaled_ms(3000);
+  o.response_timeout_ms = scaled_ms(3000);
+  o.expect_owner_uid = 0;
+  assert_string_equal(PM_RESULT_OK, call(f.cmd_name, "GetStatus", PM_ENC_JSON, &o, &rc));
+  assert_pm(0, rc);
+  assert_string_equal(PM_RESULT_OK, call(f.cmd_name, "GetStatus", PM_ENC_XML, &o, &rc));
+  assert_pm(0, rc);
+  /* The full name reaches the same pipe. */
+  {
+    char full[160];
+    snprintf(full, sizeof(full), "\\\\.\\pipe\\%s", f.cmd_name);
+    assert_string_equal(PM_RESULT_OK, call(full, "GetStatus", PM_ENC_JSON, &o, &rc));
+  }
+  uv_mutex_lock(&f.lock);
+  assert_int_equal(3, f.calls);
+  assert_int_equal(-1, f.peer.uid);
+  assert_int_equal(-1, f.peer.ngroups);
+  uv_mutex_unlock(&f.lock);
+  fixture_stop(&f);
+}
+
+/* The peer's pid and user SID (impersonation). Wine 8 reports both within one process, but has
+ * one user for every process: a peer of another user needs a real Windows. */
+static void test_named_pipe_peer_identity(void **state) {
+  pm_client_options o;
+  fixture f;
+  int rc;
+  (void)state;
+  fixture_start(&f, 0);
+  memset(&o, 0, sizeof(o));
+  assert_string_equal(PM_RESULT_OK, call(f.cmd_name, "GetStatus", PM_ENC_JSON, &o, &rc));
+  uv_mutex_lock(&f.lock);
+  assert_int_equal((long long)GetCurrentProcessId(), f.peer.pid);
+  assert_true(strncmp(f.peer.sid, "S-1-", 4) == 0);
+  uv_mutex_unlock(&f.lock);
+  fixture_stop(&f);
+}
+
+/* A server of our own user passes the owner check (GetNamedPipeServerProcessId, its token's
+ * user), with or without another expected SID. A server of another user is refused: that needs
+ * a second user, so a real Windows (wine has one user). */
+static void test_named_pipe_owner_check(void **state) {
+  pm_client_options o;
+  fixture f;
+  int rc;
+  (void)state;
+  fixture_start(&f, 0);
+  memset(&o, 0, sizeof(o));
+  o.connect_timeout_ms = scaled_ms(3000);
+  o.response_timeout_ms = scaled_ms(3000);
+  call(f.cmd_name, "GetStatus", PM_ENC_JSON, &o, &rc);
+  assert_pm(0, rc);
+  o.expect_owner_sid = "S-1-5-21-1-2-3-4242";
+  call(f.cmd_name, "GetStatus", PM_ENC_JSON, &o, &rc);
+  assert_pm(0, rc);
+  uv_mutex_lock(&f.lock);
+  assert_int_equal(2, f.calls);
+  uv_mutex_unlock(&f.lock);
+  fixture_stop(&f);
+}
+
+/* No service: retried until the connect deadline, then ConnectionTimeout. */
+static void test_named_pipe_connect_timeout(void **state) {
+  pm_client_options o;
+  char name[96];
+  uint64_t start, took;
+  int rc;
+  (void)state;
+  unique_name(name, sizeof(name), "nobody");
+  memset(&o, 0, sizeof(o));
+  o.connect_timeout_ms = 300;
+  o.expect_owner_uid = -1;
+  start = pm_test_now_ms();
+  call(name, "GetStatus", PM_ENC_JSON, &o, &rc);
+  took = pm_test_now_ms() - start;
+  assert_pm(PM_ECONNTIMEOUT, rc);
+  /* Never more than a retry (20 ms) early; late by at most a loaded machine's scheduling. */
+  if (took < 270 || took > 3000) {
+    print_error("gave up after %llu ms, deadline 300 ms\n", (unsigned long long)took);
+    fail();
+  }
+}
+
+/* A service that never answers: the call ends at its response deadline (overlapped I/O
+ * cancelled), not later. */
+static void test_named_pipe_response_timeout(void **state) {
+  pm_client_options o;
+  fixture f;
+  uint64_t start, took, deadline = scaled_ms(300);
+  int rc;
+  (void)state;
+  fixture_start(&f, 0);
+  f.hold = 1;
+  memset(&o, 0, sizeof(o));
+  o.connect_timeout_ms = scaled_ms(3000);
+  o.response_timeout_ms = (uint32_t)deadline;
+  o.expect_owner_uid = 0;
+  start = pm_test_now_ms();
+  call(f.cmd_name, "GetStatus", PM_ENC_JSON, &o, &rc);
+  took = pm_test_now_ms() - start;
+  assert_pm(PM_ETIMEDOUT, rc);
+  if (took < deadline - 20 || took > deadline + 5000) {
+    print_error("timed out after %llu ms, deadline %llu ms\n", (unsigned long long)took,
+                (unsigned long long)deadline);
+    fail();
+  }
+  fixture_stop(&f);
+}
+
+/* Options the named pipes cannot honour are refused, not ignored. */
+static void test_named_pipe_bad_options(void **state) {
+  pm_command_server_options co;
+  pm_command_server *s = NULL;
+  uv_loop_t loop;
+  char name[96];
+  (void)state;
+  unique_name(name, sizeof(name), "opts");
+  assert_int_equal(0, uv_loop_init(&loop));
+  memset(&co, 0, sizeof(co));
+  co.handler = handler;
+  co.pipe_sddl = "D:(this is not SDDL";
+  assert_pm(PM_EINVAL, pm_command_server_start(&loop, name, &co, &s));
+  co.pipe_sddl = NULL;
+  co.listen_fd = 3;
+  assert_pm(PM_EINVAL, pm_command_server_start(&loop, name, &co, &s));
+  /* A descriptor that only lets SYSTEM in is still a valid one to serve with. */
+  co.listen_fd = 0;
+  co.pipe_sddl = "D:P(A;;GA;;;SY)";
+  assert_pm(0, pm_command_server_start(&loop, name, &co, &s));
+  pm_command_server_close(s, NULL, NULL);
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  assert_int_equal(0, uv_loop_close(&loop));
+}
+
+/* A second server on a name a live one serves fails to start (FILE_FLAG_FIRST_PIPE_INSTANCE),
+ * and a descriptor that keeps us out is enforced. */
+static void test_named_pipe_first_instance_and_dacl(void **state) {
+  pm_command_server_options co;
+  pm_command_server *s = NULL, *again = NULL;
+  pm_client_options o;
+  uv_loop_t loop;
+  char name[96];
+  int rc;
+  (void)state;
+  if (under_wine()) {
+    print_message("skipped: wine enforces neither FILE_FLAG_FIRST_PIPE_INSTANCE nor pipe "
+                  "DACLs\n");
+    skip();
+  }
+  unique_name(name, sizeof(name), "first");
+  assert_int_equal(0, uv_loop_init(&loop));
+  memset(&co, 0, sizeof(co));
+  co.handler = handler;
+  assert_pm(0, pm_command_server_start(&loop, name, &co, &s));
+  assert_pm(PM_EADDRINUSE, pm_command_server_start(&loop, name, &co, &again));
+  pm_command_server_close(s, NULL, NULL);
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  /* Deny everyone but SYSTEM: a test run by a user is refused access. */
+  co.pipe_sddl = "D:P(A;;GA;;;SY)";
+  assert_pm(0, pm_command_server_start(&loop, name, &co, &s));
+  memset(&o, 0, sizeof(o));
+  o.connect_timeout_ms = 500;
+  call(name, "GetStatus", PM_ENC_JSON, &o, &rc);
+  assert_pm(PM_EACCES, rc);
+  pm_command_server_close(s, NULL, NULL);
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  assert_int_equal(0, uv_loop_close(&loop));
+}
+
+static void on_event(const pm_event *ev, void *data) {
+  fixture *f = data;
+  (void)ev;
+  uv_mutex_lock(&f->lock);
+  f->events++;
+  uv_cond_broadcast(&f->cond);
+  uv_mutex_unlock(&f->lock);
+}
+
+static void on_state(pm_event_client_state state, const char *reason, void *data) {
+  fixture *f = data;
+  (void)reason;
+  uv_mutex_lock(&f->lock);
+  if (state == PM_EVENT_CLIENT_CONNECTED)
+    f->connected++;
+  uv_cond_broadcast(&f->cond);
+  uv_mutex_unlock(&f->lock);
+}
+
+/* Waits (the condition, never a sleep) until *what reaches n or ms pass; 1 if it did. */
+static int await_count(fixture *f, const int *what, int n, uint32_t ms) {
+  uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000u;
+  int ok;
+  uv_mutex_lock(&f->lock);
+  while (*what < n) {
+    uint64_t now = uv_hrtime();
+    if (now >= end || uv_cond_timedwait(&f->cond, &f->lock, end - now) != 0)
+      break;
+  }
+  ok = *what >= n;
+  uv_mutex_unlock(&f->lock);
+  return ok;
+}
+
+/* The library's event client attaches over a named pipe (handshake, heartbeats), receives an
+ * event and confirms it. */
+static void test_named_pipe_event(void **state) {
+  pm_event_client_options eo;
+  pm_event_client *c = NULL;
+  fixture f;
+  (void)state;
+  fixture_start(&f, 1);
+  memset(&eo, 0, sizeof(eo));
+  eo.handshake_timeout_ms = scaled_ms(3000);
+  eo.expect_owner_uid = 0;
+  eo.on_event = on_event;
+  eo.on_state = on_state;
+  eo.data = &f;
+  assert_pm(0, pm_event_client_start(f.ev_name, &eo, &c));
+  assert_true(await_count(&f, &f.connected, 1, scaled_ms(3000)));
+  uv_async_send(&f.publish);
+  assert_true(await_count(&f, &f.events, 1, scaled_ms(3000)));
+  pm_event_client_stop(c);
+  uv_mutex_lock(&f.lock);
+  assert_pm(0, f.published);
+  uv_mutex_unlock(&f.lock);
+  fixture_stop(&f);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_named_pipe_names),
+      cmocka_unit_test(test_named_pipe_command_call),
+      cmocka_unit_test(test_named_pipe_peer_identity),
+      cmocka_unit_test(test_named_pipe_owner_check),
+      cmocka_unit_test(test_named_pipe_connect_timeout),
+      cmocka_unit_test(test_named_pipe_response_timeout),
+      cmocka_unit_test(test_named_pipe_bad_options),
+      cmocka_unit_test(test_named_pipe_first_instance_and_dacl),
+      cmocka_unit_test(test_named_pipe_event),
+  };
+  if (under_wine())
+    print_message("under wine: deadlines chosen by the tests scaled by %d\n", WINE_SCALE);
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
