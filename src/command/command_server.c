@@ -355,6 +355,11 @@ static void on_request_timeout(uv_timer_t *t) {
   close_call(c, "no complete request before the deadline");
 }
 
+/* The uid on Unix; on Windows, where uid is -1 for everyone, the user's SID (empty on Unix). */
+static int same_user(const pm_peer *a, const pm_peer *b) {
+  return a->uid == b->uid && strcmp(a->sid, b->sid) == 0;
+}
+
 /* The call's turn: its request deadline starts now, whatever it sent while it waited. */
 static void start_turn(pm_command_call *c) {
   pm_command_server *s = c->server;
@@ -364,7 +369,7 @@ static void start_turn(pm_command_call *c) {
   c->state = CALL_READING;
   s->turns++;
   for (o = s->calls; o != NULL; o = o->next)
-    if (o->peer.uid == c->peer.uid)
+    if (same_user(&o->peer, &c->peer))
       o->uid_turn = s->turns;
   rc = pm_reader_new(s->opts.max_message, &c->reader);
   if (rc < 0) {
@@ -412,7 +417,7 @@ static unsigned uid_held(pm_command_call *c) {
   pm_command_call *o;
   unsigned n = 0;
   for (o = s->calls; o != NULL; o = o->next) {
-    if (o == c || o->peer.uid != c->peer.uid)
+    if (o == c || !same_user(&o->peer, &c->peer))
       continue;
     c->uid_turn = o->uid_turn;
     if (o->state == CALL_WAITING || o == s->call)
