@@ -390,6 +390,69 @@ static void test_named_pipe_event(void **state) {
   fixture_stop(&f);
 }
 
+static void count_waiting(void *data) { (*(int *)data)++; }
+
+/* One instance pending at a time: while a connected client waits to be accepted, no other
+ * instance exists, so the next client finds the pipe busy (ERROR_PIPE_BUSY) and pm__dial
+ * retries it like a refused connection until its deadline; once the first is accepted, the
+ * next instance is offered. Then I/O on a connection whose server end has gone. */
+static void test_named_pipe_one_instance_pending(void **state) {
+  char name[96], path[PM_PIPE_PATH_MAX + 1], c;
+  pm__listen_spec spec = {path, 0, {0, 0, NULL}, 0};
+  pm__listener *l = NULL;
+  pm__conn *first = NULL, *second = NULL;
+  uv_loop_t loop;
+  uv_pipe_t served;
+  wchar_t wpath[PM_PIPE_PATH_MAX + 1];
+  HANDLE raw;
+  uint64_t start, took;
+  int waiting = 0;
+  (void)state;
+  unique_name(name, sizeof(name), "pending");
+  assert_pm(0, pm_pipe_path(name, path, sizeof(path)));
+  assert_int_equal(0, uv_loop_init(&loop));
+  assert_pm(0, pm__listen(&loop, &spec, count_waiting, &waiting, &l));
+  assert_pm(0, pm__dial(path, uv_hrtime() + scaled_ms(3000) * 1000000ull, &first));
+  while (!waiting)
+    uv_run(&loop, UV_RUN_ONCE);
+  swprintf(wpath, PM_PIPE_PATH_MAX + 1, L"%hs", path);
+  raw = CreateFileW(wpath, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
+  assert_true(raw == INVALID_HANDLE_VALUE);
+  assert_int_equal(ERROR_PIPE_BUSY, GetLastError());
+  start = pm_test_now_ms();
+  assert_pm(PM_ECONNTIMEOUT, pm__dial(path, uv_hrtime() + 300 * 1000000ull, &second));
+  took = pm_test_now_ms() - start;
+  /* WaitNamedPipeW is bounded by the deadline: never early by more than a retry (20 ms);
+   * late by at most a loaded machine's scheduling, scaled under wine. */
+  if (took < 280 || took > 300 + scaled_ms(500)) {
+    print_error("gave up after %llu ms, deadline 300 ms\n", (unsigned long long)took);
+    fail();
+  }
+  assert_int_equal(0, uv_pipe_init(&loop, &served, 0));
+  assert_pm(0, pm__accept(l, &served));
+  assert_pm(PM_EBUSY, pm__accept(l, &served));
+  assert_pm(0, pm__dial(path, uv_hrtime() + scaled_ms(3000) * 1000000ull, &second));
+  /* The server end goes: the end of the stream, and writes fail, never hang. */
+  uv_close((uv_handle_t *)&served, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  assert_int_equal(1, pm__conn_wait(first, 0, uv_hrtime() + scaled_ms(3000) * 1000000ull));
+  assert_int_equal(0, pm__conn_recv(first, &c, 1));
+  {
+    long n = pm__conn_send(first, "a", 1, "b", 1);
+    /* Taken into flight, the write then fails; or refused at once. */
+    if (n > 0) {
+      pm__conn_wait(first, 1, uv_hrtime() + scaled_ms(1000) * 1000000ull);
+      n = pm__conn_send(first, "a", 1, NULL, 0);
+    }
+    assert_pm(PM_EIO, (int)n);
+  }
+  pm__conn_close(first);
+  pm__conn_close(second);
+  pm__listener_close(l, NULL, NULL);
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  assert_int_equal(0, uv_loop_close(&loop));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_named_pipe_names),
@@ -401,6 +464,7 @@ int main(void) {
       cmocka_unit_test(test_named_pipe_bad_options),
       cmocka_unit_test(test_named_pipe_first_instance_and_dacl),
       cmocka_unit_test(test_named_pipe_event),
+      cmocka_unit_test(test_named_pipe_one_instance_pending),
   };
   if (under_wine())
     print_message("under wine: deadlines chosen by the tests scaled by %d\n", WINE_SCALE);
