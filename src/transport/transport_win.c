@@ -363,7 +363,7 @@ static HANDLE client_token(HANDLE pipe) {
   HANDLE token = NULL;
   if (!ImpersonateNamedPipeClient(pipe))
     return NULL;
-  if (!OpenThreadToken(GetCurrentThread(), TOKEN_QUERY, TRUE, &token))
+  if (!OpenThreadToken(GetCurrentThread(), TOKEN_QUERY | TOKEN_DUPLICATE, TRUE, &token))
     token = NULL;
   if (!RevertToSelf()) {
     /* Running on as the client would be worse than stopping. */

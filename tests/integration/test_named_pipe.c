@@ -431,6 +431,11 @@ static void test_named_pipe_one_instance_pending(void **state) {
   assert_int_equal(0, uv_pipe_init(&loop, &served, 0));
   assert_pm(0, pm__accept(l, &served));
   assert_pm(PM_EBUSY, pm__accept(l, &served));
+  /* Group membership from the client's token (CheckTokenMembership): everyone is in Everyone
+   * (S-1-1-0); nobody is in an unissued domain SID; a name is not a SID. */
+  assert_int_equal(1, pm__pipe_peer_in_group(&served, "S-1-1-0"));
+  assert_int_equal(0, pm__pipe_peer_in_group(&served, "S-1-5-21-1-2-3-4242"));
+  assert_pm(PM_EINVAL, pm__pipe_peer_in_group(&served, "Administrators"));
   assert_pm(0, pm__dial(path, uv_hrtime() + scaled_ms(3000) * 1000000ull, &second));
   /* The server end goes: the end of the stream, and writes fail, never hang. */
   uv_close((uv_handle_t *)&served, NULL);
