@@ -260,6 +260,25 @@ static void test_win_interop_bad_request(void **state) {
   CloseHandle(h);
 }
 
+/* A frame over the limit is answered BadRequest from its header, while the client is still
+ * writing; the service then lingers (reads and discards) until the client closes. */
+static void test_win_interop_oversized_answered(void **state) {
+  fixture *f = *state;
+  HANDLE h = raw_open(f->cmd_name);
+  static unsigned char body[64 * 1024];
+  unsigned char hdr[4] = {0x01, 0x00, 0x00, 0x01}; /* 16 MiB + 1: past the default limit */
+  char *resp;
+  assert_int_equal(4, raw_io(h, 1, hdr, 4, scaled_ms(2000)));
+  memset(body, ' ', sizeof(body));
+  assert_true(raw_io(h, 1, body, sizeof(body), scaled_ms(2000)) > 0);
+  resp = raw_recv(h, scaled_ms(3000));
+  assert_contains(resp, "\"Result\":\"BadRequest\"");
+  free(resp);
+  /* Still writing after the answer: taken (discarded), or the pipe already closed. */
+  assert_true(raw_io(h, 1, body, sizeof(body), scaled_ms(2000)) >= 0);
+  CloseHandle(h);
+}
+
 /* Half a header, then silence: closed at the 3 s request deadline, without a response. */
 static void test_win_interop_request_deadline(void **state) {
   fixture *f = *state;
@@ -325,6 +344,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_win_interop_call_json, setup, teardown),
       cmocka_unit_test_setup_teardown(test_win_interop_call_xml, setup, teardown),
       cmocka_unit_test_setup_teardown(test_win_interop_bad_request, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_win_interop_oversized_answered, setup, teardown),
       cmocka_unit_test_setup_teardown(test_win_interop_request_deadline, setup, teardown),
       cmocka_unit_test_setup_teardown(test_win_interop_events, setup, teardown),
   };
