@@ -1,6 +1,7 @@
 /* The platform contract (transport.h) on Windows named pipes. */
 #include <winsock2.h>
 #include <windows.h>
+#include <aclapi.h>
 #include <io.h>
 #include <sddl.h>
 #include <stdio.h>
@@ -133,8 +134,8 @@ static HANDLE new_instance(pm__listener *l, int first) {
                           PIPE_UNLIMITED_INSTANCES, PIPE_BUFFER, PIPE_BUFFER, 0, &l->sa);
 }
 
-/* Waits for a client on l->pending: 1 connected, 0 stop asked, -1 failed (the instance is
- * then disconnected and reusable). */
+/* Waits for a client on l->pending: 1 connected, 0 stop asked, -1 the client came and went,
+ * -2 failed otherwise (either way the instance is disconnected and reusable). */
 static int wait_client(pm__listener *l, HANDLE ev) {
   OVERLAPPED ov;
   DWORD n, err;
@@ -147,8 +148,8 @@ static int wait_client(pm__listener *l, HANDLE ev) {
   if (err == ERROR_PIPE_CONNECTED)
     return 1;
   if (err != ERROR_IO_PENDING) {
-    DisconnectNamedPipe(l->pending); /* ERROR_NO_DATA: the client came and went */
-    return -1;
+    DisconnectNamedPipe(l->pending);
+    return err == ERROR_NO_DATA ? -1 : -2;
   }
   both[0] = l->stop;
   both[1] = ev;
@@ -159,8 +160,9 @@ static int wait_client(pm__listener *l, HANDLE ev) {
   }
   if (GetOverlappedResult(l->pending, &ov, &n, FALSE))
     return 1;
+  err = GetLastError();
   DisconnectNamedPipe(l->pending);
-  return -1;
+  return err == ERROR_NO_DATA ? -1 : -2;
 }
 
 static DWORD WINAPI listener_thread(void *arg) {
@@ -178,6 +180,9 @@ static DWORD WINAPI listener_thread(void *arg) {
     }
     got = ev == NULL ? 0 : wait_client(l, ev);
     if (got == 0)
+      break;
+    /* Never spin on an error that repeats: pause, as when an instance cannot be made. */
+    if (got == -2 && WaitForSingleObject(l->stop, INSTANCE_RETRY_MS) == WAIT_OBJECT_0)
       break;
     if (got < 0)
       continue;
@@ -430,13 +435,51 @@ int pm__pipe_peer_in_group(uv_pipe_t *stream, const char *group) {
   return rc;
 }
 
-/* Whether the process serving pipe h runs as LocalSystem, an administrator, as us, or as
- * owner->sid. A pid of 0 (what wine reports) or a process we cannot open is refused: the check
- * never passes on doubt. */
-static int check_server(HANDLE h, const pm__owner *owner) {
-  HANDLE proc = NULL, token = NULL, self = NULL;
-  TOKEN_USER *user = NULL, *me = NULL;
+/* 1 if sid is LocalSystem, our own user or owner->sid, else 0. */
+static int trusted_user(PSID sid, const pm__owner *owner) {
+  HANDLE self = NULL;
+  TOKEN_USER *me = NULL;
   PSID expected = NULL;
+  int ok = IsWellKnownSid(sid, WinLocalSystemSid);
+  if (!ok && OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &self)) {
+    me = token_user(self);
+    ok = me != NULL && EqualSid(sid, me->User.Sid);
+    pm__free(me);
+    CloseHandle(self);
+  }
+  if (!ok && owner->sid != NULL && ConvertStringSidToSidA(owner->sid, &expected)) {
+    ok = EqualSid(sid, expected);
+    LocalFree(expected);
+  }
+  return ok;
+}
+
+/* The pipe object's owner, set from the creating (server) process's token: the fallback when
+ * that process's token cannot be opened, as a LocalSystem service's cannot by a user. Only a
+ * process holding that SID as a possible owner (or SeRestorePrivilege) can create an object
+ * owned by LocalSystem or Administrators. */
+static int check_pipe_owner(HANDLE h, const pm__owner *owner) {
+  PSECURITY_DESCRIPTOR sd = NULL;
+  PSID sid = NULL;
+  int rc = PM_ENOTAUTH;
+  if (GetSecurityInfo(h, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, &sid, NULL, NULL, NULL,
+                      &sd) != ERROR_SUCCESS)
+    return PM_ENOTAUTH;
+  if (sid != NULL &&
+      (IsWellKnownSid(sid, WinBuiltinAdministratorsSid) || trusted_user(sid, owner)))
+    rc = 0;
+  LocalFree(sd);
+  return rc;
+}
+
+/* Whether the process serving pipe h runs as LocalSystem, an administrator (a member of
+ * Administrators), as us, or as owner->sid: its pid from GetNamedPipeServerProcessId, then its
+ * token's user. A pid of 0 (what wine reports between processes) is refused: the check never
+ * passes on doubt. A process whose token we may not open (a LocalSystem service, seen by a
+ * user) is judged by the pipe object's owner instead (check_pipe_owner). */
+static int check_server(HANDLE h, const pm__owner *owner) {
+  HANDLE proc = NULL, token = NULL;
+  TOKEN_USER *user = NULL;
   BYTE admins_buf[SECURITY_MAX_SID_SIZE];
   DWORD admins_len = sizeof(admins_buf);
   ULONG pid = 0;
@@ -446,39 +489,23 @@ static int check_server(HANDLE h, const pm__owner *owner) {
   if (h == INVALID_HANDLE_VALUE || !GetNamedPipeServerProcessId(h, &pid) || pid == 0)
     return PM_ENOTAUTH;
   proc = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pid);
-  if (proc == NULL || !OpenProcessToken(proc, TOKEN_QUERY | TOKEN_DUPLICATE, &token))
-    goto done;
-  user = token_user(token);
-  if (user == NULL)
-    goto done;
-  if (IsWellKnownSid(user->User.Sid, WinLocalSystemSid)) {
-    rc = 0;
-    goto done;
-  }
-  if (OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &self) && (me = token_user(self)) &&
-      EqualSid(user->User.Sid, me->User.Sid)) {
-    rc = 0;
-    goto done;
-  }
-  if (owner->sid != NULL && ConvertStringSidToSidA(owner->sid, &expected) &&
-      EqualSid(user->User.Sid, expected)) {
-    rc = 0;
-    goto done;
-  }
-  if (CreateWellKnownSid(WinBuiltinAdministratorsSid, NULL, admins_buf, &admins_len) &&
-      token_in(token, admins_buf) == 1)
-    rc = 0;
-done:
-  if (expected != NULL)
-    LocalFree(expected);
-  pm__free(me);
-  pm__free(user);
-  if (self != NULL)
-    CloseHandle(self);
-  if (token != NULL)
-    CloseHandle(token);
-  if (proc != NULL)
+  if (proc == NULL)
+    return PM_ENOTAUTH;
+  if (!OpenProcessToken(proc, TOKEN_QUERY | TOKEN_DUPLICATE, &token)) {
+    DWORD err = GetLastError();
     CloseHandle(proc);
+    return err == ERROR_ACCESS_DENIED ? check_pipe_owner(h, owner) : PM_ENOTAUTH;
+  }
+  user = token_user(token);
+  if (user != NULL && trusted_user(user->User.Sid, owner))
+    rc = 0;
+  else if (user != NULL &&
+           CreateWellKnownSid(WinBuiltinAdministratorsSid, NULL, admins_buf, &admins_len) &&
+           token_in(token, admins_buf) == 1)
+    rc = 0;
+  pm__free(user);
+  CloseHandle(token);
+  CloseHandle(proc);
   return rc;
 }
 
