@@ -48,10 +48,6 @@ int pm__accept(pm__listener *l, uv_pipe_t *client);
  * the one bound); cb (may be NULL) runs on the loop once everything is released. */
 void pm__listener_close(pm__listener *l, void (*cb)(void *data), void *data);
 
-/* Unix test hook: called between bind() and setting the socket's mode and group, so a test can
- * swap the path under the server. NULL (the default) in normal use; never called on Windows. */
-extern void (*pm__pipe_after_bind_hook)(const char *path);
-
 /* Who may serve a pipe a client connects to (anti-squatting): uid < 0 accepts anyone;
  * otherwise the server must run as the platform's administrator (Unix: root; Windows:
  * LocalSystem or a member of Administrators), as us, or as the one named: Unix uid > 0,

@@ -76,8 +76,6 @@ int pm__uv_error(int status) {
   }
 }
 
-void (*pm__pipe_after_bind_hook)(const char *path);
-
 void pm__block_sigpipe(void) {}
 
 /* path (UTF-8) as a new UTF-16 string, or NULL. */

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "transport/transport.h"
+#include "transport/transport_unix.h"
 
 static void test_pipe_bare_name_uses_runtime_dir(void **state) {
   char buf[PM_PIPE_PATH_MAX + 1];
