@@ -56,6 +56,11 @@ const char *pm_test_runtime_dir(void);
 /* A fresh private directory for pipes (removed by pm_test_dir_remove). */
 void pm_test_dir_new(char *dir, size_t size);
 void pm_test_dir_remove(const char *dir);
+/* A private pipe called name: on Unix the socket dir/name; on Windows a named pipe of a name
+ * no other test program uses (dir is for files there). */
+void pm_test_pipe_path(const char *dir, const char *name, char *buf, size_t size);
+/* 1 if something is still bound at path (a socket file, a pipe instance), else 0. */
+int pm_test_pipe_exists(const char *path);
 
 /* A pipemsgd child process on private pipes in its own temporary directory. */
 typedef struct pm_test_service {

@@ -101,7 +101,7 @@ static int setup(void **state) {
   memset(&fx, 0, sizeof(fx));
   uv_mutex_init(&seen_lock);
   pm_test_dir_new(fx.dir, sizeof(fx.dir));
-  snprintf(fx.path, sizeof(fx.path), "%s/evt", fx.dir);
+  pm_test_pipe_path(fx.dir, "evt", fx.path, sizeof(fx.path));
   start_server();
   return 0;
 }
@@ -125,7 +125,7 @@ static int setup_unencodable_store(void **state) {
   memset(&fx, 0, sizeof(fx));
   uv_mutex_init(&seen_lock);
   pm_test_dir_new(fx.dir, sizeof(fx.dir));
-  snprintf(fx.path, sizeof(fx.path), "%s/evt", fx.dir);
+  pm_test_pipe_path(fx.dir, "evt", fx.path, sizeof(fx.path));
   snprintf(path, sizeof(path), "%s/events.db", fx.dir);
   assert_pm(0, pm_event_store_open(path, &fx.store)); /* makes the schema */
   pm_event_store_close(fx.store);
@@ -145,7 +145,7 @@ static int teardown(void **state) {
   assert_int_equal(0, uv_loop_close(&fx.loop));
   uv_sem_destroy(&fx.ready);
   uv_mutex_destroy(&seen_lock);
-  assert_int_equal(-1, access(fx.path, F_OK));
+  assert_false(pm_test_pipe_exists(fx.path)); /* closing removed the socket file */
   pm_event_store_close(fx.store);
   pm_test_dir_remove(fx.dir);
   return 0;
