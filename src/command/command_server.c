@@ -64,7 +64,8 @@ struct pm_command_server {
   unsigned refusing_strangers; /* of those, strangers */
   uint64_t arrivals;
   uint64_t turns;
-  int pending; /* libuv holds a connection we had no memory for; taken when a call ends */
+  int pending; /* the transport holds a connection we had no memory for; taken when a call
+                  ends */
   int closing;
   int listener_open;
   void (*close_cb)(void *arg);
@@ -426,7 +427,8 @@ static unsigned uid_held(pm_command_call *c) {
   return n;
 }
 
-/* Takes the connection libuv holds off the listen backlog: it is refused, queued or served. */
+/* Takes the connection the transport holds (the listen backlog on Unix): it is refused, queued
+ * or served. */
 static void accept_pending(pm_command_server *s) {
   pm_command_call *c;
   int rc;
@@ -434,7 +436,7 @@ static void accept_pending(pm_command_server *s) {
     return;
   c = pm__calloc(1, sizeof(*c));
   if (c == NULL)
-    return; /* libuv keeps the connection (and stops accepting) until a call ends */
+    return; /* the transport keeps the connection (and stops accepting) until a call ends */
   s->pending = 0;
   c->server = s;
   c->state = CALL_NEW;

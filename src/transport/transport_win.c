@@ -189,9 +189,14 @@ static DWORD WINAPI listener_thread(void *arg) {
     LeaveCriticalSection(&l->lock);
     l->pending = INVALID_HANDLE_VALUE;
     uv_async_send(&l->wake);
+    /* Offered again while not taken: a server that could not take it then (out of memory)
+     * gets another chance, as a Unix listener reports its backlog on the next connection. */
     {
       HANDLE both[2] = {l->stop, l->taken};
-      if (WaitForMultipleObjects(2, both, FALSE, INFINITE) == WAIT_OBJECT_0)
+      DWORD r;
+      while ((r = WaitForMultipleObjects(2, both, FALSE, INSTANCE_RETRY_MS)) == WAIT_TIMEOUT)
+        uv_async_send(&l->wake);
+      if (r != WAIT_OBJECT_0 + 1)
         break;
     }
   }
