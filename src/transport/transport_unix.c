@@ -424,6 +424,7 @@ void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer) {
   uv_os_fd_t fd;
   peer->pid = peer->uid = peer->gid = -1;
   peer->ngroups = -1;
+  peer->sid[0] = '\0'; /* a Windows identity */
   if (uv_fileno((uv_handle_t *)stream, &fd) == 0) {
 #if defined(SO_PEERCRED)
     struct ucred cred;

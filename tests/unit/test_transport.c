@@ -277,7 +277,9 @@ static void test_transport_handle_without_socket(void **state) {
     assert_pm(PM_ENOTAUTH, pm__pipe_check_owner(&p, &usual));
     assert_true(pm__pipe_peer_in_group(&p, "0") < 0);
   }
+  memset(&peer, 'x', sizeof(peer));
   pm__pipe_peer(&p, &peer);
+  assert_string_equal("", peer.sid);
   assert_int_equal(-1, peer.pid);
   assert_int_equal(-1, peer.uid);
   assert_int_equal(-1, peer.ngroups);
