@@ -335,6 +335,10 @@ int pm__accept(pm__listener *l, uv_pipe_t *client) {
     _close(fd);
     return pm__uv_error(rc);
   }
+  /* libuv keeps a duplicate of the handle behind descriptors 0-2 and forgets the descriptor:
+   * in a process without standard streams (a service) ours may be one of them. */
+  if (fd <= 2)
+    _close(fd);
   return 0;
 }
 
