@@ -73,10 +73,6 @@ int pm_test_pipe_exists(const char *path) { return access(path, F_OK) == 0; }
 
 int pm_test_under_wine(void) { return 0; }
 
-long long pm_test_own_uid(void) { return (long long)getuid(); }
-
-void pm_test_unix_only(const char *why) { (void)why; }
-
 static int bind_notify_socket(const char *path) {
   struct sockaddr_un sa;
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);

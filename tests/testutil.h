@@ -61,10 +61,6 @@ void pm_test_dir_remove(const char *dir);
 void pm_test_pipe_path(const char *dir, const char *name, char *buf, size_t size);
 /* 1 when running under wine (ntdll's wine_get_version), 0 elsewhere (always 0 on Unix). */
 int pm_test_under_wine(void);
-/* The uid pm_peer carries for this process: getuid() on Unix, -1 on Windows. */
-long long pm_test_own_uid(void);
-/* Skips the calling test on platforms other than Unix, printing why (call it in the test body). */
-void pm_test_unix_only(const char *why);
 /* 1 if something is still bound at path (a socket file, a pipe instance), else 0. */
 int pm_test_pipe_exists(const char *path);
 

@@ -3,7 +3,6 @@
  * pipe I/O. pipemsgd and its helpers are not built for Windows yet (docs/windows.md). */
 #include <winsock2.h>
 #include <windows.h>
-#include <fcntl.h>
 #include <io.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,22 +60,6 @@ void pm_test_dir_remove(const char *dir) {
 int pm_test_under_wine(void) {
   HMODULE nt = GetModuleHandleW(L"ntdll.dll");
   return nt != NULL && GetProcAddress(nt, "wine_get_version") != NULL;
-}
-
-long long pm_test_own_uid(void) { return -1; }
-
-void pm_test_unix_only(const char *why) {
-  print_message("skipped on Windows: %s\n", why);
-  skip();
-}
-
-/* Nothing stays bound on Windows once its handles are closed (there is no stale socket file):
- * with backlog 0 this gives a descriptor of NUL, which close() accepts; a listening pipe is
- * not needed by the portable tests. */
-int pm_test_bind(const char *path, int backlog) {
-  (void)path;
-  assert_int_equal(0, backlog);
-  return _open("NUL", _O_RDONLY);
 }
 
 void pm_test_pipe_path(const char *dir, const char *name, char *buf, size_t size) {

@@ -1,8 +1,8 @@
 /* The named-pipe transport (src/transport/transport_win.c) with the library's command and
  * event servers and clients, in one process: names, calls in JSON and XML, deadlines, events,
- * and the security checks. What wine does not implement (peer pid and SID, the server's pid for
- * the owner check, first-instance refusal, DACLs) is skipped under wine with that reason; it
- * runs on a real Windows (docs/windows.md). */
+ * peer identity, the owner check, one instance pending. What wine does not implement
+ * (first-instance refusal, DACLs) is skipped under wine with that reason; it runs on a real
+ * Windows (docs/windows.md). */
 #include <winsock2.h>
 #include <windows.h>
 
@@ -17,12 +17,7 @@
  * the tests choose (never the product's defaults) are scaled by this much there. */
 #define WINE_SCALE 20
 
-static int under_wine(void) {
-  HMODULE nt = GetModuleHandleW(L"ntdll.dll");
-  return nt != NULL && GetProcAddress(nt, "wine_get_version") != NULL;
-}
-
-static uint32_t scaled_ms(uint32_t ms) { return under_wine() ? ms * WINE_SCALE : ms; }
+static uint32_t scaled_ms(uint32_t ms) { return pm_test_under_wine() ? ms * WINE_SCALE : ms; }
 
 static void unique_name(char *buf, size_t size, const char *what) {
   static int n;
@@ -306,10 +301,8 @@ static void test_named_pipe_first_instance_and_dacl(void **state) {
   char name[96];
   int rc;
   (void)state;
-  if (under_wine()) {
-    print_message("skipped: wine enforces neither FILE_FLAG_FIRST_PIPE_INSTANCE nor pipe "
-                  "DACLs\n");
-    skip();
+  if (pm_test_under_wine()) {
+    pm_test_skip("wine enforces neither FILE_FLAG_FIRST_PIPE_INSTANCE nor pipe DACLs");
   }
   unique_name(name, sizeof(name), "first");
   assert_int_equal(0, uv_loop_init(&loop));
@@ -471,7 +464,7 @@ int main(void) {
       cmocka_unit_test(test_named_pipe_event),
       cmocka_unit_test(test_named_pipe_one_instance_pending),
   };
-  if (under_wine())
+  if (pm_test_under_wine())
     print_message("under wine: deadlines chosen by the tests scaled by %d\n", WINE_SCALE);
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

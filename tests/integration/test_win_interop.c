@@ -17,12 +17,7 @@
 #define WINE_SCALE 20
 #define REQUEST_DEADLINE_MS 3000
 
-static int under_wine(void) {
-  HMODULE nt = GetModuleHandleW(L"ntdll.dll");
-  return nt != NULL && GetProcAddress(nt, "wine_get_version") != NULL;
-}
-
-static DWORD scaled_ms(DWORD ms) { return under_wine() ? ms * WINE_SCALE : ms; }
+static DWORD scaled_ms(DWORD ms) { return pm_test_under_wine() ? ms * WINE_SCALE : ms; }
 
 /* ---- the raw client ------------------------------------------------------------------- */
 
@@ -348,5 +343,5 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_win_interop_request_deadline, setup, teardown),
       cmocka_unit_test_setup_teardown(test_win_interop_events, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
