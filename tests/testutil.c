@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -72,6 +73,24 @@ void pm_test_pipe_path(const char *dir, const char *name, char *buf, size_t size
 int pm_test_pipe_exists(const char *path) { return access(path, F_OK) == 0; }
 
 int pm_test_under_wine(void) { return 0; }
+
+int pm_test_watch_opens(const char *path) {
+  int watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  assert_true(watch >= 0);
+  assert_true(inotify_add_watch(watch, path, IN_OPEN | IN_ACCESS) >= 0);
+  return watch;
+}
+
+int pm_test_watch_opened(int watch) {
+  char events[4096];
+  /* inotify queues the event as the open happens: it is there by the time the call returns. */
+  if (read(watch, events, sizeof(events)) >= 0)
+    return 1;
+  assert_int_equal(EAGAIN, errno);
+  return 0;
+}
+
+void pm_test_watch_end(int watch) { close(watch); }
 
 static int bind_notify_socket(const char *path) {
   struct sockaddr_un sa;

@@ -59,6 +59,12 @@ void pm_test_dir_remove(const char *dir);
 /* A private pipe called name: on Unix the socket dir/name; on Windows a named pipe of a name
  * no other test program uses (dir is for files there). */
 void pm_test_pipe_path(const char *dir, const char *name, char *buf, size_t size);
+/* Watches the file at path for opens and reads (inotify on Linux): a handle, or -1 where the
+ * platform cannot watch (Windows: the caller then checks what it can without). */
+int pm_test_watch_opens(const char *path);
+/* 1 if the watched file was opened or read since the watch began (or the last call), else 0. */
+int pm_test_watch_opened(int watch);
+void pm_test_watch_end(int watch);
 /* 1 when running under wine (ntdll's wine_get_version), 0 elsewhere (always 0 on Unix). */
 int pm_test_under_wine(void);
 /* 1 if something is still bound at path (a socket file, a pipe instance), else 0. */

@@ -62,6 +62,20 @@ int pm_test_under_wine(void) {
   return nt != NULL && GetProcAddress(nt, "wine_get_version") != NULL;
 }
 
+int pm_test_watch_opens(const char *path) {
+  print_message("opens of %s not watched: Windows has no inotify\n", path);
+  return -1;
+}
+
+/* Never reached: every caller checks the watch first. */
+int pm_test_watch_opened(int watch) {
+  (void)watch;
+  fail_msg("pm_test_watch_opened has no Windows version");
+  return 0;
+}
+
+void pm_test_watch_end(int watch) { (void)watch; }
+
 void pm_test_pipe_path(const char *dir, const char *name, char *buf, size_t size) {
   static int n;
   (void)dir;

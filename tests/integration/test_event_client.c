@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "transport/transport.h"
+#include "transport/transport_unix.h"
 
 #define MAX_SEEN 64
 #define MAX_STATES 64

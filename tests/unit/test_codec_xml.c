@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -189,7 +188,7 @@ static void test_codec_xml_doctype(void **state) {
 
 /* External entities (XXE) name a file of the test's own, watched with inotify: whatever the
  * error says, the file must never be opened (an error text alone would not show that the
- * parser read the file before failing). */
+ * parser read the file before failing). Windows has no inotify: there the error is checked. */
 static void test_codec_xml_xxe(void **state) {
   static const char *const forms[] = {
       /* a general entity in content, in an attribute, a parameter entity, an external DTD */
@@ -199,7 +198,7 @@ static void test_codec_xml_xxe(void **state) {
       "<!DOCTYPE Request SYSTEM \"file://%s\"><Request/>",
       "<!DOCTYPE r [<!ENTITY x SYSTEM \"%s\">]><Request><Command>&x;</Command></Request>",
   };
-  char dir[64], target[128], doc[512], events[4096];
+  char dir[64], target[128], doc[512];
   const char *why;
   FILE *f;
   int watch;
@@ -210,26 +209,24 @@ static void test_codec_xml_xxe(void **state) {
   assert_non_null(f);
   fputs("<Command>secret-marker</Command>\n", f);
   assert_int_equal(0, fclose(f));
-  watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  assert_true(watch >= 0);
-  assert_true(inotify_add_watch(watch, target, IN_OPEN | IN_ACCESS) >= 0);
+  watch = pm_test_watch_opens(target);
   for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
     snprintf(doc, sizeof(doc), forms[i], target);
     why = expect(PM_EPARSE, doc);
-    /* inotify queues the event as the open happens: it would be there by now. */
-    if (read(watch, events, sizeof(events)) >= 0) {
+    if (watch >= 0 && pm_test_watch_opened(watch)) {
       print_error("decoding %s opened %s\n", doc, target);
       fail();
     }
-    assert_int_equal(EAGAIN, errno);
     assert_string_equal(DOCTYPE_REFUSED, why);
   }
-  /* The watch does see an open. */
-  f = fopen(target, "r");
-  assert_non_null(f);
-  fclose(f);
-  assert_true(read(watch, events, sizeof(events)) > 0);
-  close(watch);
+  if (watch >= 0) {
+    /* The watch does see an open. */
+    f = fopen(target, "r");
+    assert_non_null(f);
+    fclose(f);
+    assert_true(pm_test_watch_opened(watch));
+    pm_test_watch_end(watch);
+  }
   pm_test_dir_remove(dir);
   /* Without a DOCTYPE an entity reference is simply undefined. */
   why = expect(PM_EPARSE, "<Request><Command>&x;</Command></Request>");
