@@ -5,8 +5,8 @@ CMAKE_FLAGS ?=
 # The Windows build (docs/windows.md): dependencies, wine prefix and outputs all inside it.
 BUILD_WIN ?= build-win
 
-.PHONY: all bootstrap build demo check memcheck coverage fuzz soak clean windows-bootstrap windows \
-	check-windows
+.PHONY: all bootstrap build demo check memcheck coverage fuzz soak mutate mutate-ci clean \
+	windows-bootstrap windows check-windows
 
 all: build
 
@@ -36,6 +36,20 @@ coverage: bootstrap
 	cmake -S . -B build-coverage -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPM_COVERAGE=ON
 	cmake --build build-coverage
 	@sh scripts/coverage.sh build-coverage
+
+# Mutation testing (tests/mutation/*.mut, see docs/testing.md): each entry breaks one rule in a
+# scratch copy (build-mutate) and its tests must fail. MUTATE_ARGS: e.g. --only ID or --list.
+MUTATE_BUILD ?= build-mutate
+MUTATE_ARGS ?=
+MUTATE = python3 scripts/mutate.py --build-dir $(MUTATE_BUILD) --build-type $(BUILD_TYPE) \
+	--cmake-flags "$(CMAKE_FLAGS)" $(MUTATE_ARGS)
+
+mutate: bootstrap
+	$(MUTATE)
+
+# The subset CI runs (entries marked `ci: yes`), under 10 minutes.
+mutate-ci: bootstrap
+	$(MUTATE) --ci
 
 # The libFuzzer targets (clang, ASan + UBSan) in build-fuzz, 10 minutes each.
 fuzz:

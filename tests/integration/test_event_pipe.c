@@ -253,6 +253,37 @@ static void test_event_pipe_transient_not_stored_while_detached(void **state) {
   assert_int_equal(3, stat_of_events("DroppedTransient"));
 }
 
+/* A transient event still queued when its client detaches is dropped, not kept for the next
+ * client (§5.3.4); the durable event that was in flight stays, and goes first. */
+static void test_event_pipe_transient_dropped_at_detach(void **state) {
+  int fd = attach_as(NULL, NULL);
+  uint64_t deadline;
+  int64_t d, b;
+  pm_msg *m;
+  (void)state;
+  d = emit("Durable", 1);
+  m = pm_test_next_event(fd, SLACK_MS);
+  assert_int_equal(d, pm_test_int_field(m, "Id"));
+  pm_msg_free(m);
+  /* Queued behind the unconfirmed durable event; then the client leaves. */
+  emit("TrafficChanged", 1);
+  close(fd);
+  deadline = pm_test_now_ms() + SLACK_MS;
+  while (stat_of_events("Attached") != 0)
+    assert_true(pm_test_now_ms() < deadline);
+  b = emit("Beta", 1);
+  fd = attach_as(NULL, NULL);
+  m = pm_test_next_event(fd, SLACK_MS);
+  assert_int_equal(d, pm_test_int_field(m, "Id"));
+  pm_msg_free(m);
+  pm_test_confirm(fd, d);
+  m = pm_test_next_event(fd, SLACK_MS);
+  assert_int_equal(b, pm_test_int_field(m, "Id"));
+  pm_msg_free(m);
+  close(fd);
+  assert_int_equal(1, stat_of_events("DroppedTransient"));
+}
+
 static void test_event_pipe_configured_transient(void **state) {
   static const char *const more[] = {"--transient", "Ping", NULL};
   int64_t d;
@@ -826,6 +857,7 @@ int main(void) {
       T(unconfirmed_durable_redelivered_first),
       T(unconfirmed_transient_dropped_connection_kept),
       T(transient_not_stored_while_detached),
+      T(transient_dropped_at_detach),
       T(configured_transient),
       T(queued_events_in_order),
       T(second_client_busy),

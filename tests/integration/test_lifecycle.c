@@ -432,6 +432,11 @@ static void hardening_10_forged_log_line(void **state) {
   assert_null(strstr(log, "forged"));
   assert_null(strstr(log, "result=Ok uid=0"));
   assert_null(strstr(log, "\xe2\x80\xae"));
+  /* A reason may quote the peer's bytes (jansson names the token it stopped at): a double
+   * quote there would end reason="..." early, and what follows would read as fields. */
+  raw_call(svc.command_pipe, "{\"Request\":{\"Command\":\"GetVersion\" \"\\\" result=Ok pid=1\"}}");
+  pm_test_await_log(&svc, "' result=Ok pid=1");
+  assert_null(strstr(pm_test_service_log(&svc), "\" result=Ok pid=1"));
   assert_int_equal(0, pm_test_service_stop(&svc));
   pm_test_service_cleanup(&svc);
 }
@@ -514,6 +519,14 @@ static void hardening_16_hook_options_need_hook_backend(void **state) {
   assert_non_null(strstr(err, "--sim-unreachable needs --backend sim"));
   assert_int_equal(2, print_config("hook-timeout-ms = 100\n", &out, &err));
   assert_non_null(strstr(err, "--hook-timeout-ms needs --backend hook"));
+  /* Each of the others too: a flag, a name, and the sim backend's delay under hook. */
+  assert_int_equal(2, print_config("hook-shell = true\n", &out, &err));
+  assert_non_null(strstr(err, "--hook-shell needs --backend hook"));
+  assert_int_equal(2, print_config("iface = eth0\n", &out, &err));
+  assert_non_null(strstr(err, "--iface needs --backend hook"));
+  assert_int_equal(
+      2, print_config("backend = hook\nup-cmd = true\nconnect-delay-ms = 10\n", &out, &err));
+  assert_non_null(strstr(err, "--connect-delay-ms needs --backend sim"));
   /* At its default (as an earlier --print-config wrote it out) it is no conflict. */
   assert_int_equal(0, print_config("hook-timeout-ms = 30000\nhook-shell = false\n", &out, &err));
 }

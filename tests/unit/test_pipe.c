@@ -3,7 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -109,6 +111,37 @@ static void hardening_07_unsafe_socket_dir_refused(void **state) {
   pm_test_dir_remove(dir);
 }
 
+/* A listening socket passed in (socket activation) is made close-on-exec by the library
+ * itself: inherited without the flag, it would reach every program the service runs. */
+static void hardening_11_adopted_fd_close_on_exec(void **state) {
+  pm_command_server_options opts;
+  pm_command_server *server = NULL;
+  struct sockaddr_un sa;
+  char dir[64];
+  uv_loop_t loop;
+  int fd;
+  (void)state;
+  pm_test_dir_new(dir, sizeof(dir));
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/cmd", dir);
+  fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  assert_true(fd > 0);
+  assert_int_equal(0, bind(fd, (struct sockaddr *)&sa, sizeof(sa)));
+  assert_int_equal(0, listen(fd, 4));
+  assert_int_equal(0, fcntl(fd, F_GETFD) & FD_CLOEXEC);
+  memset(&opts, 0, sizeof(opts));
+  opts.handler = handler;
+  opts.listen_fd = fd;
+  assert_int_equal(0, uv_loop_init(&loop));
+  assert_pm(0, pm_command_server_start(&loop, "unused", &opts, &server));
+  assert_int_equal(FD_CLOEXEC, fcntl(fd, F_GETFD) & FD_CLOEXEC);
+  pm_command_server_close(server, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(0, uv_loop_close(&loop));
+  pm_test_dir_remove(dir);
+}
+
 static char swap_target[160];
 
 /* Runs between bind() and the mode change: replaces the new socket with a symlink to a file
@@ -189,6 +222,7 @@ int main(void) {
       cmocka_unit_test(hardening_13_relative_and_windows_names),
       cmocka_unit_test(hardening_07_unsafe_socket_dir_refused),
       cmocka_unit_test(hardening_07_bind_race_symlink),
+      cmocka_unit_test(hardening_11_adopted_fd_close_on_exec),
       cmocka_unit_test(test_pipe_too_long_is_an_error),
       cmocka_unit_test(test_pipe_error_names),
   };
