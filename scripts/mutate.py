@@ -186,6 +186,7 @@ def validate(root, entries):
 
 
 def load(root, mutation_dir):
+    root = os.path.abspath(root)
     d = os.path.join(root, mutation_dir)
     files = sorted(f for f in os.listdir(d) if f.endswith(".mut")) if os.path.isdir(d) else []
     if not files:
