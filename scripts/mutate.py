@@ -225,11 +225,12 @@ def sync_tree(root, dest):
     build stays incremental; a changed file gets a new one, so it is always rebuilt (a copy
     keeping the source's older stamp could pass for built)."""
     files = tracked_files(root)
+    inside = os.path.relpath(os.path.dirname(dest), root) + os.sep
     wanted = set()
     for rel in files:
         src = os.path.join(root, rel)
-        if not os.path.lexists(src):
-            continue  # deleted in the working tree
+        if not os.path.lexists(src) or rel.startswith(inside):
+            continue  # deleted in the working tree, or the scratch directory itself
         wanted.add(rel)
         dst = os.path.join(dest, rel)
         if os.path.lexists(dst) and same_file(src, dst):
