@@ -352,8 +352,10 @@ def run_test(build, name, timeout, sandbox):
     --timeout does not override a test's own TIMEOUT property."""
     rc, out, timed_out = sandbox.run(["ctest", "-R", ctest_regex([name]), "--output-on-failure",
                                       "--timeout", str(timeout)], build, timeout + 5)
-    if timed_out or re.search(r"\*\*\*Timeout", out):
+    if timed_out:
         return False, "%s timed out (%d s)" % (name, timeout)
+    if re.search(r"\*\*\*Timeout", out):
+        return False, "%s timed out (its own TIMEOUT, under %d s)" % (name, timeout)
     if rc != 0:
         return False, "%s failed" % name
     if not re.search(r"100% tests passed, 0 tests failed out of 1\b", out):
