@@ -70,6 +70,9 @@ void pm__command_peer_hook(pm__peer_hook hook, void *data);
       (field) = (value);                                                                       \
   } while (0)
 
+/* Maps a libuv status to a PM_E* code (the same on every platform: libuv's codes are). */
+int pm__uv_error(int status);
+
 /* libuv allocation callback for socket reads (buffers freed with pm__free). */
 void pm__read_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 

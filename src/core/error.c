@@ -50,3 +50,29 @@ void pm__debug(const char *fmt, ...) {
   fputc('\n', stderr);
   va_end(ap);
 }
+
+int pm__uv_error(int status) {
+  switch (status) {
+  case 0:
+    return 0;
+  case UV_ENOMEM:
+    return PM_ENOMEM;
+  case UV_EOF:
+    return PM_EEOF;
+  case UV_ETIMEDOUT:
+    return PM_ETIMEDOUT;
+  case UV_EADDRINUSE:
+    return PM_EADDRINUSE;
+  case UV_EACCES:
+  case UV_EPERM:
+    return PM_EACCES;
+  case UV_ENAMETOOLONG:
+    return PM_ENAMETOOLONG;
+  case UV_ECANCELED:
+    return PM_ECANCELED;
+  case UV_EINVAL:
+    return PM_EINVAL;
+  default:
+    return PM_EIO;
+  }
+}

@@ -102,7 +102,4 @@ long pm__conn_recv(pm__conn *c, void *buf, size_t len);
 /* Closes c, cancelling any I/O still in flight; NULL is ignored. */
 void pm__conn_close(pm__conn *c);
 
-/* Maps a libuv status to a PM_E* code. */
-int pm__uv_error(int status);
-
 #endif

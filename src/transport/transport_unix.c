@@ -102,32 +102,6 @@ int pm_pipe_path(const char *name, char *buf, size_t size) {
   return 0;
 }
 
-int pm__uv_error(int status) {
-  switch (status) {
-  case 0:
-    return 0;
-  case UV_ENOMEM:
-    return PM_ENOMEM;
-  case UV_EOF:
-    return PM_EEOF;
-  case UV_ETIMEDOUT:
-    return PM_ETIMEDOUT;
-  case UV_EADDRINUSE:
-    return PM_EADDRINUSE;
-  case UV_EACCES:
-  case UV_EPERM:
-    return PM_EACCES;
-  case UV_ENAMETOOLONG:
-    return PM_ENAMETOOLONG;
-  case UV_ECANCELED:
-    return PM_ECANCELED;
-  case UV_EINVAL:
-    return PM_EINVAL;
-  default:
-    return PM_EIO;
-  }
-}
-
 /* 1 if a process accepts connections on the socket at path, 0 if not. Non-blocking, so a live
  * service with a full backlog answers "live" at once instead of hanging the check. */
 static int socket_is_live(const char *path) {
