@@ -320,13 +320,17 @@ class Sandbox:
         self.env = dict(os.environ)
         self.env["XDG_RUNTIME_DIR"] = runtime
         self.private = False
-        if os.geteuid() == 0 and shutil.which("unshare"):
+        # The bind mount hides everything under the real /tmp, the scratch copy and its tests
+        # too when they live there (a clone in /tmp): then the tests use the real /tmp.
+        real = os.path.realpath(scratch)
+        under_tmp = real == "/tmp" or real.startswith("/tmp/")
+        if os.geteuid() == 0 and shutil.which("unshare") and not under_tmp:
             self.reset()
             rc, _, _ = run(self.wrap(["true"]))
             self.private = rc == 0
         self.note = ("tests see a private /tmp" if self.private else
-                     "tests use the real /tmp (a private one needs root and unshare); failing "
-                     "tests may leave /tmp/pmtest.* behind")
+                     "tests use the real /tmp (a private one needs root, unshare and a scratch "
+                     "directory outside /tmp); failing tests may leave /tmp/pmtest.* behind")
 
     def wrap(self, cmd):
         return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
@@ -359,7 +363,8 @@ def run_test(build, name, timeout, sandbox):
     if rc != 0:
         return False, "%s failed" % name
     if not re.search(r"100% tests passed, 0 tests failed out of 1\b", out):
-        return False, "%s did not run (ctest found no such test)" % name
+        # Not a kill: a test that cannot be found judges nothing.
+        raise ListError("%s did not run (ctest found no such test)" % name)
     if re.search(r"\*\*\*Skipped", out):
         return True, "%s skipped itself (as a normal user?), so it judged nothing" % name
     return True, "%s passed" % name
@@ -470,6 +475,12 @@ def main():
     if rc != 0 or timed_out:
         print("mutate: the unmutated tests fail; fix them first:\n%s"
               % tail(out, TEST_LOG_LINES), file=sys.stderr)
+        return 2
+    ran = re.search(r"tests passed, 0 tests failed out of (\d+)", out)
+    if ran is None or int(ran.group(1)) != len(baseline):
+        print("mutate: ctest ran %s of the %d tests the list names:\n%s"
+              % (ran.group(1) if ran else "none", len(baseline), tail(out, TEST_LOG_LINES)),
+              file=sys.stderr)
         return 2
     print("mutate: baseline: %d tests pass unmutated (%s); %s"
           % (len(baseline), fmt_s(time.monotonic() - t0), sandbox.note), flush=True)
