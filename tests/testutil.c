@@ -371,7 +371,7 @@ int pm_test_send_all(int fd, const void *buf, size_t len) {
 }
 
 /* Reads exactly len bytes before the deadline; 0 on success. */
-static int recv_exact(int fd, void *buf, size_t len, uint64_t deadline) {
+int pm_test_recv_exact(int fd, void *buf, size_t len, uint64_t deadline) {
   char *p = buf;
   while (len > 0) {
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -386,26 +386,6 @@ static int recv_exact(int fd, void *buf, size_t len, uint64_t deadline) {
     len -= (size_t)n;
   }
   return 0;
-}
-
-char *pm_test_recv_frame(int fd, int timeout_ms, size_t *len) {
-  uint64_t deadline = pm_test_now_ms() + (uint64_t)timeout_ms;
-  uint8_t h[4];
-  size_t n;
-  char *buf;
-  if (recv_exact(fd, h, 4, deadline) < 0)
-    return NULL;
-  n = ((size_t)h[0] << 24) | ((size_t)h[1] << 16) | ((size_t)h[2] << 8) | h[3];
-  buf = malloc(n + 1);
-  assert_non_null(buf);
-  if (recv_exact(fd, buf, n, deadline) < 0) {
-    free(buf);
-    return NULL;
-  }
-  buf[n] = '\0';
-  if (len != NULL)
-    *len = n;
-  return buf;
 }
 
 long pm_test_wait_eof(int fd, int timeout_ms) {

@@ -105,6 +105,9 @@ int pm_test_send_all(int fd, const void *buf, size_t len);
 int pm_test_send_frame(int fd, const char *payload);
 /* Reads one frame; NULL on EOF, error or timeout. Caller frees. */
 char *pm_test_recv_frame(int fd, int timeout_ms, size_t *len);
+/* Reads exactly len bytes by the deadline (pm_test_now_ms() time): 0, or -1 on EOF, error or
+ * timeout. Each platform's primitive under pm_test_recv_frame. */
+int pm_test_recv_exact(int fd, void *buf, size_t len, uint64_t deadline);
 /* Waits for EOF (or a reset); returns ms waited, or -1 if data came or time ran out. */
 long pm_test_wait_eof(int fd, int timeout_ms);
 

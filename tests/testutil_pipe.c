@@ -1,12 +1,32 @@
 /* The raw pipe helpers that are the same on every platform: frames, messages and the event
  * pipe's exchanges, built on each platform's primitives (pm_test_connect, pm_test_send_all,
- * pm_test_recv_frame, pm_test_wait_eof in testutil.c and testutil_win.c). */
+ * pm_test_recv_exact, pm_test_wait_eof in testutil.c and testutil_win.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 #include "testutil.h"
+
+char *pm_test_recv_frame(int fd, int timeout_ms, size_t *len) {
+  uint64_t deadline = pm_test_now_ms() + (uint64_t)timeout_ms;
+  uint8_t h[4];
+  size_t n;
+  char *buf;
+  if (pm_test_recv_exact(fd, h, 4, deadline) < 0)
+    return NULL;
+  n = ((size_t)h[0] << 24) | ((size_t)h[1] << 16) | ((size_t)h[2] << 8) | h[3];
+  buf = malloc(n + 1);
+  assert_non_null(buf);
+  if (pm_test_recv_exact(fd, buf, n, deadline) < 0) {
+    free(buf);
+    return NULL;
+  }
+  buf[n] = '\0';
+  if (len != NULL)
+    *len = n;
+  return buf;
+}
 
 int pm_test_send_frame(int fd, const char *payload) {
   uint8_t h[4];
