@@ -12,17 +12,14 @@
 #include <unistd.h>
 
 #include "access.h"
+#include "contract.h"
 #include "log.h"
 #include "service.h"
 #include "settings.h"
 #include "systemd.h"
 
-/* Longest Location a client may ask for; a name, not a blob. */
+/* Room for a Location: StartVpn's, which the contract (schema/contract.toml) bounds at 64. */
 #define LOCATION_MAX 64
-/* Longest event Type EmitEvent takes. */
-#define EVENT_TYPE_MAX 64
-/* Most events one EmitEvent may ask for. */
-#define EMIT_COUNT_MAX 1000000
 /* --names-file: the runtime directory made for random names (others may pass, not list), and
  * the names file (readable by the socket group). */
 #define HIDDEN_DIR_MODE 0711
@@ -151,69 +148,47 @@ static int save_settings(service *svc) {
  * restart. */
 #define SETTING_NOT_SAVED "the setting could not be saved in the data directory"
 
-static void cmd_get_version(service *svc, pm_command_call *call) {
+/* Handlers get their Params checked against the contract (schema/contract.toml) and in their
+ * declared types, defaults filled in: on_command did it, for both encodings. */
+
+static void cmd_get_commands(service *svc, pm_command_call *call, const json_t *params) {
+  json_t *data = pm__contract_describe(svc->cfg.test_commands);
+  (void)params;
+  if (data == NULL) {
+    pm_command_call_reply(call, PM_RESULT_ERROR, pm_strerror(PM_ENOMEM), NULL);
+    return;
+  }
+  pm_command_call_reply(call, PM_RESULT_OK, NULL, data);
+}
+
+static void cmd_get_version(service *svc, pm_command_call *call, const json_t *params) {
   (void)svc;
+  (void)params;
   pm_command_call_reply(call, PM_RESULT_OK, NULL,
                         json_pack("{s:s, s:i, s:s}", "Version", PM_VERSION, "Protocol",
                                   PM_PROTOCOL_VERSION, "Service", "pipemsgd"));
 }
 
-static void cmd_get_state(service *svc, pm_command_call *call) {
+static void cmd_get_state(service *svc, pm_command_call *call, const json_t *params) {
   json_t *data = json_pack("{s:s, s:s, s:b, s:b, s:O, s:s}", "State", state_names[svc->state],
                            "Location", svc->location, "KillSwitch", svc->settings.kill_switch,
                            "ReconnectionEnabled", svc->settings.reconnection, "BypassDomains",
                            svc->settings.bypass_domains, "Since", svc->since);
+  (void)params;
   if (data != NULL && svc->last_error[0] != '\0')
     json_object_set_new(data, "LastError", json_string(svc->last_error));
   pm_command_call_reply(call, PM_RESULT_OK, NULL, data);
 }
 
-/* Location: 1..LOCATION_MAX of letters, digits, '-', '_' and '.'. It goes into events, logs
- * and hook commands, so nothing a protocol or a shell could read otherwise. */
-static int location_valid(const char *s) {
-  size_t n = strlen(s);
-  if (n == 0 || n > LOCATION_MAX)
-    return 0;
-  for (; *s != '\0'; s++)
-    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-          *s == '-' || *s == '_' || *s == '.'))
-      return 0;
-  return 1;
-}
-
-/* EmitEvent's Type: a letter, then letters and digits, at most EVENT_TYPE_MAX. */
-static int event_type_valid(const char *s) {
-  size_t n = strlen(s);
-  if (n == 0 || n > EVENT_TYPE_MAX || !((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
-    return 0;
-  for (; *s != '\0'; s++)
-    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')))
-      return 0;
-  return 1;
-}
-
-static void cmd_start_vpn(service *svc, pm_command_call *call) {
-  const json_t *params = pm_command_call_params(call);
-  const char *location = "auto";
-  bool kill_switch = svc->settings.kill_switch;
+static void cmd_start_vpn(service *svc, pm_command_call *call, const json_t *params) {
+  const char *location = json_string_value(json_object_get(params, "Location"));
+  const json_t *ks = json_object_get(params, "EnableKillSwitch");
+  bool kill_switch = ks != NULL ? json_is_true(ks) : svc->settings.kill_switch;
   char why[PM_REASON_MAX];
-  int rc;
 
   if (svc->state != VPN_DISCONNECTED) {
     snprintf(why, sizeof(why), "VPN is already %s", state_names[svc->state]);
     pm_command_call_reply(call, PM_RESULT_TOO_MANY_REQUESTS, why, NULL);
-    return;
-  }
-  rc = pm_tree_get_string(params, "Location", &location);
-  if (rc == PM_ETYPE || (rc == 0 && !location_valid(location))) {
-    pm_command_call_reply(call, PM_RESULT_BAD_REQUEST,
-                          "Location must be 1 to 64 letters, digits, '-', '_' or '.'", NULL);
-    return;
-  }
-  rc = pm_tree_get_bool(params, "EnableKillSwitch", &kill_switch);
-  if (rc == PM_ETYPE) {
-    pm_command_call_reply(call, PM_RESULT_BAD_REQUEST, "EnableKillSwitch must be a boolean",
-                          NULL);
     return;
   }
   if (kill_switch != svc->settings.kill_switch) {
@@ -235,8 +210,9 @@ static void cmd_start_vpn(service *svc, pm_command_call *call) {
   pm_command_call_reply(call, PM_RESULT_OK, NULL, json_pack("{s:s}", "State", "Connecting"));
 }
 
-static void cmd_stop_vpn(service *svc, pm_command_call *call) {
+static void cmd_stop_vpn(service *svc, pm_command_call *call, const json_t *params) {
   char why[PM_REASON_MAX];
+  (void)params;
   if (svc->state == VPN_DISCONNECTED || svc->state == VPN_DISCONNECTING) {
     snprintf(why, sizeof(why), "VPN is already %s", state_names[svc->state]);
     pm_command_call_reply(call, PM_RESULT_TOO_MANY_REQUESTS, why, NULL);
@@ -262,34 +238,34 @@ static void set_flag(service *svc, pm_command_call *call, bool *flag, bool value
   pm_command_call_reply(call, PM_RESULT_OK, NULL, NULL);
 }
 
-static void cmd_enable_kill_switch(service *svc, pm_command_call *call) {
+static void cmd_enable_kill_switch(service *svc, pm_command_call *call, const json_t *params) {
+  (void)params;
   set_flag(svc, call, &svc->settings.kill_switch, true);
 }
 
-static void cmd_disable_kill_switch(service *svc, pm_command_call *call) {
+static void cmd_disable_kill_switch(service *svc, pm_command_call *call, const json_t *params) {
+  (void)params;
   set_flag(svc, call, &svc->settings.kill_switch, false);
 }
 
-static void cmd_set_reconnection_enabled(service *svc, pm_command_call *call) {
-  bool enabled;
-  if (pm_tree_get_bool(pm_command_call_params(call), "Enabled", &enabled) < 0) {
-    pm_command_call_reply(call, PM_RESULT_BAD_REQUEST, "Enabled (a boolean) is required", NULL);
-    return;
-  }
-  set_flag(svc, call, &svc->settings.reconnection, enabled);
+static void cmd_set_reconnection_enabled(service *svc, pm_command_call *call,
+                                         const json_t *params) {
+  set_flag(svc, call, &svc->settings.reconnection,
+           json_is_true(json_object_get(params, "Enabled")));
 }
 
-static void cmd_is_reconnection_enabled(service *svc, pm_command_call *call) {
+static void cmd_is_reconnection_enabled(service *svc, pm_command_call *call,
+                                        const json_t *params) {
+  (void)params;
   pm_command_call_reply(call, PM_RESULT_OK, NULL,
                         json_pack("{s:b}", "Enabled", svc->settings.reconnection));
 }
 
-static void cmd_configure_bypass_domains(service *svc, pm_command_call *call) {
-  char why[PM_REASON_MAX];
-  json_t *was, *domains = settings_check_domains(
-      json_object_get(pm_command_call_params(call), "Domains"), why, sizeof(why));
+static void cmd_configure_bypass_domains(service *svc, pm_command_call *call,
+                                         const json_t *params) {
+  json_t *was, *domains = json_deep_copy(json_object_get(params, "Domains"));
   if (domains == NULL) {
-    pm_command_call_reply(call, PM_RESULT_BAD_REQUEST, why, NULL);
+    pm_command_call_reply(call, PM_RESULT_ERROR, pm_strerror(PM_ENOMEM), NULL);
     return;
   }
   was = svc->settings.bypass_domains;
@@ -305,17 +281,19 @@ static void cmd_configure_bypass_domains(service *svc, pm_command_call *call) {
                         json_pack("{s:I}", "Count", (json_int_t)json_array_size(domains)));
 }
 
-static void cmd_get_traffic(service *svc, pm_command_call *call) {
+static void cmd_get_traffic(service *svc, pm_command_call *call, const json_t *params) {
   uint64_t sent = 0, received = 0;
+  (void)params;
   svc->vpn->traffic(svc->vpn, &sent, &received);
   pm_command_call_reply(call, PM_RESULT_OK, NULL,
                         json_pack("{s:I, s:I}", "BytesSent", (json_int_t)sent, "BytesReceived",
                                   (json_int_t)received));
 }
 
-static void cmd_get_stats(service *svc, pm_command_call *call) {
+static void cmd_get_stats(service *svc, pm_command_call *call, const json_t *params) {
   pm_event_stats e;
   const command_stats *c = &svc->cstats;
+  (void)params;
   pm_event_server_stats(svc->events, &e);
   pm_command_call_reply(
       call, PM_RESULT_OK, NULL,
@@ -341,37 +319,38 @@ static void cmd_get_stats(service *svc, pm_command_call *call) {
 
 /* --test-commands only: its Params back as Data, as large as a request may be: a response the
  * client must read, for tests of the write deadline. */
-static void cmd_echo(service *svc, pm_command_call *call) {
-  const json_t *params = pm_command_call_params(call);
+static void cmd_echo(service *svc, pm_command_call *call, const json_t *params) {
   (void)svc;
   pm_command_call_reply(call, PM_RESULT_OK, NULL, params != NULL ? json_deep_copy(params) : NULL);
 }
 
-/* --test-commands only: publish Count events of a Type, for tests and demos. */
-static void cmd_emit_event(service *svc, pm_command_call *call) {
-  const json_t *params = pm_command_call_params(call);
-  const json_t *data = json_object_get(params, "Data");
-  const char *type;
-  int64_t count = 1, id, first = 0;
+/* --test-commands only: publish Count events of a Type, for tests and demos. The Data of a
+ * declared event type is checked against (and converted to) its declaration, so the events
+ * the service sends keep to the contract. */
+static void cmd_emit_event(service *svc, pm_command_call *call, const json_t *params) {
+  const char *type = json_string_value(json_object_get(params, "Type"));
+  const json_t *given = json_object_get(params, "Data");
+  const pm__ct_event *declared = pm__contract_event(type);
+  const pm_msg *request = pm_command_call_request(call);
+  int64_t count = json_integer_value(json_object_get(params, "Count")), id = 0, first = 0;
+  json_t *data = given != NULL ? json_incref((json_t *)given) : NULL;
+  char why[PM_REASON_MAX];
   int rc;
-  if (pm_tree_get_string(params, "Type", &type) < 0 || !event_type_valid(type)) {
-    pm_command_call_reply(call, PM_RESULT_BAD_REQUEST,
-                          "Type must be a letter then letters or digits, at most 64", NULL);
-    return;
-  }
-  rc = pm_tree_get_int(params, "Count", &count);
-  if (rc == PM_ETYPE || count < 1 || count > EMIT_COUNT_MAX) {
-    pm_command_call_reply(call, PM_RESULT_BAD_REQUEST, "Count must be 1..1000000", NULL);
-    return;
-  }
-  if (data != NULL && !json_is_object(data)) {
-    pm_command_call_reply(call, PM_RESULT_BAD_REQUEST, "Data must be an object", NULL);
-    return;
+  if (declared != NULL) {
+    json_decref(data);
+    data = NULL;
+    rc = pm__contract_check(declared->fields, declared->n_fields, given,
+                            pm_msg_encoding(request) == PM_ENC_XML, true, type, &data, why);
+    if (rc < 0) {
+      pm_command_call_reply(call, rc == PM_ENOMEM ? PM_RESULT_ERROR : PM_RESULT_BAD_REQUEST,
+                            why, NULL);
+      return;
+    }
   }
   for (int64_t i = 0; i < count; i++) {
-    char why[PM_REASON_MAX];
     rc = pm_event_server_publish(svc->events, type, data ? json_deep_copy(data) : NULL, &id);
     if (rc == PM_EINVAL || rc == PM_EMSGSIZE) {
+      json_decref(data);
       pm_command_call_reply(call, PM_RESULT_BAD_REQUEST,
                             rc == PM_EINVAL ? "Data cannot be carried in both JSON and XML"
                                             : "the event would exceed the largest message or its node limit",
@@ -382,35 +361,64 @@ static void cmd_emit_event(service *svc, pm_command_call *call) {
       snprintf(why, sizeof(why), "event %lld of %lld not published: %s", (long long)i + 1,
                (long long)count, rc == PM_EIO ? "the event store cannot keep it" : pm_strerror(rc));
       log_msg(LVL_ERROR, "cannot publish EmitEvent's event: %s", why);
+      json_decref(data);
       pm_command_call_reply(call, PM_RESULT_ERROR, why, NULL);
       return;
     }
     if (i == 0)
       first = id;
   }
+  json_decref(data);
   pm_command_call_reply(call, PM_RESULT_OK, NULL,
                         json_pack("{s:I, s:I}", "FirstId", (json_int_t)first, "LastId",
                                   (json_int_t)id));
 }
 
+/* The handlers of the contract's commands; which are test-only is the contract's to say. */
 typedef struct command {
   const char *name;
-  void (*run)(service *svc, pm_command_call *call);
-  int test_only;
+  void (*run)(service *svc, pm_command_call *call, const json_t *params);
 } command;
 
 static const command commands[] = {
-    {"GetVersion", cmd_get_version, 0}, {"GetState", cmd_get_state, 0},
-    {"StartVpn", cmd_start_vpn, 0},     {"StopVpn", cmd_stop_vpn, 0},
-    {"GetTraffic", cmd_get_traffic, 0}, {"GetStats", cmd_get_stats, 0},
-    {"EnableKillSwitch", cmd_enable_kill_switch, 0},
-    {"DisableKillSwitch", cmd_disable_kill_switch, 0},
-    {"SetReconnectionEnabled", cmd_set_reconnection_enabled, 0},
-    {"IsReconnectionEnabled", cmd_is_reconnection_enabled, 0},
-    {"ConfigureBypassDomains", cmd_configure_bypass_domains, 0},
-    {"EmitEvent", cmd_emit_event, 1},
-    {"Echo", cmd_echo, 1},
+    {"GetCommands", cmd_get_commands},
+    {"GetVersion", cmd_get_version},
+    {"GetState", cmd_get_state},
+    {"StartVpn", cmd_start_vpn},
+    {"StopVpn", cmd_stop_vpn},
+    {"GetTraffic", cmd_get_traffic},
+    {"GetStats", cmd_get_stats},
+    {"EnableKillSwitch", cmd_enable_kill_switch},
+    {"DisableKillSwitch", cmd_disable_kill_switch},
+    {"SetReconnectionEnabled", cmd_set_reconnection_enabled},
+    {"IsReconnectionEnabled", cmd_is_reconnection_enabled},
+    {"ConfigureBypassDomains", cmd_configure_bypass_domains},
+    {"EmitEvent", cmd_emit_event},
+    {"Echo", cmd_echo},
 };
+
+static const command *handler_of(const char *name) {
+  for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+    if (strcmp(commands[i].name, name) == 0)
+      return &commands[i];
+  return NULL;
+}
+
+/* Every command of the contract has its handler, and no handler is outside the contract: a
+ * service built otherwise refuses to start rather than answer a declared command wrongly. */
+static int commands_match_contract(void) {
+  for (size_t i = 0; i < pm__contract_n_commands; i++)
+    if (handler_of(pm__contract_commands[i].name) == NULL) {
+      log_msg(LVL_ERROR, "the contract's command %s has no handler", pm__contract_commands[i].name);
+      return -1;
+    }
+  for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+    if (pm__contract_command(commands[i].name, true) == NULL) {
+      log_msg(LVL_ERROR, "command %s is not in the contract", commands[i].name);
+      return -1;
+    }
+  return 0;
+}
 
 /* A peer's command name as logged: only a name (pm_name_valid) is written, so no command can
  * add words or fields to a line. */
@@ -432,20 +440,34 @@ static void on_command(pm_command_call *call, void *data) {
   service *svc = data;
   const char *name = pm_command_call_command(call);
   const pm_peer *peer = pm_command_call_peer(call);
+  const pm__ct_command *declared = pm__contract_command(name, svc->cfg.test_commands);
+  const char *near;
+  json_t *params = NULL;
   char why[PM_REASON_MAX];
+  int rc;
   log_msg(LVL_DEBUG, "command received pid=%lld uid=%lld command=%.64s", peer->pid, peer->uid,
           loggable_name(name));
-  for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-    if (strcmp(commands[i].name, name) == 0 && (!commands[i].test_only || svc->cfg.test_commands)) {
-      commands[i].run(svc, call);
-      return;
-    }
+  if (declared == NULL) {
+    if (!pm_name_valid(name))
+      snprintf(why, sizeof(why), "Command is not a name ([A-Za-z_][A-Za-z0-9_.-]*)");
+    else if ((near = pm__contract_closest_command(name, svc->cfg.test_commands)) != NULL)
+      snprintf(why, sizeof(why), "unknown command '%.64s'; did you mean '%s'?", name, near);
+    else
+      snprintf(why, sizeof(why), "unknown command '%.64s' (GetCommands lists them)", name);
+    pm_command_call_reply(call, PM_RESULT_BAD_REQUEST, why, NULL);
+    return;
   }
-  if (pm_name_valid(name))
-    snprintf(why, sizeof(why), "unknown command '%.64s'", name);
-  else
-    snprintf(why, sizeof(why), "Command is not a name ([A-Za-z_][A-Za-z0-9_.-]*)");
-  pm_command_call_reply(call, PM_RESULT_BAD_REQUEST, why, NULL);
+  /* Before any handler: Params against the declaration, XML text in the declared types. */
+  rc = pm__contract_check_params(declared, pm_command_call_params(call),
+                                 pm_msg_encoding(pm_command_call_request(call)) == PM_ENC_XML,
+                                 &params, why);
+  if (rc < 0) {
+    pm_command_call_reply(call, rc == PM_ENOMEM ? PM_RESULT_ERROR : PM_RESULT_BAD_REQUEST, why,
+                          NULL);
+    return;
+  }
+  handler_of(declared->name)->run(svc, call, params);
+  json_decref(params);
 }
 
 #if defined(__GLIBC__)
@@ -709,6 +731,10 @@ int service_start(uv_loop_t *loop, const service_config *cfg, service **out) {
    * long strings) go back to the system as soon as they are freed. */
   mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
 #endif
+  if (commands_match_contract() < 0) {
+    free(svc);
+    return PM_EINVAL;
+  }
   svc->loop = loop;
   svc->cfg = *cfg;
   pm_time_now(svc->since);

@@ -42,7 +42,11 @@ static void test_cli_call_params_and_results(void **state) {
   const char *start[] = {PIPEMSG, "call", "-c", svc.command_pipe, "--id", "4", "StartVpn",
                          "Location=de", "EnableKillSwitch=true", NULL};
   const char *unknown[] = {PIPEMSG, "call", "-c", svc.command_pipe, "Frobnicate", NULL};
-  const char *raw[] = {PIPEMSG, "call", "-c", svc.command_pipe, "GetState", "Filter:=[1,2]", NULL};
+  const char *raw[] = {PIPEMSG, "call", "-c", svc.command_pipe, "ConfigureBypassDomains",
+                       "Domains:=[\"a.example\"]", NULL};
+  /* An unknown parameter is refused (issue 10), with the closest known one. */
+  const char *misspelt[] = {PIPEMSG, "call", "-c", svc.command_pipe, "GetState", "Filter:=[1,2]",
+                            NULL};
   (void)state;
   assert_int_equal(0, pm_test_run(start, &out, &err));
   assert_int_equal(1, pm_test_run(start, &out, &err));
@@ -50,6 +54,8 @@ static void test_cli_call_params_and_results(void **state) {
   assert_int_equal(1, pm_test_run(unknown, &out, &err));
   assert_non_null(strstr(err, "BadRequest: unknown command 'Frobnicate'"));
   assert_int_equal(0, pm_test_run(raw, &out, &err));
+  assert_int_equal(1, pm_test_run(misspelt, &out, &err));
+  assert_non_null(strstr(err, "unknown parameter 'Filter'"));
 }
 
 static void test_cli_call_no_service(void **state) {
