@@ -125,6 +125,7 @@ const char *pm__contract_closest_command(const char *word, bool test_commands) {
 typedef struct {
   bool from_xml, strict;
   char *why;
+  const char *noun; /* what a member is called in reasons: "parameter" or "field" */
 } check_ctx;
 
 static int object_check(const check_ctx *x, const pm__ct_field *fields, size_t n,
@@ -236,7 +237,7 @@ static int string_check(const check_ctx *x, const pm__ct_type *t, const char *s,
     unsigned char ch = (unsigned char)s[i];
     if (ch == '\0' || strchr(set, ch) == NULL) {
       /* Only printable ASCII is quoted back: the reason goes into XML answers and logs. */
-      if (ch > ' ' && ch < 0x7f && ch != '\'')
+      if (ch >= ' ' && ch < 0x7f && ch != '\'')
         snprintf(got, sizeof(got), "'%c' at byte %zu", ch, i + 1);
       else
         snprintf(got, sizeof(got), "byte 0x%02x at byte %zu", ch, i + 1);
@@ -284,7 +285,8 @@ static int value_check(const check_ctx *x, const pm__ct_type *t, const json_t *v
     if (json_is_integer(v))
       n = json_integer_value(v);
     else if (!(x->from_xml && json_is_string(v) && parse_int(json_string_value(v), &n)))
-      return bad(x, path, t, json_is_string(v) ? "got text that is not one" : json_kind(v));
+      return bad(x, path, t,
+                 x->from_xml && json_is_string(v) ? "got text that is not one" : json_kind(v));
     if (n < t->min || n > t->max) {
       snprintf(got, sizeof(got), "got %lld", (long long)n);
       return bad(x, path, t, got);
@@ -356,15 +358,14 @@ static int unknown_member(const check_ctx *x, const pm__ct_field *fields, size_t
   for (size_t i = 0; i < n && k < sizeof(names) / sizeof(names[0]); i++)
     names[k++] = fields[i].name;
   near = pm__contract_closest(key, names, k);
+  const char *noun = path[0] != '\0' ? "field" : x->noun, *dot = path[0] != '\0' ? "." : "";
   if (near != NULL)
     return pm__reason(x->why, PM_ESCHEMA, "unknown %s '%.64s%s%.64s' for %.64s; did you mean '%s'?",
-                      path[0] != '\0' ? "field" : "parameter", path, path[0] != '\0' ? "." : "",
-                      key, what, near);
+                      noun, path, dot, key, what, near);
   if (n == 0)
-    return pm__reason(x->why, PM_ESCHEMA, "unknown parameter '%.64s': %.64s takes none", key,
-                      what);
-  return pm__reason(x->why, PM_ESCHEMA, "unknown %s '%.64s%s%.64s' for %.64s",
-                    path[0] != '\0' ? "field" : "parameter", path, path[0] != '\0' ? "." : "",
+    return pm__reason(x->why, PM_ESCHEMA, "unknown %s '%.64s%s%.64s': %.64s has none", noun, path,
+                      dot, key, what);
+  return pm__reason(x->why, PM_ESCHEMA, "unknown %s '%.64s%s%.64s' for %.64s", noun, path, dot,
                     key, what);
 }
 
@@ -414,7 +415,7 @@ static int object_check(const check_ctx *x, const pm__ct_field *fields, size_t n
     if (text == NULL)
       goto oom;
     {
-      check_ctx as_xml = {true, true, x->why};
+      check_ctx as_xml = {true, true, x->why, x->noun};
       rc = value_check(&as_xml, f->type, text, sub, &typed);
     }
     json_decref(text);
@@ -432,22 +433,27 @@ fail:
   return rc;
 }
 
-int pm__contract_check(const pm__ct_field *fields, size_t n, const json_t *tree, bool from_xml,
-                       bool strict, const char *what, json_t **out, char *why) {
-  check_ctx x = {from_xml, strict, why};
+static int check_tree(const check_ctx *x, const pm__ct_field *fields, size_t n,
+                      const json_t *tree, const char *what, json_t **out) {
   json_t *empty = NULL;
   int rc;
   if (tree == NULL)
     tree = empty = json_object();
   if (tree == NULL)
-    return pm__reason(why, PM_ENOMEM, "%s", pm_strerror(PM_ENOMEM));
-  if (!json_is_object(tree) && !xml_empty(&x, tree))
-    rc = pm__reason(why, PM_ESCHEMA, "%.64s: an object was expected (%s)", what,
+    return pm__reason(x->why, PM_ENOMEM, "%s", pm_strerror(PM_ENOMEM));
+  if (!json_is_object(tree))
+    rc = pm__reason(x->why, PM_ESCHEMA, "%.64s: an object was expected (%s)", what,
                     json_kind(tree));
   else
-    rc = object_check(&x, fields, n, tree, "", what, out);
+    rc = object_check(x, fields, n, tree, "", what, out);
   json_decref(empty);
   return rc;
+}
+
+int pm__contract_check(const pm__ct_field *fields, size_t n, const json_t *tree, bool from_xml,
+                       bool strict, const char *what, json_t **out, char *why) {
+  check_ctx x = {from_xml, strict, why, "field"};
+  return check_tree(&x, fields, n, tree, what, out);
 }
 
 int pm__contract_check_params(const pm__ct_command *c, const json_t *params, bool from_xml,
@@ -456,7 +462,10 @@ int pm__contract_check_params(const pm__ct_command *c, const json_t *params, boo
     *out = params != NULL ? json_incref((json_t *)params) : NULL;
     return 0;
   }
-  return pm__contract_check(c->params, c->n_params, params, from_xml, true, c->name, out, why);
+  {
+    check_ctx x = {from_xml, true, why, "parameter"};
+    return check_tree(&x, c->params, c->n_params, params, c->name, out);
+  }
 }
 
 /* ---- GetCommands ------------------------------------------------------------------------ */
@@ -476,7 +485,7 @@ static json_t *describe_field(const pm__ct_field *f) {
     return NULL;
   if (f->default_text != NULL) {
     json_t *text = json_string(f->default_text), *typed = NULL;
-    check_ctx as_xml = {true, true, NULL};
+    check_ctx as_xml = {true, true, NULL, "field"};
     if (text != NULL && value_check(&as_xml, t, text, f->name, &typed) == 0)
       put(o, "Default", typed);
     json_decref(text);
