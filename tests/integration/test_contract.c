@@ -275,6 +275,12 @@ static void drive(pm_encoding enc) {
                                  json_pack("{s:s, s:i, s:{s:i}}", "Type", "Demo", "Count", 4,
                                            "Data", "N", 1),
                                  NULL));
+  /* A declared event type's Data keeps to its declaration, even from EmitEvent. */
+  assert_string_equal("BadRequest",
+                      call(enc, "EmitEvent",
+                           json_pack("{s:s, s:{s:s, s:s}}", "Type", "StateChanged", "Data", "State",
+                                     "Sleeping", "Location", "de"),
+                           NULL));
   fd = attach(enc);
   events_until(fd, enc, "EventsLost", NULL);
   events_until(fd, enc, "Demo", NULL);

@@ -121,7 +121,7 @@ static void test_service_validates_params(void **state) {
   }
 }
 
-/* One JSON request written as is; returns the raw response (static buffer). */
+/* One request (JSON or XML) written as is; returns the raw response (static buffer). */
 static const char *raw_call(const char *request) {
   static char buf[1024];
   int fd = pm_test_connect(svc.command_pipe);
@@ -138,6 +138,55 @@ static const char *raw_call(const char *request) {
 
 /* A Location is a name: XML cannot carry U+0001, so an event with it wedged every XML session;
  * spaces, slashes and the like have no business in a name either. */
+/* Issue 10: Params are checked against the contract before any handler runs, in both
+ * encodings; unknown commands and parameters get the closest known name. Before it, a
+ * misspelt parameter was ignored: StartVpn Locaton=de answered Ok and connected to "auto". */
+static void test_service_params_checked_against_the_contract(void **state) {
+  const char *resp;
+  (void)state;
+  resp = raw_call("{\"Request\":{\"Command\":\"StartVpn\",\"Id\":3,"
+                  "\"Params\":{\"Locaton\":\"de\"}}}");
+  assert_non_null(strstr(resp, "\"BadRequest\""));
+  assert_non_null(strstr(resp, "unknown parameter 'Locaton' for StartVpn; did you mean "
+                               "'Location'?"));
+  assert_non_null(strstr(resp, "\"Id\":3"));
+  assert_string_equal("Disconnected", state_of());
+  resp = raw_call("<Request><Command>StartVpn</Command><Params><Locaton>de</Locaton></Params>"
+                  "</Request>");
+  assert_non_null(strstr(resp, "<Result>BadRequest</Result>"));
+  assert_non_null(strstr(resp, "did you mean 'Location'?"));
+  /* XML text in the declared type: a kill switch that is not true or false is refused. */
+  resp = raw_call("<Request><Command>StartVpn</Command><Params><EnableKillSwitch>yes"
+                  "</EnableKillSwitch></Params></Request>");
+  assert_non_null(strstr(resp, "<Result>BadRequest</Result>"));
+  assert_non_null(strstr(resp, "EnableKillSwitch must be a boolean (true or false)"));
+  resp = raw_call("{\"Request\":{\"Command\":\"GetStat\"}}");
+  assert_non_null(strstr(resp, "unknown command 'GetStat'; did you mean 'GetState'?"));
+  /* Test commands are neither served nor suggested without --test-commands. */
+  resp = raw_call("{\"Request\":{\"Command\":\"EmitEvnt\"}}");
+  assert_non_null(strstr(resp, "\"BadRequest\""));
+  assert_null(strstr(resp, "EmitEvent"));
+  assert_string_equal("Disconnected", state_of());
+}
+
+/* GetCommands lists what this service accepts: no test commands without --test-commands. */
+static void test_service_get_commands(void **state) {
+  json_t *data = NULL, *item;
+  size_t i;
+  bool start_vpn = false;
+  (void)state;
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetCommands", NULL, &data));
+  json_array_foreach(json_object_get(data, "Commands"), i, item) {
+    const char *name = json_string_value(json_object_get(item, "Name"));
+    assert_string_not_equal("EmitEvent", name);
+    assert_string_not_equal("Echo", name);
+    start_vpn |= strcmp(name, "StartVpn") == 0;
+  }
+  assert_true(start_vpn);
+  assert_true(json_array_size(json_object_get(data, "Events")) >= 4);
+  json_decref(data);
+}
+
 static void hardening_05_location_charset(void **state) {
   static const char *const bad[] = {"de\\u0001", "de x", "de/..", "de;true", "d\\u00e9",
                                     "de\\n"};
@@ -338,6 +387,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_service_traffic_grows_while_connected, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_service_validates_params, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_service_params_checked_against_the_contract, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_service_get_commands, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_05_location_charset, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_settings_commands, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_bypass_domains, setup, teardown),

@@ -562,7 +562,8 @@ static void test_service_faults_refused_params(void **state) {
   assert_string_equal("BadRequest", call("EmitEvent", json_pack("{s:s, s:[i]}", "Type", "Ok1",
                                                                 "Data", 1),
                                          &msg));
-  assert_string_equal("Data must be an object", msg);
+  /* The contract's reason says what came (issue 10). */
+  assert_string_equal("Data must be an object (got a list)", msg);
   assert_int_equal(0, pm_test_service_stop(&svc));
 }
 
