@@ -76,7 +76,8 @@ def check_type(c, where, t):
     kind = t["type"]
     if kind not in SCALARS and kind not in c["types"]:
         raise ContractError(f"{where}: unknown type {kind}")
-    allowed = TYPE_KEYS.get(kind, set()) | {"name", "type", "doc", "required", "default"}
+    allowed = TYPE_KEYS.get(kind, set()) | {"name", "type", "doc", "required", "default",
+                                             "example"}
     extra = set(t) - allowed
     if extra:
         raise ContractError(f"{where}: {', '.join(sorted(extra))} not allowed for {kind}")
@@ -676,6 +677,8 @@ def gen_json(c):
 
 def example_value(c, t):
     kind = t["type"]
+    if "example" in t:
+        return t["example"]
     if "default" in t:
         return t["default"]
     if kind == "string":

@@ -12,6 +12,7 @@ validator is not installed (scripts/bootstrap.sh installs both)."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -104,6 +105,23 @@ def generic_rejections(validator, typed):
     typed.validate(ET.fromstring("<StartVpnParams><Location>de</Location></StartVpnParams>"))
 
 
+def reference_examples(validator, envelope, typed, typed_names):
+    """docs/reference.md's examples keep to the schemas too."""
+    text = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
+    n = 0
+    with tempfile.TemporaryDirectory(prefix="pm-contract-ref-") as d:
+        for lang, block in re.findall(r"```(json|xml)\n(.*?)```", text, re.S):
+            for line in block.splitlines():
+                path = Path(d) / f"{n}.{lang}"
+                path.write_text(line, encoding="utf-8")
+                if lang == "json":
+                    check_json(path, validator)
+                else:
+                    check_xml(path, envelope, typed, typed_names)
+                n += 1
+    return n
+
+
 def main(argv):
     if len(argv) != 2:
         print("usage: conformance.py PATH-TO-test_contract", file=sys.stderr)
@@ -112,6 +130,7 @@ def main(argv):
     envelope = xmlschema.XMLSchema10(str(XSD))
     typed, typed_names = named_types_schema(envelope)
     generic_rejections(validator, typed)
+    examples = reference_examples(validator, envelope, typed, typed_names)
     with tempfile.TemporaryDirectory(prefix="pm-contract-") as d:
         env = dict(os.environ, PM_CONTRACT_RECORD=d)
         run = subprocess.run([argv[1]], env=env)
@@ -134,7 +153,8 @@ def main(argv):
     if counts["json"] == 0 or counts["xml"] == 0:
         print("conformance.py: test_contract recorded no messages", file=sys.stderr)
         return 1
-    print(f"conformance.py: {counts['json']} JSON and {counts['xml']} XML messages valid")
+    print(f"conformance.py: {counts['json']} JSON and {counts['xml']} XML messages valid, "
+          f"and {examples} examples of docs/reference.md")
     return 0
 
 
