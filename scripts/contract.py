@@ -898,8 +898,9 @@ def gen_c(c):
         g.decls.append(f"static const pm__ct_type type_{name};")
     for name, t in c["types"].items():
         ident, n = g.fields(t["fields"], name)
+        what = c_str(expect({"type": name}, c["formats"]))
         g.decls.append(f"static const pm__ct_type type_{name} = {{.kind = PM__CT_OBJECT, "
-                       f".name = {c_str(name)}, .expect = {c_str(expect({'type': name}, c['formats']))}, "
+                       f".name = {c_str(name)}, .expect = {what}, "
                        f".doc = {c_str(t['doc'])}, "
                        f".fields = {ident}, .n_fields = {n}}};")
     commands = []

@@ -441,7 +441,7 @@ static void on_command(pm_command_call *call, void *data) {
   const char *name = pm_command_call_command(call);
   const pm_peer *peer = pm_command_call_peer(call);
   const pm__ct_command *declared = pm__contract_command(name, svc->cfg.test_commands);
-  const char *near;
+  const char *closest;
   json_t *params = NULL;
   char why[PM_REASON_MAX];
   int rc;
@@ -450,8 +450,8 @@ static void on_command(pm_command_call *call, void *data) {
   if (declared == NULL) {
     if (!pm_name_valid(name))
       snprintf(why, sizeof(why), "Command is not a name ([A-Za-z_][A-Za-z0-9_.-]*)");
-    else if ((near = pm__contract_closest_command(name, svc->cfg.test_commands)) != NULL)
-      snprintf(why, sizeof(why), "unknown command '%.64s'; did you mean '%s'?", name, near);
+    else if ((closest = pm__contract_closest_command(name, svc->cfg.test_commands)) != NULL)
+      snprintf(why, sizeof(why), "unknown command '%.64s'; did you mean '%s'?", name, closest);
     else
       snprintf(why, sizeof(why), "unknown command '%.64s' (GetCommands lists them)", name);
     pm_command_call_reply(call, PM_RESULT_BAD_REQUEST, why, NULL);

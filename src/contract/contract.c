@@ -353,15 +353,15 @@ static const pm__ct_field *field_named(const pm__ct_field *fields, size_t n, con
 static int unknown_member(const check_ctx *x, const pm__ct_field *fields, size_t n,
                           const char *key, const char *path, const char *what) {
   const char *names[64];
-  const char *near;
+  const char *closest;
   size_t k = 0;
   for (size_t i = 0; i < n && k < sizeof(names) / sizeof(names[0]); i++)
     names[k++] = fields[i].name;
-  near = pm__contract_closest(key, names, k);
+  closest = pm__contract_closest(key, names, k);
   const char *noun = path[0] != '\0' ? "field" : x->noun, *dot = path[0] != '\0' ? "." : "";
-  if (near != NULL)
+  if (closest != NULL)
     return pm__reason(x->why, PM_ESCHEMA, "unknown %s '%.64s%s%.64s' for %.64s; did you mean '%s'?",
-                      noun, path, dot, key, what, near);
+                      noun, path, dot, key, what, closest);
   if (n == 0)
     return pm__reason(x->why, PM_ESCHEMA, "unknown %s '%.64s%s%.64s': %.64s has none", noun, path,
                       dot, key, what);
