@@ -1,13 +1,9 @@
-#include <ctype.h>
 #include <stdio.h>
-#include <string.h>
 #include <unistd.h>
 
+#include "contract.h"
+#include "pipemsg/error.h"
 #include "settings.h"
-
-/* RFC 1035 limits. */
-#define DOMAIN_MAX 253
-#define LABEL_MAX 63
 
 int settings_load(settings *s, const char *dir) {
   char path[4096];
@@ -75,54 +71,24 @@ void settings_free(settings *s) {
   s->bypass_domains = NULL;
 }
 
-static int domain_valid(const char *d) {
-  size_t len = strlen(d), label = 0;
-  if (strncmp(d, "*.", 2) == 0) {
-    d += 2;
-    len -= 2;
-  }
-  if (len == 0 || len > DOMAIN_MAX || d[0] == '.' || d[len - 1] == '.')
-    return 0;
-  for (const char *p = d; *p; p++) {
-    if (*p == '.') {
-      if (label == 0 || p[-1] == '-')
-        return 0;
-      label = 0;
-    } else if (isalnum((unsigned char)*p) || (*p == '-' && label > 0)) {
-      if (++label > LABEL_MAX)
-        return 0;
-    } else {
-      return 0;
-    }
-  }
-  return d[len - 1] != '-';
-}
-
+/* The kept list keeps to what ConfigureBypassDomains accepts: the contract's declaration of
+ * its Domains, the one rule for both. */
 json_t *settings_check_domains(const json_t *domains, char *why, size_t why_size) {
-  json_t *copy, *item;
-  size_t i;
-  /* XML sends an empty list as <Domains/>, which arrives as {}. */
-  if (json_is_object(domains) && json_object_size(domains) == 0)
-    return json_array();
-  if (!json_is_array(domains)) {
+  const pm__ct_command *c = pm__contract_command("ConfigureBypassDomains", false);
+  json_t *params, *typed = NULL, *copy = NULL;
+  char reason[PM_REASON_MAX];
+  if (domains == NULL) {
     if (why != NULL)
-      snprintf(why, why_size, "Domains must be a list of domain names");
+      snprintf(why, why_size, "Domains is missing");
     return NULL;
   }
-  if (json_array_size(domains) > SETTINGS_DOMAINS_MAX) {
-    if (why != NULL)
-      snprintf(why, why_size, "at most %d domains", SETTINGS_DOMAINS_MAX);
-    return NULL;
-  }
-  copy = json_array();
-  json_array_foreach(domains, i, item) {
-    if (!json_is_string(item) || !domain_valid(json_string_value(item))) {
-      if (why != NULL)
-        snprintf(why, why_size, "Domains[%zu] is not a domain name", i);
-      json_decref(copy);
-      return NULL;
-    }
-    json_array_append_new(copy, json_string(json_string_value(item)));
-  }
+  params = json_pack("{s:O}", "Domains", domains);
+  if (params != NULL && c != NULL &&
+      pm__contract_check_params(c, params, false, &typed, reason) == 0)
+    copy = json_deep_copy(json_object_get(typed, "Domains"));
+  else if (why != NULL)
+    snprintf(why, why_size, "%s", params != NULL && c != NULL ? reason : "out of memory");
+  json_decref(typed);
+  json_decref(params);
   return copy;
 }

@@ -5,9 +5,6 @@
 
 #include <jansson.h>
 
-/* Most bypass domains one ConfigureBypassDomains may set. */
-#define SETTINGS_DOMAINS_MAX 256
-
 /* What a client sets and the service keeps: in DATA_DIR/settings.json when there is a data
  * directory, else for the life of the process. */
 typedef struct settings {
@@ -26,8 +23,8 @@ int settings_load(settings *s, const char *dir);
 int settings_save(const settings *s, const char *dir);
 void settings_free(settings *s);
 
-/* A copy of domains if every item is a valid domain name (an optional leading "*." allowed)
- * and there are at most SETTINGS_DOMAINS_MAX; else NULL and why says which is wrong. */
+/* A copy of domains if ConfigureBypassDomains would take it (the contract: at most 256 domain
+ * names, each optionally starting "*."); else NULL and why says which is wrong. */
 json_t *settings_check_domains(const json_t *domains, char *why, size_t why_size);
 
 #endif

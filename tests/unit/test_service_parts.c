@@ -246,7 +246,7 @@ static void test_settings_domain_rules(void **state) {
       {"a_b.example", 0},
       {"*.*.example", 0},
   };
-  char label[80], longest[300], why[128];
+  char label[80], longest[300], why[PM_REASON_MAX];
   json_t *list, *copy;
   (void)state;
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -257,7 +257,7 @@ static void test_settings_domain_rules(void **state) {
       fail();
     }
     if (copy == NULL)
-      assert_string_equal("Domains[0] is not a domain name", why);
+      assert_non_null(strstr(why, "Domains[0] must be a domain name"));
     json_decref(copy);
     json_decref(list);
   }
