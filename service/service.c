@@ -324,9 +324,9 @@ static void cmd_echo(service *svc, pm_command_call *call, const json_t *params) 
   pm_command_call_reply(call, PM_RESULT_OK, NULL, params != NULL ? json_deep_copy(params) : NULL);
 }
 
-/* --test-commands only: publish Count events of a Type, for tests and demos. The Data of a
- * declared event type is checked against (and converted to) its declaration, so the events
- * the service sends keep to the contract. */
+/* --test-commands only: publish Count events of a Type, for tests and demos. A Data given for
+ * a declared event type is checked against (and converted to) its declaration; without Data
+ * the type is published bare, which delivery tests use (a TrafficChanged to coalesce). */
 static void cmd_emit_event(service *svc, pm_command_call *call, const json_t *params) {
   const char *type = json_string_value(json_object_get(params, "Type"));
   const json_t *given = json_object_get(params, "Data");
@@ -336,7 +336,7 @@ static void cmd_emit_event(service *svc, pm_command_call *call, const json_t *pa
   json_t *data = given != NULL ? json_incref((json_t *)given) : NULL;
   char why[PM_REASON_MAX];
   int rc;
-  if (declared != NULL) {
+  if (declared != NULL && given != NULL) {
     json_decref(data);
     data = NULL;
     rc = pm__contract_check(declared->fields, declared->n_fields, given,

@@ -228,7 +228,7 @@ static const pm__ct_type t_EmitEvent_params_Data_110 = {.kind = PM__CT_TREE, .na
 static const pm__ct_type t_EmitEvent_params_Count_111 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 1 to 1000000", .min = 1, .max = 1000000};
 static const pm__ct_field f_EmitEvent_params_112[] = {
     {"Type", "The event type: a letter, then letters and digits.", &t_EmitEvent_params_Type_109, true, NULL, false, false},
-    {"Data", "The event's Data (for a declared event type, as that type declares it).", &t_EmitEvent_params_Data_110, false, NULL, false, false},
+    {"Data", "The event's Data; for a declared event type, checked against its declaration (none: published without Data).", &t_EmitEvent_params_Data_110, false, NULL, false, false},
     {"Count", "How many events to publish.", &t_EmitEvent_params_Count_111, false, "1", true, true},
 };
 static const pm__ct_type t_EmitEvent_data_FirstId_113 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 1 to 9223372036854775807", .min = 1, .max = INT64_MAX};

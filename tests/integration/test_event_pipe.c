@@ -88,12 +88,15 @@ static void expect_disconnect_saying(int fd, const char *reason, const char *mes
   assert_true(pm_test_wait_eof(fd, SLACK_MS) >= 0);
 }
 
+/* The Data is what a TrafficChanged declares (the contract checks a declared type's Data);
+ * the other types used here are not declared and take any. */
 static int64_t emit(const char *type, int count) {
   json_t *data = NULL;
   int64_t first;
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "EmitEvent",
-                                         json_pack("{s:s, s:i, s:{s:i}}", "Type", type, "Count",
-                                                   count, "Data", "N", count),
+                                         json_pack("{s:s, s:i, s:{s:i, s:i}}", "Type", type,
+                                                   "Count", count, "Data", "BytesSent", count,
+                                                   "BytesReceived", 0),
                                          &data));
   first = json_integer_value(json_object_get(data, "FirstId"));
   json_decref(data);

@@ -375,8 +375,8 @@ static void publisher(void *arg) {
     rnd = rnd * 1103515245u + 12345u;
     if ((rnd >> 16) % 4 == 0) {
       rc = call("EmitEvent",
-                json_pack("{s:s, s:{s:I}}", "Type", PM_EVENT_TRAFFIC_CHANGED, "Data", "N",
-                          (json_int_t)transient_published),
+                json_pack("{s:s, s:{s:I, s:i}}", "Type", PM_EVENT_TRAFFIC_CHANGED, "Data",
+                          "BytesSent", (json_int_t)transient_published, "BytesReceived", 0),
                 &d);
       if (rc == 0)
         transient_published++;
