@@ -405,8 +405,19 @@ static const command *handler_of(const char *name) {
 }
 
 /* Every command of the contract has its handler, and no handler is outside the contract: a
- * service built otherwise refuses to start rather than answer a declared command wrongly. */
+ * service built otherwise refuses to start rather than answer a declared command wrongly. The
+ * same for the room kept for a Location. */
 static int commands_match_contract(void) {
+  const pm__ct_command *start = pm__contract_command("StartVpn", false);
+  size_t location_max = 0;
+  for (size_t i = 0; start != NULL && i < start->n_params; i++)
+    if (strcmp(start->params[i].name, "Location") == 0)
+      location_max = start->params[i].type->max_length;
+  if (location_max == 0 || location_max > LOCATION_MAX) {
+    log_msg(LVL_ERROR, "the contract's StartVpn Location is not bounded by %d bytes",
+            LOCATION_MAX);
+    return -1;
+  }
   for (size_t i = 0; i < pm__contract_n_commands; i++)
     if (handler_of(pm__contract_commands[i].name) == NULL) {
       log_msg(LVL_ERROR, "the contract's command %s has no handler", pm__contract_commands[i].name);

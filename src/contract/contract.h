@@ -111,7 +111,8 @@ const char *pm__contract_closest_command(const char *word, bool test_commands);
  * strict: an undeclared member is an error (parameters), else it is kept as it came (a
  * receiver ignores unknown fields). Returns 0, PM_ESCHEMA with a reason in why
  * (PM_REASON_MAX bytes) naming the member and what was expected, or PM_ENOMEM.
- * what names the whole ("StartVpn" for its parameters) in the reasons. */
+ * what names the whole ("StartVpn" for its parameters) in the reasons. from_xml mode also
+ * types text from elsewhere, such as pipemsg's Key=Value arguments. */
 int pm__contract_check(const pm__ct_field *fields, size_t n, const json_t *tree, bool from_xml,
                        bool strict, const char *what, json_t **out, char *why);
 
