@@ -792,7 +792,7 @@ def gen_reference(c):
         out += [f"### {name}", "", t["doc"], "", md_fields(c, t["fields"], False), ""]
     out += ["## Formats", ""]
     for name, fmt in c["formats"].items():
-        out += [f"### {name}", "", fmt["doc"] + ".", "",
+        out += [f"### {name}", "", fmt["doc"].rstrip(".") + ".", "",
                 f"Pattern (a whole value): `{fmt['pattern']}`"
                 + (f", after an optional `{fmt['optional_prefix']}`" if fmt.get("optional_prefix")
                    else "") + f"; at most {fmt['max_length']} bytes"

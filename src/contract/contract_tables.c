@@ -281,8 +281,8 @@ const pm__ct_command pm__contract_commands[] = {
     {"SetReconnectionEnabled", "Sets and keeps whether a lost tunnel is reconnected.", f_SetReconnectionEnabled_params_99, 1, NULL, 0, r_SetReconnectionEnabled_100, 1, false, false, false},
     {"IsReconnectionEnabled", "The kept reconnection setting.", NULL, 0, f_IsReconnectionEnabled_data_102, 1, NULL, 0, false, false, false},
     {"ConfigureBypassDomains", "Sets and keeps the domains that bypass the tunnel (an empty list clears them).", f_ConfigureBypassDomains_params_105, 1, f_ConfigureBypassDomains_data_107, 1, r_ConfigureBypassDomains_108, 1, false, false, false},
-    {"EmitEvent", "Publishes Count events of a Type (a test command).", f_EmitEvent_params_112, 3, f_EmitEvent_data_115, 2, r_EmitEvent_116, 1, true, false, false},
-    {"Echo", "Answers its Params as Data (a test command).", NULL, 0, NULL, 0, NULL, 0, true, true, true},
+    {"EmitEvent", "Publishes Count events of a Type.", f_EmitEvent_params_112, 3, f_EmitEvent_data_115, 2, r_EmitEvent_116, 1, true, false, false},
+    {"Echo", "Answers its Params as Data.", NULL, 0, NULL, 0, NULL, 0, true, true, true},
 };
 const size_t pm__contract_n_commands = sizeof(pm__contract_commands) / sizeof(pm__contract_commands[0]);
 
