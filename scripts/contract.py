@@ -577,12 +577,13 @@ def gen_json(c):
             "if": {"properties": {"Command": {"const": n}}, "required": ["Command"]},
             "then": {"properties": {"Params": {"$ref": f"#/$defs/{params}"}}},
         })
-        if cmd["data"] or cmd["any_data"]:
-            response_rules.append({
-                "if": {"properties": {"Command": {"const": n}, "Result": {"const": "Ok"}},
-                       "required": ["Command", "Result"]},
-                "then": {"properties": {"Data": {"$ref": f"#/$defs/{n}Data"}}},
-            })
+        # A command that declares no answer Data answers Ok without one.
+        data = {"$ref": f"#/$defs/{n}Data"} if cmd["data"] or cmd["any_data"] else False
+        response_rules.append({
+            "if": {"properties": {"Command": {"const": n}, "Result": {"const": "Ok"}},
+                   "required": ["Command", "Result"]},
+            "then": {"properties": {"Data": data}},
+        })
     event_rules = []
     for ev in c["events"]:
         defs[f"{ev['type']}Data"] = json_object(c, f"{ev['type']} event data.", ev["fields"])
@@ -659,7 +660,8 @@ def gen_json(c):
             "one member, named by the message kind, whose value holds the fields. Unknown "
             "envelope fields are allowed and ignored. A Request's Params is checked against "
             "<Command>Params (if/then on Command; noParams for a command without parameters), "
-            "an Ok Response's Data against <Command>Data, an Event's Data against "
+            "an Ok Response's Data against <Command>Data (none for a command that declares no "
+            "answer Data), an Event's Data against "
             "<Type>Data; commands and event types not declared keep free-form trees. Integers "
             "are signed 64-bit. Member names anywhere must match ^[A-Za-z_][A-Za-z0-9_.-]*$. "
             "Nesting deeper than 64 is rejected by the decoder (not expressible here)."),
