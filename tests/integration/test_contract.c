@@ -99,7 +99,10 @@ static const char *check_answer(const pm_msg *resp, const pm__ct_command *c, pm_
     declared |= strcmp(c->results[i], r) == 0;
   if (!declared)
     fail_with(c->name, "answered a result it does not declare");
-  if (strcmp(r, "Ok") != 0 || c->any_data)
+  if (strcmp(r, "Ok") != 0)
+    return result;
+  command_seen[c - pm__contract_commands] = true;
+  if (c->any_data)
     return result;
   if (c->n_data == 0) {
     if (data != NULL)
@@ -113,7 +116,6 @@ static const char *check_answer(const pm_msg *resp, const pm__ct_command *c, pm_
       fail_with(c->name, why);
     json_decref(typed);
   }
-  command_seen[c - pm__contract_commands] = true;
   return result;
 }
 
@@ -297,15 +299,12 @@ static void test_contract_every_command_and_event_xml(void **state) {
   drive(PM_ENC_XML);
 }
 
-/* Both runs together drove every command with an Ok answer declaring Data, and produced
- * every event type. */
+/* Both runs together drove every command to an Ok answer and produced every event type. */
 static void test_contract_everything_was_driven(void **state) {
   (void)state;
-  for (size_t i = 0; i < pm__contract_n_commands; i++) {
-    const pm__ct_command *c = &pm__contract_commands[i];
-    if (c->n_data > 0 && !command_seen[i])
-      fail_with(c->name, "was not driven to an Ok answer with Data");
-  }
+  for (size_t i = 0; i < pm__contract_n_commands; i++)
+    if (!command_seen[i])
+      fail_with(pm__contract_commands[i].name, "was not driven to an Ok answer");
   for (size_t i = 0; i < pm__contract_n_events; i++)
     if (!event_seen[i])
       fail_with(pm__contract_events[i].type, "was never published");
