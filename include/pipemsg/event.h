@@ -25,6 +25,13 @@ extern "C" {
 #define PM_EVENT_QUEUE_MAX_BYTES_DEFAULT ((size_t)64 * 1024 * 1024)
 #define PM_RECONNECT_MIN_MS_DEFAULT 100u
 #define PM_RECONNECT_MAX_MS_DEFAULT 5000u
+/* Observers attached at once (§5.11); the next one is told Busy. */
+#define PM_EVENT_MAX_OBSERVERS_DEFAULT 8u
+/* Bytes an observer may leave unread before it is cut off (TooSlow, §5.11). */
+#define PM_EVENT_OBSERVER_MAX_UNSENT_DEFAULT ((size_t)4 * 1024 * 1024)
+
+/* The handshake's Mode of an observer (§5.11). */
+#define PM_MODE_OBSERVE "Observe"
 
 /* The transient type every server knows (§5.3.4). */
 #define PM_EVENT_TRAFFIC_CHANGED "TrafficChanged"
@@ -39,6 +46,7 @@ extern "C" {
 #define PM_DISCONNECT_PROTOCOL_ERROR "ProtocolError"
 #define PM_DISCONNECT_NOT_AUTHORIZED "NotAuthorized"
 #define PM_DISCONNECT_SHUTDOWN "ServiceStopping"
+#define PM_DISCONNECT_TOO_SLOW "TooSlow"
 
 /* ---- server ---------------------------------------------------------------------------- */
 
@@ -69,6 +77,9 @@ typedef struct pm_event_stats {
   uint64_t store_errors;       /* store transactions that failed (publishes refused included) */
   uint64_t store_skipped;      /* rows of the store skipped at start because they did not
                                   validate (removed from the store) */
+  uint64_t observer_sessions;  /* observer handshakes completed (not in sessions) */
+  uint64_t slow_observers;     /* observers cut off for leaving too much unread (TooSlow) */
+  uint64_t observers;          /* observers attached now */
   uint64_t queued;             /* events waiting now */
   int attached;                /* a client is attached now */
 } pm_event_stats;
@@ -77,6 +88,7 @@ typedef struct pm_event_stats {
  * (for debug logs) each event written and confirmed. */
 typedef struct pm_event_log {
   pm_peer peer;
+  int observer;       /* the session is an observer (§5.11) */
   const char *what;   /* "attached", "detached", "busy", "refused", "dropped", "sent",
                          "confirmed" */
   const char *reason; /* the Disconnect reason or cause; NULL for "attached", "sent" and
@@ -97,6 +109,8 @@ typedef struct pm_event_server_options {
   uint32_t write_timeout_ms;     /* writing one event to the client; 0: 3000 */
   size_t queue_max_events;       /* 0: 10000 */
   size_t queue_max_bytes;        /* 0: 64 MiB */
+  unsigned max_observers;        /* observers at once; 0: 8 */
+  size_t observer_max_unsent;    /* bytes an observer may leave unread; 0: 4 MiB */
   const char *const *transient;  /* NULL-terminated extra transient types, or NULL */
   const char *service_name;      /* sent in the handshake; NULL: "pipemsg" */
   int64_t epoch;                 /* 0: a random one */
@@ -163,7 +177,8 @@ typedef enum {
 
 const char *pm_event_client_state_name(pm_event_client_state state);
 
-/* Called on the client's own thread. The event is confirmed when the callback returns. */
+/* Called on the client's own thread. The event is confirmed when the callback returns (an
+ * observer confirms nothing). */
 typedef void (*pm_event_client_event_cb)(const pm_event *ev, void *data);
 /* reason: why a connection ended (a Disconnect reason from the service, or a local cause). */
 typedef void (*pm_event_client_state_cb)(pm_event_client_state state, const char *reason,
@@ -184,6 +199,9 @@ typedef struct pm_event_client_options {
   int64_t resume_epoch;          /* a cursor kept from an earlier client (pm_event_client_cursor):
                                     events up to resume_last_id of that epoch are not wanted */
   int64_t resume_last_id;
+  bool observe;                  /* attach as an observer (§5.11): sent every event published
+                                    from now on, confirming none, taking none from the queue;
+                                    the client slot stays free; no resume cursor is sent */
   pm_event_client_event_cb on_event;
   pm_event_client_state_cb on_state; /* may be NULL */
   void *data;

@@ -160,7 +160,8 @@ static void on_event(pm_event_client *c, const pm_msg *m) {
     uv_mutex_unlock(&c->cursor_lock);
   }
   /* A duplicate (its confirmation was lost) is confirmed again but not delivered twice. */
-  send_simple(c, PM_KIND_EVENT_CONFIRMATION, "Id", id);
+  if (!c->opts.observe)
+    send_simple(c, PM_KIND_EVENT_CONFIRMATION, "Id", id);
 }
 
 static void handle(pm_event_client *c, const pm_msg *m) {
@@ -239,7 +240,9 @@ static void on_connect(uv_connect_t *req, int status) {
     rc = pm_msg_set_int(m, "Pid", (int64_t)uv_os_getpid());
   if (rc == 0 && c->opts.client_name != NULL)
     rc = pm_msg_set_string(m, "Client", c->opts.client_name);
-  if (rc == 0 && c->epoch != 0) {
+  if (rc == 0 && c->opts.observe)
+    rc = pm_msg_set_string(m, "Mode", PM_MODE_OBSERVE);
+  if (rc == 0 && c->epoch != 0 && !c->opts.observe) {
     /* The resume cursor: the service drops what we already have (§5.4). */
     rc = pm_msg_set_int(m, "Epoch", c->epoch);
     if (rc == 0)

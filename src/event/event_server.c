@@ -28,7 +28,15 @@
  * the longest, is about 100 bytes). */
 #define EVENT_ENVELOPE_MAX 256
 
-/* One connection's role; every change goes through set_state(). */
+/* What a connection is to the server. */
+typedef enum {
+  ROLE_CLIENT,    /* holds the client slot (from accept while it was free) */
+  ROLE_UNDECIDED, /* connected while the slot was held: its handshake says what it becomes */
+  ROLE_OBSERVER,  /* sent every event published after it attached; takes nothing (§5.11) */
+  ROLE_AWAY       /* being turned away (Busy, NotAuthorized) */
+} session_role;
+
+/* One connection's state; every change goes through set_state(). */
 typedef enum {
   SESSION_HANDSHAKE, /* connected, waiting for the client's handshake */
   SESSION_IDLE,      /* established, nothing outstanding: heartbeat timer runs */
@@ -48,7 +56,8 @@ typedef struct session {
   uv_pipe_t pipe;
   uv_timer_t timer;
   int open_handles;
-  int active; /* the attached session, not one being turned away */
+  session_role role;
+  int64_t observe_from; /* an observer gets the events with ids above this */
   int closed; /* uv_close was called */
   pm_reader *reader;
   pm_encoding encoding;
@@ -75,6 +84,8 @@ struct pm_event_server {
   int64_t epoch;
   session *sessions;
   session *active;
+  int undecided; /* sessions in ROLE_UNDECIDED */
+  int observers; /* sessions in ROLE_OBSERVER */
   int rejecting;
   int rejecting_strangers; /* of those, refused by the authorize hook */
   int open_handles;
@@ -92,10 +103,16 @@ struct pm_event_server {
   int txn_failed;          /* a write in it failed: it is rolled back */
   const pm__event *stored; /* being published: already written by pm__store_publish */
   int attached;
+  int observing;            /* observers, as publishers see them */
+  pm__event *feed, *feed_tail; /* published events the loop has not sent to observers yet */
+  size_t feed_count, feed_bytes;
+  int feed_overflow; /* the feed passed the queue's limits: the observers could not keep up */
   pm_event_stats stats;
 };
 
 static void pump(session *ss);
+static void turn_away(session *ss, const char *what, const char *reason, const char *message);
+static void on_heartbeat(uv_timer_t *t);
 
 /* Every change of the queue happens between these: under the lock and, with a store, in one
  * transaction (begun by the first write), so the store holds a state the queue really had.
@@ -189,6 +206,7 @@ static void log_event(session *ss, const char *what, const char *reason, int64_t
   if (s->opts.log == NULL)
     return;
   e.peer = ss->peer;
+  e.observer = ss->role == ROLE_OBSERVER;
   e.what = what;
   e.reason = reason;
   e.event_id = event_id;
@@ -207,6 +225,11 @@ static void maybe_free_server(pm_event_server *s) {
   if (!s->closing || s->open_handles > 0 || s->sessions != NULL)
     return;
   pm__queue_clear(&s->queue);
+  while (s->feed != NULL) {
+    pm__event *next = s->feed->next;
+    pm__event_free(s->feed);
+    s->feed = next;
+  }
   uv_mutex_destroy(&s->lock);
   for (t = s->transient; t != NULL && *t != NULL; t++)
     pm__free(*t);
@@ -244,7 +267,7 @@ static void close_session(session *ss, const char *reason) {
   if (reason != NULL && ss->reason[0] == '\0')
     snprintf(ss->reason, sizeof(ss->reason), "%s", reason);
   set_state(ss, SESSION_CLOSING);
-  if (ss->active) {
+  if (ss->role == ROLE_CLIENT) {
     size_t dropped;
     mutate_begin(s);
     s->queue.head_in_flight = 0;
@@ -254,6 +277,13 @@ static void close_session(session *ss, const char *reason) {
     mutate_end(s);
     s->active = NULL;
     log_entry(ss, "detached", ss->reason);
+  } else if (ss->role == ROLE_OBSERVER) {
+    uv_mutex_lock(&s->lock);
+    s->observing = --s->observers;
+    uv_mutex_unlock(&s->lock);
+    log_entry(ss, "detached", ss->reason);
+  } else if (ss->role == ROLE_UNDECIDED) {
+    s->undecided--;
   } else {
     s->rejecting--;
     if (ss->stranger)
@@ -466,6 +496,57 @@ static void pump(session *ss) {
     on_event_sent(ss, 0);
 }
 
+/* ---- observers ---------------------------------------------------------------------------- */
+
+static void too_slow(session *ss, const char *message) {
+  pm_event_server *s = ss->server;
+  uv_mutex_lock(&s->lock);
+  s->stats.slow_observers++;
+  uv_mutex_unlock(&s->lock);
+  disconnect(ss, PM_DISCONNECT_TOO_SLOW, message);
+}
+
+/* Writes ev to an observer, with no confirmation to wait for. What the observer has not read
+ * yet waits in the pipe's write queue: past the bound it is cut off, so it costs at most the
+ * bound and one event (and the Disconnect queued behind them). */
+static void observe(session *ss, const pm__event *ev) {
+  pm_event_server *s = ss->server;
+  pm_msg *m = NULL;
+  int rc = event_msg(ev->id, ev->type, ev->time, ev->data, &m);
+  if (rc == 0)
+    rc = pm__stream_send((uv_stream_t *)&ss->pipe, m, ss->encoding, s->opts.max_message,
+                         on_sent, ss);
+  if (rc < 0)
+    close_session(ss, "could not send");
+  else if (uv_stream_get_write_queue_size((uv_stream_t *)&ss->pipe) > s->opts.observer_max_unsent)
+    too_slow(ss, "unsent events passed the observer's bound");
+}
+
+/* Sends what was published since the last call to each observer attached before it. */
+static void feed_observers(pm_event_server *s) {
+  pm__event *ev, *next;
+  int overflow;
+  uv_mutex_lock(&s->lock);
+  ev = s->feed;
+  overflow = s->feed_overflow;
+  s->feed = s->feed_tail = NULL;
+  s->feed_count = s->feed_bytes = 0;
+  s->feed_overflow = 0;
+  uv_mutex_unlock(&s->lock);
+  for (; ev != NULL; ev = next) {
+    next = ev->next;
+    for (session *ss = s->sessions; ss != NULL; ss = ss->next)
+      if (ss->role == ROLE_OBSERVER && !ss->closed && ss->state != SESSION_CLOSING &&
+          ev->id > ss->observe_from)
+        observe(ss, ev);
+    pm__event_free(ev);
+  }
+  if (overflow)
+    for (session *ss = s->sessions; ss != NULL; ss = ss->next)
+      if (ss->role == ROLE_OBSERVER)
+        too_slow(ss, "events were published faster than they could be sent");
+}
+
 /* ---- reading ------------------------------------------------------------------------------ */
 
 static int reply_handshake(session *ss, int64_t seq, int full) {
@@ -502,6 +583,64 @@ static int reply_handshake(session *ss, int64_t seq, int full) {
   return 0;
 }
 
+/* An observer takes nothing from the queue, the resume cursor included. */
+static void on_observing(session *ss) {
+  pm_event_server *s = ss->server;
+  uv_mutex_lock(&s->lock);
+  s->observing = ++s->observers;
+  ss->observe_from = s->next_id;
+  s->stats.observer_sessions++;
+  uv_mutex_unlock(&s->lock);
+  set_state(ss, SESSION_IDLE);
+  log_entry(ss, "attached", NULL);
+  uv_timer_start(&ss->timer, on_heartbeat, s->opts.heartbeat_ms, 0);
+}
+
+static void busy(session *ss, const char *message) {
+  pm_event_server *s = ss->server;
+  uv_mutex_lock(&s->lock);
+  s->stats.busy_rejections++;
+  uv_mutex_unlock(&s->lock);
+  turn_away(ss, "busy", PM_DISCONNECT_BUSY, message);
+}
+
+/* Settles what a connection becomes from its handshake's Mode: 0 when it goes on as the client
+ * or an observer (ss->role), -1 when it was turned away. */
+static int settle_role(session *ss, const pm_msg *hs) {
+  pm_event_server *s = ss->server;
+  const char *mode = NULL;
+  int rc = pm_msg_get_string(hs, "Mode", &mode);
+  int observe_mode = rc == 0 && strcmp(mode, PM_MODE_OBSERVE) == 0;
+  if (rc != PM_ENOENT && !observe_mode) {
+    disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, "unknown Mode");
+    return -1;
+  }
+  if (ss->role == ROLE_UNDECIDED) {
+    s->undecided--;
+    ss->role = ROLE_AWAY;
+    if (!observe_mode && s->active == NULL) {
+      ss->role = ROLE_CLIENT;
+      s->active = ss;
+    }
+  } else if (observe_mode) {
+    /* It held the slot from accept: another connection may have it now. */
+    s->active = NULL;
+    ss->role = ROLE_AWAY;
+  }
+  if (ss->role == ROLE_CLIENT)
+    return 0;
+  if (!observe_mode) {
+    busy(ss, "another client is attached");
+    return -1;
+  }
+  if (s->observers >= (int)s->opts.max_observers) {
+    busy(ss, "too many observers");
+    return -1;
+  }
+  ss->role = ROLE_OBSERVER;
+  return 0;
+}
+
 static void on_established(session *ss, const pm_msg *hs) {
   pm_event_server *s = ss->server;
   int64_t epoch, last;
@@ -531,8 +670,16 @@ static int handle(session *ss, const pm_msg *m) {
     if (ss->state == SESSION_HANDSHAKE) {
       ss->encoding = pm_msg_encoding(m);
       uv_timer_stop(&ss->timer);
+      if (settle_role(ss, m) < 0)
+        return -1;
+      /* The role is settled before the answer is queued: a turned-away connection's role
+       * must not change while it lingers. */
       if (reply_handshake(ss, n, 1) < 0)
         return -1;
+      if (ss->role == ROLE_OBSERVER) {
+        on_observing(ss);
+        return 0;
+      }
       on_established(ss, m);
       pump(ss);
       return 0;
@@ -540,7 +687,10 @@ static int handle(session *ss, const pm_msg *m) {
     if (ss->state == SESSION_PING && n == ss->ping_seq) {
       uv_timer_stop(&ss->timer);
       set_state(ss, SESSION_IDLE);
-      pump(ss);
+      if (ss->role == ROLE_OBSERVER)
+        uv_timer_start(&ss->timer, on_heartbeat, s->opts.heartbeat_ms, 0);
+      else
+        pump(ss);
       return 0;
     }
     /* A client's own liveness check (§5.2): answer it; it counts as sending. A client that
@@ -551,13 +701,19 @@ static int handle(session *ss, const pm_msg *m) {
     }
     if (reply_handshake(ss, n, 0) < 0)
       return -1;
-    if (ss->state == SESSION_IDLE)
+    /* An observer's heartbeats keep their pace: only their answers show that it reads. */
+    if (ss->state == SESSION_IDLE && ss->role == ROLE_CLIENT)
       uv_timer_start(&ss->timer, on_heartbeat, s->opts.heartbeat_ms, 0);
     return 0;
   }
   if (ss->state == SESSION_HANDSHAKE) {
     disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, "expected a Handshake");
     return -1;
+  }
+  if (strcmp(kind, PM_KIND_EVENT_CONFIRMATION) == 0 && ss->role == ROLE_OBSERVER) {
+    /* Observers confirm nothing; one that does anyway (an older watch) harms no one. */
+    pm__debug("event session %p: an observer's confirmation ignored", (void *)ss);
+    return 0;
   }
   if (strcmp(kind, PM_KIND_EVENT_CONFIRMATION) == 0) {
     int ok = pm_msg_get_int(m, "Id", &n) == 0 && ss->state == SESSION_IN_FLIGHT &&
@@ -614,6 +770,7 @@ static void on_handshake_timeout(uv_timer_t *t) {
  * lingering (counted here until closed); past MAX_REJECTING such at once, it is just closed. */
 static void turn_away(session *ss, const char *what, const char *reason, const char *message) {
   pm_event_server *s = ss->server;
+  ss->role = ROLE_AWAY;
   s->rejecting++;
   if (ss->stranger)
     s->rejecting_strangers++;
@@ -655,15 +812,17 @@ static void on_connection(void *data) {
     turn_away(ss, "refused", PM_DISCONNECT_NOT_AUTHORIZED, "peer not authorized");
     return;
   }
-  if (s->active != NULL) {
-    uv_mutex_lock(&s->lock);
-    s->stats.busy_rejections++;
-    uv_mutex_unlock(&s->lock);
-    turn_away(ss, "busy", PM_DISCONNECT_BUSY, "another client is attached");
+  if (s->active == NULL) {
+    ss->role = ROLE_CLIENT;
+    s->active = ss;
+  } else if (s->undecided + s->observers < (int)s->opts.max_observers) {
+    /* Perhaps an observer: its handshake tells. Only as many wait as could still observe. */
+    ss->role = ROLE_UNDECIDED;
+    s->undecided++;
+  } else {
+    busy(ss, "another client is attached");
     return;
   }
-  ss->active = 1;
-  s->active = ss;
   set_state(ss, SESSION_HANDSHAKE);
   if (pm_reader_new(s->opts.max_message, &ss->reader) < 0) {
     close_session(ss, "out of memory");
@@ -678,6 +837,7 @@ static void on_wake(uv_async_t *a) {
   pm_event_server *s = a->data;
   if (s->active != NULL)
     pump(s->active);
+  feed_observers(s);
 }
 
 static void on_listener_closed(void *data) {
@@ -741,6 +901,8 @@ int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_serv
   PM__DEFAULT(s->opts.write_timeout_ms, PM_EVENT_WRITE_TIMEOUT_MS_DEFAULT);
   PM__DEFAULT(s->opts.queue_max_events, PM_EVENT_QUEUE_MAX_EVENTS_DEFAULT);
   PM__DEFAULT(s->opts.queue_max_bytes, PM_EVENT_QUEUE_MAX_BYTES_DEFAULT);
+  PM__DEFAULT(s->opts.max_observers, PM_EVENT_MAX_OBSERVERS_DEFAULT);
+  PM__DEFAULT(s->opts.observer_max_unsent, PM_EVENT_OBSERVER_MAX_UNSENT_DEFAULT);
   if (s->opts.service_name == NULL)
     s->opts.service_name = "pipemsg";
   pm__queue_init(&s->queue, s->opts.queue_max_events, s->opts.queue_max_bytes);
@@ -820,11 +982,38 @@ static int check_encodable(const pm_event_server *s, const char *type, const cha
   return rc;
 }
 
+/* Hands a published event to the loop for the observers (data taken). Under the lock. The feed
+ * has the queue's limits: past them the loop is not keeping up, and the observers are cut off
+ * rather than the feed growing. */
+static void feed_push(pm_event_server *s, int64_t id, const char *type, json_t *data,
+                      int transient, const char *time) {
+  pm__event *ev;
+  if (s->feed_overflow) {
+    json_decref(data);
+    return;
+  }
+  ev = pm__event_new(id, type, data, transient, time);
+  if (ev == NULL || s->feed_count >= s->opts.queue_max_events ||
+      s->feed_bytes + ev->bytes > s->opts.queue_max_bytes) {
+    pm__event_free(ev);
+    s->feed_overflow = 1;
+    return;
+  }
+  if (s->feed_tail != NULL)
+    s->feed_tail->next = ev;
+  else
+    s->feed = ev;
+  s->feed_tail = ev;
+  s->feed_count++;
+  s->feed_bytes += ev->bytes;
+}
+
 int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, int64_t *id) {
   char now[PM_TIME_MAX];
+  json_t *observed = NULL;
   pm__event *ev = NULL;
   size_t lost = 0;
-  int coalesced = 0, transient, keep, rc;
+  int coalesced = 0, transient, keep, fan, rc;
   int64_t assigned, ceiling;
   /* EventsLost is the server's own report of a gap; nobody else may claim one. */
   if (s == NULL || type == NULL || !pm_name_valid(type) ||
@@ -852,6 +1041,10 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
     json_decref(data);
     return PM_ECANCELED;
   }
+  /* Shared with the queue's copy: nothing changes an event's data once published. */
+  fan = s->observing > 0;
+  if (fan)
+    observed = json_incref(data);
   assigned = s->next_id + 1;
   ceiling = s->id_ceiling;
   /* A restart continues above the reserved block, so an id is only handed out once the block
@@ -864,6 +1057,7 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
     ev = pm__event_new(assigned, type, data, transient, now);
     if (ev == NULL) {
       mutate_end(s);
+      json_decref(observed);
       return PM_ENOMEM;
     }
   } else {
@@ -878,15 +1072,20 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
       s->stats.store_errors++;
       mutate_end(s);
       pm__event_free(ev);
+      json_decref(observed);
       return rc;
     }
   }
   s->next_id = assigned;
   s->id_ceiling = ceiling;
   s->stats.published++;
+  if (fan)
+    feed_push(s, assigned, type, observed, transient, now);
   if (!keep) {
     s->stats.dropped_transient++;
     mutate_end(s);
+    if (fan)
+      uv_async_send(&s->wake);
   } else {
     s->stored = ev;
     pm__queue_push(&s->queue, ev, &lost, &coalesced);
@@ -906,6 +1105,7 @@ void pm_event_server_stats(pm_event_server *s, pm_event_stats *out) {
   *out = s->stats;
   out->queued = s->queue.count;
   out->attached = s->attached;
+  out->observers = (uint64_t)s->observing;
   uv_mutex_unlock(&s->lock);
 }
 
