@@ -672,14 +672,13 @@ static int handle(session *ss, const pm_msg *m) {
       uv_timer_stop(&ss->timer);
       if (settle_role(ss, m) < 0)
         return -1;
-      /* The role is settled before the answer is queued: a turned-away connection's role
-       * must not change while it lingers. */
+      if (ss->role == ROLE_OBSERVER) {
+        /* Attached before it has the answer: what is published once it has it reaches it. */
+        on_observing(ss);
+        return reply_handshake(ss, n, 1) < 0 ? -1 : 0;
+      }
       if (reply_handshake(ss, n, 1) < 0)
         return -1;
-      if (ss->role == ROLE_OBSERVER) {
-        on_observing(ss);
-        return 0;
-      }
       on_established(ss, m);
       pump(ss);
       return 0;

@@ -326,6 +326,8 @@ static void test_event_pipe_second_client_busy(void **state) {
   (void)state;
   b = pm_test_connect(svc.event_pipe);
   assert_true(b >= 0);
+  /* It might have been an observer (§5.11): its handshake, without a Mode, says it is not. */
+  send_json(b, "{\"Handshake\":{\"Seq\":1}}");
   pm_test_expect_disconnect(b, "Busy", SLACK_MS);
   close(b);
   /* The attached client is untouched. */
@@ -750,11 +752,14 @@ static void test_event_pipe_turned_away_limit(void **state) {
   for (int i = 0; i < TURNED_AWAY_MAX; i++) {
     away[i] = pm_test_connect(svc.event_pipe);
     assert_true(away[i] >= 0);
+    /* Told Busy at its handshake (it could have been an observer, §5.11). */
+    send_json(away[i], "{\"Handshake\":{\"Seq\":1}}");
     /* The Disconnect, then the end of the service's side: it lingers, reading what we send. */
     pm_test_expect_disconnect(away[i], "Busy", SLACK_MS);
   }
   fd = pm_test_connect(svc.event_pipe);
   assert_true(fd >= 0);
+  send_json(fd, "{\"Handshake\":{\"Seq\":1}}");
   /* No Disconnect: pm_test_wait_eof fails if anything but the end of the stream comes. */
   assert_true(pm_test_wait_eof(fd, SLACK_MS) >= 0);
   close(fd);
@@ -765,6 +770,7 @@ static void test_event_pipe_turned_away_limit(void **state) {
   for (;;) {
     fd = pm_test_connect(svc.event_pipe);
     assert_true(fd >= 0);
+    send_json(fd, "{\"Handshake\":{\"Seq\":1}}");
     m = pm_test_recv_msg(fd, SLACK_MS);
     close(fd);
     if (m != NULL) {

@@ -29,6 +29,7 @@ typedef struct fixture {
   int publish_rc;       /* what that publish returned */
   int stopped;          /* the loop thread was joined */
   char dropped[PM_REASON_MAX]; /* the reason of the last "dropped" log entry */
+  char observer_gone[PM_REASON_MAX]; /* the reason of the last observer's "detached" entry */
 } fixture;
 
 static fixture fx;
@@ -68,6 +69,11 @@ static void on_log(const pm_event_log *e, void *data) {
     snprintf(f->dropped, sizeof(f->dropped), "%s", e->reason);
     uv_mutex_unlock(&seen_lock);
   }
+  if (e->observer && strcmp(e->what, "detached") == 0) {
+    uv_mutex_lock(&seen_lock);
+    snprintf(f->observer_gone, sizeof(f->observer_gone), "%s", e->reason);
+    uv_mutex_unlock(&seen_lock);
+  }
 }
 
 static void start_server(void) {
@@ -96,12 +102,38 @@ static void stop_server(void) {
   uv_thread_join(&fx.thread);
 }
 
-static int setup(void **state) {
-  (void)state;
+static void setup_dir(void) {
   memset(&fx, 0, sizeof(fx));
   uv_mutex_init(&seen_lock);
   pm_test_dir_new(fx.dir, sizeof(fx.dir));
   pm_test_pipe_path(fx.dir, "evt", fx.path, sizeof(fx.path));
+}
+
+static int setup(void **state) {
+  (void)state;
+  setup_dir();
+  start_server();
+  return 0;
+}
+
+/* An observer may leave this much unread; small, so that a test reaches it quickly. */
+#define OBSERVER_BOUND ((size_t)256 * 1024)
+
+static int setup_small_observer_bound(void **state) {
+  (void)state;
+  setup_dir();
+  fx.opts.observer_max_unsent = OBSERVER_BOUND;
+  start_server();
+  return 0;
+}
+
+/* Heartbeats often enough to wait for two within a test. */
+#define FAST_HEARTBEAT_MS 200
+
+static int setup_fast_heartbeat(void **state) {
+  (void)state;
+  setup_dir();
+  fx.opts.heartbeat_ms = FAST_HEARTBEAT_MS;
   start_server();
   return 0;
 }
@@ -396,6 +428,384 @@ static void hardening_15_refused_peers_bounded(void **state) {
     close(fds[i]);
 }
 
+/* ---- observers (§5.11) ------------------------------------------------------------------- */
+
+/* Every wait for something the server sends; generous for wine. */
+#define WAIT_MS 10000
+#define OBSERVE_HS "{\"Handshake\":{\"Seq\":1,\"Mode\":\"Observe\"}}"
+
+static int observe_raw(void) { return pm_test_event_attach(fx.path, OBSERVE_HS, WAIT_MS, NULL); }
+
+static pm_event_stats stats_now(void) {
+  pm_event_stats st;
+  pm_event_server_stats(fx.server, &st);
+  return st;
+}
+
+/* Waits until the server counts n observers attached. */
+static void await_observers(uint64_t n) {
+  uint64_t deadline = pm_test_now_ms() + WAIT_MS;
+  while (stats_now().observers != n) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+}
+
+/* Sends Handshake{Seq: seq} and waits for its answer, answering heartbeats on the way: the
+ * server has then read everything sent before. */
+static void ask_alive(int fd, int64_t seq) {
+  char buf[64];
+  snprintf(buf, sizeof(buf), "{\"Handshake\":{\"Seq\":%lld}}", (long long)seq);
+  assert_int_equal(0, pm_test_send_frame(fd, buf));
+  for (;;) {
+    pm_msg *m = pm_test_recv_msg(fd, WAIT_MS);
+    int64_t n;
+    pm_test_assert_kind(m, "Handshake");
+    n = pm_test_int_field(m, "Seq");
+    pm_msg_free(m);
+    if (n == seq)
+      return;
+    snprintf(buf, sizeof(buf), "{\"Handshake\":{\"Seq\":%lld}}", (long long)n);
+    assert_int_equal(0, pm_test_send_frame(fd, buf));
+  }
+}
+
+/* The next event on fd must be id (of type, when type is not NULL). */
+static void expect_event(int fd, int64_t id, const char *type) {
+  pm_msg *m = pm_test_next_event(fd, WAIT_MS);
+  const char *t = NULL;
+  pm_test_assert_kind(m, "Event");
+  assert_int_equal(id, pm_test_int_field(m, "Id"));
+  if (type != NULL) {
+    assert_pm(0, pm_msg_get_string(m, "Type", &t));
+    assert_string_equal(type, t);
+  }
+  pm_msg_free(m);
+}
+
+static int64_t publish(const char *type) {
+  int64_t id = 0;
+  assert_pm(0, pm_event_server_publish(fx.server, type, NULL, &id));
+  return id;
+}
+
+/* An observer attached while no client is: it gets what is published from then on, durable
+ * and transient, and nothing from before; its confirmations and its resume cursor take nothing
+ * from the queue, so a client attaching later gets every durable event. */
+static void test_event_server_observer_before_client(void **state) {
+  char hs[160];
+  int64_t before, durable, transient, later;
+  pm_event_stats st;
+  int obs, cl;
+  (void)state;
+  before = publish("Before");
+  /* A resume cursor past every id: an observer's is not used. */
+  snprintf(hs, sizeof(hs),
+           "{\"Handshake\":{\"Seq\":1,\"Mode\":\"Observe\",\"Epoch\":%lld,\"LastEventId\":99}}",
+           (long long)pm_event_server_epoch(fx.server));
+  obs = pm_test_event_attach(fx.path, hs, WAIT_MS, NULL);
+  durable = publish("After");
+  transient = publish(PM_EVENT_TRAFFIC_CHANGED);
+  expect_event(obs, durable, "After");
+  expect_event(obs, transient, PM_EVENT_TRAFFIC_CHANGED);
+  pm_test_confirm(obs, before);
+  pm_test_confirm(obs, durable);
+  ask_alive(obs, 7);
+  st = stats_now();
+  assert_int_equal(2, st.queued); /* the transient one was for no client */
+  assert_int_equal(0, st.delivered);
+  assert_int_equal(0, st.stale_acks); /* ignored, not counted */
+  assert_int_equal(0, st.resumed_skipped);
+  assert_int_equal(0, st.attached);
+  assert_int_equal(0, st.sessions);
+  assert_int_equal(1, st.observers);
+  assert_int_equal(1, st.observer_sessions);
+  /* The client slot was free all along. */
+  cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+  expect_event(cl, before, "Before");
+  pm_test_confirm(cl, before);
+  expect_event(cl, durable, "After");
+  pm_test_confirm(cl, durable);
+  /* Both get what comes next; the observer is not sent the queue again. */
+  later = publish("Later");
+  expect_event(obs, later, "Later");
+  expect_event(cl, later, "Later");
+  pm_test_confirm(cl, later);
+  ask_alive(cl, 8);
+  st = stats_now();
+  assert_int_equal(3, st.delivered);
+  assert_int_equal(0, st.queued);
+  assert_int_equal(1, st.attached);
+  close(cl);
+  close(obs);
+}
+
+/* An observer that attaches after the client confirms the client's event in flight: nothing
+ * is taken; the client still gets it, then the next one, only once it confirms. The observer
+ * gets the next one at once. */
+static void test_event_server_observer_confirmation_ignored(void **state) {
+  int64_t first, second;
+  pm_event_stats st;
+  int obs, cl;
+  (void)state;
+  cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+  obs = observe_raw();
+  first = publish("First");
+  expect_event(cl, first, "First");
+  expect_event(obs, first, "First");
+  pm_test_confirm(obs, first);
+  ask_alive(obs, 2);
+  st = stats_now();
+  assert_int_equal(0, st.delivered);
+  assert_int_equal(1, st.queued);
+  second = publish("Second");
+  expect_event(obs, second, "Second");
+  pm_test_confirm(cl, first);
+  expect_event(cl, second, "Second");
+  pm_test_confirm(cl, second);
+  ask_alive(cl, 3);
+  st = stats_now();
+  assert_int_equal(2, st.delivered);
+  assert_int_equal(0, st.stale_acks);
+  assert_int_equal(0, st.redelivered);
+  close(obs);
+  close(cl);
+}
+
+/* Eight observers at once; the ninth is told Busy at its handshake. The client slot stays
+ * free; with it taken too, a newcomer is told Busy at once, as no handshake could let it in. */
+static void test_event_server_observer_cap(void **state) {
+  int obs[PM_EVENT_MAX_OBSERVERS_DEFAULT], fd, cl;
+  (void)state;
+  for (unsigned i = 0; i < PM_EVENT_MAX_OBSERVERS_DEFAULT; i++)
+    obs[i] = observe_raw();
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  assert_int_equal(0, pm_test_send_frame(fd, OBSERVE_HS));
+  pm_test_expect_disconnect(fd, "Busy", WAIT_MS);
+  close(fd);
+  assert_int_equal(1, stats_now().busy_rejections);
+  cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  pm_test_expect_disconnect(fd, "Busy", WAIT_MS);
+  close(fd);
+  assert_int_equal(2, stats_now().busy_rejections);
+  /* A place freed is taken again. */
+  close(obs[0]);
+  await_observers(PM_EVENT_MAX_OBSERVERS_DEFAULT - 1);
+  obs[0] = observe_raw();
+  assert_int_equal(PM_EVENT_MAX_OBSERVERS_DEFAULT, stats_now().observers);
+  for (unsigned i = 0; i < PM_EVENT_MAX_OBSERVERS_DEFAULT; i++)
+    close(obs[i]);
+  close(cl);
+}
+
+/* A Mode the server does not know is not taken for a client's (it could consume events). */
+static void test_event_server_unknown_mode_refused(void **state) {
+  int fd;
+  (void)state;
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  assert_int_equal(0, pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":1,\"Mode\":\"Peek\"}}"));
+  pm_test_expect_disconnect(fd, "ProtocolError", WAIT_MS);
+  close(fd);
+  assert_int_equal(0, stats_now().sessions);
+}
+
+/* The events a client of the library was handed, in order. */
+typedef struct seen_events {
+  int64_t ids[TOTAL];
+  int count;
+} seen_events;
+
+static void on_seen(const pm_event *ev, void *data) {
+  seen_events *s = data;
+  uv_mutex_lock(&seen_lock);
+  if (s->count < TOTAL)
+    s->ids[s->count++] = ev->id;
+  uv_mutex_unlock(&seen_lock);
+}
+
+static int seen_in(const seen_events *s) {
+  int n;
+  uv_mutex_lock(&seen_lock);
+  n = s->count;
+  uv_mutex_unlock(&seen_lock);
+  return n;
+}
+
+static void await_seen(const seen_events *s, int n) {
+  uint64_t deadline = pm_test_now_ms() + 30000;
+  while (seen_in(s) < n) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(2);
+  }
+}
+
+/* The client's delivery is the same with observers attached (the library's, observe = true):
+ * every event, in order, confirmed; and each observer sees them all too. */
+static void test_event_server_observers_leave_client_delivery(void **state) {
+  enum { OBSERVERS = 2 };
+  static seen_events got[OBSERVERS];
+  pm_event_client_options opts;
+  pm_event_client *observers[OBSERVERS], *client;
+  uv_thread_t threads[PUBLISHERS];
+  pm_event_stats st;
+  (void)state;
+  memset(got, 0, sizeof(got));
+  for (int i = 0; i < OBSERVERS; i++) {
+    memset(&opts, 0, sizeof(opts));
+    opts.observe = true;
+    opts.on_event = on_seen;
+    opts.data = &got[i];
+    assert_pm(0, pm_event_client_start(fx.path, &opts, &observers[i]));
+  }
+  await_observers(OBSERVERS);
+  memset(&opts, 0, sizeof(opts));
+  opts.on_event = on_event;
+  assert_pm(0, pm_event_client_start(fx.path, &opts, &client));
+  for (int t = 0; t < PUBLISHERS; t++)
+    assert_int_equal(0, uv_thread_create(&threads[t], publisher, (void *)(intptr_t)t));
+  for (int t = 0; t < PUBLISHERS; t++)
+    uv_thread_join(&threads[t]);
+  for (int i = 0; i < OBSERVERS; i++)
+    await_seen(&got[i], TOTAL);
+  for (uint64_t deadline = pm_test_now_ms() + 30000; seen() < TOTAL;) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+  pm_event_client_stop(client);
+  for (int i = 0; i < OBSERVERS; i++)
+    pm_event_client_stop(observers[i]);
+  assert_false(order_broken);
+  for (int i = 0; i < TOTAL; i++) {
+    assert_int_equal(i + 1, seen_ids[i]);
+    for (int o = 0; o < OBSERVERS; o++)
+      assert_int_equal(i + 1, got[o].ids[i]);
+  }
+  st = stats_now();
+  assert_true(st.delivered >= TOTAL - 1); /* the last confirmation may still be in transit */
+  assert_int_equal(0, st.stale_acks);
+  assert_int_equal(0, st.redelivered);
+  assert_int_equal(1, st.sessions);
+  assert_int_equal(OBSERVERS, st.observer_sessions);
+}
+
+/* Events of this size fill the stalled observer's pipe quickly. */
+#define BIG_EVENT (16 * 1024)
+/* What the pipe itself may hold for a reader that does not read, beyond the server's write
+ * queue: a few hundred KiB for a Unix socket (net.core.wmem_default), 64 KiB for a named
+ * pipe; 4 MiB is far above either and far below what an unbounded queue would reach here. */
+#define PIPE_ALLOWANCE ((size_t)4 * 1024 * 1024)
+#define BIG_EVENTS_MAX (int)((OBSERVER_BOUND + PIPE_ALLOWANCE) / BIG_EVENT + 8)
+
+static int64_t publish_big(int n) {
+  static char blob[BIG_EVENT + 1];
+  int64_t id = 0;
+  memset(blob, 'a', BIG_EVENT);
+  assert_pm(0, pm_event_server_publish(fx.server, "Big", json_pack("{s:i, s:s}", "N", n, "S", blob),
+                                       &id));
+  return id;
+}
+
+/* Counted when cut; its log entry comes once the Disconnect is out or abandoned. */
+static int observer_cut_off(void) { return stats_now().slow_observers > 0; }
+
+/* An observer that stops reading is cut off (TooSlow) once what it left unread passes the
+ * bound, so it costs the server bounded memory; the client meanwhile gets every event in
+ * order, and goes on getting them. */
+static void test_event_server_slow_observer_cut_off(void **state) {
+  static seen_events got;
+  pm_event_client_options opts;
+  pm_event_client *client;
+  pm_msg *m;
+  const char *reason = NULL;
+  int64_t first = 0, id;
+  int obs, published = 0, read = 0;
+  (void)state;
+  memset(&got, 0, sizeof(got));
+  memset(&opts, 0, sizeof(opts));
+  opts.on_event = on_seen;
+  opts.data = &got;
+  assert_pm(0, pm_event_client_start(fx.path, &opts, &client));
+  obs = observe_raw();
+  /* One at a time, each handed to the client before the next: the server has written each to
+   * the observer by then (one wake sends to both), so the cut comes within an event of the
+   * bound being passed. */
+  while (!observer_cut_off()) {
+    assert_true(published < BIG_EVENTS_MAX);
+    id = publish_big(published);
+    if (first == 0)
+      first = id;
+    await_seen(&got, ++published);
+  }
+  /* Not before the bound could be passed: the pipe's own buffer comes on top of it. */
+  assert_true((size_t)published * BIG_EVENT >= OBSERVER_BOUND);
+  assert_int_equal(1, stats_now().slow_observers);
+  /* What it was sent, in order, then the reason (within the acknowledgement timeout, 2 s). */
+  for (;;) {
+    m = pm_test_next_event(obs, WAIT_MS);
+    assert_non_null(m);
+    if (strcmp(pm_msg_kind(m), "Event") != 0)
+      break;
+    assert_int_equal(first + read, pm_test_int_field(m, "Id"));
+    read++;
+    pm_msg_free(m);
+  }
+  pm_test_assert_kind(m, "Disconnect");
+  assert_pm(0, pm_msg_get_string(m, "Reason", &reason));
+  assert_string_equal("TooSlow", reason);
+  pm_msg_free(m);
+  assert_true(pm_test_wait_eof(obs, WAIT_MS) >= 0);
+  close(obs);
+  assert_true(read <= published);
+  await_observers(0);
+  uv_mutex_lock(&seen_lock);
+  assert_non_null(strstr(fx.observer_gone, "TooSlow"));
+  uv_mutex_unlock(&seen_lock);
+  /* The client goes on. */
+  for (int i = 0; i < 20; i++)
+    publish_big(published + i);
+  await_seen(&got, published + 20);
+  pm_event_client_stop(client);
+  for (int i = 0; i < published + 20; i++)
+    assert_int_equal(first + i, got.ids[i]);
+  assert_int_equal(0, stats_now().observers);
+}
+
+/* Observers get heartbeats like the client, and one that stops answering is dropped after the
+ * acknowledgement timeout (2000 ms here). */
+static void test_event_server_observer_heartbeat(void **state) {
+  pm_msg *m;
+  uint64_t t0;
+  int obs;
+  (void)state;
+  obs = observe_raw();
+  t0 = pm_test_now_ms();
+  m = pm_test_recv_msg(obs, WAIT_MS);
+  pm_test_assert_kind(m, "Handshake");
+  /* Early by a timer's slack at most; late by a loaded machine's, far below a second one. */
+  assert_ms_within("the first heartbeat", pm_test_now_ms() - t0, FAST_HEARTBEAT_MS - 50,
+                   FAST_HEARTBEAT_MS + pm_test_margin_ms(1000));
+  assert_int_equal(1, pm_test_int_field(m, "Seq"));
+  pm_msg_free(m);
+  assert_int_equal(0, pm_test_send_frame(obs, "{\"Handshake\":{\"Seq\":1}}"));
+  m = pm_test_recv_msg(obs, WAIT_MS);
+  t0 = pm_test_now_ms();
+  pm_test_assert_kind(m, "Handshake");
+  assert_int_equal(2, pm_test_int_field(m, "Seq"));
+  pm_msg_free(m);
+  pm_test_expect_disconnect(obs, "HeartbeatTimeout", WAIT_MS);
+  assert_ms_within("HeartbeatTimeout", pm_test_now_ms() - t0, 2000 - 50,
+                   2000 + pm_test_margin_ms(1000));
+  close(obs);
+  assert_int_equal(1, stats_now().heartbeat_failures);
+  uv_mutex_lock(&seen_lock);
+  assert_non_null(strstr(fx.observer_gone, "HeartbeatTimeout"));
+  uv_mutex_unlock(&seen_lock);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_event_server_concurrent_publishers, setup, teardown),
@@ -409,6 +819,17 @@ int main(void) {
       cmocka_unit_test_setup_teardown(hardening_15_not_authorized_reaches_writing_client, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(hardening_15_refused_peers_bounded, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_observer_before_client, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_observer_confirmation_ignored, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_observer_cap, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_unknown_mode_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_observers_leave_client_delivery, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_slow_observer_cut_off,
+                                      setup_small_observer_bound, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_observer_heartbeat, setup_fast_heartbeat,
+                                      teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
