@@ -327,6 +327,7 @@ XSD_HEAD = """<?xml version="1.0" encoding="UTF-8"?>
   <xs:element name="Reason" type="String"/>
   <xs:element name="Version" type="Long"/>
   <xs:element name="Client" type="String"/>
+  <xs:element name="Mode" type="String"/>
   <xs:element name="Pid" type="Long"/>
   <xs:element name="Epoch" type="Long"/>
   <xs:element name="LastEventId" type="Long"/>
@@ -620,6 +621,7 @@ def gen_json(c):
             "Seq": {"$ref": "#/$defs/positiveLong"},
             "Version": {"$ref": "#/$defs/long"},
             "Client": {"type": "string"},
+            "Mode": {"type": "string"},
             "Pid": {"$ref": "#/$defs/long"},
             "Epoch": {"$ref": "#/$defs/long"},
             "LastEventId": {"$ref": "#/$defs/long"},
