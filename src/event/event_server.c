@@ -84,8 +84,8 @@ struct pm_event_server {
   int64_t epoch;
   session *sessions;
   session *active;
-  int undecided; /* sessions in ROLE_UNDECIDED */
-  int observers; /* sessions in ROLE_OBSERVER */
+  unsigned undecided; /* sessions in ROLE_UNDECIDED */
+  unsigned observers; /* sessions in ROLE_OBSERVER */
   int rejecting;
   int rejecting_strangers; /* of those, refused by the authorize hook */
   int open_handles;
@@ -103,7 +103,7 @@ struct pm_event_server {
   int txn_failed;          /* a write in it failed: it is rolled back */
   const pm__event *stored; /* being published: already written by pm__store_publish */
   int attached;
-  int observing;            /* observers, as publishers see them */
+  unsigned observing;       /* observers, as publishers see them */
   pm__event *feed, *feed_tail; /* published events the loop has not sent to observers yet */
   size_t feed_count, feed_bytes;
   int feed_overflow; /* the feed passed the queue's limits: the observers could not keep up */
@@ -633,7 +633,7 @@ static int settle_role(session *ss, const pm_msg *hs) {
     busy(ss, "another client is attached");
     return -1;
   }
-  if (s->observers >= (int)s->opts.max_observers) {
+  if (s->observers >= s->opts.max_observers) {
     busy(ss, "too many observers");
     return -1;
   }
@@ -814,7 +814,7 @@ static void on_connection(void *data) {
   if (s->active == NULL) {
     ss->role = ROLE_CLIENT;
     s->active = ss;
-  } else if (s->undecided + s->observers < (int)s->opts.max_observers) {
+  } else if (s->undecided + s->observers < s->opts.max_observers) {
     /* Perhaps an observer: its handshake tells. Only as many wait as could still observe. */
     ss->role = ROLE_UNDECIDED;
     s->undecided++;
@@ -1104,7 +1104,7 @@ void pm_event_server_stats(pm_event_server *s, pm_event_stats *out) {
   *out = s->stats;
   out->queued = s->queue.count;
   out->attached = s->attached;
-  out->observers = (uint64_t)s->observing;
+  out->observers = s->observing;
   uv_mutex_unlock(&s->lock);
 }
 

@@ -164,6 +164,7 @@ typedef enum {
   FAKE_DISCONNECT,        /* Disconnect{Busy}, then one without a Reason, for an answer */
   FAKE_CLOSE,             /* answers, then closes without a word */
   FAKE_HEARTBEAT,         /* answers, then sends a heartbeat of its own */
+  FAKE_OBSERVED,          /* records the handshake's Mode, sends events 1 and 2, a heartbeat */
 } fake_mode;
 
 /* A fake service on a thread of its own. It asserts nothing (cmocka's checks belong to the main
@@ -183,6 +184,9 @@ typedef struct fake {
   int nconfirmed;
   int64_t answered_seq;
   size_t bytes_received;
+  char mode_sent[32];  /* the handshake's Mode, "" without one */
+  int cursor_sent;     /* the handshake carried an Epoch */
+  char after_events[32]; /* the kind of the first message after the events */
 } fake;
 
 static fake fk;
@@ -252,9 +256,42 @@ static void fake_event_confirmed(int fd, int64_t id) {
   uv_mutex_unlock(&got.lock);
 }
 
+/* An observer's session: what its handshake said, then whether it confirms (it must not). */
+static void fake_observed(fake *f, int fd) {
+  pm_msg *m = fake_recv(fd);
+  const char *mode = "";
+  int64_t seq = -1;
+  if (m == NULL || strcmp(pm_msg_kind(m), "Handshake") != 0 ||
+      pm_msg_get_int(m, "Seq", &seq) < 0) {
+    pm_msg_free(m);
+    return;
+  }
+  pm_msg_get_string(m, "Mode", &mode);
+  uv_mutex_lock(&got.lock);
+  snprintf(f->mode_sent, sizeof(f->mode_sent), "%s", mode);
+  f->cursor_sent = json_object_get(pm_msg_fields(m), "Epoch") != NULL;
+  uv_mutex_unlock(&got.lock);
+  pm_msg_free(m);
+  if (fake_answer(f, fd, seq) < 0 || fake_event(fd, 1, 1) < 0 || fake_event(fd, 2, 1) < 0 ||
+      pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":9}}") < 0)
+    return;
+  m = fake_recv(fd);
+  uv_mutex_lock(&got.lock);
+  snprintf(f->after_events, sizeof(f->after_events), "%s", m ? pm_msg_kind(m) : "");
+  if (m != NULL && strcmp(pm_msg_kind(m), "Handshake") == 0)
+    pm_msg_get_int(m, "Seq", &f->answered_seq);
+  uv_mutex_unlock(&got.lock);
+  pm_msg_free(m);
+}
+
 static void fake_serve(fake *f, int fd) {
-  int64_t seq = f->mode == FAKE_MUTE ? 0 : fake_read_handshake(fd);
+  int64_t seq;
   pm_msg *m;
+  if (f->mode == FAKE_OBSERVED) {
+    fake_observed(f, fd);
+    return;
+  }
+  seq = f->mode == FAKE_MUTE ? 0 : fake_read_handshake(fd);
   if (seq < 0)
     return;
   switch (f->mode) {
@@ -294,6 +331,8 @@ static void fake_serve(fake *f, int fd) {
   case FAKE_CLOSE:
     if (fake_answer(f, fd, seq) == 0)
       shutdown(fd, SHUT_RDWR);
+    break;
+  case FAKE_OBSERVED:
     break;
   case FAKE_HEARTBEAT:
     if (fake_answer(f, fd, seq) < 0 || pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":9}}") < 0)
@@ -596,6 +635,34 @@ static void test_event_client_answers_heartbeat(void **state) {
   assert_int_equal(0, got.disconnected);
 }
 
+/* With observe set, the handshake says Mode "Observe" and carries no resume cursor, events
+ * reach the application, and none is confirmed: the next thing the service hears is the
+ * answer to its heartbeat (§5.11). */
+static void test_event_client_observes(void **state) {
+  pm_event_client_options opts;
+  uint64_t deadline;
+  (void)state;
+  fake_start(FAKE_OBSERVED, 1);
+  options(&opts);
+  opts.observe = true;
+  opts.resume_epoch = 5; /* the fake's epoch: a client would send it */
+  opts.resume_last_id = 0;
+  start_with(fk.path, &opts);
+  deadline = pm_test_now_ms() + (uint64_t)WAIT_MS;
+  while (count_of(&fk.served) < 1) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+  fake_stop();
+  assert_string_equal("Observe", fk.mode_sent);
+  assert_false(fk.cursor_sent);
+  assert_string_equal("Handshake", fk.after_events);
+  assert_int_equal(9, fk.answered_seq);
+  assert_int_equal(2, got.count);
+  assert_int_equal(1, got.ids[0]);
+  assert_int_equal(2, got.ids[1]);
+}
+
 /* Each way a service can be wrong ends the connection with its own reason, and a new one is
  * tried. */
 static void expect_dropped(fake_mode mode, const char *reason) {
@@ -760,6 +827,7 @@ int main(void) {
       T(backoff_doubles),
       T(drops_duplicate_ids),
       T(answers_heartbeat),
+      T(observes),
       T(handshake_seq_mismatch),
       T(handshake_not_answered),
       T(malformed_event),

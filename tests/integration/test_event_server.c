@@ -601,7 +601,8 @@ static void test_event_server_observer_cap(void **state) {
   close(cl);
 }
 
-/* A Mode the server does not know is not taken for a client's (it could consume events). */
+/* A Mode the server does not know is not taken for a client's (it could consume events); an
+ * observer that sends nonsense is ended as a client would be. */
 static void test_event_server_unknown_mode_refused(void **state) {
   int fd;
   (void)state;
@@ -611,6 +612,11 @@ static void test_event_server_unknown_mode_refused(void **state) {
   pm_test_expect_disconnect(fd, "ProtocolError", WAIT_MS);
   close(fd);
   assert_int_equal(0, stats_now().sessions);
+  fd = observe_raw();
+  assert_int_equal(0, pm_test_send_frame(fd, "{\"EventConfirmation\":"));
+  pm_test_expect_disconnect(fd, "ProtocolError", WAIT_MS);
+  close(fd);
+  await_observers(0);
 }
 
 /* The events a client of the library was handed, in order. */
