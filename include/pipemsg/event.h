@@ -71,7 +71,7 @@ typedef struct pm_event_stats {
   uint64_t ack_failures;       /* durable events whose confirmation did not come */
   uint64_t busy_rejections;    /* connections refused because a client was attached */
   uint64_t stale_acks;         /* confirmations for an id not in flight */
-  uint64_t sessions;           /* handshakes completed */
+  uint64_t sessions;           /* client handshakes completed (observers: observer_sessions) */
   uint64_t dropped_unencodable; /* queued events dropped because a session could not encode
                                    them (read back from a store; see pm_event_server_publish) */
   uint64_t store_errors;       /* store transactions that failed (publishes refused included) */
