@@ -340,6 +340,29 @@ static void test_event_pipe_second_client_busy(void **state) {
   assert_int_equal(1, stat_of_events("BusyRejections"));
 }
 
+/* pipemsgd takes observers with its defaults (§5.11): one attached beside the client gets the
+ * event the client gets, and the client's delivery is as without it. */
+static void test_event_pipe_observer_beside_client(void **state) {
+  int cl = attach_as(NULL, NULL), obs;
+  int64_t id;
+  pm_msg *m;
+  (void)state;
+  obs = attach_as("{\"Handshake\":{\"Seq\":1,\"Mode\":\"Observe\"}}", NULL);
+  id = emit("Alpha", 1);
+  m = pm_test_next_event(obs, SLACK_MS);
+  pm_test_assert_kind(m, "Event");
+  assert_int_equal(id, pm_test_int_field(m, "Id"));
+  pm_msg_free(m);
+  m = pm_test_next_event(cl, SLACK_MS);
+  pm_test_assert_kind(m, "Event");
+  assert_int_equal(id, pm_test_int_field(m, "Id"));
+  pm_msg_free(m);
+  pm_test_confirm(cl, id);
+  close(obs);
+  close(cl);
+  assert_int_equal(1, stat_of_events("Sessions"));
+}
+
 static void test_event_pipe_xml_session(void **state) {
   int64_t id = emit("Alpha", 1);
   int fd = pm_test_connect(svc.event_pipe);
@@ -870,6 +893,7 @@ int main(void) {
       T(configured_transient),
       T(queued_events_in_order),
       T(second_client_busy),
+      T(observer_beside_client),
       T(xml_session),
       T(resume_skips_confirmed),
       T(resume_other_epoch_ignored),
