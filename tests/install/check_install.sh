@@ -65,7 +65,7 @@ pkg_config_build() {
   for c in "$2"/*.c; do
     name=$(basename "$c" .c)
     # Word splitting of the flags is intended.
-    # shellcheck disable=SC2046
+    # shellcheck disable=SC2046,SC2086
     quiet $CC $CFLAGS -Wall -Wextra -Werror $("$PKG_CONFIG" --cflags libpipemsg) \
       -o "$1/$name" "$c" $("$PKG_CONFIG" --libs libpipemsg)
   done
@@ -74,9 +74,10 @@ pkg_config_build() {
 # Runs every program in a directory ($1); each must exit 0.
 run_all() {
   for exe in "$1"/*; do
-    test -f "$exe" && test -x "$exe" || continue
-    quiet "$exe"
-    echo "test_install: ran $exe: $(head -n 1 "$tmp/out.log")"
+    if test -f "$exe" && test -x "$exe"; then
+      quiet "$exe"
+      echo "test_install: ran $exe: $(head -n 1 "$tmp/out.log")"
+    fi
   done
 }
 
