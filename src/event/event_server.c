@@ -567,7 +567,10 @@ static int reply_handshake(session *ss, int64_t seq, int full) {
       rc = pm_msg_set_int(m, "MaxMessage", (int64_t)s->opts.max_message);
   }
   if (rc < 0) {
+    /* The caller stopped the handshake timer: a session left open here would never end, and
+     * hold the one client's place. */
     pm_msg_free(m);
+    close_session(ss, "out of memory");
     return rc;
   }
   if (full)

@@ -1,0 +1,236 @@
+/* The event server and the event client running out of memory: the Nth allocation of the
+ * library fails (pm__alloc_fail_after), for every N until the whole exchange succeeds, so each
+ * allocation on the path fails once. Whatever fails must fail cleanly (PM_ENOMEM, or the
+ * connection closed) and leave nothing behind (ASan and valgrind check the leaks), and once
+ * memory is back the server must serve a new client and lose no event it accepted.
+ *
+ * The allocation countdown is one counter for the whole process, so while it runs only the
+ * code under test allocates through the library: the server runs on this thread's loop and
+ * its client is a raw socket; the client runs on its own thread and its service is a raw
+ * socket on this one. */
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "testutil.h"
+
+/* How long to wait for what needs no particular time. */
+#define WAIT_MS ((int)pm_test_margin_ms(10000))
+/* More allocations than any path below makes: a loop reaching it never succeeded. */
+#define OOM_TRIES 300
+
+static char dir[64];
+static char path[128];
+static uv_loop_t loop;
+static pm_event_server *server;
+
+static int setup(void **state) {
+  (void)state;
+  pm_test_dir_new(dir, sizeof(dir));
+  pm_test_pipe_path(dir, "evt", path, sizeof(path));
+  assert_int_equal(0, uv_loop_init(&loop));
+  server = NULL;
+  return 0;
+}
+
+static void close_server(void) {
+  pm_event_server_close(server, NULL, NULL);
+  server = NULL;
+  uv_run(&loop, UV_RUN_DEFAULT);
+}
+
+static int teardown(void **state) {
+  (void)state;
+  pm__alloc_fail_after(0);
+  close_server();
+  assert_int_equal(0, uv_loop_close(&loop));
+  pm_test_dir_remove(dir);
+  return 0;
+}
+
+/* ---- the server ----------------------------------------------------------------------------- */
+
+static const char *const extra_transient[] = {"Blip", NULL};
+
+static void server_options(pm_event_server_options *opts) {
+  memset(opts, 0, sizeof(*opts));
+  opts->transient = extra_transient;
+  /* No secondary handshake while a step waits: each test drives every message itself. */
+  opts->heartbeat_ms = 60000;
+}
+
+/* Runs the loop until fd has something to read (data or the end of the stream): 1, or 0 when
+ * WAIT_MS passed. */
+static int pump_until_readable(int fd) {
+  uint64_t deadline = pm_test_now_ms() + (uint64_t)WAIT_MS;
+  while (pm_test_now_ms() < deadline) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    uv_run(&loop, UV_RUN_NOWAIT);
+    if (poll(&p, 1, 2) > 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* The next frame from the server, the loop running meanwhile; NULL at the end of the stream.
+ * Raw text: decoding would allocate through the library. */
+static char *next_frame(int fd) {
+  size_t len;
+  assert_true(pump_until_readable(fd));
+  return pm_test_recv_frame(fd, WAIT_MS, &len);
+}
+
+static pm_event_stats stats(void) {
+  pm_event_stats st;
+  pm_event_server_stats(server, &st);
+  return st;
+}
+
+/* Runs the loop until the server has taken in what was sent (the confirmation counted, or the
+ * session gone). */
+static void pump_until_delivered_or_detached(uint64_t delivered) {
+  uint64_t deadline = pm_test_now_ms() + (uint64_t)WAIT_MS;
+  pm_event_stats st = stats();
+  while (st.delivered < delivered && st.attached) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_sleep(1);
+    st = stats();
+  }
+}
+
+static void send_confirmation(int fd, const char *frame) {
+  const char *id = strstr(frame, "\"Id\":");
+  char conf[96];
+  assert_non_null(id);
+  snprintf(conf, sizeof(conf), "{\"EventConfirmation\":{\"Id\":%lld}}", atoll(id + 5));
+  assert_int_equal(0, pm_test_send_frame(fd, conf));
+}
+
+static void test_event_oom_server_start(void **state) {
+  pm_event_server_options opts;
+  unsigned long n;
+  int rc = PM_ENOMEM;
+  (void)state;
+  server_options(&opts);
+  for (n = 1; n < OOM_TRIES && rc != 0; n++) {
+    pm__alloc_fail_after(n);
+    rc = pm_event_server_start(&loop, path, &opts, &server);
+    pm__alloc_fail_after(0);
+    if (rc != 0) {
+      assert_pm(PM_ENOMEM, rc);
+      /* What a failed start set up closes on the loop, the socket file with it. */
+      uv_run(&loop, UV_RUN_DEFAULT);
+      assert_false(pm_test_pipe_exists(path));
+    }
+  }
+  assert_pm(0, rc);
+  /* The server itself, its list of transient types and each of their names. */
+  assert_true(n > 4);
+  close_server();
+  assert_false(pm_test_pipe_exists(path));
+}
+
+/* What one run of the exchange reached before an allocation failed. */
+typedef enum { GOT_NOTHING, GOT_HANDSHAKE, PUBLISH_FAILED, GOT_EVENT, DELIVERED } reached;
+
+static void test_event_oom_server_session(void **state) {
+  pm_event_server_options opts;
+  unsigned long n;
+  int outcomes[DELIVERED + 1] = {0};
+  reached r = GOT_NOTHING;
+  (void)state;
+  server_options(&opts);
+  /* From the second allocation: the first is the session's record, and a server that cannot
+   * make one leaves the connection waiting until the listener is asked again (the transport's
+   * rule), which the next connection does not do. */
+  for (n = 2; r != DELIVERED; n++) {
+    int64_t id = 0;
+    int rc, fd;
+    char *f;
+    assert_true(n < OOM_TRIES);
+    assert_pm(0, pm_event_server_start(&loop, path, &opts, &server));
+    fd = pm_test_connect(path);
+    assert_true(fd >= 0);
+
+    pm__alloc_fail_after(n);
+    r = GOT_NOTHING;
+    assert_int_equal(0, pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":1,\"Version\":1}}"));
+    f = next_frame(fd);
+    if (f != NULL && strstr(f, "{\"Handshake\":") == f) {
+      r = GOT_HANDSHAKE;
+      /* The data is taken, also on failure. */
+      rc = pm_event_server_publish(server, "Tick", json_pack("{s:i}", "N", (int)n), &id);
+      if (rc < 0) {
+        assert_pm(PM_ENOMEM, rc);
+        r = PUBLISH_FAILED;
+        id = 0;
+      } else {
+        free(f);
+        f = next_frame(fd);
+        if (f != NULL && strstr(f, "{\"Event\":") == f) {
+          r = GOT_EVENT;
+          send_confirmation(fd, f);
+          pump_until_delivered_or_detached(1);
+          if (stats().delivered == 1)
+            r = DELIVERED;
+        }
+      }
+    }
+    /* Anything short of the next step is the session closed: nothing else is sent. */
+    if (r == GOT_NOTHING || r == GOT_HANDSHAKE)
+      assert_true(f == NULL || strstr(f, "{\"Disconnect\":") == f);
+    if (r == GOT_EVENT)
+      assert_false(stats().attached);
+    free(f);
+    pm__alloc_fail_after(0);
+    outcomes[r]++;
+
+    if (r != DELIVERED) {
+      /* Memory is back: a new client is served, and an event the server accepted is the first
+       * it gets. */
+      uint64_t deadline = pm_test_now_ms() + (uint64_t)WAIT_MS;
+      int64_t first = id;
+      close(fd);
+      while (stats().attached) {
+        assert_true(pm_test_now_ms() < deadline);
+        uv_run(&loop, UV_RUN_NOWAIT);
+        uv_sleep(1);
+      }
+      fd = pm_test_connect(path);
+      assert_int_equal(0, pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":1,\"Version\":1}}"));
+      f = next_frame(fd);
+      assert_non_null(f);
+      assert_ptr_equal(f, strstr(f, "{\"Handshake\":"));
+      free(f);
+      assert_pm(0, pm_event_server_publish(server, "Tick", NULL, first ? NULL : &first));
+      f = next_frame(fd);
+      assert_non_null(f);
+      assert_ptr_equal(f, strstr(f, "{\"Event\":"));
+      assert_int_equal(first, atoll(strstr(f, "\"Id\":") + 5));
+      free(f);
+    }
+    close(fd);
+    close_server();
+  }
+  /* Each way out was taken: the handshake's answer, the event and the publish each failed. */
+  assert_true(outcomes[GOT_NOTHING] > 0);
+  assert_true(outcomes[GOT_HANDSHAKE] > 0);
+  assert_true(outcomes[PUBLISH_FAILED] > 0);
+  assert_int_equal(1, outcomes[DELIVERED]);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_event_oom_server_start, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_oom_server_session, setup, teardown),
+  };
+  /* The server writes to peers this process has hung up on. */
+  signal(SIGPIPE, SIG_IGN);
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
+}
