@@ -225,10 +225,129 @@ static void test_event_oom_server_session(void **state) {
   assert_int_equal(1, outcomes[DELIVERED]);
 }
 
+/* ---- the client ----------------------------------------------------------------------------- */
+
+/* How long the raw service waits for each message from the client: the client's write may
+ * have failed, which it learns only at its handshake deadline (CLIENT_HANDSHAKE_MS). */
+#define FRAME_MS ((int)pm_test_margin_ms(1000))
+#define CLIENT_HANDSHAKE_MS 300
+
+/* What the application saw, filled on the client's thread. */
+static uv_mutex_t seen_lock;
+static int seen_events;
+static int seen_disconnects;
+static int seen_other_reason; /* a disconnect whose reason was not running out of memory */
+static char seen_reason[PM_REASON_MAX];
+
+static void on_event(const pm_event *ev, void *data) {
+  (void)data;
+  uv_mutex_lock(&seen_lock);
+  if (ev->id == 1 && strcmp(ev->type, "Tick") == 0)
+    seen_events++;
+  uv_mutex_unlock(&seen_lock);
+}
+
+static void on_state(pm_event_client_state st, const char *reason, void *data) {
+  (void)data;
+  if (st != PM_EVENT_CLIENT_DISCONNECTED)
+    return;
+  uv_mutex_lock(&seen_lock);
+  seen_disconnects++;
+  /* Allocations made while reading fail as a failed read (libuv's UV_ENOBUFS). */
+  if (strstr(reason, "out of memory") == NULL && strcmp(reason, "read failed") != 0) {
+    seen_other_reason++;
+    snprintf(seen_reason, sizeof(seen_reason), "%s", reason);
+  }
+  uv_mutex_unlock(&seen_lock);
+}
+
+static int seen_value(const int *v) {
+  int n;
+  uv_mutex_lock(&seen_lock);
+  n = *v;
+  uv_mutex_unlock(&seen_lock);
+  return n;
+}
+
+/* The client's next message as raw text, or NULL. */
+static char *client_frame(int fd) {
+  size_t len;
+  return pm_test_recv_frame(fd, FRAME_MS, &len);
+}
+
+static void test_event_oom_client(void **state) {
+  pm_event_client_options opts;
+  unsigned long n;
+  int confirmed = 0, failed_starts = 0, failed_sessions = 0;
+  (void)state;
+  uv_mutex_init(&seen_lock);
+  memset(&opts, 0, sizeof(opts));
+  opts.on_event = on_event;
+  opts.on_state = on_state;
+  opts.handshake_timeout_ms = CLIENT_HANDSHAKE_MS;
+  opts.reconnect_min_ms = 20;
+  opts.reconnect_max_ms = 100;
+  opts.client_name = "oom";
+  for (n = 1; !confirmed; n++) {
+    pm_event_client *client = NULL;
+    int lfd, fd, rc;
+    char *f;
+    assert_true(n < OOM_TRIES);
+    seen_events = seen_disconnects = seen_other_reason = 0;
+    lfd = pm_test_bind(path, 4);
+    pm__alloc_fail_after(n);
+    rc = pm_event_client_start(path, &opts, &client);
+    if (rc < 0) {
+      pm__alloc_fail_after(0);
+      assert_pm(PM_ENOMEM, rc);
+      failed_starts++;
+      close(lfd);
+      unlink(path);
+      continue;
+    }
+    fd = accept(lfd, NULL, NULL);
+    assert_true(fd >= 0);
+    f = client_frame(fd);
+    if (f != NULL && strstr(f, "{\"Handshake\":") == f && strstr(f, "\"Client\":\"oom\"") != NULL) {
+      free(f);
+      assert_int_equal(0, pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":1,\"Version\":1,"
+                                                 "\"Epoch\":5,\"HeartbeatMs\":60000}}"));
+      assert_int_equal(0, pm_test_send_frame(fd, "{\"Event\":{\"Id\":1,\"Type\":\"Tick\"}}"));
+      f = client_frame(fd);
+      confirmed = f != NULL && strcmp(f, "{\"EventConfirmation\":{\"Id\":1}}") == 0;
+    }
+    free(f);
+    if (!confirmed) {
+      /* Unless only its write failed (it learns that at its handshake deadline, or never once
+       * it is connected), the client says it lost the connection, and why. */
+      uint64_t deadline = pm_test_now_ms() + (uint64_t)FRAME_MS;
+      while (seen_value(&seen_disconnects) == 0 && pm_test_now_ms() < deadline)
+        uv_sleep(5);
+      failed_sessions++;
+    }
+    /* Stopped before memory comes back: the countdown is not shared with a running thread. */
+    pm_event_client_stop(client);
+    pm__alloc_fail_after(0);
+    close(fd);
+    close(lfd);
+    unlink(path);
+    if (seen_other_reason > 0)
+      fail_msg("allocation %lu: disconnected because \"%s\"", n, seen_reason);
+    /* An event is handed to the application once, whatever failed after. */
+    assert_true(seen_events <= 1);
+    if (confirmed)
+      assert_int_equal(1, seen_events);
+  }
+  assert_int_equal(1, failed_starts); /* the client's record */
+  assert_true(failed_sessions > 5);
+  uv_mutex_destroy(&seen_lock);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_event_oom_server_start, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_oom_server_session, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_oom_client, setup, teardown),
   };
   /* The server writes to peers this process has hung up on. */
   signal(SIGPIPE, SIG_IGN);
