@@ -3,6 +3,8 @@
 
 #include "internal.h"
 #include "testutil.h"
+#include "core/message_internal.h"
+#include "pipemsg/codec.h"
 
 /* A fields object from JSON text, for the accessor tests. */
 static json_t *tree(const char *text) {
@@ -229,12 +231,78 @@ static void test_message_oom(void **state) {
   }
 }
 
+/* Arguments the caller got wrong are refused, and what was handed over is released (ASan and
+ * valgrind see a leak otherwise). */
+static void test_message_bad_arguments(void **state) {
+  pm_msg *m = NULL;
+  json_t *t = json_pack("{s:s, s:i, s:b}", "S", "x", "I", 1, "B", 1);
+  const char *s;
+  int64_t v;
+  bool b;
+  (void)state;
+  assert_pm(PM_EINVAL, pm__msg_wrap("Request", 7, json_array(), PM_ENC_JSON, &m));
+  assert_pm(PM_EINVAL, pm__msg_wrap(NULL, 0, json_object(), PM_ENC_JSON, &m));
+  assert_pm(PM_EINVAL, pm__msg_wrap("Request", 7, json_object(), PM_ENC_JSON, NULL));
+  assert_null(m);
+  assert_pm(PM_EINVAL, pm_tree_get_string(t, NULL, &s));
+  assert_pm(PM_EINVAL, pm_tree_get_int(t, NULL, &v));
+  assert_pm(PM_EINVAL, pm_tree_get_int(t, "I", NULL));
+  assert_pm(PM_EINVAL, pm_tree_get_bool(t, NULL, &b));
+  assert_pm(PM_EINVAL, pm_tree_get_bool(t, "B", NULL));
+  json_decref(t);
+}
+
+/* A request for no bytes is never mistaken for running out of memory: it gets a block. */
+static void test_message_zero_sized_allocations(void **state) {
+  void *p;
+  (void)state;
+  p = pm__malloc(0);
+  assert_non_null(p);
+  pm__free(p);
+  p = pm__calloc(0, 8);
+  assert_non_null(p);
+  pm__free(p);
+  p = pm__calloc(8, 0);
+  assert_non_null(p);
+  pm__free(p);
+  p = pm__realloc(NULL, 0);
+  assert_non_null(p);
+  pm__free(p);
+}
+
+/* Only the whole byte order mark EF BB BF is skipped; a part of one is not a message. */
+static void test_message_partial_byte_order_mark(void **state) {
+  pm_encoding enc;
+  pm_msg *m = NULL;
+  char why[PM_REASON_MAX];
+  (void)state;
+  assert_pm(0, pm_detect_encoding("\xef\xbb\xbf{\"Ok\":{}}", 12, &enc));
+  assert_int_equal(PM_ENC_JSON, enc);
+  assert_pm(PM_EENCODING, pm_detect_encoding("\xef\xbb{\"Ok\":{}}", 11, &enc));
+  assert_pm(PM_EENCODING, pm_detect_encoding("\xef{\"Ok\":{}}", 10, &enc));
+  assert_pm(PM_EINVAL, pm_detect_encoding(NULL, 1, &enc));
+  assert_pm(PM_EINVAL, pm_detect_encoding("{}", 2, NULL));
+  assert_pm(0, pm_json_decode("\xef\xbb\xbf{\"Ok\":{}}", 12, &m, why));
+  assert_string_equal("Ok", pm_msg_kind(m));
+  pm_msg_free(m);
+  m = NULL;
+  assert_true(pm_json_decode("\xef\xbb{\"Ok\":{}}", 11, &m, why) < 0);
+  assert_true(pm_json_decode("\xef\xbb\xbe{\"Ok\":{}}", 12, &m, why) < 0);
+  assert_true(pm_json_decode("\xef{\"Ok\":{}}", 10, &m, why) < 0);
+  assert_pm(PM_EINVAL, pm_json_decode(NULL, 1, &m, why));
+  assert_pm(PM_EINVAL, pm_json_decode("{}", 2, NULL, why));
+  assert_null(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_message_new),        cmocka_unit_test(test_message_name_valid),
       cmocka_unit_test(test_message_get_string), cmocka_unit_test(test_message_get_int),
       cmocka_unit_test(test_message_get_bool),   cmocka_unit_test(test_message_set_and_get),
       cmocka_unit_test(test_message_oom),
+      cmocka_unit_test(test_message_bad_arguments),
+      cmocka_unit_test(test_message_zero_sized_allocations),
+      cmocka_unit_test(test_message_partial_byte_order_mark),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -3,6 +3,7 @@
  * made, failed connects and I/O on dead sockets, handles without a socket, and a peer in more
  * supplementary groups than pm_peer keeps. */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
@@ -350,6 +351,146 @@ static void test_transport_peer_with_many_groups(void **state) {
   assert_int_equal(0, uv_loop_close(&loop));
 }
 
+/* Names the caller got wrong, and a buffer too small for the path: never truncated. */
+static void test_transport_pipe_path_arguments(void **state) {
+  char buf[PM_PIPE_PATH_MAX + 1];
+  (void)state;
+  assert_pm(PM_EINVAL, pm_pipe_path(NULL, buf, sizeof(buf)));
+  assert_pm(PM_EINVAL, pm_pipe_path("", buf, sizeof(buf)));
+  assert_pm(PM_EINVAL, pm_pipe_path("name", NULL, sizeof(buf)));
+  assert_pm(PM_EINVAL, pm_pipe_path("name", buf, 0));
+  assert_pm(PM_ENAMETOOLONG, pm_pipe_path("/abs/name", buf, 5));
+  assert_pm(0, pm_pipe_path("/abs/name", buf, 10));
+  assert_string_equal("/abs/name", buf);
+}
+
+/* Out of memory: PM_ENOMEM, and nothing left behind: the descriptor given stays the caller's,
+ * the socket a dial made is closed (the service sees the end of the stream), a listener that
+ * could not be made leaves no socket file. */
+static void test_transport_out_of_memory(void **state) {
+  char path[PM_PIPE_PATH_MAX + 1];
+  pm__listen_spec spec = {path, 8, {0, 0, NULL}, 0};
+  uv_loop_t loop;
+  pm__listener *server;
+  pm__conn *conn = NULL;
+  int sv[2], lfd, fd;
+  char c;
+  (void)state;
+  assert_int_equal(0, socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+  pm__alloc_fail_after(1);
+  assert_pm(PM_ENOMEM, pm__conn_from_fd(sv[0], &conn));
+  pm__alloc_fail_after(0);
+  assert_null(conn);
+  assert_int_equal(1, write(sv[0], "x", 1)); /* still open */
+  close(sv[0]);
+  close(sv[1]);
+
+  snprintf(path, sizeof(path), "%s/sock", dir);
+  lfd = pm_test_bind(path, 4);
+  pm__alloc_fail_after(1);
+  assert_pm(PM_ENOMEM, pm__dial(path, uv_hrtime() + 5000000000ull, &conn));
+  pm__alloc_fail_after(0);
+  assert_null(conn);
+  fd = accept(lfd, NULL, NULL);
+  assert_true(fd >= 0);
+  assert_int_equal(0, recv(fd, &c, 1, 0));
+  close(fd);
+  close(lfd);
+  unlink(path);
+
+  assert_int_equal(0, uv_loop_init(&loop));
+  pm__alloc_fail_after(1);
+  assert_pm(PM_ENOMEM, pm__listen(&loop, &spec, on_connection, NULL, &server));
+  pm__alloc_fail_after(0);
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  assert_int_equal(0, uv_loop_close(&loop));
+  assert_false(pm_test_pipe_exists(path));
+}
+
+/* An inherited listening socket (socket activation) that is not open is refused; one bound to
+ * an abstract name is served, and the path reported stays the one asked for (an abstract name
+ * has no file to name). */
+static void test_transport_adopted_sockets(void **state) {
+  char path[PM_PIPE_PATH_MAX + 1];
+  pm__listen_spec spec = {path, 8, {0, 0, NULL}, 0};
+  struct sockaddr_un sa;
+  uv_loop_t loop;
+  pm__listener *server;
+  int fd;
+  (void)state;
+  snprintf(path, sizeof(path), "%s/asked", dir);
+  assert_int_equal(0, uv_loop_init(&loop));
+  /* A descriptor number nothing here opens (at or past the usual limit of 1024). */
+  assert_true(fcntl(4000, F_GETFD) < 0);
+  spec.fd = 4000;
+  assert_pm(PM_EINVAL, pm__listen(&loop, &spec, on_connection, NULL, &server));
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+
+  fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  assert_true(fd >= 0);
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "pmtest-%d", (int)getpid());
+  assert_int_equal(0, bind(fd, (struct sockaddr *)&sa, sizeof(sa)));
+  assert_int_equal(0, listen(fd, 4));
+  spec.fd = fd;
+  assert_pm(0, pm__listen(&loop, &spec, on_connection, NULL, &server));
+  assert_string_equal(path, spec.path);
+  assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+  pm__listener_close(server, NULL, NULL);
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  assert_int_equal(0, uv_loop_close(&loop));
+}
+
+static long long uid_4242(long long uid) {
+  (void)uid;
+  return 4242;
+}
+
+/* The peer's identity on a connected handle: its primary group counts as a group it is in; a
+ * group that is not a number is refused, not looked up; a peer that reset the connection is
+ * gone; an owner other than root or us is accepted only when named. */
+static void test_transport_peer_identity(void **state) {
+  const pm__owner named = {4242, NULL}, other = {4243, NULL};
+  uv_loop_t loop;
+  uv_pipe_t p;
+  pm__conn *conn;
+  char group[32];
+  int sv[2];
+  (void)state;
+  assert_int_equal(0, socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+  assert_int_equal(0, uv_loop_init(&loop));
+  assert_int_equal(0, uv_pipe_init(&loop, &p, 0));
+  assert_int_equal(0, uv_pipe_open(&p, sv[0]));
+  snprintf(group, sizeof(group), "%u", (unsigned)getegid());
+  assert_int_equal(1, pm__pipe_peer_in_group(&p, group));
+  assert_pm(PM_EINVAL, pm__pipe_peer_in_group(&p, NULL));
+  assert_pm(PM_EINVAL, pm__pipe_peer_in_group(&p, "-1"));
+  assert_pm(PM_EINVAL, pm__pipe_peer_in_group(&p, "12x"));
+
+  pm__owner_uid_hook = uid_4242;
+  assert_pm(0, pm__pipe_check_owner(&p, &named));
+  assert_pm(PM_ENOTAUTH, pm__pipe_check_owner(&p, &other));
+  pm__owner_uid_hook = NULL;
+
+  /* The peer hangs up with our byte unread: a reset, not the end of the stream. */
+  assert_int_equal(0, pm__pipe_peer_gone(&p));
+  assert_int_equal(1, write(sv[0], "x", 1));
+  close(sv[1]);
+  assert_int_equal(1, pm__pipe_peer_gone(&p));
+  uv_close((uv_handle_t *)&p, NULL);
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  assert_int_equal(0, uv_loop_close(&loop));
+
+  assert_int_equal(0, socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+  assert_int_equal(0, pm__conn_from_fd(sv[0], &conn));
+  pm__owner_uid_hook = uid_4242;
+  assert_pm(0, pm__conn_check_owner(conn, &named));
+  pm__owner_uid_hook = NULL;
+  pm__conn_close(conn);
+  close(sv[1]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_transport_uv_codes),
@@ -361,6 +502,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_transport_dial_failures, setup, teardown),
       cmocka_unit_test(test_transport_fd_io_on_dead_socket),
       cmocka_unit_test(test_transport_handle_without_socket),
+      cmocka_unit_test(test_transport_pipe_path_arguments),
+      cmocka_unit_test_setup_teardown(test_transport_out_of_memory, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_transport_adopted_sockets, setup, teardown),
+      cmocka_unit_test(test_transport_peer_identity),
       cmocka_unit_test_setup_teardown(test_transport_peer_with_many_groups, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
