@@ -65,9 +65,9 @@ static void server_options(pm_event_server_options *opts) {
 }
 
 /* Runs the loop until fd has something to read (data or the end of the stream): 1, or 0 when
- * WAIT_MS passed. */
-static int pump_until_readable(int fd) {
-  uint64_t deadline = pm_test_now_ms() + (uint64_t)WAIT_MS;
+ * ms passed. */
+static int pump_until_readable(int fd, int ms) {
+  uint64_t deadline = pm_test_now_ms() + (uint64_t)ms;
   while (pm_test_now_ms() < deadline) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     uv_run(&loop, UV_RUN_NOWAIT);
@@ -81,7 +81,7 @@ static int pump_until_readable(int fd) {
  * Raw text: decoding would allocate through the library. */
 static char *next_frame(int fd) {
   size_t len;
-  assert_true(pump_until_readable(fd));
+  assert_true(pump_until_readable(fd, WAIT_MS));
   return pm_test_recv_frame(fd, WAIT_MS, &len);
 }
 
@@ -146,9 +146,8 @@ static void test_event_oom_server_session(void **state) {
   reached r = GOT_NOTHING;
   (void)state;
   server_options(&opts);
-  /* From the second allocation: the first is the session's record, and a server that cannot
-   * make one leaves the connection waiting until the listener is asked again (the transport's
-   * rule), which the next connection does not do. */
+  /* From the second allocation: the first is the session's record, which
+   * test_event_oom_server_accept_retry fails. */
   for (n = 2; r != DELIVERED; n++) {
     int64_t id = 0;
     int rc, fd;
@@ -223,6 +222,29 @@ static void test_event_oom_server_session(void **state) {
   assert_true(outcomes[GOT_HANDSHAKE] > 0);
   assert_true(outcomes[PUBLISH_FAILED] > 0);
   assert_int_equal(1, outcomes[DELIVERED]);
+}
+
+/* A connection whose record cannot be allocated waits in the listener, which takes no other
+ * until it is accepted: the server asks again until memory is back, and then serves it. */
+static void test_event_oom_server_accept_retry(void **state) {
+  pm_event_server_options opts;
+  int fd;
+  char *f;
+  (void)state;
+  server_options(&opts);
+  assert_pm(0, pm_event_server_start(&loop, path, &opts, &server));
+  fd = pm_test_connect(path);
+  assert_true(fd >= 0);
+  assert_int_equal(0, pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":1,\"Version\":1}}"));
+  pm__alloc_fail_after(1);
+  /* Several retries (every 100 ms) fail: the client waits, neither answered nor dropped. */
+  assert_false(pump_until_readable(fd, 500));
+  pm__alloc_fail_after(0);
+  f = next_frame(fd);
+  assert_non_null(f);
+  assert_ptr_equal(f, strstr(f, "{\"Handshake\":"));
+  free(f);
+  close(fd);
 }
 
 /* ---- the client ----------------------------------------------------------------------------- */
@@ -347,6 +369,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_event_oom_server_start, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_oom_server_session, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_oom_server_accept_retry, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_oom_client, setup, teardown),
   };
   /* The server writes to peers this process has hung up on. */
