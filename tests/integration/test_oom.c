@@ -1,12 +1,13 @@
-/* The event server and the event client running out of memory: the Nth allocation of the
- * library fails (pm__alloc_fail_after), for every N until the whole exchange succeeds, so each
- * allocation on the path fails once. Whatever fails must fail cleanly (PM_ENOMEM, or the
- * connection closed) and leave nothing behind (ASan and valgrind check the leaks), and once
- * memory is back the server must serve a new client and lose no event it accepted.
+/* The command server, the event server and the event client running out of memory: the Nth
+ * allocation of the library fails (pm__alloc_fail_after), for every N until the whole exchange
+ * succeeds, so each allocation on the path fails once. Whatever fails must fail cleanly
+ * (PM_ENOMEM, or the connection closed) and leave nothing behind (ASan and valgrind check the
+ * leaks), and once memory is back a server must serve a new client (and lose no event it
+ * accepted).
  *
  * The allocation countdown is one counter for the whole process, so while it runs only the
- * code under test allocates through the library: the server runs on this thread's loop and
- * its client is a raw socket; the client runs on its own thread and its service is a raw
+ * code under test allocates through the library: a server runs on this thread's loop and its
+ * client is a raw socket; the event client runs on its own thread and its service is a raw
  * socket on this one. */
 #include <poll.h>
 #include <signal.h>
@@ -28,6 +29,7 @@ static char dir[64];
 static char path[128];
 static uv_loop_t loop;
 static pm_event_server *server;
+static pm_command_server *command_server;
 
 static int setup(void **state) {
   (void)state;
@@ -35,12 +37,15 @@ static int setup(void **state) {
   pm_test_pipe_path(dir, "evt", path, sizeof(path));
   assert_int_equal(0, uv_loop_init(&loop));
   server = NULL;
+  command_server = NULL;
   return 0;
 }
 
 static void close_server(void) {
   pm_event_server_close(server, NULL, NULL);
   server = NULL;
+  pm_command_server_close(command_server, NULL, NULL);
+  command_server = NULL;
   uv_run(&loop, UV_RUN_DEFAULT);
 }
 
@@ -247,6 +252,101 @@ static void test_event_oom_server_accept_retry(void **state) {
   close(fd);
 }
 
+
+/* ---- the command server --------------------------------------------------------------------- */
+
+static int reply_rc; /* what the handler's reply returned */
+
+static void command_handler(pm_command_call *call, void *data) {
+  (void)data;
+  reply_rc = pm_command_call_reply(call, PM_RESULT_OK, "done", json_pack("{s:s}", "Echo", "x"));
+}
+
+static void start_command_server(void) {
+  pm_command_server_options opts;
+  memset(&opts, 0, sizeof(opts));
+  opts.handler = command_handler;
+  assert_pm(0, pm_command_server_start(&loop, path, &opts, &command_server));
+}
+
+#define ECHO_REQUEST "{\"Request\":{\"Command\":\"Echo\"}}"
+
+/* A new connection's request is answered Ok. */
+static void assert_command_served(void) {
+  int fd = pm_test_connect(path);
+  char *f;
+  assert_true(fd >= 0);
+  assert_int_equal(0, pm_test_send_frame(fd, ECHO_REQUEST));
+  f = next_frame(fd);
+  assert_non_null(f);
+  assert_ptr_equal(f, strstr(f, "{\"Response\":"));
+  assert_non_null(strstr(f, "\"Result\":\"Ok\""));
+  free(f);
+  close(fd);
+}
+
+static void test_command_oom_session(void **state) {
+  unsigned long n;
+  int ok = 0, unanswered = 0;
+  (void)state;
+  /* From the second allocation: the first is the call's record, which
+   * test_command_oom_accept_retry fails. */
+  for (n = 2; !ok; n++) {
+    int fd;
+    char *f;
+    assert_true(n < OOM_TRIES);
+    start_command_server();
+    fd = pm_test_connect(path);
+    assert_true(fd >= 0);
+    assert_int_equal(0, pm_test_send_frame(fd, ECHO_REQUEST));
+    reply_rc = 1;
+    pm__alloc_fail_after(n);
+    f = next_frame(fd);
+    pm__alloc_fail_after(0);
+    if (f == NULL) {
+      unanswered++;
+    } else {
+      /* An answer is a whole Response: Ok, or an Error saying what failed. */
+      assert_ptr_equal(f, strstr(f, "{\"Response\":"));
+      ok = strstr(f, "\"Result\":\"Ok\"") != NULL;
+      if (!ok)
+        assert_non_null(strstr(f, "\"Result\":\"Error\""));
+    }
+    /* The handler's reply either went out as asked or said it did not. */
+    if (reply_rc != 1)
+      assert_true(ok ? reply_rc == 0 : reply_rc < 0);
+    free(f);
+    close(fd);
+    if (!ok)
+      assert_command_served();
+    close_server();
+  }
+  /* Once allocations start failing they all do, so the Error answer to a failed reply fails
+   * too: each failure closes the connection unanswered. */
+  assert_true(unanswered > 5);
+}
+
+/* As test_event_oom_server_accept_retry, on the command pipe, where nothing else would ask
+ * again either: no other call is alive to end. */
+static void test_command_oom_accept_retry(void **state) {
+  int fd;
+  char *f;
+  (void)state;
+  start_command_server();
+  fd = pm_test_connect(path);
+  assert_true(fd >= 0);
+  assert_int_equal(0, pm_test_send_frame(fd, ECHO_REQUEST));
+  pm__alloc_fail_after(1);
+  /* Several retries (every 100 ms) fail: the client waits, neither answered nor dropped. */
+  assert_false(pump_until_readable(fd, 500));
+  pm__alloc_fail_after(0);
+  f = next_frame(fd);
+  assert_non_null(f);
+  assert_non_null(strstr(f, "\"Result\":\"Ok\""));
+  free(f);
+  close(fd);
+}
+
 /* ---- the client ----------------------------------------------------------------------------- */
 
 /* How long the raw service waits for each message from the client: the client's write may
@@ -367,6 +467,8 @@ static void test_event_oom_client(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_command_oom_session, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_command_oom_accept_retry, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_oom_server_start, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_oom_server_session, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_oom_server_accept_retry, setup, teardown),
