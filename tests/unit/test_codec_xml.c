@@ -691,6 +691,87 @@ static void hardening_02_decode_budget_xml(void **state) {
   free(s);
 }
 
+/* Documents cut inside a tag are malformed, never read past their end. */
+static void test_codec_xml_cut_tags(void **state) {
+  static const char *const cut[] = {"<Ok/><", "<Ok/></", "<Ok></Ok", "<Ok></Ok<", "<Ok><A></A<"};
+  char why[PM_REASON_MAX];
+  (void)state;
+  for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++) {
+    pm_msg *m = NULL;
+    assert_pm(PM_EPARSE, pm_xml_decode(cut[i], strlen(cut[i]), &m, why));
+    assert_null(m);
+  }
+}
+
+/* The node budget counts text after the last tag too. */
+static void test_codec_xml_trailing_text_counts(void **state) {
+  /* <R>, PM_NODES_MAX - 1 empty elements and </R> are PM_NODES_MAX nodes; the text after them
+   * is one more. */
+  size_t k = PM_NODES_MAX - 1, len = 3 + 4 * k + 4 + 1;
+  char *doc = malloc(len + 1), *p = doc;
+  char why[PM_REASON_MAX];
+  pm_msg *m = NULL;
+  (void)state;
+  memcpy(p, "<R>", 3);
+  p += 3;
+  for (size_t i = 0; i < k; i++, p += 4)
+    memcpy(p, "<B/>", 4);
+  memcpy(p, "</R>x", 6);
+  assert_pm(PM_ELIMIT, pm_xml_decode(doc, len, &m, why));
+  assert_non_null(strstr(why, "nodes"));
+  assert_null(m);
+  /* Without the text, the count is within the budget (the document is refused later, for its
+   * text outside the root, or not at all). */
+  assert_true(pm_xml_decode(doc, len - 1, &m, why) != PM_ELIMIT);
+  pm_msg_free(m);
+  free(doc);
+}
+
+/* U+FFFE and U+FFFF have no place in XML: a message holding one, or several, is not encoded
+ * (test_codec_xml_escape has the other characters refused). Characters that share their first
+ * bytes are kept: U+FEFF, U+FFFD, U+EFFF. */
+static void test_codec_xml_noncharacters(void **state) {
+  static const char *const refused[] = {"a\xef\xbf\xbe", "\xef\xbf\xbfz", "\xef\xbf\xbe\xef\xbf\xbf"};
+  static const char *const kept[] = {"\xef\xbb\xbf", "x\xef\xbf\xbd", "\xee\xbf\xbf"};
+  uint8_t *buf = NULL;
+  size_t len;
+  (void)state;
+  for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+    pm_msg *m = NULL;
+    assert_pm(0, pm_msg_new("Disconnect", &m));
+    assert_pm(0, pm_msg_set_string(m, "Message", refused[i]));
+    assert_pm(PM_EINVAL, pm_xml_encode(m, &buf, &len));
+    pm_msg_free(m);
+  }
+  for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+    pm_msg *m = NULL, *back = NULL;
+    const char *s;
+    assert_pm(0, pm_msg_new("Disconnect", &m));
+    assert_pm(0, pm_msg_set_string(m, "Message", kept[i]));
+    assert_pm(0, pm_xml_encode(m, &buf, &len));
+    assert_pm(0, pm_xml_decode(buf, len, &back, NULL));
+    assert_pm(0, pm_msg_get_string(back, "Message", &s));
+    assert_string_equal(kept[i], s);
+    pm_free(buf);
+    pm_msg_free(back);
+    pm_msg_free(m);
+  }
+}
+
+static void test_codec_xml_bad_arguments(void **state) {
+  pm_msg *m = NULL;
+  uint8_t *buf;
+  size_t len;
+  (void)state;
+  assert_pm(PM_EINVAL, pm_xml_decode(NULL, 1, &m, NULL));
+  assert_pm(PM_EINVAL, pm_xml_decode("<Ok/>", 5, NULL, NULL));
+  assert_pm(0, pm_msg_new("Ok", &m));
+  assert_pm(PM_EINVAL, pm_xml_encode(NULL, &buf, &len));
+  assert_pm(PM_EINVAL, pm_xml_encode(m, NULL, &len));
+  assert_pm(PM_EINVAL, pm_xml_encode(m, &buf, NULL));
+  pm_msg_free(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_codec_xml_threads),
@@ -707,6 +788,10 @@ int main(void) {
       cmocka_unit_test(test_codec_xml_round_trip),
       cmocka_unit_test(test_codec_xml_silent),
       cmocka_unit_test(test_codec_xml_decode_oom),
+      cmocka_unit_test(test_codec_xml_cut_tags),
+      cmocka_unit_test(test_codec_xml_trailing_text_counts),
+      cmocka_unit_test(test_codec_xml_noncharacters),
+      cmocka_unit_test(test_codec_xml_bad_arguments),
       cmocka_unit_test(hardening_01_xml_attributes_linear),
       cmocka_unit_test(hardening_02_decode_budget_xml),
   };
