@@ -175,6 +175,24 @@ static int setup_unencodable_store(void **state) {
   return 0;
 }
 
+/* A store that refuses to delete events: a trigger stands for a disk that fails the write. */
+static int setup_undeletable_store(void **state) {
+  char path[160];
+  (void)state;
+  memset(&fx, 0, sizeof(fx));
+  uv_mutex_init(&seen_lock);
+  pm_test_dir_new(fx.dir, sizeof(fx.dir));
+  pm_test_pipe_path(fx.dir, "evt", fx.path, sizeof(fx.path));
+  snprintf(path, sizeof(path), "%s/events.db", fx.dir);
+  assert_pm(0, pm_event_store_open(path, &fx.store)); /* makes the schema */
+  pm_event_store_close(fx.store);
+  store_exec("CREATE TRIGGER keep BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'no'); END;");
+  assert_pm(0, pm_event_store_open(path, &fx.store));
+  fx.opts.store = fx.store;
+  start_server();
+  return 0;
+}
+
 static int teardown(void **state) {
   (void)state;
   stop_server();
@@ -821,6 +839,47 @@ static void test_event_server_observer_heartbeat(void **state) {
   uv_mutex_unlock(&seen_lock);
 }
 
+/* A confirmation the store cannot write is counted and holds nothing up: the next event is
+ * delivered. The confirmed events stay stored, so after a restart they are queued again: a
+ * failing store errs towards delivering twice, never towards losing. */
+static void test_event_server_store_failure_keeps_confirmed_events(void **state) {
+  char path[160];
+  int64_t id;
+  uint64_t deadline;
+  pm_msg *m;
+  int fd;
+  (void)state;
+  assert_pm(0, pm_event_server_publish(fx.server, "Saved", json_pack("{s:i}", "N", 1), &id));
+  assert_pm(0, pm_event_server_publish(fx.server, "Saved", json_pack("{s:i}", "N", 2), NULL));
+  fd = pm_test_event_attach(fx.path, NULL, 5000, NULL);
+  for (int64_t i = id; i < id + 2; i++) {
+    m = pm_test_next_event(fd, 5000);
+    pm_test_assert_kind(m, "Event");
+    assert_int_equal(i, pm_test_int_field(m, "Id"));
+    pm_msg_free(m);
+    pm_test_confirm(fd, i);
+  }
+  deadline = pm_test_now_ms() + 5000;
+  while (stats_now().delivered < 2) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+  close(fd);
+  assert_int_equal(0, stats_now().queued);
+  assert_int_equal(2, stats_now().store_errors);
+
+  stop_server();
+  assert_int_equal(0, uv_loop_close(&fx.loop));
+  uv_sem_destroy(&fx.ready);
+  pm_event_store_close(fx.store);
+  snprintf(path, sizeof(path), "%s/events.db", fx.dir);
+  assert_pm(0, pm_event_store_open(path, &fx.store));
+  fx.opts.store = fx.store;
+  fx.stopped = 0;
+  start_server();
+  assert_int_equal(2, stats_now().queued);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_event_server_concurrent_publishers, setup, teardown),
@@ -831,6 +890,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(hardening_05_publish_refuses_unencodable, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_05_unencodable_head_dropped,
                                       setup_unencodable_store, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_store_failure_keeps_confirmed_events,
+                                      setup_undeletable_store, teardown),
       cmocka_unit_test_setup_teardown(hardening_15_not_authorized_reaches_writing_client, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(hardening_15_refused_peers_bounded, setup, teardown),
