@@ -15,8 +15,6 @@
 /* Of those, at most this many may be peers the authorize hook refused: strangers cannot take
  * every lingering close away from allowed users' TooManyRequests and BadRequest answers. */
 #define MAX_REFUSING_STRANGERS (MAX_REFUSING / 2)
-/* Pause before asking for a connection again when its record could not be allocated. */
-#define ACCEPT_RETRY_MS 100
 
 /* One connection, from accept to close. One at a time has its turn (§4.1). */
 typedef enum {
@@ -67,11 +65,9 @@ struct pm_command_server {
   uint64_t arrivals;
   uint64_t turns;
   int pending; /* the transport holds a connection we had no memory for; taken when a call
-                  ends, or when accept_retry fires */
-  uv_timer_t accept_retry;
+                  ends or the transport offers it again */
   int closing;
   int listener_open;
-  int retry_open; /* accept_retry is not closed yet */
   void (*close_cb)(void *arg);
   void *close_arg;
 };
@@ -88,7 +84,7 @@ static void accept_pending(pm_command_server *s);
 static void next_turn(pm_command_server *s);
 
 static void maybe_free_server(pm_command_server *s) {
-  if (!s->closing || s->listener_open || s->retry_open || s->calls != NULL)
+  if (!s->closing || s->listener_open || s->calls != NULL)
     return;
   if (s->close_cb != NULL)
     s->close_cb(s->close_arg);
@@ -433,20 +429,14 @@ static unsigned uid_held(pm_command_call *c) {
 
 /* Takes the connection the transport holds (the listen backlog on Unix): it is refused, queued
  * or served. */
-static void on_accept_retry(uv_timer_t *t) { accept_pending(t->data); }
-
 static void accept_pending(pm_command_server *s) {
   pm_command_call *c;
   int rc;
   if (!s->pending || s->closing)
     return;
   c = pm__calloc(1, sizeof(*c));
-  if (c == NULL) {
-    /* The transport keeps the connection, and takes no other, until it is accepted: a call
-     * ending asks again, and with no call the timer must. */
-    uv_timer_start(&s->accept_retry, on_accept_retry, ACCEPT_RETRY_MS, 0);
-    return;
-  }
+  if (c == NULL)
+    return; /* the transport offers the connection again (and takes no other until then) */
   s->pending = 0;
   c->server = s;
   c->state = CALL_NEW;
@@ -507,12 +497,6 @@ static void on_listener_closed(void *data) {
   maybe_free_server(s);
 }
 
-static void on_retry_closed(uv_handle_t *h) {
-  pm_command_server *s = h->data;
-  s->retry_open = 0;
-  maybe_free_server(s);
-}
-
 int pm_command_server_start(uv_loop_t *loop, const char *name,
                             const pm_command_server_options *opts, pm_command_server **out) {
   pm__listen_spec spec;
@@ -550,9 +534,6 @@ int pm_command_server_start(uv_loop_t *loop, const char *name,
     return rc;
   }
   s->listener_open = 1;
-  uv_timer_init(loop, &s->accept_retry);
-  s->accept_retry.data = s;
-  s->retry_open = 1;
   *out = s;
   return 0;
 }
@@ -564,7 +545,6 @@ void pm_command_server_close(pm_command_server *s, void (*cb)(void *arg), void *
   s->close_cb = cb;
   s->close_arg = arg;
   pm__listener_close(s->listener, on_listener_closed, s);
-  uv_close((uv_handle_t *)&s->accept_retry, on_retry_closed);
   /* close_call frees nothing at once, so the list stays walkable. */
   for (pm_command_call *c = s->calls; c != NULL; c = c->next)
     close_call(c, "service stopping");

@@ -20,8 +20,6 @@
 #define MAX_PENDING_REPLIES 16
 /* Connections waiting to be turned away; the pipe has one client, so a short backlog. */
 #define EVENT_BACKLOG 16
-/* Pause before asking for a connection again when its record could not be allocated. */
-#define ACCEPT_RETRY_MS 100
 /* Largest epoch we make up: stays exact in a JavaScript number (2^53 - 1). */
 #define EPOCH_MASK 0x1fffffffffffffLL
 /* Ids reserved in the store at a time, so a publish rarely writes the counter. */
@@ -80,7 +78,6 @@ struct pm_event_server {
   uv_loop_t *loop;
   pm__listener *listener;
   uv_async_t wake;
-  uv_timer_t accept_retry; /* a connection waits for memory to take it (on_connection) */
   pm_event_server_options opts;
   char path[PM_PIPE_PATH_MAX + 1];
   char **transient; /* NULL-terminated copy of opts.transient plus TrafficChanged */
@@ -788,22 +785,14 @@ static void turn_away(session *ss, const char *what, const char *reason, const c
   disconnect(ss, reason, message);
 }
 
-static void on_connection(void *data);
-
-static void on_accept_retry(uv_timer_t *t) { on_connection(t->data); }
-
 static void on_connection(void *data) {
   pm_event_server *s = data;
   session *ss;
   if (s->closing)
     return;
   ss = pm__calloc(1, sizeof(*ss));
-  if (ss == NULL) {
-    /* The listener keeps the connection, and takes no other, until it is accepted: nothing
-     * else would ask again, so no client would ever be served. */
-    uv_timer_start(&s->accept_retry, on_accept_retry, ACCEPT_RETRY_MS, 0);
+  if (ss == NULL)
     return;
-  }
   ss->server = s;
   ss->encoding = PM_ENC_JSON;
   ss->started_ns = uv_hrtime();
@@ -943,10 +932,9 @@ int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_serv
     maybe_free_server(s);
     return rc;
   }
-  s->wake.data = s->accept_retry.data = s;
-  s->open_handles = 2;
+  s->wake.data = s;
+  s->open_handles = 1;
   uv_async_init(loop, &s->wake, on_wake);
-  uv_timer_init(loop, &s->accept_retry);
   spec.path = s->path;
   spec.backlog = EVENT_BACKLOG;
   spec.access.mode = opts->socket_mode;
@@ -956,7 +944,6 @@ int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_serv
   rc = pm__listen(loop, &spec, on_connection, s, &s->listener);
   if (rc < 0) {
     uv_close((uv_handle_t *)&s->wake, on_server_handle_closed);
-    uv_close((uv_handle_t *)&s->accept_retry, on_server_handle_closed);
     return rc;
   }
   s->open_handles++;
@@ -975,7 +962,6 @@ void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg)
   s->close_arg = arg;
   pm__listener_close(s->listener, on_listener_closed, s);
   uv_close((uv_handle_t *)&s->wake, on_server_handle_closed);
-  uv_close((uv_handle_t *)&s->accept_retry, on_server_handle_closed);
   for (session *ss = s->sessions; ss != NULL; ss = ss->next) {
     if (pm__lingering(&ss->lingering))
       close_session(ss, NULL);

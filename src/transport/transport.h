@@ -32,7 +32,8 @@ typedef struct pm__listen_spec {
 
 typedef struct pm__listener pm__listener;
 /* A client waits: the callback (on the loop's thread) takes it with pm__accept, or leaves it
- * waiting (and the listener takes no other) until a later pm__accept. */
+ * waiting (and the listener takes no other) until a later pm__accept. One left waiting is
+ * offered again (the callback is called again) every 100 ms until it is taken. */
 typedef void (*pm__connection_cb)(void *data);
 
 /* Starts listening on spec->path (see each platform's file for the guarantees: who may

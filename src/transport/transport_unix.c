@@ -26,8 +26,14 @@ typedef struct pipe_file {
   unsigned long long dev, ino;
 } pipe_file;
 
+/* A connection the callback did not take is offered again after this long, as on Windows. */
+#define OFFER_RETRY_MS 100
+
 struct pm__listener {
   uv_pipe_t pipe;
+  uv_timer_t offer_again; /* runs while a connection waits to be taken */
+  int open_handles;
+  int waiting; /* a connection was offered and not taken */
   char path[PM_PIPE_PATH_MAX + 1];
   pipe_file bound;
   pm__connection_cb cb;
@@ -295,14 +301,30 @@ static int listen_on(uv_loop_t *loop, uv_pipe_t *server, const pm__listen_spec *
   return rc;
 }
 
+/* libuv watches the listening socket no more until the connection it holds is accepted: a
+ * callback that could not take it (out of memory) must be asked again, or no client would be
+ * served after it. */
+static void offer(pm__listener *l);
+
+static void on_offer_again(uv_timer_t *t) { offer(t->data); }
+
+static void offer(pm__listener *l) {
+  l->waiting = 1;
+  l->cb(l->data);
+  if (l->waiting)
+    uv_timer_start(&l->offer_again, on_offer_again, OFFER_RETRY_MS, 0);
+}
+
 static void on_unix_connection(uv_stream_t *server, int status) {
   pm__listener *l = server->data;
   if (status == 0)
-    l->cb(l->data);
+    offer(l);
 }
 
 static void on_listener_closed(uv_handle_t *h) {
   pm__listener *l = h->data;
+  if (--l->open_handles > 0)
+    return;
   if (l->close_cb != NULL)
     l->close_cb(l->close_data);
   pm__free(l);
@@ -316,12 +338,16 @@ int pm__listen(uv_loop_t *loop, const pm__listen_spec *spec, pm__connection_cb c
     return PM_ENOMEM;
   l->cb = cb;
   l->data = data;
+  uv_timer_init(loop, &l->offer_again);
+  l->offer_again.data = l;
+  l->open_handles = 2;
   rc = listen_on(loop, &l->pipe, spec, &l->bound, on_unix_connection);
   l->pipe.data = l;
   snprintf(l->path, sizeof(l->path), "%s", spec->path);
   if (rc < 0) {
-    /* The handle exists even on failure; the listener is freed from its close callback. */
+    /* The handles exist even on failure; the listener is freed from their close callbacks. */
     uv_close((uv_handle_t *)&l->pipe, on_listener_closed);
+    uv_close((uv_handle_t *)&l->offer_again, on_listener_closed);
     return rc;
   }
   *out = l;
@@ -330,6 +356,10 @@ int pm__listen(uv_loop_t *loop, const pm__listen_spec *spec, pm__connection_cb c
 
 int pm__accept(pm__listener *l, uv_pipe_t *client) {
   int rc = uv_accept((uv_stream_t *)&l->pipe, (uv_stream_t *)client);
+  if (rc == 0) {
+    l->waiting = 0;
+    uv_timer_stop(&l->offer_again);
+  }
   return rc == UV_EAGAIN ? PM_EBUSY : pm__uv_error(rc);
 }
 
@@ -338,6 +368,7 @@ void pm__listener_close(pm__listener *l, void (*cb)(void *data), void *data) {
   l->close_data = data;
   unlink_bound(l->path, &l->bound);
   uv_close((uv_handle_t *)&l->pipe, on_listener_closed);
+  uv_close((uv_handle_t *)&l->offer_again, on_listener_closed);
 }
 
 long long (*pm__owner_uid_hook)(long long uid);

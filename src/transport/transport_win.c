@@ -164,7 +164,7 @@ static DWORD WINAPI listener_thread(void *arg) {
     l->pending = INVALID_HANDLE_VALUE;
     uv_async_send(&l->wake);
     /* Offered again while not taken: a server that could not take it then (out of memory)
-     * gets another chance, as a Unix listener reports its backlog on the next connection. */
+     * gets another chance, as on Unix. */
     {
       HANDLE both[2] = {l->stop, l->taken};
       DWORD r;

@@ -1,7 +1,8 @@
 /* The Unix transport's edges (src/transport/transport_unix.c): libuv codes mapped to PM_E*
  * codes, where bare names resolve and what is too long, socket directories that cannot be
  * made, failed connects and I/O on dead sockets, handles without a socket, and a peer in more
- * supplementary groups than pm_peer keeps. */
+ * supplementary groups than pm_peer keeps; running out of memory, adopted sockets, and a
+ * connection the server does not take offered again. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -491,6 +492,64 @@ static void test_transport_peer_identity(void **state) {
   close(sv[1]);
 }
 
+/* The offers of one connection (offered_cb): the callback takes it at the take_at-th. */
+typedef struct offers {
+  pm__listener *listener;
+  uv_pipe_t *conn;
+  int take_at;
+  int count;
+  uint64_t at[2]; /* when the first two came */
+} offers;
+
+static void offered(void *data) {
+  offers *o = data;
+  if (o->count < 2)
+    o->at[o->count] = pm_test_now_ms();
+  if (++o->count == o->take_at)
+    assert_pm(0, pm__accept(o->listener, o->conn));
+}
+
+/* A connection the server does not take (it ran out of memory) is offered again 100 ms later,
+ * and no more once taken: libuv watches the listening socket no more while it holds one, so
+ * without a new offer no client would ever be served. */
+static void test_transport_untaken_connection_offered_again(void **state) {
+  char path[PM_PIPE_PATH_MAX + 1];
+  pm__listen_spec spec = {path, 8, {0, 0, NULL}, 0};
+  uv_loop_t loop;
+  uv_pipe_t conn;
+  offers o = {NULL, &conn, 2, 0, {0, 0}};
+  uint64_t deadline;
+  int fd;
+  (void)state;
+  snprintf(path, sizeof(path), "%s/sock", dir);
+  assert_int_equal(0, uv_loop_init(&loop));
+  assert_int_equal(0, uv_pipe_init(&loop, &conn, 0));
+  assert_pm(0, pm__listen(&loop, &spec, offered, &o, &o.listener));
+  fd = pm_test_connect(path);
+  assert_true(fd >= 0);
+  deadline = pm_test_now_ms() + 5000;
+  while (o.count < 2) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_sleep(1);
+  }
+  /* 100 ms: a timer may fire 10 ms early (libuv starts it from the loop's cached clock); a
+   * loaded machine wakes the loop late, but not by the 900 ms that would pass for a second. */
+  assert_ms_within("offered again", o.at[1] - o.at[0], 90, 100 + pm_test_margin_ms(900));
+  /* Taken: no further offer, though the loop runs past several retry periods. */
+  deadline = pm_test_now_ms() + 350;
+  while (pm_test_now_ms() < deadline) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_sleep(5);
+  }
+  assert_int_equal(2, o.count);
+  close(fd);
+  uv_close((uv_handle_t *)&conn, NULL);
+  pm__listener_close(o.listener, NULL, NULL);
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  assert_int_equal(0, uv_loop_close(&loop));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_transport_uv_codes),
@@ -506,6 +565,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_transport_out_of_memory, setup, teardown),
       cmocka_unit_test_setup_teardown(test_transport_adopted_sockets, setup, teardown),
       cmocka_unit_test(test_transport_peer_identity),
+      cmocka_unit_test_setup_teardown(test_transport_untaken_connection_offered_again, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_transport_peer_with_many_groups, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
