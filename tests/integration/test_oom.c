@@ -114,7 +114,8 @@ static void send_confirmation(int fd, const char *frame) {
   char conf[96];
   assert_non_null(id);
   snprintf(conf, sizeof(conf), "{\"EventConfirmation\":{\"Id\":%lld}}", atoll(id + 5));
-  assert_int_equal(0, pm_test_send_frame(fd, conf));
+  /* A server that has closed the session fails the send: the caller sees it detached. */
+  (void)pm_test_send_frame(fd, conf);
 }
 
 static void test_event_oom_server_start(void **state) {
@@ -434,10 +435,12 @@ static void test_event_oom_client(void **state) {
     f = client_frame(fd);
     if (f != NULL && strstr(f, "{\"Handshake\":") == f && strstr(f, "\"Client\":\"oom\"") != NULL) {
       free(f);
-      assert_int_equal(0, pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":1,\"Version\":1,"
-                                                 "\"Epoch\":5,\"HeartbeatMs\":60000}}"));
-      assert_int_equal(0, pm_test_send_frame(fd, "{\"Event\":{\"Id\":1,\"Type\":\"Tick\"}}"));
-      f = client_frame(fd);
+      f = NULL;
+      /* A client that failed on the answer may have hung up before the event is sent. */
+      if (pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":1,\"Version\":1,\"Epoch\":5,"
+                                 "\"HeartbeatMs\":60000}}") == 0 &&
+          pm_test_send_frame(fd, "{\"Event\":{\"Id\":1,\"Type\":\"Tick\"}}") == 0)
+        f = client_frame(fd);
       confirmed = f != NULL && strcmp(f, "{\"EventConfirmation\":{\"Id\":1}}") == 0;
     }
     free(f);
