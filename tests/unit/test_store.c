@@ -185,6 +185,7 @@ static void test_store_damaged_meta_starts_new_epoch(void **state) {
       "DELETE FROM meta WHERE key = 'id_ceiling'",
       "UPDATE meta SET value = 'many' WHERE key = 'id_ceiling'",
       "UPDATE meta SET value = -1 WHERE key = 'id_ceiling'",
+      "UPDATE meta SET value = 9007199254740993 WHERE key = 'id_ceiling'", /* 2^53 + 1 */
   };
   (void)state;
   for (size_t i = 0; i < sizeof(damage) / sizeof(damage[0]); i++) {
@@ -322,6 +323,43 @@ static void test_store_load_out_of_memory(void **state) {
   assert_int_equal(3, db_int("SELECT count(*) FROM events"));
 }
 
+/* Each way a row can be wrong, as an editor or a damaged file might leave it: the row is
+ * skipped and removed, the valid rows around it are loaded. */
+static void test_store_each_invalid_row_skipped(void **state) {
+  static const char *const bad[] = {
+      "(10, x'5361766564', '2026-11-30T12:00:00.000Z', NULL, 0)",     /* type a blob */
+      "(11, 'Saved', x'32', NULL, 0)",                                  /* time a blob */
+      "(12, 'Saved', '2026-11-30T12:00:00.000Z0000000000', NULL, 0)",   /* time too long */
+      "(13, 'Saved', '2026-11-30T12:00:00.000Z', NULL, 'yes')",         /* marker not a number */
+      "(14, 'Saved', '2026-11-30T12:00:00.000Z', NULL, 2)",             /* marker not 0 or 1 */
+      "(15, 'EventsLost', '2026-11-30T12:00:00.000Z', NULL, 1)",        /* marker without data */
+      "(16, 'Saved', '2026-11-30T12:00:00.000Z', x'7b7d', 0)",          /* data a blob */
+      "(17, 'Saved', '2026-11-30T12:00:00.000Z', '[1]', 0)",            /* data not an object */
+      "(18, 'Saved', '2026-11-30T12:00:00.000Z', '{\"A\":1,\"A\":2}', 0)", /* duplicate member */
+  };
+  char sql[256];
+  load_result r;
+  (void)state;
+  make_store(2, 1024);
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(sql, sizeof(sql), "INSERT INTO events(id, type, time, data, marker) VALUES%s;",
+             bad[i]);
+    db_exec(sql);
+  }
+  /* A valid row without Data, after them. */
+  db_exec("INSERT INTO events(id, type, time, data, marker) VALUES"
+          "(19, 'Saved', '2026-11-30T12:00:00.000Z', NULL, 0);");
+  r = load();
+  assert_pm(0, r.rc);
+  assert_int_equal(sizeof(bad) / sizeof(bad[0]), r.skipped);
+  assert_int_equal(3, r.rows.n);
+  assert_int_equal(1, r.rows.ids[0]);
+  assert_int_equal(2, r.rows.ids[1]);
+  assert_int_equal(19, r.rows.ids[2]);
+  assert_int_equal(3, db_int("SELECT count(*) FROM events"));
+  assert_int_equal(0, load().skipped);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_store_open_refuses_what_it_cannot_use, setup,
@@ -336,6 +374,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_store_invalid_rows_kept_when_removal_fails, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_store_load_out_of_memory, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_store_each_invalid_row_skipped, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
