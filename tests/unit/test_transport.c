@@ -550,6 +550,30 @@ static void test_transport_untaken_connection_offered_again(void **state) {
   assert_int_equal(0, uv_loop_close(&loop));
 }
 
+/* The socket file has exactly the mode asked for, whether the umask took bits from it (they
+ * are added back) or not. */
+static void test_transport_socket_mode(void **state) {
+  static const unsigned modes[] = {0600, 0666, 0660};
+  mode_t old = umask(022);
+  (void)state;
+  for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+    char path[PM_PIPE_PATH_MAX + 1];
+    pm__listen_spec spec = {path, 8, {modes[i], 0, NULL}, 0};
+    uv_loop_t loop;
+    pm__listener *server;
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/sock%zu", dir, i);
+    assert_int_equal(0, uv_loop_init(&loop));
+    assert_pm(0, pm__listen(&loop, &spec, on_connection, NULL, &server));
+    assert_int_equal(0, lstat(path, &st));
+    assert_int_equal(modes[i], st.st_mode & 07777);
+    pm__listener_close(server, NULL, NULL);
+    assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+    assert_int_equal(0, uv_loop_close(&loop));
+  }
+  umask(old);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_transport_uv_codes),
@@ -565,6 +589,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_transport_out_of_memory, setup, teardown),
       cmocka_unit_test_setup_teardown(test_transport_adopted_sockets, setup, teardown),
       cmocka_unit_test(test_transport_peer_identity),
+      cmocka_unit_test_setup_teardown(test_transport_socket_mode, setup, teardown),
       cmocka_unit_test_setup_teardown(test_transport_untaken_connection_offered_again, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_transport_peer_with_many_groups, setup, teardown),
