@@ -176,6 +176,9 @@ static void test_frame_header_encoder(void **state) {
   assert_memory_equal("\x01\x02\x03\x04", h, 4);
   assert_pm(PM_EMSGSIZE, pm_frame_header(0, 0, h));
   assert_pm(PM_EMSGSIZE, pm_frame_header(PM_MAX_MESSAGE_DEFAULT + 1, 0, h));
+  /* The ceiling holds whatever the caller's limit says. */
+  assert_pm(PM_EMSGSIZE, pm_frame_header((size_t)PM_MAX_MESSAGE_CEILING + 1,
+                                         (size_t)PM_MAX_MESSAGE_CEILING + 2, h));
   assert_pm(0, pm_frame_header(PM_MAX_MESSAGE_DEFAULT, 0, h));
 }
 

@@ -294,6 +294,39 @@ static void test_message_partial_byte_order_mark(void **state) {
   assert_null(m);
 }
 
+/* Encoding under allocation failure: PM_ENOMEM and no buffer, in either encoding, wherever the
+ * output buffer has to grow (a kind longer than its first 256 bytes, then the fields). */
+static void test_message_encode_out_of_memory(void **state) {
+  char kind[301], text[2001];
+  pm_msg *m = NULL;
+  (void)state;
+  memset(kind, 'K', sizeof(kind) - 1);
+  kind[sizeof(kind) - 1] = '\0';
+  memset(text, 't', sizeof(text) - 1);
+  text[sizeof(text) - 1] = '\0';
+  assert_pm(0, pm_msg_new(kind, &m));
+  assert_pm(0, pm_msg_set_string(m, "Text", text));
+  for (int enc = PM_ENC_JSON; enc <= PM_ENC_XML; enc++) {
+    unsigned long n;
+    int rc = PM_ENOMEM;
+    for (n = 1; n < 100 && rc != 0; n++) {
+      uint8_t *buf = NULL;
+      size_t len = 0;
+      pm__alloc_fail_after(n);
+      rc = pm_msg_encode(m, (pm_encoding)enc, &buf, &len);
+      pm__alloc_fail_after(0);
+      if (rc != 0) {
+        assert_pm(PM_ENOMEM, rc);
+        assert_null(buf);
+      }
+      pm_free(buf);
+    }
+    assert_pm(0, rc);
+    assert_true(n > 3); /* the buffer grew at least twice before it held everything */
+  }
+  pm_msg_free(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_message_new),        cmocka_unit_test(test_message_name_valid),
@@ -303,6 +336,7 @@ int main(void) {
       cmocka_unit_test(test_message_bad_arguments),
       cmocka_unit_test(test_message_zero_sized_allocations),
       cmocka_unit_test(test_message_partial_byte_order_mark),
+      cmocka_unit_test(test_message_encode_out_of_memory),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
