@@ -662,6 +662,50 @@ static void test_queue_out_of_memory(void **state) {
   assert_true(clean);
 }
 
+/* A marker read back from a store without its three integer fields (a damaged or edited file)
+ * is never merged into: the next drop gets a marker of its own, and the damaged one stays as
+ * it was. An intact one read back is merged into as usual. */
+static void test_queue_restored_damaged_marker_not_merged(void **state) {
+  static const char *const damaged[] = {"{\"FirstId\":1,\"LastId\":1}",
+                                        "{\"Count\":1,\"FirstId\":\"one\",\"LastId\":1}",
+                                        "{\"Count\":1,\"FirstId\":1}"};
+  (void)state;
+  for (size_t i = 0; i <= sizeof(damaged) / sizeof(damaged[0]); i++) {
+    int intact = i == sizeof(damaged) / sizeof(damaged[0]);
+    const char *text = intact ? "{\"Count\":1,\"FirstId\":1,\"LastId\":1}" : damaged[i];
+    pm__queue q;
+    pm__event *m, *p;
+    size_t lost = 0;
+    pm__queue_init(&q, 2, 0);
+    m = pm__event_new(1, PM__EVENTS_LOST_TYPE, json_loads(text, 0, NULL), 0, TIME);
+    assert_non_null(m);
+    pm__queue_restore(&q, m, 1);
+    pm__queue_restore(&q, event(2, "A", 0), 0);
+    pm__queue_push(&q, event(3, "A", 0), &lost, NULL);
+    pm__queue_push(&q, event(4, "A", 0), &lost, NULL); /* over 2: event 2 is dropped */
+    assert_int_equal(1, lost);
+    p = pm__queue_head(&q);
+    assert_ptr_equal(m, p);
+    if (intact) {
+      assert_int_equal(2, json_integer_value(json_object_get(m->data, "Count")));
+      assert_int_equal(2, json_integer_value(json_object_get(m->data, "LastId")));
+      p = p->next;
+    } else {
+      json_t *was = json_loads(text, 0, NULL);
+      assert_true(json_equal(was, m->data));
+      json_decref(was);
+      p = p->next;
+      assert_string_equal(PM__EVENTS_LOST_TYPE, p->type);
+      assert_int_equal(1, json_integer_value(json_object_get(p->data, "Count")));
+      assert_int_equal(2, json_integer_value(json_object_get(p->data, "FirstId")));
+      p = p->next;
+    }
+    assert_int_equal(3, p->id);
+    assert_int_equal(4, p->next->id);
+    pm__queue_clear(&q);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_queue_event_new_estimates_bytes),
@@ -691,6 +735,7 @@ int main(void) {
       cmocka_unit_test(test_queue_drop_transient),
       cmocka_unit_test(test_queue_reserved_type_is_not_a_marker),
       cmocka_unit_test(test_queue_out_of_memory),
+      cmocka_unit_test(test_queue_restored_damaged_marker_not_merged),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
