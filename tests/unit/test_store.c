@@ -243,6 +243,12 @@ static void test_store_failed_publish_writes_nothing(void **state) {
   assert_pm(0, pm__store_publish(st, 2048, NULL));
   assert_int_equal(2048, db_int("SELECT value FROM meta WHERE key = 'id_ceiling'"));
   db_exec("DROP TRIGGER no_events");
+  /* A reservation that fails takes its event down with it: one transaction. */
+  db_exec("CREATE TRIGGER no_meta BEFORE INSERT ON meta BEGIN SELECT RAISE(ABORT, 'full'); END;");
+  assert_pm(PM_EIO, pm__store_publish(st, 3072, ev));
+  assert_int_equal(2048, db_int("SELECT value FROM meta WHERE key = 'id_ceiling'"));
+  assert_int_equal(1, db_int("SELECT count(*) FROM events"));
+  db_exec("DROP TRIGGER no_meta");
   assert_pm(0, pm__store_publish(st, 0, ev));
   assert_int_equal(2, db_int("SELECT count(*) FROM events"));
   pm__event_free(ev);
@@ -346,12 +352,19 @@ static void test_store_each_invalid_row_skipped(void **state) {
              bad[i]);
     db_exec(sql);
   }
+  /* More invalid rows than the first list of them holds (16). */
+  for (int i = 0; i < 12; i++) {
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO events(id, type, time, data, marker) VALUES(%d, '', 'x', NULL, 0);",
+             100 + i);
+    db_exec(sql);
+  }
   /* A valid row without Data, after them. */
   db_exec("INSERT INTO events(id, type, time, data, marker) VALUES"
           "(19, 'Saved', '2026-11-30T12:00:00.000Z', NULL, 0);");
   r = load();
   assert_pm(0, r.rc);
-  assert_int_equal(sizeof(bad) / sizeof(bad[0]), r.skipped);
+  assert_int_equal(sizeof(bad) / sizeof(bad[0]) + 12, r.skipped);
   assert_int_equal(3, r.rows.n);
   assert_int_equal(1, r.rows.ids[0]);
   assert_int_equal(2, r.rows.ids[1]);
