@@ -521,7 +521,12 @@ static void test_event_client_bad_options(void **state) {
   name[sizeof(name) - 1] = '\0';
   assert_pm(PM_ENAMETOOLONG, pm_event_client_start(name, &opts, &c));
   assert_null(c);
+  assert_pm(PM_EINVAL, pm_event_client_start(NULL, &opts, &c));
+  assert_pm(PM_EINVAL, pm_event_client_start(svc.event_pipe, NULL, &c));
+  assert_pm(PM_EINVAL, pm_event_client_start(svc.event_pipe, &opts, NULL));
+  assert_null(c);
   assert_string_equal("connected", pm_event_client_state_name(PM_EVENT_CLIENT_CONNECTED));
+  assert_string_equal("unknown", pm_event_client_state_name(PM_EVENT_CLIENT_STATE_MAX));
 }
 
 /* ---- against fakes ------------------------------------------------------------------------ */
@@ -814,6 +819,32 @@ static void test_event_client_owner_other_user(void **state) {
   assert_int_equal(0, got_bytes);
 }
 
+/* A HeartbeatMs from the service that is not a usable interval is ignored: the client keeps
+ * its own (150 ms), so 3 x 150 ms of silence ends the connection. Adopted, -1 or 2^33 would
+ * give a deadline of days (or none), far outside the window. */
+static void assert_heartbeat_ignored(int64_t service_hb) {
+  pm_event_client_options opts;
+  fk.heartbeat_ms = service_hb;
+  fake_start(FAKE_SILENT, 1);
+  options(&opts);
+  opts.heartbeat_ms = 150;
+  start_with(fk.path, &opts);
+  await_count(&got.disconnected, 1);
+  fake_stop();
+  assert_string_equal("service silent", got.first_reason);
+  assert_state_gaps(PM_EVENT_CLIENT_CONNECTED, PM_EVENT_CLIENT_DISCONNECTED, 3 * 150, 1);
+}
+
+static void test_event_client_negative_heartbeat_ignored(void **state) {
+  (void)state;
+  assert_heartbeat_ignored(-1);
+}
+
+static void test_event_client_huge_heartbeat_ignored(void **state) {
+  (void)state;
+  assert_heartbeat_ignored((int64_t)1 << 33);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(test_event_client_##name, setup, teardown)
@@ -823,6 +854,8 @@ int main(void) {
       T(resume_cursor_across_clients),
       T(bad_options),
       T(silence_means_dead),
+      T(negative_heartbeat_ignored),
+      T(huge_heartbeat_ignored),
       T(handshake_deadline),
       T(backoff_doubles),
       T(drops_duplicate_ids),
