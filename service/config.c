@@ -1,8 +1,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
-#include <grp.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +29,7 @@ typedef enum {
   T_LIST,  /* config_strings, repeatable */
   T_UIDS,  /* config_ids, repeatable, user names or numbers */
   T_GIDS,  /* config_ids, repeatable, group names or numbers */
+  T_SIDS,  /* config_strings of SID strings, repeatable, account names or SIDs (Windows) */
   T_MODE,  /* unsigned, octal */
   T_ENUM,  /* int, index into choices */
   T_ACTION /* command line only */
@@ -47,108 +46,143 @@ typedef struct opt {
   const char *const *choices; /* T_ENUM; T_ACTION: NULL */
   int needs;                  /* NEEDS_SIM or NEEDS_HOOK: only with that --backend; else 0 */
   int reload;                 /* SIGHUP applies a change (else it waits for a restart) */
+  int platform;               /* ON_UNIX or ON_WINDOWS: refused elsewhere; 0: everywhere */
 } opt;
 
 enum { NEEDS_SIM = 1, NEEDS_HOOK };
+enum { ON_UNIX = CONFIG_ON_UNIX, ON_WINDOWS = CONFIG_ON_WINDOWS };
 
 static const char *const log_levels[] = {"error", "warning", "info", "debug", NULL};
-static const char *const log_targets[] = {"stderr", "syslog", NULL};
+/* Indexed by log_target; each platform refuses the other's target (config_platform_check). */
+static const char *const log_targets[] = {"stderr", "syslog", "eventlog", "file", NULL};
 static const char *const backends[] = {"sim", "hook", NULL};
 
-enum { ACT_CONFIG = 1, ACT_PRINT, ACT_HELP, ACT_VERSION, ACT_MAN, ACT_VERBOSE };
+enum {
+  ACT_CONFIG = 1,
+  ACT_PRINT,
+  ACT_HELP,
+  ACT_VERSION,
+  ACT_MAN,
+  ACT_VERBOSE,
+  ACT_INSTALL,
+  ACT_UNINSTALL,
+  ACT_SERVICE
+};
 
 #define F(field) offsetof(service_config, field)
 static const opt options[] = {
     {"command-pipe", 'c', T_STR, F(command_pipe), 0, 0, "NAME",
-     "command pipe name or path (default UnifiedSDKVPNCommandPipe)", NULL, 0, 0},
+     "command pipe name or path (default UnifiedSDKVPNCommandPipe)", NULL, 0, 0, 0},
     {"event-pipe", 'e', T_STR, F(event_pipe), 0, 0, "NAME",
-     "event pipe name or path (default UnifiedSDKVPNEventPipe)", NULL, 0, 0},
-    {"data-dir", 'd', T_STR, F(data_dir), 0, 0, "DIR",
-     "keep the event queue and settings in DIR (created if missing); without it they live in "
-     "memory",
-     NULL, 0, 0},
+     "event pipe name or path (default UnifiedSDKVPNEventPipe)", NULL, 0, 0, 0},
+    {"data-dir", 'd', T_STR, F(data_dir), 0, 0, "DIR", config_data_dir_help, NULL, 0, 0, 0},
     {"names-file", 0, T_STR, F(names_file), 0, 0, "FILE",
-     "pick random pipe names and write them to FILE (dynamic pipe names)", NULL, 0, 0},
+     "pick random pipe names and write them to FILE (dynamic pipe names)", NULL, 0, 0, 0},
+    {"names-registry", 0, T_STR, F(names_registry), 0, 0, "KEY",
+     "pick random pipe names and write them as the values CommandPipe and EventPipe of the "
+     "registry key KEY (HKLM\\... or HKCU\\..., created if missing; the values are removed at "
+     "stop)",
+     NULL, 0, 0, ON_WINDOWS},
     {"request-timeout-ms", 0, T_MS, F(request_timeout_ms), 1, MS_MAX, "MS",
-     "time a command client has to send its whole request (default 3000)", NULL, 0, 0},
+     "time a command client has to send its whole request (default 3000)", NULL, 0, 0, 0},
     {"write-timeout-ms", 0, T_MS, F(write_timeout_ms), 1, MS_MAX, "MS",
-     "time a client has to take a command response or an event (default 3000)", NULL, 0, 0},
+     "time a client has to take a command response or an event (default 3000)", NULL, 0, 0, 0},
     {"max-message", 0, T_SIZE, F(max_message), 1, 2147483647ull, "BYTES",
-     "largest message accepted or sent (default 16777216)", NULL, 0, 0},
+     "largest message accepted or sent (default 16777216)", NULL, 0, 0, 0},
     {"handshake-timeout-ms", 0, T_MS, F(handshake_timeout_ms), 1, MS_MAX, "MS",
-     "time an event client has to send its handshake (default 1000)", NULL, 0, 0},
+     "time an event client has to send its handshake (default 1000)", NULL, 0, 0, 0},
     {"heartbeat-ms", 0, T_MS, F(heartbeat_ms), 1, MS_MAX, "MS",
-     "idle time before a secondary handshake (default 1000)", NULL, 0, 0},
+     "idle time before a secondary handshake (default 1000)", NULL, 0, 0, 0},
     {"ack-timeout-ms", 0, T_MS, F(ack_timeout_ms), 1, MS_MAX, "MS",
-     "time for an event confirmation or handshake answer (default 1000)", NULL, 0, 0},
+     "time for an event confirmation or handshake answer (default 1000)", NULL, 0, 0, 0},
     {"queue-max-events", 0, T_SIZE, F(queue_max_events), 1, 100000000ull, "N",
-     "events kept for delivery (default 10000)", NULL, 0, 0},
+     "events kept for delivery (default 10000)", NULL, 0, 0, 0},
     {"queue-max-bytes", 0, T_SIZE, F(queue_max_bytes), 1024, SIZE_MAX, "BYTES",
-     "bytes of events kept for delivery (default 67108864)", NULL, 0, 0},
+     "bytes of events kept for delivery (default 67108864)", NULL, 0, 0, 0},
     {"transient", 0, T_LIST, F(transient), 0, 0, "TYPE",
-     "also treat events of TYPE as transient, like TrafficChanged (repeatable)", NULL, 0, 0},
+     "also treat events of TYPE as transient, like TrafficChanged (repeatable)", NULL, 0, 0, 0},
     {"allow-uid", 0, T_UIDS, F(allow_uid), 0, 0, "UID",
      "let this user (name or number) use the pipes; root and the service's own user always may "
      "(repeatable)",
-     NULL, 0, 1},
+     NULL, 0, 1, ON_UNIX},
     {"allow-gid", 0, T_GIDS, F(allow_gid), 0, 0, "GID",
-     "let members of this group (name or number) use the pipes (repeatable)", NULL, 0, 1},
+     "let members of this group (name or number) use the pipes (repeatable)", NULL, 0, 1,
+     ON_UNIX},
     {"socket-mode", 0, T_MODE, F(socket_mode), 1, 0777, "MODE",
-     "permissions of the socket files, octal (default 0660)", NULL, 0, 0},
+     "permissions of the socket files, octal (default 0660)", NULL, 0, 0, ON_UNIX},
     {"socket-group", 0, T_STR, F(socket_group), 0, 0, "GROUP",
-     "group owning the socket files (default: the service's group)", NULL, 0, 0},
+     "group owning the socket files (default: the service's group)", NULL, 0, 0, ON_UNIX},
+    {"allow-user", 0, T_SIDS, F(allow_user), 0, 0, "NAME|SID",
+     "let this account (name or SID) use the pipes; LocalSystem, Administrators and the "
+     "service's own account always may (repeatable)",
+     NULL, 0, 0, ON_WINDOWS},
+    {"allow-group", 0, T_SIDS, F(allow_group), 0, 0, "NAME|SID",
+     "let members of this group (name or SID) use the pipes (repeatable)", NULL, 0, 0,
+     ON_WINDOWS},
+    {"pipe-sddl", 0, T_STR, F(pipe_sddl), 0, 0, "SDDL",
+     "security descriptor of every pipe instance (default " PM_PIPE_SDDL_DEFAULT
+     ": full access for LocalSystem and Administrators, read/write for interactive users)",
+     NULL, 0, 0, ON_WINDOWS},
     {"backend", 0, T_ENUM, F(backend), 0, 0, "NAME",
      "what brings the tunnel up: sim (simulated, default) or hook (--up-cmd/--down-cmd); an "
      "option of the other backend, unless left at its default, is refused",
-     backends, 0, 0},
+     backends, 0, 0, 0},
     {"connect-delay-ms", 0, T_MS, F(connect_delay_ms), 0, MS_MAX, "MS",
-     "sim backend: time to connect (default 1500)", NULL, NEEDS_SIM, 0},
+     "sim backend: time to connect (default 1500)", NULL, NEEDS_SIM, 0, 0},
     {"sim-unreachable", 0, T_STR, F(sim_unreachable), 0, 0, "LOCATION",
-     "sim backend: connecting to LOCATION fails", NULL, NEEDS_SIM, 0},
+     "sim backend: connecting to LOCATION fails", NULL, NEEDS_SIM, 0, 0},
     {"up-cmd", 0, T_STR, F(up_cmd), 0, 0, "COMMAND",
      "hook backend (required): command that brings the tunnel up (split on spaces, no shell)",
-     NULL, NEEDS_HOOK, 0},
+     NULL, NEEDS_HOOK, 0, 0},
     {"down-cmd", 0, T_STR, F(down_cmd), 0, 0, "COMMAND",
      "hook backend: command that takes the tunnel down; also run when the service stops, and at "
      "start if the tunnel was left up",
-     NULL, NEEDS_HOOK, 0},
+     NULL, NEEDS_HOOK, 0, 0},
     {"hook-shell", 0, T_FLAG, F(hook_shell), 0, 0, NULL,
-     "hook backend: run the commands with /bin/sh -c", NULL, NEEDS_HOOK, 0},
+     "hook backend: run the commands with /bin/sh -c", NULL, NEEDS_HOOK, 0, 0},
     {"hook-timeout-ms", 0, T_MS, F(hook_timeout_ms), 1, MS_MAX, "MS",
-     "hook backend: time a command may take (default 30000)", NULL, NEEDS_HOOK, 1},
+     "hook backend: time a command may take (default 30000)", NULL, NEEDS_HOOK, 1, 0},
     {"iface", 0, T_STR, F(iface), 0, 0, "NAME",
      "hook backend: read traffic counters of this network interface from the kernel", NULL,
-     NEEDS_HOOK, 0},
+     NEEDS_HOOK, 0, 0},
     {"traffic-interval-ms", 0, T_MS, F(traffic_interval_ms), 1, MS_MAX, "MS",
-     "period of TrafficChanged while connected (default 1000)", NULL, 0, 1},
+     "period of TrafficChanged while connected (default 1000)", NULL, 0, 1, 0},
     {"log-level", 0, T_ENUM, F(log_level), 0, 0, "LEVEL",
-     "error, warning, info (default) or debug", log_levels, 0, 1},
-    {"log-target", 0, T_ENUM, F(log_target), 0, 0, "TARGET", "stderr (default) or syslog",
-     log_targets, 0, 0},
+     "error, warning, info (default) or debug", log_levels, 0, 1, 0},
+    {"log-target", 0, T_ENUM, F(log_target), 0, 0, "TARGET", config_log_target_help,
+     log_targets, 0, 0, 0},
+    {"log-file", 0, T_STR, F(log_file), 0, 0, "FILE",
+     "with --log-target file: append the log to FILE (created if missing)", NULL, 0, 0, 0},
     {"test-commands", 0, T_FLAG, F(test_commands), 0, 0, NULL,
-     "enable EmitEvent and Echo, for tests and demos", NULL, 0, 0},
+     "enable EmitEvent and Echo, for tests and demos", NULL, 0, 0, 0},
     {"config", 0, T_ACTION, ACT_CONFIG, 0, 0, "FILE",
      "read options from FILE (key = value lines, or a JSON object); the command line wins",
-     NULL, 0, 0},
-    {"verbose", 'v', T_ACTION, ACT_VERBOSE, 0, 0, NULL, "same as --log-level debug", NULL, 0, 0},
+     NULL, 0, 0, 0},
+    {"install", 0, T_ACTION, ACT_INSTALL, 0, 0, "NAME",
+     "register a Windows service NAME that runs pipemsgd with the other options given, then "
+     "exit",
+     NULL, 0, 0, ON_WINDOWS},
+    {"uninstall", 0, T_ACTION, ACT_UNINSTALL, 0, 0, "NAME",
+     "remove the Windows service NAME, then exit", NULL, 0, 0, ON_WINDOWS},
+    {"service", 0, T_ACTION, ACT_SERVICE, 0, 0, "NAME",
+     "run under the service control manager as the service NAME (what --install registers)",
+     NULL, 0, 0, ON_WINDOWS},
+    {"verbose", 'v', T_ACTION, ACT_VERBOSE, 0, 0, NULL, "same as --log-level debug", NULL, 0, 0, 0},
     {"print-config", 0, T_ACTION, ACT_PRINT, 0, 0, NULL,
-     "print the effective configuration and exit", NULL, 0, 0},
-    {"help", 0, T_ACTION, ACT_HELP, 0, 0, NULL, "show this help and exit", NULL, 0, 0},
-    {"version", 0, T_ACTION, ACT_VERSION, 0, 0, NULL, "show the version and exit", NULL, 0, 0},
-    {"man", 0, T_ACTION, ACT_MAN, 0, 0, NULL, "print the manual page (roff) and exit", NULL, 0, 0},
+     "print the effective configuration and exit", NULL, 0, 0, 0},
+    {"help", 0, T_ACTION, ACT_HELP, 0, 0, NULL, "show this help and exit", NULL, 0, 0, 0},
+    {"version", 0, T_ACTION, ACT_VERSION, 0, 0, NULL, "show the version and exit", NULL, 0, 0, 0},
+    {"man", 0, T_ACTION, ACT_MAN, 0, 0, NULL, "print the manual page (roff) and exit", NULL, 0, 0, 0},
 };
 #undef F
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
 static const char summary[] =
     "Serve VPN connection control on the pipemsg command and event pipes.";
-static const char names_text[] =
-    "A NAME without '/' (or \\\\.\\pipe\\NAME) is placed in $PIPEMSG_RUNTIME_DIR, else "
-    "$XDG_RUNTIME_DIR/pipemsg, else /run/pipemsg; any other NAME must be an absolute path. "
-    "SIGINT and SIGTERM stop the service and remove its socket files, after taking a connected "
-    "tunnel down. SIGHUP reads the config file again and applies the options that can change "
-    "at run time (log-level, allow-uid, allow-gid, hook-timeout-ms, traffic-interval-ms); the "
-    "others need a restart.";
+
+/* An option of the other platform is refused, and left out of --help, the man page and
+ * --print-config. */
+static int here(const opt *o) { return o->platform == 0 || o->platform == config_platform; }
 
 static void *field(service_config *cfg, const opt *o) { return (char *)cfg + o->offset; }
 
@@ -206,18 +240,7 @@ static int parse_id(const char *s, int group, long long *out) {
     *out = (long long)v;
     return 0;
   }
-  if (group) {
-    struct group *g = getgrnam(s);
-    if (g == NULL)
-      return -1;
-    *out = g->gr_gid;
-  } else {
-    struct passwd *p = getpwnam(s);
-    if (p == NULL)
-      return -1;
-    *out = p->pw_uid;
-  }
-  return 0;
+  return config_account_id(s, group, out);
 }
 
 int config_socket_gid(const service_config *cfg, unsigned *gid) {
@@ -236,6 +259,8 @@ int config_socket_gid(const service_config *cfg, unsigned *gid) {
 static int set_option(service_config *cfg, const opt *o, const char *value, const char *where) {
   void *f = field(cfg, o);
   unsigned long long v;
+  if (!here(o))
+    return complain(where, o, "only on %s", o->platform == ON_UNIX ? "Unix" : "Windows");
   switch (o->type) {
   case T_STR:
     free(*(char **)f);
@@ -279,6 +304,14 @@ static int set_option(service_config *cfg, const opt *o, const char *value, cons
     l->n++;
     return 0;
   }
+  case T_SIDS: {
+    config_strings *l = f;
+    if (l->n == CONFIG_LIST_MAX || config_account_sid(value, o->offset == offsetof(service_config, allow_group), &l->v[l->n]) < 0)
+      return complain(where, o, "'%s' is not a known account or SID, or more than %d were given",
+                      value, CONFIG_LIST_MAX);
+    l->n++;
+    return 0;
+  }
   case T_ENUM:
     for (int i = 0; o->choices[i] != NULL; i++) {
       if (strcmp(o->choices[i], value) == 0) {
@@ -302,7 +335,7 @@ static const opt *find_option(const char *name) {
 
 /* Empties a list option, so that the command line replaces what a config file said. */
 static void clear_list(service_config *cfg, const opt *o) {
-  if (o->type == T_LIST) {
+  if (o->type == T_LIST || o->type == T_SIDS) {
     config_strings *l = field(cfg, o);
     for (int i = 0; i < l->n; i++)
       free(l->v[i]);
@@ -474,12 +507,14 @@ static void print_help(FILE *out) {
   char label[64];
   fprintf(out, "Usage: pipemsgd [OPTION]...\n%s\n\n", summary);
   for (size_t i = 0; i < N_OPTIONS; i++) {
+    if (!here(&options[i]))
+      continue;
     option_label(&options[i], label, sizeof(label));
     fprintf(out, "  %-30s ", label);
     wrap(out, options[i].help, 33, 33);
   }
   fputc('\n', out);
-  wrap(out, names_text, 0, 0);
+  wrap(out, config_names_text, 0, 0);
 }
 
 /* Text with roff's special characters escaped. */
@@ -499,10 +534,12 @@ static void print_man(FILE *out) {
   fputs(".SH NAME\npipemsgd \\- ", out);
   roff(out, summary);
   fputs("\n.SH SYNOPSIS\n.B pipemsgd\n[\\fIOPTION\\fR]...\n.SH DESCRIPTION\n", out);
-  roff(out, names_text);
+  roff(out, config_names_text);
   fputs("\n.SH OPTIONS\n", out);
   for (size_t i = 0; i < N_OPTIONS; i++) {
     const opt *o = &options[i];
+    if (!here(o))
+      continue;
     fputs(".TP\n", out);
     if (o->short_name)
       fprintf(out, "\\fB\\-%c\\fR, ", o->short_name);
@@ -548,7 +585,8 @@ static void format_value(const service_config *cfg, const opt *o, const char *se
   case T_ENUM:
     snprintf(buf, size, "%s", o->choices[*(const int *)f]);
     break;
-  case T_LIST: {
+  case T_LIST:
+  case T_SIDS: {
     const config_strings *l = f;
     for (int j = 0; j < l->n && n < size; j++)
       n += (size_t)snprintf(buf + n, size - n, "%s%s", j ? sep : "", l->v[j]);
@@ -576,9 +614,9 @@ void config_print(const service_config *cfg, FILE *out) {
     const opt *o = &options[i];
     /* Unset, or for the other backend (which a start would refuse): shown, commented out. */
     const char *hash = needs_met(cfg, o) ? "" : "# ";
-    if (o->type == T_ACTION)
+    if (o->type == T_ACTION || !here(o))
       continue;
-    if (o->type == T_LIST || o->type == T_UIDS || o->type == T_GIDS) {
+    if (o->type == T_LIST || o->type == T_SIDS || o->type == T_UIDS || o->type == T_GIDS) {
       format_value(cfg, o, "\n", value, sizeof(value));
       if (value[0] == '\0') {
         fprintf(out, "# %s =\n", o->name);
@@ -629,6 +667,26 @@ static int validate(const service_config *cfg) {
     report("--socket-group: unknown group '%s'", cfg->socket_group);
     return -1;
   }
+  if (cfg->log_target == LOG_TO_SYSLOG && config_platform != ON_UNIX) {
+    report("--log-target syslog: only on Unix");
+    return -1;
+  }
+  if (cfg->log_target == LOG_TO_EVENTLOG && config_platform != ON_WINDOWS) {
+    report("--log-target eventlog: only on Windows");
+    return -1;
+  }
+  if ((cfg->log_target == LOG_TO_FILE) != (cfg->log_file != NULL)) {
+    report("--log-file and --log-target file go together");
+    return -1;
+  }
+  if (cfg->names_file != NULL && cfg->names_registry != NULL) {
+    report("--names-file and --names-registry: one place for the random names");
+    return -1;
+  }
+  if (config_platform_check(cfg, why, sizeof(why)) < 0) {
+    report("%s", why);
+    return -1;
+  }
   if (cfg->backend == BACKEND_HOOK && backend_hook_check(&hook, why, sizeof(why)) < 0) {
     report("--backend hook: %s", why);
     return -1;
@@ -655,6 +713,7 @@ static void set_defaults(service_config *cfg) {
   cfg->hook_timeout_ms = 30000;
   cfg->traffic_interval_ms = 1000;
   cfg->log_level = LVL_INFO;
+  config_platform_defaults(cfg);
 }
 
 config_result config_load(int argc, char **argv, service_config *cfg) {
@@ -697,6 +756,14 @@ config_result config_load(int argc, char **argv, service_config *cfg) {
     }
     if (o->type != T_ACTION)
       continue;
+    if (!here(o)) {
+      complain(NULL, o, "only on %s", o->platform == ON_UNIX ? "Unix" : "Windows");
+      return CONFIG_EXIT_USAGE;
+    }
+    if (o->offset == ACT_INSTALL || o->offset == ACT_UNINSTALL || o->offset == ACT_SERVICE) {
+      free(cfg->action_name);
+      cfg->action_name = strdup(optarg);
+    }
     if (o->offset == ACT_CONFIG)
       config_file = optarg;
     else if (o->offset == ACT_VERBOSE)
@@ -749,7 +816,11 @@ config_result config_load(int argc, char **argv, service_config *cfg) {
     config_print(cfg, stdout);
     return CONFIG_EXIT_OK;
   }
-  return CONFIG_RUN;
+  if (action == ACT_INSTALL)
+    return CONFIG_INSTALL;
+  if (action == ACT_UNINSTALL)
+    return CONFIG_UNINSTALL;
+  return action == ACT_SERVICE ? CONFIG_SERVICE : CONFIG_RUN;
 }
 
 void config_free(service_config *cfg) {
@@ -757,10 +828,20 @@ void config_free(service_config *cfg) {
     if (options[i].type == T_STR) {
       free(*(char **)field(cfg, &options[i]));
       *(char **)field(cfg, &options[i]) = NULL;
-    } else if (options[i].type == T_LIST) {
+    } else if (options[i].type == T_LIST || options[i].type == T_SIDS) {
       clear_list(cfg, &options[i]);
     }
   }
+  free(cfg->action_name);
+  cfg->action_name = NULL;
+}
+
+const char *config_data_dir(const service_config *cfg) {
+  return cfg->data_dir != NULL && cfg->data_dir[0] != '\0' ? cfg->data_dir : NULL;
+}
+
+bool config_random_names(const service_config *cfg) {
+  return cfg->names_file != NULL || cfg->names_registry != NULL;
 }
 
 static size_t field_size(opt_type type) {

@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <syslog.h>
 #include <time.h>
+
+#include <uv.h>
 
 #include "log.h"
 #include "utf8.h"
@@ -14,33 +14,37 @@
 static log_level max_level = LVL_INFO;
 static log_target where = LOG_TO_STDERR;
 static bool stamp = true;
+static FILE *sink; /* stderr, or the --log-file */
 
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
-static const int syslog_priorities[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
-
-/* systemd's convention (systemd.exec(5), $JOURNAL_STREAM): "DEV:INO" of the journal's stream
- * when stderr is connected to it. The journal stamps each line itself, so ours would be
- * doubled; stderr redirected elsewhere by a child keeps the variable but not the inode. */
-static bool stderr_is_journal(void) {
-  const char *env = getenv("JOURNAL_STREAM");
-  unsigned long long dev, ino;
-  struct stat st;
-  if (env == NULL || sscanf(env, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &st) < 0)
-    return false;
-  return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
-}
 
 void log_open(log_level level, log_target target) {
   max_level = level;
   where = target;
-  stamp = !stderr_is_journal();
-  if (where == LOG_TO_SYSLOG)
-    openlog("pipemsgd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+  sink = stderr;
+  stamp = !log_stderr_is_journal();
+  if (where == LOG_TO_SYSLOG || where == LOG_TO_EVENTLOG)
+    log_system_open();
+}
+
+int log_open_file(log_level level, const char *path) {
+  FILE *f = fopen(path, "a");
+  if (f == NULL)
+    return -1;
+  max_level = level;
+  where = LOG_TO_FILE;
+  sink = f;
+  stamp = true;
+  return 0;
 }
 
 void log_close(void) {
-  if (where == LOG_TO_SYSLOG)
-    closelog();
+  if (where == LOG_TO_SYSLOG || where == LOG_TO_EVENTLOG)
+    log_system_close();
+  if (where == LOG_TO_FILE)
+    fclose(sink);
+  where = LOG_TO_STDERR;
+  sink = stderr;
 }
 
 void log_set_level(log_level level) { max_level = level; }
@@ -108,22 +112,27 @@ void log_msg(log_level level, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(raw, sizeof(raw), fmt, ap);
   va_end(ap);
-  if (where == LOG_TO_SYSLOG) {
+  if (where == LOG_TO_SYSLOG || where == LOG_TO_EVENTLOG) {
     log_escape(raw, line, sizeof(line));
-    syslog(syslog_priorities[level], "%s", line);
+    log_system_write(level, line);
     return;
   }
   if (stamp) {
-    struct timespec ts;
+    uv_timeval64_t tv;
     struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
+    time_t secs;
+    uv_gettimeofday(&tv);
+    secs = (time_t)tv.tv_sec;
+    log_gmtime(&secs, &tm);
     n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ ", ts.tv_nsec / 1000000L);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ ", (long)(tv.tv_usec / 1000));
   }
   n += (size_t)snprintf(line + n, sizeof(line) - n, "pipemsgd: %s: ", level_names[level]);
   n += log_escape(raw, line + n, sizeof(line) - n - 1);
   line[n++] = '\n';
   /* One write per line, so concurrent writers to the same file do not interleave within it. */
-  fwrite(line, 1, n, stderr);
+  fwrite(line, 1, n, sink != NULL ? sink : stderr);
+  /* A file is buffered; each line must be there once logged (tests and tail -f wait for it). */
+  if (where == LOG_TO_FILE)
+    fflush(sink);
 }

@@ -1,7 +1,9 @@
 #ifndef PIPEMSGD_LOG_H
 #define PIPEMSGD_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "config.h"
 
@@ -16,6 +18,9 @@
  * visually reorder a line. On stderr a line
  * starts with an RFC 3339 UTC time, unless stderr is the journal ($JOURNAL_STREAM). */
 void log_open(log_level level, log_target target);
+/* --log-target file: lines (stamped) appended to path instead of stderr; -1 if it cannot be
+ * opened (the log stays on stderr). */
+int log_open_file(log_level level, const char *path);
 void log_close(void);
 void log_set_level(log_level level);
 int log_enabled(log_level level);
@@ -27,5 +32,19 @@ void log_msg(log_level level, const char *fmt, ...)
 /* Writes in escaped (as above) into out (size > 0), cut at a whole character; returns its
  * length. */
 size_t log_escape(const char *in, char *out, size_t size);
+
+/* ---- each platform's part (log_unix.c, log_win.c) ------------------------------------------ */
+
+/* The system's log: syslog on Unix, the Event Log on Windows (under the source named by
+ * log_set_source, "pipemsgd" by default). */
+void log_system_open(void);
+void log_system_close(void);
+void log_system_write(log_level level, const char *line);
+/* Windows only: the Event Log source, the service's name; kept, not copied. */
+void log_set_source(const char *name);
+/* True when stderr is a log that stamps each line itself (systemd's journal). */
+bool log_stderr_is_journal(void);
+/* gmtime_r or its platform's equal. */
+void log_gmtime(const time_t *t, struct tm *tm);
 
 #endif

@@ -1,86 +1,74 @@
-#include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "daemon.h"
 #include "log.h"
+#include "platform.h"
 #include "service.h"
-#include "systemd.h"
 
-typedef struct daemon_state {
+/* The one service of the process, and what a reload reads again. */
+static struct {
   service *svc;
   service_config *cfg;
   int argc;
   char **argv;
-  uv_signal_t sigint, sigterm, sighup;
-} daemon_state;
+} run;
 
-static void on_signal(uv_signal_t *h, int signum) {
-  daemon_state *d = h->data;
-  log_msg(LVL_INFO, "stopping signal=%d", signum);
-  uv_close((uv_handle_t *)&d->sigint, NULL);
-  uv_close((uv_handle_t *)&d->sigterm, NULL);
-  uv_close((uv_handle_t *)&d->sighup, NULL);
-  /* Closing the watcher restored the default action, which would kill the service while it
-   * takes the tunnel down. */
-  signal(SIGHUP, SIG_IGN);
-  service_stop(d->svc);
+void pipemsgd_stop(const char *why) {
+  log_msg(LVL_INFO, "stopping %s", why);
+  daemon_unwatch();
+  service_stop(run.svc);
 }
 
-/* SIGHUP's default action would end the service and leave its socket files behind. */
-static void on_sighup(uv_signal_t *h, int signum) {
-  daemon_state *d = h->data;
-  (void)signum;
+void pipemsgd_reload(void) {
   log_msg(LVL_INFO, "SIGHUP: reloading the configuration");
-  if (config_reload(d->argc, d->argv, d->cfg) > 0)
-    service_reconfigure(d->svc, d->cfg);
+  if (config_reload(run.argc, run.argv, run.cfg) > 0)
+    service_reconfigure(run.svc, run.cfg);
 }
 
-int main(int argc, char **argv) {
-  service_config cfg;
-  daemon_state d;
+int pipemsgd_run(int argc, char **argv, service_config *cfg) {
   uv_loop_t *loop = uv_default_loop();
   int rc = 0;
 
-  switch (config_load(argc, argv, &cfg)) {
-  case CONFIG_EXIT_OK:
-    config_free(&cfg);
-    return 0;
-  case CONFIG_EXIT_USAGE:
-    config_free(&cfg);
-    return 2;
-  case CONFIG_RUN:
-    break;
+  run.cfg = cfg;
+  run.argc = argc;
+  run.argv = argv;
+  daemon_prepare();
+  if (cfg->log_target == LOG_TO_FILE) {
+    if (log_open_file(cfg->log_level, cfg->log_file) < 0) {
+      fprintf(stderr, "pipemsgd: cannot open log file %s\n", cfg->log_file);
+      return 1;
+    }
+  } else {
+    log_open(cfg->log_level, cfg->log_target);
   }
-  signal(SIGPIPE, SIG_IGN);
-  /* Until the loop watches for it, a SIGHUP must not kill a half-started service. */
-  signal(SIGHUP, SIG_IGN);
-  log_open(cfg.log_level, cfg.log_target);
-  if (cfg.data_dir != NULL && mkdir(cfg.data_dir, 0750) < 0 && errno != EEXIST) {
-    log_msg(LVL_ERROR, "cannot create data dir '%s': %s", cfg.data_dir, strerror(errno));
+  if (config_data_dir(cfg) != NULL && platform_make_data_dir(cfg->data_dir) < 0)
     rc = 1;
-  }
-  if (rc == 0 && service_start(loop, &cfg, &d.svc) < 0)
+  if (rc == 0 && service_start(loop, cfg, &run.svc) < 0)
     rc = 1;
-  if (rc == 0) {
-    d.cfg = &cfg;
-    d.argc = argc;
-    d.argv = argv;
-    uv_signal_init(loop, &d.sigint);
-    uv_signal_init(loop, &d.sigterm);
-    uv_signal_init(loop, &d.sighup);
-    d.sigint.data = d.sigterm.data = d.sighup.data = &d;
-    uv_signal_start(&d.sigint, on_signal, SIGINT);
-    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
-    uv_signal_start(&d.sighup, on_sighup, SIGHUP);
-    systemd_notify_ready();
+  if (rc == 0 && daemon_watch(loop) < 0) {
+    log_msg(LVL_ERROR, "cannot watch for stop requests");
+    service_stop(run.svc);
+    rc = 1;
   }
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
   if (rc == 0)
     log_msg(LVL_INFO, "stopped");
   log_close();
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  service_config cfg;
+  config_result what = config_load(argc, argv, &cfg);
+  int rc;
+  if (what == CONFIG_EXIT_OK)
+    rc = 0;
+  else if (what == CONFIG_EXIT_USAGE)
+    rc = 2;
+  else
+    rc = daemon_main(argc, argv, &cfg, what);
   config_free(&cfg);
   return rc;
 }

@@ -1,29 +1,17 @@
-#include <errno.h>
-#include <fcntl.h>
-#include <grp.h>
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "access.h"
 #include "contract.h"
 #include "log.h"
+#include "platform.h"
 #include "service.h"
 #include "settings.h"
-#include "systemd.h"
 
 /* Room for a Location: StartVpn's, which the contract (schema/contract.toml) bounds at 64. */
 #define LOCATION_MAX 64
-/* --names-file: the runtime directory made for random names (others may pass, not list), and
- * the names file (readable by the socket group). */
-#define HIDDEN_DIR_MODE 0711
-#define NAMES_FILE_MODE 0640
 
 static const char *const state_names[VPN_STATE_MAX] = {
     [VPN_DISCONNECTED] = "Disconnected",
@@ -47,7 +35,7 @@ struct service {
   uv_timer_t traffic_timer;
   int open_parts; /* command server, event server, backend, timer: freed when all closed */
   int command_fd, event_fd; /* passed by socket activation, else -1 */
-  char command_name[64], event_name[64]; /* random names for --names-file */
+  char command_name[64], event_name[64]; /* random names (--names-file, --names-registry) */
   vpn_state state;
   char location[LOCATION_MAX + 1];
   settings settings;
@@ -138,7 +126,7 @@ static void on_backend_done(backend *b, backend_op op, int status, const char *m
 /* ---- commands --------------------------------------------------------------------------- */
 
 static int save_settings(service *svc) {
-  if (settings_save(&svc->settings, svc->cfg.data_dir) == 0)
+  if (settings_save(&svc->settings, config_data_dir(&svc->cfg)) == 0)
     return 0;
   log_msg(LVL_ERROR, "cannot save settings in %s", svc->cfg.data_dir);
   return -1;
@@ -481,29 +469,11 @@ static void on_command(pm_command_call *call, void *data) {
   json_decref(params);
 }
 
-#if defined(__GLIBC__)
-/* Free heap past which a finished command gives memory back. */
-#define TRIM_FREE_BYTES (4u << 20)
-/* Allocations from this size on are mapped on their own. */
-#define MMAP_THRESHOLD_BYTES (1 << 20)
-
-/* A large request leaves its frame and what decoding it took as free heap, which glibc keeps.
- * Give it back as the connection ends, so the service is back near its baseline at once. */
-static void trim_free_heap(void) {
-#if __GLIBC__ > 2 || __GLIBC_MINOR__ >= 33
-  if (mallinfo2().fordblks > TRIM_FREE_BYTES)
-#endif
-    malloc_trim(0);
-}
-#endif
-
 static void on_command_log(const pm_command_log *e, void *data) {
   service *svc = data;
   command_stats *c = &svc->cstats;
   char reason[121];
-#if defined(__GLIBC__)
-  trim_free_heap();
-#endif
+  platform_heap_trim_if_large();
   c->connections++;
   if (e->result == NULL)
     c->no_request++;
@@ -534,12 +504,8 @@ static void on_event_log(const pm_event_log *e, void *data) {
                 (strcmp(e->what, "detached") == 0 && event_end_normal(e));
   char reason[121];
   (void)data;
-#if defined(__GLIBC__)
-  /* A session may have held large events in flight; give what it freed back to the system,
-   * so a long-running service returns to its baseline (sessions end rarely). */
   if (strcmp(e->what, "detached") == 0)
-    malloc_trim(0);
-#endif
+    platform_heap_trim();
   /* authorize() said why already: one refusal, one line. */
   if (strcmp(e->what, "refused") == 0)
     return;
@@ -583,7 +549,7 @@ static int start_pipes(service *svc) {
 
   if (config_socket_gid(cfg, &gid) < 0)
     return PM_EINVAL;
-  if (cfg->data_dir != NULL) {
+  if (config_data_dir(cfg) != NULL) {
     char path[4096];
     snprintf(path, sizeof(path), "%s/events.db", cfg->data_dir);
     rc = pm_event_store_open(path, &svc->store);
@@ -605,6 +571,7 @@ static int start_pipes(service *svc) {
   eopts.service_name = "pipemsgd " PM_VERSION;
   eopts.socket_mode = cfg->socket_mode;
   eopts.socket_gid = gid;
+  eopts.pipe_sddl = cfg->pipe_sddl;
   eopts.listen_fd = svc->event_fd;
   eopts.authorize = authorize;
   eopts.store = svc->store;
@@ -632,6 +599,7 @@ static int start_pipes(service *svc) {
   copts.handler = on_command;
   copts.socket_mode = cfg->socket_mode;
   copts.socket_gid = gid;
+  copts.pipe_sddl = cfg->pipe_sddl;
   copts.listen_fd = svc->command_fd;
   copts.authorize = authorize;
   copts.log = on_command_log;
@@ -650,7 +618,8 @@ static int start_pipes(service *svc) {
   return 0;
 }
 
-/* --names-file: random pipe names, so that only who can read FILE finds the pipes. */
+/* --names-file, --names-registry: random pipe names, so that only who can read where they are
+ * published finds the pipes. */
 static int pick_names(service *svc) {
   unsigned char r[8];
   char hex[17];
@@ -665,83 +634,12 @@ static int pick_names(service *svc) {
   return 0;
 }
 
-/* With random names, the runtime directory is created 0711: others may still reach a socket
- * by its name, but not list the names. That keeps them out of listings, no more: every user
- * can read bound socket paths in /proc/net/unix, so access never rests on the names. One that
- * exists already is left as it is, with a warning if others can list it. */
-static int prepare_hidden_dir(void) {
-  char dir[PM_PIPE_PATH_MAX + 1];
-  struct stat st;
-  int fd, rc = 0;
-  if (pm_pipe_dir(dir, sizeof(dir)) < 0)
-    return -1;
-  if (mkdir(dir, HIDDEN_DIR_MODE) == 0) {
-    /* Exactly 0711 whatever the umask; through the directory we just made, not its path. */
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 || fchmod(fd, HIDDEN_DIR_MODE) < 0)
-      rc = -1;
-    if (fd >= 0)
-      close(fd);
-  } else if (errno != EEXIST) {
-    rc = -1;
-  } else if (lstat(dir, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)) != 0) {
-    log_msg(LVL_WARNING,
-            "runtime directory %s (mode %04o) lets others list the random pipe names; "
-            "make it 0711 to keep them out of listings",
-            dir, (unsigned)(st.st_mode & 07777));
-  }
-  if (rc < 0)
-    log_msg(LVL_ERROR, "cannot create runtime directory %s: %s", dir, strerror(errno));
-  return rc;
-}
-
-/* Writes the pipes' paths to FILE atomically (a reader sees the old file or the new one),
- * mode 0640 and the socket group: who may use the pipes may read it, nobody else. */
-static int write_names_file(service *svc) {
-  const char *path = svc->cfg.names_file;
-  char tmp[4096];
-  unsigned gid;
-  FILE *f = NULL;
-  int fd, ok;
-  if (config_socket_gid(&svc->cfg, &gid) < 0)
-    return -1;
-  snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
-  /* A fresh file (O_EXCL, never through a symlink someone left there), its mode set on the
-   * descriptor so the umask cannot widen or narrow it. */
-  fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, NAMES_FILE_MODE);
-  if (fd >= 0 && (fchmod(fd, NAMES_FILE_MODE) < 0 ||
-                  (gid != 0 && fchown(fd, (uid_t)-1, (gid_t)gid) < 0) ||
-                  (f = fdopen(fd, "w")) == NULL)) {
-    close(fd);
-    unlink(tmp);
-    fd = -1;
-  }
-  if (fd < 0) {
-    log_msg(LVL_ERROR, "cannot write names file %s: %s", tmp, strerror(errno));
-    return -1;
-  }
-  fprintf(f, "command-pipe = %s\nevent-pipe = %s\n", pm_command_server_path(svc->commands),
-          pm_event_server_path(svc->events));
-  ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
-  ok = fclose(f) == 0 && ok;
-  if (!ok || rename(tmp, path) < 0) {
-    unlink(tmp);
-    log_msg(LVL_ERROR, "cannot write names file %s", path);
-    return -1;
-  }
-  return 0;
-}
-
 int service_start(uv_loop_t *loop, const service_config *cfg, service **out) {
   service *svc = calloc(1, sizeof(*svc));
   int rc;
   if (svc == NULL)
     return PM_ENOMEM;
-#if defined(__GLIBC__)
-  /* Fixed, so glibc does not raise it after the first large frame: blocks this large (frames,
-   * long strings) go back to the system as soon as they are freed. */
-  mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
-#endif
+  platform_heap_setup();
   if (commands_match_contract() < 0) {
     free(svc);
     return PM_EINVAL;
@@ -749,20 +647,20 @@ int service_start(uv_loop_t *loop, const service_config *cfg, service **out) {
   svc->loop = loop;
   svc->cfg = *cfg;
   pm_time_now(svc->since);
-  if (settings_load(&svc->settings, cfg->data_dir) < 0) {
+  if (settings_load(&svc->settings, config_data_dir(cfg)) < 0) {
     log_msg(LVL_ERROR, "cannot read settings in %s", cfg->data_dir);
     settings_free(&svc->settings);
     free(svc);
     return PM_EIO;
   }
-  if (systemd_listen_fds(&svc->command_fd, &svc->event_fd) < 0) {
+  if (platform_inherited_listeners(&svc->command_fd, &svc->event_fd) < 0) {
     log_msg(LVL_ERROR, "LISTEN_FDS passes something other than sockets");
     settings_free(&svc->settings);
     free(svc);
     return PM_EINVAL;
   }
-  if (svc->command_fd < 0 && svc->event_fd < 0 && cfg->names_file != NULL &&
-      (pick_names(svc) < 0 || prepare_hidden_dir() < 0)) {
+  if (svc->command_fd < 0 && svc->event_fd < 0 && config_random_names(cfg) &&
+      (pick_names(svc) < 0 || platform_names_prepare(cfg) < 0)) {
     settings_free(&svc->settings);
     free(svc);
     return PM_EIO;
@@ -787,7 +685,9 @@ int service_start(uv_loop_t *loop, const service_config *cfg, service **out) {
   svc->traffic_timer.data = svc;
   svc->open_parts = 2;
   rc = start_pipes(svc);
-  if (rc == 0 && svc->cfg.names_file != NULL && svc->command_fd < 0 && write_names_file(svc) < 0)
+  if (rc == 0 && config_random_names(&svc->cfg) && svc->command_fd < 0 &&
+      platform_names_publish(&svc->cfg, pm_command_server_path(svc->commands),
+                             pm_event_server_path(svc->events)) < 0)
     rc = PM_EIO;
   if (rc < 0) {
     service_stop(svc);
@@ -824,8 +724,8 @@ void service_reconfigure(service *svc, const service_config *cfg) {
 
 void service_stop(service *svc) {
   svc->stopping = true;
-  if (svc->cfg.names_file != NULL && svc->command_fd < 0 && svc->commands != NULL)
-    unlink(svc->cfg.names_file);
+  if (config_random_names(&svc->cfg) && svc->command_fd < 0 && svc->commands != NULL)
+    platform_names_withdraw(&svc->cfg);
   if (svc->commands != NULL)
     pm_command_server_close(svc->commands, on_part_closed, svc);
   if (svc->events != NULL)

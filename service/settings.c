@@ -1,14 +1,17 @@
 #include <stdio.h>
-#include <unistd.h>
+
+#include <uv.h>
 
 #include "contract.h"
 #include "pipemsg/error.h"
+#include "platform.h"
 #include "settings.h"
 
 int settings_load(settings *s, const char *dir) {
   char path[4096];
   json_t *root, *v;
   json_error_t err;
+  FILE *f;
   s->kill_switch = false;
   s->reconnection = true;
   s->tunnel_up = false;
@@ -18,9 +21,11 @@ int settings_load(settings *s, const char *dir) {
   if (dir == NULL)
     return 0;
   snprintf(path, sizeof(path), "%s/settings.json", dir);
-  if (access(path, F_OK) < 0)
+  f = fopen(path, "rb");
+  if (f == NULL)
     return 0;
-  root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+  root = json_loadf(f, JSON_REJECT_DUPLICATES, &err);
+  fclose(f);
   if (root == NULL || !json_is_object(root)) {
     json_decref(root);
     return -1;
@@ -48,19 +53,19 @@ int settings_save(const settings *s, const char *dir) {
   if (dir == NULL)
     return 0;
   snprintf(path, sizeof(path), "%s/settings.json", dir);
-  snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+  snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)uv_os_getpid());
   root = json_pack("{s:b, s:b, s:O, s:b}", "KillSwitch", s->kill_switch, "ReconnectionEnabled",
                    s->reconnection, "BypassDomains", s->bypass_domains, "TunnelUp", s->tunnel_up);
-  f = root ? fopen(tmp, "w") : NULL;
+  f = root ? fopen(tmp, "wb") : NULL;
   if (f == NULL) {
     json_decref(root);
     return -1;
   }
-  ok = json_dumpf(root, f, JSON_INDENT(2)) == 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+  ok = json_dumpf(root, f, JSON_INDENT(2)) == 0 && platform_file_sync(f) == 0;
   ok = fclose(f) == 0 && ok;
   json_decref(root);
-  if (!ok || rename(tmp, path) < 0) {
-    unlink(tmp);
+  if (!ok || platform_file_replace(tmp, path) < 0) {
+    remove(tmp);
     return -1;
   }
   return 0;

@@ -465,7 +465,10 @@ static void accept_pending(pm_command_server *s) {
     return;
   }
   /* Who is asking comes first: a refused peer takes no place in the queue. */
-  if (s->opts.authorize != NULL && s->opts.authorize(&c->peer, s->opts.data) != 0) {
+  c->peer.pm__conn = &c->pipe;
+  rc = s->opts.authorize != NULL ? s->opts.authorize(&c->peer, s->opts.data) : 0;
+  c->peer.pm__conn = NULL;
+  if (rc != 0) {
     c->stranger = 1;
     refuse(c, PM_RESULT_NOT_AUTHORIZED, "peer not authorized");
     return;

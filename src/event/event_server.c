@@ -788,6 +788,7 @@ static void turn_away(session *ss, const char *what, const char *reason, const c
 static void on_connection(void *data) {
   pm_event_server *s = data;
   session *ss;
+  int refused;
   if (s->closing)
     return;
   ss = pm__calloc(1, sizeof(*ss));
@@ -809,7 +810,10 @@ static void on_connection(void *data) {
   }
   pm__pipe_peer(&ss->pipe, &ss->peer);
   /* Who is asking comes first: a stranger learns nothing, not even that a client is attached. */
-  if (s->opts.authorize != NULL && s->opts.authorize(&ss->peer, s->opts.data) != 0) {
+  ss->peer.pm__conn = &ss->pipe;
+  refused = s->opts.authorize != NULL && s->opts.authorize(&ss->peer, s->opts.data) != 0;
+  ss->peer.pm__conn = NULL;
+  if (refused) {
     ss->stranger = 1;
     turn_away(ss, "refused", PM_DISCONNECT_NOT_AUTHORIZED, "peer not authorized");
     return;

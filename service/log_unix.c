@@ -1,0 +1,31 @@
+/* The Unix part of pipemsgd's log: syslog, and whether stderr is systemd's journal. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <syslog.h>
+
+#include "log.h"
+
+static const int syslog_priorities[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+
+void log_system_open(void) { openlog("pipemsgd", LOG_PID | LOG_NDELAY, LOG_DAEMON); }
+
+void log_system_close(void) { closelog(); }
+
+void log_system_write(log_level level, const char *line) {
+  syslog(syslog_priorities[level], "%s", line);
+}
+
+/* systemd's convention (systemd.exec(5), $JOURNAL_STREAM): "DEV:INO" of the journal's stream
+ * when stderr is connected to it. The journal stamps each line itself, so ours would be
+ * doubled; stderr redirected elsewhere by a child keeps the variable but not the inode. */
+bool log_stderr_is_journal(void) {
+  const char *env = getenv("JOURNAL_STREAM");
+  unsigned long long dev, ino;
+  struct stat st;
+  if (env == NULL || sscanf(env, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &st) < 0)
+    return false;
+  return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+void log_gmtime(const time_t *t, struct tm *tm) { gmtime_r(t, tm); }
