@@ -763,6 +763,10 @@ config_result config_load(int argc, char **argv, service_config *cfg) {
     if (o->offset == ACT_INSTALL || o->offset == ACT_UNINSTALL || o->offset == ACT_SERVICE) {
       free(cfg->action_name);
       cfg->action_name = strdup(optarg);
+      /* "--install NAME" or "--install=NAME" (getopt never permutes here: a non-option
+       * argument is refused). */
+      cfg->action_argn = optarg == argv[optind - 1] ? 2 : 1;
+      cfg->action_argi = optind - cfg->action_argn;
     }
     if (o->offset == ACT_CONFIG)
       config_file = optarg;

@@ -63,6 +63,7 @@ typedef struct service_config {
   char *log_file;
   int test_commands;
   char *action_name; /* Windows: the service NAME of --install, --uninstall or --service */
+  int action_argi, action_argn; /* where that option is in argv: index, 1 or 2 arguments */
 } service_config;
 
 typedef enum {

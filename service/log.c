@@ -23,8 +23,10 @@ void log_open(log_level level, log_target target) {
   where = target;
   sink = stderr;
   stamp = !log_stderr_is_journal();
-  if (where == LOG_TO_SYSLOG || where == LOG_TO_EVENTLOG)
-    log_system_open();
+  if ((where == LOG_TO_SYSLOG || where == LOG_TO_EVENTLOG) && log_system_open() < 0) {
+    where = LOG_TO_STDERR;
+    log_msg(LVL_WARNING, "cannot open the system log: logging to stderr");
+  }
 }
 
 int log_open_file(log_level level, const char *path) {
@@ -132,7 +134,7 @@ void log_msg(log_level level, const char *fmt, ...) {
   line[n++] = '\n';
   /* One write per line, so concurrent writers to the same file do not interleave within it. */
   fwrite(line, 1, n, sink != NULL ? sink : stderr);
-  /* A file is buffered; each line must be there once logged (tests and tail -f wait for it). */
-  if (where == LOG_TO_FILE)
-    fflush(sink);
+  /* A file, and stderr redirected to one on Windows, is buffered: each line must be there once
+   * logged (tests and tail -f wait for it). */
+  fflush(sink != NULL ? sink : stderr);
 }

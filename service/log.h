@@ -37,7 +37,8 @@ size_t log_escape(const char *in, char *out, size_t size);
 
 /* The system's log: syslog on Unix, the Event Log on Windows (under the source named by
  * log_set_source, "pipemsgd" by default). */
-void log_system_open(void);
+/* 0, or -1 when the system log cannot be opened (the log then stays on stderr). */
+int log_system_open(void);
 void log_system_close(void);
 void log_system_write(log_level level, const char *line);
 /* Windows only: the Event Log source, the service's name; kept, not copied. */

@@ -8,7 +8,10 @@
 
 static const int syslog_priorities[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 
-void log_system_open(void) { openlog("pipemsgd", LOG_PID | LOG_NDELAY, LOG_DAEMON); }
+int log_system_open(void) {
+  openlog("pipemsgd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+  return 0;
+}
 
 void log_system_close(void) { closelog(); }
 

@@ -572,7 +572,7 @@ static int start_pipes(service *svc) {
   eopts.socket_mode = cfg->socket_mode;
   eopts.socket_gid = gid;
   eopts.pipe_sddl = cfg->pipe_sddl;
-  eopts.listen_fd = svc->event_fd;
+  eopts.listen_fd = svc->event_fd > 0 ? svc->event_fd : 0;
   eopts.authorize = authorize;
   eopts.store = svc->store;
   eopts.log = on_event_log;
@@ -600,7 +600,7 @@ static int start_pipes(service *svc) {
   copts.socket_mode = cfg->socket_mode;
   copts.socket_gid = gid;
   copts.pipe_sddl = cfg->pipe_sddl;
-  copts.listen_fd = svc->command_fd;
+  copts.listen_fd = svc->command_fd > 0 ? svc->command_fd : 0;
   copts.authorize = authorize;
   copts.log = on_command_log;
   copts.data = svc;

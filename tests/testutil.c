@@ -284,33 +284,6 @@ long pm_test_decode_peak_kb(const void *buf, size_t len, int *rc) {
   return result[1];
 }
 
-const char *pm_test_service_log(const pm_test_service *svc) {
-  /* The whole log, however long: a test polling GetState writes a line per call, and a line
-   * past a fixed buffer would never be found. */
-  static char *buf;
-  static size_t cap;
-  FILE *f = fopen(svc->log_path, "r");
-  size_t n = 0, got;
-  if (buf == NULL) {
-    cap = 65536;
-    buf = malloc(cap);
-    assert_non_null(buf);
-  }
-  if (f != NULL) {
-    while ((got = fread(buf + n, 1, cap - 1 - n, f)) > 0) {
-      n += got;
-      if (n == cap - 1) {
-        cap *= 2;
-        buf = realloc(buf, cap);
-        assert_non_null(buf);
-      }
-    }
-    fclose(f);
-  }
-  buf[n] = '\0';
-  return buf;
-}
-
 int pm_test_bind(const char *path, int backlog) {
   struct sockaddr_un sa;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -323,17 +296,6 @@ int pm_test_bind(const char *path, int backlog) {
   if (backlog > 0)
     assert_int_equal(0, listen(fd, backlog));
   return fd;
-}
-
-void pm_test_await_log(const pm_test_service *svc, const char *text) {
-  uint64_t deadline = pm_test_now_ms() + 10000;
-  while (strstr(pm_test_service_log(svc), text) == NULL) {
-    if (pm_test_now_ms() >= deadline) {
-      print_error("no '%s' in the log:\n%s\n", text, pm_test_service_log(svc));
-      fail();
-    }
-    uv_sleep(10);
-  }
 }
 
 int pm_test_connect(const char *path) {
@@ -403,39 +365,6 @@ long pm_test_wait_eof(int fd, int timeout_ms) {
     if (n > 0)
       return -1;
   }
-}
-
-int64_t pm_test_stat(const char *pipe, const char *group, const char *name) {
-  json_t *data = NULL, *v;
-  int64_t n;
-  assert_string_equal("Ok", pm_test_call(pipe, "GetStats", NULL, &data));
-  v = json_object_get(json_object_get(data, group), name);
-  assert_non_null(v);
-  n = json_is_boolean(v) ? json_is_true(v) : json_integer_value(v);
-  json_decref(data);
-  return n;
-}
-
-const char *pm_test_call(const char *pipe, const char *command, json_t *params, json_t **data) {
-  static char result[64];
-  pm_msg *req = NULL, *resp = NULL;
-  const char *r = NULL;
-  int rc;
-  assert_pm(0, pm_request_new(command, 1, params, &req));
-  rc = pm_command_client_call(pipe, NULL, req, PM_ENC_JSON, &resp);
-  pm_msg_free(req);
-  if (rc < 0) {
-    snprintf(result, sizeof(result), "%s", pm_client_result(rc));
-    return result;
-  }
-  assert_pm(0, pm_msg_get_string(resp, "Result", &r));
-  snprintf(result, sizeof(result), "%s", r);
-  if (data != NULL) {
-    *data = json_object_get(pm_msg_fields(resp), "Data");
-    json_incref(*data);
-  }
-  pm_msg_free(resp);
-  return result;
 }
 
 /* Reads all of fd into a static-size buffer. */

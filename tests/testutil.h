@@ -73,6 +73,7 @@ int pm_test_pipe_exists(const char *path);
 /* A pipemsgd child process on private pipes in its own temporary directory. */
 typedef struct pm_test_service {
   pid_t pid;
+  void *process; /* Windows: the process handle (pid alone could be reused); Unix: unused */
   char dir[64];
   char command_pipe[128];
   char event_pipe[128];
@@ -80,11 +81,15 @@ typedef struct pm_test_service {
 } pm_test_service;
 
 /* Starts build/bin/pipemsgd with -c/-e in a new directory plus extra args (NULL-terminated),
- * and returns once it reports READY=1 on NOTIFY_SOCKET. Fails the test otherwise. */
+ * and returns once it reports READY=1 on NOTIFY_SOCKET (Windows: once its log says it is
+ * listening or its command pipe is there; its data dir is memory unless extra args name one).
+ * Fails the test otherwise. */
 void pm_test_service_start(pm_test_service *svc, const char *const *extra_args);
 /* Starts pipemsgd again on the same pipes and directory (after a stop or a kill). */
 void pm_test_service_restart(pm_test_service *svc, const char *const *extra_args);
-/* SIGTERM, wait; returns the exit status (or 128+signal). Leaves the directory. */
+/* SIGTERM (Windows: Ctrl-Break to its process group), wait; returns the exit status (or
+ * 128+signal). Windows without a console to send Ctrl-Break on (wine): ended with
+ * TerminateProcess, -1. Leaves the directory. */
 int pm_test_service_stop(pm_test_service *svc);
 /* Stop (if running) and remove the directory. */
 void pm_test_service_cleanup(pm_test_service *svc);

@@ -1,5 +1,6 @@
-/* The test helpers that need no socket, process or /proc (pm_testutil_core): built for every
- * platform and linked into every test program. */
+/* The test helpers that need no socket, process or /proc of their own (pm_testutil_core):
+ * built for every platform and linked into every test program. A service's log and calls to
+ * it through the library client are here too: they are the same everywhere. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,4 +83,77 @@ void pm_test_decode_oom_loop(const char *text) {
   }
   assert_pm(0, rc);
   assert_true(n > 2);
+}
+
+/* ---- a service's log and calls to it, the same on every platform ---------------------- */
+
+const char *pm_test_service_log(const pm_test_service *svc) {
+  /* The whole log, however long: a test polling GetState writes a line per call, and a line
+   * past a fixed buffer would never be found. */
+  static char *buf;
+  static size_t cap;
+  FILE *f = fopen(svc->log_path, "r");
+  size_t n = 0, got;
+  if (buf == NULL) {
+    cap = 65536;
+    buf = malloc(cap);
+    assert_non_null(buf);
+  }
+  if (f != NULL) {
+    while ((got = fread(buf + n, 1, cap - 1 - n, f)) > 0) {
+      n += got;
+      if (n == cap - 1) {
+        cap *= 2;
+        buf = realloc(buf, cap);
+        assert_non_null(buf);
+      }
+    }
+    fclose(f);
+  }
+  buf[n] = '\0';
+  return buf;
+}
+
+void pm_test_await_log(const pm_test_service *svc, const char *text) {
+  uint64_t deadline = pm_test_now_ms() + 10000;
+  while (strstr(pm_test_service_log(svc), text) == NULL) {
+    if (pm_test_now_ms() >= deadline) {
+      print_error("no '%s' in the log:\n%s\n", text, pm_test_service_log(svc));
+      fail();
+    }
+    uv_sleep(10);
+  }
+}
+
+int64_t pm_test_stat(const char *pipe, const char *group, const char *name) {
+  json_t *data = NULL, *v;
+  int64_t n;
+  assert_string_equal("Ok", pm_test_call(pipe, "GetStats", NULL, &data));
+  v = json_object_get(json_object_get(data, group), name);
+  assert_non_null(v);
+  n = json_is_boolean(v) ? json_is_true(v) : json_integer_value(v);
+  json_decref(data);
+  return n;
+}
+
+const char *pm_test_call(const char *pipe, const char *command, json_t *params, json_t **data) {
+  static char result[64];
+  pm_msg *req = NULL, *resp = NULL;
+  const char *r = NULL;
+  int rc;
+  assert_pm(0, pm_request_new(command, 1, params, &req));
+  rc = pm_command_client_call(pipe, NULL, req, PM_ENC_JSON, &resp);
+  pm_msg_free(req);
+  if (rc < 0) {
+    snprintf(result, sizeof(result), "%s", pm_client_result(rc));
+    return result;
+  }
+  assert_pm(0, pm_msg_get_string(resp, "Result", &r));
+  snprintf(result, sizeof(result), "%s", r);
+  if (data != NULL) {
+    *data = json_object_get(pm_msg_fields(resp), "Data");
+    json_incref(*data);
+  }
+  pm_msg_free(resp);
+  return result;
 }

@@ -1,12 +1,13 @@
 /* The Windows side of the helpers of testutil.h that the portable tests use and that rest on
  * platform facilities: the RSS checks (/proc, fork on Linux), temporary directories and raw
- * pipe I/O. pipemsgd and its helpers are not built for Windows yet (docs/windows.md). */
+ * pipe I/O, and a pipemsgd child process. */
 #include <winsock2.h>
 #include <windows.h>
 #include <io.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wchar.h>
 
 #include "testutil.h"
 
@@ -33,8 +34,14 @@ void pm_test_dir_new(char *dir, size_t size) {
   char tmp[MAX_PATH + 1];
   DWORD len = GetTempPathA(sizeof(tmp), tmp);
   assert_true(len > 0 && len < sizeof(tmp));
-  snprintf(dir, size, "%spmtest.%lu.%d", tmp, (unsigned long)GetCurrentProcessId(), ++n);
-  assert_true(CreateDirectoryA(dir, NULL));
+  /* wine reuses small pids: a directory an earlier, failed run left is skipped, not reused. */
+  do
+    snprintf(dir, size, "%spmtest.%lu.%d", tmp, (unsigned long)GetCurrentProcessId(), ++n);
+  while (!CreateDirectoryA(dir, NULL) && GetLastError() == ERROR_ALREADY_EXISTS);
+  {
+    DWORD attrs = GetFileAttributesA(dir);
+    assert_true(attrs != INVALID_FILE_ATTRIBUTES && (attrs & FILE_ATTRIBUTE_DIRECTORY));
+  }
 }
 
 void pm_test_dir_remove(const char *dir) {
@@ -174,4 +181,158 @@ long pm_test_wait_eof(int fd, int timeout_ms) {
   char c;
   long n = pipe_io(fd, 0, &c, 1, (DWORD)timeout_ms);
   return n == 0 ? (long)(pm_test_now_ms() - start) : -1;
+}
+
+/* ---- a pipemsgd child ------------------------------------------------------------------------
+ * As testutil.c does on Unix, with what Windows has: the service is started with CreateProcessW
+ * in a process group of its own (so that a Ctrl-Break reaches it alone), its stderr appended to
+ * its log file; it serves once its log says "listening" (there is no sd_notify here). */
+
+/* How long a service may take to start, and to stop on Ctrl-Break: a slow machine under wine's
+ * worst case, not a rule. */
+#define READY_TIMEOUT_MS 60000
+#define STOP_TIMEOUT_MS 20000
+
+/* Appends arg to a command line as CommandLineToArgvW (and the CRT) read it back. */
+static void append_arg(wchar_t *line, size_t size, const char *arg) {
+  size_t n = wcslen(line);
+  wchar_t wide[1024];
+  assert_true(MultiByteToWideChar(CP_UTF8, 0, arg, -1, wide, 1024) > 0);
+  if (n > 0)
+    line[n++] = L' ';
+  line[n++] = L'"';
+  for (const wchar_t *p = wide; *p; p++) {
+    size_t slashes = 0;
+    while (*p == L'\\') {
+      slashes++;
+      p++;
+    }
+    if (*p == L'\0') {
+      for (size_t i = 0; i < 2 * slashes; i++)
+        line[n++] = L'\\';
+      break;
+    }
+    for (size_t i = 0; i < (*p == L'"' ? 2 * slashes + 1 : slashes); i++)
+      line[n++] = L'\\';
+    line[n++] = *p;
+    assert_true(n + 4 < size);
+  }
+  line[n++] = L'"';
+  line[n] = L'\0';
+}
+
+static HANDLE spawn(const char *const *argv, HANDLE err, DWORD flags) {
+  static wchar_t line[32768];
+  STARTUPINFOW si;
+  PROCESS_INFORMATION pi;
+  line[0] = L'\0';
+  for (int i = 0; argv[i] != NULL; i++)
+    append_arg(line, sizeof(line) / sizeof(line[0]), argv[i]);
+  memset(&si, 0, sizeof(si));
+  si.cb = sizeof(si);
+  si.dwFlags = STARTF_USESTDHANDLES;
+  si.hStdInput = GetStdHandle(STD_INPUT_HANDLE);
+  si.hStdOutput = err;
+  si.hStdError = err;
+  if (!CreateProcessW(NULL, line, NULL, NULL, TRUE, flags, NULL, NULL, &si, &pi))
+    return NULL;
+  CloseHandle(pi.hThread);
+  return pi.hProcess;
+}
+
+void pm_test_service_start(pm_test_service *svc, const char *const *extra_args) {
+  memset(svc, 0, sizeof(*svc));
+  pm_test_dir_new(svc->dir, sizeof(svc->dir));
+  pm_test_pipe_path(svc->dir, "cmd", svc->command_pipe, sizeof(svc->command_pipe));
+  pm_test_pipe_path(svc->dir, "evt", svc->event_pipe, sizeof(svc->event_pipe));
+  snprintf(svc->log_path, sizeof(svc->log_path), "%s\\log", svc->dir);
+  pm_test_service_restart(svc, extra_args);
+}
+
+void pm_test_service_restart(pm_test_service *svc, const char *const *extra_args) {
+  SECURITY_ATTRIBUTES sa = {sizeof(sa), NULL, TRUE};
+  const char *argv[64];
+  HANDLE log;
+  DWORD code;
+  uint64_t deadline;
+  int n = 0;
+
+  assert_null(svc->process);
+  argv[n++] = PM_BIN_DIR "/pipemsgd.exe";
+  argv[n++] = "-c";
+  argv[n++] = svc->command_pipe;
+  argv[n++] = "-e";
+  argv[n++] = svc->event_pipe;
+  /* In memory, as on Unix, never in %ProgramData%; a --data-dir among extra_args wins. */
+  argv[n++] = "--data-dir=";
+  for (int i = 0; extra_args != NULL && extra_args[i] != NULL && n < 62; i++)
+    argv[n++] = extra_args[i];
+  argv[n] = NULL;
+
+  log = CreateFileA(svc->log_path, FILE_APPEND_DATA, FILE_SHARE_READ | FILE_SHARE_WRITE |
+                    FILE_SHARE_DELETE, &sa, OPEN_ALWAYS, FILE_ATTRIBUTE_NORMAL, NULL);
+  assert_true(log != INVALID_HANDLE_VALUE);
+  svc->process = spawn(argv, log, CREATE_NEW_PROCESS_GROUP);
+  CloseHandle(log);
+  assert_non_null(svc->process);
+  svc->pid = (pid_t)GetProcessId(svc->process);
+
+  deadline = pm_test_now_ms() + READY_TIMEOUT_MS;
+  /* Serving once its log says so, or (logging elsewhere) once its command pipe is there: the
+   * service binds it last. */
+  while (strstr(pm_test_service_log(svc), "info: listening ") == NULL &&
+         !pm_test_pipe_exists(svc->command_pipe)) {
+    if (!GetExitCodeProcess(svc->process, &code) || code != STILL_ACTIVE ||
+        pm_test_now_ms() >= deadline) {
+      print_error("pipemsgd did not start serving; log:\n%s\n", pm_test_service_log(svc));
+      fail();
+    }
+    Sleep(10);
+  }
+}
+
+/* Waits for the process to end, at most ms: its exit status, or -1 if it still runs. */
+static int wait_exit(HANDLE process, DWORD ms) {
+  DWORD code;
+  if (WaitForSingleObject(process, ms) != WAIT_OBJECT_0 || !GetExitCodeProcess(process, &code))
+    return -1;
+  return (int)code;
+}
+
+int pm_test_service_stop(pm_test_service *svc) {
+  int status;
+  if (svc->process == NULL)
+    return -1;
+  /* Ctrl-Break goes to a process group; the service's is its own (CREATE_NEW_PROCESS_GROUP).
+   * Without a console to send it on (wine runs the tests without one), it is ended instead. */
+  if (!GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, (DWORD)svc->pid)) {
+    TerminateProcess(svc->process, 1);
+    WaitForSingleObject(svc->process, INFINITE);
+    CloseHandle(svc->process);
+    svc->process = NULL;
+    svc->pid = 0;
+    return -1;
+  }
+  status = wait_exit(svc->process, (DWORD)pm_test_margin_ms(STOP_TIMEOUT_MS));
+  if (status < 0) {
+    TerminateProcess(svc->process, 1);
+    WaitForSingleObject(svc->process, INFINITE);
+    CloseHandle(svc->process);
+    svc->process = NULL;
+    svc->pid = 0;
+    print_error("pipemsgd did not stop within %d ms of Ctrl-Break; log:\n%s\n", STOP_TIMEOUT_MS,
+                pm_test_service_log(svc));
+    fail();
+  }
+  CloseHandle(svc->process);
+  svc->process = NULL;
+  svc->pid = 0;
+  return status;
+}
+
+void pm_test_service_cleanup(pm_test_service *svc) {
+  if (svc->process != NULL)
+    pm_test_service_stop(svc);
+  pm_test_dir_remove(svc->dir);
+  svc->dir[0] = '\0';
 }

@@ -1,0 +1,551 @@
+/* pipemsgd.exe on Windows (docs/windows.md): it serves commands and events over named pipes,
+ * refuses a second instance on the same names, stops cleanly on Ctrl-Break and Ctrl-C, writes
+ * and removes its names in the registry, registers itself with the service control manager,
+ * logs to the Event Log, resolves --allow-user/--allow-group, prints its configuration.
+ * What wine does not implement is skipped under wine with the reason; it runs on a real
+ * Windows. */
+#include <winsock2.h>
+#include <windows.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "testutil.h"
+
+#define PIPEMSGD PM_BIN_DIR "/pipemsgd.exe"
+/* How long a one-shot pipemsgd.exe (--help, --install, a refused start) may take under wine,
+ * which starts a program in a few hundred ms on a quiet machine: a slow machine's worst case. */
+#define RUN_TIMEOUT_MS 60000
+/* How long a started service may take to stop on a control event or an SCM stop. */
+#define STOP_TIMEOUT_MS 20000
+
+/* Runs pipemsgd.exe with args (NULL-terminated), stdout and stderr into one static buffer;
+ * returns its exit status. Arguments are quoted; none of the tests' has a quote in it. */
+static int run(const char *const *args, const char **output) {
+  static char out[65536];
+  SECURITY_ATTRIBUTES sa = {sizeof(sa), NULL, TRUE};
+  char line[8192], tmp[MAX_PATH + 1], path[MAX_PATH + 32];
+  STARTUPINFOA si;
+  PROCESS_INFORMATION pi;
+  HANDLE file;
+  DWORD code = 0, got = 0;
+  size_t n = (size_t)snprintf(line, sizeof(line), "\"%s\"", PIPEMSGD);
+  for (int i = 0; args[i] != NULL; i++) {
+    assert_null(strchr(args[i], '"'));
+    n += (size_t)snprintf(line + n, sizeof(line) - n, " \"%s\"", args[i]);
+  }
+  assert_true(n < sizeof(line));
+  GetTempPathA(sizeof(tmp), tmp);
+  snprintf(path, sizeof(path), "%spmtest-run-%lu.txt", tmp, (unsigned long)GetCurrentProcessId());
+  file = CreateFileA(path, GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE, &sa,
+                     CREATE_ALWAYS, FILE_ATTRIBUTE_NORMAL, NULL);
+  assert_true(file != INVALID_HANDLE_VALUE);
+  memset(&si, 0, sizeof(si));
+  si.cb = sizeof(si);
+  si.dwFlags = STARTF_USESTDHANDLES;
+  si.hStdInput = GetStdHandle(STD_INPUT_HANDLE);
+  si.hStdOutput = si.hStdError = file;
+  assert_true(CreateProcessA(NULL, line, NULL, NULL, TRUE, 0, NULL, NULL, &si, &pi));
+  CloseHandle(pi.hThread);
+  assert_int_equal(WAIT_OBJECT_0, WaitForSingleObject(pi.hProcess, RUN_TIMEOUT_MS));
+  assert_true(GetExitCodeProcess(pi.hProcess, &code));
+  CloseHandle(pi.hProcess);
+  SetFilePointer(file, 0, NULL, FILE_BEGIN);
+  ReadFile(file, out, sizeof(out) - 1, &got, NULL);
+  out[got] = '\0';
+  CloseHandle(file);
+  DeleteFileA(path);
+  /* The CRT writes text mode: CRLF line ends, compared here as LF. */
+  {
+    char *w = out;
+    for (const char *r = out; *r; r++)
+      if (!(r[0] == '\r' && r[1] == '\n'))
+        *w++ = *r;
+    *w = '\0';
+  }
+  *output = out;
+  return (int)code;
+}
+
+static void assert_contains(const char *text, const char *part) {
+  if (strstr(text, part) == NULL) {
+    print_error("no '%s' in:\n%s\n", part, text);
+    fail();
+  }
+}
+
+/* The library client against pipemsgd.exe: commands, the sim backend, events. */
+static void serves_commands_and_events(void **state) {
+  pm_test_service svc;
+  const char *args[] = {"--connect-delay-ms", "50", "--test-commands", NULL};
+  json_t *data = NULL;
+  pm_msg *m;
+  int fd;
+  (void)state;
+  pm_test_service_start(&svc, args);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, &data));
+  assert_string_equal("Disconnected", json_string_value(json_object_get(data, "State")));
+  json_decref(data);
+
+  fd = pm_test_event_attach(svc.event_pipe, NULL, 20000, NULL);
+  assert_true(fd >= 0);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
+                                         json_pack("{s:s}", "Location", "fr"), NULL));
+  /* Connecting, then Connected after the sim backend's delay. */
+  for (const char *want = "Connecting";;) {
+    m = pm_test_next_event(fd, 20000);
+    assert_non_null(m);
+    pm_test_assert_kind(m, "Event");
+    if (strcmp(json_string_value(json_object_get(pm_msg_fields(m), "Type")), "StateChanged") == 0) {
+      json_t *d = json_object_get(pm_msg_fields(m), "Data");
+      assert_string_equal(want, json_string_value(json_object_get(d, "State")));
+      pm_test_confirm(fd, pm_test_int_field(m, "Id"));
+      pm_msg_free(m);
+      if (strcmp(want, "Connected") == 0)
+        break;
+      want = "Connected";
+      continue;
+    }
+    pm_test_confirm(fd, pm_test_int_field(m, "Id"));
+    pm_msg_free(m);
+  }
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, &data));
+  assert_string_equal("Connected", json_string_value(json_object_get(data, "State")));
+  assert_string_equal("fr", json_string_value(json_object_get(data, "Location")));
+  json_decref(data);
+  close(fd);
+  pm_test_service_cleanup(&svc);
+}
+
+/* A second service on the same names: "in use by a live service", exit status 1. */
+static void second_instance_refused(void **state) {
+  pm_test_service svc;
+  const char *out;
+  (void)state;
+  if (pm_test_under_wine()) {
+    pm_test_skip("wine does not enforce FILE_FLAG_FIRST_PIPE_INSTANCE: a second server binds "
+                 "the same name");
+    return;
+  }
+  pm_test_service_start(&svc, NULL);
+  {
+    const char *args[] = {"-c", svc.command_pipe, "-e", svc.event_pipe, "--data-dir=", NULL};
+    assert_int_equal(1, run(args, &out));
+  }
+  assert_contains(out, "in use by a live service");
+  pm_test_service_cleanup(&svc);
+}
+
+/* Why console control events cannot be sent from here, or NULL when they can. */
+static const char *no_console(void) {
+  DWORD mode;
+  if (GetConsoleMode(GetStdHandle(STD_INPUT_HANDLE), &mode) ||
+      GetConsoleMode(GetStdHandle(STD_OUTPUT_HANDLE), &mode))
+    return NULL;
+  if (pm_test_under_wine())
+    return "wine runs the tests without a console, and its AttachConsole and "
+           "GenerateConsoleCtrlEvent fail without one (the SCM's stop is proven in "
+           "install_uninstall)";
+  return "this test runs without a console";
+}
+
+/* In a console, Ctrl-Break (to its own process group) and Ctrl-C stop it cleanly, taking a
+ * connected tunnel down first. A group made with CREATE_NEW_PROCESS_GROUP starts with Ctrl-C
+ * ignored (CreateProcess documents it) and a program cannot know to turn it back on, so the
+ * Ctrl-C goes to group 0, every process on the console, this test included, which ignores it
+ * meanwhile. */
+static void console_ctrl_stops(void **state) {
+  pm_test_service svc;
+  const char *args[] = {"--connect-delay-ms", "50", NULL};
+  const char *why = no_console();
+  DWORD code;
+  (void)state;
+  if (why != NULL) {
+    pm_test_skip("%s", why);
+    return;
+  }
+  pm_test_service_start(&svc, args);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn", NULL, NULL));
+  pm_test_await_log(&svc, "vpn state=Connected");
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  assert_contains(pm_test_service_log(&svc), "info: stopping signal=21");
+  assert_contains(pm_test_service_log(&svc), "stopping: tunnel down");
+  assert_contains(pm_test_service_log(&svc), "info: stopped");
+
+  pm_test_service_restart(&svc, args);
+  SetConsoleCtrlHandler(NULL, TRUE);
+  assert_true(GenerateConsoleCtrlEvent(CTRL_C_EVENT, 0));
+  code = WaitForSingleObject(svc.process, STOP_TIMEOUT_MS);
+  SetConsoleCtrlHandler(NULL, FALSE);
+  assert_int_equal(WAIT_OBJECT_0, code);
+  assert_true(GetExitCodeProcess(svc.process, &code));
+  assert_int_equal(0, code);
+  CloseHandle(svc.process);
+  svc.process = NULL;
+  assert_contains(pm_test_service_log(&svc), "info: stopping signal=2\n");
+  pm_test_service_cleanup(&svc);
+}
+
+/* A REG_SZ value of key, or NULL when missing (static buffer). */
+static const char *reg_value(HKEY root, const char *key, const char *name) {
+  static char buf[512];
+  DWORD size = sizeof(buf) - 1;
+  if (RegGetValueA(root, key, name, RRF_RT_REG_SZ, NULL, buf, &size) != ERROR_SUCCESS)
+    return NULL;
+  return buf;
+}
+
+/* --names-registry: random names, both values written while it serves (and they work),
+ * removed at a clean stop. */
+static void names_registry(void **state) {
+  pm_test_service svc;
+  char key[128], arg[160], command[256];
+  const char *args[] = {arg, NULL}, *v;
+  json_t *data = NULL;
+  (void)state;
+  snprintf(key, sizeof(key), "Software\\pipemsg-test-%lu", (unsigned long)GetCurrentProcessId());
+  snprintf(arg, sizeof(arg), "--names-registry=HKCU\\%s", key);
+  pm_test_service_start(&svc, args);
+  v = reg_value(HKEY_CURRENT_USER, key, "CommandPipe");
+  assert_non_null(v);
+  assert_int_equal(0, strncmp(v, "\\\\.\\pipe\\pipemsg-", 17));
+  snprintf(command, sizeof(command), "%s", v);
+  assert_non_null(strstr(command, "-command"));
+  v = reg_value(HKEY_CURRENT_USER, key, "EventPipe");
+  assert_non_null(v);
+  assert_int_equal(0, strncmp(v, command, strlen(command) - strlen("command")));
+  assert_non_null(strstr(v, "-event"));
+  /* The -c name was replaced by the random one. */
+  assert_string_equal("Ok", pm_test_call(command, "GetState", NULL, &data));
+  json_decref(data);
+  /* Removed at a clean stop (without a console, the SCM test checks it). */
+  if (pm_test_service_stop(&svc) == 0) {
+    assert_null(reg_value(HKEY_CURRENT_USER, key, "CommandPipe"));
+    assert_null(reg_value(HKEY_CURRENT_USER, key, "EventPipe"));
+  }
+  RegDeleteKeyValueA(HKEY_CURRENT_USER, key, "CommandPipe");
+  RegDeleteKeyValueA(HKEY_CURRENT_USER, key, "EventPipe");
+  RegDeleteKeyA(HKEY_CURRENT_USER, key);
+  pm_test_service_cleanup(&svc);
+}
+
+/* A bad KEY is a usage error naming the accepted roots. */
+static void names_registry_bad_key(void **state) {
+  const char *out;
+  const char *args[] = {"--names-registry", "HKCR\\Software\\x", NULL};
+  const char *bare[] = {"--names-registry", "HKLM", NULL};
+  (void)state;
+  assert_int_equal(2, run(args, &out));
+  assert_contains(out, "HKLM, HKEY_LOCAL_MACHINE, HKCU or HKEY_CURRENT_USER");
+  assert_int_equal(2, run(bare, &out));
+  assert_contains(out, "needs a subkey");
+}
+
+/* The SCM's configuration of a service: its command line (static buffer), or NULL. */
+static const char *service_command_line(const char *name) {
+  static char buf[8192];
+  union {
+    QUERY_SERVICE_CONFIGA config;
+    char room[8192];
+  } q;
+  SC_HANDLE manager = OpenSCManagerA(NULL, NULL, SC_MANAGER_CONNECT), service;
+  DWORD needed;
+  const char *rc = NULL;
+  assert_non_null(manager);
+  service = OpenServiceA(manager, name, SERVICE_QUERY_CONFIG);
+  if (service != NULL && QueryServiceConfigA(service, &q.config, sizeof(q), &needed)) {
+    snprintf(buf, sizeof(buf), "%s", q.config.lpBinaryPathName);
+    rc = buf;
+  }
+  if (service != NULL)
+    CloseServiceHandle(service);
+  CloseServiceHandle(manager);
+  return rc;
+}
+
+/* The service's state as the SCM reports it, 0 if it cannot be queried. */
+static DWORD service_state(SC_HANDLE service) {
+  SERVICE_STATUS st;
+  return QueryServiceStatus(service, &st) ? st.dwCurrentState : 0;
+}
+
+static int await_state(SC_HANDLE service, DWORD want) {
+  uint64_t deadline = pm_test_now_ms() + STOP_TIMEOUT_MS * 3;
+  while (service_state(service) != want) {
+    if (pm_test_now_ms() >= deadline)
+      return -1;
+    Sleep(20);
+  }
+  return 0;
+}
+
+/* The whole log file at path (static buffer). */
+static const char *file_text(const char *path) {
+  static char text[65536];
+  FILE *f = fopen(path, "r");
+  size_t got;
+  assert_non_null(f);
+  got = fread(text, 1, sizeof(text) - 1, f);
+  fclose(f);
+  text[got] = '\0';
+  return text;
+}
+
+/* --install registers this program with --service NAME and the other options, quoted;
+ * --uninstall removes it. In between, the SCM starts it (it reports RUNNING once it serves,
+ * its names in the registry), and stops it: cleanly, the tunnel taken down, the names
+ * removed. */
+static void install_uninstall(void **state) {
+  char name[64], dir[64], key[96], log_path[160], arg_log[200], arg_key[160], command[256];
+  const char *out, *line, *v;
+  SC_HANDLE manager, service;
+  SERVICE_STATUS st;
+  (void)state;
+  pm_test_dir_new(dir, sizeof(dir));
+  snprintf(name, sizeof(name), "pipemsg-test-%lu", (unsigned long)GetCurrentProcessId());
+  snprintf(key, sizeof(key), "Software\\%s", name);
+  snprintf(log_path, sizeof(log_path), "%s\\service log.txt", dir);
+  snprintf(arg_log, sizeof(arg_log), "--log-file=%s", log_path);
+  snprintf(arg_key, sizeof(arg_key), "--names-registry=HKLM\\%s", key);
+  {
+    const char *args[] = {"--install", name, arg_key, "--data-dir=", "--connect-delay-ms", "50",
+                          "--log-target", "file", arg_log, NULL};
+    int rc = run(args, &out);
+    if (rc != 0 && strstr(out, "access denied") != NULL) {
+      pm_test_dir_remove(dir);
+      pm_test_skip("creating a service needs an administrator: %s", out);
+      return;
+    }
+    assert_int_equal(0, rc);
+  }
+  assert_contains(out, "installed service");
+  line = service_command_line(name);
+  assert_non_null(line);
+  assert_contains(line, "pipemsgd.exe");
+  assert_contains(line, " --service ");
+  assert_contains(line, name);
+  assert_contains(line, arg_key);
+  /* The argument with a space stays one argument. */
+  assert_contains(line, "\"--log-file=");
+  assert_null(strstr(line, "--install"));
+  {
+    const char *again[] = {"--install", name, NULL};
+    assert_int_equal(1, run(again, &out));
+    assert_contains(out, "a service of that name exists");
+  }
+
+  manager = OpenSCManagerA(NULL, NULL, SC_MANAGER_CONNECT);
+  assert_non_null(manager);
+  service = OpenServiceA(manager, name, SERVICE_START | SERVICE_STOP | SERVICE_QUERY_STATUS);
+  assert_non_null(service);
+  assert_true(StartServiceA(service, 0, NULL));
+  assert_int_equal(0, await_state(service, SERVICE_RUNNING));
+  v = reg_value(HKEY_LOCAL_MACHINE, key, "CommandPipe");
+  assert_non_null(v);
+  snprintf(command, sizeof(command), "%s", v);
+  assert_non_null(reg_value(HKEY_LOCAL_MACHINE, key, "EventPipe"));
+  assert_string_equal("Ok", pm_test_call(command, "StartVpn", NULL, NULL));
+  {
+    uint64_t deadline = pm_test_now_ms() + STOP_TIMEOUT_MS;
+    while (strstr(file_text(log_path), "vpn state=Connected") == NULL) {
+      assert_true(pm_test_now_ms() < deadline);
+      Sleep(20);
+    }
+  }
+  assert_true(ControlService(service, SERVICE_CONTROL_STOP, &st));
+  assert_int_equal(0, await_state(service, SERVICE_STOPPED));
+  assert_true(QueryServiceStatus(service, &st));
+  assert_int_equal(NO_ERROR, st.dwWin32ExitCode);
+  out = file_text(log_path);
+  assert_contains(out, "info: listening ");
+  assert_contains(out, "info: stopping control=stop");
+  assert_contains(out, "stopping: tunnel down");
+  assert_contains(out, "info: stopped");
+  assert_null(reg_value(HKEY_LOCAL_MACHINE, key, "CommandPipe"));
+  assert_null(reg_value(HKEY_LOCAL_MACHINE, key, "EventPipe"));
+  RegDeleteKeyA(HKEY_LOCAL_MACHINE, key);
+  CloseServiceHandle(service);
+  CloseServiceHandle(manager);
+
+  {
+    const char *args[] = {"--uninstall", name, NULL};
+    assert_int_equal(0, run(args, &out));
+    assert_contains(out, "removed service");
+  }
+  assert_null(service_command_line(name));
+  {
+    const char *args[] = {"--uninstall", name, NULL};
+    assert_int_equal(1, run(args, &out));
+    assert_contains(out, "no such service");
+  }
+  remove(log_path);
+  pm_test_dir_remove(dir);
+}
+
+/* --service NAME outside the SCM says so, instead of hanging. */
+static void service_mode_needs_scm(void **state) {
+  const char *out;
+  const char *args[] = {"--service", "pipemsg-nothing", "--data-dir=", NULL};
+  (void)state;
+  assert_int_equal(1, run(args, &out));
+  assert_contains(out, "not started by the service control manager");
+}
+
+/* 1 if the Application log has an entry from source whose text contains part. */
+static int event_logged(const char *source, const char *part) {
+  static char buf[1 << 16];
+  HANDLE h = OpenEventLogA(NULL, "Application");
+  DWORD got, needed;
+  int found = 0;
+  assert_non_null(h);
+  while (!found && ReadEventLogA(h, EVENTLOG_SEQUENTIAL_READ | EVENTLOG_BACKWARDS_READ, 0, buf,
+                                 sizeof(buf), &got, &needed)) {
+    for (DWORD off = 0; off < got && !found;) {
+      EVENTLOGRECORD *rec = (EVENTLOGRECORD *)(buf + off);
+      const char *src = (const char *)(rec + 1), *text = (const char *)rec + rec->StringOffset;
+      found = strcmp(src, source) == 0 && rec->NumStrings > 0 && strstr(text, part) != NULL;
+      off += rec->Length;
+    }
+  }
+  CloseEventLog(h);
+  return found;
+}
+
+/* --log-target eventlog: it starts, serves and stops with nothing on stderr; where the Event
+ * Log keeps entries, its lines are there under the source pipemsgd. */
+static void eventlog_target(void **state) {
+  pm_test_service svc;
+  const char *args[] = {"--log-target", "eventlog", NULL};
+  char listening[200];
+  json_t *data = NULL;
+  (void)state;
+  pm_test_service_start(&svc, args);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, &data));
+  json_decref(data);
+  pm_test_service_stop(&svc);
+  assert_string_equal("", pm_test_service_log(&svc));
+  if (pm_test_under_wine()) {
+    pm_test_service_cleanup(&svc);
+    pm_test_skip("wine's Event Log keeps nothing to read back (ReportEventW only traces)");
+    return;
+  }
+  /* The log escapes a backslash as two. */
+  snprintf(listening, sizeof(listening), "listening command_pipe=\\\\\\\\.\\\\pipe\\\\%s",
+           svc.command_pipe + strlen("\\\\.\\pipe\\"));
+  assert_true(event_logged("pipemsgd", listening));
+  pm_test_service_cleanup(&svc);
+}
+
+/* --allow-user and --allow-group: names and SIDs resolve; unknown ones are usage errors. */
+static void allow_lists(void **state) {
+  const char *out;
+  (void)state;
+  {
+    const char *args[] = {"--allow-user", "S-1-5-21-1-2-3-1001", "--allow-group", "S-1-5-32-545",
+                          "--allow-group", "Administrators", "--print-config", NULL};
+    assert_int_equal(0, run(args, &out));
+    assert_contains(out, "allow-user = S-1-5-21-1-2-3-1001\n");
+    assert_contains(out, "allow-group = S-1-5-32-545\n");
+    assert_contains(out, "allow-group = S-1-5-32-544\n");
+  }
+  {
+    const char *args[] = {"--allow-user", "no-such-account-pmtest", NULL};
+    assert_int_equal(2, run(args, &out));
+    assert_contains(out, "--allow-user: 'no-such-account-pmtest' is not a known account or SID");
+  }
+  {
+    const char *args[] = {"--allow-group", "S-1-bad", NULL};
+    assert_int_equal(2, run(args, &out));
+    assert_contains(out, "--allow-group: 'S-1-bad' is not a known account or SID");
+  }
+}
+
+/* A peer the allow-list refuses gets NotAuthorized: one that is not LocalSystem, not an
+ * administrator and not the service's account. Needs a second user, which wine lacks. */
+static void refused_peer(void **state) {
+  (void)state;
+  pm_test_skip("needs a client running as a second, non-administrator user (wine has one user, "
+               "and this test runs as the service's own account)");
+}
+
+/* --print-config on Windows: its options only, the data dir under %ProgramData%. */
+static void print_config(void **state) {
+  const char *out;
+  const char *args[] = {"--print-config", NULL};
+  (void)state;
+  assert_int_equal(0, run(args, &out));
+  assert_contains(out, "data-dir = ");
+  assert_contains(out, "\\pipemsg\n");
+  assert_contains(out, "# pipe-sddl =\n");
+  assert_contains(out, "# names-registry =\n");
+  assert_null(strstr(out, "socket-mode"));
+  assert_null(strstr(out, "allow-uid"));
+  {
+    const char *unix_only[] = {"--socket-mode", "0600", NULL};
+    assert_int_equal(2, run(unix_only, &out));
+    assert_contains(out, "--socket-mode: only on Unix");
+  }
+  {
+    const char *unix_only[] = {"--log-target", "syslog", NULL};
+    assert_int_equal(2, run(unix_only, &out));
+    assert_contains(out, "--log-target syslog: only on Unix");
+  }
+  {
+    const char *bad[] = {"--pipe-sddl", "not a descriptor", NULL};
+    assert_int_equal(2, run(bad, &out));
+    assert_contains(out, "--pipe-sddl: 'not a descriptor' is not a security descriptor");
+  }
+  {
+    const char *help[] = {"--help", NULL};
+    assert_int_equal(0, run(help, &out));
+    assert_contains(out, "--install NAME");
+    assert_contains(out, "Ctrl-Break");
+    assert_null(strstr(out, "SIGHUP"));
+    assert_null(strstr(out, "--socket-group"));
+  }
+}
+
+/* --data-dir: settings and the event store kept across a restart, in a directory it makes. */
+static void data_dir_kept(void **state) {
+  pm_test_service svc;
+  char dir[160], arg[200];
+  const char *args[] = {arg, NULL};
+  json_t *data = NULL;
+  (void)state;
+  pm_test_service_start(&svc, NULL);
+  pm_test_service_stop(&svc);
+  snprintf(dir, sizeof(dir), "%s\\data", svc.dir);
+  snprintf(arg, sizeof(arg), "--data-dir=%s", dir);
+  pm_test_service_restart(&svc, args);
+  /* Kept when the command succeeds (flushed then): a stop that is no stop at all keeps it. */
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "EnableKillSwitch", NULL, NULL));
+  pm_test_service_stop(&svc);
+  pm_test_service_restart(&svc, args);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, &data));
+  assert_true(json_is_true(json_object_get(data, "KillSwitch")));
+  json_decref(data);
+  pm_test_service_stop(&svc);
+  pm_test_dir_remove(dir);
+  pm_test_service_cleanup(&svc);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(serves_commands_and_events),
+      cmocka_unit_test(second_instance_refused),
+      cmocka_unit_test(console_ctrl_stops),
+      cmocka_unit_test(names_registry),
+      cmocka_unit_test(names_registry_bad_key),
+      cmocka_unit_test(install_uninstall),
+      cmocka_unit_test(service_mode_needs_scm),
+      cmocka_unit_test(eventlog_target),
+      cmocka_unit_test(allow_lists),
+      cmocka_unit_test(refused_peer),
+      cmocka_unit_test(print_config),
+      cmocka_unit_test(data_dir_kept),
+  };
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
+}
