@@ -72,6 +72,35 @@ static void test_config_command_line_errors(void **state) {
   expect(2, "--transient: '9Lives' is not a type name", type);
 }
 
+/* The Windows options are refused on Unix, by name, and so is the Windows log target; the
+ * file log target works on both. */
+static void test_config_platform_options(void **state) {
+  const char *sddl[] = {"--pipe-sddl", "D:P(A;;GA;;;SY)", "--print-config", NULL};
+  const char *registry[] = {"--names-registry", "HKLM\\Software\\pipemsg", NULL};
+  const char *user[] = {"--allow-user", "S-1-5-18", NULL};
+  const char *group[] = {"--allow-group", "Users", NULL};
+  const char *install[] = {"--install", "pipemsg", NULL};
+  const char *eventlog[] = {"--log-target", "eventlog", "--print-config", NULL};
+  const char *file_alone[] = {"--log-file", "/tmp/x", "--print-config", NULL};
+  const char *file_target[] = {"--log-target", "file", "--print-config", NULL};
+  const char *file_ok[] = {"--log-target", "file", "--log-file", "/tmp/x", "--print-config",
+                           NULL};
+  const char *help[] = {"--help", NULL};
+  const char *printed[] = {"--print-config", NULL};
+  (void)state;
+  expect(2, "--pipe-sddl: only on Windows", sddl);
+  expect(2, "--names-registry: only on Windows", registry);
+  expect(2, "--allow-user: only on Windows", user);
+  expect(2, "--allow-group: only on Windows", group);
+  expect(2, "--install: only on Windows", install);
+  expect(2, "--log-target eventlog: only on Windows", eventlog);
+  expect(2, "--log-file and --log-target file go together", file_alone);
+  expect(2, "--log-file and --log-target file go together", file_target);
+  expect(0, "log-target = file\nlog-file = /tmp/x\n", file_ok);
+  expect(0, "SIGHUP reads the config file again", help);
+  expect(0, "socket-mode = 0660\n", printed);
+}
+
 /* A repeatable option takes at most 32 values. */
 static void test_config_list_limits(void **state) {
   char text[2048];
@@ -145,6 +174,7 @@ static void test_config_json_file(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_config_command_line_errors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_platform_options, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_list_limits, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_file_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_json_file, setup, teardown),
