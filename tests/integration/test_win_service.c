@@ -6,6 +6,7 @@
  * Windows. */
 #include <winsock2.h>
 #include <windows.h>
+#include <sddl.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -463,12 +464,107 @@ static void allow_lists(void **state) {
   }
 }
 
-/* A peer the allow-list refuses gets NotAuthorized: one that is not LocalSystem, not an
- * administrator and not the service's account. Needs a second user, which wine lacks. */
+/* This process's user SID as a string (static buffer). */
+static const char *own_sid(void) {
+  static char sid[PM_PEER_SID_MAX];
+  union {
+    TOKEN_USER user;
+    char room[sizeof(TOKEN_USER) + SECURITY_MAX_SID_SIZE];
+  } u;
+  HANDLE token;
+  DWORD len;
+  char *text;
+  assert_true(OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token));
+  assert_true(GetTokenInformation(token, TokenUser, &u, sizeof(u), &len));
+  assert_true(ConvertSidToStringSidA(u.user.User.Sid, &text));
+  snprintf(sid, sizeof(sid), "%s", text);
+  LocalFree(text);
+  CloseHandle(token);
+  return sid;
+}
+
+/* Installs and starts a service NAME (LocalSystem) on command pipe cmd with extra options;
+ * returns it opened for stop, or NULL (skipped) when this account may not create services. */
+static SC_HANDLE start_service(const char *name, const char *cmd, const char *extra) {
+  const char *out;
+  char arg_cmd[200];
+  SC_HANDLE manager, service;
+  snprintf(arg_cmd, sizeof(arg_cmd), "--command-pipe=%s", cmd);
+  {
+    const char *args[] = {"--install", name, arg_cmd, "--data-dir=", "--log-target", "eventlog",
+                          extra, NULL};
+    if (run(args, &out) != 0) {
+      assert_non_null(strstr(out, "access denied"));
+      return NULL;
+    }
+  }
+  manager = OpenSCManagerA(NULL, NULL, SC_MANAGER_CONNECT);
+  assert_non_null(manager);
+  service = OpenServiceA(manager, name, SERVICE_START | SERVICE_STOP | SERVICE_QUERY_STATUS);
+  CloseServiceHandle(manager);
+  assert_non_null(service);
+  assert_true(StartServiceA(service, 0, NULL));
+  assert_int_equal(0, await_state(service, SERVICE_RUNNING));
+  return service;
+}
+
+static void stop_service(SC_HANDLE service, const char *name) {
+  SERVICE_STATUS st;
+  const char *out;
+  const char *args[] = {"--uninstall", name, NULL};
+  assert_true(ControlService(service, SERVICE_CONTROL_STOP, &st));
+  assert_int_equal(0, await_state(service, SERVICE_STOPPED));
+  CloseServiceHandle(service);
+  assert_int_equal(0, run(args, &out));
+}
+
+/* A peer the allow-list refuses gets NotAuthorized; --allow-user lets the same peer in. The
+ * service runs as LocalSystem (under the SCM); the client is this test's own account with
+ * Administrators made deny-only (CreateRestrictedToken), so neither rule that always lets in
+ * applies: it is a stranger unless listed. */
 static void refused_peer(void **state) {
+  char name[64], cmd[128], allow[256];
+  PSID admins = NULL;
+  SID_AND_ATTRIBUTES disable;
+  HANDLE token, restricted;
+  SC_HANDLE service;
   (void)state;
-  pm_test_skip("needs a client running as a second, non-administrator user (wine has one user, "
-               "and this test runs as the service's own account)");
+  if (pm_test_under_wine()) {
+    pm_test_skip("wine has one user and no restricted tokens to tell peers apart");
+    return;
+  }
+  snprintf(name, sizeof(name), "pipemsg-test-peer-%lu", (unsigned long)GetCurrentProcessId());
+  snprintf(cmd, sizeof(cmd), "pmtest-peer-%lu", (unsigned long)GetCurrentProcessId());
+  assert_true(ConvertStringSidToSidA("S-1-5-32-544", &admins));
+  disable.Sid = admins;
+  disable.Attributes = 0;
+  assert_true(OpenProcessToken(GetCurrentProcess(), TOKEN_ALL_ACCESS, &token));
+  assert_true(CreateRestrictedToken(token, 0, 1, &disable, 0, NULL, 0, NULL, &restricted));
+  CloseHandle(token);
+
+  service = start_service(name, cmd, "--log-level=info");
+  if (service == NULL) {
+    CloseHandle(restricted);
+    LocalFree(admins);
+    pm_test_skip("creating a service needs an administrator");
+    return;
+  }
+  assert_true(ImpersonateLoggedOnUser(restricted));
+  assert_non_null(strstr(pm_test_call(cmd, "GetState", NULL, NULL), "NotAuthorized"));
+  assert_true(RevertToSelf());
+  /* Unrestricted, an administrator is let in. */
+  assert_string_equal("Ok", pm_test_call(cmd, "GetState", NULL, NULL));
+  stop_service(service, name);
+
+  snprintf(allow, sizeof(allow), "--allow-user=%s", own_sid());
+  service = start_service(name, cmd, allow);
+  assert_non_null(service);
+  assert_true(ImpersonateLoggedOnUser(restricted));
+  assert_string_equal("Ok", pm_test_call(cmd, "GetState", NULL, NULL));
+  assert_true(RevertToSelf());
+  stop_service(service, name);
+  CloseHandle(restricted);
+  LocalFree(admins);
 }
 
 /* --print-config on Windows: its options only, the data dir under %ProgramData%. */
