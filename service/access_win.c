@@ -52,8 +52,8 @@ static bool peer_allowed(const service_config *cfg, const pm_peer *peer) {
   const char *self = self_sid();
   if (peer->sid[0] == '\0')
     return false;
-  if (strcmp(peer->sid, SID_LOCAL_SYSTEM) == 0 || (self[0] != '\0' && strcmp(peer->sid, self) == 0) ||
-      sid_listed(&cfg->allow_user, peer->sid))
+  if (strcmp(peer->sid, SID_LOCAL_SYSTEM) == 0 ||
+      (self[0] != '\0' && strcmp(peer->sid, self) == 0) || sid_listed(&cfg->allow_user, peer->sid))
     return true;
   if (pm_peer_in_group(peer, SID_ADMINISTRATORS) == 1)
     return true;

@@ -172,7 +172,8 @@ static const opt options[] = {
      "print the effective configuration and exit", NULL, 0, 0, 0},
     {"help", 0, T_ACTION, ACT_HELP, 0, 0, NULL, "show this help and exit", NULL, 0, 0, 0},
     {"version", 0, T_ACTION, ACT_VERSION, 0, 0, NULL, "show the version and exit", NULL, 0, 0, 0},
-    {"man", 0, T_ACTION, ACT_MAN, 0, 0, NULL, "print the manual page (roff) and exit", NULL, 0, 0, 0},
+    {"man", 0, T_ACTION, ACT_MAN, 0, 0, NULL, "print the manual page (roff) and exit", NULL, 0, 0,
+     0},
 };
 #undef F
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -306,7 +307,8 @@ static int set_option(service_config *cfg, const opt *o, const char *value, cons
   }
   case T_SIDS: {
     config_strings *l = f;
-    if (l->n == CONFIG_LIST_MAX || config_account_sid(value, o->offset == offsetof(service_config, allow_group), &l->v[l->n]) < 0)
+    int group = o->offset == offsetof(service_config, allow_group);
+    if (l->n == CONFIG_LIST_MAX || config_account_sid(value, group, &l->v[l->n]) < 0)
       return complain(where, o, "'%s' is not a known account or SID, or more than %d were given",
                       value, CONFIG_LIST_MAX);
     l->n++;
