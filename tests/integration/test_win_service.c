@@ -530,7 +530,8 @@ static void refused_peer(void **state) {
   SC_HANDLE service;
   (void)state;
   if (pm_test_under_wine()) {
-    pm_test_skip("wine has one user and no restricted tokens to tell peers apart");
+    pm_test_skip("wine has one user: the service its SCM starts runs as the test's own "
+                 "account, which it always lets in");
     return;
   }
   snprintf(name, sizeof(name), "pipemsg-test-peer-%lu", (unsigned long)GetCurrentProcessId());
