@@ -435,6 +435,16 @@ static const char *loggable_text(const char *text, char buf[static 121]) {
   return buf;
 }
 
+/* Who a peer is, for a log line: "uid=N" where the platform tells uids (Unix), else
+ * "sid=S-1-..." (Windows), into buf. */
+static const char *peer_who(const pm_peer *peer, char buf[static PM_PEER_SID_MAX + 8]) {
+  if (peer->sid[0] != '\0')
+    snprintf(buf, PM_PEER_SID_MAX + 8, "sid=%s", peer->sid);
+  else
+    snprintf(buf, PM_PEER_SID_MAX + 8, "uid=%lld", peer->uid);
+  return buf;
+}
+
 static void on_command(pm_command_call *call, void *data) {
   service *svc = data;
   const char *name = pm_command_call_command(call);
@@ -442,10 +452,10 @@ static void on_command(pm_command_call *call, void *data) {
   const pm__ct_command *declared = pm__contract_command(name, svc->cfg.test_commands);
   const char *closest;
   json_t *params = NULL;
-  char why[PM_REASON_MAX];
+  char why[PM_REASON_MAX], who[PM_PEER_SID_MAX + 8];
   int rc;
-  log_msg(LVL_DEBUG, "command received pid=%lld uid=%lld command=%.64s", peer->pid, peer->uid,
-          loggable_name(name));
+  log_msg(LVL_DEBUG, "command received pid=%lld %s command=%.64s", peer->pid,
+          peer_who(peer, who), loggable_name(name));
   if (declared == NULL) {
     if (!pm_name_valid(name))
       snprintf(why, sizeof(why), "Command is not a name ([A-Za-z_][A-Za-z0-9_.-]*)");
@@ -472,7 +482,7 @@ static void on_command(pm_command_call *call, void *data) {
 static void on_command_log(const pm_command_log *e, void *data) {
   service *svc = data;
   command_stats *c = &svc->cstats;
-  char reason[121];
+  char reason[121], who[PM_PEER_SID_MAX + 8];
   platform_heap_trim_if_large();
   c->connections++;
   if (e->result == NULL)
@@ -487,8 +497,9 @@ static void on_command_log(const pm_command_log *e, void *data) {
   if (e->result != NULL && strcmp(e->result, PM_RESULT_NOT_AUTHORIZED) == 0)
     return;
   log_msg(e->result == NULL || strcmp(e->result, PM_RESULT_OK) != 0 ? LVL_WARNING : LVL_INFO,
-          "command pid=%lld uid=%lld command=%.64s result=%s duration_ms=%llu reason=\"%s\"",
-          e->peer.pid, e->peer.uid, loggable_name(e->command), e->result ? e->result : "-",
+          "command pid=%lld %s command=%.64s result=%s duration_ms=%llu reason=\"%s\"",
+          e->peer.pid, peer_who(&e->peer, who), loggable_name(e->command),
+          e->result ? e->result : "-",
           (unsigned long long)e->duration_ms, loggable_text(e->reason, reason));
 }
 
@@ -502,7 +513,7 @@ static bool event_end_normal(const pm_event_log *e) {
 static void on_event_log(const pm_event_log *e, void *data) {
   bool normal = strcmp(e->what, "attached") == 0 ||
                 (strcmp(e->what, "detached") == 0 && event_end_normal(e));
-  char reason[121];
+  char reason[121], who[PM_PEER_SID_MAX + 8];
   (void)data;
   if (strcmp(e->what, "detached") == 0)
     platform_heap_trim();
@@ -510,12 +521,12 @@ static void on_event_log(const pm_event_log *e, void *data) {
   if (strcmp(e->what, "refused") == 0)
     return;
   if (e->event_id > 0) {
-    log_msg(LVL_DEBUG, "event pid=%lld uid=%lld %s id=%lld", e->peer.pid, e->peer.uid, e->what,
-            (long long)e->event_id);
+    log_msg(LVL_DEBUG, "event pid=%lld %s %s id=%lld", e->peer.pid, peer_who(&e->peer, who),
+            e->what, (long long)e->event_id);
     return;
   }
   log_msg(normal ? LVL_INFO : LVL_WARNING,
-          "event pid=%lld uid=%lld %s%s%s%s duration_ms=%llu", e->peer.pid, e->peer.uid,
+          "event pid=%lld %s %s%s%s%s duration_ms=%llu", e->peer.pid, peer_who(&e->peer, who),
           e->what, e->reason ? " reason=\"" : "", e->reason ? loggable_text(e->reason, reason) : "",
           e->reason ? "\"" : "", (unsigned long long)e->duration_ms);
 }

@@ -221,6 +221,22 @@ static void append_arg(wchar_t *line, size_t size, const char *arg) {
   line[n] = L'\0';
 }
 
+/* A test that fails midway must not leave its service holding the pipes: every child is in a
+ * job that ends them when this process ends (as PR_SET_PDEATHSIG on Linux). */
+static HANDLE children_job(void) {
+  static HANDLE job;
+  JOBOBJECT_EXTENDED_LIMIT_INFORMATION limits;
+  if (job != NULL)
+    return job;
+  job = CreateJobObjectW(NULL, NULL);
+  assert_non_null(job);
+  memset(&limits, 0, sizeof(limits));
+  limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+  assert_true(SetInformationJobObject(job, JobObjectExtendedLimitInformation, &limits,
+                                      sizeof(limits)));
+  return job;
+}
+
 static HANDLE spawn(const char *const *argv, HANDLE err, DWORD flags) {
   static wchar_t line[32768];
   STARTUPINFOW si;
@@ -234,8 +250,12 @@ static HANDLE spawn(const char *const *argv, HANDLE err, DWORD flags) {
   si.hStdInput = GetStdHandle(STD_INPUT_HANDLE);
   si.hStdOutput = err;
   si.hStdError = err;
-  if (!CreateProcessW(NULL, line, NULL, NULL, TRUE, flags, NULL, NULL, &si, &pi))
+  /* Suspended until it is in the job, so that nothing it starts escapes it. */
+  if (!CreateProcessW(NULL, line, NULL, NULL, TRUE, flags | CREATE_SUSPENDED, NULL, NULL, &si,
+                      &pi))
     return NULL;
+  assert_true(AssignProcessToJobObject(children_job(), pi.hProcess));
+  ResumeThread(pi.hThread);
   CloseHandle(pi.hThread);
   return pi.hProcess;
 }
@@ -255,6 +275,7 @@ void pm_test_service_restart(pm_test_service *svc, const char *const *extra_args
   HANDLE log;
   DWORD code;
   uint64_t deadline;
+  size_t before;
   int n = 0;
 
   assert_null(svc->process);
@@ -272,6 +293,8 @@ void pm_test_service_restart(pm_test_service *svc, const char *const *extra_args
   log = CreateFileA(svc->log_path, FILE_APPEND_DATA, FILE_SHARE_READ | FILE_SHARE_WRITE |
                     FILE_SHARE_DELETE, &sa, OPEN_ALWAYS, FILE_ATTRIBUTE_NORMAL, NULL);
   assert_true(log != INVALID_HANDLE_VALUE);
+  /* A restart appends to the log: only what this instance writes counts. */
+  before = strlen(pm_test_service_log(svc));
   svc->process = spawn(argv, log, CREATE_NEW_PROCESS_GROUP);
   CloseHandle(log);
   assert_non_null(svc->process);
@@ -280,7 +303,7 @@ void pm_test_service_restart(pm_test_service *svc, const char *const *extra_args
   deadline = pm_test_now_ms() + READY_TIMEOUT_MS;
   /* Serving once its log says so, or (logging elsewhere) once its command pipe is there: the
    * service binds it last. */
-  while (strstr(pm_test_service_log(svc), "info: listening ") == NULL &&
+  while (strstr(pm_test_service_log(svc) + before, "info: listening ") == NULL &&
          !pm_test_pipe_exists(svc->command_pipe)) {
     if (!GetExitCodeProcess(svc->process, &code) || code != STILL_ACTIVE ||
         pm_test_now_ms() >= deadline) {

@@ -118,6 +118,9 @@ static void serves_commands_and_events(void **state) {
   assert_string_equal("fr", json_string_value(json_object_get(data, "Location")));
   json_decref(data);
   close(fd);
+  /* Peers are logged by SID on Windows. */
+  assert_contains(pm_test_service_log(&svc), "command=GetState result=Ok");
+  assert_contains(pm_test_service_log(&svc), " sid=S-1-");
   pm_test_service_cleanup(&svc);
 }
 
@@ -230,6 +233,36 @@ static void names_registry(void **state) {
   RegDeleteKeyValueA(HKEY_CURRENT_USER, key, "CommandPipe");
   RegDeleteKeyValueA(HKEY_CURRENT_USER, key, "EventPipe");
   RegDeleteKeyA(HKEY_CURRENT_USER, key);
+  pm_test_service_cleanup(&svc);
+}
+
+/* --names-file on Windows: random names, written to FILE (replaced in one step), usable. */
+static void names_file(void **state) {
+  pm_test_service svc;
+  char path[160], arg[200], line[256], command[160];
+  const char *args[] = {arg, NULL};
+  json_t *data = NULL;
+  FILE *f;
+  (void)state;
+  pm_test_service_start(&svc, NULL);
+  pm_test_service_stop(&svc);
+  snprintf(path, sizeof(path), "%s\\names", svc.dir);
+  snprintf(arg, sizeof(arg), "--names-file=%s", path);
+  pm_test_service_restart(&svc, args);
+  f = fopen(path, "r");
+  assert_non_null(f);
+  assert_non_null(fgets(line, sizeof(line), f));
+  assert_int_equal(1, sscanf(line, "command-pipe = %159s", command));
+  assert_non_null(fgets(line, sizeof(line), f));
+  fclose(f);
+  assert_int_equal(0, strncmp(command, "\\\\.\\pipe\\pipemsg-", 17));
+  assert_non_null(strstr(line, "event-pipe = \\\\.\\pipe\\pipemsg-"));
+  assert_string_equal("Ok", pm_test_call(command, "GetState", NULL, &data));
+  json_decref(data);
+  /* Removed at a clean stop; where none can be sent, by hand. */
+  if (pm_test_service_stop(&svc) == 0)
+    assert_null(fopen(path, "r"));
+  remove(path);
   pm_test_service_cleanup(&svc);
 }
 
@@ -636,6 +669,7 @@ int main(void) {
       cmocka_unit_test(console_ctrl_stops),
       cmocka_unit_test(names_registry),
       cmocka_unit_test(names_registry_bad_key),
+      cmocka_unit_test(names_file),
       cmocka_unit_test(install_uninstall),
       cmocka_unit_test(service_mode_needs_scm),
       cmocka_unit_test(eventlog_target),
