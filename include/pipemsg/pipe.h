@@ -57,11 +57,11 @@ typedef struct pm_peer {
   int ngroups;   /* supplementary groups in groups[]; -1 when the platform cannot tell */
   long long groups[PM_PEER_GROUPS_MAX];
   char sid[PM_PEER_SID_MAX];
-  void *pm__conn; /* the library's: the connection while the authorize callback runs, else NULL */
 } pm_peer;
 
-/* Inside a server's authorize callback: 1 if the peer is a member of group, 0 if not, <0 if it
- * cannot be told (fail closed), PM_EINVAL outside the callback or for a malformed group. Unix:
+/* Inside a server's authorize callback, on the peer it was given (not a copy): 1 if the peer
+ * is a member of group, 0 if not, <0 if it cannot be told (fail closed); PM_EINVAL outside
+ * the callback, for another pm_peer, or for a malformed group. Unix:
  * group is a decimal gid, the peer's primary or a supplementary group as the kernel saw them;
  * Windows: a SID string, checked with CheckTokenMembership on the client's token (the groups
  * it holds, nested ones included), which pm_peer cannot carry. */

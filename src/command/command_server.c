@@ -465,9 +465,9 @@ static void accept_pending(pm_command_server *s) {
     return;
   }
   /* Who is asking comes first: a refused peer takes no place in the queue. */
-  c->peer.pm__conn = &c->pipe;
+  pm__authorizing(&c->peer, &c->pipe);
   rc = s->opts.authorize != NULL ? s->opts.authorize(&c->peer, s->opts.data) : 0;
-  c->peer.pm__conn = NULL;
+  pm__authorizing(NULL, NULL);
   if (rc != 0) {
     c->stranger = 1;
     refuse(c, PM_RESULT_NOT_AUTHORIZED, "peer not authorized");

@@ -810,9 +810,9 @@ static void on_connection(void *data) {
   }
   pm__pipe_peer(&ss->pipe, &ss->peer);
   /* Who is asking comes first: a stranger learns nothing, not even that a client is attached. */
-  ss->peer.pm__conn = &ss->pipe;
+  pm__authorizing(&ss->peer, &ss->pipe);
   refused = s->opts.authorize != NULL && s->opts.authorize(&ss->peer, s->opts.data) != 0;
-  ss->peer.pm__conn = NULL;
+  pm__authorizing(NULL, NULL);
   if (refused) {
     ss->stranger = 1;
     turn_away(ss, "refused", PM_DISCONNECT_NOT_AUTHORIZED, "peer not authorized");

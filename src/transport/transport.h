@@ -71,6 +71,9 @@ void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer);
  * supplementary; Windows: a SID string, CheckTokenMembership on the client's token), 0 if not,
  * <0 if it cannot be told (fail closed). */
 int pm__pipe_peer_in_group(uv_pipe_t *stream, const char *group);
+/* The servers call this around their authorize callback: pm_peer_in_group then answers for
+ * peer (this very pm_peer, on this thread) from stream; (NULL, NULL) after. */
+void pm__authorizing(const pm_peer *peer, uv_pipe_t *stream);
 /* 1 if the connected stream's peer has already gone without sending a byte (closed, reset),
  * else 0. Reads nothing. */
 int pm__pipe_peer_gone(uv_pipe_t *stream);

@@ -444,12 +444,6 @@ void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer) {
   }
 }
 
-int pm_peer_in_group(const pm_peer *peer, const char *group) {
-  if (peer == NULL || peer->pm__conn == NULL)
-    return PM_EINVAL;
-  return pm__pipe_peer_in_group(peer->pm__conn, group);
-}
-
 int pm__pipe_peer_in_group(uv_pipe_t *stream, const char *group) {
   pm_peer peer;
   char *end;

@@ -402,12 +402,6 @@ static int token_in(HANDLE token, PSID sid) {
   return rc;
 }
 
-int pm_peer_in_group(const pm_peer *peer, const char *group) {
-  if (peer == NULL || peer->pm__conn == NULL)
-    return PM_EINVAL;
-  return pm__pipe_peer_in_group(peer->pm__conn, group);
-}
-
 int pm__pipe_peer_in_group(uv_pipe_t *stream, const char *group) {
   HANDLE h = stream_handle(stream), token;
   PSID sid = NULL;

@@ -601,6 +601,67 @@ static void refused_peer(void **state) {
   LocalFree(admins);
 }
 
+/* What --allow-group rests on: pm_peer_in_group inside a server's authorize callback checks
+ * the client's token (Everyone yes, a made-up group no, a name instead of a SID refused), and
+ * outside it says PM_EINVAL. In one process: the library's command server on a thread. */
+typedef struct group_probe {
+  uv_loop_t loop;
+  uv_async_t stop;
+  pm_command_server *server;
+  int everyone, stranger, by_name;
+  pm_peer peer;
+} group_probe;
+
+static int probe_authorize(const pm_peer *peer, void *data) {
+  group_probe *g = data;
+  g->everyone = pm_peer_in_group(peer, "S-1-1-0");
+  g->stranger = pm_peer_in_group(peer, "S-1-5-21-1-2-3-4242");
+  g->by_name = pm_peer_in_group(peer, "Administrators");
+  g->peer = *peer;
+  return g->stranger == 1 ? 0 : -1;
+}
+
+static void probe_handler(pm_command_call *call, void *data) {
+  (void)data;
+  pm_command_call_reply(call, PM_RESULT_OK, NULL, NULL);
+}
+
+static void probe_stop(uv_async_t *a) {
+  group_probe *g = a->data;
+  pm_command_server_close(g->server, NULL, NULL);
+  uv_close((uv_handle_t *)&g->stop, NULL);
+}
+
+static void probe_run(void *arg) { uv_run(&((group_probe *)arg)->loop, UV_RUN_DEFAULT); }
+
+static void peer_in_group(void **state) {
+  group_probe g;
+  pm_command_server_options co;
+  uv_thread_t thread;
+  char name[64];
+  (void)state;
+  memset(&g, 0, sizeof(g));
+  snprintf(name, sizeof(name), "pmtest-%lu-group", (unsigned long)GetCurrentProcessId());
+  assert_int_equal(0, uv_loop_init(&g.loop));
+  assert_int_equal(0, uv_async_init(&g.loop, &g.stop, probe_stop));
+  g.stop.data = &g;
+  memset(&co, 0, sizeof(co));
+  co.handler = probe_handler;
+  co.authorize = probe_authorize;
+  co.data = &g;
+  assert_pm(0, pm_command_server_start(&g.loop, name, &co, &g.server));
+  assert_int_equal(0, uv_thread_create(&thread, probe_run, &g));
+  /* Refused: not in the made-up group. */
+  assert_non_null(strstr(pm_test_call(name, "GetState", NULL, NULL), "NotAuthorized"));
+  uv_async_send(&g.stop);
+  assert_int_equal(0, uv_thread_join(&thread));
+  assert_int_equal(0, uv_loop_close(&g.loop));
+  assert_int_equal(1, g.everyone);
+  assert_int_equal(0, g.stranger);
+  assert_pm(PM_EINVAL, g.by_name);
+  assert_pm(PM_EINVAL, pm_peer_in_group(&g.peer, "S-1-1-0"));
+}
+
 /* --print-config on Windows: its options only, the data dir under %ProgramData%. */
 static void print_config(void **state) {
   const char *out;
@@ -675,6 +736,7 @@ int main(void) {
       cmocka_unit_test(eventlog_target),
       cmocka_unit_test(allow_lists),
       cmocka_unit_test(refused_peer),
+      cmocka_unit_test(peer_in_group),
       cmocka_unit_test(print_config),
       cmocka_unit_test(data_dir_kept),
   };
