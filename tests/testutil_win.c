@@ -276,7 +276,7 @@ void pm_test_service_restart(pm_test_service *svc, const char *const *extra_args
   DWORD code;
   uint64_t deadline;
   size_t before;
-  int n = 0;
+  int n = 0, stale;
 
   assert_null(svc->process);
   argv[n++] = PM_BIN_DIR "/pipemsgd.exe";
@@ -293,8 +293,10 @@ void pm_test_service_restart(pm_test_service *svc, const char *const *extra_args
   log = CreateFileA(svc->log_path, FILE_APPEND_DATA, FILE_SHARE_READ | FILE_SHARE_WRITE |
                     FILE_SHARE_DELETE, &sa, OPEN_ALWAYS, FILE_ATTRIBUTE_NORMAL, NULL);
   assert_true(log != INVALID_HANDLE_VALUE);
-  /* A restart appends to the log: only what this instance writes counts. */
+  /* A restart appends to the log: only what this instance writes counts. A pipe of the
+   * instance before may outlive it for a moment: then only the log line counts. */
   before = strlen(pm_test_service_log(svc));
+  stale = pm_test_pipe_exists(svc->command_pipe);
   svc->process = spawn(argv, log, CREATE_NEW_PROCESS_GROUP);
   CloseHandle(log);
   assert_non_null(svc->process);
@@ -304,7 +306,7 @@ void pm_test_service_restart(pm_test_service *svc, const char *const *extra_args
   /* Serving once its log says so, or (logging elsewhere) once its command pipe is there: the
    * service binds it last. */
   while (strstr(pm_test_service_log(svc) + before, "info: listening ") == NULL &&
-         !pm_test_pipe_exists(svc->command_pipe)) {
+         (stale || !pm_test_pipe_exists(svc->command_pipe))) {
     if (!GetExitCodeProcess(svc->process, &code) || code != STILL_ACTIVE ||
         pm_test_now_ms() >= deadline) {
       print_error("pipemsgd did not start serving; log:\n%s\n", pm_test_service_log(svc));
