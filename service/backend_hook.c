@@ -1,54 +1,45 @@
 /* The hook backend: the tunnel is brought up and down by commands the administrator configured
- * (--up-cmd, --down-cmd), and its traffic is read from the kernel's counters of one interface
- * (--iface). The contract with the commands is in backend.h. */
+ * (--up-cmd, --down-cmd), and its traffic is read from the counters of one interface (--iface).
+ * The contract with the commands is in backend.h. This file is the same on every platform:
+ * when a command runs, what it is given, its deadline and its messages. Running it is
+ * hook_proc.h's (hook_proc_unix.c, hook_proc_win.c); the counters are iface.h's. */
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "backend.h"
+#include "hook_proc.h"
+#include "iface.h"
 #include "log.h"
 #include "utf8.h"
-
-/* Not declared by <unistd.h> without _GNU_SOURCE. */
-extern char **environ;
 
 #define HOOK_TIMEOUT_MS_DEFAULT 30000u
 /* Bytes of a command's stderr kept for its failure message (the "stderr tail"). */
 #define HOOK_STDERR_TAIL_MAX 512
 /* A failure message, NUL included: the service copies it into its own, shorter, buffer. */
 #define HOOK_MESSAGE_MAX 400
-#define HOOK_READ_SIZE 4096
-/* IFNAMSIZ - 1: the longest interface name Linux accepts. */
-#define IFACE_NAME_MAX 15
-/* A decimal uint64_t and its newline. */
-#define COUNTER_TEXT_MAX 32
 
 #define ENV_LOCATION "PIPEMSG_LOCATION="
 #define ENV_KILL_SWITCH "PIPEMSG_KILL_SWITCH="
 
 typedef struct hook hook;
 
-/* One command run: a process, the pipe its stderr comes through and its deadline. Freed once
- * all three handles are closed, which may be after the next run has started. */
+/* One command run: a process (with the pipe its stderr comes through) and its deadline. Freed
+ * once both are closed, which may be after the next run has started. */
 typedef struct hook_run {
   hook *h;
   backend_op op;
-  uv_process_t proc;
-  uv_pipe_t err;
+  hook_proc *proc;
   uv_timer_t timer;
-  int open;        /* handles not yet closed */
-  bool exited;     /* exit_cb ran (the child has been reaped) */
+  int open;        /* of proc and timer, not yet closed */
+  bool exited;     /* exited() came (the child has been reaped) */
   bool timed_out;  /* we killed it for taking longer than timeout_ms */
   bool cancelled;  /* down() came first: its result is dropped and down_cmd follows */
-  bool killed;     /* SIGKILL was sent; the next timer tick gives up waiting */
+  bool killed;     /* hook_proc_kill was called; the next timer tick gives up waiting */
   bool ended;      /* run_end ran: handles are closing */
   char tail[HOOK_STDERR_TAIL_MAX]; /* ring: byte i of the stream is at i % MAX */
   size_t tail_total;
-  char readbuf[HOOK_READ_SIZE];
 } hook_run;
 
 struct hook {
@@ -94,26 +85,16 @@ static size_t count_words(const char *cmd) {
   return n;
 }
 
-/* argv for cmd in one allocation (the pointers, then the strings): split on spaces, or
- * /bin/sh -c cmd. NULL when out of memory. */
-static char **cmd_argv(const char *cmd, bool shell) {
-  static const char sh[] = "/bin/sh\0-c";
+/* The words of cmd, split on spaces, in one allocation (the pointers, then the strings).
+ * NULL when out of memory. */
+static char **cmd_words(const char *cmd) {
   size_t len = strlen(cmd) + 1;
-  size_t n = shell ? 3 : count_words(cmd);
-  char **argv = malloc((n + 1) * sizeof(*argv) + sizeof(sh) + len);
+  size_t n = count_words(cmd);
+  char **argv = malloc((n + 1) * sizeof(*argv) + len);
   char *text;
   if (argv == NULL)
     return NULL;
   text = (char *)(argv + n + 1);
-  if (shell) {
-    memcpy(text, sh, sizeof(sh));
-    memcpy(text + sizeof(sh), cmd, len);
-    argv[0] = text;
-    argv[1] = text + strlen(text) + 1;
-    argv[2] = text + sizeof(sh);
-    argv[3] = NULL;
-    return argv;
-  }
   memcpy(text, cmd, len);
   n = 0;
   for (char *p = text; *p != '\0'; p++) {
@@ -126,36 +107,23 @@ static char **cmd_argv(const char *cmd, bool shell) {
   return argv;
 }
 
-static bool env_is_ours(const char *entry) {
-  return strncmp(entry, ENV_LOCATION, strlen(ENV_LOCATION)) == 0 ||
-         strncmp(entry, ENV_KILL_SWITCH, strlen(ENV_KILL_SWITCH)) == 0;
-}
-
-/* The service's environment plus the request, in one allocation. The request travels only
- * here: a peer's location never becomes part of a command line. NULL when out of memory. */
-static char **cmd_env(const char *location, bool kill_switch) {
-  size_t n = 0, loc_len = strlen(location);
-  size_t ks_len = strlen(ENV_KILL_SWITCH) + 2;
-  size_t loc_size = strlen(ENV_LOCATION) + loc_len + 1;
-  char **env, *text;
-  size_t k = 0;
-
-  while (environ[n] != NULL)
-    n++;
-  env = malloc((n + 3) * sizeof(*env) + loc_size + ks_len);
-  if (env == NULL)
+/* The request as environment entries, in one allocation: the request travels only there, so a
+ * peer's location never becomes part of a command line. NULL when out of memory. */
+static char **request_vars(const char *location, bool kill_switch) {
+  size_t loc_size = strlen(ENV_LOCATION) + strlen(location) + 1;
+  size_t ks_size = strlen(ENV_KILL_SWITCH) + 2;
+  char **vars = malloc(3 * sizeof(*vars) + loc_size + ks_size);
+  char *text;
+  if (vars == NULL)
     return NULL;
-  for (size_t i = 0; i < n; i++)
-    if (!env_is_ours(environ[i]))
-      env[k++] = environ[i];
-  text = (char *)(env + n + 3);
+  text = (char *)(vars + 3);
   snprintf(text, loc_size, "%s%s", ENV_LOCATION, location);
-  env[k++] = text;
+  vars[0] = text;
   text += loc_size;
-  snprintf(text, ks_len, "%s%c", ENV_KILL_SWITCH, kill_switch ? '1' : '0');
-  env[k++] = text;
-  env[k] = NULL;
-  return env;
+  snprintf(text, ks_size, "%s%c", ENV_KILL_SWITCH, kill_switch ? '1' : '0');
+  vars[1] = text;
+  vars[2] = NULL;
+  return vars;
 }
 
 /* ---- the stderr tail -------------------------------------------------------------------- */
@@ -254,27 +222,24 @@ static void hook_release(hook *h) {
   free(h);
 }
 
-static void on_run_handle_closed(uv_handle_t *handle) {
-  hook_run *run = handle->data;
+static void run_release(hook_run *run) {
   hook *h = run->h;
   if (--run->open == 0)
     free(run);
   hook_release(h);
 }
 
-/* The command runs in its own session (UV_PROCESS_DETACHED), so its pid names its process
- * group: a shell and whatever it started are signalled together. */
-static void run_signal(hook_run *run, int signo) {
-  if (run->exited || run->proc.pid <= 0)
-    return;
-  if (kill(-run->proc.pid, signo) != 0)
-    kill(run->proc.pid, signo);
+static void on_run_timer_closed(uv_handle_t *handle) {
+  run_release(handle->data);
+}
+
+static void on_run_proc_closed(void *arg) {
+  run_release(arg);
 }
 
 static void run_close(hook_run *run) {
-  uv_close((uv_handle_t *)&run->proc, on_run_handle_closed);
-  uv_close((uv_handle_t *)&run->err, on_run_handle_closed);
-  uv_close((uv_handle_t *)&run->timer, on_run_handle_closed);
+  hook_proc_close(run->proc);
+  uv_close((uv_handle_t *)&run->timer, on_run_timer_closed);
 }
 
 static void defer_done(hook *h, backend_op op, int status, const char *msg) {
@@ -308,28 +273,18 @@ static void run_end(hook_run *run, const char *msg) {
   h->base.done(&h->base, op, msg == NULL ? 0 : -1, msg);
 }
 
-/* What the command wrote just before it exited may still sit in the pipe: read it now rather
- * than wait for EOF, which a leftover grandchild holding stderr could delay forever. */
-static void run_drain(hook_run *run) {
-  uv_os_fd_t fd;
-  char buf[HOOK_READ_SIZE];
-  ssize_t n;
-  if (uv_fileno((uv_handle_t *)&run->err, &fd) != 0)
-    return;
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  while ((n = read(fd, buf, sizeof(buf))) > 0)
-    tail_append(run, buf, (size_t)n);
+static void on_run_output(void *arg, const char *data, size_t len) {
+  tail_append(arg, data, len);
 }
 
-static void on_run_exit(uv_process_t *proc, int64_t status, int signo) {
-  hook_run *run = proc->data;
+static void on_run_exit(void *arg, int64_t status, int signo) {
+  hook_run *run = arg;
   char msg[HOOK_MESSAGE_MAX];
   bool ok = status == 0 && signo == 0 && !run->timed_out;
   run->exited = true;
-  log_msg(LVL_DEBUG, "backend %s exited pid=%d status=%lld signal=%d%s%s", op_cmd_name(run->op),
-          proc->pid, (long long)status, signo, run->timed_out ? " timed_out" : "",
+  log_msg(LVL_DEBUG, "backend %s exited pid=%ld status=%lld signal=%d%s%s", op_cmd_name(run->op),
+          hook_proc_pid(run->proc), (long long)status, signo, run->timed_out ? " timed_out" : "",
           run->cancelled ? " cancelled" : "");
-  run_drain(run);
   if (!ok)
     run_message(run, status, signo, msg);
   run_end(run, ok ? NULL : msg);
@@ -342,98 +297,65 @@ static void on_run_timer(uv_timer_t *t) {
   if (run->exited)
     return;
   if (!run->killed) {
-    /* A cancelled run was sent SIGTERM and had its time to go; any other ran out of time. */
+    /* A cancelled run was asked to stop and had its time to go; any other ran out of time. */
     run->timed_out = !run->cancelled;
     run->killed = true;
-    run_signal(run, SIGKILL);
+    hook_proc_kill(run->proc);
     uv_timer_start(&run->timer, on_run_timer, h->timeout_ms, 0);
     return;
   }
-  /* Still there timeout_ms after SIGKILL (stuck in the kernel): stop waiting for it, so the
-   * service is not stuck too. libuv will not reap it once its handle is closed. */
-  snprintf(msg, sizeof(msg), "%s did not exit %u ms after SIGKILL", op_cmd_name(run->op),
-           h->timeout_ms);
+  /* Still there timeout_ms after the kill (stuck in the kernel): stop waiting for it, so the
+   * service is not stuck too. It will not be reaped once its handle is closed. */
+  snprintf(msg, sizeof(msg), "%s did not exit %u ms after %s", op_cmd_name(run->op),
+           h->timeout_ms, hook_proc_kill_name);
   run_end(run, msg);
 }
 
-static void on_err_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
-  hook_run *run = handle->data;
-  (void)suggested;
-  *buf = uv_buf_init(run->readbuf, sizeof(run->readbuf));
-}
-
-static void on_err_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf) {
-  hook_run *run = stream->data;
-  if (n > 0)
-    tail_append(run, buf->base, (size_t)n);
-  else if (n < 0)
-    uv_read_stop(stream);
-}
+static const hook_proc_callbacks run_callbacks = {on_run_output, on_run_exit,
+                                                  on_run_proc_closed};
 
 /* Starts the command for op. 0: done() follows (for a spawn failure too, through the later
  * timer); <0: nothing started and nothing follows. */
 static int run_start(hook *h, backend_op op) {
   const char *cmd = op == BACKEND_UP ? h->up_cmd : h->down_cmd;
-  uv_process_options_t o;
-  uv_stdio_container_t stdio[3];
+  char why[HOOK_MESSAGE_MAX - 16];
   char msg[HOOK_MESSAGE_MAX];
   hook_run *run = calloc(1, sizeof(*run));
-  char **argv = cmd_argv(cmd, h->shell);
-  char **env = cmd_env(h->location != NULL ? h->location : "", h->kill_switch);
-  int rc;
+  char **argv = h->shell ? NULL : cmd_words(cmd);
+  char **vars = request_vars(h->location != NULL ? h->location : "", h->kill_switch);
+  hook_cmd c = {h->shell ? cmd : NULL, argv, (const char *const *)vars};
+  int rc = UV_ENOMEM;
 
-  if (run == NULL || argv == NULL || env == NULL) {
-    rc = UV_ENOMEM;
+  if (run == NULL || (!h->shell && argv == NULL) || vars == NULL ||
+      (rc = hook_proc_new(h->loop, &run_callbacks, run, &run->proc)) < 0)
     goto fail;
-  }
   run->h = h;
   run->op = op;
-  uv_pipe_init(h->loop, &run->err, 0);
-  run->err.data = run;
   uv_timer_init(h->loop, &run->timer);
   run->timer.data = run;
-
-  memset(&o, 0, sizeof(o));
-  memset(stdio, 0, sizeof(stdio));
-  stdio[0].flags = UV_IGNORE; /* libuv opens /dev/null for ignored stdio */
-  stdio[1].flags = UV_IGNORE;
-  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-  stdio[2].data.stream = (uv_stream_t *)&run->err;
-  o.exit_cb = on_run_exit;
-  o.file = argv[0];
-  o.args = argv;
-  o.env = env;
-  o.flags = UV_PROCESS_DETACHED;
-  o.stdio_count = 3;
-  o.stdio = stdio;
-  rc = uv_spawn(h->loop, &run->proc, &o);
-  /* uv_spawn initialises the handle even when it fails, and it must be closed either way. */
-  run->proc.data = run;
-  run->open = 3;
-  h->open += 3;
+  run->open = 2;
+  h->open += 2;
+  rc = hook_proc_start(run->proc, &c, why, sizeof(why));
   if (rc < 0) {
-    snprintf(msg, sizeof(msg), "%s could not start %s: %s", op_cmd_name(op), argv[0],
-             uv_strerror(rc));
+    snprintf(msg, sizeof(msg), "%s %s", op_cmd_name(op), why);
     run->ended = true;
     run_close(run);
     defer_done(h, op, -1, msg);
   } else {
-    /* Without stderr the failure message is only shorter: not a reason to fail. */
-    log_msg(LVL_DEBUG, "backend %s started pid=%d", op_cmd_name(op), run->proc.pid);
-    uv_read_start((uv_stream_t *)&run->err, on_err_alloc, on_err_read);
+    log_msg(LVL_DEBUG, "backend %s started pid=%ld", op_cmd_name(op), hook_proc_pid(run->proc));
     /* The loop's clock dates from its last iteration; the command's time starts now. */
     uv_update_time(h->loop);
     uv_timer_start(&run->timer, on_run_timer, h->timeout_ms, 0);
     h->cur = run;
   }
   free(argv);
-  free(env);
+  free(vars);
   return 0;
 
 fail:
   free(run);
   free(argv);
-  free(env);
+  free(vars);
   return rc;
 }
 
@@ -478,12 +400,12 @@ static int hook_down(backend *b) {
     return UV_EBUSY;
   if (h->cur != NULL) {
     /* The up command is still running: ask it to stop, and insist after timeout_ms (even if
-     * it had already been given SIGKILL, the timer restarts for the last wait). */
-    log_msg(LVL_DEBUG, "backend up-cmd cancelled pid=%d: SIGTERM, then down-cmd",
-            h->cur->proc.pid);
+     * it had already been killed, the timer restarts for the last wait). */
+    log_msg(LVL_DEBUG, "backend up-cmd cancelled pid=%ld: %s, then down-cmd",
+            hook_proc_pid(h->cur->proc), hook_proc_stop_name);
     h->cur->cancelled = true;
     h->down_after = true;
-    run_signal(h->cur, SIGTERM);
+    hook_proc_stop(h->cur->proc);
     uv_update_time(h->loop);
     uv_timer_start(&h->cur->timer, on_run_timer, h->timeout_ms, 0);
     return 0;
@@ -516,61 +438,10 @@ static void hook_close(backend *b, void (*cb)(void *arg), void *arg) {
   if (h->cur != NULL) {
     /* Reaped in on_run_exit, so no zombie is left behind; the timer bounds the wait. */
     h->cur->killed = true;
-    run_signal(h->cur, SIGKILL);
+    hook_proc_kill(h->cur->proc);
     uv_timer_start(&h->cur->timer, on_run_timer, h->timeout_ms, 0);
   }
   uv_close((uv_handle_t *)&h->later, on_later_closed);
-}
-
-static bool iface_name_valid(const char *name) {
-  size_t len = strlen(name);
-  if (len == 0 || len > IFACE_NAME_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-    return false;
-  return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-") ==
-         len;
-}
-
-static int read_counter(const char *iface, const char *name, uint64_t *value) {
-  char path[64 + IFACE_NAME_MAX];
-  char text[COUNTER_TEXT_MAX];
-  char *end;
-  unsigned long long v;
-  ssize_t n;
-  int fd, err;
-
-  snprintf(path, sizeof(path), "/sys/class/net/%s/statistics/%s", iface, name);
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  n = read(fd, text, sizeof(text) - 1);
-  err = errno;
-  close(fd);
-  if (n <= 0)
-    return n < 0 ? -err : -EIO;
-  text[n] = '\0';
-  errno = 0;
-  v = strtoull(text, &end, 10);
-  if (end == text || errno != 0 || (*end != '\n' && *end != '\0'))
-    return -EIO;
-  *value = v;
-  return 0;
-}
-
-int backend_iface_counters(const char *iface, uint64_t *tx, uint64_t *rx) {
-  uint64_t t = 0, r = 0;
-  int rc = -EINVAL;
-  *tx = 0;
-  *rx = 0;
-  if (iface == NULL || !iface_name_valid(iface))
-    return rc;
-  rc = read_counter(iface, "tx_bytes", &t);
-  if (rc == 0)
-    rc = read_counter(iface, "rx_bytes", &r);
-  if (rc < 0)
-    return rc;
-  *tx = t;
-  *rx = r;
-  return 0;
 }
 
 int backend_hook_check(const backend_hook_options *opts, char *why, size_t size) {

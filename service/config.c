@@ -11,6 +11,8 @@
 
 #include "backend.h"
 #include "config.h"
+#include "hook_proc.h"
+#include "iface.h"
 #include "log.h"
 
 /* Longest timeout or interval an option takes: a day. */
@@ -138,13 +140,11 @@ static const opt options[] = {
      "hook backend: command that takes the tunnel down; also run when the service stops, and at "
      "start if the tunnel was left up",
      NULL, NEEDS_HOOK, 0, 0},
-    {"hook-shell", 0, T_FLAG, F(hook_shell), 0, 0, NULL,
-     "hook backend: run the commands with /bin/sh -c", NULL, NEEDS_HOOK, 0, 0},
+    {"hook-shell", 0, T_FLAG, F(hook_shell), 0, 0, NULL, hook_proc_shell_help, NULL, NEEDS_HOOK,
+     0, 0},
     {"hook-timeout-ms", 0, T_MS, F(hook_timeout_ms), 1, MS_MAX, "MS",
      "hook backend: time a command may take (default 30000)", NULL, NEEDS_HOOK, 1, 0},
-    {"iface", 0, T_STR, F(iface), 0, 0, "NAME",
-     "hook backend: read traffic counters of this network interface from the kernel", NULL,
-     NEEDS_HOOK, 0, 0},
+    {"iface", 0, T_STR, F(iface), 0, 0, "NAME", iface_help, NULL, NEEDS_HOOK, 0, 0},
     {"traffic-interval-ms", 0, T_MS, F(traffic_interval_ms), 1, MS_MAX, "MS",
      "period of TrafficChanged while connected (default 1000)", NULL, 0, 1, 0},
     {"log-level", 0, T_ENUM, F(log_level), 0, 0, "LEVEL",
