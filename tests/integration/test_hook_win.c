@@ -45,6 +45,7 @@ typedef struct fixture {
   char msg[512];
   bool msg_null;
   bool closed;
+  bool torn_down; /* by the test itself: a failure after that must not tear down twice */
   char dir[MAX_PATH];
   char helper[MAX_PATH]; /* hook_helper.exe, without spaces (its short name if need be) */
   long last_pid;         /* of the last "started pid=" the backend logged */
@@ -100,6 +101,9 @@ static void on_tick(uv_timer_t *t) {
 /* Closes the backend (if any) and asserts the loop ends with nothing open. */
 static int teardown(void **state) {
   (void)state;
+  if (fx.torn_down)
+    return 0;
+  fx.torn_down = true;
   if (fx.b != NULL) {
     fx.b->close(fx.b, on_closed, &fx.closed);
     fx.b = NULL;
