@@ -35,21 +35,24 @@ struct backend {
 int backend_sim_new(uv_loop_t *loop, unsigned connect_ms, const char *unreachable,
                     backend **out);
 
-/* The hook backend: up() runs up_cmd, down() runs down_cmd (each at most timeout_ms, then
- * SIGKILL), and the result of the command is the result of the operation. Without shell the
- * command is split on ASCII spaces into argv (runs of spaces count as one; no quotes, no
- * escapes, no variables); with shell it runs as /bin/sh -c CMD. The request reaches the
- * command only through its environment: PIPEMSG_LOCATION and PIPEMSG_KILL_SWITCH (1 or 0).
- * down() gets the location of the last up(). A failure's message names the command, how it
- * ended and the tail of its stderr. A down() while the up command runs cancels it (SIGTERM to
- * its process group, SIGKILL after timeout_ms) and runs down_cmd once it has gone; that up()
- * gets no done(), only the down() does. */
+/* The hook backend: up() runs up_cmd, down() runs down_cmd (each at most timeout_ms, then its
+ * whole tree is killed: SIGKILL to its process group, or TerminateJobObject on Windows), and
+ * the result of the command is the result of the operation. Without shell the command is
+ * split on ASCII spaces into argv (runs of spaces count as one; no quotes, no escapes, no
+ * variables; on Windows each word is quoted so the program reads it back as it is); with
+ * shell it runs as /bin/sh -c CMD (Windows: cmd.exe /d /v:on /s /c "CMD"). The request
+ * reaches the command only through its environment: PIPEMSG_LOCATION and PIPEMSG_KILL_SWITCH
+ * (1 or 0). down() gets the location of the last up(). A failure's message names the
+ * command, how it ended and the tail of its stderr. A down() while the up command runs
+ * cancels it (SIGTERM to its process group, SIGKILL after timeout_ms; on Windows its job is
+ * terminated at once) and runs down_cmd once it has gone; that up() gets no done(), only the
+ * down() does. How a command is run is hook_proc.h's. */
 typedef struct backend_hook_options {
   const char *up_cmd;   /* required */
   const char *down_cmd; /* NULL: down() succeeds at once */
   bool shell;
   unsigned timeout_ms;  /* per command; 0: 30000 */
-  const char *iface;    /* NULL: traffic() reports 0/0; else the kernel's counters for it */
+  const char *iface;    /* NULL: traffic() reports 0/0; else that interface's counters */
 } backend_hook_options;
 
 /* Copies what it needs from opts. -EINVAL for a missing or empty up_cmd, an empty down_cmd or
@@ -62,9 +65,11 @@ int backend_hook_check(const backend_hook_options *opts, char *why, size_t size)
 /* A new per-command time limit (0: 30000), from the next timer started on. */
 void backend_hook_set_timeout(backend *b, unsigned timeout_ms);
 
-/* The byte counters of a network interface from /sys/class/net/IFACE/statistics (tx: sent,
- * rx: received). 0, or -EINVAL for a name that is not [A-Za-z0-9_.:-]{1,15} (or . or ..),
- * or another negative errno if they cannot be read; *tx and *rx are 0 on failure. */
+/* The byte counters of a network interface (tx: sent, rx: received): on Linux from
+ * /sys/class/net/IFACE/statistics, on Windows those GetIfEntry2 gives for the adapter whose
+ * alias is IFACE (iface.h). 0, or -EINVAL for a name that cannot name one (Linux: not
+ * [A-Za-z0-9_.:-]{1,15}, or . or ..), -ENOENT for an interface that does not exist (yet), or
+ * another negative errno if they cannot be read; *tx and *rx are 0 on failure. */
 int backend_iface_counters(const char *iface, uint64_t *tx, uint64_t *rx);
 
 #endif

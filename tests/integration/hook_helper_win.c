@@ -9,10 +9,12 @@
  *   tree      start "late" (a grandchild), write its pid to grandchild.pid, sleep
  *   daemon    start "late", write its pid to grandchild.pid, exit 0
  *   late      sleep LATE_MS, then write late.out
- *   sleep     sleep SLEEP_MS */
+ *   sleep     sleep SLEEP_MS
+ *   handle H PID  exit 1 if H (hex) is a handle of process PID here (inherited), else 0 */
 #include <windows.h>
 #include <shellapi.h>
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +122,10 @@ int main(void) {
     if ((f = out_file(L"late.out")) == NULL)
       return 96;
     return fclose(f) == 0 ? 0 : 97;
+  }
+  if (wcscmp(mode, L"handle") == 0 && argc > 3) {
+    HANDLE h = (HANDLE)(uintptr_t)wcstoull(argv[2], NULL, 16);
+    return GetProcessId(h) == (DWORD)wcstoul(argv[3], NULL, 10) ? 1 : 0;
   }
   if (wcscmp(mode, L"sleep") == 0) {
     Sleep(SLEEP_MS);

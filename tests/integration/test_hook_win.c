@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +290,24 @@ static void test_hook_win_argv_quoting(void **state) {
                       read_text("argv.out"));
 }
 
+/* The command inherits its stdio and nothing else of the service, though the service holds an
+ * inheritable handle (the listening pipes of a real service are not, but a handle another
+ * thread makes inheritable for a moment must not leak either). */
+static void test_hook_win_inherits_only_stdio(void **state) {
+  char args[64], cmd[MAX_PATH + 96];
+  HANDLE self = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, TRUE, GetCurrentProcessId());
+  (void)state;
+  assert_non_null(self);
+  snprintf(args, sizeof(args), "handle %llx %lu", (unsigned long long)(uintptr_t)self,
+           (unsigned long)GetCurrentProcessId());
+  make(helper_cmd(cmd, sizeof(cmd), args), NULL, false, WAIT_MS, NULL);
+  assert_int_equal(0, fx.b->up(fx.b, "de", false));
+  await_calls(1);
+  CloseHandle(self);
+  assert_string_equal("", fx.msg);
+  assert_int_equal(0, fx.status);
+}
+
 /* --hook-shell: cmd.exe runs the text, its exit status is the command's, the request is in
  * its environment, and read with delayed expansion (!VAR!) it stays data, whatever it holds.
  * (Under wine %VAR% stays data too; on Windows it is expanded before cmd parses the line, so
@@ -474,6 +493,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_hook_win_spawn_failure, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hook_win_env_carries_request, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hook_win_argv_quoting, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_hook_win_inherits_only_stdio, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hook_win_shell, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hook_win_timeout_kills_tree, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hook_win_down_ends_running_up, setup, teardown),
