@@ -102,20 +102,23 @@ static char *quote_arg(char *out, const char *arg) {
   return out;
 }
 
-/* UTF-8 to a new UTF-16 string; NULL for invalid UTF-8 or when out of memory. */
-static wchar_t *to_wide(const char *s) {
+/* UTF-8 to a new UTF-16 string in *out: 0, UV_EINVAL for invalid UTF-8, or UV_ENOMEM. */
+static int to_wide(const char *s, wchar_t **out) {
   int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
-  wchar_t *w;
-  if (n <= 0 || (w = malloc((size_t)n * sizeof(*w))) == NULL)
-    return NULL;
-  MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, n);
-  return w;
+  if (n <= 0)
+    return UV_EINVAL;
+  *out = malloc((size_t)n * sizeof(**out));
+  if (*out == NULL)
+    return UV_ENOMEM;
+  MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, *out, n);
+  return 0;
 }
 
 /* The command line for argv, or for cmd.exe with shell (whose path goes to *app). */
 static int cmd_line(const hook_cmd *cmd, wchar_t **line, wchar_t **app) {
   size_t size = 64;
   char *text, *end;
+  int rc;
   *line = NULL;
   *app = NULL;
   if (cmd->shell != NULL) {
@@ -123,14 +126,15 @@ static int cmd_line(const hook_cmd *cmd, wchar_t **line, wchar_t **app) {
      * parsed, so a request value cannot become command text; /s /c "...": the text between
      * the outer quotes runs as it is. */
     static const wchar_t shell_args[] = L"cmd.exe /d /v:on /s /c \"";
-    wchar_t sys[MAX_PATH];
+    wchar_t sys[MAX_PATH], *w;
     UINT n = GetSystemDirectoryW(sys, MAX_PATH);
-    wchar_t *w = to_wide(cmd->shell);
     size_t wlen;
-    if (n == 0 || n >= MAX_PATH || w == NULL) {
-      free(w);
-      return w == NULL ? UV_EINVAL : uv_translate_sys_error((int)GetLastError());
-    }
+    if (n == 0)
+      return uv_translate_sys_error((int)GetLastError());
+    if (n >= MAX_PATH)
+      return UV_ENAMETOOLONG;
+    if ((rc = to_wide(cmd->shell, &w)) < 0)
+      return rc;
     wlen = wcslen(w);
     *app = malloc((n + 10) * sizeof(wchar_t));
     *line = malloc((wcslen(shell_args) + wlen + 2) * sizeof(wchar_t));
@@ -158,9 +162,9 @@ static int cmd_line(const hook_cmd *cmd, wchar_t **line, wchar_t **app) {
     end = quote_arg(end, cmd->argv[i]);
   }
   *end = '\0';
-  *line = to_wide(text);
+  rc = to_wide(text, line);
   free(text);
-  return *line != NULL ? 0 : UV_EINVAL;
+  return rc;
 }
 
 /* ---- the environment block -------------------------------------------------------------- */
@@ -207,10 +211,9 @@ static int env_block(const char *const *vars, wchar_t **out) {
   if (wvars == NULL || entries == NULL)
     goto done;
   for (size_t i = 0; i < v; i++)
-    if ((wvars[i] = to_wide(vars[i])) == NULL) {
-      rc = UV_EINVAL;
+    if ((rc = to_wide(vars[i], &wvars[i])) < 0)
       goto done;
-    }
+  rc = UV_ENOMEM;
   for (wchar_t *e = base; *e != L'\0'; e += wcslen(e) + 1) {
     bool replaced = false;
     for (size_t i = 0; i < v && !replaced; i++)
