@@ -423,6 +423,42 @@ static void test_hook_win_leftover_of_exited_command_lives(void **state) {
   setup(state);
 }
 
+/* ---- pipemsgd.exe ---------------------------------------------------------------------- */
+
+static const char *state_of(const char *pipe) {
+  static char state[32];
+  json_t *data = NULL;
+  assert_string_equal("Ok", pm_test_call(pipe, "GetState", NULL, &data));
+  snprintf(state, sizeof(state), "%s", json_string_value(json_object_get(data, "State")));
+  json_decref(data);
+  return state;
+}
+
+/* Each GetState is a round trip that waits for the service: no sleep between them. */
+static void await_state(const char *pipe, const char *want) {
+  uint64_t deadline = pm_test_now_ms() + WAIT_MS;
+  while (strcmp(state_of(pipe), want) != 0)
+    assert_true(pm_test_now_ms() < deadline);
+}
+
+/* The service with --backend hook: StartVpn runs up-cmd (which sees the location in its
+ * environment) and ends Connected, StopVpn runs down-cmd and ends Disconnected. */
+static void test_hook_win_service(void **state) {
+  char up[MAX_PATH + 32], down[MAX_PATH + 32];
+  const char *args[] = {"--backend", "hook", "--up-cmd", helper_cmd(up, sizeof(up), "env"),
+                        "--down-cmd", helper_cmd(down, sizeof(down), "exit 0"), NULL};
+  pm_test_service svc;
+  (void)state;
+  pm_test_service_start(&svc, args);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
+                                         json_pack("{s:s}", "Location", "de"), NULL));
+  await_state(svc.command_pipe, "Connected");
+  assert_string_equal("kill_switch=0\nlocation=de\ncount=1\nargc=2\n", read_text("env.out"));
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
+  await_state(svc.command_pipe, "Disconnected");
+  pm_test_service_cleanup(&svc);
+}
+
 /* ---- --iface ---------------------------------------------------------------------------- */
 
 /* The first loopback adapter's alias (UTF-8) in out, or false if there is none. */
@@ -500,6 +536,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_hook_win_close_with_tree_running, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hook_win_leftover_of_exited_command_lives, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_hook_win_service, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hook_win_iface_loopback, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hook_win_iface_unknown_and_invalid, setup,
                                       teardown),
