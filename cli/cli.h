@@ -2,6 +2,9 @@
 #define PIPEMSG_CLI_H
 
 #include <stddef.h>
+#include <stdio.h>
+
+#include "pipemsg/pipemsg.h"
 
 /* Exit statuses shared by every subcommand. */
 #define CLI_EXIT_OK 0
@@ -9,9 +12,12 @@
 #define CLI_EXIT_USAGE 2     /* bad command line */
 #define CLI_EXIT_TRANSPORT 3 /* no answer: ConnectionTimeout, Timeout, TransportError */
 
-/* Each subcommand's --help text; the man page is made of them too. */
-extern const char cmd_call_usage[];
-extern const char cmd_watch_usage[];
+/* Each subcommand's --help text, in parts (NULL-terminated) because the lines about finding
+ * and trusting the service come from the platform (cli_unix.c, cli_win.c); the man page is
+ * made of them too. */
+extern const char *const cmd_call_usage[];
+extern const char *const cmd_watch_usage[];
+void cli_print_text(const char *const *parts, FILE *f);
 
 int cmd_call(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
@@ -23,15 +29,52 @@ int cli_parse_number(const char *opt, const char *s, unsigned long long min,
                      unsigned long long max, unsigned long long *out);
 
 /* Option values shared by the subcommands that open a pipe. */
-enum { CLI_OPT_NAMES_FILE = 200, CLI_OPT_EXPECT_OWNER };
+enum { CLI_OPT_NAMES_FILE = 200, CLI_OPT_NAMES_REGISTRY, CLI_OPT_EXPECT_OWNER };
 
-/* Handles --names-file (key names the pipe in the file; *pipe then points into named) and
- * --expect-owner; prints a message and returns -1 on a bad value. */
-int cli_pipe_option(int opt, const char *arg, const char *key, char *named, size_t size,
-                    const char **pipe, long long *expect_owner);
+/* A SID string's longest form (S-1-15-... with 15 sub-authorities). */
+#define CLI_SID_MAX 192
+
+/* Which pipe to open and whom to trust serving it, from the options of call and watch. */
+typedef struct cli_pipe {
+  const char *pipe;                      /* name or path; may point into named */
+  char named[PM_PIPE_PATH_MAX + 1];      /* found by --names-file or --names-registry */
+  long long expect_owner_uid;            /* see pm_client_options */
+  char expect_owner_sid[CLI_SID_MAX];    /* Windows: "" for none */
+} cli_pipe;
+
+/* Handles --names-file (file_key names the pipe in the file), --names-registry (registry_value
+ * names it under the key) and --expect-owner; prints a message and returns -1 on a bad value. */
+int cli_pipe_option(int opt, const char *arg, const char *file_key, const char *registry_value,
+                    cli_pipe *p);
 
 /* Reads the pipe path stored under key ("command-pipe" or "event-pipe") in a names file written
  * by pipemsgd --names-file; prints a message and returns -1 on failure. */
 int cli_names_file(const char *file, const char *key, char *buf, size_t size);
+
+/* ---- the platform (cli_unix.c, cli_win.c) ------------------------------------------------ */
+
+/* The --names-file/--names-registry/--expect-owner lines of call's and watch's --help. */
+extern const char cli_call_pipe_help[];
+extern const char cli_watch_pipe_help[];
+
+/* Once, before anything else (Unix: a service that closes early must not kill us with
+ * SIGPIPE). */
+void cli_platform_init(void);
+
+/* Reads the REG_SZ value under the registry key (HKLM\... or HKCU\..., as pipemsgd
+ * --names-registry writes it); prints a message and returns -1 on failure, and always on Unix,
+ * which has no registry. */
+int cli_names_registry(const char *key, const char *value, char *buf, size_t size);
+
+/* --expect-owner: a uid on Unix; an account name or a SID on Windows (into p); prints a
+ * message and returns -1 on a bad value. */
+int cli_expect_owner(const char *arg, cli_pipe *p);
+
+/* Stopping watch: cli_stop_init before any thread starts (Unix: the signals are blocked there
+ * and inherited), cli_stop_wait until Ctrl-C (SIGINT/SIGTERM on Unix; Ctrl-C, Ctrl-Break or
+ * the console closing on Windows) or cli_stop_post from any thread. */
+int cli_stop_init(void);
+void cli_stop_wait(void);
+void cli_stop_post(void);
 
 #endif

@@ -7,14 +7,13 @@
 
 #include "cli.h"
 
-const char cmd_call_usage[] =
+static const char usage_head[] =
     "Usage: pipemsg call [OPTION]... COMMAND [Key=Value | Key:=JSON]...\n"
     "Send one request on the command pipe and print the response's Data as JSON.\n"
     "\n"
-    "  -c, --command-pipe NAME     pipe name or path (default UnifiedSDKVPNCommandPipe)\n"
-    "      --names-file FILE       find the pipe in FILE, as written by pipemsgd --names-file\n"
-    "      --expect-owner UID      also trust a service running as UID (root and our own user\n"
-    "                              always are); anyone else serving the pipe is refused\n"
+    "  -c, --command-pipe NAME     pipe name or path (default UnifiedSDKVPNCommandPipe)\n";
+
+static const char usage_tail[] =
     "      --xml                   send the request as XML (the answer comes in XML)\n"
     "      --id N                  request Id to send (echoed by the service)\n"
     "      --connect-timeout-ms N  wait this long for the service to accept (default 3000)\n"
@@ -27,6 +26,8 @@ const char cmd_call_usage[] =
     "\n"
     "Exit status: 0 Ok; 1 the service answered another Result (printed on stderr);\n"
     "2 usage error; 3 no answer (ConnectionTimeout, Timeout or TransportError).\n";
+
+const char *const cmd_call_usage[] = {usage_head, cli_call_pipe_help, usage_tail, NULL};
 
 enum {
   OPT_XML = 256,
@@ -43,6 +44,7 @@ static const struct option long_options[] = {
     {"connect-timeout-ms", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"timeout-ms", required_argument, NULL, OPT_TIMEOUT},
     {"names-file", required_argument, NULL, CLI_OPT_NAMES_FILE},
+    {"names-registry", required_argument, NULL, CLI_OPT_NAMES_REGISTRY},
     {"expect-owner", required_argument, NULL, CLI_OPT_EXPECT_OWNER},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, OPT_HELP},
@@ -109,8 +111,7 @@ static void show(const char *prefix, const pm_msg *m, pm_encoding enc) {
 }
 
 int cmd_call(int argc, char **argv) {
-  const char *pipe = PM_COMMAND_PIPE_DEFAULT;
-  char named[PM_PIPE_PATH_MAX + 1];
+  cli_pipe pipe = {.pipe = PM_COMMAND_PIPE_DEFAULT};
   pm_client_options opts = {0};
   pm_encoding enc = PM_ENC_JSON;
   unsigned long long id = 0, n;
@@ -124,7 +125,7 @@ int cmd_call(int argc, char **argv) {
   while ((c = getopt_long(argc, argv, "+c:v", long_options, NULL)) != -1) {
     switch (c) {
     case 'c':
-      pipe = optarg;
+      pipe.pipe = optarg;
       break;
     case OPT_XML:
       enc = PM_ENC_XML;
@@ -147,13 +148,13 @@ int cmd_call(int argc, char **argv) {
       verbose = 1;
       break;
     case CLI_OPT_NAMES_FILE:
+    case CLI_OPT_NAMES_REGISTRY:
     case CLI_OPT_EXPECT_OWNER:
-      if (cli_pipe_option(c, optarg, "command-pipe", named, sizeof(named), &pipe,
-                          &opts.expect_owner_uid) < 0)
+      if (cli_pipe_option(c, optarg, "command-pipe", "CommandPipe", &pipe) < 0)
         return CLI_EXIT_USAGE;
       break;
     case OPT_HELP:
-      fputs(cmd_call_usage, stdout);
+      cli_print_text(cmd_call_usage, stdout);
       return CLI_EXIT_OK;
     default:
       fputs("Try 'pipemsg call --help'.\n", stderr);
@@ -177,12 +178,14 @@ int cmd_call(int argc, char **argv) {
   }
   if (verbose)
     show(">", request, enc);
-  rc = pm_command_client_call(pipe, &opts, request, enc, &response);
+  opts.expect_owner_uid = pipe.expect_owner_uid;
+  opts.expect_owner_sid = pipe.expect_owner_sid[0] ? pipe.expect_owner_sid : NULL;
+  rc = pm_command_client_call(pipe.pipe, &opts, request, enc, &response);
   if (rc < 0) {
     char path[PM_PIPE_PATH_MAX + 1] = "";
-    pm_pipe_path(pipe, path, sizeof(path));
+    pm_pipe_path(pipe.pipe, path, sizeof(path));
     fprintf(stderr, "pipemsg: %s: %s: %s (%s)\n", argv[optind], pm_client_result(rc),
-            pm_strerror(rc), path[0] ? path : pipe);
+            pm_strerror(rc), path[0] ? path : pipe.pipe);
     status = CLI_EXIT_TRANSPORT;
     goto done;
   }

@@ -1,6 +1,4 @@
 #include <getopt.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -8,15 +6,14 @@
 
 #include "cli.h"
 
-const char cmd_watch_usage[] =
+static const char usage_head[] =
     "Usage: pipemsg watch [OPTION]...\n"
     "Attach to the event pipe and print each event as it arrives; connection changes go to\n"
     "stderr. Events are confirmed after they are printed. Ctrl-C stops.\n"
     "\n"
-    "  -e, --event-pipe NAME         pipe name or path (default UnifiedSDKVPNEventPipe)\n"
-    "      --names-file FILE         find the pipe in FILE, as written by pipemsgd --names-file\n"
-    "      --expect-owner UID        also trust a service running as UID (root and our own\n"
-    "                                user always are); anyone else is refused\n"
+    "  -e, --event-pipe NAME         pipe name or path (default UnifiedSDKVPNEventPipe)\n";
+
+static const char usage_tail[] =
     "      --json                    one JSON object per event and line:\n"
     "                                {\"Id\":..,\"Type\":..,\"Time\":..,\"Data\":..,\"Epoch\":..}\n"
     "      --xml                     talk XML to the service (output is unchanged)\n"
@@ -25,6 +22,8 @@ const char cmd_watch_usage[] =
     "      --help                    show this help and exit\n"
     "\n"
     "Exit status: 0 when stopped or after --count events; 2 usage error.\n";
+
+const char *const cmd_watch_usage[] = {usage_head, cli_watch_pipe_help, usage_tail, NULL};
 
 enum {
   OPT_JSON = 256,
@@ -41,6 +40,7 @@ static const struct option long_options[] = {
     {"count", required_argument, NULL, OPT_COUNT},
     {"handshake-timeout-ms", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
     {"names-file", required_argument, NULL, CLI_OPT_NAMES_FILE},
+    {"names-registry", required_argument, NULL, CLI_OPT_NAMES_REGISTRY},
     {"expect-owner", required_argument, NULL, CLI_OPT_EXPECT_OWNER},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -50,7 +50,6 @@ typedef struct watch {
   int json;
   unsigned long long count; /* 0: no limit */
   unsigned long long seen;
-  pthread_t main_thread;
 } watch;
 
 static void on_event(const pm_event *ev, void *data) {
@@ -73,7 +72,7 @@ static void on_event(const pm_event *ev, void *data) {
   fputc('\n', stdout);
   fflush(stdout);
   if (w->count != 0 && ++w->seen == w->count)
-    pthread_kill(w->main_thread, SIGTERM);
+    cli_stop_post();
 }
 
 static void on_state(pm_event_client_state st, const char *reason, void *data) {
@@ -85,14 +84,12 @@ static void on_state(pm_event_client_state st, const char *reason, void *data) {
 }
 
 int cmd_watch(int argc, char **argv) {
-  const char *pipe = PM_EVENT_PIPE_DEFAULT;
-  char named[PM_PIPE_PATH_MAX + 1];
+  cli_pipe pipe = {.pipe = PM_EVENT_PIPE_DEFAULT};
   pm_event_client_options opts;
   pm_event_client *client;
   watch w;
-  sigset_t stop_signals;
   unsigned long long n;
-  int c, rc, sig;
+  int c, rc;
 
   memset(&opts, 0, sizeof(opts));
   memset(&w, 0, sizeof(w));
@@ -100,7 +97,7 @@ int cmd_watch(int argc, char **argv) {
   while ((c = getopt_long(argc, argv, "+e:", long_options, NULL)) != -1) {
     switch (c) {
     case 'e':
-      pipe = optarg;
+      pipe.pipe = optarg;
       break;
     case OPT_JSON:
       w.json = 1;
@@ -118,13 +115,13 @@ int cmd_watch(int argc, char **argv) {
       opts.handshake_timeout_ms = (uint32_t)n;
       break;
     case CLI_OPT_NAMES_FILE:
+    case CLI_OPT_NAMES_REGISTRY:
     case CLI_OPT_EXPECT_OWNER:
-      if (cli_pipe_option(c, optarg, "event-pipe", named, sizeof(named), &pipe,
-                          &opts.expect_owner_uid) < 0)
+      if (cli_pipe_option(c, optarg, "event-pipe", "EventPipe", &pipe) < 0)
         return CLI_EXIT_USAGE;
       break;
     case OPT_HELP:
-      fputs(cmd_watch_usage, stdout);
+      cli_print_text(cmd_watch_usage, stdout);
       return CLI_EXIT_OK;
     default:
       fputs("Try 'pipemsg watch --help'.\n", stderr);
@@ -135,22 +132,22 @@ int cmd_watch(int argc, char **argv) {
     fprintf(stderr, "pipemsg watch: unexpected argument '%s'\n", argv[optind]);
     return CLI_EXIT_USAGE;
   }
-  /* Signals are taken synchronously here; the client's thread inherits the blocked mask. */
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
-  w.main_thread = pthread_self();
+  if (cli_stop_init() < 0) {
+    fputs("pipemsg watch: cannot set up stopping\n", stderr);
+    return CLI_EXIT_USAGE;
+  }
+  opts.expect_owner_uid = pipe.expect_owner_uid;
+  opts.expect_owner_sid = pipe.expect_owner_sid[0] ? pipe.expect_owner_sid : NULL;
   opts.client_name = "pipemsg watch";
   opts.on_event = on_event;
   opts.on_state = on_state;
   opts.data = &w;
-  rc = pm_event_client_start(pipe, &opts, &client);
+  rc = pm_event_client_start(pipe.pipe, &opts, &client);
   if (rc < 0) {
-    fprintf(stderr, "pipemsg watch: %s: %s\n", pipe, pm_strerror(rc));
+    fprintf(stderr, "pipemsg watch: %s: %s\n", pipe.pipe, pm_strerror(rc));
     return CLI_EXIT_USAGE;
   }
-  sigwait(&stop_signals, &sig);
+  cli_stop_wait();
   pm_event_client_stop(client);
   return CLI_EXIT_OK;
 }

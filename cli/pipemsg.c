@@ -1,5 +1,4 @@
 #include <errno.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,25 +21,35 @@ static const char usage_text[] =
 
 /* The manual page, in roff, from the same texts as --help. */
 static void print_man(void) {
-  const char *const pages[] = {usage_text, cmd_call_usage, cmd_watch_usage};
+  static const char *const top[] = {usage_text, NULL};
+  const char *const *const pages[] = {top, cmd_call_usage, cmd_watch_usage};
   printf(".TH PIPEMSG 1 \"\" \"pipemsg %s\" \"User Commands\"\n"
          ".SH NAME\npipemsg \\- drive and watch a pipemsg service\n.SH DESCRIPTION\n",
          PM_VERSION);
   for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++) {
+    int line_start = 1;
     fputs(".PP\n.nf\n", stdout);
-    for (const char *p = pages[i]; *p; p++) {
-      if (*p == '\\')
-        fputs("\\e", stdout);
-      else if (*p == '-')
-        fputs("\\-", stdout);
-      else if (*p == '.' && (p == pages[i] || p[-1] == '\n'))
-        fputs("\\&.", stdout);
-      else
-        putchar(*p);
+    for (const char *const *part = pages[i]; *part != NULL; part++) {
+      for (const char *p = *part; *p; p++) {
+        if (*p == '\\')
+          fputs("\\e", stdout);
+        else if (*p == '-')
+          fputs("\\-", stdout);
+        else if (*p == '.' && line_start)
+          fputs("\\&.", stdout);
+        else
+          putchar(*p);
+        line_start = *p == '\n';
+      }
     }
     fputs(".fi\n", stdout);
   }
   fputs(".SH SEE ALSO\n\\fBpipemsgd\\fR(8)\n", stdout);
+}
+
+void cli_print_text(const char *const *parts, FILE *f) {
+  for (; *parts != NULL; parts++)
+    fputs(*parts, f);
 }
 
 int cli_parse_number(const char *opt, const char *s, unsigned long long min,
@@ -86,24 +95,26 @@ int cli_names_file(const char *file, const char *key, char *buf, size_t size) {
   return -1;
 }
 
-int cli_pipe_option(int opt, const char *arg, const char *key, char *named, size_t size,
-                    const char **pipe, long long *expect_owner) {
-  unsigned long long uid;
-  if (opt == CLI_OPT_NAMES_FILE) {
-    if (cli_names_file(arg, key, named, size) < 0)
+int cli_pipe_option(int opt, const char *arg, const char *file_key, const char *registry_value,
+                    cli_pipe *p) {
+  switch (opt) {
+  case CLI_OPT_NAMES_FILE:
+    if (cli_names_file(arg, file_key, p->named, sizeof(p->named)) < 0)
       return -1;
-    *pipe = named;
+    p->pipe = p->named;
     return 0;
+  case CLI_OPT_NAMES_REGISTRY:
+    if (cli_names_registry(arg, registry_value, p->named, sizeof(p->named)) < 0)
+      return -1;
+    p->pipe = p->named;
+    return 0;
+  default:
+    return cli_expect_owner(arg, p);
   }
-  if (cli_parse_number("--expect-owner", arg, 1, UINT32_MAX - 1, &uid) < 0)
-    return -1;
-  *expect_owner = (long long)uid;
-  return 0;
 }
 
 int main(int argc, char **argv) {
-  /* A service that closes early must not kill us with SIGPIPE; the write error is handled. */
-  signal(SIGPIPE, SIG_IGN);
+  cli_platform_init();
   if (argc < 2) {
     fputs(usage_text, stderr);
     return CLI_EXIT_USAGE;

@@ -1,0 +1,729 @@
+/* pipemsg bench on Unix (bench.h): raw sockets for the floors, and the scenario groups that
+ * rest on fork and /proc:
+ * - the big message runs its server in a forked child, so the client's and the server's peak
+ *   memory are measured apart, each against the payload size.
+ * - queued-event memory is measured in a forked child, first, on a heap nothing else has
+ *   touched.
+ * - idle cost is measured on the real service: build/bin/pipemsgd (found next to this program)
+ *   with an event client of ours attached, read from /proc/PID/task/(*)/schedstat and status.
+ */
+#define _GNU_SOURCE /* sched_setaffinity, CPU_SET */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <malloc.h> /* mallinfo2: heap bytes in use, for memory per queued event */
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+const char bench_floor_kind_command[] = "raw socket loop";
+const char bench_floor_kind_event[] = "socketpair ping-pong";
+
+void bench_path(const bench *bh, const char *file, char *buf, size_t size) {
+  snprintf(buf, size, "%s/%s", bh->dir, file);
+}
+
+int bench_dir_make(bench *bh) {
+  snprintf(bh->dir, sizeof(bh->dir), "/tmp/pmbench.XXXXXX");
+  if (mkdtemp(bh->dir) == NULL) {
+    fprintf(stderr, "pipemsg bench: mkdtemp: %s\n", strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+long bench_cpus_online(void) { return sysconf(_SC_NPROCESSORS_ONLN); }
+
+/* A line "Key:   123 kB" of /proc/PID/status, in bytes; -1 if absent. pid 0: this process. */
+static long long proc_status_kb(pid_t pid, const char *key) {
+  char path[64], line[256];
+  size_t klen = strlen(key);
+  long long v = -1;
+  FILE *f;
+  if (pid == 0)
+    snprintf(path, sizeof(path), "/proc/self/status");
+  else
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  f = fopen(path, "r");
+  if (f == NULL)
+    return -1;
+  while (fgets(line, sizeof(line), f) != NULL) {
+    if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+      v = strtoll(line + klen + 1, NULL, 10) * 1024;
+      break;
+    }
+  }
+  fclose(f);
+  return v;
+}
+
+/* Resets a process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0). pid 0: this one. */
+static int reset_peak_rss(pid_t pid) {
+  char path[64];
+  int fd, rc = 0;
+  if (pid == 0)
+    snprintf(path, sizeof(path), "/proc/self/clear_refs");
+  else
+    snprintf(path, sizeof(path), "/proc/%d/clear_refs", (int)pid);
+  fd = open(path, O_WRONLY);
+  if (fd < 0)
+    return PM_EIO;
+  if (write(fd, "5", 1) != 1)
+    rc = PM_EIO;
+  close(fd);
+  return rc;
+}
+
+/* ---- blocking socket I/O for the baselines (no library code) ------------------------------ */
+
+static int read_full(int fd, void *buf, size_t len) {
+  uint8_t *p = buf;
+  while (len > 0) {
+    ssize_t n = read(fd, p, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return PM_EIO;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t len) {
+  const uint8_t *p = buf;
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return PM_EIO;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* Header and payload in one writev when the socket takes it. */
+int bench_write_frame(bench_raw raw, const void *payload, size_t len) {
+  int fd = (int)raw;
+  uint8_t hdr[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len};
+  struct iovec iov[2] = {{hdr, 4}, {(void *)payload, len}};
+  ssize_t n;
+  do
+    n = writev(fd, iov, 2);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return PM_EIO;
+  if ((size_t)n < 4)
+    return write_full(fd, hdr + n, 4 - (size_t)n) == 0 ? write_full(fd, payload, len) : PM_EIO;
+  return write_full(fd, (const uint8_t *)payload + (n - 4), len - (size_t)(n - 4));
+}
+
+long bench_read_frame(bench_raw raw, uint8_t *buf, size_t size) {
+  int fd = (int)raw;
+  size_t have = 0, want = 4;
+  while (have < want) {
+    ssize_t n = read(fd, buf + have, size - have);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return PM_EEOF;
+    have += (size_t)n;
+    if (want == 4 && have >= 4) {
+      want = 4 + ((size_t)buf[0] << 24 | (size_t)buf[1] << 16 | (size_t)buf[2] << 8 | buf[3]);
+      if (want > size)
+        return PM_EMSGSIZE;
+    }
+  }
+  return (long)(want - 4);
+}
+
+static int unix_socket(const char *path, int listen_backlog) {
+  struct sockaddr_un sa;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return PM_EIO;
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+  if (listen_backlog > 0) {
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, listen_backlog) < 0) {
+      close(fd);
+      return PM_EIO;
+    }
+  } else if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    close(fd);
+    return PM_EIO;
+  }
+  return fd;
+}
+
+
+struct bench_listener {
+  int fd;
+  char path[108];
+};
+
+int bench_listen(const char *path, bench_listener **out) {
+  bench_listener *l = malloc(sizeof(*l));
+  if (l == NULL)
+    return PM_ENOMEM;
+  snprintf(l->path, sizeof(l->path), "%s", path);
+  l->fd = unix_socket(path, PM_BACKLOG_DEFAULT);
+  if (l->fd < 0) {
+    free(l);
+    return PM_EIO;
+  }
+  *out = l;
+  return 0;
+}
+
+bench_raw bench_accept(bench_listener *l) {
+  for (;;) {
+    int fd = accept(l->fd, NULL, NULL);
+    if (fd >= 0)
+      return fd;
+    if (errno != EINTR && errno != ECONNABORTED)
+      return BENCH_RAW_NONE;
+  }
+}
+
+/* A shut-down listening socket fails the accept blocked on it. */
+void bench_listen_stop(bench_listener *l) { shutdown(l->fd, SHUT_RDWR); }
+
+void bench_listen_close(bench_listener *l) {
+  close(l->fd);
+  unlink(l->path);
+  free(l);
+}
+
+bench_raw bench_connect(const char *path) {
+  int fd = unix_socket(path, 0);
+  return fd < 0 ? BENCH_RAW_NONE : fd;
+}
+
+int bench_pair(bench_raw sv[2]) {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
+    return PM_EIO;
+  sv[0] = fds[0];
+  sv[1] = fds[1];
+  return 0;
+}
+
+void bench_shutdown(bench_raw fd) { shutdown((int)fd, SHUT_RDWR); }
+
+void bench_close(bench_raw fd) { close((int)fd); }
+
+/* ---- one big message --------------------------------------------------------------------- */
+
+static void big_handler(pm_command_call *call, void *data) {
+  const char *blob = NULL;
+  const json_t *params = pm_command_call_params(call);
+  (void)data;
+  if (params != NULL)
+    pm_tree_get_string(params, "Blob", &blob);
+  pm_command_call_reply(call, PM_RESULT_OK, NULL,
+                        json_pack("{s:I}", "Bytes", (json_int_t)(blob ? strlen(blob) : 0)));
+}
+
+/* Child: a command server (pipemsg, or the raw floor) on path; writes one byte to ready_fd once
+ * it listens, then serves until killed. */
+static void big_child(const char *path, size_t max_message, int raw, int ready_fd) {
+  if (raw) {
+    int lfd = unix_socket(path, 1), fd;
+    uint8_t hdr[4];
+    if (lfd < 0 || write(ready_fd, "r", 1) != 1)
+      _exit(1);
+    while ((fd = accept(lfd, NULL, NULL)) >= 0) {
+      size_t len;
+      uint8_t *buf;
+      if (read_full(fd, hdr, 4) < 0)
+        _exit(1);
+      len = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
+      buf = malloc(len);
+      if (buf == NULL || read_full(fd, buf, len) < 0 || bench_write_frame(fd, "{}", 2) < 0)
+        _exit(1);
+      free(buf);
+      close(fd);
+    }
+  } else {
+    uv_loop_t loop;
+    pm_command_server *s;
+    pm_command_server_options so;
+    memset(&so, 0, sizeof(so));
+    so.max_message = max_message;
+    so.request_timeout_ms = 60000;
+    so.write_timeout_ms = 60000;
+    so.handler = big_handler;
+    if (uv_loop_init(&loop) < 0 || pm_command_server_start(&loop, path, &so, &s) < 0 ||
+        write(ready_fd, "r", 1) != 1)
+      _exit(1);
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  _exit(0);
+}
+
+static int big_spawn(const char *path, size_t max_message, int raw, pid_t *out) {
+  int fds[2];
+  char c;
+  pid_t pid;
+  if (pipe(fds) < 0)
+    return PM_EIO;
+  fflush(NULL);
+  pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    big_child(path, max_message, raw, fds[1]);
+  }
+  close(fds[1]);
+  if (pid < 0 || read(fds[0], &c, 1) != 1) {
+    close(fds[0]);
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, NULL, 0);
+    }
+    return PM_EIO;
+  }
+  close(fds[0]);
+  *out = pid;
+  return 0;
+}
+
+static void big_reap(pid_t pid, const char *path) {
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  unlink(path);
+}
+
+typedef struct big_figures {
+  double seconds;
+  double client_peak; /* bytes above RSS before the request was built (tree included) */
+  double server_peak; /* bytes above the server's RSS before the call */
+} big_figures;
+
+/* pipemsg: one request whose Params.Blob is size bytes, through pm_command_client_call to a
+ * pipemsg command server in a child process. */
+static int big_pipemsg(bench *bh, big_figures *f) {
+  size_t size = bh->b.big_bytes, max = size + 4096;
+  char path[128];
+  pid_t pid;
+  pm_client_options co;
+  pm_msg *req = NULL, *resp = NULL;
+  long long rss0, srv0;
+  uint64_t start;
+  char *raw;
+  int rc;
+
+  bench_path(bh, "big.sock", path, sizeof(path));
+  rc = big_spawn(path, max, 0, &pid);
+  if (rc < 0)
+    return rc;
+  memset(&co, 0, sizeof(co));
+  co.max_message = max;
+  co.response_timeout_ms = 60000;
+  rss0 = proc_status_kb(0, "VmRSS");
+  raw = malloc(size);
+  if (raw == NULL) {
+    big_reap(pid, path);
+    return PM_ENOMEM;
+  }
+  memset(raw, 'a', size);
+  rc = pm_request_new("Put", 1, json_pack("{s:s%}", "Blob", raw, size), &req);
+  free(raw);
+  srv0 = proc_status_kb(pid, "VmRSS");
+  if (rc == 0 && (reset_peak_rss(0) < 0 || reset_peak_rss(pid) < 0))
+    rc = PM_EIO;
+  start = bench_now_ns();
+  if (rc == 0)
+    rc = pm_command_client_call(path, &co, req, PM_ENC_JSON, &resp);
+  f->seconds = (double)(bench_now_ns() - start) / 1e9;
+  f->client_peak = (double)(proc_status_kb(0, "VmHWM") - rss0);
+  f->server_peak = (double)(proc_status_kb(pid, "VmHWM") - srv0);
+  pm_msg_free(resp);
+  pm_msg_free(req);
+  big_reap(pid, path);
+  return rc;
+}
+
+/* Floor: the same frame written from one buffer to a raw server that reads it into one. */
+static int big_floor(bench *bh, double *seconds) {
+  static const char head[] = "{\"Request\":{\"Command\":\"Put\",\"Id\":1,\"Params\":{\"Blob\":\"";
+  static const char tail[] = "\"}}}";
+  size_t size = bh->b.big_bytes, len = strlen(head) + size + strlen(tail);
+  char path[128];
+  uint8_t resp[64];
+  uint8_t *frame;
+  uint64_t start;
+  pid_t pid;
+  int rc, fd;
+
+  frame = malloc(len);
+  if (frame == NULL)
+    return PM_ENOMEM;
+  memcpy(frame, head, strlen(head));
+  memset(frame + strlen(head), 'a', size);
+  memcpy(frame + strlen(head) + size, tail, strlen(tail));
+  bench_path(bh, "bigfloor.sock", path, sizeof(path));
+  rc = big_spawn(path, 0, 1, &pid);
+  if (rc < 0) {
+    free(frame);
+    return rc;
+  }
+  start = bench_now_ns();
+  fd = unix_socket(path, 0);
+  rc = fd < 0 ? fd : bench_write_frame(fd, frame, len);
+  if (rc == 0 && bench_read_frame(fd, resp, sizeof(resp)) < 0)
+    rc = PM_EIO;
+  *seconds = (double)(bench_now_ns() - start) / 1e9;
+  if (fd >= 0)
+    close(fd);
+  free(frame);
+  big_reap(pid, path);
+  return rc;
+}
+
+int bench_run_big(bench *bh) {
+  big_figures f;
+  double floor_s = 0, payload = (double)bh->b.big_bytes;
+  int rc = big_pipemsg(bh, &f);
+  if (rc == 0)
+    rc = big_floor(bh, &floor_s);
+  if (rc < 0)
+    return rc;
+  bench_add_speed(bh, "big_time", "s", LOWER_BETTER, f.seconds, floor_s, "raw socket write/read",
+            0, NULL);
+  bench_add_cost(bh, "big_server_peak", "MiB", f.server_peak / MIB, payload / MIB, "payload size",
+           "<= 3", f.server_peak <= 3 * payload);
+  bench_add_cost(bh, "big_client_peak", "MiB", f.client_peak / MIB, payload / MIB, "payload size",
+           "<= 3", f.client_peak <= 3 * payload);
+  return 0;
+}
+
+/* ---- idle cost --------------------------------------------------------------------------- */
+
+typedef struct proc_usage {
+  uint64_t cpu_ns;  /* run time of all threads (schedstat) */
+  uint64_t wakeups; /* voluntary context switches of all threads */
+} proc_usage;
+
+static int proc_usage_read(pid_t pid, proc_usage *u) {
+  char path[96], line[256];
+  struct dirent *de;
+  DIR *d;
+  memset(u, 0, sizeof(*u));
+  snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+  d = opendir(path);
+  if (d == NULL)
+    return PM_EIO;
+  while ((de = readdir(d)) != NULL) {
+    FILE *f;
+    unsigned long long ns;
+    if (de->d_name[0] == '.')
+      continue;
+    snprintf(path, sizeof(path), "/proc/%d/task/%.16s/schedstat", (int)pid, de->d_name);
+    f = fopen(path, "r");
+    if (f != NULL) {
+      if (fscanf(f, "%llu", &ns) == 1)
+        u->cpu_ns += ns;
+      fclose(f);
+    }
+    snprintf(path, sizeof(path), "/proc/%d/task/%.16s/status", (int)pid, de->d_name);
+    f = fopen(path, "r");
+    if (f == NULL)
+      continue;
+    while (fgets(line, sizeof(line), f) != NULL) {
+      if (strncmp(line, "voluntary_ctxt_switches:", 24) == 0)
+        u->wakeups += strtoull(line + 24, NULL, 10);
+    }
+    fclose(f);
+  }
+  closedir(d);
+  return 0;
+}
+
+/* The floor's heartbeat child: the same heartbeat period with poll() on a socket, a framed
+ * heartbeat out and its answer in; ends at EOF. */
+static void idle_floor_child(int fd, const wire *w) {
+  uint8_t buf[BENCH_FLOOR_BUF];
+  struct pollfd pfd = {fd, POLLIN, 0};
+  for (;;) {
+    int n = poll(&pfd, 1, (int)PM_HEARTBEAT_MS_DEFAULT);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n != 0) /* EOF: the parent is done */
+      _exit(0);
+    if (bench_write_frame(fd, w->confirm, w->confirm_len) < 0 || bench_read_frame(fd, buf, sizeof(buf)) < 0)
+      _exit(1);
+  }
+}
+
+static void *idle_floor_answer(void *arg) {
+  pong *p = arg;
+  uint8_t buf[BENCH_FLOOR_BUF];
+  while (bench_read_frame(p->fd, buf, sizeof(buf)) > 0) {
+    if (bench_write_frame(p->fd, p->w->confirm, p->w->confirm_len) < 0)
+      break;
+  }
+  return NULL;
+}
+
+/* The path of pipemsgd: next to this program. */
+static int pipemsgd_path(char *buf, size_t size) {
+  char self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  char *slash;
+  if (n <= 0)
+    return PM_EIO;
+  self[n] = '\0';
+  slash = strrchr(self, '/');
+  if (slash == NULL)
+    return PM_EIO;
+  *slash = '\0';
+  if ((size_t)snprintf(buf, size, "%s/pipemsgd", self) >= size || access(buf, X_OK) < 0)
+    return PM_ENOENT;
+  return 0;
+}
+
+static int spawn_pipemsgd(bench *bh, pid_t *out) {
+  char exe[PATH_MAX], cmd[128], evt[128];
+  pid_t pid;
+  int rc = pipemsgd_path(exe, sizeof(exe));
+  if (rc < 0)
+    return rc;
+  bench_path(bh, "idle-cmd.sock", cmd, sizeof(cmd));
+  bench_path(bh, "idle-evt.sock", evt, sizeof(evt));
+  fflush(NULL);
+  pid = fork();
+  if (pid < 0)
+    return PM_EIO;
+  if (pid == 0) {
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+      dup2(null, 0);
+      dup2(null, 1);
+      dup2(null, 2);
+    }
+    unsetenv("NOTIFY_SOCKET");
+    execl(exe, exe, "-c", cmd, "-e", evt, "--log-level", "error", (char *)NULL);
+    _exit(127);
+  }
+  *out = pid;
+  return 0;
+}
+
+/* pipemsgd with an attached idle pm_event_client, and beside it the heartbeat floor, over the
+ * same window. */
+int bench_run_idle(bench *bh) {
+  pm_event_client_options co;
+  pm_event_client *client = NULL;
+  event_run er;
+  proc_usage a0, a1, b0, b1;
+  char evt[128];
+  pid_t svc = -1, floor_pid = -1;
+  pthread_t answer;
+  int sv[2] = {-1, -1}, answering = 0, rc;
+  pong p;
+  uint64_t t0, t1;
+  wire w;
+  double wall, pm_cpu, base_cpu;
+
+  rc = bench_wire_new(PM_ENC_JSON, &w);
+  if (rc < 0)
+    return rc;
+  memset(&er, 0, sizeof(er));
+  sem_init(&er.attached, 0, 0);
+  memset(&co, 0, sizeof(co));
+  co.on_event = bench_event_cb;
+  co.on_state = bench_event_state_cb;
+  co.data = &er;
+  er.latency_mode = 0;
+  er.expected = -1;
+  sem_init(&er.delivered, 0, 0);
+  bench_path(bh, "idle-evt.sock", evt, sizeof(evt));
+  rc = spawn_pipemsgd(bh, &svc);
+  if (rc == 0)
+    rc = pm_event_client_start(evt, &co, &client);
+  if (rc == 0)
+    rc = bench_sem_wait_s(&er.attached, BENCH_WAIT_S);
+  if (rc == 0 && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+    rc = PM_EIO;
+  if (rc == 0) {
+    fflush(NULL);
+    floor_pid = fork();
+    if (floor_pid == 0) {
+      close(sv[1]);
+      idle_floor_child(sv[0], &w);
+    }
+    if (floor_pid < 0)
+      rc = PM_EIO;
+  }
+  memset(&p, 0, sizeof(p));
+  p.fd = sv[1];
+  p.w = &w;
+  if (rc == 0)
+    rc = pthread_create(&answer, NULL, idle_floor_answer, &p) == 0 ? 0 : PM_ENOMEM;
+  answering = rc == 0;
+  if (rc == 0) {
+    bench_sleep_ms(300); /* let connection set-up settle */
+    t0 = bench_now_ns();
+    rc = proc_usage_read(svc, &a0);
+    if (rc == 0)
+      rc = proc_usage_read(floor_pid, &b0);
+    bench_sleep_ms((unsigned)(bh->b.idle_s * 1000));
+    if (rc == 0)
+      rc = proc_usage_read(svc, &a1);
+    if (rc == 0)
+      rc = proc_usage_read(floor_pid, &b1);
+    t1 = bench_now_ns();
+    wall = (double)(t1 - t0);
+    if (rc == 0) {
+      pm_cpu = 100.0 * (double)(a1.cpu_ns - a0.cpu_ns) / wall;
+      base_cpu = 100.0 * (double)(b1.cpu_ns - b0.cpu_ns) / wall;
+      bench_add_cost(bh, "idle_cpu", "% CPU", pm_cpu, base_cpu, "poll() heartbeat loop", "< 0.1 %",
+               pm_cpu < 0.1);
+      bench_add_cost(bh, "idle_wakeups", "wakeups/s", (double)(a1.wakeups - a0.wakeups) * 1e9 / wall,
+               (double)(b1.wakeups - b0.wakeups) * 1e9 / wall, "poll() heartbeat loop", NULL, 0);
+    }
+  }
+  if (client != NULL)
+    pm_event_client_stop(client);
+  if (sv[0] >= 0) {
+    shutdown(sv[1], SHUT_RDWR);
+    if (answering)
+      pthread_join(answer, NULL);
+    close(sv[0]);
+    close(sv[1]);
+  }
+  if (floor_pid > 0)
+    waitpid(floor_pid, NULL, 0);
+  if (svc > 0) {
+    kill(svc, SIGTERM);
+    waitpid(svc, NULL, 0);
+  }
+  sem_destroy(&er.attached);
+  sem_destroy(&er.delivered);
+  bench_wire_free(&w);
+  return rc;
+}
+
+/* ---- memory per queued event ------------------------------------------------------------- */
+
+/* Child: an event server with nobody attached; publishes n events and writes the growth per
+ * event of RSS and of the heap in use (two doubles) to fd. The loop never runs: publishing only
+ * queues. */
+static void queue_child(const char *path, int n, int fd) {
+  uv_loop_t loop;
+  pm_event_server_options so;
+  pm_event_server *s;
+  pm_event_stats stats;
+  struct mallinfo2 m0, m1;
+  long long rss0, rss1;
+  double per_event[2];
+  int i;
+  memset(&so, 0, sizeof(so));
+  so.queue_max_events = (size_t)n;
+  so.queue_max_bytes = (size_t)1 << 30;
+  if (uv_loop_init(&loop) < 0 || pm_event_server_start(&loop, path, &so, &s) < 0)
+    _exit(1);
+  rss0 = proc_status_kb(0, "VmRSS");
+  m0 = mallinfo2();
+  for (i = 0; i < n; i++) {
+    if (bench_publish_one(s) < 0)
+      _exit(1);
+  }
+  m1 = mallinfo2();
+  rss1 = proc_status_kb(0, "VmRSS");
+  pm_event_server_stats(s, &stats);
+  if (stats.queued != (uint64_t)n)
+    _exit(1);
+  per_event[0] = (double)(rss1 - rss0) / n;
+  per_event[1] = (double)((m1.uordblks + m1.hblkhd) - (m0.uordblks + m0.hblkhd)) / n;
+  _exit(write(fd, per_event, sizeof(per_event)) == sizeof(per_event) ? 0 : 1);
+}
+
+int bench_run_queue(bench *bh) {
+  char path[128];
+  int fds[2], status;
+  double per_event[2] = {0, 0};
+  ssize_t got;
+  wire w;
+  pid_t pid;
+  int rc = bench_wire_new(PM_ENC_JSON, &w);
+  if (rc < 0)
+    return rc;
+  bench_path(bh, "queue.sock", path, sizeof(path));
+  if (pipe(fds) < 0) {
+    bench_wire_free(&w);
+    return PM_EIO;
+  }
+  fflush(NULL);
+  pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    queue_child(path, bh->b.queued_events, fds[1]);
+  }
+  close(fds[1]);
+  got = pid > 0 ? read(fds[0], per_event, sizeof(per_event)) : -1;
+  close(fds[0]);
+  if (pid > 0)
+    waitpid(pid, &status, 0);
+  unlink(path);
+  if (got != (ssize_t)sizeof(per_event)) {
+    rc = PM_EIO;
+  } else {
+    bench_add_cost(bh, "queue_rss_per_event", "bytes", per_event[0], (double)(w.event_len + 4),
+             "event frame size", NULL, 0);
+    bench_add_cost(bh, "queue_heap_per_event", "bytes", per_event[1], (double)(w.event_len + 4),
+             "event frame size", NULL, 0);
+  }
+  bench_wire_free(&w);
+  return rc;
+}
+
+/* ---- the command ------------------------------------------------------------------------- */
+
+int bench_pin_cpu0(void) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(0, &set);
+  if (sched_setaffinity(0, sizeof(set), &set) == 0)
+    return 0;
+  fprintf(stderr, "pipemsg bench: cannot pin to CPU 0: %s\n", strerror(errno));
+  return PM_EIO;
+}
+
+void bench_dir_remove(const bench *bh) {
+  const char *dir = bh->dir;
+  DIR *d = opendir(dir);
+  struct dirent *de;
+  char path[PATH_MAX];
+  if (d == NULL)
+    return;
+  while ((de = readdir(d)) != NULL) {
+    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+      continue;
+    snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+    unlink(path);
+  }
+  closedir(d);
+  rmdir(dir);
+}
+

@@ -1,0 +1,58 @@
+/* The Unix side of the CLI (cli.h): SIGPIPE, stopping watch on a signal, a uid to trust. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cli.h"
+
+const char cli_call_pipe_help[] =
+    "      --names-file FILE       find the pipe in FILE, as written by pipemsgd --names-file\n"
+    "      --expect-owner UID      also trust a service running as UID (root and our own user\n"
+    "                              always are); anyone else serving the pipe is refused\n";
+
+const char cli_watch_pipe_help[] =
+    "      --names-file FILE         find the pipe in FILE, as written by pipemsgd --names-file\n"
+    "      --expect-owner UID        also trust a service running as UID (root and our own\n"
+    "                                user always are); anyone else is refused\n";
+
+static sigset_t stop_signals;
+static pthread_t main_thread;
+
+void cli_platform_init(void) {
+  /* A service that closes early must not kill us with SIGPIPE; the write error is handled. */
+  signal(SIGPIPE, SIG_IGN);
+}
+
+int cli_names_registry(const char *key, const char *value, char *buf, size_t size) {
+  (void)value;
+  (void)buf;
+  (void)size;
+  fprintf(stderr, "pipemsg: --names-registry %s: only on Windows (use --names-file here)\n", key);
+  return -1;
+}
+
+int cli_expect_owner(const char *arg, cli_pipe *p) {
+  unsigned long long uid;
+  if (cli_parse_number("--expect-owner", arg, 1, UINT32_MAX - 1, &uid) < 0)
+    return -1;
+  p->expect_owner_uid = (long long)uid;
+  return 0;
+}
+
+/* Signals are taken synchronously by cli_stop_wait; the client's thread inherits the blocked
+ * mask, so none is delivered to it. */
+int cli_stop_init(void) {
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  main_thread = pthread_self();
+  return pthread_sigmask(SIG_BLOCK, &stop_signals, NULL) == 0 ? 0 : -1;
+}
+
+void cli_stop_wait(void) {
+  int sig;
+  sigwait(&stop_signals, &sig);
+}
+
+void cli_stop_post(void) { pthread_kill(main_thread, SIGTERM); }

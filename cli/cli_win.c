@@ -1,0 +1,142 @@
+/* The Windows side of the CLI (cli.h): names from the registry, an account or SID to trust,
+ * stopping watch on Ctrl-C or Ctrl-Break. */
+#include <winsock2.h> /* before windows.h, as libuv (through pipemsg.h) includes it */
+#include <windows.h>
+#include <sddl.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+const char cli_call_pipe_help[] =
+    "      --names-file FILE       find the pipe in FILE, as written by pipemsgd --names-file\n"
+    "      --names-registry KEY    find the pipe in the value CommandPipe under the registry\n"
+    "                              key KEY (HKLM\\... or HKCU\\...), as written by pipemsgd\n"
+    "                              --names-registry\n"
+    "      --expect-owner ACCOUNT  also trust a service running as ACCOUNT, a name or a SID\n"
+    "                              (LocalSystem, administrators and our own user always are);\n"
+    "                              anyone else serving the pipe is refused\n";
+
+const char cli_watch_pipe_help[] =
+    "      --names-file FILE         find the pipe in FILE, as written by pipemsgd --names-file\n"
+    "      --names-registry KEY      find the pipe in the value EventPipe under the registry\n"
+    "                                key KEY (HKLM\\... or HKCU\\...), as written by pipemsgd\n"
+    "                                --names-registry\n"
+    "      --expect-owner ACCOUNT    also trust a service running as ACCOUNT, a name or a SID\n"
+    "                                (LocalSystem, administrators and our own user always\n"
+    "                                are); anyone else is refused\n";
+
+/* The longest registry path and value we read, in characters (the registry's own limits are
+ * 255 per key name and 16383 per value name; a pipe path is at most PM_PIPE_PATH_MAX). */
+#define CLI_REG_PATH_MAX 1024
+
+static HANDLE stop_event;
+
+void cli_platform_init(void) {}
+
+static const struct {
+  const char *name;
+  HKEY root;
+} roots[] = {
+    {"HKLM", HKEY_LOCAL_MACHINE},
+    {"HKEY_LOCAL_MACHINE", HKEY_LOCAL_MACHINE},
+    {"HKCU", HKEY_CURRENT_USER},
+    {"HKEY_CURRENT_USER", HKEY_CURRENT_USER},
+};
+
+/* The root of key and where its subkey path starts; -1 with a message if the root is not one
+ * we accept. */
+static int split_key(const char *key, HKEY *root, const char **subkey) {
+  size_t len = strcspn(key, "\\");
+  for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+    if (strlen(roots[i].name) == len && _strnicmp(key, roots[i].name, len) == 0 &&
+        key[len] == '\\' && key[len + 1] != '\0') {
+      *root = roots[i].root;
+      *subkey = key + len + 1;
+      return 0;
+    }
+  }
+  fprintf(stderr,
+          "pipemsg: --names-registry '%s': expected HKLM\\SUBKEY or HKCU\\SUBKEY "
+          "(HKEY_LOCAL_MACHINE, HKEY_CURRENT_USER also accepted)\n",
+          key);
+  return -1;
+}
+
+int cli_names_registry(const char *key, const char *value, char *buf, size_t size) {
+  WCHAR wsub[CLI_REG_PATH_MAX], wvalue[64], data[PM_PIPE_PATH_MAX + 1];
+  DWORD bytes = sizeof(data);
+  const char *subkey;
+  HKEY root;
+  LSTATUS st;
+  if (split_key(key, &root, &subkey) < 0)
+    return -1;
+  if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, subkey, -1, wsub, CLI_REG_PATH_MAX) ==
+          0 ||
+      MultiByteToWideChar(CP_UTF8, 0, value, -1, wvalue, 64) == 0) {
+    fprintf(stderr, "pipemsg: --names-registry '%s': not a valid key name\n", key);
+    return -1;
+  }
+  st = RegGetValueW(root, wsub, wvalue, RRF_RT_REG_SZ, NULL, data, &bytes);
+  if (st == ERROR_SUCCESS &&
+      WideCharToMultiByte(CP_UTF8, 0, data, -1, buf, (int)size, NULL, NULL) > 1)
+    return 0;
+  if (st == ERROR_FILE_NOT_FOUND) {
+    HKEY k;
+    int key_exists = RegOpenKeyExW(root, wsub, 0, KEY_READ, &k) == ERROR_SUCCESS;
+    if (key_exists)
+      RegCloseKey(k);
+    fprintf(stderr, "pipemsg: registry key %s has no value %s%s\n", key, value,
+            key_exists ? "" : " (the key does not exist)");
+  } else {
+    fprintf(stderr, "pipemsg: cannot read the value %s under registry key %s: %s\n", value, key,
+            st == ERROR_SUCCESS || st == ERROR_MORE_DATA ? "not a pipe name"
+            : st == ERROR_UNSUPPORTED_TYPE               ? "not a string (REG_SZ)"
+                                                         : "access denied or unreadable");
+  }
+  return -1;
+}
+
+/* A SID string as is (checked), or an account name looked up; either way the SID in its
+ * canonical string form. */
+int cli_expect_owner(const char *arg, cli_pipe *p) {
+  BYTE sid_buf[SECURITY_MAX_SID_SIZE];
+  char domain[256];
+  DWORD sid_size = sizeof(sid_buf), domain_size = sizeof(domain);
+  SID_NAME_USE use;
+  PSID sid = NULL;
+  char *text = NULL;
+  int rc = -1;
+  if (ConvertStringSidToSidA(arg, &sid)) {
+    rc = ConvertSidToStringSidA(sid, &text) ? 0 : -1;
+    LocalFree(sid);
+  } else if (LookupAccountNameA(NULL, arg, sid_buf, &sid_size, domain, &domain_size, &use)) {
+    rc = ConvertSidToStringSidA(sid_buf, &text) ? 0 : -1;
+  }
+  if (rc == 0 && strlen(text) < sizeof(p->expect_owner_sid))
+    memcpy(p->expect_owner_sid, text, strlen(text) + 1);
+  else
+    rc = -1;
+  LocalFree(text);
+  if (rc < 0)
+    fprintf(stderr, "pipemsg: --expect-owner: '%s' is neither a SID nor a known account\n", arg);
+  return rc;
+}
+
+static BOOL WINAPI on_console_event(DWORD type) {
+  if (type != CTRL_C_EVENT && type != CTRL_BREAK_EVENT && type != CTRL_CLOSE_EVENT)
+    return FALSE;
+  SetEvent(stop_event);
+  return TRUE;
+}
+
+int cli_stop_init(void) {
+  stop_event = CreateEventW(NULL, TRUE, FALSE, NULL);
+  if (stop_event == NULL)
+    return -1;
+  return SetConsoleCtrlHandler(on_console_event, TRUE) ? 0 : -1;
+}
+
+void cli_stop_wait(void) { WaitForSingleObject(stop_event, INFINITE); }
+
+void cli_stop_post(void) { SetEvent(stop_event); }
