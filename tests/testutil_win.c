@@ -10,6 +10,7 @@
 #include <wchar.h>
 
 #include "testutil.h"
+#include "testutil_win.h"
 
 int pm_test_rss_meaningful(void) {
   print_message("RSS not checked: measured through /proc and fork, which Windows lacks\n");
@@ -360,4 +361,149 @@ void pm_test_service_cleanup(pm_test_service *svc) {
     pm_test_service_stop(svc);
   pm_test_dir_remove(svc->dir);
   svc->dir[0] = '\0';
+}
+
+/* ---- running programs (pm_test_run) --------------------------------------------------------
+ * Programs are started with CreateProcessW and an explicit handle list, so the child inherits
+ * its standard handles and nothing else the test holds open. */
+
+/* Appends arg to cmd quoted the way the child's CRT splits its command line: backslashes are
+ * literal unless they precede a quote. */
+static void append_quoted(char *cmd, size_t size, const char *arg) {
+  size_t n = strlen(cmd);
+  if (n > 0 && n + 1 < size)
+    cmd[n++] = ' ';
+  if (n + 1 < size)
+    cmd[n++] = '"';
+  for (const char *p = arg;; p++) {
+    size_t slashes = 0;
+    while (*p == '\\') {
+      p++;
+      slashes++;
+    }
+    /* Before a quote or the closing quote, each backslash is doubled. */
+    if (*p == '\0' || *p == '"')
+      slashes = slashes * 2 + (*p == '"');
+    while (slashes-- > 0 && n + 1 < size)
+      cmd[n++] = '\\';
+    if (*p == '\0')
+      break;
+    if (n + 1 < size)
+      cmd[n++] = *p;
+  }
+  if (n + 1 < size)
+    cmd[n++] = '"';
+  assert_true(n + 1 < size);
+  cmd[n] = '\0';
+}
+
+void pm_test_bin_path(const char *program, char *buf, size_t size) {
+  char self[MAX_PATH];
+  DWORD n = GetModuleFileNameA(NULL, self, sizeof(self));
+  char *slash;
+  assert_true(n > 0 && n < sizeof(self));
+  slash = strrchr(self, '\\');
+  assert_non_null(slash);
+  *slash = '\0';
+  snprintf(buf, size, "%s\\%s", self, program);
+}
+
+static HANDLE inheritable(HANDLE h) {
+  HANDLE dup = NULL;
+  assert_true(DuplicateHandle(GetCurrentProcess(), h, GetCurrentProcess(), &dup, 0, TRUE,
+                              DUPLICATE_SAME_ACCESS));
+  return dup;
+}
+
+HANDLE pm_test_spawn(const char *const *argv, HANDLE out, HANDLE err, DWORD flags) {
+  static char cmd[8192];
+  static WCHAR wcmd[8192], wexe[MAX_PATH];
+  SECURITY_ATTRIBUTES sa = {sizeof(sa), NULL, TRUE};
+  STARTUPINFOEXW si;
+  PROCESS_INFORMATION pi;
+  SIZE_T attr_size = 0;
+  HANDLE handles[3];
+  BOOL ok;
+  cmd[0] = '\0';
+  for (int i = 0; argv[i] != NULL; i++)
+    append_quoted(cmd, sizeof(cmd), argv[i]);
+  assert_true(MultiByteToWideChar(CP_UTF8, 0, cmd, -1, wcmd, 8192) > 0);
+  assert_true(MultiByteToWideChar(CP_UTF8, 0, argv[0], -1, wexe, MAX_PATH) > 0);
+  handles[0] = CreateFileW(L"NUL", GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE,
+                           &sa, OPEN_EXISTING, 0, NULL);
+  assert_true(handles[0] != INVALID_HANDLE_VALUE);
+  handles[1] = inheritable(out != NULL ? out : handles[0]);
+  handles[2] = inheritable(err != NULL ? err : handles[0]);
+  memset(&si, 0, sizeof(si));
+  si.StartupInfo.cb = sizeof(si);
+  si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
+  si.StartupInfo.hStdInput = handles[0];
+  si.StartupInfo.hStdOutput = handles[1];
+  si.StartupInfo.hStdError = handles[2];
+  InitializeProcThreadAttributeList(NULL, 1, 0, &attr_size);
+  si.lpAttributeList = malloc(attr_size);
+  assert_non_null(si.lpAttributeList);
+  assert_true(InitializeProcThreadAttributeList(si.lpAttributeList, 1, 0, &attr_size));
+  assert_true(UpdateProcThreadAttribute(si.lpAttributeList, 0, PROC_THREAD_ATTRIBUTE_HANDLE_LIST,
+                                        handles, sizeof(handles), NULL, NULL));
+  ok = CreateProcessW(wexe, wcmd, NULL, NULL, TRUE, flags | EXTENDED_STARTUPINFO_PRESENT, NULL,
+                      NULL, &si.StartupInfo, &pi);
+  DeleteProcThreadAttributeList(si.lpAttributeList);
+  free(si.lpAttributeList);
+  for (int i = 0; i < 3; i++)
+    CloseHandle(handles[i]);
+  if (!ok)
+    return NULL;
+  CloseHandle(pi.hThread);
+  return pi.hProcess;
+}
+
+/* A temporary file for a child's output, deleted when the last handle closes. */
+static HANDLE output_file(void) {
+  static int n;
+  char dir[MAX_PATH + 1], path[2 * MAX_PATH];
+  HANDLE h;
+  assert_true(GetTempPathA(sizeof(dir), dir) > 0);
+  snprintf(path, sizeof(path), "%spmrun.%lu.%d", dir, (unsigned long)GetCurrentProcessId(), ++n);
+  h = CreateFileA(path, GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE |
+                  FILE_SHARE_DELETE, NULL, CREATE_ALWAYS,
+                  FILE_ATTRIBUTE_TEMPORARY | FILE_FLAG_DELETE_ON_CLOSE, NULL);
+  assert_true(h != INVALID_HANDLE_VALUE);
+  return h;
+}
+
+/* All of the file h into buf, with the CRT's "\r\n" turned back into "\n" so that the tests
+ * compare output as on Unix. */
+static void slurp(HANDLE h, char *buf, size_t size) {
+  size_t n = 0, i, j;
+  DWORD got;
+  SetFilePointer(h, 0, NULL, FILE_BEGIN);
+  while (n < size - 1 && ReadFile(h, buf + n, (DWORD)(size - 1 - n), &got, NULL) && got > 0)
+    n += got;
+  for (i = j = 0; i < n; i++) {
+    if (!(buf[i] == '\r' && i + 1 < n && buf[i + 1] == '\n'))
+      buf[j++] = buf[i];
+  }
+  buf[j] = '\0';
+}
+
+int pm_test_run(const char *const *argv, const char **out, const char **err) {
+  static char out_buf[65536], err_buf[65536];
+  HANDLE ofile = output_file(), efile = output_file(), proc;
+  DWORD status = 0;
+  proc = pm_test_spawn(argv, ofile, efile, 0);
+  if (proc == NULL)
+    fail_msg("cannot start %s: error %lu", argv[0], GetLastError());
+  assert_int_equal(WAIT_OBJECT_0, WaitForSingleObject(proc, INFINITE));
+  assert_true(GetExitCodeProcess(proc, &status));
+  CloseHandle(proc);
+  slurp(ofile, out_buf, sizeof(out_buf));
+  slurp(efile, err_buf, sizeof(err_buf));
+  CloseHandle(ofile);
+  CloseHandle(efile);
+  if (out != NULL)
+    *out = out_buf;
+  if (err != NULL)
+    *err = err_buf;
+  return (int)status;
 }

@@ -83,6 +83,9 @@ static void test_cli_usage_errors(void **state) {
   const char *bad_json[] = {PIPEMSG, "call", "GetState", "A:=[", NULL};
   const char *bad_opt[] = {PIPEMSG, "call", "--timeout-ms", "soon", "GetState", NULL};
   const char *unknown[] = {PIPEMSG, "frob", NULL};
+  const char *registry[] = {PIPEMSG, "call", "--names-registry", "HKLM\\SOFTWARE\\pipemsg",
+                            "GetState", NULL};
+  const char *watch_registry[] = {PIPEMSG, "watch", "--names-registry", "HKCU\\x", NULL};
   (void)state;
   assert_int_equal(2, pm_test_run(none, &out, &err));
   assert_int_equal(0, pm_test_run(help, &out, &err));
@@ -95,6 +98,14 @@ static void test_cli_usage_errors(void **state) {
   assert_int_equal(2, pm_test_run(bad_json, &out, &err));
   assert_int_equal(2, pm_test_run(bad_opt, &out, &err));
   assert_int_equal(2, pm_test_run(unknown, &out, &err));
+  /* The registry is Windows': refused here, with the reason. */
+  assert_int_equal(2, pm_test_run(registry, &out, &err));
+  assert_non_null(strstr(err, "--names-registry HKLM\\SOFTWARE\\pipemsg: only on Windows"));
+  assert_int_equal(2, pm_test_run(watch_registry, &out, &err));
+  assert_non_null(strstr(err, "only on Windows"));
+  assert_int_equal(0, pm_test_run(help, &out, &err));
+  assert_null(strstr(out, "--names-registry"));
+  assert_non_null(strstr(out, "--expect-owner UID"));
 }
 
 static void test_cli_daemon_options(void **state) {
