@@ -152,6 +152,33 @@ int bench_write_frame(bench_raw fd, const void *payload, size_t len);
  * length, or a negative code on EOF, error or a frame larger than size - 4. */
 long bench_read_frame(bench_raw fd, uint8_t *buf, size_t size);
 
+/* Reads up to len bytes: the count, 0 at the end of the stream, or a negative code. */
+long bench_read(bench_raw fd, void *buf, size_t len);
+
+/* ---- the big message's server, in a child process ------------------------------------------ */
+
+extern const char bench_floor_kind_big[];
+typedef struct bench_child bench_child;
+
+/* The body of the child: serves path with a pipemsg command server taking messages up to
+ * max_message (raw 0) or with the raw floor (raw 1, reading each frame into one buffer);
+ * ready(arg) once it listens; returns only on failure (or if its loop ends). */
+int bench_big_serve(const char *path, size_t max_message, int raw, int (*ready)(void *),
+                    void *arg);
+/* Starts a child process running bench_big_serve (Unix: forked; Windows: "pipemsg bench
+ * --child ..."), and returns once it listens. */
+int bench_child_start(const char *path, size_t max_message, int raw, bench_child **out);
+/* Kills and reaps the child, frees c. */
+void bench_child_stop(bench_child *c);
+/* Memory of the child, or of this process when c is NULL: resident now and its peak, bytes. */
+int bench_mem(bench_child *c, long long *rss, long long *peak);
+/* Sets the peak to the resident size now where the platform can (Linux); elsewhere the peak
+ * counts from the process's start (docs/benchmarks.md). */
+int bench_peak_reset(bench_child *c);
+/* "pipemsg bench --child ..." on a platform that starts its children so: the child's exit
+ * status; -1 elsewhere (the option is then unknown). */
+int bench_child_main(int argc, char **argv);
+
 /* ---- the rest of the platform ------------------------------------------------------------- */
 
 /* Pins this process (and every thread and child it makes later) to CPU 0; prints why not. */
@@ -160,7 +187,6 @@ long bench_cpus_online(void);
 /* The scenario groups resting on what only some platforms have: run them, or record with
  * bench_skip why not. */
 int bench_run_queue(bench *bh);
-int bench_run_big(bench *bh);
 int bench_run_idle(bench *bh);
 
 /* ZeroMQ REQ/REP with the same bytes (bench_zmq.c), or why not (bench_nozmq.c: NULL when

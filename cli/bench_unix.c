@@ -1,7 +1,7 @@
 /* pipemsg bench on Unix (bench.h): raw sockets for the floors, and the scenario groups that
  * rest on fork and /proc:
- * - the big message runs its server in a forked child, so the client's and the server's peak
- *   memory are measured apart, each against the payload size.
+ * - the big message's server runs in a forked child, so the client's and the server's peak
+ *   memory (VmHWM, reset before the call) are measured apart, each against the payload size.
  * - queued-event memory is measured in a forked child, first, on a heap nothing else has
  *   touched.
  * - idle cost is measured on the real service: build/bin/pipemsgd (found next to this program)
@@ -33,6 +33,7 @@
 
 const char bench_floor_kind_command[] = "raw socket loop";
 const char bench_floor_kind_event[] = "socketpair ping-pong";
+const char bench_floor_kind_big[] = "raw socket write/read";
 
 void bench_path(const bench *bh, const char *file, char *buf, size_t size) {
   snprintf(buf, size, "%s/%s", bh->dir, file);
@@ -91,18 +92,12 @@ static int reset_peak_rss(pid_t pid) {
 
 /* ---- blocking socket I/O for the baselines (no library code) ------------------------------ */
 
-static int read_full(int fd, void *buf, size_t len) {
-  uint8_t *p = buf;
-  while (len > 0) {
-    ssize_t n = read(fd, p, len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return PM_EIO;
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
+long bench_read(bench_raw fd, void *buf, size_t len) {
+  ssize_t n;
+  do
+    n = read((int)fd, buf, len);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? PM_EIO : (long)n;
 }
 
 static int write_full(int fd, const void *buf, size_t len) {
@@ -232,189 +227,71 @@ void bench_shutdown(bench_raw fd) { shutdown((int)fd, SHUT_RDWR); }
 
 void bench_close(bench_raw fd) { close((int)fd); }
 
-/* ---- one big message --------------------------------------------------------------------- */
+/* ---- the big message's child: forked ------------------------------------------------------ */
 
-static void big_handler(pm_command_call *call, void *data) {
-  const char *blob = NULL;
-  const json_t *params = pm_command_call_params(call);
-  (void)data;
-  if (params != NULL)
-    pm_tree_get_string(params, "Blob", &blob);
-  pm_command_call_reply(call, PM_RESULT_OK, NULL,
-                        json_pack("{s:I}", "Bytes", (json_int_t)(blob ? strlen(blob) : 0)));
-}
-
-/* Child: a command server (pipemsg, or the raw floor) on path; writes one byte to ready_fd once
- * it listens, then serves until killed. */
-static void big_child(const char *path, size_t max_message, int raw, int ready_fd) {
-  if (raw) {
-    int lfd = unix_socket(path, 1), fd;
-    uint8_t hdr[4];
-    if (lfd < 0 || write(ready_fd, "r", 1) != 1)
-      _exit(1);
-    while ((fd = accept(lfd, NULL, NULL)) >= 0) {
-      size_t len;
-      uint8_t *buf;
-      if (read_full(fd, hdr, 4) < 0)
-        _exit(1);
-      len = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
-      buf = malloc(len);
-      if (buf == NULL || read_full(fd, buf, len) < 0 || bench_write_frame(fd, "{}", 2) < 0)
-        _exit(1);
-      free(buf);
-      close(fd);
-    }
-  } else {
-    uv_loop_t loop;
-    pm_command_server *s;
-    pm_command_server_options so;
-    memset(&so, 0, sizeof(so));
-    so.max_message = max_message;
-    so.request_timeout_ms = 60000;
-    so.write_timeout_ms = 60000;
-    so.handler = big_handler;
-    if (uv_loop_init(&loop) < 0 || pm_command_server_start(&loop, path, &so, &s) < 0 ||
-        write(ready_fd, "r", 1) != 1)
-      _exit(1);
-    uv_run(&loop, UV_RUN_DEFAULT);
-  }
-  _exit(0);
-}
-
-static int big_spawn(const char *path, size_t max_message, int raw, pid_t *out) {
-  int fds[2];
-  char c;
+struct bench_child {
   pid_t pid;
-  if (pipe(fds) < 0)
+  char path[108];
+};
+
+static int ready_write(void *arg) { return write(*(int *)arg, "r", 1) == 1 ? 0 : PM_EIO; }
+
+/* The child serves until killed (bench_child_stop); it tells it listens with one byte on a
+ * pipe. */
+int bench_child_start(const char *path, size_t max_message, int raw, bench_child **out) {
+  bench_child *c = malloc(sizeof(*c));
+  int fds[2];
+  char byte;
+  pid_t pid;
+  if (c == NULL)
+    return PM_ENOMEM;
+  snprintf(c->path, sizeof(c->path), "%s", path);
+  if (pipe(fds) < 0) {
+    free(c);
     return PM_EIO;
+  }
   fflush(NULL);
   pid = fork();
   if (pid == 0) {
     close(fds[0]);
-    big_child(path, max_message, raw, fds[1]);
+    _exit(bench_big_serve(path, max_message, raw, ready_write, &fds[1]) == 0 ? 0 : 1);
   }
   close(fds[1]);
-  if (pid < 0 || read(fds[0], &c, 1) != 1) {
+  if (pid < 0 || read(fds[0], &byte, 1) != 1) {
     close(fds[0]);
     if (pid > 0) {
       kill(pid, SIGKILL);
       waitpid(pid, NULL, 0);
     }
+    free(c);
     return PM_EIO;
   }
   close(fds[0]);
-  *out = pid;
+  c->pid = pid;
+  *out = c;
   return 0;
 }
 
-static void big_reap(pid_t pid, const char *path) {
-  kill(pid, SIGKILL);
-  waitpid(pid, NULL, 0);
-  unlink(path);
+void bench_child_stop(bench_child *c) {
+  kill(c->pid, SIGKILL);
+  waitpid(c->pid, NULL, 0);
+  unlink(c->path);
+  free(c);
 }
 
-typedef struct big_figures {
-  double seconds;
-  double client_peak; /* bytes above RSS before the request was built (tree included) */
-  double server_peak; /* bytes above the server's RSS before the call */
-} big_figures;
-
-/* pipemsg: one request whose Params.Blob is size bytes, through pm_command_client_call to a
- * pipemsg command server in a child process. */
-static int big_pipemsg(bench *bh, big_figures *f) {
-  size_t size = bh->b.big_bytes, max = size + 4096;
-  char path[128];
-  pid_t pid;
-  pm_client_options co;
-  pm_msg *req = NULL, *resp = NULL;
-  long long rss0, srv0;
-  uint64_t start;
-  char *raw;
-  int rc;
-
-  bench_path(bh, "big.sock", path, sizeof(path));
-  rc = big_spawn(path, max, 0, &pid);
-  if (rc < 0)
-    return rc;
-  memset(&co, 0, sizeof(co));
-  co.max_message = max;
-  co.response_timeout_ms = 60000;
-  rss0 = proc_status_kb(0, "VmRSS");
-  raw = malloc(size);
-  if (raw == NULL) {
-    big_reap(pid, path);
-    return PM_ENOMEM;
-  }
-  memset(raw, 'a', size);
-  rc = pm_request_new("Put", 1, json_pack("{s:s%}", "Blob", raw, size), &req);
-  free(raw);
-  srv0 = proc_status_kb(pid, "VmRSS");
-  if (rc == 0 && (reset_peak_rss(0) < 0 || reset_peak_rss(pid) < 0))
-    rc = PM_EIO;
-  start = bench_now_ns();
-  if (rc == 0)
-    rc = pm_command_client_call(path, &co, req, PM_ENC_JSON, &resp);
-  f->seconds = (double)(bench_now_ns() - start) / 1e9;
-  f->client_peak = (double)(proc_status_kb(0, "VmHWM") - rss0);
-  f->server_peak = (double)(proc_status_kb(pid, "VmHWM") - srv0);
-  pm_msg_free(resp);
-  pm_msg_free(req);
-  big_reap(pid, path);
-  return rc;
+int bench_mem(bench_child *c, long long *rss, long long *peak) {
+  pid_t pid = c == NULL ? 0 : c->pid;
+  *rss = proc_status_kb(pid, "VmRSS");
+  *peak = proc_status_kb(pid, "VmHWM");
+  return *rss < 0 || *peak < 0 ? PM_EIO : 0;
 }
 
-/* Floor: the same frame written from one buffer to a raw server that reads it into one. */
-static int big_floor(bench *bh, double *seconds) {
-  static const char head[] = "{\"Request\":{\"Command\":\"Put\",\"Id\":1,\"Params\":{\"Blob\":\"";
-  static const char tail[] = "\"}}}";
-  size_t size = bh->b.big_bytes, len = strlen(head) + size + strlen(tail);
-  char path[128];
-  uint8_t resp[64];
-  uint8_t *frame;
-  uint64_t start;
-  pid_t pid;
-  int rc, fd;
+int bench_peak_reset(bench_child *c) { return reset_peak_rss(c == NULL ? 0 : c->pid); }
 
-  frame = malloc(len);
-  if (frame == NULL)
-    return PM_ENOMEM;
-  memcpy(frame, head, strlen(head));
-  memset(frame + strlen(head), 'a', size);
-  memcpy(frame + strlen(head) + size, tail, strlen(tail));
-  bench_path(bh, "bigfloor.sock", path, sizeof(path));
-  rc = big_spawn(path, 0, 1, &pid);
-  if (rc < 0) {
-    free(frame);
-    return rc;
-  }
-  start = bench_now_ns();
-  fd = unix_socket(path, 0);
-  rc = fd < 0 ? fd : bench_write_frame(fd, frame, len);
-  if (rc == 0 && bench_read_frame(fd, resp, sizeof(resp)) < 0)
-    rc = PM_EIO;
-  *seconds = (double)(bench_now_ns() - start) / 1e9;
-  if (fd >= 0)
-    close(fd);
-  free(frame);
-  big_reap(pid, path);
-  return rc;
-}
-
-int bench_run_big(bench *bh) {
-  big_figures f;
-  double floor_s = 0, payload = (double)bh->b.big_bytes;
-  int rc = big_pipemsg(bh, &f);
-  if (rc == 0)
-    rc = big_floor(bh, &floor_s);
-  if (rc < 0)
-    return rc;
-  bench_add_speed(bh, "big_time", "s", LOWER_BETTER, f.seconds, floor_s, "raw socket write/read",
-            0, NULL);
-  bench_add_cost(bh, "big_server_peak", "MiB", f.server_peak / MIB, payload / MIB, "payload size",
-           "<= 3", f.server_peak <= 3 * payload);
-  bench_add_cost(bh, "big_client_peak", "MiB", f.client_peak / MIB, payload / MIB, "payload size",
-           "<= 3", f.client_peak <= 3 * payload);
-  return 0;
+int bench_child_main(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  return -1;
 }
 
 /* ---- idle cost --------------------------------------------------------------------------- */

@@ -1,16 +1,20 @@
 /* pipemsg bench on Windows (bench.h): raw named pipes (CreateNamedPipeW, CreateFileW,
- * ReadFile, WriteFile) for the floors, and why the groups resting on fork and /proc are
- * skipped here. */
+ * ReadFile, WriteFile) for the floors; the big message's server in a child process started
+ * as "pipemsg bench --child", its memory from GetProcessMemoryInfo; and why the groups resting
+ * on fork and /proc are skipped here. */
 #include <winsock2.h> /* before windows.h, as libuv (through pipemsg.h) includes it */
 #include <windows.h>
+#include <psapi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
+#include "cli.h"
 
 const char bench_floor_kind_command[] = "raw named-pipe loop";
 const char bench_floor_kind_event[] = "named-pipe ping-pong";
+const char bench_floor_kind_big[] = "raw named-pipe write/read";
 
 /* A connect gives up after this many busy waits (each up to BENCH_BUSY_WAIT_MS). */
 #define BENCH_CONNECT_TRIES 50
@@ -47,13 +51,6 @@ int bench_run_queue(bench *bh) {
   bench_skip(bh, "queue",
              "measures heap growth with mallinfo2 in a forked child on a fresh heap; Windows "
              "has neither");
-  return 0;
-}
-
-int bench_run_big(bench *bh) {
-  bench_skip(bh, "big",
-             "measures the client's and the server's peak memory apart with a forked server "
-             "and /proc's resettable peak RSS; not ported to Windows");
   return 0;
 }
 
@@ -193,6 +190,13 @@ int bench_write_frame(bench_raw fd, const void *payload, size_t len) {
   return write_full((HANDLE)fd, hdr, 4) == 0 ? write_full((HANDLE)fd, payload, len) : PM_EIO;
 }
 
+long bench_read(bench_raw fd, void *buf, size_t len) {
+  DWORD n = 0;
+  if (ReadFile((HANDLE)fd, buf, (DWORD)(len > BENCH_FLOOR_BUF ? BENCH_FLOOR_BUF : len), &n, NULL))
+    return (long)n;
+  return GetLastError() == ERROR_BROKEN_PIPE ? 0 : PM_EIO;
+}
+
 long bench_read_frame(bench_raw fd, uint8_t *buf, size_t size) {
   size_t have = 0, want = 4;
   while (have < want) {
@@ -207,4 +211,136 @@ long bench_read_frame(bench_raw fd, uint8_t *buf, size_t size) {
     }
   }
   return (long)(want - 4);
+}
+
+/* ---- the big message's child: this program again, "bench --child KIND PATH MAX" ---------- */
+
+struct bench_child {
+  HANDLE process;
+};
+
+/* The child's standard output is a pipe to us: one byte there says it listens. */
+static int ready_write(void *arg) {
+  DWORD n = 0;
+  (void)arg;
+  return WriteFile(GetStdHandle(STD_OUTPUT_HANDLE), "r", 1, &n, NULL) && n == 1 ? 0 : PM_EIO;
+}
+
+int bench_child_main(int argc, char **argv) {
+  char *end;
+  unsigned long long max;
+  int raw;
+  if (argc != 5 || (strcmp(argv[2], "big") != 0 && strcmp(argv[2], "raw") != 0)) {
+    fputs("pipemsg bench: --child KIND PATH MAX: used by pipemsg bench itself\n", stderr);
+    return CLI_EXIT_USAGE;
+  }
+  raw = strcmp(argv[2], "raw") == 0;
+  max = strtoull(argv[4], &end, 10);
+  if (*end != '\0')
+    return CLI_EXIT_USAGE;
+  return bench_big_serve(argv[3], (size_t)max, raw, ready_write, NULL) == 0 ? 0 : 1;
+}
+
+/* The child inherits exactly its three standard handles (PROC_THREAD_ATTRIBUTE_HANDLE_LIST):
+ * NUL in, the ready pipe out, our standard error (or NUL) for its messages. */
+int bench_child_start(const char *path, size_t max_message, int raw, bench_child **out) {
+  SECURITY_ATTRIBUTES sa = {sizeof(sa), NULL, TRUE};
+  WCHAR self[MAX_PATH], cmd[MAX_PATH + 256];
+  HANDLE rd = NULL, wr = NULL, nul, err, handles[3];
+  STARTUPINFOEXW si;
+  PROCESS_INFORMATION pi;
+  SIZE_T attr_size = 0;
+  bench_child *c;
+  DWORD n = 0;
+  char byte;
+  BOOL ok;
+  DWORD len = GetModuleFileNameW(NULL, self, MAX_PATH);
+  if (len == 0 || len >= MAX_PATH)
+    return PM_EIO;
+  swprintf(cmd, sizeof(cmd) / sizeof(cmd[0]), L"\"%ls\" bench --child %hs \"%hs\" %llu", self,
+           raw ? "raw" : "big", path, (unsigned long long)max_message);
+  nul = CreateFileW(L"NUL", GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE, &sa,
+                    OPEN_EXISTING, 0, NULL);
+  if (nul == INVALID_HANDLE_VALUE)
+    return PM_EIO;
+  if (!CreatePipe(&rd, &wr, &sa, 0)) {
+    CloseHandle(nul);
+    return PM_EIO;
+  }
+  SetHandleInformation(rd, HANDLE_FLAG_INHERIT, 0);
+  err = GetStdHandle(STD_ERROR_HANDLE);
+  if (err == NULL || err == INVALID_HANDLE_VALUE ||
+      !DuplicateHandle(GetCurrentProcess(), err, GetCurrentProcess(), &err, 0, TRUE,
+                       DUPLICATE_SAME_ACCESS))
+    err = NULL;
+  handles[0] = nul;
+  handles[1] = wr;
+  handles[2] = err != NULL ? err : nul;
+  memset(&si, 0, sizeof(si));
+  si.StartupInfo.cb = sizeof(si);
+  si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
+  si.StartupInfo.hStdInput = handles[0];
+  si.StartupInfo.hStdOutput = handles[1];
+  si.StartupInfo.hStdError = handles[2];
+  InitializeProcThreadAttributeList(NULL, 1, 0, &attr_size);
+  si.lpAttributeList = malloc(attr_size);
+  ok = si.lpAttributeList != NULL &&
+       InitializeProcThreadAttributeList(si.lpAttributeList, 1, 0, &attr_size) &&
+       UpdateProcThreadAttribute(si.lpAttributeList, 0, PROC_THREAD_ATTRIBUTE_HANDLE_LIST,
+                                 handles, (err != NULL ? 3 : 2) * sizeof(HANDLE), NULL, NULL) &&
+       CreateProcessW(self, cmd, NULL, NULL, TRUE, EXTENDED_STARTUPINFO_PRESENT, NULL, NULL,
+                      &si.StartupInfo, &pi);
+  if (si.lpAttributeList != NULL) {
+    DeleteProcThreadAttributeList(si.lpAttributeList);
+    free(si.lpAttributeList);
+  }
+  CloseHandle(nul);
+  CloseHandle(wr);
+  if (err != NULL)
+    CloseHandle(err);
+  /* Our copy of the write end is closed: a child that dies early ends this read. */
+  if (ok && !(ReadFile(rd, &byte, 1, &n, NULL) && n == 1)) {
+    TerminateProcess(pi.hProcess, 1);
+    WaitForSingleObject(pi.hProcess, INFINITE);
+    CloseHandle(pi.hProcess);
+    CloseHandle(pi.hThread);
+    ok = FALSE;
+  }
+  CloseHandle(rd);
+  if (!ok)
+    return PM_EIO;
+  CloseHandle(pi.hThread);
+  c = malloc(sizeof(*c));
+  if (c == NULL) {
+    TerminateProcess(pi.hProcess, 1);
+    WaitForSingleObject(pi.hProcess, INFINITE);
+    CloseHandle(pi.hProcess);
+    return PM_ENOMEM;
+  }
+  c->process = pi.hProcess;
+  *out = c;
+  return 0;
+}
+
+void bench_child_stop(bench_child *c) {
+  TerminateProcess(c->process, 1);
+  WaitForSingleObject(c->process, INFINITE);
+  CloseHandle(c->process);
+  free(c);
+}
+
+/* The working set is what Windows keeps resident: RSS's counterpart, and its peak VmHWM's. */
+int bench_mem(bench_child *c, long long *rss, long long *peak) {
+  PROCESS_MEMORY_COUNTERS pmc;
+  if (!GetProcessMemoryInfo(c == NULL ? GetCurrentProcess() : c->process, &pmc, sizeof(pmc)))
+    return PM_EIO;
+  *rss = (long long)pmc.WorkingSetSize;
+  *peak = (long long)pmc.PeakWorkingSetSize;
+  return 0;
+}
+
+/* Windows keeps a process's peak working set from its start and offers no reset. */
+int bench_peak_reset(bench_child *c) {
+  (void)c;
+  return 0;
 }

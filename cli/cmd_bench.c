@@ -5,9 +5,11 @@
  *   thread, the client on the main thread (the event client on its own thread, as the library
  *   does it). Their baselines run the same way (a server thread, a client on the main thread),
  *   so both sides pay the same thread hand-offs and share one CPU under --pin.
- * - the big message, queued-event memory and idle cost rest on the platform (bench.h): on Unix
- *   in bench_unix.c, which says where they run; a platform without what they need says why
- *   it skips them.
+ * - the big message runs its server in a child process (bench.h: forked on Unix, started
+ *   again as "pipemsg bench --child" on Windows), so the client's and the server's peak
+ *   memory are measured apart.
+ * - queued-event memory and idle cost rest on the platform: on Unix in bench_unix.c, which
+ *   says where they run; a platform without what they need says why it skips them.
  * This file is every platform's: the scenarios, the floors over bench.h's raw streams, the
  * options and the output.
  */
@@ -562,6 +564,181 @@ static int run_events(bench *bh, int with_floor, int with_zmq) {
   return rc;
 }
 
+/* ---- one big message ---------------------------------------------------------------------
+ * The server runs in a child process (bench_child_start), so the client's and the server's
+ * peak memory are measured apart, each against the payload size. */
+
+static void big_handler(pm_command_call *call, void *data) {
+  const char *blob = NULL;
+  const json_t *params = pm_command_call_params(call);
+  (void)data;
+  if (params != NULL)
+    pm_tree_get_string(params, "Blob", &blob);
+  pm_command_call_reply(call, PM_RESULT_OK, NULL,
+                        json_pack("{s:I}", "Bytes", (json_int_t)(blob ? strlen(blob) : 0)));
+}
+
+static int read_full(bench_raw fd, void *buf, size_t len) {
+  uint8_t *p = buf;
+  while (len > 0) {
+    long n = bench_read(fd, p, len);
+    if (n <= 0)
+      return PM_EIO;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int bench_big_serve(const char *path, size_t max_message, int raw, int (*ready)(void *),
+                    void *arg) {
+  if (raw) {
+    bench_listener *l;
+    bench_raw fd;
+    uint8_t hdr[4];
+    if (bench_listen(path, &l) < 0 || ready(arg) < 0)
+      return PM_EIO;
+    while ((fd = bench_accept(l)) != BENCH_RAW_NONE) {
+      size_t len;
+      uint8_t *buf;
+      if (read_full(fd, hdr, 4) < 0)
+        return PM_EIO;
+      len = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
+      buf = malloc(len);
+      if (buf == NULL || read_full(fd, buf, len) < 0 || bench_write_frame(fd, "{}", 2) < 0)
+        return PM_EIO;
+      free(buf);
+      bench_close(fd);
+    }
+  } else {
+    uv_loop_t loop;
+    pm_command_server *s;
+    pm_command_server_options so;
+    memset(&so, 0, sizeof(so));
+    so.max_message = max_message;
+    so.request_timeout_ms = 60000;
+    so.write_timeout_ms = 60000;
+    so.handler = big_handler;
+    if (uv_loop_init(&loop) < 0 || pm_command_server_start(&loop, path, &so, &s) < 0 ||
+        ready(arg) < 0)
+      return PM_EIO;
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  return 0;
+}
+
+typedef struct big_figures {
+  double seconds;
+  double client_peak; /* bytes above RSS before the request was built (tree included) */
+  double server_peak; /* bytes above the server's RSS before the call */
+} big_figures;
+
+/* pipemsg: one request whose Params.Blob is size bytes, through pm_command_client_call to a
+ * pipemsg command server in a child process. */
+static int big_pipemsg(bench *bh, big_figures *f) {
+  size_t size = bh->b.big_bytes, max = size + 4096;
+  char path[128];
+  bench_child *child;
+  pm_client_options co;
+  pm_msg *req = NULL, *resp = NULL;
+  long long rss0, srv0, peak;
+  uint64_t start;
+  char *raw;
+  int rc;
+
+  bench_path(bh, "big.sock", path, sizeof(path));
+  rc = bench_child_start(path, max, 0, &child);
+  if (rc < 0)
+    return rc;
+  memset(&co, 0, sizeof(co));
+  co.max_message = max;
+  co.response_timeout_ms = 60000;
+  rc = bench_mem(NULL, &rss0, &peak);
+  raw = rc == 0 ? malloc(size) : NULL;
+  if (raw == NULL) {
+    bench_child_stop(child);
+    return rc < 0 ? rc : PM_ENOMEM;
+  }
+  memset(raw, 'a', size);
+  rc = pm_request_new("Put", 1, json_pack("{s:s%}", "Blob", raw, size), &req);
+  free(raw);
+  if (rc == 0)
+    rc = bench_mem(child, &srv0, &peak);
+  if (rc == 0 && (bench_peak_reset(NULL) < 0 || bench_peak_reset(child) < 0))
+    rc = PM_EIO;
+  start = bench_now_ns();
+  if (rc == 0)
+    rc = pm_command_client_call(path, &co, req, PM_ENC_JSON, &resp);
+  f->seconds = (double)(bench_now_ns() - start) / 1e9;
+  if (rc == 0) {
+    long long rss;
+    rc = bench_mem(NULL, &rss, &peak);
+    f->client_peak = (double)(peak - rss0);
+    if (rc == 0)
+      rc = bench_mem(child, &rss, &peak);
+    f->server_peak = (double)(peak - srv0);
+  }
+  pm_msg_free(resp);
+  pm_msg_free(req);
+  bench_child_stop(child);
+  return rc;
+}
+
+/* Floor: the same frame written from one buffer to a raw server that reads it into one. */
+static int big_floor(bench *bh, double *seconds) {
+  static const char head[] = "{\"Request\":{\"Command\":\"Put\",\"Id\":1,\"Params\":{\"Blob\":\"";
+  static const char tail[] = "\"}}}";
+  size_t size = bh->b.big_bytes, len = strlen(head) + size + strlen(tail);
+  char path[128];
+  uint8_t resp[64];
+  uint8_t *frame;
+  uint64_t start;
+  bench_child *child;
+  bench_raw fd;
+  int rc;
+
+  frame = malloc(len);
+  if (frame == NULL)
+    return PM_ENOMEM;
+  memcpy(frame, head, strlen(head));
+  memset(frame + strlen(head), 'a', size);
+  memcpy(frame + strlen(head) + size, tail, strlen(tail));
+  bench_path(bh, "bigfloor.sock", path, sizeof(path));
+  rc = bench_child_start(path, 0, 1, &child);
+  if (rc < 0) {
+    free(frame);
+    return rc;
+  }
+  start = bench_now_ns();
+  fd = bench_connect(path);
+  rc = fd == BENCH_RAW_NONE ? PM_EIO : bench_write_frame(fd, frame, len);
+  if (rc == 0 && bench_read_frame(fd, resp, sizeof(resp)) < 0)
+    rc = PM_EIO;
+  *seconds = (double)(bench_now_ns() - start) / 1e9;
+  if (fd != BENCH_RAW_NONE)
+    bench_close(fd);
+  free(frame);
+  bench_child_stop(child);
+  return rc;
+}
+
+static int run_big(bench *bh) {
+  big_figures f = {0, 0, 0};
+  double floor_s = 0, payload = (double)bh->b.big_bytes;
+  int rc = big_pipemsg(bh, &f);
+  if (rc == 0)
+    rc = big_floor(bh, &floor_s);
+  if (rc < 0)
+    return rc;
+  bench_add_speed(bh, "big_time", "s", LOWER_BETTER, f.seconds, floor_s, bench_floor_kind_big, 0,
+                  NULL);
+  bench_add_cost(bh, "big_server_peak", "MiB", f.server_peak / MIB, payload / MIB,
+                 "payload size", "<= 3", f.server_peak <= 3 * payload);
+  bench_add_cost(bh, "big_client_peak", "MiB", f.client_peak / MIB, payload / MIB,
+                 "payload size", "<= 3", f.client_peak <= 3 * payload);
+  return 0;
+}
+
 /* ---- output ------------------------------------------------------------------------------ */
 
 static const char *pass_text(int pass) {
@@ -629,6 +806,9 @@ int cmd_bench(int argc, char **argv) {
   const char *only[sizeof(groups) / sizeof(groups[0])];
   int n_only = 0, pin = 0, with_zmq, c, rc = 0, i;
 
+  if (argc > 1 && strcmp(argv[1], "--child") == 0 && (rc = bench_child_main(argc, argv)) >= 0)
+    return rc;
+  rc = 0;
   memset(&bh, 0, sizeof(bh));
   bh.b = full_budget;
   optind = 1;
@@ -684,7 +864,7 @@ int cmd_bench(int argc, char **argv) {
   if (rc == 0 && (selected(only, n_only, "event") || with_zmq))
     rc = run_events(&bh, selected(only, n_only, "event"), with_zmq);
   if (rc == 0 && selected(only, n_only, "big"))
-    rc = bench_run_big(&bh);
+    rc = run_big(&bh);
   if (rc == 0 && selected(only, n_only, "idle"))
     rc = bench_run_idle(&bh);
   bench_dir_remove(&bh);
