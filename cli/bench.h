@@ -179,14 +179,26 @@ int bench_peak_reset(bench_child *c);
  * status; -1 elsewhere (the option is then unknown). */
 int bench_child_main(int argc, char **argv);
 
+/* ---- memory per queued event, in a child process ------------------------------------------- */
+
+/* The body of the child: an event server with nobody attached publishes n events; per_event
+ * gets the growth per event of the resident size and of the heap in use. The loop never runs:
+ * publishing only queues. */
+int bench_queue_measure(const char *path, int n, double per_event[2]);
+/* Runs bench_queue_measure in a new child process (Unix: forked; Windows: "pipemsg bench
+ * --child queue ...") and returns its figures. */
+int bench_queue_child(const char *path, int n, double per_event[2]);
+/* Bytes the allocator has handed out and not taken back (Unix: mallinfo2; Windows: the busy
+ * blocks of the C runtime's heap). */
+long long bench_heap_in_use(void);
+
 /* ---- the rest of the platform ------------------------------------------------------------- */
 
 /* Pins this process (and every thread and child it makes later) to CPU 0; prints why not. */
 int bench_pin_cpu0(void);
 long bench_cpus_online(void);
-/* The scenario groups resting on what only some platforms have: run them, or record with
- * bench_skip why not. */
-int bench_run_queue(bench *bh);
+/* The idle cost rests on what only some platforms have: run it, or record with bench_skip
+ * why not. */
 int bench_run_idle(bench *bh);
 
 /* ZeroMQ REQ/REP with the same bytes (bench_zmq.c), or why not (bench_nozmq.c: NULL when

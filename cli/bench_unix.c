@@ -3,7 +3,7 @@
  * - the big message's server runs in a forked child, so the client's and the server's peak
  *   memory (VmHWM, reset before the call) are measured apart, each against the payload size.
  * - queued-event memory is measured in a forked child, first, on a heap nothing else has
- *   touched.
+ *   touched (RSS from /proc, the heap in use from mallinfo2).
  * - idle cost is measured on the real service: build/bin/pipemsgd (found next to this program)
  *   with an event client of ours attached, read from /proc/PID/task/(*)/schedstat and status.
  */
@@ -501,78 +501,37 @@ int bench_run_idle(bench *bh) {
   return rc;
 }
 
-/* ---- memory per queued event ------------------------------------------------------------- */
+/* ---- memory per queued event: in a forked child ------------------------------------------ */
 
-/* Child: an event server with nobody attached; publishes n events and writes the growth per
- * event of RSS and of the heap in use (two doubles) to fd. The loop never runs: publishing only
- * queues. */
-static void queue_child(const char *path, int n, int fd) {
-  uv_loop_t loop;
-  pm_event_server_options so;
-  pm_event_server *s;
-  pm_event_stats stats;
-  struct mallinfo2 m0, m1;
-  long long rss0, rss1;
-  double per_event[2];
-  int i;
-  memset(&so, 0, sizeof(so));
-  so.queue_max_events = (size_t)n;
-  so.queue_max_bytes = (size_t)1 << 30;
-  if (uv_loop_init(&loop) < 0 || pm_event_server_start(&loop, path, &so, &s) < 0)
-    _exit(1);
-  rss0 = proc_status_kb(0, "VmRSS");
-  m0 = mallinfo2();
-  for (i = 0; i < n; i++) {
-    if (bench_publish_one(s) < 0)
-      _exit(1);
-  }
-  m1 = mallinfo2();
-  rss1 = proc_status_kb(0, "VmRSS");
-  pm_event_server_stats(s, &stats);
-  if (stats.queued != (uint64_t)n)
-    _exit(1);
-  per_event[0] = (double)(rss1 - rss0) / n;
-  per_event[1] = (double)((m1.uordblks + m1.hblkhd) - (m0.uordblks + m0.hblkhd)) / n;
-  _exit(write(fd, per_event, sizeof(per_event)) == sizeof(per_event) ? 0 : 1);
+long long bench_heap_in_use(void) {
+  /* Arena bytes in use plus mmapped blocks: what malloc handed out. */
+  struct mallinfo2 m = mallinfo2();
+  return (long long)(m.uordblks + m.hblkhd);
 }
 
-int bench_run_queue(bench *bh) {
-  char path[128];
+/* The child writes its two figures to a pipe; it runs first (see cmd_bench), so its heap is
+ * one nothing else has touched. */
+int bench_queue_child(const char *path, int n, double per_event[2]) {
   int fds[2], status;
-  double per_event[2] = {0, 0};
   ssize_t got;
-  wire w;
   pid_t pid;
-  int rc = bench_wire_new(PM_ENC_JSON, &w);
-  if (rc < 0)
-    return rc;
-  bench_path(bh, "queue.sock", path, sizeof(path));
-  if (pipe(fds) < 0) {
-    bench_wire_free(&w);
+  if (pipe(fds) < 0)
     return PM_EIO;
-  }
   fflush(NULL);
   pid = fork();
   if (pid == 0) {
     close(fds[0]);
-    queue_child(path, bh->b.queued_events, fds[1]);
+    if (bench_queue_measure(path, n, per_event) < 0)
+      _exit(1);
+    _exit(write(fds[1], per_event, 2 * sizeof(double)) == 2 * sizeof(double) ? 0 : 1);
   }
   close(fds[1]);
-  got = pid > 0 ? read(fds[0], per_event, sizeof(per_event)) : -1;
+  got = pid > 0 ? read(fds[0], per_event, 2 * sizeof(double)) : -1;
   close(fds[0]);
   if (pid > 0)
     waitpid(pid, &status, 0);
   unlink(path);
-  if (got != (ssize_t)sizeof(per_event)) {
-    rc = PM_EIO;
-  } else {
-    bench_add_cost(bh, "queue_rss_per_event", "bytes", per_event[0], (double)(w.event_len + 4),
-             "event frame size", NULL, 0);
-    bench_add_cost(bh, "queue_heap_per_event", "bytes", per_event[1], (double)(w.event_len + 4),
-             "event frame size", NULL, 0);
-  }
-  bench_wire_free(&w);
-  return rc;
+  return got == (ssize_t)(2 * sizeof(double)) ? 0 : PM_EIO;
 }
 
 /* ---- the command ------------------------------------------------------------------------- */

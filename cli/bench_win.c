@@ -1,9 +1,10 @@
 /* pipemsg bench on Windows (bench.h): raw named pipes (CreateNamedPipeW, CreateFileW,
- * ReadFile, WriteFile) for the floors; the big message's server in a child process started
- * as "pipemsg bench --child", its memory from GetProcessMemoryInfo; and why the groups resting
- * on fork and /proc are skipped here. */
+ * ReadFile, WriteFile) for the floors; the children of the big message and of the queue
+ * figures started as "pipemsg bench --child", their memory from GetProcessMemoryInfo and
+ * HeapWalk; and why the idle cost, which rests on /proc, is skipped here. */
 #include <winsock2.h> /* before windows.h, as libuv (through pipemsg.h) includes it */
 #include <windows.h>
+#include <malloc.h> /* _get_heap_handle */
 #include <psapi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,13 +46,6 @@ int bench_pin_cpu0(void) {
     return 0;
   fprintf(stderr, "pipemsg bench: cannot pin to CPU 0: error %lu\n", GetLastError());
   return PM_EIO;
-}
-
-int bench_run_queue(bench *bh) {
-  bench_skip(bh, "queue",
-             "measures heap growth with mallinfo2 in a forked child on a fresh heap; Windows "
-             "has neither");
-  return 0;
 }
 
 int bench_run_idle(bench *bh) {
@@ -213,52 +207,61 @@ long bench_read_frame(bench_raw fd, uint8_t *buf, size_t size) {
   return (long)(want - 4);
 }
 
-/* ---- the big message's child: this program again, "bench --child KIND PATH MAX" ---------- */
+/* ---- children: this program again, "bench --child KIND PATH N" ------------------------------ */
 
 struct bench_child {
   HANDLE process;
 };
 
-/* The child's standard output is a pipe to us: one byte there says it listens. */
+/* The child's standard output is a pipe to us: one byte there says the server listens. */
 static int ready_write(void *arg) {
   DWORD n = 0;
   (void)arg;
   return WriteFile(GetStdHandle(STD_OUTPUT_HANDLE), "r", 1, &n, NULL) && n == 1 ? 0 : PM_EIO;
 }
 
+/* KIND is big or raw (serve the big message, as pipemsg or as the floor; N is the largest
+ * message) or queue (measure N queued events and print the two figures). */
 int bench_child_main(int argc, char **argv) {
   char *end;
-  unsigned long long max;
-  int raw;
-  if (argc != 5 || (strcmp(argv[2], "big") != 0 && strcmp(argv[2], "raw") != 0)) {
-    fputs("pipemsg bench: --child KIND PATH MAX: used by pipemsg bench itself\n", stderr);
+  unsigned long long n;
+  if (argc != 5 || (strcmp(argv[2], "big") != 0 && strcmp(argv[2], "raw") != 0 &&
+                    strcmp(argv[2], "queue") != 0)) {
+    fputs("pipemsg bench: --child KIND PATH N: used by pipemsg bench itself\n", stderr);
     return CLI_EXIT_USAGE;
   }
-  raw = strcmp(argv[2], "raw") == 0;
-  max = strtoull(argv[4], &end, 10);
-  if (*end != '\0')
+  n = strtoull(argv[4], &end, 10);
+  if (*end != '\0' || argv[4][0] == '\0')
     return CLI_EXIT_USAGE;
-  return bench_big_serve(argv[3], (size_t)max, raw, ready_write, NULL) == 0 ? 0 : 1;
+  if (strcmp(argv[2], "queue") == 0) {
+    double per_event[2];
+    if (n == 0 || n > INT32_MAX || bench_queue_measure(argv[3], (int)n, per_event) < 0)
+      return 1;
+    printf("%.17g %.17g\n", per_event[0], per_event[1]);
+    return fflush(stdout) == 0 ? 0 : 1;
+  }
+  return bench_big_serve(argv[3], (size_t)n, strcmp(argv[2], "raw") == 0, ready_write, NULL) == 0
+             ? 0
+             : 1;
 }
 
-/* The child inherits exactly its three standard handles (PROC_THREAD_ATTRIBUTE_HANDLE_LIST):
- * NUL in, the ready pipe out, our standard error (or NUL) for its messages. */
-int bench_child_start(const char *path, size_t max_message, int raw, bench_child **out) {
+/* Starts "pipemsg bench --child kind path n" with exactly its three standard handles
+ * inherited (PROC_THREAD_ATTRIBUTE_HANDLE_LIST): NUL in, a pipe to us out (*out_rd), our
+ * standard error (or NUL) for its messages. */
+static int spawn_child(const char *kind, const char *path, unsigned long long n, HANDLE *proc,
+                       HANDLE *out_rd) {
   SECURITY_ATTRIBUTES sa = {sizeof(sa), NULL, TRUE};
   WCHAR self[MAX_PATH], cmd[MAX_PATH + 256];
   HANDLE rd = NULL, wr = NULL, nul, err, handles[3];
   STARTUPINFOEXW si;
   PROCESS_INFORMATION pi;
   SIZE_T attr_size = 0;
-  bench_child *c;
-  DWORD n = 0;
-  char byte;
   BOOL ok;
   DWORD len = GetModuleFileNameW(NULL, self, MAX_PATH);
   if (len == 0 || len >= MAX_PATH)
     return PM_EIO;
   swprintf(cmd, sizeof(cmd) / sizeof(cmd[0]), L"\"%ls\" bench --child %hs \"%hs\" %llu", self,
-           raw ? "raw" : "big", path, (unsigned long long)max_message);
+           kind, path, n);
   nul = CreateFileW(L"NUL", GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE, &sa,
                     OPEN_EXISTING, 0, NULL);
   if (nul == INVALID_HANDLE_VALUE)
@@ -295,37 +298,49 @@ int bench_child_start(const char *path, size_t max_message, int raw, bench_child
     free(si.lpAttributeList);
   }
   CloseHandle(nul);
+  /* Our copy of the write end is closed: a child that ends ends our reads. */
   CloseHandle(wr);
   if (err != NULL)
     CloseHandle(err);
-  /* Our copy of the write end is closed: a child that dies early ends this read. */
-  if (ok && !(ReadFile(rd, &byte, 1, &n, NULL) && n == 1)) {
-    TerminateProcess(pi.hProcess, 1);
-    WaitForSingleObject(pi.hProcess, INFINITE);
-    CloseHandle(pi.hProcess);
-    CloseHandle(pi.hThread);
-    ok = FALSE;
-  }
-  CloseHandle(rd);
-  if (!ok)
+  if (!ok) {
+    CloseHandle(rd);
     return PM_EIO;
-  CloseHandle(pi.hThread);
-  c = malloc(sizeof(*c));
-  if (c == NULL) {
-    TerminateProcess(pi.hProcess, 1);
-    WaitForSingleObject(pi.hProcess, INFINITE);
-    CloseHandle(pi.hProcess);
-    return PM_ENOMEM;
   }
-  c->process = pi.hProcess;
+  CloseHandle(pi.hThread);
+  *proc = pi.hProcess;
+  *out_rd = rd;
+  return 0;
+}
+
+static void end_process(HANDLE proc) {
+  TerminateProcess(proc, 1);
+  WaitForSingleObject(proc, INFINITE);
+  CloseHandle(proc);
+}
+
+int bench_child_start(const char *path, size_t max_message, int raw, bench_child **out) {
+  HANDLE proc, rd;
+  DWORD n = 0;
+  char byte;
+  bench_child *c;
+  int rc = spawn_child(raw ? "raw" : "big", path, max_message, &proc, &rd);
+  if (rc < 0)
+    return rc;
+  if (!(ReadFile(rd, &byte, 1, &n, NULL) && n == 1))
+    rc = PM_EIO;
+  CloseHandle(rd);
+  c = rc == 0 ? malloc(sizeof(*c)) : NULL;
+  if (c == NULL) {
+    end_process(proc);
+    return rc < 0 ? rc : PM_ENOMEM;
+  }
+  c->process = proc;
   *out = c;
   return 0;
 }
 
 void bench_child_stop(bench_child *c) {
-  TerminateProcess(c->process, 1);
-  WaitForSingleObject(c->process, INFINITE);
-  CloseHandle(c->process);
+  end_process(c->process);
   free(c);
 }
 
@@ -342,5 +357,44 @@ int bench_mem(bench_child *c, long long *rss, long long *peak) {
 /* Windows keeps a process's peak working set from its start and offers no reset. */
 int bench_peak_reset(bench_child *c) {
   (void)c;
+  return 0;
+}
+
+/* The C runtime's malloc takes its blocks from this heap: the busy ones are what it handed out
+ * (-1 if the heap cannot be walked). */
+long long bench_heap_in_use(void) {
+  HANDLE heap = (HANDLE)_get_heap_handle();
+  PROCESS_HEAP_ENTRY e;
+  long long used = 0;
+  if (!HeapLock(heap))
+    return -1;
+  memset(&e, 0, sizeof(e));
+  while (HeapWalk(heap, &e)) {
+    if (e.wFlags & PROCESS_HEAP_ENTRY_BUSY)
+      used += (long long)e.cbData;
+  }
+  HeapUnlock(heap);
+  return used;
+}
+
+/* The child prints its two figures on the pipe and ends. */
+int bench_queue_child(const char *path, int n, double per_event[2]) {
+  char text[128];
+  size_t have = 0;
+  DWORD got, status = 1;
+  HANDLE proc, rd;
+  int rc = spawn_child("queue", path, (unsigned long long)n, &proc, &rd);
+  if (rc < 0)
+    return rc;
+  while (have < sizeof(text) - 1 &&
+         ReadFile(rd, text + have, (DWORD)(sizeof(text) - 1 - have), &got, NULL) && got > 0)
+    have += got;
+  text[have] = '\0';
+  CloseHandle(rd);
+  WaitForSingleObject(proc, INFINITE);
+  GetExitCodeProcess(proc, &status);
+  CloseHandle(proc);
+  if (status != 0 || sscanf(text, "%lf %lf", &per_event[0], &per_event[1]) != 2)
+    return PM_EIO;
   return 0;
 }

@@ -8,8 +8,10 @@
  * - the big message runs its server in a child process (bench.h: forked on Unix, started
  *   again as "pipemsg bench --child" on Windows), so the client's and the server's peak
  *   memory are measured apart.
- * - queued-event memory and idle cost rest on the platform: on Unix in bench_unix.c, which
- *   says where they run; a platform without what they need says why it skips them.
+ * - queued-event memory is measured in a child process too, first (on Unix a forked child
+ *   must not inherit a heap that earlier scenarios left resident).
+ * - idle cost rests on the platform: on Unix in bench_unix.c, which says where it runs; a
+ *   platform without what it needs says why it skips it.
  * This file is every platform's: the scenarios, the floors over bench.h's raw streams, the
  * options and the output.
  */
@@ -739,6 +741,58 @@ static int run_big(bench *bh) {
   return 0;
 }
 
+/* ---- memory per queued event ------------------------------------------------------------- */
+
+int bench_queue_measure(const char *path, int n, double per_event[2]) {
+  uv_loop_t loop;
+  pm_event_server_options so;
+  pm_event_server *s;
+  pm_event_stats stats;
+  long long rss0, rss1, heap0, heap1, peak;
+  int i, rc;
+  memset(&so, 0, sizeof(so));
+  so.queue_max_events = (size_t)n;
+  so.queue_max_bytes = (size_t)1 << 30;
+  if (uv_loop_init(&loop) < 0 || pm_event_server_start(&loop, path, &so, &s) < 0)
+    return PM_EIO;
+  rc = bench_mem(NULL, &rss0, &peak);
+  heap0 = bench_heap_in_use();
+  for (i = 0; rc == 0 && i < n; i++)
+    rc = bench_publish_one(s);
+  heap1 = bench_heap_in_use();
+  if (rc == 0)
+    rc = bench_mem(NULL, &rss1, &peak);
+  if (rc == 0 && (heap0 < 0 || heap1 < 0))
+    rc = PM_EIO;
+  if (rc < 0)
+    return rc;
+  pm_event_server_stats(s, &stats);
+  if (stats.queued != (uint64_t)n)
+    return PM_EIO;
+  per_event[0] = (double)(rss1 - rss0) / n;
+  per_event[1] = (double)(heap1 - heap0) / n;
+  return 0;
+}
+
+static int run_queue(bench *bh) {
+  char path[128];
+  double per_event[2] = {0, 0};
+  wire w;
+  int rc = bench_wire_new(PM_ENC_JSON, &w);
+  if (rc < 0)
+    return rc;
+  bench_path(bh, "queue.sock", path, sizeof(path));
+  rc = bench_queue_child(path, bh->b.queued_events, per_event);
+  if (rc == 0) {
+    bench_add_cost(bh, "queue_rss_per_event", "bytes", per_event[0], (double)(w.event_len + 4),
+                   "event frame size", NULL, 0);
+    bench_add_cost(bh, "queue_heap_per_event", "bytes", per_event[1], (double)(w.event_len + 4),
+                   "event frame size", NULL, 0);
+  }
+  bench_wire_free(&w);
+  return rc;
+}
+
 /* ---- output ------------------------------------------------------------------------------ */
 
 static const char *pass_text(int pass) {
@@ -854,11 +908,10 @@ int cmd_bench(int argc, char **argv) {
   with_zmq = selected(only, n_only, "zmq") && bench_zmq_missing() == NULL;
   if (selected(only, n_only, "zmq") && !with_zmq)
     bench_skip(&bh, "zmq", bench_zmq_missing());
-  /* queue first: where it runs in a forked child (Unix), that child must not inherit a heap
-   * that earlier scenarios left resident, or its RSS would not grow with the events it
-   * allocates. */
+  /* queue first: its forked child (Unix) must not inherit a heap that earlier scenarios left
+   * resident, or its RSS would not grow with the events it allocates. */
   if (rc == 0 && selected(only, n_only, "queue"))
-    rc = bench_run_queue(&bh);
+    rc = run_queue(&bh);
   if (rc == 0 && selected(only, n_only, "command"))
     rc = run_command(&bh);
   if (rc == 0 && (selected(only, n_only, "event") || with_zmq))
