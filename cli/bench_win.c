@@ -50,8 +50,8 @@ int bench_pin_cpu0(void) {
 
 int bench_run_idle(bench *bh) {
   bench_skip(bh, "idle",
-             "reads pipemsgd's per-thread CPU time and wakeups from /proc; Windows has no "
-             "/proc");
+             "measures pipemsgd's per-thread CPU time and wake-ups, which Linux gives in "
+             "/proc/PID/task; not ported to Windows");
   return 0;
 }
 

@@ -71,8 +71,8 @@ int cli_names_registry(const char *key, const char *value, char *buf, size_t siz
 int cli_expect_owner(const char *arg, cli_pipe *p);
 
 /* Stopping watch: cli_stop_init before any thread starts (Unix: the signals are blocked there
- * and inherited), cli_stop_wait until Ctrl-C (SIGINT/SIGTERM on Unix; Ctrl-C, Ctrl-Break or
- * the console closing on Windows) or cli_stop_post from any thread. */
+ * and inherited), cli_stop_wait until Ctrl-C (SIGINT/SIGTERM on Unix; Ctrl-C or Ctrl-Break
+ * on Windows) or cli_stop_post from any thread. */
 int cli_stop_init(void);
 void cli_stop_wait(void);
 void cli_stop_post(void);

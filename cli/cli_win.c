@@ -124,7 +124,7 @@ int cli_expect_owner(const char *arg, cli_pipe *p) {
 }
 
 static BOOL WINAPI on_console_event(DWORD type) {
-  if (type != CTRL_C_EVENT && type != CTRL_BREAK_EVENT && type != CTRL_CLOSE_EVENT)
+  if (type != CTRL_C_EVENT && type != CTRL_BREAK_EVENT)
     return FALSE;
   SetEvent(stop_event);
   return TRUE;
