@@ -104,13 +104,18 @@ bench_raw bench_accept(bench_listener *l) {
   return (bench_raw)conn;
 }
 
-/* A blocking ConnectNamedPipe ends only when a client comes: the stopper is that client. */
+/* A blocking ConnectNamedPipe ends only when a client comes: the stopper is that client
+ * (waiting, should the acceptor be between two instances). */
 void bench_listen_stop(bench_listener *l) {
-  HANDLE h;
   InterlockedExchange(&l->stopped, 1);
-  h = CreateFileW(l->path, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
-  if (h != INVALID_HANDLE_VALUE)
-    CloseHandle(h);
+  for (int tries = 0; tries < BENCH_CONNECT_TRIES; tries++) {
+    HANDLE h = CreateFileW(l->path, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
+    if (h != INVALID_HANDLE_VALUE) {
+      CloseHandle(h);
+      return;
+    }
+    WaitNamedPipeW(l->path, BENCH_BUSY_WAIT_MS);
+  }
 }
 
 void bench_listen_close(bench_listener *l) {
