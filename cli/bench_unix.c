@@ -170,7 +170,6 @@ static int unix_socket(const char *path, int listen_backlog) {
   return fd;
 }
 
-
 struct bench_listener {
   int fd;
   char path[108];
@@ -347,7 +346,8 @@ static void idle_floor_child(int fd, const wire *w) {
       continue;
     if (n != 0) /* EOF: the parent is done */
       _exit(0);
-    if (bench_write_frame(fd, w->confirm, w->confirm_len) < 0 || bench_read_frame(fd, buf, sizeof(buf)) < 0)
+    if (bench_write_frame(fd, w->confirm, w->confirm_len) < 0 ||
+        bench_read_frame(fd, buf, sizeof(buf)) < 0)
       _exit(1);
   }
 }
@@ -475,9 +475,10 @@ int bench_run_idle(bench *bh) {
       pm_cpu = 100.0 * (double)(a1.cpu_ns - a0.cpu_ns) / wall;
       base_cpu = 100.0 * (double)(b1.cpu_ns - b0.cpu_ns) / wall;
       bench_add_cost(bh, "idle_cpu", "% CPU", pm_cpu, base_cpu, "poll() heartbeat loop", "< 0.1 %",
-               pm_cpu < 0.1);
-      bench_add_cost(bh, "idle_wakeups", "wakeups/s", (double)(a1.wakeups - a0.wakeups) * 1e9 / wall,
-               (double)(b1.wakeups - b0.wakeups) * 1e9 / wall, "poll() heartbeat loop", NULL, 0);
+                     pm_cpu < 0.1);
+      bench_add_cost(
+          bh, "idle_wakeups", "wakeups/s", (double)(a1.wakeups - a0.wakeups) * 1e9 / wall,
+          (double)(b1.wakeups - b0.wakeups) * 1e9 / wall, "poll() heartbeat loop", NULL, 0);
     }
   }
   if (client != NULL)
@@ -534,7 +535,7 @@ int bench_queue_child(const char *path, int n, double per_event[2]) {
   return got == (ssize_t)(2 * sizeof(double)) ? 0 : PM_EIO;
 }
 
-/* ---- the command ------------------------------------------------------------------------- */
+/* ---- CPU pinning and the private directory ----------------------------------------------- */
 
 int bench_pin_cpu0(void) {
   cpu_set_t set;
@@ -562,4 +563,3 @@ void bench_dir_remove(const bench *bh) {
   closedir(d);
   rmdir(dir);
 }
-

@@ -83,4 +83,3 @@ int bench_event_zmq(bench *bh, const wire *w, double *rate, uint64_t *samples) {
   unlink(path);
   return rc < 0 ? rc : p.rc;
 }
-

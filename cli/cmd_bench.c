@@ -68,7 +68,7 @@ void bench_sleep_ms(unsigned ms) {
 }
 
 void bench_add_speed(bench *bh, const char *name, const char *unit, direction dir, double pm,
-                      double base, const char *base_kind, double min_ratio, const char *target) {
+                     double base, const char *base_kind, double min_ratio, const char *target) {
   result *r = &bh->results[bh->n_results++];
   snprintf(r->name, sizeof(r->name), "%s", name);
   r->unit = unit;
@@ -81,7 +81,7 @@ void bench_add_speed(bench *bh, const char *name, const char *unit, direction di
 }
 
 void bench_add_cost(bench *bh, const char *name, const char *unit, double pm, double base,
-                     const char *base_kind, const char *target, int pass) {
+                    const char *base_kind, const char *target, int pass) {
   result *r = &bh->results[bh->n_results++];
   snprintf(r->name, sizeof(r->name), "%s", name);
   r->unit = unit;
@@ -366,8 +366,8 @@ static int run_command(bench *bh) {
     bench_wire_free(&w);
     if (rc < 0)
       return rc;
-    bench_add_speed(bh, encs[i].name, "calls/s", HIGHER_BETTER, pm, base, bench_floor_kind_command, 0.6,
-              ">= 0.6");
+    bench_add_speed(bh, encs[i].name, "calls/s", HIGHER_BETTER, pm, base, bench_floor_kind_command,
+                    0.6, ">= 0.6");
   }
   return 0;
 }
@@ -542,22 +542,22 @@ static int run_events(bench *bh, int with_floor, int with_zmq) {
     if (rc == 0 && with_floor) {
       percentiles(lat, bh->b.events, &b50, &b99);
       bench_add_speed(bh, "event_rate", "events/s", HIGHER_BETTER, pm_rate, rate,
-                bench_floor_kind_event, 0.6, ">= 0.6");
+                      bench_floor_kind_event, 0.6, ">= 0.6");
       bench_add_speed(bh, "event_p50", "us", LOWER_BETTER, pm50, b50, bench_floor_kind_event, 0.6,
-                ">= 0.6");
+                      ">= 0.6");
       bench_add_speed(bh, "event_p99", "us", LOWER_BETTER, pm99, b99, bench_floor_kind_event, 0.6,
-                ">= 0.6");
+                      ">= 0.6");
     }
     if (rc == 0 && with_zmq)
       rc = bench_event_zmq(bh, &w, &rate, lat);
     if (rc == 0 && with_zmq) {
       percentiles(lat, bh->b.events, &b50, &b99);
       bench_add_speed(bh, "zmq_event_rate", "events/s", HIGHER_BETTER, pm_rate, rate,
-                "ZeroMQ REQ/REP ipc://", 1.0, "> 1");
-      bench_add_speed(bh, "zmq_event_p50", "us", LOWER_BETTER, pm50, b50, "ZeroMQ REQ/REP ipc://", 1.0,
-                "> 1");
-      bench_add_speed(bh, "zmq_event_p99", "us", LOWER_BETTER, pm99, b99, "ZeroMQ REQ/REP ipc://", 1.0,
-                "> 1");
+                      "ZeroMQ REQ/REP ipc://", 1.0, "> 1");
+      bench_add_speed(bh, "zmq_event_p50", "us", LOWER_BETTER, pm50, b50, "ZeroMQ REQ/REP ipc://",
+                      1.0, "> 1");
+      bench_add_speed(bh, "zmq_event_p99", "us", LOWER_BETTER, pm99, b99, "ZeroMQ REQ/REP ipc://",
+                      1.0, "> 1");
     }
     bench_wire_free(&w);
   }
@@ -734,10 +734,10 @@ static int run_big(bench *bh) {
     return rc;
   bench_add_speed(bh, "big_time", "s", LOWER_BETTER, f.seconds, floor_s, bench_floor_kind_big, 0,
                   NULL);
-  bench_add_cost(bh, "big_server_peak", "MiB", f.server_peak / MIB, payload / MIB,
-                 "payload size", "<= 3", f.server_peak <= 3 * payload);
-  bench_add_cost(bh, "big_client_peak", "MiB", f.client_peak / MIB, payload / MIB,
-                 "payload size", "<= 3", f.client_peak <= 3 * payload);
+  bench_add_cost(bh, "big_server_peak", "MiB", f.server_peak / MIB, payload / MIB, "payload size",
+                 "<= 3", f.server_peak <= 3 * payload);
+  bench_add_cost(bh, "big_client_peak", "MiB", f.client_peak / MIB, payload / MIB, "payload size",
+                 "<= 3", f.client_peak <= 3 * payload);
   return 0;
 }
 
@@ -830,15 +830,14 @@ static void print_json(const bench *bh) {
                         pass_text(r->pass)));
   }
   top = json_pack("{s:s, s:b, s:I, s:o}", "mode",
-                  bh->b.command_s < full_budget.command_s ? "quick" : "full", "pinned",
-                  bh->pinned, "cpus", (json_int_t)bench_cpus_online(), "scenarios",
-                  rows);
+                  bh->b.command_s < full_budget.command_s ? "quick" : "full", "pinned", bh->pinned,
+                  "cpus", (json_int_t)bench_cpus_online(), "scenarios", rows);
   /* Only where a group was skipped: the object stays as it was where everything runs. */
   if (top != NULL && bh->n_skips > 0) {
     json_t *skips = json_array();
     for (i = 0; i < bh->n_skips; i++)
-      json_array_append_new(skips, json_pack("{s:s, s:s}", "group", bh->skips[i].group,
-                                             "reason", bh->skips[i].reason));
+      json_array_append_new(skips, json_pack("{s:s, s:s}", "group", bh->skips[i].group, "reason",
+                                             bh->skips[i].reason));
     json_object_set_new(top, "skipped", skips);
   }
   json_dumpf(top, stdout, JSON_INDENT(2));

@@ -172,7 +172,8 @@ static void test_win_cli_call_no_service(void **state) {
    * comes on top, still short of the 3000 ms default on Windows. */
   assert_ms_within("call with no service", pm_test_now_ms() - start, 200 - 50,
                    200 + scaled_ms(1000));
-  assert_non_null(strstr(err, "pipemsg: GetState: ConnectionTimeout: no service reachable in time"));
+  assert_non_null(
+      strstr(err, "pipemsg: GetState: ConnectionTimeout: no service reachable in time"));
   assert_non_null(strstr(err, name));
 }
 
