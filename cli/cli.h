@@ -31,15 +31,12 @@ int cli_parse_number(const char *opt, const char *s, unsigned long long min,
 /* Option values shared by the subcommands that open a pipe. */
 enum { CLI_OPT_NAMES_FILE = 200, CLI_OPT_NAMES_REGISTRY, CLI_OPT_EXPECT_OWNER };
 
-/* A SID string's longest form (S-1-15-... with 15 sub-authorities). */
-#define CLI_SID_MAX 192
-
 /* Which pipe to open and whom to trust serving it, from the options of call and watch. */
 typedef struct cli_pipe {
-  const char *pipe;                   /* name or path; may point into named */
-  char named[PM_PIPE_PATH_MAX + 1];   /* found by --names-file or --names-registry */
-  long long expect_owner_uid;         /* see pm_client_options */
-  char expect_owner_sid[CLI_SID_MAX]; /* Windows: "" for none */
+  const char *pipe;                       /* name or path; may point into named */
+  char named[PM_PIPE_PATH_MAX + 1];       /* found by --names-file or --names-registry */
+  long long expect_owner_uid;             /* see pm_client_options */
+  char expect_owner_sid[PM_PEER_SID_MAX]; /* Windows: "" for none */
 } cli_pipe;
 
 /* Handles --names-file (file_key names the pipe in the file), --names-registry (registry_value
