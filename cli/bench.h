@@ -194,6 +194,8 @@ long long bench_heap_in_use(void);
 
 /* ---- the rest of the platform ------------------------------------------------------------- */
 
+/* Appended to pipemsg bench --help: what this platform skips ("" where nothing is). */
+extern const char bench_help_note[];
 /* Pins this process (and every thread and child it makes later) to CPU 0; prints why not. */
 int bench_pin_cpu0(void);
 long bench_cpus_online(void);

@@ -34,6 +34,7 @@
 const char bench_floor_kind_command[] = "raw socket loop";
 const char bench_floor_kind_event[] = "socketpair ping-pong";
 const char bench_floor_kind_big[] = "raw socket write/read";
+const char bench_help_note[] = "";
 
 void bench_path(const bench *bh, const char *file, char *buf, size_t size) {
   snprintf(buf, size, "%s/%s", bh->dir, file);

@@ -16,6 +16,10 @@
 const char bench_floor_kind_command[] = "raw named-pipe loop";
 const char bench_floor_kind_event[] = "named-pipe ping-pong";
 const char bench_floor_kind_big[] = "raw named-pipe write/read";
+const char bench_help_note[] =
+    "\n"
+    "On Windows the idle group is skipped, and zmq in a build without ZeroMQ: each with its\n"
+    "reason after the table (in --json, a \"skipped\" array), and neither is a failure.\n";
 
 /* A connect gives up after this many busy waits (each up to BENCH_BUSY_WAIT_MS). */
 #define BENCH_CONNECT_TRIES 50

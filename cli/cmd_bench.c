@@ -888,6 +888,7 @@ int cmd_bench(int argc, char **argv) {
       break;
     case OPT_HELP:
       fputs(usage_text, stdout);
+      fputs(bench_help_note, stdout);
       return CLI_EXIT_OK;
     default:
       fputs("Try 'pipemsg bench --help'.\n", stderr);

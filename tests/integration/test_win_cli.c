@@ -321,6 +321,7 @@ static void test_win_cli_help(void **state) {
   const char *call[] = {pipemsg, "call", "--help", NULL};
   const char *watch[] = {pipemsg, "watch", "--help", NULL};
   const char *man[] = {pipemsg, "--man", NULL};
+  const char *bench[] = {pipemsg, "bench", "--help", NULL};
   (void)state;
   assert_int_equal(0, pm_test_run(call, &out, &err));
   assert_non_null(strstr(out, "--names-registry KEY    find the pipe in the value CommandPipe"));
@@ -328,6 +329,8 @@ static void test_win_cli_help(void **state) {
   assert_null(strstr(out, "UID"));
   assert_int_equal(0, pm_test_run(watch, &out, &err));
   assert_non_null(strstr(out, "the value EventPipe"));
+  assert_int_equal(0, pm_test_run(bench, &out, &err));
+  assert_non_null(strstr(out, "On Windows the idle group is skipped"));
   assert_int_equal(0, pm_test_run(man, &out, &err));
   assert_non_null(strstr(out, "\\-\\-names\\-registry"));
 }
