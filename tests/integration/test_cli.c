@@ -1,7 +1,10 @@
 /* The pipemsg and pipemsgd programs as a user runs them. */
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -210,6 +213,57 @@ static void test_cli_watch_readable_over_xml(void **state) {
   assert_non_null(strstr(out, "#1 Greeting {\"Who\":\"cli\"}"));
 }
 
+/* Reads fd into buf until it contains text (1), the stream ends (-1) or the deadline passes
+ * (0). */
+static int await_text(int fd, char *buf, size_t size, const char *text, int timeout_ms) {
+  uint64_t deadline = pm_test_now_ms() + (uint64_t)timeout_ms;
+  size_t have = strlen(buf);
+  while (strstr(buf, text) == NULL) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    uint64_t now = pm_test_now_ms();
+    ssize_t n;
+    if (now >= deadline || poll(&pfd, 1, (int)(deadline - now)) <= 0)
+      return 0;
+    n = read(fd, buf + have, size - 1 - have);
+    if (n <= 0)
+      return -1;
+    have += (size_t)n;
+    buf[have] = '\0';
+  }
+  return 1;
+}
+
+/* watch runs until a signal: SIGINT (Ctrl-C) and SIGTERM each stop it with status 0, and it
+ * detaches from the service on the way out. */
+static void test_cli_watch_stops_on_signal(void **state) {
+  static const int signals[] = {SIGINT, SIGTERM};
+  (void)state;
+  for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
+    char err[4096] = "";
+    int fds[2], status;
+    pid_t pid;
+    assert_int_equal(0, pipe(fds));
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+      dup2(fds[1], 2);
+      close(fds[0]);
+      execl(PIPEMSG, PIPEMSG, "watch", "-e", svc.event_pipe, (char *)NULL);
+      _exit(127);
+    }
+    close(fds[1]);
+    assert_int_equal(1, await_text(fds[0], err, sizeof(err), "connected", 5000));
+    assert_int_equal(1, pm_test_stat(svc.command_pipe, "Events", "Attached"));
+    kill(pid, signals[i]);
+    /* It exits at once: its stderr ends (the pipe's EOF is the event awaited). */
+    assert_int_equal(-1, await_text(fds[0], err, sizeof(err), "never printed", 5000));
+    assert_int_equal(pid, waitpid(pid, &status, 0));
+    close(fds[0]);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(0, WEXITSTATUS(status));
+  }
+}
+
 static void test_cli_watch_usage(void **state) {
   const char *out, *err;
   const char *help[] = {PIPEMSG, "watch", "--help", NULL};
@@ -233,6 +287,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_cli_daemon_options, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_watch_prints_json_lines, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_watch_readable_over_xml, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_watch_stops_on_signal, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_watch_usage, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_13_pipe_names_agree, setup, teardown),
   };
