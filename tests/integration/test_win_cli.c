@@ -294,6 +294,29 @@ static void test_win_cli_names_registry(void **state) {
   assert_non_null(strstr(err, "expected HKLM\\SUBKEY or HKCU\\SUBKEY"));
 }
 
+/* --names-file works on Windows too: the file pipemsgd --names-file writes, in the C
+ * runtime's text mode (CRLF line ends). */
+static void test_win_cli_names_file(void **state) {
+  char dir[MAX_PATH], file[2 * MAX_PATH], cmd_path[PM_PIPE_PATH_MAX + 1];
+  const char *out, *err;
+  const char *call[] = {pipemsg, "call", "--names-file", file, "GetState", NULL};
+  const char *watch[] = {pipemsg, "watch", "--names-file", file, NULL};
+  FILE *f;
+  (void)state;
+  pm_test_dir_new(dir, sizeof(dir));
+  snprintf(file, sizeof(file), "%s\\names", dir);
+  assert_pm(0, pm_pipe_path(fx.cmd_name, cmd_path, sizeof(cmd_path)));
+  f = fopen(file, "w");
+  assert_non_null(f);
+  fprintf(f, "command-pipe = %s\n", cmd_path);
+  fclose(f);
+  assert_int_equal(0, pm_test_run(call, &out, &err));
+  assert_non_null(strstr(out, "\"Echo\": \"GetState\""));
+  assert_int_equal(2, pm_test_run(watch, &out, &err));
+  assert_non_null(strstr(err, "has no usable 'event-pipe'"));
+  pm_test_dir_remove(dir);
+}
+
 /* --expect-owner takes an account name or a SID; our own user is trusted either way. */
 static void test_win_cli_expect_owner(void **state) {
   char user[256];
@@ -386,6 +409,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_win_cli_watch_prints_and_confirms, setup, teardown),
       cmocka_unit_test_setup_teardown(test_win_cli_watch_ctrl_break, setup, teardown),
       cmocka_unit_test_setup_teardown(test_win_cli_names_registry, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_win_cli_names_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_win_cli_expect_owner, setup, teardown),
       cmocka_unit_test_setup_teardown(test_win_cli_help, setup, teardown),
       cmocka_unit_test_setup_teardown(test_win_cli_bench_quick, setup, teardown),
