@@ -202,6 +202,10 @@ typedef struct pm_event_client_options {
   bool observe;                  /* attach as an observer (§5.11): sent every event published
                                     from now on, confirming none, taking none from the queue;
                                     the client slot stays free; no resume cursor is sent */
+  bool confirm_later;            /* events are confirmed by pm_event_client_confirm(), not when
+                                    on_event returns; one sent again (its confirmation came too
+                                    late for the service) is confirmed without being delivered
+                                    twice */
   pm_event_client_event_cb on_event;
   pm_event_client_state_cb on_state; /* may be NULL */
   void *data;
@@ -216,6 +220,9 @@ void pm_event_client_stop(pm_event_client *c);
  * it (0 and 0 before the first session). Thread-safe. Keep it across clients (or restarts of
  * the application) in resume_epoch / resume_last_id so nothing delivered comes back. */
 void pm_event_client_cursor(pm_event_client *c, int64_t *epoch, int64_t *last_id);
+/* Confirms event id (with confirm_later), from any thread: sent on the client's thread if the
+ * session is still up, else dropped (the service sends the event again). 0 or PM_ENOMEM. */
+int pm_event_client_confirm(pm_event_client *c, int64_t id);
 
 #ifdef __cplusplus
 }

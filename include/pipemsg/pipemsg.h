@@ -4,6 +4,7 @@
 #define PM_VERSION "0.1.0"
 #define PM_PROTOCOL_VERSION 1
 
+#include "pipemsg/client.h"
 #include "pipemsg/codec.h"
 #include "pipemsg/command.h"
 #include "pipemsg/error.h"

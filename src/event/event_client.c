@@ -27,6 +27,10 @@ struct pm_event_client {
   uv_thread_t thread;
   uv_loop_t loop;
   uv_async_t stop;
+  uv_async_t confirm;       /* confirm_later: ids in pending were given */
+  uv_mutex_t pending_lock;
+  int64_t *pending;
+  size_t n_pending, cap_pending;
   uv_timer_t timer;
   uv_pipe_t pipe;
   uv_connect_t connect_req;
@@ -143,11 +147,13 @@ static void on_handshake_reply(pm_event_client *c, const pm_msg *m) {
 static void on_event(pm_event_client *c, const pm_msg *m) {
   pm_event ev;
   int64_t id;
+  bool fresh;
   if (pm_msg_get_int(m, "Id", &id) < 0 || pm_msg_get_string(m, "Type", &ev.type) < 0) {
     drop(c, "malformed event from service");
     return;
   }
-  if (id > c->last_id) {
+  fresh = id > c->last_id;
+  if (fresh) {
     ev.id = id;
     ev.epoch = c->epoch;
     if (pm_msg_get_string(m, "Time", &ev.time) < 0)
@@ -160,7 +166,7 @@ static void on_event(pm_event_client *c, const pm_msg *m) {
     uv_mutex_unlock(&c->cursor_lock);
   }
   /* A duplicate (its confirmation was lost) is confirmed again but not delivered twice. */
-  if (!c->opts.observe)
+  if (!c->opts.observe && (!fresh || !c->opts.confirm_later))
     send_simple(c, PM_KIND_EVENT_CONFIRMATION, "Id", id);
 }
 
@@ -272,10 +278,47 @@ static void connect_now(pm_event_client *c) {
   uv_pipe_connect(&c->connect_req, &c->pipe, c->path, on_connect);
 }
 
+static void on_confirm(uv_async_t *a) {
+  pm_event_client *c = a->data;
+  int64_t *ids;
+  size_t n;
+  uv_mutex_lock(&c->pending_lock);
+  ids = c->pending;
+  n = c->n_pending;
+  c->pending = NULL;
+  c->n_pending = c->cap_pending = 0;
+  uv_mutex_unlock(&c->pending_lock);
+  for (size_t i = 0; i < n && c->state == LINK_CONNECTED; i++)
+    send_simple(c, PM_KIND_EVENT_CONFIRMATION, "Id", ids[i]);
+  pm__free(ids);
+}
+
+int pm_event_client_confirm(pm_event_client *c, int64_t id) {
+  int rc = 0;
+  uv_mutex_lock(&c->pending_lock);
+  if (c->n_pending == c->cap_pending) {
+    size_t cap = c->cap_pending ? c->cap_pending * 2 : 16;
+    int64_t *grown = pm__realloc(c->pending, cap * sizeof(*grown));
+    if (grown == NULL) {
+      rc = PM_ENOMEM;
+    } else {
+      c->pending = grown;
+      c->cap_pending = cap;
+    }
+  }
+  if (rc == 0)
+    c->pending[c->n_pending++] = id;
+  uv_mutex_unlock(&c->pending_lock);
+  if (rc == 0)
+    uv_async_send(&c->confirm);
+  return rc;
+}
+
 static void on_stop(uv_async_t *a) {
   pm_event_client *c = a->data;
   c->state = LINK_STOPPING;
   uv_close((uv_handle_t *)&c->stop, NULL);
+  uv_close((uv_handle_t *)&c->confirm, NULL);
   uv_close((uv_handle_t *)&c->timer, NULL);
   if (c->pipe_open) {
     c->pipe_open = 0;
@@ -324,16 +367,20 @@ int pm_event_client_start(const char *name, const pm_event_client_options *opts,
     return rc;
   }
   uv_mutex_init(&c->cursor_lock);
+  uv_mutex_init(&c->pending_lock);
   uv_async_init(&c->loop, &c->stop, on_stop);
+  uv_async_init(&c->loop, &c->confirm, on_confirm);
   uv_timer_init(&c->loop, &c->timer);
-  c->stop.data = c->timer.data = c;
+  c->stop.data = c->timer.data = c->confirm.data = c;
   rc = pm__uv_error(uv_thread_create(&c->thread, run, c));
   if (rc < 0) {
     uv_close((uv_handle_t *)&c->stop, NULL);
+    uv_close((uv_handle_t *)&c->confirm, NULL);
     uv_close((uv_handle_t *)&c->timer, NULL);
     uv_run(&c->loop, UV_RUN_DEFAULT);
     uv_loop_close(&c->loop);
     uv_mutex_destroy(&c->cursor_lock);
+    uv_mutex_destroy(&c->pending_lock);
     pm__free(c);
     return rc;
   }
@@ -355,6 +402,8 @@ void pm_event_client_stop(pm_event_client *c) {
   uv_thread_join(&c->thread);
   uv_loop_close(&c->loop);
   uv_mutex_destroy(&c->cursor_lock);
+  uv_mutex_destroy(&c->pending_lock);
+  pm__free(c->pending);
   pm_reader_free(c->reader);
   pm__free(c);
 }

@@ -1,0 +1,166 @@
+#ifndef PIPEMSG_CLIENT_H
+#define PIPEMSG_CLIENT_H
+
+/* The application API ("Core", docs/api.md): one object for both pipes, one typed function per
+ * command of the contract (pipemsg/client_commands.h, generated), each with an asynchronous
+ * form, and typed events. This header includes neither <uv.h> nor <jansson.h>. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pm_client pm_client;
+
+/* ---- results ----------------------------------------------------------------------------- */
+
+/* What a call came to. The service's results first (what its Response said), then the ones
+ * decided here without an answer (PROTOCOL §3.2). */
+typedef enum pm_result_code {
+  PM_RC_OK = 0,
+  PM_RC_BAD_REQUEST,             /* the service refused the request as malformed */
+  PM_RC_TOO_MANY_REQUESTS,       /* the service is busy: try again later */
+  PM_RC_SERVICE_NOT_INITIALIZED, /* the service is starting */
+  PM_RC_ERROR,                   /* the command failed; message says why */
+  PM_RC_OTHER,                   /* another Result from the service: see pm_result.name */
+  PM_RC_CLIENT_SIDE = 100,       /* the codes below are decided by the client */
+  PM_RC_CONNECTION_TIMEOUT = PM_RC_CLIENT_SIDE, /* no service accepted the connection in time */
+  PM_RC_TIMEOUT,                 /* connected, but no answer in time */
+  PM_RC_TRANSPORT_ERROR,         /* the connection failed, or the answer was malformed */
+  PM_RC_TRANSPORT_NOT_AUTHORIZED, /* the pipe's owner is not the expected one (nothing was sent),
+                                     or the service refused us (TransportNotAuthorized) */
+  PM_RC_INVALID_ARGUMENT         /* the call itself was wrong (nothing was sent) */
+} pm_result_code;
+
+/* Room for the Result's name and the message, NUL included; a longer message is cut. */
+#define PM_RESULT_NAME_MAX 64
+#define PM_RESULT_MESSAGE_MAX 512
+
+typedef struct pm_result {
+  pm_result_code code;
+  bool from_service;                   /* the service answered: name and message are its own */
+  int error;                           /* client side: the PM_E* cause (pipemsg/error.h); else 0 */
+  char name[PM_RESULT_NAME_MAX];       /* the Result as on the wire: "Ok", "BadRequest", ...,
+                                          or the client-side name ("ConnectionTimeout", ...) */
+  char message[PM_RESULT_MESSAGE_MAX]; /* the service's Message, or why the client gave up;
+                                          "" when none */
+} pm_result;
+
+#define pm_result_ok(r) ((r).code == PM_RC_OK)
+/* True for the codes decided by the client (no Result came from the service). */
+#define pm_result_client_side(r) (!(r).from_service)
+
+/* "Ok", "BadRequest", ... "ConnectionTimeout", ...: the protocol's name of a code. */
+const char *pm_result_code_name(pm_result_code code);
+
+/* ---- options ----------------------------------------------------------------------------- */
+
+/* How asynchronous completions, events and connection changes reach the application. */
+typedef enum pm_client_drive {
+  /* A thread of the library runs the callbacks (the default). */
+  PM_CLIENT_DRIVE_THREAD = 0,
+  /* The application's loop runs them: it polls pm_client_fd() for reading and calls
+   * pm_client_process() when it is ready. */
+  PM_CLIENT_DRIVE_APP
+} pm_client_drive;
+
+typedef enum pm_client_connection {
+  PM_CLIENT_CONNECTED,    /* the event pipe's handshake completed */
+  PM_CLIENT_DISCONNECTED, /* the session ended; reason says why */
+  PM_CLIENT_RECONNECTING  /* a new attempt starts (after a backoff) */
+} pm_client_connection;
+
+struct pm_client_event;
+typedef void (*pm_client_event_cb)(pm_client *client, const struct pm_client_event *event,
+                                   void *data);
+typedef void (*pm_client_connection_cb)(pm_client *client, pm_client_connection state,
+                                        const char *reason, void *data);
+
+/* Every field may be left zero: a zero-initialised pm_client_config is valid and means the
+ * defaults below (`pm_client_config cfg = {0};` then pm_client_open(&cfg, &client)). */
+typedef struct pm_client_config {
+  const char *command_pipe; /* NULL: $PIPEMSG_COMMAND_PIPE when set, else
+                               PM_COMMAND_PIPE_DEFAULT; a name as pm_pipe_path takes it */
+  const char *event_pipe;   /* NULL: $PIPEMSG_EVENT_PIPE when set, else PM_EVENT_PIPE_DEFAULT */
+  uint32_t connect_timeout_ms;   /* until the service accepts a command; 0: 3000 */
+  uint32_t response_timeout_ms;  /* from sending a command until its answer; 0: 180000 */
+  uint32_t handshake_timeout_ms; /* event pipe: connect + handshake, after which the
+                                    connection is dropped and a new one made; 0: 3000 */
+  uint32_t reconnect_min_ms;     /* event pipe: first backoff; 0: 100 */
+  uint32_t reconnect_max_ms;     /* event pipe: backoff ceiling; 0: 5000 */
+  /* Who may serve the pipes, checked before anything is sent. NULL or "": the default, the
+   * superuser (root; on Windows LocalSystem or an administrator) or our own user; "*": anyone.
+   * Otherwise also trusted: on Unix a user name or a uid ("1000"), on Windows an account name
+   * ("DOMAIN\\user") or a SID string ("S-1-5-..."). */
+  const char *expect_owner;
+  pm_client_drive drive;
+  /* Events: the event pipe is used only when on_event is set. */
+  pm_client_event_cb on_event;
+  pm_client_connection_cb on_connection; /* may be NULL */
+  bool confirm_later;  /* false: an event is confirmed when on_event returns; true: by
+                          pm_client_confirm(), from any thread. An event left unconfirmed past
+                          the service's acknowledgement timeout ends the session; the service
+                          sends it again, and the library confirms it then without delivering
+                          it twice */
+  bool observe;        /* attach as an observer (PROTOCOL §5.11): every event published from
+                          now on, none confirmed, none taken from the service's queue */
+  int64_t resume_epoch;   /* a cursor from pm_client_cursor() of an earlier client: events up */
+  int64_t resume_last_id; /* to resume_last_id of that epoch are not delivered again */
+  const char *client_name; /* sent in the event handshake; may be NULL */
+  void *data;              /* passed to every callback */
+} pm_client_config;
+
+/* Makes a client. Nothing is connected for commands until a call (one connection per call,
+ * PROTOCOL §4); with on_event set, the event pipe is attached at once and kept attached (with
+ * backoff) until pm_client_close(). config may be NULL (the defaults). Returns 0, or PM_EINVAL
+ * (a bad pipe name or expect_owner), PM_ENOMEM, or an error starting a thread. */
+int pm_client_open(const pm_client_config *config, pm_client **out);
+/* Stops the threads, runs no callback any more (pending asynchronous calls are dropped without
+ * their callback), and frees the client. Not from a callback of this client. NULL is fine. */
+void pm_client_close(pm_client *client);
+
+/* ---- calls ------------------------------------------------------------------------------- */
+
+/* Any command, for those the contract does not declare: params_json is a JSON object (or NULL:
+ * no Params). On Ok *data_json (may be NULL) receives the answer's Data as JSON text, or NULL
+ * when it had none; free it with pm_client_free(). */
+pm_result pm_client_call(pm_client *client, const char *command, const char *params_json,
+                         char **data_json);
+/* data_json is NULL unless the result is Ok, and lent for the callback only. */
+typedef void (*pm_client_call_cb)(pm_client *client, const pm_result *result,
+                                  const char *data_json, void *data);
+/* Returns 0 and later calls cb once, or an error (PM_EINVAL, PM_ENOMEM) and never calls it. */
+int pm_client_call_async(pm_client *client, const char *command, const char *params_json,
+                         pm_client_call_cb cb, void *data);
+/* Frees text the client handed over (pm_client_call's data_json). */
+void pm_client_free(void *p);
+
+/* ---- being driven by the application's loop ---------------------------------------------- */
+
+/* The descriptor to poll for reading (a file descriptor on Unix; on Windows a HANDLE to wait
+ * for, cast to intptr_t). It is ready while callbacks wait for pm_client_process(). -1 unless
+ * drive is PM_CLIENT_DRIVE_APP. */
+intptr_t pm_client_fd(pm_client *client);
+/* Runs the callbacks that are ready, on the calling thread, without waiting. Returns how many
+ * ran, or PM_EINVAL unless drive is PM_CLIENT_DRIVE_APP. */
+int pm_client_process(pm_client *client);
+
+/* ---- events ------------------------------------------------------------------------------ */
+
+/* Confirms an event delivered with confirm_later. Thread-safe. PM_EINVAL when confirm_later is
+ * off or there is no event pipe. */
+int pm_client_confirm(pm_client *client, int64_t id);
+/* The resume cursor: the service's epoch and the highest event id delivered (0 and 0 before
+ * the first session). Keep it for resume_epoch / resume_last_id. Thread-safe. */
+void pm_client_cursor(pm_client *client, int64_t *epoch, int64_t *last_id);
+
+#ifdef __cplusplus
+}
+#endif
+
+#include "pipemsg/client_commands.h"
+
+#endif
