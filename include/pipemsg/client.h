@@ -73,6 +73,17 @@ typedef enum pm_client_connection {
   PM_CLIENT_RECONNECTING  /* a new attempt starts (after a backoff) */
 } pm_client_connection;
 
+/* Where the first event session starts. */
+typedef enum pm_client_start {
+  /* Everything the service has kept for its client (the default), or, with a cursor
+   * (resume_epoch, resume_last_id), what follows it. */
+  PM_CLIENT_START_RESUME = 0,
+  /* Only events published once the first session is established (the first
+   * PM_CLIENT_CONNECTED): what the service has queued then is discarded (its epoch is asked
+   * with GetStats on the command pipe first). Later sessions resume as usual. */
+  PM_CLIENT_START_NOW
+} pm_client_start;
+
 struct pm_client_event;
 typedef void (*pm_client_event_cb)(pm_client *client, const struct pm_client_event *event,
                                    void *data);
@@ -107,6 +118,7 @@ typedef struct pm_client_config {
                           it twice */
   bool observe;        /* attach as an observer (PROTOCOL §5.11): every event published from
                           now on, none confirmed, none taken from the service's queue */
+  pm_client_start start;
   int64_t resume_epoch;   /* a cursor from pm_client_cursor() of an earlier client: events up */
   int64_t resume_last_id; /* to resume_last_id of that epoch are not delivered again */
   const char *client_name; /* sent in the event handshake; may be NULL */

@@ -206,6 +206,11 @@ typedef struct pm_event_client_options {
                                     on_event returns; one sent again (its confirmation came too
                                     late for the service) is confirmed without being delivered
                                     twice */
+  /* Start from now: until a session has been established, each attempt first asks
+   * current_epoch (blocking, on the client's thread) for the service's epoch and sends it with
+   * the highest possible LastEventId, so the service discards what it has queued (§5.4).
+   * 0 from current_epoch: attach without a cursor. Ignored with a resume cursor. */
+  int64_t (*current_epoch)(void *data);
   pm_event_client_event_cb on_event;
   pm_event_client_state_cb on_state; /* may be NULL */
   void *data;

@@ -491,6 +491,15 @@ void pm_client_cursor(pm_client *c, int64_t *epoch, int64_t *last_id) {
     pm_event_client_cursor(c->events, epoch, last_id);
 }
 
+static int64_t current_epoch(void *data) {
+  pm_client_get_stats_answer stats;
+  int64_t epoch = 0;
+  if (pm_result_ok(pm_client_get_stats(data, &stats)))
+    epoch = stats.events.epoch;
+  pm_client_get_stats_answer_free(&stats);
+  return epoch;
+}
+
 static int start_events(pm_client *c) {
   pm_event_client_options o;
   memset(&o, 0, sizeof(o));
@@ -503,6 +512,8 @@ static int start_events(pm_client *c) {
   o.resume_epoch = c->cfg.resume_epoch;
   o.resume_last_id = c->cfg.resume_last_id;
   o.observe = c->cfg.observe;
+  if (c->cfg.start == PM_CLIENT_START_NOW)
+    o.current_epoch = current_epoch;
   /* The application's loop runs the callback later than the event thread sees the event. */
   o.confirm_later = c->cfg.confirm_later || c->cfg.drive == PM_CLIENT_DRIVE_APP;
   o.on_event = on_event;
@@ -545,8 +556,11 @@ static void client_free(pm_client *c) {
 int pm_client_open(const pm_client_config *config, pm_client **out) {
   pm_client *c;
   int rc;
-  if (out == NULL || (config != NULL && config->drive != PM_CLIENT_DRIVE_THREAD &&
-                      config->drive != PM_CLIENT_DRIVE_APP))
+  if (out == NULL ||
+      (config != NULL && ((config->drive != PM_CLIENT_DRIVE_THREAD &&
+                           config->drive != PM_CLIENT_DRIVE_APP) ||
+                          (config->start != PM_CLIENT_START_RESUME &&
+                           config->start != PM_CLIENT_START_NOW))))
     return PM_EINVAL;
   c = pm__calloc(1, sizeof(*c));
   if (c == NULL)

@@ -41,6 +41,7 @@ struct pm_event_client {
   uv_mutex_t cursor_lock; /* epoch and last_id are read by pm_event_client_cursor */
   int64_t epoch;   /* of the service we last talked to; 0 before the first session */
   int64_t last_id; /* highest event id handed to the application in that epoch */
+  int64_t skip_epoch; /* current_epoch's answer for this attempt; 0: none */
   uint32_t heartbeat_ms;
   uint32_t backoff_ms;
   char reason[PM_REASON_MAX]; /* why the current connection is ending */
@@ -248,7 +249,11 @@ static void on_connect(uv_connect_t *req, int status) {
     rc = pm_msg_set_string(m, "Client", c->opts.client_name);
   if (rc == 0 && c->opts.observe)
     rc = pm_msg_set_string(m, "Mode", PM_MODE_OBSERVE);
-  if (rc == 0 && c->epoch != 0 && !c->opts.observe) {
+  if (rc == 0 && c->skip_epoch != 0) {
+    rc = pm_msg_set_int(m, "Epoch", c->skip_epoch);
+    if (rc == 0)
+      rc = pm_msg_set_int(m, "LastEventId", INT64_MAX);
+  } else if (rc == 0 && c->epoch != 0 && !c->opts.observe) {
     /* The resume cursor: the service drops what we already have (§5.4). */
     rc = pm_msg_set_int(m, "Epoch", c->epoch);
     if (rc == 0)
@@ -269,6 +274,11 @@ static void connect_now(pm_event_client *c) {
   c->state = LINK_CONNECTING;
   c->reason[0] = '\0';
   report(c, PM_EVENT_CLIENT_CONNECTING, NULL);
+  /* Asked before the deadline starts: its own round trip is not the handshake's. */
+  c->skip_epoch = c->opts.current_epoch != NULL && c->epoch == 0 && !c->opts.observe
+                      ? c->opts.current_epoch(c->opts.data)
+                      : 0;
+  uv_update_time(&c->loop);
   uv_pipe_init(&c->loop, &c->pipe, 0);
   c->pipe.data = c;
   c->pipe_open = 1;

@@ -516,6 +516,34 @@ static void test_client_resume(void **state) {
   pm_client_close(cmd);
 }
 
+static void test_client_from_now(void **state) {
+  pm_client_config plain = {0};
+  pm_client_config cfg = {.on_event = on_event, .on_connection = on_connection,
+                          .start = PM_CLIENT_START_NOW};
+  pm_client *cmd = open_client(&plain), *c;
+  pm_client_get_stats_answer st;
+  (void)state;
+  /* Two events queued with no client attached: a client from now never sees them. */
+  emit(cmd, "{\"Type\":\"Old\",\"Count\":2}");
+  c = open_client(&cfg);
+  rec_wait(&rec.n_conn, 1);
+  emit(cmd, "{\"Type\":\"New\",\"Count\":1}");
+  rec_wait(&rec.n_events, 1);
+  assert_string_equal("New", rec.names[0]);
+  assert_ok(pm_client_get_stats(cmd, &st));
+  assert_int_equal(2, st.events.resume_skipped);
+  pm_client_get_stats_answer_free(&st);
+  pm_client_close(c);
+  /* The default resumes: the queued events come. */
+  emit(cmd, "{\"Type\":\"Queued\",\"Count\":1}");
+  cfg.start = PM_CLIENT_START_RESUME;
+  c = open_client(&cfg);
+  rec_wait(&rec.n_events, 2);
+  assert_string_equal("Queued", rec.names[1]);
+  pm_client_close(c);
+  pm_client_close(cmd);
+}
+
 static void test_client_observer(void **state) {
   pm_client_config cfg = {.on_event = on_event, .on_connection = on_connection, .observe = true};
   pm_client *obs = open_client(&cfg), *cmd;
@@ -575,6 +603,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_client_events_typed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_confirm_later, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_resume, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_from_now, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_observer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_reconnects, setup, teardown),
   };
