@@ -72,6 +72,15 @@ void pm_test_pipe_path(const char *dir, const char *name, char *buf, size_t size
 
 int pm_test_pipe_exists(const char *path) { return access(path, F_OK) == 0; }
 
+int pm_test_wait_ready(intptr_t handle, int timeout_ms) {
+  struct pollfd p = {.fd = (int)handle, .events = POLLIN};
+  int rc;
+  while ((rc = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR)
+    ;
+  assert_true(rc >= 0);
+  return rc > 0;
+}
+
 int pm_test_under_wine(void) { return 0; }
 
 int pm_test_watch_opens(const char *path) {

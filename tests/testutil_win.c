@@ -91,6 +91,12 @@ void pm_test_pipe_path(const char *dir, const char *name, char *buf, size_t size
            name);
 }
 
+int pm_test_wait_ready(intptr_t handle, int timeout_ms) {
+  DWORD rc = WaitForSingleObject((HANDLE)handle, (DWORD)timeout_ms);
+  assert_true(rc == WAIT_OBJECT_0 || rc == WAIT_TIMEOUT);
+  return rc == WAIT_OBJECT_0;
+}
+
 int pm_test_pipe_exists(const char *path) {
   return WaitNamedPipeA(path, 1) || GetLastError() != ERROR_FILE_NOT_FOUND;
 }

@@ -42,6 +42,9 @@ struct pm_event_client {
   int64_t epoch;   /* of the service we last talked to; 0 before the first session */
   int64_t last_id; /* highest event id handed to the application in that epoch */
   int64_t skip_epoch; /* current_epoch's answer for this attempt; 0: none */
+  /* confirm_later: the event handed over and not yet confirmed, 0: none. The service sends
+   * nothing while it waits (its acknowledgement timeout governs), so silence is not counted. */
+  int64_t unconfirmed;
   uint32_t heartbeat_ms;
   uint32_t backoff_ms;
   char reason[PM_REASON_MAX]; /* why the current connection is ending */
@@ -139,6 +142,7 @@ static void on_handshake_reply(pm_event_client *c, const pm_msg *m) {
     uv_mutex_unlock(&c->cursor_lock);
   }
   c->state = LINK_CONNECTED;
+  c->unconfirmed = 0;
   c->backoff_ms = c->opts.reconnect_min_ms;
   c->reason[0] = '\0';
   arm_silence(c);
@@ -165,6 +169,8 @@ static void on_event(pm_event_client *c, const pm_msg *m) {
     uv_mutex_lock(&c->cursor_lock);
     c->last_id = id;
     uv_mutex_unlock(&c->cursor_lock);
+    if (c->opts.confirm_later && !c->opts.observe)
+      c->unconfirmed = id;
   }
   /* A duplicate (its confirmation was lost) is confirmed again but not delivered twice. */
   if (!c->opts.observe && (!fresh || !c->opts.confirm_later))
@@ -202,7 +208,10 @@ static int on_message(void *data, const pm_msg *m) {
     return c->state != LINK_CONNECTING;
   /* Silence is counted from now: time spent in the application's callback is ours. */
   uv_update_time(&c->loop);
-  arm_silence(c);
+  if (c->unconfirmed != 0)
+    uv_timer_stop(&c->timer);
+  else
+    arm_silence(c);
   return 0;
 }
 
@@ -298,8 +307,13 @@ static void on_confirm(uv_async_t *a) {
   c->pending = NULL;
   c->n_pending = c->cap_pending = 0;
   uv_mutex_unlock(&c->pending_lock);
-  for (size_t i = 0; i < n && c->state == LINK_CONNECTED; i++)
+  for (size_t i = 0; i < n && c->state == LINK_CONNECTED; i++) {
     send_simple(c, PM_KIND_EVENT_CONFIRMATION, "Id", ids[i]);
+    if (ids[i] == c->unconfirmed && c->state == LINK_CONNECTED) {
+      c->unconfirmed = 0;
+      arm_silence(c);
+    }
+  }
   pm__free(ids);
 }
 

@@ -1,0 +1,277 @@
+/* The application API (pipemsg/client.h) against the library's own command and event servers
+ * in one process, so that it runs on every platform (under wine too): typed calls and
+ * results, asynchronous calls with the library's thread and from the application's loop
+ * (pm_client_fd: a descriptor, or a HANDLE on Windows), typed events and confirm later.
+ * test_client covers the same API against a live pipemsgd. */
+#include <stdio.h>
+#include <string.h>
+
+#include "pipemsg/client.h"
+#include "testutil.h"
+
+/* The servers' heartbeat: a client counts 3 of them of silence as a dead service. */
+#define HEARTBEAT_MS 100
+
+typedef struct fixture {
+  char dir[64];
+  char cmd_path[128];
+  char evt_path[128];
+  uv_loop_t loop;
+  uv_thread_t thread;
+  uv_sem_t ready;
+  uv_async_t stop;
+  pm_command_server *commands;
+  pm_event_server *events;
+  int start_rc;
+} fixture;
+
+static fixture fx;
+
+/* What the callbacks saw. */
+static uv_mutex_t lock;
+static uv_cond_t changed;
+static int calls, events;
+static pm_result last_result;
+static pm_state last_state;
+static pm_client_event_type event_types[8];
+static int64_t event_ids[8];
+
+/* GetState answers Connected; StartVpn TooManyRequests; GetVersion Ok without its Data;
+ * anything else BadRequest. */
+static void handler(pm_command_call *call, void *data) {
+  const char *cmd = pm_command_call_command(call);
+  (void)data;
+  if (strcmp(cmd, "GetState") == 0)
+    pm_command_call_reply(call, "Ok", NULL,
+                          json_pack("{s:s, s:s, s:b, s:b, s:[s], s:s}", "State", "Connected",
+                                    "Location", "de", "KillSwitch", 1, "ReconnectionEnabled", 0,
+                                    "BypassDomains", "example.com", "Since",
+                                    "2026-12-01T00:00:00Z"));
+  else if (strcmp(cmd, "GetVersion") == 0)
+    pm_command_call_reply(call, "Ok", NULL, NULL);
+  else if (strcmp(cmd, "StartVpn") == 0)
+    pm_command_call_reply(call, "TooManyRequests", "already connected", NULL);
+  else
+    pm_command_call_reply(call, "BadRequest", "unknown command", NULL);
+}
+
+static void on_stop(uv_async_t *a) {
+  pm_command_server_close(fx.commands, NULL, NULL);
+  pm_event_server_close(fx.events, NULL, NULL);
+  uv_close((uv_handle_t *)a, NULL);
+}
+
+static void server_thread(void *arg) {
+  pm_command_server_options co = {.handler = handler};
+  pm_event_server_options eo = {0};
+  (void)arg;
+  /* A confirmation may wait for the test thread, however slow the build (wine, valgrind). */
+  eo.ack_timeout_ms = (uint32_t)pm_test_margin_ms(5000);
+  eo.heartbeat_ms = HEARTBEAT_MS;
+  fx.start_rc = pm_command_server_start(&fx.loop, fx.cmd_path, &co, &fx.commands);
+  if (fx.start_rc == 0)
+    fx.start_rc = pm_event_server_start(&fx.loop, fx.evt_path, &eo, &fx.events);
+  uv_sem_post(&fx.ready);
+  uv_run(&fx.loop, UV_RUN_DEFAULT);
+}
+
+static int setup(void **state) {
+  (void)state;
+  memset(&fx, 0, sizeof(fx));
+  calls = events = 0;
+  uv_mutex_init(&lock);
+  uv_cond_init(&changed);
+  pm_test_dir_new(fx.dir, sizeof(fx.dir));
+  pm_test_pipe_path(fx.dir, "cmd", fx.cmd_path, sizeof(fx.cmd_path));
+  pm_test_pipe_path(fx.dir, "evt", fx.evt_path, sizeof(fx.evt_path));
+  assert_int_equal(0, uv_loop_init(&fx.loop));
+  uv_async_init(&fx.loop, &fx.stop, on_stop);
+  uv_sem_init(&fx.ready, 0);
+  assert_int_equal(0, uv_thread_create(&fx.thread, server_thread, NULL));
+  uv_sem_wait(&fx.ready);
+  assert_int_equal(0, fx.start_rc);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  uv_async_send(&fx.stop);
+  uv_thread_join(&fx.thread);
+  assert_int_equal(0, uv_loop_close(&fx.loop));
+  uv_sem_destroy(&fx.ready);
+  uv_cond_destroy(&changed);
+  uv_mutex_destroy(&lock);
+  pm_test_dir_remove(fx.dir);
+  return 0;
+}
+
+static pm_client *open_client(pm_client_config *cfg) {
+  pm_client *c = NULL;
+  cfg->command_pipe = fx.cmd_path;
+  cfg->event_pipe = fx.evt_path;
+  assert_int_equal(0, pm_client_open(cfg, &c));
+  return c;
+}
+
+/* Counts a callback (with the lock held) and wakes the test thread. */
+static void count(int *counter) {
+  (*counter)++;
+  uv_cond_broadcast(&changed);
+}
+
+/* Waits for n callbacks: the library's thread runs them (c NULL), or this thread does, each
+ * time the client's handle is ready. */
+static void await_count(pm_client *c, const int *counter, int n) {
+  uint64_t deadline = pm_test_now_ms() + (uint64_t)pm_test_margin_ms(20000);
+  uv_mutex_lock(&lock);
+  while (*counter < n) {
+    uv_mutex_unlock(&lock);
+    assert_true(pm_test_now_ms() < deadline);
+    if (c != NULL && pm_test_wait_ready(pm_client_fd(c), 100))
+      assert_true(pm_client_process(c) >= 1);
+    uv_mutex_lock(&lock);
+    if (c == NULL && *counter < n)
+      uv_cond_timedwait(&changed, &lock, 100 * 1000000ull);
+  }
+  uv_mutex_unlock(&lock);
+}
+
+static void test_client_core_typed_and_results(void **state) {
+  pm_client_config cfg = {0};
+  pm_client *c = open_client(&cfg);
+  pm_client_get_state_answer a;
+  pm_client_get_version_answer v;
+  pm_result r;
+  char *json = NULL;
+  (void)state;
+  r = pm_client_get_state(c, &a);
+  assert_int_equal(PM_RC_OK, r.code);
+  assert_int_equal(PM_STATE_CONNECTED, a.state);
+  assert_string_equal("de", a.location);
+  assert_true(a.kill_switch);
+  assert_int_equal(1, a.n_bypass_domains);
+  assert_string_equal("example.com", a.bypass_domains[0]);
+  pm_client_get_state_answer_free(&a);
+  r = pm_client_start_vpn(c, NULL, NULL);
+  assert_int_equal(PM_RC_TOO_MANY_REQUESTS, r.code);
+  assert_true(r.from_service);
+  assert_string_equal("already connected", r.message);
+  r = pm_client_call(c, "Whatever", "{\"X\":1}", &json);
+  assert_int_equal(PM_RC_BAD_REQUEST, r.code);
+  assert_string_equal("unknown command", r.message);
+  assert_null(json);
+  /* An Ok whose Data does not match the contract: a malformed answer, found client side. */
+  r = pm_client_get_version(c, &v);
+  assert_int_equal(PM_RC_TRANSPORT_ERROR, r.code);
+  assert_false(r.from_service);
+  assert_null(v.version);
+  pm_client_close(c);
+}
+
+static void on_state_answer(pm_client *c, const pm_result *r, const pm_client_get_state_answer *a,
+                            void *data) {
+  (void)c;
+  (void)data;
+  uv_mutex_lock(&lock);
+  last_result = *r;
+  last_state = r->code == PM_RC_OK ? a->state : PM_STATE_UNKNOWN;
+  count(&calls);
+  uv_mutex_unlock(&lock);
+}
+
+static void test_client_core_async_both_drives(void **state) {
+  pm_client_config cfg = {0};
+  pm_client *c = open_client(&cfg);
+  (void)state;
+  assert_int_equal(0, pm_client_get_state_async(c, on_state_answer, NULL));
+  await_count(NULL, &calls, 1);
+  assert_int_equal(PM_STATE_CONNECTED, last_state);
+  pm_client_close(c);
+  cfg.drive = PM_CLIENT_DRIVE_APP;
+  c = open_client(&cfg);
+  assert_int_equal(0, pm_client_get_state_async(c, on_state_answer, NULL));
+  assert_int_equal(0, pm_client_get_state_async(c, on_state_answer, NULL));
+  await_count(c, &calls, 3);
+  assert_int_equal(PM_RC_OK, last_result.code);
+  pm_client_close(c);
+}
+
+static void on_event(pm_client *c, const pm_client_event *ev, void *data) {
+  (void)c;
+  (void)data;
+  uv_mutex_lock(&lock);
+  if (events < 8) {
+    event_types[events] = ev->type;
+    event_ids[events] = ev->id;
+  }
+  count(&events);
+  uv_mutex_unlock(&lock);
+}
+
+static void publish_state(void) {
+  assert_int_equal(0, pm_event_server_publish(
+                          fx.events, "StateChanged",
+                          json_pack("{s:s, s:s}", "State", "Connecting", "Location", "de"), NULL));
+}
+
+/* Waits until the server counts n events confirmed. */
+static void await_delivered(uint64_t n) {
+  uint64_t deadline = pm_test_now_ms() + (uint64_t)pm_test_margin_ms(20000);
+  pm_event_stats st;
+  for (;;) {
+    pm_event_server_stats(fx.events, &st);
+    if (st.delivered >= n)
+      break;
+    assert_true(pm_test_now_ms() < deadline);
+    uv_mutex_lock(&lock);
+    uv_cond_timedwait(&changed, &lock, 10 * 1000000ull);
+    uv_mutex_unlock(&lock);
+  }
+  assert_int_equal(n, st.delivered);
+}
+
+static void test_client_core_events(void **state) {
+  pm_client_config cfg = {.on_event = on_event, .drive = PM_CLIENT_DRIVE_APP,
+                          .confirm_later = true};
+  pm_client *c = open_client(&cfg);
+  pm_event_stats st;
+  (void)state;
+  publish_state();
+  await_count(c, &events, 1);
+  assert_int_equal(PM_CLIENT_EVENT_STATE_CHANGED, event_types[0]);
+  /* Held unconfirmed past the client's silence limit (3 heartbeats) with a margin: the
+   * service sends nothing while it waits, which must not end the session. */
+  {
+    uint64_t until = pm_test_now_ms() + 6 * HEARTBEAT_MS;
+    uv_mutex_lock(&lock);
+    while (pm_test_now_ms() < until)
+      uv_cond_timedwait(&changed, &lock, (until - pm_test_now_ms()) * 1000000ull);
+    uv_mutex_unlock(&lock);
+  }
+  pm_event_server_stats(fx.events, &st);
+  assert_int_equal(1, st.sessions);
+  assert_int_equal(1, st.attached);
+  /* Returned from the callback, not confirmed: the next event waits behind it. */
+  assert_int_equal(0, pm_event_server_publish(fx.events, "Other", json_pack("{s:i}", "A", 1),
+                                              NULL));
+  pm_event_server_stats(fx.events, &st);
+  assert_int_equal(0, st.delivered);
+  assert_int_equal(0, pm_client_confirm(c, event_ids[0]));
+  await_delivered(1);
+  await_count(c, &events, 2);
+  assert_int_equal(PM_CLIENT_EVENT_OTHER, event_types[1]);
+  assert_int_equal(0, pm_client_confirm(c, event_ids[1]));
+  await_delivered(2);
+  pm_event_server_stats(fx.events, &st);
+  assert_int_equal(0, st.ack_failures);
+  pm_client_close(c);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_client_core_typed_and_results, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_core_async_both_drives, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_core_events, setup, teardown),
+  };
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
+}
