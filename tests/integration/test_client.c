@@ -150,6 +150,15 @@ static int64_t delivered(pm_client *c) {
   return n;
 }
 
+/* Waits until the cursor reaches id: it moves once the callback has returned. */
+static void await_cursor(pm_client *c, int64_t id, int64_t *epoch, int64_t *last) {
+  uint64_t deadline = pm_test_now_ms() + 10000;
+  do {
+    pm_client_cursor(c, epoch, last);
+    assert_true(pm_test_now_ms() < deadline);
+  } while (*last != id);
+}
+
 /* ---- every typed function ------------------------------------------------------------------ */
 
 static void test_client_typed_functions(void **state) {
@@ -465,6 +474,32 @@ static void test_client_events_typed(void **state) {
   pm_client_close(c);
 }
 
+static int setup_small_queue(void **state) {
+  static const char *const args[] = {"--test-commands", "--queue-max-events", "3", NULL};
+  (void)state;
+  pm_test_service_start(&svc, args);
+  rec_reset();
+  return 0;
+}
+
+static void test_client_events_lost(void **state) {
+  pm_client_config plain = {0};
+  pm_client_config cfg = {.on_event = on_event};
+  pm_client *cmd = open_client(&plain), *c;
+  (void)state;
+  /* Five durable events for a queue of three, no client attached: the oldest are replaced by
+   * one EventsLost standing for them. */
+  emit(cmd, "{\"Type\":\"Custom\",\"Count\":5}");
+  c = open_client(&cfg);
+  rec_wait(&rec.n_events, 3);
+  assert_int_equal(PM_CLIENT_EVENT_EVENTS_LOST, rec.types[0]);
+  assert_string_equal("EventsLost", rec.names[0]);
+  assert_true(rec.ints[0] >= 1);
+  assert_int_equal(PM_CLIENT_EVENT_OTHER, rec.types[2]);
+  pm_client_close(c);
+  pm_client_close(cmd);
+}
+
 static void test_client_confirm_later(void **state) {
   pm_client_config cfg = {.on_event = on_event, .confirm_later = true};
   pm_client *c = open_client(&cfg);
@@ -480,9 +515,8 @@ static void test_client_confirm_later(void **state) {
   deadline = pm_test_now_ms() + 10000;
   while (delivered(c) != before + 1)
     assert_true(pm_test_now_ms() < deadline);
-  pm_client_cursor(c, &epoch, &last);
+  await_cursor(c, rec.ids[0], &epoch, &last);
   assert_true(epoch >= 1);
-  assert_int_equal(rec.ids[0], last);
   pm_client_close(c);
   /* Confirm-later off: pm_client_confirm refuses. */
   cfg.confirm_later = false;
@@ -501,8 +535,7 @@ static void test_client_resume(void **state) {
   emit(cmd, "{\"Type\":\"Custom\",\"Count\":2}");
   rec_wait(&rec.n_events, 2);
   /* Delivered, never confirmed: the service keeps both queued. */
-  pm_client_cursor(c, &epoch, &last);
-  assert_int_equal(rec.ids[1], last);
+  await_cursor(c, rec.ids[1], &epoch, &last);
   pm_client_close(c);
   emit(cmd, "{\"Type\":\"Custom\",\"Count\":1}");
   /* Resumed from the cursor: only what is new arrives. */
@@ -601,6 +634,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_client_async_thread, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_async_app_loop, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_events_typed, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_events_lost, setup_small_queue, teardown),
       cmocka_unit_test_setup_teardown(test_client_confirm_later, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_resume, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_from_now, setup, teardown),
