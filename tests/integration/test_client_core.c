@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "client/client_internal.h"
 #include "pipemsg/client.h"
 #include "testutil.h"
 
@@ -168,6 +169,42 @@ static void test_client_core_typed_and_results(void **state) {
   pm_client_close(c);
 }
 
+/* The conversions alone: a set parameter without a value, an enumeration value this build does
+ * not know, a field of the wrong type (the struct is left zeroed, nothing leaks). */
+static void test_client_core_conversions(void **state) {
+  pm_client_config cfg = {0};
+  pm_client *c = open_client(&cfg);
+  pm_client_start_vpn_params p = {.has_location = true};
+  const pm__cl_event *sc = &pm__client_events[0];
+  pm_state_changed ev;
+  char why[PM_REASON_MAX] = "";
+  json_t *data;
+  pm_result r;
+  (void)state;
+  r = pm_client_start_vpn(c, &p, NULL);
+  assert_int_equal(PM_RC_INVALID_ARGUMENT, r.code);
+  assert_false(r.from_service);
+  assert_non_null(strstr(r.message, "Location"));
+  assert_int_equal(PM_EINVAL, pm_client_start_vpn_async(c, &p, NULL, NULL));
+  pm_client_close(c);
+
+  assert_string_equal("StateChanged", sc->type);
+  data = json_pack("{s:s, s:s, s:s}", "State", "Hibernating", "Location", "de", "Error", "e");
+  assert_int_equal(0, pm__client_decode(sc->data, data, &ev, why));
+  assert_int_equal(PM_STATE_UNKNOWN, ev.state);
+  assert_string_equal("Unknown", pm_state_name(ev.state));
+  assert_true(ev.has_error);
+  assert_string_equal("e", ev.error);
+  pm__client_typed_free(sc->data, &ev);
+  assert_null(ev.location);
+  json_decref(data);
+  data = json_pack("{s:s, s:i}", "State", "Connected", "Location", 7);
+  assert_int_equal(PM_ETYPE, pm__client_decode(sc->data, data, &ev, why));
+  assert_non_null(strstr(why, "Location"));
+  assert_null(ev.location);
+  json_decref(data);
+}
+
 static void on_state_answer(pm_client *c, const pm_result *r, const pm_client_get_state_answer *a,
                             void *data) {
   (void)c;
@@ -270,6 +307,7 @@ static void test_client_core_events(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_client_core_typed_and_results, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_core_conversions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_core_async_both_drives, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_core_events, setup, teardown),
   };
