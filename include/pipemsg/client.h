@@ -60,7 +60,9 @@ const char *pm_result_code_name(pm_result_code code);
 
 /* How asynchronous completions, events and connection changes reach the application. */
 typedef enum pm_client_drive {
-  /* A thread of the library runs the callbacks (the default). */
+  /* Threads of the library run the callbacks (the default): asynchronous calls complete on
+   * the client's call worker, events and connection changes on its event thread, so two
+   * callbacks of different kinds may run at once. */
   PM_CLIENT_DRIVE_THREAD = 0,
   /* The application's loop runs them: it polls pm_client_fd() for reading and calls
    * pm_client_process() when it is ready. */
