@@ -9,6 +9,7 @@
 
 #include "pipemsg/client.h"
 #include "testutil.h"
+#include "transport/transport_unix.h"
 
 static pm_test_service svc;
 
@@ -313,22 +314,38 @@ static void test_client_connection_timeout(void **state) {
   pm_client_close(c);
 }
 
+/* The uid the owner check sees, as if another user (not root, not us) ran the service. */
+static long long as_other_user(long long uid) {
+  (void)uid;
+  return (long long)getuid() + 4242;
+}
+
 static void test_client_unexpected_owner(void **state) {
-  /* A uid that serves nothing on this machine: the pipe's owner is not it, nor root when the
-   * test runs as a normal user; as root the superuser is always trusted, so expect Ok. */
-  pm_client_config cfg = {.expect_owner = "4000000000"};
-  pm_client *c = open_client(&cfg);
-  pm_result r = pm_client_get_state(c, NULL);
+  pm_client_config cfg = {0};
+  pm_client *c;
+  char other[32];
+  pm_result r;
   (void)state;
-  if (getuid() == 0) {
-    assert_int_equal(PM_RC_OK, r.code);
-  } else {
-    assert_int_equal(PM_RC_TRANSPORT_NOT_AUTHORIZED, r.code);
-    assert_false(r.from_service);
-  }
+  pm__owner_uid_hook = as_other_user;
+  c = open_client(&cfg);
+  r = pm_client_get_state(c, NULL);
+  assert_int_equal(PM_RC_TRANSPORT_NOT_AUTHORIZED, r.code);
+  assert_false(r.from_service);
+  assert_string_equal("TransportNotAuthorized", r.name);
   pm_client_close(c);
-  assert_int_equal(PM_EINVAL, pm_client_open(&(pm_client_config){.expect_owner = "no-such-user-x"},
-                                             &c));
+  /* That user named as expected (by uid), or anyone: trusted. */
+  snprintf(other, sizeof(other), "%lld", (long long)getuid() + 4242);
+  cfg.expect_owner = other;
+  c = open_client(&cfg);
+  assert_ok(pm_client_get_state(c, NULL));
+  pm_client_close(c);
+  cfg.expect_owner = "*";
+  c = open_client(&cfg);
+  assert_ok(pm_client_get_state(c, NULL));
+  pm_client_close(c);
+  pm__owner_uid_hook = NULL;
+  cfg.expect_owner = "no-such-user-x";
+  assert_int_equal(PM_EINVAL, pm_client_open(&cfg, &c));
 }
 
 static void test_client_env_defaults(void **state) {
