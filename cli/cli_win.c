@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "registry.h"
 
 const char cli_call_pipe_help[] =
     "      --names-file FILE       find the pipe in FILE, as written by pipemsgd --names-file\n"
@@ -26,57 +27,22 @@ const char cli_watch_pipe_help[] =
     "                                (LocalSystem, administrators and our own user always\n"
     "                                are); anyone else is refused\n";
 
-/* The longest registry path and value we read, in characters (the registry's own limits are
- * 255 per key name and 16383 per value name; a pipe path is at most PM_PIPE_PATH_MAX). */
-#define CLI_REG_PATH_MAX 1024
-
 static HANDLE stop_event;
 
 void cli_platform_init(void) {}
 
-static const struct {
-  const char *name;
-  HKEY root;
-} roots[] = {
-    {"HKLM", HKEY_LOCAL_MACHINE},
-    {"HKEY_LOCAL_MACHINE", HKEY_LOCAL_MACHINE},
-    {"HKCU", HKEY_CURRENT_USER},
-    {"HKEY_CURRENT_USER", HKEY_CURRENT_USER},
-};
-
-/* The root of key and where its subkey path starts; -1 with a message if the root is not one
- * we accept. */
-static int split_key(const char *key, HKEY *root, const char **subkey) {
-  size_t len = strcspn(key, "\\");
-  for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
-    if (strlen(roots[i].name) == len && _strnicmp(key, roots[i].name, len) == 0 &&
-        key[len] == '\\' && key[len + 1] != '\0') {
-      *root = roots[i].root;
-      *subkey = key + len + 1;
-      return 0;
-    }
-  }
-  fprintf(stderr,
-          "pipemsg: --names-registry '%s': expected HKLM\\SUBKEY or HKCU\\SUBKEY "
-          "(HKEY_LOCAL_MACHINE, HKEY_CURRENT_USER also accepted)\n",
-          key);
-  return -1;
-}
-
 int cli_names_registry(const char *key, const char *value, char *buf, size_t size) {
-  WCHAR wsub[CLI_REG_PATH_MAX], wvalue[64], data[PM_PIPE_PATH_MAX + 1];
+  WCHAR wsub[REGISTRY_KEY_MAX + 1], wvalue[64], data[PM_PIPE_PATH_MAX + 1];
   DWORD bytes = sizeof(data);
-  const char *subkey;
+  char why[256];
   HKEY root;
   LSTATUS st;
-  if (split_key(key, &root, &subkey) < 0)
-    return -1;
-  if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, subkey, -1, wsub, CLI_REG_PATH_MAX) ==
-          0 ||
-      MultiByteToWideChar(CP_UTF8, 0, value, -1, wvalue, 64) == 0) {
-    fprintf(stderr, "pipemsg: --names-registry '%s': not a valid key name\n", key);
+  if (registry_key_parse(key, &root, wsub, why, sizeof(why)) < 0) {
+    fprintf(stderr, "pipemsg: --names-registry: %s\n", why);
     return -1;
   }
+  if (MultiByteToWideChar(CP_UTF8, 0, value, -1, wvalue, 64) == 0)
+    return -1;
   st = RegGetValueW(root, wsub, wvalue, RRF_RT_REG_SZ, NULL, data, &bytes);
   if (st == ERROR_SUCCESS &&
       WideCharToMultiByte(CP_UTF8, 0, data, -1, buf, (int)size, NULL, NULL) > 1)
