@@ -470,48 +470,55 @@ int pm__contract_check_params(const pm__ct_command *c, const json_t *params, boo
 
 /* ---- GetCommands ------------------------------------------------------------------------ */
 
-/* Sets key to a new value unless v is NULL (out of memory, seen by the caller's check). */
-static void put(json_t *o, const char *key, json_t *v) {
-  if (v != NULL)
-    json_object_set_new(o, key, v);
+/* Sets key to v (taken); false when v is NULL or the set fails (out of memory). */
+static bool put(json_t *o, const char *key, json_t *v) {
+  return json_object_set_new(o, key, v) == 0;
 }
 
+/* NULL when out of memory: never a description missing a default or a constraint. */
 static json_t *describe_field(const pm__ct_field *f) {
   const pm__ct_type *t = f->type;
   const pm__ct_type *s = t->kind == PM__CT_LIST ? t->items : t; /* whose constraints to show */
   json_t *o = json_pack("{s:s, s:s, s:b, s:s}", "Name", f->name, "Type", t->name, "Required",
                         f->required, "Doc", f->doc);
-  if (o == NULL)
-    return NULL;
-  if (f->default_text != NULL) {
+  bool ok = o != NULL;
+  if (ok && f->default_text != NULL) {
+    /* The default was checked against its type by scripts/contract.py: only memory fails. */
     json_t *text = json_string(f->default_text), *typed = NULL;
     check_ctx as_xml = {true, true, NULL, "field"};
-    if (text != NULL && value_check(&as_xml, t, text, f->name, &typed) == 0)
-      put(o, "Default", typed);
+    ok = text != NULL && value_check(&as_xml, t, text, f->name, &typed) == 0 &&
+         put(o, "Default", typed);
     json_decref(text);
   }
-  if (t->kind == PM__CT_ENUMERATION) {
+  if (ok && t->kind == PM__CT_ENUMERATION) {
     json_t *values = json_array();
     for (size_t i = 0; values != NULL && i < t->n_values; i++)
-      json_array_append_new(values, json_string(t->values[i]));
-    put(o, "Values", values);
+      if (json_array_append_new(values, json_string(t->values[i])) < 0) {
+        json_decref(values);
+        values = NULL;
+      }
+    ok = put(o, "Values", values);
   }
-  if (t->kind == PM__CT_INTEGER && f->has_min)
-    put(o, "Min", json_integer((json_int_t)t->min));
-  if (t->kind == PM__CT_INTEGER && f->has_max)
-    put(o, "Max", json_integer((json_int_t)t->max));
-  if (s->kind == PM__CT_STRING && s->min_length > 0)
-    put(o, "MinLength", json_integer((json_int_t)s->min_length));
-  if (s->kind == PM__CT_STRING && s->max_length > 0)
-    put(o, "MaxLength", json_integer((json_int_t)s->max_length));
-  if (s->kind == PM__CT_STRING && s->charset_spec != NULL)
-    put(o, "Charset", json_string(s->charset_spec));
-  if (s->kind == PM__CT_STRING && s->format != NULL)
-    put(o, "Format", json_string(s->format->name));
-  if (t->kind == PM__CT_LIST) {
-    put(o, "Items", json_string(t->items->name));
-    if (t->max_items > 0)
-      put(o, "MaxItems", json_integer((json_int_t)t->max_items));
+  if (ok && t->kind == PM__CT_INTEGER && f->has_min)
+    ok = put(o, "Min", json_integer((json_int_t)t->min));
+  if (ok && t->kind == PM__CT_INTEGER && f->has_max)
+    ok = put(o, "Max", json_integer((json_int_t)t->max));
+  if (ok && s->kind == PM__CT_STRING && s->min_length > 0)
+    ok = put(o, "MinLength", json_integer((json_int_t)s->min_length));
+  if (ok && s->kind == PM__CT_STRING && s->max_length > 0)
+    ok = put(o, "MaxLength", json_integer((json_int_t)s->max_length));
+  if (ok && s->kind == PM__CT_STRING && s->charset_spec != NULL)
+    ok = put(o, "Charset", json_string(s->charset_spec));
+  if (ok && s->kind == PM__CT_STRING && s->format != NULL)
+    ok = put(o, "Format", json_string(s->format->name));
+  if (ok && t->kind == PM__CT_LIST) {
+    ok = put(o, "Items", json_string(t->items->name));
+    if (ok && t->max_items > 0)
+      ok = put(o, "MaxItems", json_integer((json_int_t)t->max_items));
+  }
+  if (!ok) {
+    json_decref(o);
+    return NULL;
   }
   return o;
 }
