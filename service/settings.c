@@ -89,9 +89,11 @@ json_t *settings_check_domains(const json_t *domains, char *why, size_t why_size
   }
   params = json_pack("{s:O}", "Domains", domains);
   if (params != NULL && c != NULL &&
-      pm__contract_check_params(c, params, false, &typed, reason) == 0)
+      pm__contract_check_params(c, params, false, &typed, reason) == 0) {
     copy = json_deep_copy(json_object_get(typed, "Domains"));
-  else if (why != NULL)
+    if (copy == NULL && why != NULL)
+      snprintf(why, why_size, "out of memory");
+  } else if (why != NULL)
     snprintf(why, why_size, "%s", params != NULL && c != NULL ? reason : "out of memory");
   json_decref(typed);
   json_decref(params);

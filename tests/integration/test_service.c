@@ -379,6 +379,48 @@ static void test_service_hook_backend_needs_up_cmd(void **state) {
   assert_non_null(strstr(err, "up-cmd is required"));
 }
 
+/* StartVpn's EnableKillSwitch sets the kept setting either way before connecting, false too. */
+static void test_service_start_turns_the_kill_switch_off(void **state) {
+  json_t *data = NULL;
+  (void)state;
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "EnableKillSwitch", NULL, NULL));
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
+                                         json_pack("{s:b}", "EnableKillSwitch", 0), NULL));
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, &data));
+  assert_true(json_is_false(json_object_get(data, "KillSwitch")));
+  assert_string_equal("Connecting", json_string_value(json_object_get(data, "State")));
+  json_decref(data);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
+  await_state("Disconnected");
+}
+
+/* --test-commands: Echo without Params answers no Data; an EmitEvent whose event could not be
+ * written in one of the encodings within --max-message is a BadRequest, and publishes none. */
+static void test_service_test_commands_edges(void **state) {
+  static const char *const args[] = {"--test-commands", "--max-message", "4096", NULL};
+  char text[2001], request[2100];
+  json_t *data = NULL;
+  const char *result;
+  (void)state;
+  restart_with(args);
+  result = raw_call("{\"Request\":{\"Command\":\"Echo\"}}");
+  assert_non_null(strstr(result, "\"Result\":\"Ok\""));
+  assert_null(strstr(result, "\"Data\""));
+  /* 2000 '<' are 2000 bytes in JSON and 8000 in XML (&lt;): past 4096 there. */
+  memset(text, '<', sizeof(text) - 1);
+  text[sizeof(text) - 1] = '\0';
+  snprintf(request, sizeof(request), "{\"Request\":{\"Command\":\"EmitEvent\",\"Params\":"
+           "{\"Type\":\"Big\",\"Data\":{\"T\":\"%s\"}}}}", text);
+  result = raw_call(request);
+  assert_non_null(strstr(result, "\"Result\":\"BadRequest\""));
+  assert_non_null(strstr(result, "the event would exceed the largest message or its node limit"));
+  data = NULL;
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetStats", NULL, &data));
+  assert_int_equal(0, json_integer_value(
+                          json_object_get(json_object_get(data, "Events"), "Published")));
+  json_decref(data);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_service_get_version, setup, teardown),
@@ -398,6 +440,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_service_settings_persist_in_data_dir, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_hook_backend, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_hook_backend_needs_up_cmd, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_service_start_turns_the_kill_switch_off, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_service_test_commands_edges, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
