@@ -171,6 +171,41 @@ static void test_config_json_file(void **state) {
   expect(2, "unknown option 'print-config'", args);
 }
 
+/* Numbers, ids and flags at their edges: nothing but digits, within range, every spelling of a
+ * flag; a config file that cannot be read; JSON that is not an object or has null. */
+static void test_config_values_at_the_edges(void **state) {
+  const char *empty[] = {"--heartbeat-ms", "", "--print-config", NULL};
+  const char *space[] = {"--heartbeat-ms", " 5", "--print-config", NULL};
+  const char *huge[] = {"--heartbeat-ms", "99999999999999999999999", "--print-config", NULL};
+  const char *trailing[] = {"--heartbeat-ms", "5x", "--print-config", NULL};
+  const char *uid_max[] = {"--allow-uid", "4294967295", "--print-config", NULL};
+  const char *uid_below[] = {"--allow-uid", "4294967294", "--print-config", NULL};
+  const char *args[] = {"--config", conf, "--print-config", NULL};
+  const char *a_dir[] = {"--config", dir, "--print-config", NULL};
+  (void)state;
+  expect(2, "--heartbeat-ms: expected a number from 1 to 86400000, got ''", empty);
+  expect(2, "--heartbeat-ms: expected a number from 1 to 86400000, got ' 5'", space);
+  expect(2, "--heartbeat-ms: expected a number from 1 to 86400000, got '99999999999999999999999'",
+         huge);
+  expect(2, "--heartbeat-ms: expected a number from 1 to 86400000, got '5x'", trailing);
+  /* (uid_t)-1 means "no change" to the kernel: never taken as a number. */
+  expect(2, "--allow-uid: '4294967295' is not a known user", uid_max);
+  expect(0, "allow-uid = 4294967294\n", uid_below);
+  expect(2, ": cannot read", a_dir);
+  write_conf("test-commands = 1\nhook-shell = 0\n");
+  expect(0, "test-commands = true\n", args);
+  expect(0, "hook-shell = false\n", args);
+  write_conf("test-commands = true\nhook-shell = false\ntest-commands = no\n");
+  expect(0, "test-commands = false\n", args);
+  write_conf("[1]");
+  expect(2, "pipemsgd.conf:", args);
+  write_conf(" {\"test-commands\": null}");
+  expect(2, "--test-commands: unsupported JSON value", args);
+  write_conf("{\"allow-uid\": [0, \"4294967294\"], \"test-commands\": [false, true]}");
+  expect(0, "allow-uid = 0\nallow-uid = 4294967294\n", args);
+  expect(0, "test-commands = true\n", args);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_config_command_line_errors, setup, teardown),
@@ -178,6 +213,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_config_list_limits, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_file_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_json_file, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_values_at_the_edges, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
