@@ -274,6 +274,7 @@ static void test_contract_check_times(void **state) {
   assert_pm(PM_ESCHEMA, since("2026-11-25T16:x0:00Z"));
   assert_pm(PM_ESCHEMA, since("2026-11-25T16:00-00Z"));
   assert_pm(PM_ESCHEMA, since("2026-11-25T16:00:0xZ"));
+  assert_pm(PM_ESCHEMA, since("2026-11-25T16:00:0 Z"));
   /* A fraction needs a digit; the zone is Z or a whole +HH:MM, and nothing follows it. */
   assert_pm(PM_ESCHEMA, since("2026-11-25T16:00:00.Z"));
   assert_pm(PM_ESCHEMA, since("2026-11-25T16:00:00ZZ"));
@@ -309,6 +310,10 @@ static void test_contract_check_reasons_name_the_value(void **state) {
              "(got text that is not one)");
   expect_bad("EmitEvent", json_pack("{s:s, s:s}", "Type", "X", "Count", ""), true,
              "(got text that is not one)");
+  expect_bad("EmitEvent", json_pack("{s:s, s:s}", "Type", "X", "Count", "x5"), true,
+             "(got text that is not one)");
+  expect_bad("EmitEvent", json_pack("{s:s, s:s}", "Type", "X", "Count", "5 "), true,
+             "(got text that is not one)");
   expect_bad("EmitEvent", json_pack("{s:s, s:s}", "Type", "X", "Count", "+0"), true, "(got 0)");
   expect_bad("EmitEvent", json_pack("{s:s, s:s}", "Type", "X", "Count", "-7"), true, "(got -7)");
   /* Enumerations quote a short printable value, and nothing else. */
@@ -331,6 +336,10 @@ static void test_contract_check_reasons_name_the_value(void **state) {
                          json_pack("{s:s}", "State", "ConnectedConnectedConnectedConne"), false,
                          true, c->name, why));
   assert_reason(why, "(got 'ConnectedConnectedConnectedConne')");
+  assert_pm(PM_ESCHEMA,
+            check_fields(c->data, c->n_data, json_pack("{s:s}", "State", "Conn\xc3\xa9" "cted"),
+                         false, true, c->name, why));
+  assert_reason(why, "(got another value)");
   /* A value with a NUL byte inside is not the value before it. */
   assert_pm(PM_ESCHEMA, check_fields(c->data, c->n_data,
                                      json_pack("{s:s#}", "State", "Connected\0x", 11), false,
@@ -664,7 +673,7 @@ static void json_fail_only(unsigned long n) {
 /* Checks tree against fields with the Nth allocation failing, N = 1, 2, ... until it
  * succeeds: each failure is PM_ENOMEM with no tree, and the success gives expected. */
 static void check_oom_loop(const pm__ct_field *fields, size_t n, const json_t *tree,
-                           bool from_xml, const json_t *expected) {
+                           bool from_xml, bool strict, const json_t *expected) {
   char why[PM_REASON_MAX];
   unsigned long i;
   int rc = PM_ENOMEM;
@@ -673,7 +682,7 @@ static void check_oom_loop(const pm__ct_field *fields, size_t n, const json_t *t
     out = NULL;
     json_set_alloc_funcs(limited_malloc, free);
     json_fail_after(i);
-    rc = pm__contract_check(fields, n, tree, from_xml, true, "X", &out, why);
+    rc = pm__contract_check(fields, n, tree, from_xml, strict, "X", &out, why);
     json_fail_after(0);
     json_set_alloc_funcs(malloc, free);
     if (rc != 0) {
@@ -695,30 +704,45 @@ static void test_contract_check_out_of_memory(void **state) {
   json_t *tree = json_pack("{s:[s,s]}", "Domains", "a.example", "*.b.example");
   json_t *events = json_object(), *expected;
   (void)state;
-  check_oom_loop(c->params, c->n_params, tree, false, tree);
+  check_oom_loop(c->params, c->n_params, tree, false, true, tree);
   json_decref(tree);
   /* Defaults and converted XML text are new values. */
   tree = json_pack("{s:s}", "EnableKillSwitch", "true");
   expected = json_pack("{s:b, s:s}", "EnableKillSwitch", 1, "Location", "auto");
-  check_oom_loop(s->params, s->n_params, tree, true, expected);
+  check_oom_loop(s->params, s->n_params, tree, true, true, expected);
   json_decref(tree);
   json_decref(expected);
   tree = json_pack("{s:s, s:s}", "Type", "X", "Count", "3");
   expected = json_pack("{s:s, s:i}", "Type", "X", "Count", 3);
-  check_oom_loop(e->params, e->n_params, tree, true, expected);
+  check_oom_loop(e->params, e->n_params, tree, true, true, expected);
   json_decref(tree);
   json_decref(expected);
   tree = json_pack("{s:{}}", "Domains");
   expected = json_pack("{s:[]}", "Domains");
-  check_oom_loop(c->params, c->n_params, tree, true, expected);
+  check_oom_loop(c->params, c->n_params, tree, true, true, expected);
   json_decref(tree);
   json_decref(expected);
-  tree = json_pack("{s:{}}", "Location");
-  json_object_set_new(tree, "Location", json_string("de"));
-  check_oom_loop(s->params, s->n_params, NULL, false, expected = json_pack("{s:s}", "Location",
-                                                                         "auto"));
+  expected = json_pack("{s:s}", "Location", "auto");
+  check_oom_loop(s->params, s->n_params, NULL, false, true, expected);
   json_decref(expected);
+  /* A default that is a new integer. */
+  tree = json_pack("{s:s}", "Type", "X");
+  expected = json_pack("{s:s, s:i}", "Type", "X", "Count", 1);
+  check_oom_loop(e->params, e->n_params, tree, false, true, expected);
   json_decref(tree);
+  json_decref(expected);
+  /* More items than a new list first has room for. */
+  tree = json_pack("{s:[s,s,s,s,s,s,s,s,s,s]}", "Domains", "a.example", "b.example", "c.example",
+                   "d.example", "e.example", "f.example", "g.example", "h.example", "i.example",
+                   "j.example");
+  check_oom_loop(c->params, c->n_params, tree, true, true, tree);
+  json_decref(tree);
+  /* Not strict (answers, events): an unknown member is kept, which takes memory too. */
+  tree = json_pack("{s:s, s:i}", "State", "Connecting", "New", 1);
+  expected = json_pack("{s:s, s:i}", "State", "Connecting", "New", 1);
+  check_oom_loop(cmd("StartVpn")->data, cmd("StartVpn")->n_data, tree, false, false, expected);
+  json_decref(tree);
+  json_decref(expected);
   /* A nested named type, from XML text. */
   for (size_t i = 0; i < es->n_fields; i++)
     json_object_set_new(events, es->fields[i].name,
@@ -732,7 +756,7 @@ static void test_contract_check_out_of_memory(void **state) {
                         es->fields[i].type->kind == PM__CT_BOOLEAN ? json_true()
                                                                    : json_integer(1));
   json_object_set(expected, "Events", events);
-  check_oom_loop(g->data, g->n_data, tree, true, expected);
+  check_oom_loop(g->data, g->n_data, tree, true, true, expected);
   json_decref(tree);
   json_decref(expected);
   json_decref(events);
