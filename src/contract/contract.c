@@ -545,6 +545,16 @@ static json_t *strings(const char *const *v, size_t n) {
   return list;
 }
 
+/* Appends item (taken) to list if it has all n members; false when it does not: out of memory
+ * (json_pack's o* leaves out a member whose value is NULL rather than fail). */
+static bool append_whole(json_t *list, json_t *item, size_t n) {
+  if (item == NULL || json_object_size(item) != n) {
+    json_decref(item);
+    return false;
+  }
+  return json_array_append_new(list, item) == 0;
+}
+
 json_t *pm__contract_describe(bool test_commands) {
   json_t *commands = json_array(), *events = json_array(), *types = json_array(),
          *formats = json_array(), *item;
@@ -557,24 +567,24 @@ json_t *pm__contract_describe(bool test_commands) {
                      describe_fields(c->params, c->n_params), "Data",
                      describe_fields(c->data, c->n_data), "Results",
                      strings(c->results, c->n_results));
-    ok = item != NULL && json_object_size(item) == 5 && json_array_append_new(commands, item) == 0;
+    ok = append_whole(commands, item, 5);
   }
   for (size_t i = 0; ok && i < pm__contract_n_events; i++) {
     const pm__ct_event *e = &pm__contract_events[i];
     item = json_pack("{s:s, s:b, s:s, s:o*}", "Type", e->type, "Transient", e->transient, "Doc",
                      e->doc, "Fields", describe_fields(e->fields, e->n_fields));
-    ok = item != NULL && json_object_size(item) == 4 && json_array_append_new(events, item) == 0;
+    ok = append_whole(events, item, 4);
   }
   for (size_t i = 0; ok && i < pm__contract_n_types; i++) {
     const pm__ct_type *t = pm__contract_types[i];
     item = json_pack("{s:s, s:s, s:o*}", "Name", t->name, "Doc", t->doc, "Fields",
                      describe_fields(t->fields, t->n_fields));
-    ok = item != NULL && json_object_size(item) == 3 && json_array_append_new(types, item) == 0;
+    ok = append_whole(types, item, 3);
   }
   for (size_t i = 0; ok && i < pm__contract_n_formats; i++) {
     const pm__ct_format *f = pm__contract_formats[i];
     item = json_pack("{s:s, s:s, s:s}", "Name", f->name, "Doc", f->doc, "Pattern", f->pattern);
-    ok = item != NULL && json_array_append_new(formats, item) == 0;
+    ok = append_whole(formats, item, 3);
   }
   if (!ok) {
     json_decref(commands);

@@ -432,7 +432,7 @@ static void test_contract_check_nested_objects_and_trees(void **state) {
   char why[PM_REASON_MAX];
   json_t *commands = json_pack("{s:i, s:i, s:i, s:i, s:i}", "Connections", 1, "Ok", 1, "Failed",
                                0, "BadRequest", 0, "NoRequest", 0);
-  json_t *events = json_object(), *out = NULL;
+  json_t *events = json_object(), *out = NULL, *tree;
   const pm__ct_type *es = named_type("EventStats");
   (void)state;
   for (size_t i = 0; i < es->n_fields; i++)
@@ -444,11 +444,11 @@ static void test_contract_check_nested_objects_and_trees(void **state) {
                             true, c->name, why));
   /* From XML, the counters' text becomes integers inside the nested object. */
   json_object_set_new(commands, "Ok", json_string("7"));
-  assert_pm(0, pm__contract_check(c->data, c->n_data,
-                                  json_pack("{s:O, s:O}", "Commands", commands, "Events", events),
-                                  true, true, c->name, &out, why));
+  tree = json_pack("{s:O, s:O}", "Commands", commands, "Events", events);
+  assert_pm(0, pm__contract_check(c->data, c->n_data, tree, true, true, c->name, &out, why));
   assert_int_equal(7, json_integer_value(json_object_get(json_object_get(out, "Commands"), "Ok")));
   json_decref(out);
+  json_decref(tree);
   assert_pm(PM_ESCHEMA, check_fields(c->data, c->n_data,
                                      json_pack("{s:O, s:O}", "Commands", commands, "Events",
                                                events),
@@ -509,9 +509,10 @@ static void test_contract_check_any_params(void **state) {
   assert_ptr_equal(params, out);
   json_decref(out);
   json_decref(params);
-  out = json_object();
+  out = params = json_object();
   assert_pm(0, pm__contract_check_params(echo, NULL, false, &out, why));
   assert_null(out);
+  json_decref(params);
 }
 
 static void test_contract_closest_limits(void **state) {
