@@ -752,6 +752,18 @@ static void hardening_18_sighup_reloads(void **state) {
   pm_test_await_log(&svc, "command=GetState");
   assert_true(strstr(pm_test_service_log(&svc), "debug: command received pid=") <
               strstr(strstr(pm_test_service_log(&svc), "not reloaded"), "command=GetState"));
+
+  /* A list option is reloaded whole, from none and back to none; a new traffic interval
+   * while disconnected waits for the next connection. */
+  write_file(conf, "log-level = debug\nsocket-mode = 0600\nallow-uid = 0\n"
+                   "traffic-interval-ms = 500\n");
+  kill(svc.pid, SIGHUP);
+  pm_test_await_log(&svc, "info: SIGHUP: allow-uid changed (none) -> 0\n");
+  pm_test_await_log(&svc, "info: SIGHUP: traffic-interval-ms changed 1000 -> 500\n");
+  write_file(conf, "log-level = debug\nsocket-mode = 0600\ntraffic-interval-ms = 500\n");
+  kill(svc.pid, SIGHUP);
+  pm_test_await_log(&svc, "info: SIGHUP: allow-uid changed 0 -> (none)\n");
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetVersion", NULL, NULL));
   assert_int_equal(0, pm_test_service_stop(&svc));
   pm_test_service_cleanup(&svc);
 }

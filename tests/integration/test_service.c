@@ -421,6 +421,29 @@ static void test_service_test_commands_edges(void **state) {
   json_decref(data);
 }
 
+/* --log-target file: the log goes to --log-file (appended, stamped), not to stderr; a file
+ * that cannot be opened stops pipemsgd before it starts. */
+static void test_service_log_file(void **state) {
+  char path[192], bad[192];
+  const char *args[] = {"--log-target", "file", "--log-file", path, "--log-level", "debug", NULL};
+  const char *argv[] = {PM_BIN_DIR "/pipemsgd", "-c", svc.command_pipe, "-e", svc.event_pipe,
+                        "--log-target", "file", "--log-file", bad, NULL};
+  pm_test_service in_file = svc;
+  const char *err;
+  (void)state;
+  snprintf(path, sizeof(path), "%s/pipemsgd.log", svc.dir);
+  snprintf(bad, sizeof(bad), "%s/no-such-dir/pipemsgd.log", svc.dir);
+  restart_with(args);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetVersion", NULL, NULL));
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  snprintf(in_file.log_path, sizeof(in_file.log_path), "%s/pipemsgd.log", svc.dir);
+  assert_non_null(strstr(pm_test_service_log(&in_file), "command received"));
+  assert_non_null(strstr(pm_test_service_log(&in_file), "command=GetVersion"));
+  assert_null(strstr(pm_test_service_log(&svc), "command=GetVersion"));
+  assert_int_equal(1, pm_test_run(argv, NULL, &err));
+  assert_non_null(strstr(err, "pipemsgd: cannot open log file"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_service_get_version, setup, teardown),
@@ -443,6 +466,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_service_start_turns_the_kill_switch_off, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_service_test_commands_edges, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_service_log_file, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

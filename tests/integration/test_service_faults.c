@@ -418,6 +418,18 @@ static void test_service_faults_names_file(void **state) {
   snprintf(names, sizeof(names), "%s/missing/names", svc.dir);
   assert_int_equal(1, run_pipemsgd(args, &err));
   assert_non_null(strstr(err, "error: cannot write names file"));
+  /* Written, but it cannot replace what is there (a directory): nothing is left behind. */
+  snprintf(names, sizeof(names), "%s/names.d", svc.dir);
+  assert_int_equal(0, mkdir(names, 0700));
+  assert_int_equal(1, run_pipemsgd(args, &err));
+  assert_non_null(strstr(err, "error: cannot write names file"));
+  assert_null(strstr(err, ".tmp"));
+  {
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "test -z \"$(ls '%s' | grep tmp)\"", svc.dir);
+    assert_int_equal(0, system(cmd));
+  }
+  assert_int_equal(0, rmdir(names));
 
   snprintf(names, sizeof(names), "%s/names", svc.dir);
   snprintf(rt, sizeof(rt), "%s/missing/rt", svc.dir);

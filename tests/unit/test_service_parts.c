@@ -76,6 +76,40 @@ static void test_log_escape_cuts_whole_characters(void **state) {
   assert_string_equal("\\xc2\\x85", out);
 }
 
+/* Each range of invisible characters at its edges: inside, escaped byte by byte; just
+ * outside, printed as it is. */
+static void test_log_escape_invisible_ranges(void **state) {
+  static const unsigned escaped[] = {0x80,   0x9f,   0xad,   0x61c,  0x180e, 0x200b, 0x200f,
+                                     0x2028, 0x202e, 0x2060, 0x206f, 0xfeff, 0xfff9, 0xfffb};
+  static const unsigned printed[] = {0xa0,   0xac,   0xae,   0x61b,  0x61d,  0x180d, 0x180f,
+                                     0x200a, 0x2010, 0x2027, 0x202f, 0x205f, 0x2070, 0xfefe,
+                                     0xff00, 0xfff8, 0xfffc};
+  char in[8], out[32];
+  (void)state;
+  for (size_t k = 0; k < 2; k++) {
+    const unsigned *list = k == 0 ? escaped : printed;
+    size_t n = k == 0 ? sizeof(escaped) / sizeof(escaped[0]) : sizeof(printed) / sizeof(printed[0]);
+    for (size_t i = 0; i < n; i++) {
+      unsigned cp = list[i];
+      size_t len = cp < 0x800 ? 2 : 3;
+      if (len == 2) {
+        in[0] = (char)(0xc0 | (cp >> 6));
+        in[1] = (char)(0x80 | (cp & 0x3f));
+      } else {
+        in[0] = (char)(0xe0 | (cp >> 12));
+        in[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        in[2] = (char)(0x80 | (cp & 0x3f));
+      }
+      in[len] = '\0';
+      if (log_escape(in, out, sizeof(out)) != (k == 0 ? 4 * len : len) ||
+          (k == 1 && strcmp(in, out) != 0) || (k == 0 && out[0] != '\\')) {
+        print_error("U+%04X: '%s' (expected %s)\n", cp, out, k == 0 ? "escaped" : "as it is");
+        fail();
+      }
+    }
+  }
+}
+
 /* The syslog target escapes as the stderr one does; here it only has to work without a
  * crash (what reaches the system log is not ours to read). */
 static void test_log_syslog_target(void **state) {
@@ -132,6 +166,26 @@ static void test_log_stamps_unless_journal(void **state) {
              (unsigned long long)st.st_ino);
     setenv("JOURNAL_STREAM", value, 1);
     assert_non_null(strstr(logged_line(), "Z pipemsgd: info: hello\n"));
+  }
+  /* stderr's own device with another inode, and no stderr at all: not the journal. */
+  {
+    struct stat st;
+    char value[64];
+    int saved = dup(2);
+    assert_int_equal(0, fstat(2, &st));
+    snprintf(value, sizeof(value), "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino + 1);
+    setenv("JOURNAL_STREAM", value, 1);
+    assert_false(log_stderr_is_journal());
+    snprintf(value, sizeof(value), "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+    setenv("JOURNAL_STREAM", value, 1);
+    assert_true(log_stderr_is_journal());
+    assert_true(saved >= 0);
+    close(2);
+    assert_false(log_stderr_is_journal());
+    assert_int_equal(2, dup2(saved, 2));
+    close(saved);
   }
   unsetenv("JOURNAL_STREAM");
 }
@@ -470,6 +524,20 @@ static void test_systemd_listen_fds(void **state) {
   assert_string_equal("2 3 4", listen_fds(FD_SOCKETS, "2", "other:names"));
   assert_string_equal("1 3 -1", listen_fds(FD_SOCKETS, "1", NULL));
   assert_string_equal("2 -1 4", listen_fds(FD_SOCKETS, "2", "x:event"));
+  /* Names past the number of fds name nothing. */
+  assert_string_equal("2 4 -1", listen_fds(FD_SOCKETS, "2", "extra:command:event"));
+  /* Our own LISTEN_PID without LISTEN_FDS is no activation, and is left alone. */
+  {
+    char self[16];
+    int c, e;
+    snprintf(self, sizeof(self), "%ld", (long)getpid());
+    setenv("LISTEN_PID", self, 1);
+    assert_int_equal(0, systemd_listen_fds(&c, &e));
+    assert_int_equal(-1, c);
+    assert_int_equal(-1, e);
+    assert_non_null(getenv("LISTEN_PID"));
+    unsetenv("LISTEN_PID");
+  }
   /* What makes no sense is refused; the variables go either way. */
   assert_string_equal("-1 -1 -1", listen_fds(FD_SOCKETS, "0", NULL));
   assert_string_equal("-1 -1 -1", listen_fds(FD_SOCKETS, "9", NULL));
@@ -519,6 +587,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_utf8_len_as_strict_as_jansson),
       cmocka_unit_test(test_log_escape_cuts_whole_characters),
+      cmocka_unit_test(test_log_escape_invisible_ranges),
       cmocka_unit_test(test_log_syslog_target),
       cmocka_unit_test(test_log_stamps_unless_journal),
       cmocka_unit_test_setup_teardown(test_settings_load_refuses_what_is_not_an_object, setup_dir,
