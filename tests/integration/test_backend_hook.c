@@ -262,6 +262,42 @@ static void test_backend_hook_stderr_tail_is_bounded(void **state) {
   assert_string_equal("last line", fx.msg + strlen(fx.msg) - strlen("last line"));
 }
 
+/* Line ends of any kind fold to one " | ", tabs become spaces, and spaces at the ends of a
+ * line go. */
+static void test_backend_hook_stderr_tail_tidied(void **state) {
+  (void)state;
+  make("printf '\\t first\\tcol \\t\\r\\n\\r\\nsecond\\r\\n' >&2; exit 1", NULL, true, 5000, NULL);
+  assert_int_equal(0, fx.b->up(fx.b, "de", false));
+  await_calls(1);
+  assert_string_equal("up-cmd exited with status 1: first col | second", fx.msg);
+}
+
+static void test_backend_hook_stderr_of_spaces_adds_nothing(void **state) {
+  (void)state;
+  make("printf '  \\n \\t\\n' >&2; exit 2", NULL, true, 5000, NULL);
+  assert_int_equal(0, fx.b->up(fx.b, "de", false));
+  await_calls(1);
+  assert_string_equal("up-cmd exited with status 2", fx.msg);
+}
+
+/* The ring of the last 512 bytes cut inside a UTF-8 sequence: the torn byte is skipped, not
+ * shown as '?'. 100 é (200 bytes), 401 line ends and "end!" are 605 bytes: the ring starts
+ * at byte 93, the second byte of an é, and the 401 line ends fold to one " | ", so the whole
+ * tail fits in the message. */
+static void test_backend_hook_stderr_tail_torn_character(void **state) {
+  char want[200] = "up-cmd exited with status 1: ";
+  (void)state;
+  make("i=0; while [ $i -lt 100 ]; do printf '\\303\\251' >&2; i=$((i+1)); done; "
+       "i=0; while [ $i -lt 401 ]; do echo >&2; i=$((i+1)); done; printf 'end!' >&2; exit 1",
+       NULL, true, 5000, NULL);
+  assert_int_equal(0, fx.b->up(fx.b, "de", false));
+  await_calls(1);
+  for (int i = 0; i < 53; i++)
+    strcat(want, "\xc3\xa9");
+  strcat(want, " | end!");
+  assert_string_equal(want, fx.msg);
+}
+
 static void test_backend_hook_killed_by_signal(void **state) {
   (void)state;
   make("kill -9 $$", NULL, true, 5000, NULL);
@@ -541,6 +577,11 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_backend_hook_down_cmd_runs_and_fails, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_backend_hook_stderr_tail_is_bounded, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_backend_hook_stderr_tail_tidied, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_backend_hook_stderr_of_spaces_adds_nothing, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_backend_hook_stderr_tail_torn_character, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_backend_hook_killed_by_signal, setup, teardown),
       cmocka_unit_test_setup_teardown(test_backend_hook_timeout_kills_child, setup, teardown),
       cmocka_unit_test_setup_teardown(test_backend_hook_timeout_kills_process_group, setup,
