@@ -193,6 +193,9 @@ static void test_client_core_conversions(void **state) {
   assert_int_equal(0, pm__client_decode(sc->data, data, &ev, why));
   assert_int_equal(PM_STATE_UNKNOWN, ev.state);
   assert_string_equal("Unknown", pm_state_name(ev.state));
+  /* The last name, and one past it. */
+  assert_string_equal("Disconnecting", pm_state_name(PM_STATE_DISCONNECTING));
+  assert_string_equal("Unknown", pm_state_name((pm_state)(PM_STATE_DISCONNECTING + 1)));
   assert_true(ev.has_error);
   assert_string_equal("e", ev.error);
   pm__client_typed_free(sc->data, &ev);

@@ -277,6 +277,7 @@ static void test_contract_check_times(void **state) {
   assert_pm(PM_ESCHEMA, since("2026-11-25T16:00:0 Z"));
   /* A fraction needs a digit; the zone is Z or a whole +HH:MM, and nothing follows it. */
   assert_pm(PM_ESCHEMA, since("2026-11-25T16:00:00.Z"));
+  assert_pm(PM_ESCHEMA, since("2026-11-25T16:00:00.123"));
   assert_pm(PM_ESCHEMA, since("2026-11-25T16:00:00ZZ"));
   assert_pm(PM_ESCHEMA, since("2026-11-25T16:00:00X"));
   assert_pm(PM_ESCHEMA, since("2026-11-25T16:00:00+0100"));
@@ -339,6 +340,10 @@ static void test_contract_check_reasons_name_the_value(void **state) {
   assert_pm(PM_ESCHEMA,
             check_fields(c->data, c->n_data, json_pack("{s:s}", "State", "Conn\xc3\xa9" "cted"),
                          false, true, c->name, why));
+  assert_reason(why, "(got another value)");
+  assert_pm(PM_ESCHEMA, check_fields(c->data, c->n_data,
+                                     json_pack("{s:s}", "State", "Connected\x7f"), false, true,
+                                     c->name, why));
   assert_reason(why, "(got another value)");
   /* A value with a NUL byte inside is not the value before it. */
   assert_pm(PM_ESCHEMA, check_fields(c->data, c->n_data,
