@@ -22,6 +22,9 @@
 #define CONFIG_LINE_MAX 4096
 /* Largest config file, in bytes. */
 #define CONFIG_FILE_MAX (1024 * 1024)
+/* Most event observers --max-observers allows: each is a connection, and every event is
+ * written to each of them. */
+#define MAX_OBSERVERS_MAX 1024
 
 typedef enum {
   T_STR,   /* char * */
@@ -101,6 +104,13 @@ static const opt options[] = {
      "events kept for delivery (default 10000)", NULL, 0, 0, 0},
     {"queue-max-bytes", 0, T_SIZE, F(queue_max_bytes), 1024, SIZE_MAX, "BYTES",
      "bytes of events kept for delivery (default 67108864)", NULL, 0, 0, 0},
+    {"max-observers", 0, T_SIZE, F(max_observers), 1, MAX_OBSERVERS_MAX, "N",
+     "event observers (Mode Observe) attached at once; one more is told Busy (default 8)",
+     NULL, 0, 0, 0},
+    {"observer-max-unsent", 0, T_SIZE, F(observer_max_unsent), 1024, SIZE_MAX, "BYTES",
+     "bytes of events an observer may leave unread before it is cut off with TooSlow (default "
+     "4194304)",
+     NULL, 0, 0, 0},
     {"transient", 0, T_LIST, F(transient), 0, 0, "TYPE",
      "also treat events of TYPE as transient, like TrafficChanged (repeatable)", NULL, 0, 0, 0},
     {"allow-uid", 0, T_UIDS, F(allow_uid), 0, 0, "UID",
@@ -710,6 +720,8 @@ static void set_defaults(service_config *cfg) {
   cfg->ack_timeout_ms = PM_ACK_TIMEOUT_MS_DEFAULT;
   cfg->queue_max_events = PM_EVENT_QUEUE_MAX_EVENTS_DEFAULT;
   cfg->queue_max_bytes = PM_EVENT_QUEUE_MAX_BYTES_DEFAULT;
+  cfg->max_observers = PM_EVENT_MAX_OBSERVERS_DEFAULT;
+  cfg->observer_max_unsent = PM_EVENT_OBSERVER_MAX_UNSENT_DEFAULT;
   cfg->socket_mode = 0660;
   cfg->connect_delay_ms = 1500;
   cfg->hook_timeout_ms = 30000;

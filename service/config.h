@@ -41,6 +41,8 @@ typedef struct service_config {
   uint32_t ack_timeout_ms;
   size_t queue_max_events;
   size_t queue_max_bytes;
+  size_t max_observers;
+  size_t observer_max_unsent;
   config_strings transient;
   config_ids allow_uid;
   config_ids allow_gid;

@@ -286,7 +286,7 @@ static void cmd_get_stats(service *svc, pm_command_call *call, const json_t *par
   pm_command_call_reply(
       call, PM_RESULT_OK, NULL,
       json_pack("{s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-                "s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I}}",
+                "s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I}}",
                 "Commands", "Connections", (json_int_t)c->connections, "Ok", (json_int_t)c->ok,
                 "Failed", (json_int_t)c->failed, "BadRequest", (json_int_t)c->bad_request,
                 "NoRequest", (json_int_t)c->no_request, "Events", "Published",
@@ -300,7 +300,8 @@ static void cmd_get_stats(service *svc, pm_command_call *call, const json_t *par
                 (json_int_t)e.stale_acks, "Sessions", (json_int_t)e.sessions,
                 "DroppedUnencodable", (json_int_t)e.dropped_unencodable, "StoreErrors",
                 (json_int_t)e.store_errors, "StoreRowsSkipped", (json_int_t)e.store_skipped,
-                "Queued",
+                "ObserverSessions", (json_int_t)e.observer_sessions, "SlowObservers",
+                (json_int_t)e.slow_observers, "Observers", (json_int_t)e.observers, "Queued",
                 (json_int_t)e.queued, "Attached", e.attached, "Epoch",
                 (json_int_t)pm_event_server_epoch(svc->events)));
 }
@@ -510,6 +511,7 @@ static bool event_end_normal(const pm_event_log *e) {
                                        strlen(PM_DISCONNECT_SHUTDOWN)) == 0);
 }
 
+/* An observer's lines say "observer" before what happened; the client's keep their words. */
 static void on_event_log(const pm_event_log *e, void *data) {
   bool normal = strcmp(e->what, "attached") == 0 ||
                 (strcmp(e->what, "detached") == 0 && event_end_normal(e));
@@ -521,13 +523,13 @@ static void on_event_log(const pm_event_log *e, void *data) {
   if (strcmp(e->what, "refused") == 0)
     return;
   if (e->event_id > 0) {
-    log_msg(LVL_DEBUG, "event pid=%lld %s %s id=%lld", e->peer.pid, peer_who(&e->peer, who),
-            e->what, (long long)e->event_id);
+    log_msg(LVL_DEBUG, "event pid=%lld %s %s%s id=%lld", e->peer.pid, peer_who(&e->peer, who),
+            e->observer ? "observer " : "", e->what, (long long)e->event_id);
     return;
   }
   log_msg(normal ? LVL_INFO : LVL_WARNING,
-          "event pid=%lld %s %s%s%s%s duration_ms=%llu", e->peer.pid, peer_who(&e->peer, who),
-          e->what, e->reason ? " reason=\"" : "", e->reason ? loggable_text(e->reason, reason) : "",
+          "event pid=%lld %s %s%s%s%s%s duration_ms=%llu", e->peer.pid, peer_who(&e->peer, who),
+          e->observer ? "observer " : "", e->what, e->reason ? " reason=\"" : "", e->reason ? loggable_text(e->reason, reason) : "",
           e->reason ? "\"" : "", (unsigned long long)e->duration_ms);
 }
 
@@ -578,6 +580,8 @@ static int start_pipes(service *svc) {
   eopts.write_timeout_ms = cfg->write_timeout_ms;
   eopts.queue_max_events = cfg->queue_max_events;
   eopts.queue_max_bytes = cfg->queue_max_bytes;
+  eopts.max_observers = (unsigned)cfg->max_observers;
+  eopts.observer_max_unsent = cfg->observer_max_unsent;
   eopts.transient = (const char *const *)cfg->transient.v;
   eopts.service_name = "pipemsgd " PM_VERSION;
   eopts.socket_mode = cfg->socket_mode;

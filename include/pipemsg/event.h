@@ -88,7 +88,7 @@ typedef struct pm_event_stats {
  * (for debug logs) each event written and confirmed. */
 typedef struct pm_event_log {
   pm_peer peer;
-  int observer;       /* the session is an observer (§5.11) */
+  int observer;       /* the session is an observer, or asked to be one ("busy") (§5.11) */
   const char *what;   /* "attached", "detached", "busy", "refused", "dropped", "sent",
                          "confirmed" */
   const char *reason; /* the Disconnect reason or cause; NULL for "attached", "sent" and

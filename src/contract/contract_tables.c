@@ -39,10 +39,13 @@ static const pm__ct_type t_EventStats_Sessions_18 = {.kind = PM__CT_INTEGER, .na
 static const pm__ct_type t_EventStats_DroppedUnencodable_19 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 0 to 9223372036854775807", .min = 0, .max = INT64_MAX};
 static const pm__ct_type t_EventStats_StoreErrors_20 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 0 to 9223372036854775807", .min = 0, .max = INT64_MAX};
 static const pm__ct_type t_EventStats_StoreRowsSkipped_21 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 0 to 9223372036854775807", .min = 0, .max = INT64_MAX};
-static const pm__ct_type t_EventStats_Queued_22 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 0 to 9223372036854775807", .min = 0, .max = INT64_MAX};
-static const pm__ct_type t_EventStats_Attached_23 = {.kind = PM__CT_BOOLEAN, .name = "boolean", .expect = "a boolean (true or false)"};
-static const pm__ct_type t_EventStats_Epoch_24 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 1 to 9223372036854775807", .min = 1, .max = INT64_MAX};
-static const pm__ct_field f_EventStats_25[] = {
+static const pm__ct_type t_EventStats_ObserverSessions_22 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 0 to 9223372036854775807", .min = 0, .max = INT64_MAX};
+static const pm__ct_type t_EventStats_SlowObservers_23 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 0 to 9223372036854775807", .min = 0, .max = INT64_MAX};
+static const pm__ct_type t_EventStats_Observers_24 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 0 to 9223372036854775807", .min = 0, .max = INT64_MAX};
+static const pm__ct_type t_EventStats_Queued_25 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 0 to 9223372036854775807", .min = 0, .max = INT64_MAX};
+static const pm__ct_type t_EventStats_Attached_26 = {.kind = PM__CT_BOOLEAN, .name = "boolean", .expect = "a boolean (true or false)"};
+static const pm__ct_type t_EventStats_Epoch_27 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 1 to 9223372036854775807", .min = 1, .max = INT64_MAX};
+static const pm__ct_field f_EventStats_28[] = {
     {"Published", "Events published.", &t_EventStats_Published_7, true, NULL, true, false},
     {"Delivered", "Events confirmed by a client.", &t_EventStats_Delivered_8, true, NULL, true, false},
     {"Redelivered", "Events sent again after a lost confirmation.", &t_EventStats_Redelivered_9, true, NULL, true, false},
@@ -54,243 +57,246 @@ static const pm__ct_field f_EventStats_25[] = {
     {"AckFailures", "Confirmations that did not come in time.", &t_EventStats_AckFailures_15, true, NULL, true, false},
     {"BusyRejections", "Connections turned away because a client was attached.", &t_EventStats_BusyRejections_16, true, NULL, true, false},
     {"StaleAcks", "Confirmations of an id not in flight.", &t_EventStats_StaleAcks_17, true, NULL, true, false},
-    {"Sessions", "Sessions established.", &t_EventStats_Sessions_18, true, NULL, true, false},
+    {"Sessions", "Client sessions established.", &t_EventStats_Sessions_18, true, NULL, true, false},
     {"DroppedUnencodable", "Events dropped because a session could not encode them.", &t_EventStats_DroppedUnencodable_19, true, NULL, true, false},
     {"StoreErrors", "Event store writes that failed.", &t_EventStats_StoreErrors_20, true, NULL, true, false},
     {"StoreRowsSkipped", "Invalid event store rows removed at start.", &t_EventStats_StoreRowsSkipped_21, true, NULL, true, false},
-    {"Queued", "Events waiting in the queue.", &t_EventStats_Queued_22, true, NULL, true, false},
-    {"Attached", "Whether a client is attached.", &t_EventStats_Attached_23, true, NULL, false, false},
-    {"Epoch", "The epoch of the event ids.", &t_EventStats_Epoch_24, true, NULL, true, false},
+    {"ObserverSessions", "Observer sessions established (not in Sessions).", &t_EventStats_ObserverSessions_22, true, NULL, true, false},
+    {"SlowObservers", "Observers cut off for leaving too much unread (TooSlow).", &t_EventStats_SlowObservers_23, true, NULL, true, false},
+    {"Observers", "Observers attached now.", &t_EventStats_Observers_24, true, NULL, true, false},
+    {"Queued", "Events waiting in the queue.", &t_EventStats_Queued_25, true, NULL, true, false},
+    {"Attached", "Whether a client is attached.", &t_EventStats_Attached_26, true, NULL, false, false},
+    {"Epoch", "The epoch of the event ids.", &t_EventStats_Epoch_27, true, NULL, true, false},
 };
-static const pm__ct_type type_EventStats = {.kind = PM__CT_OBJECT, .name = "EventStats", .expect = "an object of type EventStats", .doc = "Event pipe counters since the service started (docs/protocol.md section 5).", .fields = f_EventStats_25, .n_fields = 18};
-static const pm__ct_type t_ParamInfo_Name_26 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_ParamInfo_Type_27 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_ParamInfo_Required_28 = {.kind = PM__CT_BOOLEAN, .name = "boolean", .expect = "a boolean (true or false)"};
-static const pm__ct_type t_ParamInfo_Default_29 = {.kind = PM__CT_SCALAR, .name = "scalar", .expect = "a string, an integer or a boolean"};
-static const pm__ct_type t_ParamInfo_Doc_30 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_ParamInfo_Values_item_32 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_ParamInfo_Values_31 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &t_ParamInfo_Values_item_32};
-static const pm__ct_type t_ParamInfo_Min_33 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer", .min = INT64_MIN, .max = INT64_MAX};
-static const pm__ct_type t_ParamInfo_Max_34 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer", .min = INT64_MIN, .max = INT64_MAX};
-static const pm__ct_type t_ParamInfo_MinLength_35 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer", .min = INT64_MIN, .max = INT64_MAX};
-static const pm__ct_type t_ParamInfo_MaxLength_36 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer", .min = INT64_MIN, .max = INT64_MAX};
-static const pm__ct_type t_ParamInfo_Charset_37 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_ParamInfo_Format_38 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_ParamInfo_Items_39 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_ParamInfo_MaxItems_40 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer", .min = INT64_MIN, .max = INT64_MAX};
-static const pm__ct_field f_ParamInfo_41[] = {
-    {"Name", "The member or element name.", &t_ParamInfo_Name_26, true, NULL, false, false},
-    {"Type", "string, boolean, integer, enumeration, time, scalar, list, tree or a type of Types.", &t_ParamInfo_Type_27, true, NULL, false, false},
-    {"Required", "Whether it must be present.", &t_ParamInfo_Required_28, true, NULL, false, false},
-    {"Default", "The value a missing parameter has.", &t_ParamInfo_Default_29, false, NULL, false, false},
-    {"Doc", "One line.", &t_ParamInfo_Doc_30, true, NULL, false, false},
-    {"Values", "An enumeration's values.", &t_ParamInfo_Values_31, false, NULL, false, false},
-    {"Min", "An integer's lowest value.", &t_ParamInfo_Min_33, false, NULL, false, false},
-    {"Max", "An integer's highest value.", &t_ParamInfo_Max_34, false, NULL, false, false},
-    {"MinLength", "A string's fewest bytes.", &t_ParamInfo_MinLength_35, false, NULL, false, false},
-    {"MaxLength", "A string's most bytes.", &t_ParamInfo_MaxLength_36, false, NULL, false, false},
-    {"Charset", "The characters a string may hold.", &t_ParamInfo_Charset_37, false, NULL, false, false},
-    {"Format", "A string's format, described under Formats.", &t_ParamInfo_Format_38, false, NULL, false, false},
-    {"Items", "A list's item type.", &t_ParamInfo_Items_39, false, NULL, false, false},
-    {"MaxItems", "A list's most items.", &t_ParamInfo_MaxItems_40, false, NULL, false, false},
+static const pm__ct_type type_EventStats = {.kind = PM__CT_OBJECT, .name = "EventStats", .expect = "an object of type EventStats", .doc = "Event pipe counters since the service started (docs/protocol.md section 5).", .fields = f_EventStats_28, .n_fields = 21};
+static const pm__ct_type t_ParamInfo_Name_29 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_ParamInfo_Type_30 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_ParamInfo_Required_31 = {.kind = PM__CT_BOOLEAN, .name = "boolean", .expect = "a boolean (true or false)"};
+static const pm__ct_type t_ParamInfo_Default_32 = {.kind = PM__CT_SCALAR, .name = "scalar", .expect = "a string, an integer or a boolean"};
+static const pm__ct_type t_ParamInfo_Doc_33 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_ParamInfo_Values_item_35 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_ParamInfo_Values_34 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &t_ParamInfo_Values_item_35};
+static const pm__ct_type t_ParamInfo_Min_36 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer", .min = INT64_MIN, .max = INT64_MAX};
+static const pm__ct_type t_ParamInfo_Max_37 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer", .min = INT64_MIN, .max = INT64_MAX};
+static const pm__ct_type t_ParamInfo_MinLength_38 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer", .min = INT64_MIN, .max = INT64_MAX};
+static const pm__ct_type t_ParamInfo_MaxLength_39 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer", .min = INT64_MIN, .max = INT64_MAX};
+static const pm__ct_type t_ParamInfo_Charset_40 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_ParamInfo_Format_41 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_ParamInfo_Items_42 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_ParamInfo_MaxItems_43 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer", .min = INT64_MIN, .max = INT64_MAX};
+static const pm__ct_field f_ParamInfo_44[] = {
+    {"Name", "The member or element name.", &t_ParamInfo_Name_29, true, NULL, false, false},
+    {"Type", "string, boolean, integer, enumeration, time, scalar, list, tree or a type of Types.", &t_ParamInfo_Type_30, true, NULL, false, false},
+    {"Required", "Whether it must be present.", &t_ParamInfo_Required_31, true, NULL, false, false},
+    {"Default", "The value a missing parameter has.", &t_ParamInfo_Default_32, false, NULL, false, false},
+    {"Doc", "One line.", &t_ParamInfo_Doc_33, true, NULL, false, false},
+    {"Values", "An enumeration's values.", &t_ParamInfo_Values_34, false, NULL, false, false},
+    {"Min", "An integer's lowest value.", &t_ParamInfo_Min_36, false, NULL, false, false},
+    {"Max", "An integer's highest value.", &t_ParamInfo_Max_37, false, NULL, false, false},
+    {"MinLength", "A string's fewest bytes.", &t_ParamInfo_MinLength_38, false, NULL, false, false},
+    {"MaxLength", "A string's most bytes.", &t_ParamInfo_MaxLength_39, false, NULL, false, false},
+    {"Charset", "The characters a string may hold.", &t_ParamInfo_Charset_40, false, NULL, false, false},
+    {"Format", "A string's format, described under Formats.", &t_ParamInfo_Format_41, false, NULL, false, false},
+    {"Items", "A list's item type.", &t_ParamInfo_Items_42, false, NULL, false, false},
+    {"MaxItems", "A list's most items.", &t_ParamInfo_MaxItems_43, false, NULL, false, false},
 };
-static const pm__ct_type type_ParamInfo = {.kind = PM__CT_OBJECT, .name = "ParamInfo", .expect = "an object of type ParamInfo", .doc = "One parameter of a command, or one field of a Data, as GetCommands describes it.", .fields = f_ParamInfo_41, .n_fields = 14};
-static const pm__ct_type t_CommandInfo_Name_42 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_CommandInfo_Doc_43 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_CommandInfo_Params_44 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &type_ParamInfo};
-static const pm__ct_type t_CommandInfo_Data_45 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &type_ParamInfo};
-static const pm__ct_type t_CommandInfo_Results_item_47 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_CommandInfo_Results_46 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &t_CommandInfo_Results_item_47};
-static const pm__ct_field f_CommandInfo_48[] = {
-    {"Name", "The command name.", &t_CommandInfo_Name_42, true, NULL, false, false},
-    {"Doc", "One line.", &t_CommandInfo_Doc_43, true, NULL, false, false},
-    {"Params", "Its parameters (Echo takes any).", &t_CommandInfo_Params_44, true, NULL, false, false},
-    {"Data", "The fields of its Ok answer's Data.", &t_CommandInfo_Data_45, true, NULL, false, false},
-    {"Results", "What it may answer beyond Ok and BadRequest.", &t_CommandInfo_Results_46, true, NULL, false, false},
+static const pm__ct_type type_ParamInfo = {.kind = PM__CT_OBJECT, .name = "ParamInfo", .expect = "an object of type ParamInfo", .doc = "One parameter of a command, or one field of a Data, as GetCommands describes it.", .fields = f_ParamInfo_44, .n_fields = 14};
+static const pm__ct_type t_CommandInfo_Name_45 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_CommandInfo_Doc_46 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_CommandInfo_Params_47 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &type_ParamInfo};
+static const pm__ct_type t_CommandInfo_Data_48 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &type_ParamInfo};
+static const pm__ct_type t_CommandInfo_Results_item_50 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_CommandInfo_Results_49 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &t_CommandInfo_Results_item_50};
+static const pm__ct_field f_CommandInfo_51[] = {
+    {"Name", "The command name.", &t_CommandInfo_Name_45, true, NULL, false, false},
+    {"Doc", "One line.", &t_CommandInfo_Doc_46, true, NULL, false, false},
+    {"Params", "Its parameters (Echo takes any).", &t_CommandInfo_Params_47, true, NULL, false, false},
+    {"Data", "The fields of its Ok answer's Data.", &t_CommandInfo_Data_48, true, NULL, false, false},
+    {"Results", "What it may answer beyond Ok and BadRequest.", &t_CommandInfo_Results_49, true, NULL, false, false},
 };
-static const pm__ct_type type_CommandInfo = {.kind = PM__CT_OBJECT, .name = "CommandInfo", .expect = "an object of type CommandInfo", .doc = "One command, as GetCommands describes it.", .fields = f_CommandInfo_48, .n_fields = 5};
-static const pm__ct_type t_EventInfo_Type_49 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_EventInfo_Transient_50 = {.kind = PM__CT_BOOLEAN, .name = "boolean", .expect = "a boolean (true or false)"};
-static const pm__ct_type t_EventInfo_Doc_51 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_EventInfo_Fields_52 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &type_ParamInfo};
-static const pm__ct_field f_EventInfo_53[] = {
-    {"Type", "The event type.", &t_EventInfo_Type_49, true, NULL, false, false},
-    {"Transient", "Whether it is transient (dropped, never queued, without a client).", &t_EventInfo_Transient_50, true, NULL, false, false},
-    {"Doc", "One line.", &t_EventInfo_Doc_51, true, NULL, false, false},
-    {"Fields", "The fields of its Data.", &t_EventInfo_Fields_52, true, NULL, false, false},
+static const pm__ct_type type_CommandInfo = {.kind = PM__CT_OBJECT, .name = "CommandInfo", .expect = "an object of type CommandInfo", .doc = "One command, as GetCommands describes it.", .fields = f_CommandInfo_51, .n_fields = 5};
+static const pm__ct_type t_EventInfo_Type_52 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_EventInfo_Transient_53 = {.kind = PM__CT_BOOLEAN, .name = "boolean", .expect = "a boolean (true or false)"};
+static const pm__ct_type t_EventInfo_Doc_54 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_EventInfo_Fields_55 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &type_ParamInfo};
+static const pm__ct_field f_EventInfo_56[] = {
+    {"Type", "The event type.", &t_EventInfo_Type_52, true, NULL, false, false},
+    {"Transient", "Whether it is transient (dropped, never queued, without a client).", &t_EventInfo_Transient_53, true, NULL, false, false},
+    {"Doc", "One line.", &t_EventInfo_Doc_54, true, NULL, false, false},
+    {"Fields", "The fields of its Data.", &t_EventInfo_Fields_55, true, NULL, false, false},
 };
-static const pm__ct_type type_EventInfo = {.kind = PM__CT_OBJECT, .name = "EventInfo", .expect = "an object of type EventInfo", .doc = "One event type, as GetCommands describes it.", .fields = f_EventInfo_53, .n_fields = 4};
-static const pm__ct_type t_TypeInfo_Name_54 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_TypeInfo_Doc_55 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_TypeInfo_Fields_56 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &type_ParamInfo};
-static const pm__ct_field f_TypeInfo_57[] = {
-    {"Name", "The type name.", &t_TypeInfo_Name_54, true, NULL, false, false},
-    {"Doc", "One line.", &t_TypeInfo_Doc_55, true, NULL, false, false},
-    {"Fields", "Its fields.", &t_TypeInfo_Fields_56, true, NULL, false, false},
+static const pm__ct_type type_EventInfo = {.kind = PM__CT_OBJECT, .name = "EventInfo", .expect = "an object of type EventInfo", .doc = "One event type, as GetCommands describes it.", .fields = f_EventInfo_56, .n_fields = 4};
+static const pm__ct_type t_TypeInfo_Name_57 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_TypeInfo_Doc_58 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_TypeInfo_Fields_59 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &type_ParamInfo};
+static const pm__ct_field f_TypeInfo_60[] = {
+    {"Name", "The type name.", &t_TypeInfo_Name_57, true, NULL, false, false},
+    {"Doc", "One line.", &t_TypeInfo_Doc_58, true, NULL, false, false},
+    {"Fields", "Its fields.", &t_TypeInfo_Fields_59, true, NULL, false, false},
 };
-static const pm__ct_type type_TypeInfo = {.kind = PM__CT_OBJECT, .name = "TypeInfo", .expect = "an object of type TypeInfo", .doc = "One named type used by a field.", .fields = f_TypeInfo_57, .n_fields = 3};
-static const pm__ct_type t_FormatInfo_Name_58 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_FormatInfo_Doc_59 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_FormatInfo_Pattern_60 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_field f_FormatInfo_61[] = {
-    {"Name", "The format name.", &t_FormatInfo_Name_58, true, NULL, false, false},
-    {"Doc", "One line.", &t_FormatInfo_Doc_59, true, NULL, false, false},
-    {"Pattern", "The regular expression (XSD and JSON Schema syntax) a whole value matches.", &t_FormatInfo_Pattern_60, true, NULL, false, false},
+static const pm__ct_type type_TypeInfo = {.kind = PM__CT_OBJECT, .name = "TypeInfo", .expect = "an object of type TypeInfo", .doc = "One named type used by a field.", .fields = f_TypeInfo_60, .n_fields = 3};
+static const pm__ct_type t_FormatInfo_Name_61 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_FormatInfo_Doc_62 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_FormatInfo_Pattern_63 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_field f_FormatInfo_64[] = {
+    {"Name", "The format name.", &t_FormatInfo_Name_61, true, NULL, false, false},
+    {"Doc", "One line.", &t_FormatInfo_Doc_62, true, NULL, false, false},
+    {"Pattern", "The regular expression (XSD and JSON Schema syntax) a whole value matches.", &t_FormatInfo_Pattern_63, true, NULL, false, false},
 };
-static const pm__ct_type type_FormatInfo = {.kind = PM__CT_OBJECT, .name = "FormatInfo", .expect = "an object of type FormatInfo", .doc = "One string format.", .fields = f_FormatInfo_61, .n_fields = 3};
-static const pm__ct_type t_GetCommands_data_Commands_62 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &type_CommandInfo};
-static const pm__ct_type t_GetCommands_data_Events_63 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &type_EventInfo};
-static const pm__ct_type t_GetCommands_data_Types_64 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &type_TypeInfo};
-static const pm__ct_type t_GetCommands_data_Formats_65 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &type_FormatInfo};
-static const pm__ct_field f_GetCommands_data_66[] = {
-    {"Commands", "The commands this service accepts (test commands only with --test-commands).", &t_GetCommands_data_Commands_62, true, NULL, false, false},
-    {"Events", "The event types.", &t_GetCommands_data_Events_63, true, NULL, false, false},
-    {"Types", "The named types the fields use.", &t_GetCommands_data_Types_64, true, NULL, false, false},
-    {"Formats", "The string formats the fields use.", &t_GetCommands_data_Formats_65, true, NULL, false, false},
+static const pm__ct_type type_FormatInfo = {.kind = PM__CT_OBJECT, .name = "FormatInfo", .expect = "an object of type FormatInfo", .doc = "One string format.", .fields = f_FormatInfo_64, .n_fields = 3};
+static const pm__ct_type t_GetCommands_data_Commands_65 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &type_CommandInfo};
+static const pm__ct_type t_GetCommands_data_Events_66 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &type_EventInfo};
+static const pm__ct_type t_GetCommands_data_Types_67 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &type_TypeInfo};
+static const pm__ct_type t_GetCommands_data_Formats_68 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &type_FormatInfo};
+static const pm__ct_field f_GetCommands_data_69[] = {
+    {"Commands", "The commands this service accepts (test commands only with --test-commands).", &t_GetCommands_data_Commands_65, true, NULL, false, false},
+    {"Events", "The event types.", &t_GetCommands_data_Events_66, true, NULL, false, false},
+    {"Types", "The named types the fields use.", &t_GetCommands_data_Types_67, true, NULL, false, false},
+    {"Formats", "The string formats the fields use.", &t_GetCommands_data_Formats_68, true, NULL, false, false},
 };
-static const pm__ct_type t_GetVersion_data_Version_67 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_GetVersion_data_Protocol_68 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 1 to 9223372036854775807", .min = 1, .max = INT64_MAX};
-static const pm__ct_type t_GetVersion_data_Service_69 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_field f_GetVersion_data_70[] = {
-    {"Version", "pipemsg's version.", &t_GetVersion_data_Version_67, true, NULL, false, false},
-    {"Protocol", "The protocol version.", &t_GetVersion_data_Protocol_68, true, NULL, true, false},
-    {"Service", "The service's name.", &t_GetVersion_data_Service_69, true, NULL, false, false},
+static const pm__ct_type t_GetVersion_data_Version_70 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_GetVersion_data_Protocol_71 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 1 to 9223372036854775807", .min = 1, .max = INT64_MAX};
+static const pm__ct_type t_GetVersion_data_Service_72 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_field f_GetVersion_data_73[] = {
+    {"Version", "pipemsg's version.", &t_GetVersion_data_Version_70, true, NULL, false, false},
+    {"Protocol", "The protocol version.", &t_GetVersion_data_Protocol_71, true, NULL, true, false},
+    {"Service", "The service's name.", &t_GetVersion_data_Service_72, true, NULL, false, false},
 };
-static const char *const v_GetState_data_State_72[] = {"Disconnected", "Connecting", "Connected", "Disconnecting"};
-static const pm__ct_type t_GetState_data_State_71 = {.kind = PM__CT_ENUMERATION, .name = "enumeration", .expect = "one of Disconnected, Connecting, Connected, Disconnecting", .values = v_GetState_data_State_72, .n_values = 4};
-static const pm__ct_type t_GetState_data_Location_73 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_GetState_data_KillSwitch_74 = {.kind = PM__CT_BOOLEAN, .name = "boolean", .expect = "a boolean (true or false)"};
-static const pm__ct_type t_GetState_data_ReconnectionEnabled_75 = {.kind = PM__CT_BOOLEAN, .name = "boolean", .expect = "a boolean (true or false)"};
-static const pm__ct_type t_GetState_data_BypassDomains_item_77 = {.kind = PM__CT_STRING, .name = "string", .expect = "a domain name (labels of letters, digits and inner '-' joined by '.', may start *.)", .format = &format_domain};
-static const pm__ct_type t_GetState_data_BypassDomains_76 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &t_GetState_data_BypassDomains_item_77};
-static const pm__ct_type t_GetState_data_Since_78 = {.kind = PM__CT_TIME, .name = "time", .expect = "an RFC 3339 time"};
-static const pm__ct_type t_GetState_data_LastError_79 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_field f_GetState_data_80[] = {
-    {"State", "The VPN state.", &t_GetState_data_State_71, true, NULL, false, false},
-    {"Location", "The location of the last start (auto before any).", &t_GetState_data_Location_73, true, NULL, false, false},
-    {"KillSwitch", "The kept kill switch setting.", &t_GetState_data_KillSwitch_74, true, NULL, false, false},
-    {"ReconnectionEnabled", "The kept reconnection setting.", &t_GetState_data_ReconnectionEnabled_75, true, NULL, false, false},
-    {"BypassDomains", "The kept bypass domains.", &t_GetState_data_BypassDomains_76, true, NULL, false, false},
-    {"Since", "When the state last changed.", &t_GetState_data_Since_78, true, NULL, false, false},
-    {"LastError", "Why the last attempt failed, while it is the last.", &t_GetState_data_LastError_79, false, NULL, false, false},
+static const char *const v_GetState_data_State_75[] = {"Disconnected", "Connecting", "Connected", "Disconnecting"};
+static const pm__ct_type t_GetState_data_State_74 = {.kind = PM__CT_ENUMERATION, .name = "enumeration", .expect = "one of Disconnected, Connecting, Connected, Disconnecting", .values = v_GetState_data_State_75, .n_values = 4};
+static const pm__ct_type t_GetState_data_Location_76 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_GetState_data_KillSwitch_77 = {.kind = PM__CT_BOOLEAN, .name = "boolean", .expect = "a boolean (true or false)"};
+static const pm__ct_type t_GetState_data_ReconnectionEnabled_78 = {.kind = PM__CT_BOOLEAN, .name = "boolean", .expect = "a boolean (true or false)"};
+static const pm__ct_type t_GetState_data_BypassDomains_item_80 = {.kind = PM__CT_STRING, .name = "string", .expect = "a domain name (labels of letters, digits and inner '-' joined by '.', may start *.)", .format = &format_domain};
+static const pm__ct_type t_GetState_data_BypassDomains_79 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of items", .items = &t_GetState_data_BypassDomains_item_80};
+static const pm__ct_type t_GetState_data_Since_81 = {.kind = PM__CT_TIME, .name = "time", .expect = "an RFC 3339 time"};
+static const pm__ct_type t_GetState_data_LastError_82 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_field f_GetState_data_83[] = {
+    {"State", "The VPN state.", &t_GetState_data_State_74, true, NULL, false, false},
+    {"Location", "The location of the last start (auto before any).", &t_GetState_data_Location_76, true, NULL, false, false},
+    {"KillSwitch", "The kept kill switch setting.", &t_GetState_data_KillSwitch_77, true, NULL, false, false},
+    {"ReconnectionEnabled", "The kept reconnection setting.", &t_GetState_data_ReconnectionEnabled_78, true, NULL, false, false},
+    {"BypassDomains", "The kept bypass domains.", &t_GetState_data_BypassDomains_79, true, NULL, false, false},
+    {"Since", "When the state last changed.", &t_GetState_data_Since_81, true, NULL, false, false},
+    {"LastError", "Why the last attempt failed, while it is the last.", &t_GetState_data_LastError_82, false, NULL, false, false},
 };
-static const pm__ct_type t_StartVpn_params_Location_81 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string of 1 to 64 bytes of the characters A-Za-z0-9._-", .min_length = 1, .max_length = 64, .charset = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-", .charset_spec = "A-Za-z0-9._-"};
-static const pm__ct_type t_StartVpn_params_EnableKillSwitch_82 = {.kind = PM__CT_BOOLEAN, .name = "boolean", .expect = "a boolean (true or false)"};
-static const pm__ct_field f_StartVpn_params_83[] = {
-    {"Location", "Where to connect: a location name.", &t_StartVpn_params_Location_81, false, "auto", false, false},
-    {"EnableKillSwitch", "Sets and keeps the kill switch first (default: the kept setting).", &t_StartVpn_params_EnableKillSwitch_82, false, NULL, false, false},
+static const pm__ct_type t_StartVpn_params_Location_84 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string of 1 to 64 bytes of the characters A-Za-z0-9._-", .min_length = 1, .max_length = 64, .charset = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-", .charset_spec = "A-Za-z0-9._-"};
+static const pm__ct_type t_StartVpn_params_EnableKillSwitch_85 = {.kind = PM__CT_BOOLEAN, .name = "boolean", .expect = "a boolean (true or false)"};
+static const pm__ct_field f_StartVpn_params_86[] = {
+    {"Location", "Where to connect: a location name.", &t_StartVpn_params_Location_84, false, "auto", false, false},
+    {"EnableKillSwitch", "Sets and keeps the kill switch first (default: the kept setting).", &t_StartVpn_params_EnableKillSwitch_85, false, NULL, false, false},
 };
-static const char *const v_StartVpn_data_State_85[] = {"Connecting"};
-static const pm__ct_type t_StartVpn_data_State_84 = {.kind = PM__CT_ENUMERATION, .name = "enumeration", .expect = "one of Connecting", .values = v_StartVpn_data_State_85, .n_values = 1};
-static const pm__ct_field f_StartVpn_data_86[] = {
-    {"State", "Connecting.", &t_StartVpn_data_State_84, true, NULL, false, false},
+static const char *const v_StartVpn_data_State_88[] = {"Connecting"};
+static const pm__ct_type t_StartVpn_data_State_87 = {.kind = PM__CT_ENUMERATION, .name = "enumeration", .expect = "one of Connecting", .values = v_StartVpn_data_State_88, .n_values = 1};
+static const pm__ct_field f_StartVpn_data_89[] = {
+    {"State", "Connecting.", &t_StartVpn_data_State_87, true, NULL, false, false},
 };
-static const char *const r_StartVpn_87[] = {"TooManyRequests", "Error"};
-static const char *const v_StopVpn_data_State_89[] = {"Disconnecting"};
-static const pm__ct_type t_StopVpn_data_State_88 = {.kind = PM__CT_ENUMERATION, .name = "enumeration", .expect = "one of Disconnecting", .values = v_StopVpn_data_State_89, .n_values = 1};
-static const pm__ct_field f_StopVpn_data_90[] = {
-    {"State", "Disconnecting.", &t_StopVpn_data_State_88, true, NULL, false, false},
+static const char *const r_StartVpn_90[] = {"TooManyRequests", "Error"};
+static const char *const v_StopVpn_data_State_92[] = {"Disconnecting"};
+static const pm__ct_type t_StopVpn_data_State_91 = {.kind = PM__CT_ENUMERATION, .name = "enumeration", .expect = "one of Disconnecting", .values = v_StopVpn_data_State_92, .n_values = 1};
+static const pm__ct_field f_StopVpn_data_93[] = {
+    {"State", "Disconnecting.", &t_StopVpn_data_State_91, true, NULL, false, false},
 };
-static const char *const r_StopVpn_91[] = {"TooManyRequests", "Error"};
-static const pm__ct_type t_GetTraffic_data_BytesSent_92 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 0 to 9223372036854775807", .min = 0, .max = INT64_MAX};
-static const pm__ct_type t_GetTraffic_data_BytesReceived_93 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 0 to 9223372036854775807", .min = 0, .max = INT64_MAX};
-static const pm__ct_field f_GetTraffic_data_94[] = {
-    {"BytesSent", "Bytes sent.", &t_GetTraffic_data_BytesSent_92, true, NULL, true, false},
-    {"BytesReceived", "Bytes received.", &t_GetTraffic_data_BytesReceived_93, true, NULL, true, false},
+static const char *const r_StopVpn_94[] = {"TooManyRequests", "Error"};
+static const pm__ct_type t_GetTraffic_data_BytesSent_95 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 0 to 9223372036854775807", .min = 0, .max = INT64_MAX};
+static const pm__ct_type t_GetTraffic_data_BytesReceived_96 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 0 to 9223372036854775807", .min = 0, .max = INT64_MAX};
+static const pm__ct_field f_GetTraffic_data_97[] = {
+    {"BytesSent", "Bytes sent.", &t_GetTraffic_data_BytesSent_95, true, NULL, true, false},
+    {"BytesReceived", "Bytes received.", &t_GetTraffic_data_BytesReceived_96, true, NULL, true, false},
 };
-static const pm__ct_field f_GetStats_data_95[] = {
+static const pm__ct_field f_GetStats_data_98[] = {
     {"Commands", "Command pipe counters.", &type_CommandStats, true, NULL, false, false},
     {"Events", "Event pipe counters.", &type_EventStats, true, NULL, false, false},
 };
-static const char *const r_EnableKillSwitch_96[] = {"Error"};
-static const char *const r_DisableKillSwitch_97[] = {"Error"};
-static const pm__ct_type t_SetReconnectionEnabled_params_Enabled_98 = {.kind = PM__CT_BOOLEAN, .name = "boolean", .expect = "a boolean (true or false)"};
-static const pm__ct_field f_SetReconnectionEnabled_params_99[] = {
-    {"Enabled", "Whether to reconnect.", &t_SetReconnectionEnabled_params_Enabled_98, true, NULL, false, false},
+static const char *const r_EnableKillSwitch_99[] = {"Error"};
+static const char *const r_DisableKillSwitch_100[] = {"Error"};
+static const pm__ct_type t_SetReconnectionEnabled_params_Enabled_101 = {.kind = PM__CT_BOOLEAN, .name = "boolean", .expect = "a boolean (true or false)"};
+static const pm__ct_field f_SetReconnectionEnabled_params_102[] = {
+    {"Enabled", "Whether to reconnect.", &t_SetReconnectionEnabled_params_Enabled_101, true, NULL, false, false},
 };
-static const char *const r_SetReconnectionEnabled_100[] = {"Error"};
-static const pm__ct_type t_IsReconnectionEnabled_data_Enabled_101 = {.kind = PM__CT_BOOLEAN, .name = "boolean", .expect = "a boolean (true or false)"};
-static const pm__ct_field f_IsReconnectionEnabled_data_102[] = {
-    {"Enabled", "Whether a lost tunnel is reconnected.", &t_IsReconnectionEnabled_data_Enabled_101, true, NULL, false, false},
+static const char *const r_SetReconnectionEnabled_103[] = {"Error"};
+static const pm__ct_type t_IsReconnectionEnabled_data_Enabled_104 = {.kind = PM__CT_BOOLEAN, .name = "boolean", .expect = "a boolean (true or false)"};
+static const pm__ct_field f_IsReconnectionEnabled_data_105[] = {
+    {"Enabled", "Whether a lost tunnel is reconnected.", &t_IsReconnectionEnabled_data_Enabled_104, true, NULL, false, false},
 };
-static const pm__ct_type t_ConfigureBypassDomains_params_Domains_item_104 = {.kind = PM__CT_STRING, .name = "string", .expect = "a domain name (labels of letters, digits and inner '-' joined by '.', may start *.)", .format = &format_domain};
-static const pm__ct_type t_ConfigureBypassDomains_params_Domains_103 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of at most 256 items", .items = &t_ConfigureBypassDomains_params_Domains_item_104, .max_items = 256};
-static const pm__ct_field f_ConfigureBypassDomains_params_105[] = {
-    {"Domains", "Domain names, each optionally starting *.", &t_ConfigureBypassDomains_params_Domains_103, true, NULL, false, false},
+static const pm__ct_type t_ConfigureBypassDomains_params_Domains_item_107 = {.kind = PM__CT_STRING, .name = "string", .expect = "a domain name (labels of letters, digits and inner '-' joined by '.', may start *.)", .format = &format_domain};
+static const pm__ct_type t_ConfigureBypassDomains_params_Domains_106 = {.kind = PM__CT_LIST, .name = "list", .expect = "a list of at most 256 items", .items = &t_ConfigureBypassDomains_params_Domains_item_107, .max_items = 256};
+static const pm__ct_field f_ConfigureBypassDomains_params_108[] = {
+    {"Domains", "Domain names, each optionally starting *.", &t_ConfigureBypassDomains_params_Domains_106, true, NULL, false, false},
 };
-static const pm__ct_type t_ConfigureBypassDomains_data_Count_106 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 0 to 256", .min = 0, .max = 256};
-static const pm__ct_field f_ConfigureBypassDomains_data_107[] = {
-    {"Count", "How many domains are kept.", &t_ConfigureBypassDomains_data_Count_106, true, NULL, true, true},
+static const pm__ct_type t_ConfigureBypassDomains_data_Count_109 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 0 to 256", .min = 0, .max = 256};
+static const pm__ct_field f_ConfigureBypassDomains_data_110[] = {
+    {"Count", "How many domains are kept.", &t_ConfigureBypassDomains_data_Count_109, true, NULL, true, true},
 };
-static const char *const r_ConfigureBypassDomains_108[] = {"Error"};
-static const pm__ct_type t_EmitEvent_params_Type_109 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string of 1 to 64 bytes of the characters A-Za-z0-9, the first one of A-Za-z", .min_length = 1, .max_length = 64, .charset = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", .charset_spec = "A-Za-z0-9", .first = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"};
-static const pm__ct_type t_EmitEvent_params_Data_110 = {.kind = PM__CT_TREE, .name = "tree", .expect = "an object"};
-static const pm__ct_type t_EmitEvent_params_Count_111 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 1 to 1000000", .min = 1, .max = 1000000};
-static const pm__ct_field f_EmitEvent_params_112[] = {
-    {"Type", "The event type: a letter, then letters and digits.", &t_EmitEvent_params_Type_109, true, NULL, false, false},
-    {"Data", "The event's Data; for a declared event type, checked against its declaration (none: published without Data).", &t_EmitEvent_params_Data_110, false, NULL, false, false},
-    {"Count", "How many events to publish.", &t_EmitEvent_params_Count_111, false, "1", true, true},
+static const char *const r_ConfigureBypassDomains_111[] = {"Error"};
+static const pm__ct_type t_EmitEvent_params_Type_112 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string of 1 to 64 bytes of the characters A-Za-z0-9, the first one of A-Za-z", .min_length = 1, .max_length = 64, .charset = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", .charset_spec = "A-Za-z0-9", .first = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"};
+static const pm__ct_type t_EmitEvent_params_Data_113 = {.kind = PM__CT_TREE, .name = "tree", .expect = "an object"};
+static const pm__ct_type t_EmitEvent_params_Count_114 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 1 to 1000000", .min = 1, .max = 1000000};
+static const pm__ct_field f_EmitEvent_params_115[] = {
+    {"Type", "The event type: a letter, then letters and digits.", &t_EmitEvent_params_Type_112, true, NULL, false, false},
+    {"Data", "The event's Data; for a declared event type, checked against its declaration (none: published without Data).", &t_EmitEvent_params_Data_113, false, NULL, false, false},
+    {"Count", "How many events to publish.", &t_EmitEvent_params_Count_114, false, "1", true, true},
 };
-static const pm__ct_type t_EmitEvent_data_FirstId_113 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 1 to 9223372036854775807", .min = 1, .max = INT64_MAX};
-static const pm__ct_type t_EmitEvent_data_LastId_114 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 1 to 9223372036854775807", .min = 1, .max = INT64_MAX};
-static const pm__ct_field f_EmitEvent_data_115[] = {
-    {"FirstId", "The id of the first event published.", &t_EmitEvent_data_FirstId_113, true, NULL, true, false},
-    {"LastId", "The id of the last event published.", &t_EmitEvent_data_LastId_114, true, NULL, true, false},
+static const pm__ct_type t_EmitEvent_data_FirstId_116 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 1 to 9223372036854775807", .min = 1, .max = INT64_MAX};
+static const pm__ct_type t_EmitEvent_data_LastId_117 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 1 to 9223372036854775807", .min = 1, .max = INT64_MAX};
+static const pm__ct_field f_EmitEvent_data_118[] = {
+    {"FirstId", "The id of the first event published.", &t_EmitEvent_data_FirstId_116, true, NULL, true, false},
+    {"LastId", "The id of the last event published.", &t_EmitEvent_data_LastId_117, true, NULL, true, false},
 };
-static const char *const r_EmitEvent_116[] = {"Error"};
-static const char *const v_StateChanged_State_118[] = {"Disconnected", "Connecting", "Connected", "Disconnecting"};
-static const pm__ct_type t_StateChanged_State_117 = {.kind = PM__CT_ENUMERATION, .name = "enumeration", .expect = "one of Disconnected, Connecting, Connected, Disconnecting", .values = v_StateChanged_State_118, .n_values = 4};
-static const pm__ct_type t_StateChanged_Location_119 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_StateChanged_Error_120 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_field f_StateChanged_121[] = {
-    {"State", "The new state.", &t_StateChanged_State_117, true, NULL, false, false},
-    {"Location", "The location of the last start.", &t_StateChanged_Location_119, true, NULL, false, false},
-    {"Error", "The failure that caused the change.", &t_StateChanged_Error_120, false, NULL, false, false},
+static const char *const r_EmitEvent_119[] = {"Error"};
+static const char *const v_StateChanged_State_121[] = {"Disconnected", "Connecting", "Connected", "Disconnecting"};
+static const pm__ct_type t_StateChanged_State_120 = {.kind = PM__CT_ENUMERATION, .name = "enumeration", .expect = "one of Disconnected, Connecting, Connected, Disconnecting", .values = v_StateChanged_State_121, .n_values = 4};
+static const pm__ct_type t_StateChanged_Location_122 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_StateChanged_Error_123 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_field f_StateChanged_124[] = {
+    {"State", "The new state.", &t_StateChanged_State_120, true, NULL, false, false},
+    {"Location", "The location of the last start.", &t_StateChanged_Location_122, true, NULL, false, false},
+    {"Error", "The failure that caused the change.", &t_StateChanged_Error_123, false, NULL, false, false},
 };
-static const pm__ct_type t_TrafficChanged_BytesSent_122 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 0 to 9223372036854775807", .min = 0, .max = INT64_MAX};
-static const pm__ct_type t_TrafficChanged_BytesReceived_123 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 0 to 9223372036854775807", .min = 0, .max = INT64_MAX};
-static const pm__ct_field f_TrafficChanged_124[] = {
-    {"BytesSent", "Bytes sent.", &t_TrafficChanged_BytesSent_122, true, NULL, true, false},
-    {"BytesReceived", "Bytes received.", &t_TrafficChanged_BytesReceived_123, true, NULL, true, false},
+static const pm__ct_type t_TrafficChanged_BytesSent_125 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 0 to 9223372036854775807", .min = 0, .max = INT64_MAX};
+static const pm__ct_type t_TrafficChanged_BytesReceived_126 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 0 to 9223372036854775807", .min = 0, .max = INT64_MAX};
+static const pm__ct_field f_TrafficChanged_127[] = {
+    {"BytesSent", "Bytes sent.", &t_TrafficChanged_BytesSent_125, true, NULL, true, false},
+    {"BytesReceived", "Bytes received.", &t_TrafficChanged_BytesReceived_126, true, NULL, true, false},
 };
-static const pm__ct_type t_ErrorOccured_Result_125 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_type t_ErrorOccured_Message_126 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
-static const pm__ct_field f_ErrorOccured_127[] = {
-    {"Result", "The result, Error.", &t_ErrorOccured_Result_125, true, NULL, false, false},
-    {"Message", "What failed.", &t_ErrorOccured_Message_126, true, NULL, false, false},
+static const pm__ct_type t_ErrorOccured_Result_128 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_type t_ErrorOccured_Message_129 = {.kind = PM__CT_STRING, .name = "string", .expect = "a string"};
+static const pm__ct_field f_ErrorOccured_130[] = {
+    {"Result", "The result, Error.", &t_ErrorOccured_Result_128, true, NULL, false, false},
+    {"Message", "What failed.", &t_ErrorOccured_Message_129, true, NULL, false, false},
 };
-static const pm__ct_type t_EventsLost_Count_128 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 1 to 9223372036854775807", .min = 1, .max = INT64_MAX};
-static const pm__ct_type t_EventsLost_FirstId_129 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 1 to 9223372036854775807", .min = 1, .max = INT64_MAX};
-static const pm__ct_type t_EventsLost_LastId_130 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 1 to 9223372036854775807", .min = 1, .max = INT64_MAX};
-static const pm__ct_field f_EventsLost_131[] = {
-    {"Count", "How many events were dropped.", &t_EventsLost_Count_128, true, NULL, true, false},
-    {"FirstId", "The id of the first event dropped.", &t_EventsLost_FirstId_129, true, NULL, true, false},
-    {"LastId", "The id of the last event dropped (this event's Id).", &t_EventsLost_LastId_130, true, NULL, true, false},
+static const pm__ct_type t_EventsLost_Count_131 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 1 to 9223372036854775807", .min = 1, .max = INT64_MAX};
+static const pm__ct_type t_EventsLost_FirstId_132 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 1 to 9223372036854775807", .min = 1, .max = INT64_MAX};
+static const pm__ct_type t_EventsLost_LastId_133 = {.kind = PM__CT_INTEGER, .name = "integer", .expect = "an integer from 1 to 9223372036854775807", .min = 1, .max = INT64_MAX};
+static const pm__ct_field f_EventsLost_134[] = {
+    {"Count", "How many events were dropped.", &t_EventsLost_Count_131, true, NULL, true, false},
+    {"FirstId", "The id of the first event dropped.", &t_EventsLost_FirstId_132, true, NULL, true, false},
+    {"LastId", "The id of the last event dropped (this event's Id).", &t_EventsLost_LastId_133, true, NULL, true, false},
 };
 
 const pm__ct_command pm__contract_commands[] = {
-    {"GetCommands", "The contract: every command the service accepts and every event type.", NULL, 0, f_GetCommands_data_66, 4, NULL, 0, false, false, false},
-    {"GetVersion", "The service's version and protocol version.", NULL, 0, f_GetVersion_data_70, 3, NULL, 0, false, false, false},
-    {"GetState", "The VPN's state and settings.", NULL, 0, f_GetState_data_80, 7, NULL, 0, false, false, false},
-    {"StartVpn", "Starts connecting; Ok once connecting has begun, the outcome comes as StateChanged events.", f_StartVpn_params_83, 2, f_StartVpn_data_86, 1, r_StartVpn_87, 2, false, false, false},
-    {"StopVpn", "Starts disconnecting (cancels an attempt still connecting); the outcome comes as StateChanged events.", NULL, 0, f_StopVpn_data_90, 1, r_StopVpn_91, 2, false, false, false},
-    {"GetTraffic", "Bytes through the tunnel.", NULL, 0, f_GetTraffic_data_94, 2, NULL, 0, false, false, false},
-    {"GetStats", "The service's command and event pipe counters.", NULL, 0, f_GetStats_data_95, 2, NULL, 0, false, false, false},
-    {"EnableKillSwitch", "Turns the kill switch on and keeps the setting.", NULL, 0, NULL, 0, r_EnableKillSwitch_96, 1, false, false, false},
-    {"DisableKillSwitch", "Turns the kill switch off and keeps the setting.", NULL, 0, NULL, 0, r_DisableKillSwitch_97, 1, false, false, false},
-    {"SetReconnectionEnabled", "Sets and keeps whether a lost tunnel is reconnected.", f_SetReconnectionEnabled_params_99, 1, NULL, 0, r_SetReconnectionEnabled_100, 1, false, false, false},
-    {"IsReconnectionEnabled", "The kept reconnection setting.", NULL, 0, f_IsReconnectionEnabled_data_102, 1, NULL, 0, false, false, false},
-    {"ConfigureBypassDomains", "Sets and keeps the domains that bypass the tunnel (an empty list clears them).", f_ConfigureBypassDomains_params_105, 1, f_ConfigureBypassDomains_data_107, 1, r_ConfigureBypassDomains_108, 1, false, false, false},
-    {"EmitEvent", "Publishes Count events of a Type.", f_EmitEvent_params_112, 3, f_EmitEvent_data_115, 2, r_EmitEvent_116, 1, true, false, false},
+    {"GetCommands", "The contract: every command the service accepts and every event type.", NULL, 0, f_GetCommands_data_69, 4, NULL, 0, false, false, false},
+    {"GetVersion", "The service's version and protocol version.", NULL, 0, f_GetVersion_data_73, 3, NULL, 0, false, false, false},
+    {"GetState", "The VPN's state and settings.", NULL, 0, f_GetState_data_83, 7, NULL, 0, false, false, false},
+    {"StartVpn", "Starts connecting; Ok once connecting has begun, the outcome comes as StateChanged events.", f_StartVpn_params_86, 2, f_StartVpn_data_89, 1, r_StartVpn_90, 2, false, false, false},
+    {"StopVpn", "Starts disconnecting (cancels an attempt still connecting); the outcome comes as StateChanged events.", NULL, 0, f_StopVpn_data_93, 1, r_StopVpn_94, 2, false, false, false},
+    {"GetTraffic", "Bytes through the tunnel.", NULL, 0, f_GetTraffic_data_97, 2, NULL, 0, false, false, false},
+    {"GetStats", "The service's command and event pipe counters.", NULL, 0, f_GetStats_data_98, 2, NULL, 0, false, false, false},
+    {"EnableKillSwitch", "Turns the kill switch on and keeps the setting.", NULL, 0, NULL, 0, r_EnableKillSwitch_99, 1, false, false, false},
+    {"DisableKillSwitch", "Turns the kill switch off and keeps the setting.", NULL, 0, NULL, 0, r_DisableKillSwitch_100, 1, false, false, false},
+    {"SetReconnectionEnabled", "Sets and keeps whether a lost tunnel is reconnected.", f_SetReconnectionEnabled_params_102, 1, NULL, 0, r_SetReconnectionEnabled_103, 1, false, false, false},
+    {"IsReconnectionEnabled", "The kept reconnection setting.", NULL, 0, f_IsReconnectionEnabled_data_105, 1, NULL, 0, false, false, false},
+    {"ConfigureBypassDomains", "Sets and keeps the domains that bypass the tunnel (an empty list clears them).", f_ConfigureBypassDomains_params_108, 1, f_ConfigureBypassDomains_data_110, 1, r_ConfigureBypassDomains_111, 1, false, false, false},
+    {"EmitEvent", "Publishes Count events of a Type.", f_EmitEvent_params_115, 3, f_EmitEvent_data_118, 2, r_EmitEvent_119, 1, true, false, false},
     {"Echo", "Answers its Params as Data.", NULL, 0, NULL, 0, NULL, 0, true, true, true},
 };
 const size_t pm__contract_n_commands = sizeof(pm__contract_commands) / sizeof(pm__contract_commands[0]);
 
 const pm__ct_event pm__contract_events[] = {
-    {"StateChanged", "The VPN state changed.", false, f_StateChanged_121, 3},
-    {"TrafficChanged", "Bytes through the tunnel, every --traffic-interval-ms while connected.", true, f_TrafficChanged_124, 2},
-    {"ErrorOccured", "A VPN operation failed (spelled as the vendor spells it).", false, f_ErrorOccured_127, 2},
-    {"EventsLost", "Durable events were dropped on queue overflow; stands for them, in id order.", false, f_EventsLost_131, 3},
+    {"StateChanged", "The VPN state changed.", false, f_StateChanged_124, 3},
+    {"TrafficChanged", "Bytes through the tunnel, every --traffic-interval-ms while connected.", true, f_TrafficChanged_127, 2},
+    {"ErrorOccured", "A VPN operation failed (spelled as the vendor spells it).", false, f_ErrorOccured_130, 2},
+    {"EventsLost", "Durable events were dropped on queue overflow; stands for them, in id order.", false, f_EventsLost_134, 3},
 };
 const size_t pm__contract_n_events = sizeof(pm__contract_events) / sizeof(pm__contract_events[0]);
 

@@ -70,6 +70,8 @@ typedef struct session {
   int pending_replies; /* answers to client handshakes not yet written */
   int linger;          /* turned away: a lingering close follows the Disconnect */
   int stranger;        /* turned away because the authorize hook refused it */
+  int asked_observe;   /* its handshake's Mode was Observe: logged as an observer even when
+                          turned away (Busy) */
   pm__linger lingering;
   char reason[PM_REASON_MAX];
 } session;
@@ -206,7 +208,7 @@ static void log_event(session *ss, const char *what, const char *reason, int64_t
   if (s->opts.log == NULL)
     return;
   e.peer = ss->peer;
-  e.observer = ss->role == ROLE_OBSERVER;
+  e.observer = ss->role == ROLE_OBSERVER || ss->asked_observe;
   e.what = what;
   e.reason = reason;
   e.event_id = event_id;
@@ -636,6 +638,7 @@ static int settle_role(session *ss, const pm_msg *hs) {
     busy(ss, "another client is attached");
     return -1;
   }
+  ss->asked_observe = 1;
   if (s->observers >= s->opts.max_observers) {
     busy(ss, "too many observers");
     return -1;

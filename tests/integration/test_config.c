@@ -154,6 +154,49 @@ static void test_config_file_errors(void **state) {
   expect(2, "pipemsgd.conf: larger than 1 MiB", args);
 }
 
+/* The observer bounds (§5.11): the library's defaults, their ranges at both ends, and the
+ * values refused, from the command line and a config file. 0 is refused rather than taken:
+ * the library reads a 0 as its default, and has no way to turn every observer away. */
+static void test_config_observer_options(void **state) {
+  const char *defaults[] = {"--print-config", NULL};
+  const char *lowest[] = {"--max-observers", "1", "--observer-max-unsent", "1024",
+                          "--print-config", NULL};
+  const char *highest[] = {"--max-observers", "1024", "--observer-max-unsent",
+                           "18446744073709551615", "--print-config", NULL};
+  const char *no_observers[] = {"--max-observers", "0", "--print-config", NULL};
+  const char *too_many[] = {"--max-observers", "1025", "--print-config", NULL};
+  const char *negative[] = {"--max-observers", "-1", "--print-config", NULL};
+  const char *too_small[] = {"--observer-max-unsent", "1023", "--print-config", NULL};
+  const char *suffix[] = {"--observer-max-unsent", "4M", "--print-config", NULL};
+  const char *overflow[] = {"--observer-max-unsent", "18446744073709551616", "--print-config",
+                            NULL};
+  const char *args[] = {"--config", conf, "--print-config", NULL};
+  (void)state;
+  expect(0, "max-observers = 8\n", defaults);
+  expect(0, "observer-max-unsent = 4194304\n", defaults);
+  expect(0, "max-observers = 1\n", lowest);
+  expect(0, "observer-max-unsent = 1024\n", lowest);
+  expect(0, "max-observers = 1024\n", highest);
+  if (sizeof(size_t) == 8)
+    expect(0, "observer-max-unsent = 18446744073709551615\n", highest);
+  expect(2, "--max-observers: expected a number from 1 to 1024, got '0'", no_observers);
+  expect(2, "--max-observers: expected a number from 1 to 1024, got '1025'", too_many);
+  expect(2, "--max-observers: expected a number from 1 to 1024, got '-1'", negative);
+  expect(2, "--observer-max-unsent: expected a number from 1024 to ", too_small);
+  expect(2, "got '1023'", too_small);
+  expect(2, "--observer-max-unsent: expected a number from 1024 to ", suffix);
+  expect(2, "got '4M'", suffix);
+  expect(2, "got '18446744073709551616'", overflow);
+
+  write_conf("max-observers = 2\nobserver-max-unsent = 65536\n");
+  expect(0, "max-observers = 2\n", args);
+  expect(0, "observer-max-unsent = 65536\n", args);
+  write_conf("observer-max-unsent = 0\n");
+  expect(2, "pipemsgd.conf:1: --observer-max-unsent: expected a number from 1024 to ", args);
+  write_conf("{\"max-observers\": 0}");
+  expect(2, "--max-observers: expected a number from 1 to 1024, got '0'", args);
+}
+
 static void test_config_json_file(void **state) {
   const char *args[] = {"--config", conf, "--print-config", NULL};
   (void)state;
@@ -212,6 +255,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_config_platform_options, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_list_limits, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_file_errors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_observer_options, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_json_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_values_at_the_edges, setup, teardown),
   };

@@ -363,6 +363,99 @@ static void test_event_pipe_observer_beside_client(void **state) {
   assert_int_equal(1, stat_of_events("Sessions"));
 }
 
+/* What an observer made with the library's event client has seen of its connection. */
+typedef struct observed {
+  uv_mutex_t lock;
+  uv_cond_t changed;
+  pm_event_client_state state;
+} observed;
+
+static void on_observer_state(pm_event_client_state state, const char *reason, void *data) {
+  observed *o = data;
+  (void)reason;
+  uv_mutex_lock(&o->lock);
+  o->state = state;
+  uv_cond_signal(&o->changed);
+  uv_mutex_unlock(&o->lock);
+}
+
+static void on_observer_event(const pm_event *ev, void *data) {
+  (void)ev;
+  (void)data;
+}
+
+/* GetStats counts an observer (the library's client with observe set) apart from the client,
+ * and the log says "observer" on its lines while the client's keep their words. */
+static void test_event_pipe_observer_in_stats_and_log(void **state) {
+  pm_event_client_options opts;
+  pm_event_client *c;
+  observed o = {.state = PM_EVENT_CLIENT_CONNECTING};
+  uint64_t deadline = pm_test_now_ms() + (uint64_t)SLACK_MS;
+  int cl;
+  (void)state;
+  assert_int_equal(0, uv_mutex_init(&o.lock));
+  assert_int_equal(0, uv_cond_init(&o.changed));
+  memset(&opts, 0, sizeof(opts));
+  opts.observe = true;
+  opts.client_name = "observer-test";
+  opts.on_event = on_observer_event;
+  opts.on_state = on_observer_state;
+  opts.data = &o;
+  assert_pm(0, pm_event_client_start(svc.event_pipe, &opts, &c));
+  uv_mutex_lock(&o.lock);
+  while (o.state != PM_EVENT_CLIENT_CONNECTED && pm_test_now_ms() < deadline)
+    (void)uv_cond_timedwait(&o.changed, &o.lock, 100 * 1000000ull);
+  uv_mutex_unlock(&o.lock);
+  assert_int_equal(PM_EVENT_CLIENT_CONNECTED, o.state);
+  pm_test_await_log(&svc, " observer attached duration_ms=");
+  assert_int_equal(1, stat_of_events("Observers"));
+  assert_int_equal(1, stat_of_events("ObserverSessions"));
+  assert_int_equal(0, stat_of_events("Sessions"));
+  assert_int_equal(0, stat_of_events("SlowObservers"));
+  /* The client beside it is logged as before. */
+  cl = attach_as(NULL, NULL);
+  pm_test_await_log(&svc, " attached duration_ms=");
+  assert_int_equal(1, stat_of_events("Sessions"));
+  close(cl);
+  pm_test_await_log(&svc, " detached reason=\"client closed\"");
+  pm_event_client_stop(c);
+  pm_test_await_log(&svc, " observer detached reason=\"client closed\"");
+  assert_int_equal(0, stat_of_events("Observers"));
+  assert_int_equal(1, stat_of_events("ObserverSessions"));
+  assert_null(strstr(pm_test_service_log(&svc), "observer observer"));
+  uv_cond_destroy(&o.changed);
+  uv_mutex_destroy(&o.lock);
+}
+
+/* --max-observers 1: the second observer is told Busy at its handshake, the first keeps its
+ * session. */
+static void test_event_pipe_max_observers(void **state) {
+  const char *one[] = {"--max-observers", "1", NULL};
+  const char *observe = "{\"Handshake\":{\"Seq\":1,\"Mode\":\"Observe\"}}";
+  int a, b;
+  int64_t id;
+  pm_msg *m;
+  (void)state;
+  pm_test_service_cleanup(&svc);
+  start(one);
+  a = attach_as(observe, NULL);
+  b = pm_test_connect(svc.event_pipe);
+  assert_true(b >= 0);
+  send_json(b, observe);
+  expect_disconnect_saying(b, "Busy", "");
+  close(b);
+  pm_test_await_log(&svc, " observer busy reason=\"Busy\"");
+  /* The first observer is untouched: it gets the next event (heartbeats answered on the way). */
+  id = emit("Alpha", 1);
+  m = pm_test_next_event(a, SLACK_MS);
+  pm_test_assert_kind(m, "Event");
+  assert_int_equal(id, pm_test_int_field(m, "Id"));
+  pm_msg_free(m);
+  assert_int_equal(1, stat_of_events("Observers"));
+  assert_int_equal(1, stat_of_events("BusyRejections"));
+  close(a);
+}
+
 static void test_event_pipe_xml_session(void **state) {
   int64_t id = emit("Alpha", 1);
   int fd = pm_test_connect(svc.event_pipe);
@@ -894,6 +987,8 @@ int main(void) {
       T(queued_events_in_order),
       T(second_client_busy),
       T(observer_beside_client),
+      T(observer_in_stats_and_log),
+      T(max_observers),
       T(xml_session),
       T(resume_skips_confirmed),
       T(resume_other_epoch_ignored),
