@@ -735,10 +735,14 @@ static void hardening_18_sighup_reloads(void **state) {
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetVersion", NULL, NULL));
   assert_null(strstr(pm_test_service_log(&svc), "debug:"));
 
-  write_file(conf, "log-level = debug\nsocket-mode = 0600\n");
+  write_file(conf, "log-level = debug\nsocket-mode = 0600\nmax-observers = 2\n"
+                   "observer-max-unsent = 65536\n");
   kill(svc.pid, SIGHUP);
   pm_test_await_log(&svc, "info: SIGHUP: log-level changed info -> debug");
   pm_test_await_log(&svc, "warning: SIGHUP: socket-mode needs a restart, not changed");
+  /* The event server takes its observer limits at start only. */
+  pm_test_await_log(&svc, "warning: SIGHUP: max-observers needs a restart, not changed");
+  pm_test_await_log(&svc, "warning: SIGHUP: observer-max-unsent needs a restart, not changed");
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetVersion", NULL, NULL));
   pm_test_await_log(&svc, "debug: command received");
 
