@@ -522,7 +522,11 @@ static void print_help(FILE *out) {
     if (!here(&options[i]))
       continue;
     option_label(&options[i], label, sizeof(label));
-    fprintf(out, "  %-30s ", label);
+    /* A label too long for its column puts the help on the next line. */
+    if (strlen(label) > 30)
+      fprintf(out, "  %s\n%33s", label, "");
+    else
+      fprintf(out, "  %-30s ", label);
     wrap(out, options[i].help, 33, 33);
   }
   fputc('\n', out);
