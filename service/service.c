@@ -529,8 +529,9 @@ static void on_event_log(const pm_event_log *e, void *data) {
   }
   log_msg(normal ? LVL_INFO : LVL_WARNING,
           "event pid=%lld %s %s%s%s%s%s duration_ms=%llu", e->peer.pid, peer_who(&e->peer, who),
-          e->observer ? "observer " : "", e->what, e->reason ? " reason=\"" : "", e->reason ? loggable_text(e->reason, reason) : "",
-          e->reason ? "\"" : "", (unsigned long long)e->duration_ms);
+          e->observer ? "observer " : "", e->what, e->reason ? " reason=\"" : "",
+          e->reason ? loggable_text(e->reason, reason) : "", e->reason ? "\"" : "",
+          (unsigned long long)e->duration_ms);
 }
 
 /* ---- access control ------------------------------------------------------------------------ */

@@ -55,7 +55,7 @@ static const pm__ct_field f_EventStats_28[] = {
     {"HeartbeatFailures", "Sessions ended by a missing heartbeat answer.", &t_EventStats_HeartbeatFailures_13, true, NULL, true, false},
     {"HandshakeFailures", "Connections that did not complete the handshake.", &t_EventStats_HandshakeFailures_14, true, NULL, true, false},
     {"AckFailures", "Confirmations that did not come in time.", &t_EventStats_AckFailures_15, true, NULL, true, false},
-    {"BusyRejections", "Connections turned away because a client was attached.", &t_EventStats_BusyRejections_16, true, NULL, true, false},
+    {"BusyRejections", "Connections turned away Busy: a client was attached, or max-observers observers.", &t_EventStats_BusyRejections_16, true, NULL, true, false},
     {"StaleAcks", "Confirmations of an id not in flight.", &t_EventStats_StaleAcks_17, true, NULL, true, false},
     {"Sessions", "Client sessions established.", &t_EventStats_Sessions_18, true, NULL, true, false},
     {"DroppedUnencodable", "Events dropped because a session could not encode them.", &t_EventStats_DroppedUnencodable_19, true, NULL, true, false},

@@ -430,7 +430,8 @@ static void test_event_pipe_observer_in_stats_and_log(void **state) {
 /* --max-observers 1: the second observer is told Busy at its handshake, the first keeps its
  * session. */
 static void test_event_pipe_max_observers(void **state) {
-  const char *one[] = {"--max-observers", "1", NULL};
+  /* No heartbeat falls due while the first observer is not reading (the second's refusal). */
+  const char *one[] = {"--max-observers", "1", "--heartbeat-ms", "60000", NULL};
   const char *observe = "{\"Handshake\":{\"Seq\":1,\"Mode\":\"Observe\"}}";
   int a, b;
   int64_t id;
