@@ -42,12 +42,15 @@ typedef struct pm_client_event_stats {
   int64_t heartbeat_failures;              /* Sessions ended by a missing heartbeat answer. */
   int64_t handshake_failures;              /* Connections that did not complete the handshake. */
   int64_t ack_failures;                    /* Confirmations that did not come in time. */
-  int64_t busy_rejections;                 /* Connections turned away because a client was attached. */
+  int64_t busy_rejections;                 /* Connections turned away Busy: a client was attached, or max-observers observers. */
   int64_t stale_acks;                      /* Confirmations of an id not in flight. */
-  int64_t sessions;                        /* Sessions established. */
+  int64_t sessions;                        /* Client sessions established. */
   int64_t dropped_unencodable;             /* Events dropped because a session could not encode them. */
   int64_t store_errors;                    /* Event store writes that failed. */
   int64_t store_rows_skipped;              /* Invalid event store rows removed at start. */
+  int64_t observer_sessions;               /* Observer sessions established (not in Sessions). */
+  int64_t slow_observers;                  /* Observers cut off for leaving too much unread (TooSlow). */
+  int64_t observers;                       /* Observers attached now. */
   int64_t queued;                          /* Events waiting in the queue. */
   bool attached;                           /* Whether a client is attached. */
   int64_t epoch;                           /* The epoch of the event ids. */

@@ -40,11 +40,14 @@ static const pm__cl_field fields_EventStats[] = {
     {"DroppedUnencodable", PM__CL_INT, offsetof(pm_client_event_stats, dropped_unencodable), false, 0, 0, PM__CL_STRING, 0, NULL, NULL, 0},
     {"StoreErrors", PM__CL_INT, offsetof(pm_client_event_stats, store_errors), false, 0, 0, PM__CL_STRING, 0, NULL, NULL, 0},
     {"StoreRowsSkipped", PM__CL_INT, offsetof(pm_client_event_stats, store_rows_skipped), false, 0, 0, PM__CL_STRING, 0, NULL, NULL, 0},
+    {"ObserverSessions", PM__CL_INT, offsetof(pm_client_event_stats, observer_sessions), false, 0, 0, PM__CL_STRING, 0, NULL, NULL, 0},
+    {"SlowObservers", PM__CL_INT, offsetof(pm_client_event_stats, slow_observers), false, 0, 0, PM__CL_STRING, 0, NULL, NULL, 0},
+    {"Observers", PM__CL_INT, offsetof(pm_client_event_stats, observers), false, 0, 0, PM__CL_STRING, 0, NULL, NULL, 0},
     {"Queued", PM__CL_INT, offsetof(pm_client_event_stats, queued), false, 0, 0, PM__CL_STRING, 0, NULL, NULL, 0},
     {"Attached", PM__CL_BOOL, offsetof(pm_client_event_stats, attached), false, 0, 0, PM__CL_STRING, 0, NULL, NULL, 0},
     {"Epoch", PM__CL_INT, offsetof(pm_client_event_stats, epoch), false, 0, 0, PM__CL_STRING, 0, NULL, NULL, 0},
 };
-static const pm__cl_type type_EventStats = {sizeof(pm_client_event_stats), fields_EventStats, 18};
+static const pm__cl_type type_EventStats = {sizeof(pm_client_event_stats), fields_EventStats, 21};
 static const pm__cl_field fields_ParamInfo[] = {
     {"Name", PM__CL_STRING, offsetof(pm_client_param_info, name), false, 0, 0, PM__CL_STRING, 0, NULL, NULL, 0},
     {"Type", PM__CL_STRING, offsetof(pm_client_param_info, type), false, 0, 0, PM__CL_STRING, 0, NULL, NULL, 0},
