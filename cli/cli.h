@@ -6,22 +6,34 @@
 
 #include "pipemsg/pipemsg.h"
 
-/* Exit statuses shared by every subcommand. */
+/* Exit statuses shared by every subcommand; a script tells the result classes apart by
+ * them (cli_exit_status). */
 #define CLI_EXIT_OK 0
-#define CLI_EXIT_RESULT 1    /* the service answered, with a Result other than Ok */
-#define CLI_EXIT_USAGE 2     /* bad command line */
-#define CLI_EXIT_TRANSPORT 3 /* no answer: ConnectionTimeout, Timeout, TransportError */
+#define CLI_EXIT_RESULT 1           /* a service error: any other Result, or --wait failed */
+#define CLI_EXIT_USAGE 2            /* bad command line, caught before anything is sent */
+#define CLI_EXIT_TRANSPORT 3        /* no answer: ConnectionTimeout, Timeout, TransportError */
+#define CLI_EXIT_BAD_REQUEST 4      /* BadRequest */
+#define CLI_EXIT_TOO_MANY 5         /* TooManyRequests */
+#define CLI_EXIT_NOT_AUTHORIZED 6   /* TransportNotAuthorized, either side refusing the other */
+
+/* The exit status for a Result (the service's or pm_client_result's). */
+int cli_exit_status(const char *result);
+/* The exit-status lines of --help and pipemsg(1). */
+extern const char cli_exit_help[];
 
 /* Each subcommand's --help text, in parts (NULL-terminated) because the lines about finding
  * and trusting the service come from the platform (cli_unix.c, cli_win.c); the man page is
  * made of them too. */
 extern const char *const cmd_call_usage[];
 extern const char *const cmd_watch_usage[];
+extern const char *const cmd_commands_usage[];
 void cli_print_text(const char *const *parts, FILE *f);
 
 int cmd_call(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_commands(int argc, char **argv);
+int cmd_describe(int argc, char **argv);
 
 /* Parses a decimal number in [min, max] for option opt; prints a message and returns -1 if it
  * is not one. */
@@ -48,6 +60,10 @@ int cli_pipe_option(int opt, const char *arg, const char *file_key, const char *
  * by pipemsgd --names-file; prints a message and returns -1 on failure. */
 int cli_names_file(const char *file, const char *key, char *buf, size_t size);
 
+/* Prints "pipemsg SUB: PATH: RESULT: reason" for an error rc of a client on pipe, the pipe's
+ * resolved path shown (pm_pipe_path); returns the exit status for it. */
+int cli_pipe_error(const char *sub, const char *pipe, int rc);
+
 /* ---- the platform (cli_unix.c, cli_win.c) ------------------------------------------------ */
 
 /* The --names-file/--names-registry/--expect-owner lines of call's and watch's --help. */
@@ -66,6 +82,9 @@ int cli_names_registry(const char *key, const char *value, char *buf, size_t siz
 /* --expect-owner: a uid on Unix; an account name or a SID on Windows (into p); prints a
  * message and returns -1 on a bad value. */
 int cli_expect_owner(const char *arg, cli_pipe *p);
+
+/* Whether stdout is a terminal (call --wait shows its progress only there). */
+int cli_stdout_is_tty(void);
 
 /* Stopping watch: cli_stop_init before any thread starts (Unix: the signals are blocked there
  * and inherited), cli_stop_wait until Ctrl-C (SIGINT/SIGTERM on Unix; Ctrl-C or Ctrl-Break

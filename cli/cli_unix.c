@@ -1,20 +1,25 @@
-/* The Unix side of the CLI (cli.h): SIGPIPE, stopping watch on a signal, a uid to trust. */
+/* The Unix side of the CLI (cli.h): SIGPIPE, stopping watch on a signal, a user to trust. */
+#include <errno.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
 const char cli_call_pipe_help[] =
     "      --names-file FILE       find the pipe in FILE, as written by pipemsgd --names-file\n"
-    "      --expect-owner UID      also trust a service running as UID (root and our own user\n"
-    "                              always are); anyone else serving the pipe is refused\n";
+    "      --expect-owner USER     also trust a service running as USER, a name or a uid (root\n"
+    "                              and our own user always are); anyone else is refused\n";
 
 const char cli_watch_pipe_help[] =
     "      --names-file FILE         find the pipe in FILE, as written by pipemsgd --names-file\n"
-    "      --expect-owner UID        also trust a service running as UID (root and our own\n"
-    "                                user always are); anyone else is refused\n";
+    "      --expect-owner USER       also trust a service running as USER, a name or a uid\n"
+    "                                (root and our own user always are); anyone else is\n"
+    "                                refused\n";
 
 static sigset_t stop_signals;
 static pthread_t main_thread;
@@ -34,11 +39,26 @@ int cli_names_registry(const char *key, const char *value, char *buf, size_t siz
 
 int cli_expect_owner(const char *arg, cli_pipe *p) {
   unsigned long long uid;
-  if (cli_parse_number("--expect-owner", arg, 1, UINT32_MAX - 1, &uid) < 0)
+  struct passwd *pw;
+  if (arg[0] >= '0' && arg[0] <= '9') {
+    if (cli_parse_number("--expect-owner", arg, 1, UINT32_MAX - 1, &uid) < 0)
+      return -1;
+    p->expect_owner_uid = (long long)uid;
+    return 0;
+  }
+  errno = 0;
+  pw = getpwnam(arg);
+  if (pw == NULL) {
+    fprintf(stderr, "pipemsg: --expect-owner: no user '%s'%s%s\n", arg, errno ? ": " : "",
+            errno ? strerror(errno) : "");
     return -1;
-  p->expect_owner_uid = (long long)uid;
+  }
+  /* 0 would mean "root or our own user", which root always is anyway. */
+  p->expect_owner_uid = pw->pw_uid == 0 ? 0 : (long long)pw->pw_uid;
   return 0;
 }
+
+int cli_stdout_is_tty(void) { return isatty(STDOUT_FILENO); }
 
 /* Signals are taken synchronously by cli_stop_wait; the client's thread inherits the blocked
  * mask, so none is delivered to it. */

@@ -3,6 +3,7 @@
 #include <winsock2.h> /* before windows.h, as libuv (through pipemsg.h) includes it */
 #include <windows.h>
 #include <sddl.h>
+#include <io.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -106,3 +107,5 @@ int cli_stop_init(void) {
 void cli_stop_wait(void) { WaitForSingleObject(stop_event, INFINITE); }
 
 void cli_stop_post(void) { SetEvent(stop_event); }
+
+int cli_stdout_is_tty(void) { return _isatty(_fileno(stdout)) != 0; }
