@@ -60,7 +60,7 @@ static void test_access_other_user_refused(void **state) {
   (void)state;
   require_root();
   start(args);
-  assert_int_equal(1, call_as_nobody(&err));
+  assert_int_equal(6, call_as_nobody(&err));
   assert_non_null(strstr(err, "TransportNotAuthorized"));
   pm_test_await_log(&svc, "refused pid=");
   pm_test_await_log(&svc, "uid=65534");
@@ -116,7 +116,7 @@ static void test_access_socket_mode_and_group(void **state) {
   /* nobody is in group nogroup only through --regid, not as a supplementary member: with
    * --clear-groups it is the primary group, so the 0660 socket lets it connect, and the service
    * still refuses it (not allowed). */
-  assert_int_equal(1, call_as_nobody(&err));
+  assert_int_equal(6, call_as_nobody(&err));
   assert_non_null(strstr(err, "TransportNotAuthorized"));
 }
 
@@ -153,8 +153,8 @@ static void hardening_09_allow_gid_uses_peer_groups(void **state) {
   assert_int_equal(0, call_as("--regid=65533", "--groups=100,4242,4243"));
   /* nobody's primary group in the database is nogroup (65534), allowed; this process holds
    * neither it nor 4242. */
-  assert_int_equal(1, call_as("--regid=65533", "--clear-groups"));
-  assert_int_equal(1, call_as("--regid=65533", "--groups=4243"));
+  assert_int_equal(6, call_as("--regid=65533", "--clear-groups"));
+  assert_int_equal(6, call_as("--regid=65533", "--groups=4243"));
   /* Held as the primary group, it counts too. */
   assert_int_equal(0, call_as("--regid=4242", "--clear-groups"));
 }
@@ -197,6 +197,8 @@ static void test_access_client_refuses_impostor(void **state) {
   const char *plain[] = {PIPEMSG, "call", "-c", path, "GetVersion", NULL};
   const char *trusting[] = {PIPEMSG, "call", "-c", path, "--expect-owner", "65534", "GetVersion",
                             NULL};
+  const char *trusting_name[] = {PIPEMSG, "call", "-c", path, "--expect-owner", "nobody",
+                                 "GetVersion", NULL};
   pid_t pid;
   (void)state;
   require_root();
@@ -204,10 +206,14 @@ static void test_access_client_refuses_impostor(void **state) {
   assert_int_equal(0, chmod(dir, 0777));
   snprintf(path, sizeof(path), "%s/squatted", dir);
   pid = squat(path);
-  assert_int_equal(3, pm_test_run(plain, &out, &err));
+  /* Refused by us, not by the service: still the not-authorized status. */
+  assert_int_equal(6, pm_test_run(plain, &out, &err));
   assert_non_null(strstr(err, "TransportNotAuthorized"));
   assert_null(strstr(out, "Fake"));
   assert_int_equal(0, pm_test_run(trusting, &out, &err));
+  assert_non_null(strstr(out, "Fake"));
+  /* A user name does as well as its uid. */
+  assert_int_equal(0, pm_test_run(trusting_name, &out, &err));
   assert_non_null(strstr(out, "Fake"));
   kill(pid, SIGKILL);
   waitpid(pid, NULL, 0);

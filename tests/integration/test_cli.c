@@ -15,7 +15,8 @@
 static pm_test_service svc;
 
 static int setup(void **state) {
-  static const char *const args[] = {"--connect-delay-ms", "100", "--test-commands", NULL};
+  static const char *const args[] = {"--connect-delay-ms", "100", "--test-commands",
+                                     "--sim-unreachable", "nowhere", NULL};
   (void)state;
   pm_test_service_start(&svc, args);
   return 0;
@@ -52,13 +53,176 @@ static void test_cli_call_params_and_results(void **state) {
                             NULL};
   (void)state;
   assert_int_equal(0, pm_test_run(start, &out, &err));
-  assert_int_equal(1, pm_test_run(start, &out, &err));
-  assert_non_null(strstr(err, "TooManyRequests"));
-  assert_int_equal(1, pm_test_run(unknown, &out, &err));
+  /* Each result class has its own exit status (issue 10). */
+  assert_int_equal(5, pm_test_run(start, &out, &err));
+  assert_non_null(strstr(err, "pipemsg call: StartVpn: TooManyRequests"));
+  /* A command this pipemsg's contract lacks is still sent (the service may be newer). */
+  assert_int_equal(4, pm_test_run(unknown, &out, &err));
+  assert_non_null(strstr(err, "note: 'Frobnicate' is not in this pipemsg's contract"));
   assert_non_null(strstr(err, "BadRequest: unknown command 'Frobnicate'"));
   assert_int_equal(0, pm_test_run(raw, &out, &err));
-  assert_int_equal(1, pm_test_run(misspelt, &out, &err));
+  /* Key:=JSON is sent as given: the service refuses it. */
+  assert_int_equal(4, pm_test_run(misspelt, &out, &err));
   assert_non_null(strstr(err, "unknown parameter 'Filter'"));
+}
+
+/* The response of pipemsg call --json as a tree (its only line). */
+static json_t *json_line(const char *out) {
+  json_error_t jerr;
+  size_t len = strlen(out);
+  assert_true(len > 1 && out[len - 1] == '\n');
+  assert_int_equal(len - 1, strcspn(out, "\n")); /* one line */
+  return json_loadb(out, len - 1, 0, &jerr);
+}
+
+/* Key=Value is typed by the contract (issue 10): Location=123 is the string "123"; a wrong
+ * value or an undeclared Key is refused before anything is sent, with a suggestion. */
+static void test_cli_call_typed_by_contract(void **state) {
+  const char *out, *err;
+  const char *start[] = {PIPEMSG, "call", "-c", svc.command_pipe, "StartVpn", "Location=123",
+                         NULL};
+  const char *get[] = {PIPEMSG, "call", "-c", svc.command_pipe, "--json", "GetState", NULL};
+  const char *stop[] = {PIPEMSG, "call", "-c", svc.command_pipe, "-e", svc.event_pipe, "--wait",
+                        "StopVpn", NULL};
+  const char *bad_bool[] = {PIPEMSG, "call", "-c", svc.command_pipe, "SetReconnectionEnabled",
+                            "Enabled=yes", NULL};
+  const char *typo[] = {PIPEMSG, "call", "-c", svc.command_pipe, "StartVpn", "Locaton=de", NULL};
+  const char *list[] = {PIPEMSG, "call", "-c", svc.command_pipe, "ConfigureBypassDomains",
+                        "Domains=a.example,*.b.example", NULL};
+  const char *command_typo[] = {PIPEMSG, "call", "-c", svc.command_pipe, "GetTrafic", NULL};
+  json_t *resp;
+  (void)state;
+  assert_int_equal(0, pm_test_run(start, &out, &err));
+  assert_int_equal(0, pm_test_run(get, &out, &err));
+  resp = json_line(out);
+  assert_non_null(resp);
+  assert_string_equal("123", json_string_value(json_object_get(
+                                 json_object_get(json_object_get(resp, "Response"), "Data"),
+                                 "Location")));
+  json_decref(resp);
+  assert_int_equal(0, pm_test_run(stop, &out, &err));
+  assert_int_equal(2, pm_test_run(bad_bool, &out, &err));
+  assert_non_null(strstr(err, "pipemsg call: Enabled must be a boolean"));
+  assert_int_equal(2, pm_test_run(typo, &out, &err));
+  assert_non_null(strstr(err, "pipemsg call: StartVpn has no parameter 'Locaton'; did you mean "
+                              "'Location'?"));
+  /* Neither reached the service (the one StartVpn before them did). */
+  assert_null(strstr(pm_test_service_log(&svc), "command=SetReconnectionEnabled"));
+  assert_non_null(strstr(pm_test_service_log(&svc), "command=StartVpn"));
+  assert_int_equal(0, pm_test_run(list, &out, &err));
+  assert_non_null(strstr(out, "\"Count\": 2"));
+  assert_int_equal(4, pm_test_run(command_typo, &out, &err));
+  assert_non_null(strstr(err, "did you mean 'GetTraffic'?"));
+}
+
+/* Options after COMMAND count; -- ends them. */
+static void test_cli_call_options_anywhere(void **state) {
+  const char *out, *err;
+  const char *after[] = {PIPEMSG, "call", "GetState", "-c", svc.command_pipe, "--json", NULL};
+  const char *ended[] = {PIPEMSG, "call", "-c", svc.command_pipe, "--", "Echo", "--json", NULL};
+  (void)state;
+  assert_int_equal(0, pm_test_run(after, &out, &err));
+  assert_non_null(strstr(out, "{\"Response\":"));
+  /* After --, --json is an argument, and not Key=Value. */
+  assert_int_equal(2, pm_test_run(ended, &out, &err));
+  assert_non_null(strstr(err, "'--json' is not Key=Value"));
+}
+
+/* --json prints the whole response on one line; over XML the answer has the contract's types,
+ * the same output as over JSON. */
+static void test_cli_call_json_and_xml(void **state) {
+  const char *out, *err;
+  const char *json[] = {PIPEMSG, "call", "-c", svc.command_pipe, "--id", "9", "--json",
+                        "GetTraffic", NULL};
+  const char *xml[] = {PIPEMSG, "call", "-c", svc.command_pipe, "--id", "9", "--json", "--xml",
+                       "GetTraffic", NULL};
+  const char *xml_data[] = {PIPEMSG, "call", "-c", svc.command_pipe, "--xml", "GetState", NULL};
+  char *over_json;
+  json_t *resp;
+  (void)state;
+  assert_int_equal(0, pm_test_run(json, &out, &err));
+  resp = json_line(out);
+  assert_non_null(resp);
+  assert_int_equal(9, json_integer_value(json_object_get(json_object_get(resp, "Response"), "Id")));
+  assert_true(json_is_integer(json_object_get(
+      json_object_get(json_object_get(resp, "Response"), "Data"), "BytesSent")));
+  json_decref(resp);
+  over_json = strdup(out);
+  assert_int_equal(0, pm_test_run(xml, &out, &err));
+  assert_string_equal(over_json, out);
+  free(over_json);
+  assert_int_equal(0, pm_test_run(xml_data, &out, &err));
+  assert_non_null(strstr(out, "\"KillSwitch\": false"));
+  assert_non_null(strstr(out, "\"BypassDomains\": []"));
+}
+
+/* --wait: StartVpn returns once Connected, StopVpn once Disconnected; a failed attempt exits 1
+ * with LastError. */
+static void test_cli_call_wait(void **state) {
+  const char *out, *err;
+  const char *start[] = {PIPEMSG, "call", "-c", svc.command_pipe, "-e", svc.event_pipe,
+                         "StartVpn", "Location=de", "--wait", NULL};
+  const char *stop[] = {PIPEMSG, "call", "-c", svc.command_pipe, "--event-pipe", svc.event_pipe,
+                        "--wait", "StopVpn", NULL};
+  const char *fail[] = {PIPEMSG, "call", "-c", svc.command_pipe, "-e", svc.event_pipe, "--wait",
+                        "StartVpn", "Location=nowhere", NULL};
+  const char *get[] = {PIPEMSG, "call", "-c", svc.command_pipe, "GetState", NULL};
+  const char *not_vpn[] = {PIPEMSG, "call", "--wait", "GetState", NULL};
+  char nowhere[160];
+  const char *no_events[] = {PIPEMSG, "call", "-c", svc.command_pipe, "-e", nowhere,
+                             "--connect-timeout-ms", "200", "--wait", "StopVpn", NULL};
+  (void)state;
+  assert_int_equal(0, pm_test_run(start, &out, &err));
+  assert_null(strchr(out, '\r')); /* no progress line: stdout is not a terminal */
+  assert_int_equal(0, pm_test_run(get, &out, &err));
+  assert_non_null(strstr(out, "\"State\": \"Connected\""));
+  assert_int_equal(0, pm_test_run(stop, &out, &err));
+  assert_int_equal(0, pm_test_run(get, &out, &err));
+  assert_non_null(strstr(out, "\"State\": \"Disconnected\""));
+  assert_int_equal(1, pm_test_run(fail, &out, &err));
+  assert_non_null(strstr(err, "pipemsg call: StartVpn: the attempt failed: LastError: "
+                              "simulated location is unreachable"));
+  assert_int_equal(2, pm_test_run(not_vpn, &out, &err));
+  /* No event pipe to watch: it says where it looked. */
+  snprintf(nowhere, sizeof(nowhere), "%s/no-events", svc.dir);
+  assert_int_equal(3, pm_test_run(no_events, &out, &err));
+  assert_non_null(strstr(err, nowhere));
+}
+
+/* commands and describe: from the service when it answers, else the built-in contract. */
+static void test_cli_commands_and_describe(void **state) {
+  const char *out, *err;
+  char nobody[160];
+  const char *online[] = {PIPEMSG, "commands", "-c", svc.command_pipe, NULL};
+  const char *offline[] = {PIPEMSG, "commands", "-c", nobody, "--connect-timeout-ms", "200",
+                           NULL};
+  const char *describe[] = {PIPEMSG, "describe", "-c", svc.command_pipe, "StartVpn", NULL};
+  const char *describe_off[] = {PIPEMSG, "describe", "--offline", "StopVpn", NULL};
+  const char *typo[] = {PIPEMSG, "describe", "--offline", "StartVp", NULL};
+  (void)state;
+  snprintf(nobody, sizeof(nobody), "%s/nobody-here", svc.dir);
+  assert_int_equal(0, pm_test_run(online, &out, &err));
+  assert_non_null(strstr(err, "pipemsg commands: from the service at "));
+  assert_non_null(strstr(out, "StartVpn "));
+  assert_non_null(strstr(out, "Starts connecting"));
+  assert_non_null(strstr(out, "Echo ")); /* this service has --test-commands */
+  assert_int_equal(0, pm_test_run(offline, &out, &err));
+  assert_non_null(strstr(err, "from pipemsg's built-in contract"));
+  assert_non_null(strstr(err, nobody));
+  assert_non_null(strstr(out, "StartVpn "));
+  assert_null(strstr(out, "Echo "));
+  assert_int_equal(0, pm_test_run(describe, &out, &err));
+  assert_non_null(strstr(out, "StartVpn: Starts connecting"));
+  assert_non_null(strstr(out, "Location: string, 1 to 64 bytes of A-Za-z0-9._-, default \"auto\""));
+  assert_non_null(strstr(out, "EnableKillSwitch: boolean, optional"));
+  assert_non_null(strstr(out, "State: enumeration (Connecting)"));
+  assert_non_null(strstr(out, "Results: Ok, BadRequest, TooManyRequests, Error"));
+  assert_int_equal(0, pm_test_run(describe_off, &out, &err));
+  assert_non_null(strstr(err, "built-in contract"));
+  assert_non_null(strstr(out, "StopVpn: Starts disconnecting"));
+  assert_int_equal(2, pm_test_run(typo, &out, &err));
+  assert_non_null(strstr(err, "pipemsg describe: unknown command 'StartVp'; did you mean "
+                              "'StartVpn'?"));
 }
 
 static void test_cli_call_no_service(void **state) {
@@ -70,6 +234,9 @@ static void test_cli_call_no_service(void **state) {
   (void)state;
   snprintf(path, sizeof(path), "%s/nobody-here", svc.dir);
   assert_int_equal(3, pm_test_run(argv, &out, &err));
+  /* The resolved path, in the one prefix style. */
+  assert_non_null(strstr(err, "pipemsg call: "));
+  assert_non_null(strstr(err, path));
   assert_non_null(strstr(err, "ConnectionTimeout"));
   /* The client gives up when its next 20 ms retry would pass the deadline; a loaded machine
    * (and starting the program) may take up to a second more, short of the 3000 ms default. */
@@ -108,7 +275,8 @@ static void test_cli_usage_errors(void **state) {
   assert_non_null(strstr(err, "only on Windows"));
   assert_int_equal(0, pm_test_run(help, &out, &err));
   assert_null(strstr(out, "--names-registry"));
-  assert_non_null(strstr(out, "--expect-owner UID"));
+  assert_non_null(strstr(out, "--expect-owner USER"));
+  assert_non_null(strstr(out, "4 BadRequest; 5 TooManyRequests; 6 not authorized"));
 }
 
 static void test_cli_daemon_options(void **state) {
@@ -167,7 +335,8 @@ static void hardening_20_private_runtime_dir(void **state) {
   assert_non_null(getenv("PIPEMSG_RUNTIME_DIR"));
   assert_string_equal(pm_test_runtime_dir(), getenv("PIPEMSG_RUNTIME_DIR"));
   assert_int_equal(0, strncmp(pm_test_runtime_dir(), "/tmp/pmtest-rt.", 15));
-  snprintf(want, sizeof(want), "(%s/" PM_COMMAND_PIPE_DEFAULT ")", pm_test_runtime_dir());
+  snprintf(want, sizeof(want), "pipemsg call: %s/" PM_COMMAND_PIPE_DEFAULT ": ",
+           pm_test_runtime_dir());
   assert_int_equal(3, pm_test_run(call, &out, &err));
   assert_non_null(strstr(err, want));
   /* Without -e the event pipe is bound in the private directory; the command pipe is in use,
@@ -282,6 +451,11 @@ int main(void) {
       cmocka_unit_test_setup_teardown(hardening_20_private_runtime_dir, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_call_prints_data, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_call_params_and_results, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_call_typed_by_contract, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_call_options_anywhere, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_call_json_and_xml, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_call_wait, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_commands_and_describe, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_call_no_service, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_usage_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_daemon_options, setup, teardown),

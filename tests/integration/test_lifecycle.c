@@ -861,7 +861,7 @@ static void hardening_19_one_refusal_one_line(void **state) {
   pm_test_service_start(&svc, args);
   assert_int_equal(0, chmod(svc.dir, 0755));
   as_nobody[7] = svc.command_pipe;
-  assert_int_equal(1, pm_test_run(as_nobody, NULL, &err));
+  assert_int_equal(6, pm_test_run(as_nobody, NULL, &err));
   pm_test_await_log(&svc, "refused pid=");
   /* One client at a time, each logged when its connection ends: once this call is logged, the
    * refused one has been too. */
