@@ -164,7 +164,7 @@ static json_t *declared_value(const pm__ct_command *c, const char *key, const ch
     return NULL;
   }
   if (pm__contract_check(f, 1, tree, true, true, c->name, &typed, why) < 0)
-    fprintf(stderr, "pipemsg call: %s\n", why);
+    fprintf(stderr, "pipemsg call: %s=%s: %s\n", key, text, why);
   else
     value = json_incref(json_object_get(typed, key));
   json_decref(tree);

@@ -102,7 +102,7 @@ static void test_cli_call_typed_by_contract(void **state) {
   json_decref(resp);
   assert_int_equal(0, pm_test_run(stop, &out, &err));
   assert_int_equal(2, pm_test_run(bad_bool, &out, &err));
-  assert_non_null(strstr(err, "pipemsg call: Enabled must be a boolean"));
+  assert_non_null(strstr(err, "pipemsg call: Enabled=yes: Enabled must be a boolean"));
   assert_int_equal(2, pm_test_run(typo, &out, &err));
   assert_non_null(strstr(err, "pipemsg call: StartVpn has no parameter 'Locaton'; did you mean "
                               "'Location'?"));
