@@ -140,9 +140,14 @@ static void test_win_cli_call_json_and_xml(void **state) {
   const char *out, *err;
   const char *json[] = {pipemsg, "call", "-c", fx.cmd_name, "GetState", NULL};
   const char *xml[] = {pipemsg, "call", "--xml", "-v", "-c", fx.cmd_name, "GetVersion", NULL};
+  /* Options after COMMAND (mingw-w64's getopt_long permutes as glibc's does). */
+  const char *one_line[] = {pipemsg, "call", "GetState", "-c", fx.cmd_name, "--json", NULL};
   (void)state;
   assert_int_equal(0, pm_test_run(json, &out, &err));
   assert_non_null(strstr(out, "\"State\": \"Disconnected\""));
+  assert_int_equal(0, pm_test_run(one_line, &out, &err));
+  assert_int_equal(0, strncmp(out, "{\"Response\":{", 13));
+  assert_ptr_equal(out + strlen(out) - 1, strchr(out, '\n')); /* one line */
   assert_int_equal(0, pm_test_run(xml, &out, &err));
   assert_non_null(strstr(out, "\"Echo\": \"GetVersion\""));
   assert_non_null(strstr(err, "> <Request>"));
@@ -349,11 +354,16 @@ static void test_win_cli_help(void **state) {
   const char *watch[] = {pipemsg, "watch", "--help", NULL};
   const char *man[] = {pipemsg, "--man", NULL};
   const char *bench[] = {pipemsg, "bench", "--help", NULL};
+  const char *describe[] = {pipemsg, "describe", "--offline", "StartVpn", NULL};
   (void)state;
   assert_int_equal(0, pm_test_run(call, &out, &err));
   assert_non_null(strstr(out, "--names-registry KEY    find the pipe in the value CommandPipe"));
   assert_non_null(strstr(out, "--expect-owner ACCOUNT"));
   assert_null(strstr(out, "UID"));
+  assert_non_null(strstr(out, "4 BadRequest; 5 TooManyRequests; 6 not authorized"));
+  assert_int_equal(0, pm_test_run(describe, &out, &err));
+  assert_non_null(strstr(out, "Location: string, 1 to 64 bytes of A-Za-z0-9._-, default \"auto\""));
+  assert_non_null(strstr(err, "built-in contract"));
   assert_int_equal(0, pm_test_run(watch, &out, &err));
   assert_non_null(strstr(out, "the value EventPipe"));
   assert_int_equal(0, pm_test_run(bench, &out, &err));
