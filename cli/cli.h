@@ -29,6 +29,9 @@ extern const char *const cmd_watch_usage[];
 extern const char *const cmd_commands_usage[];
 void cli_print_text(const char *const *parts, FILE *f);
 
+/* What messages start with: "pipemsg call" and so on once main has found the subcommand. */
+extern const char *cli_prog;
+
 int cmd_call(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

@@ -33,7 +33,8 @@ int cli_names_registry(const char *key, const char *value, char *buf, size_t siz
   (void)value;
   (void)buf;
   (void)size;
-  fprintf(stderr, "pipemsg: --names-registry %s: only on Windows (use --names-file here)\n", key);
+  fprintf(stderr, "%s: --names-registry %s: only on Windows (use --names-file here)\n", cli_prog,
+          key);
   return -1;
 }
 
@@ -49,7 +50,7 @@ int cli_expect_owner(const char *arg, cli_pipe *p) {
   errno = 0;
   pw = getpwnam(arg);
   if (pw == NULL) {
-    fprintf(stderr, "pipemsg: --expect-owner: no user '%s'%s%s\n", arg, errno ? ": " : "",
+    fprintf(stderr, "%s: --expect-owner: no user '%s'%s%s\n", cli_prog, arg, errno ? ": " : "",
             errno ? strerror(errno) : "");
     return -1;
   }

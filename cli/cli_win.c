@@ -39,7 +39,7 @@ int cli_names_registry(const char *key, const char *value, char *buf, size_t siz
   HKEY root;
   LSTATUS st;
   if (registry_key_parse(key, &root, wsub, why, sizeof(why)) < 0) {
-    fprintf(stderr, "pipemsg: --names-registry: %s\n", why);
+    fprintf(stderr, "%s: --names-registry: %s\n", cli_prog, why);
     return -1;
   }
   if (MultiByteToWideChar(CP_UTF8, 0, value, -1, wvalue, 64) == 0)
@@ -53,10 +53,11 @@ int cli_names_registry(const char *key, const char *value, char *buf, size_t siz
     int key_exists = RegOpenKeyExW(root, wsub, 0, KEY_READ, &k) == ERROR_SUCCESS;
     if (key_exists)
       RegCloseKey(k);
-    fprintf(stderr, "pipemsg: registry key %s has no value %s%s\n", key, value,
+    fprintf(stderr, "%s: registry key %s has no value %s%s\n", cli_prog, key, value,
             key_exists ? "" : " (the key does not exist)");
   } else {
-    fprintf(stderr, "pipemsg: cannot read the value %s under registry key %s: %s\n", value, key,
+    fprintf(stderr, "%s: cannot read the value %s under registry key %s: %s\n", cli_prog, value,
+            key,
             st == ERROR_SUCCESS || st == ERROR_MORE_DATA ? "not a pipe name"
             : st == ERROR_UNSUPPORTED_TYPE               ? "not a string (REG_SZ)"
                                                          : "access denied or unreadable");
@@ -86,7 +87,8 @@ int cli_expect_owner(const char *arg, cli_pipe *p) {
     rc = -1;
   LocalFree(text);
   if (rc < 0)
-    fprintf(stderr, "pipemsg: --expect-owner: '%s' is neither a SID nor a known account\n", arg);
+    fprintf(stderr, "%s: --expect-owner: '%s' is neither a SID nor a known account\n", cli_prog,
+            arg);
   return rc;
 }
 

@@ -49,6 +49,8 @@ static void print_man(void) {
   fputs(".SH SEE ALSO\n\\fBpipemsgd\\fR(8)\n", stdout);
 }
 
+const char *cli_prog = "pipemsg";
+
 void cli_print_text(const char *const *parts, FILE *f) {
   for (; *parts != NULL; parts++)
     fputs(*parts, f);
@@ -61,8 +63,8 @@ int cli_parse_number(const char *opt, const char *s, unsigned long long min,
   errno = 0;
   v = strtoull(s, &end, 10);
   if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < min || v > max) {
-    fprintf(stderr, "pipemsg: %s: expected a number from %llu to %llu, got '%s'\n", opt, min, max,
-            s);
+    fprintf(stderr, "%s: %s: expected a number from %llu to %llu, got '%s'\n", cli_prog, opt,
+            min, max, s);
     return -1;
   }
   *out = v;
@@ -74,7 +76,7 @@ int cli_names_file(const char *file, const char *key, char *buf, size_t size) {
   size_t klen = strlen(key);
   FILE *f = fopen(file, "r");
   if (f == NULL) {
-    fprintf(stderr, "pipemsg: cannot read names file %s: %s\n", file, strerror(errno));
+    fprintf(stderr, "%s: cannot read names file %s: %s\n", cli_prog, file, strerror(errno));
     return -1;
   }
   while (fgets(line, sizeof(line), f) != NULL) {
@@ -93,7 +95,7 @@ int cli_names_file(const char *file, const char *key, char *buf, size_t size) {
     return 0;
   }
   fclose(f);
-  fprintf(stderr, "pipemsg: names file %s has no usable '%s'\n", file, key);
+  fprintf(stderr, "%s: names file %s has no usable '%s'\n", cli_prog, file, key);
   return -1;
 }
 
@@ -116,6 +118,7 @@ int cli_pipe_option(int opt, const char *arg, const char *file_key, const char *
 }
 
 int main(int argc, char **argv) {
+  static char prog[32];
   cli_platform_init();
   if (argc < 2) {
     fputs(usage_text, stderr);
@@ -133,6 +136,9 @@ int main(int argc, char **argv) {
     printf("pipemsg %s (protocol %d)\n", PM_VERSION, PM_PROTOCOL_VERSION);
     return CLI_EXIT_OK;
   }
+  /* Messages from the shared helpers then start as the subcommand's own do. */
+  snprintf(prog, sizeof(prog), "pipemsg %.16s", argv[1]);
+  cli_prog = prog;
   if (strcmp(argv[1], "call") == 0)
     return cmd_call(argc - 1, argv + 1);
   if (strcmp(argv[1], "watch") == 0)

@@ -252,6 +252,8 @@ static void test_cli_usage_errors(void **state) {
   const char *bad_param[] = {PIPEMSG, "call", "GetState", "novalue", NULL};
   const char *bad_json[] = {PIPEMSG, "call", "GetState", "A:=[", NULL};
   const char *bad_opt[] = {PIPEMSG, "call", "--timeout-ms", "soon", "GetState", NULL};
+  const char *no_user[] = {PIPEMSG, "call", "--expect-owner", "no-such-user-pm", "GetState",
+                           NULL};
   const char *unknown[] = {PIPEMSG, "frob", NULL};
   const char *registry[] = {PIPEMSG, "call", "--names-registry", "HKLM\\SOFTWARE\\pipemsg",
                             "GetState", NULL};
@@ -267,6 +269,9 @@ static void test_cli_usage_errors(void **state) {
   assert_non_null(strstr(err, "novalue"));
   assert_int_equal(2, pm_test_run(bad_json, &out, &err));
   assert_int_equal(2, pm_test_run(bad_opt, &out, &err));
+  assert_non_null(strstr(err, "pipemsg call: --timeout-ms: expected a number"));
+  assert_int_equal(2, pm_test_run(no_user, &out, &err));
+  assert_non_null(strstr(err, "pipemsg call: --expect-owner: no user 'no-such-user-pm'"));
   assert_int_equal(2, pm_test_run(unknown, &out, &err));
   /* The registry is Windows': refused here, with the reason. */
   assert_int_equal(2, pm_test_run(registry, &out, &err));
