@@ -122,21 +122,21 @@ static json_t *guessed_value(const char *text) {
  * commas. */
 static json_t *text_tree(const pm__ct_field *f, const char *text) {
   json_t *list;
-  const char *p = text;
   if (f->type->kind != PM__CT_LIST)
     return json_string(text);
   list = json_array();
-  while (list != NULL && *text != '\0') {
+  if (list == NULL || *text == '\0') /* Domains= is the empty list */
+    return list;
+  for (const char *p = text;; p++) {
     size_t n = strcspn(p, ",");
     if (json_array_append_new(list, json_stringn(p, n)) < 0) {
       json_decref(list);
       return NULL;
     }
-    if (p[n] == '\0')
-      break;
-    p += n + 1;
+    p += n;
+    if (*p == '\0')
+      return list;
   }
-  return list;
 }
 
 /* Key=Value of a declared command: the declared parameter, its text converted to the declared
@@ -158,9 +158,10 @@ static json_t *declared_value(const pm__ct_command *c, const char *key, const ch
     return NULL;
   }
   tree = json_object();
+  /* jansson takes only UTF-8; running out of memory is the other, unlikely, cause. */
   if (tree == NULL || json_object_set_new(tree, key, text_tree(f, text)) < 0) {
     json_decref(tree);
-    fputs("pipemsg call: out of memory\n", stderr);
+    fprintf(stderr, "pipemsg call: %s: the value is not UTF-8 text\n", key);
     return NULL;
   }
   if (pm__contract_check(f, 1, tree, true, true, c->name, &typed, why) < 0)
@@ -203,7 +204,7 @@ static int parse_params(const pm__ct_command *c, int count, char **args, json_t 
       value = guessed_value(eq + 1);
     }
     if (value == NULL || json_object_set_new(params, args[i], value) < 0) {
-      fputs("pipemsg call: out of memory\n", stderr);
+      fprintf(stderr, "pipemsg call: %s: the value is not UTF-8 text\n", args[i]);
       return -1;
     }
   }
