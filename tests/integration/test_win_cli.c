@@ -43,12 +43,20 @@ static void unique_name(char *buf, size_t size, const char *what) {
            ++n);
 }
 
-/* GetState answers Ok with Data; Refuse answers BadRequest with a message. */
+/* GetState answers Ok with Data; Refuse answers BadRequest with a message; Fail, Busy and
+ * Deny answer Error, TooManyRequests and TransportNotAuthorized (call's exit statuses). */
 static void handler(pm_command_call *call, void *data) {
+  const char *command = pm_command_call_command(call);
   (void)data;
-  if (strcmp(pm_command_call_command(call), "Refuse") == 0)
+  if (strcmp(command, "Refuse") == 0)
     pm_command_call_reply(call, PM_RESULT_BAD_REQUEST, "refused here",
                           json_pack("{s:s}", "Why", "test"));
+  else if (strcmp(command, "Fail") == 0)
+    pm_command_call_reply(call, PM_RESULT_ERROR, "failed here", NULL);
+  else if (strcmp(command, "Busy") == 0)
+    pm_command_call_reply(call, PM_RESULT_TOO_MANY_REQUESTS, NULL, NULL);
+  else if (strcmp(command, "Deny") == 0)
+    pm_command_call_reply(call, PM_RESULT_NOT_AUTHORIZED, NULL, NULL);
   else
     pm_command_call_reply(call, PM_RESULT_OK, NULL,
                           json_pack("{s:s, s:s}", "State", "Disconnected", "Echo",
@@ -164,6 +172,14 @@ static void test_win_cli_call_failing_result(void **state) {
   assert_non_null(strstr(err, "pipemsg call: note: 'Refuse' is not in this pipemsg's contract"));
   assert_non_null(strstr(err, "pipemsg call: Refuse: BadRequest: refused here"));
   assert_non_null(strstr(out, "\"Why\": \"test\""));
+  /* Each other result class has its own status too. */
+  argv[4] = "Fail";
+  assert_int_equal(1, pm_test_run(argv, &out, &err));
+  assert_non_null(strstr(err, "pipemsg call: Fail: Error: failed here"));
+  argv[4] = "Busy";
+  assert_int_equal(5, pm_test_run(argv, &out, &err));
+  argv[4] = "Deny";
+  assert_int_equal(6, pm_test_run(argv, &out, &err));
 }
 
 static void test_win_cli_call_no_service(void **state) {
