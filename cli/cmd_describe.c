@@ -268,15 +268,18 @@ int cmd_describe(int argc, char **argv) {
     fputc('\n', stdout);
     status = CLI_EXIT_OK;
   } else {
+    /* GetCommands lists no parameters for a command taking any (Echo); the built-in contract
+     * tells them apart. */
+    const pm__ct_command *local = pm__contract_command(argv[optind], true);
     printf("%s: %s\n", str(found, "Name"), str(found, "Doc"));
-    if (json_object_get(found, "Params") != NULL)
+    if (local != NULL && local->any_params)
+      puts("Params: any (Key=Value typed by guessing)");
+    else
       print_fields("Params", json_object_get(found, "Params"), 1);
-    else
-      puts("Params: any (taken as given)");
-    if (json_object_get(found, "Data") != NULL)
-      print_fields("Answer Data", json_object_get(found, "Data"), 0);
-    else
+    if (local != NULL && local->any_data)
       puts("Answer Data: any");
+    else
+      print_fields("Answer Data", json_object_get(found, "Data"), 0);
     fputs("Results: Ok, BadRequest", stdout);
     results = json_object_get(found, "Results");
     json_array_foreach(results, i, c) {

@@ -199,6 +199,7 @@ static void test_cli_commands_and_describe(void **state) {
   const char *describe[] = {PIPEMSG, "describe", "-c", svc.command_pipe, "StartVpn", NULL};
   const char *describe_off[] = {PIPEMSG, "describe", "--offline", "StopVpn", NULL};
   const char *typo[] = {PIPEMSG, "describe", "--offline", "StartVp", NULL};
+  const char *any[] = {PIPEMSG, "describe", "-c", svc.command_pipe, "Echo", NULL};
   (void)state;
   snprintf(nobody, sizeof(nobody), "%s/nobody-here", svc.dir);
   assert_int_equal(0, pm_test_run(online, &out, &err));
@@ -220,6 +221,8 @@ static void test_cli_commands_and_describe(void **state) {
   assert_int_equal(0, pm_test_run(describe_off, &out, &err));
   assert_non_null(strstr(err, "built-in contract"));
   assert_non_null(strstr(out, "StopVpn: Starts disconnecting"));
+  assert_int_equal(0, pm_test_run(any, &out, &err));
+  assert_non_null(strstr(out, "Params: any"));
   assert_int_equal(2, pm_test_run(typo, &out, &err));
   assert_non_null(strstr(err, "pipemsg describe: unknown command 'StartVp'; did you mean "
                               "'StartVpn'?"));
