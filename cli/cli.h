@@ -91,9 +91,12 @@ int cli_stdout_is_tty(void);
 
 /* Stopping watch: cli_stop_init before any thread starts (Unix: the signals are blocked there
  * and inherited), cli_stop_wait until Ctrl-C (SIGINT/SIGTERM on Unix; Ctrl-C or Ctrl-Break
- * on Windows) or cli_stop_post from any thread. */
+ * on Windows) or cli_stop_post from any thread (CLI_STOP_SIGNAL), until timeout_ms pass
+ * (0: no limit; CLI_STOP_TIMEOUT), or, on Unix, until stdout is a pipe nobody reads any more
+ * (CLI_STOP_OUTPUT; Windows finds that out at the next write). */
+enum { CLI_STOP_SIGNAL, CLI_STOP_TIMEOUT, CLI_STOP_OUTPUT };
 int cli_stop_init(void);
-void cli_stop_wait(void);
+int cli_stop_wait(unsigned long long timeout_ms);
 void cli_stop_post(void);
 
 #endif

@@ -106,7 +106,10 @@ int cli_stop_init(void) {
   return SetConsoleCtrlHandler(on_console_event, TRUE) ? 0 : -1;
 }
 
-void cli_stop_wait(void) { WaitForSingleObject(stop_event, INFINITE); }
+int cli_stop_wait(unsigned long long timeout_ms) {
+  DWORD ms = timeout_ms == 0 || timeout_ms >= INFINITE ? INFINITE : (DWORD)timeout_ms;
+  return WaitForSingleObject(stop_event, ms) == WAIT_TIMEOUT ? CLI_STOP_TIMEOUT : CLI_STOP_SIGNAL;
+}
 
 void cli_stop_post(void) { SetEvent(stop_event); }
 

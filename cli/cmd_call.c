@@ -406,8 +406,8 @@ int cli_pipe_error(const char *sub, const char *pipe, int rc) {
 }
 
 int cmd_call(int argc, char **argv) {
-  call_args a = {.pipe = {.pipe = PM_COMMAND_PIPE_DEFAULT},
-                 .event_pipe = {.pipe = PM_EVENT_PIPE_DEFAULT},
+  call_args a = {.pipe = {.pipe = pm_pipe_default(PM_PIPE_COMMAND)},
+                 .event_pipe = {.pipe = pm_pipe_default(PM_PIPE_EVENT)},
                  .enc = PM_ENC_JSON,
                  .wait_timeout_ms = CALL_WAIT_TIMEOUT_MS_DEFAULT};
   pm_msg *request = NULL, *response = NULL;

@@ -138,7 +138,7 @@ static int parse_options(int argc, char **argv, discovery *d) {
 static void discovery_init(discovery *d, const char *sub) {
   memset(d, 0, sizeof(*d));
   d->sub = sub;
-  d->pipe.pipe = PM_COMMAND_PIPE_DEFAULT;
+  d->pipe.pipe = pm_pipe_default(PM_PIPE_COMMAND);
   d->opts.connect_timeout_ms = DISCOVERY_CONNECT_TIMEOUT_MS_DEFAULT;
 }
 

@@ -114,8 +114,9 @@ typedef struct pm_client_options {
 /* A Request with Command, and Id when id > 0, and Params when params is not NULL (taken). */
 int pm_request_new(const char *command, int64_t id, json_t *params, pm_msg **out);
 
-/* One call: connect, send request in enc, receive the response, close. Blocking, with no
- * event loop and no SIGPIPE, so it may be used from any thread. Returns 0 and the Response, or
+/* One call: connect to the pipe name (NULL: pm_pipe_default(PM_PIPE_COMMAND)), send request in
+ * enc, receive the response, close. Blocking, with no event loop and no SIGPIPE, so it may be
+ * used from any thread. Returns 0 and the Response, or
  * PM_ECONNTIMEOUT (no service accepted in time), PM_ETIMEDOUT (no response in time),
  * PM_ENOTAUTH (the pipe is served by a process of an unexpected user: nothing was sent),
  * PM_EIO / PM_EEOF (transport failure), or a decode error for a malformed response. */

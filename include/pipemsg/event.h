@@ -180,6 +180,18 @@ const char *pm_event_client_state_name(pm_event_client_state state);
 /* Called on the client's own thread. The event is confirmed when the callback returns (an
  * observer confirms nothing). */
 typedef void (*pm_event_client_event_cb)(const pm_event *ev, void *data);
+/* The same, for an application that may fail to keep an event (its output closed, its disk
+ * full): 0 takes it (confirmed as above); anything else leaves it unconfirmed, so the service
+ * keeps it queued for the next client, and the client closes the connection and makes no new
+ * one until stopped (on_state: disconnected, PM_EVENT_CLIENT_NOT_TAKEN). */
+typedef int (*pm_event_client_take_cb)(const pm_event *ev, void *data);
+
+/* Reasons on_state gives for causes the client found itself; the others are the service's
+ * Disconnect reasons or a description. A command pipe answers a handshake with a Response
+ * (BadRequest): NOT_EVENT_PIPE; CLOSED_EARLY may mean the same, or a service stopping. */
+#define PM_EVENT_CLIENT_NOT_EVENT_PIPE "not an event pipe: it answered the handshake with a Response"
+#define PM_EVENT_CLIENT_CLOSED_EARLY "service closed the connection before answering the handshake"
+#define PM_EVENT_CLIENT_NOT_TAKEN "the application did not take an event"
 /* reason: why a connection ended (a Disconnect reason from the service, or a local cause). */
 typedef void (*pm_event_client_state_cb)(pm_event_client_state state, const char *reason,
                                          void *data);
@@ -211,12 +223,14 @@ typedef struct pm_event_client_options {
    * the highest possible LastEventId, so the service discards what it has queued (§5.4).
    * 0 from current_epoch: attach without a cursor. Ignored with a resume cursor. */
   int64_t (*current_epoch)(void *data);
-  pm_event_client_event_cb on_event;
+  pm_event_client_event_cb on_event; /* on_event or on_take: exactly one */
+  pm_event_client_take_cb on_take;
   pm_event_client_state_cb on_state; /* may be NULL */
   void *data;
 } pm_event_client_options;
 
-/* Starts a thread that connects to the event pipe name and keeps reconnecting until stopped. */
+/* Starts a thread that connects to the event pipe name (NULL: pm_pipe_default(PM_PIPE_EVENT))
+ * and keeps reconnecting until stopped. */
 int pm_event_client_start(const char *name, const pm_event_client_options *opts,
                           pm_event_client **out);
 /* Stops the thread (from any thread but the client's own) and frees the client. */

@@ -10,6 +10,16 @@ extern "C" {
 /* Pipe names (PROTOCOL §1). */
 #define PM_COMMAND_PIPE_DEFAULT "UnifiedSDKVPNCommandPipe"
 #define PM_EVENT_PIPE_DEFAULT "UnifiedSDKVPNEventPipe"
+
+typedef enum { PM_PIPE_COMMAND, PM_PIPE_EVENT } pm_pipe_kind;
+
+/* The pipe name a client uses when it is given none (a NULL name to pm_command_client_call or
+ * pm_event_client_start): $PIPEMSG_COMMAND_PIPE (PM_PIPE_COMMAND) or $PIPEMSG_EVENT_PIPE
+ * (PM_PIPE_EVENT) when set and not empty, else PM_COMMAND_PIPE_DEFAULT or
+ * PM_EVENT_PIPE_DEFAULT. A name as pm_pipe_path takes it, not yet resolved; it points into the
+ * environment, so it is valid until the environment changes. A service takes its pipes from
+ * its own configuration, never from these variables. NULL for another kind. */
+const char *pm_pipe_default(pm_pipe_kind kind);
 /* Longest pipe path: a Unix socket path (sun_path less its NUL on Linux); on Windows the
  * same bound holds for \\.\pipe\NAME (Windows itself allows 256 characters). */
 #define PM_PIPE_PATH_MAX 107

@@ -108,8 +108,10 @@ int pm_command_client_call(const char *name, const pm_client_options *opts,
   pm__conn *conn = NULL;
   pm__owner owner;
   int rc;
-  if (name == NULL || request == NULL || response == NULL)
+  if (request == NULL || response == NULL)
     return PM_EINVAL;
+  if (name == NULL)
+    name = pm_pipe_default(PM_PIPE_COMMAND);
   memset(&o, 0, sizeof(o));
   if (opts != NULL)
     o = *opts;

@@ -48,6 +48,7 @@ struct pm_event_client {
   uint32_t heartbeat_ms;
   uint32_t backoff_ms;
   char reason[PM_REASON_MAX]; /* why the current connection is ending */
+  int idle; /* the application did not take an event: no new connection until stopped */
 };
 
 const char *pm_event_client_state_name(pm_event_client_state state) {
@@ -65,7 +66,7 @@ static void on_backoff_done(uv_timer_t *t) { connect_now(t->data); }
 
 static void on_pipe_closed(uv_handle_t *h) {
   pm_event_client *c = h->data;
-  if (c->state != LINK_BACKOFF)
+  if (c->state != LINK_BACKOFF || c->idle)
     return;
   uv_timer_start(&c->timer, on_backoff_done, c->backoff_ms, 0);
   c->backoff_ms = c->backoff_ms * 2 > c->opts.reconnect_max_ms ? c->opts.reconnect_max_ms
@@ -85,7 +86,7 @@ static void drop(pm_event_client *c, const char *reason) {
   if (c->pipe_open) {
     c->pipe_open = 0;
     uv_close((uv_handle_t *)&c->pipe, on_pipe_closed);
-  } else {
+  } else if (!c->idle) {
     uv_timer_start(&c->timer, on_backoff_done, c->backoff_ms, 0);
   }
 }
@@ -153,6 +154,7 @@ static void on_event(pm_event_client *c, const pm_msg *m) {
   pm_event ev;
   int64_t id;
   bool fresh;
+  int taken = 0;
   if (pm_msg_get_int(m, "Id", &id) < 0 || pm_msg_get_string(m, "Type", &ev.type) < 0) {
     drop(c, "malformed event from service");
     return;
@@ -165,7 +167,16 @@ static void on_event(pm_event_client *c, const pm_msg *m) {
       ev.time = NULL;
     ev.data = json_object_get(pm_msg_fields(m), "Data");
     ev.encoding = pm_msg_encoding(m);
-    c->opts.on_event(&ev, c->opts.data);
+    if (c->opts.on_take != NULL)
+      taken = c->opts.on_take(&ev, c->opts.data);
+    else
+      c->opts.on_event(&ev, c->opts.data);
+    if (taken != 0) {
+      /* Unconfirmed, the event stays in the service's queue for the next client. */
+      c->idle = 1;
+      drop(c, PM_EVENT_CLIENT_NOT_TAKEN);
+      return;
+    }
     uv_mutex_lock(&c->cursor_lock);
     c->last_id = id;
     uv_mutex_unlock(&c->cursor_lock);
@@ -191,6 +202,8 @@ static void handle(pm_event_client *c, const pm_msg *m) {
   if (c->state == LINK_CONNECTING) {
     if (strcmp(kind, PM_KIND_HANDSHAKE) == 0)
       on_handshake_reply(c, m);
+    else if (strcmp(kind, PM_KIND_RESPONSE) == 0)
+      drop(c, PM_EVENT_CLIENT_NOT_EVENT_PIPE); /* a command pipe answers it BadRequest */
     else
       drop(c, "service did not answer the handshake");
     return;
@@ -219,7 +232,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   pm_event_client *c = stream->data;
   char why[PM_REASON_MAX];
   if (nread < 0)
-    drop(c, nread == UV_EOF ? "service closed the connection" : "read failed");
+    drop(c, nread != UV_EOF                ? "read failed"
+            : c->state == LINK_CONNECTING ? PM_EVENT_CLIENT_CLOSED_EARLY
+                                          : "service closed the connection");
   else if ((c->state == LINK_CONNECTING || c->state == LINK_CONNECTED) &&
            pm__feed_messages(c->reader, buf->base, (size_t)nread, on_message, c, why) < 0)
     drop(c, why);
@@ -362,13 +377,15 @@ int pm_event_client_start(const char *name, const pm_event_client_options *opts,
                           pm_event_client **out) {
   pm_event_client *c;
   int rc;
-  if (name == NULL || opts == NULL || opts->on_event == NULL || out == NULL ||
+  if (opts == NULL || (opts->on_event == NULL) == (opts->on_take == NULL) || out == NULL ||
       opts->max_message > PM_MAX_MESSAGE_CEILING)
     return PM_EINVAL;
   c = pm__calloc(1, sizeof(*c));
   if (c == NULL)
     return PM_ENOMEM;
   c->opts = *opts;
+  if (name == NULL)
+    name = pm_pipe_default(PM_PIPE_EVENT);
   PM__DEFAULT(c->opts.handshake_timeout_ms, PM_CLIENT_HANDSHAKE_TIMEOUT_MS_DEFAULT);
   PM__DEFAULT(c->opts.heartbeat_ms, PM_HEARTBEAT_MS_DEFAULT);
   PM__DEFAULT(c->opts.reconnect_min_ms, PM_RECONNECT_MIN_MS_DEFAULT);

@@ -364,7 +364,9 @@ static void emit(const char *type, int count) {
 
 static void test_cli_watch_prints_json_lines(void **state) {
   const char *out, *err;
-  const char *argv[] = {PIPEMSG, "watch", "-e", svc.event_pipe, "--json", "--count", "2", NULL};
+  /* Events queued before it came: only a consuming watch is sent them. */
+  const char *argv[] = {PIPEMSG, "watch", "--consume", "-e", svc.event_pipe, "--json", "--count",
+                        "2", NULL};
   json_t *line;
   json_error_t jerr;
   (void)state;
@@ -383,7 +385,8 @@ static void test_cli_watch_prints_json_lines(void **state) {
 
 static void test_cli_watch_readable_over_xml(void **state) {
   const char *out, *err;
-  const char *argv[] = {PIPEMSG, "watch", "-e", svc.event_pipe, "--xml", "--count", "1", NULL};
+  const char *argv[] = {PIPEMSG, "watch", "--consume", "-e", svc.event_pipe, "--xml", "--count",
+                        "1", NULL};
   (void)state;
   emit("Greeting", 1);
   assert_int_equal(0, pm_test_run(argv, &out, &err));
@@ -430,7 +433,8 @@ static void test_cli_watch_stops_on_signal(void **state) {
     }
     close(fds[1]);
     assert_int_equal(1, await_text(fds[0], err, sizeof(err), "connected", 5000));
-    assert_int_equal(1, pm_test_stat(svc.command_pipe, "Events", "Attached"));
+    /* An observer: the client slot stays free. */
+    assert_int_equal(0, pm_test_stat(svc.command_pipe, "Events", "Attached"));
     kill(pid, signals[i]);
     /* It exits at once: its stderr ends (the pipe's EOF is the event awaited). */
     assert_int_equal(-1, await_text(fds[0], err, sizeof(err), "never printed", 5000));

@@ -805,7 +805,10 @@ static void test_command_client_rejects_bad_arguments(void **state) {
   assert_null(req);
   assert_pm(0, pm_request_new("Hello", 0, NULL, &req));
   assert_pm(PM_ENOENT, pm_msg_get_int(req, "Id", &id)); /* 0: no Id */
-  assert_pm(PM_EINVAL, pm_command_client_call(NULL, NULL, req, PM_ENC_JSON, &resp));
+  /* No name: $PIPEMSG_COMMAND_PIPE's (pm_pipe_default), refused here as a relative path. */
+  setenv("PIPEMSG_COMMAND_PIPE", "rel/cmd", 1);
+  assert_pm(PM_EPIPENAME, pm_command_client_call(NULL, NULL, req, PM_ENC_JSON, &resp));
+  unsetenv("PIPEMSG_COMMAND_PIPE");
   assert_pm(PM_EINVAL, pm_command_client_call(fx.path, NULL, NULL, PM_ENC_JSON, &resp));
   assert_pm(PM_EINVAL, pm_command_client_call(fx.path, NULL, req, PM_ENC_JSON, NULL));
   assert_null(resp);

@@ -204,8 +204,10 @@ static void test_win_cli_call_no_service(void **state) {
 
 static void test_win_cli_watch_prints_and_confirms(void **state) {
   const char *out, *err;
-  const char *json[] = {pipemsg, "watch", "-e", fx.ev_name, "--json", "--count", "2", NULL};
-  const char *xml[] = {pipemsg, "watch", "-e", fx.ev_name, "--xml", "--count", "1", NULL};
+  const char *json[] = {pipemsg, "watch", "--consume", "-e", fx.ev_name, "--json", "--count", "2",
+                        NULL};
+  const char *xml[] = {pipemsg, "watch", "--consume", "-e", fx.ev_name, "--xml", "--count", "1",
+                       NULL};
   json_t *line;
   json_error_t jerr;
   (void)state;
@@ -286,7 +288,8 @@ static void test_win_cli_names_registry(void **state) {
   const char *out, *err;
   const char *call[] = {pipemsg, "call", "--names-registry", key, "GetState", NULL};
   const char *call_long[] = {pipemsg, "call", "--names-registry", long_key, "GetState", NULL};
-  const char *watch[] = {pipemsg, "watch", "--names-registry", key, "--count", "1", NULL};
+  const char *watch[] = {pipemsg, "watch", "--consume", "--names-registry", key, "--count", "1",
+                         NULL};
   const char *no_key[] = {pipemsg, "watch", "--names-registry", gone, NULL};
   const char *bad_root[] = {pipemsg, "call", "--names-registry", "HKCR\\Software\\x", "GetState",
                             NULL};

@@ -30,6 +30,24 @@ static void test_pipe_bare_name_uses_runtime_dir(void **state) {
   setenv("PIPEMSG_RUNTIME_DIR", pm_test_runtime_dir(), 1);
 }
 
+/* A client's default pipes: the variables when set and not empty, else the SDK's names. */
+static void test_pipe_default_from_environment(void **state) {
+  (void)state;
+  unsetenv("PIPEMSG_COMMAND_PIPE");
+  unsetenv("PIPEMSG_EVENT_PIPE");
+  assert_string_equal(PM_COMMAND_PIPE_DEFAULT, pm_pipe_default(PM_PIPE_COMMAND));
+  assert_string_equal(PM_EVENT_PIPE_DEFAULT, pm_pipe_default(PM_PIPE_EVENT));
+  setenv("PIPEMSG_COMMAND_PIPE", "/tmp/x/cmd", 1);
+  setenv("PIPEMSG_EVENT_PIPE", "Evt", 1);
+  assert_string_equal("/tmp/x/cmd", pm_pipe_default(PM_PIPE_COMMAND));
+  assert_string_equal("Evt", pm_pipe_default(PM_PIPE_EVENT));
+  setenv("PIPEMSG_EVENT_PIPE", "", 1);
+  assert_string_equal(PM_EVENT_PIPE_DEFAULT, pm_pipe_default(PM_PIPE_EVENT));
+  assert_null(pm_pipe_default((pm_pipe_kind)7));
+  unsetenv("PIPEMSG_COMMAND_PIPE");
+  unsetenv("PIPEMSG_EVENT_PIPE");
+}
+
 static void test_pipe_path_used_as_is(void **state) {
   char buf[PM_PIPE_PATH_MAX + 1];
   (void)state;
@@ -219,6 +237,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pipe_bare_name_uses_runtime_dir),
       cmocka_unit_test(test_pipe_path_used_as_is),
+      cmocka_unit_test(test_pipe_default_from_environment),
       cmocka_unit_test(hardening_13_relative_and_windows_names),
       cmocka_unit_test(hardening_07_unsafe_socket_dir_refused),
       cmocka_unit_test(hardening_07_bind_race_symlink),
