@@ -445,6 +445,283 @@ static void test_cli_watch_stops_on_signal(void **state) {
   }
 }
 
+/* ---- watch: observing, consuming, stopping (issue 10) ------------------------------------- */
+
+/* pipemsg with args (after "pipemsg"), its stdout on *out_fd (or to out_path when out_fd is
+ * NULL) and its stderr on *err_fd. */
+static pid_t spawn_cli(const char *const *args, int *out_fd, const char *out_path, int *err_fd) {
+  int o[2] = {-1, -1}, e[2];
+  const char *argv[16] = {PIPEMSG};
+  size_t n = 1;
+  pid_t pid;
+  for (; args[n - 1] != NULL && n < 15; n++)
+    argv[n] = args[n - 1];
+  argv[n] = NULL;
+  assert_int_equal(0, pipe(e));
+  if (out_fd != NULL)
+    assert_int_equal(0, pipe(o));
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    /* Our read ends stay out of the child: its output must close when we close ours. */
+    if (out_fd != NULL) {
+      dup2(o[1], 1);
+      close(o[0]);
+      close(o[1]);
+    } else {
+      freopen(out_path, "w", stdout);
+    }
+    dup2(e[1], 2);
+    close(e[0]);
+    close(e[1]);
+    execv(PIPEMSG, (char *const *)argv);
+    _exit(127);
+  }
+  close(e[1]);
+  *err_fd = e[0];
+  if (out_fd != NULL) {
+    close(o[1]);
+    *out_fd = o[0];
+  }
+  return pid;
+}
+
+/* Waits for the child's exit by its stderr's end; returns its exit status. */
+static int await_exit(pid_t pid, int err_fd, char *err, size_t size) {
+  int status;
+  assert_int_equal(-1, await_text(err_fd, err, size, "never printed", 10000));
+  close(err_fd);
+  assert_int_equal(pid, waitpid(pid, &status, 0));
+  assert_true(WIFEXITED(status));
+  return WEXITSTATUS(status);
+}
+
+typedef struct seen_events {
+  uv_mutex_t lock;
+  int count, connected;
+  int64_t ids[16];
+} seen_events;
+
+static void seen_event(const pm_event *ev, void *data) {
+  seen_events *s = data;
+  uv_mutex_lock(&s->lock);
+  if (s->count < 16)
+    s->ids[s->count++] = ev->id;
+  uv_mutex_unlock(&s->lock);
+}
+
+static void seen_state(pm_event_client_state st, const char *reason, void *data) {
+  seen_events *s = data;
+  (void)reason;
+  uv_mutex_lock(&s->lock);
+  if (st == PM_EVENT_CLIENT_CONNECTED)
+    s->connected++;
+  uv_mutex_unlock(&s->lock);
+}
+
+static int seen_get(seen_events *s, int *field) {
+  int v;
+  uv_mutex_lock(&s->lock);
+  v = *field;
+  uv_mutex_unlock(&s->lock);
+  return v;
+}
+
+static void await_seen(seen_events *s, int *field, int want) {
+  uint64_t deadline = pm_test_now_ms() + 10000;
+  while (seen_get(s, field) < want) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(10);
+  }
+}
+
+/* The application's consuming client, from the library. */
+static pm_event_client *app_client(seen_events *s) {
+  pm_event_client_options o;
+  pm_event_client *c = NULL;
+  memset(s, 0, sizeof(*s));
+  uv_mutex_init(&s->lock);
+  memset(&o, 0, sizeof(o));
+  o.on_event = seen_event;
+  o.on_state = seen_state;
+  o.data = s;
+  assert_pm(0, pm_event_client_start(svc.event_pipe, &o, &c));
+  await_seen(s, &s->connected, 1);
+  return c;
+}
+
+static void app_client_stop(pm_event_client *c, seen_events *s) {
+  pm_event_client_stop(c);
+  uv_mutex_destroy(&s->lock);
+}
+
+/* The default watch observes: the application's client gets and confirms every event, in
+ * order, while watch prints them too. */
+static void test_cli_watch_observes_by_default(void **state) {
+  const char *const args[] = {"watch", "-e", svc.event_pipe, NULL};
+  char out[4096] = "", err[4096] = "";
+  int out_fd, err_fd;
+  seen_events app;
+  pm_event_client *c;
+  pid_t pid;
+  (void)state;
+  pid = spawn_cli(args, &out_fd, NULL, &err_fd);
+  assert_int_equal(1, await_text(err_fd, err, sizeof(err), "connected (observing)", 10000));
+  assert_int_equal(0, pm_test_stat(svc.command_pipe, "Events", "Attached"));
+  c = app_client(&app);
+  emit("Seen", 3);
+  assert_int_equal(1, await_text(out_fd, out, sizeof(out), "#3 Seen", 10000));
+  await_seen(&app, &app.count, 3);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(i + 1, app.ids[i]);
+  app_client_stop(c, &app);
+  assert_int_equal(3, pm_test_stat(svc.command_pipe, "Events", "Delivered"));
+  assert_int_equal(0, pm_test_stat(svc.command_pipe, "Events", "Queued"));
+  kill(pid, SIGTERM);
+  close(out_fd);
+  assert_int_equal(0, await_exit(pid, err_fd, err, sizeof(err)));
+}
+
+/* --consume is the client: it takes the queued events and confirms them. */
+static void test_cli_watch_consume_confirms(void **state) {
+  const char *out, *err;
+  const char *argv[] = {PIPEMSG, "watch", "--consume", "-e", svc.event_pipe, "--count", "2",
+                        NULL};
+  (void)state;
+  emit("Taken", 2);
+  assert_int_equal(0, pm_test_run(argv, &out, &err));
+  assert_non_null(strstr(out, "#2 Taken"));
+  assert_int_equal(2, pm_test_stat(svc.command_pipe, "Events", "Delivered"));
+  assert_int_equal(0, pm_test_stat(svc.command_pipe, "Events", "Queued"));
+}
+
+/* watch | head -1: once its reader has gone, watch exits at once, with no further event to
+ * write; in consume mode what it did not print stays queued for the next client. */
+static void test_cli_watch_output_closed(void **state) {
+  const char *const observe[] = {"watch", "-e", svc.event_pipe, NULL};
+  const char *const consume[] = {"watch", "--consume", "-e", svc.event_pipe, NULL};
+  const char *const *modes[] = {consume, observe};
+  static const char *const wants[] = {"#1 First", "#3 First"};
+  (void)state;
+  for (int m = 0; m < 2; m++) {
+    char out[4096] = "", err[4096] = "";
+    int out_fd, err_fd;
+    uint64_t start;
+    pid_t pid = spawn_cli(modes[m], &out_fd, NULL, &err_fd);
+    assert_int_equal(1, await_text(err_fd, err, sizeof(err), "connected", 10000));
+    emit("First", 1);
+    assert_int_equal(1, await_text(out_fd, out, sizeof(out), wants[m], 10000));
+    close(out_fd);
+    start = pm_test_now_ms();
+    emit("Later", 1);
+    assert_int_equal(0, await_exit(pid, err_fd, err, sizeof(err)));
+    /* Nothing to write was needed to notice; a second on a loaded machine, where waiting for
+     * another event would never end. */
+    assert_ms_within("watch exit after its output closed", pm_test_now_ms() - start, 0,
+                     pm_test_margin_ms(1000));
+  }
+  /* The consuming watch confirmed the First it printed and nothing more: Later (2), and all
+   * the observer saw or missed (3, 4), wait for the next client. */
+  assert_int_equal(1, pm_test_stat(svc.command_pipe, "Events", "Delivered"));
+  assert_int_equal(3, pm_test_stat(svc.command_pipe, "Events", "Queued"));
+}
+
+/* An event watch --consume could not write is not confirmed: it stays queued and the next
+ * client gets it. */
+static void test_cli_watch_unwritten_event_stays_queued(void **state) {
+  const char *const args[] = {"watch", "--consume", "-e", svc.event_pipe, NULL};
+  const char *out, *e;
+  const char *next[] = {PIPEMSG, "watch", "--consume", "-e", svc.event_pipe, "--count", "1",
+                        NULL};
+  char err[4096] = "";
+  int err_fd;
+  pid_t pid;
+  (void)state;
+  if (access("/dev/full", W_OK) != 0)
+    pm_test_skip("no /dev/full to make writing fail");
+  pid = spawn_cli(args, NULL, "/dev/full", &err_fd);
+  assert_int_equal(1, await_text(err_fd, err, sizeof(err), "connected", 10000));
+  emit("Kept", 1);
+  assert_int_equal(1, await_exit(pid, err_fd, err, sizeof(err)));
+  assert_non_null(strstr(err, "cannot write the output: No space left on device"));
+  assert_int_equal(0, pm_test_stat(svc.command_pipe, "Events", "Delivered"));
+  assert_int_equal(1, pm_test_stat(svc.command_pipe, "Events", "Queued"));
+  assert_int_equal(0, pm_test_run(next, &out, &e));
+  assert_non_null(strstr(out, "#1 Kept"));
+}
+
+/* The command pipe answers a handshake with a Response: watch says so and gives up. */
+static void test_cli_watch_not_an_event_pipe(void **state) {
+  const char *out, *err;
+  const char *argv[] = {PIPEMSG, "watch", "-e", svc.command_pipe, "--timeout", "30", NULL};
+  uint64_t start = pm_test_now_ms();
+  (void)state;
+  assert_int_equal(3, pm_test_run(argv, &out, &err));
+  assert_non_null(strstr(err, "not an event pipe"));
+  assert_non_null(strstr(err, svc.command_pipe));
+  assert_true(pm_test_now_ms() - start < 10000); /* not the --timeout */
+}
+
+/* --timeout S: non-zero after S seconds without --count's events. */
+static void test_cli_watch_timeout(void **state) {
+  const char *out, *err;
+  const char *argv[] = {PIPEMSG, "watch", "-e", svc.event_pipe, "--timeout", "1", NULL};
+  uint64_t start = pm_test_now_ms();
+  (void)state;
+  assert_int_equal(3, pm_test_run(argv, &out, &err));
+  assert_non_null(strstr(err, "gave up after --timeout 1 s"));
+  /* 1 s, plus starting and stopping the program on a loaded machine (2 s would be out). */
+  assert_ms_within("watch --timeout 1", pm_test_now_ms() - start, 1000 - 50,
+                   1000 + pm_test_margin_ms(900));
+}
+
+/* --consume while the application is attached: said once, retried with backoff, and in as
+ * soon as the slot frees. */
+static void test_cli_watch_consume_waits_for_the_slot(void **state) {
+  const char *const args[] = {"watch", "--consume", "-e", svc.event_pipe, NULL};
+  const char *busy = "another client is attached";
+  char out[4096] = "", err[4096] = "";
+  int out_fd, err_fd;
+  seen_events app;
+  pm_event_client *c = app_client(&app);
+  uint64_t deadline = pm_test_now_ms() + 10000;
+  pid_t pid;
+  (void)state;
+  pid = spawn_cli(args, &out_fd, NULL, &err_fd);
+  assert_int_equal(1, await_text(err_fd, err, sizeof(err), busy, 10000));
+  /* Backoff 100, 200, 400 ms: three more refusals within a second or so. */
+  while (pm_test_stat(svc.command_pipe, "Events", "BusyRejections") < 4) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(20);
+  }
+  app_client_stop(c, &app);
+  assert_int_equal(1, await_text(err_fd, err, sizeof(err), "connected", 10000));
+  assert_null(strstr(strstr(err, busy) + 1, busy));
+  emit("Mine", 1);
+  assert_int_equal(1, await_text(out_fd, out, sizeof(out), "#1 Mine", 10000));
+  kill(pid, SIGTERM);
+  close(out_fd);
+  assert_int_equal(0, await_exit(pid, err_fd, err, sizeof(err)));
+  assert_int_equal(1, pm_test_stat(svc.command_pipe, "Events", "Delivered"));
+}
+
+/* $PIPEMSG_COMMAND_PIPE and $PIPEMSG_EVENT_PIPE name the pipes when no option does. */
+static void test_cli_pipes_from_environment(void **state) {
+  const char *out, *err;
+  const char *call[] = {PIPEMSG, "call", "GetVersion", NULL};
+  const char *watch[] = {PIPEMSG, "watch", "--consume", "--count", "1", NULL};
+  (void)state;
+  setenv("PIPEMSG_COMMAND_PIPE", svc.command_pipe, 1);
+  setenv("PIPEMSG_EVENT_PIPE", svc.event_pipe, 1);
+  assert_int_equal(0, pm_test_run(call, &out, &err));
+  assert_non_null(strstr(out, "Version"));
+  emit("ByEnv", 1);
+  assert_int_equal(0, pm_test_run(watch, &out, &err));
+  unsetenv("PIPEMSG_COMMAND_PIPE");
+  unsetenv("PIPEMSG_EVENT_PIPE");
+  assert_non_null(strstr(out, "#1 ByEnv"));
+}
+
 static void test_cli_watch_usage(void **state) {
   const char *out, *err;
   const char *help[] = {PIPEMSG, "watch", "--help", NULL};
@@ -475,6 +752,16 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_cli_watch_readable_over_xml, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_watch_stops_on_signal, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_watch_usage, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_watch_observes_by_default, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_watch_consume_confirms, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_watch_output_closed, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_watch_unwritten_event_stays_queued, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_cli_watch_not_an_event_pipe, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_watch_timeout, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_watch_consume_waits_for_the_slot, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_cli_pipes_from_environment, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_13_pipe_names_agree, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
