@@ -7,6 +7,7 @@
 #include "pipemsg/pipemsg.h"
 
 #include "cli.h"
+#include "contract.h"
 
 static const char usage_text[] =
     "Usage: pipemsg COMMAND [OPTION]... [ARG]...\n"
@@ -20,6 +21,77 @@ static const char usage_text[] =
     "  describe  show one command: parameters, answer, results\n"
     "\n"
     "  pipemsg --help | --version | --man; pipemsg COMMAND --help for a command's options.\n";
+
+/* text for roff: backslashes and hyphens escaped, no request at a line start. */
+static void man_text(const char *text) {
+  int line_start = 1;
+  for (const char *p = text; *p; p++) {
+    if (*p == '\\')
+      fputs("\\e", stdout);
+    else if (*p == '-')
+      fputs("\\-", stdout);
+    else if ((*p == '.' || *p == '\'') && line_start)
+      fputs("\\&", stdout), putchar(*p);
+    else
+      putchar(*p);
+    line_start = *p == '\n';
+  }
+}
+
+static void man_fields(const pm__ct_field *f, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    fputs(".RS\n.TP\n\\fB", stdout);
+    man_text(f[i].name);
+    fputs("\\fR (", stdout);
+    man_text(f[i].type->name);
+    if (f[i].required)
+      fputs(", required", stdout);
+    if (f[i].default_text != NULL) {
+      fputs(", default ", stdout);
+      man_text(f[i].default_text);
+    }
+    fputs(")\n", stdout);
+    man_text(f[i].doc != NULL ? f[i].doc : "");
+    fputs("\n.RE\n", stdout);
+  }
+}
+
+/* COMMANDS, EVENTS and ENVIRONMENT, from the contract built in (schema/contract.toml). */
+static void man_contract(void) {
+  fputs(".SH COMMANDS\nThe service's commands, for \\fBpipemsg call\\fR COMMAND [Key=Value]...\n",
+        stdout);
+  for (size_t i = 0; i < pm__contract_n_commands; i++) {
+    const pm__ct_command *c = &pm__contract_commands[i];
+    fputs(".TP\n\\fB", stdout);
+    man_text(c->name);
+    fputs(c->test_only ? "\\fR (pipemsgd \\-\\-test\\-commands only)\n" : "\\fR\n", stdout);
+    man_text(c->doc != NULL ? c->doc : "");
+    fputs("\n", stdout);
+    man_fields(c->params, c->n_params);
+  }
+  fputs(".SH EVENTS\nEvent types on the event pipe, as \\fBpipemsg watch\\fR prints them.\n", stdout);
+  for (size_t i = 0; i < pm__contract_n_events; i++) {
+    const pm__ct_event *e = &pm__contract_events[i];
+    fputs(".TP\n\\fB", stdout);
+    man_text(e->type);
+    fputs(e->transient ? "\\fR (transient)\n" : "\\fR\n", stdout);
+    man_text(e->doc != NULL ? e->doc : "");
+    fputs("\n", stdout);
+    man_fields(e->fields, e->n_fields);
+  }
+  fputs(".SH ENVIRONMENT\n"
+        ".TP\n\\fBPIPEMSG_COMMAND_PIPE\\fR, \\fBPIPEMSG_EVENT_PIPE\\fR\n"
+        "The command and event pipe when \\-c or \\-e (or \\-\\-names\\-file) gives none; "
+        "unset or empty: UnifiedSDKVPNCommandPipe and UnifiedSDKVPNEventPipe.\n"
+        ".TP\n\\fBPIPEMSG_RUNTIME_DIR\\fR\n"
+        "The directory a bare pipe name (no /) resolves into.\n"
+        ".TP\n\\fBXDG_RUNTIME_DIR\\fR\n"
+        "Without PIPEMSG_RUNTIME_DIR, bare names resolve into $XDG_RUNTIME_DIR/pipemsg; without "
+        "either, into /run/pipemsg.\n"
+        ".TP\n\\fBPIPEMSG_DEBUG\\fR\n"
+        "When set, the library's debug log (connections, handshakes, events) goes to stderr.\n",
+        stdout);
+}
 
 /* The manual page, in roff, from the same texts as --help. */
 static void print_man(void) {
@@ -46,6 +118,7 @@ static void print_man(void) {
     }
     fputs(".fi\n", stdout);
   }
+  man_contract();
   fputs(".SH SEE ALSO\n\\fBpipemsgd\\fR(8)\n", stdout);
 }
 

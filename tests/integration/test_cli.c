@@ -722,6 +722,41 @@ static void test_cli_pipes_from_environment(void **state) {
   assert_non_null(strstr(out, "#1 ByEnv"));
 }
 
+/* pipemsg(1)'s COMMANDS and EVENTS list the contract's (as GetCommands gives it, test-only
+ * commands included), and ENVIRONMENT the five variables. */
+static void test_cli_man_page_from_contract(void **state) {
+  const char *out, *err;
+  const char *man[] = {PIPEMSG, "--man", NULL};
+  static const char *const vars[] = {"PIPEMSG_RUNTIME_DIR", "XDG_RUNTIME_DIR", "PIPEMSG_DEBUG",
+                                     "PIPEMSG_COMMAND_PIPE", "PIPEMSG_EVENT_PIPE"};
+  json_t *data = NULL, *item;
+  const char *sections;
+  size_t i;
+  (void)state;
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetCommands", NULL, &data));
+  assert_int_equal(0, pm_test_run(man, &out, &err));
+  sections = strstr(out, ".SH COMMANDS");
+  assert_non_null(sections);
+  assert_non_null(strstr(sections, ".SH EVENTS"));
+  assert_non_null(strstr(sections, ".SH ENVIRONMENT"));
+  assert_true(json_array_size(json_object_get(data, "Commands")) > 10);
+  json_array_foreach(json_object_get(data, "Commands"), i, item) {
+    char want[128];
+    snprintf(want, sizeof(want), "\\fB%s\\fR", json_string_value(json_object_get(item, "Name")));
+    if (strstr(sections, want) == NULL)
+      fail_msg("pipemsg --man lacks command %s", want);
+  }
+  json_array_foreach(json_object_get(data, "Events"), i, item) {
+    char want[128];
+    snprintf(want, sizeof(want), "\\fB%s\\fR", json_string_value(json_object_get(item, "Type")));
+    if (strstr(strstr(sections, ".SH EVENTS"), want) == NULL)
+      fail_msg("pipemsg --man lacks event type %s", want);
+  }
+  for (i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+    assert_non_null(strstr(strstr(sections, ".SH ENVIRONMENT"), vars[i]));
+  json_decref(data);
+}
+
 static void test_cli_watch_usage(void **state) {
   const char *out, *err;
   const char *help[] = {PIPEMSG, "watch", "--help", NULL};
@@ -762,6 +797,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_cli_watch_consume_waits_for_the_slot, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_cli_pipes_from_environment, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_man_page_from_contract, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_13_pipe_names_agree, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
