@@ -27,6 +27,7 @@ extern const char cli_exit_help[];
 extern const char *const cmd_call_usage[];
 extern const char *const cmd_watch_usage[];
 extern const char *const cmd_commands_usage[];
+extern const char *const cmd_completion_usage[];
 void cli_print_text(const char *const *parts, FILE *f);
 
 /* What messages start with: "pipemsg call" and so on once main has found the subcommand. */
@@ -37,6 +38,7 @@ int cmd_watch(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_commands(int argc, char **argv);
 int cmd_describe(int argc, char **argv);
+int cmd_completion(int argc, char **argv);
 
 /* Parses a decimal number in [min, max] for option opt; prints a message and returns -1 if it
  * is not one. */

@@ -14,11 +14,12 @@ static const char usage_text[] =
     "Drive and watch a pipemsg service.\n"
     "\n"
     "Commands:\n"
-    "  call      send one request on the command pipe and print the response\n"
-    "  watch     attach to the event pipe and print events as they arrive\n"
-    "  bench     measure pipemsg against baselines (see docs/benchmarks.md)\n"
-    "  commands  list the service's commands (the built-in contract if it does not answer)\n"
-    "  describe  show one command: parameters, answer, results\n"
+    "  call        send one request on the command pipe and print the response\n"
+    "  watch       print events from the event pipe as they arrive\n"
+    "  bench       measure pipemsg against baselines (see docs/benchmarks.md)\n"
+    "  commands    list the service's commands (the built-in contract if it does not answer)\n"
+    "  describe    show one command: parameters, answer, results\n"
+    "  completion  print a bash or zsh completion script\n"
     "\n"
     "  pipemsg --help | --version | --man; pipemsg COMMAND --help for a command's options.\n";
 
@@ -96,7 +97,8 @@ static void man_contract(void) {
 /* The manual page, in roff, from the same texts as --help. */
 static void print_man(void) {
   static const char *const top[] = {usage_text, NULL};
-  const char *const *const pages[] = {top, cmd_call_usage, cmd_watch_usage, cmd_commands_usage};
+  const char *const *const pages[] = {top, cmd_call_usage, cmd_watch_usage, cmd_commands_usage,
+                                      cmd_completion_usage};
   printf(".TH PIPEMSG 1 \"\" \"pipemsg %s\" \"User Commands\"\n"
          ".SH NAME\npipemsg \\- drive and watch a pipemsg service\n.SH DESCRIPTION\n",
          PM_VERSION);
@@ -222,6 +224,8 @@ int main(int argc, char **argv) {
     return cmd_commands(argc - 1, argv + 1);
   if (strcmp(argv[1], "describe") == 0)
     return cmd_describe(argc - 1, argv + 1);
+  if (strcmp(argv[1], "completion") == 0)
+    return cmd_completion(argc - 1, argv + 1);
   fprintf(stderr, "pipemsg: unknown command '%s'\nTry 'pipemsg --help'.\n", argv[1]);
   return CLI_EXIT_USAGE;
 }

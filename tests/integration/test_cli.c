@@ -757,6 +757,66 @@ static void test_cli_man_page_from_contract(void **state) {
   json_decref(data);
 }
 
+/* Runs the completion function of `pipemsg completion bash` on words (the cursor on the last)
+ * and returns the candidates, space-separated, in a static buffer. */
+static const char *complete_bash(const char *script, const char *words, int cword) {
+  static char code[1024];
+  const char *argv[] = {"/bin/bash", "-c", code, NULL};
+  const char *out, *err;
+  snprintf(code, sizeof(code),
+           "source %s && COMP_WORDS=(%s) && COMP_CWORD=%d && _pipemsg; echo \"${COMPREPLY[*]}\"",
+           script, words, cword);
+  assert_int_equal(0, pm_test_run(argv, &out, &err));
+  return out;
+}
+
+/* The script completes subcommands, options, command names and each command's Key=
+ * parameters, all from what the program knows (help texts, the contract). */
+static void test_cli_completion(void **state) {
+  const char *out, *err;
+  const char *bash[] = {PIPEMSG, "completion", "bash", NULL};
+  const char *zsh[] = {PIPEMSG, "completion", "zsh", NULL};
+  const char *bad[] = {PIPEMSG, "completion", "fish", NULL};
+  char script[160], home[128];
+  FILE *f;
+  (void)state;
+  assert_int_equal(0, pm_test_run(bash, &out, &err));
+  snprintf(script, sizeof(script), "%s/pipemsg.bash", svc.dir);
+  f = fopen(script, "w");
+  assert_non_null(f);
+  fputs(out, f);
+  fclose(f);
+  assert_string_equal("call completion\n", complete_bash(script, "pipemsg c", 1));
+  assert_string_equal("StartVpn StopVpn\n", complete_bash(script, "pipemsg call St", 2));
+  assert_string_equal("Location= EnableKillSwitch=\n",
+                      complete_bash(script, "pipemsg call -c x --xml StartVpn ''", 6));
+  assert_string_equal("Enabled=\n",
+                      complete_bash(script, "pipemsg call SetReconnectionEnabled E", 3));
+  assert_string_equal("--connect-timeout-ms\n", complete_bash(script, "pipemsg call --con", 2));
+  assert_string_equal("--consume --count\n", complete_bash(script, "pipemsg watch --co", 2));
+  assert_string_equal("bash zsh\n", complete_bash(script, "pipemsg completion ''", 2));
+  assert_int_equal(0, pm_test_run(zsh, &out, &err));
+  assert_non_null(strstr(out, "bashcompinit"));
+  assert_int_equal(2, pm_test_run(bad, &out, &err));
+  if (access("/usr/bin/zsh", X_OK) != 0)
+    pm_test_skip("zsh is not installed (scripts/bootstrap.sh installs it): the zsh script was "
+                 "not loaded");
+  {
+    /* compinit writes its dump in $HOME: the test's directory. zsh's own compgen leaves
+     * matching the word to the completion system, so all the commands come back here. */
+    char code[512];
+    const char *load[] = {"/usr/bin/env", home, "/usr/bin/zsh", "-f", "-c", code, NULL};
+    snprintf(home, sizeof(home), "HOME=%s", svc.dir);
+    snprintf(code, sizeof(code),
+             "source <(%s completion zsh) && echo \"${_comps[pipemsg]}\" && emulate sh -c "
+             "'COMP_WORDS=(pipemsg call St); COMP_CWORD=2; _pipemsg; echo \"${COMPREPLY[*]}\"'",
+             PIPEMSG);
+    assert_int_equal(0, pm_test_run(load, &out, &err));
+    assert_non_null(strstr(out, "_bash_complete -F _pipemsg\n"));
+    assert_non_null(strstr(out, " StartVpn StopVpn "));
+  }
+}
+
 static void test_cli_watch_usage(void **state) {
   const char *out, *err;
   const char *help[] = {PIPEMSG, "watch", "--help", NULL};
@@ -798,6 +858,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_cli_pipes_from_environment, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_man_page_from_contract, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_completion, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_13_pipe_names_agree, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
