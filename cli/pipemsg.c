@@ -70,7 +70,8 @@ static void man_contract(void) {
     fputs("\n", stdout);
     man_fields(c->params, c->n_params);
   }
-  fputs(".SH EVENTS\nEvent types on the event pipe, as \\fBpipemsg watch\\fR prints them.\n", stdout);
+  fputs(".SH EVENTS\nEvent types on the event pipe, as \\fBpipemsg watch\\fR prints them.\n",
+        stdout);
   for (size_t i = 0; i < pm__contract_n_events; i++) {
     const pm__ct_event *e = &pm__contract_events[i];
     fputs(".TP\n\\fB", stdout);

@@ -189,8 +189,10 @@ typedef int (*pm_event_client_take_cb)(const pm_event *ev, void *data);
 /* Reasons on_state gives for causes the client found itself; the others are the service's
  * Disconnect reasons or a description. A command pipe answers a handshake with a Response
  * (BadRequest): NOT_EVENT_PIPE; CLOSED_EARLY may mean the same, or a service stopping. */
-#define PM_EVENT_CLIENT_NOT_EVENT_PIPE "not an event pipe: it answered the handshake with a Response"
-#define PM_EVENT_CLIENT_CLOSED_EARLY "service closed the connection before answering the handshake"
+#define PM_EVENT_CLIENT_NOT_EVENT_PIPE                                                          \
+  "not an event pipe: it answered the handshake with a Response"
+#define PM_EVENT_CLIENT_CLOSED_EARLY                                                            \
+  "service closed the connection before answering the handshake"
 #define PM_EVENT_CLIENT_NOT_TAKEN "the application did not take an event"
 /* reason: why a connection ended (a Disconnect reason from the service, or a local cause). */
 typedef void (*pm_event_client_state_cb)(pm_event_client_state state, const char *reason,
