@@ -50,12 +50,15 @@ static void print_options(const char *const *parts, int want_arg, const char *se
 }
 
 static void print_bash(void) {
-  fputs("# pipemsg completion (pipemsg completion bash)\n"
+  fputs("# pipemsg completion (pipemsg completion bash)\n_pipemsg_commands='", stdout);
+  for (size_t i = 0; i < pm__contract_n_commands; i++)
+    printf("%s%s", i ? " " : "", pm__contract_commands[i].name);
+  fputs("'\n"
         "_pipemsg() {\n"
         "  local cur=${COMP_WORDS[COMP_CWORD]} sub=${COMP_WORDS[1]} cmd= i\n"
         "  COMPREPLY=()\n"
         "  if [ \"$COMP_CWORD\" -eq 1 ]; then\n"
-        "    COMPREPLY=($(compgen -W 'call watch bench completion --help --version --man' -- "
+        "    COMPREPLY=($(compgen -W 'call watch bench commands describe completion --help --version --man' -- "
         "\"$cur\"))\n"
         "    return\n"
         "  fi\n"
@@ -77,11 +80,7 @@ static void print_bash(void) {
   print_options(cmd_call_usage, -1, " ");
   fputs("' -- \"$cur\"))\n"
         "    elif [ -z \"$cmd\" ]; then\n"
-        "      COMPREPLY=($(compgen -W '",
-        stdout);
-  for (size_t i = 0; i < pm__contract_n_commands; i++)
-    printf(" %s", pm__contract_commands[i].name);
-  fputs("' -- \"$cur\"))\n"
+        "      COMPREPLY=($(compgen -W \"$_pipemsg_commands\" -- \"$cur\"))\n"
         "    else\n"
         "      case $cmd in\n",
         stdout);
@@ -102,6 +101,8 @@ static void print_bash(void) {
         stdout);
   print_options(cmd_watch_usage, -1, " ");
   fputs("' -- \"$cur\")) ;;\n"
+        "  describe)\n"
+        "    COMPREPLY=($(compgen -W \"$_pipemsg_commands --offline --help\" -- \"$cur\")) ;;\n"
         "  completion)\n"
         "    COMPREPLY=($(compgen -W 'bash zsh' -- \"$cur\")) ;;\n"
         "  esac\n"

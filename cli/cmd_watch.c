@@ -32,9 +32,9 @@ static const char usage_tail[] =
     "      --handshake-timeout-ms N  connect and handshake deadline (default 3000)\n"
     "      --help                    show this help and exit\n"
     "\n"
-    "Exit status: 0 when stopped, after --count events or when the output closed; 1 refused\n"
-    "by the service (NotAuthorized) or the output could not be written; 2 usage error; 3 not\n"
-    "an event pipe, or --timeout passed.\n";
+    "Exit status: 0 when stopped, after --count events or when the output closed; 1 the\n"
+    "output could not be written; 2 usage error; 3 not an event pipe, or --timeout passed;\n"
+    "6 refused by the service (NotAuthorized).\n";
 
 const char *const cmd_watch_usage[] = {usage_head, cli_watch_pipe_help, usage_tail, NULL};
 
@@ -135,7 +135,7 @@ static void on_state(pm_event_client_state st, const char *reason, void *data) {
   } else if (strcmp(reason, PM_EVENT_CLIENT_NOT_TAKEN) == 0) {
     return; /* we are stopping */
   } else if (strcmp(reason, PM_DISCONNECT_NOT_AUTHORIZED) == 0) {
-    finish(w, CLI_EXIT_RESULT, "the service refused us (NotAuthorized)");
+    finish(w, CLI_EXIT_NOT_AUTHORIZED, "the service refused us (NotAuthorized)");
     return;
   } else if (strcmp(reason, PM_EVENT_CLIENT_NOT_EVENT_PIPE) == 0) {
     finish(w, CLI_EXIT_TRANSPORT,

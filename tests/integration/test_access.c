@@ -97,7 +97,7 @@ static void test_access_event_pipe_refused(void **state) {
   require_root();
   start(args);
   /* watch gives up on a refusal, non-zero, well before the timeout's 2 s (124). */
-  assert_int_equal(1, pm_test_run(argv, NULL, &err));
+  assert_int_equal(6, pm_test_run(argv, NULL, &err));
   assert_non_null(strstr(err, "the service refused us (NotAuthorized)"));
   pm_test_await_log(&svc, "refused pid=");
 }

@@ -786,7 +786,8 @@ static void test_cli_completion(void **state) {
   assert_non_null(f);
   fputs(out, f);
   fclose(f);
-  assert_string_equal("call completion\n", complete_bash(script, "pipemsg c", 1));
+  assert_string_equal("call commands completion\n", complete_bash(script, "pipemsg c", 1));
+  assert_string_equal("GetState GetStats\n", complete_bash(script, "pipemsg describe GetSt", 2));
   assert_string_equal("StartVpn StopVpn\n", complete_bash(script, "pipemsg call St", 2));
   assert_string_equal("Location= EnableKillSwitch=\n",
                       complete_bash(script, "pipemsg call -c x --xml StartVpn ''", 6));
