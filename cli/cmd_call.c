@@ -19,7 +19,8 @@ static const char usage_head[] =
     "Send one request on the command pipe and print the response's Data as JSON.\n"
     "Options may come before or after COMMAND; -- ends them.\n"
     "\n"
-    "  -c, --command-pipe NAME     pipe name or path (default UnifiedSDKVPNCommandPipe)\n";
+    "  -c, --command-pipe NAME     pipe name or path (default $PIPEMSG_COMMAND_PIPE, else\n"
+    "                              UnifiedSDKVPNCommandPipe)\n";
 
 static const char usage_tail[] =
     "      --json                  print the whole response message as one JSON line\n"
@@ -32,7 +33,7 @@ static const char usage_tail[] =
     "                              attempt fails; StopVpn: return once Disconnected. Watches\n"
     "                              the event pipe as an observer, attached before sending\n"
     "  -e, --event-pipe NAME       the event pipe --wait watches (default\n"
-    "                              UnifiedSDKVPNEventPipe)\n"
+    "                              $PIPEMSG_EVENT_PIPE, else UnifiedSDKVPNEventPipe)\n"
     "      --wait-timeout-ms N     --wait gives up (status 3) this long after sending\n"
     "                              (default 60000)\n"
     "  -v, --verbose               show the request and the response on stderr\n"

@@ -23,7 +23,8 @@ static const char usage_head[] =
     "the running service (GetCommands) and, when it does not answer, show the contract built\n"
     "into pipemsg; stderr says which.\n"
     "\n"
-    "  -c, --command-pipe NAME     pipe name or path (default UnifiedSDKVPNCommandPipe)\n";
+    "  -c, --command-pipe NAME     pipe name or path (default $PIPEMSG_COMMAND_PIPE, else\n"
+    "                              UnifiedSDKVPNCommandPipe)\n";
 
 static const char usage_tail[] =
     "      --offline               show the built-in contract without asking the service\n"
