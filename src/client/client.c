@@ -524,14 +524,8 @@ static int start_events(pm_client *c) {
 
 /* ---- open and close ------------------------------------------------------------------------ */
 
-static int resolve_pipe(const char *given, const char *env, const char *fallback, char *buf,
-                        size_t size) {
-  const char *name = given;
-  if (name == NULL)
-    name = getenv(env);
-  if (name == NULL || name[0] == '\0')
-    name = fallback;
-  return pm_pipe_path(name, buf, size);
+static int resolve_pipe(const char *given, pm_pipe_kind kind, char *buf, size_t size) {
+  return pm_pipe_path(given != NULL ? given : pm_pipe_default(kind), buf, size);
 }
 
 static void client_free(pm_client *c) {
@@ -576,11 +570,11 @@ int pm_client_open(const pm_client_config *config, pm_client **out) {
     pm__free(c);
     return PM_ENOMEM;
   }
-  rc = resolve_pipe(c->cfg.command_pipe, "PIPEMSG_COMMAND_PIPE", PM_COMMAND_PIPE_DEFAULT,
-                    c->command_pipe, sizeof(c->command_pipe));
+  rc = resolve_pipe(c->cfg.command_pipe, PM_PIPE_COMMAND, c->command_pipe,
+                    sizeof(c->command_pipe));
   if (rc == 0)
-    rc = resolve_pipe(c->cfg.event_pipe, "PIPEMSG_EVENT_PIPE", PM_EVENT_PIPE_DEFAULT,
-                      c->event_pipe, sizeof(c->event_pipe));
+    rc = resolve_pipe(c->cfg.event_pipe, PM_PIPE_EVENT, c->event_pipe,
+                      sizeof(c->event_pipe));
   if (rc == 0)
     rc = pm__client_owner(c->cfg.expect_owner, &c->call_opts.expect_owner_uid, c->owner_sid,
                           sizeof(c->owner_sid));
