@@ -1,8 +1,10 @@
 /* The Windows parts of pipemsgd's files, names and heap (platform.h). */
 #include <winsock2.h> /* before windows.h, as uv.h wants */
 #include <windows.h>
+#include <aclapi.h>
 #include <sddl.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,15 +21,69 @@
  * directory's owner (the account the service runs as), inherited by what it holds. */
 #define DATA_DIR_SDDL "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;OW)"
 
+/* Whether sid is LocalSystem, Administrators or the account this process runs as. */
+static bool trusted_owner(PSID sid) {
+  union {
+    TOKEN_USER user;
+    char room[sizeof(TOKEN_USER) + SECURITY_MAX_SID_SIZE];
+  } u;
+  HANDLE token;
+  DWORD len;
+  bool self = false;
+  if (IsWellKnownSid(sid, WinLocalSystemSid) || IsWellKnownSid(sid, WinBuiltinAdministratorsSid))
+    return true;
+  if (OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token)) {
+    self = GetTokenInformation(token, TokenUser, &u, sizeof(u), &len) &&
+           EqualSid(sid, u.user.User.Sid);
+    CloseHandle(token);
+  }
+  return self;
+}
+
+/* A data directory that was there before the service made it. Every user may create folders
+ * in %ProgramData% (the default's parent) and owns what they create, so one made by someone
+ * else, or a link to elsewhere, would let them read and replace the settings and the event
+ * store: refused, with the reason. */
+static int check_existing_dir(const char *dir) {
+  DWORD attrs = GetFileAttributesA(dir);
+  PSECURITY_DESCRIPTOR sd = NULL;
+  PSID owner = NULL;
+  int rc = 0;
+  if (attrs == INVALID_FILE_ATTRIBUTES || !(attrs & FILE_ATTRIBUTE_DIRECTORY)) {
+    log_msg(LVL_ERROR, "data dir '%s' exists and is not a directory", dir);
+    return -1;
+  }
+  if (attrs & FILE_ATTRIBUTE_REPARSE_POINT) {
+    log_msg(LVL_ERROR, "data dir '%s' is a link or junction; refusing it", dir);
+    return -1;
+  }
+  if (GetNamedSecurityInfoA(dir, SE_FILE_OBJECT, OWNER_SECURITY_INFORMATION, &owner, NULL, NULL,
+                            NULL, &sd) != ERROR_SUCCESS ||
+      owner == NULL) {
+    log_msg(LVL_ERROR, "data dir '%s': cannot read its owner", dir);
+    rc = -1;
+  } else if (!trusted_owner(owner)) {
+    log_msg(LVL_ERROR,
+            "data dir '%s' belongs to another user (not LocalSystem, Administrators or this "
+            "service's account); remove it or give it to one of them",
+            dir);
+    rc = -1;
+  }
+  LocalFree(sd);
+  return rc;
+}
+
 int platform_make_data_dir(const char *dir) {
   SECURITY_ATTRIBUTES sa = {sizeof(sa), NULL, FALSE};
   DWORD err = 0;
   if (!ConvertStringSecurityDescriptorToSecurityDescriptorA(DATA_DIR_SDDL, SDDL_REVISION_1,
                                                             &sa.lpSecurityDescriptor, NULL))
     err = GetLastError();
-  else if (!CreateDirectoryA(dir, &sa) && GetLastError() != ERROR_ALREADY_EXISTS)
+  else if (!CreateDirectoryA(dir, &sa))
     err = GetLastError();
   LocalFree(sa.lpSecurityDescriptor);
+  if (err == ERROR_ALREADY_EXISTS)
+    return check_existing_dir(dir);
   if (err != 0) {
     log_msg(LVL_ERROR, "cannot create data dir '%s': error %lu", dir, (unsigned long)err);
     return -1;

@@ -56,7 +56,11 @@ int settings_save(const settings *s, const char *dir) {
   snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)uv_os_getpid());
   root = json_pack("{s:b, s:b, s:O, s:b}", "KillSwitch", s->kill_switch, "ReconnectionEnabled",
                    s->reconnection, "BypassDomains", s->bypass_domains, "TunnelUp", s->tunnel_up);
-  f = root ? fopen(tmp, "wb") : NULL;
+  /* A fresh file, never through a link or a file left there: one a crash left behind (the
+   * same pid, later) goes first, then "x" creates or fails. */
+  if (root != NULL)
+    remove(tmp);
+  f = root ? fopen(tmp, "wbx") : NULL;
   if (f == NULL) {
     json_decref(root);
     return -1;

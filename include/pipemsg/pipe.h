@@ -47,8 +47,11 @@ int pm_pipe_dir(char *buf, size_t size);
 
 /* The security descriptor of every pipe instance a server creates, unless told otherwise
  * (Windows, SDDL): a protected DACL (no inherited entries) granting full access to
- * LocalSystem (SY) and Administrators (BA), read and write to interactive users (IU). */
-#define PM_PIPE_SDDL_DEFAULT "D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GRGW;;;IU)"
+ * LocalSystem (SY) and Administrators (BA), and to interactive users (IU) read and write
+ * without FILE_CREATE_PIPE_INSTANCE: 0x12019b is FILE_GENERIC_READ | FILE_GENERIC_WRITE less
+ * 0x4, the bit a pipe shares between "append data" and "create an instance". With GW a user
+ * could add server ends of the service's pipes and take its clients' connections. */
+#define PM_PIPE_SDDL_DEFAULT "D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;0x12019b;;;IU)"
 
 /* Room for a SID string with its NUL: "S-1-" and up to 15 sub-authorities of 10 digits. */
 #define PM_PEER_SID_MAX 192

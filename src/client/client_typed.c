@@ -13,7 +13,7 @@ const char *pm__client_enum_name(const char *const *values, size_t n, int value)
 }
 
 static json_t *encode_list(const pm__cl_field *f, const void *obj) {
-  const char *const *items = *AT_CONST(obj, f->offset, const char *const *);
+  const char *const *items = *AT_CONST(obj, f->offset, char *const *);
   size_t n = *AT_CONST(obj, f->count_offset, size_t);
   json_t *a = json_array();
   for (size_t i = 0; a != NULL && i < n; i++) {
@@ -29,7 +29,7 @@ static json_t *encode_list(const pm__cl_field *f, const void *obj) {
 static json_t *encode_field(const pm__cl_field *f, const void *obj) {
   switch (f->kind) {
   case PM__CL_STRING: {
-    const char *s = *AT_CONST(obj, f->offset, const char *);
+    const char *s = *AT_CONST(obj, f->offset, char *);
     return s != NULL ? json_string(s) : NULL;
   }
   case PM__CL_BOOL:

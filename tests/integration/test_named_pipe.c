@@ -5,6 +5,7 @@
  * Windows (docs/windows.md). */
 #include <winsock2.h>
 #include <windows.h>
+#include <sddl.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -451,9 +452,43 @@ static void test_named_pipe_one_instance_pending(void **state) {
   assert_int_equal(0, uv_loop_close(&loop));
 }
 
+/* The default descriptor lets interactive users read and write but not create instances:
+ * on a pipe FILE_CREATE_PIPE_INSTANCE is the bit of FILE_APPEND_DATA, part of generic write,
+ * and with it a user could add server ends of the service's pipes. */
+static void test_named_pipe_default_sddl_no_create_instance(void **state) {
+  PSECURITY_DESCRIPTOR sd = NULL;
+  BOOL present = FALSE, defaulted = FALSE;
+  PACL dacl = NULL;
+  int users = 0, admins = 0;
+  (void)state;
+  assert_true(ConvertStringSecurityDescriptorToSecurityDescriptorA(PM_PIPE_SDDL_DEFAULT,
+                                                                   SDDL_REVISION_1, &sd, NULL));
+  assert_true(GetSecurityDescriptorDacl(sd, &present, &dacl, &defaulted));
+  assert_true(present && dacl != NULL);
+  for (DWORD i = 0; i < dacl->AceCount; i++) {
+    ACCESS_ALLOWED_ACE *ace;
+    assert_true(GetAce(dacl, i, (void **)&ace));
+    assert_int_equal(ACCESS_ALLOWED_ACE_TYPE, ace->Header.AceType);
+    if (IsWellKnownSid(&ace->SidStart, WinInteractiveSid)) {
+      users++;
+      assert_int_equal(0, ace->Mask & (FILE_CREATE_PIPE_INSTANCE | GENERIC_WRITE | GENERIC_ALL));
+      assert_int_equal(FILE_READ_DATA | FILE_WRITE_DATA,
+                       ace->Mask & (FILE_READ_DATA | FILE_WRITE_DATA));
+    } else {
+      assert_true(IsWellKnownSid(&ace->SidStart, WinLocalSystemSid) ||
+                  IsWellKnownSid(&ace->SidStart, WinBuiltinAdministratorsSid));
+      admins++;
+    }
+  }
+  assert_int_equal(1, users);
+  assert_int_equal(2, admins);
+  LocalFree(sd);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_named_pipe_names),
+      cmocka_unit_test(test_named_pipe_default_sddl_no_create_instance),
       cmocka_unit_test(test_named_pipe_command_call),
       cmocka_unit_test(test_named_pipe_peer_identity),
       cmocka_unit_test(test_named_pipe_owner_check),

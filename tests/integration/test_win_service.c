@@ -723,6 +723,26 @@ static void data_dir_kept(void **state) {
   pm_test_service_cleanup(&svc);
 }
 
+/* A data dir that was there before the service made it must be a plain directory of a
+ * trusted owner: a file in its place, or (on Windows, not provable under wine's one user) a
+ * folder another user made in %ProgramData%, stops pipemsgd before it serves anything. */
+static void data_dir_refused(void **state) {
+  char dir[160], file[200], arg[240];
+  const char *out;
+  const char *args[] = {arg, NULL};
+  FILE *f;
+  (void)state;
+  pm_test_dir_new(dir, sizeof(dir));
+  snprintf(file, sizeof(file), "%s\\not-a-dir", dir);
+  f = fopen(file, "w");
+  assert_non_null(f);
+  fclose(f);
+  snprintf(arg, sizeof(arg), "--data-dir=%s", file);
+  assert_int_equal(1, run(args, &out));
+  assert_contains(out, "exists and is not a directory");
+  pm_test_dir_remove(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(serves_commands_and_events),
@@ -739,6 +759,7 @@ int main(void) {
       cmocka_unit_test(peer_in_group),
       cmocka_unit_test(print_config),
       cmocka_unit_test(data_dir_kept),
+      cmocka_unit_test(data_dir_refused),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
