@@ -491,12 +491,26 @@ void pm_client_cursor(pm_client *c, int64_t *epoch, int64_t *last_id) {
     pm_event_client_cursor(c->events, epoch, last_id);
 }
 
+/* "From now" asks the service for its epoch on the event thread, before each first session.
+ * pm_client_close joins that thread, so the probe has a deadline of its own, far shorter than
+ * a command's response timeout: a service that does not answer in time means "resume". */
+#define EPOCH_PROBE_TIMEOUT_MS 1000
+
 static int64_t current_epoch(void *data) {
-  pm_client_get_stats_answer stats;
+  pm_client *c = data;
+  pm_client_options o = c->call_opts;
+  pm_msg *request = NULL, *response = NULL;
+  const json_t *events;
   int64_t epoch = 0;
-  if (pm_result_ok(pm_client_get_stats(data, &stats)))
-    epoch = stats.events.epoch;
-  pm_client_get_stats_answer_free(&stats);
+  o.connect_timeout_ms = o.response_timeout_ms = EPOCH_PROBE_TIMEOUT_MS;
+  if (pm_request_new("GetStats", 0, NULL, &request) == 0 &&
+      pm_command_client_call(c->command_pipe, &o, request, PM_ENC_JSON, &response) == 0 &&
+      from_response(response).code == PM_RC_OK) {
+    events = json_object_get(response_data(response), "Events");
+    epoch = json_integer_value(json_object_get(events, "Epoch"));
+  }
+  pm_msg_free(request);
+  pm_msg_free(response);
   return epoch;
 }
 
