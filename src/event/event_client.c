@@ -355,6 +355,9 @@ int pm_event_client_confirm(pm_event_client *c, int64_t id) {
 
 static void on_stop(uv_async_t *a) {
   pm_event_client *c = a->data;
+  /* Confirmations given before the stop are sent first (a write is tried at once): an
+   * application that confirms and then closes must not see the event again. */
+  on_confirm(&c->confirm);
   c->state = LINK_STOPPING;
   uv_close((uv_handle_t *)&c->stop, NULL);
   uv_close((uv_handle_t *)&c->confirm, NULL);

@@ -1,0 +1,439 @@
+"""pipemsg.Client: commands (blocking and asyncio) and events over libpipemsg's pm_client."""
+
+import asyncio
+import ctypes
+import itertools
+import json
+import threading
+import weakref
+from collections import deque
+from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple, Type
+
+from . import _lib
+from ._contract import EVENTS, Commands
+from ._errors import Error, error_class
+from ._record import DataMismatch, Record, decode_answer, params_of
+
+_lib_ = _lib.lib
+
+# Events the binding holds for an events() loop that has not taken them yet. An observer gets
+# every event without confirming, so the service would otherwise fill this without bound; past
+# it the library's event thread waits, the service's socket fills, and the service cuts a slow
+# observer off (TooSlow) as it would any other.
+EVENTS_BUFFERED_MAX = 1024
+
+
+def _text(b: Optional[bytes]) -> str:
+    return b.decode("utf-8", "replace") if b else ""
+
+
+def _raise_for(r: "_lib.pm_result") -> None:
+    name = _text(r.name)
+    raise error_class(name)(name, _text(r.message), bool(r.from_service))
+
+
+class Event:
+    """One event from the service.
+
+    Attributes:
+        id: the event's id (increasing within an epoch).
+        type: the event type ("StateChanged", ...).
+        data: the event's Data as a dict ({} when it had none).
+        typed: the Data as the contract's record of the type (pipemsg.StateChanged, ...), or
+            None for a type the contract does not declare or Data that does not match it.
+        epoch: the service's epoch of the id.
+        time: when it was published (RFC 3339), or None.
+    """
+
+    __slots__ = ("id", "type", "data", "typed", "epoch", "time", "_session", "_confirmed")
+
+    def __init__(self, ev: "_lib.pm_client_event", session: "Optional[_EventSession]") -> None:
+        self.id: int = ev.id
+        self.type: str = _text(ev.type_name)
+        self.data: Dict[str, Any] = json.loads(ev.data_json) if ev.data_json else {}
+        self.epoch: int = ev.epoch
+        self.time: Optional[str] = _text(ev.time) or None
+        record = EVENTS.get(self.type)
+        self.typed: Optional[Record] = None
+        if record is not None:
+            try:
+                self.typed = record._decode(self.data, self.type)
+            except DataMismatch:
+                pass
+        self._session = session
+        self._confirmed = session is None
+
+    def confirm(self) -> None:
+        """Confirms the event now (the loop otherwise does when it comes back for the next one):
+        before leaving the loop with break, so that the event is not sent again."""
+        if not self._confirmed and self._session is not None:
+            self._confirmed = True
+            self._session.confirm(self.id)
+
+    def __repr__(self) -> str:
+        return f"Event(id={self.id}, type={self.type!r}, data={self.data!r})"
+
+
+class _EventSession:
+    """One pm_client attached to the event pipe, and the events it has handed over. Holds no
+    reference to the stream the application iterates, so dropping that stream closes this."""
+
+    def __init__(self, config: Dict[str, Any], observe: bool, client_name: Optional[str],
+                 wake: Optional[Callable[[], None]]) -> None:
+        self.observe = observe
+        self._buf: Deque[Event] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._wake = wake
+        self._handle_lock = threading.Lock()
+        self._on_event = _lib.event_cb(self._event)
+        self._keep = dict(config)
+        cfg = _lib.pm_client_config(**config)
+        cfg.on_event = self._on_event
+        cfg.confirm_later = not observe
+        cfg.observe = observe
+        if client_name is not None:
+            self._keep["client_name"] = client_name.encode()
+            cfg.client_name = self._keep["client_name"]
+        handle = ctypes.c_void_p()
+        rc = _lib_.pm_client_open(ctypes.byref(cfg), ctypes.byref(handle))
+        if rc < 0:
+            raise Error("InvalidArgument", f"cannot attach to the event pipe: {_lib.strerror(rc)}",
+                        from_service=False)
+        self._handle: Optional[int] = handle.value
+
+    def _event(self, _client: int, ev: Any, _data: int) -> None:
+        event = Event(ev.contents, None if self.observe else self)
+        with self._cond:
+            while len(self._buf) >= EVENTS_BUFFERED_MAX and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return  # unconfirmed: the service sends it to the next client
+            self._buf.append(event)
+            self._cond.notify_all()
+        if self._wake is not None:
+            self._wake()
+
+    def take(self, block: bool) -> Optional[Event]:
+        """The next event; None once closed (or, not blocking, when none is there)."""
+        with self._cond:
+            while not self._buf and not self._closed and block:
+                self._cond.wait()
+            if self._closed or not self._buf:
+                return None
+            ev = self._buf.popleft()
+            self._cond.notify_all()
+            return ev
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def confirm(self, event_id: int) -> None:
+        with self._handle_lock:
+            if self._handle is not None:
+                _lib_.pm_client_confirm(self._handle, event_id)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._buf.clear()
+            self._cond.notify_all()
+        with self._handle_lock:
+            handle, self._handle = self._handle, None
+            if handle is not None:
+                # Releases the GIL (ctypes), so an event callback waiting for it finishes first.
+                _lib_.pm_client_close(handle)
+        if self._wake is not None:
+            self._wake()
+
+
+class EventStream:
+    """What Client.events() returns: iterate it (for ev in ...). An event is confirmed when the
+    loop comes back for the next one, so an exception in the loop body leaves it unconfirmed and
+    the service sends it again on the next attach; leaving the loop (break, an exception, close())
+    ends the attachment. Also a context manager."""
+
+    def __init__(self, session: _EventSession) -> None:
+        self._session = session
+        self._last: Optional[Event] = None
+
+    def __iter__(self) -> "EventStream":
+        return self
+
+    def __next__(self) -> Event:
+        if self._last is not None:
+            self._last.confirm()
+            self._last = None
+        ev = self._session.take(block=True)
+        if ev is None:
+            raise StopIteration
+        self._last = ev
+        return ev
+
+    def close(self) -> None:
+        """Detaches; the event in hand, unless confirmed, comes again on the next attach."""
+        self._session.close()
+
+    def __enter__(self) -> "EventStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self._session.close()
+
+
+class AsyncEventStream:
+    """What Client.aevents() returns: async for ev in ...; the same rules as EventStream. Also
+    an async context manager."""
+
+    def __init__(self, session: _EventSession, ready: asyncio.Event) -> None:
+        self._session = session
+        self._ready = ready
+        self._last: Optional[Event] = None
+
+    def __aiter__(self) -> "AsyncEventStream":
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._last is not None:
+            self._last.confirm()
+            self._last = None
+        while True:
+            # Cleared before looking, so an event handed over after the look sets it again.
+            self._ready.clear()
+            ev = self._session.take(block=False)
+            if ev is not None:
+                self._last = ev
+                return ev
+            if self._session.closed:
+                raise StopAsyncIteration
+            await self._ready.wait()
+
+    async def aclose(self) -> None:
+        """Detaches, as EventStream.close()."""
+        self._session.close()
+
+    async def __aenter__(self) -> "AsyncEventStream":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self._session.close()
+
+    def __del__(self) -> None:
+        self._session.close()
+
+
+class Client(Commands):
+    """A client of pipemsgd: one method per command (get_state(), start_vpn(location=...), ...,
+    each with an asyncio twin: aget_state(), ...), call() for any command, events() and
+    aevents() for the event pipe.
+
+    command_pipe and event_pipe default to $PIPEMSG_COMMAND_PIPE / $PIPEMSG_EVENT_PIPE, else
+    the standard names. A timeout of 0 is the library's default (docs/api.md). expect_owner:
+    who may serve the pipes beside root and our own user ("*": anyone). Usable from several
+    threads at once; a context manager, closed by close()."""
+
+    def __init__(self, command_pipe: Optional[str] = None, event_pipe: Optional[str] = None, *,
+                 connect_timeout_ms: int = 0, response_timeout_ms: int = 0,
+                 handshake_timeout_ms: int = 0, reconnect_min_ms: int = 0,
+                 reconnect_max_ms: int = 0, expect_owner: Optional[str] = None) -> None:
+        self._config: Dict[str, Any] = {
+            "command_pipe": command_pipe.encode() if command_pipe is not None else None,
+            "event_pipe": event_pipe.encode() if event_pipe is not None else None,
+            "connect_timeout_ms": connect_timeout_ms,
+            "response_timeout_ms": response_timeout_ms,
+            "handshake_timeout_ms": handshake_timeout_ms,
+            "reconnect_min_ms": reconnect_min_ms,
+            "reconnect_max_ms": reconnect_max_ms,
+            "expect_owner": expect_owner.encode() if expect_owner is not None else None,
+        }
+        self._lock = threading.Condition()
+        self._busy = 0  # calls running on self._handle
+        self._handle: Optional[int] = None
+        self._sessions: "weakref.WeakSet[_EventSession]" = weakref.WeakSet()
+        self._pending: Dict[int, Tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]"]] = {}
+        self._tokens = itertools.count(1)
+        self._on_call = _lib.call_cb(self._call_done)
+        cfg = _lib.pm_client_config(**self._config)
+        handle = ctypes.c_void_p()
+        rc = _lib_.pm_client_open(ctypes.byref(cfg), ctypes.byref(handle))
+        if rc < 0:
+            raise Error("InvalidArgument", f"cannot open the client: {_lib.strerror(rc)}",
+                        from_service=False)
+        self._handle = handle.value
+
+    # ---- lifetime ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Ends every events() loop of this client, waits for the calls running, and frees the
+        client. Pending asyncio calls are cancelled. Calling it again does nothing."""
+        for session in list(self._sessions):
+            session.close()
+        with self._lock:
+            handle, self._handle = self._handle, None
+            while self._busy:
+                self._lock.wait()
+            pending, self._pending = self._pending, {}
+        if handle is not None:
+            _lib_.pm_client_close(handle)
+        for loop, fut in pending.values():
+            try:
+                loop.call_soon_threadsafe(fut.cancel)
+            except RuntimeError:
+                pass  # that loop is closed
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_handle", None) is not None:
+            self.close()
+
+    def _acquire(self) -> int:
+        with self._lock:
+            if self._handle is None:
+                raise ValueError("pipemsg.Client is closed")
+            self._busy += 1
+            return self._handle
+
+    def _release(self) -> None:
+        with self._lock:
+            self._busy -= 1
+            self._lock.notify_all()
+
+    # ---- commands ------------------------------------------------------------------------
+
+    def call(self, command: str, **params: Any) -> Dict[str, Any]:
+        """Any command, the contract's or not: keywords are its Params by their protocol names
+        (c.call("StartVpn", Location="de")). Returns the answer's Data as a dict ({} when it
+        had none); raises pipemsg.Error (or the subclass named after the result) unless Ok."""
+        return self._call(command, params)
+
+    def _call(self, command: str, params: Mapping[str, Any]) -> Dict[str, Any]:
+        body = json.dumps(params).encode() if params else None
+        out = ctypes.c_void_p()
+        handle = self._acquire()
+        try:
+            r = _lib_.pm_client_call(handle, command.encode(), body, ctypes.byref(out))
+        finally:
+            self._release()
+        if r.code != _lib.PM_RC_OK:
+            _raise_for(r)
+        if not out.value:
+            return {}
+        try:
+            data = json.loads(ctypes.string_at(out.value))
+        finally:
+            _lib_.pm_client_free(out)
+        return data if isinstance(data, dict) else {"": data}
+
+    def _typed_call(self, command: str, params: Mapping[str, Any],
+                    answer: Optional[Type[Record]]) -> Any:
+        return decode_answer(command, answer, self._call(command, params_of(params)))
+
+    async def acall(self, command: str, **params: Any) -> Dict[str, Any]:
+        """The asyncio form of call(); the call runs on the library's call worker."""
+        return await self._acall(command, params)
+
+    def _acall(self, command: str, params: Mapping[str, Any]) -> "asyncio.Future[Any]":
+        loop = asyncio.get_running_loop()
+        fut: "asyncio.Future[Any]" = loop.create_future()
+        token = next(self._tokens)
+        body = json.dumps(params).encode() if params else None
+        handle = self._acquire()
+        try:
+            with self._lock:
+                self._pending[token] = (loop, fut)
+            rc = _lib_.pm_client_call_async(handle, command.encode(), body, self._on_call,
+                                            ctypes.c_void_p(token))
+        finally:
+            self._release()
+        if rc < 0:
+            with self._lock:
+                self._pending.pop(token, None)
+            raise Error("InvalidArgument", f"{command}: {_lib.strerror(rc)}", from_service=False)
+        return fut
+
+    def _call_done(self, _client: int, result: Any, data_json: Optional[bytes],
+                   token: Optional[int]) -> None:
+        """On the library's call worker: hands the outcome to the caller's loop."""
+        r = result.contents
+        with self._lock:
+            entry = self._pending.pop(token or 0, None)
+        if entry is None:
+            return
+        loop, fut = entry
+        outcome: Any
+        if r.code == _lib.PM_RC_OK:
+            data = json.loads(data_json) if data_json else {}
+            outcome = data if isinstance(data, dict) else {"": data}
+            settle = _settle_result
+        else:
+            name = _text(r.name)
+            outcome = error_class(name)(name, _text(r.message), bool(r.from_service))
+            settle = _settle_error
+        try:
+            loop.call_soon_threadsafe(settle, fut, outcome)
+        except RuntimeError:
+            pass  # the caller's loop is closed: nobody waits
+
+    async def _atyped_call(self, command: str, params: Mapping[str, Any],
+                           answer: Optional[Type[Record]]) -> Any:
+        return decode_answer(command, answer, await self._acall(command, params_of(params)))
+
+    # ---- events --------------------------------------------------------------------------
+
+    def _session(self, observe: bool, client_name: Optional[str],
+                 wake: Optional[Callable[[], None]]) -> _EventSession:
+        if self._handle is None:
+            raise ValueError("pipemsg.Client is closed")
+        session = _EventSession(self._config, observe, client_name, wake)
+        self._sessions.add(session)
+        return session
+
+    def events(self, observe: bool = False, *, client_name: Optional[str] = None
+               ) -> EventStream:
+        """Attaches to the event pipe and yields its events: for ev in c.events(): ...
+
+        Each event is confirmed when the loop body has finished with it (the loop comes back
+        for the next one), so an exception in the body leaves it unconfirmed and the service
+        sends it again on the next attach; ev.confirm() confirms it at once. Leaving the loop
+        detaches. The library answers heartbeats and reconnects (a service restart) by itself.
+        A body slower than the service's acknowledgement timeout (--ack-timeout-ms, 1 s by
+        default) ends the session: the service sends the event again and the library confirms
+        it then, without delivering it twice.
+
+        observe: attach as an observer (every event published from now on, none confirmed,
+        none taken from the service's queue)."""
+        return EventStream(self._session(observe, client_name, None))
+
+    def aevents(self, observe: bool = False, *, client_name: Optional[str] = None
+                ) -> AsyncEventStream:
+        """The asyncio form of events(): async for ev in c.aevents(): ..."""
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+
+        def wake() -> None:
+            try:
+                loop.call_soon_threadsafe(ready.set)
+            except RuntimeError:
+                pass  # the loop is closed: nobody waits
+
+        return AsyncEventStream(self._session(observe, client_name, wake), ready)
+
+
+def _settle_result(fut: "asyncio.Future[Any]", value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _settle_error(fut: "asyncio.Future[Any]", exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
