@@ -155,6 +155,11 @@ def gen(c):
     for ev in c["events"]:
         out.append(record_class(c, ev["type"], f"The Data of a {ev['type']} event: {ev['doc']}",
                                 ev["fields"]))
+    names = list(c["types"]) + [answer_name(cmd) for cmd in commands if cmd["data"]] \
+        + [ev["type"] for ev in c["events"]]
+    out.append("__all__ = [")
+    out.extend(f"    {n!r}," for n in names + ["Commands", "COMMANDS", "EVENTS", "RECORDS"])
+    out.append("]\n")
     out.append("# Every record class by its contract name, for nested fields.")
     out.append("RECORDS = {")
     for name in c["types"]:

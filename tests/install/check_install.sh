@@ -9,7 +9,8 @@
 # --run also run: each program they build must exit 0 with no argument and no service.
 # Environment (tests/CMakeLists.txt sets it): CC, CFLAGS, CMAKE, CMAKE_GENERATOR, PKG_CONFIG,
 # PM_LIBDIR, PM_INCLUDEDIR, PM_BINDIR, PM_MANDIR (install directories, relative to the
-# prefix), PM_SONAME, PM_SOURCE_DIR.
+# prefix), PM_SONAME, PM_SOURCE_DIR; PM_PYTHON3, PM_PYTHON_SITEDIR, PM_PYTHON_PRELOAD (the
+# Python package's check, skipped without PM_PYTHON3).
 set -eu
 build=$1
 shift
@@ -39,6 +40,15 @@ for f in "$PM_INCLUDEDIR/pipemsg/pipemsg.h" "$PM_LIBDIR/libpipemsg.a" "$PM_LIBDI
   lib/systemd/system/pipemsgd-event.socket; do
   test -f "$prefix/$f" || fail "not installed: $f"
 done
+# The Python package (when tests/CMakeLists.txt passes PM_PYTHON3): installed under the prefix,
+# it loads the library of this install (pipemsg/_installed.py), not another one.
+if [ -n "${PM_PYTHON3:-}" ]; then
+  got=$(cd "$tmp" && env PYTHONPATH="$prefix/$PM_PYTHON_SITEDIR" PIPEMSG_LIBRARY= \
+    LD_PRELOAD="${PM_PYTHON_PRELOAD:-}" ASAN_OPTIONS=detect_leaks=0 "$PM_PYTHON3" -B -c \
+    'import pipemsg, pipemsg._lib; print(pipemsg._lib.path)') ||
+    fail "the installed Python package pipemsg does not import"
+  test "$got" = "$libdir/$PM_SONAME" || fail "the installed pipemsg loads $got, not $libdir/$PM_SONAME"
+fi
 readelf -d "$libdir/$PM_SONAME" | grep -q "(SONAME).*\[$PM_SONAME\]" ||
   fail "$PM_SONAME: SONAME is not $PM_SONAME"
 execstart=$(sed -n 's/^ExecStart=//p' "$prefix/lib/systemd/system/pipemsgd.service")

@@ -12,16 +12,21 @@ The library is found through $PIPEMSG_LIBRARY, else the build tree this package 
 """
 
 from ._client import AsyncEventStream, Client, Event, EventStream
+from . import _contract
 from ._contract import *  # noqa: F401,F403 (the records: GetStateAnswer, StateChanged, ...)
-from ._contract import COMMANDS, EVENTS, RECORDS
 from ._errors import (BadRequest, ConnectionTimeout, Error, InvalidArgument,
                       ServiceNotInitialized, Timeout, TooManyRequests, TransportError,
                       TransportNotAuthorized, error_class, known_results)
 from ._record import Record
 
 __all__ = [
-    "AsyncEventStream", "BadRequest", "COMMANDS", "Client", "ConnectionTimeout", "EVENTS", "Error",
-    "Event", "EventStream", "InvalidArgument", "RECORDS", "Record", "ServiceNotInitialized",
-    "Timeout", "TooManyRequests", "TransportError", "TransportNotAuthorized", "error_class",
-    "known_results",
-]
+    "AsyncEventStream", "BadRequest", "Client", "ConnectionTimeout", "Error", "Event",
+    "EventStream", "InvalidArgument", "Record", "ServiceNotInitialized", "Timeout",
+    "TooManyRequests", "TransportError", "TransportNotAuthorized", "error_class", "known_results",
+] + [n for n in _contract.__all__ if n != "Commands"]
+
+# Shown as pipemsg.X (tracebacks, repr), not by the private module that defines it.
+for _name, _obj in list(globals().items()):
+    if isinstance(_obj, type) and _obj.__module__.startswith("pipemsg._"):
+        _obj.__module__ = "pipemsg"
+del _name, _obj

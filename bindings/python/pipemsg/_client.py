@@ -86,10 +86,13 @@ class _EventSession:
         self._closed = False
         self._wake = wake
         self._handle_lock = threading.Lock()
+        self.attached = False
         self._on_event = _lib.event_cb(self._event)
+        self._on_connection = _lib.connection_cb(self._connection)
         self._keep = dict(config)
         cfg = _lib.pm_client_config(**config)
         cfg.on_event = self._on_event
+        cfg.on_connection = self._on_connection
         cfg.confirm_later = not observe
         cfg.observe = observe
         if client_name is not None:
@@ -113,6 +116,18 @@ class _EventSession:
             self._cond.notify_all()
         if self._wake is not None:
             self._wake()
+
+    def _connection(self, _client: int, state: int, _reason: Optional[bytes], _data: int) -> None:
+        with self._cond:
+            self.attached = state == _lib.PM_CLIENT_CONNECTED
+            self._cond.notify_all()
+        if self._wake is not None:
+            self._wake()
+
+    def wait_attached(self, timeout: Optional[float]) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.attached or self._closed, timeout) \
+                and not self._closed
 
     def take(self, block: bool) -> Optional[Event]:
         """The next event; None once closed (or, not blocking, when none is there)."""
@@ -171,6 +186,11 @@ class EventStream:
         self._last = ev
         return ev
 
+    def wait_attached(self, timeout: Optional[float] = None) -> bool:
+        """Waits until the event pipe's handshake has completed (an observer sees only what is
+        published from then on): True, or False when closed or timeout (seconds) passed."""
+        return self._session.wait_attached(timeout)
+
     def close(self) -> None:
         """Detaches; the event in hand, unless confirmed, comes again on the next attach."""
         self._session.close()
@@ -210,6 +230,17 @@ class AsyncEventStream:
                 return ev
             if self._session.closed:
                 raise StopAsyncIteration
+            await self._ready.wait()
+
+    async def wait_attached(self) -> bool:
+        """Waits until the event pipe's handshake has completed: True, or False when closed
+        (asyncio.wait_for gives it a timeout)."""
+        while True:
+            self._ready.clear()
+            if self._session.closed:
+                return False
+            if self._session.attached:
+                return True
             await self._ready.wait()
 
     async def aclose(self) -> None:

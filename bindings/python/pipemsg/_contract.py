@@ -490,6 +490,33 @@ class EventsLost(Record):
     last_id: int
 
 
+__all__ = [
+    'CommandStats',
+    'EventStats',
+    'ParamInfo',
+    'CommandInfo',
+    'EventInfo',
+    'TypeInfo',
+    'FormatInfo',
+    'GetCommandsAnswer',
+    'GetVersionAnswer',
+    'GetStateAnswer',
+    'StartVpnAnswer',
+    'StopVpnAnswer',
+    'GetTrafficAnswer',
+    'GetStatsAnswer',
+    'IsReconnectionEnabledAnswer',
+    'ConfigureBypassDomainsAnswer',
+    'StateChanged',
+    'TrafficChanged',
+    'ErrorOccured',
+    'EventsLost',
+    'Commands',
+    'COMMANDS',
+    'EVENTS',
+    'RECORDS',
+]
+
 # Every record class by its contract name, for nested fields.
 RECORDS = {
     'CommandStats': CommandStats,

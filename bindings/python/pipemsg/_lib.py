@@ -13,16 +13,21 @@ SONAME = "libpipemsg.so.0"
 
 def _find() -> str:
     """PIPEMSG_LIBRARY when set; else the build tree this package sits in (build/lib, when
-    bindings/python is imported from a source checkout that was built); else the system's
-    library by its SONAME (the dynamic loader's search path)."""
+    bindings/python is imported from a source checkout that was built); else the library of
+    the install this package came with (_installed.py, written by cmake --install); else the
+    system's library by its SONAME (the dynamic loader's search path)."""
     given = os.environ.get("PIPEMSG_LIBRARY")
     if given:
         return given
-    root = Path(__file__).resolve().parent.parent.parent.parent
-    built = root / "build" / "lib" / SONAME
-    if (root / "bindings" / "python" / "pipemsg").is_dir() and built.exists():
+    here = Path(__file__).resolve().parent
+    built = here.parent.parent.parent / "build" / "lib" / SONAME
+    if here.parent.name == "python" and here.parent.parent.name == "bindings" and built.exists():
         return str(built)
-    return SONAME
+    try:
+        from ._installed import LIBRARY  # type: ignore[import-not-found]
+    except ImportError:
+        return SONAME
+    return LIBRARY if Path(LIBRARY).exists() else SONAME
 
 
 path = _find()
@@ -37,6 +42,7 @@ PM_RESULT_MESSAGE_MAX = 512
 
 PM_RC_OK = 0
 PM_CLIENT_DRIVE_THREAD = 0
+PM_CLIENT_CONNECTED = 0
 PM_CLIENT_START_RESUME = 0
 PM_CLIENT_START_NOW = 1
 

@@ -44,6 +44,7 @@ int main(void) {
   FIELD(pm_client_event, data_json);
   printf("  \"PM_RC_OK\": %d,\n", (int)PM_RC_OK);
   printf("  \"PM_CLIENT_DRIVE_THREAD\": %d,\n", (int)PM_CLIENT_DRIVE_THREAD);
+  printf("  \"PM_CLIENT_CONNECTED\": %d,\n", (int)PM_CLIENT_CONNECTED);
   printf("  \"PM_CLIENT_START_RESUME\": %d,\n", (int)PM_CLIENT_START_RESUME);
   printf("  \"PM_CLIENT_START_NOW\": %d,\n", (int)PM_CLIENT_START_NOW);
   printf("  \"PM_RESULT_NAME_MAX\": %d,\n", PM_RESULT_NAME_MAX);

@@ -75,3 +75,18 @@ def test_close_cancels_pending_calls(service):
 
     # Either the call completed before the close, or it was cancelled: never left hanging.
     assert asyncio.run(asyncio.wait_for(main(), 30)) in ("cancelled", "answered")
+
+
+def test_aevents_observe(client):
+    async def main():
+        async with client.aevents(observe=True) as obs:
+            assert await asyncio.wait_for(obs.wait_attached(), 30)
+            await client.astart_vpn(location="de")
+            states = []
+            async for ev in obs:
+                if ev.type == "StateChanged":
+                    states.append(ev.typed.state)
+                    if ev.typed.state == "Connected":
+                        return states
+
+    assert asyncio.run(main()) == ["Connecting", "Connected"]

@@ -80,9 +80,8 @@ def test_break_without_confirm_redelivers(client):
 
 def test_observe(client):
     with client.events(observe=True) as obs:
-        # The observer is attached once the service counts it; then events published reach it.
-        while client.get_stats().events.observers != 1:
-            pass
+        # An observer sees what is published once it is attached.
+        assert obs.wait_attached(30)
         emit(client, "StateChanged", {"State": "Connecting", "Location": "de"})
         ev = take(obs, 1)[0]
     assert ev.typed.state == "Connecting"

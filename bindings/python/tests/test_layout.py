@@ -39,6 +39,13 @@ def test_layout_matches_c():
     assert ctypes.sizeof(_lib.pm_result) == c["sizeof pm_result"]
     assert ctypes.sizeof(_lib.pm_client_config) == c["sizeof pm_client_config"], \
         "pm_client_config changed in C: update _lib.py and layout.c"
-    for name in ("PM_RC_OK", "PM_CLIENT_DRIVE_THREAD", "PM_CLIENT_START_RESUME",
+    for name in ("PM_RC_OK", "PM_CLIENT_DRIVE_THREAD", "PM_CLIENT_CONNECTED", "PM_CLIENT_START_RESUME",
                  "PM_CLIENT_START_NOW", "PM_RESULT_NAME_MAX", "PM_RESULT_MESSAGE_MAX"):
         assert getattr(_lib, name) == c[name], name
+
+
+def test_soname():
+    want = os.environ.get("PM_SONAME")
+    if not want:
+        pytest.skip("PM_SONAME is not set: run through CTest (make check)")
+    assert _lib.SONAME == want, "PM_SOVERSION changed: update SONAME in _lib.py"
