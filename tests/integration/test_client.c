@@ -542,6 +542,30 @@ static void test_client_confirm_later(void **state) {
   pm_client_close(c);
 }
 
+/* A confirmation given just before pm_client_close reaches the service: the event is not sent
+ * again to the next client (the Python binding confirms, then leaves the loop and closes). */
+static void test_client_confirm_then_close(void **state) {
+  pm_client_config cfg = {.on_event = on_event, .confirm_later = true};
+  pm_client *c = open_client(&cfg);
+  pm_client_get_stats_answer a;
+  int64_t before;
+  uint64_t deadline;
+  (void)state;
+  before = delivered(c);
+  emit(c, "{\"Type\":\"Custom\",\"Count\":1}");
+  rec_wait(&rec.n_events, 1);
+  assert_int_equal(0, pm_client_confirm(c, rec.ids[0]));
+  pm_client_close(c);
+  c = open_client(&(pm_client_config){0});
+  deadline = pm_test_now_ms() + 10000;
+  while (delivered(c) != before + 1)
+    assert_true(pm_test_now_ms() < deadline);
+  assert_ok(pm_client_get_stats(c, &a));
+  assert_int_equal(0, a.events.queued);
+  pm_client_get_stats_answer_free(&a);
+  pm_client_close(c);
+}
+
 static void test_client_resume(void **state) {
   pm_client_config cfg = {.on_event = on_event, .confirm_later = true};
   pm_client *c = open_client(&cfg), *cmd;
@@ -653,6 +677,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_client_events_typed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_events_lost, setup_small_queue, teardown),
       cmocka_unit_test_setup_teardown(test_client_confirm_later, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_confirm_then_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_resume, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_from_now, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_observer, setup, teardown),
