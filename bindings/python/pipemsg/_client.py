@@ -11,7 +11,7 @@ from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple, Type
 
 from . import _lib
 from ._contract import EVENTS, Commands
-from ._errors import Error, error_class
+from ._errors import Error, InvalidArgument, TransportError, error_class
 from ._record import DataMismatch, Record, decode_answer, params_of
 
 _lib_ = _lib.lib
@@ -25,6 +25,24 @@ EVENTS_BUFFERED_MAX = 1024
 
 def _text(b: Optional[bytes]) -> str:
     return b.decode("utf-8", "replace") if b else ""
+
+
+def _data_of(command: str, data_json: Optional[bytes]) -> Dict[str, Any]:
+    """An Ok answer's Data as a dict ({} when it had none)."""
+    data = json.loads(data_json) if data_json else {}
+    if not isinstance(data, dict):
+        raise TransportError("TransportError", f"{command}: the answer's Data is not an object",
+                             from_service=False)
+    return data
+
+
+def _failed(rc: int, what: str) -> Exception:
+    """A library call that returned a PM_E* code: InvalidArgument for an argument it refused
+    (a pipe name, expect_owner), MemoryError, else TransportError (a thread not started)."""
+    if rc == _lib.PM_ENOMEM:
+        return MemoryError(f"{what}: {_lib.strerror(rc)}")
+    cls = InvalidArgument if rc in _lib.ARGUMENT_ERRORS else TransportError
+    return cls(cls.__name__, f"{what}: {_lib.strerror(rc)}", from_service=False)
 
 
 def _raise_for(r: "_lib.pm_result") -> None:
@@ -101,8 +119,7 @@ class _EventSession:
         handle = ctypes.c_void_p()
         rc = _lib_.pm_client_open(ctypes.byref(cfg), ctypes.byref(handle))
         if rc < 0:
-            raise Error("InvalidArgument", f"cannot attach to the event pipe: {_lib.strerror(rc)}",
-                        from_service=False)
+            raise _failed(rc, "cannot attach to the event pipe")
         self._handle: Optional[int] = handle.value
 
     def _event(self, _client: int, ev: Any, _data: int) -> None:
@@ -285,15 +302,14 @@ class Client(Commands):
         self._busy = 0  # calls running on self._handle
         self._handle: Optional[int] = None
         self._sessions: "weakref.WeakSet[_EventSession]" = weakref.WeakSet()
-        self._pending: Dict[int, Tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]"]] = {}
+        self._pending: Dict[int, Tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", str]] = {}
         self._tokens = itertools.count(1)
         self._on_call = _lib.call_cb(self._call_done)
         cfg = _lib.pm_client_config(**self._config)
         handle = ctypes.c_void_p()
         rc = _lib_.pm_client_open(ctypes.byref(cfg), ctypes.byref(handle))
         if rc < 0:
-            raise Error("InvalidArgument", f"cannot open the client: {_lib.strerror(rc)}",
-                        from_service=False)
+            raise _failed(rc, "cannot open the client")
         self._handle = handle.value
 
     # ---- lifetime ------------------------------------------------------------------------
@@ -301,16 +317,17 @@ class Client(Commands):
     def close(self) -> None:
         """Ends every events() loop of this client, waits for the calls running, and frees the
         client. Pending asyncio calls are cancelled. Calling it again does nothing."""
-        for session in list(self._sessions):
-            session.close()
         with self._lock:
             handle, self._handle = self._handle, None
+            sessions = list(self._sessions)
             while self._busy:
                 self._lock.wait()
             pending, self._pending = self._pending, {}
+        for session in sessions:
+            session.close()
         if handle is not None:
             _lib_.pm_client_close(handle)
-        for loop, fut in pending.values():
+        for loop, fut, _ in pending.values():
             try:
                 loop.call_soon_threadsafe(fut.cancel)
             except RuntimeError:
@@ -359,10 +376,9 @@ class Client(Commands):
         if not out.value:
             return {}
         try:
-            data = json.loads(ctypes.string_at(out.value))
+            return _data_of(command, ctypes.string_at(out.value))
         finally:
             _lib_.pm_client_free(out)
-        return data if isinstance(data, dict) else {"": data}
 
     def _typed_call(self, command: str, params: Mapping[str, Any],
                     answer: Optional[Type[Record]]) -> Any:
@@ -380,7 +396,7 @@ class Client(Commands):
         handle = self._acquire()
         try:
             with self._lock:
-                self._pending[token] = (loop, fut)
+                self._pending[token] = (loop, fut, command)
             rc = _lib_.pm_client_call_async(handle, command.encode(), body, self._on_call,
                                             ctypes.c_void_p(token))
         finally:
@@ -388,7 +404,7 @@ class Client(Commands):
         if rc < 0:
             with self._lock:
                 self._pending.pop(token, None)
-            raise Error("InvalidArgument", f"{command}: {_lib.strerror(rc)}", from_service=False)
+            raise _failed(rc, command)
         return fut
 
     def _call_done(self, _client: int, result: Any, data_json: Optional[bytes],
@@ -399,12 +415,13 @@ class Client(Commands):
             entry = self._pending.pop(token or 0, None)
         if entry is None:
             return
-        loop, fut = entry
+        loop, fut, command = entry
         outcome: Any
         if r.code == _lib.PM_RC_OK:
-            data = json.loads(data_json) if data_json else {}
-            outcome = data if isinstance(data, dict) else {"": data}
-            settle = _settle_result
+            try:
+                outcome, settle = _data_of(command, data_json), _settle_result
+            except Error as e:
+                outcome, settle = e, _settle_error
         else:
             name = _text(r.name)
             outcome = error_class(name)(name, _text(r.message), bool(r.from_service))
@@ -422,11 +439,12 @@ class Client(Commands):
 
     def _session(self, observe: bool, client_name: Optional[str],
                  wake: Optional[Callable[[], None]]) -> _EventSession:
-        if self._handle is None:
-            raise ValueError("pipemsg.Client is closed")
-        session = _EventSession(self._config, observe, client_name, wake)
-        self._sessions.add(session)
-        return session
+        with self._lock:
+            if self._handle is None:
+                raise ValueError("pipemsg.Client is closed")
+            session = _EventSession(self._config, observe, client_name, wake)
+            self._sessions.add(session)
+            return session
 
     def events(self, observe: bool = False, *, client_name: Optional[str] = None
                ) -> EventStream:

@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "pipemsg/client.h"
+#include "pipemsg/error.h"
 
 #define FIELD(type, field)                                                                     \
   printf("  \"%s.%s\": [%zu, %zu],\n", #type, #field, offsetof(type, field),                   \
@@ -43,6 +44,10 @@ int main(void) {
   FIELD(pm_client_event, time);
   FIELD(pm_client_event, data_json);
   printf("  \"PM_RC_OK\": %d,\n", (int)PM_RC_OK);
+  printf("  \"PM_EINVAL\": %d,\n", PM_EINVAL);
+  printf("  \"PM_ENOMEM\": %d,\n", PM_ENOMEM);
+  printf("  \"PM_ENAMETOOLONG\": %d,\n", PM_ENAMETOOLONG);
+  printf("  \"PM_EPIPENAME\": %d,\n", PM_EPIPENAME);
   printf("  \"PM_CLIENT_DRIVE_THREAD\": %d,\n", (int)PM_CLIENT_DRIVE_THREAD);
   printf("  \"PM_CLIENT_CONNECTED\": %d,\n", (int)PM_CLIENT_CONNECTED);
   printf("  \"PM_CLIENT_START_RESUME\": %d,\n", (int)PM_CLIENT_START_RESUME);

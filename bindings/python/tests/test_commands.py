@@ -148,6 +148,12 @@ def test_connection_timeout_without_service():
     assert took < 3
 
 
+def test_bad_pipe_name():
+    with pytest.raises(pipemsg.InvalidArgument) as e:
+        pipemsg.Client("relative/not/allowed")
+    assert e.value.result == "InvalidArgument" and not e.value.from_service
+
+
 def test_closed_client(service):
     c = pipemsg.Client()
     c.close()

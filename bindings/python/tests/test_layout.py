@@ -39,7 +39,7 @@ def test_layout_matches_c():
     assert ctypes.sizeof(_lib.pm_result) == c["sizeof pm_result"]
     assert ctypes.sizeof(_lib.pm_client_config) == c["sizeof pm_client_config"], \
         "pm_client_config changed in C: update _lib.py and layout.c"
-    for name in ("PM_RC_OK", "PM_CLIENT_DRIVE_THREAD", "PM_CLIENT_CONNECTED", "PM_CLIENT_START_RESUME",
+    for name in ("PM_RC_OK", "PM_EINVAL", "PM_ENOMEM", "PM_ENAMETOOLONG", "PM_EPIPENAME","PM_CLIENT_DRIVE_THREAD", "PM_CLIENT_CONNECTED", "PM_CLIENT_START_RESUME",
                  "PM_CLIENT_START_NOW", "PM_RESULT_NAME_MAX", "PM_RESULT_MESSAGE_MAX"):
         assert getattr(_lib, name) == c[name], name
 
