@@ -73,10 +73,12 @@ def record_class(c, name, doc, fields):
             f"    {ident(f['name'])}: {f['doc']}"
             + ("" if f["required"] else " None when absent.") for f in fields)
     out.append(f'    """{doc_lines(body, "    ").lstrip()}\n    """\n')
-    out.append(f"    __slots__ = {tuple(ident(f['name']) for f in fields)!r}")
+    out.append("    __slots__ = (" + "".join(f"\n        {ident(f['name'])!r}," for f in fields)
+               + ("\n    )" if fields else ")"))
     out.append("    _FIELDS = (")
     for f in fields:
-        out.append(f"        ({ident(f['name'])!r}, {f['name']!r}, {spec(f)!r}, {f['required']!r}),")
+        row = (ident(f["name"]), f["name"], spec(f), f["required"])
+        out.append(f"        {row!r},")
     out.append("    )")
     for f in fields:
         h = hint(c, f)
@@ -170,8 +172,9 @@ def gen(c):
     for ev in c["events"]:
         out.append(f"    {ev['type']!r}: {ev['type']},")
     out.append("}\n")
-    out.append("# Every command: (method name, its Params' names, results beyond Ok and BadRequest,")
-    out.append("# test only). The test-only ones have no method: Client.call reaches them.")
+    out.append("# Every command: (method name, its Params' names, results beyond Ok and")
+    out.append("# BadRequest, test only). A test-only one has no method: Client.call")
+    out.append("# reaches it.")
     out.append("COMMANDS = {")
     for cmd in c["commands"]:
         m = None if cmd["test_only"] else ident(cmd["name"])
@@ -180,7 +183,7 @@ def gen(c):
                    f"{cmd['test_only']!r}),")
     out.append("}\n\n")
     out.append("class Commands(CommandMethods):")
-    out.append('    """One method per command of the contract, and its asyncio twin (prefixed a)."""\n')
+    out.append('    """A method per command of the contract, and its asyncio twin (a + name)."""\n')
     for cmd in commands:
         out.append(method(c, cmd, False))
         out.append(method(c, cmd, True))

@@ -20,7 +20,13 @@ class CommandStats(Record):
         no_request: Connections closed without a request.
     """
 
-    __slots__ = ('connections', 'ok', 'failed', 'bad_request', 'no_request')
+    __slots__ = (
+        'connections',
+        'ok',
+        'failed',
+        'bad_request',
+        'no_request',
+    )
     _FIELDS = (
         ('connections', 'Connections', ('integer',), True),
         ('ok', 'Ok', ('integer',), True),
@@ -62,7 +68,29 @@ class EventStats(Record):
         epoch: The epoch of the event ids.
     """
 
-    __slots__ = ('published', 'delivered', 'redelivered', 'dropped_transient', 'lost_overflow', 'resume_skipped', 'heartbeat_failures', 'handshake_failures', 'ack_failures', 'busy_rejections', 'stale_acks', 'sessions', 'dropped_unencodable', 'store_errors', 'store_rows_skipped', 'observer_sessions', 'slow_observers', 'observers', 'queued', 'attached', 'epoch')
+    __slots__ = (
+        'published',
+        'delivered',
+        'redelivered',
+        'dropped_transient',
+        'lost_overflow',
+        'resume_skipped',
+        'heartbeat_failures',
+        'handshake_failures',
+        'ack_failures',
+        'busy_rejections',
+        'stale_acks',
+        'sessions',
+        'dropped_unencodable',
+        'store_errors',
+        'store_rows_skipped',
+        'observer_sessions',
+        'slow_observers',
+        'observers',
+        'queued',
+        'attached',
+        'epoch',
+    )
     _FIELDS = (
         ('published', 'Published', ('integer',), True),
         ('delivered', 'Delivered', ('integer',), True),
@@ -129,7 +157,22 @@ class ParamInfo(Record):
         max_items: A list's most items. None when absent.
     """
 
-    __slots__ = ('name', 'type', 'required', 'default', 'doc', 'values', 'min', 'max', 'min_length', 'max_length', 'charset', 'format', 'items', 'max_items')
+    __slots__ = (
+        'name',
+        'type',
+        'required',
+        'default',
+        'doc',
+        'values',
+        'min',
+        'max',
+        'min_length',
+        'max_length',
+        'charset',
+        'format',
+        'items',
+        'max_items',
+    )
     _FIELDS = (
         ('name', 'Name', ('string',), True),
         ('type', 'Type', ('string',), True),
@@ -173,7 +216,13 @@ class CommandInfo(Record):
         results: What it may answer beyond Ok and BadRequest.
     """
 
-    __slots__ = ('name', 'doc', 'params', 'data', 'results')
+    __slots__ = (
+        'name',
+        'doc',
+        'params',
+        'data',
+        'results',
+    )
     _FIELDS = (
         ('name', 'Name', ('string',), True),
         ('doc', 'Doc', ('string',), True),
@@ -198,7 +247,12 @@ class EventInfo(Record):
         fields: The fields of its Data.
     """
 
-    __slots__ = ('type', 'transient', 'doc', 'fields')
+    __slots__ = (
+        'type',
+        'transient',
+        'doc',
+        'fields',
+    )
     _FIELDS = (
         ('type', 'Type', ('string',), True),
         ('transient', 'Transient', ('boolean',), True),
@@ -220,7 +274,11 @@ class TypeInfo(Record):
         fields: Its fields.
     """
 
-    __slots__ = ('name', 'doc', 'fields')
+    __slots__ = (
+        'name',
+        'doc',
+        'fields',
+    )
     _FIELDS = (
         ('name', 'Name', ('string',), True),
         ('doc', 'Doc', ('string',), True),
@@ -240,7 +298,11 @@ class FormatInfo(Record):
         pattern: The regular expression (XSD and JSON Schema syntax) a whole value matches.
     """
 
-    __slots__ = ('name', 'doc', 'pattern')
+    __slots__ = (
+        'name',
+        'doc',
+        'pattern',
+    )
     _FIELDS = (
         ('name', 'Name', ('string',), True),
         ('doc', 'Doc', ('string',), True),
@@ -261,7 +323,12 @@ class GetCommandsAnswer(Record):
         formats: The string formats the fields use.
     """
 
-    __slots__ = ('commands', 'events', 'types', 'formats')
+    __slots__ = (
+        'commands',
+        'events',
+        'types',
+        'formats',
+    )
     _FIELDS = (
         ('commands', 'Commands', ('list', ('record', 'CommandInfo')), True),
         ('events', 'Events', ('list', ('record', 'EventInfo')), True),
@@ -283,7 +350,11 @@ class GetVersionAnswer(Record):
         service: The service's name.
     """
 
-    __slots__ = ('version', 'protocol', 'service')
+    __slots__ = (
+        'version',
+        'protocol',
+        'service',
+    )
     _FIELDS = (
         ('version', 'Version', ('string',), True),
         ('protocol', 'Protocol', ('integer',), True),
@@ -307,7 +378,15 @@ class GetStateAnswer(Record):
         last_error: Why the last attempt failed, while it is the last. None when absent.
     """
 
-    __slots__ = ('state', 'location', 'kill_switch', 'reconnection_enabled', 'bypass_domains', 'since', 'last_error')
+    __slots__ = (
+        'state',
+        'location',
+        'kill_switch',
+        'reconnection_enabled',
+        'bypass_domains',
+        'since',
+        'last_error',
+    )
     _FIELDS = (
         ('state', 'State', ('enumeration', ('Disconnected', 'Connecting', 'Connected', 'Disconnecting')), True),
         ('location', 'Location', ('string',), True),
@@ -333,7 +412,9 @@ class StartVpnAnswer(Record):
         state: Connecting.
     """
 
-    __slots__ = ('state',)
+    __slots__ = (
+        'state',
+    )
     _FIELDS = (
         ('state', 'State', ('enumeration', ('Connecting',)), True),
     )
@@ -347,7 +428,9 @@ class StopVpnAnswer(Record):
         state: Disconnecting.
     """
 
-    __slots__ = ('state',)
+    __slots__ = (
+        'state',
+    )
     _FIELDS = (
         ('state', 'State', ('enumeration', ('Disconnecting',)), True),
     )
@@ -362,7 +445,10 @@ class GetTrafficAnswer(Record):
         bytes_received: Bytes received.
     """
 
-    __slots__ = ('bytes_sent', 'bytes_received')
+    __slots__ = (
+        'bytes_sent',
+        'bytes_received',
+    )
     _FIELDS = (
         ('bytes_sent', 'BytesSent', ('integer',), True),
         ('bytes_received', 'BytesReceived', ('integer',), True),
@@ -379,7 +465,10 @@ class GetStatsAnswer(Record):
         events: Event pipe counters.
     """
 
-    __slots__ = ('commands', 'events')
+    __slots__ = (
+        'commands',
+        'events',
+    )
     _FIELDS = (
         ('commands', 'Commands', ('record', 'CommandStats'), True),
         ('events', 'Events', ('record', 'EventStats'), True),
@@ -395,7 +484,9 @@ class IsReconnectionEnabledAnswer(Record):
         enabled: Whether a lost tunnel is reconnected.
     """
 
-    __slots__ = ('enabled',)
+    __slots__ = (
+        'enabled',
+    )
     _FIELDS = (
         ('enabled', 'Enabled', ('boolean',), True),
     )
@@ -409,7 +500,9 @@ class ConfigureBypassDomainsAnswer(Record):
         count: How many domains are kept.
     """
 
-    __slots__ = ('count',)
+    __slots__ = (
+        'count',
+    )
     _FIELDS = (
         ('count', 'Count', ('integer',), True),
     )
@@ -425,7 +518,11 @@ class StateChanged(Record):
         error: The failure that caused the change. None when absent.
     """
 
-    __slots__ = ('state', 'location', 'error')
+    __slots__ = (
+        'state',
+        'location',
+        'error',
+    )
     _FIELDS = (
         ('state', 'State', ('enumeration', ('Disconnected', 'Connecting', 'Connected', 'Disconnecting')), True),
         ('location', 'Location', ('string',), True),
@@ -444,7 +541,10 @@ class TrafficChanged(Record):
         bytes_received: Bytes received.
     """
 
-    __slots__ = ('bytes_sent', 'bytes_received')
+    __slots__ = (
+        'bytes_sent',
+        'bytes_received',
+    )
     _FIELDS = (
         ('bytes_sent', 'BytesSent', ('integer',), True),
         ('bytes_received', 'BytesReceived', ('integer',), True),
@@ -461,7 +561,10 @@ class ErrorOccured(Record):
         message: What failed.
     """
 
-    __slots__ = ('result', 'message')
+    __slots__ = (
+        'result',
+        'message',
+    )
     _FIELDS = (
         ('result', 'Result', ('string',), True),
         ('message', 'Message', ('string',), True),
@@ -479,7 +582,11 @@ class EventsLost(Record):
         last_id: The id of the last event dropped (this event's Id).
     """
 
-    __slots__ = ('count', 'first_id', 'last_id')
+    __slots__ = (
+        'count',
+        'first_id',
+        'last_id',
+    )
     _FIELDS = (
         ('count', 'Count', ('integer',), True),
         ('first_id', 'FirstId', ('integer',), True),
@@ -536,8 +643,9 @@ EVENTS = {
     'EventsLost': EventsLost,
 }
 
-# Every command: (method name, its Params' names, results beyond Ok and BadRequest,
-# test only). The test-only ones have no method: Client.call reaches them.
+# Every command: (method name, its Params' names, results beyond Ok and
+# BadRequest, test only). A test-only one has no method: Client.call
+# reaches it.
 COMMANDS = {
     'GetCommands': ('get_commands', (), (), False),
     'GetVersion': ('get_version', (), (), False),
@@ -557,7 +665,7 @@ COMMANDS = {
 
 
 class Commands(CommandMethods):
-    """One method per command of the contract, and its asyncio twin (prefixed a)."""
+    """A method per command of the contract, and its asyncio twin (a + name)."""
 
     def get_commands(self) -> GetCommandsAnswer:
         """The contract: every command the service accepts and every event type.

@@ -42,7 +42,8 @@ def test_layout_matches_c():
     constants = [k for k in c if k.startswith("PM_")]
     assert len(constants) >= 10
     for name in constants:
-        assert getattr(_lib, name) == c[name], f"{name}: {getattr(_lib, name)} in _lib.py, {c[name]} in C"
+        assert getattr(_lib, name) == c[name], f"{name}: {getattr(_lib, name)} in _lib.py, " \
+            f"{c[name]} in C"
 
 
 def test_soname():
