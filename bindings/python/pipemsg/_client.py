@@ -107,15 +107,14 @@ class _EventSession:
         self.attached = False
         self._on_event = _lib.event_cb(self._event)
         self._on_connection = _lib.connection_cb(self._connection)
-        self._keep = dict(config)
+        # The library keeps the pointer for every handshake: the bytes live as long as this.
+        self._client_name = client_name.encode() if client_name is not None else None
         cfg = _lib.pm_client_config(**config)
         cfg.on_event = self._on_event
         cfg.on_connection = self._on_connection
         cfg.confirm_later = not observe
         cfg.observe = observe
-        if client_name is not None:
-            self._keep["client_name"] = client_name.encode()
-            cfg.client_name = self._keep["client_name"]
+        cfg.client_name = self._client_name
         handle = ctypes.c_void_p()
         rc = _lib_.pm_client_open(ctypes.byref(cfg), ctypes.byref(handle))
         if rc < 0:
@@ -274,6 +273,61 @@ class AsyncEventStream:
         self._session.close()
 
 
+class _PendingCalls:
+    """The asyncio calls handed to the library, by the token its callback gets back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: Dict[int, Tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", str]] = {}
+        self._tokens = itertools.count(1)
+
+    def add(self, loop: asyncio.AbstractEventLoop, fut: "asyncio.Future[Any]", command: str
+            ) -> int:
+        token = next(self._tokens)
+        with self._lock:
+            self._calls[token] = (loop, fut, command)
+        return token
+
+    def pop(self, token: int) -> Optional[Tuple[asyncio.AbstractEventLoop,
+                                                "asyncio.Future[Any]", str]]:
+        with self._lock:
+            return self._calls.pop(token, None)
+
+    def done(self, _client: int, result: Any, data_json: Optional[bytes],
+             token: Optional[int]) -> None:
+        """The library's callback, on its call worker: hands the outcome to the caller's loop."""
+        entry = self.pop(token or 0)
+        if entry is None:
+            return
+        loop, fut, command = entry
+        r = result.contents
+        outcome: Any
+        if r.code == _lib.PM_RC_OK:
+            try:
+                outcome, settle = _data_of(command, data_json), _settle_result
+            except Error as e:
+                outcome, settle = e, _settle_error
+        else:
+            name = _text(r.name)
+            outcome = error_class(name)(name, _text(r.message), bool(r.from_service))
+            settle = _settle_error
+        _to_loop(loop, settle, fut, outcome)
+
+    def cancel_all(self) -> None:
+        """After pm_client_close, which drops the calls still pending without their callback."""
+        with self._lock:
+            calls, self._calls = self._calls, {}
+        for loop, fut, _ in calls.values():
+            _to_loop(loop, _settle_cancel, fut, None)
+
+
+def _to_loop(loop: asyncio.AbstractEventLoop, settle: Callable[..., None], *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(settle, *args)
+    except RuntimeError:
+        pass  # the caller's loop is closed: nobody waits
+
+
 class Client(Commands):
     """A client of pipemsgd: one method per command (get_state(), start_vpn(location=...), ...,
     each with an asyncio twin: aget_state(), ...), call() for any command, events() and
@@ -302,9 +356,10 @@ class Client(Commands):
         self._busy = 0  # calls running on self._handle
         self._handle: Optional[int] = None
         self._sessions: "weakref.WeakSet[_EventSession]" = weakref.WeakSet()
-        self._pending: Dict[int, Tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", str]] = {}
-        self._tokens = itertools.count(1)
-        self._on_call = _lib.call_cb(self._call_done)
+        # The library's callback reaches the pending calls only, never the client: a client
+        # the application drops is closed (__del__) at once, on the application's thread.
+        self._pending = _PendingCalls()
+        self._on_call = _lib.call_cb(self._pending.done)
         cfg = _lib.pm_client_config(**self._config)
         handle = ctypes.c_void_p()
         rc = _lib_.pm_client_open(ctypes.byref(cfg), ctypes.byref(handle))
@@ -322,16 +377,11 @@ class Client(Commands):
             sessions = list(self._sessions)
             while self._busy:
                 self._lock.wait()
-            pending, self._pending = self._pending, {}
         for session in sessions:
             session.close()
         if handle is not None:
             _lib_.pm_client_close(handle)
-        for loop, fut, _ in pending.values():
-            try:
-                loop.call_soon_threadsafe(fut.cancel)
-            except RuntimeError:
-                pass  # that loop is closed
+        self._pending.cancel_all()
 
     def __enter__(self) -> "Client":
         return self
@@ -391,45 +441,18 @@ class Client(Commands):
     def _acall(self, command: str, params: Mapping[str, Any]) -> "asyncio.Future[Any]":
         loop = asyncio.get_running_loop()
         fut: "asyncio.Future[Any]" = loop.create_future()
-        token = next(self._tokens)
         body = json.dumps(params).encode() if params else None
         handle = self._acquire()
         try:
-            with self._lock:
-                self._pending[token] = (loop, fut, command)
+            token = self._pending.add(loop, fut, command)
             rc = _lib_.pm_client_call_async(handle, command.encode(), body, self._on_call,
                                             ctypes.c_void_p(token))
         finally:
             self._release()
         if rc < 0:
-            with self._lock:
-                self._pending.pop(token, None)
+            self._pending.pop(token)
             raise _failed(rc, command)
         return fut
-
-    def _call_done(self, _client: int, result: Any, data_json: Optional[bytes],
-                   token: Optional[int]) -> None:
-        """On the library's call worker: hands the outcome to the caller's loop."""
-        r = result.contents
-        with self._lock:
-            entry = self._pending.pop(token or 0, None)
-        if entry is None:
-            return
-        loop, fut, command = entry
-        outcome: Any
-        if r.code == _lib.PM_RC_OK:
-            try:
-                outcome, settle = _data_of(command, data_json), _settle_result
-            except Error as e:
-                outcome, settle = e, _settle_error
-        else:
-            name = _text(r.name)
-            outcome = error_class(name)(name, _text(r.message), bool(r.from_service))
-            settle = _settle_error
-        try:
-            loop.call_soon_threadsafe(settle, fut, outcome)
-        except RuntimeError:
-            pass  # the caller's loop is closed: nobody waits
 
     async def _atyped_call(self, command: str, params: Mapping[str, Any],
                            answer: Optional[Type[Record]]) -> Any:
@@ -485,4 +508,8 @@ def _settle_result(fut: "asyncio.Future[Any]", value: Any) -> None:
 def _settle_error(fut: "asyncio.Future[Any]", exc: BaseException) -> None:
     if not fut.done():
         fut.set_exception(exc)
+
+
+def _settle_cancel(fut: "asyncio.Future[Any]", _: None) -> None:
+    fut.cancel()
 

@@ -170,3 +170,17 @@ def test_error_classes():
         assert pipemsg.error_class(name) is cls
     assert pipemsg.error_class("Error") is pipemsg.Error
     assert pipemsg.error_class("SomethingNew") is pipemsg.Error
+
+
+def test_dropped_client_is_closed(service):
+    import gc
+    import weakref
+    c = pipemsg.Client()
+    c.get_state()
+    ref = weakref.ref(c)
+    gc.disable()  # closed by its reference count, not by the cycle collector
+    try:
+        del c
+        assert ref() is None
+    finally:
+        gc.enable()
