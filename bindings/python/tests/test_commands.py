@@ -184,3 +184,43 @@ def test_dropped_client_is_closed(service):
         assert ref() is None
     finally:
         gc.enable()
+
+
+def test_timeout_without_answer(tmp_path):
+    import asyncio
+    import socket
+    path = str(tmp_path / "cmd")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as srv:
+        srv.bind(path)
+        srv.listen(4)
+        # Connected (the backlog takes the connection), never answered.
+        with pipemsg.Client(path, str(tmp_path / "evt"), response_timeout_ms=300) as c:
+            with pytest.raises(pipemsg.Timeout) as e:
+                c.get_state()
+            assert e.value.result == "Timeout" and not e.value.from_service
+            with pytest.raises(pipemsg.Timeout):
+                asyncio.run(c.aget_state())
+
+
+def test_transport_error_when_closed_unanswered(tmp_path):
+    import socket
+    import threading
+    path = str(tmp_path / "cmd")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+
+    def close_one():
+        conn, _ = srv.accept()
+        conn.close()
+
+    t = threading.Thread(target=close_one)
+    t.start()
+    try:
+        with pipemsg.Client(path, str(tmp_path / "evt")) as c:
+            with pytest.raises(pipemsg.TransportError) as e:
+                c.get_state()
+        assert e.value.result == "TransportError" and e.value.message
+    finally:
+        t.join(30)
+        srv.close()
