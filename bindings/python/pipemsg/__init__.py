@@ -25,8 +25,9 @@ __all__ = [
     "TooManyRequests", "TransportError", "TransportNotAuthorized", "error_class", "known_results",
 ] + [n for n in _contract.__all__ if n != "Commands"]
 
-# Shown as pipemsg.X (tracebacks, repr), not by the private module that defines it.
+# Tracebacks say pipemsg.BadRequest, not the private module. (Only the exceptions: the
+# records' annotations are resolved in their own module, typing.get_type_hints.)
 for _name, _obj in list(globals().items()):
-    if isinstance(_obj, type) and _obj.__module__.startswith("pipemsg._"):
+    if isinstance(_obj, type) and issubclass(_obj, Error):
         _obj.__module__ = "pipemsg"
 del _name, _obj

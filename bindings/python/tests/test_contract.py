@@ -61,6 +61,16 @@ def test_every_result_has_an_exception_class():
                 f"{cmd['name']} may answer {result}: add its class to pipemsg/_errors.py"
 
 
+def test_type_hints_resolve():
+    import typing
+    for name in pipemsg.RECORDS.keys() | pipemsg.EVENTS.keys():
+        typing.get_type_hints(getattr(pipemsg, name))
+    for name, method in inspect.getmembers(pipemsg.Client, inspect.isfunction):
+        typing.get_type_hints(method)
+    hints = typing.get_type_hints(pipemsg.GetStatsAnswer)
+    assert hints["events"] is pipemsg.EventStats
+
+
 def test_records_are_typed():
     hints = pipemsg.GetStateAnswer.__annotations__
     assert hints["state"] == "Literal['Disconnected', 'Connecting', 'Connected', 'Disconnecting']"
