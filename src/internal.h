@@ -70,6 +70,16 @@ void pm__command_peer_hook(pm__peer_hook hook, void *data);
       (field) = (value);                                                                       \
   } while (0)
 
+/* A loop the application runs one pass at a time (pm_client_process) must know whether a pass
+ * ran callbacks: what they started is handed to the kernel's poller only in the next pass, so
+ * the caller runs passes until one runs none. Such a loop's data points to an unsigned counter
+ * that every client-side libuv callback bumps; other loops leave data NULL. */
+#define PM__LOOP_ACTIVITY(loop)                                                                \
+  do {                                                                                         \
+    if ((loop)->data != NULL)                                                                  \
+      ++*(unsigned *)(loop)->data;                                                             \
+  } while (0)
+
 /* Maps a libuv status to a PM_E* code (the same on every platform: libuv's codes are). */
 int pm__uv_error(int status);
 

@@ -58,14 +58,17 @@ const char *pm_result_code_name(pm_result_code code);
 
 /* ---- options ----------------------------------------------------------------------------- */
 
-/* How asynchronous completions, events and connection changes reach the application. */
+/* Who runs the client: its I/O (asynchronous calls, the event pipe), its timers and the
+ * callbacks. */
 typedef enum pm_client_drive {
-  /* Threads of the library run the callbacks (the default): asynchronous calls complete on
-   * the client's call worker, events and connection changes on its event thread, so two
-   * callbacks of different kinds may run at once. */
+  /* A thread of the library (the default), started by pm_client_open with on_event set, else
+   * by the first asynchronous call. Every callback runs on it, one at a time. */
   PM_CLIENT_DRIVE_THREAD = 0,
-  /* The application's loop runs them: it polls pm_client_fd() for reading and calls
-   * pm_client_process() when it is ready. */
+  /* The application's loop, the way libpq and hiredis allow: it polls pm_client_fd() for
+   * reading, with pm_client_timeout_ms() as the timeout, and calls pm_client_process(), which
+   * does the I/O that is ready, runs the timers that are due and the callbacks, on the calling
+   * thread. On Unix the library then runs no thread at all; on Windows one thread of the
+   * library waits for the loop's completion port on the application's behalf (docs/api.md). */
   PM_CLIENT_DRIVE_APP
 } pm_client_drive;
 
@@ -128,12 +131,17 @@ typedef struct pm_client_config {
 } pm_client_config;
 
 /* Makes a client. Nothing is connected for commands until a call (one connection per call,
- * PROTOCOL §4); with on_event set, the event pipe is attached at once and kept attached (with
- * backoff) until pm_client_close(). config may be NULL (the defaults). Returns 0, or PM_EINVAL
- * (a bad pipe name or expect_owner), PM_ENOMEM, or an error starting a thread. */
+ * PROTOCOL §4); with on_event set, the event pipe is attached (from the first pass of the loop)
+ * and kept attached (with backoff) until pm_client_close(). No callback runs before
+ * pm_client_open returns. config may be NULL (the defaults). Returns 0, or PM_EINVAL (a bad
+ * pipe name or expect_owner), PM_ENOMEM, or an error starting a thread. */
 int pm_client_open(const pm_client_config *config, pm_client **out);
-/* Stops the threads, runs no callback any more (pending asynchronous calls are dropped without
- * their callback), and frees the client. Not from a callback of this client. NULL is fine. */
+/* Runs no callback any more (pending asynchronous calls are dropped without their callback),
+ * stops the library's thread, and frees the client. NULL is fine. From one of this client's
+ * callbacks it only marks the client closed: no other callback of it runs, and the client is
+ * freed once the callback has returned (by the library's thread, or before
+ * pm_client_process() returns). With PM_CLIENT_DRIVE_APP call it on the thread that calls
+ * pm_client_process(). */
 void pm_client_close(pm_client *client);
 
 /* ---- calls ------------------------------------------------------------------------------- */
@@ -155,11 +163,20 @@ void pm_client_free(void *p);
 /* ---- being driven by the application's loop ---------------------------------------------- */
 
 /* The descriptor to poll for reading (a file descriptor on Unix; on Windows a HANDLE to wait
- * for, cast to intptr_t). It is ready while callbacks wait for pm_client_process(). -1 unless
- * drive is PM_CLIENT_DRIVE_APP. */
+ * for, cast to intptr_t). -1 unless drive is PM_CLIENT_DRIVE_APP. It stays the same for the
+ * client's life. */
 intptr_t pm_client_fd(pm_client *client);
-/* Runs the callbacks that are ready, on the calling thread, without waiting. Returns how many
- * ran, or PM_EINVAL unless drive is PM_CLIENT_DRIVE_APP. */
+/* How long the application may wait on pm_client_fd() before it must call
+ * pm_client_process() anyway, in milliseconds: 0 at once (work is left over), -1 no deadline
+ * (nothing is timed). Ask again before each wait: it changes with every call. A deadline
+ * missed only delays the client's timers (a handshake or call timeout, a reconnection). -1
+ * unless drive is PM_CLIENT_DRIVE_APP. */
+int pm_client_timeout_ms(pm_client *client);
+/* Does the I/O that is ready, runs the timers that are due and the callbacks, on the calling
+ * thread. Never waits for I/O. Returns how many callbacks of the application ran, or
+ * PM_EINVAL unless drive is PM_CLIENT_DRIVE_APP (or from one of the client's callbacks).
+ * The synchronous calls (pm_client_call and the typed functions) still block the calling
+ * thread until their answer, like libpq's PQexec: from a loop, use the asynchronous forms. */
 int pm_client_process(pm_client *client);
 
 /* ---- events ------------------------------------------------------------------------------ */
@@ -167,8 +184,9 @@ int pm_client_process(pm_client *client);
 /* Confirms an event delivered with confirm_later. Thread-safe. PM_EINVAL when confirm_later is
  * off or there is no event pipe. */
 int pm_client_confirm(pm_client *client, int64_t id);
-/* The resume cursor: the service's epoch and the highest event id delivered (0 and 0 before
- * the first session). Keep it for resume_epoch / resume_last_id. Thread-safe. */
+/* The resume cursor: the service's epoch and the highest event id whose on_event has returned
+ * (0 and 0 before the first session). Keep it for resume_epoch / resume_last_id.
+ * Thread-safe. */
 void pm_client_cursor(pm_client *client, int64_t *epoch, int64_t *last_id);
 
 #ifdef __cplusplus

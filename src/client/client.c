@@ -5,6 +5,8 @@
 #include <uv.h>
 
 #include "client/client_internal.h"
+#include "command/command_internal.h"
+#include "event/event_client_internal.h"
 #include "internal.h"
 #include "pipemsg/command.h"
 #include "pipemsg/error.h"
@@ -13,35 +15,28 @@
 #include "pipemsg/pipe.h"
 #include "transport/transport.h"
 
-/* Something for the application: an asynchronous call's completion, an event or a connection
- * change. Made on a library thread; run there (PM_CLIENT_DRIVE_THREAD) or queued for
- * pm_client_process() (PM_CLIENT_DRIVE_APP). */
-typedef enum { JOB_CALL, JOB_EVENT, JOB_CONNECTION } job_kind;
+/* Everything asynchronous (calls, the event session, timers) runs on the client's own loop:
+ * a thread of the library runs it (PM_CLIENT_DRIVE_THREAD), or the application does, one
+ * bounded pass per pm_client_process() (PM_CLIENT_DRIVE_APP). Callbacks run on whichever
+ * thread runs the loop. */
 
-typedef struct job {
-  struct job *next;
-  job_kind kind;
-  /* JOB_CALL */
+/* pm_client_process runs loop passes while they run callbacks (PM__LOOP_ACTIVITY), at most
+ * this many; then pm_client_timeout_ms answers 0 so that the application comes back soon. */
+#define PROCESS_PASSES_MAX 16
+
+/* An asynchronous call, submitted from any thread; run on the loop one at a time, in order. */
+typedef struct call {
+  struct call *next;
   const pm__cl_command *cmd; /* NULL: pm_client_call_async */
   char *command;
   json_t *params;
   pm__client_fn fn;
   void *data;
-  pm_result result;
-  void *answer;    /* typed: cmd->data's struct */
-  char *data_json; /* generic */
-  /* JOB_EVENT */
-  pm_client_event event;
-  char *type_name, *time, *event_json;
-  const pm__cl_event *declared; /* the typed member of event.u in use, or NULL */
-  /* JOB_CONNECTION */
-  pm_client_connection state;
-  char reason[PM_REASON_MAX];
-} job;
+} call;
 
-typedef struct job_list {
-  job *head, *tail;
-} job_list;
+typedef struct call_list {
+  call *head, *tail;
+} call_list;
 
 struct pm_client {
   pm_client_config cfg;
@@ -49,17 +44,30 @@ struct pm_client {
   char event_pipe[PM_PIPE_PATH_MAX + 1];
   char owner_sid[PM_PEER_SID_MAX];
   pm_client_options call_opts;
-  uv_mutex_t lock;
-  uv_cond_t wake;
-  job_list calls; /* waiting for the worker */
-  job_list ready; /* PM_CLIENT_DRIVE_APP: waiting for pm_client_process() */
-  bool stopping;
-  bool worker_started;
-  uv_thread_t worker;
-  pm__client_notify *notify;
+  uv_loop_t loop;
+  unsigned activity;    /* the loop's PM__LOOP_ACTIVITY counter */
+  uv_async_t wake;      /* calls were submitted, or (drive thread) the loop thread must end */
+  uv_mutex_t lock;      /* submitted, ending, thread_started */
+  call_list submitted;  /* by any thread, not yet seen by the loop */
+  bool ending;
+  bool thread_started;
+  uv_thread_t thread;
+  call_list waiting;    /* the loop's: after running */
+  call *running;
+  pm__call *in_flight;  /* running's command call */
+  pm__call *probe;      /* the from-now epoch probe */
   pm_event_client *events;
-  bool was_connected; /* a session ended: the next attempt is a reconnection */
+  bool closing;         /* no callback of the application runs any more */
+  bool close_deferred;  /* pm_client_close was called from a callback */
+  bool more;            /* drive app: the last process stopped before the loop settled */
+  int ran;              /* application callbacks run */
+  pm__client_driver *driver; /* drive app */
+  bool was_connected;   /* a session ended: the next attempt is a reconnection */
 };
+
+/* The client whose loop this thread is running now, to tell a pm_client_close from one of its
+ * callbacks. */
+static _Thread_local pm_client *running_client;
 
 static const char *const rc_names[] = {"Ok", "BadRequest", "TooManyRequests",
                                        "ServiceNotInitialized", "Error"};
@@ -122,36 +130,19 @@ static pm_result from_response(const pm_msg *response) {
   return r;
 }
 
-/* One blocking round trip. On Ok, *data (may be NULL) lends the answer's Data from *response,
- * which the caller frees. */
-static pm_result round_trip(pm_client *c, const char *command, json_t *params,
-                            pm_msg **response) {
-  pm_msg *request = NULL;
-  pm_result r;
-  int rc;
-  *response = NULL;
-  rc = pm_request_new(command, 0, params, &request);
-  if (rc < 0)
-    return client_side(PM_RC_INVALID_ARGUMENT, rc, "not a command name, or out of memory");
-  rc = pm_command_client_call(c->command_pipe, &c->call_opts, request, PM_ENC_JSON, response);
-  pm_msg_free(request);
-  if (rc < 0)
-    return from_error(rc, NULL);
-  r = from_response(*response);
-  return r;
-}
-
 static const json_t *response_data(const pm_msg *response) {
   return json_object_get(pm_msg_fields(response), "Data");
 }
 
-/* The typed call, also run by the worker: the answer is decoded into answer (zeroed unless
- * Ok). params is taken. */
-static pm_result typed_run(pm_client *c, const pm__cl_command *cmd, json_t *params,
-                           void *answer) {
-  pm_msg *response = NULL;
+/* The result of a round trip (status, and the response when 0). */
+static pm_result round_trip_result(int status, const pm_msg *response) {
+  return status < 0 ? from_error(status, NULL) : from_response(response);
+}
+
+/* A typed answer: decoded into answer (zeroed unless Ok) when the command has Data. */
+static pm_result typed_answer(const pm__cl_command *cmd, pm_result r, const pm_msg *response,
+                              void *answer) {
   char why[PM_REASON_MAX] = "";
-  pm_result r = round_trip(c, cmd->name, params, &response);
   if (cmd->data != NULL && answer != NULL) {
     memset(answer, 0, cmd->data->size);
     if (r.code == PM_RC_OK) {
@@ -160,27 +151,40 @@ static pm_result typed_run(pm_client *c, const pm__cl_command *cmd, json_t *para
         r = client_side(PM_RC_TRANSPORT_ERROR, rc, why[0] ? why : pm_strerror(rc));
     }
   }
-  pm_msg_free(response);
   return r;
 }
 
-static pm_result generic_run(pm_client *c, const char *command, json_t *params,
-                             char **data_json) {
-  pm_msg *response = NULL;
-  pm_result r = round_trip(c, command, params, &response);
-  const json_t *data;
-  if (data_json != NULL)
-    *data_json = NULL;
-  data = r.code == PM_RC_OK ? response_data(response) : NULL;
-  if (data != NULL && data_json != NULL) {
+/* A generic answer: *data_json gets the Data as text (or NULL). */
+static pm_result generic_answer(pm_result r, const pm_msg *response, char **data_json) {
+  const json_t *data = r.code == PM_RC_OK ? response_data(response) : NULL;
+  *data_json = NULL;
+  if (data != NULL) {
     char *text = json_dumps(data, JSON_COMPACT);
     *data_json = text != NULL ? pm__strdup(text) : NULL;
     free(text);
     if (*data_json == NULL)
       r = client_side(PM_RC_TRANSPORT_ERROR, PM_ENOMEM, pm_strerror(PM_ENOMEM));
   }
-  pm_msg_free(response);
   return r;
+}
+
+static pm_result request_failed(int rc) {
+  return client_side(PM_RC_INVALID_ARGUMENT, rc, "not a command name, or out of memory");
+}
+
+/* One blocking round trip; params is taken. On Ok *response (the caller frees it) holds the
+ * answer. */
+static pm_result round_trip(pm_client *c, const char *command, json_t *params,
+                            pm_msg **response) {
+  pm_msg *request = NULL;
+  int rc;
+  *response = NULL;
+  rc = pm_request_new(command, 0, params, &request);
+  if (rc < 0)
+    return request_failed(rc);
+  rc = pm_command_client_call(c->command_pipe, &c->call_opts, request, PM_ENC_JSON, response);
+  pm_msg_free(request);
+  return round_trip_result(rc, *response);
 }
 
 static int parse_params(const char *params_json, json_t **out) {
@@ -199,7 +203,9 @@ static int parse_params(const char *params_json, json_t **out) {
 pm_result pm__client_typed_call(pm_client *c, const pm__cl_command *cmd, const void *params,
                                 void *answer) {
   json_t *p = NULL;
+  pm_msg *response = NULL;
   char why[PM_REASON_MAX] = "";
+  pm_result r;
   int rc;
   if (answer != NULL && cmd->data != NULL)
     memset(answer, 0, cmd->data->size);
@@ -208,26 +214,40 @@ pm_result pm__client_typed_call(pm_client *c, const pm__cl_command *cmd, const v
   rc = cmd->params != NULL ? pm__client_encode(cmd->params, params, &p, why) : 0;
   if (rc < 0)
     return client_side(PM_RC_INVALID_ARGUMENT, rc, why);
-  return typed_run(c, cmd, p, answer);
+  r = round_trip(c, cmd->name, p, &response);
+  r = typed_answer(cmd, r, response, answer);
+  pm_msg_free(response);
+  return r;
 }
 
 pm_result pm_client_call(pm_client *c, const char *command, const char *params_json,
                          char **data_json) {
   json_t *params;
+  pm_msg *response = NULL;
+  char *text = NULL;
+  pm_result r;
   if (data_json != NULL)
     *data_json = NULL;
   if (c == NULL || command == NULL)
     return client_side(PM_RC_INVALID_ARGUMENT, PM_EINVAL, "no client or no command");
   if (parse_params(params_json, &params) < 0)
     return client_side(PM_RC_INVALID_ARGUMENT, PM_EINVAL, "params_json is not a JSON object");
-  return generic_run(c, command, params, data_json);
+  r = round_trip(c, command, params, &response);
+  r = generic_answer(r, response, &text);
+  pm_msg_free(response);
+  if (data_json != NULL)
+    *data_json = text;
+  else
+    pm__free(text);
+  return r;
 }
 
 void pm_client_free(void *p) { pm__free(p); }
 
-/* ---- jobs ---------------------------------------------------------------------------------- */
 
-static void list_push(job_list *l, job *j) {
+/* ---- asynchronous calls ------------------------------------------------------------------ */
+
+static void list_push(call_list *l, call *j) {
   j->next = NULL;
   if (l->tail != NULL)
     l->tail->next = j;
@@ -236,8 +256,8 @@ static void list_push(job_list *l, job *j) {
   l->tail = j;
 }
 
-static job *list_pop(job_list *l) {
-  job *j = l->head;
+static call *list_pop(call_list *l) {
+  call *j = l->head;
   if (j != NULL) {
     l->head = j->next;
     if (l->head == NULL)
@@ -246,127 +266,172 @@ static job *list_pop(job_list *l) {
   return j;
 }
 
-static void job_free(job *j) {
+static void list_append(call_list *to, call_list *from) {
+  if (from->head == NULL)
+    return;
+  if (to->tail != NULL)
+    to->tail->next = from->head;
+  else
+    to->head = from->head;
+  to->tail = from->tail;
+  from->head = from->tail = NULL;
+}
+
+static void call_free(call *j) {
   if (j == NULL)
     return;
   pm__free(j->command);
   json_decref(j->params);
-  if (j->answer != NULL)
-    pm__client_typed_free(j->cmd->data, j->answer);
-  pm__free(j->answer);
-  pm__free(j->data_json);
-  pm__free(j->type_name);
-  pm__free(j->time);
-  pm__free(j->event_json);
-  if (j->declared != NULL)
-    pm__client_typed_free(j->declared->data, &j->event.u);
   pm__free(j);
 }
 
-static void run_job(pm_client *c, job *j) {
-  switch (j->kind) {
-  case JOB_CALL:
+static void list_free(call_list *l) {
+  call *j;
+  while ((j = list_pop(l)) != NULL)
+    call_free(j);
+}
+
+/* Runs the application's callback for a finished call; response may be NULL. */
+static void complete(pm_client *c, call *j, pm_result r, const pm_msg *response) {
+  void *answer = NULL;
+  char *text = NULL;
+  if (j->cmd != NULL && j->cmd->data != NULL) {
+    answer = pm__calloc(1, j->cmd->data->size);
+    r = answer != NULL ? typed_answer(j->cmd, r, response, answer)
+                       : client_side(PM_RC_TRANSPORT_ERROR, PM_ENOMEM, pm_strerror(PM_ENOMEM));
+  } else if (j->cmd == NULL) {
+    r = generic_answer(r, response, &text);
+  }
+  if (!c->closing) {
+    c->ran++;
     if (j->cmd != NULL)
-      j->cmd->deliver(c, &j->result, j->answer, j->fn, j->data);
+      j->cmd->deliver(c, &r, answer, j->fn, j->data);
     else
-      ((pm_client_call_cb)j->fn)(c, &j->result, j->data_json, j->data);
-    break;
-  case JOB_EVENT:
-    c->cfg.on_event(c, &j->event, c->cfg.data);
-    /* Confirmed once the application's loop has run the callback (confirm on return). */
-    if (c->cfg.drive == PM_CLIENT_DRIVE_APP && !c->cfg.confirm_later && !c->cfg.observe)
-      pm_event_client_confirm(c->events, j->event.id);
-    break;
-  case JOB_CONNECTION:
-    c->cfg.on_connection(c, j->state, j->reason[0] ? j->reason : NULL, c->cfg.data);
-    break;
+      ((pm_client_call_cb)j->fn)(c, &r, text, j->data);
+  }
+  if (answer != NULL)
+    pm__client_typed_free(j->cmd->data, answer);
+  pm__free(answer);
+  pm__free(text);
+  call_free(j);
+}
+
+static void next_call(pm_client *c);
+
+static void on_call_done(void *data, int status, pm_msg *response) {
+  pm_client *c = data;
+  call *j = c->running;
+  c->running = NULL;
+  c->in_flight = NULL;
+  if (status == PM_ECANCELED)
+    call_free(j);
+  else
+    complete(c, j, round_trip_result(status, response), response);
+  pm_msg_free(response);
+  next_call(c);
+}
+
+/* Starts the next waiting call unless one is running. */
+static void next_call(pm_client *c) {
+  while (c->running == NULL && !c->closing && c->waiting.head != NULL) {
+    call *j = list_pop(&c->waiting);
+    const char *name = j->cmd != NULL ? j->cmd->name : j->command;
+    pm_msg *request = NULL;
+    int rc = pm_request_new(name, 0, j->params, &request);
+    j->params = NULL; /* taken */
+    if (rc < 0) {
+      complete(c, j, request_failed(rc), NULL);
+      continue;
+    }
+    c->running = j;
+    rc = pm__call_start(&c->loop, c->command_pipe, &c->call_opts, request, PM_ENC_JSON,
+                        on_call_done, c, &c->in_flight);
+    pm_msg_free(request);
+    if (rc < 0) {
+      c->running = NULL;
+      complete(c, j, from_error(rc, NULL), NULL);
+    }
   }
 }
 
-/* Hands a finished job to the application: now on this library thread, or through the queue. */
-static void deliver(pm_client *c, job *j) {
-  if (c->cfg.drive == PM_CLIENT_DRIVE_THREAD) {
-    run_job(c, j);
-    job_free(j);
-    return;
-  }
-  uv_mutex_lock(&c->lock);
-  list_push(&c->ready, j);
-  uv_mutex_unlock(&c->lock);
-  pm__client_notify_set(c->notify);
-}
-
-static void worker(void *arg) {
+static void loop_thread(void *arg) {
   pm_client *c = arg;
-  job *j;
   pm__block_sigpipe();
-  for (;;) {
-    uv_mutex_lock(&c->lock);
-    while (!c->stopping && c->calls.head == NULL)
-      uv_cond_wait(&c->wake, &c->lock);
-    j = c->stopping ? NULL : list_pop(&c->calls);
-    uv_mutex_unlock(&c->lock);
-    if (j == NULL)
-      return;
-    if (j->cmd != NULL)
-      j->result = typed_run(c, j->cmd, j->params, j->answer);
-    else
-      j->result = generic_run(c, j->command, j->params, &j->data_json);
-    j->params = NULL; /* taken by the call */
-    deliver(c, j);
+  running_client = c;
+  uv_run(&c->loop, UV_RUN_DEFAULT);
+  running_client = NULL;
+  if (c->close_deferred) {
+    /* pm_client_close from a callback: nobody will join this thread. */
+    pm__client_thread_detach();
+    pm_client_close(c);
   }
 }
 
-static int submit(pm_client *c, job *j) {
+static int start_thread(pm_client *c) {
+  int rc = 0;
+  if (!c->thread_started) {
+    rc = pm__uv_error(uv_thread_create(&c->thread, loop_thread, c));
+    c->thread_started = rc == 0;
+  }
+  return rc;
+}
+
+static void on_wake(uv_async_t *a) {
+  pm_client *c = a->data;
+  bool ending;
+  PM__LOOP_ACTIVITY(&c->loop);
+  uv_mutex_lock(&c->lock);
+  list_append(&c->waiting, &c->submitted);
+  ending = c->ending;
+  uv_mutex_unlock(&c->lock);
+  if (ending)
+    uv_stop(&c->loop);
+  else
+    next_call(c);
+}
+
+static int submit(pm_client *c, call *j) {
   int rc = 0;
   uv_mutex_lock(&c->lock);
-  if (!c->worker_started) {
-    rc = pm__uv_error(uv_thread_create(&c->worker, worker, c));
-    c->worker_started = rc == 0;
-  }
-  if (rc == 0) {
-    list_push(&c->calls, j);
-    uv_cond_signal(&c->wake);
-  }
+  if (c->cfg.drive == PM_CLIENT_DRIVE_THREAD)
+    rc = start_thread(c);
+  if (rc == 0)
+    list_push(&c->submitted, j);
   uv_mutex_unlock(&c->lock);
+  if (rc == 0)
+    uv_async_send(&c->wake);
   return rc;
 }
 
 int pm__client_typed_async(pm_client *c, const pm__cl_command *cmd, const void *params,
                            pm__client_fn cb, void *data) {
-  job *j;
+  call *j;
   int rc;
   if (c == NULL || cb == NULL)
     return PM_EINVAL;
   j = pm__calloc(1, sizeof(*j));
   if (j == NULL)
     return PM_ENOMEM;
-  j->kind = JOB_CALL;
   j->cmd = cmd;
   j->fn = cb;
   j->data = data;
   rc = cmd->params != NULL ? pm__client_encode(cmd->params, params, &j->params, NULL) : 0;
-  if (rc == 0 && cmd->data != NULL) {
-    j->answer = pm__calloc(1, cmd->data->size);
-    rc = j->answer != NULL ? 0 : PM_ENOMEM;
-  }
   if (rc == 0)
     rc = submit(c, j);
   if (rc < 0)
-    job_free(j);
+    call_free(j);
   return rc;
 }
 
 int pm_client_call_async(pm_client *c, const char *command, const char *params_json,
                          pm_client_call_cb cb, void *data) {
-  job *j;
+  call *j;
   int rc;
   if (c == NULL || command == NULL || cb == NULL)
     return PM_EINVAL;
   j = pm__calloc(1, sizeof(*j));
   if (j == NULL)
     return PM_ENOMEM;
-  j->kind = JOB_CALL;
   j->fn = (pm__client_fn)cb;
   j->data = data;
   j->command = pm__strdup(command);
@@ -374,35 +439,59 @@ int pm_client_call_async(pm_client *c, const char *command, const char *params_j
   if (rc == 0)
     rc = submit(c, j);
   if (rc < 0)
-    job_free(j);
+    call_free(j);
   return rc;
 }
 
+/* ---- being driven by the application ----------------------------------------------------- */
+
 intptr_t pm_client_fd(pm_client *c) {
-  return c != NULL && c->notify != NULL ? pm__client_notify_handle(c->notify) : -1;
+  return c != NULL && c->driver != NULL ? pm__client_driver_handle(c->driver) : -1;
 }
+
+int pm_client_timeout_ms(pm_client *c) {
+  int t;
+  uint64_t now_ms;
+  if (c == NULL || c->driver == NULL)
+    return -1;
+  if (c->more)
+    return 0;
+  t = uv_backend_timeout(&c->loop);
+  /* Counted by libuv from the loop's clock as of its last pass, perhaps long ago. */
+  now_ms = uv_hrtime() / 1000000u;
+  if (t > 0 && now_ms > uv_now(&c->loop))
+    t = now_ms - uv_now(&c->loop) >= (uint64_t)t ? 0 : t - (int)(now_ms - uv_now(&c->loop));
+  return t;
+}
+
+static void teardown(pm_client *c);
 
 int pm_client_process(pm_client *c) {
-  job_list todo;
-  job *j;
-  int n = 0;
-  if (c == NULL || c->cfg.drive != PM_CLIENT_DRIVE_APP)
+  pm_client *outer = running_client;
+  int ran;
+  if (c == NULL || c->driver == NULL || outer == c)
     return PM_EINVAL;
-  /* Cleared before taking the queue, so a job queued from now on sets it again. */
-  pm__client_notify_clear(c->notify);
-  uv_mutex_lock(&c->lock);
-  todo = c->ready;
-  c->ready.head = c->ready.tail = NULL;
-  uv_mutex_unlock(&c->lock);
-  while ((j = list_pop(&todo)) != NULL) {
-    run_job(c, j);
-    job_free(j);
-    n++;
+  ran = c->ran;
+  running_client = c;
+  pm__client_driver_enter(c->driver);
+  c->more = true;
+  for (int i = 0; i < PROCESS_PASSES_MAX && !c->close_deferred; i++) {
+    unsigned before = c->activity;
+    uv_run(&c->loop, UV_RUN_NOWAIT);
+    if (c->activity == before) {
+      c->more = false;
+      break;
+    }
   }
-  return n;
+  pm__client_driver_leave(c->driver);
+  running_client = outer;
+  ran = c->ran - ran;
+  if (c->close_deferred)
+    teardown(c);
+  return ran;
 }
 
-/* ---- events -------------------------------------------------------------------------------- */
+/* ---- events ------------------------------------------------------------------------------ */
 
 static const pm__cl_event *declared_event(const char *type) {
   for (size_t i = 0; i < pm__client_n_events; i++)
@@ -411,54 +500,45 @@ static const pm__cl_event *declared_event(const char *type) {
   return NULL;
 }
 
-static int event_job(const pm_event *ev, job **out) {
-  job *j = pm__calloc(1, sizeof(*j));
-  const pm__cl_event *decl = declared_event(ev->type);
-  int rc = 0;
-  if (j == NULL)
-    return PM_ENOMEM;
-  j->kind = JOB_EVENT;
-  j->type_name = pm__strdup(ev->type);
-  j->time = ev->time != NULL ? pm__strdup(ev->time) : NULL;
-  if (j->type_name == NULL || (ev->time != NULL && j->time == NULL))
-    rc = PM_ENOMEM;
-  if (rc == 0 && ev->data != NULL) {
-    char *text = json_dumps(ev->data, JSON_COMPACT);
-    j->event_json = text != NULL ? pm__strdup(text) : NULL;
-    free(text);
-    rc = j->event_json != NULL ? 0 : PM_ENOMEM;
-  }
-  /* A declared type whose Data does not match its declaration stays untyped (OTHER). */
-  if (rc == 0 && decl != NULL && ev->data != NULL &&
-      pm__client_decode(decl->data, ev->data, &j->event.u, NULL) == 0) {
-    j->declared = decl;
-    j->event.type = decl->tag;
-  }
-  if (rc < 0) {
-    job_free(j);
-    return rc;
-  }
-  j->event.type_name = j->type_name;
-  j->event.id = ev->id;
-  j->event.epoch = ev->epoch;
-  j->event.time = j->time;
-  j->event.data_json = j->event_json;
-  *out = j;
-  return 0;
-}
-
-static void on_event(const pm_event *ev, void *data) {
+/* Hands an event to the application. PM_ENOMEM leaves it to the service (it comes again on
+ * the next connection); PM_ECANCELED: the client is closing. */
+static int on_take(const pm_event *ev, void *data) {
   pm_client *c = data;
-  job *j = NULL;
-  /* Out of memory: the event is not confirmed, so the service sends it again. */
-  if (event_job(ev, &j) < 0)
-    return;
-  deliver(c, j);
+  const pm__cl_event *decl = declared_event(ev->type);
+  pm_client_event e;
+  char *text = NULL;
+  int rc = 0;
+  if (c->closing)
+    return PM_ECANCELED;
+  memset(&e, 0, sizeof(e));
+  if (ev->data != NULL && (text = json_dumps(ev->data, JSON_COMPACT)) == NULL)
+    return PM_ENOMEM;
+  /* A declared type whose Data does not match its declaration stays untyped (OTHER). */
+  if (decl != NULL && ev->data != NULL) {
+    rc = pm__client_decode(decl->data, ev->data, &e.u, NULL);
+    if (rc == 0)
+      e.type = decl->tag;
+    else
+      decl = NULL;
+  }
+  if (rc != PM_ENOMEM) {
+    e.type_name = ev->type;
+    e.id = ev->id;
+    e.epoch = ev->epoch;
+    e.time = ev->time;
+    e.data_json = text;
+    c->ran++;
+    c->cfg.on_event(c, &e, c->cfg.data);
+    rc = 0;
+  }
+  if (decl != NULL)
+    pm__client_typed_free(decl->data, &e.u);
+  free(text);
+  return rc;
 }
 
 static void on_state(pm_event_client_state st, const char *reason, void *data) {
   pm_client *c = data;
-  job *j;
   pm_client_connection state;
   if (st == PM_EVENT_CLIENT_CONNECTED) {
     state = PM_CLIENT_CONNECTED;
@@ -471,12 +551,10 @@ static void on_state(pm_event_client_state st, const char *reason, void *data) {
   } else {
     return;
   }
-  if (c->cfg.on_connection == NULL || (j = pm__calloc(1, sizeof(*j))) == NULL)
+  if (c->cfg.on_connection == NULL || c->closing)
     return;
-  j->kind = JOB_CONNECTION;
-  j->state = state;
-  snprintf(j->reason, sizeof(j->reason), "%s", reason != NULL ? reason : "");
-  deliver(c, j);
+  c->ran++;
+  c->cfg.on_connection(c, state, reason, c->cfg.data);
 }
 
 int pm_client_confirm(pm_client *c, int64_t id) {
@@ -491,27 +569,35 @@ void pm_client_cursor(pm_client *c, int64_t *epoch, int64_t *last_id) {
     pm_event_client_cursor(c->events, epoch, last_id);
 }
 
-/* "From now" asks the service for its epoch on the event thread, before each first session.
- * pm_client_close joins that thread, so the probe has a deadline of its own, far shorter than
- * a command's response timeout: a service that does not answer in time means "resume". */
+/* "From now" asks the service for its epoch before each first session, with a deadline of its
+ * own, far shorter than a command's response timeout: a service that does not answer in time
+ * means "resume". */
 #define EPOCH_PROBE_TIMEOUT_MS 1000
 
-static int64_t current_epoch(void *data) {
+static void on_probed(void *data, int status, pm_msg *response) {
   pm_client *c = data;
-  pm_client_options o = c->call_opts;
-  pm_msg *request = NULL, *response = NULL;
   const json_t *events;
   int64_t epoch = 0;
-  o.connect_timeout_ms = o.response_timeout_ms = EPOCH_PROBE_TIMEOUT_MS;
-  if (pm_request_new("GetStats", 0, NULL, &request) == 0 &&
-      pm_command_client_call(c->command_pipe, &o, request, PM_ENC_JSON, &response) == 0 &&
-      from_response(response).code == PM_RC_OK) {
+  c->probe = NULL;
+  if (status == 0 && from_response(response).code == PM_RC_OK) {
     events = json_object_get(response_data(response), "Events");
     epoch = json_integer_value(json_object_get(events, "Epoch"));
   }
-  pm_msg_free(request);
   pm_msg_free(response);
-  return epoch;
+  if (status != PM_ECANCELED)
+    pm__event_client_probed(c->events, epoch);
+}
+
+static void probe_epoch(pm_event_client *ec, void *data) {
+  pm_client *c = data;
+  pm_client_options o = c->call_opts;
+  pm_msg *request = NULL;
+  o.connect_timeout_ms = o.response_timeout_ms = EPOCH_PROBE_TIMEOUT_MS;
+  if (pm_request_new("GetStats", 0, NULL, &request) < 0 ||
+      pm__call_start(&c->loop, c->command_pipe, &o, request, PM_ENC_JSON, on_probed, c,
+                     &c->probe) < 0)
+    pm__event_client_probed(ec, 0);
+  pm_msg_free(request);
 }
 
 static int start_events(pm_client *c) {
@@ -526,39 +612,65 @@ static int start_events(pm_client *c) {
   o.resume_epoch = c->cfg.resume_epoch;
   o.resume_last_id = c->cfg.resume_last_id;
   o.observe = c->cfg.observe;
-  if (c->cfg.start == PM_CLIENT_START_NOW)
-    o.current_epoch = current_epoch;
-  /* The application's loop runs the callback later than the event thread sees the event. */
-  o.confirm_later = c->cfg.confirm_later || c->cfg.drive == PM_CLIENT_DRIVE_APP;
-  o.on_event = on_event;
+  o.confirm_later = c->cfg.confirm_later;
+  o.on_take = on_take;
   o.on_state = on_state;
   o.data = c;
-  return pm_event_client_start(c->event_pipe, &o, &c->events);
+  return pm__event_client_start_on(&c->loop, c->event_pipe, &o,
+                                   c->cfg.start == PM_CLIENT_START_NOW ? probe_epoch : NULL,
+                                   &c->events);
 }
 
-/* ---- open and close ------------------------------------------------------------------------ */
+/* ---- open and close ---------------------------------------------------------------------- */
 
 static int resolve_pipe(const char *given, pm_pipe_kind kind, char *buf, size_t size) {
   return pm_pipe_path(given != NULL ? given : pm_pipe_default(kind), buf, size);
 }
 
-static void client_free(pm_client *c) {
-  job *j;
-  pm_event_client_stop(c->events);
-  uv_mutex_lock(&c->lock);
-  c->stopping = true;
-  uv_cond_signal(&c->wake);
-  uv_mutex_unlock(&c->lock);
-  if (c->worker_started)
-    uv_thread_join(&c->worker);
-  while ((j = list_pop(&c->calls)) != NULL)
-    job_free(j);
-  while ((j = list_pop(&c->ready)) != NULL)
-    job_free(j);
-  pm__client_notify_free(c->notify);
-  uv_cond_destroy(&c->wake);
+/* Frees the client, on a thread where nothing else runs its loop. */
+static void teardown(pm_client *c) {
+  c->closing = true;
+  pm__client_driver_stop(c->driver);
+  pm__client_driver_enter(c->driver);
+  if (c->in_flight != NULL)
+    pm__call_cancel(c->in_flight);
+  if (c->probe != NULL)
+    pm__call_cancel(c->probe);
+  pm__event_client_close(c->events);
+  uv_close((uv_handle_t *)&c->wake, NULL);
+  /* Only closings are left: their callbacks run, nothing waits for I/O. */
+  uv_run(&c->loop, UV_RUN_DEFAULT);
+  pm__client_driver_leave(c->driver);
+  pm__event_client_free(c->events);
+  uv_loop_close(&c->loop);
+  pm__client_driver_free(c->driver);
+  list_free(&c->submitted);
+  list_free(&c->waiting);
+  call_free(c->running);
   uv_mutex_destroy(&c->lock);
   pm__free(c);
+}
+
+static int client_new(const pm_client_config *config, pm_client **out) {
+  pm_client *c = pm__calloc(1, sizeof(*c));
+  if (c == NULL)
+    return PM_ENOMEM;
+  if (config != NULL)
+    c->cfg = *config;
+  if (uv_mutex_init(&c->lock) < 0) {
+    pm__free(c);
+    return PM_ENOMEM;
+  }
+  if (uv_loop_init(&c->loop) < 0) {
+    uv_mutex_destroy(&c->lock);
+    pm__free(c);
+    return PM_ENOMEM;
+  }
+  c->loop.data = &c->activity;
+  uv_async_init(&c->loop, &c->wake, on_wake);
+  c->wake.data = c;
+  *out = c;
+  return 0;
 }
 
 int pm_client_open(const pm_client_config *config, pm_client **out) {
@@ -570,20 +682,9 @@ int pm_client_open(const pm_client_config *config, pm_client **out) {
                           (config->start != PM_CLIENT_START_RESUME &&
                            config->start != PM_CLIENT_START_NOW))))
     return PM_EINVAL;
-  c = pm__calloc(1, sizeof(*c));
-  if (c == NULL)
-    return PM_ENOMEM;
-  if (config != NULL)
-    c->cfg = *config;
-  if (uv_mutex_init(&c->lock) < 0) {
-    pm__free(c);
-    return PM_ENOMEM;
-  }
-  if (uv_cond_init(&c->wake) < 0) {
-    uv_mutex_destroy(&c->lock);
-    pm__free(c);
-    return PM_ENOMEM;
-  }
+  rc = client_new(config, &c);
+  if (rc < 0)
+    return rc;
   rc = resolve_pipe(c->cfg.command_pipe, PM_PIPE_COMMAND, c->command_pipe,
                     sizeof(c->command_pipe));
   if (rc == 0)
@@ -596,11 +697,15 @@ int pm_client_open(const pm_client_config *config, pm_client **out) {
   c->call_opts.connect_timeout_ms = c->cfg.connect_timeout_ms;
   c->call_opts.response_timeout_ms = c->cfg.response_timeout_ms;
   if (rc == 0 && c->cfg.drive == PM_CLIENT_DRIVE_APP)
-    rc = pm__client_notify_new(&c->notify);
+    rc = pm__client_driver_new(&c->loop, &c->driver);
+  /* The first pass registers the loop's handles with the kernel: come at once. */
+  c->more = true;
   if (rc == 0 && c->cfg.on_event != NULL)
     rc = start_events(c);
+  if (rc == 0 && c->cfg.on_event != NULL && c->cfg.drive == PM_CLIENT_DRIVE_THREAD)
+    rc = start_thread(c);
   if (rc < 0) {
-    client_free(c);
+    teardown(c);
     return rc;
   }
   *out = c;
@@ -608,6 +713,21 @@ int pm_client_open(const pm_client_config *config, pm_client **out) {
 }
 
 void pm_client_close(pm_client *c) {
-  if (c != NULL)
-    client_free(c);
+  if (c == NULL)
+    return;
+  if (running_client == c) {
+    /* From one of its callbacks: done once the callback has returned, by pm_client_process
+     * or the loop thread. */
+    c->closing = c->close_deferred = true;
+    uv_stop(&c->loop);
+    return;
+  }
+  if (c->thread_started && !c->close_deferred) {
+    uv_mutex_lock(&c->lock);
+    c->ending = true;
+    uv_mutex_unlock(&c->lock);
+    uv_async_send(&c->wake);
+    uv_thread_join(&c->thread);
+  }
+  teardown(c);
 }

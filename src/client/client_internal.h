@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include <jansson.h>
+#include <uv.h>
 
 #include "pipemsg/client.h"
 
@@ -80,13 +81,19 @@ void pm__client_typed_free(const pm__cl_type *t, void *obj);
 /* The expect_owner text (pm_client_config) as a uid and SID for pm_client_options: sid gets
  * a SID string or "". PM_EINVAL for a user that does not exist. */
 int pm__client_owner(const char *spec, long long *uid, char *sid, size_t sid_size);
-/* A readiness signal the application polls: set by any thread, cleared by the one that
- * processes. */
-typedef struct pm__client_notify pm__client_notify;
-int pm__client_notify_new(pm__client_notify **out);
-void pm__client_notify_free(pm__client_notify *n);
-intptr_t pm__client_notify_handle(const pm__client_notify *n);
-void pm__client_notify_set(pm__client_notify *n);
-void pm__client_notify_clear(pm__client_notify *n);
+/* What lets the application run the client's loop (PM_CLIENT_DRIVE_APP). Every function
+ * accepts NULL (no driver: the library's thread runs the loop). */
+typedef struct pm__client_driver pm__client_driver;
+int pm__client_driver_new(uv_loop_t *loop, pm__client_driver **out);
+void pm__client_driver_free(pm__client_driver *d);
+/* pm_client_fd(): what the application polls for reading. */
+intptr_t pm__client_driver_handle(const pm__client_driver *d);
+/* Around the application's passes over the loop, on its thread. */
+void pm__client_driver_enter(pm__client_driver *d);
+void pm__client_driver_leave(pm__client_driver *d);
+/* Before the loop is closed: nothing of the driver's watches it any more. */
+void pm__client_driver_stop(pm__client_driver *d);
+/* Detaches the calling thread (made by uv_thread_create): nobody will join it. */
+void pm__client_thread_detach(void);
 
 #endif

@@ -1,9 +1,11 @@
 #include <errno.h>
-#include <fcntl.h>
+#include <pthread.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client/client_internal.h"
@@ -48,47 +50,56 @@ int pm__client_owner(const char *spec, long long *uid, char *sid, size_t sid_siz
   return rc == 0 && found != NULL ? 0 : PM_EINVAL;
 }
 
-struct pm__client_notify {
-  int fds[2]; /* [0] is polled by the application, [1] written by library threads */
+/* Unix: the loop's own poller descriptor (epoll, kqueue) is the descriptor to poll. Writes
+ * made on the application's thread must not raise SIGPIPE (a service gone mid-request would
+ * kill it), so SIGPIPE is blocked while the loop runs there and one raised meanwhile is taken
+ * before the mask is restored, as libpq does. */
+struct pm__client_driver {
+  uv_loop_t *loop;
+  sigset_t saved;
+  int was_pending; /* SIGPIPE was pending already: it is the application's */
 };
 
-int pm__client_notify_new(pm__client_notify **out) {
-  pm__client_notify *n = pm__calloc(1, sizeof(*n));
-  if (n == NULL)
+int pm__client_driver_new(uv_loop_t *loop, pm__client_driver **out) {
+  pm__client_driver *d = pm__calloc(1, sizeof(*d));
+  if (d == NULL)
     return PM_ENOMEM;
-  if (pipe(n->fds) < 0) {
-    pm__free(n);
-    return PM_EIO;
-  }
-  for (int i = 0; i < 2; i++) {
-    fcntl(n->fds[i], F_SETFL, fcntl(n->fds[i], F_GETFL) | O_NONBLOCK);
-    fcntl(n->fds[i], F_SETFD, FD_CLOEXEC);
-  }
-  *out = n;
+  d->loop = loop;
+  *out = d;
   return 0;
 }
 
-void pm__client_notify_free(pm__client_notify *n) {
-  if (n == NULL)
+void pm__client_driver_free(pm__client_driver *d) { pm__free(d); }
+
+intptr_t pm__client_driver_handle(const pm__client_driver *d) {
+  return d != NULL ? uv_backend_fd(d->loop) : -1;
+}
+
+void pm__client_driver_enter(pm__client_driver *d) {
+  sigset_t only, pending;
+  if (d == NULL)
     return;
-  close(n->fds[0]);
-  close(n->fds[1]);
-  pm__free(n);
+  sigemptyset(&only);
+  sigaddset(&only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &only, &d->saved);
+  sigpending(&pending);
+  d->was_pending = sigismember(&pending, SIGPIPE);
 }
 
-intptr_t pm__client_notify_handle(const pm__client_notify *n) { return n->fds[0]; }
-
-void pm__client_notify_set(pm__client_notify *n) {
-  char b = 1;
-  /* A full pipe is as good as a byte written: the reader is woken either way. */
-  while (write(n->fds[1], &b, 1) < 0 && errno == EINTR)
-    ;
+void pm__client_driver_leave(pm__client_driver *d) {
+  sigset_t only, pending;
+  struct timespec now = {0, 0};
+  if (d == NULL)
+    return;
+  sigemptyset(&only);
+  sigaddset(&only, SIGPIPE);
+  sigpending(&pending);
+  if (!d->was_pending && sigismember(&pending, SIGPIPE))
+    while (sigtimedwait(&only, NULL, &now) < 0 && errno == EINTR)
+      ;
+  pthread_sigmask(SIG_SETMASK, &d->saved, NULL);
 }
 
-void pm__client_notify_clear(pm__client_notify *n) {
-  char buf[64];
-  ssize_t got;
-  do
-    got = read(n->fds[0], buf, sizeof(buf));
-  while (got > 0 || (got < 0 && errno == EINTR));
-}
+void pm__client_driver_stop(pm__client_driver *d) { (void)d; }
+
+void pm__client_thread_detach(void) { pthread_detach(pthread_self()); }

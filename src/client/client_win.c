@@ -1,6 +1,7 @@
 #include <winsock2.h>
 #include <windows.h>
 #include <sddl.h>
+#include <process.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -42,32 +43,114 @@ int pm__client_owner(const char *spec, long long *uid, char *sid, size_t sid_siz
   return rc;
 }
 
-struct pm__client_notify {
-  HANDLE event; /* manual reset: signalled while callbacks wait */
+/* Windows: libuv's loop waits on an I/O completion port, which no HANDLE can stand for. One
+ * thread of the library (the "watcher") waits on the port for the application: it takes the
+ * first completion, posts it back unchanged for the loop to find, signals ready (the HANDLE
+ * the application waits for) and then waits until the application has run the loop
+ * (pm_client_process) before it watches again. All I/O and every callback still run on the
+ * application's thread; the watcher only tells it when. Timers are the application's through
+ * pm_client_timeout_ms. */
+#define STOP_KEY ((ULONG_PTR)0x706d7374) /* the watcher's own wake-up packet */
+
+struct pm__client_driver {
+  uv_loop_t *loop;
+  HANDLE ready; /* manual reset */
+  HANDLE thread;
+  CRITICAL_SECTION lock;
+  CONDITION_VARIABLE armed_changed;
+  int armed; /* the application has run the loop since the last signal */
+  int stop;
 };
 
-int pm__client_notify_new(pm__client_notify **out) {
-  pm__client_notify *n = pm__calloc(1, sizeof(*n));
-  if (n == NULL)
-    return PM_ENOMEM;
-  n->event = CreateEventA(NULL, TRUE, FALSE, NULL);
-  if (n->event == NULL) {
-    pm__free(n);
-    return PM_EIO;
+static unsigned __stdcall watcher(void *arg) {
+  pm__client_driver *d = arg;
+  for (;;) {
+    DWORD bytes = 0;
+    ULONG_PTR key = 0;
+    OVERLAPPED *ov = NULL;
+    int stop;
+    EnterCriticalSection(&d->lock);
+    while (!d->armed && !d->stop)
+      SleepConditionVariableCS(&d->armed_changed, &d->lock, INFINITE);
+    stop = d->stop;
+    LeaveCriticalSection(&d->lock);
+    if (stop)
+      break;
+    GetQueuedCompletionStatus(d->loop->iocp, &bytes, &key, &ov, INFINITE);
+    if (ov == NULL && key == STOP_KEY)
+      continue;
+    /* The status of a failed operation is in *ov: the loop reads it as if it were the first
+     * to dequeue the packet. */
+    PostQueuedCompletionStatus(d->loop->iocp, bytes, key, ov);
+    EnterCriticalSection(&d->lock);
+    d->armed = 0;
+    LeaveCriticalSection(&d->lock);
+    SetEvent(d->ready);
   }
-  *out = n;
   return 0;
 }
 
-void pm__client_notify_free(pm__client_notify *n) {
-  if (n == NULL)
-    return;
-  CloseHandle(n->event);
-  pm__free(n);
+int pm__client_driver_new(uv_loop_t *loop, pm__client_driver **out) {
+  pm__client_driver *d = pm__calloc(1, sizeof(*d));
+  if (d == NULL)
+    return PM_ENOMEM;
+  d->loop = loop;
+  d->armed = 1;
+  InitializeCriticalSection(&d->lock);
+  InitializeConditionVariable(&d->armed_changed);
+  d->ready = CreateEventA(NULL, TRUE, FALSE, NULL);
+  if (d->ready != NULL)
+    d->thread = (HANDLE)_beginthreadex(NULL, 0, watcher, d, 0, NULL);
+  if (d->thread == NULL) {
+    if (d->ready != NULL)
+      CloseHandle(d->ready);
+    DeleteCriticalSection(&d->lock);
+    pm__free(d);
+    return PM_EIO;
+  }
+  *out = d;
+  return 0;
 }
 
-intptr_t pm__client_notify_handle(const pm__client_notify *n) { return (intptr_t)n->event; }
+void pm__client_driver_stop(pm__client_driver *d) {
+  if (d == NULL || d->thread == NULL)
+    return;
+  EnterCriticalSection(&d->lock);
+  d->stop = 1;
+  LeaveCriticalSection(&d->lock);
+  WakeConditionVariable(&d->armed_changed);
+  /* The loop ignores a packet without an OVERLAPPED if it finds this one first. */
+  PostQueuedCompletionStatus(d->loop->iocp, 0, STOP_KEY, NULL);
+  WaitForSingleObject(d->thread, INFINITE);
+  CloseHandle(d->thread);
+  d->thread = NULL;
+}
 
-void pm__client_notify_set(pm__client_notify *n) { SetEvent(n->event); }
+void pm__client_driver_free(pm__client_driver *d) {
+  if (d == NULL)
+    return;
+  pm__client_driver_stop(d);
+  CloseHandle(d->ready);
+  DeleteCriticalSection(&d->lock);
+  pm__free(d);
+}
 
-void pm__client_notify_clear(pm__client_notify *n) { ResetEvent(n->event); }
+intptr_t pm__client_driver_handle(const pm__client_driver *d) {
+  return d != NULL ? (intptr_t)d->ready : -1;
+}
+
+void pm__client_driver_enter(pm__client_driver *d) {
+  if (d != NULL)
+    ResetEvent(d->ready);
+}
+
+void pm__client_driver_leave(pm__client_driver *d) {
+  if (d == NULL)
+    return;
+  EnterCriticalSection(&d->lock);
+  d->armed = 1;
+  LeaveCriticalSection(&d->lock);
+  WakeConditionVariable(&d->armed_changed);
+}
+
+void pm__client_thread_detach(void) { CloseHandle(uv_thread_self()); }

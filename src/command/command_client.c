@@ -1,5 +1,6 @@
 #include <string.h>
 
+#include "command/command_internal.h"
 #include "internal.h"
 #include "pipemsg/codec.h"
 #include "pipemsg/command.h"
@@ -147,6 +148,233 @@ int pm_command_client_call(const char *name, const pm_client_options *opts,
     return rc;
   }
   *response = resp;
+  return 0;
+}
+
+/* ---- the same call on a loop ----------------------------------------------------------- */
+
+/* Pause between connection attempts while no service accepts (as pm__dial's). */
+#define CALL_RETRY_MS 20
+
+typedef enum { CALL_CONNECTING, CALL_WAITING, CALL_EXCHANGING } call_phase;
+
+struct pm__call {
+  uv_loop_t *loop;
+  char path[PM_PIPE_PATH_MAX + 1];
+  pm_client_options o;
+  uv_timer_t timer; /* the phase's deadline, or the pause before the next attempt */
+  uv_pipe_t pipe;
+  uv_connect_t connect;
+  uv_write_t write;
+  int pipe_open;    /* pipe initialised and not yet closed */
+  int handles;      /* handles whose close callback has not run */
+  call_phase phase;
+  uint64_t connect_deadline; /* uv_now() ms */
+  uint8_t header[PM_FRAME_HEADER_SIZE];
+  uint8_t *payload;
+  size_t len;
+  pm_reader *reader;
+  int done;
+  int status;
+  pm_msg *response;
+  pm__call_cb cb;
+  void *data;
+};
+
+static void call_dial(pm__call *call);
+
+static void call_free(pm__call *call) {
+  pm__free(call->payload);
+  pm_reader_free(call->reader);
+  pm_msg_free(call->response);
+  pm__free(call);
+}
+
+static void call_handle_closed(uv_handle_t *h) {
+  pm__call *call = h->data;
+  pm_msg *response;
+  PM__LOOP_ACTIVITY(call->loop);
+  if (--call->handles > 0)
+    return;
+  response = call->response;
+  call->response = NULL;
+  call->cb(call->data, call->status, response);
+  call_free(call);
+}
+
+static void call_finish(pm__call *call, int status, pm_msg *response) {
+  if (call->done) {
+    pm_msg_free(response);
+    return;
+  }
+  call->done = 1;
+  call->status = status;
+  call->response = response;
+  uv_close((uv_handle_t *)&call->timer, call_handle_closed);
+  if (call->pipe_open) {
+    call->pipe_open = 0;
+    uv_close((uv_handle_t *)&call->pipe, call_handle_closed);
+  }
+}
+
+void pm__call_cancel(pm__call *call) { call_finish(call, PM_ECANCELED, NULL); }
+
+static void on_call_timer(uv_timer_t *t) {
+  pm__call *call = t->data;
+  PM__LOOP_ACTIVITY(call->loop);
+  if (call->phase == CALL_WAITING)
+    call_dial(call);
+  else
+    call_finish(call, call->phase == CALL_CONNECTING ? PM_ECONNTIMEOUT : PM_ETIMEDOUT, NULL);
+}
+
+/* A failed attempt's pipe has closed: the next one after a pause, if the deadline allows. */
+static void on_attempt_closed(uv_handle_t *h) {
+  pm__call *call = h->data;
+  if (call->done) {
+    call_handle_closed(h);
+    return;
+  }
+  PM__LOOP_ACTIVITY(call->loop);
+  call->handles--;
+  uv_update_time(call->loop);
+  if (uv_now(call->loop) + CALL_RETRY_MS >= call->connect_deadline) {
+    call_finish(call, PM_ECONNTIMEOUT, NULL);
+    return;
+  }
+  call->phase = CALL_WAITING;
+  uv_timer_start(&call->timer, on_call_timer, CALL_RETRY_MS, 0);
+}
+
+static void on_call_written(uv_write_t *req, int status) {
+  pm__call *call = req->data;
+  /* Not final: a service may answer before it has read everything (pm_command_client_call
+   * reads on after a failed write too); the end of the stream or the deadline follows. */
+  (void)status;
+  PM__LOOP_ACTIVITY(call->loop);
+}
+
+static void on_call_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  pm__call *call = stream->data;
+  const uint8_t *p = (const uint8_t *)buf->base;
+  size_t n = nread > 0 ? (size_t)nread : 0;
+  PM__LOOP_ACTIVITY(call->loop);
+  if (nread < 0)
+    call_finish(call, nread == UV_EOF ? PM_EEOF : PM_EIO, NULL);
+  while (n > 0 && !call->done) {
+    long used = pm_reader_feed(call->reader, p, n);
+    uint8_t *frame = NULL;
+    size_t frame_len = 0;
+    pm_msg *resp = NULL;
+    int rc;
+    if (used < 0) {
+      call_finish(call, (int)used, NULL);
+      break;
+    }
+    p += used;
+    n -= (size_t)used;
+    rc = pm_reader_next(call->reader, &frame, &frame_len);
+    if (rc < 0)
+      call_finish(call, rc, NULL);
+    if (rc != 1)
+      continue;
+    rc = pm_msg_decode(frame, frame_len, &resp, NULL);
+    pm__free(frame);
+    if (rc == 0 && strcmp(pm_msg_kind(resp), PM_KIND_RESPONSE) != 0) {
+      pm_msg_free(resp);
+      resp = NULL;
+      rc = PM_EPROTO;
+    }
+    call_finish(call, rc, resp);
+  }
+  pm__free(buf->base);
+}
+
+static void on_call_connect(uv_connect_t *req, int status) {
+  pm__call *call = req->data;
+  pm__owner owner;
+  uv_buf_t bufs[2];
+  int rc;
+  PM__LOOP_ACTIVITY(call->loop);
+  if (call->done)
+    return;
+  if (status == UV_ENOENT || status == UV_ECONNREFUSED || status == UV_EAGAIN ||
+      status == UV_EBUSY) {
+    call->pipe_open = 0;
+    uv_close((uv_handle_t *)&call->pipe, on_attempt_closed);
+    return;
+  }
+  if (status < 0) {
+    call_finish(call, status == UV_EACCES || status == UV_EPERM ? PM_EACCES : PM_EIO, NULL);
+    return;
+  }
+  /* Never hand a request to an impostor squatting on the pipe name. */
+  owner.uid = call->o.expect_owner_uid;
+  owner.sid = call->o.expect_owner_sid;
+  rc = pm__pipe_check_owner(&call->pipe, &owner);
+  if (rc == 0)
+    rc = pm__uv_error(uv_read_start((uv_stream_t *)&call->pipe, pm__read_alloc, on_call_read));
+  bufs[0] = uv_buf_init((char *)call->header, sizeof(call->header));
+  bufs[1] = uv_buf_init((char *)call->payload, (unsigned int)call->len);
+  if (rc == 0)
+    rc = pm__uv_error(uv_write(&call->write, (uv_stream_t *)&call->pipe, bufs, 2,
+                               on_call_written));
+  if (rc < 0) {
+    call_finish(call, rc, NULL);
+    return;
+  }
+  call->phase = CALL_EXCHANGING;
+  uv_update_time(call->loop);
+  uv_timer_start(&call->timer, on_call_timer, call->o.response_timeout_ms, 0);
+}
+
+static void call_dial(pm__call *call) {
+  uv_update_time(call->loop);
+  call->phase = CALL_CONNECTING;
+  uv_timer_start(&call->timer, on_call_timer, call->connect_deadline - uv_now(call->loop), 0);
+  uv_pipe_init(call->loop, &call->pipe, 0);
+  call->pipe.data = call;
+  call->pipe_open = 1;
+  call->handles++;
+  uv_pipe_connect(&call->connect, &call->pipe, call->path, on_call_connect);
+}
+
+int pm__call_start(uv_loop_t *loop, const char *path, const pm_client_options *opts,
+                   const pm_msg *request, pm_encoding enc, pm__call_cb cb, void *data,
+                   pm__call **out) {
+  pm__call *call;
+  int rc;
+  if (loop == NULL || path == NULL || request == NULL || cb == NULL ||
+      strlen(path) > PM_PIPE_PATH_MAX)
+    return PM_EINVAL;
+  call = pm__calloc(1, sizeof(*call));
+  if (call == NULL)
+    return PM_ENOMEM;
+  if (opts != NULL)
+    call->o = *opts;
+  PM__DEFAULT(call->o.connect_timeout_ms, PM_CONNECT_TIMEOUT_MS_DEFAULT);
+  PM__DEFAULT(call->o.response_timeout_ms, PM_RESPONSE_TIMEOUT_MS_DEFAULT);
+  memcpy(call->path, path, strlen(path) + 1);
+  rc = pm_reader_new(call->o.max_message, &call->reader);
+  if (rc == 0)
+    rc = pm_msg_encode(request, enc, &call->payload, &call->len);
+  if (rc == 0)
+    rc = pm_frame_header(call->len, call->o.max_message, call->header);
+  if (rc < 0) {
+    call_free(call);
+    return rc;
+  }
+  call->loop = loop;
+  call->cb = cb;
+  call->data = data;
+  call->write.data = call->connect.data = call->timer.data = call;
+  uv_timer_init(loop, &call->timer);
+  call->handles = 1;
+  uv_update_time(loop);
+  call->connect_deadline = uv_now(loop) + call->o.connect_timeout_ms;
+  call_dial(call);
+  if (out != NULL)
+    *out = call;
   return 0;
 }
 

@@ -1,6 +1,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "event/event_client_internal.h"
 #include "internal.h"
 #include "pipemsg/codec.h"
 #include "pipemsg/error.h"
@@ -15,6 +16,7 @@ static const char *const state_names[PM_EVENT_CLIENT_STATE_MAX] = {
     "connecting", "connected", "disconnected", "stopped"};
 
 typedef enum {
+  LINK_PROBING,     /* waiting for the probe's epoch before connecting */
   LINK_CONNECTING,  /* connect and handshake under the handshake deadline */
   LINK_CONNECTED,   /* established; the silence timer runs */
   LINK_BACKOFF,     /* waiting before the next attempt */
@@ -24,9 +26,12 @@ typedef enum {
 struct pm_event_client {
   pm_event_client_options opts;
   char path[PM_PIPE_PATH_MAX + 1];
+  uv_loop_t *loop;          /* own_loop, or the owner's (pm__event_client_start_on) */
+  uv_loop_t own_loop;
+  int threaded;             /* pm_event_client_start: own_loop, run by thread */
   uv_thread_t thread;
-  uv_loop_t loop;
-  uv_async_t stop;
+  uv_async_t stop;          /* threaded only */
+  pm__event_probe_cb probe;
   uv_async_t confirm;       /* confirm_later: ids in pending were given */
   uv_mutex_t pending_lock;
   int64_t *pending;
@@ -62,10 +67,15 @@ static void report(pm_event_client *c, pm_event_client_state st, const char *rea
 
 static void connect_now(pm_event_client *c);
 
-static void on_backoff_done(uv_timer_t *t) { connect_now(t->data); }
+static void on_backoff_done(uv_timer_t *t) {
+  pm_event_client *c = t->data;
+  PM__LOOP_ACTIVITY(c->loop);
+  connect_now(c);
+}
 
 static void on_pipe_closed(uv_handle_t *h) {
   pm_event_client *c = h->data;
+  PM__LOOP_ACTIVITY(c->loop);
   if (c->state != LINK_BACKOFF || c->idle)
     return;
   uv_timer_start(&c->timer, on_backoff_done, c->backoff_ms, 0);
@@ -93,6 +103,7 @@ static void drop(pm_event_client *c, const char *reason) {
 
 static void on_deadline(uv_timer_t *t) {
   pm_event_client *c = t->data;
+  PM__LOOP_ACTIVITY(c->loop);
   drop(c, c->state == LINK_CONNECTING ? "handshake timed out" : "service silent");
 }
 
@@ -102,6 +113,7 @@ static void arm_silence(pm_event_client *c) {
 
 static void on_sent(void *data, int status) {
   pm_event_client *c = data;
+  PM__LOOP_ACTIVITY(c->loop);
   /* Not final by itself: a Disconnect saying why may still be waiting to be read, and the end
    * of the stream (or the silence timer) follows anyway. */
   if (status < 0 && c->reason[0] == '\0')
@@ -171,6 +183,11 @@ static void on_event(pm_event_client *c, const pm_msg *m) {
       taken = c->opts.on_take(&ev, c->opts.data);
     else
       c->opts.on_event(&ev, c->opts.data);
+    if (taken == PM_ENOMEM) {
+      /* Neither confirmed nor counted: the next connection's cursor asks for it again. */
+      drop(c, "out of memory taking an event: it is left to the service");
+      return;
+    }
     if (taken != 0) {
       /* Unconfirmed, the event stays in the service's queue for the next client. */
       c->idle = 1;
@@ -220,7 +237,7 @@ static int on_message(void *data, const pm_msg *m) {
   if (c->state != LINK_CONNECTED)
     return c->state != LINK_CONNECTING;
   /* Silence is counted from now: time spent in the application's callback is ours. */
-  uv_update_time(&c->loop);
+  uv_update_time(c->loop);
   if (c->unconfirmed != 0)
     uv_timer_stop(&c->timer);
   else
@@ -231,6 +248,7 @@ static int on_message(void *data, const pm_msg *m) {
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   pm_event_client *c = stream->data;
   char why[PM_REASON_MAX];
+  PM__LOOP_ACTIVITY(c->loop);
   if (nread < 0)
     drop(c, nread != UV_EOF                ? "read failed"
             : c->state == LINK_CONNECTING ? PM_EVENT_CLIENT_CLOSED_EARLY
@@ -246,6 +264,7 @@ static void on_connect(uv_connect_t *req, int status) {
   pm__owner owner;
   pm_msg *m = NULL;
   int rc;
+  PM__LOOP_ACTIVITY(c->loop);
   if (c->state != LINK_CONNECTING)
     return;
   if (status < 0) {
@@ -294,16 +313,11 @@ static void on_connect(uv_connect_t *req, int status) {
     drop(c, "read failed");
 }
 
-static void connect_now(pm_event_client *c) {
+/* Connects, with the handshake's deadline; skip_epoch is set. */
+static void dial(pm_event_client *c) {
   c->state = LINK_CONNECTING;
-  c->reason[0] = '\0';
-  report(c, PM_EVENT_CLIENT_CONNECTING, NULL);
-  /* Asked before the deadline starts: its own round trip is not the handshake's. */
-  c->skip_epoch = c->opts.current_epoch != NULL && c->epoch == 0 && !c->opts.observe
-                      ? c->opts.current_epoch(c->opts.data)
-                      : 0;
-  uv_update_time(&c->loop);
-  uv_pipe_init(&c->loop, &c->pipe, 0);
+  uv_update_time(c->loop);
+  uv_pipe_init(c->loop, &c->pipe, 0);
   c->pipe.data = c;
   c->pipe_open = 1;
   c->connect_req.data = c;
@@ -312,10 +326,36 @@ static void connect_now(pm_event_client *c) {
   uv_pipe_connect(&c->connect_req, &c->pipe, c->path, on_connect);
 }
 
+static void connect_now(pm_event_client *c) {
+  bool from_now = c->epoch == 0 && !c->opts.observe;
+  c->state = LINK_CONNECTING;
+  c->reason[0] = '\0';
+  report(c, PM_EVENT_CLIENT_CONNECTING, NULL);
+  if (c->state != LINK_CONNECTING)
+    return; /* closed by on_state */
+  /* The epoch is asked before the deadline starts: its round trip is not the handshake's. */
+  if (from_now && c->probe != NULL) {
+    c->state = LINK_PROBING;
+    c->probe(c, c->opts.data);
+    return;
+  }
+  c->skip_epoch = from_now && c->opts.current_epoch != NULL ? c->opts.current_epoch(c->opts.data)
+                                                            : 0;
+  dial(c);
+}
+
+void pm__event_client_probed(pm_event_client *c, int64_t epoch) {
+  if (c->state != LINK_PROBING)
+    return;
+  c->skip_epoch = epoch;
+  dial(c);
+}
+
 static void on_confirm(uv_async_t *a) {
   pm_event_client *c = a->data;
   int64_t *ids;
   size_t n;
+  PM__LOOP_ACTIVITY(c->loop);
   uv_mutex_lock(&c->pending_lock);
   ids = c->pending;
   n = c->n_pending;
@@ -353,13 +393,13 @@ int pm_event_client_confirm(pm_event_client *c, int64_t id) {
   return rc;
 }
 
-static void on_stop(uv_async_t *a) {
-  pm_event_client *c = a->data;
+static void shut(pm_event_client *c) {
   /* Confirmations given before the stop are sent first (a write is tried at once): an
    * application that confirms and then closes must not see the event again. */
   on_confirm(&c->confirm);
   c->state = LINK_STOPPING;
-  uv_close((uv_handle_t *)&c->stop, NULL);
+  if (c->threaded)
+    uv_close((uv_handle_t *)&c->stop, NULL);
   uv_close((uv_handle_t *)&c->confirm, NULL);
   uv_close((uv_handle_t *)&c->timer, NULL);
   if (c->pipe_open) {
@@ -368,16 +408,29 @@ static void on_stop(uv_async_t *a) {
   }
 }
 
+static void on_stop(uv_async_t *a) { shut(a->data); }
+
 static void run(void *arg) {
   pm_event_client *c = arg;
   pm__block_sigpipe();
-  connect_now(c);
-  uv_run(&c->loop, UV_RUN_DEFAULT);
+  uv_run(c->loop, UV_RUN_DEFAULT);
   report(c, PM_EVENT_CLIENT_STOPPED, NULL);
 }
 
-int pm_event_client_start(const char *name, const pm_event_client_options *opts,
-                          pm_event_client **out) {
+void pm__event_client_free(pm_event_client *c) {
+  if (c == NULL)
+    return;
+  if (c->threaded)
+    uv_loop_close(c->loop);
+  uv_mutex_destroy(&c->cursor_lock);
+  uv_mutex_destroy(&c->pending_lock);
+  pm__free(c->pending);
+  pm_reader_free(c->reader);
+  pm__free(c);
+}
+
+static int start(uv_loop_t *loop, const char *name, const pm_event_client_options *opts,
+                 pm__event_probe_cb probe, pm_event_client **out) {
   pm_event_client *c;
   int rc;
   if (opts == NULL || (opts->on_event == NULL) == (opts->on_take == NULL) || out == NULL ||
@@ -387,6 +440,7 @@ int pm_event_client_start(const char *name, const pm_event_client_options *opts,
   if (c == NULL)
     return PM_ENOMEM;
   c->opts = *opts;
+  c->probe = probe;
   if (name == NULL)
     name = pm_pipe_default(PM_PIPE_EVENT);
   PM__DEFAULT(c->opts.handshake_timeout_ms, PM_CLIENT_HANDSHAKE_TIMEOUT_MS_DEFAULT);
@@ -403,33 +457,49 @@ int pm_event_client_start(const char *name, const pm_event_client_options *opts,
     c->epoch = c->opts.resume_epoch;
     c->last_id = c->opts.resume_last_id;
   }
+  c->threaded = loop == NULL;
+  c->loop = loop != NULL ? loop : &c->own_loop;
   rc = pm_pipe_path(name, c->path, sizeof(c->path));
-  if (rc == 0)
-    rc = pm__uv_error(uv_loop_init(&c->loop));
+  if (rc == 0 && c->threaded)
+    rc = pm__uv_error(uv_loop_init(c->loop));
   if (rc < 0) {
     pm__free(c);
     return rc;
   }
   uv_mutex_init(&c->cursor_lock);
   uv_mutex_init(&c->pending_lock);
-  uv_async_init(&c->loop, &c->stop, on_stop);
-  uv_async_init(&c->loop, &c->confirm, on_confirm);
-  uv_timer_init(&c->loop, &c->timer);
+  if (c->threaded)
+    uv_async_init(c->loop, &c->stop, on_stop);
+  uv_async_init(c->loop, &c->confirm, on_confirm);
+  uv_timer_init(c->loop, &c->timer);
   c->stop.data = c->timer.data = c->confirm.data = c;
-  rc = pm__uv_error(uv_thread_create(&c->thread, run, c));
-  if (rc < 0) {
-    uv_close((uv_handle_t *)&c->stop, NULL);
-    uv_close((uv_handle_t *)&c->confirm, NULL);
-    uv_close((uv_handle_t *)&c->timer, NULL);
-    uv_run(&c->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&c->loop);
-    uv_mutex_destroy(&c->cursor_lock);
-    uv_mutex_destroy(&c->pending_lock);
-    pm__free(c);
+  /* The first attempt is the loop's: nothing runs before the caller has its client. */
+  c->state = LINK_BACKOFF;
+  uv_timer_start(&c->timer, on_backoff_done, 0, 0);
+  if (c->threaded && (rc = pm__uv_error(uv_thread_create(&c->thread, run, c))) < 0) {
+    shut(c);
+    uv_run(c->loop, UV_RUN_DEFAULT);
+    pm__event_client_free(c);
     return rc;
   }
   *out = c;
   return 0;
+}
+
+int pm_event_client_start(const char *name, const pm_event_client_options *opts,
+                          pm_event_client **out) {
+  return start(NULL, name, opts, NULL, out);
+}
+
+int pm__event_client_start_on(uv_loop_t *loop, const char *name,
+                              const pm_event_client_options *opts, pm__event_probe_cb probe,
+                              pm_event_client **out) {
+  return loop != NULL ? start(loop, name, opts, probe, out) : PM_EINVAL;
+}
+
+void pm__event_client_close(pm_event_client *c) {
+  if (c != NULL && c->state != LINK_STOPPING)
+    shut(c);
 }
 
 void pm_event_client_cursor(pm_event_client *c, int64_t *epoch, int64_t *last_id) {
@@ -444,10 +514,5 @@ void pm_event_client_stop(pm_event_client *c) {
     return;
   uv_async_send(&c->stop);
   uv_thread_join(&c->thread);
-  uv_loop_close(&c->loop);
-  uv_mutex_destroy(&c->cursor_lock);
-  uv_mutex_destroy(&c->pending_lock);
-  pm__free(c->pending);
-  pm_reader_free(c->reader);
-  pm__free(c);
+  pm__event_client_free(c);
 }
