@@ -45,9 +45,10 @@ int main(void) {
   if (pm_client_open(&cfg, &client) < 0)
     return 1;
   p.fd = (int)pm_client_fd(client);
-  /* The application's own loop: here only the client's descriptor, usually many more. */
+  /* The application's own loop: here only the client's descriptor, usually many more. The
+   * client's timers (handshake, reconnection, call deadlines) set the timeout. */
   while (phase != CONNECTED && phase != FAILED)
-    if (poll(&p, 1, -1) > 0)
+    if (poll(&p, 1, pm_client_timeout_ms(client)) >= 0)
       pm_client_process(client);
   pm_client_close(client);
   return phase == CONNECTED ? 0 : 1;

@@ -1,12 +1,14 @@
 /* The application API (pipemsg/client.h) against a live pipemsgd: every typed function, the
  * results, asynchronous calls in both drive modes, typed events, confirmation, observers and
  * reconnection. */
+#include <dirent.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "pipemsg/client.h"
 #include "testutil.h"
 #include "transport/transport_unix.h"
@@ -423,13 +425,42 @@ static void test_client_async_thread(void **state) {
   pm_client_close(c);
 }
 
+/* The longest pm_client_process() call seen by step(). */
+static uint64_t longest_process_ms;
+
 /* One turn of an application's poll() loop: waits for the client's descriptor, at most until
  * its next deadline (and never more than 1 s), then lets it work. */
 static void step(pm_client *c) {
   struct pollfd p = {.fd = (int)pm_client_fd(c), .events = POLLIN};
   int t = pm_client_timeout_ms(c);
+  uint64_t t0;
   assert_true(poll(&p, 1, t < 0 || t > 1000 ? 1000 : t) >= 0);
+  t0 = pm_test_now_ms();
   assert_true(pm_client_process(c) >= 0);
+  if (pm_test_now_ms() - t0 > longest_process_ms)
+    longest_process_ms = pm_test_now_ms() - t0;
+}
+
+/* Threads of this process now (Linux: /proc/self/task). */
+static int threads_now(void) {
+  DIR *d = opendir("/proc/self/task");
+  struct dirent *e;
+  int n = 0;
+  assert_non_null(d);
+  while ((e = readdir(d)) != NULL)
+    n += e->d_name[0] != '.';
+  closedir(d);
+  return n;
+}
+
+/* Runs the application's loop until the n-th connection change, which must be want. */
+static void drive_conn(pm_client *c, int n, pm_client_connection want) {
+  uint64_t deadline = pm_test_now_ms() + 15000;
+  while (rec.n_conn < n) {
+    step(c);
+    assert_true(pm_test_now_ms() < deadline);
+  }
+  assert_int_equal(want, rec.conn[n - 1]);
 }
 
 /* Runs the application's loop until n callbacks ran. */
@@ -672,6 +703,201 @@ static void test_client_reconnects(void **state) {
   pm_client_close(c);
 }
 
+
+/* ---- the application's loop, alone --------------------------------------------------------- */
+
+/* No thread of the library in PM_CLIENT_DRIVE_APP: calls, events, confirm later, a service
+ * restart and the reconnection with backoff all come from a poll() loop that waits for
+ * pm_client_fd() and pm_client_timeout_ms(), and no pm_client_process() blocks. */
+static void test_client_app_loop_alone(void **state) {
+  pm_client_config cfg = {.drive = PM_CLIENT_DRIVE_APP, .on_event = on_event,
+                          .on_connection = on_connection, .confirm_later = true,
+                          .reconnect_min_ms = 50, .reconnect_max_ms = 200};
+  int threads = threads_now();
+  pm_client *c = open_client(&cfg);
+  pthread_t ran_on;
+  int64_t before, epoch, last;
+  uint64_t deadline;
+  (void)state;
+  longest_process_ms = 0;
+  assert_int_equal(threads, threads_now());
+  /* Nothing before the first process, which must come at once. */
+  assert_int_equal(0, rec.n_conn);
+  assert_int_equal(0, pm_client_timeout_ms(c));
+  drive_conn(c, 1, PM_CLIENT_CONNECTED);
+  assert_int_equal(0, pm_client_get_state_async(c, on_state_answer, &ran_on));
+  drive(c, &rec.calls, 1);
+  assert_int_equal(PM_STATE_DISCONNECTED, rec.state);
+  before = delivered(c);
+  emit(c, "{\"Type\":\"Custom\",\"Count\":1}");
+  drive(c, &rec.n_events, 1);
+  pm_client_cursor(c, &epoch, &last);
+  assert_int_equal(rec.ids[0], last);
+  assert_int_equal(before, delivered(c));
+  assert_int_equal(0, pm_client_confirm(c, rec.ids[0]));
+  deadline = pm_test_now_ms() + 10000;
+  while (delivered(c) != before + 1) {
+    step(c);
+    assert_true(pm_test_now_ms() < deadline);
+  }
+  assert_int_equal(threads, threads_now());
+  /* The service goes away and comes back: the loop's own timers reconnect. */
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  drive_conn(c, 2, PM_CLIENT_DISCONNECTED);
+  drive_conn(c, 3, PM_CLIENT_RECONNECTING);
+  pm_test_service_restart(&svc, (const char *const[]){"--test-commands", NULL});
+  for (;;) {
+    drive_conn(c, rec.n_conn + 1, rec.conn[rec.n_conn]);
+    if (rec.conn[rec.n_conn - 1] == PM_CLIENT_CONNECTED)
+      break;
+  }
+  emit(c, "{\"Type\":\"Custom\",\"Count\":1}");
+  drive(c, &rec.n_events, 2);
+  assert_int_equal(threads, threads_now());
+  pm_client_close(c);
+  /* A pass does what is ready and returns: far below any of the client's deadlines (the
+   * margin is for a loaded machine). */
+  assert_ms_within("the longest pm_client_process", longest_process_ms, 0,
+                   pm_test_margin_ms(250));
+}
+
+/* The handshake deadline is a timer of the application's loop: a pipe that accepts and never
+ * answers is dropped in time, and tried again. */
+static void test_client_app_handshake_timeout(void **state) {
+  pm_client_config cfg = {.drive = PM_CLIENT_DRIVE_APP, .on_event = on_event,
+                          .on_connection = on_connection, .handshake_timeout_ms = 300,
+                          .reconnect_min_ms = 50};
+  char path[128];
+  pm_client *c;
+  uint64_t t0;
+  int fd;
+  (void)state;
+  pm_test_pipe_path(svc.dir, "silent", path, sizeof(path));
+  fd = pm_test_bind(path, 8);
+  assert_true(fd >= 0);
+  cfg.command_pipe = svc.command_pipe;
+  cfg.event_pipe = path;
+  c = NULL;
+  assert_int_equal(0, pm_client_open(&cfg, &c));
+  t0 = pm_test_now_ms();
+  drive_conn(c, 1, PM_CLIENT_DISCONNECTED);
+  assert_string_equal("handshake timed out", rec.reasons[0]);
+  /* The deadline, not before, and not much after (a loaded machine's margin). */
+  assert_ms_within("handshake timeout", pm_test_now_ms() - t0, 250, 300 + pm_test_margin_ms(1000));
+  drive_conn(c, 2, PM_CLIENT_RECONNECTING);
+  pm_client_close(c);
+  close(fd);
+}
+
+/* Start from now asks the service's epoch on the command pipe first: never by blocking the
+ * application's loop, even when the command pipe accepts and does not answer. */
+static void test_client_app_from_now_probe(void **state) {
+  pm_client_config cfg = {.drive = PM_CLIENT_DRIVE_APP, .on_event = on_event,
+                          .on_connection = on_connection, .start = PM_CLIENT_START_NOW};
+  char path[128];
+  pm_client *c;
+  uint64_t t0;
+  int fd;
+  (void)state;
+  pm_test_pipe_path(svc.dir, "mute", path, sizeof(path));
+  fd = pm_test_bind(path, 8);
+  assert_true(fd >= 0);
+  cfg.command_pipe = path;
+  cfg.event_pipe = svc.event_pipe;
+  c = NULL;
+  assert_int_equal(0, pm_client_open(&cfg, &c));
+  longest_process_ms = 0;
+  t0 = pm_test_now_ms();
+  drive_conn(c, 1, PM_CLIENT_CONNECTED);
+  /* The probe's own deadline (1 s) went by, then the session came without a cursor. */
+  assert_true(pm_test_now_ms() - t0 >= 900);
+  assert_ms_within("the longest pm_client_process", longest_process_ms, 0,
+                   pm_test_margin_ms(250));
+  pm_client_close(c);
+  close(fd);
+}
+
+/* ---- closing from a callback --------------------------------------------------------------- */
+
+static void close_on_event(pm_client *c, const pm_client_event *ev, void *data) {
+  on_event(c, ev, data);
+  pm_client_close(c);
+  /* Closed: nothing of it runs any more, and it is freed only once this returns. */
+  assert_int_equal(PM_EINVAL, pm_client_process(c));
+}
+
+static void test_client_close_in_callback_app(void **state) {
+  pm_client_config cfg = {.drive = PM_CLIENT_DRIVE_APP, .on_event = close_on_event};
+  pm_client *c = open_client(&cfg), *cmd;
+  pm_client_config plain = {0};
+  uint64_t deadline = pm_test_now_ms() + 15000;
+  (void)state;
+  cmd = open_client(&plain);
+  emit(cmd, "{\"Type\":\"Custom\",\"Count\":3}");
+  /* The client is freed inside the process that ran the callback (ASan, valgrind). */
+  while (rec.n_events == 0) {
+    step(c);
+    assert_true(pm_test_now_ms() < deadline);
+  }
+  assert_int_equal(1, rec.n_events);
+  pm_client_close(cmd);
+}
+
+static void test_client_close_in_callback_thread(void **state) {
+  pm_client_config cfg = {.on_event = close_on_event};
+  int threads = threads_now();
+  pm_client *c = open_client(&cfg), *cmd;
+  pm_client_config plain = {0};
+  uint64_t deadline = pm_test_now_ms() + 15000;
+  (void)state;
+  cmd = open_client(&plain);
+  emit(cmd, "{\"Type\":\"Custom\",\"Count\":3}");
+  rec_wait(&rec.n_events, 1);
+  /* The library's thread frees the client and ends: no deadlock on itself. */
+  while (threads_now() != threads)
+    assert_true(pm_test_now_ms() < deadline);
+  assert_int_equal(1, rec.n_events);
+  pm_client_close(cmd);
+  (void)c;
+}
+
+/* ---- an event the client cannot take ------------------------------------------------------- */
+
+/* The allocations of one pass fail from the n-th on, for every n: whatever failed, the event
+ * is delivered once (left unconfirmed to the service, sent again on the next connection),
+ * never confirmed without being delivered. */
+static void test_client_app_event_oom(void **state) {
+  pm_client_config cfg = {.drive = PM_CLIENT_DRIVE_APP, .on_event = on_event,
+                          .on_connection = on_connection, .reconnect_min_ms = 10, .reconnect_max_ms = 10};
+  pm_client *c = open_client(&cfg), *cmd;
+  pm_client_config plain = {0};
+  (void)state;
+  cmd = open_client(&plain);
+  /* Attached first, so that each event comes as soon as it is published. */
+  drive_conn(c, 1, PM_CLIENT_CONNECTED);
+  for (int n = 1; n <= 40; n++) {
+    struct pollfd p = {.fd = (int)pm_client_fd(c), .events = POLLIN};
+    int had = rec.n_events;
+    emit(cmd, "{\"Type\":\"StateChanged\",\"Data\":{\"State\":\"Connected\","
+              "\"Location\":\"de\"}}");
+    /* Most likely the event that is ready now. */
+    assert_true(poll(&p, 1, 1000) >= 0);
+    pm__alloc_fail_after((unsigned long)n);
+    pm_client_process(c);
+    pm__alloc_fail_after(0);
+    drive(c, &rec.n_events, had + 1);
+    assert_int_equal(PM_CLIENT_EVENT_STATE_CHANGED, rec.types[had % MAX_SEEN]);
+    /* Once, and in order. */
+    assert_int_equal(had + 1, rec.n_events);
+    if (had > 0)
+      assert_true(rec.ids[had] > rec.ids[had - 1]);
+    if (rec.n_events >= MAX_SEEN)
+      rec_reset();
+  }
+  pm_client_close(c);
+  pm_client_close(cmd);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_client_typed_functions, setup, teardown),
@@ -689,6 +915,12 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_client_from_now, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_observer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_reconnects, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_app_loop_alone, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_app_handshake_timeout, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_app_from_now_probe, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_close_in_callback_app, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_close_in_callback_thread, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_app_event_oom, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
