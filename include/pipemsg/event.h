@@ -181,9 +181,11 @@ const char *pm_event_client_state_name(pm_event_client_state state);
  * observer confirms nothing). */
 typedef void (*pm_event_client_event_cb)(const pm_event *ev, void *data);
 /* The same, for an application that may fail to keep an event (its output closed, its disk
- * full): 0 takes it (confirmed as above); anything else leaves it unconfirmed, so the service
- * keeps it queued for the next client, and the client closes the connection and makes no new
- * one until stopped (on_state: disconnected, PM_EVENT_CLIENT_NOT_TAKEN). */
+ * full): 0 takes it (confirmed as above); PM_ENOMEM (not now) leaves it unconfirmed and
+ * uncounted in the cursor, and the client makes a new connection after the backoff, on which
+ * the service sends it again; anything else leaves it unconfirmed, so the service keeps it
+ * queued for the next client, and the client closes the connection and makes no new one until
+ * stopped (on_state: disconnected, PM_EVENT_CLIENT_NOT_TAKEN). */
 typedef int (*pm_event_client_take_cb)(const pm_event *ev, void *data);
 
 /* Reasons on_state gives for causes the client found itself; the others are the service's

@@ -746,11 +746,9 @@ static void test_client_app_loop_alone(void **state) {
   drive_conn(c, 2, PM_CLIENT_DISCONNECTED);
   drive_conn(c, 3, PM_CLIENT_RECONNECTING);
   pm_test_service_restart(&svc, (const char *const[]){"--test-commands", NULL});
-  for (;;) {
-    drive_conn(c, rec.n_conn + 1, rec.conn[rec.n_conn]);
-    if (rec.conn[rec.n_conn - 1] == PM_CLIENT_CONNECTED)
-      break;
-  }
+  do
+    drive(c, &rec.n_conn, rec.n_conn + 1);
+  while (rec.conn[rec.n_conn - 1] != PM_CLIENT_CONNECTED);
   emit(c, "{\"Type\":\"Custom\",\"Count\":1}");
   drive(c, &rec.n_events, 2);
   assert_int_equal(threads, threads_now());
