@@ -9,6 +9,7 @@
 #include "client/client_internal.h"
 #include "pipemsg/client.h"
 #include "testutil.h"
+#include "transport/transport.h"
 
 /* The servers' heartbeat: a client counts 3 of them of silence as a dead service. */
 #define HEARTBEAT_MS 100
@@ -66,6 +67,8 @@ static void server_thread(void *arg) {
   pm_command_server_options co = {.handler = handler};
   pm_event_server_options eo = {0};
   (void)arg;
+  /* A server on a loop of the application's must not die of a client that went away. */
+  pm__block_sigpipe();
   /* A confirmation may wait for the test thread, however slow the build (wine, valgrind). */
   eo.ack_timeout_ms = (uint32_t)pm_test_margin_ms(5000);
   eo.heartbeat_ms = HEARTBEAT_MS;
@@ -315,12 +318,57 @@ static void test_client_core_events(void **state) {
   pm_client_close(c);
 }
 
+/* The application's loop runs the client's timers: an asynchronous call to a pipe nobody
+ * serves ends at the connect deadline, through pm_client_timeout_ms. */
+static void test_client_core_app_deadline(void **state) {
+  pm_client_config cfg = {.drive = PM_CLIENT_DRIVE_APP, .connect_timeout_ms = 300};
+  char path[128];
+  pm_client *c = NULL;
+  uint64_t t0;
+  (void)state;
+  pm_test_pipe_path(fx.dir, "nobody", path, sizeof(path));
+  cfg.command_pipe = path;
+  assert_int_equal(0, pm_client_open(&cfg, &c));
+  t0 = pm_test_now_ms();
+  assert_int_equal(0, pm_client_get_state_async(c, on_state_answer, NULL));
+  await_count(c, &calls, 1);
+  assert_int_equal(PM_RC_CONNECTION_TIMEOUT, last_result.code);
+  /* Not before the deadline; after it by no more than a loaded machine's margin (wine's
+   * round trips are 20-40 times slower). */
+  assert_ms_within("connect deadline", pm_test_now_ms() - t0, 250,
+                   300 + (pm_test_under_wine() ? 10000 : pm_test_margin_ms(2000)));
+  pm_client_close(c);
+}
+
+static void close_on_event(pm_client *c, const pm_client_event *ev, void *data) {
+  on_event(c, ev, data);
+  pm_client_close(c);
+}
+
+/* pm_client_close from a callback: the client is freed once it has returned, inside the
+ * pm_client_process that ran it, and no other callback of it runs. */
+static void test_client_core_app_close_in_callback(void **state) {
+  pm_client_config cfg = {.drive = PM_CLIENT_DRIVE_APP, .on_event = close_on_event};
+  pm_client *c = open_client(&cfg);
+  uint64_t deadline = pm_test_now_ms() + (uint64_t)pm_test_margin_ms(20000);
+  (void)state;
+  publish_state();
+  publish_state();
+  while (events == 0) {
+    step(c);
+    assert_true(pm_test_now_ms() < deadline);
+  }
+  assert_int_equal(1, events);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_client_core_typed_and_results, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_core_conversions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_core_async_both_drives, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_core_events, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_core_app_deadline, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_core_app_close_in_callback, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
