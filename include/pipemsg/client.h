@@ -169,8 +169,9 @@ intptr_t pm_client_fd(pm_client *client);
 /* How long the application may wait on pm_client_fd() before it must call
  * pm_client_process() anyway, in milliseconds: 0 at once (work is left over), -1 no deadline
  * (nothing is timed). Ask again before each wait: it changes with every call. A deadline
- * missed only delays the client's timers (a handshake or call timeout, a reconnection). -1
- * unless drive is PM_CLIENT_DRIVE_APP. */
+ * missed delays the client's timers (a handshake or call timeout, a reconnection); a loop
+ * that stalls for seconds also misses the service's heartbeats, which ends the event session
+ * (the client makes a new one). -1 unless drive is PM_CLIENT_DRIVE_APP. */
 int pm_client_timeout_ms(pm_client *client);
 /* Does the I/O that is ready, runs the timers that are due and the callbacks, on the calling
  * thread. Never waits for I/O. Returns how many callbacks of the application ran, or
