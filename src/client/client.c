@@ -32,6 +32,7 @@ typedef struct call {
   json_t *params;
   pm__client_fn fn;
   void *data;
+  void *answer; /* typed: cmd->data's struct, taken when the call is made */
 } call;
 
 typedef struct call_list {
@@ -244,7 +245,6 @@ pm_result pm_client_call(pm_client *c, const char *command, const char *params_j
 
 void pm_client_free(void *p) { pm__free(p); }
 
-
 /* ---- asynchronous calls ------------------------------------------------------------------ */
 
 static void list_push(call_list *l, call *j) {
@@ -280,6 +280,9 @@ static void list_append(call_list *to, call_list *from) {
 static void call_free(call *j) {
   if (j == NULL)
     return;
+  if (j->answer != NULL)
+    pm__client_typed_free(j->cmd->data, j->answer);
+  pm__free(j->answer);
   pm__free(j->command);
   json_decref(j->params);
   pm__free(j);
@@ -293,25 +296,18 @@ static void list_free(call_list *l) {
 
 /* Runs the application's callback for a finished call; response may be NULL. */
 static void complete(pm_client *c, call *j, pm_result r, const pm_msg *response) {
-  void *answer = NULL;
   char *text = NULL;
-  if (j->cmd != NULL && j->cmd->data != NULL) {
-    answer = pm__calloc(1, j->cmd->data->size);
-    r = answer != NULL ? typed_answer(j->cmd, r, response, answer)
-                       : client_side(PM_RC_TRANSPORT_ERROR, PM_ENOMEM, pm_strerror(PM_ENOMEM));
-  } else if (j->cmd == NULL) {
+  if (j->cmd != NULL)
+    r = typed_answer(j->cmd, r, response, j->answer);
+  else
     r = generic_answer(r, response, &text);
-  }
   if (!c->closing) {
     c->ran++;
     if (j->cmd != NULL)
-      j->cmd->deliver(c, &r, answer, j->fn, j->data);
+      j->cmd->deliver(c, &r, j->answer, j->fn, j->data);
     else
       ((pm_client_call_cb)j->fn)(c, &r, text, j->data);
   }
-  if (answer != NULL)
-    pm__client_typed_free(j->cmd->data, answer);
-  pm__free(answer);
   pm__free(text);
   call_free(j);
 }
@@ -416,6 +412,10 @@ int pm__client_typed_async(pm_client *c, const pm__cl_command *cmd, const void *
   j->fn = cb;
   j->data = data;
   rc = cmd->params != NULL ? pm__client_encode(cmd->params, params, &j->params, NULL) : 0;
+  if (rc == 0 && cmd->data != NULL) {
+    j->answer = pm__calloc(1, cmd->data->size);
+    rc = j->answer != NULL ? 0 : PM_ENOMEM;
+  }
   if (rc == 0)
     rc = submit(c, j);
   if (rc < 0)
@@ -450,8 +450,8 @@ intptr_t pm_client_fd(pm_client *c) {
 }
 
 int pm_client_timeout_ms(pm_client *c) {
+  uint64_t now_ms, since;
   int t;
-  uint64_t now_ms;
   if (c == NULL || c->driver == NULL)
     return -1;
   if (c->more)
@@ -459,8 +459,9 @@ int pm_client_timeout_ms(pm_client *c) {
   t = uv_backend_timeout(&c->loop);
   /* Counted by libuv from the loop's clock as of its last pass, perhaps long ago. */
   now_ms = uv_hrtime() / 1000000u;
-  if (t > 0 && now_ms > uv_now(&c->loop))
-    t = now_ms - uv_now(&c->loop) >= (uint64_t)t ? 0 : t - (int)(now_ms - uv_now(&c->loop));
+  since = now_ms > uv_now(&c->loop) ? now_ms - uv_now(&c->loop) : 0;
+  if (t > 0)
+    t = since >= (uint64_t)t ? 0 : t - (int)since;
   return t;
 }
 
