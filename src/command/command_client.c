@@ -156,15 +156,14 @@ int pm_command_client_call(const char *name, const pm_client_options *opts,
 /* Pause between connection attempts while no service accepts (as pm__dial's). */
 #define CALL_RETRY_MS 20
 
-typedef enum { CALL_CONNECTING, CALL_WAITING, CALL_EXCHANGING } call_phase;
+typedef enum { CALL_WAITING, CALL_EXCHANGING } call_phase;
 
 struct pm__call {
   uv_loop_t *loop;
   char path[PM_PIPE_PATH_MAX + 1];
   pm_client_options o;
-  uv_timer_t timer; /* the phase's deadline, or the pause before the next attempt */
+  uv_timer_t timer; /* the pause before the next attempt, or the response deadline */
   uv_pipe_t pipe;
-  uv_connect_t connect;
   uv_write_t write;
   int pipe_open;    /* pipe initialised and not yet closed */
   int handles;      /* handles whose close callback has not run */
@@ -225,7 +224,7 @@ static void on_call_timer(uv_timer_t *t) {
   if (call->phase == CALL_WAITING)
     call_dial(call);
   else
-    call_finish(call, call->phase == CALL_CONNECTING ? PM_ECONNTIMEOUT : PM_ETIMEDOUT, NULL);
+    call_finish(call, PM_ETIMEDOUT, NULL);
 }
 
 /* A failed attempt's pipe has closed: the next one after a pause, if the deadline allows. */
@@ -290,24 +289,10 @@ static void on_call_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
   pm__free(buf->base);
 }
 
-static void on_call_connect(uv_connect_t *req, int status) {
-  pm__call *call = req->data;
+static void call_connected(pm__call *call) {
   pm__owner owner;
   uv_buf_t bufs[2];
   int rc;
-  PM__LOOP_ACTIVITY(call->loop);
-  if (call->done)
-    return;
-  if (status == UV_ENOENT || status == UV_ECONNREFUSED || status == UV_EAGAIN ||
-      status == UV_EBUSY) {
-    call->pipe_open = 0;
-    uv_close((uv_handle_t *)&call->pipe, on_attempt_closed);
-    return;
-  }
-  if (status < 0) {
-    call_finish(call, status == UV_EACCES || status == UV_EPERM ? PM_EACCES : PM_EIO, NULL);
-    return;
-  }
   /* Never hand a request to an impostor squatting on the pipe name. */
   owner.uid = call->o.expect_owner_uid;
   owner.sid = call->o.expect_owner_sid;
@@ -328,15 +313,22 @@ static void on_call_connect(uv_connect_t *req, int status) {
   uv_timer_start(&call->timer, on_call_timer, call->o.response_timeout_ms, 0);
 }
 
+/* One attempt; while nobody accepts, the next after a pause until the connect deadline. */
 static void call_dial(pm__call *call) {
-  uv_update_time(call->loop);
-  call->phase = CALL_CONNECTING;
-  uv_timer_start(&call->timer, on_call_timer, call->connect_deadline - uv_now(call->loop), 0);
+  int rc;
   uv_pipe_init(call->loop, &call->pipe, 0);
   call->pipe.data = call;
   call->pipe_open = 1;
   call->handles++;
-  uv_pipe_connect(&call->connect, &call->pipe, call->path, on_call_connect);
+  rc = pm__pipe_dial_now(&call->pipe, call->path);
+  if (rc == PM_EBUSY) {
+    call->pipe_open = 0;
+    uv_close((uv_handle_t *)&call->pipe, on_attempt_closed);
+  } else if (rc < 0) {
+    call_finish(call, rc, NULL);
+  } else {
+    call_connected(call);
+  }
 }
 
 int pm__call_start(uv_loop_t *loop, const char *path, const pm_client_options *opts,
@@ -367,7 +359,7 @@ int pm__call_start(uv_loop_t *loop, const char *path, const pm_client_options *o
   call->loop = loop;
   call->cb = cb;
   call->data = data;
-  call->write.data = call->connect.data = call->timer.data = call;
+  call->write.data = call->timer.data = call;
   uv_timer_init(loop, &call->timer);
   call->handles = 1;
   uv_update_time(loop);

@@ -84,6 +84,14 @@ int pm__pipe_peer_gone(uv_pipe_t *stream);
  * SIGPIPE (a write fails with ERROR_NO_DATA): a no-op. */
 void pm__block_sigpipe(void);
 
+/* One connection attempt for a client on a loop, without waiting, into client
+ * (uv_pipe_init()ed, ipc 0): 0 when it is connected and open; PM_EBUSY when nobody accepts now
+ * (no pipe yet, refused, every instance busy: try again later), PM_EACCES when refused access,
+ * else PM_EIO; client is left initialised but not open then. Windows: as pm__dial,
+ * identification-level impersonation only (libuv's uv_pipe_connect would let the server act
+ * as us). */
+int pm__pipe_dial_now(uv_pipe_t *client, const char *path);
+
 /* Blocking client side, for one-shot calls that need no event loop. Deadlines are in
  * uv_hrtime() nanoseconds. */
 typedef struct pm__conn pm__conn;

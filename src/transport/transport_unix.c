@@ -513,6 +513,34 @@ int pm__dial(const char *path, uint64_t deadline_ns, pm__conn **out) {
   }
 }
 
+int pm__pipe_dial_now(uv_pipe_t *client, const char *path) {
+  struct sockaddr_un sa;
+  size_t len = strlen(path);
+  int fd, err;
+  if (len >= sizeof(sa.sun_path))
+    return PM_ENAMETOOLONG;
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, path, len + 1);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0)
+    return PM_EIO;
+  /* A Unix socket connects at once, or not now (EAGAIN: the backlog is full). */
+  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    err = errno;
+    close(fd);
+    if (err == EACCES || err == EPERM)
+      return PM_EACCES;
+    return err == ENOENT || err == ECONNREFUSED || err == EAGAIN || err == EINTR ? PM_EBUSY
+                                                                                 : PM_EIO;
+  }
+  if (uv_pipe_open(client, fd) < 0) {
+    close(fd);
+    return PM_EIO;
+  }
+  return 0;
+}
+
 int pm__conn_check_owner(pm__conn *c, const pm__owner *owner) {
   return fd_check_owner(c->fd, owner);
 }

@@ -288,18 +288,9 @@ fail:
   return rc;
 }
 
-int pm__accept(pm__listener *l, uv_pipe_t *client) {
-  HANDLE h;
-  int fd, rc;
-  EnterCriticalSection(&l->lock);
-  h = l->connected;
-  l->connected = NULL;
-  LeaveCriticalSection(&l->lock);
-  if (h == NULL)
-    return PM_EBUSY;
-  SetEvent(l->taken); /* the thread may offer the next instance now */
-  /* libuv takes a pipe as a CRT descriptor, and closes it (and the handle) with the stream. */
-  fd = _open_osfhandle((intptr_t)h, 0);
+/* libuv takes a pipe as a CRT descriptor, and closes it (and the handle) with the stream. */
+static int open_into(uv_pipe_t *client, HANDLE h) {
+  int fd = _open_osfhandle((intptr_t)h, 0), rc;
   if (fd < 0) {
     CloseHandle(h);
     return PM_EIO;
@@ -314,6 +305,39 @@ int pm__accept(pm__listener *l, uv_pipe_t *client) {
   if (fd <= 2)
     _close(fd);
   return 0;
+}
+
+int pm__accept(pm__listener *l, uv_pipe_t *client) {
+  HANDLE h;
+  EnterCriticalSection(&l->lock);
+  h = l->connected;
+  l->connected = NULL;
+  LeaveCriticalSection(&l->lock);
+  if (h == NULL)
+    return PM_EBUSY;
+  SetEvent(l->taken); /* the thread may offer the next instance now */
+  return open_into(client, h);
+}
+
+int pm__pipe_dial_now(uv_pipe_t *client, const char *path) {
+  wchar_t *name;
+  HANDLE h;
+  DWORD err;
+  if (strlen(path) > PM_PIPE_PATH_MAX)
+    return PM_ENAMETOOLONG;
+  name = wide(path);
+  if (name == NULL)
+    return PM_EPIPENAME;
+  /* Identification only: a server may learn who we are, never act as us. */
+  h = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING,
+                  FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION, NULL);
+  err = GetLastError();
+  pm__free(name);
+  if (h != INVALID_HANDLE_VALUE)
+    return open_into(client, h);
+  if (err == ERROR_ACCESS_DENIED)
+    return PM_EACCES;
+  return err == ERROR_FILE_NOT_FOUND || err == ERROR_PIPE_BUSY ? PM_EBUSY : PM_EIO;
 }
 
 void pm__listener_close(pm__listener *l, void (*cb)(void *data), void *data) {
