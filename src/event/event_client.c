@@ -38,7 +38,6 @@ struct pm_event_client {
   size_t n_pending, cap_pending;
   uv_timer_t timer;
   uv_pipe_t pipe;
-  uv_connect_t connect_req;
   int pipe_open;
   link_state state;
   pm_reader *reader;
@@ -259,18 +258,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   pm__free(buf->base);
 }
 
-static void on_connect(uv_connect_t *req, int status) {
-  pm_event_client *c = req->data;
+/* Connected: the owner check, then our handshake. */
+static void connected(pm_event_client *c) {
   pm__owner owner;
   pm_msg *m = NULL;
   int rc;
-  PM__LOOP_ACTIVITY(c->loop);
-  if (c->state != LINK_CONNECTING)
-    return;
-  if (status < 0) {
-    drop(c, "no service on the event pipe");
-    return;
-  }
   owner.uid = c->opts.expect_owner_uid;
   owner.sid = c->opts.expect_owner_sid;
   if (pm__pipe_check_owner(&c->pipe, &owner) < 0) {
@@ -320,10 +312,14 @@ static void dial(pm_event_client *c) {
   uv_pipe_init(c->loop, &c->pipe, 0);
   c->pipe.data = c;
   c->pipe_open = 1;
-  c->connect_req.data = c;
   /* The whole exchange, connect to the service's handshake, has one deadline (§5.1.4). */
   uv_timer_start(&c->timer, on_deadline, c->opts.handshake_timeout_ms, 0);
-  uv_pipe_connect(&c->connect_req, &c->pipe, c->path, on_connect);
+  /* Not uv_pipe_connect: on Windows it would let the server act as us, and wait for a busy
+   * pipe on a thread of its own. */
+  if (pm__pipe_dial_now(&c->pipe, c->path) < 0)
+    drop(c, "no service on the event pipe");
+  else
+    connected(c);
 }
 
 static void connect_now(pm_event_client *c) {
