@@ -295,7 +295,7 @@ class _PendingCalls:
 
     def done(self, _client: int, result: Any, data_json: Optional[bytes],
              token: Optional[int]) -> None:
-        """The library's callback, on its call worker: hands the outcome to the caller's loop."""
+        """The library's callback, on its own thread: hands the outcome to the caller's loop."""
         entry = self.pop(token or 0)
         if entry is None:
             return
@@ -435,7 +435,7 @@ class Client(Commands):
         return decode_answer(command, answer, self._call(command, params_of(params)))
 
     async def acall(self, command: str, **params: Any) -> Dict[str, Any]:
-        """The asyncio form of call(); the call runs on the library's call worker."""
+        """The asyncio form of call(); the call runs on the library's own thread."""
         return await self._acall(command, params)
 
     def _acall(self, command: str, params: Mapping[str, Any]) -> "asyncio.Future[Any]":
