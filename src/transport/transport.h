@@ -77,6 +77,11 @@ void pm__authorizing(const pm_peer *peer, uv_pipe_t *stream);
 /* 1 if the connected stream's peer has already gone without sending a byte (closed, reset),
  * else 0. Reads nothing. */
 int pm__pipe_peer_gone(uv_pipe_t *stream);
+/* Reads what a connected stream already holds, without waiting, before uv_read_start (never
+ * while libuv reads it): bytes read, 0 at the end of the stream, PM_EBUSY when nothing is
+ * there yet, PM_EIO on error. Windows: always PM_EBUSY, since libuv's overlapped reads own
+ * the pipe, so the caller reads through the loop as before. */
+long pm__pipe_read_now(uv_pipe_t *stream, void *buf, size_t len);
 
 /* Unix: writing to a pipe whose reader has gone raises SIGPIPE, which kills a process that did
  * not ask for it. A thread of the library's own calls this first: a SIGPIPE its writes raise

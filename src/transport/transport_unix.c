@@ -608,3 +608,16 @@ int pm__pipe_peer_gone(uv_pipe_t *stream) {
   n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
   return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
+
+long pm__pipe_read_now(uv_pipe_t *stream, void *buf, size_t len) {
+  uv_os_fd_t fd;
+  ssize_t n;
+  if (uv_fileno((uv_handle_t *)stream, &fd) != 0)
+    return PM_EIO;
+  do
+    n = recv(fd, buf, len, MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return errno == EAGAIN || errno == EWOULDBLOCK ? PM_EBUSY : PM_EIO;
+  return (long)n;
+}

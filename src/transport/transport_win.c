@@ -530,6 +530,13 @@ int pm__pipe_peer_gone(uv_pipe_t *stream) {
   return GetLastError() == ERROR_BROKEN_PIPE || GetLastError() == ERROR_PIPE_NOT_CONNECTED;
 }
 
+long pm__pipe_read_now(uv_pipe_t *stream, void *buf, size_t len) {
+  (void)stream;
+  (void)buf;
+  (void)len;
+  return PM_EBUSY;
+}
+
 /* ---- the blocking client ------------------------------------------------------------------
  *
  * Overlapped ReadFile/WriteFile with one read and one write in flight at most, each into the
