@@ -45,10 +45,31 @@ static const char *const kinds[] = {
     PM_KIND_REQUEST, PM_KIND_RESPONSE,           PM_KIND_HANDSHAKE,
     PM_KIND_EVENT,   PM_KIND_EVENT_CONFIRMATION, PM_KIND_DISCONNECT};
 
+/* Parser and validation contexts kept for the next decode: building and freeing them costs
+ * about as much as parsing a small message. One is taken per decode, so this bounds how many
+ * threads decoding at the same moment (the service's loop, a client thread or two) find one
+ * ready; a decode that finds none builds its own, kept afterwards if there is room. */
+#define CACHED_CONTEXTS 4
+/* A parser context's dictionary keeps every element name (and short text) it has seen, for
+ * good: past this many entries the context is freed after use instead of kept, so peers
+ * cannot grow it without bound. The schema's own names are about 60. */
+#define DICT_ENTRIES_MAX 512
+
 /* uv_once, not pthread_once: the same call wherever libuv runs, Windows included. */
 static uv_once_t init_once = UV_ONCE_INIT;
 /* Compiled once and then only read, which libxml2 allows from many threads at a time. */
 static xmlSchemaPtr schema;
+
+/* What one decode needs from libxml2; either may be NULL when it could not be built. */
+typedef struct {
+  xmlParserCtxtPtr parser;
+  xmlSchemaValidCtxtPtr valid;
+} contexts;
+
+static uv_mutex_t cache_lock;
+static int cache_ready; /* cache_lock initialised */
+static contexts cache[CACHED_CONTEXTS];
+static int cached;
 
 /* Per-decode state, reached from the parser callbacks through ctxt->_private or from the
  * schema validator's error callback. */
@@ -56,8 +77,6 @@ typedef struct {
   int err; /* first error, 0 if none */
   char *why;
   int depth;
-  startElementNsSAX2Func start;
-  endElementNsSAX2Func end;
 } decode_state;
 
 static void ignore_error(void *data, xmlErrorPtr e) {
@@ -68,6 +87,7 @@ static void ignore_error(void *data, xmlErrorPtr e) {
 static void init(void) {
   xmlSchemaParserCtxtPtr pctxt;
   xmlInitParser();
+  cache_ready = uv_mutex_init(&cache_lock) == 0;
   pctxt = xmlSchemaNewMemParserCtxt(pm__rpschema_xsd, (int)pm__rpschema_xsd_len);
   if (pctxt == NULL)
     return;
@@ -129,15 +149,15 @@ static void on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
     stop(ctxt, PM_EDEPTH, msg);
     return;
   }
-  st->start(ctx, localname, prefix, uri, nb_namespaces, namespaces, nb_attributes, nb_defaulted,
-            attributes);
+  xmlSAX2StartElementNs(ctx, localname, prefix, uri, nb_namespaces, namespaces, nb_attributes,
+                        nb_defaulted, attributes);
 }
 
 static void on_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri) {
   xmlParserCtxtPtr ctxt = ctx;
   decode_state *st = ctxt->_private;
   st->depth--;
-  st->end(ctx, localname, prefix, uri);
+  xmlSAX2EndElementNs(ctx, localname, prefix, uri);
 }
 
 static int is_blank(const xmlChar *s) {
@@ -311,17 +331,14 @@ static int is_kind(const xmlChar *name) {
   return 0;
 }
 
-static int validate(xmlDocPtr doc, decode_state *st) {
-  xmlSchemaValidCtxtPtr vctxt;
+static int validate(xmlSchemaValidCtxtPtr vctxt, xmlDocPtr doc, decode_state *st) {
   int r;
   if (schema == NULL)
     return pm__reason(st->why, PM_ESCHEMA, "the built-in schema failed to compile");
-  vctxt = xmlSchemaNewValidCtxt(schema);
   if (vctxt == NULL)
     return pm__reason(st->why, PM_ENOMEM, "%s", pm_strerror(PM_ENOMEM));
   xmlSchemaSetValidStructuredErrors(vctxt, on_schema_error, st);
   r = xmlSchemaValidateDoc(vctxt, doc);
-  xmlSchemaFreeValidCtxt(vctxt);
   if (st->err != 0)
     return st->err;
   if (r != 0)
@@ -329,9 +346,64 @@ static int validate(xmlDocPtr doc, decode_state *st) {
   return 0;
 }
 
+/* A kept pair of contexts, or new ones (NULL members when they cannot be built). */
+static contexts take_contexts(void) {
+  contexts c = {NULL, NULL};
+  if (cache_ready) {
+    uv_mutex_lock(&cache_lock);
+    if (cached > 0)
+      c = cache[--cached];
+    uv_mutex_unlock(&cache_lock);
+  }
+  if (c.parser == NULL) {
+    c.parser = xmlNewParserCtxt();
+    if (c.parser != NULL) {
+      c.parser->sax->serror = on_parse_error;
+      c.parser->sax->internalSubset = on_doctype;
+      c.parser->sax->startElementNs = on_start;
+      c.parser->sax->endElementNs = on_end;
+    }
+  }
+  if (c.valid == NULL && schema != NULL)
+    c.valid = xmlSchemaNewValidCtxt(schema);
+  return c;
+}
+
+/* Keeps c for the next decode when it is clean (reusable is 0 after any failure, whose
+ * leftovers a reset might not clear) and there is room; frees it otherwise. */
+static void give_back(contexts c, int reusable) {
+  if (c.parser != NULL)
+    c.parser->_private = NULL;
+  if (reusable && cache_ready && c.parser != NULL && c.valid != NULL &&
+      xmlDictSize(c.parser->dict) <= DICT_ENTRIES_MAX) {
+    uv_mutex_lock(&cache_lock);
+    if (cached < CACHED_CONTEXTS) {
+      cache[cached++] = c;
+      c.parser = NULL;
+      c.valid = NULL;
+    }
+    uv_mutex_unlock(&cache_lock);
+  }
+  xmlFreeParserCtxt(c.parser);
+  xmlSchemaFreeValidCtxt(c.valid);
+}
+
+/* The document is read as UTF-8. Naming that encoding makes libxml2 run every byte through its
+ * UTF-8 to UTF-8 converter, a third of the parse of a small message; left unnamed, libxml2
+ * reads UTF-8 as it is, unless the first bytes look like another encoding (a UTF-16 or UCS-4
+ * byte order mark or '<' in those). Only then is UTF-8 named, to keep reading them as UTF-8. */
+static const char *forced_encoding(const uint8_t *buf, size_t len) {
+  xmlCharEncoding enc;
+  if (len < 4)
+    return NULL; /* libxml2 looks for another encoding only in 4 bytes or more */
+  enc = xmlDetectCharEncoding(buf, 4);
+  return enc == XML_CHAR_ENCODING_NONE || enc == XML_CHAR_ENCODING_UTF8 ? NULL : "UTF-8";
+}
+
 int pm_xml_decode(const void *buf, size_t len, pm_msg **out, char *why) {
   decode_state st = {.why = why};
-  xmlParserCtxtPtr ctxt = NULL;
+  contexts ctx = {NULL, NULL};
+  xmlParserCtxtPtr ctxt;
   xmlDocPtr doc = NULL;
   xmlNodePtr root;
   json_t *fields = NULL;
@@ -344,22 +416,16 @@ int pm_xml_decode(const void *buf, size_t len, pm_msg **out, char *why) {
   if (rc < 0)
     return rc;
   uv_once(&init_once, init);
-  ctxt = xmlNewParserCtxt();
+  ctx = take_contexts();
+  ctxt = ctx.parser;
   if (ctxt == NULL) {
     rc = pm__reason(why, PM_ENOMEM, "%s", pm_strerror(PM_ENOMEM));
     goto done;
   }
   ctxt->_private = &st;
-  ctxt->sax->serror = on_parse_error;
-  ctxt->sax->internalSubset = on_doctype;
-  st.start = ctxt->sax->startElementNs;
-  st.end = ctxt->sax->endElementNs;
-  ctxt->sax->startElementNs = on_start;
-  ctxt->sax->endElementNs = on_end;
-  doc = xmlCtxtReadMemory(ctxt, buf, (int)len, NULL, "UTF-8", PARSE_OPTIONS);
+  doc = xmlCtxtReadMemory(ctxt, buf, (int)len, NULL, forced_encoding(buf, len), PARSE_OPTIONS);
   /* The context holds a copy of the input, which the tree does not need. */
-  xmlFreeParserCtxt(ctxt);
-  ctxt = NULL;
+  xmlCtxtReset(ctxt);
   if (st.err != 0) {
     rc = st.err;
     goto done;
@@ -385,7 +451,7 @@ int pm_xml_decode(const void *buf, size_t len, pm_msg **out, char *why) {
     pm__reason(why, rc, "%s", pm_strerror(rc));
   if (rc == 0) {
     drop_attributes(root);
-    rc = validate(doc, &st);
+    rc = validate(ctx.valid, doc, &st);
   }
   if (rc == 0) {
     rc = pm__msg_wrap((const char *)root->name, strlen((const char *)root->name), fields,
@@ -397,7 +463,7 @@ int pm_xml_decode(const void *buf, size_t len, pm_msg **out, char *why) {
 done:
   json_decref(fields);
   xmlFreeDoc(doc);
-  xmlFreeParserCtxt(ctxt);
+  give_back(ctx, rc == 0);
   return rc;
 }
 
