@@ -79,9 +79,17 @@ size_t log_escape(const char *in, char *out, size_t size) {
   const unsigned char *s = (const unsigned char *)in;
   size_t n = strlen(in), i = 0, o = 0;
   while (i < n) {
-    size_t u = printable_utf8_len(s + i, n - i);
+    size_t u;
     char esc[5];
     size_t elen;
+    /* Most of a line is printable ASCII, taken as it is without the UTF-8 decoder. */
+    if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\') {
+      if (o + 1 >= size)
+        break;
+      out[o++] = (char)s[i++];
+      continue;
+    }
+    u = printable_utf8_len(s + i, n - i);
     if (u > 1 || (u == 1 && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\')) {
       if (o + u >= size)
         break;
@@ -104,6 +112,33 @@ size_t log_escape(const char *in, char *out, size_t size) {
   return o;
 }
 
+/* Writes the stamp "YYYY-MM-DDTHH:MM:SS.mmmZ " (25 bytes) into out. The part to the second is
+ * formatted once a second (per thread: lines may come from several), not once a line. */
+static size_t put_stamp(char *out) {
+  static _Thread_local long long stamped_sec = -1;
+  static _Thread_local char stamped[32];
+  static _Thread_local size_t stamped_len;
+  uv_timeval64_t tv;
+  long ms;
+  uv_gettimeofday(&tv);
+  if (tv.tv_sec != stamped_sec) {
+    time_t secs = (time_t)tv.tv_sec;
+    struct tm tm;
+    log_gmtime(&secs, &tm);
+    stamped_len = strftime(stamped, sizeof(stamped), "%Y-%m-%dT%H:%M:%S", &tm);
+    stamped_sec = (long long)tv.tv_sec;
+  }
+  memcpy(out, stamped, stamped_len);
+  ms = (long)(tv.tv_usec / 1000);
+  out[stamped_len] = '.';
+  out[stamped_len + 1] = (char)('0' + ms / 100);
+  out[stamped_len + 2] = (char)('0' + ms / 10 % 10);
+  out[stamped_len + 3] = (char)('0' + ms % 10);
+  out[stamped_len + 4] = 'Z';
+  out[stamped_len + 5] = ' ';
+  return stamped_len + 6;
+}
+
 void log_msg(log_level level, const char *fmt, ...) {
   /* Room for every byte escaped (4 each) after the stamp and level. */
   char raw[LOG_LINE_MAX], line[4 * LOG_LINE_MAX + 64];
@@ -119,17 +154,14 @@ void log_msg(log_level level, const char *fmt, ...) {
     log_system_write(level, line);
     return;
   }
-  if (stamp) {
-    uv_timeval64_t tv;
-    struct tm tm;
-    time_t secs;
-    uv_gettimeofday(&tv);
-    secs = (time_t)tv.tv_sec;
-    log_gmtime(&secs, &tm);
-    n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ ", (long)(tv.tv_usec / 1000));
-  }
-  n += (size_t)snprintf(line + n, sizeof(line) - n, "pipemsgd: %s: ", level_names[level]);
+  if (stamp)
+    n = put_stamp(line);
+  memcpy(line + n, "pipemsgd: ", 10);
+  n += 10;
+  memcpy(line + n, level_names[level], strlen(level_names[level]));
+  n += strlen(level_names[level]);
+  memcpy(line + n, ": ", 2);
+  n += 2;
   n += log_escape(raw, line + n, sizeof(line) - n - 1);
   line[n++] = '\n';
   /* One write per line, so concurrent writers to the same file do not interleave within it. */

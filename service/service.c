@@ -455,8 +455,10 @@ static void on_command(pm_command_call *call, void *data) {
   json_t *params = NULL;
   char why[PM_REASON_MAX], who[PM_PEER_SID_MAX + 8];
   int rc;
-  log_msg(LVL_DEBUG, "command received pid=%lld %s command=%.64s", peer->pid,
-          peer_who(peer, who), loggable_name(name));
+  /* Its arguments cost more than the test: only when the line is written. */
+  if (log_enabled(LVL_DEBUG))
+    log_msg(LVL_DEBUG, "command received pid=%lld %s command=%.64s", peer->pid,
+            peer_who(peer, who), loggable_name(name));
   if (declared == NULL) {
     if (!pm_name_valid(name))
       snprintf(why, sizeof(why), "Command is not a name ([A-Za-z_][A-Za-z0-9_.-]*)");

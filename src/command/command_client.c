@@ -44,11 +44,13 @@ fail:
 static int exchange(pm__conn *conn, const uint8_t *header, const uint8_t *payload, size_t len,
                     pm_reader *reader, uint64_t deadline, uint8_t **frame, size_t *frame_len) {
   size_t sent = 0, total = PM_FRAME_HEADER_SIZE + len;
-  int writing = 1;
+  int writing = 1, first = 1;
   uint8_t *buf = pm__malloc(READ_CHUNK);
   int rc = buf == NULL ? PM_ENOMEM : 0;
   while (rc == 0) {
-    int ready = pm__conn_wait(conn, writing, deadline);
+    /* A new connection takes a small request at once: try before waiting (a poll saved). */
+    int ready = first ? 2 : pm__conn_wait(conn, writing, deadline);
+    first = 0;
     if (ready < 0) {
       rc = ready;
       break;
