@@ -203,6 +203,14 @@ long bench_cpus_online(void);
  * why not. */
 int bench_run_idle(bench *bh);
 
+/* The real service for the service group: starts pipemsgd (next to this program) on the
+ * command pipe cmd_path and the event pipe evt_path, logging at info level as a service does by
+ * default (its output discarded), and returns without waiting for it to listen (a client's
+ * connect retries until it does): 0 and *pid. Where the platform does not start it, 1 after
+ * bench_skip says why. bench_service_stop ends and reaps what it started. */
+int bench_service_start(bench *bh, const char *cmd_path, const char *evt_path, long long *pid);
+void bench_service_stop(long long pid);
+
 /* ZeroMQ REQ/REP with the same bytes (bench_zmq.c), or why not (bench_nozmq.c: NULL when
  * ZeroMQ is there). */
 const char *bench_zmq_missing(void);

@@ -407,6 +407,37 @@ static int spawn_pipemsgd(bench *bh, pid_t *out) {
   return 0;
 }
 
+int bench_service_start(bench *bh, const char *cmd_path, const char *evt_path, long long *pid) {
+  char exe[PATH_MAX];
+  pid_t child;
+  int rc = pipemsgd_path(exe, sizeof(exe));
+  (void)bh;
+  if (rc < 0)
+    return rc;
+  fflush(NULL);
+  child = fork();
+  if (child < 0)
+    return PM_EIO;
+  if (child == 0) {
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+      dup2(null, 0);
+      dup2(null, 1);
+      dup2(null, 2);
+    }
+    unsetenv("NOTIFY_SOCKET");
+    execl(exe, exe, "-c", cmd_path, "-e", evt_path, "--log-level", "info", (char *)NULL);
+    _exit(127);
+  }
+  *pid = child;
+  return 0;
+}
+
+void bench_service_stop(long long pid) {
+  kill((pid_t)pid, SIGTERM);
+  waitpid((pid_t)pid, NULL, 0);
+}
+
 /* pipemsgd with an attached idle pm_event_client, and beside it the heartbeat floor, over the
  * same window. */
 int bench_run_idle(bench *bh) {

@@ -18,8 +18,9 @@ const char bench_floor_kind_event[] = "named-pipe ping-pong";
 const char bench_floor_kind_big[] = "raw named-pipe write/read";
 const char bench_help_note[] =
     "\n"
-    "On Windows the idle group is skipped, and zmq in a build without ZeroMQ: each with its\n"
-    "reason after the table (in --json, a \"skipped\" array), and neither is a failure.\n";
+    "On Windows the idle and service groups are skipped, and zmq in a build without ZeroMQ:\n"
+    "each with its reason after the table (in --json, a \"skipped\" array), and none is a\n"
+    "failure.\n";
 
 /* A connect gives up after this many busy waits (each up to BENCH_BUSY_WAIT_MS). */
 #define BENCH_CONNECT_TRIES 50
@@ -58,6 +59,17 @@ int bench_run_idle(bench *bh) {
              "/proc/PID/task; not ported to Windows");
   return 0;
 }
+
+int bench_service_start(bench *bh, const char *cmd_path, const char *evt_path, long long *pid) {
+  (void)cmd_path;
+  (void)evt_path;
+  (void)pid;
+  bench_skip(bh, "service", "starts pipemsgd as a child process; not ported to Windows");
+  return 1;
+}
+
+/* Nothing to end: bench_service_start never starts the service here. */
+void bench_service_stop(long long pid) { (void)pid; }
 
 /* ---- raw named pipes ---------------------------------------------------------------------- */
 
