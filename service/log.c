@@ -90,7 +90,7 @@ size_t log_escape(const char *in, char *out, size_t size) {
       continue;
     }
     u = printable_utf8_len(s + i, n - i);
-    if (u > 1 || (u == 1 && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\')) {
+    if (u > 1) {
       if (o + u >= size)
         break;
       memcpy(out + o, s + i, u);

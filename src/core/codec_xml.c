@@ -355,15 +355,8 @@ static contexts take_contexts(void) {
       c = cache[--cached];
     uv_mutex_unlock(&cache_lock);
   }
-  if (c.parser == NULL) {
+  if (c.parser == NULL)
     c.parser = xmlNewParserCtxt();
-    if (c.parser != NULL) {
-      c.parser->sax->serror = on_parse_error;
-      c.parser->sax->internalSubset = on_doctype;
-      c.parser->sax->startElementNs = on_start;
-      c.parser->sax->endElementNs = on_end;
-    }
-  }
   if (c.valid == NULL && schema != NULL)
     c.valid = xmlSchemaNewValidCtxt(schema);
   return c;
@@ -423,6 +416,10 @@ int pm_xml_decode(const void *buf, size_t len, pm_msg **out, char *why) {
     goto done;
   }
   ctxt->_private = &st;
+  ctxt->sax->serror = on_parse_error;
+  ctxt->sax->internalSubset = on_doctype;
+  ctxt->sax->startElementNs = on_start;
+  ctxt->sax->endElementNs = on_end;
   doc = xmlCtxtReadMemory(ctxt, buf, (int)len, NULL, forced_encoding(buf, len), PARSE_OPTIONS);
   /* The context holds a copy of the input, which the tree does not need. */
   xmlCtxtReset(ctxt);

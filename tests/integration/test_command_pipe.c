@@ -102,6 +102,47 @@ static void test_command_pipe_trickle_does_not_extend_deadline(void **state) {
   assert_service_serves();
 }
 
+/* Sends the header of a frame and the first 10 bytes of its payload, never the rest. */
+static void send_partial_request(int fd) {
+  const char *req = "{\"Request\":{\"Command\":\"GetVersion\"}}";
+  uint8_t h[4];
+  pm_frame_header(strlen(req), 0, h);
+  assert_int_equal(0, pm_test_send_all(fd, h, 4));
+  assert_int_equal(0, pm_test_send_all(fd, req, 10));
+}
+
+/* The service reads what a connection holds as soon as its turn comes, before it waits on the
+ * loop: a request that is there only in part still waits under the deadline, from its turn.
+ * First a connection served at once, then one whose partial request waited for an idle
+ * connection's turn to end (its own deadline then starts: two deadlines in all). */
+static void test_command_pipe_partial_request_dropped_at_deadline(void **state) {
+  uint64_t start;
+  long waited;
+  int a, b;
+  (void)state;
+  b = pm_test_connect(svc.command_pipe);
+  assert_true(b >= 0);
+  start = pm_test_now_ms();
+  send_partial_request(b);
+  assert_true(pm_test_wait_eof(b, DEADLINE_MS + (int)slack_ms) >= 0);
+  waited = (long)(pm_test_now_ms() - start);
+  close(b);
+  assert_in_range(waited, DEADLINE_MS - EARLY_MS, DEADLINE_MS + slack_ms);
+
+  a = pm_test_connect(svc.command_pipe);
+  assert_true(a >= 0);
+  start = pm_test_now_ms();
+  b = pm_test_connect(svc.command_pipe);
+  assert_true(b >= 0);
+  send_partial_request(b);
+  assert_true(pm_test_wait_eof(b, 2 * DEADLINE_MS + (int)slack_ms) >= 0);
+  waited = (long)(pm_test_now_ms() - start);
+  close(a);
+  close(b);
+  assert_in_range(waited, 2 * DEADLINE_MS - EARLY_MS, 2 * DEADLINE_MS + slack_ms);
+  assert_service_serves();
+}
+
 static void test_command_pipe_one_request_per_connection(void **state) {
   const char *req = "{\"Request\":{\"Command\":\"GetVersion\",\"Id\":1}}";
   int fd = pm_test_connect(svc.command_pipe);
@@ -285,6 +326,21 @@ static void test_command_pipe_real_default_deadline(void **state) {
   assert_in_range(waited, 3000 - EARLY_MS, 3000 + 1000);
 }
 
+/* The same with the 3000 ms default, for a request sent in part before the service took the
+ * connection (read at once, then the rest awaited). */
+static void test_command_pipe_partial_request_real_default_deadline(void **state) {
+  int fd = pm_test_connect(svc.command_pipe);
+  uint64_t start = pm_test_now_ms();
+  long waited;
+  (void)state;
+  assert_true(fd >= 0);
+  send_partial_request(fd);
+  assert_true(pm_test_wait_eof(fd, 6000) >= 0);
+  waited = (long)(pm_test_now_ms() - start);
+  close(fd);
+  assert_in_range(waited, 3000 - EARLY_MS, 3000 + 1000);
+}
+
 static int setup_write_deadline(void **state) {
   static const char *const args[] = {"--test-commands", "--write-timeout-ms", "300", NULL};
   (void)state;
@@ -321,6 +377,8 @@ int main(void) {
                                       setup_short, teardown),
       cmocka_unit_test_setup_teardown(test_command_pipe_trickle_does_not_extend_deadline,
                                       setup_short, teardown),
+      cmocka_unit_test_setup_teardown(test_command_pipe_partial_request_dropped_at_deadline,
+                                      setup_short, teardown),
       cmocka_unit_test_setup_teardown(test_command_pipe_one_request_per_connection, setup_short,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_command_pipe_one_client_at_a_time, setup_short,
@@ -341,6 +399,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_command_pipe_real_default_deadline, setup_default,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_command_pipe_partial_request_real_default_deadline,
+                                      setup_default, teardown),
       cmocka_unit_test_setup_teardown(test_command_pipe_unread_response_dropped_at_write_deadline,
                                       setup_write_deadline, teardown),
   };

@@ -524,6 +524,7 @@ static void *decode_many(void *arg) {
   for (int i = 0; i < 50; i++) {
     pm_msg *m = NULL;
     if (decode("<Request><Id>abc</Id></Request>", &m, NULL) != PM_ESCHEMA ||
+        decode("<!DOCTYPE Request><Request/>", &m, NULL) != PM_EPARSE ||
         decode("<Request><Command>X</Command><Id>1</Id></Request>", &m, NULL) != 0)
       return (void *)1;
     pm_msg_free(m);
@@ -531,17 +532,82 @@ static void *decode_many(void *arg) {
   return NULL;
 }
 
-/* The first decodes race to initialize libxml2 and compile the schema. */
+/* The first decodes race to initialize libxml2 and compile the schema; then more threads than
+ * the decoder keeps contexts for take, build and give back contexts at the same time. */
 static void test_codec_xml_threads(void **state) {
-  pthread_t t[4];
+  pthread_t t[8];
   void *r;
   (void)state;
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < 8; i++)
     assert_int_equal(0, pthread_create(&t[i], NULL, decode_many, NULL));
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 8; i++) {
     assert_int_equal(0, pthread_join(t[i], &r));
     assert_null(r);
   }
+}
+
+/* The decoder keeps its libxml2 contexts from one message to the next: whatever the previous
+ * message was (refused at its DOCTYPE, too deep, malformed, invalid, valid), the next one is
+ * judged alone, with its own line numbers. */
+static void test_codec_xml_contexts_reused_cleanly(void **state) {
+  char *deep = nested(PM_NESTING_MAX + 1, "x");
+  pm_msg *m;
+  const char *s;
+  (void)state;
+  for (int round = 0; round < 20; round++) {
+    assert_string_equal(DOCTYPE_REFUSED, expect(PM_EPARSE, "<!DOCTYPE Request><Request/>"));
+    m = must_decode("<Request><Command>A</Command><Id>7</Id></Request>");
+    assert_pm(0, pm_msg_get_string(m, "Command", &s));
+    assert_string_equal("A", s);
+    pm_msg_free(m);
+    expect(PM_EDEPTH, deep);
+    m = must_decode("<Request><Command>B</Command></Request>");
+    pm_msg_free(m);
+    assert_non_null(strstr(expect(PM_EPARSE, "<Request>\n\n<Command>x</Request>"), "line 3"));
+    expect(PM_ESCHEMA, "<Request><Id>abc</Id></Request>");
+    assert_non_null(strstr(expect(PM_EPARSE, "<Request><Id>1</Id>text<Command>x</Command>"
+                                             "</Request>"),
+                           "mixed content"));
+    m = must_decode("<Request><Command>C</Command><Params><P1>1</P1></Params></Request>");
+    pm_msg_free(m);
+  }
+  free(deep);
+}
+
+/* A context remembers every name it has parsed: names from many messages, each different,
+ * must not make decoding fail or change (the decoder drops a context whose dictionary grew
+ * large; valgrind and ASan see any leak of one). */
+static void test_codec_xml_many_names(void **state) {
+  char doc[256];
+  pm_msg *m;
+  const json_t *params;
+  (void)state;
+  for (int i = 0; i < 3000; i++) {
+    snprintf(doc, sizeof(doc),
+             "<Request><Command>X</Command><Params><N%d>v%d</N%d></Params></Request>", i, i, i);
+    m = must_decode(doc);
+    params = json_object_get(pm_msg_fields(m), "Params");
+    assert_int_equal(1, json_object_size(params));
+    pm_msg_free(m);
+  }
+}
+
+/* Read as UTF-8 whatever the first bytes suggest: a UTF-16 document (byte order mark, or '<'
+ * and NUL bytes) is not read as UTF-16; a UTF-8 byte order mark is allowed. */
+static void test_codec_xml_utf8_only(void **state) {
+  static const char utf16le[] = "\xff\xfe<\0R\0e\0q\0u\0e\0s\0t\0/\0>\0";
+  static const char utf16be[] = "\0<\0R\0e\0q\0u\0e\0s\0t\0/\0>";
+  static const char ucs4[] = "<\0\0\0R\0\0\0/\0\0\0>\0\0\0";
+  static const char bom8[] = "\xef\xbb\xbf<Request><Command>X</Command></Request>";
+  char why[PM_REASON_MAX];
+  pm_msg *m = NULL;
+  (void)state;
+  assert_pm(PM_EPARSE, pm_xml_decode(utf16le, sizeof(utf16le) - 1, &m, why));
+  assert_pm(PM_EPARSE, pm_xml_decode(utf16be, sizeof(utf16be) - 1, &m, why));
+  assert_pm(PM_EPARSE, pm_xml_decode(ucs4, sizeof(ucs4) - 1, &m, why));
+  assert_null(m);
+  assert_pm(0, pm_xml_decode(bom8, sizeof(bom8) - 1, &m, why));
+  pm_msg_free(m);
 }
 
 static void test_codec_xml_decode_oom(void **state) {
@@ -792,6 +858,9 @@ int main(void) {
       cmocka_unit_test(test_codec_xml_trailing_text_counts),
       cmocka_unit_test(test_codec_xml_noncharacters),
       cmocka_unit_test(test_codec_xml_bad_arguments),
+      cmocka_unit_test(test_codec_xml_contexts_reused_cleanly),
+      cmocka_unit_test(test_codec_xml_many_names),
+      cmocka_unit_test(test_codec_xml_utf8_only),
       cmocka_unit_test(hardening_01_xml_attributes_linear),
       cmocka_unit_test(hardening_02_decode_budget_xml),
   };
