@@ -7,10 +7,11 @@
 #define PIPEMSG PM_BIN_DIR "/pipemsg"
 
 static const char *const scenarios[] = {
-    "queue_rss_per_event", "queue_heap_per_event", "command_json", "command_xml",
-    "event_rate",          "event_p50",            "event_p99",    "zmq_event_rate",
-    "zmq_event_p50",       "zmq_event_p99",        "big_time",     "big_server_peak",
-    "big_client_peak",     "idle_cpu",             "idle_wakeups", NULL};
+    "queue_rss_per_event",  "queue_heap_per_event", "command_json",    "command_xml",
+    "command_service_json", "event_rate",           "event_p50",       "event_p99",
+    "zmq_event_rate",       "zmq_event_p50",        "zmq_event_p99",   "big_time",
+    "big_server_peak",      "big_client_peak",      "idle_cpu",        "idle_wakeups",
+    NULL};
 
 static const json_t *find_row(const json_t *rows, const char *name) {
   size_t i;

@@ -386,7 +386,7 @@ static void test_win_cli_help(void **state) {
   assert_int_equal(0, pm_test_run(watch, &out, &err));
   assert_non_null(strstr(out, "the value EventPipe"));
   assert_int_equal(0, pm_test_run(bench, &out, &err));
-  assert_non_null(strstr(out, "On Windows the idle group is skipped"));
+  assert_non_null(strstr(out, "On Windows the idle and service groups are skipped"));
   assert_int_equal(0, pm_test_run(man, &out, &err));
   assert_non_null(strstr(out, "\\-\\-names\\-registry"));
 }
@@ -396,12 +396,13 @@ static void test_win_cli_help(void **state) {
 static void test_win_cli_bench_quick(void **state) {
   const char *out, *err;
   const char *json[] = {pipemsg, "bench", "--quick", "--json", "--only", "command", "--only",
-                        "zmq", "--only", "big", "--only", "idle", "--only", "queue", NULL};
+                        "zmq", "--only", "big", "--only", "idle", "--only", "queue", "--only",
+                        "service", NULL};
   const char *table[] = {pipemsg, "bench", "--quick", "--only", "idle", NULL};
   static const char *const rows_expected[] = {
       "queue_rss_per_event", "queue_heap_per_event", "command_json",   "command_xml",
       "big_time",            "big_server_peak",      "big_client_peak"};
-  static const char *const groups[] = {"zmq", "idle"};
+  static const char *const groups[] = {"zmq", "service", "idle"};
   json_t *top, *rows, *skipped;
   json_error_t jerr;
   (void)state;
@@ -423,8 +424,8 @@ static void test_win_cli_bench_quick(void **state) {
   assert_string_equal("raw named-pipe write/read", json_string_value(json_object_get(
                                                        json_array_get(rows, 4), "baseline_kind")));
   skipped = json_object_get(top, "skipped");
-  assert_int_equal(2, json_array_size(skipped));
-  for (size_t i = 0; i < 2; i++) {
+  assert_int_equal(3, json_array_size(skipped));
+  for (size_t i = 0; i < 3; i++) {
     json_t *s = json_array_get(skipped, i);
     assert_string_equal(groups[i], json_string_value(json_object_get(s, "group")));
     assert_true(strlen(json_string_value(json_object_get(s, "reason"))) > 10);
