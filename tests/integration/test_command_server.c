@@ -433,6 +433,33 @@ static void await_logged(const char *text) {
   }
 }
 
+/* A request there only in part when its turn comes is read at once, before the loop is asked
+ * to wait, and is still bound by the request deadline from its turn: the rest never comes, so
+ * the connection is closed at the deadline, unanswered. The idle connection ahead of it makes
+ * sure its bytes are there when its turn comes (two deadlines in all). */
+static void test_command_server_partial_request_deadline(void **state) {
+  const char *req = "{\"Request\":{\"Command\":\"Hello\"}}";
+  uint8_t h[4];
+  uint64_t start;
+  int idle, fd;
+  (void)state;
+  fx.opts.request_timeout_ms = 300;
+  start_server();
+  idle = pm_test_connect(fx.path);
+  assert_true(idle >= 0);
+  start = pm_test_now_ms();
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  pm_frame_header(strlen(req), 0, h);
+  assert_int_equal(0, pm_test_send_all(fd, h, 4));
+  assert_int_equal(0, pm_test_send_all(fd, req, 10));
+  assert_true(pm_test_wait_eof(fd, 600 + (int)slack_ms) >= 0);
+  assert_in_range(pm_test_now_ms() - start, 600 - EARLY_MS, 600 + slack_ms);
+  close(fd);
+  close(idle);
+  await_logged("no complete request before the deadline");
+}
+
 static void hardening_03_idle_uid_cannot_starve(void **state) {
   long long uids[PM_COMMAND_MAX_PER_UID_DEFAULT + 2];
   int idle[PM_COMMAND_MAX_PER_UID_DEFAULT], extra;
@@ -919,6 +946,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_command_server_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_server_async_reply, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_command_server_partial_request_deadline, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_command_server_refused_peer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_server_unencodable_data_is_an_error, setup,
                                       teardown),
