@@ -71,6 +71,7 @@ struct pm_command_server {
                   ends or the transport offers it again */
   int closing;
   int listener_open;
+  int reading_now; /* a read_now is on the stack */
   void (*close_cb)(void *arg);
   void *close_arg;
 };
@@ -404,8 +405,17 @@ static void start_turn(pm_command_call *c) {
     close_call(c, pm_strerror(rc));
     return;
   }
-  if (read_now(c))
-    return;
+  /* Not while another turn's read_now is on the stack: a turn that ends at once (an oversized
+   * frame's answer, then lingering) starts the next one, and reading there too would nest a
+   * read buffer per waiting connection. That one reads through the loop instead. */
+  if (!s->reading_now) {
+    int done;
+    s->reading_now = 1;
+    done = read_now(c);
+    s->reading_now = 0;
+    if (done)
+      return;
+  }
   uv_timer_start(&c->timer, on_request_timeout, s->opts.request_timeout_ms, 0);
   rc = uv_read_start((uv_stream_t *)&c->pipe, pm__read_alloc, on_read);
   if (rc < 0)

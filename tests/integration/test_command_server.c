@@ -460,6 +460,34 @@ static void test_command_server_partial_request_deadline(void **state) {
   await_logged("no complete request before the deadline");
 }
 
+/* Turns that end at once start the next one at once: queued connections that each sent an
+ * oversized frame header get BadRequest one after the other, and then a normal call is served
+ * (each turn's first read is done before the loop waits, but never nested in another's). */
+static void test_command_server_oversized_turns_in_a_row(void **state) {
+  const uint8_t huge[4] = {0x7f, 0xff, 0xff, 0xff};
+  int idle, fds[PM_COMMAND_MAX_PER_UID_DEFAULT - 1];
+  const int n = PM_COMMAND_MAX_PER_UID_DEFAULT - 1;
+  pm_msg *resp;
+  (void)state;
+  fx.opts.request_timeout_ms = 300;
+  start_server();
+  idle = pm_test_connect(fx.path);
+  assert_true(idle >= 0);
+  for (int i = 0; i < n; i++) {
+    fds[i] = pm_test_connect(fx.path);
+    assert_true(fds[i] >= 0);
+    assert_int_equal(0, pm_test_send_all(fds[i], huge, sizeof(huge)));
+  }
+  for (int i = 0; i < n; i++) {
+    expect_result(fds[i], "BadRequest");
+    close(fds[i]);
+  }
+  close(idle);
+  assert_pm(0, call("Hello", NULL, &resp));
+  assert_string_equal("Ok", result_of(resp));
+  pm_msg_free(resp);
+}
+
 static void hardening_03_idle_uid_cannot_starve(void **state) {
   long long uids[PM_COMMAND_MAX_PER_UID_DEFAULT + 2];
   int idle[PM_COMMAND_MAX_PER_UID_DEFAULT], extra;
@@ -947,6 +975,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_command_server_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_server_async_reply, setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_server_partial_request_deadline, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_command_server_oversized_turns_in_a_row, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_command_server_refused_peer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_server_unencodable_data_is_an_error, setup,
