@@ -233,6 +233,7 @@ static int send_response(pm_command_call *c, const char *result, const char *mes
   }
   if (rc < 0)
     goto fail;
+  /* The state first: on_written checks it. */
   before = c->state;
   snprintf(c->result, sizeof(c->result), "%s", result);
   c->state = CALL_WRITING;
@@ -315,15 +316,17 @@ static void dispatch(pm_command_call *c, uint8_t *payload, size_t len) {
   s->opts.handler(c, s->opts.data);
 }
 
-/* Takes bytes of the request: 1 once the call has moved on (dispatched, answered or closing),
- * 0 while the frame is still incomplete. */
-static int take_bytes(pm_command_call *c, const void *buf, size_t n) {
+/* Takes bytes of the request, and frees owned (the buffer they came in, or NULL) once the
+ * reader has them: 1 once the call has moved on (dispatched, answered or closing), 0 while the
+ * frame is still incomplete. */
+static int take_bytes(pm_command_call *c, const void *buf, size_t n, void *owned) {
   uint8_t *payload;
   size_t len;
   long used;
   char why[PM_REASON_MAX];
 
   used = pm_reader_feed(c->reader, buf, n);
+  pm__free(owned);
   if (used == PM_EMSGSIZE) {
     uv_read_stop((uv_stream_t *)&c->pipe);
     uv_timer_stop(&c->timer);
@@ -359,8 +362,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     close_call(c, nread == UV_EOF ? "client closed before a whole request" : "read failed");
     return;
   }
-  take_bytes(c, buf->base, (size_t)nread);
-  pm__free(buf->base);
+  take_bytes(c, buf->base, (size_t)nread, buf->base);
 }
 
 /* Most clients have sent their whole request by the time their turn comes (at once, for the
@@ -375,7 +377,7 @@ static int read_now(pm_command_call *c) {
     close_call(c, n == 0 ? "client closed before a whole request" : "read failed");
     return 1;
   }
-  return take_bytes(c, buf, (size_t)n);
+  return take_bytes(c, buf, (size_t)n, NULL);
 }
 
 static void on_request_timeout(uv_timer_t *t) {
