@@ -1,0 +1,656 @@
+// PipeMsg.Client: the C application API (libpipemsg's pm_client) for C#. Framing, handshakes,
+// deadlines and reconnection are the library's; this file moves JSON text across and turns
+// results into exceptions and events into a .NET event (bindings/dotnet/README.md).
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Runtime.InteropServices;
+using System.Threading;
+using System.Threading.Tasks;
+
+namespace PipeMsg
+{
+    /// <summary>A result other than Ok.</summary>
+    public sealed class PipeMsgException : Exception
+    {
+        /// <summary>The result's name: the service's Result ("TooManyRequests", "Error", ...)
+        /// or one the client decided ("ConnectionTimeout", "Timeout", "TransportError",
+        /// "TransportNotAuthorized", "InvalidArgument").</summary>
+        public string Result { get; private set; }
+
+        /// <summary>True when the service answered (Result and Message are its own).</summary>
+        public bool FromService { get; private set; }
+
+        /// <summary>Makes one; Message is the service's text, or why the client gave up.
+        /// </summary>
+        public PipeMsgException(string result, string message, bool fromService)
+            : base(message)
+        {
+            Result = result;
+            FromService = fromService;
+        }
+    }
+
+    /// <summary>One event from the event pipe.</summary>
+    public sealed class EventArgs : System.EventArgs
+    {
+        /// <summary>The event's id (increasing within an epoch).</summary>
+        public long Id { get; private set; }
+
+        /// <summary>The event type as sent ("StateChanged", ...).</summary>
+        public string Type { get; private set; }
+
+        /// <summary>The event's Data as JSON text (null when it had none); Json.Parse reads it.
+        /// </summary>
+        public string Data { get; private set; }
+
+        /// <summary>The service's epoch of the id.</summary>
+        public long Epoch { get; private set; }
+
+        /// <summary>When it was published (RFC 3339), or null.</summary>
+        public string Time { get; private set; }
+
+        internal EventArgs(long id, string type, string data, long epoch, string time)
+        {
+            Id = id;
+            Type = type;
+            Data = data;
+            Epoch = epoch;
+            Time = time;
+        }
+    }
+
+    /// <summary>A client of pipemsgd: one method per command of the contract (with an Async
+    /// twin), Call for any command, and EventReceived for the event pipe. Thread-safe.</summary>
+    public sealed partial class Client : IDisposable
+    {
+        private readonly string commandPipe;
+        private readonly string eventPipe;
+        private readonly object gate = new object();
+        private IntPtr handle;   // commands; Zero once disposed
+        private int busy;        // synchronous calls using handle now
+        private bool disposed;
+        private readonly HashSet<Pending> pending = new HashSet<Pending>();
+
+        private EventHandler<EventArgs> handlers;
+        private Session session; // the event pipe's client while a handler is attached
+
+        // Which client's handlers the current thread is running (to close from elsewhere).
+        [ThreadStatic] private static Client delivering;
+
+        // Static: alive as long as the program, whatever the library holds on to.
+        private static readonly Native.CallCallback callDone = CallDone;
+
+        /// <summary>Opens a client. Null pipes mean $PIPEMSG_COMMAND_PIPE /
+        /// $PIPEMSG_EVENT_PIPE when set, else the standard names. Nothing is connected until a
+        /// call (commands) or until a handler is attached to EventReceived (events).</summary>
+        /// <exception cref="ArgumentException">A pipe name the library refuses.</exception>
+        public Client(string commandPipe = null, string eventPipe = null)
+        {
+            this.commandPipe = commandPipe;
+            this.eventPipe = eventPipe;
+            handle = Open(null, false);
+        }
+
+        /// <summary>Closes the client: waits for synchronous calls in progress, fails pending
+        /// asynchronous ones with ObjectDisposedException, detaches from the event pipe
+        /// (an event whose handlers are running stays unconfirmed).</summary>
+        public void Dispose()
+        {
+            IntPtr h;
+            Session s;
+            List<Pending> dropped;
+            lock (gate)
+            {
+                if (disposed)
+                    return;
+                disposed = true;
+                handlers = null;
+                s = session;
+                session = null;
+                while (busy > 0)
+                    Monitor.Wait(gate);
+                h = handle;
+                handle = IntPtr.Zero;
+            }
+            Close(s);
+            Native.pm_client_close(h);
+            lock (gate)
+            {
+                dropped = new List<Pending>(pending);
+                pending.Clear();
+            }
+            foreach (Pending p in dropped)
+                p.Fail(new ObjectDisposedException("PipeMsg.Client"));
+            GC.SuppressFinalize(this);
+        }
+
+        /// <summary>Closes what Dispose would have; pending asynchronous calls and an event
+        /// session keep the client reachable, so there is none here.</summary>
+        ~Client()
+        {
+            if (handle != IntPtr.Zero)
+                Native.pm_client_close(handle);
+        }
+
+        private IntPtr Open(Native.EventCallback onEvent, bool confirmLater)
+        {
+            var cfg = new Native.Config();
+            try
+            {
+                cfg.CommandPipe = Native.Utf8(commandPipe);
+                cfg.EventPipe = Native.Utf8(eventPipe);
+                cfg.ConfirmLater = (byte)(confirmLater ? 1 : 0);
+                if (onEvent != null)
+                    cfg.OnEvent = Marshal.GetFunctionPointerForDelegate(onEvent);
+                IntPtr client;
+                int rc = Native.pm_client_open(ref cfg, out client);
+                if (rc == ErrInvalid)
+                    throw new ArgumentException("a pipe name libpipemsg refuses");
+                if (rc < 0)
+                    throw new PipeMsgException("TransportError",
+                                               "pm_client_open failed (PM_E code " + rc + ")", false);
+                return client;
+            }
+            finally
+            {
+                Native.FreeUtf8(cfg.CommandPipe);
+                Native.FreeUtf8(cfg.EventPipe);
+            }
+        }
+
+        private const int ErrInvalid = -1; // PM_EINVAL (pipemsg/error.h)
+
+        // ---- calls ---------------------------------------------------------------------------
+
+        /// <summary>Any command, including those the contract does not declare: Params as JSON
+        /// text (an object, or null for none). Returns the answer's Data as JSON text, or null
+        /// when it had none.</summary>
+        /// <exception cref="PipeMsgException">The result was not Ok.</exception>
+        public string Call(string command, string paramsJson = null)
+        {
+            if (command == null)
+                throw new ArgumentNullException("command");
+            IntPtr h = Enter();
+            IntPtr cmd = IntPtr.Zero, prm = IntPtr.Zero, data = IntPtr.Zero;
+            try
+            {
+                cmd = Native.Utf8(command);
+                prm = Native.Utf8(paramsJson);
+                Native.Result r = Native.pm_client_call(h, cmd, prm, out data);
+                if (r.Code != 0)
+                    throw Native.Failure(ref r);
+                return Native.FromUtf8(data);
+            }
+            finally
+            {
+                Native.pm_client_free(data);
+                Native.FreeUtf8(cmd);
+                Native.FreeUtf8(prm);
+                Exit();
+            }
+        }
+
+        /// <summary>Call's asynchronous twin: the library's call worker runs it (calls of one
+        /// client in order); the task completes on the thread pool.</summary>
+        public Task<string> CallAsync(string command, string paramsJson = null)
+        {
+            if (command == null)
+                throw new ArgumentNullException("command");
+            return Start(command, paramsJson, (data, where) => data);
+        }
+
+        private T Invoke<T>(string command, List<KeyValuePair<string, object>> parameters,
+                            Func<object, string, T> decode)
+        {
+            string data = Call(command, parameters.Count > 0 ? Json.Write(parameters) : null);
+            return Decode.Data(data, command, decode);
+        }
+
+        private void Invoke(string command, List<KeyValuePair<string, object>> parameters,
+                            Func<object, string, object> decode)
+        {
+            Invoke<object>(command, parameters, decode);
+        }
+
+        private Task<T> InvokeAsync<T>(string command, List<KeyValuePair<string, object>> parameters,
+                                       Func<object, string, T> decode)
+        {
+            return Start(command, parameters.Count > 0 ? Json.Write(parameters) : null,
+                         (data, where) => Decode.Data(data, where, decode));
+        }
+
+        private IntPtr Enter()
+        {
+            lock (gate)
+            {
+                if (disposed)
+                    throw new ObjectDisposedException("PipeMsg.Client");
+                busy++;
+                return handle;
+            }
+        }
+
+        private void Exit()
+        {
+            lock (gate)
+            {
+                if (--busy == 0)
+                    Monitor.PulseAll(gate);
+            }
+        }
+
+        // One asynchronous call: reachable from its GCHandle until the library calls back or
+        // the client is disposed.
+        private abstract class Pending
+        {
+            internal Client Owner;
+            internal GCHandle Self;
+            internal string Command;
+            internal abstract void Complete(Native.Result r, string data);
+            internal abstract void Fail(Exception e);
+        }
+
+        private sealed class Pending<T> : Pending
+        {
+            internal readonly TaskCompletionSource<T> Done =
+                new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+            internal Func<string, string, T> Decode;
+
+            internal override void Complete(Native.Result r, string data)
+            {
+                if (r.Code != 0)
+                {
+                    Done.TrySetException(Native.Failure(ref r));
+                    return;
+                }
+                try
+                {
+                    Done.TrySetResult(Decode(data, Command));
+                }
+                catch (Exception e)
+                {
+                    Done.TrySetException(e);
+                }
+            }
+
+            internal override void Fail(Exception e)
+            {
+                Done.TrySetException(e);
+            }
+        }
+
+        private Task<T> Start<T>(string command, string paramsJson, Func<string, string, T> decode)
+        {
+            var p = new Pending<T> { Owner = this, Command = command, Decode = decode };
+            IntPtr cmd = Native.Utf8(command), prm = IntPtr.Zero;
+            try
+            {
+                prm = Native.Utf8(paramsJson);
+                lock (gate)
+                {
+                    if (disposed)
+                        throw new ObjectDisposedException("PipeMsg.Client");
+                    p.Self = GCHandle.Alloc(p);
+                    pending.Add(p);
+                    // Under the lock: Dispose cannot close the handle in between, and the
+                    // callback (on the library's worker) waits for the lock to find p.
+                    int rc = Native.pm_client_call_async(handle, cmd, prm, callDone,
+                                                         GCHandle.ToIntPtr(p.Self));
+                    if (rc < 0)
+                    {
+                        pending.Remove(p);
+                        p.Self.Free();
+                        throw new PipeMsgException(rc == ErrInvalid ? "InvalidArgument" : "TransportError",
+                                                   "pm_client_call_async failed (PM_E code " + rc + ")",
+                                                   false);
+                    }
+                }
+            }
+            finally
+            {
+                Native.FreeUtf8(cmd);
+                Native.FreeUtf8(prm);
+            }
+            return p.Done.Task;
+        }
+
+        // On the library's call worker: nothing may throw back into C.
+        private static unsafe void CallDone(IntPtr client, IntPtr result, IntPtr dataJson, IntPtr data)
+        {
+            try
+            {
+                var p = (Pending)GCHandle.FromIntPtr(data).Target;
+                lock (p.Owner.gate)
+                {
+                    if (!p.Owner.pending.Remove(p))
+                        return; // Dispose failed it already
+                }
+                p.Self.Free();
+                Native.Result r = *(Native.Result*)result;
+                string text = null;
+                try
+                {
+                    text = r.Code == 0 ? Native.FromUtf8(dataJson) : null;
+                }
+                catch (Exception e)
+                {
+                    p.Fail(e);
+                    return;
+                }
+                p.Complete(r, text);
+            }
+            catch (Exception e)
+            {
+                Report(e);
+            }
+        }
+
+        // ---- events --------------------------------------------------------------------------
+
+        /// <summary>Events from the event pipe, on the library's event thread. Attaching the
+        /// first handler attaches the client to the event pipe; removing the last detaches it.
+        /// An event is confirmed when the handlers return. A handler that throws leaves its
+        /// event unconfirmed: every handler is removed and the client detaches, so the
+        /// service keeps the event for the next attach; EventHandlerFailed gets the exception.
+        /// </summary>
+        public event EventHandler<EventArgs> EventReceived
+        {
+            add
+            {
+                lock (gate)
+                {
+                    if (disposed)
+                        throw new ObjectDisposedException("PipeMsg.Client");
+                    handlers += value;
+                    if (session == null && handlers != null)
+                        session = new Session(this);
+                }
+            }
+            remove
+            {
+                Session s = null;
+                lock (gate)
+                {
+                    handlers -= value;
+                    if (handlers == null)
+                    {
+                        s = session;
+                        session = null;
+                    }
+                }
+                Close(s);
+            }
+        }
+
+        /// <summary>An EventReceived handler threw (the exception is e.GetException()); the
+        /// client has detached from the event pipe. Runs on the event thread; what it throws is
+        /// dropped.</summary>
+        public event EventHandler<ErrorEventArgs> EventHandlerFailed;
+
+        // One attachment to the event pipe: its own pm_client, and the delegate the library
+        // calls, kept from the collector until that pm_client is closed.
+        private sealed class Session
+        {
+            internal readonly IntPtr Handle;
+            private readonly Native.EventCallback callback;
+            private GCHandle keep;
+
+            internal Session(Client owner)
+            {
+                callback = owner.OnEvent;
+                keep = GCHandle.Alloc(callback);
+                try
+                {
+                    Handle = owner.Open(callback, true);
+                }
+                catch
+                {
+                    keep.Free();
+                    throw;
+                }
+            }
+
+            internal void Close()
+            {
+                Native.pm_client_close(Handle);
+                keep.Free();
+            }
+        }
+
+        // pm_client_close waits for the event thread, so a session is never closed on it: a
+        // handler that removes itself (or disposes the client) has it closed on the pool.
+        private void Close(Session s)
+        {
+            if (s == null)
+                return;
+            if (delivering != null)
+                ThreadPool.QueueUserWorkItem(_ => s.Close());
+            else
+                s.Close();
+        }
+
+        // On the library's event thread: nothing may throw back into C.
+        private void OnEvent(IntPtr client, IntPtr ev, IntPtr data)
+        {
+            try
+            {
+                EventHandler<EventArgs> h;
+                lock (gate)
+                {
+                    // A session being closed (the last handler gone) delivers nothing more.
+                    if (session == null || session.Handle != client)
+                        return;
+                    h = handlers;
+                }
+                var head = (Native.EventHead)Marshal.PtrToStructure(ev, typeof(Native.EventHead));
+                var e = new EventArgs(head.Id, Native.FromUtf8(head.TypeName),
+                                      Native.FromUtf8(head.DataJson), head.Epoch,
+                                      Native.FromUtf8(head.Time));
+                delivering = this;
+                try
+                {
+                    h(this, e);
+                }
+                catch (Exception failure)
+                {
+                    HandlerFailed(failure);
+                    return;
+                }
+                finally
+                {
+                    delivering = null;
+                }
+                Native.pm_client_confirm(client, e.Id);
+            }
+            catch (Exception e)
+            {
+                Report(e);
+            }
+        }
+
+        private void HandlerFailed(Exception failure)
+        {
+            Session s;
+            lock (gate)
+            {
+                handlers = null;
+                s = session;
+                session = null;
+            }
+            if (s != null)
+                ThreadPool.QueueUserWorkItem(_ => s.Close());
+            EventHandler<ErrorEventArgs> f = EventHandlerFailed;
+            if (f == null)
+                return;
+            try
+            {
+                f(this, new ErrorEventArgs(failure));
+            }
+            catch (Exception e)
+            {
+                Report(e);
+            }
+        }
+
+        // The last resort on a library thread, where an exception must not unwind into C.
+        private static void Report(Exception e)
+        {
+            try
+            {
+                Console.Error.WriteLine("PipeMsg: dropped on a library thread: " + e);
+            }
+            catch (Exception)
+            {
+                // stderr itself failed: nothing is left to tell
+            }
+        }
+    }
+
+    // Reading Data (parsed JSON) into the generated classes; a mismatch is the answer being
+    // malformed, as the C client calls it.
+    internal static class Decode
+    {
+        internal static T Data<T>(string json, string command, Func<object, string, T> decode)
+        {
+            object v;
+            try
+            {
+                v = json == null ? null : Json.Parse(json);
+            }
+            catch (FormatException e)
+            {
+                throw Malformed(command + " Data: " + e.Message);
+            }
+            return decode(v, command);
+        }
+
+        internal static object NoData(object value, string where)
+        {
+            return null;
+        }
+
+        internal static PipeMsgException Malformed(string why)
+        {
+            return new PipeMsgException("TransportError", "malformed answer: " + why, false);
+        }
+
+        internal static Dictionary<string, object> Fields(object v, string where)
+        {
+            var o = v as Dictionary<string, object>;
+            if (o == null)
+                throw Malformed(where + " is not an object");
+            return o;
+        }
+
+        private static object Get(Dictionary<string, object> o, string name, string where, bool required)
+        {
+            object v;
+            if (o.TryGetValue(name, out v) && v != null)
+                return v;
+            if (required)
+                throw Malformed(where + " missing");
+            return null;
+        }
+
+        internal static string String(Dictionary<string, object> o, string name, string where, bool required)
+        {
+            object v = Get(o, name, where, required);
+            if (v != null && !(v is string))
+                throw Malformed(where + " is not a string");
+            return (string)v;
+        }
+
+        internal static string JsonText(Dictionary<string, object> o, string name, string where, bool required)
+        {
+            object v = Get(o, name, where, required);
+            return v == null ? null : Json.Write(v);
+        }
+
+        internal static bool? OptionalBool(Dictionary<string, object> o, string name, string where)
+        {
+            object v = Get(o, name, where, false);
+            if (v != null && !(v is bool))
+                throw Malformed(where + " is not a boolean");
+            return (bool?)v;
+        }
+
+        internal static bool Bool(Dictionary<string, object> o, string name, string where)
+        {
+            Get(o, name, where, true);
+            return OptionalBool(o, name, where).Value;
+        }
+
+        internal static long? OptionalInt(Dictionary<string, object> o, string name, string where)
+        {
+            object v = Get(o, name, where, false);
+            if (v != null && !(v is long))
+                throw Malformed(where + " is not an integer");
+            return (long?)v;
+        }
+
+        internal static long Int(Dictionary<string, object> o, string name, string where)
+        {
+            Get(o, name, where, true);
+            return OptionalInt(o, name, where).Value;
+        }
+
+        internal static T Object<T>(Dictionary<string, object> o, string name, string where, bool required,
+                                    Func<object, string, T> decode) where T : class
+        {
+            object v = Get(o, name, where, required);
+            return v == null ? null : decode(v, where);
+        }
+
+        private static List<object> List(Dictionary<string, object> o, string name, string where, bool required)
+        {
+            object v = Get(o, name, where, required);
+            if (v != null && !(v is List<object>))
+                throw Malformed(where + " is not a list");
+            return (List<object>)v;
+        }
+
+        internal static IReadOnlyList<string> Strings(Dictionary<string, object> o, string name, string where,
+                                                      bool required)
+        {
+            List<object> a = List(o, name, where, required);
+            if (a == null)
+                return null;
+            var r = new List<string>(a.Count);
+            foreach (object x in a)
+            {
+                if (!(x is string))
+                    throw Malformed(where + "[" + r.Count + "] is not a string");
+                r.Add((string)x);
+            }
+            return r.AsReadOnly();
+        }
+
+        internal static IReadOnlyList<T> Objects<T>(Dictionary<string, object> o, string name, string where,
+                                                    bool required, Func<object, string, T> decode)
+        {
+            List<object> a = List(o, name, where, required);
+            if (a == null)
+                return null;
+            var r = new List<T>(a.Count);
+            foreach (object x in a)
+                r.Add(decode(x, where + "[" + r.Count + "]"));
+            return r.AsReadOnly();
+        }
+    }
+
+    internal static class Encode
+    {
+        internal static List<object> Strings(IEnumerable<string> items)
+        {
+            var r = new List<object>();
+            foreach (string s in items)
+            {
+                if (s == null)
+                    throw new ArgumentException("a list item is null");
+                r.Add(s);
+            }
+            return r;
+        }
+    }
+}

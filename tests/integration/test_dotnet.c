@@ -1,0 +1,245 @@
+/* The C# binding (bindings/dotnet, issue 13): each test starts a pipemsgd for the case and
+ * runs `mono PipeMsgTests.exe CASE` against it (bindings/dotnet/tests/Tests.cs holds the
+ * assertions), plus the layout check of the structs the binding shares with C and the example
+ * program. */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pipemsg/client.h"
+#include "testutil.h"
+
+static pm_test_service svc;
+
+static void start(const char *const *args) {
+  pm_test_service_start(&svc, args);
+  setenv("PIPEMSG_COMMAND_PIPE", svc.command_pipe, 1);
+  setenv("PIPEMSG_EVENT_PIPE", svc.event_pipe, 1);
+}
+
+static int teardown(void **state) {
+  (void)state;
+  unsetenv("PIPEMSG_COMMAND_PIPE");
+  unsetenv("PIPEMSG_EVENT_PIPE");
+  if (svc.pid > 0)
+    assert_int_equal(0, pm_test_service_stop(&svc));
+  pm_test_service_cleanup(&svc);
+  memset(&svc, 0, sizeof(svc));
+  return 0;
+}
+
+/* An ASan-built libpipemsg loads into mono only with the ASan runtime preloaded (it must come
+ * first); mono's own allocations are not the library's, so leak detection stays off, and mono
+ * handles SIGSEGV itself (null references), so ASan leaves that signal alone. Returns 0 when
+ * the case may run, else prints why not and returns -1. */
+static int sanitizer_env(void) {
+#ifdef PM_DOTNET_ASAN_RUNTIME
+  if (access(PM_DOTNET_ASAN_RUNTIME, R_OK) != 0) {
+    pm_test_note_skip("the ASan runtime %s to preload into mono is missing",
+                      PM_DOTNET_ASAN_RUNTIME);
+    return -1;
+  }
+  setenv("LD_PRELOAD", PM_DOTNET_ASAN_RUNTIME, 1);
+  setenv("ASAN_OPTIONS", "detect_leaks=0:handle_segv=0:allow_user_segv_handler=1", 1);
+#endif
+  return 0;
+}
+
+/* Runs a program of build/bindings/dotnet under mono; fails the test with its output and the
+ * service's log unless it exits 0. */
+static const char *mono(const char *program, const char *arg) {
+  char path[512];
+  const char *out, *err;
+  const char *argv[] = {PM_MONO, "--debug", path, arg, NULL};
+  int rc;
+  snprintf(path, sizeof(path), "%s/%s", PM_DOTNET_DIR, program);
+  rc = pm_test_run(argv, &out, &err);
+  if (rc != 0) {
+    printf("%s %s: exit %d\n--- stdout\n%s--- stderr\n%s", program, arg, rc, out, err);
+    if (svc.pid > 0)
+      printf("--- pipemsgd log\n%s", pm_test_service_log(&svc));
+    fail();
+  }
+  return out;
+}
+
+static void run_case(const char *name, const char *const *service_args) {
+  if (sanitizer_env() < 0) {
+    skip();
+    return;
+  }
+  if (service_args != NULL)
+    start(service_args);
+  mono("PipeMsgTests.exe", name);
+}
+
+static const char *const test_service[] = {"--connect-delay-ms", "100", "--test-commands", NULL};
+
+/* ---- the structs the binding declares against the C compiler's layout -------------------- */
+
+static void line(char *buf, size_t size, const char *name, size_t value) {
+  size_t len = strlen(buf);
+  snprintf(buf + len, size - len, "%s %zu\n", name, value);
+}
+
+static void test_dotnet_layout(void **state) {
+  static char want[4096];
+  const char *got;
+  (void)state;
+  if (sanitizer_env() < 0) {
+    skip();
+    return;
+  }
+  want[0] = '\0';
+#define OFF(type, cs, field) line(want, sizeof(want), cs, offsetof(type, field))
+  line(want, sizeof(want), "Config", sizeof(pm_client_config));
+  OFF(pm_client_config, "Config.CommandPipe", command_pipe);
+  OFF(pm_client_config, "Config.EventPipe", event_pipe);
+  OFF(pm_client_config, "Config.ConnectTimeoutMs", connect_timeout_ms);
+  OFF(pm_client_config, "Config.ResponseTimeoutMs", response_timeout_ms);
+  OFF(pm_client_config, "Config.HandshakeTimeoutMs", handshake_timeout_ms);
+  OFF(pm_client_config, "Config.ReconnectMinMs", reconnect_min_ms);
+  OFF(pm_client_config, "Config.ReconnectMaxMs", reconnect_max_ms);
+  OFF(pm_client_config, "Config.ExpectOwner", expect_owner);
+  OFF(pm_client_config, "Config.Drive", drive);
+  OFF(pm_client_config, "Config.OnEvent", on_event);
+  OFF(pm_client_config, "Config.OnConnection", on_connection);
+  OFF(pm_client_config, "Config.ConfirmLater", confirm_later);
+  OFF(pm_client_config, "Config.Observe", observe);
+  OFF(pm_client_config, "Config.Start", start);
+  OFF(pm_client_config, "Config.ResumeEpoch", resume_epoch);
+  OFF(pm_client_config, "Config.ResumeLastId", resume_last_id);
+  OFF(pm_client_config, "Config.ClientName", client_name);
+  OFF(pm_client_config, "Config.Data", data);
+  line(want, sizeof(want), "Result", sizeof(pm_result));
+  OFF(pm_result, "Result.Code", code);
+  OFF(pm_result, "Result.FromService", from_service);
+  OFF(pm_result, "Result.Error", error);
+  OFF(pm_result, "Result.Name", name);
+  OFF(pm_result, "Result.Message", message);
+  /* EventHead is pm_client_event's leading fields: its size is where the union starts. */
+  line(want, sizeof(want), "EventHead", offsetof(pm_client_event, u));
+  OFF(pm_client_event, "EventHead.Type", type);
+  OFF(pm_client_event, "EventHead.TypeName", type_name);
+  OFF(pm_client_event, "EventHead.Id", id);
+  OFF(pm_client_event, "EventHead.Epoch", epoch);
+  OFF(pm_client_event, "EventHead.Time", time);
+  OFF(pm_client_event, "EventHead.DataJson", data_json);
+#undef OFF
+  got = mono("PipeMsgTests.exe", "layout");
+  assert_string_equal(want, got);
+}
+
+/* ---- cases ------------------------------------------------------------------------------- */
+
+static void test_dotnet_json(void **state) {
+  (void)state;
+  run_case("json", NULL);
+}
+
+static void test_dotnet_commands(void **state) {
+  (void)state;
+  run_case("commands", test_service);
+}
+
+/* Without --test-commands GetCommands lists exactly the contract's client commands: each must
+ * have a method. */
+static void test_dotnet_coverage(void **state) {
+  static const char *const args[] = {NULL};
+  (void)state;
+  run_case("coverage", args);
+}
+
+static void test_dotnet_async(void **state) {
+  (void)state;
+  run_case("async", test_service);
+}
+
+static void test_dotnet_events(void **state) {
+  (void)state;
+  run_case("events", test_service);
+}
+
+static void test_dotnet_unconfirmed(void **state) {
+  (void)state;
+  run_case("unconfirmed", test_service);
+}
+
+/* The first delivery waits for commands on other threads: a long acknowledgement timeout. */
+static void test_dotnet_concurrent(void **state) {
+  static const char *const args[] = {"--test-commands", "--ack-timeout-ms", "60000", NULL};
+  (void)state;
+  run_case("concurrent", args);
+}
+
+static void test_dotnet_bad_request(void **state) {
+  (void)state;
+  run_case("bad_request", test_service);
+}
+
+static void test_dotnet_too_many_requests(void **state) {
+  static const char *const args[] = {"--connect-delay-ms", "60000", NULL};
+  (void)state;
+  run_case("too_many_requests", args);
+}
+
+/* settings.json made a directory: the atomic rename cannot replace it, so a setting is answered
+ * Error (as test_service_faults does it). */
+static void test_dotnet_service_error(void **state) {
+  char data_dir[128], path[160];
+  const char *args[] = {"--data-dir", data_dir, NULL};
+  (void)state;
+  pm_test_dir_new(data_dir, sizeof(data_dir));
+  start(args);
+  snprintf(path, sizeof(path), "%s/settings.json", data_dir);
+  assert_int_equal(0, mkdir(path, 0700));
+  run_case("service_error", NULL);
+  pm_test_dir_remove(data_dir);
+}
+
+static void test_dotnet_connection_timeout(void **state) {
+  (void)state;
+  run_case("connection_timeout", NULL);
+}
+
+static void test_dotnet_dispose(void **state) {
+  (void)state;
+  run_case("dispose", test_service);
+}
+
+/* bindings/dotnet/examples/Example.cs, as its README runs it. */
+static void test_dotnet_example(void **state) {
+  const char *out;
+  (void)state;
+  if (sanitizer_env() < 0) {
+    skip();
+    return;
+  }
+  start(test_service);
+  out = mono("PipeMsgExample.exe", "de");
+  assert_non_null(strstr(out, "Disconnected\n"));
+  assert_non_null(strstr(out, "Connected\n"));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_teardown(test_dotnet_layout, teardown),
+      cmocka_unit_test_teardown(test_dotnet_json, teardown),
+      cmocka_unit_test_teardown(test_dotnet_commands, teardown),
+      cmocka_unit_test_teardown(test_dotnet_coverage, teardown),
+      cmocka_unit_test_teardown(test_dotnet_async, teardown),
+      cmocka_unit_test_teardown(test_dotnet_events, teardown),
+      cmocka_unit_test_teardown(test_dotnet_unconfirmed, teardown),
+      cmocka_unit_test_teardown(test_dotnet_concurrent, teardown),
+      cmocka_unit_test_teardown(test_dotnet_bad_request, teardown),
+      cmocka_unit_test_teardown(test_dotnet_too_many_requests, teardown),
+      cmocka_unit_test_teardown(test_dotnet_service_error, teardown),
+      cmocka_unit_test_teardown(test_dotnet_connection_timeout, teardown),
+      cmocka_unit_test_teardown(test_dotnet_dispose, teardown),
+      cmocka_unit_test_teardown(test_dotnet_example, teardown),
+  };
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
+}
