@@ -7,8 +7,9 @@ set -eu
 # python3 (3.11: tomllib) runs scripts/contract.py; python3-jsonschema and python3-xmlschema are the
 # independent validators of the contract conformance test (tests/contract/conformance.py);
 # python3-pytest runs the Python binding's tests (bindings/python/tests); zsh
-# loads `pipemsg completion zsh` in test_cli.
-PKGS="cmake ninja-build gcc pkg-config libuv1-dev libjansson-dev libxml2-dev libcmocka-dev libsqlite3-dev valgrind libzmq3-dev clang libclang-rt-14-dev systemd gcovr python3 python3-jsonschema python3-xmlschema python3-pytest zsh"
+# loads `pipemsg completion zsh` in test_cli; mono-mcs compiles the C# binding (bindings/dotnet)
+# and mono-runtime runs its tests.
+PKGS="cmake ninja-build gcc pkg-config libuv1-dev libjansson-dev libxml2-dev libcmocka-dev libsqlite3-dev valgrind libzmq3-dev clang libclang-rt-14-dev systemd gcovr python3 python3-jsonschema python3-xmlschema python3-pytest zsh mono-mcs mono-runtime"
 WIN_PKGS="cmake ninja-build gcc make pkg-config gcc-mingw-w64-x86-64 mingw-w64-tools wine wine64
   dpkg-dev"
 # Where deb-src entries are added when the system has none (mirroring its deb entries).

@@ -6,6 +6,13 @@ set -eu
 build=${1:-build}
 for t in "$build"/bin/test_*; do
   name=$(basename "$t")
+  # test_dotnet's library code runs inside mono, which valgrind would have to follow (and then
+  # reports the runtime's JIT and garbage collector, not libpipemsg); its pipemsgd and client
+  # paths are the ones the C tests check here.
+  if [ "$name" = test_dotnet ]; then
+    echo "memcheck: $name not run: libpipemsg runs inside mono there (docs/testing.md)"
+    continue
+  fi
   rc=0
   PM_TEST_VALGRIND=1 valgrind --quiet --leak-check=full \
     --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
