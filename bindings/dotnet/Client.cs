@@ -121,7 +121,10 @@ namespace PipeMsg
                 pending.Clear();
             }
             foreach (Pending p in dropped)
+            {
+                p.Self.Free();
                 p.Fail(new ObjectDisposedException("PipeMsg.Client"));
+            }
             GC.SuppressFinalize(this);
         }
 
@@ -363,8 +366,17 @@ namespace PipeMsg
                     if (disposed)
                         throw new ObjectDisposedException("PipeMsg.Client");
                     handlers += value;
-                    if (session == null && handlers != null)
+                    if (session != null || handlers == null)
+                        return;
+                    try
+                    {
                         session = new Session(this);
+                    }
+                    catch
+                    {
+                        handlers -= value;
+                        throw;
+                    }
                 }
             }
             remove
