@@ -77,6 +77,7 @@ namespace PipeMsg
 
         // Which client's handlers the current thread is running (to close from elsewhere).
         [ThreadStatic] private static Client delivering;
+        [ThreadStatic] private static Session current; // the session delivering on this thread
 
         // Static: alive as long as the program, whatever the library holds on to.
         private static readonly Native.CallCallback callDone = CallDone;
@@ -90,6 +91,58 @@ namespace PipeMsg
             this.commandPipe = commandPipe;
             this.eventPipe = eventPipe;
             handle = Open(null, false);
+            lock (registry)
+            {
+                Hook();
+                id = ++lastId;
+                live[id] = new WeakReference(this);
+            }
+        }
+
+        // ---- the process's end ---------------------------------------------------------------
+        // A library thread that has run managed code (a completion, an event) is one of the
+        // runtime's threads, and Mono waits for those at exit: it would wait forever for a
+        // thread blocked in the library. So every client still open at exit is disposed, and
+        // every event session still open is closed, when the process is about to exit
+        // (ProcessExit comes before that wait).
+
+        private static readonly object registry = new object();
+        private static readonly Dictionary<long, WeakReference> live = new Dictionary<long, WeakReference>();
+        private static readonly HashSet<Session> sessions = new HashSet<Session>();
+        private static long lastId;
+        private static bool hooked;
+        private readonly long id;
+
+        // Under the registry lock.
+        private static void Hook()
+        {
+            if (hooked)
+                return;
+            AppDomain.CurrentDomain.ProcessExit += AtExit;
+            hooked = true;
+        }
+
+        private static void AtExit(object sender, System.EventArgs e)
+        {
+            var clients = new List<Client>();
+            Session[] open;
+            lock (registry)
+                foreach (WeakReference w in live.Values)
+                {
+                    var c = w.Target as Client;
+                    if (c != null)
+                        clients.Add(c);
+                }
+            foreach (Client c in clients)
+                c.Dispose();
+            lock (registry)
+            {
+                open = new Session[sessions.Count];
+                sessions.CopyTo(open);
+            }
+            foreach (Session x in open)
+                if (x != current)
+                    x.Close();
         }
 
         /// <summary>Closes the client: waits for synchronous calls in progress, fails pending
@@ -113,6 +166,8 @@ namespace PipeMsg
                 h = handle;
                 handle = IntPtr.Zero;
             }
+            lock (registry)
+                live.Remove(id);
             Close(s);
             Native.pm_client_close(h);
             lock (gate)
@@ -132,6 +187,8 @@ namespace PipeMsg
         /// session keep the client reachable, so there is none here.</summary>
         ~Client()
         {
+            lock (registry)
+                live.Remove(id);
             if (handle != IntPtr.Zero)
                 Native.pm_client_close(handle);
         }
@@ -323,6 +380,7 @@ namespace PipeMsg
         {
             try
             {
+                Background();
                 var p = (Pending)GCHandle.FromIntPtr(data).Target;
                 lock (p.Owner.gate)
                 {
@@ -407,6 +465,7 @@ namespace PipeMsg
             internal readonly IntPtr Handle;
             private readonly Native.EventCallback callback;
             private GCHandle keep;
+            private int closed;
 
             internal Session(Client owner)
             {
@@ -421,12 +480,19 @@ namespace PipeMsg
                     keep.Free();
                     throw;
                 }
+                lock (registry)
+                    sessions.Add(this);
             }
 
+            // Once, from whichever of Dispose, the pool or the process's end comes first.
             internal void Close()
             {
+                if (Interlocked.Exchange(ref closed, 1) != 0)
+                    return;
                 Native.pm_client_close(Handle);
                 keep.Free();
+                lock (registry)
+                    sessions.Remove(this);
             }
         }
 
@@ -447,19 +513,23 @@ namespace PipeMsg
         {
             try
             {
+                Background();
                 EventHandler<EventArgs> h;
+                Session s;
                 lock (gate)
                 {
                     // A session being closed (the last handler gone) delivers nothing more.
                     if (session == null || session.Handle != client)
                         return;
                     h = handlers;
+                    s = session;
                 }
                 var head = (Native.EventHead)Marshal.PtrToStructure(ev, typeof(Native.EventHead));
                 var e = new EventArgs(head.Id, Native.FromUtf8(head.TypeName),
                                       Native.FromUtf8(head.DataJson), head.Epoch,
                                       Native.FromUtf8(head.Time));
                 delivering = this;
+                current = s;
                 try
                 {
                     h(this, e);
@@ -472,6 +542,7 @@ namespace PipeMsg
                 finally
                 {
                     delivering = null;
+                    current = null;
                 }
                 Native.pm_client_confirm(client, e.Id);
             }
@@ -505,9 +576,21 @@ namespace PipeMsg
             }
         }
 
-        // The last resort on a library thread, where an exception must not unwind into C.
+        // A library thread that runs managed code becomes a thread of the runtime, and Mono
+        // waits for such threads at exit unless they are background ones. A session closed on
+        // the pool (by a handler that disposed its client) may still be open then.
+        private static void Background()
+        {
+            if (!Thread.CurrentThread.IsBackground)
+                Thread.CurrentThread.IsBackground = true;
+        }
+
+        // The last resort on a library thread, where an exception must not unwind into C. A
+        // thread abort is Mono stopping the runtime at exit: nothing to say.
         private static void Report(Exception e)
         {
+            if (e is ThreadAbortException)
+                return;
             try
             {
                 Console.Error.WriteLine("PipeMsg: dropped on a library thread: " + e);

@@ -48,17 +48,22 @@ static int sanitizer_env(void) {
   return 0;
 }
 
+/* How long one case may run: each takes seconds; past this it hangs (a program that does not
+ * exit is what test_dotnet_exit looks for), and timeout(1) ends it with status 124. */
+#define CASE_LIMIT_S "120"
+
 /* Runs a program of build/bindings/dotnet under mono; fails the test with its output and the
  * service's log unless it exits 0. */
 static const char *mono(const char *program, const char *arg) {
   char path[512];
   const char *out, *err;
-  const char *argv[] = {PM_MONO, "--debug", path, arg, NULL};
+  const char *argv[] = {"/usr/bin/timeout", CASE_LIMIT_S, PM_MONO, "--debug", path, arg, NULL};
   int rc;
   snprintf(path, sizeof(path), "%s/%s", PM_DOTNET_DIR, program);
   rc = pm_test_run(argv, &out, &err);
   if (rc != 0) {
-    printf("%s %s: exit %d\n--- stdout\n%s--- stderr\n%s", program, arg, rc, out, err);
+    printf("%s %s: exit %d%s\n--- stdout\n%s--- stderr\n%s", program, arg, rc,
+           rc == 124 ? " (did not end within " CASE_LIMIT_S " s)" : "", out, err);
     if (svc.pid > 0)
       printf("--- pipemsgd log\n%s", pm_test_service_log(&svc));
     fail();
@@ -210,6 +215,13 @@ static void test_dotnet_dispose(void **state) {
   run_case("dispose", test_service);
 }
 
+/* A program that ends without Dispose, with library threads that ran managed code, exits
+ * (Mono would otherwise wait for them forever). */
+static void test_dotnet_exit(void **state) {
+  (void)state;
+  run_case("exit", test_service);
+}
+
 /* bindings/dotnet/examples/Example.cs, as its README runs it. */
 static void test_dotnet_example(void **state) {
   const char *out;
@@ -239,6 +251,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_dotnet_service_error, teardown),
       cmocka_unit_test_teardown(test_dotnet_connection_timeout, teardown),
       cmocka_unit_test_teardown(test_dotnet_dispose, teardown),
+      cmocka_unit_test_teardown(test_dotnet_exit, teardown),
       cmocka_unit_test_teardown(test_dotnet_example, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));

@@ -34,6 +34,7 @@ namespace PipeMsg.Tests
             { "service_error", ServiceError },
             { "connection_timeout", ConnectionTimeout },
             { "dispose", DisposeCase },
+            { "exit", ExitCase },
         };
 
         private static int Main(string[] args)
@@ -535,6 +536,21 @@ namespace PipeMsg.Tests
             {
                 Directory.Delete(dir, true);
             }
+        }
+
+        // Ending the program without Dispose, with an event session and a call worker that have
+        // run managed code: the process still exits (test_dotnet.c's time limit says if not).
+        private static void ExitCase()
+        {
+            var c = new Client();
+            var got = new ManualResetEventSlim();
+            c.EventReceived += (s, e) => got.Set();
+            Emit(c, "Custom", null, 1);
+            Check(got.Wait(WaitMs), "an event came");
+            Equal(State.Disconnected, Await(c.GetStateAsync(), "GetStateAsync").State, "GetStateAsync");
+            var other = new Client();
+            other.EventReceived += (s, e) => other.Dispose();
+            Emit(other, "Custom", null, 1);
         }
 
         // Dispose: pending asynchronous calls fail, later calls throw, a handler may dispose.
