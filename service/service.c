@@ -664,6 +664,8 @@ int service_start(uv_loop_t *loop, const service_config *cfg, service **out) {
   }
   svc->loop = loop;
   svc->cfg = *cfg;
+  /* GetState's Location before any start: StartVpn's default (schema/contract.toml). */
+  snprintf(svc->location, sizeof(svc->location), "%s", "auto");
   pm_time_now(svc->since);
   if (settings_load(&svc->settings, config_data_dir(cfg)) < 0) {
     log_msg(LVL_ERROR, "cannot read settings in %s", cfg->data_dir);

@@ -51,6 +51,10 @@ static void test_service_start_stop_cycle(void **state) {
   json_t *data = NULL;
   (void)state;
   assert_string_equal("Disconnected", state_of());
+  /* Before any start the Location is the contract's default. */
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, &data));
+  assert_string_equal("auto", json_string_value(json_object_get(data, "Location")));
+  json_decref(data);
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
                                          json_pack("{s:s, s:b}", "Location", "de",
                                                    "EnableKillSwitch", 1),
