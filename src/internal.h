@@ -50,6 +50,10 @@ extern const unsigned long pm__rpschema_xsd_len;
 typedef void (*pm__sent_cb)(void *data, int status);
 int pm__stream_send(uv_stream_t *stream, pm_msg *m, pm_encoding enc, size_t max_message,
                     pm__sent_cb cb, void *data);
+/* Writes a whole frame already made (header included) as pm__stream_send does; frame is
+ * borrowed: what cannot be written at once is copied. Same results as pm__stream_send. */
+int pm__stream_send_bytes(uv_stream_t *stream, const uint8_t *frame, size_t len, pm__sent_cb cb,
+                          void *data);
 /* Feeds len bytes to r and hands each decoded message (freed after the call) to cb, which
  * returns 0 to go on. Returns 0 when all bytes were taken, 1 when cb stopped early, or a
  * negative code (bad frame or message; why says what) with the rest unread. */

@@ -1,5 +1,6 @@
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "internal.h"
@@ -78,6 +79,41 @@ fail:
     pm__free(w->payload);
   pm__free(w);
   return rc;
+}
+
+int pm__stream_send_bytes(uv_stream_t *stream, const uint8_t *frame, size_t len, pm__sent_cb cb,
+                          void *data) {
+  uv_buf_t buf = uv_buf_init((char *)frame, (unsigned int)len);
+  size_t done = 0;
+  send_req *w;
+  int n, rc;
+  if (uv_stream_get_write_queue_size(stream) == 0) {
+    n = uv_try_write(stream, &buf, 1);
+    if (n < 0 && n != UV_EAGAIN)
+      return pm__uv_error(n);
+    done = n > 0 ? (size_t)n : 0;
+  }
+  if (done == len)
+    return 1;
+  /* The caller's buffer is only borrowed: what the socket did not take is copied. */
+  w = pm__calloc(1, sizeof(*w));
+  if (w == NULL)
+    return PM_ENOMEM;
+  w->payload = pm__malloc(len - done);
+  if (w->payload == NULL) {
+    pm__free(w);
+    return PM_ENOMEM;
+  }
+  memcpy(w->payload, frame + done, len - done);
+  w->cb = cb;
+  w->data = data;
+  buf = uv_buf_init((char *)w->payload, (unsigned int)(len - done));
+  rc = pm__uv_error(uv_write(&w->req, stream, &buf, 1, on_sent));
+  if (rc < 0) {
+    pm__free(w->payload);
+    pm__free(w);
+  }
+  return rc < 0 ? rc : 0;
 }
 
 int pm__feed_messages(pm_reader *r, const void *buf, size_t len, pm__message_cb cb, void *data,

@@ -3,6 +3,7 @@
 
 #include "event/queue.h"
 #include "event/store.h"
+#include "core/message_internal.h"
 #include "internal.h"
 #include "pipemsg/codec.h"
 #include "pipemsg/error.h"
@@ -30,8 +31,8 @@
 
 /* What a connection is to the server. */
 typedef enum {
-  ROLE_CLIENT,    /* holds the client slot (from accept while it was free) */
-  ROLE_UNDECIDED, /* connected while the slot was held: its handshake says what it becomes */
+  ROLE_CLIENT,    /* holds the client slot (taken by its handshake while it was free) */
+  ROLE_UNDECIDED, /* connected, no handshake yet: the handshake says what it becomes */
   ROLE_OBSERVER,  /* sent every event published after it attached; takes nothing (§5.11) */
   ROLE_AWAY       /* being turned away (Busy, NotAuthorized) */
 } session_role;
@@ -110,11 +111,19 @@ struct pm_event_server {
   size_t feed_count, feed_bytes;
   int feed_overflow; /* the feed passed the queue's limits: the observers could not keep up */
   pm_event_stats stats;
+  /* The loop's thread, once known (set under the lock by the first connection): a publisher
+   * running on it sends at once instead of waking the loop. */
+  uv_thread_t loop_thread;
+  int loop_thread_known;
+  int dispatching; /* a direct send from publish is under way (loop thread only) */
+  uint8_t *frame;  /* scratch for JSON Event frames (loop thread only) */
+  size_t frame_cap;
 };
 
 static void pump(session *ss);
 static void turn_away(session *ss, const char *what, const char *reason, const char *message);
 static void on_heartbeat(uv_timer_t *t);
+static void dispatch(pm_event_server *s);
 
 /* Every change of the queue happens between these: under the lock and, with a store, in one
  * transaction (begun by the first write), so the store holds a state the queue really had.
@@ -196,6 +205,38 @@ static int event_msg(int64_t id, const char *type, const char *time, json_t *dat
   return 0;
 }
 
+/* The Event message of a queued event, its Data parsed back from the text it is kept as. */
+static int queued_msg(const pm__event *ev, pm_msg **out) {
+  json_t *data = NULL;
+  int rc = pm__event_data(ev, &data);
+  if (rc == 0)
+    rc = event_msg(ev->id, ev->type, ev->time, data, out);
+  json_decref(data);
+  return rc;
+}
+
+/* The JSON Event body before the Data, as pm_json_encode writes it. A type is a name and a
+ * time is made of [0-9:.TZ-], so neither needs escaping. */
+static int json_head(char *buf, size_t size, int64_t id, const char *type, const char *time,
+                     int with_data) {
+  return snprintf(buf, size, "{\"" PM_KIND_EVENT "\":{\"Id\":%lld,\"Type\":\"%s\",\"Time\":\"%s\"%s",
+                  (long long)id, type, time, with_data ? ",\"Data\":" : "");
+}
+
+/* The length of the JSON Event payload with this head and Data text (the two closing braces). */
+#define JSON_EVENT_LEN(head, text_len) ((size_t)(head) + (text_len) + 2)
+
+/* What pm_json_encode checks of m, an Event whose JSON payload would be len bytes: 0,
+ * PM_EINVAL or PM_EMSGSIZE. */
+static int json_encodable(const pm_msg *m, size_t len, size_t max_message) {
+  uint8_t header[PM_FRAME_HEADER_SIZE];
+  if (pm__tree_check(pm_msg_fields(m), NULL) < 0)
+    return PM_EINVAL;
+  if (pm__tree_nodes(pm_msg_fields(m), PM_ENC_JSON) > PM_NODES_MAX)
+    return PM_EMSGSIZE;
+  return pm_frame_header(len, max_message, header) < 0 ? PM_EMSGSIZE : 0;
+}
+
 static void set_state(session *ss, session_state st) {
   pm__debug("event session %p: %s -> %s", (void *)ss, session_state_names[ss->state],
             session_state_names[st]);
@@ -233,6 +274,7 @@ static void maybe_free_server(pm_event_server *s) {
     s->feed = next;
   }
   uv_mutex_destroy(&s->lock);
+  pm__free(s->frame);
   for (t = s->transient; t != NULL && *t != NULL; t++)
     pm__free(*t);
   pm__free(s->transient);
@@ -440,6 +482,52 @@ static void drop_unencodable(session *ss, int err) {
   log_entry(ss, "dropped", why);
 }
 
+/* Writes the JSON frame of ev from its stored Data text into the server's scratch buffer
+ * (*frame, *len). The queue's events passed publish's check or json_encodable, so the frame
+ * is within max_message. */
+static int json_frame(pm_event_server *s, const pm__event *ev, uint8_t **frame, size_t *len) {
+  int head = json_head(NULL, 0, ev->id, ev->type, ev->time, ev->text != NULL);
+  size_t n;
+  if (head < 0)
+    return PM_EINVAL;
+  n = PM_FRAME_HEADER_SIZE + JSON_EVENT_LEN(head, ev->text_len);
+  if (n > s->frame_cap) {
+    uint8_t *grown = pm__realloc(s->frame, n);
+    if (grown == NULL)
+      return PM_ENOMEM;
+    s->frame = grown;
+    s->frame_cap = n;
+  }
+  if (pm_frame_header(n - PM_FRAME_HEADER_SIZE, s->opts.max_message, s->frame) < 0)
+    return PM_EMSGSIZE;
+  json_head((char *)s->frame + PM_FRAME_HEADER_SIZE, (size_t)head + 1, ev->id, ev->type,
+            ev->time, ev->text != NULL);
+  if (ev->text != NULL)
+    memcpy(s->frame + PM_FRAME_HEADER_SIZE + head, ev->text, ev->text_len);
+  memcpy(s->frame + n - 2, "}}", 2);
+  *frame = s->frame;
+  *len = n;
+  return 0;
+}
+
+/* Writes ev to the session, or m (taken, may be NULL) when it was built already. A JSON
+ * session gets the frame copied from the stored text; an XML one, a marker (a tree) and an
+ * event read back from a store (checked against a message) go through the encoder. Returns
+ * what pm__stream_send does. */
+static int send_event(session *ss, const pm__event *ev, pm_msg *m, pm__sent_cb cb) {
+  pm_event_server *s = ss->server;
+  uint8_t *frame;
+  size_t len;
+  int rc;
+  if (m == NULL && ss->encoding == PM_ENC_JSON && ev->data == NULL) {
+    rc = json_frame(s, ev, &frame, &len);
+    return rc < 0 ? rc : pm__stream_send_bytes((uv_stream_t *)&ss->pipe, frame, len, cb, ss);
+  }
+  if (m == NULL && (rc = queued_msg(ev, &m)) < 0)
+    return rc;
+  return pm__stream_send((uv_stream_t *)&ss->pipe, m, ss->encoding, s->opts.max_message, cb, ss);
+}
+
 /* Sends the head of the queue if the session can take it; otherwise arms the heartbeat. */
 static void pump(session *ss) {
   pm_event_server *s = ss->server;
@@ -457,12 +545,13 @@ static void pump(session *ss) {
       return;
     }
     s->queue.head_in_flight = 1;
-    /* Shared, not copied: nothing changes an event while it is in flight. */
-    rc = event_msg(head->id, head->type, head->time, head->data, &m);
+    rc = 0;
     /* Published events were checked for both encodings; one read back from a store was not.
      * Only an event that can never be sent is dropped: running out of memory is retried. */
-    if (rc == 0 && head->unchecked) {
-      rc = encodable(m, ss->encoding, s->opts.max_message);
+    if (head->unchecked) {
+      rc = queued_msg(head, &m);
+      if (rc == 0)
+        rc = encodable(m, ss->encoding, s->opts.max_message);
       if (rc == PM_EINVAL || rc == PM_EMSGSIZE) {
         pm_msg_free(m);
         m = NULL;
@@ -485,13 +574,14 @@ static void pump(session *ss) {
     close_session(ss, "out of memory");
     return;
   }
+  /* Nothing but this thread's pm__queue_pop removes or changes an in-flight head, so it is
+   * read outside the lock from here. */
   set_state(ss, SESSION_IN_FLIGHT);
   /* Writing a large event to a slow reader may take a while: the acknowledgement timeout
    * starts once it is written, and the write has a deadline of its own. */
   ss->writing_event = 1;
   uv_timer_start(&ss->timer, on_event_write_timeout, s->opts.write_timeout_ms, 0);
-  rc = pm__stream_send((uv_stream_t *)&ss->pipe, m, ss->encoding, s->opts.max_message,
-                       on_event_sent, ss);
+  rc = send_event(ss, head, m, on_event_sent);
   if (rc < 0)
     close_session(ss, "could not send");
   else if (rc == 1)
@@ -513,11 +603,7 @@ static void too_slow(session *ss, const char *message) {
  * bound and one event (and the Disconnect queued behind them). */
 static void observe(session *ss, const pm__event *ev) {
   pm_event_server *s = ss->server;
-  pm_msg *m = NULL;
-  int rc = event_msg(ev->id, ev->type, ev->time, ev->data, &m);
-  if (rc == 0)
-    rc = pm__stream_send((uv_stream_t *)&ss->pipe, m, ss->encoding, s->opts.max_message,
-                         on_sent, ss);
+  int rc = send_event(ss, ev, NULL, on_sent);
   if (rc < 0)
     close_session(ss, "could not send");
   else if (uv_stream_get_write_queue_size((uv_stream_t *)&ss->pipe) > s->opts.observer_max_unsent)
@@ -620,20 +706,13 @@ static int settle_role(session *ss, const pm_msg *hs) {
     disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, "unknown Mode");
     return -1;
   }
-  if (ss->role == ROLE_UNDECIDED) {
-    s->undecided--;
-    ss->role = ROLE_AWAY;
-    if (!observe_mode && s->active == NULL) {
-      ss->role = ROLE_CLIENT;
-      s->active = ss;
-    }
-  } else if (observe_mode) {
-    /* It held the slot from accept: another connection may have it now. */
-    s->active = NULL;
-    ss->role = ROLE_AWAY;
-  }
-  if (ss->role == ROLE_CLIENT)
+  s->undecided--;
+  ss->role = ROLE_AWAY;
+  if (!observe_mode && s->active == NULL) {
+    ss->role = ROLE_CLIENT;
+    s->active = ss;
     return 0;
+  }
   if (!observe_mode) {
     busy(ss, "another client is attached");
     return -1;
@@ -794,6 +873,12 @@ static void on_connection(void *data) {
   int refused;
   if (s->closing)
     return;
+  if (!s->loop_thread_known) {
+    uv_mutex_lock(&s->lock);
+    s->loop_thread = uv_thread_self();
+    s->loop_thread_known = 1;
+    uv_mutex_unlock(&s->lock);
+  }
   ss = pm__calloc(1, sizeof(*ss));
   if (ss == NULL)
     return;
@@ -821,15 +906,14 @@ static void on_connection(void *data) {
     turn_away(ss, "refused", PM_DISCONNECT_NOT_AUTHORIZED, "peer not authorized");
     return;
   }
-  if (s->active == NULL) {
-    ss->role = ROLE_CLIENT;
-    s->active = ss;
-  } else if (s->undecided + s->observers < s->opts.max_observers) {
-    /* Perhaps an observer: its handshake tells. Only as many wait as could still observe. */
+  /* Client or observer, its handshake tells: an observer that has not said so yet must not
+   * hold the client's place. Only as many wait as could still become one or the other. */
+  if (s->undecided + s->observers < s->opts.max_observers + (s->active == NULL ? 1u : 0u)) {
     ss->role = ROLE_UNDECIDED;
     s->undecided++;
   } else {
-    busy(ss, "another client is attached");
+    busy(ss, s->active != NULL ? "another client is attached"
+                               : "too many connections waiting for their handshake");
     return;
   }
   set_state(ss, SESSION_HANDSHAKE);
@@ -843,10 +927,7 @@ static void on_connection(void *data) {
 }
 
 static void on_wake(uv_async_t *a) {
-  pm_event_server *s = a->data;
-  if (s->active != NULL)
-    pump(s->active);
-  feed_observers(s);
+  dispatch(a->data);
 }
 
 static void on_listener_closed(void *data) {
@@ -978,30 +1059,29 @@ void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg)
 }
 
 /* Whether the event can be delivered to any session: in both encodings, within max_message.
- * The id is not known yet; the largest one stands in for it. */
-static int check_encodable(const pm_event_server *s, const char *type, const char *time,
-                           json_t *data) {
+ * The id is not known yet; the largest one stands in for it. The JSON form is ev's own text
+ * in an envelope, so only its length and the tree's rules are checked; the XML form is
+ * encoded. */
+static int check_encodable(const pm_event_server *s, const pm__event *ev, json_t *data) {
   pm_msg *m = NULL;
-  int rc = event_msg(INT64_MAX, type, time, data, &m);
+  int head = json_head(NULL, 0, INT64_MAX, ev->type, ev->time, data != NULL);
+  int rc = head < 0 ? PM_EINVAL : event_msg(INT64_MAX, ev->type, ev->time, data, &m);
   if (rc == 0)
-    rc = encodable(m, PM_ENC_JSON, s->opts.max_message);
+    rc = json_encodable(m, JSON_EVENT_LEN(head, ev->text_len), s->opts.max_message);
   if (rc == 0)
     rc = encodable(m, PM_ENC_XML, s->opts.max_message);
   pm_msg_free(m);
   return rc;
 }
 
-/* Hands a published event to the loop for the observers (data taken). Under the lock. The feed
+/* Hands a copy of a published event to the loop for the observers. Under the lock. The feed
  * has the queue's limits: past them the loop is not keeping up, and the observers are cut off
  * rather than the feed growing. */
-static void feed_push(pm_event_server *s, int64_t id, const char *type, json_t *data,
-                      int transient, const char *time) {
+static void feed_push(pm_event_server *s, const pm__event *published) {
   pm__event *ev;
-  if (s->feed_overflow) {
-    json_decref(data);
+  if (s->feed_overflow)
     return;
-  }
-  ev = pm__event_new(id, type, data, transient, time);
+  ev = pm__event_dup(published);
   if (ev == NULL || s->feed_count >= s->opts.queue_max_events ||
       s->feed_bytes + ev->bytes > s->opts.queue_max_bytes) {
     pm__event_free(ev);
@@ -1017,13 +1097,23 @@ static void feed_push(pm_event_server *s, int64_t id, const char *type, json_t *
   s->feed_bytes += ev->bytes;
 }
 
+/* What the loop does when woken: the client gets the head of the queue if it is idle, the
+ * observers what was published since. */
+static void dispatch(pm_event_server *s) {
+  s->dispatching = 1;
+  if (s->active != NULL)
+    pump(s->active);
+  feed_observers(s);
+  s->dispatching = 0;
+}
+
 int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, int64_t *id) {
   char now[PM_TIME_MAX];
-  json_t *observed = NULL;
-  pm__event *ev = NULL;
+  pm__event *ev;
   size_t lost = 0;
-  int coalesced = 0, transient, keep, fan, rc;
+  int coalesced = 0, transient, keep, fan, direct, rc;
   int64_t assigned, ceiling;
+  uv_thread_t self, loop_thread;
   /* EventsLost is the server's own report of a gap; nobody else may claim one. */
   if (s == NULL || type == NULL || !pm_name_valid(type) ||
       strcmp(type, PM_EVENT_EVENTS_LOST) == 0 || (data != NULL && !json_is_object(data))) {
@@ -1031,30 +1121,37 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
     return PM_EINVAL;
   }
   pm_time_now(now);
+  transient = is_transient(s, type);
+  /* The event as the queue keeps it: its Data's JSON text, made once (the id comes later). */
+  ev = pm__event_new(0, type, json_incref(data), transient, now);
+  if (ev == NULL) {
+    json_decref(data);
+    return PM_ENOMEM;
+  }
   /* An event no session can encode would stay at the head of the queue for ever. Without Data
    * it is a name and a time: only its size needs checking, and that rarely (this keeps a
    * stream of TrafficChanged-like events cheap). */
   if (data != NULL || s->opts.max_message < EVENT_ENVELOPE_MAX ||
       strlen(type) > s->opts.max_message - EVENT_ENVELOPE_MAX)
-    rc = check_encodable(s, type, now, data);
+    rc = check_encodable(s, ev, data);
   else
     rc = 0;
+  json_decref(data);
   if (rc < 0) {
-    json_decref(data);
+    pm__event_free(ev);
     return rc;
   }
-  transient = is_transient(s, type);
   mutate_begin(s);
   if (s->closing) {
     mutate_end(s);
-    json_decref(data);
+    pm__event_free(ev);
     return PM_ECANCELED;
   }
-  /* Shared with the queue's copy: nothing changes an event's data once published. */
   fan = s->observing > 0;
-  if (fan)
-    observed = json_incref(data);
+  direct = s->loop_thread_known;
+  loop_thread = s->loop_thread;
   assigned = s->next_id + 1;
+  ev->id = assigned;
   ceiling = s->id_ceiling;
   /* A restart continues above the reserved block, so an id is only handed out once the block
    * holding it is on disk. */
@@ -1062,16 +1159,6 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
     ceiling = assigned + ID_BLOCK;
   /* Nobody to tell: a transient event is never stored (§5.3.4). */
   keep = !transient || s->attached;
-  if (keep) {
-    ev = pm__event_new(assigned, type, data, transient, now);
-    if (ev == NULL) {
-      mutate_end(s);
-      json_decref(observed);
-      return PM_ENOMEM;
-    }
-  } else {
-    json_decref(data);
-  }
   /* With a store, "published" means "on disk": the event (and the ids it needs) is written
    * before the queue sees it, and nothing is published when that fails. */
   if (s->store != NULL && (ceiling != s->id_ceiling || (keep && !transient))) {
@@ -1081,7 +1168,6 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
       s->stats.store_errors++;
       mutate_end(s);
       pm__event_free(ev);
-      json_decref(observed);
       return rc;
     }
   }
@@ -1089,20 +1175,28 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
   s->id_ceiling = ceiling;
   s->stats.published++;
   if (fan)
-    feed_push(s, assigned, type, observed, transient, now);
+    feed_push(s, ev);
   if (!keep) {
     s->stats.dropped_transient++;
-    mutate_end(s);
-    if (fan)
-      uv_async_send(&s->wake);
+    pm__event_free(ev);
   } else {
     s->stored = ev;
     pm__queue_push(&s->queue, ev, &lost, &coalesced);
     s->stored = NULL;
     s->stats.lost_overflow += lost;
     s->stats.dropped_transient += (uint64_t)coalesced;
-    mutate_end(s);
-    uv_async_send(&s->wake);
+  }
+  mutate_end(s);
+  if (keep || fan) {
+    /* On the loop's own thread (pipemsgd's backend, a command handler) the event goes out now
+     * when the session is idle: waking the loop would cost a trip through it. Not from inside
+     * such a send (a log callback that publishes): the loop gets it next. */
+    self = uv_thread_self();
+    if (direct && uv_thread_equal(&self, &loop_thread) && !s->dispatching) {
+      dispatch(s);
+    } else {
+      uv_async_send(&s->wake);
+    }
   }
   if (id != NULL)
     *id = assigned;

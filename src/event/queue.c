@@ -19,6 +19,7 @@
 
 #include "event/queue.h"
 #include "internal.h"
+#include "pipemsg/error.h"
 
 /* What an event costs besides its type and data: the struct, the Id and Time fields and the
  * message envelope it travels in. A guess, deliberately generous; bytes is an estimate. */
@@ -46,40 +47,86 @@ static int within(const pm__queue *q, size_t count, size_t bytes) {
   return 1;
 }
 
-/* bytes = strlen(type) + the length of the compact JSON of data + EVENT_OVERHEAD_BYTES.
- * json_dumpb with a NULL buffer measures the encoding without allocating it. */
-static size_t estimate_bytes(const char *type, const json_t *data) {
-  size_t n = strlen(type) + EVENT_OVERHEAD_BYTES;
-  if (data != NULL)
-    n += json_dumpb(data, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
-  return n;
-}
+/* The compact JSON of a tree, as the JSON codec writes it inside a message. */
+#define DATA_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY)
 
 pm__event *pm__event_new(int64_t id, const char *type, json_t *data, int transient,
                          const char *time) {
-  pm__event *ev = pm__calloc(1, sizeof(*ev));
+  size_t type_len = strlen(type), text_len = 0;
+  int keep_tree = data != NULL && strcmp(type, PM__EVENTS_LOST_TYPE) == 0;
+  pm__event *ev;
+  char *tail;
+  /* json_dumpb with a NULL buffer measures the encoding without allocating it. */
+  if (data != NULL && !keep_tree) {
+    text_len = json_dumpb(data, NULL, 0, DATA_FLAGS);
+    if (text_len == 0)
+      goto fail;
+  }
+  ev = pm__malloc(sizeof(*ev) + type_len + 1 + (data != NULL && !keep_tree ? text_len + 1 : 0));
   if (ev == NULL)
     goto fail;
-  ev->type = pm__strdup(type);
-  if (ev->type == NULL)
-    goto fail;
+  memset(ev, 0, sizeof(*ev));
+  tail = (char *)(ev + 1);
+  memcpy(tail, type, type_len + 1);
+  ev->type = tail;
+  if (keep_tree) {
+    ev->data = data;
+    text_len = json_dumpb(data, NULL, 0, DATA_FLAGS);
+  } else if (data != NULL) {
+    tail += type_len + 1;
+    json_dumpb(data, tail, text_len, DATA_FLAGS);
+    tail[text_len] = '\0';
+    ev->text = tail;
+    ev->text_len = text_len;
+    json_decref(data);
+  }
   ev->id = id;
-  ev->data = data;
   ev->transient = transient ? 1 : 0;
   snprintf(ev->time, sizeof(ev->time), "%s", time != NULL ? time : "");
-  ev->bytes = estimate_bytes(type, data);
+  /* strlen(type) + the data's compact JSON + EVENT_OVERHEAD_BYTES */
+  ev->bytes = type_len + EVENT_OVERHEAD_BYTES + text_len;
   return ev;
 fail:
-  pm__free(ev);
   json_decref(data);
   return NULL;
+}
+
+pm__event *pm__event_dup(const pm__event *ev) {
+  size_t type_len = strlen(ev->type);
+  size_t size = sizeof(*ev) + type_len + 1 + (ev->text != NULL ? ev->text_len + 1 : 0);
+  pm__event *copy = pm__malloc(size);
+  char *tail;
+  if (copy == NULL)
+    return NULL;
+  memcpy(copy, ev, size);
+  tail = (char *)(copy + 1);
+  copy->type = tail;
+  if (ev->text != NULL)
+    copy->text = tail + type_len + 1;
+  copy->next = NULL;
+  if (ev->data != NULL)
+    copy->data = json_deep_copy(ev->data);
+  if (ev->data != NULL && copy->data == NULL) {
+    pm__free(copy);
+    return NULL;
+  }
+  return copy;
+}
+
+int pm__event_data(const pm__event *ev, json_t **out) {
+  if (ev->data != NULL)
+    *out = json_incref(ev->data);
+  else if (ev->text != NULL)
+    *out = json_loadb(ev->text, ev->text_len, JSON_DECODE_ANY, NULL);
+  else
+    *out = NULL;
+  return (ev->data != NULL || ev->text != NULL) && *out == NULL ? PM_ENOMEM : 0;
 }
 
 void pm__event_free(pm__event *ev) {
   if (ev == NULL)
     return;
   json_decref(ev->data);
-  pm__free(ev->type);
   pm__free(ev);
 }
 

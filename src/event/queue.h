@@ -11,15 +11,22 @@
 
 #define PM__EVENTS_LOST_TYPE "EventsLost"
 
+/* One allocation: the struct, then the type and the Data's compact JSON text, which is what
+ * an Event frame carries (a JSON session gets its frame by copying it). An EventsLost marker
+ * keeps its Data as a tree instead, as its fields change while it absorbs drops. */
 typedef struct pm__event {
   int64_t id;
-  char *type;
-  char time[32]; /* RFC 3339 UTC with milliseconds, set at publication */
-  json_t *data;  /* may be NULL; owned */
-  size_t bytes;  /* what the event costs against max_bytes */
-  int transient;
-  int unchecked; /* read back from a store: not known to be encodable (publish checks the rest) */
   struct pm__event *next;
+  const char *type; /* in the same allocation */
+  const char *text; /* the Data as compact JSON, NUL-terminated; NULL without Data or in a
+                       marker */
+  json_t *data;     /* an EventsLost event's Data (markers only); owned */
+  size_t text_len;
+  size_t bytes;     /* what the event costs against max_bytes */
+  uint8_t transient;
+  uint8_t unchecked; /* read back from a store: not known to be encodable (publish checks the
+                        rest) */
+  char time[32]; /* RFC 3339 UTC with milliseconds, set at publication */
 } pm__event;
 
 /* Told about every event that enters (present 1) or leaves (present 0) the queue, EventsLost
@@ -38,9 +45,14 @@ typedef struct pm__queue {
   void *listener_ctx;
 } pm__queue;
 
-/* A new event (type copied, data taken even on failure); bytes estimated from type and data. */
+/* A new event (type copied, data taken even on failure: an EventsLost event keeps the tree,
+ * any other keeps its compact JSON text); bytes estimated from type and data. */
 pm__event *pm__event_new(int64_t id, const char *type, json_t *data, int transient,
                          const char *time);
+/* A copy of ev (not of its place in a queue), or NULL when out of memory. */
+pm__event *pm__event_dup(const pm__event *ev);
+/* ev's Data as a new tree (*out NULL when it has none): 0 or PM_ENOMEM. */
+int pm__event_data(const pm__event *ev, json_t **out);
 void pm__event_free(pm__event *ev);
 
 void pm__queue_init(pm__queue *q, size_t max_events, size_t max_bytes);

@@ -272,9 +272,11 @@ int pm__store_load(pm_event_store *st, int64_t *epoch, int64_t *next_id, size_t 
 
 int pm__store_put(pm_event_store *st, const pm__event *ev) {
   sqlite3_stmt *s = st->stmt[ST_PUT];
-  char *data = ev->data ? json_dumps(ev->data, JSON_COMPACT) : NULL;
+  /* An event keeps its Data as the compact JSON stored here; only a marker's is a tree. */
+  char *dumped = ev->data ? json_dumps(ev->data, JSON_COMPACT) : NULL;
+  const char *data = ev->data ? dumped : ev->text;
   int rc;
-  if (ev->data != NULL && data == NULL)
+  if (ev->data != NULL && dumped == NULL)
     return PM_ENOMEM;
   sqlite3_bind_int64(s, 1, ev->id);
   sqlite3_bind_text(s, 2, ev->type, -1, SQLITE_STATIC);
@@ -283,7 +285,7 @@ int pm__store_put(pm_event_store *st, const pm__event *ev) {
     sqlite3_bind_text(s, 4, data, -1, SQLITE_STATIC);
   sqlite3_bind_int(s, 5, pm__event_is_marker(ev));
   rc = run(s);
-  free(data);
+  free(dumped);
   return rc;
 }
 

@@ -623,6 +623,33 @@ static void test_event_server_observer_cap(void **state) {
   close(cl);
 }
 
+/* An observer that connected first but has not sent its handshake yet holds no client slot:
+ * a client that attaches meanwhile is the client, not told Busy; the observer's handshake then
+ * makes it an observer. (The slot is settled at the handshake, never at accept.) */
+static void test_event_server_slot_settled_at_handshake(void **state) {
+  int64_t id;
+  pm_event_stats st;
+  int obs, cl;
+  (void)state;
+  /* Accepted before the client (connections are accepted in order), silent so far. */
+  obs = pm_test_connect(fx.path);
+  assert_true(obs >= 0);
+  cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+  assert_int_equal(0, pm_test_send_frame(obs, OBSERVE_HS));
+  await_observers(1);
+  id = publish("Both");
+  expect_event(cl, id, "Both");
+  expect_event(obs, id, "Both");
+  pm_test_confirm(cl, id);
+  ask_alive(cl, 2);
+  st = stats_now();
+  assert_int_equal(1, st.attached);
+  assert_int_equal(1, st.delivered);
+  assert_int_equal(0, st.busy_rejections);
+  close(obs);
+  close(cl);
+}
+
 /* A Mode the server does not know is not taken for a client's (it could consume events); an
  * observer that sends nonsense is ended as a client would be. */
 static void test_event_server_unknown_mode_refused(void **state) {
@@ -899,6 +926,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_event_server_observer_confirmation_ignored, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_event_server_observer_cap, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_slot_settled_at_handshake, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_event_server_unknown_mode_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_server_observers_leave_client_delivery, setup,
                                       teardown),
