@@ -1111,7 +1111,7 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
   char now[PM_TIME_MAX];
   pm__event *ev;
   size_t lost = 0;
-  int coalesced = 0, transient, keep, fan, direct, rc;
+  int coalesced = 0, transient, keep, fan, direct, wake, rc;
   int64_t assigned, ceiling;
   uv_thread_t self, loop_thread;
   /* EventsLost is the server's own report of a gap; nobody else may claim one. */
@@ -1186,8 +1186,13 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
     s->stats.lost_overflow += lost;
     s->stats.dropped_transient += (uint64_t)coalesced;
   }
+  /* The loop has something to do only for observers or an attached client with nothing in
+   * flight: one with an event in flight is sent the next when it confirms (or when its
+   * transient event times out), and a client that attaches is sent the queue then. Waking the
+   * loop for nothing costs a context switch per event on a busy publisher. */
+  wake = fan || (keep && s->attached && !s->queue.head_in_flight);
   mutate_end(s);
-  if (keep || fan) {
+  if (wake) {
     /* On the loop's own thread (pipemsgd's backend, a command handler) the event goes out now
      * when the session is idle: waking the loop would cost a trip through it. Not from inside
      * such a send (a log callback that publishes): the loop gets it next. */
