@@ -12,7 +12,7 @@
 
 #include "pipemsg/pipemsg.h"
 
-#define BENCH_RESULTS_MAX 32
+#define BENCH_RESULTS_MAX 48
 #define BENCH_SKIPS_MAX 8
 #define BENCH_WARMUP 200        /* untimed iterations before each timed loop */
 #define BENCH_FLOOR_BUF (64 * 1024)
@@ -26,6 +26,7 @@ typedef struct budget {
   size_t big_bytes;   /* size of the big message's payload */
   double idle_s;      /* idle measurement window */
   int queued_events;  /* events queued for the memory figure */
+  int scale_events[3]; /* queued events of the scale-queue rows */
 } budget;
 
 typedef enum { HIGHER_BETTER, LOWER_BETTER } direction;
@@ -181,13 +182,16 @@ int bench_child_main(int argc, char **argv);
 
 /* ---- memory per queued event, in a child process ------------------------------------------- */
 
+/* What the queue child measures, per event: growth of the resident size and of the heap in
+ * use (bytes), and the time its publish took (ns). */
+#define BENCH_QUEUE_FIGURES 3
+
 /* The body of the child: an event server with nobody attached publishes n events; per_event
- * gets the growth per event of the resident size and of the heap in use. The loop never runs:
- * publishing only queues. */
-int bench_queue_measure(const char *path, int n, double per_event[2]);
+ * gets the BENCH_QUEUE_FIGURES figures. The loop never runs: publishing only queues. */
+int bench_queue_measure(const char *path, int n, double per_event[BENCH_QUEUE_FIGURES]);
 /* Runs bench_queue_measure in a new child process (Unix: forked; Windows: "pipemsg bench
  * --child queue ...") and returns its figures. */
-int bench_queue_child(const char *path, int n, double per_event[2]);
+int bench_queue_child(const char *path, int n, double per_event[BENCH_QUEUE_FIGURES]);
 /* Bytes the allocator has handed out and not taken back (Unix: mallinfo2; Windows: the busy
  * blocks of the C runtime's heap). */
 long long bench_heap_in_use(void);

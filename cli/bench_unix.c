@@ -542,9 +542,9 @@ long long bench_heap_in_use(void) {
   return (long long)(m.uordblks + m.hblkhd);
 }
 
-/* The child writes its two figures to a pipe; it runs first (see cmd_bench), so its heap is
- * one nothing else has touched. */
-int bench_queue_child(const char *path, int n, double per_event[2]) {
+/* The child writes its figures to a pipe; it runs first (see cmd_bench), so its heap is one
+ * nothing else has touched. */
+int bench_queue_child(const char *path, int n, double per_event[BENCH_QUEUE_FIGURES]) {
   int fds[2], status;
   ssize_t got;
   pid_t pid;
@@ -556,15 +556,18 @@ int bench_queue_child(const char *path, int n, double per_event[2]) {
     close(fds[0]);
     if (bench_queue_measure(path, n, per_event) < 0)
       _exit(1);
-    _exit(write(fds[1], per_event, 2 * sizeof(double)) == 2 * sizeof(double) ? 0 : 1);
+    _exit(write(fds[1], per_event, BENCH_QUEUE_FIGURES * sizeof(double)) ==
+                  BENCH_QUEUE_FIGURES * sizeof(double)
+              ? 0
+              : 1);
   }
   close(fds[1]);
-  got = pid > 0 ? read(fds[0], per_event, 2 * sizeof(double)) : -1;
+  got = pid > 0 ? read(fds[0], per_event, BENCH_QUEUE_FIGURES * sizeof(double)) : -1;
   close(fds[0]);
   if (pid > 0)
     waitpid(pid, &status, 0);
   unlink(path);
-  return got == (ssize_t)(2 * sizeof(double)) ? 0 : PM_EIO;
+  return got == (ssize_t)(BENCH_QUEUE_FIGURES * sizeof(double)) ? 0 : PM_EIO;
 }
 
 /* ---- CPU pinning and the private directory ----------------------------------------------- */

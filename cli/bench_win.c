@@ -242,7 +242,7 @@ static int ready_write(void *arg) {
 }
 
 /* KIND is big or raw (serve the big message, as pipemsg or as the floor; N is the largest
- * message) or queue (measure N queued events and print the two figures). */
+ * message) or queue (measure N queued events and print the BENCH_QUEUE_FIGURES figures). */
 int bench_child_main(int argc, char **argv) {
   char *end;
   unsigned long long n;
@@ -255,10 +255,10 @@ int bench_child_main(int argc, char **argv) {
   if (*end != '\0' || argv[4][0] == '\0')
     return CLI_EXIT_USAGE;
   if (strcmp(argv[2], "queue") == 0) {
-    double per_event[2];
+    double per_event[BENCH_QUEUE_FIGURES];
     if (n == 0 || n > INT32_MAX || bench_queue_measure(argv[3], (int)n, per_event) < 0)
       return 1;
-    printf("%.17g %.17g\n", per_event[0], per_event[1]);
+    printf("%.17g %.17g %.17g\n", per_event[0], per_event[1], per_event[2]);
     return fflush(stdout) == 0 ? 0 : 1;
   }
   return bench_big_serve(argv[3], (size_t)n, strcmp(argv[2], "raw") == 0, ready_write, NULL) == 0
@@ -398,8 +398,8 @@ long long bench_heap_in_use(void) {
   return used;
 }
 
-/* The child prints its two figures on the pipe and ends. */
-int bench_queue_child(const char *path, int n, double per_event[2]) {
+/* The child prints its figures on the pipe and ends. */
+int bench_queue_child(const char *path, int n, double per_event[BENCH_QUEUE_FIGURES]) {
   char text[128];
   size_t have = 0;
   DWORD got, status = 1;
@@ -415,7 +415,8 @@ int bench_queue_child(const char *path, int n, double per_event[2]) {
   WaitForSingleObject(proc, INFINITE);
   GetExitCodeProcess(proc, &status);
   CloseHandle(proc);
-  if (status != 0 || sscanf(text, "%lf %lf", &per_event[0], &per_event[1]) != 2)
+  if (status != 0 ||
+      sscanf(text, "%lf %lf %lf", &per_event[0], &per_event[1], &per_event[2]) != 3)
     return PM_EIO;
   return 0;
 }

@@ -226,12 +226,10 @@ static int json_head(char *buf, size_t size, int64_t id, const char *type, const
 /* The length of the JSON Event payload with this head and Data text (the two closing braces). */
 #define JSON_EVENT_LEN(head, text_len) ((size_t)(head) + (text_len) + 2)
 
-/* What pm_json_encode checks of m, an Event whose JSON payload would be len bytes: 0,
- * PM_EINVAL or PM_EMSGSIZE. */
+/* What pm_json_encode checks of m, an Event whose JSON payload would be len bytes, once the
+ * tree passed pm__tree_check (encodable in XML checks it first): 0 or PM_EMSGSIZE. */
 static int json_encodable(const pm_msg *m, size_t len, size_t max_message) {
   uint8_t header[PM_FRAME_HEADER_SIZE];
-  if (pm__tree_check(pm_msg_fields(m), NULL) < 0)
-    return PM_EINVAL;
   if (pm__tree_nodes(pm_msg_fields(m), PM_ENC_JSON) > PM_NODES_MAX)
     return PM_EMSGSIZE;
   return pm_frame_header(len, max_message, header) < 0 ? PM_EMSGSIZE : 0;
@@ -483,8 +481,8 @@ static void drop_unencodable(session *ss, int err) {
 }
 
 /* Writes the JSON frame of ev from its stored Data text into the server's scratch buffer
- * (*frame, *len). The queue's events passed publish's check or json_encodable, so the frame
- * is within max_message. */
+ * (*frame, *len). Only events publish checked come here (send_event), so the frame is within
+ * max_message and its Data within the rules. */
 static int json_frame(pm_event_server *s, const pm__event *ev, uint8_t **frame, size_t *len) {
   int head = json_head(NULL, 0, ev->id, ev->type, ev->time, ev->text != NULL);
   size_t n;
@@ -1067,9 +1065,9 @@ static int check_encodable(const pm_event_server *s, const pm__event *ev, json_t
   int head = json_head(NULL, 0, INT64_MAX, ev->type, ev->time, data != NULL);
   int rc = head < 0 ? PM_EINVAL : event_msg(INT64_MAX, ev->type, ev->time, data, &m);
   if (rc == 0)
-    rc = json_encodable(m, JSON_EVENT_LEN(head, ev->text_len), s->opts.max_message);
-  if (rc == 0)
     rc = encodable(m, PM_ENC_XML, s->opts.max_message);
+  if (rc == 0)
+    rc = json_encodable(m, JSON_EVENT_LEN(head, ev->text_len), s->opts.max_message);
   pm_msg_free(m);
   return rc;
 }

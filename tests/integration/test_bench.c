@@ -11,6 +11,7 @@ static const char *const scenarios[] = {
     "command_service_json", "event_rate",           "event_p50",       "event_p99",
     "zmq_event_rate",       "zmq_event_p50",        "zmq_event_p99",   "big_time",
     "big_server_peak",      "big_client_peak",      "idle_cpu",        "idle_wakeups",
+    "event_loop_p50",       "event_loop_p99",       "zmq_event_loop_p50", "zmq_event_loop_p99",
     NULL};
 
 static const json_t *find_row(const json_t *rows, const char *name) {
@@ -58,6 +59,41 @@ static void test_bench_quick_json_has_every_scenario(void **state) {
   json_decref(top);
 }
 
+/* scale-queue runs only when named: three counts, a time and a heap row each, the heap at
+ * most twice the frames it holds (the queue keeps an event near its frame size). */
+static void test_bench_scale_queue_only_when_named(void **state) {
+  static const char *const rows_expected[] = {
+      "scale_queue_1e3_time", "scale_queue_1e3_heap", "scale_queue_1e4_time",
+      "scale_queue_1e4_heap", "scale_queue_1e5_time", "scale_queue_1e5_heap", NULL};
+  const char *argv[] = {PIPEMSG, "bench", "--quick", "--json", "--only", "scale-queue", NULL};
+  const char *out, *err;
+  json_t *top, *rows;
+  int i;
+  (void)state;
+  assert_int_equal(0, pm_test_run(argv, &out, &err));
+  top = json_loads(out, 0, NULL);
+  if (top == NULL)
+    fail_msg("not JSON: %s / %s", out, err);
+  rows = json_object_get(top, "scenarios");
+  for (i = 0; rows_expected[i] != NULL; i++) {
+    const json_t *row = find_row(rows, rows_expected[i]);
+    if (row == NULL)
+      fail_msg("scenario %s missing", rows_expected[i]);
+#if defined(__SANITIZE_ADDRESS__)
+    if (strstr(rows_expected[i], "heap") != NULL)
+      continue; /* mallinfo2 cannot see AddressSanitizer's allocator */
+#endif
+    if (!(json_real_value(json_object_get(row, "pipemsg")) > 0))
+      fail_msg("scenario %s has a figure that is not positive", rows_expected[i]);
+#if !defined(__SANITIZE_ADDRESS__)
+    if (strstr(rows_expected[i], "heap") != NULL)
+      assert_string_equal("pass", json_string_value(json_object_get(row, "result")));
+#endif
+  }
+  assert_int_equal(i, (int)json_array_size(rows));
+  json_decref(top);
+}
+
 static void test_bench_usage_errors(void **state) {
   const char *unknown[] = {PIPEMSG, "bench", "--only", "nothing", NULL};
   const char *help[] = {PIPEMSG, "bench", "--help", NULL};
@@ -72,6 +108,7 @@ static void test_bench_usage_errors(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bench_quick_json_has_every_scenario),
+      cmocka_unit_test(test_bench_scale_queue_only_when_named),
       cmocka_unit_test(test_bench_usage_errors),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
