@@ -102,6 +102,8 @@ typedef struct event_run {
   _Atomic uint64_t publish_ns;  /* when the event being measured was published */
   uint64_t *samples;
   int n_samples;
+  sem_t confirmed;               /* posted by the server's log when it took a confirmation */
+  _Atomic int64_t confirm_from;  /* of an event with this id or a later one */
 } event_run;
 
 void bench_event_cb(const pm_event *ev, void *data);

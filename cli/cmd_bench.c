@@ -472,8 +472,30 @@ int bench_sem_wait_s(sem_t *s, int seconds) {
   return 0;
 }
 
+/* The server's log: the latency loops wait for each confirmation before the next publish, as
+ * the floors wait for their answer, so that an event never waits for the one before it. */
+static void bench_event_log(const pm_event_log *e, void *data) {
+  event_run *er = data;
+  if (strcmp(e->what, "confirmed") == 0 && e->event_id >= atomic_load(&er->confirm_from))
+    sem_post(&er->confirmed);
+}
+
 int bench_publish_one(pm_event_server *s) {
   return pm_event_server_publish(s, "StateChanged", bench_event_data(), NULL);
+}
+
+/* Waits until the server has taken n confirmations in all (outside any measurement). */
+static int await_delivered(pm_event_server *s, uint64_t n) {
+  uint64_t deadline = bench_now_ns() + (uint64_t)BENCH_WAIT_S * 1000000000u;
+  pm_event_stats stats;
+  for (;;) {
+    pm_event_server_stats(s, &stats);
+    if (stats.delivered >= n)
+      return 0;
+    if (bench_now_ns() > deadline)
+      return PM_ETIMEDOUT;
+    bench_sleep_ms(1);
+  }
 }
 
 /* Publishing from the loop's own thread, as pipemsgd's backend does: the main thread asks
@@ -517,8 +539,12 @@ static int event_pipemsg(bench *bh, double *rate, uint64_t *samples, uint64_t *l
   sem_init(&er.delivered, 0, 0);
   er.samples = samples;
   bench_path(bh, "evt.sock", path, sizeof(path));
+  sem_init(&er.confirmed, 0, 0);
+  atomic_store(&er.confirm_from, INT64_MAX);
   memset(&so, 0, sizeof(so));
   so.queue_max_events = (size_t)n + BENCH_WARMUP;
+  so.log = bench_event_log;
+  so.data = &er;
   memset(&co, 0, sizeof(co));
   co.on_event = bench_event_cb;
   co.on_state = bench_event_state_cb;
@@ -556,13 +582,19 @@ static int event_pipemsg(bench *bh, double *rate, uint64_t *samples, uint64_t *l
   if (rc == 0)
     rc = bench_sem_wait_s(&er.delivered, BENCH_WAIT_S * 6);
   *rate = (double)n / ((double)(bench_now_ns() - start) / 1e9);
-  /* Latency: publish, wait for the callback, again. */
+  /* Latency: publish, wait for the callback and for the confirmation, again. The rate run's
+   * last confirmation may still be on its way: the first wait is for it. Ids start at 1. */
   er.latency_mode = 1;
+  atomic_store(&er.confirm_from, (int64_t)BENCH_WARMUP + n + 1);
+  if (rc == 0)
+    rc = await_delivered(st.evt, (uint64_t)BENCH_WARMUP + (uint64_t)n);
   for (i = 0; rc == 0 && i < n; i++) {
     atomic_store(&er.publish_ns, bench_now_ns());
     rc = bench_publish_one(st.evt);
     if (rc == 0)
       rc = bench_sem_wait_s(&er.delivered, BENCH_WAIT_S);
+    if (rc == 0)
+      rc = bench_sem_wait_s(&er.confirmed, BENCH_WAIT_S);
   }
   /* The same from the loop thread: the clock starts there, at the publish. */
   er.samples = loop_samples;
@@ -572,6 +604,8 @@ static int event_pipemsg(bench *bh, double *rate, uint64_t *samples, uint64_t *l
     rc = bench_sem_wait_s(&er.delivered, BENCH_WAIT_S);
     if (rc == 0)
       rc = lp.rc;
+    if (rc == 0)
+      rc = bench_sem_wait_s(&er.confirmed, BENCH_WAIT_S);
   }
   if (client != NULL)
     pm_event_client_stop(client);
@@ -580,6 +614,7 @@ static int event_pipemsg(bench *bh, double *rate, uint64_t *samples, uint64_t *l
   server_thread_finish(&st);
   sem_destroy(&er.attached);
   sem_destroy(&er.delivered);
+  sem_destroy(&er.confirmed);
   return rc;
 }
 
