@@ -215,12 +215,39 @@ static int queued_msg(const pm__event *ev, pm_msg **out) {
   return rc;
 }
 
-/* The JSON Event body before the Data, as pm_json_encode writes it. A type is a name and a
- * time is made of [0-9:.TZ-], so neither needs escaping. */
-static int json_head(char *buf, size_t size, int64_t id, const char *type, const char *time,
-                     int with_data) {
-  return snprintf(buf, size, "{\"" PM_KIND_EVENT "\":{\"Id\":%lld,\"Type\":\"%s\",\"Time\":\"%s\"%s",
-                  (long long)id, type, time, with_data ? ",\"Data\":" : "");
+/* Appends len bytes to buf at *n (only counts them when buf is NULL). */
+static void put(char *buf, size_t *n, const char *p, size_t len) {
+  if (buf != NULL)
+    memcpy(buf + *n, p, len);
+  *n += len;
+}
+
+/* The JSON Event body before the Data, as pm_json_encode writes it:
+ * {"Event":{"Id":ID,"Type":"TYPE","Time":"TIME" and, with Data, ,"Data":
+ * A type is a name and a time is made of [0-9:.TZ-], so neither needs escaping. Writes it to
+ * buf when not NULL (no NUL added); returns its length. It runs per event sent, so it copies
+ * instead of formatting. */
+static size_t json_head(char *buf, int64_t id, const pm__event *ev, int with_data) {
+  static const char k_kind[] = "{\"" PM_KIND_EVENT "\":{\"Id\":", k_type[] = ",\"Type\":\"",
+                    k_time[] = "\",\"Time\":\"", k_data[] = "\",\"Data\":";
+  char digits[24];
+  size_t n = 0, nd = 0;
+  uint64_t v = (uint64_t)id; /* ids are positive */
+  do {
+    digits[sizeof(digits) - ++nd] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  put(buf, &n, k_kind, sizeof(k_kind) - 1);
+  put(buf, &n, digits + sizeof(digits) - nd, nd);
+  put(buf, &n, k_type, sizeof(k_type) - 1);
+  put(buf, &n, ev->type, strlen(ev->type));
+  put(buf, &n, k_time, sizeof(k_time) - 1);
+  put(buf, &n, ev->time, strlen(ev->time));
+  if (with_data)
+    put(buf, &n, k_data, sizeof(k_data) - 1);
+  else
+    put(buf, &n, "\"", 1);
+  return n;
 }
 
 /* The length of the JSON Event payload with this head and Data text (the two closing braces). */
@@ -484,11 +511,8 @@ static void drop_unencodable(session *ss, int err) {
  * (*frame, *len). Only events publish checked come here (send_event), so the frame is within
  * max_message and its Data within the rules. */
 static int json_frame(pm_event_server *s, const pm__event *ev, uint8_t **frame, size_t *len) {
-  int head = json_head(NULL, 0, ev->id, ev->type, ev->time, ev->text != NULL);
-  size_t n;
-  if (head < 0)
-    return PM_EINVAL;
-  n = PM_FRAME_HEADER_SIZE + JSON_EVENT_LEN(head, ev->text_len);
+  size_t head = json_head(NULL, ev->id, ev, ev->text != NULL);
+  size_t n = PM_FRAME_HEADER_SIZE + JSON_EVENT_LEN(head, ev->text_len);
   if (n > s->frame_cap) {
     uint8_t *grown = pm__realloc(s->frame, n);
     if (grown == NULL)
@@ -498,8 +522,7 @@ static int json_frame(pm_event_server *s, const pm__event *ev, uint8_t **frame, 
   }
   if (pm_frame_header(n - PM_FRAME_HEADER_SIZE, s->opts.max_message, s->frame) < 0)
     return PM_EMSGSIZE;
-  json_head((char *)s->frame + PM_FRAME_HEADER_SIZE, (size_t)head + 1, ev->id, ev->type,
-            ev->time, ev->text != NULL);
+  json_head((char *)s->frame + PM_FRAME_HEADER_SIZE, ev->id, ev, ev->text != NULL);
   if (ev->text != NULL)
     memcpy(s->frame + PM_FRAME_HEADER_SIZE + head, ev->text, ev->text_len);
   memcpy(s->frame + n - 2, "}}", 2);
@@ -1062,8 +1085,8 @@ void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg)
  * encoded. */
 static int check_encodable(const pm_event_server *s, const pm__event *ev, json_t *data) {
   pm_msg *m = NULL;
-  int head = json_head(NULL, 0, INT64_MAX, ev->type, ev->time, data != NULL);
-  int rc = head < 0 ? PM_EINVAL : event_msg(INT64_MAX, ev->type, ev->time, data, &m);
+  size_t head = json_head(NULL, INT64_MAX, ev, data != NULL);
+  int rc = event_msg(INT64_MAX, ev->type, ev->time, data, &m);
   if (rc == 0)
     rc = encodable(m, PM_ENC_XML, s->opts.max_message);
   if (rc == 0)

@@ -49,46 +49,78 @@ static int within(const pm__queue *q, size_t count, size_t bytes) {
 
 /* The compact JSON of a tree, as the JSON codec writes it inside a message. */
 #define DATA_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY)
+/* Data up to this size is dumped on the stack, then copied into the event's allocation. */
+#define DATA_STACK_BYTES 512
+
+/* A dump target: the stack buffer first, the heap past it. */
+typedef struct dump_buf {
+  char *p;
+  size_t len, cap;
+  int heap;
+} dump_buf;
+
+static int dump_put(const char *data, size_t size, void *arg) {
+  dump_buf *d = arg;
+  if (size > d->cap - d->len) {
+    size_t cap = d->cap * 2;
+    char *grown;
+    while (cap - d->len < size)
+      cap *= 2;
+    grown = d->heap ? pm__realloc(d->p, cap) : pm__malloc(cap);
+    if (grown == NULL)
+      return -1;
+    if (!d->heap)
+      memcpy(grown, d->p, d->len);
+    d->p = grown;
+    d->cap = cap;
+    d->heap = 1;
+  }
+  memcpy(d->p + d->len, data, size);
+  d->len += size;
+  return 0;
+}
 
 pm__event *pm__event_new(int64_t id, const char *type, json_t *data, int transient,
                          const char *time) {
-  size_t type_len = strlen(type), text_len = 0;
+  char stack[DATA_STACK_BYTES];
+  dump_buf text = {stack, 0, sizeof(stack), 0};
+  size_t type_len = strlen(type);
   int keep_tree = data != NULL && strcmp(type, PM__EVENTS_LOST_TYPE) == 0;
-  pm__event *ev;
+  pm__event *ev = NULL;
   char *tail;
-  /* json_dumpb with a NULL buffer measures the encoding without allocating it. */
-  if (data != NULL && !keep_tree) {
-    text_len = json_dumpb(data, NULL, 0, DATA_FLAGS);
-    if (text_len == 0)
-      goto fail;
-  }
-  ev = pm__malloc(sizeof(*ev) + type_len + 1 + (data != NULL && !keep_tree ? text_len + 1 : 0));
+  if (data != NULL && json_dump_callback(data, dump_put, &text, DATA_FLAGS) < 0)
+    goto done;
+  ev = pm__malloc(sizeof(*ev) + type_len + 1 + (data != NULL && !keep_tree ? text.len + 1 : 0));
   if (ev == NULL)
-    goto fail;
+    goto done;
   memset(ev, 0, sizeof(*ev));
   tail = (char *)(ev + 1);
   memcpy(tail, type, type_len + 1);
   ev->type = tail;
   if (keep_tree) {
     ev->data = data;
-    text_len = json_dumpb(data, NULL, 0, DATA_FLAGS);
+    data = NULL;
   } else if (data != NULL) {
     tail += type_len + 1;
-    json_dumpb(data, tail, text_len, DATA_FLAGS);
-    tail[text_len] = '\0';
+    memcpy(tail, text.p, text.len);
+    tail[text.len] = '\0';
     ev->text = tail;
-    ev->text_len = text_len;
-    json_decref(data);
+    ev->text_len = text.len;
   }
   ev->id = id;
   ev->transient = transient ? 1 : 0;
-  snprintf(ev->time, sizeof(ev->time), "%s", time != NULL ? time : "");
+  if (time != NULL) {
+    size_t time_len = strnlen(time, sizeof(ev->time) - 1);
+    memcpy(ev->time, time, time_len);
+    ev->time[time_len] = '\0';
+  }
   /* strlen(type) + the data's compact JSON + EVENT_OVERHEAD_BYTES */
-  ev->bytes = type_len + EVENT_OVERHEAD_BYTES + text_len;
-  return ev;
-fail:
+  ev->bytes = type_len + EVENT_OVERHEAD_BYTES + text.len;
+done:
+  if (text.heap)
+    pm__free(text.p);
   json_decref(data);
-  return NULL;
+  return ev;
 }
 
 pm__event *pm__event_dup(const pm__event *ev) {
