@@ -14,7 +14,6 @@
  * an event a caller publishes under the type "EventsLost" is an ordinary durable event here (the
  * server should refuse that reserved type at publication). */
 
-#include <stdio.h>
 #include <string.h>
 
 #include "event/queue.h"
