@@ -623,6 +623,63 @@ static void test_event_server_observer_cap(void **state) {
   close(cl);
 }
 
+/* A JSON session is sent each event as the frame the queue keeps for it: byte for byte what
+ * the codec writes for the same message, with Data (escapes, non-ASCII, numbers, nesting) and
+ * without; the same for an observer, and for the event again after a reconnect. */
+static void test_event_server_kept_frame_is_the_encoding(void **state) {
+  static const char data_text[] =
+      "{\"S\":\"a\\\"b\\\\c\\n\\t/ \u00e9\u20ac\",\"N\":-42,\"R\":0.5,\"B\":true,"
+      "\"Z\":null,\"A\":[1,{\"X\":[]}],\"O\":{}}";
+  int64_t ids[2];
+  int cl, obs;
+  (void)state;
+  cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+  obs = observe_raw();
+  assert_pm(0, pm_event_server_publish(fx.server, "WithData", json_loads(data_text, 0, NULL),
+                                       &ids[0]));
+  ids[1] = publish("Bare");
+  for (int round = 0; round < 3; round++) {
+    int fd = round == 1 ? obs : cl;
+    for (int i = 0; i < 2; i++) {
+      size_t len = 0, enc_len = 0;
+      char *frame;
+      uint8_t *enc = NULL;
+      pm_msg *m = NULL;
+      /* Heartbeats may come first: answered until the event does. */
+      for (;;) {
+        frame = pm_test_recv_frame(fd, WAIT_MS, &len);
+        assert_non_null(frame);
+        if (strncmp(frame, "{\"Event\"", 8) == 0)
+          break;
+        assert_pm(0, pm_msg_decode(frame, len, &m, NULL));
+        pm_test_assert_kind(m, "Handshake");
+        ask_alive(fd, pm_test_int_field(m, "Seq"));
+        pm_msg_free(m);
+        free(frame);
+      }
+      assert_pm(0, pm_msg_decode(frame, len, &m, NULL));
+      assert_int_equal(ids[i], pm_test_int_field(m, "Id"));
+      assert_pm(0, pm_msg_encode(m, PM_ENC_JSON, &enc, &enc_len));
+      assert_int_equal(enc_len, len);
+      assert_memory_equal(enc, frame, len);
+      pm_free(enc);
+      pm_msg_free(m);
+      free(frame);
+      /* The client confirms the first only in the last round: it is sent again meanwhile. */
+      if (round == 2)
+        pm_test_confirm(fd, ids[i]);
+      if (round == 0)
+        break;
+    }
+    if (round == 0) {
+      close(cl);
+      cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+    }
+  }
+  close(obs);
+  close(cl);
+}
+
 /* An observer that connected first but has not sent its handshake yet holds no client slot:
  * a client that attaches meanwhile is the client, not told Busy; the observer's handshake then
  * makes it an observer. (The slot is settled at the handshake, never at accept.) */
@@ -926,6 +983,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_event_server_observer_confirmation_ignored, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_event_server_observer_cap, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_kept_frame_is_the_encoding, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_event_server_slot_settled_at_handshake, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_event_server_unknown_mode_refused, setup, teardown),

@@ -122,6 +122,50 @@ static void test_queue_event_new_estimates_bytes(void **state) {
   pm__event_free(NULL);
 }
 
+/* An event keeps its Data as the compact JSON a frame carries, in its own allocation; a copy
+ * and the tree read back from it are equal to what was published. A marker keeps a tree. */
+static void test_queue_event_keeps_data_text(void **state) {
+  pm__event *ev, *copy, *m;
+  json_t *in, *out = NULL;
+  (void)state;
+  in = json_pack("{s:i, s:s, s:[b,n]}", "a", 1, "s", "x\"y", "l", 1);
+  ev = pm__event_new(3, "Type", json_incref(in), 0, TIME);
+  assert_non_null(ev);
+  assert_null(ev->data);
+  assert_string_equal("{\"a\":1,\"s\":\"x\\\"y\",\"l\":[true,null]}", ev->text);
+  assert_int_equal(strlen(ev->text), ev->text_len);
+  copy = pm__event_dup(ev);
+  assert_non_null(copy);
+  assert_ptr_not_equal(ev->text, copy->text);
+  assert_string_equal(ev->text, copy->text);
+  assert_string_equal("Type", copy->type);
+  assert_string_equal(TIME, copy->time);
+  assert_int_equal(ev->bytes, copy->bytes);
+  assert_int_equal(3, copy->id);
+  assert_pm(0, pm__event_data(copy, &out));
+  assert_true(json_equal(in, out));
+  json_decref(out);
+  pm__event_free(ev);
+  pm__event_free(copy);
+  ev = pm__event_new(4, "Bare", NULL, 0, TIME);
+  assert_non_null(ev);
+  assert_null(ev->text);
+  assert_pm(0, pm__event_data(ev, &out));
+  assert_null(out);
+  pm__event_free(ev);
+  m = pm__event_new(5, PM__EVENTS_LOST_TYPE, json_incref(in), 0, TIME);
+  assert_non_null(m);
+  assert_null(m->text);
+  assert_ptr_equal(in, m->data);
+  copy = pm__event_dup(m);
+  assert_non_null(copy);
+  assert_true(json_equal(in, copy->data));
+  assert_ptr_not_equal(in, copy->data);
+  pm__event_free(copy);
+  pm__event_free(m);
+  json_decref(in);
+}
+
 static void test_queue_fifo_order(void **state) {
   pm__queue q;
   (void)state;
@@ -709,6 +753,7 @@ static void test_queue_restored_damaged_marker_not_merged(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_queue_event_new_estimates_bytes),
+      cmocka_unit_test(test_queue_event_keeps_data_text),
       cmocka_unit_test(test_queue_fifo_order),
       cmocka_unit_test(test_queue_pop_frees_head_and_clears_in_flight),
       cmocka_unit_test(test_queue_clear_frees_everything),
