@@ -869,6 +869,14 @@ static void on_handshake_timeout(uv_timer_t *t) {
   disconnect(ss, PM_DISCONNECT_HANDSHAKE_TIMEOUT, NULL);
 }
 
+/* Whether uv_thread_self gave this thread an identity. libuv before 1.45 gives none (a null
+ * handle) on Windows to a thread it did not start, so two such threads would compare equal:
+ * without one, publishers always wake the loop. */
+static int thread_identified(const uv_thread_t *t) {
+  static const uv_thread_t none;
+  return memcmp(t, &none, sizeof(none)) != 0;
+}
+
 /* ---- accepting ---------------------------------------------------------------------------- */
 
 /* Sends Disconnect{reason} to a connection that will not become the session, then closes it
@@ -895,9 +903,10 @@ static void on_connection(void *data) {
   if (s->closing)
     return;
   if (!s->loop_thread_known) {
+    uv_thread_t self = uv_thread_self();
     uv_mutex_lock(&s->lock);
-    s->loop_thread = uv_thread_self();
-    s->loop_thread_known = 1;
+    s->loop_thread = self;
+    s->loop_thread_known = thread_identified(&self);
     uv_mutex_unlock(&s->lock);
   }
   ss = pm__calloc(1, sizeof(*ss));
@@ -1218,7 +1227,8 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
      * when the session is idle: waking the loop would cost a trip through it. Not from inside
      * such a send (a log callback that publishes): the loop gets it next. */
     self = uv_thread_self();
-    if (direct && uv_thread_equal(&self, &loop_thread) && !s->dispatching) {
+    if (direct && thread_identified(&self) && uv_thread_equal(&self, &loop_thread) &&
+        !s->dispatching) {
       dispatch(s);
     } else {
       uv_async_send(&s->wake);

@@ -26,6 +26,8 @@ typedef struct fixture {
   int start_rc;
   int refuse;
   int publish_at_close; /* on_stop publishes right after closing the server */
+  uv_async_t publish;   /* publishes "OnLoop" from the loop thread (on_publish) */
+  int64_t loop_ids[2];  /* what those publishes returned, and how many there were */
   int publish_rc;       /* what that publish returned */
   int stopped;          /* the loop thread was joined */
   char dropped[PM_REASON_MAX]; /* the reason of the last "dropped" log entry */
@@ -46,9 +48,21 @@ static int authorize(const pm_peer *peer, void *data) {
   return ((fixture *)data)->refuse ? -1 : 0;
 }
 
+/* Publishes on the loop thread, as pipemsgd's backend does; a second one while the first is
+ * still in flight. The test waits for the first to arrive before it asks for the second. */
+static void on_publish(uv_async_t *a) {
+  fixture *f = a->data;
+  int64_t id = 0;
+  int rc = pm_event_server_publish(f->server, "OnLoop", json_pack("{s:i}", "N", 1), &id);
+  uv_mutex_lock(&seen_lock);
+  f->loop_ids[f->loop_ids[0] == 0 ? 0 : 1] = rc == 0 ? id : -1;
+  uv_mutex_unlock(&seen_lock);
+}
+
 static void on_stop(uv_async_t *a) {
   fixture *f = a->data;
   pm_event_server_close(f->server, NULL, NULL);
+  uv_close((uv_handle_t *)&f->publish, NULL);
   /* The server is freed only once its handles have closed, later in this loop run. */
   if (f->publish_at_close)
     f->publish_rc = pm_event_server_publish(f->server, "Late", NULL, NULL);
@@ -85,6 +99,8 @@ static void start_server(void) {
   assert_int_equal(0, uv_loop_init(&fx.loop));
   uv_async_init(&fx.loop, &fx.stop, on_stop);
   fx.stop.data = &fx;
+  uv_async_init(&fx.loop, &fx.publish, on_publish);
+  fx.publish.data = &fx;
   uv_sem_init(&fx.ready, 0);
   assert_int_equal(0, uv_thread_create(&fx.thread, server_thread, &fx));
   uv_sem_wait(&fx.ready);
@@ -680,6 +696,44 @@ static void test_event_server_kept_frame_is_the_encoding(void **state) {
   close(cl);
 }
 
+/* Published on the loop thread (sent at once when the client is idle, no wake-up): the client
+ * gets it; one published while that is in flight follows once it is confirmed. */
+static void test_event_server_publish_on_loop_thread(void **state) {
+  int64_t ids[2];
+  pm_msg *m;
+  int cl;
+  (void)state;
+  cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+  for (int i = 0; i < 2; i++) {
+    uint64_t deadline = pm_test_now_ms() + WAIT_MS;
+    uv_async_send(&fx.publish);
+    for (;;) {
+      uv_mutex_lock(&seen_lock);
+      ids[i] = fx.loop_ids[i];
+      uv_mutex_unlock(&seen_lock);
+      if (ids[i] != 0)
+        break;
+      assert_true(pm_test_now_ms() < deadline);
+      uv_sleep(2);
+    }
+    assert_true(ids[i] > 0);
+    if (i == 0)
+      expect_event(cl, ids[0], "OnLoop");
+  }
+  /* The second is held back until the first is confirmed. */
+  pm_test_confirm(cl, ids[0]);
+  m = pm_test_next_event(cl, WAIT_MS);
+  pm_test_assert_kind(m, "Event");
+  assert_int_equal(ids[1], pm_test_int_field(m, "Id"));
+  assert_int_equal(1, pm_test_int_field(m, "Id") - ids[0]);
+  pm_msg_free(m);
+  pm_test_confirm(cl, ids[1]);
+  ask_alive(cl, 2);
+  assert_int_equal(2, stats_now().delivered);
+  assert_int_equal(0, stats_now().redelivered);
+  close(cl);
+}
+
 /* An observer that connected first but has not sent its handshake yet holds no client slot:
  * a client that attaches meanwhile is the client, not told Busy; the observer's handshake then
  * makes it an observer. (The slot is settled at the handshake, never at accept.) */
@@ -983,6 +1037,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_event_server_observer_confirmation_ignored, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_event_server_observer_cap, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_publish_on_loop_thread, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_server_kept_frame_is_the_encoding, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_event_server_slot_settled_at_handshake, setup,
