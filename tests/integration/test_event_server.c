@@ -147,6 +147,15 @@ static int setup_small_observer_bound(void **state) {
   return 0;
 }
 
+/* Heartbeats far apart: an event that waited for one would miss every wait of a test. */
+static int setup_slow_heartbeat(void **state) {
+  (void)state;
+  setup_dir();
+  fx.opts.heartbeat_ms = (uint32_t)(4 * pm_test_margin_ms(10000));
+  start_server();
+  return 0;
+}
+
 /* Heartbeats often enough to wait for two within a test. */
 #define FAST_HEARTBEAT_MS 200
 
@@ -696,6 +705,23 @@ static void test_event_server_kept_frame_is_the_encoding(void **state) {
   close(cl);
 }
 
+/* Published from another thread to an idle client: the loop is woken and sends it at once,
+ * long before the next heartbeat (which would also pump the queue) is due. */
+static void test_event_server_idle_client_woken(void **state) {
+  int64_t id;
+  int cl;
+  (void)state;
+  cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+  ask_alive(cl, 2); /* attached and idle: nothing was queued */
+  id = publish("Wake");
+  expect_event(cl, id, "Wake");
+  pm_test_confirm(cl, id);
+  id = publish("Again");
+  expect_event(cl, id, "Again");
+  pm_test_confirm(cl, id);
+  close(cl);
+}
+
 /* Published on the loop thread (sent at once when the client is idle, no wake-up): the client
  * gets it; one published while that is in flight follows once it is confirmed. */
 static void test_event_server_publish_on_loop_thread(void **state) {
@@ -1037,6 +1063,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_event_server_observer_confirmation_ignored, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_event_server_observer_cap, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_idle_client_woken, setup_slow_heartbeat,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_event_server_publish_on_loop_thread, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_server_kept_frame_is_the_encoding, setup,
                                       teardown),
