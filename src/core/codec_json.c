@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "json_parse.h"
 #include "message_internal.h"
 #include "pipemsg/codec.h"
 #include "pipemsg/error.h"
@@ -19,8 +20,27 @@
  *
  * Non-finite reals need no check on encoding: jansson refuses to create them. */
 
-#define DECODE_FLAGS JSON_REJECT_DUPLICATES
 #define ENCODE_FLAGS JSON_COMPACT
+
+/* i is just past an opening quote: the index of the closing one (len or more without one),
+ * where a backslash escapes the byte after it. Long strings are most of a big message, so this
+ * runs through memchr; the closing quote is looked for again only once an escape has passed
+ * it, which keeps a string of many escapes linear. */
+static size_t string_end(const uint8_t *p, size_t i, size_t len) {
+  size_t quote = 0;
+  while (i < len) {
+    const uint8_t *b;
+    if (quote < i) {
+      const uint8_t *q = memchr(p + i, '"', len - i);
+      quote = q != NULL ? (size_t)(q - p) : len;
+    }
+    b = memchr(p + i, '\\', quote - i);
+    if (b == NULL)
+      return quote;
+    i = (size_t)(b - p) + 2;
+  }
+  return i;
+}
 
 /* jansson builds the whole tree before anything can look at it, and an empty object costs it
  * about 240 bytes against 3 bytes of input. So the nodes (values and member names) are counted
@@ -34,9 +54,7 @@ static int count_nodes(const uint8_t *p, size_t len, char *why) {
   for (size_t i = 0; i < len; i++) {
     switch (p[i]) {
     case '"':
-      for (i++; i < len && p[i] != '"'; i++)
-        if (p[i] == '\\')
-          i++;
+      i = string_end(p, i + 1, len);
       /* fall through */
     case '{':
     case '[':
@@ -66,13 +84,12 @@ static int count_nodes(const uint8_t *p, size_t len, char *why) {
 
 int pm_json_decode(const void *buf, size_t len, pm_msg **out, char *why) {
   const uint8_t *p = buf;
-  json_error_t err;
   json_t *root = NULL, *fields;
   const char *kind;
   int rc;
   if ((buf == NULL && len > 0) || out == NULL)
     return pm__reason(why, PM_EINVAL, "%s", pm_strerror(PM_EINVAL));
-  /* jansson does not skip a byte order mark, which §2 allows. */
+  /* A byte order mark is allowed by §2; JSON itself has none. */
   if (len >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf) {
     p += 3;
     len -= 3;
@@ -80,27 +97,9 @@ int pm_json_decode(const void *buf, size_t len, pm_msg **out, char *why) {
   rc = count_nodes(p, len, why);
   if (rc < 0)
     return rc;
-  /* jansson leaves err unset (its code byte included) when it cannot allocate its parser. */
-  memset(&err, 0, sizeof(err));
-  root = json_loadb((const char *)p, len, DECODE_FLAGS, &err);
-  if (root == NULL && err.text[0] == '\0') {
-    rc = pm__reason(why, PM_ENOMEM, "%s", pm_strerror(PM_ENOMEM));
+  rc = pm__json_parse(p, len, &root, why);
+  if (rc < 0)
     goto done;
-  }
-  if (root == NULL) {
-    switch (json_error_code(&err)) {
-    case json_error_stack_overflow:
-      rc = PM_EDEPTH;
-      break;
-    case json_error_out_of_memory:
-      rc = PM_ENOMEM;
-      break;
-    default:
-      rc = PM_EPARSE;
-    }
-    pm__reason(why, rc, "JSON: %s at line %d, column %d", err.text, err.line, err.column);
-    goto done;
-  }
   if (!json_is_object(root) || json_object_size(root) != 1) {
     rc = pm__reason(why, PM_EPARSE, "a message is a JSON object with exactly one member");
     goto done;

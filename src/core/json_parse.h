@@ -1,0 +1,24 @@
+#ifndef PIPEMSG_JSON_PARSE_H
+#define PIPEMSG_JSON_PARSE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The deepest value the parser builds, counted as jansson counts it (the root value is 1, and
+ * every value inside an array or object one more than that container): jansson's
+ * JSON_PARSER_MAX_DEPTH, so deeper input is PM_EDEPTH exactly where json_loadb says so. */
+#define PM_JSON_PARSE_DEPTH_MAX 2048
+
+/* Parses len bytes of JSON into a jansson tree, accepting exactly what
+ * json_loadb(p, len, JSON_REJECT_DUPLICATES, ...) accepts and building the same tree: an
+ * object or array at the top, nothing but white space after it, strictly valid UTF-8 (no
+ * overlong forms, no encoded surrogates, nothing above U+10FFFF) everywhere, escapes as RFC 8259
+ * with paired surrogates only, no \u0000, no duplicate member names, integers within int64,
+ * finite reals. It is faster than jansson's byte-at-a-time lexer and copies each string once,
+ * from p into its value.
+ * Returns 0 with *out; PM_EPARSE, PM_EDEPTH (where json_loadb reports its stack overflow) or
+ * PM_ENOMEM, with a reason (line and column included) in why when it is not NULL. */
+int pm__json_parse(const uint8_t *p, size_t len, json_t **out, char *why);
+
+#endif
