@@ -1,4 +1,5 @@
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -19,8 +20,6 @@
  * empty element and reads as "" through pm_tree_get_string(), like <Name/>.
  *
  * Non-finite reals need no check on encoding: jansson refuses to create them. */
-
-#define ENCODE_FLAGS JSON_COMPACT
 
 /* i is just past an opening quote: the index of the closing one (len or more without one),
  * where a backslash escapes the byte after it. Long strings are most of a big message, so this
@@ -127,7 +126,7 @@ done:
   return rc;
 }
 
-/* A growing output buffer for json_dump_callback. */
+/* A growing output buffer. */
 typedef struct sink {
   uint8_t *buf;
   size_t len, cap;
@@ -151,6 +150,108 @@ static int sink_put(const char *data, size_t size, void *arg) {
   return 0;
 }
 
+static int put(sink *s, const char *text) {
+  return sink_put(text, strlen(text), s) < 0 ? PM_ENOMEM : 0;
+}
+
+/* A string as jansson's dump writes it: '"', '\\' and the control characters escaped (the
+ * short forms where JSON has them, else \u00XX), everything else as it is. Runs of bytes
+ * that need nothing (most of a long string) go out in one copy. PM_EINVAL if it is not
+ * UTF-8, which a tree built with the *_nocheck calls can hold. */
+static int put_string(sink *s, const char *str, size_t len) {
+  const uint8_t *p = (const uint8_t *)str, *end = p + len;
+  if (sink_put("\"", 1, s) < 0)
+    return PM_ENOMEM;
+  while (p < end) {
+    const uint8_t *q = pm__json_plain_end(p, end);
+    char esc[8];
+    size_t n;
+    while (q < end && *q >= 0x80 && (n = pm__utf8_seq(q, end)) > 0)
+      q = pm__json_plain_end(q + n, end);
+    if (sink_put((const char *)p, (size_t)(q - p), s) < 0)
+      return PM_ENOMEM;
+    p = q;
+    if (p == end)
+      break;
+    if (*p >= 0x80)
+      return PM_EINVAL;
+    switch (*p) {
+    case '"':
+      strcpy(esc, "\\\"");
+      break;
+    case '\\':
+      strcpy(esc, "\\\\");
+      break;
+    case '\b':
+      strcpy(esc, "\\b");
+      break;
+    case '\f':
+      strcpy(esc, "\\f");
+      break;
+    case '\n':
+      strcpy(esc, "\\n");
+      break;
+    case '\r':
+      strcpy(esc, "\\r");
+      break;
+    case '\t':
+      strcpy(esc, "\\t");
+      break;
+    default:
+      snprintf(esc, sizeof(esc), "\\u%04X", (unsigned)*p);
+    }
+    if (put(s, esc) < 0)
+      return PM_ENOMEM;
+    p++;
+  }
+  return sink_put("\"", 1, s) < 0 ? PM_ENOMEM : 0;
+}
+
+/* A value of a checked tree (so at most PM_NESTING_MAX deep), compact, members in their
+ * order, like json_dump_callback with JSON_COMPACT. Reals go through jansson itself, so their
+ * digits stay its own. */
+static int put_value(sink *s, const json_t *v) {
+  char num[32];
+  const char *key;
+  size_t key_len, i;
+  json_t *child;
+  int rc = 0, first = 1;
+  switch (json_typeof(v)) {
+  case JSON_OBJECT:
+    if (put(s, "{") < 0)
+      return PM_ENOMEM;
+    json_object_keylen_foreach((json_t *)v, key, key_len, child) {
+      if ((!first && put(s, ",") < 0) || (rc = put_string(s, key, key_len)) < 0 ||
+          put(s, ":") < 0 || (rc = put_value(s, child)) < 0)
+        return rc < 0 ? rc : PM_ENOMEM;
+      first = 0;
+    }
+    return put(s, "}");
+  case JSON_ARRAY:
+    if (put(s, "[") < 0)
+      return PM_ENOMEM;
+    json_array_foreach(v, i, child) {
+      if ((i > 0 && put(s, ",") < 0) || (rc = put_value(s, child)) < 0)
+        return rc < 0 ? rc : PM_ENOMEM;
+    }
+    return put(s, "]");
+  case JSON_STRING:
+    return put_string(s, json_string_value(v), json_string_length(v));
+  case JSON_INTEGER:
+    snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    return put(s, num);
+  case JSON_REAL:
+    return json_dump_callback(v, sink_put, s, JSON_COMPACT | JSON_ENCODE_ANY) < 0 ? PM_ENOMEM
+                                                                                   : 0;
+  case JSON_TRUE:
+    return put(s, "true");
+  case JSON_FALSE:
+    return put(s, "false");
+  default:
+    return put(s, "null");
+  }
+}
+
 int pm_json_encode(const pm_msg *m, uint8_t **out, size_t *len) {
   sink s = {NULL, 0, 0};
   const char *kind;
@@ -161,13 +262,15 @@ int pm_json_encode(const pm_msg *m, uint8_t **out, size_t *len) {
   if (pm__tree_nodes(pm_msg_fields(m), PM_ENC_JSON) > PM_NODES_MAX)
     goto fail;
   /* One pass into one buffer: {"Kind": fields}. The kind is a checked name, so it needs no
-   * escaping; the tree is valid, so a failure can only be out of memory. */
+   * escaping. */
   kind = pm_msg_kind(m);
   rc = PM_ENOMEM;
-  if (sink_put("{\"", 2, &s) < 0 || sink_put(kind, strlen(kind), &s) < 0 ||
-      sink_put("\":", 2, &s) < 0 ||
-      json_dump_callback(pm_msg_fields(m), sink_put, &s, ENCODE_FLAGS) < 0 ||
-      sink_put("}", 1, &s) < 0)
+  if (put(&s, "{\"") < 0 || put(&s, kind) < 0 || put(&s, "\":") < 0)
+    goto fail;
+  rc = put_value(&s, pm_msg_fields(m));
+  if (rc == 0)
+    rc = put(&s, "}");
+  if (rc < 0)
     goto fail;
   *out = s.buf;
   *len = s.len;

@@ -84,10 +84,7 @@ static int hex_value(uint8_t c) {
   return -1;
 }
 
-/* The length (2 to 4) of the valid UTF-8 sequence at q, or 0: no continuation byte or 0xC0,
- * 0xC1, 0xF5 and above to start with, no overlong form, no surrogate, nothing above U+10FFFF,
- * nothing cut short by the end of the input. Called for bytes of 0x80 and above only. */
-static size_t utf8_seq(const uint8_t *q, const uint8_t *end) {
+size_t pm__utf8_seq(const uint8_t *q, const uint8_t *end) {
   uint32_t cp;
   size_t n;
   if (*q >= 0xc2 && *q <= 0xdf) {
@@ -118,7 +115,7 @@ static size_t utf8_seq(const uint8_t *q, const uint8_t *end) {
 /* jansson reads the byte after a number or a word to see where it ends, and decodes the UTF-8
  * sequence it starts as it reads: an invalid one there is a lexer error. */
 static int bad_lookahead(const parser *ps, const uint8_t *q) {
-  return q < ps->end && *q >= 0x80 && utf8_seq(q, ps->end) == 0;
+  return q < ps->end && *q >= 0x80 && pm__utf8_seq(q, ps->end) == 0;
 }
 
 static int invalid_utf8(parser *ps, const uint8_t *q) {
@@ -128,9 +125,9 @@ static int invalid_utf8(parser *ps, const uint8_t *q) {
 #define ONES 0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
 
-/* Skips the bytes a string holds as they are: 0x20 to 0x7F but '"' and '\\'. Eight at a time
- * while none of the eight needs a look (a test may say so falsely, never the other way). */
-static const uint8_t *skip_plain(const uint8_t *q, const uint8_t *end) {
+/* Eight at a time while none of the eight needs a look (the test may say one does when it
+ * does not, never the other way round). */
+const uint8_t *pm__json_plain_end(const uint8_t *q, const uint8_t *end) {
   while (end - q >= 8) {
     uint64_t w, quote, backslash;
     memcpy(&w, q, 8);
@@ -252,7 +249,7 @@ static int lex_string(parser *ps, const uint8_t *q) {
   const uint8_t *s = ++q, *end = ps->end;
   int escaped = 0;
   for (;;) {
-    q = skip_plain(q, end);
+    q = pm__json_plain_end(q, end);
     if (q == end)
       return fail(ps, PM_EPARSE, q, "premature end of input in a string");
     if (*q == '"')
@@ -274,7 +271,7 @@ static int lex_string(parser *ps, const uint8_t *q) {
         return fail(ps, PM_EPARSE, q, "invalid escape");
       }
     } else {
-      size_t n = utf8_seq(q, end);
+      size_t n = pm__utf8_seq(q, end);
       if (n == 0)
         return invalid_utf8(ps, q);
       q += n;
@@ -412,7 +409,7 @@ static int lex(parser *ps) {
       ps->tok = T_INVALID;
     return 0;
   }
-  if (*q >= 0x80 && utf8_seq(q, end) == 0)
+  if (*q >= 0x80 && pm__utf8_seq(q, end) == 0)
     return invalid_utf8(ps, q);
   ps->tok = T_INVALID;
   return 0;

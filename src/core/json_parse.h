@@ -21,4 +21,15 @@
  * PM_ENOMEM, with a reason (line and column included) in why when it is not NULL. */
 int pm__json_parse(const uint8_t *p, size_t len, json_t **out, char *why);
 
+/* Shared with the encoder (codec_json.c). */
+
+/* The end of the run from q of bytes a JSON string holds as they are: 0x20 to 0x7F but '"'
+ * and '\\'. */
+const uint8_t *pm__json_plain_end(const uint8_t *q, const uint8_t *end);
+
+/* The length (2 to 4) of the valid UTF-8 sequence at q, or 0: no continuation byte or 0xC0,
+ * 0xC1, 0xF5 and above to start with, no overlong form, no surrogate, nothing above U+10FFFF,
+ * nothing cut short by end. For bytes of 0x80 and above; jansson's rules (utf.c). */
+size_t pm__utf8_seq(const uint8_t *q, const uint8_t *end);
+
 #endif
