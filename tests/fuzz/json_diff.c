@@ -1,0 +1,80 @@
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json_diff.h"
+#include "json_parse.h"
+#include "pipemsg/pipemsg.h"
+
+/* jansson's verdict as pm_json_decode reported it before it had its own parser. */
+static int jansson_code(const json_error_t *err) {
+  if (err->text[0] == '\0')
+    return PM_ENOMEM;
+  switch (json_error_code(err)) {
+  case json_error_stack_overflow:
+    return PM_EDEPTH;
+  case json_error_out_of_memory:
+    return PM_ENOMEM;
+  default:
+    return PM_EPARSE;
+  }
+}
+
+static int same_dump(const json_t *a, const json_t *b) {
+  char *da = json_dumps(a, JSON_COMPACT | JSON_ENCODE_ANY);
+  char *db = json_dumps(b, JSON_COMPACT | JSON_ENCODE_ANY);
+  int same = da != NULL && db != NULL && strcmp(da, db) == 0;
+  free(da);
+  free(db);
+  return same;
+}
+
+/* pm_json_encode against "{\"Kind\":" + jansson's compact dump of the fields + "}". */
+static const char *encode_diff(const uint8_t *p, size_t len) {
+  pm_msg *m = NULL;
+  uint8_t *ours = NULL;
+  size_t ours_len = 0;
+  char *fields, *theirs;
+  const char *what = NULL;
+  size_t theirs_len;
+  if (pm_json_decode(p, len, &m, NULL) < 0)
+    return NULL;
+  fields = json_dumps(pm_msg_fields(m), JSON_COMPACT);
+  theirs_len = strlen(pm_msg_kind(m)) + (fields ? strlen(fields) : 0) + 6;
+  theirs = malloc(theirs_len);
+  if (fields == NULL || theirs == NULL || pm_json_encode(m, &ours, &ours_len) < 0) {
+    what = "encode failed";
+  } else {
+    theirs_len = (size_t)snprintf(theirs, theirs_len, "{\"%s\":%s}", pm_msg_kind(m), fields);
+    if (ours_len != theirs_len || memcmp(ours, theirs, ours_len) != 0)
+      what = "pm_json_encode differs from jansson's dump";
+  }
+  pm_free(ours);
+  free(theirs);
+  free(fields);
+  pm_msg_free(m);
+  return what;
+}
+
+const char *json_diff(const uint8_t *p, size_t len) {
+  json_error_t err;
+  json_t *ours = NULL, *theirs;
+  const char *what = NULL;
+  char why[PM_REASON_MAX] = "";
+  int rc, want;
+  memset(&err, 0, sizeof(err));
+  theirs = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES, &err);
+  want = theirs != NULL ? 0 : jansson_code(&err);
+  rc = pm__json_parse(p, len, &ours, why);
+  if (rc != want)
+    what = rc == 0 ? "accepted what jansson rejects"
+           : want == 0 ? "rejected what jansson accepts"
+                       : "rejected with another code than jansson";
+  else if (rc < 0 && why[0] == '\0')
+    what = "rejected without a reason";
+  else if (rc == 0 && (!json_equal(ours, theirs) || !same_dump(ours, theirs)))
+    what = "a tree other than jansson's";
+  json_decref(ours);
+  json_decref(theirs);
+  return what != NULL ? what : encode_diff(p, len);
+}
