@@ -12,7 +12,7 @@
 
 #include "pipemsg/pipemsg.h"
 
-#define BENCH_RESULTS_MAX 48
+#define BENCH_RESULTS_MAX 64
 #define BENCH_SKIPS_MAX 8
 #define BENCH_WARMUP 200        /* untimed iterations before each timed loop */
 #define BENCH_FLOOR_BUF (64 * 1024)

@@ -33,8 +33,9 @@ static const char usage_text[] =
     "      --quick      small counts and a smaller big message (CI smoke test, < 15 s)\n"
     "      --json       one JSON object instead of the table\n"
     "      --only NAME  run only this scenario group (repeatable): command, event, zmq, big,\n"
-    "                   idle, queue, service; scale-queue (10^3, 10^5 and 10^6 queued events:\n"
-    "                   time and heap) runs only when named\n"
+    "                   idle, queue, service; scale (1, 10 and 100 MiB messages, 10^4\n"
+    "                   connect cycles) and scale-queue (10^3, 10^5 and 10^6 queued events),\n"
+    "                   time and memory, run only when named\n"
     "      --pin        run every thread and child on CPU 0 (like taskset -c 0)\n"
     "      --help       show this help and exit\n"
     "\n"
@@ -49,10 +50,10 @@ static const struct option long_options[] = {
     {"help", no_argument, NULL, OPT_HELP},   {NULL, 0, NULL, 0},
 };
 
-static const char *const groups[] = {"command", "event",   "zmq",         "big", "idle",
-                                     "queue",   "service", "scale-queue", NULL};
+static const char *const groups[] = {"command", "event",   "zmq",         "big",   "idle",
+                                     "queue",   "service", "scale-queue", "scale", NULL};
 /* Groups a run without --only leaves out: they take long or much memory. */
-static const char *const named_only[] = {"scale-queue", NULL};
+static const char *const named_only[] = {"scale-queue", "scale", NULL};
 
 static const budget full_budget = {
     2.0, 30000, (size_t)100 * 1024 * 1024, 10.0, 100000, {1000, 100000, 1000000}};
@@ -799,8 +800,8 @@ typedef struct big_figures {
 
 /* pipemsg: one request whose Params.Blob is size bytes, through pm_command_client_call to a
  * pipemsg command server in a child process. */
-static int big_pipemsg(bench *bh, big_figures *f) {
-  size_t size = bh->b.big_bytes, max = size + 4096;
+static int big_pipemsg(bench *bh, size_t size, big_figures *f) {
+  size_t max = size + 4096;
   char path[128];
   bench_child *child;
   pm_client_options co;
@@ -849,10 +850,10 @@ static int big_pipemsg(bench *bh, big_figures *f) {
 }
 
 /* Floor: the same frame written from one buffer to a raw server that reads it into one. */
-static int big_floor(bench *bh, double *seconds) {
+static int big_floor(bench *bh, size_t size, double *seconds) {
   static const char head[] = "{\"Request\":{\"Command\":\"Put\",\"Id\":1,\"Params\":{\"Blob\":\"";
   static const char tail[] = "\"}}}";
-  size_t size = bh->b.big_bytes, len = strlen(head) + size + strlen(tail);
+  size_t len = strlen(head) + size + strlen(tail);
   char path[128];
   uint8_t resp[64];
   uint8_t *frame;
@@ -886,21 +887,147 @@ static int big_floor(bench *bh, double *seconds) {
   return rc;
 }
 
+/* The issue's targets are for 100 MiB; a smaller run (--quick) gets the time in proportion. */
+#define BIG_TARGET_BYTES ((size_t)100 * 1024 * 1024)
+#define BIG_TARGET_S 0.5
+#define BIG_TARGET_PEAK 2.0 /* times the payload, in the server and in the client */
+
 static int run_big(bench *bh) {
   big_figures f = {0, 0, 0};
   double floor_s = 0, payload = (double)bh->b.big_bytes;
-  int rc = big_pipemsg(bh, &f);
+  double max_s = BIG_TARGET_S * payload / (double)BIG_TARGET_BYTES;
+  int rc = big_pipemsg(bh, bh->b.big_bytes, &f);
   if (rc == 0)
-    rc = big_floor(bh, &floor_s);
+    rc = big_floor(bh, bh->b.big_bytes, &floor_s);
   if (rc < 0)
     return rc;
   bench_add_speed(bh, "big_time", "s", LOWER_BETTER, f.seconds, floor_s, bench_floor_kind_big, 0,
-                  NULL);
+                  bh->b.big_bytes == BIG_TARGET_BYTES ? "<= 0.5 s" : "<= 0.5 s*");
+  bh->results[bh->n_results - 1].pass = f.seconds <= max_s;
   bench_add_cost(bh, "big_server_peak", "MiB", f.server_peak / MIB, payload / MIB, "payload size",
-                 "<= 3", f.server_peak <= 3 * payload);
+                 "<= 2", f.server_peak <= BIG_TARGET_PEAK * payload);
   bench_add_cost(bh, "big_client_peak", "MiB", f.client_peak / MIB, payload / MIB, "payload size",
-                 "<= 3", f.client_peak <= 3 * payload);
+                 "<= 2", f.client_peak <= BIG_TARGET_PEAK * payload);
   return 0;
+}
+
+/* ---- scaling: the cost against the work ---------------------------------------------------
+ * The big message at three sizes, ten times apart, and a run of connect/request/response/close
+ * cycles to a server in a child process: time (against the raw floor of the same work) and the
+ * server's memory, so docs/benchmarks.md can show how each grows. Only when named (named_only):
+ * it repeats the big message and adds some seconds. */
+
+#define SCALE_SIZES 3
+#define SCALE_CYCLES 10000
+
+/* "1MiB", "640KiB": the work in a row's name. */
+static void scale_size_name(size_t size, char *buf, size_t n) {
+  if (size % (1024 * 1024) == 0)
+    snprintf(buf, n, "%zuMiB", size / (1024 * 1024));
+  else
+    snprintf(buf, n, "%zuKiB", size / 1024);
+}
+
+static int scale_messages(bench *bh) {
+  size_t size = bh->b.big_bytes / 100;
+  int rc = 0;
+  for (int i = 0; rc == 0 && i < SCALE_SIZES; i++, size *= 10) {
+    big_figures f = {0, 0, 0};
+    double floor_s = 0;
+    char work[24], name[40];
+    rc = big_pipemsg(bh, size, &f);
+    if (rc == 0)
+      rc = big_floor(bh, size, &floor_s);
+    if (rc < 0)
+      break;
+    scale_size_name(size, work, sizeof(work));
+    snprintf(name, sizeof(name), "scale_msg_%s", work);
+    bench_add_speed(bh, name, "s", LOWER_BETTER, f.seconds, floor_s, bench_floor_kind_big, 0,
+                    NULL);
+    snprintf(name, sizeof(name), "scale_msg_%s_mem", work);
+    bench_add_cost(bh, name, "MiB", f.server_peak / MIB, (double)size / MIB, "payload size", NULL,
+                   -1);
+  }
+  return rc;
+}
+
+/* n cycles of one small request to the child's server: pipemsg (pm_command_client_call) or
+ * raw (connect, write the frame encoded beforehand, read the answer, close). Time in *seconds,
+ * the server's peak above its resident size before, in *grown. */
+static int scale_cycles(bench *bh, int raw, int n, const uint8_t *frame, size_t len,
+                        double *seconds, long long *grown) {
+  char path[128];
+  bench_child *child;
+  pm_client_options co;
+  pm_msg *req = NULL, *resp;
+  long long rss0, rss, peak;
+  uint8_t buf[256];
+  uint64_t start;
+  int rc, i;
+
+  bench_path(bh, raw ? "scalefloor.sock" : "scale.sock", path, sizeof(path));
+  rc = bench_child_start(path, 0, raw, &child);
+  if (rc < 0)
+    return rc;
+  memset(&co, 0, sizeof(co));
+  rc = pm_request_new("Put", 1, json_pack("{s:s}", "Blob", "x"), &req);
+  if (rc == 0)
+    rc = bench_mem(child, &rss0, &peak);
+  if (rc == 0 && bench_peak_reset(child) < 0)
+    rc = PM_EIO;
+  start = bench_now_ns();
+  for (i = 0; rc == 0 && i < n; i++) {
+    if (raw) {
+      bench_raw fd = bench_connect(path);
+      rc = fd == BENCH_RAW_NONE ? PM_EIO : bench_write_frame(fd, frame, len);
+      if (rc == 0 && bench_read_frame(fd, buf, sizeof(buf)) < 0)
+        rc = PM_EIO;
+      if (fd != BENCH_RAW_NONE)
+        bench_close(fd);
+    } else {
+      rc = pm_command_client_call(path, &co, req, PM_ENC_JSON, &resp);
+      if (rc == 0)
+        pm_msg_free(resp);
+    }
+  }
+  *seconds = (double)(bench_now_ns() - start) / 1e9;
+  if (rc == 0)
+    rc = bench_mem(child, &rss, &peak);
+  *grown = peak - rss0;
+  pm_msg_free(req);
+  bench_child_stop(child);
+  return rc;
+}
+
+static int scale_connects(bench *bh) {
+  int n = bh->b.big_bytes < BIG_TARGET_BYTES ? SCALE_CYCLES / 10 : SCALE_CYCLES;
+  pm_msg *req = NULL;
+  uint8_t *frame = NULL;
+  size_t len = 0;
+  double pm_s = 0, raw_s = 0;
+  long long pm_grown = 0, raw_grown = 0;
+  char name[40];
+  int rc = pm_request_new("Put", 1, json_pack("{s:s}", "Blob", "x"), &req);
+  rc = encode_to(req, rc, PM_ENC_JSON, &frame, &len);
+  if (rc == 0)
+    rc = scale_cycles(bh, 0, n, NULL, 0, &pm_s, &pm_grown);
+  if (rc == 0)
+    rc = scale_cycles(bh, 1, n, frame, len, &raw_s, &raw_grown);
+  pm_free(frame);
+  if (rc < 0)
+    return rc;
+  snprintf(name, sizeof(name), "scale_connect_%d", n);
+  bench_add_speed(bh, name, "s", LOWER_BETTER, pm_s, raw_s, bench_floor_kind_command, 0, NULL);
+  /* Per cycle, against the request's frame: what a connection leaves behind in the server. */
+  snprintf(name, sizeof(name), "scale_connect_%d_mem", n);
+  bench_add_cost(bh, name, "bytes/cycle", (double)pm_grown / n, (double)len,
+                 "request frame size", NULL, -1);
+  return 0;
+}
+
+static int run_scale(bench *bh) {
+  int rc = scale_messages(bh);
+  return rc == 0 ? scale_connects(bh) : rc;
 }
 
 /* ---- memory per queued event ------------------------------------------------------------- */
@@ -1129,6 +1256,8 @@ int cmd_bench(int argc, char **argv) {
     rc = run_big(&bh);
   if (rc == 0 && selected(only, n_only, "idle"))
     rc = bench_run_idle(&bh);
+  if (rc == 0 && selected(only, n_only, "scale"))
+    rc = run_scale(&bh);
   bench_dir_remove(&bh);
   if (rc < 0) {
     fprintf(stderr, "pipemsg bench: a scenario failed: %s\n", pm_strerror(rc));
