@@ -125,13 +125,16 @@ static const char xml_text[] =
     "<Domains><Item>a.example</Item><Item>b.example</Item></Domains><On>true</On>"
     "<Nothing/></Params></Request>";
 
-/* Decoding text with jansson failing from each allocation on: an error with a reason and no
- * message until there is enough, then the same tree as without a limit. The error is
- * PM_ENOMEM, except that jansson's parser (2.14) reports most of its allocation failures as
- * syntax errors, which the JSON decoder can only pass on (PM_EPARSE) when parse_error_ok. */
+/* What the JSON parser allocates besides jansson's tree: an unescaped string and a copy of an
+ * escaped member name (pm__malloc), and a real (converted by jansson). */
+static const char json_escaped_text[] =
+    "{\"Request\":{\"Command\":\"Start\\u0056pn\",\"Id\":7,\"Params\":{\"R\":0.5,"
+    "\"L\\u006fcation\":\"d\\u00e9\",\"N\":[1,2.5e3]}}}";
+
+/* Decoding text with jansson failing from each allocation on: PM_ENOMEM with a reason and no
+ * message until there is enough, then the same tree as without a limit. */
 static void decode_under_json_oom(const char *text,
-                                  int (*decode)(const void *, size_t, pm_msg **, char *),
-                                  int parse_error_ok) {
+                                  int (*decode)(const void *, size_t, pm_msg **, char *)) {
   pm_msg *want = NULL;
   unsigned long n;
   int failed = 0;
@@ -148,10 +151,7 @@ static void decode_under_json_oom(const char *text,
       pm_msg_free(m);
       break;
     }
-    /* The first allocation is the parser's own: nothing was parsed, so it is no syntax
-     * error. */
-    if (n == 1 || !(parse_error_ok && rc == PM_EPARSE))
-      assert_pm(PM_ENOMEM, rc);
+    assert_pm(PM_ENOMEM, rc);
     assert_null(m);
     assert_string_not_equal("", why);
     failed++;
@@ -163,12 +163,68 @@ static void decode_under_json_oom(const char *text,
 
 static void test_json_decode_out_of_memory(void **state) {
   (void)state;
-  decode_under_json_oom(json_text, pm_json_decode, 1);
+  decode_under_json_oom(json_text, pm_json_decode);
+  decode_under_json_oom(json_escaped_text, pm_json_decode);
+}
+
+/* The same with the library's own allocations failing (the parser's scratch, the message). */
+static void test_json_decode_library_out_of_memory(void **state) {
+  pm_msg *want = NULL;
+  unsigned long n;
+  (void)state;
+  assert_pm(0, pm_json_decode(json_escaped_text, strlen(json_escaped_text), &want, NULL));
+  for (n = 1; n < 100; n++) {
+    char why[PM_REASON_MAX] = "";
+    pm_msg *m = NULL;
+    int rc;
+    pm__alloc_fail_after(n);
+    rc = pm_json_decode(json_escaped_text, strlen(json_escaped_text), &m, why);
+    pm__alloc_fail_after(0);
+    if (rc == 0) {
+      assert_true(json_equal(pm_msg_fields(want), pm_msg_fields(m)));
+      pm_msg_free(m);
+      break;
+    }
+    assert_pm(PM_ENOMEM, rc);
+    assert_null(m);
+    assert_string_not_equal("", why);
+  }
+  assert_true(n > 1 && n < 100);
+  pm_msg_free(want);
+}
+
+/* The JSON encoder's buffer is the library's: PM_ENOMEM and no output until it can grow. */
+static void test_json_encode_library_out_of_memory(void **state) {
+  pm_msg *m = NULL;
+  uint8_t *want = NULL, *got;
+  size_t want_len = 0, got_len;
+  unsigned long n;
+  (void)state;
+  assert_pm(0, pm_json_decode(json_escaped_text, strlen(json_escaped_text), &m, NULL));
+  assert_pm(0, pm_json_encode(m, &want, &want_len));
+  for (n = 1; n < 100; n++) {
+    int rc;
+    got = NULL;
+    pm__alloc_fail_after(n);
+    rc = pm_json_encode(m, &got, &got_len);
+    pm__alloc_fail_after(0);
+    if (rc == 0) {
+      assert_int_equal(want_len, got_len);
+      assert_memory_equal(want, got, got_len);
+      pm_free(got);
+      break;
+    }
+    assert_pm(PM_ENOMEM, rc);
+    assert_null(got);
+  }
+  assert_true(n > 1 && n < 100);
+  pm_free(want);
+  pm_msg_free(m);
 }
 
 static void test_xml_decode_out_of_memory(void **state) {
   (void)state;
-  decode_under_json_oom(xml_text, pm_xml_decode, 0);
+  decode_under_json_oom(xml_text, pm_xml_decode);
 }
 
 /* Encoding needs jansson only to dump the tree: it fails with PM_ENOMEM and no output, or
@@ -239,6 +295,8 @@ int main(void) {
                                       teardown_json_alloc),
       cmocka_unit_test_setup_teardown(test_setters_out_of_memory, setup_json_alloc,
                                       teardown_json_alloc),
+      cmocka_unit_test(test_json_decode_library_out_of_memory),
+      cmocka_unit_test(test_json_encode_library_out_of_memory),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
