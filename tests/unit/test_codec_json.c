@@ -240,7 +240,8 @@ static void test_codec_json_encode_invalid(void **state) {
   assert_pm(0, pm_msg_set_tree(m, "Params", json_pack("{s:s%}", "S", "a\0b", (size_t)3)));
   assert_pm(PM_EINVAL, pm_json_encode(m, &out, &len));
   /* Not UTF-8: only the *_nocheck calls build such a string. */
-  assert_pm(0, pm_msg_set_tree(m, "Params", json_pack("{s:o}", "S", json_stringn_nocheck("a\xff", 2))));
+  assert_pm(0, pm_msg_set_tree(m, "Params",
+                               json_pack("{s:o}", "S", json_stringn_nocheck("a\xff", 2))));
   assert_pm(PM_EINVAL, pm_json_encode(m, &out, &len));
   /* Fields at depth 2, so 63 more levels reach 65. */
   for (int i = 0; i < PM_NESTING_MAX - 1; i++)

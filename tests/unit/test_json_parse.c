@@ -72,7 +72,8 @@ static void test_json_parse_edges(void **state) {
       "{}x", "{}\xff", "{} \n\t\r", "[\"\\/\"]", "['a']", "[\"a\"\"b\"]", "[1]]", "[]]",
       /* Messages, so the encoder is compared too: every escape it writes. */
       "{\"Request\":{\"S\":\"\\u0001\\u001f\\b\\f\\n\\r\\t\\\"\\\\\\/\\u007f\\u00e4\"}}",
-      "{\"Request\":{\"A\":[1,-2,0.1,1e300,-0.0,true,null,{},[]],\"B\":{\"C\":\"\xf0\x9f\x98\x80\"}}}",
+      "{\"Request\":{\"A\":[1,-2,0.1,1e300,-0.0,true,null,{},[]],"
+      "\"B\":{\"C\":\"\xf0\x9f\x98\x80\"}}}",
   };
   char *s;
   (void)state;
