@@ -17,7 +17,12 @@
  * against the depth limit. So an invalid token at depth 2049 is PM_EDEPTH, while a lexer
  * error (a bad string, an integer overflow, invalid UTF-8 anywhere, even in the byte after a
  * number) is PM_EPARSE whatever the depth. Here a lexer error stops the parse at once (its
- * verdict can no longer change), and a quiet failure is the token T_INVALID. */
+ * verdict can no longer change), and a quiet failure is the token T_INVALID.
+ *
+ * One difference, on purpose: jansson drops a raw NUL byte that follows a number or a word
+ * (its lexer pushes the byte after a token back, and reads a pushed-back NUL as "nothing
+ * pushed back"), so it takes {"A":1\0} for {"A":1}. A raw NUL is no JSON anywhere: here it is
+ * an invalid token, in a string a control character. */
 
 enum {
   T_EOF = 0,

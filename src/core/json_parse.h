@@ -11,7 +11,8 @@
 #define PM_JSON_PARSE_DEPTH_MAX 2048
 
 /* Parses len bytes of JSON into a jansson tree, accepting exactly what
- * json_loadb(p, len, JSON_REJECT_DUPLICATES, ...) accepts and building the same tree: an
+ * json_loadb(p, len, JSON_REJECT_DUPLICATES, ...) accepts (but for a raw NUL byte after a
+ * number or a word, which jansson drops and this refuses) and building the same tree: an
  * object or array at the top, nothing but white space after it, strictly valid UTF-8 (no
  * overlong forms, no encoded surrogates, nothing above U+10FFFF) everywhere, escapes as RFC 8259
  * with paired surrogates only, no \u0000, no duplicate member names, integers within int64,

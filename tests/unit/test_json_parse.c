@@ -79,9 +79,21 @@ static void test_json_parse_edges(void **state) {
   (void)state;
   for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++)
     expect_same(same[i], strlen(same[i]), same[i]);
-  /* NUL bytes in the input, not escaped. */
+  /* NUL bytes in the input, not escaped: refused everywhere, also right after a number or a
+   * word, where jansson drops one (json_parse.c). */
   expect_same("[\"a\0b\"]", 7, "raw NUL in a string");
   expect_same("[1]\0", 4, "raw NUL after the value");
+  expect_same("[0\0]", 4, "a raw NUL after a number");
+  expect_same("[true\0]", 7, "a raw NUL after a word");
+  {
+    json_error_t err;
+    json_t *tree = json_loadb("[0\0]", 4, JSON_REJECT_DUPLICATES, &err);
+    assert_non_null(tree); /* jansson 2.14 takes it for [0] */
+    json_decref(tree);
+    tree = NULL;
+    assert_pm(PM_EPARSE, pm__json_parse((const uint8_t *)"[0\0]", 4, &tree, NULL));
+    assert_null(tree);
+  }
 
   expect_code(0, "{\"A\":[1,-2,3.25,\"x\\n\",{\"b\":null}]}");
   expect_code(PM_EPARSE, "{\"A\":1,\"A\":2}");
