@@ -8,18 +8,19 @@
 #include "pipemsg/codec.h"
 #include "pipemsg/error.h"
 
-/* JSON codec (PROTOCOL §2, §3) on jansson.
+/* JSON codec (PROTOCOL §2, §3): messages to and from jansson trees.
  *
- * A message is {"Kind": {fields}}. jansson already rejects invalid UTF-8, NaN and Infinity
- * (not JSON tokens), integers outside int64 ("too big integer"), \u0000 (without
- * JSON_ALLOW_NUL) and, with the flags below, duplicate keys and trailing data; this file adds
- * the node budget (count_nodes, before jansson runs), the message shape, the name rule and the
- * depth rule of pm__tree_check().
+ * A message is {"Kind": {fields}}. The parser (json_parse.c, jansson's rules) rejects invalid
+ * UTF-8, NaN and Infinity (not JSON tokens), integers outside int64, \u0000, duplicate keys
+ * and trailing data; this file adds the node budget (count_nodes, before the parser runs), the
+ * message shape, the name rule and the depth rule of pm__tree_check().
  *
  * null is accepted: it is a value like any other in Params/Data trees, encodes to XML as an
  * empty element and reads as "" through pm_tree_get_string(), like <Name/>.
  *
- * Non-finite reals need no check on encoding: jansson refuses to create them. */
+ * The encoder writes what jansson's compact dump writes (tests/fuzz/json_diff.c compares
+ * them), itself, so a long string is copied in runs instead of looked at a character at a
+ * time. Non-finite reals need no check on encoding: jansson refuses to create them. */
 
 /* i is just past an opening quote: the index of the closing one (len or more without one),
  * where a backslash escapes the byte after it. Long strings are most of a big message, so this
@@ -41,12 +42,12 @@ static size_t string_end(const uint8_t *p, size_t i, size_t len) {
   return i;
 }
 
-/* jansson builds the whole tree before anything can look at it, and an empty object costs it
- * about 240 bytes against 3 bytes of input. So the nodes (values and member names) are counted
- * first, in one pass that only tells strings, containers and scalars apart: '{', '[', a string
- * and a run of scalar characters are one node each. On valid JSON that is the exact count;
- * jansson stops at its first error, so on anything else the count covers at least what it
- * would build. */
+/* The parser builds the whole jansson tree before anything can look at it, and an empty
+ * object costs jansson about 240 bytes against 3 bytes of input. So the nodes (values and
+ * member names) are counted first, in one pass that only tells strings, containers and scalars
+ * apart: '{', '[', a string and a run of scalar characters are one node each. On valid JSON
+ * that is the exact count; the parser stops at its first error, so on anything else the count
+ * covers at least what it would build. */
 static int count_nodes(const uint8_t *p, size_t len, char *why) {
   size_t nodes = 0;
   int in_scalar = 0;

@@ -61,6 +61,19 @@ static void test_fuzz_regressions_xsi_type(void **state) {
   pm_msg_free(m);
 }
 
+/* fuzz_json_diff, corpus nul_after_number_and_word: jansson, which decoded JSON until issue
+ * 12, drops a raw NUL byte that follows a number or a word and took {"A":0\0} for {"A":0}.
+ * The parser that replaced it refuses a raw NUL anywhere. */
+static void test_fuzz_regressions_nul_after_number(void **state) {
+  static const char text[] = "{\"Request\":{\"A\":0\0,\"B\":true\0}}";
+  char why[PM_REASON_MAX] = "";
+  pm_msg *m = NULL;
+  (void)state;
+  assert_pm(PM_EPARSE, pm_msg_decode(text, sizeof(text) - 1, &m, why));
+  assert_null(m);
+  assert_true(why[0] != '\0');
+}
+
 /* Every seed of the message targets: the decoders do not crash, and a message that came as
  * XML re-encodes, in either encoding, to a message the decoders accept again, unless in JSON
  * it is more nodes than the budget (PM_ELIMIT: an empty element is one node in XML, an empty
@@ -110,11 +123,13 @@ static void test_fuzz_regressions_corpus(void **state) {
   replay_dir("fuzz_json");
   replay_dir("fuzz_xml");
   replay_dir("fuzz_roundtrip");
+  replay_dir("fuzz_json_diff");
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fuzz_regressions_xsi_type),
+      cmocka_unit_test(test_fuzz_regressions_nul_after_number),
       cmocka_unit_test(test_fuzz_regressions_corpus),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
