@@ -253,6 +253,36 @@ static int put_value(sink *s, const json_t *v) {
   }
 }
 
+/* The encoded size of v without escapes (numbers counted long): the buffer's first size, so a
+ * big message is one allocation (one mapping, grown in place if escapes need more) and not a
+ * chain of copies that leaves the small ones behind on the heap. */
+static size_t size_guess(const json_t *v) {
+  const char *key;
+  size_t key_len, i, n;
+  json_t *child;
+  switch (json_typeof(v)) {
+  case JSON_OBJECT:
+    n = 2;
+    json_object_keylen_foreach((json_t *)v, key, key_len, child) {
+      n += key_len + 4 + size_guess(child);
+    }
+    return n;
+  case JSON_ARRAY:
+    n = 2;
+    json_array_foreach(v, i, child) {
+      n += 1 + size_guess(child);
+    }
+    return n;
+  case JSON_STRING:
+    return json_string_length(v) + 2;
+  case JSON_INTEGER:
+  case JSON_REAL:
+    return 24;
+  default:
+    return 5;
+  }
+}
+
 int pm_json_encode(const pm_msg *m, uint8_t **out, size_t *len) {
   sink s = {NULL, 0, 0};
   const char *kind;
@@ -266,7 +296,9 @@ int pm_json_encode(const pm_msg *m, uint8_t **out, size_t *len) {
    * escaping. */
   kind = pm_msg_kind(m);
   rc = PM_ENOMEM;
-  if (put(&s, "{\"") < 0 || put(&s, kind) < 0 || put(&s, "\":") < 0)
+  s.cap = strlen(kind) + 5 + size_guess(pm_msg_fields(m));
+  s.buf = pm__malloc(s.cap);
+  if (s.buf == NULL || put(&s, "{\"") < 0 || put(&s, kind) < 0 || put(&s, "\":") < 0)
     goto fail;
   rc = put_value(&s, pm_msg_fields(m));
   if (rc == 0)
