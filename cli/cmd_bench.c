@@ -920,8 +920,10 @@ static int run_big(bench *bh) {
  * server's memory, so docs/benchmarks.md can show how each grows. Only when named (named_only):
  * it repeats the big message and adds some seconds. */
 
-#define SCALE_SIZES 3
-#define SCALE_CYCLES 10000
+#define SCALE_SIZES 3                      /* each ten times the one before */
+#define SCALE_FIRST ((size_t)1 << 20)      /* 1, 10, 100 MiB */
+#define SCALE_FIRST_QUICK ((size_t)64 << 10) /* --quick: 64, 640, 6400 KiB */
+#define SCALE_CYCLES 10000                 /* connect cycles; --quick: a tenth */
 
 /* "1MiB", "640KiB": the work in a row's name. */
 static void scale_size_name(size_t size, char *buf, size_t n) {
@@ -942,7 +944,10 @@ static int scale_messages(bench *bh) {
   int rc = 0, i;
   for (i = 0; i < SCALE_SIZES; i++) {
     char file[32];
-    size[i] = i == 0 ? bh->b.big_bytes / 100 : size[i - 1] * 10;
+    if (i > 0)
+      size[i] = size[i - 1] * 10;
+    else
+      size[i] = bh->b.big_bytes >= BIG_TARGET_BYTES ? SCALE_FIRST : SCALE_FIRST_QUICK;
     snprintf(file, sizeof(file), "scale%d.sock", i);
     bench_path(bh, file, path[i], sizeof(path[i]));
     if (rc == 0)

@@ -94,6 +94,39 @@ static void test_bench_scale_queue_only_when_named(void **state) {
   json_decref(top);
 }
 
+/* The scaling group runs only when named: three message sizes and the connect cycles, a time
+ * and a memory row each. */
+static void test_bench_quick_scale(void **state) {
+  static const char *const rows[] = {"scale_msg_64KiB",      "scale_msg_64KiB_mem",
+                                     "scale_msg_640KiB",     "scale_msg_640KiB_mem",
+                                     "scale_msg_6400KiB",    "scale_msg_6400KiB_mem",
+                                     "scale_connect_1000",   "scale_connect_1000_mem",
+                                     NULL};
+  const char *argv[] = {PIPEMSG, "bench", "--quick", "--only", "scale", "--json", NULL};
+  const char *out, *err;
+  json_error_t jerr;
+  json_t *top, *got;
+  int i;
+  (void)state;
+  assert_int_equal(0, pm_test_run(argv, &out, &err));
+  top = json_loads(out, 0, &jerr);
+  if (top == NULL)
+    fail_msg("not JSON (%s): %s / %s", jerr.text, out, err);
+  got = json_object_get(top, "scenarios");
+  for (i = 0; rows[i] != NULL; i++) {
+    const json_t *row = find_row(got, rows[i]);
+    if (row == NULL)
+      fail_msg("scenario %s missing", rows[i]);
+    /* A connection may leave nothing behind in the server: its memory row can be 0. */
+    if (!(json_real_value(json_object_get(row, "pipemsg")) >= 0) ||
+        !(json_real_value(json_object_get(row, "baseline")) > 0))
+      fail_msg("scenario %s has a figure that is negative or a baseline that is not positive",
+               rows[i]);
+  }
+  assert_int_equal(i, (int)json_array_size(got));
+  json_decref(top);
+}
+
 static void test_bench_usage_errors(void **state) {
   const char *unknown[] = {PIPEMSG, "bench", "--only", "nothing", NULL};
   const char *help[] = {PIPEMSG, "bench", "--help", NULL};
@@ -109,6 +142,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bench_quick_json_has_every_scenario),
       cmocka_unit_test(test_bench_scale_queue_only_when_named),
+      cmocka_unit_test(test_bench_quick_scale),
       cmocka_unit_test(test_bench_usage_errors),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
