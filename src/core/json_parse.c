@@ -7,7 +7,7 @@
 /* A strict JSON parser into a jansson tree: jansson's grammar and checks (load.c of 2.14, with
  * JSON_REJECT_DUPLICATES), in the same order, so every input gets the same verdict and the
  * same tree (tests/fuzz/fuzz_json_diff.c holds it to that). What differs is the speed: runs of
- * plain string bytes are skipped eight at a time, and a string without escapes goes from the
+ * plain string bytes are skipped 32 at a time, and a string without escapes goes from the
  * input straight into its value, where jansson copies every byte through its lexer buffer and
  * then again into the value.
  *
