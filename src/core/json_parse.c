@@ -35,6 +35,9 @@ enum {
   T_NULL,
 };
 
+/* The longest token an error quotes (jansson's rule). */
+#define ERROR_CONTEXT_MAX 20
+
 typedef struct parser {
   const uint8_t *start, *end, *pos;
   int tok;
@@ -52,8 +55,12 @@ typedef struct parser {
   char *why;
 } parser;
 
-/* Records the first error only, with where it happened. Returns err. */
+/* Records the first error only, with where it happened and, like jansson, the token it
+ * happened in when that is short: the bytes read of it up to at (a lexer error) or all of it
+ * (the parser's). Returns err. */
 static int fail(parser *ps, int err, const uint8_t *at, const char *what) {
+  const uint8_t *token_end = at > ps->tok_at ? at : ps->pos;
+  size_t token_len = token_end > ps->tok_at ? (size_t)(token_end - ps->tok_at) : 0;
   int line = 1, column = 0;
   if (ps->err)
     return ps->err;
@@ -66,7 +73,14 @@ static int fail(parser *ps, int err, const uint8_t *at, const char *what) {
       column++; /* characters, not bytes, like jansson */
     }
   }
-  pm__reason(ps->why, err, "JSON: %s at line %d, column %d", what, line, column);
+  if (token_len == 0)
+    pm__reason(ps->why, err, "JSON: %s near end of file at line %d, column %d", what, line,
+               column);
+  else if (token_len <= ERROR_CONTEXT_MAX)
+    pm__reason(ps->why, err, "JSON: %s near '%.*s' at line %d, column %d", what, (int)token_len,
+               (const char *)ps->tok_at, line, column);
+  else
+    pm__reason(ps->why, err, "JSON: %s at line %d, column %d", what, line, column);
   return err;
 }
 
@@ -307,6 +321,7 @@ static int lex_string(parser *ps, const uint8_t *q) {
 static int number_fail(parser *ps, const uint8_t *q) {
   if (bad_lookahead(ps, q))
     return invalid_utf8(ps, q);
+  ps->pos = q;
   ps->tok = T_INVALID;
   return 0;
 }
@@ -428,6 +443,7 @@ static int lex(parser *ps) {
   }
   if (*q >= 0x80 && pm__utf8_seq(q, end) == 0)
     return invalid_utf8(ps, q);
+  ps->pos = q + (*q >= 0x80 ? pm__utf8_seq(q, end) : 1);
   ps->tok = T_INVALID;
   return 0;
 }
