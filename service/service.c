@@ -629,10 +629,6 @@ static int start_pipes(service *svc) {
     return rc;
   }
   svc->open_parts++;
-  log_msg(LVL_INFO, "listening command_pipe=%s%s event_pipe=%s%s epoch=%lld",
-          pm_command_server_path(svc->commands), svc->command_fd > 0 ? " (socket activation)" : "",
-          pm_event_server_path(svc->events), svc->event_fd > 0 ? " (socket activation)" : "",
-          (long long)pm_event_server_epoch(svc->events));
   return 0;
 }
 
@@ -713,6 +709,11 @@ int service_start(uv_loop_t *loop, const service_config *cfg, service **out) {
     service_stop(svc);
     return rc;
   }
+  /* Logged once the names are published too: whoever waits for this line finds them. */
+  log_msg(LVL_INFO, "listening command_pipe=%s%s event_pipe=%s%s epoch=%lld",
+          pm_command_server_path(svc->commands), svc->command_fd > 0 ? " (socket activation)" : "",
+          pm_event_server_path(svc->events), svc->event_fd > 0 ? " (socket activation)" : "",
+          (long long)pm_event_server_epoch(svc->events));
   if (svc->settings.tunnel_up) {
     log_msg(LVL_WARNING, "a tunnel was left up when the service last ran: taking it down");
     set_state(svc, VPN_DISCONNECTING, NULL);
