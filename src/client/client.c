@@ -64,11 +64,22 @@ struct pm_client {
   int ran;              /* application callbacks run */
   pm__client_driver *driver; /* drive app */
   bool was_connected;   /* a session ended: the next attempt is a reconnection */
+  pm_client *running_outer; /* while its loop runs: running_client before it on this thread */
 };
 
 /* The client whose loop this thread is running now, to tell a pm_client_close from one of its
- * callbacks. */
+ * callbacks. A callback may run another client's loop (pm_client_process), so each running
+ * client links to the one it interrupted: every client on that chain has a callback on the
+ * stack. */
 static _Thread_local pm_client *running_client;
+
+/* Whether c's loop is on this thread's stack (c's callback, or one nested in it). */
+static bool running_here(const pm_client *c) {
+  for (const pm_client *r = running_client; r != NULL; r = r->running_outer)
+    if (r == c)
+      return true;
+  return false;
+}
 
 static const char *const rc_names[] = {"Ok", "BadRequest", "TooManyRequests",
                                        "ServiceNotInitialized", "Error"};
@@ -353,6 +364,7 @@ static void next_call(pm_client *c) {
 static void loop_thread(void *arg) {
   pm_client *c = arg;
   pm__block_sigpipe();
+  c->running_outer = NULL;
   running_client = c;
   uv_run(&c->loop, UV_RUN_DEFAULT);
   running_client = NULL;
@@ -470,9 +482,10 @@ static void teardown(pm_client *c);
 int pm_client_process(pm_client *c) {
   pm_client *outer = running_client;
   int ran;
-  if (c == NULL || c->driver == NULL || outer == c)
+  if (c == NULL || c->driver == NULL || running_here(c))
     return PM_EINVAL;
   ran = c->ran;
+  c->running_outer = outer;
   running_client = c;
   pm__client_driver_enter(c->driver);
   c->more = true;
@@ -716,7 +729,7 @@ int pm_client_open(const pm_client_config *config, pm_client **out) {
 void pm_client_close(pm_client *c) {
   if (c == NULL)
     return;
-  if (running_client == c) {
+  if (running_here(c)) {
     /* From one of its callbacks: done once the callback has returned, by pm_client_process
      * or the loop thread. */
     c->closing = c->close_deferred = true;

@@ -859,6 +859,53 @@ static void test_client_close_in_callback_thread(void **state) {
   (void)c;
 }
 
+/* An application driving two clients may run one's loop from the other's callback. A callback
+ * of the inner one that closes (or processes) the outer one is still inside the outer one's
+ * callback: the close is deferred until that returns, and the nested process is refused. */
+typedef struct nested {
+  pm_client *outer, *inner;
+  int inner_ran, outer_ran;
+  int process_rc;
+} nested;
+
+static void inner_done(pm_client *c, const pm_result *r, const char *data_json, void *data) {
+  nested *n = data;
+  (void)c;
+  (void)r;
+  (void)data_json;
+  n->process_rc = pm_client_process(n->outer);
+  pm_client_close(n->outer);
+  n->inner_ran = 1;
+}
+
+static void outer_done(pm_client *c, const pm_result *r, const char *data_json, void *data) {
+  nested *n = data;
+  uint64_t deadline = pm_test_now_ms() + 15000;
+  (void)c;
+  (void)r;
+  (void)data_json;
+  n->outer_ran = 1;
+  assert_int_equal(0, pm_client_call_async(n->inner, "GetState", NULL, inner_done, n));
+  while (!n->inner_ran) {
+    step(n->inner);
+    assert_true(pm_test_now_ms() < deadline);
+  }
+}
+
+static void test_client_close_outer_from_nested(void **state) {
+  pm_client_config cfg = {.drive = PM_CLIENT_DRIVE_APP};
+  nested n = {0};
+  (void)state;
+  n.outer = open_client(&cfg);
+  n.inner = open_client(&cfg);
+  assert_int_equal(0, pm_client_call_async(n.outer, "GetState", NULL, outer_done, &n));
+  /* The outer client is freed by the process that ran outer_done (ASan, valgrind). */
+  drive(n.outer, &n.outer_ran, 1);
+  assert_int_equal(1, n.inner_ran);
+  assert_int_equal(PM_EINVAL, n.process_rc);
+  pm_client_close(n.inner);
+}
+
 /* ---- an event the client cannot take ------------------------------------------------------- */
 
 /* The allocations of one pass fail from the n-th on, for every n: whatever failed, the event
@@ -919,6 +966,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_client_close_in_callback_app, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_close_in_callback_thread, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_app_event_oom, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_close_outer_from_nested, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
