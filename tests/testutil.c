@@ -83,6 +83,8 @@ int pm_test_wait_ready(intptr_t handle, int timeout_ms) {
 
 int pm_test_under_wine(void) { return 0; }
 
+void pm_test_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
+
 int pm_test_watch_opens(const char *path) {
   int watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   assert_true(watch >= 0);

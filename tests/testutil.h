@@ -67,6 +67,9 @@ int pm_test_watch_opened(int watch);
 void pm_test_watch_end(int watch);
 /* 1 when running under wine (ntdll's wine_get_version), 0 elsewhere (always 0 on Unix). */
 int pm_test_under_wine(void);
+/* What an application running the library's servers on its own loop does (docs/architecture.md,
+ * "SIGPIPE"): ignore SIGPIPE. Windows has none: a no-op there. */
+void pm_test_ignore_sigpipe(void);
 /* Waits until a readiness handle (pm_client_fd: a descriptor on Unix, a HANDLE on Windows) is
  * ready: 1, or 0 after timeout_ms. */
 int pm_test_wait_ready(intptr_t handle, int timeout_ms);

@@ -84,6 +84,8 @@ int pm_test_watch_opened(int watch) {
 
 void pm_test_watch_end(int watch) { (void)watch; }
 
+void pm_test_ignore_sigpipe(void) {}
+
 void pm_test_pipe_path(const char *dir, const char *name, char *buf, size_t size) {
   static int n;
   (void)dir;

@@ -392,7 +392,9 @@ static void test_service_start_turns_the_kill_switch_off(void **state) {
                                          json_pack("{s:b}", "EnableKillSwitch", 0), NULL));
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, &data));
   assert_true(json_is_false(json_object_get(data, "KillSwitch")));
-  assert_string_equal("Connecting", json_string_value(json_object_get(data, "State")));
+  /* Started: Connected already when the call came late (valgrind, a loaded machine). */
+  assert_true(strcmp("Connecting", json_string_value(json_object_get(data, "State"))) == 0 ||
+              strcmp("Connected", json_string_value(json_object_get(data, "State"))) == 0);
   json_decref(data);
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
   await_state("Disconnected");
