@@ -56,11 +56,22 @@ int pm__stream_send_bytes(uv_stream_t *stream, const uint8_t *frame, size_t len,
                           void *data);
 /* Feeds len bytes to r and hands each decoded message (freed after the call) to cb, which
  * returns 0 to go on. Returns 0 when all bytes were taken, 1 when cb stopped early, or a
- * negative code (bad frame or message; why says what) with the rest unread. */
+ * negative code (bad frame or message; why says what) with the rest unread. raw, unless NULL,
+ * sees each payload first: it returns -1 to have it decoded and handed to cb, or what cb
+ * would have returned for a message it handled itself. */
 struct pm_reader;
 typedef int (*pm__message_cb)(void *data, const pm_msg *m);
+typedef int (*pm__payload_cb)(void *data, const uint8_t *payload, size_t len);
 int pm__feed_messages(struct pm_reader *r, const void *buf, size_t len, pm__message_cb cb,
-                      void *data, char *why);
+                      pm__payload_cb raw, void *data, char *why);
+
+/* {"EventConfirmation":{"Id":id}} as pm_json_encode writes it, without the tree: its length
+ * (tests/unit/test_codec_json.c compares the bytes). */
+#define PM__JSON_CONFIRMATION_MAX 64
+size_t pm__json_confirmation(int64_t id, char out[PM__JSON_CONFIRMATION_MAX]);
+/* 1 and *id when p is exactly what pm__json_confirmation writes for a non-negative id, else 0:
+ * then p is the full decoder's to judge (it may still be a valid confirmation). */
+int pm__json_confirmation_id(const uint8_t *p, size_t len, int64_t *id);
 
 /* Test hook: sees every peer the command server accepts before anything else does, so a test
  * can give its connections uids of its choosing. NULL (the default): none. */

@@ -312,3 +312,42 @@ fail:
   pm__free(s.buf);
   return rc;
 }
+
+/* The confirmation is a third of the messages on the event pipe, and the only one both sides
+ * handle per event: its compact form is short and fixed, so it is written and recognized
+ * without a tree. Anything else, the same message spelled differently included, goes through
+ * pm_json_encode/pm_json_decode. */
+#define CONFIRMATION_HEAD "{\"" PM_KIND_EVENT_CONFIRMATION "\":{\"Id\":"
+#define CONFIRMATION_TAIL "}}"
+
+size_t pm__json_confirmation(int64_t id, char out[PM__JSON_CONFIRMATION_MAX]) {
+  size_t head = sizeof(CONFIRMATION_HEAD) - 1;
+  int n;
+  memcpy(out, CONFIRMATION_HEAD, head);
+  /* JSON_INTEGER_FORMAT is what the encoder writes for an integer. */
+  n = snprintf(out + head, PM__JSON_CONFIRMATION_MAX - head,
+               "%" JSON_INTEGER_FORMAT CONFIRMATION_TAIL, (json_int_t)id);
+  return head + (size_t)n;
+}
+
+int pm__json_confirmation_id(const uint8_t *p, size_t len, int64_t *id) {
+  size_t head = sizeof(CONFIRMATION_HEAD) - 1, tail = sizeof(CONFIRMATION_TAIL) - 1, i, digits;
+  uint64_t v = 0;
+  if (len <= head + tail || memcmp(p, CONFIRMATION_HEAD, head) != 0 ||
+      memcmp(p + len - tail, CONFIRMATION_TAIL, tail) != 0)
+    return 0;
+  digits = len - head - tail;
+  /* Canonical digits only: no sign, no leading zero, at most 19 of them and within int64 (a
+   * 19-digit number may not be: checked below). Anything else is the decoder's to judge. */
+  if (digits > 19 || (digits > 1 && p[head] == '0'))
+    return 0;
+  for (i = head; i < head + digits; i++) {
+    if (p[i] < '0' || p[i] > '9')
+      return 0;
+    v = v * 10 + (uint64_t)(p[i] - '0');
+  }
+  if (v > (uint64_t)INT64_MAX)
+    return 0;
+  *id = (int64_t)v;
+  return 1;
+}

@@ -116,8 +116,8 @@ int pm__stream_send_bytes(uv_stream_t *stream, const uint8_t *frame, size_t len,
   return rc < 0 ? rc : 0;
 }
 
-int pm__feed_messages(pm_reader *r, const void *buf, size_t len, pm__message_cb cb, void *data,
-                      char *why) {
+int pm__feed_messages(pm_reader *r, const void *buf, size_t len, pm__message_cb cb,
+                      pm__payload_cb raw, void *data, char *why) {
   const uint8_t *p = buf;
   while (len > 0) {
     long used = pm_reader_feed(r, p, len);
@@ -131,6 +131,12 @@ int pm__feed_messages(pm_reader *r, const void *buf, size_t len, pm__message_cb 
     len -= (size_t)used;
     if (pm_reader_next(r, &payload, &plen) != 1)
       continue;
+    if (raw != NULL && (rc = raw(data, payload, plen)) >= 0) {
+      pm__free(payload);
+      if (rc != 0)
+        return 1;
+      continue;
+    }
     if (why != NULL)
       why[0] = '\0';
     rc = pm_msg_decode(payload, plen, &m, why);

@@ -137,6 +137,25 @@ static void send_simple(pm_event_client *c, const char *kind, const char *field,
   send_msg(c, m);
 }
 
+/* The confirmation of each event: in JSON its bytes are formatted directly, the frame the
+ * encoder would write for it (it is most of the client's own work per event otherwise). */
+static void send_confirmation(pm_event_client *c, int64_t id) {
+  uint8_t frame[PM_FRAME_HEADER_SIZE + PM__JSON_CONFIRMATION_MAX];
+  size_t len;
+  int rc;
+  if (c->opts.encoding != PM_ENC_JSON) {
+    send_simple(c, PM_KIND_EVENT_CONFIRMATION, "Id", id);
+    return;
+  }
+  len = pm__json_confirmation(id, (char *)frame + PM_FRAME_HEADER_SIZE);
+  rc = pm_frame_header(len, c->opts.max_message, frame);
+  if (rc == 0)
+    rc = pm__stream_send_bytes((uv_stream_t *)&c->pipe, frame, PM_FRAME_HEADER_SIZE + len,
+                               on_sent, c);
+  if (rc < 0)
+    on_sent(c, rc);
+}
+
 static void on_handshake_reply(pm_event_client *c, const pm_msg *m) {
   int64_t seq, epoch = 0, hb;
   if (pm_msg_get_int(m, "Seq", &seq) < 0 || seq != c->seq) {
@@ -201,7 +220,7 @@ static void on_event(pm_event_client *c, const pm_msg *m) {
   }
   /* A duplicate (its confirmation was lost) is confirmed again but not delivered twice. */
   if (!c->opts.observe && (!fresh || !c->opts.confirm_later))
-    send_simple(c, PM_KIND_EVENT_CONFIRMATION, "Id", id);
+    send_confirmation(c, id);
 }
 
 static void handle(pm_event_client *c, const pm_msg *m) {
@@ -253,7 +272,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
             : c->state == LINK_CONNECTING ? PM_EVENT_CLIENT_CLOSED_EARLY
                                           : "service closed the connection");
   else if ((c->state == LINK_CONNECTING || c->state == LINK_CONNECTED) &&
-           pm__feed_messages(c->reader, buf->base, (size_t)nread, on_message, c, why) < 0)
+           pm__feed_messages(c->reader, buf->base, (size_t)nread, on_message, NULL, c, why) < 0)
     drop(c, why);
   pm__free(buf->base);
 }
@@ -359,7 +378,7 @@ static void on_confirm(uv_async_t *a) {
   c->n_pending = c->cap_pending = 0;
   uv_mutex_unlock(&c->pending_lock);
   for (size_t i = 0; i < n && c->state == LINK_CONNECTED; i++) {
-    send_simple(c, PM_KIND_EVENT_CONFIRMATION, "Id", ids[i]);
+    send_confirmation(c, ids[i]);
     if (ids[i] == c->unconfirmed && c->state == LINK_CONNECTED) {
       c->unconfirmed = 0;
       arm_silence(c);

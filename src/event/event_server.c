@@ -763,11 +763,38 @@ static void on_established(session *ss, const pm_msg *hs) {
   log_entry(ss, "attached", NULL);
 }
 
+/* An EventConfirmation (has_id: with an integer Id, n) after the handshake. */
+static void confirmation(session *ss, int has_id, int64_t n) {
+  pm_event_server *s = ss->server;
+  int ok;
+  if (ss->role == ROLE_OBSERVER) {
+    /* Observers confirm nothing; one that does anyway (an older watch) harms no one. */
+    pm__debug("event session %p: an observer's confirmation ignored", (void *)ss);
+    return;
+  }
+  ok = has_id && ss->state == SESSION_IN_FLIGHT && n == ss->in_flight_id;
+  mutate_begin(s);
+  if (ok) {
+    pm__queue_pop(&s->queue);
+    s->stats.delivered++;
+  } else {
+    s->stats.stale_acks++;
+  }
+  mutate_end(s);
+  if (ok) {
+    uv_timer_stop(&ss->timer);
+    ss->writing_event = 0;
+    log_event(ss, "confirmed", NULL, n);
+    set_state(ss, SESSION_IDLE);
+    pump(ss);
+  }
+}
+
 /* Handles one decoded message; returns <0 if the session was closed. */
 static int handle(session *ss, const pm_msg *m) {
   pm_event_server *s = ss->server;
   const char *kind = pm_msg_kind(m);
-  int64_t n;
+  int64_t n = 0;
   if (strcmp(kind, PM_KIND_HANDSHAKE) == 0) {
     if (pm_msg_get_int(m, "Seq", &n) < 0 || n < 1) {
       disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, "Handshake needs an integer Seq >= 1");
@@ -815,29 +842,9 @@ static int handle(session *ss, const pm_msg *m) {
     disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, "expected a Handshake");
     return -1;
   }
-  if (strcmp(kind, PM_KIND_EVENT_CONFIRMATION) == 0 && ss->role == ROLE_OBSERVER) {
-    /* Observers confirm nothing; one that does anyway (an older watch) harms no one. */
-    pm__debug("event session %p: an observer's confirmation ignored", (void *)ss);
-    return 0;
-  }
   if (strcmp(kind, PM_KIND_EVENT_CONFIRMATION) == 0) {
-    int ok = pm_msg_get_int(m, "Id", &n) == 0 && ss->state == SESSION_IN_FLIGHT &&
-             n == ss->in_flight_id;
-    mutate_begin(s);
-    if (ok) {
-      pm__queue_pop(&s->queue);
-      s->stats.delivered++;
-    } else {
-      s->stats.stale_acks++;
-    }
-    mutate_end(s);
-    if (ok) {
-      uv_timer_stop(&ss->timer);
-      ss->writing_event = 0;
-      log_event(ss, "confirmed", NULL, n);
-      set_state(ss, SESSION_IDLE);
-      pump(ss);
-    }
+    int has_id = pm_msg_get_int(m, "Id", &n) == 0;
+    confirmation(ss, has_id, n);
     return 0;
   }
   /* Other kinds are not for the service to act on; ignoring them keeps newer clients working. */
@@ -849,13 +856,26 @@ static int on_message(void *data, const pm_msg *m) {
   return handle(ss, m) < 0 || ss->closed || ss->state == SESSION_CLOSING;
 }
 
+/* A confirmation after the handshake in the exact bytes the encoder writes is handled without
+ * decoding it (the decoder would accept those bytes and find this id); any other payload is
+ * decoded and goes through handle(). */
+static int on_payload(void *data, const uint8_t *payload, size_t len) {
+  session *ss = data;
+  int64_t id;
+  if (ss->state == SESSION_HANDSHAKE || !pm__json_confirmation_id(payload, len, &id))
+    return -1;
+  confirmation(ss, 1, id);
+  return ss->closed || ss->state == SESSION_CLOSING;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   session *ss = stream->data;
   char why[PM_REASON_MAX];
   if (nread < 0)
     close_session(ss, nread == UV_EOF ? "client closed" : "read failed");
   else if (!ss->closed && ss->state != SESSION_CLOSING &&
-           pm__feed_messages(ss->reader, buf->base, (size_t)nread, on_message, ss, why) < 0)
+           pm__feed_messages(ss->reader, buf->base, (size_t)nread, on_message, on_payload, ss,
+                             why) < 0)
     disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, why);
   pm__free(buf->base);
 }

@@ -811,6 +811,34 @@ static void test_event_pipe_protocol_error_before_handshake(void **state) {
 /* After the handshake: a secondary Handshake with a bad Seq, a frame that does not decode, a
  * message that is not one, a frame longer than the largest message: each ends the session
  * with Disconnect{ProtocolError} in the session's encoding, never with a bare close. */
+/* The service recognizes the confirmation's canonical bytes without decoding them; any other
+ * spelling goes through the decoder: accepted when valid, a protocol error when not. */
+static void test_event_pipe_confirmation_spellings(void **state) {
+  int64_t first = emit("Spelled", 3);
+  pm_msg *m;
+  char buf[96];
+  int fd;
+  (void)state;
+  fd = attach_as(NULL, NULL);
+  m = pm_test_next_event(fd, SLACK_MS);
+  assert_int_equal(first, pm_test_int_field(m, "Id"));
+  pm_msg_free(m);
+  snprintf(buf, sizeof(buf), "{ \"EventConfirmation\": {\"Id\": %lld} }", (long long)first);
+  send_json(fd, buf);
+  m = pm_test_next_event(fd, SLACK_MS);
+  assert_int_equal(first + 1, pm_test_int_field(m, "Id"));
+  pm_msg_free(m);
+  pm_test_confirm(fd, first + 1);
+  m = pm_test_next_event(fd, SLACK_MS);
+  assert_int_equal(first + 2, pm_test_int_field(m, "Id"));
+  pm_msg_free(m);
+  snprintf(buf, sizeof(buf), "{\"EventConfirmation\":{\"Id\":0%lld}}", (long long)first + 2);
+  send_json(fd, buf);
+  expect_disconnect_saying(fd, "ProtocolError", "");
+  close(fd);
+  assert_int_equal(2, stat_of_events("Delivered"));
+}
+
 static void test_event_pipe_protocol_error_after_handshake(void **state) {
   static const uint8_t too_long[] = {0xff, 0xff, 0xff, 0xff, '{'};
   pm_msg *m;
@@ -1003,6 +1031,7 @@ int main(void) {
       T(unread_disconnect_abandoned),
       T(protocol_error_before_handshake),
       T(protocol_error_after_handshake),
+      T(confirmation_spellings),
       T(turned_away_limit),
       T(wrong_confirmation_not_taken),
       T(real_default_handshake_timeout),

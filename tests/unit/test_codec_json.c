@@ -278,6 +278,70 @@ static void test_codec_json_round_trip(void **state) {
   pm_msg_free(m2);
 }
 
+/* The confirmation written without the codec is byte for byte the codec's encoding, and the
+ * fast recognizer takes exactly those bytes (for ids >= 0) with the decoder's id. */
+static void test_codec_json_confirmation_fast(void **state) {
+  static const int64_t ids[] = {0, 1, 9, 10, 42, 1000000007, INT64_MAX - 1, INT64_MAX,
+                                -1, INT64_MIN};
+  (void)state;
+  for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+    char fast[PM__JSON_CONFIRMATION_MAX];
+    pm_msg *m = NULL;
+    uint8_t *out;
+    size_t len, fast_len = pm__json_confirmation(ids[i], fast);
+    int64_t got = -7, decoded;
+    assert_pm(0, pm_msg_new(PM_KIND_EVENT_CONFIRMATION, &m));
+    assert_pm(0, pm_msg_set_int(m, "Id", ids[i]));
+    assert_pm(0, pm_json_encode(m, &out, &len));
+    pm_msg_free(m);
+    assert_int_equal(len, fast_len);
+    assert_memory_equal(out, fast, len);
+    assert_pm(0, pm_json_decode(out, len, &m, NULL));
+    assert_pm(0, pm_msg_get_int(m, "Id", &decoded));
+    assert_int_equal(decoded, ids[i]);
+    pm_msg_free(m);
+    assert_int_equal(ids[i] >= 0, pm__json_confirmation_id(out, len, &got));
+    if (ids[i] >= 0)
+      assert_int_equal(got, ids[i]);
+    pm_free(out);
+  }
+}
+
+/* Anything but the canonical bytes is declined, so it gets the full decoder's verdict: the
+ * same message spelled otherwise (valid), and invalid ones. */
+static void test_codec_json_confirmation_fast_declines(void **state) {
+  static const char *const valid[] = {
+      "{\"EventConfirmation\":{\"Id\":-1}}",
+      "{ \"EventConfirmation\":{\"Id\":1}}",
+      "{\"EventConfirmation\":{\"Id\":1 }}",
+      "\xef\xbb\xbf{\"EventConfirmation\":{\"Id\":1}}",
+      "{\"EventConfirmation\":{\"Id\":1,\"X\":2}}",
+  };
+  static const char *const invalid[] = {
+      "{\"EventConfirmation\":{\"Id\":01}}",
+      "{\"EventConfirmation\":{\"Id\":9223372036854775808}}",
+      "{\"EventConfirmation\":{\"Id\":99999999999999999999}}",
+      "{\"EventConfirmation\":{\"Id\":}}",
+      "{\"EventConfirmation\":{\"Id\":+1}}",
+      "{\"EventConfirmation\":{\"Id\":1}}}",
+      "{\"EventConfirmation\":{\"Id\":1}}x",
+      "{\"EventConfirmation\":{\"Id\":1}}{\"EventConfirmation\":{\"Id\":1}}",
+      "{\"EventConfirmation\":{\"Id\":1\"}}",
+  };
+  int64_t id;
+  (void)state;
+  for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++) {
+    assert_int_equal(0, pm__json_confirmation_id((const uint8_t *)valid[i], strlen(valid[i]),
+                                                 &id));
+    expect(0, valid[i]);
+  }
+  for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+    assert_int_equal(0, pm__json_confirmation_id((const uint8_t *)invalid[i],
+                                                 strlen(invalid[i]), &id));
+    expect(PM_EPARSE, invalid[i]);
+  }
+}
+
 static void test_codec_json_decode_oom(void **state) {
   (void)state;
   pm_test_decode_oom_loop("{\"Request\":{\"Command\":\"X\",\"Params\":{\"A\":[1,2]}}}");
@@ -357,6 +421,8 @@ int main(void) {
       cmocka_unit_test(test_codec_json_encode),
       cmocka_unit_test(test_codec_json_encode_invalid),
       cmocka_unit_test(test_codec_json_round_trip),
+      cmocka_unit_test(test_codec_json_confirmation_fast),
+      cmocka_unit_test(test_codec_json_confirmation_fast_declines),
       cmocka_unit_test(test_codec_json_decode_oom),
       cmocka_unit_test(hardening_02_decode_budget_json),
   };
