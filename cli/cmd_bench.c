@@ -284,6 +284,7 @@ static int command_pipemsg(bench *bh, pm_encoding enc, double *rate) {
   bench_path(bh, "cmd.sock", path, sizeof(path));
   memset(&so, 0, sizeof(so));
   so.handler = command_handler;
+  so.groups_on_demand = 1; /* as pipemsgd serves: its handlers never look at peer groups */
   rc = server_thread_init(&st);
   if (rc < 0)
     return rc;

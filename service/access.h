@@ -8,7 +8,8 @@
 
 /* Unix (access_unix.c): who may use the pipes: root, the service's own user (self), a user
  * --allow-uid lists, or a process holding a group --allow-gid lists, as its primary group or a
- * supplementary one. */
+ * supplementary one (from peer->groups, or, when the server did not read them (ngroups -1),
+ * from pm_peer_in_group: so inside an authorize callback). */
 bool access_allowed(const service_config *cfg, long long self, const pm_peer *peer);
 
 /* The authorization callback of both servers: 0 for a peer the platform's policy lets in

@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <unistd.h>
 
 #include "access.h"
@@ -12,8 +13,12 @@ static bool id_listed(const config_ids *ids, long long id) {
 
 /* The groups are those the kernel saw the peer hold when it connected. Never the group
  * database, which says what a user may hold, not what the process holds; where the kernel
- * cannot tell the supplementary groups (before Linux 4.13) only the primary group counts. */
+ * cannot tell the supplementary groups (before Linux 4.13) only the primary group counts.
+ * The command server does not read them at accept (groups_on_demand: most callers are allowed
+ * by their uid), so without them (ngroups -1) they are asked through pm_peer_in_group, from
+ * the kernel, inside the authorize callback; any answer but "a member" is no. */
 bool access_allowed(const service_config *cfg, long long self, const pm_peer *peer) {
+  char gid[24];
   if (peer->uid < 0)
     return false;
   if (peer->uid == 0 || peer->uid == self || id_listed(&cfg->allow_uid, peer->uid))
@@ -23,6 +28,11 @@ bool access_allowed(const service_config *cfg, long long self, const pm_peer *pe
   for (int i = 0; i < peer->ngroups; i++)
     if (id_listed(&cfg->allow_gid, peer->groups[i]))
       return true;
+  for (int i = 0; peer->ngroups < 0 && i < cfg->allow_gid.n; i++) {
+    snprintf(gid, sizeof(gid), "%lld", cfg->allow_gid.v[i]);
+    if (pm_peer_in_group(peer, gid) == 1)
+      return true;
+  }
   return false;
 }
 

@@ -620,6 +620,7 @@ static int start_pipes(service *svc) {
   copts.pipe_sddl = cfg->pipe_sddl;
   copts.listen_fd = svc->command_fd > 0 ? svc->command_fd : 0;
   copts.authorize = authorize;
+  copts.groups_on_demand = 1; /* access_allowed asks pm_peer_in_group */
   copts.log = on_command_log;
   copts.data = svc;
   rc = pm_command_server_start(svc->loop, cfg->command_pipe, &copts, &svc->commands);

@@ -69,6 +69,11 @@ typedef struct pm_command_server_options {
                                   file alone; Windows: must be 0 */
   const char *pipe_sddl;       /* Windows: security descriptor of every pipe instance (SDDL);
                                   NULL: PM_PIPE_SDDL_DEFAULT; ignored on Unix */
+  int groups_on_demand;        /* Unix: nonzero: a peer's supplementary groups are not read
+                                  when it connects (pm_peer.ngroups is -1 for the callbacks and
+                                  the log); pm_peer_in_group in the authorize callback reads
+                                  them when asked. One getsockopt fewer per call for a server
+                                  whose callback asks only that way; 0: read at once */
   pm_command_server_handler_cb handler; /* required */
   pm_command_server_authorize_cb authorize; /* NULL: everyone */
   pm_command_server_log_cb log;             /* NULL: silent */

@@ -496,7 +496,7 @@ static void accept_pending(pm_command_server *s) {
     close_call(c, "accept failed");
     return;
   }
-  pm__pipe_peer(&c->pipe, &c->peer);
+  pm__pipe_peer(&c->pipe, &c->peer, !s->opts.groups_on_demand);
   if (peer_hook != NULL)
     peer_hook(&c->peer, peer_hook_data);
   /* A client that connected and left at once (a burst of them sits in the backlog) takes no

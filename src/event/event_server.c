@@ -946,7 +946,7 @@ static void on_connection(void *data) {
     close_session(ss, "accept failed");
     return;
   }
-  pm__pipe_peer(&ss->pipe, &ss->peer);
+  pm__pipe_peer(&ss->pipe, &ss->peer, 1);
   /* Who is asking comes first: a stranger learns nothing, not even that a client is attached. */
   pm__authorizing(&ss->peer, &ss->pipe);
   refused = s->opts.authorize != NULL && s->opts.authorize(&ss->peer, s->opts.data) != 0;

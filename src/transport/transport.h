@@ -63,10 +63,11 @@ typedef struct pm__owner {
 int pm__pipe_check_owner(uv_pipe_t *stream, const pm__owner *owner);
 
 /* Fills peer with the identity of a connected stream's other end. Unix: pid, uid, primary gid
- * and the supplementary groups held when it connected (SO_PEERGROUPS, Linux 4.13+; ngroups -1
- * where the kernel cannot tell); sid empty. Windows: pid (GetNamedPipeClientProcessId) and
- * the user's SID string (impersonation); uid, gid -1, ngroups -1. */
-void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer);
+ * and, with groups, the supplementary groups held when it connected (SO_PEERGROUPS, Linux
+ * 4.13+; ngroups -1 where the kernel cannot tell, or without groups); sid empty. Windows: pid
+ * (GetNamedPipeClientProcessId) and the user's SID string (impersonation); uid, gid -1,
+ * ngroups -1. */
+void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer, int groups);
 /* 1 if the peer of a connected stream is a member of group (Unix: a decimal gid, primary or
  * supplementary; Windows: a SID string, CheckTokenMembership on the client's token), 0 if not,
  * <0 if it cannot be told (fail closed). */

@@ -425,7 +425,7 @@ static void peer_groups(int fd, pm_peer *peer) {
 #endif
 }
 
-void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer) {
+void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer, int groups) {
   uv_os_fd_t fd;
   peer->pid = peer->uid = peer->gid = -1;
   peer->ngroups = -1;
@@ -438,7 +438,8 @@ void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer) {
       peer->pid = cred.pid;
       peer->uid = cred.uid;
       peer->gid = cred.gid;
-      peer_groups(fd, peer);
+      if (groups)
+        peer_groups(fd, peer);
     }
 #endif
   }
@@ -453,7 +454,7 @@ int pm__pipe_peer_in_group(uv_pipe_t *stream, const char *group) {
   gid = strtoll(group, &end, 10);
   if (*end != '\0')
     return PM_EINVAL;
-  pm__pipe_peer(stream, &peer);
+  pm__pipe_peer(stream, &peer, 1);
   if (peer.uid < 0 || peer.ngroups < 0)
     return PM_ENOTAUTH;
   if (peer.gid == gid)

@@ -390,9 +390,10 @@ static HANDLE stream_handle(uv_pipe_t *stream) {
   return h;
 }
 
-void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer) {
+void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer, int groups) {
   HANDLE h = stream_handle(stream), token;
   ULONG pid = 0;
+  (void)groups; /* pm_peer carries no groups here: pm_peer_in_group asks the token */
   memset(peer, 0, sizeof(*peer));
   peer->pid = peer->uid = peer->gid = -1;
   peer->ngroups = -1;

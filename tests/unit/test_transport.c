@@ -280,7 +280,7 @@ static void test_transport_handle_without_socket(void **state) {
     assert_true(pm__pipe_peer_in_group(&p, "0") < 0);
   }
   memset(&peer, 'x', sizeof(peer));
-  pm__pipe_peer(&p, &peer);
+  pm__pipe_peer(&p, &peer, 1);
   assert_string_equal("", peer.sid);
   assert_int_equal(-1, peer.pid);
   assert_int_equal(-1, peer.uid);
@@ -332,7 +332,7 @@ static void test_transport_peer_with_many_groups(void **state) {
   assert_int_equal(0, uv_pipe_init(&loop, &conn, 0));
   assert_pm(0, pm__accept(server, &conn));
   assert_pm(PM_EBUSY, pm__accept(server, &conn));
-  pm__pipe_peer(&conn, &peer);
+  pm__pipe_peer(&conn, &peer, 1);
   snprintf(group, sizeof(group), "%d", 70001);
   assert_int_equal(1, pm__pipe_peer_in_group(&conn, group));
   snprintf(group, sizeof(group), "%d", 70000 + MANY_GROUPS);
