@@ -5,11 +5,38 @@
  * well-formed message within the budget that re-encodes to JSON, decodes to the same tree, and
  * re-encodes to the same bytes; encoding it as XML fails with PM_ELIMIT exactly when it would
  * be more than PM_NODES_MAX nodes in XML, else with PM_EINVAL exactly when a string cannot be
- * XML text. */
+ * XML text.
+ *
+ * The event server's fast path (pm__json_confirmation_id) takes only inputs the decoder
+ * accepts as an EventConfirmation with just that Id, and the event client's confirmation
+ * written without the encoder (pm__json_confirmation) is what the encoder writes. */
 #include <string.h>
 
 #include "fuzz_common.h"
+#include "internal.h"
 #include "message_internal.h"
+
+/* The fast path against the decoder's verdict m (NULL: refused). */
+static void check_confirmation(const uint8_t *data, size_t size, const pm_msg *m,
+                               const uint8_t *json, size_t json_len) {
+  int64_t fast_id, id;
+  int fast = pm__json_confirmation_id(data, size, &fast_id);
+  char text[PM__JSON_CONFIRMATION_MAX];
+  size_t len;
+  if (m == NULL) {
+    FUZZ_CHECK(!fast);
+    return;
+  }
+  if (strcmp(pm_msg_kind(m), PM_KIND_EVENT_CONFIRMATION) != 0 ||
+      json_object_size(pm_msg_fields(m)) != 1 || pm_msg_get_int(m, "Id", &id) < 0) {
+    FUZZ_CHECK(!fast);
+    return;
+  }
+  if (fast)
+    FUZZ_CHECK(fast_id == id);
+  len = pm__json_confirmation(id, text);
+  FUZZ_CHECK(len == json_len && memcmp(text, json, len) == 0);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   pm_msg *m, *again = NULL;
@@ -20,12 +47,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   m = fuzz_decode(pm_json_decode, data, size, &rc);
   if (m == NULL) {
     FUZZ_CHECK(rc == PM_EPARSE || rc == PM_EDEPTH || rc == PM_ELIMIT);
+    check_confirmation(data, size, NULL, NULL, 0);
     return 0;
   }
   FUZZ_CHECK(pm_msg_encoding(m) == PM_ENC_JSON);
   FUZZ_CHECK(pm__tree_nodes(pm_msg_fields(m), PM_ENC_JSON) <= PM_NODES_MAX);
 
   FUZZ_CHECK(fuzz_encode(m, PM_ENC_JSON, &json, &json_len) == 0);
+  check_confirmation(data, size, m, json, json_len);
   again = fuzz_decode(pm_json_decode, json, json_len, &rc);
   FUZZ_CHECK(again != NULL);
   FUZZ_CHECK(strcmp(pm_msg_kind(m), pm_msg_kind(again)) == 0);
