@@ -62,7 +62,9 @@ const char *pm_result_code_name(pm_result_code code);
  * callbacks. */
 typedef enum pm_client_drive {
   /* A thread of the library (the default), started by pm_client_open with on_event set, else
-   * by the first asynchronous call. Every callback runs on it, one at a time. */
+   * by the first asynchronous call. Every callback runs on it, one at a time: a callback that
+   * waits for another asynchronous call of the same client waits forever (a blocking
+   * pm_client_call from a callback is fine: it runs on the calling thread). */
   PM_CLIENT_DRIVE_THREAD = 0,
   /* The application's loop, the way libpq and hiredis allow: it polls pm_client_fd() for
    * reading, with pm_client_timeout_ms() as the timeout, and calls pm_client_process(), which
