@@ -380,14 +380,13 @@ static int pipemsgd_path(char *buf, size_t size) {
   return 0;
 }
 
-static int spawn_pipemsgd(bench *bh, pid_t *out) {
-  char exe[PATH_MAX], cmd[128], evt[128];
+/* pipemsgd on the given pipes, its output discarded, logging at level. */
+static int spawn_pipemsgd_at(const char *cmd, const char *evt, const char *level, pid_t *out) {
+  char exe[PATH_MAX];
   pid_t pid;
   int rc = pipemsgd_path(exe, sizeof(exe));
   if (rc < 0)
     return rc;
-  bench_path(bh, "idle-cmd.sock", cmd, sizeof(cmd));
-  bench_path(bh, "idle-evt.sock", evt, sizeof(evt));
   fflush(NULL);
   pid = fork();
   if (pid < 0)
@@ -400,37 +399,27 @@ static int spawn_pipemsgd(bench *bh, pid_t *out) {
       dup2(null, 2);
     }
     unsetenv("NOTIFY_SOCKET");
-    execl(exe, exe, "-c", cmd, "-e", evt, "--log-level", "error", (char *)NULL);
+    execl(exe, exe, "-c", cmd, "-e", evt, "--log-level", level, (char *)NULL);
     _exit(127);
   }
   *out = pid;
   return 0;
 }
 
+static int spawn_pipemsgd(bench *bh, pid_t *out) {
+  char cmd[128], evt[128];
+  bench_path(bh, "idle-cmd.sock", cmd, sizeof(cmd));
+  bench_path(bh, "idle-evt.sock", evt, sizeof(evt));
+  return spawn_pipemsgd_at(cmd, evt, "error", out);
+}
+
 int bench_service_start(bench *bh, const char *cmd_path, const char *evt_path, long long *pid) {
-  char exe[PATH_MAX];
   pid_t child;
-  int rc = pipemsgd_path(exe, sizeof(exe));
+  int rc = spawn_pipemsgd_at(cmd_path, evt_path, "info", &child);
   (void)bh;
-  if (rc < 0)
-    return rc;
-  fflush(NULL);
-  child = fork();
-  if (child < 0)
-    return PM_EIO;
-  if (child == 0) {
-    int null = open("/dev/null", O_RDWR);
-    if (null >= 0) {
-      dup2(null, 0);
-      dup2(null, 1);
-      dup2(null, 2);
-    }
-    unsetenv("NOTIFY_SOCKET");
-    execl(exe, exe, "-c", cmd_path, "-e", evt_path, "--log-level", "info", (char *)NULL);
-    _exit(127);
-  }
-  *pid = child;
-  return 0;
+  if (rc == 0)
+    *pid = child;
+  return rc;
 }
 
 void bench_service_stop(long long pid) {
