@@ -25,17 +25,24 @@ static const json_t *find_row(const json_t *rows, const char *name) {
   return NULL;
 }
 
-static void test_bench_quick_json_has_every_scenario(void **state) {
-  const char *argv[] = {PIPEMSG, "bench", "--quick", "--json", NULL};
+/* Runs argv (a pipemsg bench with --json), which must exit 0 and print one JSON object. */
+static json_t *run_json(const char *const *argv) {
   const char *out, *err;
   json_error_t jerr;
-  json_t *top, *rows;
-  int i;
-  (void)state;
+  json_t *top;
   assert_int_equal(0, pm_test_run(argv, &out, &err));
   top = json_loads(out, 0, &jerr);
   if (top == NULL)
     fail_msg("not JSON (%s): %s / %s", jerr.text, out, err);
+  return top;
+}
+
+static void test_bench_quick_json_has_every_scenario(void **state) {
+  const char *argv[] = {PIPEMSG, "bench", "--quick", "--json", NULL};
+  json_t *top, *rows;
+  int i;
+  (void)state;
+  top = run_json(argv);
   assert_string_equal("quick", json_string_value(json_object_get(top, "mode")));
   rows = json_object_get(top, "scenarios");
   assert_true(json_is_array(rows));
@@ -66,14 +73,10 @@ static void test_bench_scale_queue_only_when_named(void **state) {
       "scale_queue_1e3_time", "scale_queue_1e3_heap", "scale_queue_1e4_time",
       "scale_queue_1e4_heap", "scale_queue_1e5_time", "scale_queue_1e5_heap", NULL};
   const char *argv[] = {PIPEMSG, "bench", "--quick", "--json", "--only", "scale-queue", NULL};
-  const char *out, *err;
   json_t *top, *rows;
   int i;
   (void)state;
-  assert_int_equal(0, pm_test_run(argv, &out, &err));
-  top = json_loads(out, 0, NULL);
-  if (top == NULL)
-    fail_msg("not JSON: %s / %s", out, err);
+  top = run_json(argv);
   rows = json_object_get(top, "scenarios");
   for (i = 0; rows_expected[i] != NULL; i++) {
     const json_t *row = find_row(rows, rows_expected[i]);
@@ -103,15 +106,10 @@ static void test_bench_quick_scale(void **state) {
                                      "scale_connect_1000",   "scale_connect_1000_mem",
                                      NULL};
   const char *argv[] = {PIPEMSG, "bench", "--quick", "--only", "scale", "--json", NULL};
-  const char *out, *err;
-  json_error_t jerr;
   json_t *top, *got;
   int i;
   (void)state;
-  assert_int_equal(0, pm_test_run(argv, &out, &err));
-  top = json_loads(out, 0, &jerr);
-  if (top == NULL)
-    fail_msg("not JSON (%s): %s / %s", jerr.text, out, err);
+  top = run_json(argv);
   got = json_object_get(top, "scenarios");
   for (i = 0; rows[i] != NULL; i++) {
     const json_t *row = find_row(got, rows[i]);
