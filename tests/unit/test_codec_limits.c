@@ -131,10 +131,12 @@ static const char json_escaped_text[] =
     "{\"Request\":{\"Command\":\"Start\\u0056pn\",\"Id\":7,\"Params\":{\"R\":0.5,"
     "\"L\\u006fcation\":\"d\\u00e9\",\"N\":[1,2.5e3]}}}";
 
-/* Decoding text with jansson failing from each allocation on: PM_ENOMEM with a reason and no
- * message until there is enough, then the same tree as without a limit. */
-static void decode_under_json_oom(const char *text,
-                                  int (*decode)(const void *, size_t, pm_msg **, char *)) {
+/* Decoding text with fail_after (jansson's allocator or the library's) failing from each
+ * allocation on: PM_ENOMEM with a reason and no message until there is enough, then the same
+ * tree as without a limit. */
+static void decode_under_oom(const char *text,
+                             int (*decode)(const void *, size_t, pm_msg **, char *),
+                             void (*fail_after)(unsigned long)) {
   pm_msg *want = NULL;
   unsigned long n;
   int failed = 0;
@@ -143,9 +145,9 @@ static void decode_under_json_oom(const char *text,
     char why[PM_REASON_MAX] = "";
     pm_msg *m = NULL;
     int rc;
-    json_fail_after(n);
+    fail_after(n);
     rc = decode(text, strlen(text), &m, why);
-    json_fail_after(0);
+    fail_after(0);
     if (rc == 0) {
       assert_true(json_equal(pm_msg_fields(want), pm_msg_fields(m)));
       pm_msg_free(m);
@@ -161,6 +163,11 @@ static void decode_under_json_oom(const char *text,
   pm_msg_free(want);
 }
 
+static void decode_under_json_oom(const char *text,
+                                  int (*decode)(const void *, size_t, pm_msg **, char *)) {
+  decode_under_oom(text, decode, json_fail_after);
+}
+
 static void test_json_decode_out_of_memory(void **state) {
   (void)state;
   decode_under_json_oom(json_text, pm_json_decode);
@@ -169,28 +176,8 @@ static void test_json_decode_out_of_memory(void **state) {
 
 /* The same with the library's own allocations failing (the parser's scratch, the message). */
 static void test_json_decode_library_out_of_memory(void **state) {
-  pm_msg *want = NULL;
-  unsigned long n;
   (void)state;
-  assert_pm(0, pm_json_decode(json_escaped_text, strlen(json_escaped_text), &want, NULL));
-  for (n = 1; n < 100; n++) {
-    char why[PM_REASON_MAX] = "";
-    pm_msg *m = NULL;
-    int rc;
-    pm__alloc_fail_after(n);
-    rc = pm_json_decode(json_escaped_text, strlen(json_escaped_text), &m, why);
-    pm__alloc_fail_after(0);
-    if (rc == 0) {
-      assert_true(json_equal(pm_msg_fields(want), pm_msg_fields(m)));
-      pm_msg_free(m);
-      break;
-    }
-    assert_pm(PM_ENOMEM, rc);
-    assert_null(m);
-    assert_string_not_equal("", why);
-  }
-  assert_true(n > 1 && n < 100);
-  pm_msg_free(want);
+  decode_under_oom(json_escaped_text, pm_json_decode, pm__alloc_fail_after);
 }
 
 /* The JSON encoder's buffer is the library's: PM_ENOMEM and no output until it can grow. */
