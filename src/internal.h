@@ -50,6 +50,11 @@ extern const unsigned long pm__rpschema_xsd_len;
 typedef void (*pm__sent_cb)(void *data, int status);
 int pm__stream_send(uv_stream_t *stream, pm_msg *m, pm_encoding enc, size_t max_message,
                     pm__sent_cb cb, void *data);
+/* Writes the rest of a frame whose first done bytes (header included) are already written:
+ * header and payload (len bytes, taken and freed in every case) through the loop, with
+ * pm__stream_send's results (never 1). */
+int pm__stream_send_rest(uv_stream_t *stream, const uint8_t *header, uint8_t *payload,
+                         size_t len, size_t done, pm__sent_cb cb, void *data);
 /* Writes a whole frame already made (header included) as pm__stream_send does; frame is
  * borrowed: what cannot be written at once is copied. Same results as pm__stream_send. */
 int pm__stream_send_bytes(uv_stream_t *stream, const uint8_t *frame, size_t len, pm__sent_cb cb,

@@ -34,7 +34,7 @@ struct pm_command_call {
   pm_command_server *server;
   pm_command_call *next; /* in server->calls */
   call_state state;
-  uv_pipe_t pipe;
+  pm__link link; /* wrapped in libuv only when the call has to wait */
   uv_timer_t timer;
   int open_handles;
   int handled;    /* the handler was called and has not replied yet */
@@ -160,8 +160,22 @@ static void close_call(pm_command_call *c, const char *reason) {
   if (reason != NULL && c->reason[0] == '\0')
     snprintf(c->reason, sizeof(c->reason), "%s", reason);
   c->state = CALL_CLOSING;
-  uv_close((uv_handle_t *)&c->pipe, on_call_handle_closed);
+  c->open_handles = 1 + pm__link_close(&c->link, on_call_handle_closed);
   uv_close((uv_handle_t *)&c->timer, on_call_handle_closed);
+}
+
+/* Hands the connection to libuv, for a call that has to wait: 0, or closed. */
+static int wrap(pm_command_call *c) {
+  int rc = pm__link_wrap(c->server->loop, &c->link);
+  c->link.pipe.data = c;
+  if (rc < 0)
+    close_call(c, "could not wait on the connection");
+  return rc;
+}
+
+static void stop_reading(pm_command_call *c) {
+  if (c->link.wrapped)
+    uv_read_stop((uv_stream_t *)&c->link.pipe);
 }
 
 static void on_lingered(void *data) { close_call(data, NULL); }
@@ -176,9 +190,11 @@ static void linger(pm_command_call *c) {
   if (c->oversized && s->opts.max_message > budget / 2)
     budget = 2 * s->opts.max_message;
   uv_timer_stop(&c->timer);
+  if (wrap(c) < 0)
+    return;
   c->state = CALL_LINGERING;
   end_turn(c);
-  pm__linger_start(&c->lingering, (uv_stream_t *)&c->pipe, &c->timer, s->opts.request_timeout_ms,
+  pm__linger_start(&c->lingering, (uv_stream_t *)&c->link.pipe, &c->timer, s->opts.request_timeout_ms,
                    budget, on_lingered, c);
 }
 
@@ -205,6 +221,35 @@ static void on_written(void *data, int status) {
     linger(c);
   else
     close_call(c, status == 0 ? "ok" : "response write failed");
+}
+
+/* pm__stream_send on a connection not yet wrapped: 1 when written whole at once, 0 when the
+ * rest is queued (the connection is wrapped then), <0 as pm__stream_send. */
+static int send_now(pm_command_call *c, pm_msg *resp) {
+  uint8_t header[PM_FRAME_HEADER_SIZE], *payload = NULL;
+  size_t len = 0;
+  long n;
+  int rc = pm_msg_encode(resp, c->encoding, &payload, &len);
+  if (rc == 0)
+    rc = pm_frame_header(len, c->server->opts.max_message, header);
+  pm_msg_free(resp);
+  if (rc < 0) {
+    pm__free(payload);
+    return rc;
+  }
+  n = pm__link_write_now(&c->link, header, sizeof(header), payload, len);
+  if (n == (long)(sizeof(header) + len) || n < 0) {
+    pm__free(payload);
+    return n < 0 ? (int)n : 1;
+  }
+  rc = pm__link_wrap(c->server->loop, &c->link);
+  c->link.pipe.data = c;
+  if (rc < 0) {
+    pm__free(payload);
+    return rc;
+  }
+  return pm__stream_send_rest((uv_stream_t *)&c->link.pipe, header, payload, len, (size_t)n,
+                              on_written, c);
 }
 
 /* Encodes and writes one Response in the request's encoding, then closes. */
@@ -237,8 +282,11 @@ static int send_response(pm_command_call *c, const char *result, const char *mes
   before = c->state;
   snprintf(c->result, sizeof(c->result), "%s", result);
   c->state = CALL_WRITING;
-  rc = pm__stream_send((uv_stream_t *)&c->pipe, resp, c->encoding, s->opts.max_message,
-                       on_written, c);
+  if (c->link.wrapped)
+    rc = pm__stream_send((uv_stream_t *)&c->link.pipe, resp, c->encoding, s->opts.max_message,
+                         on_written, c);
+  else
+    rc = send_now(c, resp);
   resp = NULL;
   if (rc < 0) {
     c->result[0] = '\0';
@@ -328,7 +376,7 @@ static int take_bytes(pm_command_call *c, const void *buf, size_t n, void *owned
   used = pm_reader_feed(c->reader, buf, n);
   pm__free(owned);
   if (used == PM_EMSGSIZE) {
-    uv_read_stop((uv_stream_t *)&c->pipe);
+    stop_reading(c);
     uv_timer_stop(&c->timer);
     /* The client may still be writing the payload, and will read the answer only then. */
     c->oversized = 1;
@@ -342,7 +390,7 @@ static int take_bytes(pm_command_call *c, const void *buf, size_t n, void *owned
     return 1;
   }
   if (pm_reader_next(c->reader, &payload, &len) == 1) {
-    uv_read_stop((uv_stream_t *)&c->pipe);
+    stop_reading(c);
     uv_timer_stop(&c->timer);
     dispatch(c, payload, len);
     return 1;
@@ -370,7 +418,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
  * poll registration and a wait). 1 once the call has moved on, 0 to read through the loop. */
 static int read_now(pm_command_call *c) {
   uint8_t buf[READ_NOW_BYTES];
-  long n = pm__pipe_read_now(&c->pipe, buf, sizeof(buf));
+  long n = pm__link_read_now(&c->link, buf, sizeof(buf));
   if (n == PM_EBUSY)
     return 0;
   if (n <= 0) {
@@ -391,8 +439,13 @@ static int same_user(const pm_peer *a, const pm_peer *b) {
   return a->uid == b->uid && strcmp(a->sid, b->sid) == 0;
 }
 
-/* The call's turn: its request deadline starts now, whatever it sent while it waited. */
-static void start_turn(pm_command_call *c) {
+/* start_turn's early when nothing was read before the turn. */
+#define NOT_READ 0
+
+/* The call's turn: its request deadline starts now, whatever it sent while it waited. early
+ * is what accept_pending read from a call served at once: nearly bytes, PM_EBUSY when it found
+ * nothing yet (no second try then), or NOT_READ. */
+static void start_turn(pm_command_call *c, const void *early, long nearly) {
   pm_command_server *s = c->server;
   pm_command_call *o;
   int rc;
@@ -407,10 +460,13 @@ static void start_turn(pm_command_call *c) {
     close_call(c, pm_strerror(rc));
     return;
   }
-  /* Not while another turn's read_now is on the stack: a turn that ends at once (an oversized
-   * frame's answer, then lingering) starts the next one, and reading there too would nest a
-   * read buffer per waiting connection. That one reads through the loop instead. */
-  if (!s->reading_now) {
+  if (nearly > 0) {
+    if (take_bytes(c, early, (size_t)nearly, NULL))
+      return;
+  } else if (nearly == NOT_READ && !s->reading_now) {
+    /* Not while another turn's read_now is on the stack: a turn that ends at once (an
+     * oversized frame's answer, then lingering) starts the next one, and reading there too
+     * would nest a read buffer per waiting connection. That one reads through the loop. */
     int done;
     s->reading_now = 1;
     done = read_now(c);
@@ -418,8 +474,10 @@ static void start_turn(pm_command_call *c) {
     if (done)
       return;
   }
+  if (wrap(c) < 0)
+    return;
   uv_timer_start(&c->timer, on_request_timeout, s->opts.request_timeout_ms, 0);
-  rc = uv_read_start((uv_stream_t *)&c->pipe, pm__read_alloc, on_read);
+  rc = uv_read_start((uv_stream_t *)&c->link.pipe, pm__read_alloc, on_read);
   if (rc < 0)
     close_call(c, "read failed");
 }
@@ -441,7 +499,7 @@ static void next_turn(pm_command_server *s) {
   if (best == NULL)
     return;
   s->waiting--;
-  start_turn(best);
+  start_turn(best, NULL, NOT_READ);
 }
 
 /* Answers at once, then a lingering close; past MAX_REFUSING, a plain close after the answer
@@ -471,8 +529,10 @@ static unsigned uid_held(pm_command_call *c) {
 /* Takes the connection the transport holds (the listen backlog on Unix): it is refused, queued
  * or served. */
 static void accept_pending(pm_command_server *s) {
+  uint8_t early[READ_NOW_BYTES];
   pm_command_call *c;
-  int rc;
+  long nearly = NOT_READ;
+  int rc, first;
   if (!s->pending || s->closing)
     return;
   c = pm__calloc(1, sizeof(*c));
@@ -487,26 +547,36 @@ static void accept_pending(pm_command_server *s) {
   c->peer.pid = c->peer.uid = c->peer.gid = -1;
   c->next = s->calls;
   s->calls = c;
-  uv_pipe_init(s->loop, &c->pipe, 0);
   uv_timer_init(s->loop, &c->timer);
-  c->pipe.data = c->timer.data = c;
-  c->open_handles = 2;
-  rc = pm__accept(s->listener, &c->pipe);
+  c->timer.data = c;
+  c->open_handles = 2; /* counted again by close_call */
+  rc = pm__accept_link(s->listener, &c->link);
+  c->link.pipe.data = c;
   if (rc < 0) {
     close_call(c, "accept failed");
     return;
   }
-  pm__pipe_peer(&c->pipe, &c->peer, !s->opts.groups_on_demand);
+  pm__link_peer(&c->link, &c->peer, !s->opts.groups_on_demand);
   if (peer_hook != NULL)
     peer_hook(&c->peer, peer_hook_data);
   /* A client that connected and left at once (a burst of them sits in the backlog) takes no
-   * place and no refusal. */
-  if (pm__pipe_peer_gone(&c->pipe)) {
+   * place and no refusal. One served at once (nobody ahead of it) is read now: that read says
+   * whether it has gone, and saves a second one for the request; nothing read is acted on
+   * before it is authorized, and a refused peer's bytes are dropped. One that has to wait in
+   * line is only peeked at: what it sent stays in the kernel until its turn. */
+  first = s->call == NULL && s->waiting == 0 && !s->reading_now;
+  if (first) {
+    nearly = pm__link_read_first(&c->link, early, sizeof(early));
+    rc = nearly == 0 || (nearly < 0 && nearly != PM_EBUSY);
+  } else {
+    rc = pm__link_peer_gone(&c->link);
+  }
+  if (rc) {
     close_call(c, "client closed before a whole request");
     return;
   }
   /* Who is asking comes first: a refused peer takes no place in the queue. */
-  pm__authorizing(&c->peer, &c->pipe);
+  pm__authorizing_link(&c->peer, &c->link);
   rc = s->opts.authorize != NULL ? s->opts.authorize(&c->peer, s->opts.data) : 0;
   pm__authorizing(NULL, NULL);
   if (rc != 0) {
@@ -520,6 +590,12 @@ static void accept_pending(pm_command_server *s) {
   }
   if (s->call != NULL && s->waiting >= s->opts.max_waiting) {
     refuse(c, PM_RESULT_TOO_MANY_REQUESTS, "too many connections waiting");
+    return;
+  }
+  if (first) {
+    s->reading_now = 1;
+    start_turn(c, early, nearly);
+    s->reading_now = 0;
     return;
   }
   c->state = CALL_WAITING;

@@ -30,6 +30,26 @@ static void on_sent(uv_write_t *req, int status) {
     cb(data, pm__uv_error(status));
 }
 
+/* Queues what is left of w's frame after done bytes; frees w on failure. */
+static int queue_rest(uv_stream_t *stream, send_req *w, size_t len, size_t done) {
+  uv_buf_t bufs[2];
+  int rc;
+  if (done >= sizeof(w->header)) {
+    bufs[0] = uv_buf_init((char *)w->payload + (done - sizeof(w->header)),
+                          (unsigned int)(len - (done - sizeof(w->header))));
+    rc = pm__uv_error(uv_write(&w->req, stream, bufs, 1, on_sent));
+  } else {
+    bufs[0] = uv_buf_init((char *)w->header + done, (unsigned int)(sizeof(w->header) - done));
+    bufs[1] = uv_buf_init((char *)w->payload, (unsigned int)len);
+    rc = pm__uv_error(uv_write(&w->req, stream, bufs, 2, on_sent));
+  }
+  if (rc < 0) {
+    pm__free(w->payload);
+    pm__free(w);
+  }
+  return rc < 0 ? rc : 0;
+}
+
 int pm__stream_send(uv_stream_t *stream, pm_msg *m, pm_encoding enc, size_t max_message,
                     pm__sent_cb cb, void *data) {
   send_req *w = pm__calloc(1, sizeof(*w));
@@ -63,22 +83,26 @@ int pm__stream_send(uv_stream_t *stream, pm_msg *m, pm_encoding enc, size_t max_
     pm__free(w);
     return 1;
   }
-  if (done >= sizeof(w->header)) {
-    bufs[0] = uv_buf_init((char *)w->payload + (done - sizeof(w->header)),
-                          (unsigned int)(len - (done - sizeof(w->header))));
-    rc = pm__uv_error(uv_write(&w->req, stream, bufs, 1, on_sent));
-  } else {
-    bufs[0] = uv_buf_init((char *)w->header + done, (unsigned int)(sizeof(w->header) - done));
-    rc = pm__uv_error(uv_write(&w->req, stream, bufs, 2, on_sent));
-  }
-  if (rc < 0)
-    goto fail;
-  return 0;
+  return queue_rest(stream, w, len, done);
 fail:
   if (w != NULL)
     pm__free(w->payload);
   pm__free(w);
   return rc;
+}
+
+int pm__stream_send_rest(uv_stream_t *stream, const uint8_t *header, uint8_t *payload,
+                         size_t len, size_t done, pm__sent_cb cb, void *data) {
+  send_req *w = pm__calloc(1, sizeof(*w));
+  if (w == NULL) {
+    pm__free(payload);
+    return PM_ENOMEM;
+  }
+  memcpy(w->header, header, sizeof(w->header));
+  w->payload = payload;
+  w->cb = cb;
+  w->data = data;
+  return queue_rest(stream, w, len, done);
 }
 
 int pm__stream_send_bytes(uv_stream_t *stream, const uint8_t *frame, size_t len, pm__sent_cb cb,

@@ -9,14 +9,26 @@
 
 static _Thread_local const pm_peer *authorizing_peer;
 static _Thread_local uv_pipe_t *authorizing_stream;
+static _Thread_local pm__link *authorizing_link;
 
 void pm__authorizing(const pm_peer *peer, uv_pipe_t *stream) {
   authorizing_peer = peer;
   authorizing_stream = stream;
+  authorizing_link = NULL;
+}
+
+void pm__authorizing_link(const pm_peer *peer, pm__link *link) {
+  authorizing_peer = peer;
+  authorizing_stream = NULL;
+  authorizing_link = link;
 }
 
 int pm_peer_in_group(const pm_peer *peer, const char *group) {
-  if (peer == NULL || peer != authorizing_peer || authorizing_stream == NULL)
+  if (peer == NULL || peer != authorizing_peer)
+    return PM_EINVAL;
+  if (authorizing_link != NULL)
+    return pm__link_peer_in_group(authorizing_link, group);
+  if (authorizing_stream == NULL)
     return PM_EINVAL;
   return pm__pipe_peer_in_group(authorizing_stream, group);
 }

@@ -84,6 +84,42 @@ int pm__pipe_peer_gone(uv_pipe_t *stream);
  * the pipe, so the caller reads through the loop as before. */
 long pm__pipe_read_now(uv_pipe_t *stream, void *buf, size_t len);
 
+/* A connection a server accepted, served where it stands while nothing has to wait. Unix: the
+ * bare socket, outside libuv, so a call answered at once costs no uv_pipe_open (fcntl, ioctl)
+ * and no uv_close (epoll_ctl); pm__link_wrap hands it to libuv when it must wait (a partial
+ * request, a late reply, a partial write, a lingering close). Windows: wrapped from the start,
+ * since libuv's overlapped I/O owns the pipe. */
+typedef struct pm__link {
+  uv_pipe_t pipe; /* initialised, and open, once wrapped */
+  int fd;         /* Unix: the socket while not wrapped; -1 otherwise */
+  int wrapped;
+} pm__link;
+
+/* Takes the waiting client into link: PM_EBUSY if none waits. On any result link may be
+ * passed to pm__link_close (which then closes nothing, or what was taken). */
+int pm__accept_link(pm__listener *l, pm__link *link);
+/* Puts the connection in link->pipe (on loop) if it is not there yet: 0, or an error (then it
+ * is closed; pm__link_close still releases link). */
+int pm__link_wrap(uv_loop_t *loop, pm__link *link);
+/* Closes the connection: 1 if cb will run once the wrapped pipe is closed, 0 if nothing was
+ * wrapped (the socket, if any, is closed at once and cb is not called). */
+int pm__link_close(pm__link *link, uv_close_cb cb);
+/* pm__pipe_peer, pm__pipe_peer_gone and pm__pipe_read_now on a link (wrapped or not). */
+void pm__link_peer(pm__link *link, pm_peer *peer, int groups);
+int pm__link_peer_gone(pm__link *link);
+long pm__link_read_now(pm__link *link, void *buf, size_t len);
+/* The first read of a connection not yet authorized: as pm__link_read_now, and 0 (or PM_EIO)
+ * also says the peer has gone without sending. Windows reads nothing (libuv's overlapped reads
+ * own the pipe): 0 if the peer has gone (a peek), else PM_EBUSY. */
+long pm__link_read_first(pm__link *link, void *buf, size_t len);
+/* One non-blocking write of a then b on a link not yet wrapped: bytes taken (0 when the
+ * connection takes nothing now), PM_EIO when the peer is gone. Never raises SIGPIPE. Windows:
+ * always 0 (a link is wrapped there, and libuv writes it). */
+long pm__link_write_now(pm__link *link, const void *a, size_t alen, const void *b, size_t blen);
+/* pm__authorizing for a link: pm_peer_in_group answers from it during the callback. */
+void pm__authorizing_link(const pm_peer *peer, pm__link *link);
+int pm__link_peer_in_group(pm__link *link, const char *group);
+
 /* Unix: writing to a pipe whose reader has gone raises SIGPIPE, which kills a process that did
  * not ask for it. A thread of the library's own calls this first: a SIGPIPE its writes raise
  * stays pending on it, never delivered, and the write fails with EPIPE instead. Windows has no

@@ -29,8 +29,15 @@ typedef struct pipe_file {
 /* A connection the callback did not take is offered again after this long, as on Windows. */
 #define OFFER_RETRY_MS 100
 
+/* The listening socket is watched with a level-triggered uv_poll_t, and one connection is
+ * accepted per readiness (the next loop round takes the next one): libuv's uv_listen accepts
+ * until accept4 fails with EAGAIN, one syscall more per connection, and its uv_accept wraps
+ * every connection in a uv_pipe_t, which a command answered at once does not need. */
 struct pm__listener {
-  uv_pipe_t pipe;
+  uv_poll_t poll;
+  int fd;                 /* the listening socket; -1 once closed */
+  int accepted;           /* the connection accepted and not yet taken, or -1 */
+  int polling;            /* poll started */
   uv_timer_t offer_again; /* runs while a connection waits to be taken */
   int open_handles;
   int waiting; /* a connection was offered and not taken */
@@ -197,10 +204,10 @@ done:
 }
 
 /* Adopts an inherited listening socket (socket activation). */
-static int adopt(uv_pipe_t *server, const pm__listen_spec *spec, uv_connection_cb cb) {
+static int adopt(const pm__listen_spec *spec) {
   struct sockaddr_un sa;
   socklen_t len = sizeof(sa);
-  int rc, flags;
+  int flags;
   /* Inherited descriptors come without close-on-exec: set it, or every program the service
    * runs (hook commands) would hold the listening sockets. */
   flags = fcntl(spec->fd, F_GETFD);
@@ -212,10 +219,7 @@ static int adopt(uv_pipe_t *server, const pm__listen_spec *spec, uv_connection_c
       len > offsetof(struct sockaddr_un, sun_path) && sa.sun_path[0] != '\0')
     snprintf(spec->path, PM_PIPE_PATH_MAX + 1, "%.*s",
              (int)(len - offsetof(struct sockaddr_un, sun_path)), sa.sun_path);
-  rc = uv_pipe_open(server, spec->fd);
-  if (rc == 0)
-    rc = uv_listen((uv_stream_t *)server, spec->backlog, cb);
-  return pm__uv_error(rc);
+  return 0;
 }
 
 /* Unlinks path if it is still the file bound. Someone able to write the directory could swap
@@ -251,6 +255,22 @@ static int bind_socket(const char *path, unsigned mode, int *out) {
   return 0;
 }
 
+/* listen() on fd and watch it on loop (l->poll, which sets it non-blocking). */
+static int start_listening(uv_loop_t *loop, pm__listener *l, int fd, int backlog,
+                           uv_poll_cb cb) {
+  int rc;
+  if (listen(fd, backlog) < 0)
+    return PM_EIO;
+  rc = pm__uv_error(uv_poll_init(loop, &l->poll, fd));
+  if (rc < 0)
+    return rc;
+  l->open_handles++;
+  l->fd = fd;
+  rc = pm__uv_error(uv_poll_start(&l->poll, UV_READABLE, cb));
+  l->polling = rc == 0;
+  return rc;
+}
+
 /* Binds and listens on spec->path, or adopts spec->fd (made close-on-exec, so programs the
  * server runs do not inherit it). A socket file whose owner no longer answers is replaced;
  * one a live process accepts on is PM_EADDRINUSE; a path that is not a socket is
@@ -258,20 +278,24 @@ static int bind_socket(const char *path, unsigned mode, int *out) {
  * must be a real directory (not a symlink) owned by root or us (PM_EACCES), and not writable
  * by group or others unless sticky (PM_EUNSAFE): otherwise someone else could swap the socket
  * file. The socket gets its mode and group before listen(), so nobody connects earlier, and
- * never through the path (see set_mode_and_group). server is initialised on loop in every
- * case. */
-static int listen_on(uv_loop_t *loop, uv_pipe_t *server, const pm__listen_spec *spec,
-                     pipe_file *bound, uv_connection_cb cb) {
+ * never through the path (see set_mode_and_group). On failure l->fd is -1 and nothing bound
+ * is left; l->poll may still need closing (l->open_handles says). */
+static int listen_on(uv_loop_t *loop, pm__listener *l, const pm__listen_spec *spec,
+                     uv_poll_cb cb) {
   const char *path = spec->path;
   unsigned mode = spec->access.mode ? spec->access.mode : PM_SOCKET_MODE_DEFAULT;
+  pipe_file *bound = &l->bound;
   struct stat st;
   int rc, fd;
   memset(bound, 0, sizeof(*bound));
-  rc = uv_pipe_init(loop, server, 0);
-  if (rc < 0)
-    return pm__uv_error(rc);
-  if (spec->fd > 0)
-    return adopt(server, spec, cb);
+  if (spec->fd > 0) {
+    rc = adopt(spec);
+    if (rc == 0)
+      rc = start_listening(loop, l, spec->fd, spec->backlog, cb);
+    if (rc < 0)
+      l->fd = -1; /* an adopted socket stays its owner's to close */
+    return rc;
+  }
   if (strlen(path) > PM_PIPE_PATH_MAX)
     return PM_ENAMETOOLONG;
   rc = prepare_dir(path);
@@ -287,38 +311,62 @@ static int listen_on(uv_loop_t *loop, uv_pipe_t *server, const pm__listen_spec *
   if (rc < 0)
     return rc;
   rc = set_mode_and_group(path, mode, spec->access.gid, bound);
-  if (rc == 0) {
-    rc = pm__uv_error(uv_pipe_open(server, fd));
-    if (rc < 0)
-      close(fd);
-    else
-      rc = pm__uv_error(uv_listen((uv_stream_t *)server, spec->backlog, cb));
-  } else {
+  if (rc == 0)
+    rc = start_listening(loop, l, fd, spec->backlog, cb);
+  if (rc < 0) {
     close(fd);
-  }
-  if (rc < 0)
+    l->fd = -1;
     unlink_bound(path, bound);
+  }
   return rc;
 }
 
-/* libuv watches the listening socket no more until the connection it holds is accepted: a
- * callback that could not take it (out of memory) must be asked again, or no client would be
+/* While a connection waits to be taken nothing more is accepted (the backlog holds the rest);
+ * a callback that could not take it (out of memory) is asked again, or no client would be
  * served after it. */
 static void offer(pm__listener *l);
 
 static void on_offer_again(uv_timer_t *t) { offer(t->data); }
 
+static void watch(pm__listener *l, int on) {
+  if (on == l->polling || l->fd < 0)
+    return;
+  l->polling = on;
+  if (on)
+    uv_poll_start(&l->poll, UV_READABLE, l->poll.poll_cb);
+  else
+    uv_poll_stop(&l->poll);
+}
+
 static void offer(pm__listener *l) {
   l->waiting = 1;
   l->cb(l->data);
-  if (l->waiting)
+  if (l->waiting) {
+    watch(l, 0);
     uv_timer_start(&l->offer_again, on_offer_again, OFFER_RETRY_MS, 0);
+  }
 }
 
-static void on_unix_connection(uv_stream_t *server, int status) {
-  pm__listener *l = server->data;
-  if (status == 0)
-    offer(l);
+static void on_readable(uv_poll_t *p, int status, int events) {
+  pm__listener *l = p->data;
+  int fd;
+  (void)events;
+  if (status < 0 || l->accepted >= 0)
+    return;
+  do
+    fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    /* Out of descriptors (or memory): the connection stays in the backlog; try again later
+     * rather than spin on a listener that stays readable. */
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED) {
+      watch(l, 0);
+      uv_timer_start(&l->offer_again, on_offer_again, OFFER_RETRY_MS, 0);
+    }
+    return;
+  }
+  l->accepted = fd;
+  offer(l);
 }
 
 static void on_listener_closed(uv_handle_t *h) {
@@ -338,15 +386,17 @@ int pm__listen(uv_loop_t *loop, const pm__listen_spec *spec, pm__connection_cb c
     return PM_ENOMEM;
   l->cb = cb;
   l->data = data;
+  l->fd = l->accepted = -1;
   uv_timer_init(loop, &l->offer_again);
   l->offer_again.data = l;
-  l->open_handles = 2;
-  rc = listen_on(loop, &l->pipe, spec, &l->bound, on_unix_connection);
-  l->pipe.data = l;
+  l->poll.data = l;
+  l->open_handles = 1;
+  rc = listen_on(loop, l, spec, on_readable);
   snprintf(l->path, sizeof(l->path), "%s", spec->path);
   if (rc < 0) {
     /* The handles exist even on failure; the listener is freed from their close callbacks. */
-    uv_close((uv_handle_t *)&l->pipe, on_listener_closed);
+    if (l->open_handles > 1)
+      uv_close((uv_handle_t *)&l->poll, on_listener_closed);
     uv_close((uv_handle_t *)&l->offer_again, on_listener_closed);
     return rc;
   }
@@ -354,20 +404,77 @@ int pm__listen(uv_loop_t *loop, const pm__listen_spec *spec, pm__connection_cb c
   return 0;
 }
 
+/* The connection offered, if any, is the caller's now. */
+static int take(pm__listener *l) {
+  int fd = l->accepted;
+  if (fd < 0)
+    return -1;
+  l->accepted = -1;
+  l->waiting = 0;
+  uv_timer_stop(&l->offer_again);
+  watch(l, 1);
+  return fd;
+}
+
 int pm__accept(pm__listener *l, uv_pipe_t *client) {
-  int rc = uv_accept((uv_stream_t *)&l->pipe, (uv_stream_t *)client);
-  if (rc == 0) {
-    l->waiting = 0;
-    uv_timer_stop(&l->offer_again);
+  int fd = take(l), rc;
+  if (fd < 0)
+    return PM_EBUSY;
+  rc = uv_pipe_open(client, fd);
+  if (rc < 0)
+    close(fd);
+  return pm__uv_error(rc);
+}
+
+int pm__accept_link(pm__listener *l, pm__link *link) {
+  link->wrapped = 0;
+  link->fd = take(l);
+  return link->fd < 0 ? PM_EBUSY : 0;
+}
+
+int pm__link_wrap(uv_loop_t *loop, pm__link *link) {
+  int rc;
+  if (link->wrapped)
+    return 0;
+  uv_pipe_init(loop, &link->pipe, 0);
+  link->wrapped = 1;
+  rc = uv_pipe_open(&link->pipe, link->fd);
+  if (rc < 0)
+    close(link->fd);
+  link->fd = -1;
+  return pm__uv_error(rc);
+}
+
+int pm__link_close(pm__link *link, uv_close_cb cb) {
+  if (link->wrapped) {
+    uv_close((uv_handle_t *)&link->pipe, cb);
+    return 1;
   }
-  return rc == UV_EAGAIN ? PM_EBUSY : pm__uv_error(rc);
+  if (link->fd >= 0)
+    close(link->fd);
+  link->fd = -1;
+  return 0;
+}
+
+/* The socket under a link, wrapped or not; -1 if none. */
+static int link_fd(pm__link *link) {
+  uv_os_fd_t fd;
+  if (!link->wrapped)
+    return link->fd;
+  return uv_fileno((uv_handle_t *)&link->pipe, &fd) == 0 ? fd : -1;
 }
 
 void pm__listener_close(pm__listener *l, void (*cb)(void *data), void *data) {
   l->close_cb = cb;
   l->close_data = data;
   unlink_bound(l->path, &l->bound);
-  uv_close((uv_handle_t *)&l->pipe, on_listener_closed);
+  if (l->accepted >= 0)
+    close(l->accepted);
+  l->accepted = -1;
+  uv_close((uv_handle_t *)&l->poll, on_listener_closed);
+  /* After uv_close: libuv must not watch a descriptor that is gone (or reused). */
+  close(l->fd);
+  l->fd = -1;
   uv_close((uv_handle_t *)&l->offer_again, on_listener_closed);
 }
 
@@ -425,12 +532,16 @@ static void peer_groups(int fd, pm_peer *peer) {
 #endif
 }
 
-void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer, int groups) {
+static int stream_fd(uv_pipe_t *stream) {
   uv_os_fd_t fd;
+  return uv_fileno((uv_handle_t *)stream, &fd) == 0 ? fd : -1;
+}
+
+static void fd_peer(int fd, pm_peer *peer, int groups) {
   peer->pid = peer->uid = peer->gid = -1;
   peer->ngroups = -1;
   peer->sid[0] = '\0'; /* a Windows identity */
-  if (uv_fileno((uv_handle_t *)stream, &fd) == 0) {
+  if (fd >= 0) {
 #if defined(SO_PEERCRED)
     struct ucred cred;
     socklen_t len = sizeof(cred);
@@ -445,7 +556,7 @@ void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer, int groups) {
   }
 }
 
-int pm__pipe_peer_in_group(uv_pipe_t *stream, const char *group) {
+static int fd_peer_in_group(int fd, const char *group) {
   pm_peer peer;
   char *end;
   long long gid;
@@ -454,7 +565,7 @@ int pm__pipe_peer_in_group(uv_pipe_t *stream, const char *group) {
   gid = strtoll(group, &end, 10);
   if (*end != '\0')
     return PM_EINVAL;
-  pm__pipe_peer(stream, &peer, 1);
+  fd_peer(fd, &peer, 1);
   if (peer.uid < 0 || peer.ngroups < 0)
     return PM_ENOTAUTH;
   if (peer.gid == gid)
@@ -463,6 +574,22 @@ int pm__pipe_peer_in_group(uv_pipe_t *stream, const char *group) {
     if (peer.groups[i] == gid)
       return 1;
   return 0;
+}
+
+void pm__pipe_peer(uv_pipe_t *stream, pm_peer *peer, int groups) {
+  fd_peer(stream_fd(stream), peer, groups);
+}
+
+int pm__pipe_peer_in_group(uv_pipe_t *stream, const char *group) {
+  return fd_peer_in_group(stream_fd(stream), group);
+}
+
+void pm__link_peer(pm__link *link, pm_peer *peer, int groups) {
+  fd_peer(link_fd(link), peer, groups);
+}
+
+int pm__link_peer_in_group(pm__link *link, const char *group) {
+  return fd_peer_in_group(link_fd(link), group);
 }
 
 void pm__block_sigpipe(void) {
@@ -568,21 +695,6 @@ int pm__conn_wait(pm__conn *c, int want_write, uint64_t deadline_ns) {
   }
 }
 
-long pm__conn_send(pm__conn *c, const void *a, size_t alen, const void *b, size_t blen) {
-  struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
-  struct msghdr msg;
-  ssize_t n;
-  memset(&msg, 0, sizeof(msg));
-  msg.msg_iov = alen ? iov : iov + 1;
-  msg.msg_iovlen = alen ? 2 : 1;
-  do
-    n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-  while (n < 0 && errno == EINTR);
-  if (n < 0)
-    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : PM_EIO;
-  return (long)n;
-}
-
 long pm__conn_recv(pm__conn *c, void *buf, size_t len) {
   ssize_t n;
   do
@@ -600,20 +712,18 @@ void pm__conn_close(pm__conn *c) {
   pm__free(c);
 }
 
-int pm__pipe_peer_gone(uv_pipe_t *stream) {
-  uv_os_fd_t fd;
+static int fd_peer_gone(int fd) {
   char c;
   ssize_t n;
-  if (uv_fileno((uv_handle_t *)stream, &fd) != 0)
+  if (fd < 0)
     return 0;
   n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
   return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-long pm__pipe_read_now(uv_pipe_t *stream, void *buf, size_t len) {
-  uv_os_fd_t fd;
+static long fd_read_now(int fd, void *buf, size_t len) {
   ssize_t n;
-  if (uv_fileno((uv_handle_t *)stream, &fd) != 0)
+  if (fd < 0)
     return PM_EIO;
   do
     n = recv(fd, buf, len, MSG_DONTWAIT);
@@ -621,4 +731,43 @@ long pm__pipe_read_now(uv_pipe_t *stream, void *buf, size_t len) {
   if (n < 0)
     return errno == EAGAIN || errno == EWOULDBLOCK ? PM_EBUSY : PM_EIO;
   return (long)n;
+}
+
+int pm__pipe_peer_gone(uv_pipe_t *stream) { return fd_peer_gone(stream_fd(stream)); }
+
+long pm__pipe_read_now(uv_pipe_t *stream, void *buf, size_t len) {
+  return fd_read_now(stream_fd(stream), buf, len);
+}
+
+int pm__link_peer_gone(pm__link *link) { return fd_peer_gone(link_fd(link)); }
+
+long pm__link_read_now(pm__link *link, void *buf, size_t len) {
+  return fd_read_now(link_fd(link), buf, len);
+}
+
+long pm__link_read_first(pm__link *link, void *buf, size_t len) {
+  return fd_read_now(link_fd(link), buf, len);
+}
+
+static long fd_send(int fd, const void *a, size_t alen, const void *b, size_t blen) {
+  struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
+  struct msghdr msg;
+  ssize_t n;
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_iov = alen ? iov : iov + 1;
+  msg.msg_iovlen = alen ? 2 : 1;
+  do
+    n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : PM_EIO;
+  return (long)n;
+}
+
+long pm__conn_send(pm__conn *c, const void *a, size_t alen, const void *b, size_t blen) {
+  return fd_send(c->fd, a, alen, b, blen);
+}
+
+long pm__link_write_now(pm__link *link, const void *a, size_t alen, const void *b, size_t blen) {
+  return fd_send(link_fd(link), a, alen, b, blen);
 }

@@ -538,6 +538,56 @@ long pm__pipe_read_now(uv_pipe_t *stream, void *buf, size_t len) {
   return PM_EBUSY;
 }
 
+/* A named pipe's link is wrapped from the start: libuv's overlapped reads own the pipe. */
+int pm__accept_link(pm__listener *l, pm__link *link) {
+  link->fd = -1;
+  link->wrapped = 1;
+  uv_pipe_init(l->loop, &link->pipe, 0);
+  return pm__accept(l, &link->pipe);
+}
+
+int pm__link_wrap(uv_loop_t *loop, pm__link *link) {
+  (void)loop;
+  (void)link;
+  return 0;
+}
+
+int pm__link_close(pm__link *link, uv_close_cb cb) {
+  if (!link->wrapped)
+    return 0;
+  uv_close((uv_handle_t *)&link->pipe, cb);
+  return 1;
+}
+
+void pm__link_peer(pm__link *link, pm_peer *peer, int groups) {
+  pm__pipe_peer(&link->pipe, peer, groups);
+}
+
+int pm__link_peer_gone(pm__link *link) { return pm__pipe_peer_gone(&link->pipe); }
+
+long pm__link_read_now(pm__link *link, void *buf, size_t len) {
+  return pm__pipe_read_now(&link->pipe, buf, len);
+}
+
+long pm__link_read_first(pm__link *link, void *buf, size_t len) {
+  (void)buf;
+  (void)len;
+  return pm__pipe_peer_gone(&link->pipe) ? 0 : PM_EBUSY;
+}
+
+long pm__link_write_now(pm__link *link, const void *a, size_t alen, const void *b, size_t blen) {
+  (void)link;
+  (void)a;
+  (void)alen;
+  (void)b;
+  (void)blen;
+  return 0;
+}
+
+int pm__link_peer_in_group(pm__link *link, const char *group) {
+  return pm__pipe_peer_in_group(&link->pipe, group);
+}
+
 /* ---- the blocking client ------------------------------------------------------------------
  *
  * Overlapped ReadFile/WriteFile with one read and one write in flight at most, each into the
