@@ -26,6 +26,9 @@ void *pm__malloc(size_t n);
 void *pm__calloc(size_t count, size_t n);
 void *pm__realloc(void *p, size_t n);
 char *pm__strdup(const char *s);
+/* Copies s into buf (size > 0 bytes), cut to fit and always terminated: snprintf's "%s"
+ * without the formatter, for per-call paths. */
+void pm__copy_text(char *buf, size_t size, const char *s);
 void pm__free(void *p);
 /* Test hook: the nth allocation from now (1-based) and all after it fail; 0 disables. */
 void pm__alloc_fail_after(unsigned long n);

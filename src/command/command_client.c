@@ -8,8 +8,12 @@
 #include "pipemsg/frame.h"
 #include "transport/transport.h"
 
-/* Bytes read from the socket at a time; the frame reader owns the growing payload buffer. */
+/* Bytes read from the socket at a time; the frame reader owns the growing payload buffer. A
+ * call reads into READ_FIRST bytes on the stack first and takes READ_CHUNK from the heap only
+ * once a read fills that (a big response): most responses are small, and malloc consolidates
+ * its fast bins for every allocation as big as READ_CHUNK. */
 #define READ_CHUNK (64 * 1024)
+#define READ_FIRST 4096
 #define MS_NS 1000000ull
 
 int pm_request_new(const char *command, int64_t id, json_t *params, pm_msg **out) {
@@ -44,9 +48,9 @@ fail:
 static int exchange(pm__conn *conn, const uint8_t *header, const uint8_t *payload, size_t len,
                     pm_reader *reader, uint64_t deadline, uint8_t **frame, size_t *frame_len) {
   size_t sent = 0, total = PM_FRAME_HEADER_SIZE + len;
-  int writing = 1, first = 1;
-  uint8_t *buf = pm__malloc(READ_CHUNK);
-  int rc = buf == NULL ? PM_ENOMEM : 0;
+  int writing = 1, first = 1, rc = 0;
+  uint8_t small[READ_FIRST], *buf = small, *chunk = NULL;
+  size_t cap = sizeof(small);
   while (rc == 0) {
     /* A new connection takes a small request at once: try before waiting (a poll saved). */
     int ready = first ? 2 : pm__conn_wait(conn, writing, deadline);
@@ -72,13 +76,18 @@ static int exchange(pm__conn *conn, const uint8_t *header, const uint8_t *payloa
         writing = 0;
     }
     if (ready & 1) {
-      long n = pm__conn_recv(conn, buf, READ_CHUNK);
+      long n = pm__conn_recv(conn, buf, cap);
       const uint8_t *p = buf;
       if (n == PM_EBUSY)
         continue;
       if (n <= 0) {
         rc = n == 0 ? PM_EEOF : PM_EIO;
         break;
+      }
+      if ((size_t)n == cap && chunk == NULL) {
+        chunk = pm__malloc(READ_CHUNK); /* the next reads, once this one is fed */
+        if (chunk == NULL)
+          rc = PM_ENOMEM;
       }
       while (n > 0 && rc == 0) {
         long used = pm_reader_feed(reader, p, (size_t)n);
@@ -92,10 +101,14 @@ static int exchange(pm__conn *conn, const uint8_t *header, const uint8_t *payloa
         if (rc == 1)
           goto done;
       }
+      if (chunk != NULL) {
+        buf = chunk;
+        cap = READ_CHUNK;
+      }
     }
   }
 done:
-  pm__free(buf);
+  pm__free(chunk);
   return rc == 1 ? 0 : rc;
 }
 

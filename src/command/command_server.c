@@ -72,6 +72,8 @@ struct pm_command_server {
   int closing;
   int listener_open;
   int reading_now; /* a read_now is on the stack */
+  pm_command_call *spare; /* the last call freed, kept for the next: a call is over 1 KiB, and
+                             malloc consolidates its fast bins for every allocation that size */
   void (*close_cb)(void *arg);
   void *close_arg;
 };
@@ -92,6 +94,7 @@ static void maybe_free_server(pm_command_server *s) {
     return;
   if (s->close_cb != NULL)
     s->close_cb(s->close_arg);
+  pm__free(s->spare);
   pm__free(s);
 }
 
@@ -136,7 +139,10 @@ static void maybe_free_call(pm_command_call *c) {
   }
   if (s->call == c)
     s->call = NULL;
-  pm__free(c);
+  if (s->spare == NULL && !s->closing)
+    s->spare = c;
+  else
+    pm__free(c);
   if (s->closing) {
     maybe_free_server(s);
     return;
@@ -158,7 +164,7 @@ static void close_call(pm_command_call *c, const char *reason) {
     c->server->waiting--;
   pm__linger_stop(&c->lingering);
   if (reason != NULL && c->reason[0] == '\0')
-    snprintf(c->reason, sizeof(c->reason), "%s", reason);
+    pm__copy_text(c->reason, sizeof(c->reason), reason);
   c->state = CALL_CLOSING;
   c->open_handles = 1 + pm__link_close(&c->link, on_call_handle_closed);
   uv_close((uv_handle_t *)&c->timer, on_call_handle_closed);
@@ -280,7 +286,7 @@ static int send_response(pm_command_call *c, const char *result, const char *mes
     goto fail;
   /* The state first: on_written checks it. */
   before = c->state;
-  snprintf(c->result, sizeof(c->result), "%s", result);
+  pm__copy_text(c->result, sizeof(c->result), result);
   c->state = CALL_WRITING;
   if (c->link.wrapped)
     rc = pm__stream_send((uv_stream_t *)&c->link.pipe, resp, c->encoding, s->opts.max_message,
@@ -310,7 +316,7 @@ fail:
 /* A response that must go out whatever happened; if even it cannot be built, just close. */
 static void reply_or_close(pm_command_call *c, const char *result, const char *message) {
   if (c->reason[0] == '\0' && message != NULL)
-    snprintf(c->reason, sizeof(c->reason), "%s", message);
+    pm__copy_text(c->reason, sizeof(c->reason), message);
   if (send_response(c, result, message, NULL) < 0)
     close_call(c, "could not build response");
 }
@@ -506,7 +512,7 @@ static void next_turn(pm_command_server *s) {
  * (a client that reads before it writes still gets it). */
 static void refuse(pm_command_call *c, const char *result, const char *message) {
   c->linger = take_refusing(c);
-  snprintf(c->reason, sizeof(c->reason), "%s", message);
+  pm__copy_text(c->reason, sizeof(c->reason), message);
   reply_or_close(c, result, message);
 }
 
@@ -535,14 +541,20 @@ static void accept_pending(pm_command_server *s) {
   int rc, first;
   if (!s->pending || s->closing)
     return;
-  c = pm__calloc(1, sizeof(*c));
+  c = s->spare;
+  s->spare = NULL;
+  if (c != NULL)
+    memset(c, 0, sizeof(*c));
+  else
+    c = pm__calloc(1, sizeof(*c));
   if (c == NULL)
     return; /* the transport offers the connection again (and takes no other until then) */
   s->pending = 0;
   c->server = s;
   c->state = CALL_NEW;
   c->encoding = PM_ENC_JSON;
-  c->started_ns = uv_hrtime();
+  if (s->opts.log != NULL)
+    c->started_ns = uv_hrtime(); /* only the log line says how long a call took */
   c->arrival = ++s->arrivals;
   c->peer.pid = c->peer.uid = c->peer.gid = -1;
   c->next = s->calls;
@@ -691,7 +703,7 @@ int pm_command_call_reply(pm_command_call *call, const char *result, const char 
   }
   call->handled = 0;
   if (message != NULL && strcmp(result, PM_RESULT_OK) != 0 && call->reason[0] == '\0')
-    snprintf(call->reason, sizeof(call->reason), "%s", message);
+    pm__copy_text(call->reason, sizeof(call->reason), message);
   if (call->state != CALL_HANDLING) {
     /* The connection went away (the server is closing) while the application held it. */
     json_decref(data);

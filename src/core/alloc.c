@@ -35,6 +35,12 @@ char *pm__strdup(const char *s) {
   return d;
 }
 
+void pm__copy_text(char *buf, size_t size, const char *s) {
+  size_t n = strnlen(s, size - 1);
+  memcpy(buf, s, n);
+  buf[n] = '\0';
+}
+
 void pm__free(void *p) { free(p); }
 
 void pm_free(void *p) { pm__free(p); }

@@ -208,6 +208,24 @@ static int put_string(sink *s, const char *str, size_t len) {
   return sink_put("\"", 1, s) < 0 ? PM_ENOMEM : 0;
 }
 
+/* v in decimal, as "%" JSON_INTEGER_FORMAT writes it, without the formatter: buf holds at
+ * least 21 bytes. Returns the length. */
+static size_t int_text(json_int_t v, char *buf) {
+  char tmp[24];
+  size_t n = 0, len = 0;
+  /* Negated as unsigned, so the most negative value needs no special case. */
+  unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+  do {
+    tmp[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u != 0);
+  if (v < 0)
+    buf[len++] = '-';
+  while (n > 0)
+    buf[len++] = tmp[--n];
+  return len;
+}
+
 /* A value of a checked tree (so at most PM_NESTING_MAX deep), compact, members in their
  * order, like json_dump_callback with JSON_COMPACT. Reals go through jansson itself, so their
  * digits stay its own. */
@@ -239,8 +257,7 @@ static int put_value(sink *s, const json_t *v) {
   case JSON_STRING:
     return put_string(s, json_string_value(v), json_string_length(v));
   case JSON_INTEGER:
-    snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    return put(s, num);
+    return sink_put(num, int_text(json_integer_value(v), num), s) < 0 ? PM_ENOMEM : 0;
   case JSON_REAL:
     return json_dump_callback(v, sink_put, s, JSON_COMPACT | JSON_ENCODE_ANY) < 0 ? PM_ENOMEM
                                                                                    : 0;
@@ -253,50 +270,64 @@ static int put_value(sink *s, const json_t *v) {
   }
 }
 
-/* The encoded size of v without escapes (numbers counted long): the buffer's first size, so a
- * big message is one allocation (one mapping, grown in place if escapes need more) and not a
- * chain of copies that leaves the small ones behind on the heap. */
-static size_t size_guess(const json_t *v) {
+/* In one walk: adds v's nodes (as pm__tree_nodes counts them for JSON: the value, and a
+ * member's name) to *nodes, stopping early once past PM_NODES_MAX; and its encoded size
+ * without escapes (numbers counted long) to *size, the buffer's first size, so a big message is
+ * one allocation (one mapping, grown in place if escapes need more) and not a chain of copies
+ * that leaves the small ones behind on the heap. */
+static void measure(const json_t *v, size_t *nodes, size_t *size) {
   const char *key;
-  size_t key_len, i, n;
+  size_t key_len, i;
   json_t *child;
+  *nodes += 1;
   switch (json_typeof(v)) {
   case JSON_OBJECT:
-    n = 2;
+    *size += 2;
     json_object_keylen_foreach((json_t *)v, key, key_len, child) {
-      n += key_len + 4 + size_guess(child);
+      if (*nodes > PM_NODES_MAX)
+        return;
+      *nodes += 1;
+      *size += key_len + 4;
+      measure(child, nodes, size);
     }
-    return n;
+    return;
   case JSON_ARRAY:
-    n = 2;
+    *size += 2;
     json_array_foreach(v, i, child) {
-      n += 1 + size_guess(child);
+      if (*nodes > PM_NODES_MAX)
+        return;
+      *size += 1;
+      measure(child, nodes, size);
     }
-    return n;
+    return;
   case JSON_STRING:
-    return json_string_length(v) + 2;
+    *size += json_string_length(v) + 2;
+    return;
   case JSON_INTEGER:
   case JSON_REAL:
-    return 24;
+    *size += 24;
+    return;
   default:
-    return 5;
+    *size += 5;
   }
 }
 
 int pm_json_encode(const pm_msg *m, uint8_t **out, size_t *len) {
   sink s = {NULL, 0, 0};
   const char *kind;
+  size_t nodes = 2, guess = 0; /* pm__tree_nodes counts the message's own object and kind */
   int rc = PM_EINVAL;
   if (m == NULL || out == NULL || len == NULL || pm__tree_check(pm_msg_fields(m), NULL) < 0)
     goto fail;
   rc = PM_ELIMIT;
-  if (pm__tree_nodes(pm_msg_fields(m), PM_ENC_JSON) > PM_NODES_MAX)
+  measure(pm_msg_fields(m), &nodes, &guess);
+  if (nodes > PM_NODES_MAX)
     goto fail;
   /* One pass into one buffer: {"Kind": fields}. The kind is a checked name, so it needs no
    * escaping. */
   kind = pm_msg_kind(m);
   rc = PM_ENOMEM;
-  s.cap = strlen(kind) + 5 + size_guess(pm_msg_fields(m));
+  s.cap = strlen(kind) + 5 + guess;
   s.buf = pm__malloc(s.cap);
   if (s.buf == NULL || put(&s, "{\"") < 0 || put(&s, kind) < 0 || put(&s, "\":") < 0)
     goto fail;

@@ -103,13 +103,17 @@ int pm_pipe_path(const char *name, char *buf, size_t size) {
   if (rc < 0)
     return rc;
   if (bare == NULL) {
-    n = snprintf(buf, size, "%s", name);
-  } else {
-    rc = pm_pipe_dir(dir, sizeof(dir));
-    if (rc < 0)
-      return rc;
-    n = snprintf(buf, size, "%s/%s", dir, bare);
+    /* Every client call resolves its name: an absolute path is copied, not formatted. */
+    size_t len = strlen(name);
+    if (len >= size || len > PM_PIPE_PATH_MAX)
+      return PM_ENAMETOOLONG;
+    memcpy(buf, name, len + 1);
+    return 0;
   }
+  rc = pm_pipe_dir(dir, sizeof(dir));
+  if (rc < 0)
+    return rc;
+  n = snprintf(buf, size, "%s/%s", dir, bare);
   if (n < 0 || (size_t)n >= size || (size_t)n > PM_PIPE_PATH_MAX)
     return PM_ENAMETOOLONG;
   return 0;
