@@ -53,6 +53,9 @@ typedef struct fixture {
   int not_request;         /* a handler was given something else than a Request */
   int held_reply_rc;       /* the reply to a call held while the server closed */
   int no_log;              /* start the server without a log callback */
+  uv_sem_t gated, gate;    /* the server stops in the next accept until the test lets it go */
+  int gate_armed;          /* the next accepted connection stops at the gate */
+  int gate_made;           /* the semaphores exist */
 } fixture;
 
 static fixture fx;
@@ -125,6 +128,35 @@ static void use_fake_uids(const long long *uids, int n) {
   fx.n_fake_uids = n;
   pm__command_peer_hook(fake_uid, &fx);
 }
+
+/* The peer hook runs on the server's thread just after a connection is accepted, before
+ * anything is read from it: stopping there lets a test arrange what the server's first read
+ * finds (nothing yet, part of a request, a peer already gone) and fill the backlog. */
+static void gate_hook(pm_peer *peer, void *data) {
+  fixture *f = data;
+  fake_uid(peer, data);
+  if (!f->gate_armed)
+    return;
+  f->gate_armed = 0;
+  uv_sem_post(&f->gated);
+  uv_sem_wait(&f->gate);
+}
+
+/* The next connection the server accepts stops it at the gate; await_gate returns once it has
+ * stopped there, open_gate lets it go on. */
+static void arm_gate(void) {
+  if (!fx.gate_made) {
+    assert_int_equal(0, uv_sem_init(&fx.gated, 0));
+    assert_int_equal(0, uv_sem_init(&fx.gate, 0));
+    fx.gate_made = 1;
+  }
+  fx.gate_armed = 1;
+  pm__command_peer_hook(gate_hook, &fx);
+}
+
+static void await_gate(void) { uv_sem_wait(&fx.gated); }
+
+static void open_gate(void) { uv_sem_post(&fx.gate); }
 
 static int authorize(const pm_peer *peer, void *data) {
   fixture *f = data;
@@ -203,6 +235,10 @@ static int teardown(void **state) {
     assert_int_equal(-1, access(fx.path, F_OK));
   }
   pm__command_peer_hook(NULL, NULL);
+  if (fx.gate_made) {
+    uv_sem_destroy(&fx.gated);
+    uv_sem_destroy(&fx.gate);
+  }
   pm_test_dir_remove(fx.dir);
   return 0;
 }
@@ -970,10 +1006,161 @@ static void test_command_server_without_log(void **state) {
   pm_msg_free(resp);
 }
 
+/* The first read of a connection served at once finds part of its request: the connection is
+ * handed to the loop, which reads the rest. The second connection stops the server at the gate
+ * only after the first one's first read, so the rest is sent after it. */
+static void test_command_server_request_in_pieces_after_first_read(void **state) {
+  const char *req = "{\"Request\":{\"Command\":\"Pieces\"}}";
+  uint8_t h[4];
+  int fd, idle;
+  (void)state;
+  start_server();
+  arm_gate();
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  await_gate();
+  pm_frame_header(strlen(req), 0, h);
+  assert_int_equal(0, pm_test_send_all(fd, h, 4));
+  assert_int_equal(0, pm_test_send_all(fd, req, 10));
+  arm_gate();
+  open_gate();
+  idle = pm_test_connect(fx.path);
+  assert_true(idle >= 0);
+  await_gate();
+  assert_int_equal(0, pm_test_send_all(fd, req + 10, strlen(req) - 10));
+  open_gate();
+  expect_result(fd, "Ok");
+  close(fd);
+  close(idle);
+  await_logged("Pieces Ok ok");
+}
+
+/* A response larger than the socket takes at once: written in part on the bare connection,
+ * the rest through the loop, and read whole by the client. */
+static void test_command_server_big_response_written_in_parts(void **state) {
+  pm_msg *resp;
+  const char *blob;
+  (void)state;
+  start_server();
+  assert_pm(0, call("Big", NULL, &resp));
+  assert_string_equal("Ok", result_of(resp));
+  blob = json_string_value(json_object_get(json_object_get(pm_msg_fields(resp), "Data"), "Blob"));
+  assert_non_null(blob);
+  assert_int_equal(1u << 20, strlen(blob));
+  pm_msg_free(resp);
+  await_logged("Big Ok ok");
+}
+
+/* A peer gone before the server read anything: no refusal (the authorize hook, which refuses
+ * everyone here, is not even asked) and no place in the queue, whether it came first in line
+ * (its first read says it has gone) or had to wait (a peek says so). */
+static void test_command_server_gone_peer_takes_no_refusal_and_no_place(void **state) {
+  const long long uids[] = {1001, 1002, 1003, 1004};
+  int fd, hold, next;
+  uint64_t deadline;
+  (void)state;
+  fx.refuse_uid = 1001;
+  fx.hold_ms = 500;
+  fx.opts.max_waiting = 1;
+  start_server();
+  use_fake_uids(uids, 4);
+  arm_gate();
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  await_gate();
+  close(fd);
+  open_gate();
+  await_logs(1);
+  assert_string_equal("- - client closed before a whole request", fx.logged);
+  assert_int_equal(0, fx.seen_peer.pid);
+  /* Hold keeps the turn; a peer gone while it waits for its own takes no place, so the one
+   * waiting place is still free for the next. */
+  hold = send_request("Hold");
+  deadline = pm_test_now_ms() + 5000;
+  while (strstr(fx.served, "Hold") == NULL) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+  arm_gate();
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  await_gate();
+  close(fd);
+  open_gate();
+  await_logs(2);
+  assert_string_equal("- - client closed before a whole request", fx.logged);
+  next = send_request("Next");
+  expect_result(hold, "Ok");
+  expect_result(next, "Ok");
+  close(hold);
+  close(next);
+  assert_string_equal("Hold Next", fx.served);
+}
+
+/* A refused peer whose whole request the server's first read took: the refusal is answered
+ * and logged, and nothing is dispatched. */
+static void test_command_server_refused_after_first_read(void **state) {
+  int fd;
+  (void)state;
+  fx.refuse = 1;
+  start_server();
+  arm_gate();
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  await_gate();
+  assert_int_equal(0, pm_test_send_frame(fd, "{\"Request\":{\"Command\":\"Hello\"}}"));
+  open_gate();
+  expect_result(fd, "TransportNotAuthorized");
+  close(fd);
+  await_logged("- TransportNotAuthorized peer not authorized");
+  assert_string_equal("", fx.served);
+}
+
+/* Connections all in the backlog at once (the server is stopped at the gate while they
+ * connect and send) are accepted one per readiness of the listener, in order, under the
+ * waiting limit. */
+static void test_command_server_backlog_served_in_order(void **state) {
+  const long long uids[] = {1001, 1002, 1003, 1004, 1005};
+  const char *const names[] = {"B", "C", "D", "E"};
+  int hold, fds[4];
+  (void)state;
+  fx.hold_ms = 500;
+  fx.opts.max_waiting = 2;
+  start_server();
+  use_fake_uids(uids, 5);
+  arm_gate();
+  hold = pm_test_connect(fx.path);
+  assert_true(hold >= 0);
+  await_gate();
+  assert_int_equal(0, pm_test_send_frame(hold, "{\"Request\":{\"Command\":\"Hold\"}}"));
+  for (int i = 0; i < 4; i++)
+    fds[i] = send_request(names[i]);
+  open_gate();
+  expect_result(fds[2], "TooManyRequests");
+  expect_result(fds[3], "TooManyRequests");
+  expect_result(hold, "Ok");
+  expect_result(fds[0], "Ok");
+  expect_result(fds[1], "Ok");
+  close(hold);
+  for (int i = 0; i < 4; i++)
+    close(fds[i]);
+  assert_string_equal("Hold B C", fx.served);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_command_server_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_server_async_reply, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_command_server_request_in_pieces_after_first_read,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_command_server_big_response_written_in_parts, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_command_server_gone_peer_takes_no_refusal_and_no_place,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_command_server_refused_after_first_read, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_command_server_backlog_served_in_order, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_command_server_partial_request_deadline, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_command_server_oversized_turns_in_a_row, setup,
