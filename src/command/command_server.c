@@ -200,8 +200,8 @@ static void linger(pm_command_call *c) {
     return;
   c->state = CALL_LINGERING;
   end_turn(c);
-  pm__linger_start(&c->lingering, (uv_stream_t *)&c->link.pipe, &c->timer, s->opts.request_timeout_ms,
-                   budget, on_lingered, c);
+  pm__linger_start(&c->lingering, (uv_stream_t *)&c->link.pipe, &c->timer,
+                   s->opts.request_timeout_ms, budget, on_lingered, c);
 }
 
 /* Counts c among the connections being refused; 0 when too many already are. */

@@ -329,8 +329,7 @@ static int listen_on(uv_loop_t *loop, pm__listener *l, const pm__listen_spec *sp
  * a callback that could not take it (out of memory) is asked again, or no client would be
  * served after it. */
 static void offer(pm__listener *l);
-
-static void on_offer_again(uv_timer_t *t) { offer(t->data); }
+static void on_offer_again(uv_timer_t *t);
 
 static void watch(pm__listener *l, int on) {
   if (on == l->polling || l->fd < 0)
@@ -349,6 +348,15 @@ static void offer(pm__listener *l) {
     watch(l, 0);
     uv_timer_start(&l->offer_again, on_offer_again, OFFER_RETRY_MS, 0);
   }
+}
+
+/* Offers again the connection not taken, or after a failed accept4, watches the socket again. */
+static void on_offer_again(uv_timer_t *t) {
+  pm__listener *l = t->data;
+  if (l->accepted >= 0)
+    offer(l);
+  else
+    watch(l, 1);
 }
 
 static void on_readable(uv_poll_t *p, int status, int events) {
@@ -477,7 +485,8 @@ void pm__listener_close(pm__listener *l, void (*cb)(void *data), void *data) {
   l->accepted = -1;
   uv_close((uv_handle_t *)&l->poll, on_listener_closed);
   /* After uv_close: libuv must not watch a descriptor that is gone (or reused). */
-  close(l->fd);
+  if (l->fd >= 0)
+    close(l->fd);
   l->fd = -1;
   uv_close((uv_handle_t *)&l->offer_again, on_listener_closed);
 }
