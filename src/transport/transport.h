@@ -78,11 +78,6 @@ void pm__authorizing(const pm_peer *peer, uv_pipe_t *stream);
 /* 1 if the connected stream's peer has already gone without sending a byte (closed, reset),
  * else 0. Reads nothing. */
 int pm__pipe_peer_gone(uv_pipe_t *stream);
-/* Reads what a connected stream already holds, without waiting, before uv_read_start (never
- * while libuv reads it): bytes read, 0 at the end of the stream, PM_EBUSY when nothing is
- * there yet, PM_EIO on error. Windows: always PM_EBUSY, since libuv's overlapped reads own
- * the pipe, so the caller reads through the loop as before. */
-long pm__pipe_read_now(uv_pipe_t *stream, void *buf, size_t len);
 
 /* A connection a server accepted, served where it stands while nothing has to wait. Unix: the
  * bare socket, outside libuv, so a call answered at once costs no uv_pipe_open (fcntl, ioctl)
@@ -104,9 +99,13 @@ int pm__link_wrap(uv_loop_t *loop, pm__link *link);
 /* Closes the connection: 1 if cb will run once the wrapped pipe is closed, 0 if nothing was
  * wrapped (the socket, if any, is closed at once and cb is not called). */
 int pm__link_close(pm__link *link, uv_close_cb cb);
-/* pm__pipe_peer, pm__pipe_peer_gone and pm__pipe_read_now on a link (wrapped or not). */
+/* pm__pipe_peer and pm__pipe_peer_gone on a link (wrapped or not). */
 void pm__link_peer(pm__link *link, pm_peer *peer, int groups);
 int pm__link_peer_gone(pm__link *link);
+/* Reads what a link already holds, without waiting, before uv_read_start (never while libuv
+ * reads it): bytes read, 0 at the end of the stream, PM_EBUSY when nothing is there yet, PM_EIO
+ * on error. Windows: always PM_EBUSY, since libuv's overlapped reads own the pipe, so the
+ * caller reads through the loop. */
 long pm__link_read_now(pm__link *link, void *buf, size_t len);
 /* The first read of a connection not yet authorized: as pm__link_read_now, and 0 (or PM_EIO)
  * also says the peer has gone without sending. Windows reads nothing (libuv's overlapped reads

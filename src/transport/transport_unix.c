@@ -748,10 +748,6 @@ static long fd_read_now(int fd, void *buf, size_t len) {
 
 int pm__pipe_peer_gone(uv_pipe_t *stream) { return fd_peer_gone(stream_fd(stream)); }
 
-long pm__pipe_read_now(uv_pipe_t *stream, void *buf, size_t len) {
-  return fd_read_now(stream_fd(stream), buf, len);
-}
-
 int pm__link_peer_gone(pm__link *link) { return fd_peer_gone(link_fd(link)); }
 
 long pm__link_read_now(pm__link *link, void *buf, size_t len) {
