@@ -1,10 +1,13 @@
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <libxml/SAX2.h>
 #include <libxml/parser.h>
+#include <libxml/hash.h>
+#include <libxml/parserInternals.h>
 #include <libxml/tree.h>
 #include <libxml/xmlschemas.h>
 
@@ -71,12 +74,47 @@ static int cache_ready; /* cache_lock initialised */
 static contexts cache[CACHED_CONTEXTS];
 static int cached;
 
-/* Per-decode state, reached from the parser callbacks through ctxt->_private or from the
- * schema validator's error callback. */
+/* One open element of the document being decoded. */
 typedef struct {
-  int err; /* first error, 0 if none */
+  const xmlChar *name; /* in the parser's dictionary, which keeps it for the whole parse */
+  json_t *children;    /* object or array of the element children so far, NULL before the first */
+  int text;            /* text or CDATA seen (an empty CDATA section counts) */
+  int solid;           /* some of it not white space */
+} frame;
+
+/* Per-decode state, reached from the parser callbacks through ctxt->_private or from the
+ * schema validator's error callback.
+ *
+ * The verdict is the one of passes made one after the other over the whole document: first
+ * libxml2's parse (err), then the root's kind and the mapping to the tree (tree_err), then the
+ * schema (schema_err). Here they run side by side as the events come, so the first error of
+ * each is kept until the parse ends, and the earliest pass with one decides. The tree and the
+ * validator stop at their first error; the parse goes on, as a later parse error still wins. */
+typedef struct {
+  int err; /* first error of the parse, 0 if none */
   char *why;
   int depth;
+  int kind; /* index in kinds[] of the root */
+  int tree_err;
+  char tree_why[PM_REASON_MAX];
+  int schema_err;
+  char schema_why[PM_REASON_MAX];
+  /* The validator's SAX2 handlers, fed by ours; NULL when it does not run. */
+  xmlSAXHandlerPtr vsax;
+  void *vdata;
+  /* Text of the innermost element while it has no element children. */
+  char *text;
+  size_t text_len, text_cap;
+  char text_inline[256];
+  /* libxml2's tree builder joins a run of text (or of CDATA) events into one node, and fails
+   * a node past XML_MAX_TEXT_LENGTH bytes as out of memory: the run is followed here to fail
+   * alike. */
+  int run_type;
+  size_t run_len;
+  xmlHashTablePtr ids; /* xml:id values seen, which libxml2's tree builder checks */
+  json_t *fields;      /* the root's tree once it has ended */
+  int open;            /* frames[0 .. open - 1] are the open elements of the tree */
+  frame frames[PM_NESTING_MAX];
 } decode_state;
 
 static void ignore_error(void *data, xmlErrorPtr e) {
@@ -96,19 +134,22 @@ static void init(void) {
   xmlSchemaFreeParserCtxt(pctxt);
 }
 
-/* Records the first error only: later ones are usually consequences of it. */
-static void record(decode_state *st, int err, const char *prefix, const char *msg, int line) {
-  size_t n;
-  if (st->err != 0)
-    return;
-  st->err = err;
-  n = strlen(msg);
+static void format_reason(char *why, int err, const char *prefix, const char *msg, int line) {
+  size_t n = strlen(msg);
   while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
     n--;
   if (line > 0)
-    pm__reason(st->why, err, "%s line %d: %.*s", prefix, line, (int)n, msg);
+    pm__reason(why, err, "%s line %d: %.*s", prefix, line, (int)n, msg);
   else
-    pm__reason(st->why, err, "%s: %.*s", prefix, (int)n, msg);
+    pm__reason(why, err, "%s: %.*s", prefix, (int)n, msg);
+}
+
+/* Records the first error only: later ones are usually consequences of it. */
+static void record(decode_state *st, int err, const char *prefix, const char *msg, int line) {
+  if (st->err != 0)
+    return;
+  st->err = err;
+  format_reason(st->why, err, prefix, msg, line);
 }
 
 static void stop(xmlParserCtxtPtr ctxt, int err, const char *msg) {
@@ -126,8 +167,12 @@ static void on_parse_error(void *ctx, xmlErrorPtr e) {
 }
 
 static void on_schema_error(void *data, xmlErrorPtr e) {
-  record(data, e->code == XML_ERR_NO_MEMORY ? PM_ENOMEM : PM_ESCHEMA, "schema",
-         e->message != NULL ? e->message : "invalid", 0);
+  decode_state *st = data;
+  if (st->schema_err != 0)
+    return;
+  st->schema_err = e->code == XML_ERR_NO_MEMORY ? PM_ENOMEM : PM_ESCHEMA;
+  format_reason(st->schema_why, st->schema_err, "schema",
+                e->message != NULL ? e->message : "invalid", 0);
 }
 
 static void on_doctype(void *ctx, const xmlChar *name, const xmlChar *external_id,
@@ -138,126 +183,267 @@ static void on_doctype(void *ctx, const xmlChar *name, const xmlChar *external_i
   stop(ctx, PM_EPARSE, "DOCTYPE is not allowed");
 }
 
+static int is_blank(const xmlChar *s, int len) {
+  for (int i = 0; i < len; i++)
+    if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
+      return 0;
+  return 1;
+}
+
+/* The index of name in kinds[], or -1. */
+static int kind_of(const xmlChar *name) {
+  for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+    if (xmlStrEqual(name, BAD_CAST kinds[i]))
+      return (int)i;
+  return -1;
+}
+
+static int validating(const decode_state *st) {
+  return st->vsax != NULL && st->tree_err == 0 && st->schema_err == 0;
+}
+
+/* libxml2's tree builder checks xml:id attributes (an NCName, once per document) and fails the
+ * parse otherwise; the attributes themselves are dropped. */
+static void check_ids(xmlParserCtxtPtr ctxt, decode_state *st, int nb_attributes,
+                      const xmlChar **attributes) {
+  for (int i = 0; i < nb_attributes; i++) {
+    const xmlChar **a = attributes + 5 * i; /* localname, prefix, URI, value, end of value */
+    char msg[PM_REASON_MAX];
+    xmlChar *value;
+    if (a[1] == NULL || !xmlStrEqual(a[1], BAD_CAST "xml") || !xmlStrEqual(a[0], BAD_CAST "id"))
+      continue;
+    value = xmlStrndup(a[3], (int)(a[4] - a[3]));
+    if (value == NULL) {
+      stop(ctxt, PM_ENOMEM, "xmlSAX2AttributeNs");
+      return;
+    }
+    msg[0] = '\0';
+    if (xmlValidateNCName(value, 1) != 0)
+      snprintf(msg, sizeof(msg), "xml:id : attribute value %s is not an NCName", value);
+    if (value[0] != '\0') {
+      if (st->ids == NULL)
+        st->ids = xmlHashCreate(0);
+      /* libxml2 reports a failure to add, out of memory too, as a duplicate */
+      if ((st->ids == NULL || xmlHashAddEntry(st->ids, value, st) < 0) && msg[0] == '\0')
+        snprintf(msg, sizeof(msg), "ID %s already defined", value);
+    }
+    xmlFree(value);
+    if (msg[0] != '\0') {
+      stop(ctxt, PM_EPARSE, msg);
+      return;
+    }
+  }
+}
+
+/* The parent (if any) takes a new child named name: an object, or an array while all its
+ * children are <Item>. Fails on mixed content or a duplicate name. */
+static int open_child(decode_state *st, frame *parent, const xmlChar *name) {
+  int item = parent > st->frames && xmlStrEqual(name, BAD_CAST "Item");
+  if (parent->solid)
+    return pm__reason(st->tree_why, PM_EPARSE, "XML: mixed content in <%.60s>",
+                      (const char *)parent->name);
+  st->text_len = 0; /* white space before the first child */
+  if (parent->children == NULL) {
+    parent->children = item ? json_array() : json_object();
+    return parent->children != NULL ? 0 : PM_ENOMEM;
+  }
+  if (json_is_array(parent->children)) {
+    json_t *object;
+    if (item)
+      return 0;
+    if (json_array_size(parent->children) > 1)
+      return pm__reason(st->tree_why, PM_EPARSE, "XML: duplicate element <Item> in <%.60s>",
+                        (const char *)parent->name);
+    object = json_object();
+    if (object == NULL || json_object_set(object, "Item", json_array_get(parent->children, 0)) < 0) {
+      json_decref(object);
+      return PM_ENOMEM;
+    }
+    json_decref(parent->children);
+    parent->children = object;
+    return 0;
+  }
+  if (json_object_get(parent->children, (const char *)name) != NULL)
+    return pm__reason(st->tree_why, PM_EPARSE, "XML: duplicate element <%.60s> in <%.60s>",
+                      (const char *)name, (const char *)parent->name);
+  return 0;
+}
+
+static int open_element(decode_state *st, const xmlChar *name, const xmlChar *prefix,
+                        const xmlChar *uri) {
+  frame *f = &st->frames[st->depth - 1];
+  int rc;
+  f->children = NULL;
+  st->open = st->depth;
+  if (st->depth == 1) {
+    /* Known fields are global elements of the schema too, so it would take <Id> as a root. */
+    st->kind = uri == NULL ? kind_of(name) : -1;
+    if (st->kind < 0)
+      return pm__reason(st->tree_why, PM_ESCHEMA, "schema: <%.60s> is not a message kind",
+                        (const char *)name);
+  } else {
+    rc = open_child(st, f - 1, name);
+    if (rc < 0)
+      return rc;
+  }
+  if (uri != NULL || prefix != NULL || !pm_name_valid((const char *)name))
+    return pm__reason(st->tree_why, PM_EPARSE, "XML: element name <%.60s> is not allowed",
+                      (const char *)name);
+  f->name = name;
+  f->text = 0;
+  f->solid = 0;
+  return 0;
+}
+
+/* The innermost element ends: its value goes to its parent (or becomes the fields). */
+static int close_element(decode_state *st) {
+  frame *f = &st->frames[st->depth - 1], *parent = f - 1;
+  json_t *v = f->children;
+  f->children = NULL;
+  st->open = st->depth - 1;
+  if (v == NULL) {
+    if (st->depth == 1 && f->solid)
+      return pm__reason(st->tree_why, PM_EPARSE, "XML: mixed content in <%.60s>",
+                        (const char *)f->name);
+    /* {} for the root or an element with nothing in it; "" (not {}) for an empty CDATA */
+    v = st->depth == 1 || !f->text ? json_object() : json_stringn(st->text, st->text_len);
+    if (v == NULL)
+      return PM_ENOMEM;
+  }
+  st->text_len = 0;
+  if (st->depth == 1) {
+    st->fields = v;
+    return 0;
+  }
+  if (json_is_array(parent->children))
+    return json_array_append_new(parent->children, v) == 0 ? 0 : PM_ENOMEM;
+  return json_object_set_new(parent->children, (const char *)f->name, v) == 0 ? 0 : PM_ENOMEM;
+}
+
+static int add_text(decode_state *st, const xmlChar *ch, int len) {
+  frame *f = &st->frames[st->depth - 1];
+  int blank = is_blank(ch, len);
+  f->text = 1;
+  if (blank && (f->children != NULL || st->depth == 1))
+    return 0; /* between child elements, or in the root */
+  if (!blank && (f->children != NULL || st->depth == 1))
+    return pm__reason(st->tree_why, PM_EPARSE, "XML: mixed content in <%.60s>",
+                      (const char *)f->name);
+  f->solid |= !blank;
+  if ((size_t)len > st->text_cap - st->text_len) {
+    size_t cap = st->text_cap * 2;
+    char *t;
+    while (cap - st->text_len < (size_t)len)
+      cap *= 2;
+    t = pm__realloc(st->text == st->text_inline ? NULL : st->text, cap);
+    if (t == NULL)
+      return PM_ENOMEM;
+    if (st->text == st->text_inline)
+      memcpy(t, st->text_inline, st->text_len);
+    st->text = t;
+    st->text_cap = cap;
+  }
+  memcpy(st->text + st->text_len, ch, (size_t)len);
+  st->text_len += (size_t)len;
+  return 0;
+}
+
+static void tree_failed(decode_state *st, int rc) {
+  if (rc == PM_ENOMEM) /* the only failure of the mapping that comes without a reason */
+    pm__reason(st->tree_why, rc, "%s", pm_strerror(rc));
+  st->tree_err = rc;
+}
+
 static void on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri,
                      int nb_namespaces, const xmlChar **namespaces, int nb_attributes,
                      int nb_defaulted, const xmlChar **attributes) {
   xmlParserCtxtPtr ctxt = ctx;
   decode_state *st = ctxt->_private;
+  (void)nb_namespaces;
+  (void)namespaces;
+  (void)nb_defaulted;
   if (++st->depth > PM_NESTING_MAX) {
     char msg[64];
     snprintf(msg, sizeof(msg), "nesting deeper than %d", PM_NESTING_MAX);
     stop(ctxt, PM_EDEPTH, msg);
     return;
   }
-  xmlSAX2StartElementNs(ctx, localname, prefix, uri, nb_namespaces, namespaces, nb_attributes,
-                        nb_defaulted, attributes);
+  st->run_type = 0;
+  if (nb_attributes > 0) {
+    check_ids(ctxt, st, nb_attributes, attributes);
+    if (st->err != 0)
+      return;
+  }
+  if (st->tree_err == 0) {
+    int rc = open_element(st, localname, prefix, uri);
+    if (rc < 0)
+      tree_failed(st, rc);
+  }
+  /* Attributes carry nothing in the message model, and xsi:type on an unknown field could
+   * switch the schema's checks off for what it contains: the validator never sees them. Nor
+   * the namespace declarations, which a tree's validation did not use: no type in the schema
+   * resolves a prefix. */
+  if (validating(st))
+    st->vsax->startElementNs(st->vdata, localname, prefix, uri, 0, NULL, 0, 0, NULL);
 }
 
 static void on_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri) {
   xmlParserCtxtPtr ctxt = ctx;
   decode_state *st = ctxt->_private;
-  st->depth--;
-  xmlSAX2EndElementNs(ctx, localname, prefix, uri);
-}
-
-static int is_blank(const xmlChar *s) {
-  for (; s != NULL && *s != '\0'; s++)
-    if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r')
-      return 0;
-  return 1;
-}
-
-static int map_element(const xmlNode *node, int is_root, json_t **out, char *why);
-
-static int map_children(const xmlNode *node, int as_array, json_t **out, char *why) {
-  json_t *tree = as_array ? json_array() : json_object();
-  json_t *child = NULL;
-  int rc = PM_ENOMEM;
-  if (tree == NULL)
-    goto fail;
-  for (const xmlNode *c = node->children; c != NULL; c = c->next) {
-    const char *name = (const char *)c->name;
-    if (c->type != XML_ELEMENT_NODE)
-      continue;
-    if (!as_array && json_object_get(tree, name) != NULL) {
-      rc = pm__reason(why, PM_EPARSE, "XML: duplicate element <%.60s> in <%.60s>", name,
-                      (const char *)node->name);
-      goto fail;
-    }
-    rc = map_element(c, 0, &child, why);
+  if (st->tree_err == 0) {
+    int rc = close_element(st);
     if (rc < 0)
-      goto fail;
-    rc = PM_ENOMEM;
-    if ((as_array ? json_array_append_new(tree, child) : json_object_set_new(tree, name, child)) <
-        0)
-      goto fail;
+      tree_failed(st, rc);
   }
-  *out = tree;
-  return 0;
-fail:
-  json_decref(tree);
-  return rc;
+  if (validating(st))
+    st->vsax->endElementNs(st->vdata, localname, prefix, uri);
+  st->depth--;
+  st->run_type = 0;
 }
 
-static int map_element(const xmlNode *node, int is_root, json_t **out, char *why) {
-  size_t elements = 0, items = 0;
-  int text = 0, solid_text = 0;
-  const xmlNode *only_text = NULL;
-  xmlChar *content;
-  if (node->ns != NULL || !pm_name_valid((const char *)node->name))
-    return pm__reason(why, PM_EPARSE, "XML: element name <%.60s> is not allowed",
-                      (const char *)node->name);
-  for (const xmlNode *c = node->children; c != NULL; c = c->next) {
-    switch (c->type) {
-    case XML_ELEMENT_NODE:
-      elements++;
-      items += xmlStrEqual(c->name, BAD_CAST "Item");
-      break;
-    case XML_TEXT_NODE:
-    case XML_CDATA_SECTION_NODE:
-      only_text = text++ == 0 ? c : NULL;
-      solid_text |= !is_blank(c->content);
-      break;
-    case XML_COMMENT_NODE:
-    case XML_PI_NODE:
-      break;
-    default:
-      return pm__reason(why, PM_EPARSE, "XML: unexpected node in <%.60s>",
-                        (const char *)node->name);
+static void on_text_or_cdata(xmlParserCtxtPtr ctxt, const xmlChar *ch, int len, int type) {
+  decode_state *st = ctxt->_private;
+  if (st->depth == 0)
+    return; /* white space around the root */
+  if (st->run_type == type) {
+    if (st->run_len + (size_t)len > XML_MAX_TEXT_LENGTH) {
+      stop(ctxt, PM_ENOMEM, "xmlSAX2Characters: huge text node");
+      return;
     }
+    st->run_len += (size_t)len;
+  } else {
+    st->run_type = type;
+    st->run_len = (size_t)len;
   }
-  if (solid_text && (elements > 0 || is_root))
-    return pm__reason(why, PM_EPARSE, "XML: mixed content in <%.60s>", (const char *)node->name);
-  if (elements > 0 || is_root)
-    return map_children(node, !is_root && items == elements && elements > 0, out, why);
-  if (!text) {
-    *out = json_object();
-    return *out != NULL ? 0 : PM_ENOMEM;
+  if (st->tree_err == 0) {
+    int rc = add_text(st, ch, len);
+    if (rc < 0)
+      tree_failed(st, rc);
   }
-  /* One text node is taken as it is, without a copy that would cost as much as the text. */
-  if (only_text != NULL) {
-    *out = json_string(only_text->content != NULL ? (const char *)only_text->content : "");
-    return *out != NULL ? 0 : PM_ENOMEM;
-  }
-  /* Text may be split into several nodes (CDATA, comments in between); this joins them. */
-  content = xmlNodeGetContent(node);
-  if (content == NULL)
-    return PM_ENOMEM;
-  *out = json_string((const char *)content);
-  xmlFree(content);
-  return *out != NULL ? 0 : PM_ENOMEM;
+  if (validating(st))
+    (type == XML_CDATA_SECTION_NODE ? st->vsax->cdataBlock : st->vsax->characters)(st->vdata, ch,
+                                                                                  len);
 }
 
-/* Attributes carry nothing in the message model, and xsi:type on an unknown field could switch
- * the schema's checks off for what it contains: they go before validation. */
-static void drop_attributes(xmlNode *node) {
-  for (; node != NULL; node = node->next) {
-    if (node->type != XML_ELEMENT_NODE)
-      continue;
-    xmlFreePropList(node->properties);
-    node->properties = NULL;
-    drop_attributes(node->children);
-  }
+static void on_text(void *ctx, const xmlChar *ch, int len) {
+  on_text_or_cdata(ctx, ch, len, XML_TEXT_NODE);
+}
+
+static void on_cdata(void *ctx, const xmlChar *ch, int len) {
+  on_text_or_cdata(ctx, ch, len, XML_CDATA_SECTION_NODE);
+}
+
+/* A comment or processing instruction ends a run of text (see run_type), and is dropped. */
+static void on_comment(void *ctx, const xmlChar *value) {
+  xmlParserCtxtPtr ctxt = ctx;
+  decode_state *st = ctxt->_private;
+  (void)value;
+  st->run_type = 0;
+}
+
+static void on_pi(void *ctx, const xmlChar *target, const xmlChar *data) {
+  (void)target;
+  on_comment(ctx, data);
 }
 
 /* Bounds what libxml2 will see, in one pass, before it sees it (PM_NODES_MAX,
@@ -324,28 +510,6 @@ static int count_nodes(const uint8_t *p, size_t len, char *why) {
   return 0;
 }
 
-static int is_kind(const xmlChar *name) {
-  for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-    if (xmlStrEqual(name, BAD_CAST kinds[i]))
-      return 1;
-  return 0;
-}
-
-static int validate(xmlSchemaValidCtxtPtr vctxt, xmlDocPtr doc, decode_state *st) {
-  int r;
-  if (schema == NULL)
-    return pm__reason(st->why, PM_ESCHEMA, "the built-in schema failed to compile");
-  if (vctxt == NULL)
-    return pm__reason(st->why, PM_ENOMEM, "%s", pm_strerror(PM_ENOMEM));
-  xmlSchemaSetValidStructuredErrors(vctxt, on_schema_error, st);
-  r = xmlSchemaValidateDoc(vctxt, doc);
-  if (st->err != 0)
-    return st->err;
-  if (r != 0)
-    return pm__reason(st->why, PM_ESCHEMA, "schema: validation failed (%d)", r);
-  return 0;
-}
-
 /* A kept pair of contexts, or new ones (NULL members when they cannot be built). */
 static contexts take_contexts(void) {
   contexts c = {NULL, NULL};
@@ -393,14 +557,39 @@ static const char *forced_encoding(const uint8_t *buf, size_t len) {
   return enc == XML_CHAR_ENCODING_NONE || enc == XML_CHAR_ENCODING_UTF8 ? NULL : "UTF-8";
 }
 
+/* The parser's SAX2 handlers: libxml2's defaults (entities, the DOCTYPE's parts) with the
+ * document's own events taken here, and no tree built (no start of document). */
+static void set_handlers(xmlSAXHandlerPtr sax) {
+  sax->startDocument = NULL;
+  sax->endDocument = NULL;
+  sax->serror = on_parse_error;
+  sax->internalSubset = on_doctype;
+  sax->startElementNs = on_start;
+  sax->endElementNs = on_end;
+  sax->characters = on_text;
+  /* the same as characters, or libxml2 would look for white space it may ignore */
+  sax->ignorableWhitespace = on_text;
+  sax->cdataBlock = on_cdata;
+  sax->comment = on_comment;
+  sax->processingInstruction = on_pi;
+}
+
+/* Frees what an unfinished decode built. */
+static void release(decode_state *st) {
+  for (int i = 0; i < st->open; i++)
+    json_decref(st->frames[i].children);
+  json_decref(st->fields);
+  if (st->text != st->text_inline)
+    pm__free(st->text);
+  xmlHashFree(st->ids, NULL);
+}
+
 int pm_xml_decode(const void *buf, size_t len, pm_msg **out, char *why) {
-  decode_state st = {.why = why};
+  decode_state st;
   contexts ctx = {NULL, NULL};
+  xmlSchemaSAXPlugPtr plug = NULL;
   xmlParserCtxtPtr ctxt;
-  xmlDocPtr doc = NULL;
-  xmlNodePtr root;
-  json_t *fields = NULL;
-  int rc;
+  int well_formed, rc;
   if ((buf == NULL && len > 0) || out == NULL)
     return pm__reason(why, PM_EINVAL, "%s", pm_strerror(PM_EINVAL));
   if (len > INT_MAX)
@@ -409,57 +598,54 @@ int pm_xml_decode(const void *buf, size_t len, pm_msg **out, char *why) {
   if (rc < 0)
     return rc;
   uv_once(&init_once, init);
+  memset(&st, 0, offsetof(decode_state, frames));
+  st.why = why;
+  st.kind = -1;
+  st.text = st.text_inline;
+  st.text_cap = sizeof(st.text_inline);
   ctx = take_contexts();
   ctxt = ctx.parser;
   if (ctxt == NULL) {
     rc = pm__reason(why, PM_ENOMEM, "%s", pm_strerror(PM_ENOMEM));
     goto done;
   }
+  if (schema == NULL) {
+    st.schema_err = pm__reason(st.schema_why, PM_ESCHEMA, "the built-in schema failed to compile");
+  } else if (ctx.valid == NULL ||
+             (plug = xmlSchemaSAXPlug(ctx.valid, &st.vsax, &st.vdata)) == NULL) {
+    st.vsax = NULL;
+    st.schema_err = pm__reason(st.schema_why, PM_ENOMEM, "%s", pm_strerror(PM_ENOMEM));
+  } else {
+    xmlSchemaSetValidStructuredErrors(ctx.valid, on_schema_error, &st);
+  }
   ctxt->_private = &st;
-  ctxt->sax->serror = on_parse_error;
-  ctxt->sax->internalSubset = on_doctype;
-  ctxt->sax->startElementNs = on_start;
-  ctxt->sax->endElementNs = on_end;
-  doc = xmlCtxtReadMemory(ctxt, buf, (int)len, NULL, forced_encoding(buf, len), PARSE_OPTIONS);
-  /* The context holds a copy of the input, which the tree does not need. */
+  set_handlers(ctxt->sax);
+  /* No tree is built (no start of document), so this returns NULL. */
+  xmlCtxtReadMemory(ctxt, buf, (int)len, NULL, forced_encoding(buf, len), PARSE_OPTIONS);
+  well_formed = ctxt->wellFormed;
+  /* The context holds a copy of the input, not needed any more. */
   xmlCtxtReset(ctxt);
-  if (st.err != 0) {
+  if (plug != NULL) {
+    xmlSchemaSAXUnplug(plug);
+    if (st.schema_err == 0 && xmlSchemaIsValid(ctx.valid) != 1)
+      st.schema_err = pm__reason(st.schema_why, PM_ESCHEMA, "schema: validation failed");
+  }
+  if (st.err != 0)
     rc = st.err;
-    goto done;
-  }
-  if (doc == NULL) {
+  else if (!well_formed || (st.tree_err == 0 && st.fields == NULL))
     rc = pm__reason(why, PM_EPARSE, "XML: malformed");
-    goto done;
-  }
-  /* Second line of defence: the hook above should already have stopped any DOCTYPE. */
-  if (doc->intSubset != NULL || doc->extSubset != NULL) {
-    rc = pm__reason(why, PM_EPARSE, "XML: DOCTYPE is not allowed");
-    goto done;
-  }
-  root = xmlDocGetRootElement(doc);
-  /* Known fields are global elements of the schema too, so it would take <Id> as a root. */
-  if (root->ns != NULL || !is_kind(root->name)) {
-    rc = pm__reason(why, PM_ESCHEMA, "schema: <%.60s> is not a message kind",
-                    (const char *)root->name);
-    goto done;
-  }
-  rc = map_element(root, 1, &fields, why);
-  if (rc == PM_ENOMEM) /* the only failure of the mapping that comes without a reason */
-    pm__reason(why, rc, "%s", pm_strerror(rc));
-  if (rc == 0) {
-    drop_attributes(root);
-    rc = validate(ctx.valid, doc, &st);
-  }
-  if (rc == 0) {
-    rc = pm__msg_wrap((const char *)root->name, strlen((const char *)root->name), fields,
-                      PM_ENC_XML, out);
-    fields = NULL;
+  else if (st.tree_err != 0)
+    rc = pm__reason(why, st.tree_err, "%s", st.tree_why);
+  else if (st.schema_err != 0)
+    rc = pm__reason(why, st.schema_err, "%s", st.schema_why);
+  else {
+    rc = pm__msg_wrap(kinds[st.kind], strlen(kinds[st.kind]), st.fields, PM_ENC_XML, out);
+    st.fields = NULL;
     if (rc < 0)
       pm__reason(why, rc, "%s", pm_strerror(rc));
   }
 done:
-  json_decref(fields);
-  xmlFreeDoc(doc);
+  release(&st);
   give_back(ctx, rc == 0);
   return rc;
 }
