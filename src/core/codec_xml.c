@@ -202,8 +202,8 @@ static int validating(const decode_state *st) {
   return st->vsax != NULL && st->tree_err == 0 && st->schema_err == 0;
 }
 
-/* libxml2's tree builder checks xml:id attributes (an NCName, once per document) and fails the
- * parse otherwise; the attributes themselves are dropped. */
+/* libxml2's tree builder checks xml:id attributes (an NCName, once per document) and reports an
+ * error otherwise, the parse going on; the attributes themselves are dropped. */
 static void check_ids(xmlParserCtxtPtr ctxt, decode_state *st, int nb_attributes,
                       const xmlChar **attributes) {
   for (int i = 0; i < nb_attributes; i++) {
@@ -214,7 +214,7 @@ static void check_ids(xmlParserCtxtPtr ctxt, decode_state *st, int nb_attributes
       continue;
     value = xmlStrndup(a[3], (int)(a[4] - a[3]));
     if (value == NULL) {
-      stop(ctxt, PM_ENOMEM, "xmlSAX2AttributeNs");
+      record(st, PM_ENOMEM, "XML", "xmlSAX2AttributeNs", xmlSAX2GetLineNumber(ctxt));
       return;
     }
     msg[0] = '\0';
@@ -229,7 +229,7 @@ static void check_ids(xmlParserCtxtPtr ctxt, decode_state *st, int nb_attributes
     }
     xmlFree(value);
     if (msg[0] != '\0') {
-      stop(ctxt, PM_EPARSE, msg);
+      record(st, PM_EPARSE, "XML", msg, xmlSAX2GetLineNumber(ctxt));
       return;
     }
   }
@@ -368,12 +368,13 @@ static void on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
     stop(ctxt, PM_EDEPTH, msg);
     return;
   }
-  st->run_type = 0;
-  if (nb_attributes > 0) {
+  if (st->err == 0 && nb_attributes > 0)
     check_ids(ctxt, st, nb_attributes, attributes);
-    if (st->err != 0)
-      return;
-  }
+  /* Once the parse has failed, nothing else counts: the events are ignored. Some errors
+   * (namespaces, xml:id) let libxml2 go on with the events. */
+  if (st->err != 0)
+    return;
+  st->run_type = 0;
   if (st->tree_err == 0) {
     int rc = open_element(st, localname, prefix, uri);
     if (rc < 0)
@@ -390,12 +391,12 @@ static void on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
 static void on_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri) {
   xmlParserCtxtPtr ctxt = ctx;
   decode_state *st = ctxt->_private;
-  if (st->tree_err == 0) {
+  if (st->err == 0 && st->tree_err == 0) {
     int rc = close_element(st);
     if (rc < 0)
       tree_failed(st, rc);
   }
-  if (validating(st))
+  if (st->err == 0 && validating(st))
     st->vsax->endElementNs(st->vdata, localname, prefix, uri);
   st->depth--;
   st->run_type = 0;
@@ -403,11 +404,15 @@ static void on_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, c
 
 static void on_text_or_cdata(xmlParserCtxtPtr ctxt, const xmlChar *ch, int len, int type) {
   decode_state *st = ctxt->_private;
-  if (st->depth == 0)
-    return; /* white space around the root */
+  if (st->depth == 0 || st->err != 0)
+    return; /* white space around the root, or after a failure */
   if (st->run_type == type) {
+    /* As libxml2's tree builder does: fail, and stop the events without freeing the input
+     * from under the parser (xmlStopParser would). */
     if (st->run_len + (size_t)len > XML_MAX_TEXT_LENGTH) {
-      stop(ctxt, PM_ENOMEM, "xmlSAX2Characters: huge text node");
+      record(st, PM_ENOMEM, "XML", "xmlSAX2Characters: huge text node", xmlSAX2GetLineNumber(ctxt));
+      ctxt->instate = XML_PARSER_EOF;
+      ctxt->disableSAX = 1;
       return;
     }
     st->run_len += (size_t)len;
