@@ -5,8 +5,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libxml/parserInternals.h>
+
 #include "internal.h"
 #include "testutil.h"
+
+#define XSI "http://www.w3.org/2001/XMLSchema-instance"
+#define XS "http://www.w3.org/2001/XMLSchema"
 
 /* The reason a document with a DOCTYPE gets: from the SAX hook that stops the parser at the
  * DOCTYPE's name, before any declaration in it is read. The check after parsing says
@@ -385,6 +390,100 @@ static void test_codec_xml_decode_mapping(void **state) {
   assert_true(json_equal(want, pm_msg_fields(m)));
   json_decref(want);
   pm_msg_free(m);
+}
+
+/* The tree comes from the parser's events: text split by comments and CDATA sections is
+ * joined, an empty CDATA section is text (""), a comment alone is nothing ({}), and the children
+ * of an element form an array only while all of them are <Item>. */
+static void test_codec_xml_decode_events(void **state) {
+  pm_msg *m;
+  json_t *want;
+  (void)state;
+  m = must_decode("<Request><Params><A>x<!--y-->z<![CDATA[w]]><?p?>v</A><B><![CDATA[]]></B>"
+                  "<C><!--c--></C><D></D><L1><Item>a</Item><Foo>b</Foo></L1>"
+                  "<L2><Foo>b</Foo><Item>a</Item></L2><L3> <Item>a</Item> <Item/> </L3></Params>"
+                  "</Request>");
+  want = json_pack("{s:{s:s,s:s,s:{},s:{},s:{s:s,s:s},s:{s:s,s:s},s:[s,{}]}}", "Params", "A",
+                   "xzwv", "B", "", "C", "D", "L1", "Item", "a", "Foo", "b", "L2", "Foo", "b",
+                   "Item", "a", "L3", "a");
+  assert_non_null(want);
+  assert_true(json_equal(want, pm_msg_fields(m)));
+  json_decref(want);
+  pm_msg_free(m);
+  assert_non_null(strstr(expect(PM_EPARSE, "<Request><Params><L><Item>a</Item><Item>b</Item>"
+                                           "<Foo>c</Foo></L></Params></Request>"),
+                         "duplicate element <Item> in <L>"));
+  assert_non_null(strstr(expect(PM_EPARSE, "<Request><Params><A><B/>x</A></Params></Request>"),
+                         "mixed content in <A>"));
+  assert_non_null(strstr(expect(PM_EPARSE, "<Request><Params><A>x<B/></A></Params></Request>"),
+                         "mixed content in <A>"));
+  assert_non_null(strstr(expect(PM_EPARSE, "<Request>x</Request>"), "mixed content in <Request>"));
+}
+
+/* The validator never sees an attribute: xsi:type or xsi:nil cannot switch a field's check off
+ * or change it. */
+static void test_codec_xml_validator_sees_no_attributes(void **state) {
+  (void)state;
+  assert_non_null(strstr(expect(PM_ESCHEMA, "<Request xmlns:xsi=\"" XSI "\" xmlns:xs=\"" XS "\">"
+                                             "<Id xsi:type=\"xs:string\">abc</Id></Request>"),
+                         "'abc'"));
+  assert_non_null(strstr(expect(PM_ESCHEMA, "<Request xmlns:xsi=\"" XSI "\"><Command>X</Command>"
+                                             "<Id xsi:nil=\"true\"/></Request>"),
+                         "'Id'"));
+  expect(PM_ESCHEMA, "<Request xmlns:xsi=\"" XSI "\" xmlns:xs=\"" XS "\">"
+                     "<Command xsi:type=\"xs:anyType\"><A>1</A></Command></Request>");
+}
+
+/* <Request><Params><A>, n x's, then more, then </A></Params></Request>; the caller frees. */
+static char *long_text(size_t n, const char *more) {
+  static const char head[] = "<Request><Params><A>", tail[] = "</A></Params></Request>";
+  size_t len = sizeof(head) - 1 + n + strlen(more) + sizeof(tail);
+  char *doc = malloc(len);
+  assert_non_null(doc);
+  memcpy(doc, head, sizeof(head) - 1);
+  memset(doc + sizeof(head) - 1, 'x', n);
+  snprintf(doc + sizeof(head) - 1 + n, len - (sizeof(head) - 1 + n), "%s%s", more, tail);
+  return doc;
+}
+
+/* What libxml2's tree builder checked when the decoder built a tree, and the decoder now checks
+ * itself for the same verdicts: xml:id values (an NCName, each once in a document), and the
+ * length of a text node, libxml2 joining the parser's text events up to the next comment, PI,
+ * CDATA section or element (XML_MAX_TEXT_LENGTH, which it reports as out of memory). */
+static void test_codec_xml_tree_builder_checks(void **state) {
+  static const struct {
+    const char *more;
+    int rc;
+  } cases[] = {
+      {"&amp;", 0},                 /* two events, the limit in all */
+      {"&amp;&amp;", PM_ENOMEM},    /* three, one byte more */
+      {"<!---->&amp;&amp;", 0},     /* a comment ends the first node */
+      {"<![CDATA[xx]]>", 0},        /* so does CDATA (another kind of node) */
+      {"x", 0},                     /* the parser gives a plain run in one event: not joined */
+  };
+  char why[PM_REASON_MAX];
+  (void)state;
+  pm_msg_free(must_decode("<Request xml:id=\"r\"><Command xml:id=\"c\">X</Command></Request>"));
+  assert_non_null(strstr(expect(PM_EPARSE, "<Request><Command xml:id=\"1a\">X</Command></Request>"),
+                         "xml:id : attribute value 1a is not an NCName"));
+  assert_non_null(strstr(expect(PM_EPARSE, "<Request><Id xml:id=\"\">1</Id></Request>"), "NCName"));
+  assert_non_null(strstr(expect(PM_EPARSE, "<Request><Command xml:id=\"c\">X</Command>"
+                                           "<Id xml:id=\"c\">1</Id></Request>"),
+                         "ID c already defined"));
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char *doc = long_text(XML_MAX_TEXT_LENGTH - 1, cases[i].more);
+    pm_msg *m = NULL;
+    int rc = pm_xml_decode(doc, strlen(doc), &m, why);
+    if (rc != cases[i].rc)
+      print_error("case %zu: %s\n", i, why);
+    assert_pm(cases[i].rc, rc);
+    if (rc < 0) {
+      assert_null(m);
+      assert_non_null(strstr(why, "huge text node"));
+    }
+    pm_msg_free(m);
+    free(doc);
+  }
 }
 
 static void test_codec_xml_encode_mapping(void **state) {
@@ -849,6 +948,9 @@ int main(void) {
       cmocka_unit_test(test_codec_xml_malformed),
       cmocka_unit_test(test_codec_xml_schema),
       cmocka_unit_test(test_codec_xml_decode_mapping),
+      cmocka_unit_test(test_codec_xml_decode_events),
+      cmocka_unit_test(test_codec_xml_validator_sees_no_attributes),
+      cmocka_unit_test(test_codec_xml_tree_builder_checks),
       cmocka_unit_test(test_codec_xml_encode_mapping),
       cmocka_unit_test(test_codec_xml_escape),
       cmocka_unit_test(test_codec_xml_round_trip),
