@@ -209,9 +209,27 @@ static void test_json_encode_library_out_of_memory(void **state) {
   pm_msg_free(m);
 }
 
+/* Text longer than the XML decoder's 256 bytes on the stack, which it then takes from the
+ * library's allocator. */
+static const char xml_long_text[] =
+    "<Request><Command>StartVpn</Command><Params><Note>"
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    "</Note><List><Item>a</Item><Item>b</Item></List></Params></Request>";
+
 static void test_xml_decode_out_of_memory(void **state) {
   (void)state;
   decode_under_json_oom(xml_text, pm_xml_decode);
+  decode_under_json_oom(xml_long_text, pm_xml_decode);
+}
+
+/* The same with the library's own allocations failing (the long text's buffer, the message). */
+static void test_xml_decode_library_out_of_memory(void **state) {
+  (void)state;
+  decode_under_oom(xml_long_text, pm_xml_decode, pm__alloc_fail_after);
 }
 
 /* Encoding needs jansson only to dump the tree: it fails with PM_ENOMEM and no output, or
@@ -283,6 +301,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_setters_out_of_memory, setup_json_alloc,
                                       teardown_json_alloc),
       cmocka_unit_test(test_json_decode_library_out_of_memory),
+      cmocka_unit_test(test_xml_decode_library_out_of_memory),
       cmocka_unit_test(test_json_encode_library_out_of_memory),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
