@@ -27,6 +27,12 @@
  * so a deep document stops at element PM_NESTING_MAX + 1 (root = 1). libxml2 reports errors
  * only to the handlers set here, never to stderr.
  *
+ * Decoding builds no DOM: the tree is made straight from libxml2's SAX2 events, and the same
+ * events, without attributes, drive the schema validator as they come (xmlSchemaSAXPlug). The
+ * verdicts are those of the passes the decoder once made over a DOM, one after the other
+ * (decode_state says how), including the two checks libxml2's tree builder made on the way:
+ * xml:id values (check_ids) and the length of one text node (run_type).
+ *
  * Mapping to the tree (and back):
  * - An element with element children is an object, or an array if all its children are
  *   <Item>. So a JSON object whose only member is "Item" comes back from XML as a one-element
@@ -53,7 +59,7 @@ static const char *const kinds[] = {
  * threads decoding at the same moment (the service's loop, a client thread or two) find one
  * ready; a decode that finds none builds its own, kept afterwards if there is room. */
 #define CACHED_CONTEXTS 4
-/* A parser context's dictionary keeps every element name (and short text) it has seen, for
+/* A parser context's dictionary keeps every element and attribute name it has seen, for
  * good: past this many entries the context is freed after use instead of kept, so peers
  * cannot grow it without bound. The schema's own names are about 60. */
 #define DICT_ENTRIES_MAX 512
@@ -89,7 +95,10 @@ typedef struct {
  * libxml2's parse (err), then the root's kind and the mapping to the tree (tree_err), then the
  * schema (schema_err). Here they run side by side as the events come, so the first error of
  * each is kept until the parse ends, and the earliest pass with one decides. The tree and the
- * validator stop at their first error; the parse goes on, as a later parse error still wins. */
+ * validator stop at their first error; the parse goes on, as a later parse error still wins.
+ * Within the tree, an element's mixed content shows only when its text comes, which may be
+ * after an error in one of its children, where the DOM pass looked at the element first: the
+ * code is the same (PM_EPARSE), the reason may name the other error. */
 typedef struct {
   int err; /* first error of the parse, 0 if none */
   char *why;
@@ -214,19 +223,22 @@ static void check_ids(xmlParserCtxtPtr ctxt, decode_state *st, int nb_attributes
       continue;
     value = xmlStrndup(a[3], (int)(a[4] - a[3]));
     if (value == NULL) {
-      record(st, PM_ENOMEM, "XML", "xmlSAX2AttributeNs", xmlSAX2GetLineNumber(ctxt));
+      record(st, PM_ENOMEM, "XML", pm_strerror(PM_ENOMEM), xmlSAX2GetLineNumber(ctxt));
       return;
     }
     msg[0] = '\0';
     if (xmlValidateNCName(value, 1) != 0)
       snprintf(msg, sizeof(msg), "xml:id : attribute value %s is not an NCName", value);
-    if (value[0] != '\0') {
-      if (st->ids == NULL)
-        st->ids = xmlHashCreate(0);
-      /* libxml2 reports a failure to add, out of memory too, as a duplicate */
-      if ((st->ids == NULL || xmlHashAddEntry(st->ids, value, st) < 0) && msg[0] == '\0')
-        snprintf(msg, sizeof(msg), "ID %s already defined", value);
+    if (value[0] != '\0' && st->ids == NULL)
+      st->ids = xmlHashCreate(0);
+    if (value[0] != '\0' && st->ids == NULL) {
+      xmlFree(value);
+      record(st, PM_ENOMEM, "XML", pm_strerror(PM_ENOMEM), xmlSAX2GetLineNumber(ctxt));
+      return;
     }
+    /* libxml2 reports a failure to add, out of memory too, as a duplicate */
+    if (value[0] != '\0' && xmlHashAddEntry(st->ids, value, st) < 0 && msg[0] == '\0')
+      snprintf(msg, sizeof(msg), "ID %s already defined", value);
     xmlFree(value);
     if (msg[0] != '\0') {
       record(st, PM_EPARSE, "XML", msg, xmlSAX2GetLineNumber(ctxt));
@@ -255,7 +267,8 @@ static int open_child(decode_state *st, frame *parent, const xmlChar *name) {
       return pm__reason(st->tree_why, PM_EPARSE, "XML: duplicate element <Item> in <%.60s>",
                         (const char *)parent->name);
     object = json_object();
-    if (object == NULL || json_object_set(object, "Item", json_array_get(parent->children, 0)) < 0) {
+    if (object == NULL ||
+        json_object_set(object, "Item", json_array_get(parent->children, 0)) < 0) {
       json_decref(object);
       return PM_ENOMEM;
     }
