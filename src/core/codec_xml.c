@@ -96,9 +96,10 @@ typedef struct {
  * schema (schema_err). Here they run side by side as the events come, so the first error of
  * each is kept until the parse ends, and the earliest pass with one decides. The tree and the
  * validator stop at their first error; the parse goes on, as a later parse error still wins.
- * Within the tree, an element's mixed content shows only when its text comes, which may be
- * after an error in one of its children, where the DOM pass looked at the element first: the
- * code is the same (PM_EPARSE), the reason may name the other error. */
+ * Within the tree, an element's mixed content shows only when its text comes, and a second
+ * <Item> is a duplicate only once a sibling that is not <Item> comes; either may be after an
+ * error inside a child, which the DOM pass met later. The code is the same (PM_EPARSE), the
+ * reason may name the other error. */
 typedef struct {
   int err; /* first error of the parse, 0 if none */
   char *why;
