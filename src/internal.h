@@ -81,6 +81,22 @@ size_t pm__json_confirmation(int64_t id, char out[PM__JSON_CONFIRMATION_MAX]);
  * then p is the full decoder's to judge (it may still be a valid confirmation). */
 int pm__json_confirmation_id(const uint8_t *p, size_t len, int64_t *id);
 
+/* An Event read without pm_json_decode: its Id, Type and Time, and its Data (NULL without one;
+ * the caller's reference). */
+#define PM__JSON_EVENT_TYPE_MAX 64
+typedef struct pm__event_view {
+  int64_t id;
+  char type[PM__JSON_EVENT_TYPE_MAX + 1];
+  char time[PM_TIME_MAX];
+  json_t *data;
+} pm__event_view;
+/* 1 with *ev when p is an Event exactly as the event server writes it in JSON:
+ * {"Event":{"Id":N,"Type":"...","Time":"..."}} or with ,"Data":{...} after the Time, compact,
+ * the Id canonical digits within int64, Type (shorter than PM__JSON_EVENT_TYPE_MAX) and Time
+ * plain ASCII without escapes, and pm_json_decode would accept p as the same event; else 0:
+ * then p is the full decoder's to judge (it may still be a valid Event). */
+int pm__json_event(const uint8_t *p, size_t len, pm__event_view *ev);
+
 /* Test hook: sees every peer the command server accepts before anything else does, so a test
  * can give its connections uids of its choosing. NULL (the default): none. */
 typedef void (*pm__peer_hook)(pm_peer *peer, void *data);

@@ -382,3 +382,87 @@ int pm__json_confirmation_id(const uint8_t *p, size_t len, int64_t *id) {
   *id = (int64_t)v;
   return 1;
 }
+
+/* An Event is the message the event client handles most, and its frame as the event server
+ * writes it (event_server.c's json_head, then the Data's compact text) is the same every time
+ * but for the values: only the Data is parsed, by the strict parser, and the rest read in
+ * place. Anything else, the same event spelled differently included, goes through
+ * pm_json_decode. */
+#define EVENT_HEAD "{\"" PM_KIND_EVENT "\":{\"Id\":"
+#define EVENT_TYPE ",\"Type\":\""
+#define EVENT_TIME "\",\"Time\":\""
+#define EVENT_DATA "\",\"Data\":"
+#define EVENT_NO_DATA "\"}}"
+#define EVENT_TAIL "}}"
+
+/* Whether p (len bytes) starts with the literal s. */
+#define HAS(p, len, s) ((len) >= sizeof(s) - 1 && memcmp((p), (s), sizeof(s) - 1) == 0)
+
+/* A string value from p up to the closing quote, when it is plain bytes only (no escape, no
+ * control character, ASCII: what a JSON string holds as it is) and shorter than size: copied
+ * into out with a NUL; its length, or -1. */
+static long plain_string(const uint8_t *p, const uint8_t *end, char *out, size_t size) {
+  const uint8_t *q = pm__json_plain_end(p, end);
+  size_t n = (size_t)(q - p);
+  if (q == end || *q != '"' || n >= size)
+    return -1;
+  memcpy(out, p, n);
+  out[n] = '\0';
+  return (long)n;
+}
+
+int pm__json_event(const uint8_t *p, size_t len, pm__event_view *ev) {
+  const uint8_t *end = p + len, *q = p;
+  uint64_t v = 0;
+  size_t digits = 0;
+  long n;
+  json_t *data = NULL;
+  /* The decoder counts the nodes of the whole payload before it parses anything. */
+  if (!HAS(q, len, EVENT_HEAD) || count_nodes(p, len, NULL) < 0)
+    return 0;
+  q += sizeof(EVENT_HEAD) - 1;
+  /* Canonical digits only, within int64, as pm__json_confirmation_id takes them. */
+  while (q < end && *q >= '0' && *q <= '9' && digits <= 19) {
+    v = v * 10 + (uint64_t)(*q++ - '0');
+    digits++;
+  }
+  if (digits == 0 || digits > 19 || (digits > 1 && q[-(long)digits] == '0') ||
+      v > (uint64_t)INT64_MAX || !HAS(q, (size_t)(end - q), EVENT_TYPE))
+    return 0;
+  q += sizeof(EVENT_TYPE) - 1;
+  n = plain_string(q, end, ev->type, sizeof(ev->type));
+  if (n < 0)
+    return 0;
+  q += n;
+  if (!HAS(q, (size_t)(end - q), EVENT_TIME))
+    return 0;
+  q += sizeof(EVENT_TIME) - 1;
+  n = plain_string(q, end, ev->time, sizeof(ev->time));
+  if (n < 0)
+    return 0;
+  q += n;
+  if ((size_t)(end - q) == sizeof(EVENT_NO_DATA) - 1 && HAS(q, (size_t)(end - q), EVENT_NO_DATA)) {
+    ev->id = (int64_t)v;
+    ev->data = NULL;
+    return 1;
+  }
+  if (!HAS(q, (size_t)(end - q), EVENT_DATA))
+    return 0;
+  q += sizeof(EVENT_DATA) - 1;
+  /* The Data is an object right up to the closing braces: {...}}} with nothing between. */
+  if ((size_t)(end - q) < 2 + sizeof(EVENT_TAIL) - 1 || *q != '{' ||
+      memcmp(end - (sizeof(EVENT_TAIL) - 1), EVENT_TAIL, sizeof(EVENT_TAIL) - 1) != 0 ||
+      end[-(long)sizeof(EVENT_TAIL)] != '}')
+    return 0;
+  /* The decoder's rules for the Data: the parser's, then the model's at the depth of a field
+   * (PM_EINVAL there is PM_EPARSE from the decoder: either way it is declined here). */
+  if (pm__json_parse(q, (size_t)(end - q) - (sizeof(EVENT_TAIL) - 1), &data, NULL) < 0)
+    return 0;
+  if (!json_is_object(data) || pm__tree_check_at(data, 2, NULL) < 0) {
+    json_decref(data);
+    return 0;
+  }
+  ev->id = (int64_t)v;
+  ev->data = data;
+  return 1;
+}

@@ -702,16 +702,22 @@ done:
   return rc;
 }
 
-/* Output buffer whose errors are sticky, so the encoder checks once at the end. */
+/* Output buffer whose errors are sticky, so the encoder checks once at the end. A counting
+ * one only adds up the lengths: the size and the verdict come from the same code. */
 typedef struct {
   uint8_t *buf;
   size_t len, cap;
   int err;
+  int counting;
 } out_buf;
 
 static void put(out_buf *b, const char *s, size_t n) {
   if (b->err != 0)
     return;
+  if (b->counting) {
+    b->len += n;
+    return;
+  }
   if (n > b->cap - b->len) {
     size_t cap = b->cap ? b->cap : 256;
     uint8_t *nb;
@@ -810,6 +816,14 @@ static void put_element(out_buf *b, const char *name, const json_t *v) {
   put_str(b, "</");
   put_str(b, name);
   put_str(b, ">");
+}
+
+int pm__xml_element_size(const char *name, const json_t *v, size_t *len) {
+  out_buf b = {0};
+  b.counting = 1;
+  put_element(&b, name, v);
+  *len = b.len;
+  return b.err;
 }
 
 int pm_xml_encode(const pm_msg *m, uint8_t **out, size_t *len) {

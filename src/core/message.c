@@ -125,6 +125,8 @@ int pm__tree_check(const json_t *fields, char *why) {
   return tree_check(fields, 1, why);
 }
 
+int pm__tree_check_at(const json_t *v, int depth, char *why) { return tree_check(v, depth, why); }
+
 /* Empty values encode to <Name/>, which has no text. */
 static int is_xml_empty(const json_t *v) {
   return json_is_null(v) || (json_is_object(v) && json_object_size(v) == 0) ||

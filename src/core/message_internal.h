@@ -18,6 +18,8 @@ int pm__msg_wrap(const char *kind, size_t kind_len, json_t *fields, pm_encoding 
  * <K><A>1</A></K>. An empty {} or [] adds nothing, as it encodes to an empty element.
  * Returns 0, PM_EINVAL or PM_EDEPTH, with a reason in why when it is not NULL. */
 int pm__tree_check(const json_t *fields, char *why);
+/* The same check of one value v standing at depth (a field of a message is at depth 2). */
+int pm__tree_check_at(const json_t *v, int depth, char *why);
 
 /* The nodes a message with these (checked) fields encodes to in enc, counted as the decoders
  * count them against PM_NODES_MAX: in JSON the {"Kind": ...} wrapper, its member name, and
@@ -25,5 +27,10 @@ int pm__tree_check(const json_t *fields, char *why);
  * non-empty text. The encoders refuse (PM_ELIMIT) what no decoder would accept. Counting stops
  * a little past PM_NODES_MAX. */
 size_t pm__tree_nodes(const json_t *fields, pm_encoding enc);
+
+/* The bytes pm_xml_encode writes for the value v (checked as above) as the element name,
+ * counted without writing them: 0 with *len, or PM_EINVAL when a string of v cannot be XML
+ * text. */
+int pm__xml_element_size(const char *name, const json_t *v, size_t *len);
 
 #endif

@@ -238,13 +238,29 @@ void pm__linger_stop(pm__linger *l) {
 
 int pm__lingering(const pm__linger *l) { return l->active; }
 
+/* Every event is stamped: the part to the second is formatted once a second (per thread, as
+ * publishers may run on several), not once an event; the milliseconds are written per call. */
 void pm_time_now(char buf[PM_TIME_MAX]) {
+  static _Thread_local int64_t stamped_sec = -1;
+  static _Thread_local char stamped[PM_TIME_MAX];
+  static _Thread_local size_t stamped_len;
   uv_timeval64_t tv;
-  struct tm tm;
-  time_t secs;
+  unsigned ms;
   uv_gettimeofday(&tv);
-  secs = (time_t)tv.tv_sec;
-  gmtime_r(&secs, &tm);
-  size_t n = strftime(buf, PM_TIME_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(buf + n, PM_TIME_MAX - n, ".%03uZ", (unsigned)(tv.tv_usec / 1000) % 1000u);
+  if (tv.tv_sec != stamped_sec) {
+    time_t secs = (time_t)tv.tv_sec;
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    /* Room left for ".mmmZ" and the NUL: a year past 9999 would not fit them anyway. */
+    stamped_len = strftime(stamped, PM_TIME_MAX - 6, "%Y-%m-%dT%H:%M:%S", &tm);
+    stamped_sec = tv.tv_sec;
+  }
+  memcpy(buf, stamped, stamped_len);
+  ms = (unsigned)(tv.tv_usec / 1000) % 1000u;
+  buf[stamped_len] = '.';
+  buf[stamped_len + 1] = (char)('0' + ms / 100);
+  buf[stamped_len + 2] = (char)('0' + ms / 10 % 10);
+  buf[stamped_len + 3] = (char)('0' + ms % 10);
+  buf[stamped_len + 4] = 'Z';
+  buf[stamped_len + 5] = '\0';
 }

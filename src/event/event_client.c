@@ -180,23 +180,19 @@ static void on_handshake_reply(pm_event_client *c, const pm_msg *m) {
   report(c, PM_EVENT_CLIENT_CONNECTED, NULL);
 }
 
-static void on_event(pm_event_client *c, const pm_msg *m) {
+/* An event (type and time NULL when absent, data borrowed) from either decoding. */
+static void deliver(pm_event_client *c, int64_t id, const char *type, const char *time,
+                    json_t *data, pm_encoding encoding) {
   pm_event ev;
-  int64_t id;
-  bool fresh;
+  bool fresh = id > c->last_id;
   int taken = 0;
-  if (pm_msg_get_int(m, "Id", &id) < 0 || pm_msg_get_string(m, "Type", &ev.type) < 0) {
-    drop(c, "malformed event from service");
-    return;
-  }
-  fresh = id > c->last_id;
   if (fresh) {
     ev.id = id;
     ev.epoch = c->epoch;
-    if (pm_msg_get_string(m, "Time", &ev.time) < 0)
-      ev.time = NULL;
-    ev.data = json_object_get(pm_msg_fields(m), "Data");
-    ev.encoding = pm_msg_encoding(m);
+    ev.type = type;
+    ev.time = time;
+    ev.data = data;
+    ev.encoding = encoding;
     if (c->opts.on_take != NULL)
       taken = c->opts.on_take(&ev, c->opts.data);
     else
@@ -221,6 +217,18 @@ static void on_event(pm_event_client *c, const pm_msg *m) {
   /* A duplicate (its confirmation was lost) is confirmed again but not delivered twice. */
   if (!c->opts.observe && (!fresh || !c->opts.confirm_later))
     send_confirmation(c, id);
+}
+
+static void on_event(pm_event_client *c, const pm_msg *m) {
+  const char *type, *time;
+  int64_t id;
+  if (pm_msg_get_int(m, "Id", &id) < 0 || pm_msg_get_string(m, "Type", &type) < 0) {
+    drop(c, "malformed event from service");
+    return;
+  }
+  if (pm_msg_get_string(m, "Time", &time) < 0)
+    time = NULL;
+  deliver(c, id, type, time, json_object_get(pm_msg_fields(m), "Data"), pm_msg_encoding(m));
 }
 
 static void handle(pm_event_client *c, const pm_msg *m) {
@@ -249,9 +257,8 @@ static void handle(pm_event_client *c, const pm_msg *m) {
     on_event(c, m);
 }
 
-static int on_message(void *data, const pm_msg *m) {
-  pm_event_client *c = data;
-  handle(c, m);
+/* After a message was handled: 0 to go on reading, 1 when the link was dropped. */
+static int handled(pm_event_client *c) {
   if (c->state != LINK_CONNECTED)
     return c->state != LINK_CONNECTING;
   /* Silence is counted from now: time spent in the application's callback is ours. */
@@ -263,6 +270,25 @@ static int on_message(void *data, const pm_msg *m) {
   return 0;
 }
 
+static int on_message(void *data, const pm_msg *m) {
+  pm_event_client *c = data;
+  handle(c, m);
+  return handled(c);
+}
+
+/* An Event on an established JSON link, in the exact form the service writes, is read
+ * without building a message (pm__json_event: pm_json_decode would accept it and give the
+ * same event); any other payload is decoded and goes through handle(). */
+static int on_payload(void *data, const uint8_t *payload, size_t len) {
+  pm_event_client *c = data;
+  pm__event_view ev;
+  if (c->state != LINK_CONNECTED || !pm__json_event(payload, len, &ev))
+    return -1;
+  deliver(c, ev.id, ev.type, ev.time, ev.data, PM_ENC_JSON);
+  json_decref(ev.data);
+  return handled(c);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   pm_event_client *c = stream->data;
   char why[PM_REASON_MAX];
@@ -272,7 +298,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
             : c->state == LINK_CONNECTING ? PM_EVENT_CLIENT_CLOSED_EARLY
                                           : "service closed the connection");
   else if ((c->state == LINK_CONNECTING || c->state == LINK_CONNECTED) &&
-           pm__feed_messages(c->reader, buf->base, (size_t)nread, on_message, NULL, c, why) < 0)
+           pm__feed_messages(c->reader, buf->base, (size_t)nread, on_message, on_payload, c, why) < 0)
     drop(c, why);
   pm__free(buf->base);
 }

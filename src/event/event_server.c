@@ -253,15 +253,6 @@ static size_t json_head(char *buf, int64_t id, const pm__event *ev, int with_dat
 /* The length of the JSON Event payload with this head and Data text (the two closing braces). */
 #define JSON_EVENT_LEN(head, text_len) ((size_t)(head) + (text_len) + 2)
 
-/* What pm_json_encode checks of m, an Event whose JSON payload would be len bytes, once the
- * tree passed pm__tree_check (encodable in XML checks it first): 0 or PM_EMSGSIZE. */
-static int json_encodable(const pm_msg *m, size_t len, size_t max_message) {
-  uint8_t header[PM_FRAME_HEADER_SIZE];
-  if (pm__tree_nodes(pm_msg_fields(m), PM_ENC_JSON) > PM_NODES_MAX)
-    return PM_EMSGSIZE;
-  return pm_frame_header(len, max_message, header) < 0 ? PM_EMSGSIZE : 0;
-}
-
 static void set_state(session *ss, session_state st) {
   pm__debug("event session %p: %s -> %s", (void *)ss, session_state_names[ss->state],
             session_state_names[st]);
@@ -1108,20 +1099,47 @@ void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg)
   }
 }
 
-/* Whether the event can be delivered to any session: in both encodings, within max_message.
- * The id is not known yet; the largest one stands in for it. The JSON form is ev's own text
- * in an envelope, so only its length and the tree's rules are checked; the XML form is
- * encoded. */
+/* The XML Event around the Data element, as pm_xml_encode writes it for event_msg's fields
+ * (Id, Type, Time, Data in that order), less the id's digits, the type and the time, none of
+ * which needs escaping (see json_head). */
+#define XML_ENVELOPE "<" PM_KIND_EVENT "><Id></Id><Type></Type><Time></Time></" PM_KIND_EVENT ">"
+/* Digits of the largest id, which stands in for the one not assigned yet. */
+#define ID_DIGITS_MAX 19
+/* The nodes of an Event besides its Data, counted as pm__tree_nodes counts them of
+ * event_msg's fields. XML: the root element, and Id, Type and Time, each an element with
+ * text. JSON: the {"Event": ...} wrapper and its member name, the fields object, and Id, Type
+ * and Time, each a member name and a value; with Data, its member name (the value's own nodes
+ * come from pm__tree_nodes(data), which counts a JSON wrapper of 2 that is not there). */
+#define XML_EVENT_NODES 7
+#define JSON_EVENT_NODES 9
+#define JSON_DATA_NODES(data_nodes) (JSON_EVENT_NODES + 1 + (data_nodes) - 2)
+
+/* Whether the event can be delivered to any session: in both encodings, within max_message,
+ * with the verdict pm_msg_encode would give event_msg's message (the XML encoding, the
+ * stricter, first), without building that message or either encoding. The id is not known
+ * yet; the largest one stands in for it. The JSON form is ev's own text in an envelope; the
+ * XML form's length is counted by the XML encoder's own writer. */
 static int check_encodable(const pm_event_server *s, const pm__event *ev, json_t *data) {
-  pm_msg *m = NULL;
+  uint8_t header[PM_FRAME_HEADER_SIZE];
   size_t head = json_head(NULL, INT64_MAX, ev, data != NULL);
-  int rc = event_msg(INT64_MAX, ev->type, ev->time, data, &m);
-  if (rc == 0)
-    rc = encodable(m, PM_ENC_XML, s->opts.max_message);
-  if (rc == 0)
-    rc = json_encodable(m, JSON_EVENT_LEN(head, ev->text_len), s->opts.max_message);
-  pm_msg_free(m);
-  return rc;
+  size_t xml_len = 0, xml_nodes = XML_EVENT_NODES, json_nodes = JSON_EVENT_NODES;
+  int rc;
+  if (data != NULL) {
+    /* Data is a field: depth 2, under the root element. */
+    if (pm__tree_check_at(data, 2, NULL) < 0)
+      return PM_EINVAL;
+    xml_nodes += pm__tree_nodes(data, PM_ENC_XML);
+    json_nodes = JSON_DATA_NODES(pm__tree_nodes(data, PM_ENC_JSON));
+  }
+  if (xml_nodes > PM_NODES_MAX)
+    return PM_EMSGSIZE;
+  if (data != NULL && (rc = pm__xml_element_size("Data", data, &xml_len)) < 0)
+    return rc;
+  xml_len += sizeof(XML_ENVELOPE) - 1 + ID_DIGITS_MAX + strlen(ev->type) + strlen(ev->time);
+  if (pm_frame_header(xml_len, s->opts.max_message, header) < 0 || json_nodes > PM_NODES_MAX ||
+      pm_frame_header(JSON_EVENT_LEN(head, ev->text_len), s->opts.max_message, header) < 0)
+    return PM_EMSGSIZE;
+  return 0;
 }
 
 /* Hands a copy of a published event to the loop for the observers. Under the lock. The feed
