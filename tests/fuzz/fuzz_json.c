@@ -9,7 +9,10 @@
  *
  * The event server's fast path (pm__json_confirmation_id) takes only inputs the decoder
  * accepts as an EventConfirmation with just that Id, and the event client's confirmation
- * written without the encoder (pm__json_confirmation) is what the encoder writes. */
+ * written without the encoder (pm__json_confirmation) is what the encoder writes. The event
+ * client's fast path (pm__json_event) takes only inputs the decoder accepts as an Event, and
+ * reads the same Id, Type, Time and Data from them. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "fuzz_common.h"
@@ -38,6 +41,35 @@ static void check_confirmation(const uint8_t *data, size_t size, const pm_msg *m
   FUZZ_CHECK(len == json_len && memcmp(text, json, len) == 0);
 }
 
+/* The Event fast path against the decoder's verdict m (NULL: refused). */
+static void check_event(const uint8_t *data, size_t size, const pm_msg *m) {
+  pm__event_view ev;
+  const char *type, *time;
+  int64_t id;
+  json_t *fields, *d;
+  char *a, *b;
+  if (!pm__json_event(data, size, &ev))
+    return;
+  FUZZ_CHECK(m != NULL);
+  fields = pm_msg_fields(m);
+  d = json_object_get(fields, "Data");
+  FUZZ_CHECK(strcmp(pm_msg_kind(m), PM_KIND_EVENT) == 0);
+  FUZZ_CHECK(json_object_size(fields) == (d != NULL ? 4u : 3u));
+  FUZZ_CHECK(pm_msg_get_int(m, "Id", &id) == 0 && id == ev.id);
+  FUZZ_CHECK(pm_msg_get_string(m, "Type", &type) == 0 && strcmp(type, ev.type) == 0);
+  FUZZ_CHECK(pm_msg_get_string(m, "Time", &time) == 0 && strcmp(time, ev.time) == 0);
+  FUZZ_CHECK((d == NULL) == (ev.data == NULL));
+  if (d != NULL) {
+    /* The same members in the same order. */
+    a = json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY);
+    b = json_dumps(ev.data, JSON_COMPACT | JSON_ENCODE_ANY);
+    FUZZ_CHECK(a != NULL && b != NULL && strcmp(a, b) == 0 && json_equal(d, ev.data));
+    free(a);
+    free(b);
+  }
+  json_decref(ev.data);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   pm_msg *m, *again = NULL;
   uint8_t *json = NULL, *json2 = NULL, *xml = NULL;
@@ -48,6 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (m == NULL) {
     FUZZ_CHECK(rc == PM_EPARSE || rc == PM_EDEPTH || rc == PM_ELIMIT);
     check_confirmation(data, size, NULL, NULL, 0);
+    check_event(data, size, NULL);
     return 0;
   }
   FUZZ_CHECK(pm_msg_encoding(m) == PM_ENC_JSON);
@@ -55,6 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   FUZZ_CHECK(fuzz_encode(m, PM_ENC_JSON, &json, &json_len) == 0);
   check_confirmation(data, size, m, json, json_len);
+  check_event(data, size, m);
   again = fuzz_decode(pm_json_decode, json, json_len, &rc);
   FUZZ_CHECK(again != NULL);
   FUZZ_CHECK(strcmp(pm_msg_kind(m), pm_msg_kind(again)) == 0);

@@ -419,6 +419,182 @@ static void hardening_05_publish_refuses_unencodable(void **state) {
   assert_int_equal(1, id);
 }
 
+/* What publish answers for an event, as it was computed before it counted instead of
+ * encoding: the Event message with the largest id encoded in XML, then in JSON, each within
+ * max_message (the node budget's PM_ELIMIT is PM_EMSGSIZE to a publisher). */
+static int encoders_verdict(const char *type, json_t *data, size_t max_message) {
+  static const pm_encoding encs[] = {PM_ENC_XML, PM_ENC_JSON};
+  pm_msg *m = NULL;
+  int rc = 0;
+  assert_pm(0, pm_msg_new(PM_KIND_EVENT, &m));
+  assert_pm(0, pm_msg_set_int(m, "Id", INT64_MAX));
+  assert_pm(0, pm_msg_set_string(m, "Type", type));
+  /* As long as pm_time_now's: the length is all that counts. */
+  assert_pm(0, pm_msg_set_string(m, "Time", "2026-12-01T06:24:01.123Z"));
+  if (data != NULL)
+    assert_pm(0, pm_msg_set_tree(m, "Data", json_incref(data)));
+  for (size_t i = 0; rc == 0 && i < sizeof(encs) / sizeof(encs[0]); i++) {
+    uint8_t *out = NULL;
+    size_t len = 0;
+    rc = pm_msg_encode(m, encs[i], &out, &len);
+    if (rc == PM_ELIMIT || (rc == 0 && len > max_message))
+      rc = PM_EMSGSIZE;
+    pm_free(out);
+  }
+  pm_msg_free(m);
+  return rc;
+}
+
+/* One encoding's length of the event (as encoders_verdict builds it), or 0 if it has none. */
+static size_t encoded_len(const char *type, json_t *data, pm_encoding enc) {
+  pm_msg *m = NULL;
+  uint8_t *out = NULL;
+  size_t len = 0;
+  assert_pm(0, pm_msg_new(PM_KIND_EVENT, &m));
+  assert_pm(0, pm_msg_set_int(m, "Id", INT64_MAX));
+  assert_pm(0, pm_msg_set_string(m, "Type", type));
+  assert_pm(0, pm_msg_set_string(m, "Time", "2026-12-01T06:24:01.123Z"));
+  if (data != NULL)
+    assert_pm(0, pm_msg_set_tree(m, "Data", json_incref(data)));
+  if (pm_msg_encode(m, enc, &out, &len) < 0)
+    len = 0;
+  pm_free(out);
+  pm_msg_free(m);
+  return len;
+}
+
+/* Publishes type and data (a reference kept) and expects the encoders' verdict. */
+static void expect_verdict(pm_event_server *s, size_t max_message, const char *type,
+                           json_t *data) {
+  int want = encoders_verdict(type, data, max_message);
+  int got = pm_event_server_publish(s, type, json_incref(data), NULL);
+  if (got != want) {
+    char *text = data != NULL ? json_dumps(data, JSON_COMPACT) : NULL;
+    print_error("type %.40s data %.200s: publish %d, encoders %d\n", type,
+                text != NULL ? text : "(none)", got, want);
+    free(text);
+  }
+  assert_pm(want, got);
+}
+
+/* {"A":[1,1,...]} (n items) or {"K0":"","K1":"",...} (n members). */
+static json_t *many(int array, int n) {
+  json_t *d = json_object(), *a = json_array();
+  for (int i = 0; i < n; i++) {
+    char key[16];
+    snprintf(key, sizeof(key), "K%d", i);
+    assert_int_equal(0, array ? json_array_append_new(a, json_integer(1))
+                              : json_object_set_new(d, key, json_string("")));
+  }
+  if (array)
+    assert_int_equal(0, json_object_set_new(d, "A", a));
+  else
+    json_decref(a);
+  return d;
+}
+
+/* publish counts the XML form's size and nodes instead of encoding it: its verdict is the
+ * encoders' on every side of each limit (one byte under, at and over max_message in either
+ * encoding, one node under and over the budget in either, text XML cannot hold, names and
+ * depth the model refuses). */
+static void test_event_server_publish_verdict_is_the_encoders(void **state) {
+  /* Each is padded with a member P of plain bytes, so either encoding can be brought to the
+   * limit byte by byte. */
+  static const char *const bases[] = {
+      "{}",
+      "{\"S\":\"plain\",\"N\":-12,\"R\":0.1,\"B\":false,\"Z\":null,\"E\":{},\"L\":[]}",
+      "{\"S\":\"a&b<c>d\\r&&&&<<<<>>>>\"}",          /* longer in XML */
+      "{\"S\":\"\\\"\\\"\\\"\\\"\\\\\\\\\\\\\\\\\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\"}", /* in JSON */
+      "{\"S\":\"\\u0001\\u001f\\u007f\"}",
+      "{\"S\":\"\\t\\n \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"}",
+      "{\"S\":\"\xef\xbf\xbe\"}",
+      "{\"S\":\"\xef\xbf\xbd\xef\xbf\xbf\"}",
+      "{\"A\":[[[{\"B\":[1,2.5,\"x\"]}]],{}]}",
+  };
+  static const size_t small = 4096;
+  pm_event_server_options opts;
+  pm_event_server *s = NULL, *big = NULL;
+  char path[160], path2[160], type[small + 16];
+  uv_loop_t loop;
+  json_t *data;
+  (void)state;
+  assert_int_equal(0, uv_loop_init(&loop));
+  memset(&opts, 0, sizeof(opts));
+  opts.max_message = small;
+  opts.queue_max_events = 100000;
+  opts.queue_max_bytes = (size_t)1 << 30;
+  pm_test_pipe_path(fx.dir, "verdict", path, sizeof(path));
+  assert_pm(0, pm_event_server_start(&loop, path, &opts, &s));
+  opts.max_message = 0;
+  pm_test_pipe_path(fx.dir, "verdict2", path2, sizeof(path2));
+  assert_pm(0, pm_event_server_start(&loop, path2, &opts, &big));
+  for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
+    json_t *base = json_loads(bases[i], 0, NULL);
+    assert_non_null(base);
+    expect_verdict(s, small, "StateChanged", base);
+    for (int enc = 0; enc < 2; enc++) {
+      size_t len = encoded_len("StateChanged", base, enc ? PM_ENC_JSON : PM_ENC_XML);
+      char *pad;
+      if (len == 0)
+        continue; /* not encodable: no limit to reach */
+      pad = malloc(small + 2);
+      assert_non_null(pad);
+      /* P with an empty string adds 5 bytes in JSON (,"P":"") and 4 in XML (<P/>). */
+      for (long delta = -1; delta <= 1; delta++) {
+        long n = (long)small - (long)len - (enc ? 6 : 7) + delta;
+        if (n < 1)
+          continue;
+        memset(pad, 'p', (size_t)n);
+        pad[n] = '\0';
+        data = json_deep_copy(base);
+        assert_int_equal(0, json_object_set_new(data, "P", json_string(pad)));
+        expect_verdict(s, small, "StateChanged", data);
+        json_decref(data);
+      }
+      free(pad);
+    }
+    json_decref(base);
+  }
+  /* A NUL inside a string, a member name and a depth the model refuses. */
+  data = json_pack("{s:s%}", "S", "a\0b", (size_t)3);
+  expect_verdict(s, small, "X", data);
+  json_decref(data);
+  data = json_pack("{s:i}", "not a name", 1);
+  expect_verdict(s, small, "X", data);
+  json_decref(data);
+  for (int depth = PM_NESTING_MAX - 1; depth <= PM_NESTING_MAX + 1; depth++) {
+    data = json_object();
+    for (int d = depth; d > 2; d--) {
+      json_t *outer = json_object();
+      assert_int_equal(0, json_object_set_new(outer, "A", data));
+      data = outer;
+    }
+    json_object_set_new(data, "Leaf", json_string("x"));
+    expect_verdict(big, PM_MAX_MESSAGE_DEFAULT, "X", data);
+    json_decref(data);
+  }
+  /* The node budget: items count two nodes in XML and one in JSON, members "" one in XML and
+   * two in JSON, so each side's limit is reached by one of the two shapes. */
+  for (int n = 8180; n <= 8192; n++) {
+    data = many(1, n);
+    expect_verdict(big, PM_MAX_MESSAGE_DEFAULT, "X", data);
+    json_decref(data);
+    data = many(0, n);
+    expect_verdict(big, PM_MAX_MESSAGE_DEFAULT, "X", data);
+    json_decref(data);
+  }
+  /* Without Data, a type long enough to reach the limit on its own. */
+  for (size_t n = small - 120; n < small - 60; n++) {
+    memset(type, 'T', n);
+    type[n] = '\0';
+    expect_verdict(s, small, type, NULL);
+  }
+  pm_event_server_close(s, NULL, NULL);
+  pm_event_server_close(big, NULL, NULL);
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  assert_int_equal(0, uv_loop_close(&loop));
+}
+
 /* The head event a session cannot encode is dropped, logged and counted; the next one is
  * delivered. Before, the XML session closed on it and every new session did the same. */
 static void hardening_05_unencodable_head_dropped(void **state) {
@@ -1052,6 +1228,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_event_server_publish_after_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_server_start_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_05_publish_refuses_unencodable, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_publish_verdict_is_the_encoders, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(hardening_05_unencodable_head_dropped,
                                       setup_unencodable_store, teardown),
       cmocka_unit_test_setup_teardown(test_event_server_store_failure_keeps_confirmed_events,

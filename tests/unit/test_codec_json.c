@@ -342,6 +342,176 @@ static void test_codec_json_confirmation_fast_declines(void **state) {
   }
 }
 
+/* An Event as the decoder gives it, against what the fast path read. */
+static void assert_same_event(const pm_msg *m, const pm__event_view *ev) {
+  const char *type, *time;
+  int64_t id;
+  json_t *data = json_object_get(pm_msg_fields(m), "Data");
+  assert_string_equal(PM_KIND_EVENT, pm_msg_kind(m));
+  assert_int_equal(json_object_size(pm_msg_fields(m)), data != NULL ? 4 : 3);
+  assert_pm(0, pm_msg_get_int(m, "Id", &id));
+  assert_int_equal(id, ev->id);
+  assert_pm(0, pm_msg_get_string(m, "Type", &type));
+  assert_string_equal(type, ev->type);
+  assert_pm(0, pm_msg_get_string(m, "Time", &time));
+  assert_string_equal(time, ev->time);
+  if (data == NULL) {
+    assert_null(ev->data);
+  } else {
+    char *a = json_dumps(data, JSON_COMPACT), *b = json_dumps(ev->data, JSON_COMPACT);
+    assert_true(json_equal(data, ev->data));
+    assert_string_equal(a, b); /* members in the same order too */
+    free(a);
+    free(b);
+  }
+}
+
+/* Data {"A":{"A":...{}}} with the deepest member at message depth `depth` (Data is 2). */
+static json_t *deep_data(int depth) {
+  json_t *v = json_object();
+  for (int d = depth; d > 2; d--) {
+    json_t *outer = json_object();
+    assert_int_equal(0, json_object_set_new(outer, "A", v));
+    v = outer;
+  }
+  return v;
+}
+
+/* What the encoder writes for an Event (what the event server writes: test_event_server
+ * pins that) the fast path reads, as the decoder does. */
+static void test_codec_json_event_fast(void **state) {
+  static const int64_t ids[] = {0, 1, 10, 1000000007, INT64_MAX};
+  static const char *const datas[] = {
+      NULL,
+      "{}",
+      "{\"State\":\"Connected\",\"Location\":\"de\",\"KillSwitch\":true}",
+      "{\"S\":\"a\\\"b\\\\c\\n\\u0001\xc3\xa9\xf0\x9f\x98\x80\",\"N\":null,\"R\":1.5e-300}",
+      "{\"A\":[1,[2,{}],{\"B\":[]}],\"C\":{\"D\":-9223372036854775808}}",
+      "{\"A\":\"}}\"}",
+  };
+  (void)state;
+  for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+    for (size_t j = 0; j < sizeof(datas) / sizeof(datas[0]) + 1; j++) {
+      json_t *data = j < sizeof(datas) / sizeof(datas[0])
+                         ? (datas[j] != NULL ? json_loads(datas[j], 0, NULL) : NULL)
+                         : deep_data(PM_NESTING_MAX);
+      pm_msg *m = NULL, *decoded = NULL;
+      pm__event_view ev;
+      uint8_t *out;
+      size_t len;
+      assert_true(data != NULL || (j < sizeof(datas) / sizeof(datas[0]) && datas[j] == NULL) ||
+                  !"bad test data");
+      assert_pm(0, pm_msg_new(PM_KIND_EVENT, &m));
+      assert_pm(0, pm_msg_set_int(m, "Id", ids[i]));
+      assert_pm(0, pm_msg_set_string(m, "Type", "StateChanged"));
+      assert_pm(0, pm_msg_set_string(m, "Time", "2026-12-01T06:24:01.123Z"));
+      if (data != NULL)
+        assert_pm(0, pm_msg_set_tree(m, "Data", data));
+      assert_pm(0, pm_json_encode(m, &out, &len));
+      pm_msg_free(m);
+      assert_pm(0, pm_json_decode(out, len, &decoded, NULL));
+      assert_int_equal(1, pm__json_event(out, len, &ev));
+      assert_same_event(decoded, &ev);
+      json_decref(ev.data);
+      pm_msg_free(decoded);
+      pm_free(out);
+    }
+  }
+}
+
+/* Anything but the server's exact form is declined, so it gets the full decoder's verdict: the
+ * same event spelled otherwise (valid), and invalid ones. */
+static void test_codec_json_event_fast_declines(void **state) {
+#define EV "{\"Event\":{\"Id\":"
+  static const char *const valid[] = {
+      EV "-1,\"Type\":\"T\",\"Time\":\"t\"}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\"} }",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"A\":1} }}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\": {\"A\":1}}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":[1]}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":\"x\"}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{},\"X\":1}}",
+      EV "1,\"Time\":\"t\",\"Type\":\"T\"}}",
+      EV "1,\"Type\":\"T\"}}",
+      EV "1,\"Type\":\"\\u0054\",\"Time\":\"t\"}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"\xc3\xa9\"}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"a\\tb\"}}",
+      EV "1,\"Type\":\"T1234567890123456789012345678901234567890123456789012345678901234\","
+         "\"Time\":\"t\"}}",
+      "\xef\xbb\xbf" EV "1,\"Type\":\"T\",\"Time\":\"t\"}}",
+      "{\"Event\":{\"Id\":1.0,\"Type\":\"T\",\"Time\":\"t\"}}",
+  };
+  static const char *const invalid[] = {
+      EV "01,\"Type\":\"T\",\"Time\":\"t\"}}",
+      EV "9223372036854775808,\"Type\":\"T\",\"Time\":\"t\"}}",
+      EV "99999999999999999999,\"Type\":\"T\",\"Time\":\"t\"}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\"}}x",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\"}}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"A\":1}}}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"A\":1,\"A\":2}}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"not a name\":1}}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"A\":\"\\u0000\"}}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"A\":\"\xff\"}}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"A\":NaN}}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"A\":1}}}{\"Event\":{}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"A\":1}}}}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"A\":\"}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\x01\"}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t",
+  };
+  pm__event_view ev;
+  char *text;
+  size_t len;
+  json_t *data;
+  pm_msg *m = NULL;
+  (void)state;
+  for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++) {
+    assert_int_equal(0, pm__json_event((const uint8_t *)valid[i], strlen(valid[i]), &ev));
+    expect(0, valid[i]);
+  }
+  for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+    if (pm__json_event((const uint8_t *)invalid[i], strlen(invalid[i]), &ev) != 0)
+      print_error("input %s taken\n", invalid[i]);
+    assert_int_equal(0, pm__json_event((const uint8_t *)invalid[i], strlen(invalid[i]), &ev));
+    expect(PM_EPARSE, invalid[i]);
+  }
+  /* One member too deep for the model (the parser alone would take it). */
+  data = deep_data(PM_NESTING_MAX + 1);
+  assert_pm(0, pm_msg_new(PM_KIND_EVENT, &m));
+  assert_pm(0, pm_msg_set_int(m, "Id", 1));
+  assert_pm(0, pm_msg_set_string(m, "Type", "T"));
+  assert_pm(0, pm_msg_set_string(m, "Time", "t"));
+  assert_pm(0, pm_msg_set_tree(m, "Data", data));
+  text = json_dumps(pm_msg_fields(m), JSON_COMPACT);
+  pm_msg_free(m);
+  assert_non_null(text);
+  {
+    char *whole = malloc(strlen(text) + 16);
+    assert_non_null(whole);
+    sprintf(whole, "{\"Event\":%s}", text);
+    assert_int_equal(0, pm__json_event((const uint8_t *)whole, strlen(whole), &ev));
+    expect(PM_EDEPTH, whole);
+    free(whole);
+  }
+  free(text);
+  /* The node budget: {"Event":{"Id":1,"Type":"T","Time":"t","Data":{"A":[0,...]}}} is 13
+   * nodes and the zeros. */
+  text = pm_test_repeat(EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"A\":[", "0,",
+                        PM_NODES_MAX - 14, "0]}}}", &len);
+  assert_int_equal(1, pm__json_event((const uint8_t *)text, len, &ev));
+  json_decref(ev.data);
+  expect(0, text);
+  free(text);
+  text = pm_test_repeat(EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"A\":[", "0,",
+                        PM_NODES_MAX - 13, "0]}}}", &len);
+  assert_int_equal(0, pm__json_event((const uint8_t *)text, len, &ev));
+  expect(PM_ELIMIT, text);
+  free(text);
+#undef EV
+}
+
 static void test_codec_json_decode_oom(void **state) {
   (void)state;
   pm_test_decode_oom_loop("{\"Request\":{\"Command\":\"X\",\"Params\":{\"A\":[1,2]}}}");
@@ -423,6 +593,8 @@ int main(void) {
       cmocka_unit_test(test_codec_json_round_trip),
       cmocka_unit_test(test_codec_json_confirmation_fast),
       cmocka_unit_test(test_codec_json_confirmation_fast_declines),
+      cmocka_unit_test(test_codec_json_event_fast),
+      cmocka_unit_test(test_codec_json_event_fast_declines),
       cmocka_unit_test(test_codec_json_decode_oom),
       cmocka_unit_test(hardening_02_decode_budget_json),
   };
