@@ -1,5 +1,6 @@
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 #include "testutil.h"
@@ -329,6 +330,44 @@ static void test_message_encode_out_of_memory(void **state) {
   pm_msg_free(m);
 }
 
+/* RFC 3339 UTC of tv with milliseconds, formatted in full. */
+static void stamp_of(const uv_timeval64_t *tv, char out[PM_TIME_MAX]) {
+  time_t secs = (time_t)tv->tv_sec;
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  size_t n = strftime(out, PM_TIME_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out + n, PM_TIME_MAX - n, ".%03uZ", (unsigned)(tv->tv_usec / 1000) % 1000u);
+}
+
+/* pm_time_now formats the second once and the milliseconds per call: each stamp lies between
+ * the clock read before and after it, across a change of second too (so the kept second is
+ * not stale). Runs until two seconds were seen, at most about two seconds of busy calls. */
+static void test_message_time_now(void **state) {
+  char before[PM_TIME_MAX], got[PM_TIME_MAX], after[PM_TIME_MAX];
+  int64_t first_sec = -1;
+  int seconds = 0;
+  uint64_t deadline = uv_hrtime() + 3000000000u;
+  (void)state;
+  while (seconds < 2 && uv_hrtime() < deadline) {
+    uv_timeval64_t t0, t1;
+    uv_gettimeofday(&t0);
+    pm_time_now(got);
+    uv_gettimeofday(&t1);
+    stamp_of(&t0, before);
+    stamp_of(&t1, after);
+    assert_int_equal(24, strlen(got));
+    /* The same width throughout, so the strings compare as the times do. */
+    if (strcmp(before, got) > 0 || strcmp(got, after) > 0)
+      print_error("%s not within %s .. %s\n", got, before, after);
+    assert_true(strcmp(before, got) <= 0 && strcmp(got, after) <= 0);
+    if (t0.tv_sec != first_sec) {
+      first_sec = t0.tv_sec;
+      seconds++;
+    }
+  }
+  assert_int_equal(2, seconds);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_message_new),        cmocka_unit_test(test_message_name_valid),
@@ -339,6 +378,7 @@ int main(void) {
       cmocka_unit_test(test_message_zero_sized_allocations),
       cmocka_unit_test(test_message_partial_byte_order_mark),
       cmocka_unit_test(test_message_encode_out_of_memory),
+      cmocka_unit_test(test_message_time_now),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
