@@ -97,6 +97,12 @@ typedef struct pm__event_view {
  * then p is the full decoder's to judge (it may still be a valid Event). */
 int pm__json_event(const uint8_t *p, size_t len, pm__event_view *ev);
 
+/* The compact JSON text of v, a value that passed the model's check (pm__tree_check: it bounds
+ * the depth), as pm_json_encode writes it inside a message: in a new buffer (*out, pm__free)
+ * after `room` bytes left for the caller, followed by a NUL; *len is the text's length.
+ * 0, PM_EINVAL (a string that is not UTF-8) or PM_ENOMEM. */
+int pm__json_value_text(const json_t *v, size_t room, uint8_t **out, size_t *len);
+
 /* Test hook: sees every peer the command server accepts before anything else does, so a test
  * can give its connections uids of its choosing. NULL (the default): none. */
 typedef void (*pm__peer_hook)(pm_peer *peer, void *data);

@@ -466,3 +466,23 @@ int pm__json_event(const uint8_t *p, size_t len, pm__event_view *ev) {
   ev->data = data;
   return 1;
 }
+
+int pm__json_value_text(const json_t *v, size_t room, uint8_t **out, size_t *len) {
+  sink s = {NULL, room, 0};
+  int rc;
+  /* The guess plus the NUL: one allocation for most values. */
+  s.cap = room + size_guess(v) + 1;
+  s.buf = pm__malloc(s.cap);
+  if (s.buf == NULL)
+    return PM_ENOMEM;
+  rc = put_value(&s, v);
+  if (rc == 0 && sink_put("", 1, &s) < 0)
+    rc = PM_ENOMEM;
+  if (rc < 0) {
+    pm__free(s.buf);
+    return rc;
+  }
+  *out = s.buf;
+  *len = s.len - room - 1;
+  return 0;
+}

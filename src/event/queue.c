@@ -79,6 +79,22 @@ static int dump_put(const char *data, size_t size, void *arg) {
   return 0;
 }
 
+/* Fills the event's fields besides its Data; tail is just past the struct. */
+static void event_fill(pm__event *ev, int64_t id, const char *type, size_t type_len,
+                       int transient, const char *time) {
+  char *tail = (char *)(ev + 1);
+  memset(ev, 0, sizeof(*ev));
+  memcpy(tail, type, type_len + 1);
+  ev->type = tail;
+  ev->id = id;
+  ev->transient = transient ? 1 : 0;
+  if (time != NULL) {
+    size_t time_len = strnlen(time, sizeof(ev->time) - 1);
+    memcpy(ev->time, time, time_len);
+    ev->time[time_len] = '\0';
+  }
+}
+
 pm__event *pm__event_new(int64_t id, const char *type, json_t *data, int transient,
                          const char *time) {
   char stack[DATA_STACK_BYTES];
@@ -92,26 +108,16 @@ pm__event *pm__event_new(int64_t id, const char *type, json_t *data, int transie
   ev = pm__malloc(sizeof(*ev) + type_len + 1 + (data != NULL && !keep_tree ? text.len + 1 : 0));
   if (ev == NULL)
     goto done;
-  memset(ev, 0, sizeof(*ev));
-  tail = (char *)(ev + 1);
-  memcpy(tail, type, type_len + 1);
-  ev->type = tail;
+  event_fill(ev, id, type, type_len, transient, time);
   if (keep_tree) {
     ev->data = data;
     data = NULL;
   } else if (data != NULL) {
-    tail += type_len + 1;
+    tail = (char *)(ev + 1) + type_len + 1;
     memcpy(tail, text.p, text.len);
     tail[text.len] = '\0';
     ev->text = tail;
     ev->text_len = text.len;
-  }
-  ev->id = id;
-  ev->transient = transient ? 1 : 0;
-  if (time != NULL) {
-    size_t time_len = strnlen(time, sizeof(ev->time) - 1);
-    memcpy(ev->time, time, time_len);
-    ev->time[time_len] = '\0';
   }
   /* strlen(type) + the data's compact JSON + EVENT_OVERHEAD_BYTES */
   ev->bytes = type_len + EVENT_OVERHEAD_BYTES + text.len;
@@ -119,6 +125,33 @@ done:
   if (text.heap)
     pm__free(text.p);
   json_decref(data);
+  return ev;
+}
+
+pm__event *pm__event_new_checked(int64_t id, const char *type, json_t *data, int transient,
+                                 const char *time) {
+  size_t type_len = strlen(type), room = sizeof(pm__event) + type_len + 1, len = 0;
+  uint8_t *buf = NULL, *trimmed;
+  pm__event *ev;
+  if (data == NULL || strcmp(type, PM__EVENTS_LOST_TYPE) == 0)
+    return pm__event_new(id, type, data, transient, time);
+  /* The struct, the type and the text in the encoder's own buffer: one allocation, no copy.
+   * jansson's dump refuses what the encoder refuses (a string that is not UTF-8). */
+  if (pm__json_value_text(data, room, &buf, &len) < 0) {
+    json_decref(data);
+    return NULL;
+  }
+  json_decref(data);
+  /* The encoder's first guess counts every number as 24 digits: what is left over goes back
+   * (a shrink in place), as a queue may hold many events. */
+  trimmed = pm__realloc(buf, room + len + 1);
+  if (trimmed != NULL)
+    buf = trimmed;
+  ev = (pm__event *)(void *)buf;
+  event_fill(ev, id, type, type_len, transient, time);
+  ev->text = (const char *)buf + room;
+  ev->text_len = len;
+  ev->bytes = type_len + EVENT_OVERHEAD_BYTES + len;
   return ev;
 }
 
