@@ -590,14 +590,16 @@ static void pump(session *ss) {
    * read outside the lock from here. */
   set_state(ss, SESSION_IN_FLIGHT);
   /* Writing a large event to a slow reader may take a while: the acknowledgement timeout
-   * starts once it is written, and the write has a deadline of its own. */
+   * starts once it is written, and a write that is queued has a deadline of its own (one
+   * written at once, the usual case, goes straight to the acknowledgement timeout). */
   ss->writing_event = 1;
-  uv_timer_start(&ss->timer, on_event_write_timeout, s->opts.write_timeout_ms, 0);
   rc = send_event(ss, head, m, on_event_sent);
   if (rc < 0)
     close_session(ss, "could not send");
   else if (rc == 1)
     on_event_sent(ss, 0);
+  else
+    uv_timer_start(&ss->timer, on_event_write_timeout, s->opts.write_timeout_ms, 0);
 }
 
 /* ---- observers ---------------------------------------------------------------------------- */

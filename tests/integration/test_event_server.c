@@ -167,6 +167,19 @@ static int setup_fast_heartbeat(void **state) {
   return 0;
 }
 
+/* An event's write has a short deadline of its own; the acknowledgement timeout is too long
+ * to end anything within a test. */
+#define WRITE_DEADLINE_MS 300
+
+static int setup_write_deadline(void **state) {
+  (void)state;
+  setup_dir();
+  fx.opts.write_timeout_ms = WRITE_DEADLINE_MS;
+  fx.opts.ack_timeout_ms = (uint32_t)(4 * pm_test_margin_ms(10000));
+  start_server();
+  return 0;
+}
+
 /* Runs SQL on the store file with SQLite itself, as an older version or a damaged disk
  * might have left it. */
 static void store_exec(const char *sql) {
@@ -1220,6 +1233,37 @@ static void test_event_server_store_failure_keeps_confirmed_events(void **state)
   assert_int_equal(2, stats_now().queued);
 }
 
+/* An event the client does not read ends the session at the write's deadline: the
+ * acknowledgement timeout starts only once the event is written (publish sends a write that
+ * completes at once straight to it). */
+static void test_event_server_event_write_deadline(void **state) {
+  /* Far more than a pipe's buffer takes, so the write waits for a reader that never comes. */
+  static const size_t big = (size_t)8 * 1024 * 1024;
+  char *blob = malloc(big + 1);
+  uint64_t start, waited;
+  int fd;
+  (void)state;
+  assert_non_null(blob);
+  memset(blob, 'a', big);
+  blob[big] = '\0';
+  fd = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+  assert_true(fd >= 0);
+  while (!stats_now().attached)
+    uv_sleep(5);
+  start = pm_test_now_ms();
+  assert_pm(0, pm_event_server_publish(fx.server, "Big", json_pack("{s:s}", "S", blob), NULL));
+  free(blob);
+  while (stats_now().ack_failures == 0 && pm_test_now_ms() - start < (uint64_t)WAIT_MS)
+    uv_sleep(5);
+  waited = pm_test_now_ms() - start;
+  assert_int_equal(1, stats_now().ack_failures);
+  /* Not before the deadline (less the loop's clock, cached up to an iteration before the
+   * timer started: 50 ms is plenty), and long before the acknowledgement timeout. */
+  assert_true(waited >= WRITE_DEADLINE_MS - 50);
+  assert_true(waited < (uint64_t)WAIT_MS);
+  close(fd);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_event_server_concurrent_publishers, setup, teardown),
@@ -1229,6 +1273,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_event_server_start_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_05_publish_refuses_unencodable, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_server_publish_verdict_is_the_encoders, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_event_write_deadline, setup_write_deadline,
                                       teardown),
       cmocka_unit_test_setup_teardown(hardening_05_unencodable_head_dropped,
                                       setup_unencodable_store, teardown),
