@@ -79,7 +79,7 @@ static int dump_put(const char *data, size_t size, void *arg) {
   return 0;
 }
 
-/* Fills the event's fields besides its Data; tail is just past the struct. */
+/* Fills the event's fields besides its Data, the type copied just past the struct. */
 static void event_fill(pm__event *ev, int64_t id, const char *type, size_t type_len,
                        int transient, const char *time) {
   char *tail = (char *)(ev + 1);

@@ -659,6 +659,51 @@ static void test_queue_reserved_type_is_not_a_marker(void **state) {
   pm__queue_clear(&q);
 }
 
+/* An event made from checked Data has its text written by the JSON encoder, in the same one
+ * allocation: the same bytes as jansson's compact dump (pm__event_new), the same fields and
+ * cost; out of memory at any allocation gives NULL and frees the Data. */
+static void test_queue_event_new_checked(void **state) {
+  static const char *const datas[] = {
+      "{}",
+      "{\"a\":1,\"s\":\"x\\\"y\\\\z\\n\\u0001\xc3\xa9\",\"l\":[true,null,false,[]],\"o\":{}}",
+      "{\"r\":0.1,\"e\":1e300,\"n\":-9223372036854775808,\"big\":12345678901234567890.0}",
+  };
+  (void)state;
+  for (size_t i = 0; i < sizeof(datas) / sizeof(datas[0]); i++) {
+    json_t *in = json_loads(datas[i], 0, NULL);
+    pm__event *ev, *ref, *copy;
+    int clean = 0;
+    assert_non_null(in);
+    ref = pm__event_new(7, "Type", json_incref(in), 1, TIME);
+    ev = pm__event_new_checked(7, "Type", json_incref(in), 1, TIME);
+    assert_non_null(ref);
+    assert_non_null(ev);
+    assert_null(ev->data);
+    assert_string_equal(ref->text, ev->text);
+    assert_int_equal(ref->text_len, ev->text_len);
+    assert_int_equal(ref->bytes, ev->bytes);
+    assert_string_equal("Type", ev->type);
+    assert_string_equal(TIME, ev->time);
+    assert_int_equal(7, ev->id);
+    assert_int_equal(1, ev->transient);
+    copy = pm__event_dup(ev);
+    assert_non_null(copy);
+    assert_string_equal(ev->text, copy->text);
+    pm__event_free(copy);
+    pm__event_free(ev);
+    pm__event_free(ref);
+    for (unsigned long n = 1; !clean && n < 10; n++) {
+      pm__alloc_fail_after(n);
+      ev = pm__event_new_checked(8, "T", json_incref(in), 0, TIME);
+      clean = ev != NULL;
+      pm__alloc_fail_after(0);
+      pm__event_free(ev);
+    }
+    assert_true(clean);
+    json_decref(in);
+  }
+}
+
 /* Fails the nth allocation for n = 1, 2, ... over pm__event_new and an overflowing push that
  * needs a new marker; stops once a round runs without a failure. */
 static void test_queue_out_of_memory(void **state) {
@@ -780,6 +825,7 @@ int main(void) {
       cmocka_unit_test(test_queue_drop_transient),
       cmocka_unit_test(test_queue_reserved_type_is_not_a_marker),
       cmocka_unit_test(test_queue_out_of_memory),
+      cmocka_unit_test(test_queue_event_new_checked),
       cmocka_unit_test(test_queue_restored_damaged_marker_not_merged),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
