@@ -469,9 +469,11 @@ int pm__json_event(const uint8_t *p, size_t len, pm__event_view *ev) {
 
 int pm__json_value_text(const json_t *v, size_t room, uint8_t **out, size_t *len) {
   sink s = {NULL, room, 0};
+  size_t nodes = 0, guess = 0;
   int rc;
   /* The guess plus the NUL: one allocation for most values. */
-  s.cap = room + size_guess(v) + 1;
+  measure(v, &nodes, &guess);
+  s.cap = room + guess + 1;
   s.buf = pm__malloc(s.cap);
   if (s.buf == NULL)
     return PM_ENOMEM;
