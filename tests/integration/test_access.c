@@ -288,6 +288,210 @@ static void hardening_03_idle_user_cannot_starve_root(void **state) {
   assert_int_equal(0, status);
 }
 
+/* A connection to path made by a child running as nobody (credentials are taken at connect):
+ * the descriptor is handed back over SCM_RIGHTS, so the test drives it as nobody's. -1 when
+ * connect failed. */
+static int connect_as_nobody(const char *path) {
+  int sv[2], fd = -1, status;
+  char c = 0;
+  char control[CMSG_SPACE(sizeof(int))];
+  struct iovec iov = {&c, 1};
+  struct msghdr msg = {0};
+  struct cmsghdr *cm;
+  pid_t pid;
+  assert_int_equal(0, socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int conn;
+    close(sv[0]);
+    if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+      _exit(1);
+    conn = pm_test_connect(path);
+    memset(control, 0, sizeof(control));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (conn >= 0) {
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof(control);
+      cm = CMSG_FIRSTHDR(&msg);
+      cm->cmsg_level = SOL_SOCKET;
+      cm->cmsg_type = SCM_RIGHTS;
+      cm->cmsg_len = CMSG_LEN(sizeof(int));
+      memcpy(CMSG_DATA(cm), &conn, sizeof(int));
+    }
+    _exit(sendmsg(sv[1], &msg, 0) == 1 ? 0 : 1);
+  }
+  close(sv[1]);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  assert_int_equal(1, recvmsg(sv[0], &msg, 0));
+  cm = CMSG_FIRSTHDR(&msg);
+  if (cm != NULL && cm->cmsg_type == SCM_RIGHTS)
+    memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+  close(sv[0]);
+  assert_int_equal(pid, waitpid(pid, &status, 0));
+  assert_int_equal(0, status);
+  return fd;
+}
+
+#define OBSERVE "{\"Handshake\":{\"Seq\":1,\"Mode\":\"Observe\"}}"
+
+/* Publishes count events of type Demo through EmitEvent, each with a Pad of pad_bytes; returns
+ * the first id. */
+static int64_t emit_padded(int count, size_t pad_bytes) {
+  char *pad = malloc(pad_bytes + 1);
+  json_t *data = NULL;
+  int64_t first;
+  assert_non_null(pad);
+  memset(pad, 'p', pad_bytes);
+  pad[pad_bytes] = '\0';
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "EmitEvent",
+                                         json_pack("{s:s, s:i, s:{s:s}}", "Type", "Demo", "Count",
+                                                   count, "Data", "Pad", pad),
+                                         &data));
+  free(pad);
+  first = json_integer_value(json_object_get(data, "FirstId"));
+  json_decref(data);
+  return first;
+}
+
+/* The next event on fd must have this id; confirmed when confirm is set. */
+static void expect_event(int fd, int64_t id, int confirm) {
+  pm_msg *m = pm_test_next_event(fd, 5000);
+  pm_test_assert_kind(m, "Event");
+  assert_int_equal(id, pm_test_int_field(m, "Id"));
+  pm_msg_free(m);
+  if (confirm)
+    pm_test_confirm(fd, id);
+}
+
+/* Without --allow-uid nobody can neither observe nor be the client: refused before its
+ * handshake is read, whatever Mode it asks for. */
+static void test_access_event_roles_refused(void **state) {
+  static const char *const args[] = {"--socket-mode", "0666", "--test-commands", NULL};
+  const char *handshakes[] = {OBSERVE, "{\"Handshake\":{\"Seq\":1}}"};
+  (void)state;
+  require_root();
+  start(args);
+  emit_padded(1, 1);
+  for (size_t i = 0; i < 2; i++) {
+    int fd = connect_as_nobody(svc.event_pipe);
+    assert_true(fd >= 0);
+    assert_int_equal(0, pm_test_send_frame(fd, handshakes[i]));
+    pm_test_expect_disconnect(fd, "NotAuthorized", 5000);
+    close(fd);
+  }
+  /* The queued event was given to no one. */
+  assert_int_equal(1, pm_test_stat(svc.command_pipe, "Events", "Queued"));
+  assert_int_equal(0, pm_test_stat(svc.command_pipe, "Events", "ObserverSessions"));
+}
+
+/* An allowed second user observing gets what §5.11 says and nothing more: events published
+ * after it attached, none of the client's backlog; its confirmations and resume cursor change
+ * nothing; it never holds the client slot, and as a would-be client it is Busy while root's
+ * client is attached. */
+static void test_access_allowed_observer_cannot_consume(void **state) {
+  static const char *const args[] = {"--socket-mode", "0666", "--allow-uid", "65534",
+                                     "--test-commands", NULL};
+  int64_t before, first;
+  pm_msg *reply = NULL, *m;
+  char handshake[160];
+  int obs, client, intruder;
+  (void)state;
+  require_root();
+  start(args);
+  before = emit_padded(1, 1);
+  obs = connect_as_nobody(svc.event_pipe);
+  assert_true(obs >= 0);
+  assert_int_equal(0, pm_test_send_frame(obs, OBSERVE));
+  reply = pm_test_recv_msg(obs, 5000);
+  pm_test_assert_kind(reply, "Handshake");
+  pm_msg_free(reply);
+  first = emit_padded(3, 1);
+  for (int64_t id = first; id < first + 3; id++)
+    expect_event(obs, id, 1);
+  /* A resume cursor asking to discard everything, from a second observer session: ignored. */
+  intruder = connect_as_nobody(svc.event_pipe);
+  assert_true(intruder >= 0);
+  snprintf(handshake, sizeof(handshake),
+           "{\"Handshake\":{\"Seq\":1,\"Mode\":\"Observe\",\"Epoch\":%lld,"
+           "\"LastEventId\":9223372036854775807}}",
+           (long long)pm_test_stat(svc.command_pipe, "Events", "Epoch"));
+  assert_int_equal(0, pm_test_send_frame(intruder, handshake));
+  m = pm_test_recv_msg(intruder, 5000);
+  pm_test_assert_kind(m, "Handshake");
+  pm_msg_free(m);
+  close(intruder);
+  assert_int_equal(4, pm_test_stat(svc.command_pipe, "Events", "Queued"));
+  assert_int_equal(0, pm_test_stat(svc.command_pipe, "Events", "Attached"));
+  assert_int_equal(0, pm_test_stat(svc.command_pipe, "Events", "StaleAcks"));
+  /* Root's client attaches beside the observer and gets every event, the backlog included. */
+  client = pm_test_event_attach(svc.event_pipe, NULL, 5000, NULL);
+  expect_event(client, before, 1);
+  for (int64_t id = first; id < first + 3; id++)
+    expect_event(client, id, 1);
+  /* nobody asking for the client slot now is Busy; root's client keeps it. */
+  intruder = connect_as_nobody(svc.event_pipe);
+  assert_true(intruder >= 0);
+  assert_int_equal(0, pm_test_send_frame(intruder, "{\"Handshake\":{\"Seq\":1}}"));
+  pm_test_expect_disconnect(intruder, "Busy", 5000);
+  close(intruder);
+  first = emit_padded(1, 1);
+  expect_event(client, first, 1);
+  expect_event(obs, first, 0);
+  close(client);
+  close(obs);
+}
+
+/* An allowed observer that never reads: cut off with TooSlow at observer-max-unsent, the
+ * service's memory stays bounded, and root's client gets every event in order meanwhile. */
+static void test_access_slow_observer_bounded(void **state) {
+  /* Heartbeats every 60 s: only the unread bytes may end the observer here, as they would for
+   * one that answers heartbeats from a backlog it reads too slowly. */
+  static const char *const args[] = {"--socket-mode", "0666", "--allow-uid", "65534",
+                                     "--test-commands", "--heartbeat-ms", "60000" NULL};
+  enum { BATCHES = 20, PER_BATCH = 20, PAD = 64 * 1024 };
+  long before_kb, grown_kb;
+  pm_msg *m;
+  int obs, client;
+  (void)state;
+  require_root();
+  start(args);
+  client = pm_test_event_attach(svc.event_pipe, NULL, 5000, NULL);
+  obs = connect_as_nobody(svc.event_pipe);
+  assert_true(obs >= 0);
+  assert_int_equal(0, pm_test_send_frame(obs, OBSERVE));
+  m = pm_test_recv_msg(obs, 5000);
+  pm_test_assert_kind(m, "Handshake");
+  pm_msg_free(m);
+  /* Warm up the allocator and the client's path with one batch before measuring. */
+  for (int64_t id = emit_padded(PER_BATCH, PAD), n = 0; n < PER_BATCH; n++)
+    expect_event(client, id + n, 1);
+  pm_test_reset_peak_rss(svc.pid);
+  before_kb = pm_test_peak_rss_kb(svc.pid);
+  for (int b = 0; b < BATCHES; b++) {
+    int64_t first = emit_padded(PER_BATCH, PAD);
+    for (int64_t n = 0; n < PER_BATCH; n++)
+      expect_event(client, first + n, 1);
+  }
+  grown_kb = pm_test_peak_rss_kb(svc.pid) - before_kb;
+  pm_test_await_log(&svc, "uid=65534 observer detached reason=\"TooSlow");
+  assert_int_equal(1, pm_test_stat(svc.command_pipe, "Events", "SlowObservers"));
+  assert_int_equal(0, pm_test_stat(svc.command_pipe, "Events", "Observers"));
+  assert_int_equal(1, pm_test_stat(svc.command_pipe, "Events", "Attached"));
+  assert_int_equal(0, pm_test_stat(svc.command_pipe, "Events", "Queued"));
+  /* 25 MiB went past the observer. It may hold 4 MiB plus one event unread; a batch (1.25 MiB)
+   * waits in the queue and is encoded once per session; 6 MiB more for the allocator's
+   * slack. Keeping what the observer did not read would pass 20 MiB. */
+  if (pm_test_rss_meaningful())
+    assert_in_range(grown_kb, 0, 12 * 1024);
+  close(obs);
+  close(client);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_access_other_user_refused, setup, teardown),
@@ -301,6 +505,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_access_symlinked_directory_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_03_idle_user_cannot_starve_root, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_access_event_roles_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_access_allowed_observer_cannot_consume, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_access_slow_observer_bounded, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
