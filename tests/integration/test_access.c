@@ -452,7 +452,7 @@ static void test_access_slow_observer_bounded(void **state) {
   /* Heartbeats every 60 s: only the unread bytes may end the observer here, as they would for
    * one that answers heartbeats from a backlog it reads too slowly. */
   static const char *const args[] = {"--socket-mode", "0666", "--allow-uid", "65534",
-                                     "--test-commands", "--heartbeat-ms", "60000" NULL};
+                                     "--test-commands", "--heartbeat-ms", "60000", NULL};
   enum { BATCHES = 20, PER_BATCH = 20, PAD = 64 * 1024 };
   long before_kb, grown_kb;
   pm_msg *m;

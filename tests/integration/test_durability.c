@@ -300,6 +300,112 @@ static void hardening_04_disk_full(void **state) {
     assert_true(emit_saved(200) > max_ok);
 }
 
+/* One EmitEvent of a Saved event carrying N and a 2 KiB Pad; its id, or 0 for Error. */
+static int64_t emit_padded(int n) {
+  char pad[2049];
+  json_t *d = NULL;
+  const char *result;
+  int64_t id = 0;
+  memset(pad, 'p', sizeof(pad) - 1);
+  pad[sizeof(pad) - 1] = '\0';
+  result = pm_test_call(svc.command_pipe, "EmitEvent",
+                        json_pack("{s:s, s:{s:i, s:s}}", "Type", "Saved", "Data", "N", n, "Pad",
+                                  pad),
+                        &d);
+  if (strcmp(result, "Ok") == 0)
+    id = json_integer_value(json_object_get(d, "FirstId"));
+  else
+    assert_string_equal("Error", result);
+  json_decref(d);
+  return id;
+}
+
+/* The disk fills while a client is attached and events are published and confirmed: the
+ * publishes the store can no longer keep answer Error, every one answered Ok reaches the
+ * client, commands are still answered, and publishing works again once space is freed, without
+ * a restart. After kill -9 only events answered Ok come back (those whose confirmation could
+ * not be written), and no id is handed out twice. */
+static void test_durability_disk_fills_while_delivering(void **state) {
+  static const char *fs_args[] = {"--test-commands", "--data-dir", small_fs, NULL};
+  enum { ROUNDS = 80, LEFT = 64 * 1024 };
+  int64_t ok_ids[ROUNDS + 3], max_ok = 0;
+  int n_ok = 0, n_err = 0, fd;
+  char filler[200];
+  long size;
+  (void)state;
+  if (geteuid() != 0)
+    pm_test_skip("mounting a small tmpfs needs root");
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  snprintf(small_fs, sizeof(small_fs), "%s/small", svc.dir);
+  assert_int_equal(0, mkdir(small_fs, 0700));
+  if (mount("tmpfs", small_fs, "tmpfs", 0, "size=4m,mode=0700") < 0)
+    pm_test_skip("cannot mount a tmpfs: %s", strerror(errno));
+  small_fs_mounted = 1;
+  pm_test_service_restart(&svc, fs_args);
+  fd = pm_test_event_attach(svc.event_pipe, NULL, SLACK_MS, NULL);
+  /* Full, then 64 KiB given back: the store fills it within a few publishes of 2 KiB. */
+  snprintf(filler, sizeof(filler), "%s/filler", small_fs);
+  size = fill_disk(filler);
+  assert_true(size > LEFT);
+  assert_int_equal(0, truncate(filler, size - LEFT));
+  for (int i = 0; i < ROUNDS; i++) {
+    int64_t id = emit_padded(i);
+    if (id == 0) {
+      n_err++;
+    } else {
+      pm_msg *m = pm_test_next_event(fd, SLACK_MS);
+      pm_test_assert_kind(m, "Event");
+      assert_int_equal(id, pm_test_int_field(m, "Id"));
+      pm_msg_free(m);
+      pm_test_confirm(fd, id);
+      assert_true(id > max_ok);
+      ok_ids[n_ok++] = max_ok = id;
+    }
+    if (i % 10 == 0)
+      assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, NULL));
+  }
+  assert_true(n_ok > 0);
+  assert_true(n_err > 0);
+  pm_test_await_log(&svc, "error: cannot publish EmitEvent's event");
+  assert_true(pm_test_stat(svc.command_pipe, "Events", "StoreErrors") > 0);
+  assert_int_equal(1, pm_test_stat(svc.command_pipe, "Events", "Attached"));
+
+  assert_int_equal(0, unlink(filler));
+  for (int i = 0; i < 3; i++) {
+    int64_t id = emit_padded(1000 + i);
+    pm_msg *m = pm_test_next_event(fd, SLACK_MS);
+    assert_true(id > max_ok);
+    pm_test_assert_kind(m, "Event");
+    assert_int_equal(id, pm_test_int_field(m, "Id"));
+    pm_msg_free(m);
+    pm_test_confirm(fd, id);
+    ok_ids[n_ok++] = max_ok = id;
+  }
+  close(fd);
+  kill9();
+  pm_test_service_restart(&svc, fs_args);
+  fd = pm_test_event_attach(svc.event_pipe, NULL, SLACK_MS, NULL);
+  for (;;) {
+    pm_msg *m = pm_test_next_event(fd, 500);
+    int64_t id;
+    int known = 0;
+    if (m == NULL)
+      break;
+    pm_test_assert_kind(m, "Event");
+    id = pm_test_int_field(m, "Id");
+    for (int i = 0; i < n_ok; i++)
+      known |= ok_ids[i] == id;
+    if (!known) {
+      print_error("event %lld came back but was never answered Ok\n", (long long)id);
+      fail();
+    }
+    pm_test_confirm(fd, id);
+    pm_msg_free(m);
+  }
+  close(fd);
+  assert_true(emit_saved(2000) > max_ok);
+}
+
 /* Opens the service's store with SQLite itself, as an older version, an editor or a damaged
  * disk might have left it, and runs sql. */
 static void store_exec(const char *sql) {
@@ -379,6 +485,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_durability_overflow_marker_survives, setup, teardown),
       cmocka_unit_test_setup_teardown(test_durability_sigterm_keeps_queue, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_04_disk_full, setup, teardown_small_fs),
+      cmocka_unit_test_setup_teardown(test_durability_disk_fills_while_delivering, setup,
+                                      teardown_small_fs),
       cmocka_unit_test_setup_teardown(hardening_06_malformed_rows_skipped, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
