@@ -22,9 +22,31 @@
 /* The data directory: the service's group may read it. */
 #define DATA_DIR_MODE 0750
 
+/* Whoever may create, rename or delete files in the data directory may put their own event
+ * store (or settings) in the service's place, and so forge events it delivers as its own: a
+ * data directory that exists already must be one only root or the service's user can change.
+ * Unlike the socket directory, the sticky bit does not help: another user could still create
+ * events.db (or its journal) before the service does. */
 int platform_make_data_dir(const char *dir) {
+  struct stat st;
   if (mkdir(dir, DATA_DIR_MODE) < 0 && errno != EEXIST) {
     log_msg(LVL_ERROR, "cannot create data dir '%s': %s", dir, strerror(errno));
+    return -1;
+  }
+  if (lstat(dir, &st) < 0) {
+    log_msg(LVL_ERROR, "cannot use data dir '%s': %s", dir, strerror(errno));
+    return -1;
+  }
+  if (!S_ISDIR(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid())) {
+    log_msg(LVL_ERROR,
+            "cannot use data dir '%s': not a directory owned by root or the service's user "
+            "(a symlink is not followed)",
+            dir);
+    return -1;
+  }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    log_msg(LVL_ERROR, "cannot use data dir '%s': writable by group or others (mode %04o)", dir,
+            (unsigned)(st.st_mode & 07777));
     return -1;
   }
   return 0;

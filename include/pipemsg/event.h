@@ -54,7 +54,8 @@ typedef struct pm_event_server pm_event_server;
 
 /* Durable state for an event server: the epoch, the id counter and every queued durable event,
  * in an SQLite database. Open it before starting the server; close it after the server is
- * freed. One server per store. */
+ * freed. One server per store. pm_event_store_open returns PM_EACCES for a file this process may
+ * only read, PM_EIO when it cannot be opened (a symlink is never followed) or is not a store. */
 typedef struct pm_event_store pm_event_store;
 int pm_event_store_open(const char *path, pm_event_store **out);
 void pm_event_store_close(pm_event_store *st);

@@ -52,6 +52,7 @@ void pm_event_store_close(pm_event_store *st) {
 
 int pm_event_store_open(const char *path, pm_event_store **out) {
   pm_event_store *st;
+  int rc = PM_EIO;
   if (path == NULL || out == NULL)
     return PM_EINVAL;
   st = pm__calloc(1, sizeof(*st));
@@ -59,8 +60,15 @@ int pm_event_store_open(const char *path, pm_event_store **out) {
     return PM_ENOMEM;
   if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                          SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
-                      NULL) != SQLITE_OK ||
-      sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS) != SQLITE_OK ||
+                      NULL) != SQLITE_OK)
+    goto fail;
+  /* SQLite opens a file it may not write read-only without saying so: every publish would
+   * then fail. Refused here, so the service does not start with a store it cannot keep. */
+  if (sqlite3_db_readonly(st->db, "main") != 0) {
+    rc = PM_EACCES;
+    goto fail;
+  }
+  if (sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS) != SQLITE_OK ||
       sqlite3_exec(st->db, schema, NULL, NULL, NULL) != SQLITE_OK)
     goto fail;
   for (int i = 0; i < ST_MAX; i++)
@@ -71,7 +79,7 @@ int pm_event_store_open(const char *path, pm_event_store **out) {
 fail:
   pm__debug("event store %s: %s", path, st->db ? sqlite3_errmsg(st->db) : "cannot open");
   pm_event_store_close(st);
-  return PM_EIO;
+  return rc;
 }
 
 static int run(sqlite3_stmt *s) {

@@ -406,6 +406,83 @@ static void test_durability_disk_fills_while_delivering(void **state) {
   assert_true(emit_saved(2000) > max_ok);
 }
 
+/* pipemsgd with a data dir, run until it stops by itself (10 s at most: a service that does
+ * not refuse to start is then ended, status 124); as nobody when as_nobody is set. Returns its
+ * exit status, its stderr to *err. */
+static int run_with_data_dir(const char *dir, int as_nobody, const char **err) {
+  char cmd[200], evt[200];
+  const char *plain[] = {"/usr/bin/timeout", "10", PM_BIN_DIR "/pipemsgd", "-c", cmd, "-e", evt,
+                         "--data-dir", dir, NULL};
+  const char *nobody[] = {"/usr/bin/timeout", "10", "/usr/bin/setpriv", "--reuid=65534",
+                          "--regid=65534", "--clear-groups", PM_BIN_DIR "/pipemsgd", "-c", cmd,
+                          "-e", evt, "--data-dir", dir, NULL};
+  snprintf(cmd, sizeof(cmd), "%s/cmd2", svc.dir);
+  snprintf(evt, sizeof(evt), "%s/evt2", svc.dir);
+  return pm_test_run(as_nobody ? nobody : plain, NULL, err);
+}
+
+/* A data directory others may write to would let them put their own event store in the
+ * service's place (and forge the events it delivers), so pipemsgd refuses to start on one, as
+ * it does on a symlink or a directory owned by another user. */
+static void test_durability_unsafe_data_dir_refused(void **state) {
+  char dir[200], link[200];
+  const char *err;
+  (void)state;
+  snprintf(dir, sizeof(dir), "%s/open", svc.dir);
+  assert_int_equal(0, mkdir(dir, 0700));
+  assert_int_equal(0, chmod(dir, 0777));
+  assert_int_equal(1, run_with_data_dir(dir, 0, &err));
+  assert_non_null(strstr(err, "writable by group or others (mode 0777)"));
+  assert_int_equal(0, chmod(dir, 01777));
+  assert_int_equal(1, run_with_data_dir(dir, 0, &err));
+  assert_non_null(strstr(err, "writable by group or others"));
+  assert_int_equal(0, chmod(dir, 0770));
+  assert_int_equal(1, run_with_data_dir(dir, 0, &err));
+  assert_non_null(strstr(err, "writable by group or others"));
+  assert_int_equal(0, chmod(dir, 0750));
+  snprintf(link, sizeof(link), "%s/link", svc.dir);
+  assert_int_equal(0, symlink(dir, link));
+  assert_int_equal(1, run_with_data_dir(link, 0, &err));
+  assert_non_null(strstr(err, "not a directory owned by root or the service's user"));
+  assert_int_equal(0, access(dir, F_OK));
+  {
+    char db[240];
+    snprintf(db, sizeof(db), "%s/events.db", dir);
+    assert_int_equal(-1, access(db, F_OK));
+  }
+  if (geteuid() != 0)
+    pm_test_skip("a directory of another user needs root (chown)");
+  assert_int_equal(0, chown(dir, 65534, 65534));
+  assert_int_equal(1, run_with_data_dir(dir, 0, &err));
+  assert_non_null(strstr(err, "not a directory owned by root or the service's user"));
+}
+
+/* A store file the service may only read: SQLite would open it read-only without a word and
+ * every publish fail; the service refuses to start instead. Root may write any file, so the
+ * service runs as nobody here. */
+static void test_durability_read_only_store_refused(void **state) {
+  char dir[200], db[240];
+  const char *err;
+  (void)state;
+  if (geteuid() != 0)
+    pm_test_skip("needs root (runs pipemsgd as user nobody with setpriv)");
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  assert_int_equal(0, chmod(svc.dir, 0755));
+  snprintf(dir, sizeof(dir), "%s/nobody", svc.dir);
+  assert_int_equal(0, mkdir(dir, 0700));
+  assert_int_equal(0, chown(dir, 65534, 65534));
+  snprintf(db, sizeof(db), "%s/events.db", dir);
+  {
+    int fd = open(db, O_WRONLY | O_CREAT | O_EXCL, 0444);
+    assert_true(fd >= 0);
+    close(fd);
+  }
+  assert_int_equal(0, chown(db, 65534, 65534));
+  assert_int_equal(1, run_with_data_dir(dir, 1, &err));
+  assert_non_null(strstr(err, "cannot open event store"));
+  assert_non_null(strstr(err, "permission denied"));
+}
+
 /* Opens the service's store with SQLite itself, as an older version, an editor or a damaged
  * disk might have left it, and runs sql. */
 static void store_exec(const char *sql) {
@@ -488,6 +565,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_durability_disk_fills_while_delivering, setup,
                                       teardown_small_fs),
       cmocka_unit_test_setup_teardown(hardening_06_malformed_rows_skipped, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_durability_unsafe_data_dir_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_durability_read_only_store_refused, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
