@@ -82,7 +82,9 @@ typedef struct pm_command_server_options {
 
 /* Binds name (see pm_pipe_path) and starts serving on loop. A socket file left by a dead
  * process is replaced; one a live service answers on is PM_EADDRINUSE. The socket gets its
- * mode and group before it accepts anything. The application must ignore SIGPIPE. */
+ * mode and group before it accepts anything. A peer that goes away while it is written to
+ * never raises SIGPIPE in the application, even with SIGPIPE's default disposition
+ * (docs/api.md, "SIGPIPE"). */
 int pm_command_server_start(uv_loop_t *loop, const char *name,
                             const pm_command_server_options *opts, pm_command_server **out);
 /* Stops listening, drops any connection, removes the socket file; the server is freed once

@@ -58,6 +58,7 @@ struct pm_command_call {
 struct pm_command_server {
   uv_loop_t *loop;
   pm__listener *listener;
+  pm__sigpipe_guard *sigpipe; /* until the last connection is freed */
   pm_command_server_options opts;
   char path[PM_PIPE_PATH_MAX + 1];
   pm_command_call *calls; /* every connection not yet freed */
@@ -92,6 +93,7 @@ static void next_turn(pm_command_server *s);
 static void maybe_free_server(pm_command_server *s) {
   if (!s->closing || s->listener_open || s->calls != NULL)
     return;
+  pm__sigpipe_guard_close(s->sigpipe);
   if (s->close_cb != NULL)
     s->close_cb(s->close_arg);
   pm__free(s->spare);
@@ -660,8 +662,11 @@ int pm_command_server_start(uv_loop_t *loop, const char *name,
   spec.access.gid = s->opts.socket_gid;
   spec.access.sddl = s->opts.pipe_sddl;
   spec.fd = s->opts.listen_fd;
-  rc = pm__listen(loop, &spec, on_connection, s, &s->listener);
+  rc = pm__sigpipe_guard_start(loop, &s->sigpipe);
+  if (rc == 0)
+    rc = pm__listen(loop, &spec, on_connection, s, &s->listener);
   if (rc < 0) {
+    pm__sigpipe_guard_close(s->sigpipe);
     pm__free(s);
     return rc;
   }

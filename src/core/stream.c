@@ -33,7 +33,7 @@ static void on_sent(uv_write_t *req, int status) {
 /* Queues what is left of w's frame after done bytes; frees w on failure. */
 static int queue_rest(uv_stream_t *stream, send_req *w, size_t len, size_t done) {
   uv_buf_t bufs[2];
-  int rc;
+  int rc, held = pm__sigpipe_hold(); /* uv_write writes at once when nothing is queued */
   if (done >= sizeof(w->header)) {
     bufs[0] = uv_buf_init((char *)w->payload + (done - sizeof(w->header)),
                           (unsigned int)(len - (done - sizeof(w->header))));
@@ -43,6 +43,7 @@ static int queue_rest(uv_stream_t *stream, send_req *w, size_t len, size_t done)
     bufs[1] = uv_buf_init((char *)w->payload, (unsigned int)len);
     rc = pm__uv_error(uv_write(&w->req, stream, bufs, 2, on_sent));
   }
+  pm__sigpipe_release(held);
   if (rc < 0) {
     pm__free(w->payload);
     pm__free(w);
@@ -55,7 +56,7 @@ int pm__stream_send(uv_stream_t *stream, pm_msg *m, pm_encoding enc, size_t max_
   send_req *w = pm__calloc(1, sizeof(*w));
   size_t len = 0, done;
   uv_buf_t bufs[2];
-  int rc = w == NULL ? PM_ENOMEM : 0, n;
+  int rc = w == NULL ? PM_ENOMEM : 0, n, held;
   if (rc == 0)
     rc = pm_msg_encode(m, enc, &w->payload, &len);
   if (rc == 0)
@@ -71,7 +72,9 @@ int pm__stream_send(uv_stream_t *stream, pm_msg *m, pm_encoding enc, size_t max_
    * through the loop (and its poll changes). Only what is left goes through uv_write. */
   done = 0;
   if (uv_stream_get_write_queue_size(stream) == 0) {
+    held = pm__sigpipe_hold();
     n = uv_try_write(stream, bufs, 2);
+    pm__sigpipe_release(held);
     if (n < 0 && n != UV_EAGAIN) {
       rc = pm__uv_error(n);
       goto fail;
@@ -110,9 +113,11 @@ int pm__stream_send_bytes(uv_stream_t *stream, const uint8_t *frame, size_t len,
   uv_buf_t buf = uv_buf_init((char *)frame, (unsigned int)len);
   size_t done = 0;
   send_req *w;
-  int n, rc;
+  int n, rc, held;
   if (uv_stream_get_write_queue_size(stream) == 0) {
+    held = pm__sigpipe_hold();
     n = uv_try_write(stream, &buf, 1);
+    pm__sigpipe_release(held);
     if (n < 0 && n != UV_EAGAIN)
       return pm__uv_error(n);
     done = n > 0 ? (size_t)n : 0;
@@ -132,7 +137,9 @@ int pm__stream_send_bytes(uv_stream_t *stream, const uint8_t *frame, size_t len,
   w->cb = cb;
   w->data = data;
   buf = uv_buf_init((char *)w->payload, (unsigned int)(len - done));
+  held = pm__sigpipe_hold();
   rc = pm__uv_error(uv_write(&w->req, stream, &buf, 1, on_sent));
+  pm__sigpipe_release(held);
   if (rc < 0) {
     pm__free(w->payload);
     pm__free(w);

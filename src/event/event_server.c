@@ -80,6 +80,7 @@ typedef struct session {
 struct pm_event_server {
   uv_loop_t *loop;
   pm__listener *listener;
+  pm__sigpipe_guard *sigpipe; /* until the last session is freed */
   uv_async_t wake;
   pm_event_server_options opts;
   char path[PM_PIPE_PATH_MAX + 1];
@@ -294,6 +295,7 @@ static void maybe_free_server(pm_event_server *s) {
   for (t = s->transient; t != NULL && *t != NULL; t++)
     pm__free(*t);
   pm__free(s->transient);
+  pm__sigpipe_guard_close(s->sigpipe);
   if (s->close_cb != NULL)
     s->close_cb(s->close_arg);
   pm__free(s);
@@ -1059,6 +1061,8 @@ int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_serv
     s->epoch = make_epoch();
   if (rc == 0)
     rc = pm_pipe_path(name, s->path, sizeof(s->path));
+  if (rc == 0)
+    rc = pm__sigpipe_guard_start(loop, &s->sigpipe);
   if (rc < 0) {
     maybe_free_server(s);
     return rc;

@@ -125,6 +125,23 @@ int pm__link_peer_in_group(pm__link *link, const char *group);
  * SIGPIPE (a write fails with ERROR_NO_DATA): a no-op. */
 void pm__block_sigpipe(void);
 
+/* The library's servers run on the application's loop, where libuv writes with plain
+ * writev(): in a process that left SIGPIPE's disposition at its default, a peer gone while a
+ * response or event is written would kill it. A server takes a guard on its loop: when
+ * SIGPIPE is at its default, SIGPIPE is blocked on the loop's thread while the loop polls
+ * (where libuv writes), and one raised meanwhile is taken, so the write fails with EPIPE
+ * instead. A SIGPIPE already blocked or pending belongs to the application and is left alone.
+ * *out is NULL when no guard is needed (SIGPIPE ignored or handled; always on Windows). Start
+ * and close on the loop's thread; close once no write of the server can follow (it frees
+ * itself once its handles have closed). */
+typedef struct pm__sigpipe_guard pm__sigpipe_guard;
+int pm__sigpipe_guard_start(uv_loop_t *loop, pm__sigpipe_guard **out);
+void pm__sigpipe_guard_close(pm__sigpipe_guard *g);
+/* Around a write made outside the loop's poll (a timer, a call from the application): the
+ * same protection while a guard is alive. Returns what pm__sigpipe_release needs. */
+int pm__sigpipe_hold(void);
+void pm__sigpipe_release(int held);
+
 /* One connection attempt for a client on a loop, without waiting, into client
  * (uv_pipe_init()ed, ipc 0): 0 when it is connected and open; PM_EBUSY when nobody accepts now
  * (no pipe yet, refused, every instance busy: try again later), PM_EACCES when refused access,
