@@ -199,7 +199,10 @@ static pm_result round_trip(pm_client *c, const char *command, json_t *params,
   return round_trip_result(rc, *response);
 }
 
-static int parse_params(const char *params_json, json_t **out) {
+/* The parser's own words go to why (when not NULL): "not a JSON object" alone would hide which
+ * of NaN, a NUL, a lone surrogate or an integer beyond 64 bits the caller's JSON library let
+ * through. */
+static int parse_params(const char *params_json, json_t **out, char *why) {
   json_error_t err;
   *out = NULL;
   if (params_json == NULL)
@@ -207,6 +210,11 @@ static int parse_params(const char *params_json, json_t **out) {
   *out = json_loads(params_json, JSON_REJECT_DUPLICATES, &err);
   if (json_is_object(*out))
     return 0;
+  if (*out == NULL)
+    pm__reason(why, PM_EINVAL, "params_json is not valid JSON: %s at byte %d", err.text,
+               err.position);
+  else
+    pm__reason(why, PM_EINVAL, "params_json is not a JSON object");
   json_decref(*out);
   *out = NULL;
   return PM_EINVAL;
@@ -234,6 +242,7 @@ pm_result pm__client_typed_call(pm_client *c, const pm__cl_command *cmd, const v
 
 pm_result pm_client_call(pm_client *c, const char *command, const char *params_json,
                          char **data_json) {
+  char why[PM_REASON_MAX] = "";
   json_t *params;
   pm_msg *response = NULL;
   char *text = NULL;
@@ -242,8 +251,8 @@ pm_result pm_client_call(pm_client *c, const char *command, const char *params_j
     *data_json = NULL;
   if (c == NULL || command == NULL)
     return client_side(PM_RC_INVALID_ARGUMENT, PM_EINVAL, "no client or no command");
-  if (parse_params(params_json, &params) < 0)
-    return client_side(PM_RC_INVALID_ARGUMENT, PM_EINVAL, "params_json is not a JSON object");
+  if (parse_params(params_json, &params, why) < 0)
+    return client_side(PM_RC_INVALID_ARGUMENT, PM_EINVAL, why);
   r = round_trip(c, command, params, &response);
   r = generic_answer(r, response, &text);
   pm_msg_free(response);
@@ -447,7 +456,7 @@ int pm_client_call_async(pm_client *c, const char *command, const char *params_j
   j->fn = (pm__client_fn)cb;
   j->data = data;
   j->command = pm__strdup(command);
-  rc = j->command != NULL ? parse_params(params_json, &j->params) : PM_ENOMEM;
+  rc = j->command != NULL ? parse_params(params_json, &j->params, NULL) : PM_ENOMEM;
   if (rc == 0)
     rc = submit(c, j);
   if (rc < 0)

@@ -36,6 +36,41 @@ def _data_of(command: str, data_json: Optional[bytes]) -> Dict[str, Any]:
     return data
 
 
+def _c_string(value: Optional[str], what: str) -> Optional[bytes]:
+    """value as the NUL-terminated UTF-8 the library takes. A NUL inside would cut it short
+    there (a command "GetState\\0x" would run GetState), and a lone surrogate is not text:
+    both are refused, as InvalidArgument, before anything is sent."""
+    if value is None:
+        return None
+    if "\0" in value:
+        raise InvalidArgument("InvalidArgument", f"{what} contains a NUL character",
+                              from_service=False)
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidArgument("InvalidArgument", f"{what} is not Unicode text: {e.reason}",
+                              from_service=False) from None
+
+
+def _params_body(command: str, params: Mapping[str, Any]) -> Optional[bytes]:
+    """Params as JSON text for the library. What JSON cannot carry is refused here, with the
+    reason, as InvalidArgument: NaN and infinities (Python would write NaN, which is not
+    JSON), lone surrogates, nesting deeper than Python can encode. Integers beyond 64 bits and
+    NUL characters are refused by the library, which names them."""
+    if not params:
+        return None
+    try:
+        text = json.dumps(params, allow_nan=False, ensure_ascii=False)
+    except (ValueError, TypeError, RecursionError) as e:
+        raise InvalidArgument("InvalidArgument", f"{command}: params cannot be sent as JSON: {e}",
+                              from_service=False) from None
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidArgument("InvalidArgument", f"{command}: params are not Unicode text: "
+                              f"{e.reason}", from_service=False) from None
+
+
 def _failed(rc: int, what: str) -> Exception:
     """A library call that returned a PM_E* code: InvalidArgument for an argument it refused
     (a pipe name, expect_owner), MemoryError, else TransportError (a thread not started)."""
@@ -108,7 +143,7 @@ class _EventSession:
         self._on_event = _lib.event_cb(self._event)
         self._on_connection = _lib.connection_cb(self._connection)
         # The library keeps the pointer for every handshake: the bytes live as long as this.
-        self._client_name = client_name.encode() if client_name is not None else None
+        self._client_name = _c_string(client_name, "client_name")
         cfg = _lib.pm_client_config(**config)
         cfg.on_event = self._on_event
         cfg.on_connection = self._on_connection
@@ -343,14 +378,14 @@ class Client(Commands):
                  handshake_timeout_ms: int = 0, reconnect_min_ms: int = 0,
                  reconnect_max_ms: int = 0, expect_owner: Optional[str] = None) -> None:
         self._config: Dict[str, Any] = {
-            "command_pipe": command_pipe.encode() if command_pipe is not None else None,
-            "event_pipe": event_pipe.encode() if event_pipe is not None else None,
+            "command_pipe": _c_string(command_pipe, "command_pipe"),
+            "event_pipe": _c_string(event_pipe, "event_pipe"),
             "connect_timeout_ms": connect_timeout_ms,
             "response_timeout_ms": response_timeout_ms,
             "handshake_timeout_ms": handshake_timeout_ms,
             "reconnect_min_ms": reconnect_min_ms,
             "reconnect_max_ms": reconnect_max_ms,
-            "expect_owner": expect_owner.encode() if expect_owner is not None else None,
+            "expect_owner": _c_string(expect_owner, "expect_owner"),
         }
         self._lock = threading.Condition()
         self._busy = 0  # calls running on self._handle
@@ -414,11 +449,12 @@ class Client(Commands):
         return self._call(command, params)
 
     def _call(self, command: str, params: Mapping[str, Any]) -> Dict[str, Any]:
-        body = json.dumps(params).encode() if params else None
+        name = _c_string(command, "command")
+        body = _params_body(command, params)
         out = ctypes.c_void_p()
         handle = self._acquire()
         try:
-            r = _lib_.pm_client_call(handle, command.encode(), body, ctypes.byref(out))
+            r = _lib_.pm_client_call(handle, name, body, ctypes.byref(out))
         finally:
             self._release()
         if r.code != _lib.PM_RC_OK:
@@ -441,11 +477,12 @@ class Client(Commands):
     def _acall(self, command: str, params: Mapping[str, Any]) -> "asyncio.Future[Any]":
         loop = asyncio.get_running_loop()
         fut: "asyncio.Future[Any]" = loop.create_future()
-        body = json.dumps(params).encode() if params else None
+        name = _c_string(command, "command")
+        body = _params_body(command, params)
         handle = self._acquire()
         try:
             token = self._pending.add(loop, fut, command)
-            rc = _lib_.pm_client_call_async(handle, command.encode(), body, self._on_call,
+            rc = _lib_.pm_client_call_async(handle, name, body, self._on_call,
                                             ctypes.c_void_p(token))
         finally:
             self._release()
