@@ -93,11 +93,16 @@ namespace PipeMsg
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int pm_client_confirm(IntPtr client, long id);
 
-        // NUL-terminated UTF-8 on the unmanaged heap (null for null); free with FreeUtf8.
+        // NUL-terminated UTF-8 on the unmanaged heap (null for null); free with FreeUtf8. A NUL
+        // inside would cut the string short in C (a command "GetState\0x" would run GetState,
+        // Params JSON would lose its end), and a lone surrogate is not text: both throw
+        // ArgumentException (the encoder's EncoderFallbackException is one).
         internal static IntPtr Utf8(string s)
         {
             if (s == null)
                 return IntPtr.Zero;
+            if (s.IndexOf('\0') >= 0)
+                throw new ArgumentException("a string with a NUL character cannot be passed to libpipemsg");
             byte[] bytes = new UTF8Encoding(false, true).GetBytes(s);
             IntPtr p = Marshal.AllocHGlobal(bytes.Length + 1);
             Marshal.Copy(bytes, 0, p, bytes.Length);

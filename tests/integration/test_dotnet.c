@@ -222,6 +222,12 @@ static void test_dotnet_exit(void **state) {
   run_case("exit", test_service);
 }
 
+/* Oversized, deep, huge, NaN, NUL, surrogates, throwing handlers, calls after Dispose. */
+static void test_dotnet_hostile(void **state) {
+  (void)state;
+  run_case("hostile", test_service);
+}
+
 /* bindings/dotnet/examples/Example.cs, as its README runs it. */
 static void test_dotnet_example(void **state) {
   const char *out;
@@ -253,6 +259,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_dotnet_dispose, teardown),
       cmocka_unit_test_teardown(test_dotnet_exit, teardown),
       cmocka_unit_test_teardown(test_dotnet_example, teardown),
+      cmocka_unit_test_teardown(test_dotnet_hostile, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -35,6 +35,7 @@ namespace PipeMsg.Tests
             { "connection_timeout", ConnectionTimeout },
             { "dispose", DisposeCase },
             { "exit", ExitCase },
+            { "hostile", Hostile },
         };
 
         private static int Main(string[] args)
@@ -323,6 +324,104 @@ namespace PipeMsg.Tests
         }
 
         // ---- events ----------------------------------------------------------------------------
+
+        private static ArgumentException ThrowsArgument(Action a, string what)
+        {
+            try
+            {
+                a();
+            }
+            catch (ArgumentException e)
+            {
+                return e;
+            }
+            throw new Exception(what + ": no ArgumentException");
+        }
+
+        private static void Contains(string text, string part, string what)
+        {
+            Check(text != null && text.Contains(part), what + ": \"" + text + "\" does not say \"" + part + "\"");
+        }
+
+        // Hostile values: each is refused with an exception that says why, never a crash or a
+        // hang, and the client (and the service) go on working.
+        private static void Hostile()
+        {
+            using (var c = new Client())
+            {
+                PipeMsgException e;
+                // 17 MiB: past the 16 MiB frame limit, refused before anything is sent.
+                e = Throws(() => c.Call("Echo", "{\"T\":\"" + new string('x', 17 * 1024 * 1024) + "\"}"),
+                           "a string larger than max_message");
+                Equal("TransportError", e.Result, "oversized result");
+                Contains(e.Message, "frame length out of range", "oversized");
+                e = Throws(() => c.Call("Echo", "{\"V\":" + new string('[', 100000) + new string(']', 100000) + "}"),
+                           "nesting beyond the parser");
+                Equal("InvalidArgument", e.Result, "deep result");
+                Contains(e.Message, "maximum parsing depth", "deep");
+                e = Throws(() => c.Call("Echo", "{\"V\":" + new string('[', 1000) + new string(']', 1000) + "}"),
+                           "nesting beyond a message");
+                Check(!e.FromService, "refused before sending");
+                e = Throws(() => c.Call("Echo", "{\"V\":123456789012345678901234567890}"), "huge integer");
+                Contains(e.Message, "too big integer", "huge integer");
+                e = Throws(() => c.Call("Echo", "{\"V\":-123456789012345678901234567890}"), "huge negative integer");
+                Contains(e.Message, "too big negative integer", "huge negative integer");
+                e = Throws(() => c.Call("EmitEvent", "{\"Type\":\"Demo\",\"Count\":-1}"), "negative count");
+                Equal("BadRequest", e.Result, "negative count result");
+                e = Throws(() => c.Call("Echo", "{\"V\":NaN}"), "NaN");
+                Equal("InvalidArgument", e.Result, "NaN result");
+                ThrowsArgument(() => Json.Write(double.NaN), "NaN through Json.Write");
+                e = Throws(() => c.Call("Echo", "{\"T\":\"a\\u0000b\"}"), "an escaped NUL");
+                Contains(e.Message, "JSON_ALLOW_NUL", "escaped NUL");
+                e = Throws(() => c.Call("Echo", "{\"T\":\"\\ud800\"}"), "an escaped lone surrogate");
+                Contains(e.Message, "invalid Unicode", "escaped surrogate");
+                // Cut at the NUL, these would run GetState, and send {} instead of an error.
+                Contains(ThrowsArgument(() => c.Call("GetState\0Evil"), "NUL in a command").Message, "NUL",
+                         "NUL in a command");
+                ThrowsArgument(() => c.Call("Echo", "{}\0{\"T\":1"), "NUL in Params text");
+                ThrowsArgument(() => Await(c.CallAsync("GetState\0Evil"), "async NUL"), "NUL, async");
+                ThrowsArgument(() => c.Call("\ud800"), "a lone surrogate in a command");
+                ThrowsArgument(() => c.Call("Echo", "{\"T\":\"\udc00\"}"), "a lone surrogate in Params");
+                ThrowsArgument(() => new Client("cmd\0x"), "NUL in a pipe name");
+                Equal("{\"T\":\"\U0001F600\ufffd\"}", c.Call("Echo", "{\"T\":\"\U0001F600\ufffd\"}"),
+                      "text beyond the BMP goes through");
+
+                // A handler that throws, and an EventHandlerFailed that throws too: dropped, the
+                // process lives on and the client still works.
+                var failed = new ManualResetEventSlim();
+                c.EventHandlerFailed += (s, x) =>
+                {
+                    failed.Set();
+                    throw new InvalidOperationException("the failure handler fails too");
+                };
+                c.EventReceived += (s, x) => { throw new InvalidOperationException("handler refuses"); };
+                Emit(c, "Custom", null, 1);
+                Check(failed.Wait(WaitMs), "EventHandlerFailed raised");
+                Equal(State.Disconnected, c.GetState().State, "still works");
+            }
+            var closed = new Client();
+            closed.Dispose();
+            closed.Dispose();
+            foreach (Action a in new Action[] {
+                () => closed.Call("GetState"),
+                () => closed.GetState(),
+                () => Await(closed.CallAsync("GetState"), "async after Dispose"),
+                () => closed.EventReceived += (s, x) => { },
+            })
+            {
+                try
+                {
+                    a();
+                    throw new Exception("a call after Dispose did not throw");
+                }
+                catch (AggregateException e) when (e.InnerException is ObjectDisposedException)
+                {
+                }
+                catch (ObjectDisposedException)
+                {
+                }
+            }
+        }
 
         private static void Emit(Client c, string type, string dataJson, int count)
         {
