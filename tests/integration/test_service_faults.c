@@ -149,7 +149,8 @@ static void test_service_faults_data_dir_unusable(void **state) {
   snprintf(path, sizeof(path), "%s", data_dir);
   write_file(data_dir, "not a directory\n");
   assert_int_equal(1, run_pipemsgd(args, &err));
-  assert_non_null(strstr(err, "error: cannot open event store"));
+  assert_non_null(strstr(err, "error: cannot use data dir"));
+  assert_non_null(strstr(err, "not a directory"));
   assert_int_equal(0, unlink(data_dir));
   args[1] = data_dir;
 
