@@ -150,7 +150,10 @@ void pm_client_close(pm_client *client);
 
 /* Any command, for those the contract does not declare: params_json is a JSON object (or NULL:
  * no Params). On Ok *data_json (may be NULL) receives the answer's Data as JSON text, or NULL
- * when it had none; free it with pm_client_free(). */
+ * when it had none; free it with pm_client_free(). Params that are not valid JSON (NaN, an
+ * integer beyond 64 bits, an escaped NUL or lone surrogate) or cannot be a message's (nesting
+ * deeper than PM_NESTING_MAX, a member name that is not a name) give InvalidArgument with the
+ * reason, and nothing is sent. */
 pm_result pm_client_call(pm_client *client, const char *command, const char *params_json,
                          char **data_json);
 /* data_json is NULL unless the result is Ok, and lent for the callback only. */

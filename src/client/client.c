@@ -6,6 +6,7 @@
 
 #include "client/client_internal.h"
 #include "command/command_internal.h"
+#include "core/message_internal.h"
 #include "event/event_client_internal.h"
 #include "internal.h"
 #include "pipemsg/command.h"
@@ -240,6 +241,16 @@ pm_result pm__client_typed_call(pm_client *c, const pm__cl_command *cmd, const v
   return r;
 }
 
+/* r, or InvalidArgument with the reason when params cannot be a message's Params. */
+static pm_result explain_params(pm_result r, json_t *params) {
+  char why[PM_REASON_MAX] = "";
+  json_t *fields = json_pack("{s:O}", "Params", params);
+  if (fields != NULL && pm__tree_check(fields, why) < 0)
+    r = client_side(PM_RC_INVALID_ARGUMENT, PM_EINVAL, why);
+  json_decref(fields);
+  return r;
+}
+
 pm_result pm_client_call(pm_client *c, const char *command, const char *params_json,
                          char **data_json) {
   char why[PM_REASON_MAX] = "";
@@ -253,7 +264,14 @@ pm_result pm_client_call(pm_client *c, const char *command, const char *params_j
     return client_side(PM_RC_INVALID_ARGUMENT, PM_EINVAL, "no client or no command");
   if (parse_params(params_json, &params, why) < 0)
     return client_side(PM_RC_INVALID_ARGUMENT, PM_EINVAL, why);
+  /* Kept to say why, should the request not encode: valid JSON may still be no message
+   * (nesting deeper than PM_NESTING_MAX, a member name that is not a name). Checked only then,
+   * so a call that encodes pays nothing for it. */
+  json_incref(params);
   r = round_trip(c, command, params, &response);
+  if (r.error == PM_EINVAL && params != NULL)
+    r = explain_params(r, params);
+  json_decref(params);
   r = generic_answer(r, response, &text);
   pm_msg_free(response);
   if (data_json != NULL)

@@ -361,7 +361,8 @@ namespace PipeMsg.Tests
                 Contains(e.Message, "maximum parsing depth", "deep");
                 e = Throws(() => c.Call("Echo", "{\"V\":" + new string('[', 1000) + new string(']', 1000) + "}"),
                            "nesting beyond a message");
-                Check(!e.FromService, "refused before sending");
+                Equal("InvalidArgument", e.Result, "nesting beyond a message: result");
+                Contains(e.Message, "nesting deeper than 64", "nesting beyond a message");
                 e = Throws(() => c.Call("Echo", "{\"V\":123456789012345678901234567890}"), "huge integer");
                 Contains(e.Message, "too big integer", "huge integer");
                 e = Throws(() => c.Call("Echo", "{\"V\":-123456789012345678901234567890}"), "huge negative integer");

@@ -34,9 +34,9 @@ def test_nesting_beyond_python(client):
 
 
 def test_nesting_beyond_the_message_limit(client):
-    # Encodable by Python, too deep for a pipemsg message: an error, never a crash.
-    with pytest.raises(pipemsg.Error):
-        client.call("Echo", V=nested(1000))
+    # Encodable by Python, too deep for a pipemsg message (PM_NESTING_MAX).
+    with pytest.raises(pipemsg.InvalidArgument, match="nesting deeper than 64"):
+        client.call("Echo", V=nested(100))
     assert client.call("Echo", V=nested(8)) == {"V": nested(8)}
 
 
