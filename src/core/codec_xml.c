@@ -117,8 +117,8 @@ typedef struct {
   size_t text_len, text_cap;
   char text_inline[256];
   /* libxml2's tree builder joins a run of text (or of CDATA) events into one node, and fails
-   * a node past XML_MAX_TEXT_LENGTH bytes as out of memory: the run is followed here to fail
-   * alike. */
+   * a node past XML_MAX_TEXT_LENGTH bytes: the run is followed here to refuse the same
+   * documents, as the decoding limit it is (libxml2 calls it out of memory). */
   int run_type;
   size_t run_len;
   xmlHashTablePtr ids; /* xml:id values seen, which libxml2's tree builder checks */
@@ -424,7 +424,8 @@ static void on_text_or_cdata(xmlParserCtxtPtr ctxt, const xmlChar *ch, int len, 
     /* As libxml2's tree builder does: fail, and stop the events without freeing the input
      * from under the parser (xmlStopParser would). */
     if (st->run_len + (size_t)len > XML_MAX_TEXT_LENGTH) {
-      record(st, PM_ENOMEM, "XML", "xmlSAX2Characters: huge text node", xmlSAX2GetLineNumber(ctxt));
+      record(st, PM_ELIMIT, "XML", "huge text node: more than 10000000 bytes in one text",
+             xmlSAX2GetLineNumber(ctxt));
       ctxt->instate = XML_PARSER_EOF;
       ctxt->disableSAX = 1;
       return;

@@ -1124,17 +1124,14 @@ void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg)
  * with the verdict pm_msg_encode would give event_msg's message (the XML encoding, the
  * stricter, first), without building that message or either encoding. The id is not known
  * yet; the largest one stands in for it. The JSON form is ev's own text in an envelope; the
- * XML form's length is counted by the XML encoder's own writer. data_checked: data passed
- * pm__tree_check at a field's depth. */
-static int check_encodable(const pm_event_server *s, const pm__event *ev, json_t *data,
-                           int data_checked) {
+ * XML form's length is counted by the XML encoder's own writer. data passed pm__tree_check
+ * at a field's depth. */
+static int check_encodable(const pm_event_server *s, const pm__event *ev, json_t *data) {
   uint8_t header[PM_FRAME_HEADER_SIZE];
   size_t head = json_head(NULL, INT64_MAX, ev, data != NULL);
   size_t xml_len = 0, xml_nodes = XML_EVENT_NODES, json_nodes = JSON_EVENT_NODES;
   int rc;
   if (data != NULL) {
-    if (!data_checked)
-      return PM_EINVAL;
     xml_nodes += pm__tree_nodes(data, PM_ENC_XML);
     json_nodes = JSON_DATA_NODES(pm__tree_nodes(data, PM_ENC_JSON));
   }
@@ -1186,7 +1183,7 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
   char now[PM_TIME_MAX];
   pm__event *ev;
   size_t lost = 0;
-  int coalesced = 0, transient, checked, keep, fan, direct, wake, rc;
+  int coalesced = 0, transient, keep, fan, direct, wake, rc;
   int64_t assigned, ceiling;
   uv_thread_t self, loop_thread;
   /* EventsLost is the server's own report of a gap; nobody else may claim one. */
@@ -1197,22 +1194,24 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
   }
   pm_time_now(now);
   transient = is_transient(s, type);
-  /* Data is a field of the Event: depth 2, under the root element. A tree the model refuses is
-   * still made an event first, by jansson's dump, so its verdict stays what it always was. */
-  checked = data != NULL && pm__tree_check_at(data, 2, NULL) == 0;
-  /* The event as the queue keeps it: its Data's JSON text, made once (the id comes later). */
-  ev = checked ? pm__event_new_checked(0, type, json_incref(data), transient, now)
-               : pm__event_new(0, type, json_incref(data), transient, now);
-  if (ev == NULL) {
+  /* Data is a field of the Event: depth 2, under the root element. A tree the model refuses
+   * (a string that is not UTF-8, a NUL, too deep) has no encoding in either form. */
+  if (data != NULL && pm__tree_check_at(data, 2, NULL) < 0) {
     json_decref(data);
-    return PM_ENOMEM;
+    return PM_EINVAL;
+  }
+  /* The event as the queue keeps it: its Data's JSON text, made once (the id comes later). */
+  rc = pm__event_new_checked(0, type, json_incref(data), transient, now, &ev);
+  if (rc < 0) {
+    json_decref(data);
+    return rc;
   }
   /* An event no session can encode would stay at the head of the queue for ever. Without Data
    * it is a name and a time: only its size needs checking, and that rarely (this keeps a
    * stream of TrafficChanged-like events cheap). */
   if (data != NULL || s->opts.max_message < EVENT_ENVELOPE_MAX ||
       strlen(type) > s->opts.max_message - EVENT_ENVELOPE_MAX)
-    rc = check_encodable(s, ev, data, checked);
+    rc = check_encodable(s, ev, data);
   else
     rc = 0;
   json_decref(data);

@@ -128,20 +128,21 @@ done:
   return ev;
 }
 
-pm__event *pm__event_new_checked(int64_t id, const char *type, json_t *data, int transient,
-                                 const char *time) {
+int pm__event_new_checked(int64_t id, const char *type, json_t *data, int transient,
+                          const char *time, pm__event **out) {
   size_t type_len = strlen(type), room = sizeof(pm__event) + type_len + 1, len = 0;
   uint8_t *buf = NULL, *trimmed;
   pm__event *ev;
-  if (data == NULL || strcmp(type, PM__EVENTS_LOST_TYPE) == 0)
-    return pm__event_new(id, type, data, transient, time);
-  /* The struct, the type and the text in the encoder's own buffer: one allocation, no copy.
-   * jansson's dump refuses what the encoder refuses (a string that is not UTF-8). */
-  if (pm__json_value_text(data, room, &buf, &len) < 0) {
-    json_decref(data);
-    return NULL;
+  int rc;
+  if (data == NULL || strcmp(type, PM__EVENTS_LOST_TYPE) == 0) {
+    *out = pm__event_new(id, type, data, transient, time);
+    return *out != NULL ? 0 : PM_ENOMEM;
   }
+  /* The struct, the type and the text in the encoder's own buffer: one allocation, no copy. */
+  rc = pm__json_value_text(data, room, &buf, &len);
   json_decref(data);
+  if (rc < 0)
+    return rc;
   /* The encoder's first guess counts every number as 24 digits: what is left over goes back
    * (a shrink in place), as a queue may hold many events. */
   trimmed = pm__realloc(buf, room + len + 1);
@@ -152,7 +153,8 @@ pm__event *pm__event_new_checked(int64_t id, const char *type, json_t *data, int
   ev->text = (const char *)buf + room;
   ev->text_len = len;
   ev->bytes = type_len + EVENT_OVERHEAD_BYTES + len;
-  return ev;
+  *out = ev;
+  return 0;
 }
 
 pm__event *pm__event_dup(const pm__event *ev) {

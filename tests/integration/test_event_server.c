@@ -404,6 +404,11 @@ static void hardening_05_publish_refuses_unencodable(void **state) {
                                                json_pack("{s:s}", "S", "\xef\xbf\xbe"), NULL));
   assert_pm(PM_EINVAL, pm_event_server_publish(fx.server, "X",
                                                json_pack("{s:i}", "not a name", 1), NULL));
+  /* Not UTF-8 (only jansson's *_nocheck calls build such a string): invalid, not out of memory. */
+  assert_pm(PM_EINVAL,
+            pm_event_server_publish(fx.server, "X",
+                                    json_pack("{s:o}", "S", json_stringn_nocheck("a\xff", 2)),
+                                    NULL));
   /* Larger than a message may be, in either encoding. */
   blob = malloc(PM_MAX_MESSAGE_DEFAULT + 1);
   assert_non_null(blob);

@@ -449,14 +449,14 @@ static char *long_text(size_t n, const char *more) {
 /* What libxml2's tree builder checked when the decoder built a tree, and the decoder now checks
  * itself for the same verdicts: xml:id values (an NCName, each once in a document), and the
  * length of a text node, libxml2 joining the parser's text events up to the next comment, PI,
- * CDATA section or element (XML_MAX_TEXT_LENGTH, which it reports as out of memory). */
+ * CDATA section or element (XML_MAX_TEXT_LENGTH, refused as a decoding limit). */
 static void test_codec_xml_tree_builder_checks(void **state) {
   static const struct {
     const char *more;
     int rc;
   } cases[] = {
       {"&amp;", 0},                 /* two events, the limit in all */
-      {"&amp;&amp;", PM_ENOMEM},    /* three, one byte more */
+      {"&amp;&amp;", PM_ELIMIT},    /* three, one byte more */
       {"<!---->&amp;&amp;", 0},     /* a comment ends the first node */
       {"<![CDATA[xx]]>", 0},        /* so does CDATA (another kind of node) */
       {"x", 0},                     /* the parser gives a plain run in one event: not joined */

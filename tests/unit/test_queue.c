@@ -672,10 +672,10 @@ static void test_queue_event_new_checked(void **state) {
   for (size_t i = 0; i < sizeof(datas) / sizeof(datas[0]); i++) {
     json_t *in = json_loads(datas[i], 0, NULL);
     pm__event *ev, *ref, *copy;
-    int clean = 0;
+    int clean = 0, rc;
     assert_non_null(in);
     ref = pm__event_new(7, "Type", json_incref(in), 1, TIME);
-    ev = pm__event_new_checked(7, "Type", json_incref(in), 1, TIME);
+    assert_pm(0, pm__event_new_checked(7, "Type", json_incref(in), 1, TIME, &ev));
     assert_non_null(ref);
     assert_non_null(ev);
     assert_null(ev->data);
@@ -694,9 +694,12 @@ static void test_queue_event_new_checked(void **state) {
     pm__event_free(ref);
     for (unsigned long n = 1; !clean && n < 10; n++) {
       pm__alloc_fail_after(n);
-      ev = pm__event_new_checked(8, "T", json_incref(in), 0, TIME);
-      clean = ev != NULL;
+      ev = NULL;
+      rc = pm__event_new_checked(8, "T", json_incref(in), 0, TIME, &ev);
+      clean = rc == 0;
       pm__alloc_fail_after(0);
+      if (!clean)
+        assert_pm(PM_ENOMEM, rc);
       pm__event_free(ev);
     }
     assert_true(clean);
