@@ -159,7 +159,9 @@ pm_result pm_client_call(pm_client *client, const char *command, const char *par
 /* data_json is NULL unless the result is Ok, and lent for the callback only. */
 typedef void (*pm_client_call_cb)(pm_client *client, const pm_result *result,
                                   const char *data_json, void *data);
-/* Returns 0 and later calls cb once, or an error (PM_EINVAL, PM_ENOMEM) and never calls it. */
+/* Returns 0 and later calls cb once, or an error (PM_EINVAL: no client, command or cb;
+ * PM_ENOMEM) and never calls it. Params pm_client_call refuses give cb InvalidArgument with
+ * the same reason, and nothing is sent. */
 int pm_client_call_async(pm_client *client, const char *command, const char *params_json,
                          pm_client_call_cb cb, void *data);
 /* Frees text the client handed over (pm_client_call's data_json). */

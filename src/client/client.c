@@ -34,6 +34,7 @@ typedef struct call {
   pm__client_fn fn;
   void *data;
   void *answer; /* typed: cmd->data's struct, taken when the call is made */
+  char *refused; /* why its Params were refused when it was made: answered without sending */
 } call;
 
 typedef struct call_list {
@@ -322,6 +323,7 @@ static void call_free(call *j) {
     pm__client_typed_free(j->cmd->data, j->answer);
   pm__free(j->answer);
   pm__free(j->command);
+  pm__free(j->refused);
   json_decref(j->params);
   pm__free(j);
 }
@@ -370,21 +372,37 @@ static void next_call(pm_client *c) {
   while (c->running == NULL && !c->closing && c->waiting.head != NULL) {
     call *j = list_pop(&c->waiting);
     const char *name = j->cmd != NULL ? j->cmd->name : j->command;
+    json_t *params = j->params;
     pm_msg *request = NULL;
-    int rc = pm_request_new(name, 0, j->params, &request);
-    j->params = NULL; /* taken */
-    if (rc < 0) {
-      complete(c, j, request_failed(rc), NULL);
+    pm_result r;
+    int rc;
+    if (j->refused != NULL) {
+      complete(c, j, client_side(PM_RC_INVALID_ARGUMENT, PM_EINVAL, j->refused), NULL);
       continue;
     }
-    c->running = j;
-    rc = pm__call_start(&c->loop, c->command_pipe, &c->call_opts, request, PM_ENC_JSON,
-                        on_call_done, c, &c->in_flight);
-    pm_msg_free(request);
+    /* Kept to say why, as pm_client_call does, should the request not encode (when it is
+     * made, or when it is written). */
+    json_incref(params);
+    rc = pm_request_new(name, 0, j->params, &request);
+    j->params = NULL; /* taken */
     if (rc < 0) {
-      c->running = NULL;
-      complete(c, j, from_error(rc, NULL), NULL);
+      r = request_failed(rc);
+    } else {
+      c->running = j;
+      rc = pm__call_start(&c->loop, c->command_pipe, &c->call_opts, request, PM_ENC_JSON,
+                          on_call_done, c, &c->in_flight);
+      pm_msg_free(request);
+      if (rc < 0) {
+        c->running = NULL;
+        r = from_error(rc, NULL);
+      }
     }
+    if (rc < 0) {
+      if (rc == PM_EINVAL && params != NULL)
+        r = explain_params(r, params);
+      complete(c, j, r, NULL);
+    }
+    json_decref(params);
   }
 }
 
@@ -464,6 +482,7 @@ int pm__client_typed_async(pm_client *c, const pm__cl_command *cmd, const void *
 
 int pm_client_call_async(pm_client *c, const char *command, const char *params_json,
                          pm_client_call_cb cb, void *data) {
+  char why[PM_REASON_MAX] = "";
   call *j;
   int rc;
   if (c == NULL || command == NULL || cb == NULL)
@@ -474,7 +493,12 @@ int pm_client_call_async(pm_client *c, const char *command, const char *params_j
   j->fn = (pm__client_fn)cb;
   j->data = data;
   j->command = pm__strdup(command);
-  rc = j->command != NULL ? parse_params(params_json, &j->params, NULL) : PM_ENOMEM;
+  rc = j->command != NULL ? 0 : PM_ENOMEM;
+  if (rc == 0 && parse_params(params_json, &j->params, why) < 0) {
+    /* Answered through cb like any refusal, so that the reason reaches the caller. */
+    j->refused = pm__strdup(why);
+    rc = j->refused != NULL ? 0 : PM_ENOMEM;
+  }
   if (rc == 0)
     rc = submit(c, j);
   if (rc < 0)

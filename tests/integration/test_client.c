@@ -295,6 +295,53 @@ static void test_client_results(void **state) {
   pm_client_close(c);
 }
 
+/* Nested arrays, depth deep: valid JSON, but no message (PM_NESTING_MAX). */
+static char *nested_json(int depth) {
+  char *s = malloc((size_t)depth * 2 + 16);
+  int n = 0;
+  assert_non_null(s);
+  n += sprintf(s + n, "{\"V\":");
+  for (int i = 0; i < depth; i++)
+    s[n++] = '[';
+  for (int i = 0; i < depth; i++)
+    s[n++] = ']';
+  strcpy(s + n, "}");
+  return s;
+}
+
+static void on_generic(pm_client *c, const pm_result *r, const char *json, void *data);
+
+/* The asynchronous call refuses Params as the synchronous one does, with the same reason,
+ * through its callback; nothing is sent, and the next call works. */
+static void test_client_async_refused_params(void **state) {
+  pm_client_config cfg = {0};
+  pm_client *c = open_client(&cfg);
+  char *deep = nested_json(PM_NESTING_MAX + 10);
+  const char *const bad[] = {"{\"V\":NaN}", "{\"V\":1e999999999999999999999}", "[1]",
+                             "{\"V\":\"\\u0000\"}", deep};
+  (void)state;
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    pm_result sync = pm_client_call(c, "Echo", bad[i], NULL);
+    assert_int_equal(PM_RC_INVALID_ARGUMENT, sync.code);
+    assert_int_equal(0, pm_client_call_async(c, "Echo", bad[i], on_generic, NULL));
+    rec_wait(&rec.calls, (int)i + 1);
+    assert_int_equal(PM_RC_INVALID_ARGUMENT, rec.last.code);
+    assert_false(rec.last.from_service);
+    assert_int_equal(PM_EINVAL, rec.last.error);
+    assert_string_equal(sync.message, rec.last.message);
+    assert_string_equal("", rec.json);
+  }
+  assert_non_null(strstr(rec.last.message, "nesting deeper than"));
+  assert_int_equal(0, pm_client_call_async(c, "Echo", "{\"A\":1}", on_generic, NULL));
+  rec_wait(&rec.calls, 6);
+  assert_int_equal(PM_RC_OK, rec.last.code);
+  assert_string_equal("{\"A\":1}", rec.json);
+  assert_int_equal(PM_EINVAL, pm_client_call_async(c, "Echo", NULL, NULL, NULL));
+  assert_int_equal(PM_EINVAL, pm_client_call_async(c, NULL, NULL, on_generic, NULL));
+  free(deep);
+  pm_client_close(c);
+}
+
 static void test_client_connection_timeout(void **state) {
   pm_client_config cfg = {.connect_timeout_ms = 300};
   char path[128];
@@ -951,6 +998,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_client_unexpected_owner, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_env_defaults, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_async_thread, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_async_refused_params, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_async_app_loop, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_events_typed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_events_lost, setup_small_queue, teardown),

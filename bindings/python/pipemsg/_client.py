@@ -121,7 +121,7 @@ class Event:
         before leaving the loop with break, so that the event is not sent again."""
         if not self._confirmed and self._session is not None:
             self._confirmed = True
-            self._session.confirm(self.id)
+            self._session.confirm(self.id, self.epoch)
 
     def __repr__(self) -> str:
         return f"Event(id={self.id}, type={self.type!r}, data={self.data!r})"
@@ -132,8 +132,11 @@ class _EventSession:
     reference to the stream the application iterates, so dropping that stream closes this."""
 
     def __init__(self, config: Dict[str, Any], observe: bool, client_name: Optional[str],
-                 wake: Optional[Callable[[], None]]) -> None:
+                 start: "_Start", wake: Optional[Callable[[], None]]) -> None:
         self.observe = observe
+        resume, from_now = start
+        # The position the application has reached: the last event it finished with.
+        self.cursor: Tuple[int, int] = resume if resume is not None else (0, 0)
         self._buf: Deque[Event] = deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -150,6 +153,9 @@ class _EventSession:
         cfg.confirm_later = not observe
         cfg.observe = observe
         cfg.client_name = self._client_name
+        cfg.start = _lib.PM_CLIENT_START_NOW if from_now else _lib.PM_CLIENT_START_RESUME
+        if resume is not None:
+            cfg.resume_epoch, cfg.resume_last_id = resume
         handle = ctypes.c_void_p()
         rc = _lib_.pm_client_open(ctypes.byref(cfg), ctypes.byref(handle))
         if rc < 0:
@@ -195,8 +201,10 @@ class _EventSession:
     def closed(self) -> bool:
         return self._closed
 
-    def confirm(self, event_id: int) -> None:
+    def confirm(self, event_id: int, epoch: int) -> None:
         with self._handle_lock:
+            if epoch != self.cursor[0] or event_id > self.cursor[1]:
+                self.cursor = (epoch, event_id)
             if self._handle is not None:
                 _lib_.pm_client_confirm(self._handle, event_id)
 
@@ -236,6 +244,13 @@ class EventStream:
             raise StopIteration
         self._last = ev
         return ev
+
+    @property
+    def cursor(self) -> Tuple[int, int]:
+        """The resume cursor, (epoch, last_id): the service's epoch and the id of the last
+        event the loop has finished with (confirmed), else the resume cursor the stream was
+        given, else (0, 0). Keep it for events(resume=...)."""
+        return self._session.cursor
 
     def wait_attached(self, timeout: Optional[float] = None) -> bool:
         """Waits until the event pipe's handshake has completed (an observer sees only what is
@@ -282,6 +297,11 @@ class AsyncEventStream:
             if self._session.closed:
                 raise StopAsyncIteration
             await self._ready.wait()
+
+    @property
+    def cursor(self) -> Tuple[int, int]:
+        """The resume cursor, as EventStream.cursor."""
+        return self._session.cursor
 
     async def wait_attached(self) -> bool:
         """Waits until the event pipe's handshake has completed: True, or False when closed
@@ -497,16 +517,17 @@ class Client(Commands):
 
     # ---- events --------------------------------------------------------------------------
 
-    def _session(self, observe: bool, client_name: Optional[str],
+    def _session(self, observe: bool, client_name: Optional[str], start: "_Start",
                  wake: Optional[Callable[[], None]]) -> _EventSession:
         with self._lock:
             if self._handle is None:
                 raise ValueError("pipemsg.Client is closed")
-            session = _EventSession(self._config, observe, client_name, wake)
+            session = _EventSession(self._config, observe, client_name, start, wake)
             self._sessions.add(session)
             return session
 
-    def events(self, observe: bool = False, *, client_name: Optional[str] = None
+    def events(self, observe: bool = False, *, client_name: Optional[str] = None,
+               resume: Optional[Tuple[int, int]] = None, from_now: bool = False
                ) -> EventStream:
         """Attaches to the event pipe and yields its events: for ev in c.events(): ...
 
@@ -519,12 +540,23 @@ class Client(Commands):
         it then, without delivering it twice.
 
         observe: attach as an observer (every event published from now on, none confirmed,
-        none taken from the service's queue)."""
-        return EventStream(self._session(observe, client_name, None))
+        none taken from the service's queue).
+        resume: a cursor (epoch, last_id), the cursor of an earlier stream: the events of that
+            epoch up to last_id are not delivered again, even those never confirmed; a cursor
+            of another epoch than the service's resumes from what it kept. By default a stream
+            gets everything the service has kept for its client.
+        from_now: only events published once the stream is attached: what the service has
+            queued then is discarded (reattaching after a service restart resumes as usual).
 
-    def aevents(self, observe: bool = False, *, client_name: Optional[str] = None
+        resume and from_now exclude each other; an observer takes neither."""
+        return EventStream(self._session(observe, client_name,
+                                         _start_of(observe, resume, from_now), None))
+
+    def aevents(self, observe: bool = False, *, client_name: Optional[str] = None,
+                resume: Optional[Tuple[int, int]] = None, from_now: bool = False
                 ) -> AsyncEventStream:
         """The asyncio form of events(): async for ev in c.aevents(): ..."""
+        start = _start_of(observe, resume, from_now)
         loop = asyncio.get_running_loop()
         ready = asyncio.Event()
 
@@ -534,7 +566,31 @@ class Client(Commands):
             except RuntimeError:
                 pass  # the loop is closed: nobody waits
 
-        return AsyncEventStream(self._session(observe, client_name, wake), ready)
+        return AsyncEventStream(self._session(observe, client_name, start, wake), ready)
+
+
+# Where a stream starts: a resume cursor or None, and whether from now.
+_Start = Tuple[Optional[Tuple[int, int]], bool]
+
+
+def _start_of(observe: bool, resume: Optional[Tuple[int, int]], from_now: bool) -> _Start:
+    """events()' resume and from_now, checked: ValueError for what the library would
+    silently ignore or mix."""
+    if resume is not None:
+        if observe or from_now:
+            raise ValueError("resume takes neither observe nor from_now")
+        try:
+            epoch, last_id = (int(v) for v in resume)
+        except (TypeError, ValueError):
+            raise ValueError(f"resume must be a cursor (epoch, last_id), not {resume!r}") from None
+        # (0, 0), the cursor of a stream that has seen nothing, is no cursor, as in C.
+        if min(epoch, last_id) < 0 or max(epoch, last_id) >= 2**63:
+            raise ValueError(f"resume must be a cursor (epoch, last_id), not {resume!r}")
+        return (epoch, last_id), False
+    if from_now and observe:
+        raise ValueError("an observer sees only what is published from now on: from_now is "
+                         "for a client")
+    return None, bool(from_now)
 
 
 def _settle_result(fut: "asyncio.Future[Any]", value: Any) -> None:

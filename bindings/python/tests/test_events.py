@@ -110,3 +110,94 @@ def test_service_restart_during_events(client, service):
             ev.confirm()
             break
     assert got == ["Before", "After"]
+
+
+def ids(events):
+    return [ev.id for ev in events]
+
+
+def test_resume_skips_what_was_confirmed(client):
+    a, _ = emit(client, "Custom", count=3).values()
+    stream = client.events()
+    assert stream.cursor == (0, 0)
+    for ev in stream:
+        if ev.id == a + 2:
+            break  # the third one in hand, unconfirmed
+    # The loop finished with the first two: that is the cursor, the third is not in it.
+    epoch, last_id = stream.cursor
+    assert last_id == a + 1 and epoch >= 1
+    stream.close()
+    emit(client, "Custom")
+    resumed = client.events(resume=(epoch, last_id))
+    assert resumed.cursor == (epoch, last_id)
+    got = take(resumed, 2)
+    assert ids(got) == [a + 2, a + 3]
+    assert resumed.cursor == (epoch, a + 3)
+    resumed.close()
+    assert client.get_stats().events.queued == 0
+
+
+def test_resume_cursor_drops_what_was_never_confirmed(client):
+    # The cursor is the C API's: what it covers is not delivered again, even unconfirmed
+    # (an application that handled events but could not confirm them before it stopped).
+    a, _ = emit(client, "Custom", count=3).values()
+    for ev in client.events():
+        break  # nothing confirmed: all three stay queued
+    epoch = client.get_stats().events.epoch
+    skipped = client.get_stats().events.resume_skipped
+    got = take(client.events(resume=(epoch, a + 1)), 1)
+    assert ids(got) == [a + 2]
+    assert client.get_stats().events.resume_skipped == skipped + 2
+    # A cursor of another epoch is ignored: what the service kept comes.
+    b, _ = emit(client, "Custom").values()
+    assert ids(take(client.events(resume=(epoch + 1, b)), 1)) == [b]
+    # (0, 0), a stream's cursor before any event, is no cursor.
+    c, _ = emit(client, "Custom").values()
+    assert ids(take(client.events(resume=(0, 0)), 1)) == [c]
+
+
+def test_from_now_skips_what_was_queued(client):
+    emit(client, "Old", count=2)
+    with client.events(from_now=True) as stream:
+        assert stream.wait_attached(10)
+        emit(client, "New")
+        got = take(stream, 1)
+    assert [ev.type for ev in got] == ["New"]
+    assert client.get_stats().events.queued == 0
+
+
+def test_aevents_resume_and_from_now(client):
+    import asyncio
+
+    a, _ = emit(client, "Custom", count=2).values()
+    epoch = client.get_stats().events.epoch
+
+    async def first(**kw):
+        async with client.aevents(**kw) as stream:
+            async for ev in stream:
+                ev.confirm()
+                return ev, stream.cursor
+
+    ev, cursor = asyncio.run(first(resume=(epoch, a)))
+    assert ev.id == a + 1 and cursor == (epoch, a + 1)
+
+    async def from_now():
+        async with client.aevents(from_now=True) as stream:
+            assert await stream.wait_attached()
+            emit(client, "New")
+            async for ev in stream:
+                ev.confirm()
+                return ev
+
+    emit(client, "Old")
+    assert asyncio.run(from_now()).type == "New"
+
+
+@pytest.mark.parametrize("kw", [dict(resume=(1, 2), from_now=True),
+                                dict(observe=True, resume=(1, 2)),
+                                dict(observe=True, from_now=True),
+                                dict(resume=(1,)), dict(resume=(-1, 0)), dict(resume="ab"),
+                                dict(resume=(1, 2**63))])
+def test_start_options_refused(client, kw):
+    with pytest.raises(ValueError):
+        client.events(**kw)

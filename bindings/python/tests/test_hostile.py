@@ -40,6 +40,21 @@ def test_nesting_beyond_the_message_limit(client):
     assert client.call("Echo", V=nested(8)) == {"V": nested(8)}
 
 
+@pytest.mark.parametrize("value,why", [(nested(100), "nesting deeper than 64"),
+                                       (2**70, "too big integer"),
+                                       ("\0", r"\\u0000 is not allowed")])
+def test_acall_refusal_gives_the_reason(client, value, why):
+    # The asyncio form says why as the blocking one does (the library answers the call
+    # through its callback, without sending it).
+    with pytest.raises(pipemsg.InvalidArgument, match=why) as sync:
+        client.call("Echo", V=value)
+    with pytest.raises(pipemsg.InvalidArgument, match=why) as via_async:
+        asyncio.run(client.acall("Echo", V=value))
+    assert str(via_async.value) == str(sync.value)
+    assert not via_async.value.from_service
+    assert asyncio.run(client.acall("Echo", V=nested(8))) == {"V": nested(8)}
+
+
 @pytest.mark.parametrize("value,why", [(2**70, "too big integer"),
                                        (-2**70, "too big negative integer")])
 def test_integers_beyond_64_bits(client, value, why):
