@@ -74,6 +74,8 @@ namespace PipeMsg
 
         private EventHandler<EventArgs> handlers;
         private Session session; // the event pipe's client while a handler is attached
+        private EventHandler<EventArgs> observers;
+        private Session observer; // the observer attachment while an EventObserved handler is on
 
         // Which client's handlers the current thread is running (to close from elsewhere).
         [ThreadStatic] private static Client delivering;
@@ -90,7 +92,7 @@ namespace PipeMsg
         {
             this.commandPipe = commandPipe;
             this.eventPipe = eventPipe;
-            handle = Open(null, false);
+            handle = Open(null, false, false);
             lock (registry)
             {
                 Hook();
@@ -151,7 +153,7 @@ namespace PipeMsg
         public void Dispose()
         {
             IntPtr h;
-            Session s;
+            Session s, o;
             List<Pending> dropped;
             lock (gate)
             {
@@ -161,6 +163,9 @@ namespace PipeMsg
                 handlers = null;
                 s = session;
                 session = null;
+                observers = null;
+                o = observer;
+                observer = null;
                 while (busy > 0)
                     Monitor.Wait(gate);
                 h = handle;
@@ -169,6 +174,7 @@ namespace PipeMsg
             lock (registry)
                 live.Remove(id);
             Close(s);
+            Close(o);
             Native.pm_client_close(h);
             lock (gate)
             {
@@ -193,7 +199,7 @@ namespace PipeMsg
                 Native.pm_client_close(handle);
         }
 
-        private IntPtr Open(Native.EventCallback onEvent, bool confirmLater)
+        private IntPtr Open(Native.EventCallback onEvent, bool confirmLater, bool observe)
         {
             var cfg = new Native.Config();
             try
@@ -201,6 +207,7 @@ namespace PipeMsg
                 cfg.CommandPipe = Native.Utf8(commandPipe);
                 cfg.EventPipe = Native.Utf8(eventPipe);
                 cfg.ConfirmLater = (byte)(confirmLater ? 1 : 0);
+                cfg.Observe = (byte)(observe ? 1 : 0);
                 if (onEvent != null)
                     cfg.OnEvent = Marshal.GetFunctionPointerForDelegate(onEvent);
                 IntPtr client;
@@ -428,7 +435,7 @@ namespace PipeMsg
                         return;
                     try
                     {
-                        session = new Session(this);
+                        session = new Session(this, false);
                     }
                     catch
                     {
@@ -453,9 +460,56 @@ namespace PipeMsg
             }
         }
 
-        /// <summary>An EventReceived handler threw (the exception is e.GetException()); the
-        /// client has detached from the event pipe. Runs on the event thread; what it throws is
-        /// dropped.</summary>
+        /// <summary>Events from the event pipe as an observer (protocol §5.11), on the library's
+        /// event thread: every event published while a handler is attached, none confirmed,
+        /// none taken from the service's queue, and the client slot left to the application's
+        /// EventReceived (of this or another process), which still gets every event. Attaching
+        /// the first handler attaches the observer; removing the last detaches it. It may run
+        /// beside EventReceived on another thread. A handler that throws removes every
+        /// EventObserved handler (EventHandlerFailed gets the exception); the events missed
+        /// while detached are not seen again. The service takes up to 8 observers and cuts off
+        /// one that reads too slowly (it reattaches).</summary>
+        public event EventHandler<EventArgs> EventObserved
+        {
+            add
+            {
+                lock (gate)
+                {
+                    if (disposed)
+                        throw new ObjectDisposedException("PipeMsg.Client");
+                    observers += value;
+                    if (observer != null || observers == null)
+                        return;
+                    try
+                    {
+                        observer = new Session(this, true);
+                    }
+                    catch
+                    {
+                        observers -= value;
+                        throw;
+                    }
+                }
+            }
+            remove
+            {
+                Session s = null;
+                lock (gate)
+                {
+                    observers -= value;
+                    if (observers == null)
+                    {
+                        s = observer;
+                        observer = null;
+                    }
+                }
+                Close(s);
+            }
+        }
+
+        /// <summary>An EventReceived or EventObserved handler threw (the exception is
+        /// e.GetException()); the client has detached that attachment from the event pipe. Runs
+        /// on the event thread; what it throws is dropped.</summary>
         public event EventHandler<ErrorEventArgs> EventHandlerFailed;
 
         // One attachment to the event pipe: its own pm_client, and the delegate the library
@@ -467,13 +521,16 @@ namespace PipeMsg
             private GCHandle keep;
             private int closed;
 
-            internal Session(Client owner)
+            internal readonly bool Observer;
+
+            internal Session(Client owner, bool observe)
             {
+                Observer = observe;
                 callback = owner.OnEvent;
                 keep = GCHandle.Alloc(callback);
                 try
                 {
-                    Handle = owner.Open(callback, true);
+                    Handle = owner.Open(callback, !observe, observe);
                 }
                 catch
                 {
@@ -519,10 +576,18 @@ namespace PipeMsg
                 lock (gate)
                 {
                     // A session being closed (the last handler gone) delivers nothing more.
-                    if (session == null || session.Handle != client)
+                    if (session != null && session.Handle == client)
+                    {
+                        h = handlers;
+                        s = session;
+                    }
+                    else if (observer != null && observer.Handle == client)
+                    {
+                        h = observers;
+                        s = observer;
+                    }
+                    else
                         return;
-                    h = handlers;
-                    s = session;
                 }
                 var head = (Native.EventHead)Marshal.PtrToStructure(ev, typeof(Native.EventHead));
                 var e = new EventArgs(head.Id, Native.FromUtf8(head.TypeName),
@@ -536,7 +601,7 @@ namespace PipeMsg
                 }
                 catch (Exception failure)
                 {
-                    HandlerFailed(failure);
+                    HandlerFailed(s, failure);
                     return;
                 }
                 finally
@@ -544,7 +609,8 @@ namespace PipeMsg
                     delivering = null;
                     current = null;
                 }
-                Native.pm_client_confirm(client, e.Id);
+                if (!s.Observer)
+                    Native.pm_client_confirm(client, e.Id);
             }
             catch (Exception e)
             {
@@ -552,14 +618,23 @@ namespace PipeMsg
             }
         }
 
-        private void HandlerFailed(Exception failure)
+        private void HandlerFailed(Session failed, Exception failure)
         {
-            Session s;
+            Session s = null;
             lock (gate)
             {
-                handlers = null;
-                s = session;
-                session = null;
+                if (failed == session)
+                {
+                    handlers = null;
+                    s = session;
+                    session = null;
+                }
+                else if (failed == observer)
+                {
+                    observers = null;
+                    s = observer;
+                    observer = null;
+                }
             }
             if (s != null)
                 ThreadPool.QueueUserWorkItem(_ => s.Close());

@@ -173,6 +173,12 @@ static void test_dotnet_unconfirmed(void **state) {
   run_case("unconfirmed", test_service);
 }
 
+/* EventObserved: an observer beside the client, neither confirming nor taking the slot. */
+static void test_dotnet_observe(void **state) {
+  (void)state;
+  run_case("observe", test_service);
+}
+
 /* The first delivery waits for commands on other threads: a long acknowledgement timeout. */
 static void test_dotnet_concurrent(void **state) {
   static const char *const args[] = {"--test-commands", "--ack-timeout-ms", "60000", NULL};
@@ -251,6 +257,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_dotnet_async, teardown),
       cmocka_unit_test_teardown(test_dotnet_events, teardown),
       cmocka_unit_test_teardown(test_dotnet_unconfirmed, teardown),
+      cmocka_unit_test_teardown(test_dotnet_observe, teardown),
       cmocka_unit_test_teardown(test_dotnet_concurrent, teardown),
       cmocka_unit_test_teardown(test_dotnet_bad_request, teardown),
       cmocka_unit_test_teardown(test_dotnet_too_many_requests, teardown),

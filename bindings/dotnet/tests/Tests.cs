@@ -28,6 +28,7 @@ namespace PipeMsg.Tests
             { "async", Async },
             { "events", Events },
             { "unconfirmed", Unconfirmed },
+            { "observe", Observe },
             { "concurrent", Concurrent },
             { "bad_request", BadRequest },
             { "too_many_requests", TooManyRequests },
@@ -478,6 +479,69 @@ namespace PipeMsg.Tests
                 Check(got.TryTake(out again, WaitMs), "flows again once attached");
                 Equal("Custom", again.Type, "the queued one");
                 Until(() => c.GetStats().Events.Delivered == 4, "4 confirmed");
+            }
+        }
+
+        // EventObserved: an observer sees what is published while it is attached, confirms
+        // none, and leaves the client slot (and the queue) to EventReceived.
+        private static void Observe()
+        {
+            using (var o = new Client())
+            using (var c = new Client())
+            {
+                Emit(c, "Old", null, 1);
+                var seen = new BlockingCollection<EventArgs>();
+                EventHandler<EventArgs> watch = (s, e) =>
+                {
+                    Check(s == o, "sender is the observing client");
+                    seen.Add(e);
+                };
+                o.EventObserved += watch;
+                Until(() => c.GetStats().Events.Observers == 1, "the observer attached");
+                Equal(false, c.GetStats().Events.Attached, "the client slot is left free");
+
+                Emit(c, "Seen", null, 2);
+                var observed = new List<EventArgs>();
+                for (int i = 0; i < 2; i++)
+                {
+                    EventArgs e;
+                    Check(seen.TryTake(out e, WaitMs), "observed event " + (i + 1));
+                    observed.Add(e);
+                }
+                Equal("Seen", observed[0].Type, "published before the observer: not seen");
+                Equal(3L, c.GetStats().Events.Queued, "the observer took nothing from the queue");
+                Equal(0L, c.GetStats().Events.Delivered, "the observer confirmed nothing");
+
+                // The application's client, attached beside it, gets everything kept.
+                var got = new BlockingCollection<EventArgs>();
+                c.EventReceived += (s, e) => got.Add(e);
+                var received = new List<EventArgs>();
+                for (int i = 0; i < 3; i++)
+                {
+                    EventArgs e;
+                    Check(got.TryTake(out e, WaitMs), "received event " + (i + 1));
+                    received.Add(e);
+                }
+                Equal("Old", received[0].Type, "the client gets the older one");
+                Equal(observed[0].Id, received[1].Id, "the same first event");
+                Equal(observed[1].Id, received[2].Id, "the same second event");
+                Until(() => c.GetStats().Events.Delivered == 3, "the client confirmed 3");
+                Equal(true, c.GetStats().Events.Attached, "the client holds the slot");
+
+                // Both attached: each gets the next one, only the client's confirmation counts.
+                Emit(c, "Both", null, 1);
+                EventArgs a, b;
+                Check(seen.TryTake(out a, WaitMs), "observed while both attached");
+                Check(got.TryTake(out b, WaitMs), "received while both attached");
+                Equal(a.Id, b.Id, "the same event");
+                Until(() => c.GetStats().Events.Delivered == 4, "the client confirmed 4");
+                Equal(4L, c.GetStats().Events.Delivered, "nothing else confirmed");
+
+                o.EventObserved -= watch;
+                Until(() => c.GetStats().Events.Observers == 0, "the observer detached");
+                Equal(true, c.GetStats().Events.Attached, "the client stays attached");
+                EventArgs none;
+                Check(!seen.TryTake(out none, 200), "nothing observed after detaching");
             }
         }
 
