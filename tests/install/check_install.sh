@@ -10,7 +10,8 @@
 # Environment (tests/CMakeLists.txt sets it): CC, CFLAGS, CMAKE, CMAKE_GENERATOR, PKG_CONFIG,
 # PM_LIBDIR, PM_INCLUDEDIR, PM_BINDIR, PM_MANDIR (install directories, relative to the
 # prefix), PM_SONAME, PM_SOURCE_DIR; PM_PYTHON3, PM_PYTHON_SITEDIR, PM_PYTHON_PRELOAD (the
-# Python package's check, skipped without PM_PYTHON3).
+# Python package's check, skipped without PM_PYTHON3); PM_MCS, PM_MONO, PM_CLI_DIR,
+# PM_DOTNET_PRELOAD (the C# assembly's check, skipped without PM_MCS).
 set -eu
 build=$1
 shift
@@ -48,6 +49,25 @@ if [ -n "${PM_PYTHON3:-}" ]; then
     'import pipemsg, pipemsg._lib; print(pipemsg._lib.path)') ||
     fail "the installed Python package pipemsg does not import"
   test "$got" = "$libdir/$PM_SONAME" || fail "the installed pipemsg loads $got, not $libdir/$PM_SONAME"
+fi
+# The C# assembly (when tests/CMakeLists.txt passes PM_MCS): a program compiled against the
+# installed PipeMsg.dll runs a call through the installed PipeMsg.dll.config's libpipemsg, the
+# SONAME, which the loader finds in this install's libdir as it does for the C programs below.
+if [ -n "${PM_MCS:-}" ]; then
+  for f in PipeMsg.dll PipeMsg.dll.config; do
+    test -f "$prefix/$PM_CLI_DIR/$f" || fail "not installed: $PM_CLI_DIR/$f"
+  done
+  mkdir "$tmp/cs"
+  quiet "$PM_MCS" -langversion:7 -warnaserror -nologo -target:exe \
+    -r:"$prefix/$PM_CLI_DIR/PipeMsg.dll" -out:"$tmp/cs/InstallCheck.exe" \
+    "$PM_SOURCE_DIR/tests/install/dotnet/InstallCheck.cs"
+  got=$(cd "$tmp" && env MONO_PATH="$prefix/$PM_CLI_DIR" LD_LIBRARY_PATH="$libdir" \
+    LD_PRELOAD="${PM_DOTNET_PRELOAD:-}" \
+    ASAN_OPTIONS=detect_leaks=0:handle_segv=0:allow_user_segv_handler=1 \
+    "$PM_MONO" "$tmp/cs/InstallCheck.exe") || fail "InstallCheck.exe against the installed PipeMsg.dll failed"
+  # The maps name the file the SONAME's link leads to.
+  want=$(readlink -f "$libdir/$PM_SONAME")
+  test "$got" = "$want" || fail "the installed PipeMsg.dll loads $got, not $want"
 fi
 readelf -d "$libdir/$PM_SONAME" | grep -q "(SONAME).*\[$PM_SONAME\]" ||
   fail "$PM_SONAME: SONAME is not $PM_SONAME"
