@@ -42,6 +42,7 @@ struct pm_command_call {
   int stranger;   /* the authorize hook refused it */
   int linger;     /* a lingering close follows the answer */
   int oversized;  /* answered BadRequest for a frame longer than max_message */
+  int bare_wait;  /* its request is awaited through the server's waiter, not yet wrapped */
   uint64_t arrival;  /* accept order */
   uint64_t uid_turn; /* the last turn its uid had (0: none); the same in all its uid's calls */
   pm__linger lingering;
@@ -72,6 +73,8 @@ struct pm_command_server {
                   ends or the transport offers it again */
   int closing;
   int listener_open;
+  pm__link_waiter *waiter; /* made at the first call whose request was not there at once */
+  int waiter_open;
   int reading_now; /* a read_now is on the stack */
   pm_command_call *spare; /* the last call freed, kept for the next: a call is over 1 KiB, and
                              malloc consolidates its fast bins for every allocation that size */
@@ -91,7 +94,7 @@ static void accept_pending(pm_command_server *s);
 static void next_turn(pm_command_server *s);
 
 static void maybe_free_server(pm_command_server *s) {
-  if (!s->closing || s->listener_open || s->calls != NULL)
+  if (!s->closing || s->listener_open || s->waiter_open || s->calls != NULL)
     return;
   pm__sigpipe_guard_close(s->sigpipe);
   if (s->close_cb != NULL)
@@ -442,6 +445,59 @@ static void on_request_timeout(uv_timer_t *t) {
   close_call(c, "no complete request before the deadline");
 }
 
+/* The rest of the request comes through libuv, under the request deadline already running. */
+static void read_through_loop(pm_command_call *c) {
+  if (wrap(c) < 0)
+    return;
+  if (uv_read_start((uv_stream_t *)&c->link.pipe, pm__read_alloc, on_read) < 0)
+    close_call(c, "read failed");
+}
+
+/* A waited-for request has arrived (or the peer has gone): read it as read_now does; what is
+ * still missing after that read comes through the loop. */
+static void on_link_ready(void *data, uint64_t token) {
+  pm_command_server *s = data;
+  pm_command_call *c;
+  int done;
+  for (c = s->calls; c != NULL; c = c->next)
+    if (c->arrival == token)
+      break;
+  if (c == NULL || !c->bare_wait || c->state != CALL_READING)
+    return;
+  c->bare_wait = 0;
+  s->reading_now = 1; /* as in start_turn: a turn this one ends reads through the loop */
+  done = read_now(c);
+  s->reading_now = 0;
+  if (!done)
+    read_through_loop(c);
+}
+
+static void on_waiter_closed(void *data) {
+  pm_command_server *s = data;
+  s->waiter_open = 0;
+  maybe_free_server(s);
+}
+
+/* A call whose request is not there yet waits for it on its bare socket (Unix): wrapping it
+ * costs more syscalls than the wait itself. 0 when waiting, else the caller wraps it. */
+static int wait_bare(pm_command_call *c) {
+  pm_command_server *s = c->server;
+  int rc;
+  if (c->link.wrapped)
+    return PM_EINVAL;
+  if (s->waiter == NULL) {
+    rc = pm__link_waiter_new(s->loop, on_link_ready, s, &s->waiter);
+    if (rc < 0) {
+      s->waiter = NULL;
+      return rc;
+    }
+    s->waiter_open = 1;
+  }
+  rc = pm__link_wait(s->waiter, &c->link, c->arrival);
+  c->bare_wait = rc == 0;
+  return rc;
+}
+
 /* The uid on Unix; on Windows, where uid is -1 for everyone, the user's SID (empty on Unix). */
 static int same_user(const pm_peer *a, const pm_peer *b) {
   return a->uid == b->uid && strcmp(a->sid, b->sid) == 0;
@@ -482,12 +538,10 @@ static void start_turn(pm_command_call *c, const void *early, long nearly) {
     if (done)
       return;
   }
-  if (wrap(c) < 0)
-    return;
   uv_timer_start(&c->timer, on_request_timeout, s->opts.request_timeout_ms, 0);
-  rc = uv_read_start((uv_stream_t *)&c->link.pipe, pm__read_alloc, on_read);
-  if (rc < 0)
-    close_call(c, "read failed");
+  if (wait_bare(c) == 0)
+    return;
+  read_through_loop(c);
 }
 
 /* Round-robin by uid: the waiting call whose uid had its last turn longest ago (or never) goes
@@ -682,6 +736,9 @@ void pm_command_server_close(pm_command_server *s, void (*cb)(void *arg), void *
   s->close_cb = cb;
   s->close_arg = arg;
   pm__listener_close(s->listener, on_listener_closed, s);
+  if (s->waiter != NULL)
+    pm__link_waiter_close(s->waiter, on_waiter_closed, s);
+  s->waiter = NULL;
   /* close_call frees nothing at once, so the list stays walkable. */
   for (pm_command_call *c = s->calls; c != NULL; c = c->next)
     close_call(c, "service stopping");

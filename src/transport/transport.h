@@ -115,6 +115,20 @@ long pm__link_read_first(pm__link *link, void *buf, size_t len);
  * connection takes nothing now), PM_EIO when the peer is gone. Never raises SIGPIPE. Windows:
  * always 0 (a link is wrapped there, and libuv writes it). */
 long pm__link_write_now(pm__link *link, const void *a, size_t alen, const void *b, size_t blen);
+/* Waits for links not yet wrapped to become readable, without wrapping them: one private epoll
+ * instance per server, watched by one uv_poll_t, to which a waiting socket is added once
+ * (EPOLLONESHOT, so it reports once and needs no removal; closing the socket drops it). A wait
+ * costs one epoll_ctl and one epoll_wait, where a uv_pipe_t costs fcntl, ioctl, two epoll_ctl
+ * and the loop round of its close. Windows: none (PM_EINVAL; a link is wrapped there). */
+typedef struct pm__link_waiter pm__link_waiter;
+/* cb(data, token) once per pm__link_wait whose socket became readable (data, hang-up or
+ * error); a token whose link is gone may still be reported, and must be ignored. */
+int pm__link_waiter_new(uv_loop_t *loop, void (*cb)(void *data, uint64_t token), void *data,
+                        pm__link_waiter **out);
+/* Starts waiting on an unwrapped link: 0, or an error (then the caller wraps it instead). */
+int pm__link_wait(pm__link_waiter *w, pm__link *link, uint64_t token);
+/* closed(data) runs once the waiter is gone; no cb after this call. */
+void pm__link_waiter_close(pm__link_waiter *w, void (*closed)(void *data), void *data);
 /* pm__authorizing for a link: pm_peer_in_group answers from it during the callback. */
 void pm__authorizing_link(const pm_peer *peer, pm__link *link);
 int pm__link_peer_in_group(pm__link *link, const char *group);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -779,4 +780,85 @@ long pm__conn_send(pm__conn *c, const void *a, size_t alen, const void *b, size_
 
 long pm__link_write_now(pm__link *link, const void *a, size_t alen, const void *b, size_t blen) {
   return fd_send(link_fd(link), a, alen, b, blen);
+}
+
+/* Events taken from the private epoll per epoll_wait; more are taken by the next round. */
+#define WAITER_EVENTS 16
+
+struct pm__link_waiter {
+  uv_poll_t poll; /* on epfd */
+  int epfd;
+  void (*cb)(void *data, uint64_t token);
+  void *data;
+  void (*closed)(void *data);
+  void *closed_data;
+};
+
+static void on_waiter_readable(uv_poll_t *p, int status, int events) {
+  pm__link_waiter *w = p->data;
+  struct epoll_event ev[WAITER_EVENTS];
+  int n;
+  (void)events;
+  if (status < 0)
+    return;
+  do
+    n = epoll_wait(w->epfd, ev, WAITER_EVENTS, 0);
+  while (n < 0 && errno == EINTR);
+  /* A callback may close the waiter (the server closing): it is freed only from the loop. */
+  for (int i = 0; i < n && w->cb != NULL; i++)
+    w->cb(w->data, ev[i].data.u64);
+}
+
+int pm__link_waiter_new(uv_loop_t *loop, void (*cb)(void *data, uint64_t token), void *data,
+                        pm__link_waiter **out) {
+  pm__link_waiter *w = pm__calloc(1, sizeof(*w));
+  int rc;
+  if (w == NULL)
+    return PM_ENOMEM;
+  w->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (w->epfd < 0) {
+    pm__free(w);
+    return PM_EIO;
+  }
+  rc = pm__uv_error(uv_poll_init(loop, &w->poll, w->epfd));
+  if (rc < 0) {
+    close(w->epfd);
+    pm__free(w);
+    return rc;
+  }
+  w->poll.data = w;
+  w->cb = cb;
+  w->data = data;
+  rc = pm__uv_error(uv_poll_start(&w->poll, UV_READABLE, on_waiter_readable));
+  if (rc < 0) {
+    pm__link_waiter_close(w, NULL, NULL);
+    return rc;
+  }
+  *out = w;
+  return 0;
+}
+
+int pm__link_wait(pm__link_waiter *w, pm__link *link, uint64_t token) {
+  struct epoll_event ev;
+  if (w == NULL || link->wrapped || link->fd < 0)
+    return PM_EINVAL;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+  ev.data.u64 = token;
+  return epoll_ctl(w->epfd, EPOLL_CTL_ADD, link->fd, &ev) < 0 ? PM_EIO : 0;
+}
+
+static void on_waiter_closed(uv_handle_t *h) {
+  pm__link_waiter *w = h->data;
+  close(w->epfd);
+  if (w->closed != NULL)
+    w->closed(w->closed_data);
+  pm__free(w);
+}
+
+void pm__link_waiter_close(pm__link_waiter *w, void (*closed)(void *data), void *data) {
+  w->cb = NULL;
+  w->closed = closed;
+  w->closed_data = data;
+  uv_close((uv_handle_t *)&w->poll, on_waiter_closed);
 }
