@@ -1035,6 +1035,87 @@ static void test_command_server_request_in_pieces_after_first_read(void **state)
   close(idle);
 }
 
+/* Connects a client that sends nothing: the server's first read finds nothing, and the call
+ * waits for its request on the bare socket. A second connection stopped at the gate (and left
+ * there) says the server is past the first one's accept; close *idle and open the gate once
+ * done with it. */
+static int connect_unsent(int *idle) {
+  int fd;
+  arm_gate();
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  await_gate();
+  arm_gate();
+  open_gate();
+  *idle = pm_test_connect(fx.path);
+  assert_true(*idle >= 0);
+  await_gate();
+  return fd;
+}
+
+/* A request sent after the server's first read found nothing is read when it comes, under the
+ * request deadline, and answered. */
+static void test_command_server_request_after_empty_first_read(void **state) {
+  int fd, idle;
+  (void)state;
+  start_server();
+  fd = connect_unsent(&idle);
+  assert_int_equal(0, pm_test_send_frame(fd, "{\"Request\":{\"Command\":\"Late\"}}"));
+  open_gate();
+  expect_result(fd, "Ok");
+  close(fd);
+  await_logged("Late Ok ok");
+  close(idle);
+}
+
+/* Nothing comes after the empty first read: the connection is closed unanswered at the request
+ * deadline (counted from its turn, which started at once). */
+static void test_command_server_no_request_after_empty_first_read(void **state) {
+  uint64_t start;
+  int fd;
+  (void)state;
+  fx.opts.request_timeout_ms = 300;
+  start_server();
+  start = pm_test_now_ms();
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  assert_true(pm_test_wait_eof(fd, 300 + (int)slack_ms) >= 0);
+  assert_in_range(pm_test_now_ms() - start, 300 - EARLY_MS, 300 + slack_ms);
+  close(fd);
+  await_logged("no complete request before the deadline");
+}
+
+/* The peer leaves while its request is awaited: the call ends at once, unanswered. */
+static void test_command_server_peer_leaves_after_empty_first_read(void **state) {
+  int fd, idle;
+  (void)state;
+  start_server();
+  fd = connect_unsent(&idle);
+  close(fd);
+  open_gate();
+  await_logged("- - client closed before a whole request");
+  close(idle);
+}
+
+/* The server closes while a call awaits its request: the connection is closed, the loop ends
+ * with every handle closed, and the socket file is gone. */
+static void test_command_server_close_while_awaiting_request(void **state) {
+  int fd, idle;
+  (void)state;
+  start_server();
+  fd = connect_unsent(&idle);
+  open_gate();
+  uv_async_send(&fx.stop);
+  uv_thread_join(&fx.thread);
+  assert_int_equal(0, uv_loop_close(&fx.loop));
+  uv_sem_destroy(&fx.ready);
+  fx.server = NULL;
+  assert_true(pm_test_wait_eof(fd, 2000) >= 0);
+  assert_int_equal(-1, access(fx.path, F_OK));
+  close(fd);
+  close(idle);
+}
+
 /* A response larger than the socket takes at once: written in part on the bare connection,
  * the rest through the loop, and read whole by the client. */
 static void test_command_server_big_response_written_in_parts(void **state) {
@@ -1153,6 +1234,14 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_command_server_async_reply, setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_server_request_in_pieces_after_first_read,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_command_server_request_after_empty_first_read, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_command_server_no_request_after_empty_first_read,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_command_server_peer_leaves_after_empty_first_read,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_command_server_close_while_awaiting_request, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_command_server_big_response_written_in_parts, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_command_server_gone_peer_takes_no_refusal_and_no_place,
