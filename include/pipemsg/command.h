@@ -84,7 +84,8 @@ typedef struct pm_command_server_options {
  * process is replaced; one a live service answers on is PM_EADDRINUSE. The socket gets its
  * mode and group before it accepts anything. A peer that goes away while it is written to
  * never raises SIGPIPE in the application, even with SIGPIPE's default disposition
- * (docs/api.md, "SIGPIPE"). */
+ * (docs/api.md, "SIGPIPE"). On failure, handles it opened on loop may still be closing: run the
+ * loop (uv_run with UV_RUN_NOWAIT is enough) before uv_loop_close. */
 int pm_command_server_start(uv_loop_t *loop, const char *name,
                             const pm_command_server_options *opts, pm_command_server **out);
 /* Stops listening, drops any connection, removes the socket file; the server is freed once

@@ -130,7 +130,7 @@ typedef struct pm_event_server_options {
 
 /* Binds name (see pm_pipe_path) and serves on loop. As with pm_command_server_start, a peer that
  * goes away while it is written to never raises SIGPIPE in the application (docs/api.md,
- * "SIGPIPE"). */
+ * "SIGPIPE"). On failure, as there, run the loop before uv_loop_close. */
 int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_server_options *opts,
                           pm_event_server **out);
 /* Closes the pipe (a client gets Disconnect{ServiceStopping}), removes the socket file; an
