@@ -128,3 +128,13 @@ def client(service):
     import pipemsg
     with pipemsg.Client() as c:
         yield c
+
+
+def await_queued(client, n: int = 0, timeout_s: float = 10) -> None:
+    """Waits until the service's queue holds n events. A confirmation sent on the event pipe and
+    a GetStats on the command pipe reach the service in either order, so one look may be early."""
+    deadline = time.monotonic() + timeout_s
+    while (queued := client.get_stats().events.queued) != n:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the service's queue holds {queued} events, not {n}")
+        time.sleep(0.01)

@@ -4,6 +4,8 @@ import asyncio
 
 import pytest
 
+from conftest import await_queued
+
 import pipemsg
 
 
@@ -39,7 +41,7 @@ def test_aevents(client):
     got = asyncio.run(main())
     assert [ev.type for ev in got] == ["StateChanged", "Next"]
     assert got[0].typed.state == "Connected"
-    assert client.get_stats().events.queued == 0
+    await_queued(client, 0)
 
 
 def test_aevents_exception_leaves_event_unconfirmed(client):

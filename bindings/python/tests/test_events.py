@@ -3,6 +3,8 @@ restart while iterating."""
 
 import pytest
 
+from conftest import await_queued
+
 import pipemsg
 
 
@@ -48,7 +50,7 @@ def test_events_confirmed_when_body_finishes(client):
             ev.confirm()
             break
     # All three confirmed: nothing is left for the next attach.
-    assert client.get_stats().events.queued == 0
+    await_queued(client, 0)
     emit(client, "After")
     assert [ev.type for ev in take(client.events(), 1)] == ["After"]
 
@@ -67,7 +69,7 @@ def test_exception_leaves_event_unconfirmed(client, service):
     # coming back for the next one, the second one was not: the next attach gets it again.
     again = take(client.events(), 1)
     assert [ev.id for ev in again] == [first + 1]
-    assert client.get_stats().events.queued == 0
+    await_queued(client, 0)
 
 
 def test_break_without_confirm_redelivers(client):
@@ -134,7 +136,7 @@ def test_resume_skips_what_was_confirmed(client):
     assert ids(got) == [a + 2, a + 3]
     assert resumed.cursor == (epoch, a + 3)
     resumed.close()
-    assert client.get_stats().events.queued == 0
+    await_queued(client, 0)
 
 
 def test_resume_cursor_drops_what_was_never_confirmed(client):
@@ -163,7 +165,7 @@ def test_from_now_skips_what_was_queued(client):
         emit(client, "New")
         got = take(stream, 1)
     assert [ev.type for ev in got] == ["New"]
-    assert client.get_stats().events.queued == 0
+    await_queued(client, 0)
 
 
 def test_aevents_resume_and_from_now(client):
