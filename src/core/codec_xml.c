@@ -665,12 +665,15 @@ int pm_xml_decode(const void *buf, size_t len, pm_msg **out, char *why) {
   }
   if (schema == NULL) {
     st.schema_err = pm__reason(st.schema_why, PM_ESCHEMA, "the built-in schema failed to compile");
-  } else if (ctx.valid == NULL ||
-             (plug = xmlSchemaSAXPlug(ctx.valid, &st.vsax, &st.vdata)) == NULL) {
-    st.vsax = NULL;
-    st.schema_err = pm__reason(st.schema_why, PM_ENOMEM, "%s", pm_strerror(PM_ENOMEM));
   } else {
-    xmlSchemaSetValidStructuredErrors(ctx.valid, on_schema_error, &st);
+    /* Before the plug: plugging runs the validator's start, which may report already (a cached
+     * validator must not report to the previous decode's state). */
+    if (ctx.valid != NULL)
+      xmlSchemaSetValidStructuredErrors(ctx.valid, on_schema_error, &st);
+    if (ctx.valid == NULL || (plug = xmlSchemaSAXPlug(ctx.valid, &st.vsax, &st.vdata)) == NULL) {
+      st.vsax = NULL;
+      st.schema_err = pm__reason(st.schema_why, PM_ENOMEM, "%s", pm_strerror(PM_ENOMEM));
+    }
   }
   ctxt->_private = &st;
   set_handlers(ctxt->sax);
