@@ -112,6 +112,13 @@ typedef struct {
   /* The validator's SAX2 handlers, fed by ours; NULL when it does not run. */
   xmlSAXHandlerPtr vsax;
   void *vdata;
+  /* Text (or CDATA) for the validator, given to it in one piece at the next element event: it
+   * appends each piece it gets to the element's value with xmlStrncat, a copy of all so far,
+   * and the parser gives one piece per character reference (&lt;...), so a piece at a time
+   * would cost time quadratic in the text. */
+  char *vtext;
+  size_t vtext_len, vtext_cap;
+  int vtext_type;
   /* Text of the innermost element while it has no element children. */
   char *text;
   size_t text_len, text_cap;
@@ -368,6 +375,37 @@ static void tree_failed(decode_state *st, int rc) {
   st->tree_err = rc;
 }
 
+/* Gives the validator the text kept for it. */
+static void flush_text(decode_state *st) {
+  size_t len = st->vtext_len;
+  st->vtext_len = 0;
+  if (len == 0 || st->err != 0 || !validating(st))
+    return;
+  (st->vtext_type == XML_CDATA_SECTION_NODE ? st->vsax->cdataBlock : st->vsax->characters)(
+      st->vdata, (const xmlChar *)st->vtext, (int)len);
+}
+
+static void keep_text(decode_state *st, int type, const xmlChar *ch, int len) {
+  if (st->vtext_len > 0 && st->vtext_type != type)
+    flush_text(st);
+  st->vtext_type = type;
+  if ((size_t)len > st->vtext_cap - st->vtext_len) {
+    size_t cap = st->vtext_cap != 0 ? st->vtext_cap * 2 : 256;
+    char *t;
+    while (cap - st->vtext_len < (size_t)len)
+      cap *= 2;
+    t = pm__realloc(st->vtext, cap);
+    if (t == NULL) {
+      st->schema_err = pm__reason(st->schema_why, PM_ENOMEM, "%s", pm_strerror(PM_ENOMEM));
+      return;
+    }
+    st->vtext = t;
+    st->vtext_cap = cap;
+  }
+  memcpy(st->vtext + st->vtext_len, ch, (size_t)len);
+  st->vtext_len += (size_t)len;
+}
+
 static void on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri,
                      int nb_namespaces, const xmlChar **namespaces, int nb_attributes,
                      int nb_defaulted, const xmlChar **attributes) {
@@ -398,6 +436,7 @@ static void on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
    * switch the schema's checks off for what it contains: the validator never sees them. Nor
    * the namespace declarations, which a tree's validation did not use: no type in the schema
    * resolves a prefix. */
+  flush_text(st);
   if (validating(st))
     st->vsax->startElementNs(st->vdata, localname, prefix, uri, 0, NULL, 0, 0, NULL);
 }
@@ -410,6 +449,7 @@ static void on_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, c
     if (rc < 0)
       tree_failed(st, rc);
   }
+  flush_text(st);
   if (st->err == 0 && validating(st))
     st->vsax->endElementNs(st->vdata, localname, prefix, uri);
   st->depth--;
@@ -441,8 +481,7 @@ static void on_text_or_cdata(xmlParserCtxtPtr ctxt, const xmlChar *ch, int len, 
       tree_failed(st, rc);
   }
   if (validating(st))
-    (type == XML_CDATA_SECTION_NODE ? st->vsax->cdataBlock : st->vsax->characters)(st->vdata, ch,
-                                                                                  len);
+    keep_text(st, type, ch, len);
 }
 
 static void on_text(void *ctx, const xmlChar *ch, int len) {
@@ -635,6 +674,7 @@ static void release(decode_state *st) {
   json_decref(st->fields);
   if (st->text != st->text_inline)
     pm__free(st->text);
+  pm__free(st->vtext);
   xmlHashFree(st->ids, NULL);
 }
 
