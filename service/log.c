@@ -4,11 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-#include <uv.h>
 
 #include "log.h"
+#include "pipemsg/message.h"
 #include "utf8.h"
 
 static log_level max_level = LVL_INFO;
@@ -112,31 +110,14 @@ size_t log_escape(const char *in, char *out, size_t size) {
   return o;
 }
 
-/* Writes the stamp "YYYY-MM-DDTHH:MM:SS.mmmZ " (25 bytes) into out. The part to the second is
- * formatted once a second (per thread: lines may come from several), not once a line. */
+/* Writes the stamp "YYYY-MM-DDTHH:MM:SS.mmmZ " (25 bytes) into out: an event's time stamp
+ * (pm_time_now, which formats the part to the second once a second) and a space. */
 static size_t put_stamp(char *out) {
-  static _Thread_local long long stamped_sec = -1;
-  static _Thread_local char stamped[32];
-  static _Thread_local size_t stamped_len;
-  uv_timeval64_t tv;
-  long ms;
-  uv_gettimeofday(&tv);
-  if (tv.tv_sec != stamped_sec) {
-    time_t secs = (time_t)tv.tv_sec;
-    struct tm tm;
-    log_gmtime(&secs, &tm);
-    stamped_len = strftime(stamped, sizeof(stamped), "%Y-%m-%dT%H:%M:%S", &tm);
-    stamped_sec = (long long)tv.tv_sec;
-  }
-  memcpy(out, stamped, stamped_len);
-  ms = (long)(tv.tv_usec / 1000);
-  out[stamped_len] = '.';
-  out[stamped_len + 1] = (char)('0' + ms / 100);
-  out[stamped_len + 2] = (char)('0' + ms / 10 % 10);
-  out[stamped_len + 3] = (char)('0' + ms % 10);
-  out[stamped_len + 4] = 'Z';
-  out[stamped_len + 5] = ' ';
-  return stamped_len + 6;
+  size_t n;
+  pm_time_now(out);
+  n = strlen(out);
+  out[n] = ' ';
+  return n + 1;
 }
 
 void log_msg(log_level level, const char *fmt, ...) {

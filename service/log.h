@@ -45,7 +45,5 @@ void log_system_write(log_level level, const char *line);
 void log_set_source(const char *name);
 /* True when stderr is a log that stamps each line itself (systemd's journal). */
 bool log_stderr_is_journal(void);
-/* gmtime_r or its platform's equal. */
-void log_gmtime(const time_t *t, struct tm *tm);
 
 #endif

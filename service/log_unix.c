@@ -30,5 +30,3 @@ bool log_stderr_is_journal(void) {
     return false;
   return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
-
-void log_gmtime(const time_t *t, struct tm *tm) { gmtime_r(t, tm); }

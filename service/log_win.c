@@ -36,5 +36,3 @@ void log_system_write(log_level level, const char *line) {
 }
 
 bool log_stderr_is_journal(void) { return false; }
-
-void log_gmtime(const time_t *t, struct tm *tm) { gmtime_s(tm, t); }
