@@ -424,40 +424,8 @@ namespace PipeMsg
         /// </summary>
         public event EventHandler<EventArgs> EventReceived
         {
-            add
-            {
-                lock (gate)
-                {
-                    if (disposed)
-                        throw new ObjectDisposedException("PipeMsg.Client");
-                    handlers += value;
-                    if (session != null || handlers == null)
-                        return;
-                    try
-                    {
-                        session = new Session(this, false);
-                    }
-                    catch
-                    {
-                        handlers -= value;
-                        throw;
-                    }
-                }
-            }
-            remove
-            {
-                Session s = null;
-                lock (gate)
-                {
-                    handlers -= value;
-                    if (handlers == null)
-                    {
-                        s = session;
-                        session = null;
-                    }
-                }
-                Close(s);
-            }
+            add { Attach(ref handlers, ref session, value, false); }
+            remove { Detach(ref handlers, ref session, value); }
         }
 
         /// <summary>Events from the event pipe as an observer (protocol §5.11), on the library's
@@ -471,40 +439,48 @@ namespace PipeMsg
         /// one that reads too slowly (it reattaches).</summary>
         public event EventHandler<EventArgs> EventObserved
         {
-            add
+            add { Attach(ref observers, ref observer, value, true); }
+            remove { Detach(ref observers, ref observer, value); }
+        }
+
+        // The first handler of a list opens its session; under the gate.
+        private void Attach(ref EventHandler<EventArgs> list, ref Session slot,
+                            EventHandler<EventArgs> value, bool observe)
+        {
+            lock (gate)
             {
-                lock (gate)
+                if (disposed)
+                    throw new ObjectDisposedException("PipeMsg.Client");
+                list += value;
+                if (slot != null || list == null)
+                    return;
+                try
                 {
-                    if (disposed)
-                        throw new ObjectDisposedException("PipeMsg.Client");
-                    observers += value;
-                    if (observer != null || observers == null)
-                        return;
-                    try
-                    {
-                        observer = new Session(this, true);
-                    }
-                    catch
-                    {
-                        observers -= value;
-                        throw;
-                    }
+                    slot = new Session(this, observe);
+                }
+                catch
+                {
+                    list -= value;
+                    throw;
                 }
             }
-            remove
+        }
+
+        // Removing the last handler of a list closes its session (outside the gate).
+        private void Detach(ref EventHandler<EventArgs> list, ref Session slot,
+                            EventHandler<EventArgs> value)
+        {
+            Session s = null;
+            lock (gate)
             {
-                Session s = null;
-                lock (gate)
+                list -= value;
+                if (list == null)
                 {
-                    observers -= value;
-                    if (observers == null)
-                    {
-                        s = observer;
-                        observer = null;
-                    }
+                    s = slot;
+                    slot = null;
                 }
-                Close(s);
             }
+            Close(s);
         }
 
         /// <summary>An EventReceived or EventObserved handler threw (the exception is
