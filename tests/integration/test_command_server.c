@@ -158,6 +158,17 @@ static void await_gate(void) { uv_sem_wait(&fx.gated); }
 
 static void open_gate(void) { uv_sem_post(&fx.gate); }
 
+/* Connects, and returns once the server holds the connection at the gate (accepted, nothing
+ * read yet). */
+static int connect_at_gate(void) {
+  int fd;
+  arm_gate();
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  await_gate();
+  return fd;
+}
+
 static int authorize(const pm_peer *peer, void *data) {
   fixture *f = data;
   f->seen_peer = *peer;
@@ -1015,10 +1026,7 @@ static void test_command_server_request_in_pieces_after_first_read(void **state)
   int fd, idle;
   (void)state;
   start_server();
-  arm_gate();
-  fd = pm_test_connect(fx.path);
-  assert_true(fd >= 0);
-  await_gate();
+  fd = connect_at_gate();
   pm_frame_header(strlen(req), 0, h);
   assert_int_equal(0, pm_test_send_all(fd, h, 4));
   assert_int_equal(0, pm_test_send_all(fd, req, 10));
@@ -1041,10 +1049,7 @@ static void test_command_server_request_in_pieces_after_first_read(void **state)
  * done with it. */
 static int connect_unsent(int *idle) {
   int fd;
-  arm_gate();
-  fd = pm_test_connect(fx.path);
-  assert_true(fd >= 0);
-  await_gate();
+  fd = connect_at_gate();
   arm_gate();
   open_gate();
   *idle = pm_test_connect(fx.path);
@@ -1145,10 +1150,7 @@ static void test_command_server_gone_peer_takes_no_refusal_and_no_place(void **s
   fx.opts.max_waiting = 1;
   start_server();
   use_fake_uids(uids, 4);
-  arm_gate();
-  fd = pm_test_connect(fx.path);
-  assert_true(fd >= 0);
-  await_gate();
+  fd = connect_at_gate();
   close(fd);
   open_gate();
   await_logs(1);
@@ -1162,10 +1164,7 @@ static void test_command_server_gone_peer_takes_no_refusal_and_no_place(void **s
     assert_true(pm_test_now_ms() < deadline);
     uv_sleep(5);
   }
-  arm_gate();
-  fd = pm_test_connect(fx.path);
-  assert_true(fd >= 0);
-  await_gate();
+  fd = connect_at_gate();
   close(fd);
   open_gate();
   await_logs(2);
@@ -1185,10 +1184,7 @@ static void test_command_server_refused_after_first_read(void **state) {
   (void)state;
   fx.refuse = 1;
   start_server();
-  arm_gate();
-  fd = pm_test_connect(fx.path);
-  assert_true(fd >= 0);
-  await_gate();
+  fd = connect_at_gate();
   assert_int_equal(0, pm_test_send_frame(fd, "{\"Request\":{\"Command\":\"Hello\"}}"));
   open_gate();
   expect_result(fd, "TransportNotAuthorized");
@@ -1209,10 +1205,7 @@ static void test_command_server_backlog_served_in_order(void **state) {
   fx.opts.max_waiting = 2;
   start_server();
   use_fake_uids(uids, 5);
-  arm_gate();
-  hold = pm_test_connect(fx.path);
-  assert_true(hold >= 0);
-  await_gate();
+  hold = connect_at_gate();
   assert_int_equal(0, pm_test_send_frame(hold, "{\"Request\":{\"Command\":\"Hold\"}}"));
   for (int i = 0; i < 4; i++)
     fds[i] = send_request(names[i]);
