@@ -42,6 +42,21 @@ static int teardown(void **state) {
 static char small_fs[160];
 static int small_fs_mounted;
 
+static const char *small_fs_args[] = {"--test-commands", "--data-dir", small_fs, NULL};
+
+/* Restarts the service with its data dir on a fresh 4 MiB tmpfs (skips unless root). */
+static void restart_on_small_fs(void) {
+  if (geteuid() != 0)
+    pm_test_skip("mounting a small tmpfs needs root");
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  snprintf(small_fs, sizeof(small_fs), "%s/small", svc.dir);
+  assert_int_equal(0, mkdir(small_fs, 0700));
+  if (mount("tmpfs", small_fs, "tmpfs", 0, "size=4m,mode=0700") < 0)
+    pm_test_skip("cannot mount a tmpfs: %s", strerror(errno));
+  small_fs_mounted = 1;
+  pm_test_service_restart(&svc, small_fs_args);
+}
+
 static int teardown_small_fs(void **state) {
   (void)state;
   if (svc.pid > 0)
@@ -219,21 +234,12 @@ static int64_t emit_saved(int n) {
  * already seen, under the same epoch. Now a publish the store cannot keep answers Error, and
  * an id is only handed out once the block holding it is on disk. */
 static void hardening_04_disk_full(void **state) {
-  static const char *fs_args[] = {"--test-commands", "--data-dir", small_fs, NULL};
   char filler[200];
   int64_t epoch, max_ok = 0, ok_ids[64], ok_ns[64], got_ids[64], got_ns[64];
   int n_ok = 0, n_err = 0, fd;
   json_t *d;
   (void)state;
-  if (geteuid() != 0)
-    pm_test_skip("mounting a small tmpfs needs root");
-  assert_int_equal(0, pm_test_service_stop(&svc));
-  snprintf(small_fs, sizeof(small_fs), "%s/small", svc.dir);
-  assert_int_equal(0, mkdir(small_fs, 0700));
-  if (mount("tmpfs", small_fs, "tmpfs", 0, "size=4m,mode=0700") < 0)
-    pm_test_skip("cannot mount a tmpfs: %s", strerror(errno));
-  small_fs_mounted = 1;
-  pm_test_service_restart(&svc, fs_args);
+  restart_on_small_fs();
   epoch = epoch_now();
   /* Transient events with no client are never stored, but they take ids: 1025 of them use up
    * the first reserved block, so the next publish must reserve another. */
@@ -275,7 +281,7 @@ static void hardening_04_disk_full(void **state) {
     max_ok = id;
   }
   kill9();
-  pm_test_service_restart(&svc, fs_args);
+  pm_test_service_restart(&svc, small_fs_args);
   fd = pm_test_event_attach(svc.event_pipe, NULL, SLACK_MS, NULL);
   for (int got = 0; got < n_ok;) {
     pm_msg *m = pm_test_next_event(fd, SLACK_MS);
@@ -326,22 +332,13 @@ static int64_t emit_padded(int n) {
  * a restart. After kill -9 only events answered Ok come back (those whose confirmation could
  * not be written), and no id is handed out twice. */
 static void test_durability_disk_fills_while_delivering(void **state) {
-  static const char *fs_args[] = {"--test-commands", "--data-dir", small_fs, NULL};
   enum { ROUNDS = 80, LEFT = 64 * 1024 };
   int64_t ok_ids[ROUNDS + 3], max_ok = 0;
   int n_ok = 0, n_err = 0, fd;
   char filler[200];
   long size;
   (void)state;
-  if (geteuid() != 0)
-    pm_test_skip("mounting a small tmpfs needs root");
-  assert_int_equal(0, pm_test_service_stop(&svc));
-  snprintf(small_fs, sizeof(small_fs), "%s/small", svc.dir);
-  assert_int_equal(0, mkdir(small_fs, 0700));
-  if (mount("tmpfs", small_fs, "tmpfs", 0, "size=4m,mode=0700") < 0)
-    pm_test_skip("cannot mount a tmpfs: %s", strerror(errno));
-  small_fs_mounted = 1;
-  pm_test_service_restart(&svc, fs_args);
+  restart_on_small_fs();
   fd = pm_test_event_attach(svc.event_pipe, NULL, SLACK_MS, NULL);
   /* Full, then 64 KiB given back: the store fills it within a few publishes of 2 KiB. */
   snprintf(filler, sizeof(filler), "%s/filler", small_fs);
@@ -383,7 +380,7 @@ static void test_durability_disk_fills_while_delivering(void **state) {
   }
   close(fd);
   kill9();
-  pm_test_service_restart(&svc, fs_args);
+  pm_test_service_restart(&svc, small_fs_args);
   fd = pm_test_event_attach(svc.event_pipe, NULL, SLACK_MS, NULL);
   for (;;) {
     pm_msg *m = pm_test_next_event(fd, 500);

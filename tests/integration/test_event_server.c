@@ -193,43 +193,36 @@ static void store_exec(const char *sql) {
   assert_int_equal(SQLITE_OK, sqlite3_close(db));
 }
 
-/* A store holding what a version without the publish check could write: a StateChanged
- * event whose Location XML cannot carry, then an ordinary event. */
-static int setup_unencodable_store(void **state) {
+/* The fixture's directory with a store made by pm_event_store_open, then changed by sql with
+ * SQLite itself, and the server started on it. */
+static void start_server_on_store(const char *sql) {
   char path[160];
-  (void)state;
-  memset(&fx, 0, sizeof(fx));
-  uv_mutex_init(&seen_lock);
-  pm_test_dir_new(fx.dir, sizeof(fx.dir));
-  pm_test_pipe_path(fx.dir, "evt", fx.path, sizeof(fx.path));
+  setup_dir();
   snprintf(path, sizeof(path), "%s/events.db", fx.dir);
   assert_pm(0, pm_event_store_open(path, &fx.store)); /* makes the schema */
   pm_event_store_close(fx.store);
-  store_exec("INSERT INTO events(id, type, time, data, marker) VALUES"
-             "(1, 'StateChanged', '2026-11-30T12:00:00.000Z',"
-             " '{\"State\":\"Connecting\",\"Location\":\"de\\u0001\"}', 0),"
-             "(2, 'Saved', '2026-11-30T12:00:01.000Z', '{\"N\":2}', 0);");
+  store_exec(sql);
   assert_pm(0, pm_event_store_open(path, &fx.store));
   fx.opts.store = fx.store;
   start_server();
+}
+
+/* A store holding what a version without the publish check could write: a StateChanged
+ * event whose Location XML cannot carry, then an ordinary event. */
+static int setup_unencodable_store(void **state) {
+  (void)state;
+  start_server_on_store("INSERT INTO events(id, type, time, data, marker) VALUES"
+                        "(1, 'StateChanged', '2026-11-30T12:00:00.000Z',"
+                        " '{\"State\":\"Connecting\",\"Location\":\"de\\u0001\"}', 0),"
+                        "(2, 'Saved', '2026-11-30T12:00:01.000Z', '{\"N\":2}', 0);");
   return 0;
 }
 
 /* A store that refuses to delete events: a trigger stands for a disk that fails the write. */
 static int setup_undeletable_store(void **state) {
-  char path[160];
   (void)state;
-  memset(&fx, 0, sizeof(fx));
-  uv_mutex_init(&seen_lock);
-  pm_test_dir_new(fx.dir, sizeof(fx.dir));
-  pm_test_pipe_path(fx.dir, "evt", fx.path, sizeof(fx.path));
-  snprintf(path, sizeof(path), "%s/events.db", fx.dir);
-  assert_pm(0, pm_event_store_open(path, &fx.store)); /* makes the schema */
-  pm_event_store_close(fx.store);
-  store_exec("CREATE TRIGGER keep BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'no'); END;");
-  assert_pm(0, pm_event_store_open(path, &fx.store));
-  fx.opts.store = fx.store;
-  start_server();
+  start_server_on_store(
+      "CREATE TRIGGER keep BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'no'); END;");
   return 0;
 }
 
@@ -1031,6 +1024,26 @@ static void await_seen(const seen_events *s, int n) {
   }
 }
 
+/* A client of the library (an observer when observe is set) that records what it is handed
+ * in *got. */
+static pm_event_client *start_seen_client(seen_events *got, bool observe) {
+  pm_event_client_options opts;
+  pm_event_client *c = NULL;
+  memset(&opts, 0, sizeof(opts));
+  opts.observe = observe;
+  opts.on_event = on_seen;
+  opts.data = got;
+  assert_pm(0, pm_event_client_start(fx.path, &opts, &c));
+  return c;
+}
+
+/* The server's log said an observer was detached for reason. */
+static void assert_observer_gone(const char *reason) {
+  uv_mutex_lock(&seen_lock);
+  assert_non_null(strstr(fx.observer_gone, reason));
+  uv_mutex_unlock(&seen_lock);
+}
+
 /* The client's delivery is the same with observers attached (the library's, observe = true):
  * every event, in order, confirmed; and each observer sees them all too. */
 static void test_event_server_observers_leave_client_delivery(void **state) {
@@ -1042,13 +1055,8 @@ static void test_event_server_observers_leave_client_delivery(void **state) {
   pm_event_stats st;
   (void)state;
   memset(got, 0, sizeof(got));
-  for (int i = 0; i < OBSERVERS; i++) {
-    memset(&opts, 0, sizeof(opts));
-    opts.observe = true;
-    opts.on_event = on_seen;
-    opts.data = &got[i];
-    assert_pm(0, pm_event_client_start(fx.path, &opts, &observers[i]));
-  }
+  for (int i = 0; i < OBSERVERS; i++)
+    observers[i] = start_seen_client(&got[i], true);
   await_observers(OBSERVERS);
   memset(&opts, 0, sizeof(opts));
   opts.on_event = on_event;
@@ -1105,7 +1113,6 @@ static int observer_cut_off(void) { return stats_now().slow_observers > 0; }
  * order, and goes on getting them. */
 static void test_event_server_slow_observer_cut_off(void **state) {
   static seen_events got;
-  pm_event_client_options opts;
   pm_event_client *client;
   pm_msg *m;
   const char *reason = NULL;
@@ -1113,10 +1120,7 @@ static void test_event_server_slow_observer_cut_off(void **state) {
   int obs, published = 0, read = 0;
   (void)state;
   memset(&got, 0, sizeof(got));
-  memset(&opts, 0, sizeof(opts));
-  opts.on_event = on_seen;
-  opts.data = &got;
-  assert_pm(0, pm_event_client_start(fx.path, &opts, &client));
+  client = start_seen_client(&got, false);
   obs = observe_raw();
   /* One at a time, each handed to the client before the next: the server has written each to
    * the observer by then (one wake sends to both), so the cut comes within an event of the
@@ -1154,9 +1158,7 @@ static void test_event_server_slow_observer_cut_off(void **state) {
   close(obs);
   assert_true(read <= published);
   await_observers(0);
-  uv_mutex_lock(&seen_lock);
-  assert_non_null(strstr(fx.observer_gone, "TooSlow"));
-  uv_mutex_unlock(&seen_lock);
+  assert_observer_gone("TooSlow");
   /* The client goes on. */
   for (int i = 0; i < 20; i++)
     publish_big(published + i);
@@ -1194,9 +1196,7 @@ static void test_event_server_observer_heartbeat(void **state) {
                    2000 + pm_test_margin_ms(1000));
   close(obs);
   assert_int_equal(1, stats_now().heartbeat_failures);
-  uv_mutex_lock(&seen_lock);
-  assert_non_null(strstr(fx.observer_gone, "HeartbeatTimeout"));
-  uv_mutex_unlock(&seen_lock);
+  assert_observer_gone("HeartbeatTimeout");
 }
 
 /* A confirmation the store cannot write is counted and holds nothing up: the next event is
