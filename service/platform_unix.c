@@ -1,6 +1,7 @@
 /* The Unix parts of pipemsgd's files, names and heap (platform.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -22,13 +23,94 @@
 /* The data directory: the service's group may read it. */
 #define DATA_DIR_MODE 0750
 
+static int trusted_owner(uid_t uid) { return uid == 0 || uid == geteuid(); }
+
+/* One directory on the way to the data dir (st its lstat): only root or the service's user
+ * may own it, and one others may write to must be sticky (as /tmp is), so that nobody else
+ * can rename or replace what the path goes through. No symlink: whoever could replace one
+ * could point the path elsewhere, and the event store is never opened through one anyway
+ * (SQLITE_OPEN_NOFOLLOW refuses a symlink anywhere in its path). */
+static int check_data_dir_step(const char *dir, const char *path, const struct stat *st) {
+  if (S_ISLNK(st->st_mode)) {
+    log_msg(LVL_ERROR, "cannot use data dir '%s': '%s' is a symlink (give the path it leads to)",
+            dir, path);
+    return -1;
+  }
+  if (!trusted_owner(st->st_uid)) {
+    log_msg(LVL_ERROR, "cannot use data dir '%s': '%s' is owned by uid %u, not root or the "
+            "service's user", dir, path, (unsigned)st->st_uid);
+    return -1;
+  }
+  if ((st->st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st->st_mode & S_ISVTX) == 0) {
+    log_msg(LVL_ERROR, "cannot use data dir '%s': '%s' is writable by group or others without "
+            "the sticky bit (mode %04o)", dir, path, (unsigned)(st->st_mode & 07777));
+    return -1;
+  }
+  return 0;
+}
+
+/* Checks every directory from / down to the data dir's parent by check_data_dir_step, the
+ * way OpenSSH checks the path to authorized_keys; the data dir itself is checked by
+ * platform_make_data_dir. Once no step can be changed by anyone but root or the service's
+ * user, nobody else can swap one between this check and the directory's use. */
+static int check_data_dir_parents(const char *dir) {
+  char todo[PATH_MAX], done[PATH_MAX] = "", path[PATH_MAX];
+  const char *rest = todo;
+  struct stat st;
+  if (dir[0] == '/') {
+    snprintf(todo, sizeof(todo), "%s", dir);
+  } else if (getcwd(path, sizeof(path)) == NULL ||
+             snprintf(todo, sizeof(todo), "%s/%s", path, dir) >= (int)sizeof(todo)) {
+    log_msg(LVL_ERROR, "cannot use data dir '%s': cannot make its path absolute", dir);
+    return -1;
+  }
+  if (lstat("/", &st) < 0 || check_data_dir_step(dir, "/", &st) < 0)
+    return -1;
+  for (;;) {
+    const char *name;
+    size_t len;
+    while (*rest == '/')
+      rest++;
+    name = rest;
+    len = strcspn(rest, "/");
+    rest += len;
+    while (*rest == '/')
+      rest++;
+    if (*rest == '\0') /* name is the data dir itself */
+      return 0;
+    if (len == 1 && name[0] == '.')
+      continue;
+    if (len == 2 && name[0] == '.' && name[1] == '.') {
+      /* done holds no symlink, so its parent is the one the kernel goes to. */
+      char *slash = strrchr(done, '/');
+      if (slash != NULL)
+        *slash = '\0';
+      continue;
+    }
+    if (snprintf(path, sizeof(path), "%s/%.*s", done, (int)len, name) >= (int)sizeof(path)) {
+      log_msg(LVL_ERROR, "cannot use data dir '%s': path too long", dir);
+      return -1;
+    }
+    if (lstat(path, &st) < 0) {
+      log_msg(LVL_ERROR, "cannot use data dir '%s': '%s': %s", dir, path, strerror(errno));
+      return -1;
+    }
+    if (check_data_dir_step(dir, path, &st) < 0)
+      return -1;
+    memcpy(done, path, sizeof(done));
+  }
+}
+
 /* Whoever may create, rename or delete files in the data directory may put their own event
  * store (or settings) in the service's place, and so forge events it delivers as its own: a
- * data directory that exists already must be one only root or the service's user can change.
- * Unlike the socket directory, the sticky bit does not help: another user could still create
- * events.db (or its journal) before the service does. */
+ * data directory that exists already must be one only root or the service's user can change,
+ * and so must every directory on its path (check_data_dir_parents). Unlike the socket
+ * directory, the sticky bit does not help: another user could still create events.db (or its
+ * journal) before the service does. */
 int platform_make_data_dir(const char *dir) {
   struct stat st;
+  if (check_data_dir_parents(dir) < 0)
+    return -1;
   if (mkdir(dir, DATA_DIR_MODE) < 0 && errno != EEXIST) {
     log_msg(LVL_ERROR, "cannot create data dir '%s': %s", dir, strerror(errno));
     return -1;
@@ -37,7 +119,7 @@ int platform_make_data_dir(const char *dir) {
     log_msg(LVL_ERROR, "cannot use data dir '%s': %s", dir, strerror(errno));
     return -1;
   }
-  if (!S_ISDIR(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid())) {
+  if (!S_ISDIR(st.st_mode) || !trusted_owner(st.st_uid)) {
     log_msg(LVL_ERROR,
             "cannot use data dir '%s': not a directory owned by root or the service's user "
             "(a symlink is not followed)",

@@ -454,6 +454,58 @@ static void test_durability_unsafe_data_dir_refused(void **state) {
   assert_non_null(strstr(err, "not a directory owned by root or the service's user"));
 }
 
+/* Every directory on the data dir's path counts too, as for OpenSSH's authorized_keys: one
+ * that others may write to without the sticky bit could be renamed and another put in its
+ * place, so pipemsgd refuses it, naming it, before it creates anything there. A sticky one (as
+ * /tmp, where this test runs) is accepted. A symlink on the way is refused (the store is never
+ * opened through one), and so is a directory of another user. */
+static void test_durability_unsafe_parent_refused(void **state) {
+  char open_dir[200], dir[240], via[200], via_dir[240], want[400], db[260];
+  const char *err;
+  const char *sticky_args[] = {"--test-commands", "--data-dir", dir, NULL};
+  (void)state;
+  snprintf(open_dir, sizeof(open_dir), "%s/open", svc.dir);
+  snprintf(dir, sizeof(dir), "%s/data", open_dir);
+  assert_int_equal(0, mkdir(open_dir, 0700));
+  assert_int_equal(0, chmod(open_dir, 0777));
+  assert_int_equal(1, run_with_data_dir(dir, 0, &err));
+  snprintf(want, sizeof(want),
+           "'%s' is writable by group or others without the sticky bit (mode 0777)", open_dir);
+  assert_non_null(strstr(err, want));
+  assert_int_equal(-1, access(dir, F_OK));
+  assert_int_equal(0, chmod(open_dir, 0770));
+  assert_int_equal(1, run_with_data_dir(dir, 0, &err));
+  snprintf(want, sizeof(want),
+           "'%s' is writable by group or others without the sticky bit (mode 0770)", open_dir);
+  assert_non_null(strstr(err, want));
+  assert_int_equal(-1, access(dir, F_OK));
+
+  /* Sticky: accepted, and the store made in it. */
+  assert_int_equal(0, chmod(open_dir, 01777));
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  pm_test_service_restart(&svc, sticky_args);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, NULL));
+  snprintf(db, sizeof(db), "%s/events.db", dir);
+  assert_int_equal(0, access(db, F_OK));
+  assert_int_equal(0, pm_test_service_stop(&svc));
+
+  /* The same directory through a symlink: refused, naming the symlink. */
+  snprintf(via, sizeof(via), "%s/via", svc.dir);
+  snprintf(via_dir, sizeof(via_dir), "%s/data", via);
+  assert_int_equal(0, symlink("open", via));
+  assert_int_equal(1, run_with_data_dir(via_dir, 0, &err));
+  snprintf(want, sizeof(want), "'%s' is a symlink", via);
+  assert_non_null(strstr(err, want));
+
+  if (geteuid() != 0)
+    pm_test_skip("a directory of another user needs root (chown)");
+  assert_int_equal(0, chown(open_dir, 65534, 65534));
+  assert_int_equal(1, run_with_data_dir(dir, 0, &err));
+  snprintf(want, sizeof(want), "'%s' is owned by uid 65534, not root or the service's user",
+           open_dir);
+  assert_non_null(strstr(err, want));
+}
+
 /* A store file the service may only read: SQLite would open it read-only without a word and
  * every publish fail; the service refuses to start instead. Root may write any file, so the
  * service runs as nobody here. */
@@ -563,6 +615,7 @@ int main(void) {
                                       teardown_small_fs),
       cmocka_unit_test_setup_teardown(hardening_06_malformed_rows_skipped, setup, teardown),
       cmocka_unit_test_setup_teardown(test_durability_unsafe_data_dir_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_durability_unsafe_parent_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_durability_read_only_store_refused, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
