@@ -91,8 +91,8 @@ static int check_data_dir_parents(const char *dir) {
       log_msg(LVL_ERROR, "cannot use data dir '%s': path too long", dir);
       return -1;
     }
-    if (lstat(path, &st) < 0) {
-      log_msg(LVL_ERROR, "cannot use data dir '%s': '%s': %s", dir, path, strerror(errno));
+    if (lstat(path, &st) < 0) { /* mkdir makes the last step only */
+      log_msg(LVL_ERROR, "cannot create data dir '%s': '%s': %s", dir, path, strerror(errno));
       return -1;
     }
     if (check_data_dir_step(dir, path, &st) < 0)
