@@ -20,6 +20,7 @@
 
 /* How long a service may take to come up on a slow, shared machine (or under valgrind). */
 #define READY_TIMEOUT_MS 30000
+#define EXIT_CHECK_MS 100 /* how often a service start looks for an early exit */
 /* How long a service may take to stop on SIGTERM: it ends every connection at once (a
  * Disconnect, or a close), so this is a slow machine's worst case, not a rule. */
 #define STOP_TIMEOUT_MS 10000
@@ -177,8 +178,20 @@ void pm_test_service_restart(pm_test_service *svc, const char *const *extra_args
     }
     pfd.fd = nfd;
     pfd.events = POLLIN;
-    if (poll(&pfd, 1, (int)(deadline - now)) <= 0)
+    /* A service that exits at start fails the test at once, with its log, not at the
+     * deadline: the wait looks for the exit (without reaping it) between slices. */
+    if (poll(&pfd, 1, deadline - now < EXIT_CHECK_MS ? (int)(deadline - now) : EXIT_CHECK_MS) <=
+        0) {
+      siginfo_t info;
+      memset(&info, 0, sizeof(info));
+      if (waitid(P_PID, (id_t)svc->pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+          info.si_pid == svc->pid) {
+        print_error("pipemsgd exited (status %d) before READY=1; log:\n%s\n", info.si_status,
+                    pm_test_service_log(svc));
+        fail();
+      }
       continue;
+    }
     got = recv(nfd, buf, sizeof(buf) - 1, 0);
     if (got > 0) {
       buf[got] = '\0';
