@@ -158,6 +158,17 @@ long bench_read_frame(bench_raw fd, uint8_t *buf, size_t size);
 /* Reads up to len bytes: the count, 0 at the end of the stream, or a negative code. */
 long bench_read(bench_raw fd, void *buf, size_t len);
 
+/* ---- the libuv ceilings (docs/benchmarks.md) ---------------------------------------------- */
+
+/* The floors' bytes over bare libuv loops making only the syscalls the library has to make,
+ * with its checks (the server's peer credentials, the client's owner check and response
+ * deadline), and no pipemsg code: command calls/s (the command floor's wire, a server loop on
+ * a thread, the client on this one) and confirmed events/s (an event server loop and a client
+ * loop on threads of their own). 1 after bench_skip where the platform does not measure them
+ * (Windows). */
+int bench_command_libuv(bench *bh, const wire *w, double *rate);
+int bench_event_libuv(bench *bh, const wire *w, double *rate);
+
 /* ---- the big message's server, in a child process ------------------------------------------ */
 
 extern const char bench_floor_kind_big[];

@@ -587,3 +587,470 @@ void bench_dir_remove(const bench *bh) {
   closedir(d);
   rmdir(dir);
 }
+
+/* ---- the libuv ceilings ------------------------------------------------------------------
+ * The floors' bytes over bare libuv loops that make only the syscalls the library cannot do
+ * without (docs/benchmarks.md, "The libuv ceiling"): no pipemsg code between the syscalls. */
+
+/* A frame (header and payload) built once, to go out in one write. */
+typedef struct ceil_frame {
+  uint8_t *bytes;
+  size_t len;
+} ceil_frame;
+
+static int ceil_frame_make(const uint8_t *payload, size_t len, ceil_frame *f) {
+  f->bytes = malloc(len + 4);
+  if (f->bytes == NULL)
+    return PM_ENOMEM;
+  f->bytes[0] = (uint8_t)(len >> 24);
+  f->bytes[1] = (uint8_t)(len >> 16);
+  f->bytes[2] = (uint8_t)(len >> 8);
+  f->bytes[3] = (uint8_t)len;
+  memcpy(f->bytes + 4, payload, len);
+  f->len = len + 4;
+  return 0;
+}
+
+/* 1 once buf holds a whole frame (header and payload). */
+static int ceil_frame_whole(const uint8_t *buf, size_t have) {
+  return have >= 4 &&
+         have >= 4 + ((size_t)buf[0] << 24 | (size_t)buf[1] << 16 | (size_t)buf[2] << 8 | buf[3]);
+}
+
+/* The peer's credentials, as the library's command server takes them for every connection
+ * (its peer record) and its client for the owner check: -1 if the kernel gives none. */
+static long long ceil_peer_uid(int fd) {
+  struct ucred cred;
+  socklen_t len = sizeof(cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+    return -1;
+  return (long long)cred.uid;
+}
+
+/* A loop on a thread of its own, ended by an async handle from any thread. */
+typedef struct ceil_loop {
+  uv_loop_t loop;
+  uv_async_t stop;
+  pthread_t thread;
+  void (*on_stop)(struct ceil_loop *cl); /* closes the scenario's handles */
+  void *data;
+} ceil_loop;
+
+static void ceil_stop_cb(uv_async_t *a) {
+  ceil_loop *cl = a->data;
+  cl->on_stop(cl);
+  uv_close((uv_handle_t *)a, NULL);
+}
+
+static void *ceil_loop_main(void *arg) {
+  ceil_loop *cl = arg;
+  uv_run(&cl->loop, UV_RUN_DEFAULT);
+  return NULL;
+}
+
+static int ceil_loop_init(ceil_loop *cl, void (*on_stop)(ceil_loop *), void *data) {
+  memset(cl, 0, sizeof(*cl));
+  cl->on_stop = on_stop;
+  cl->data = data;
+  if (uv_loop_init(&cl->loop) < 0)
+    return PM_ENOMEM;
+  if (uv_async_init(&cl->loop, &cl->stop, ceil_stop_cb) < 0) {
+    uv_loop_close(&cl->loop);
+    return PM_ENOMEM;
+  }
+  cl->stop.data = cl;
+  return 0;
+}
+
+/* Runs the loop on a new thread; on failure closes everything on this one. */
+static int ceil_loop_run(ceil_loop *cl) {
+  if (pthread_create(&cl->thread, NULL, ceil_loop_main, cl) == 0)
+    return 0;
+  ceil_stop_cb(&cl->stop);
+  uv_run(&cl->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&cl->loop);
+  return PM_ENOMEM;
+}
+
+static void ceil_loop_finish(ceil_loop *cl) {
+  uv_async_send(&cl->stop);
+  pthread_join(cl->thread, NULL);
+  uv_loop_close(&cl->loop);
+}
+
+/* The command server: the listening socket watched level-triggered, one accept4 per
+ * readiness, the peer's credentials, the request read at once (it is there nearly always: the
+ * client wrote it before it waited), the response written, close: what the library's server
+ * does (src/transport/transport_unix.c). A request not there at once is read through libuv
+ * (uv_pipe_open, uv_read_start) and answered from its read callback. */
+typedef struct ceil_server {
+  ceil_loop cl;
+  uv_poll_t listen;
+  int lfd;
+  uv_pipe_t conn; /* the connection being read through libuv, while conn_open */
+  int conn_open;
+  const ceil_frame *response;
+  uint8_t buf[BENCH_FLOOR_BUF];
+  size_t have;
+  int rc; /* the first failure, read by the main thread after the loop ended */
+} ceil_server;
+
+static void ceil_server_fail(ceil_server *s, int rc) {
+  if (s->rc == 0)
+    s->rc = rc;
+}
+
+static void ceil_server_readable(uv_poll_t *p, int status, int events);
+
+static void ceil_conn_closed(uv_handle_t *h) {
+  ceil_server *s = h->data;
+  s->conn_open = 0;
+  if (!uv_is_closing((uv_handle_t *)&s->listen) &&
+      uv_poll_start(&s->listen, UV_READABLE, ceil_server_readable) < 0)
+    ceil_server_fail(s, PM_EIO);
+}
+
+static void ceil_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  ceil_server *s = h->data;
+  (void)suggested;
+  *buf = uv_buf_init((char *)s->buf + s->have, (unsigned)(sizeof(s->buf) - s->have));
+}
+
+static void ceil_conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  ceil_server *s = stream->data;
+  uv_buf_t out = uv_buf_init((char *)s->response->bytes, (unsigned)s->response->len);
+  (void)buf;
+  if (nread < 0) {
+    ceil_server_fail(s, PM_EIO);
+    uv_close((uv_handle_t *)stream, ceil_conn_closed);
+    return;
+  }
+  s->have += (size_t)nread;
+  if (!ceil_frame_whole(s->buf, s->have))
+    return;
+  if (uv_try_write(stream, &out, 1) != (int)s->response->len)
+    ceil_server_fail(s, PM_EIO);
+  uv_close((uv_handle_t *)stream, ceil_conn_closed);
+}
+
+static void ceil_server_readable(uv_poll_t *p, int status, int events) {
+  ceil_server *s = p->data;
+  ssize_t n;
+  int fd;
+  (void)events;
+  if (status < 0)
+    return;
+  fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0)
+    return;
+  if (ceil_peer_uid(fd) < 0) {
+    ceil_server_fail(s, PM_ENOTAUTH);
+    close(fd);
+    return;
+  }
+  n = recv(fd, s->buf, sizeof(s->buf), MSG_DONTWAIT);
+  if (n > 0 && ceil_frame_whole(s->buf, (size_t)n)) {
+    if (send(fd, s->response->bytes, s->response->len, MSG_NOSIGNAL | MSG_DONTWAIT) !=
+        (ssize_t)s->response->len)
+      ceil_server_fail(s, PM_EIO);
+    close(fd);
+    return;
+  }
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+    ceil_server_fail(s, PM_EIO);
+    close(fd);
+    return;
+  }
+  /* The rest through libuv; the next connection waits in the backlog meanwhile. */
+  s->have = n > 0 ? (size_t)n : 0;
+  uv_pipe_init(&s->cl.loop, &s->conn, 0);
+  s->conn.data = s;
+  s->conn_open = 1;
+  uv_poll_stop(&s->listen);
+  if (uv_pipe_open(&s->conn, fd) < 0) {
+    close(fd);
+    ceil_server_fail(s, PM_EIO);
+    uv_close((uv_handle_t *)&s->conn, ceil_conn_closed);
+  } else if (uv_read_start((uv_stream_t *)&s->conn, ceil_conn_alloc, ceil_conn_read) < 0) {
+    ceil_server_fail(s, PM_EIO);
+    uv_close((uv_handle_t *)&s->conn, ceil_conn_closed);
+  }
+}
+
+static void ceil_server_stop(ceil_loop *cl) {
+  ceil_server *s = cl->data;
+  if (s->conn_open && !uv_is_closing((uv_handle_t *)&s->conn))
+    uv_close((uv_handle_t *)&s->conn, NULL);
+  uv_close((uv_handle_t *)&s->listen, NULL);
+}
+
+/* One call as pm_command_client_call makes it: socket, connect, the owner check, the request
+ * written before any wait, poll under the response deadline, read, close. */
+static int ceil_call(const struct sockaddr_un *sa, const ceil_frame *req, uint8_t *buf,
+                     size_t size) {
+  uint64_t deadline = bench_now_ns() + (uint64_t)PM_RESPONSE_TIMEOUT_MS_DEFAULT * 1000000u;
+  size_t have = 0;
+  long long uid;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), rc = 0;
+  if (fd < 0)
+    return PM_EIO;
+  if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0) {
+    close(fd);
+    return PM_EIO;
+  }
+  uid = ceil_peer_uid(fd);
+  if (uid < 0 || (uid != 0 && uid != (long long)geteuid()))
+    rc = PM_ENOTAUTH;
+  if (rc == 0 && send(fd, req->bytes, req->len, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)req->len)
+    rc = PM_EIO;
+  while (rc == 0 && !ceil_frame_whole(buf, have)) {
+    struct pollfd p = {fd, POLLIN, 0};
+    uint64_t now = bench_now_ns();
+    ssize_t n;
+    if (now >= deadline) {
+      rc = PM_ETIMEDOUT;
+      break;
+    }
+    n = poll(&p, 1, (int)((deadline - now + 999999u) / 1000000u));
+    if (n < 0 && errno != EINTR)
+      rc = PM_EIO;
+    if (n <= 0)
+      continue;
+    n = recv(fd, buf + have, size - have, MSG_DONTWAIT);
+    if (n > 0)
+      have += (size_t)n;
+    else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+      rc = PM_EIO;
+  }
+  close(fd);
+  return rc;
+}
+
+int bench_command_libuv(bench *bh, const wire *w, double *rate) {
+  static ceil_server s; /* large: the read buffer */
+  struct sockaddr_un sa;
+  ceil_frame req = {NULL, 0}, resp = {NULL, 0};
+  uint8_t buf[BENCH_FLOOR_BUF];
+  uint64_t start, deadline;
+  long calls = 0;
+  int rc, i, running = 0;
+
+  memset(&s, 0, sizeof(s));
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  bench_path(bh, "ceil.sock", sa.sun_path, sizeof(sa.sun_path));
+  rc = ceil_frame_make(w->request, w->request_len, &req);
+  if (rc == 0)
+    rc = ceil_frame_make(w->response, w->response_len, &resp);
+  s.response = &resp;
+  s.lfd = rc == 0 ? unix_socket(sa.sun_path, PM_BACKLOG_DEFAULT) : -1;
+  if (s.lfd < 0) {
+    free(req.bytes);
+    free(resp.bytes);
+    return rc < 0 ? rc : PM_EIO;
+  }
+  rc = ceil_loop_init(&s.cl, ceil_server_stop, &s);
+  if (rc == 0 && uv_poll_init(&s.cl.loop, &s.listen, s.lfd) < 0) {
+    rc = PM_EIO;
+    uv_close((uv_handle_t *)&s.cl.stop, NULL);
+    uv_run(&s.cl.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&s.cl.loop);
+  } else if (rc == 0) {
+    s.listen.data = &s;
+    if (uv_poll_start(&s.listen, UV_READABLE, ceil_server_readable) < 0) {
+      rc = PM_EIO;
+      ceil_stop_cb(&s.cl.stop);
+      uv_run(&s.cl.loop, UV_RUN_DEFAULT);
+      uv_loop_close(&s.cl.loop);
+    } else {
+      rc = ceil_loop_run(&s.cl);
+      running = rc == 0;
+    }
+  }
+  for (i = 0; rc == 0 && i < BENCH_WARMUP; i++)
+    rc = ceil_call(&sa, &req, buf, sizeof(buf));
+  start = bench_now_ns();
+  deadline = start + (uint64_t)(bh->b.command_s * 1e9);
+  while (rc == 0 && bench_now_ns() < deadline) {
+    rc = ceil_call(&sa, &req, buf, sizeof(buf));
+    calls++;
+  }
+  *rate = (double)calls / ((double)(bench_now_ns() - start) / 1e9);
+  if (running)
+    ceil_loop_finish(&s.cl);
+  close(s.lfd);
+  unlink(sa.sun_path);
+  free(req.bytes);
+  free(resp.bytes);
+  return rc < 0 ? rc : s.rc;
+}
+
+/* One end of the event exchange on its own loop, one frame in flight as the protocol has it:
+ * the server writes an Event and reads its EventConfirmation before the next, the client
+ * reads each Event and writes the confirmation back, both from their read callbacks. */
+typedef struct ceil_end {
+  ceil_loop cl;
+  uv_pipe_t pipe;
+  int pipe_open;
+  uv_async_t go;          /* server: the main thread asks for count events */
+  const ceil_frame *out;  /* server: the Event; client: the EventConfirmation */
+  _Atomic int count;      /* server: events of this round */
+  int sent;               /* server: events written this round */
+  int in_flight;          /* server: an Event waits for its confirmation */
+  sem_t *done;            /* server: posted after the round's last confirmation or a failure */
+  uint8_t buf[BENCH_FLOOR_BUF];
+  size_t have;
+  int rc; /* the first failure, read by the main thread after the loop ended */
+} ceil_end;
+
+static void ceil_end_fail(ceil_end *e, int rc) {
+  if (e->rc == 0)
+    e->rc = rc;
+  if (e->done != NULL)
+    sem_post(e->done);
+}
+
+static int ceil_end_write(ceil_end *e) {
+  uv_buf_t b = uv_buf_init((char *)e->out->bytes, (unsigned)e->out->len);
+  return uv_try_write((uv_stream_t *)&e->pipe, &b, 1) == (int)e->out->len ? 0 : PM_EIO;
+}
+
+static void ceil_end_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  ceil_end *e = h->data;
+  (void)suggested;
+  *buf = uv_buf_init((char *)e->buf + e->have, (unsigned)(sizeof(e->buf) - e->have));
+}
+
+/* The server's next Event of the round, or the round's end. */
+static void ceil_server_next(ceil_end *e) {
+  if (e->sent == atomic_load(&e->count)) {
+    sem_post(e->done);
+    return;
+  }
+  if (ceil_end_write(e) < 0) {
+    ceil_end_fail(e, PM_EIO);
+    return;
+  }
+  e->sent++;
+  e->in_flight = 1;
+}
+
+static void ceil_end_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  ceil_end *e = stream->data;
+  (void)buf;
+  if (nread < 0) {
+    /* The other end closing after the last round is no failure: the run is over. */
+    uv_read_stop(stream);
+    if (nread != UV_EOF || e->in_flight || e->have > 0)
+      ceil_end_fail(e, PM_EIO);
+    return;
+  }
+  e->have += (size_t)nread;
+  if (!ceil_frame_whole(e->buf, e->have))
+    return;
+  e->have = 0; /* one frame in flight: nothing follows it */
+  if (e->done == NULL) {
+    if (ceil_end_write(e) < 0)
+      ceil_end_fail(e, PM_EIO);
+    return;
+  }
+  e->in_flight = 0;
+  ceil_server_next(e);
+}
+
+static void ceil_go_cb(uv_async_t *a) {
+  ceil_end *e = a->data;
+  e->sent = 0;
+  ceil_server_next(e);
+}
+
+static void ceil_end_stop(ceil_loop *cl) {
+  ceil_end *e = cl->data;
+  if (e->pipe_open)
+    uv_close((uv_handle_t *)&e->pipe, NULL);
+  if (e->done != NULL)
+    uv_close((uv_handle_t *)&e->go, NULL);
+}
+
+/* One end on fd: its loop, its pipe reading, its thread; on failure fd is closed and nothing
+ * is left running. */
+static int ceil_end_start(ceil_end *e, int fd, const ceil_frame *out, sem_t *done) {
+  int rc = ceil_loop_init(&e->cl, ceil_end_stop, e);
+  if (rc < 0) {
+    close(fd);
+    return rc;
+  }
+  e->out = out;
+  e->done = done;
+  e->pipe.data = e->go.data = e;
+  uv_pipe_init(&e->cl.loop, &e->pipe, 0);
+  e->pipe_open = 1;
+  if (uv_pipe_open(&e->pipe, fd) < 0) {
+    close(fd);
+    rc = PM_EIO;
+  }
+  if (rc == 0 && done != NULL && uv_async_init(&e->cl.loop, &e->go, ceil_go_cb) < 0) {
+    e->done = NULL; /* no go handle to close */
+    rc = PM_EIO;
+  }
+  if (rc == 0 && uv_read_start((uv_stream_t *)&e->pipe, ceil_end_alloc, ceil_end_read) < 0)
+    rc = PM_EIO;
+  if (rc == 0)
+    return ceil_loop_run(&e->cl);
+  ceil_stop_cb(&e->cl.stop);
+  uv_run(&e->cl.loop, UV_RUN_DEFAULT);
+  uv_loop_close(&e->cl.loop);
+  return rc;
+}
+
+/* A round of count events: 0 once the server took the last confirmation. */
+static int ceil_round(ceil_end *server, int count) {
+  int rc;
+  atomic_store(&server->count, count);
+  uv_async_send(&server->go);
+  rc = bench_sem_wait_s(server->done, BENCH_WAIT_S * 6);
+  return rc < 0 ? rc : server->rc;
+}
+
+int bench_event_libuv(bench *bh, const wire *w, double *rate) {
+  static ceil_end server, client; /* large: the read buffers */
+  ceil_frame event = {NULL, 0}, confirm = {NULL, 0};
+  bench_raw sv[2];
+  sem_t done;
+  uint64_t start;
+  int rc;
+
+  memset(&server, 0, sizeof(server));
+  memset(&client, 0, sizeof(client));
+  rc = ceil_frame_make(w->event, w->event_len, &event);
+  if (rc == 0)
+    rc = ceil_frame_make(w->confirm, w->confirm_len, &confirm);
+  if (rc == 0 && bench_pair(sv) < 0)
+    rc = PM_EIO;
+  if (rc < 0) {
+    free(event.bytes);
+    free(confirm.bytes);
+    return rc;
+  }
+  sem_init(&done, 0, 0);
+  rc = ceil_end_start(&client, (int)sv[1], &confirm, NULL);
+  if (rc < 0)
+    close((int)sv[0]);
+  else if ((rc = ceil_end_start(&server, (int)sv[0], &event, &done)) < 0)
+    ceil_loop_finish(&client.cl);
+  if (rc == 0) {
+    rc = ceil_round(&server, BENCH_WARMUP);
+    start = bench_now_ns();
+    if (rc == 0)
+      rc = ceil_round(&server, bh->b.events);
+    *rate = (double)bh->b.events / ((double)(bench_now_ns() - start) / 1e9);
+    ceil_loop_finish(&client.cl);
+    ceil_loop_finish(&server.cl);
+    if (rc == 0)
+      rc = client.rc < 0 ? client.rc : server.rc;
+  }
+  sem_destroy(&done);
+  free(event.bytes);
+  free(confirm.bytes);
+  return rc;
+}

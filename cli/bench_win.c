@@ -71,6 +71,24 @@ int bench_service_start(bench *bh, const char *cmd_path, const char *evt_path, l
 /* Nothing to end: bench_service_start never starts the service here. */
 void bench_service_stop(long long pid) { (void)pid; }
 
+/* The ceilings are the Unix library's syscalls (SO_PEERCRED, poll, accept4 on a watched
+ * listening socket); the named-pipe transport makes others. */
+int bench_command_libuv(bench *bh, const wire *w, double *rate) {
+  (void)w;
+  (void)rate;
+  bench_skip(bh, "command_libuv",
+             "a bare libuv loop making the Unix transport's syscalls; not ported to Windows");
+  return 1;
+}
+
+int bench_event_libuv(bench *bh, const wire *w, double *rate) {
+  (void)w;
+  (void)rate;
+  bench_skip(bh, "event_libuv",
+             "a bare libuv loop making the Unix transport's syscalls; not ported to Windows");
+  return 1;
+}
+
 /* ---- raw named pipes ---------------------------------------------------------------------- */
 
 static int wide_path(const char *path, WCHAR *out, int size) {
