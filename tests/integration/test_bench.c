@@ -12,7 +12,7 @@ static const char *const scenarios[] = {
     "zmq_event_rate",       "zmq_event_p50",        "zmq_event_p99",   "big_time",
     "big_server_peak",      "big_client_peak",      "idle_cpu",        "idle_wakeups",
     "event_loop_p50",       "event_loop_p99",       "zmq_event_loop_p50", "zmq_event_loop_p99",
-    NULL};
+    "command_libuv",        "event_libuv",          NULL};
 
 static const json_t *find_row(const json_t *rows, const char *name) {
   size_t i;
@@ -23,6 +23,18 @@ static const json_t *find_row(const json_t *rows, const char *name) {
       return row;
   }
   return NULL;
+}
+
+/* A libuv ceiling row is information beside its pipemsg row: the same floor figure (measured
+ * once, in the same run) and no target. */
+static void assert_ceiling_beside(const json_t *rows, const char *ceiling, const char *pipemsg) {
+  const json_t *c = find_row(rows, ceiling), *p = find_row(rows, pipemsg);
+  assert_non_null(c);
+  assert_non_null(p);
+  assert_true(json_real_value(json_object_get(c, "baseline")) ==
+              json_real_value(json_object_get(p, "baseline")));
+  assert_string_equal("info", json_string_value(json_object_get(c, "result")));
+  assert_true(json_is_null(json_object_get(c, "target")));
 }
 
 /* Runs argv (a pipemsg bench with --json), which must exit 0 and print one JSON object. */
@@ -61,6 +73,8 @@ static void test_bench_quick_json_has_every_scenario(void **state) {
       fail_msg("scenario %s has a figure that is not positive", scenarios[i]);
   }
   assert_int_equal(i, (int)json_array_size(rows));
+  assert_ceiling_beside(rows, "command_libuv", "command_json");
+  assert_ceiling_beside(rows, "event_libuv", "event_rate");
   /* Everything ran: no "skipped" member (it lists what a platform cannot measure). */
   assert_null(json_object_get(top, "skipped"));
   json_decref(top);
