@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -636,6 +637,12 @@ typedef struct ceil_loop {
   void *data;
 } ceil_loop;
 
+static void ceil_close_handle(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
 static void ceil_stop_cb(uv_async_t *a) {
   ceil_loop *cl = a->data;
   cl->on_stop(cl);
@@ -679,16 +686,18 @@ static void ceil_loop_finish(ceil_loop *cl) {
 }
 
 /* The command server: the listening socket watched level-triggered, one accept4 per
- * readiness, the peer's credentials, the request read at once (it is there nearly always: the
- * client wrote it before it waited), the response written, close: what the library's server
- * does (src/transport/transport_unix.c). A request not there at once is read through libuv
- * (uv_pipe_open, uv_read_start) and answered from its read callback. */
+ * readiness, the peer's credentials, the request read at once, the response written, close:
+ * what the library's server does (src/transport/transport_unix.c). A request not there at
+ * once (the server's wake-up at connect may preempt the client before it writes) is waited for
+ * as the library waits: one-shot on a private epoll that a uv_poll_t watches, the cheapest wait
+ * a libuv loop has (no uv_pipe_t: opening and closing one costs more syscalls than the wait). */
 typedef struct ceil_server {
   ceil_loop cl;
   uv_poll_t listen;
   int lfd;
-  uv_pipe_t conn; /* the connection being read through libuv, while conn_open */
-  int conn_open;
+  uv_poll_t waiter; /* on epfd */
+  int epfd;
+  int waiting; /* the connection waited for, or -1: the client makes one call at a time */
   const ceil_frame *response;
   uint8_t buf[BENCH_FLOOR_BUF];
   size_t have;
@@ -700,42 +709,54 @@ static void ceil_server_fail(ceil_server *s, int rc) {
     s->rc = rc;
 }
 
-static void ceil_server_readable(uv_poll_t *p, int status, int events);
-
-static void ceil_conn_closed(uv_handle_t *h) {
-  ceil_server *s = h->data;
-  s->conn_open = 0;
-  if (!uv_is_closing((uv_handle_t *)&s->listen) &&
-      uv_poll_start(&s->listen, UV_READABLE, ceil_server_readable) < 0)
+/* Reads what fd holds after the s->have bytes already read: the response written and fd
+ * closed once the request is whole (or on a failure); 0 while more is to come. */
+static int ceil_serve(ceil_server *s, int fd) {
+  ssize_t n = recv(fd, s->buf + s->have, sizeof(s->buf) - s->have, MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    return 0;
+  if (n <= 0) {
     ceil_server_fail(s, PM_EIO);
+  } else {
+    s->have += (size_t)n;
+    if (!ceil_frame_whole(s->buf, s->have))
+      return 0;
+    if (send(fd, s->response->bytes, s->response->len, MSG_NOSIGNAL | MSG_DONTWAIT) !=
+        (ssize_t)s->response->len)
+      ceil_server_fail(s, PM_EIO);
+  }
+  close(fd);
+  return 1;
 }
 
-static void ceil_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  ceil_server *s = h->data;
-  (void)suggested;
-  *buf = uv_buf_init((char *)s->buf + s->have, (unsigned)(sizeof(s->buf) - s->have));
-}
-
-static void ceil_conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-  ceil_server *s = stream->data;
-  uv_buf_t out = uv_buf_init((char *)s->response->bytes, (unsigned)s->response->len);
-  (void)buf;
-  if (nread < 0) {
+/* Waits (again) for fd to become readable; closes it if it cannot. */
+static void ceil_wait(ceil_server *s, int fd, int op) {
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+  ev.data.fd = fd;
+  if (epoll_ctl(s->epfd, op, fd, &ev) < 0) {
     ceil_server_fail(s, PM_EIO);
-    uv_close((uv_handle_t *)stream, ceil_conn_closed);
+    close(fd);
     return;
   }
-  s->have += (size_t)nread;
-  if (!ceil_frame_whole(s->buf, s->have))
+  s->waiting = fd;
+}
+
+static void ceil_waiter_readable(uv_poll_t *p, int status, int events) {
+  ceil_server *s = p->data;
+  struct epoll_event ev;
+  int fd = s->waiting;
+  (void)events;
+  if (status < 0 || fd < 0 || epoll_wait(s->epfd, &ev, 1, 0) != 1)
     return;
-  if (uv_try_write(stream, &out, 1) != (int)s->response->len)
-    ceil_server_fail(s, PM_EIO);
-  uv_close((uv_handle_t *)stream, ceil_conn_closed);
+  s->waiting = -1;
+  if (!ceil_serve(s, fd))
+    ceil_wait(s, fd, EPOLL_CTL_MOD);
 }
 
 static void ceil_server_readable(uv_poll_t *p, int status, int events) {
   ceil_server *s = p->data;
-  ssize_t n;
   int fd;
   (void)events;
   if (status < 0)
@@ -743,45 +764,23 @@ static void ceil_server_readable(uv_poll_t *p, int status, int events) {
   fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (fd < 0)
     return;
-  if (ceil_peer_uid(fd) < 0) {
-    ceil_server_fail(s, PM_ENOTAUTH);
+  if (ceil_peer_uid(fd) < 0 || s->waiting >= 0) {
+    ceil_server_fail(s, s->waiting >= 0 ? PM_EBUSY : PM_ENOTAUTH);
     close(fd);
     return;
   }
-  n = recv(fd, s->buf, sizeof(s->buf), MSG_DONTWAIT);
-  if (n > 0 && ceil_frame_whole(s->buf, (size_t)n)) {
-    if (send(fd, s->response->bytes, s->response->len, MSG_NOSIGNAL | MSG_DONTWAIT) !=
-        (ssize_t)s->response->len)
-      ceil_server_fail(s, PM_EIO);
-    close(fd);
-    return;
-  }
-  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-    ceil_server_fail(s, PM_EIO);
-    close(fd);
-    return;
-  }
-  /* The rest through libuv; the next connection waits in the backlog meanwhile. */
-  s->have = n > 0 ? (size_t)n : 0;
-  uv_pipe_init(&s->cl.loop, &s->conn, 0);
-  s->conn.data = s;
-  s->conn_open = 1;
-  uv_poll_stop(&s->listen);
-  if (uv_pipe_open(&s->conn, fd) < 0) {
-    close(fd);
-    ceil_server_fail(s, PM_EIO);
-    uv_close((uv_handle_t *)&s->conn, ceil_conn_closed);
-  } else if (uv_read_start((uv_stream_t *)&s->conn, ceil_conn_alloc, ceil_conn_read) < 0) {
-    ceil_server_fail(s, PM_EIO);
-    uv_close((uv_handle_t *)&s->conn, ceil_conn_closed);
-  }
+  s->have = 0;
+  if (!ceil_serve(s, fd))
+    ceil_wait(s, fd, EPOLL_CTL_ADD);
 }
 
 static void ceil_server_stop(ceil_loop *cl) {
   ceil_server *s = cl->data;
-  if (s->conn_open && !uv_is_closing((uv_handle_t *)&s->conn))
-    uv_close((uv_handle_t *)&s->conn, NULL);
+  if (s->waiting >= 0)
+    close(s->waiting);
+  s->waiting = -1;
   uv_close((uv_handle_t *)&s->listen, NULL);
+  uv_close((uv_handle_t *)&s->waiter, NULL);
 }
 
 /* One call as pm_command_client_call makes it: socket, connect, the owner check, the request
@@ -849,15 +848,20 @@ int bench_command_libuv(bench *bh, const wire *w, double *rate) {
     free(resp.bytes);
     return rc < 0 ? rc : PM_EIO;
   }
-  rc = ceil_loop_init(&s.cl, ceil_server_stop, &s);
-  if (rc == 0 && uv_poll_init(&s.cl.loop, &s.listen, s.lfd) < 0) {
+  s.waiting = -1;
+  s.epfd = epoll_create1(EPOLL_CLOEXEC);
+  rc = s.epfd < 0 ? PM_EIO : ceil_loop_init(&s.cl, ceil_server_stop, &s);
+  if (rc == 0 && (uv_poll_init(&s.cl.loop, &s.listen, s.lfd) < 0 ||
+                  uv_poll_init(&s.cl.loop, &s.waiter, s.epfd) < 0)) {
+    /* Not started: the handles made so far close with the loop's own. */
     rc = PM_EIO;
-    uv_close((uv_handle_t *)&s.cl.stop, NULL);
+    uv_walk(&s.cl.loop, ceil_close_handle, NULL);
     uv_run(&s.cl.loop, UV_RUN_DEFAULT);
     uv_loop_close(&s.cl.loop);
   } else if (rc == 0) {
-    s.listen.data = &s;
-    if (uv_poll_start(&s.listen, UV_READABLE, ceil_server_readable) < 0) {
+    s.listen.data = s.waiter.data = &s;
+    if (uv_poll_start(&s.listen, UV_READABLE, ceil_server_readable) < 0 ||
+        uv_poll_start(&s.waiter, UV_READABLE, ceil_waiter_readable) < 0) {
       rc = PM_EIO;
       ceil_stop_cb(&s.cl.stop);
       uv_run(&s.cl.loop, UV_RUN_DEFAULT);
@@ -878,6 +882,8 @@ int bench_command_libuv(bench *bh, const wire *w, double *rate) {
   *rate = (double)calls / ((double)(bench_now_ns() - start) / 1e9);
   if (running)
     ceil_loop_finish(&s.cl);
+  if (s.epfd >= 0)
+    close(s.epfd);
   close(s.lfd);
   unlink(sa.sun_path);
   free(req.bytes);
