@@ -18,9 +18,9 @@ const char bench_floor_kind_event[] = "named-pipe ping-pong";
 const char bench_floor_kind_big[] = "raw named-pipe write/read";
 const char bench_help_note[] =
     "\n"
-    "On Windows the idle and service groups are skipped, and zmq in a build without ZeroMQ:\n"
-    "each with its reason after the table (in --json, a \"skipped\" array), and none is a\n"
-    "failure.\n";
+    "On Windows the idle and service groups are skipped, zmq in a build without ZeroMQ, and\n"
+    "the libuv ceiling rows (command_libuv, event_libuv): each with its reason after the table\n"
+    "(in --json, a \"skipped\" array), and none is a failure.\n";
 
 /* A connect gives up after this many busy waits (each up to BENCH_BUSY_WAIT_MS). */
 #define BENCH_CONNECT_TRIES 50
