@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "log.h"
 #include "pipemsg/message.h"
@@ -13,6 +14,20 @@ static log_level max_level = LVL_INFO;
 static log_target where = LOG_TO_STDERR;
 static bool stamp = true;
 static FILE *sink; /* stderr, or the --log-file */
+
+/* Batching (log_batch_start): info and debug lines wait in pending, in order, and are written
+ * together, one write instead of one per command. They are written at the latest
+ * LOG_BATCH_DELAY_MS after the first of them, as soon as a warning or an error is logged (after
+ * them, in order), when the next line would not fit, and by log_batch_stop, log_close and at
+ * exit. LOG_BATCH_MAX is PIPE_BUF on Linux: a batch written to a pipe is not interleaved with
+ * another writer's lines. */
+#define LOG_BATCH_MAX 4096
+#define LOG_BATCH_DELAY_MS 100
+static char pending[LOG_BATCH_MAX];
+static size_t pending_len;
+static uv_timer_t batch_timer;
+static bool batching;
+static bool at_exit_registered;
 
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
 
@@ -38,7 +53,55 @@ int log_open_file(log_level level, const char *path) {
   return 0;
 }
 
+static FILE *out(void) { return sink != NULL ? sink : stderr; }
+
+static void write_out(const char *text, size_t n) {
+  /* A file, and stderr redirected to one on Windows, is buffered: each line must be there once
+   * written out (tests and tail -f wait for it). */
+  fwrite(text, 1, n, out());
+  fflush(out());
+}
+
+void log_flush(void) {
+  if (pending_len == 0)
+    return;
+  write_out(pending, pending_len);
+  pending_len = 0;
+  if (batching)
+    uv_timer_stop(&batch_timer);
+}
+
+static void on_batch_timer(uv_timer_t *t) {
+  (void)t;
+  log_flush();
+}
+
+int log_batch_start(uv_loop_t *loop) {
+  int rc;
+  if (batching || where == LOG_TO_SYSLOG || where == LOG_TO_EVENTLOG)
+    return 0;
+  rc = uv_timer_init(loop, &batch_timer);
+  if (rc < 0)
+    return rc;
+  /* The timer alone must not keep the service's loop running once everything else stopped. */
+  uv_unref((uv_handle_t *)&batch_timer);
+  if (!at_exit_registered && atexit(log_flush) == 0)
+    at_exit_registered = true;
+  batching = true;
+  return 0;
+}
+
+void log_batch_stop(void) {
+  if (!batching)
+    return;
+  log_flush();
+  batching = false;
+  uv_close((uv_handle_t *)&batch_timer, NULL);
+}
+
 void log_close(void) {
+  log_batch_stop();
+  log_flush();
   if (where == LOG_TO_SYSLOG || where == LOG_TO_EVENTLOG)
     log_system_close();
   if (where == LOG_TO_FILE)
@@ -145,9 +208,21 @@ void log_msg(log_level level, const char *fmt, ...) {
   n += 2;
   n += log_escape(raw, line + n, sizeof(line) - n - 1);
   line[n++] = '\n';
-  /* One write per line, so concurrent writers to the same file do not interleave within it. */
-  fwrite(line, 1, n, sink != NULL ? sink : stderr);
-  /* A file, and stderr redirected to one on Windows, is buffered: each line must be there once
-   * logged (tests and tail -f wait for it). */
-  fflush(sink != NULL ? sink : stderr);
+  if (!batching) {
+    /* One write per line, so concurrent writers to the same file do not interleave within it. */
+    write_out(line, n);
+    return;
+  }
+  if (pending_len + n > sizeof(pending))
+    log_flush();
+  if (n > sizeof(pending)) {
+    write_out(line, n);
+    return;
+  }
+  if (pending_len == 0)
+    uv_timer_start(&batch_timer, on_batch_timer, LOG_BATCH_DELAY_MS, 0);
+  memcpy(pending + pending_len, line, n);
+  pending_len += n;
+  if (level <= LVL_WARNING)
+    log_flush();
 }

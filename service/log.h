@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <uv.h>
 
 #include "config.h"
 
@@ -20,7 +21,18 @@ void log_open(log_level level, log_target target);
 /* --log-target file: lines (stamped) appended to path instead of stderr; -1 if it cannot be
  * opened (the log stays on stderr). */
 int log_open_file(log_level level, const char *path);
+/* Flushes pending lines (log_batch_stop) and closes the file or the system log. */
 void log_close(void);
+/* From here on, info and debug lines to stderr or a file are written in batches: at most 100 ms
+ * after the first unwritten one, at once with any warning or error (in order), when 4096 bytes
+ * are waiting, and on log_batch_stop, log_close or exit. A no-op for the system log. 0 or a
+ * libuv error. */
+int log_batch_start(uv_loop_t *loop);
+/* Writes what is pending and closes the timer (the loop must run once more to close it); lines
+ * are then written one by one again. */
+void log_batch_stop(void);
+/* Writes the lines batching holds back. */
+void log_flush(void);
 void log_set_level(log_level level);
 int log_enabled(log_level level);
 void log_msg(log_level level, const char *fmt, ...)

@@ -15,6 +15,7 @@ static struct {
 } run;
 
 void pipemsgd_stop(const char *why) {
+  log_batch_stop();
   log_msg(LVL_INFO, "stopping %s", why);
   daemon_unwatch();
   service_stop(run.svc);
@@ -51,6 +52,12 @@ int pipemsgd_run(int argc, char **argv, service_config *cfg) {
     service_stop(run.svc);
     rc = 1;
   }
+  /* Each call's info line was one write; the log of a busy service is now one per batch. */
+  if (rc == 0 && log_batch_start(loop) < 0)
+    log_msg(LVL_WARNING, "cannot batch log lines: writing them one by one");
+  uv_run(loop, UV_RUN_DEFAULT);
+  /* A stop that did not come through pipemsgd_stop: the timer is closed by one more run. */
+  log_batch_stop();
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
   if (rc == 0)

@@ -118,8 +118,8 @@ static void serves_commands_and_events(void **state) {
   assert_string_equal("fr", json_string_value(json_object_get(data, "Location")));
   json_decref(data);
   close(fd);
-  /* Peers are logged by SID on Windows. */
-  assert_contains(pm_test_service_log(&svc), "command=GetState result=Ok");
+  /* Peers are logged by SID on Windows (info lines are batched: up to 100 ms later). */
+  pm_test_await_log(&svc, "command=GetState result=Ok");
   assert_contains(pm_test_service_log(&svc), " sid=S-1-");
   pm_test_service_cleanup(&svc);
 }

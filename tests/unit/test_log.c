@@ -1,5 +1,7 @@
 /* pipemsgd's log escaper (service/log.c): what a peer's text can and cannot put in a line. */
+#include <stdio.h>
 #include <string.h>
+#include <uv.h>
 
 #include "log.h"
 #include "testutil.h"
@@ -35,10 +37,80 @@ static void test_log_escape_cut(void **state) {
   assert_string_equal("\\x0a", out);
 }
 
+static const char *file_text(const char *path) {
+  static char text[65536];
+  size_t n = 0;
+  FILE *f = fopen(path, "rb");
+  if (f != NULL) {
+    n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+  }
+  text[n] = '\0';
+  return text;
+}
+
+static void on_check(uv_timer_t *t) { uv_close((uv_handle_t *)t, NULL); }
+
+/* Batched lines keep their order and reach the file within 100 ms, at once with a warning, when
+ * the batch is full, and at log_close; before that they are held back (one write per batch). */
+static void test_log_batch(void **state) {
+  char dir[256], path[300];
+  uv_loop_t loop;
+  uv_timer_t check;
+  const char *text;
+  (void)state;
+  pm_test_dir_new(dir, sizeof(dir));
+  snprintf(path, sizeof(path), "%s/batch.log", dir);
+  assert_int_equal(0, uv_loop_init(&loop));
+  assert_int_equal(0, log_open_file(LVL_INFO, path));
+  log_msg(LVL_INFO, "before batching");
+  assert_non_null(strstr(file_text(path), "info: before batching\n"));
+  assert_int_equal(0, log_batch_start(&loop));
+  log_msg(LVL_INFO, "one");
+  log_msg(LVL_DEBUG, "not at this level");
+  log_msg(LVL_INFO, "two");
+  assert_null(strstr(file_text(path), "one"));
+  /* The flush timer was started first with the same delay: it runs before this one. */
+  assert_int_equal(0, uv_timer_init(&loop, &check));
+  assert_int_equal(0, uv_timer_start(&check, on_check, 100, 0));
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  text = file_text(path);
+  assert_non_null(strstr(text, "info: one\n"));
+  assert_true(strstr(text, "info: one\n") < strstr(text, "info: two\n"));
+  assert_null(strstr(text, "not at this level"));
+
+  log_msg(LVL_INFO, "three");
+  assert_null(strstr(file_text(path), "three"));
+  log_msg(LVL_WARNING, "four");
+  text = file_text(path);
+  assert_non_null(strstr(text, "info: three\n"));
+  assert_true(strstr(text, "info: three\n") < strstr(text, "warning: four\n"));
+
+  /* 4096 bytes at most wait: the 41st line of 100 bytes sends the 40 before it. */
+  for (int i = 0; i < 41; i++)
+    log_msg(LVL_INFO, "line %02d %050d", i, 0);
+  text = file_text(path);
+  assert_non_null(strstr(text, "line 00 "));
+  assert_true(strstr(text, "line 00 ") < strstr(text, "line 39 "));
+  assert_null(strstr(text, "line 40 "));
+
+  log_msg(LVL_INFO, "last");
+  log_close();
+  text = file_text(path);
+  assert_non_null(strstr(text, "line 40 "));
+  assert_true(strstr(text, "line 40 ") < strstr(text, "info: last\n"));
+  /* log_close closed the timer: the loop closes cleanly after one more run. */
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  assert_int_equal(0, uv_loop_close(&loop));
+  remove(path);
+  pm_test_dir_remove(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(hardening_10_log_escape),
       cmocka_unit_test(test_log_escape_cut),
+      cmocka_unit_test(test_log_batch),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
