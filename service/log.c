@@ -101,7 +101,6 @@ void log_batch_stop(void) {
 
 void log_close(void) {
   log_batch_stop();
-  log_flush();
   if (where == LOG_TO_SYSLOG || where == LOG_TO_EVENTLOG)
     log_system_close();
   if (where == LOG_TO_FILE)
