@@ -3,9 +3,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <uv.h>
 
 #include "config.h"
+
+/* libuv's loop (uv_loop_t), declared here so that this header does not bring in uv.h: on Windows
+ * that must come before windows.h, which log_win.c includes first. */
+struct uv_loop_s;
 
 /* Longest message before escaping, in bytes; the rest of a longer one is cut. */
 #define LOG_LINE_MAX 1024
@@ -27,7 +30,7 @@ void log_close(void);
  * after the first unwritten one, at once with any warning or error (in order), when 4096 bytes
  * are waiting, and on log_batch_stop, log_close or exit. A no-op for the system log. 0 or a
  * libuv error. */
-int log_batch_start(uv_loop_t *loop);
+int log_batch_start(struct uv_loop_s *loop);
 /* Writes what is pending and closes the timer (the loop must run once more to close it); lines
  * are then written one by one again. */
 void log_batch_stop(void);
