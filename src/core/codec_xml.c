@@ -69,10 +69,17 @@ static uv_once_t init_once = UV_ONCE_INIT;
 /* Compiled once and then only read, which libxml2 allows from many threads at a time. */
 static xmlSchemaPtr schema;
 
-/* What one decode needs from libxml2; either may be NULL when it could not be built. */
+/* A kept context keeps its input copy (see parse) up to this size; a larger one, left by a
+ * large message, is freed after use. */
+#define INPUT_KEPT_MAX 16384
+
+/* What one decode needs from libxml2; either may be NULL when it could not be built. input
+ * (input_cap bytes, NULL until needed) holds the document the parser reads. */
 typedef struct {
   xmlParserCtxtPtr parser;
   xmlSchemaValidCtxtPtr valid;
+  char *input;
+  size_t input_cap;
 } contexts;
 
 static uv_mutex_t cache_lock;
@@ -571,7 +578,7 @@ static int count_nodes(const uint8_t *p, size_t len, char *why) {
 
 /* A kept pair of contexts, or new ones (NULL members when they cannot be built). */
 static contexts take_contexts(void) {
-  contexts c = {NULL, NULL};
+  contexts c = {NULL, NULL, NULL, 0};
   if (cache_ready) {
     uv_mutex_lock(&cache_lock);
     if (cached > 0)
@@ -590,6 +597,11 @@ static contexts take_contexts(void) {
 static void give_back(contexts c, int reusable) {
   if (c.parser != NULL)
     c.parser->_private = NULL;
+  if (c.input_cap > INPUT_KEPT_MAX) {
+    pm__free(c.input);
+    c.input = NULL;
+    c.input_cap = 0;
+  }
   if (reusable && cache_ready && c.parser != NULL && c.valid != NULL &&
       xmlDictSize(c.parser->dict) <= DICT_ENTRIES_MAX) {
     uv_mutex_lock(&cache_lock);
@@ -597,11 +609,13 @@ static void give_back(contexts c, int reusable) {
       cache[cached++] = c;
       c.parser = NULL;
       c.valid = NULL;
+      c.input = NULL;
     }
     uv_mutex_unlock(&cache_lock);
   }
   xmlFreeParserCtxt(c.parser);
   xmlSchemaFreeValidCtxt(c.valid);
+  pm__free(c.input);
 }
 
 /* The document is read as UTF-8. Naming that encoding makes libxml2 run every byte through its
@@ -616,14 +630,23 @@ static const char *forced_encoding(const uint8_t *buf, size_t len) {
   return enc == XML_CHAR_ENCODING_NONE || enc == XML_CHAR_ENCODING_UTF8 ? NULL : "UTF-8";
 }
 
-/* Parses buf as xmlCtxtReadMemory does, into the handlers below. That gives libxml2 a copy of
- * the input whose read callback says "no more" each time the parser comes within 250 bytes of
- * the end (every time, in a small message), through several calls: a fifth of a small
- * message's decode. Without a read callback libxml2 knows at once. The difference shows only
- * where the input is converted on the way in (an encoding named: the rest would not be
- * converted) or longer than XML_MAX_LOOKUP_LIMIT (libxml2 fails a lookup that far back only
- * with a read callback of some kind): those go through xmlCtxtReadMemory. */
-static void parse(xmlParserCtxtPtr ctxt, const uint8_t *buf, size_t len) {
+/* Parses buf as xmlCtxtReadMemory does, into the handlers below, on a context that is new or
+ * was reset after its last parse.
+ *
+ * xmlCtxtReadMemory gives libxml2 a copy of the input in a new 8 KB buffer (whose allocation
+ * also sends glibc to malloc_consolidate) with a read callback that says "no more" each time
+ * the parser comes within 250 bytes of the end (every time, in a small message), through
+ * several calls. Here the parser reads a copy kept with the context (NUL-terminated, as
+ * libxml2 expects of its buffers: the caller's need not be) as an immutable buffer without a
+ * read callback, so libxml2 knows at once that the input is all there. With nothing more to
+ * read, the parser's GROW and SHRINK (called at every few bytes) can change nothing: they are
+ * switched off as for libxml2's push parser, which also has its input in hand (progressive;
+ * in the pull parser that flag gates only those two). The difference shows only where the
+ * input is converted on the way in (an encoding named: the rest would not be converted) or
+ * longer than XML_MAX_LOOKUP_LIMIT (libxml2 fails a lookup that far back only with a read
+ * callback of some kind): those go through xmlCtxtReadMemory. */
+static void parse(contexts *c, const uint8_t *buf, size_t len) {
+  xmlParserCtxtPtr ctxt = c->parser;
   const char *encoding = forced_encoding(buf, len);
   xmlParserInputBufferPtr input;
   xmlParserInputPtr stream;
@@ -632,13 +655,23 @@ static void parse(xmlParserCtxtPtr ctxt, const uint8_t *buf, size_t len) {
     xmlCtxtReadMemory(ctxt, (const char *)buf, (int)len, NULL, encoding, PARSE_OPTIONS);
     return;
   }
-  xmlCtxtReset(ctxt);
-  input = xmlParserInputBufferCreateMem((const char *)buf, (int)len, XML_CHAR_ENCODING_NONE);
+  if (len >= c->input_cap) {
+    char *copy = pm__malloc(len + 1);
+    if (copy == NULL) {
+      record(ctxt->_private, PM_ENOMEM, "XML", pm_strerror(PM_ENOMEM), 0);
+      return;
+    }
+    pm__free(c->input);
+    c->input = copy;
+    c->input_cap = len + 1;
+  }
+  memcpy(c->input, buf, len);
+  c->input[len] = '\0';
+  input = xmlParserInputBufferCreateStatic(c->input, (int)len, XML_CHAR_ENCODING_NONE);
   if (input == NULL) {
     record(ctxt->_private, PM_ENOMEM, "XML", pm_strerror(PM_ENOMEM), 0);
     return;
   }
-  input->readcallback = NULL;
   stream = xmlNewIOInputStream(ctxt, input, XML_CHAR_ENCODING_NONE);
   if (stream == NULL) {
     xmlFreeParserInputBuffer(input);
@@ -647,7 +680,9 @@ static void parse(xmlParserCtxtPtr ctxt, const uint8_t *buf, size_t len) {
   }
   inputPush(ctxt, stream);
   xmlCtxtUseOptions(ctxt, PARSE_OPTIONS);
+  ctxt->progressive = 1;
   xmlParseDocument(ctxt);
+  ctxt->progressive = 0;
 }
 
 /* The parser's SAX2 handlers: libxml2's defaults (entities, the DOCTYPE's parts) with the
@@ -680,7 +715,7 @@ static void release(decode_state *st) {
 
 int pm_xml_decode(const void *buf, size_t len, pm_msg **out, char *why) {
   decode_state st;
-  contexts ctx = {NULL, NULL};
+  contexts ctx = {NULL, NULL, NULL, 0};
   xmlSchemaSAXPlugPtr plug = NULL;
   xmlParserCtxtPtr ctxt;
   int well_formed, rc;
@@ -717,9 +752,9 @@ int pm_xml_decode(const void *buf, size_t len, pm_msg **out, char *why) {
   }
   ctxt->_private = &st;
   set_handlers(ctxt->sax);
-  parse(ctxt, buf, len);
+  parse(&ctx, buf, len);
   well_formed = ctxt->wellFormed;
-  /* The context holds a copy of the input, not needed any more. */
+  /* Frees the input stream, and leaves the context ready for the next parse. */
   xmlCtxtReset(ctxt);
   if (plug != NULL) {
     xmlSchemaSAXUnplug(plug);
