@@ -737,6 +737,34 @@ static void test_codec_xml_contexts_reused_cleanly(void **state) {
   free(deep);
 }
 
+/* The parser reads a copy of the input kept with its context: exactly len bytes, whatever
+ * follows them in the caller's buffer, and none of a longer document the context read before. */
+static void test_codec_xml_reads_len_bytes_only(void **state) {
+  static const char doc[] = "<Request><Command>A</Command></Request><Extra/>";
+  size_t whole = strlen("<Request><Command>A</Command></Request>");
+  char why[PM_REASON_MAX];
+  pm_msg *m = NULL;
+  const char *s;
+  (void)state;
+  for (int round = 0; round < 8; round++) {
+    /* more than the nodes of a short one, but well under the kept copy's limit */
+    m = must_decode("<Request><Command>a long command name to fill the copy</Command>"
+                    "<Params><P1>1</P1><P2>2</P2></Params></Request>");
+    pm_msg_free(m);
+    m = NULL;
+    assert_pm(0, pm_xml_decode(doc, whole, &m, why));
+    assert_pm(0, pm_msg_get_string(m, "Command", &s));
+    assert_string_equal("A", s);
+    pm_msg_free(m);
+    m = NULL;
+    /* the same bytes cut inside the end tag: the rest must not come from anywhere */
+    assert_pm(PM_EPARSE, pm_xml_decode(doc, whole - 1, &m, why));
+    assert_null(m);
+    assert_pm(PM_EPARSE, pm_xml_decode(doc, whole + 3, &m, why));
+    assert_null(m);
+  }
+}
+
 /* A context remembers every name it has parsed: names from many messages, each different,
  * must not make decoding fail or change (the decoder drops a context whose dictionary grew
  * large; valgrind and ASan see any leak of one). */
@@ -1026,6 +1054,7 @@ int main(void) {
       cmocka_unit_test(test_codec_xml_noncharacters),
       cmocka_unit_test(test_codec_xml_bad_arguments),
       cmocka_unit_test(test_codec_xml_contexts_reused_cleanly),
+      cmocka_unit_test(test_codec_xml_reads_len_bytes_only),
       cmocka_unit_test(test_codec_xml_many_names),
       cmocka_unit_test(test_codec_xml_utf8_only),
       cmocka_unit_test(hardening_01_xml_attributes_linear),
