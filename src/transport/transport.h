@@ -84,10 +84,12 @@ int pm__pipe_peer_gone(uv_pipe_t *stream);
  * and no uv_close (epoll_ctl); pm__link_wrap hands it to libuv when it must wait (a partial
  * request, a late reply, a partial write, a lingering close). Windows: wrapped from the start,
  * since libuv's overlapped I/O owns the pipe. */
+struct pm__link_waiter;
 typedef struct pm__link {
   uv_pipe_t pipe; /* initialised, and open, once wrapped */
   int fd;         /* Unix: the socket while not wrapped; -1 otherwise */
   int wrapped;
+  struct pm__link_waiter *waiter; /* Unix: the waiter it was added to, until closed or wrapped */
 } pm__link;
 
 /* Takes the waiting client into link: PM_EBUSY if none waits. On any result link may be
@@ -117,9 +119,10 @@ long pm__link_read_first(pm__link *link, void *buf, size_t len);
 long pm__link_write_now(pm__link *link, const void *a, size_t alen, const void *b, size_t blen);
 /* Waits for links not yet wrapped to become readable, without wrapping them: one private epoll
  * instance per server, watched by one uv_poll_t, to which a waiting socket is added once
- * (EPOLLONESHOT, so it reports once and needs no removal; closing the socket drops it). A wait
- * costs one epoll_ctl and one epoll_wait, where a uv_pipe_t costs fcntl, ioctl, two epoll_ctl
- * and the loop round of its close. Windows: none (PM_EINVAL; a link is wrapped there). */
+ * (EPOLLONESHOT, so it reports once; closing the socket drops it). A wait costs one epoll_ctl,
+ * and one epoll_wait when more than one link waits (with one, the private epoll being readable
+ * says which), where a uv_pipe_t costs fcntl, ioctl, two epoll_ctl and the loop round of its
+ * close. Windows: none (PM_EINVAL; a link is wrapped there). */
 typedef struct pm__link_waiter pm__link_waiter;
 /* cb(data, token) once per pm__link_wait whose socket became readable (data, hang-up or
  * error); a token whose link is gone may still be reported, and must be ignored. */

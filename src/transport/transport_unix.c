@@ -439,8 +439,11 @@ int pm__accept(pm__listener *l, uv_pipe_t *client) {
   return pm__uv_error(rc);
 }
 
+static void link_unwait(pm__link *link, int remove);
+
 int pm__accept_link(pm__listener *l, pm__link *link) {
   link->wrapped = 0;
+  link->waiter = NULL;
   link->fd = take(l);
   return link->fd < 0 ? PM_EBUSY : 0;
 }
@@ -449,6 +452,8 @@ int pm__link_wrap(uv_loop_t *loop, pm__link *link) {
   int rc;
   if (link->wrapped)
     return 0;
+  /* It stays open: the private epoll must not report it (again) once libuv has it. */
+  link_unwait(link, 1);
   uv_pipe_init(loop, &link->pipe, 0);
   link->wrapped = 1;
   rc = uv_pipe_open(&link->pipe, link->fd);
@@ -463,6 +468,7 @@ int pm__link_close(pm__link *link, uv_close_cb cb) {
     uv_close((uv_handle_t *)&link->pipe, cb);
     return 1;
   }
+  link_unwait(link, 0); /* closing the socket drops it from the private epoll */
   if (link->fd >= 0)
     close(link->fd);
   link->fd = -1;
@@ -788,11 +794,27 @@ long pm__link_write_now(pm__link *link, const void *a, size_t alen, const void *
 struct pm__link_waiter {
   uv_poll_t poll; /* on epfd */
   int epfd;
+  unsigned added; /* links added and not yet closed or wrapped */
+  pm__link *only; /* while added is 1, that link if it was added alone (else NULL) */
+  uint64_t only_token;
   void (*cb)(void *data, uint64_t token);
   void *data;
   void (*closed)(void *data);
   void *closed_data;
 };
+
+/* The link leaves its waiter's count; remove: and the private epoll (a link staying open). */
+static void link_unwait(pm__link *link, int remove) {
+  pm__link_waiter *w = link->waiter;
+  if (w == NULL)
+    return;
+  if (remove)
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, link->fd, NULL);
+  link->waiter = NULL;
+  w->added--;
+  if (w->only == link)
+    w->only = NULL;
+}
 
 static void on_waiter_readable(uv_poll_t *p, int status, int events) {
   pm__link_waiter *w = p->data;
@@ -801,6 +823,16 @@ static void on_waiter_readable(uv_poll_t *p, int status, int events) {
   (void)events;
   if (status < 0)
     return;
+  if (w->added == 1 && w->only != NULL && w->cb != NULL) {
+    /* Only one link can be ready: no epoll_wait to ask which. Its event stays queued in the
+     * private epoll until the socket is closed (as it usually is, answered at once) or taken
+     * out: one still open after the callback is taken out, or it would be reported again. */
+    pm__link *link = w->only;
+    w->cb(w->data, w->only_token);
+    if (w->only == link)
+      link_unwait(link, 1);
+    return;
+  }
   do
     n = epoll_wait(w->epfd, ev, WAITER_EVENTS, 0);
   while (n < 0 && errno == EINTR);
@@ -845,7 +877,12 @@ int pm__link_wait(pm__link_waiter *w, pm__link *link, uint64_t token) {
   memset(&ev, 0, sizeof(ev));
   ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
   ev.data.u64 = token;
-  return epoll_ctl(w->epfd, EPOLL_CTL_ADD, link->fd, &ev) < 0 ? PM_EIO : 0;
+  if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, link->fd, &ev) < 0)
+    return PM_EIO;
+  link->waiter = w;
+  w->only = ++w->added == 1 ? link : NULL;
+  w->only_token = token;
+  return 0;
 }
 
 static void on_waiter_closed(uv_handle_t *h) {

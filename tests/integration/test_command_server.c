@@ -5,8 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -42,6 +45,7 @@ typedef struct fixture {
   char logged[256];
   int logs; /* connections logged: each is logged once its handler has returned */
   unsigned hold_ms;        /* the command Hold is answered this late */
+  uint64_t held_cpu_ns;    /* CPU time the loop thread spent while Hold waited for its answer */
   char served[256];        /* commands in the order the handler got them */
   long long fake_uids[32]; /* uids given to accepted connections, in accept order */
   int n_fake_uids;
@@ -96,8 +100,16 @@ static void reply_now(pm_command_call *call) {
     pm_command_call_reply(call, PM_RESULT_OK, "done", json_pack("{s:s}", "Echo", cmd));
 }
 
+/* CPU time of the calling thread (the loop's, in the handler and its timer). */
+static uint64_t thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void on_later(uv_timer_t *t) {
   fixture *f = t->data;
+  f->held_cpu_ns = thread_cpu_ns() - f->held_cpu_ns;
   reply_now(f->held);
   f->held = NULL;
 }
@@ -113,6 +125,7 @@ static void handler(pm_command_call *call, void *data) {
     return;
   }
   f->held = call;
+  f->held_cpu_ns = thread_cpu_ns();
   uv_timer_start(&f->later, on_later, delay, 0);
 }
 
@@ -1090,6 +1103,61 @@ static void test_command_server_no_request_after_empty_first_read(void **state) 
   await_logged("no complete request before the deadline");
 }
 
+/* Bytes the peer of fd has not read yet (the send queue of a Unix socket). */
+static int unread_by_peer(int fd) {
+  int n = -1;
+  assert_int_equal(0, ioctl(fd, SIOCOUTQ, &n));
+  return n;
+}
+
+/* A request that comes in pieces after an empty first read: the first piece wakes the call,
+ * the rest comes through the loop, and the call is answered. */
+static void test_command_server_request_in_pieces_after_empty_first_read(void **state) {
+  const char *req = "{\"Request\":{\"Command\":\"LatePieces\"}}";
+  uint64_t deadline;
+  uint8_t h[4];
+  int fd, idle;
+  (void)state;
+  start_server();
+  fd = connect_unsent(&idle);
+  pm_frame_header(strlen(req), 0, h);
+  assert_int_equal(0, pm_test_send_all(fd, h, 4));
+  assert_int_equal(0, pm_test_send_all(fd, req, 10));
+  open_gate();
+  /* The rest only once the server has read the first piece. */
+  deadline = pm_test_now_ms() + 5000;
+  while (unread_by_peer(fd) > 0) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+  assert_int_equal(0, pm_test_send_all(fd, req + 10, strlen(req) - 10));
+  expect_result(fd, "Ok");
+  close(fd);
+  await_logged("LatePieces Ok ok");
+  close(idle);
+}
+
+/* A request that came after an empty first read, from a client that then shut its writing side,
+ * answered later by the application: while it is held the loop sleeps, though the socket stays
+ * readable (at its end), since it is no longer watched once the request is read; and the answer
+ * comes. */
+static void test_command_server_held_reply_after_empty_first_read(void **state) {
+  int fd, idle;
+  (void)state;
+  fx.hold_ms = 500;
+  start_server();
+  fd = connect_unsent(&idle);
+  assert_int_equal(0, pm_test_send_frame(fd, "{\"Request\":{\"Command\":\"Hold\"}}"));
+  assert_int_equal(0, shutdown(fd, SHUT_WR));
+  open_gate();
+  expect_result(fd, "Ok");
+  close(fd);
+  await_logged("Hold Ok ok");
+  /* A loop spinning on a ready socket would have used most of the half second. */
+  assert_true(fx.held_cpu_ns < 50000000u);
+  close(idle);
+}
+
 /* The peer leaves while its request is awaited: the call ends at once, unanswered. */
 static void test_command_server_peer_leaves_after_empty_first_read(void **state) {
   int fd, idle;
@@ -1230,6 +1298,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_command_server_request_after_empty_first_read, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_command_server_no_request_after_empty_first_read,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_command_server_request_in_pieces_after_empty_first_read,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_command_server_held_reply_after_empty_first_read,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_server_peer_leaves_after_empty_first_read,
                                       setup, teardown),
