@@ -61,6 +61,23 @@ typedef struct bench {
 
 /* ---- shared helpers (cmd_bench.c) --------------------------------------------------------- */
 
+/* A libuv loop on a thread of its own, ended by an async handle from any thread; on_stop runs
+ * on the loop thread and closes the scenario's handles. */
+typedef struct bench_loop {
+  uv_loop_t loop;
+  uv_async_t stop;
+  pthread_t thread;
+  void (*on_stop)(struct bench_loop *bl);
+  void *data;
+} bench_loop;
+int bench_loop_init(bench_loop *bl, void (*on_stop)(bench_loop *), void *data);
+/* Starts the loop's thread; on failure closes everything on this one, as bench_loop_abandon. */
+int bench_loop_run(bench_loop *bl);
+/* A loop that will not run: on_stop and the loop's end on this thread. */
+void bench_loop_abandon(bench_loop *bl);
+/* Stops the loop from another thread, waits for its thread and closes it. */
+void bench_loop_finish(bench_loop *bl);
+
 uint64_t bench_now_ns(void);
 void bench_sleep_ms(unsigned ms);
 /* A pipemsg figure with its baseline. For HIGHER_BETTER units (rates) the ratio is

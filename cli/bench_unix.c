@@ -628,61 +628,10 @@ static long long ceil_peer_uid(int fd) {
   return (long long)cred.uid;
 }
 
-/* A loop on a thread of its own, ended by an async handle from any thread. */
-typedef struct ceil_loop {
-  uv_loop_t loop;
-  uv_async_t stop;
-  pthread_t thread;
-  void (*on_stop)(struct ceil_loop *cl); /* closes the scenario's handles */
-  void *data;
-} ceil_loop;
-
 static void ceil_close_handle(uv_handle_t *h, void *arg) {
   (void)arg;
   if (!uv_is_closing(h))
     uv_close(h, NULL);
-}
-
-static void ceil_stop_cb(uv_async_t *a) {
-  ceil_loop *cl = a->data;
-  cl->on_stop(cl);
-  uv_close((uv_handle_t *)a, NULL);
-}
-
-static void *ceil_loop_main(void *arg) {
-  ceil_loop *cl = arg;
-  uv_run(&cl->loop, UV_RUN_DEFAULT);
-  return NULL;
-}
-
-static int ceil_loop_init(ceil_loop *cl, void (*on_stop)(ceil_loop *), void *data) {
-  memset(cl, 0, sizeof(*cl));
-  cl->on_stop = on_stop;
-  cl->data = data;
-  if (uv_loop_init(&cl->loop) < 0)
-    return PM_ENOMEM;
-  if (uv_async_init(&cl->loop, &cl->stop, ceil_stop_cb) < 0) {
-    uv_loop_close(&cl->loop);
-    return PM_ENOMEM;
-  }
-  cl->stop.data = cl;
-  return 0;
-}
-
-/* Runs the loop on a new thread; on failure closes everything on this one. */
-static int ceil_loop_run(ceil_loop *cl) {
-  if (pthread_create(&cl->thread, NULL, ceil_loop_main, cl) == 0)
-    return 0;
-  ceil_stop_cb(&cl->stop);
-  uv_run(&cl->loop, UV_RUN_DEFAULT);
-  uv_loop_close(&cl->loop);
-  return PM_ENOMEM;
-}
-
-static void ceil_loop_finish(ceil_loop *cl) {
-  uv_async_send(&cl->stop);
-  pthread_join(cl->thread, NULL);
-  uv_loop_close(&cl->loop);
 }
 
 /* The command server: the listening socket watched level-triggered, one accept4 per
@@ -692,7 +641,7 @@ static void ceil_loop_finish(ceil_loop *cl) {
  * as the library waits: one-shot on a private epoll that a uv_poll_t watches, the cheapest wait
  * a libuv loop has (no uv_pipe_t: opening and closing one costs more syscalls than the wait). */
 typedef struct ceil_server {
-  ceil_loop cl;
+  bench_loop cl;
   uv_poll_t listen;
   int lfd;
   uv_poll_t waiter; /* on epfd */
@@ -774,7 +723,7 @@ static void ceil_server_readable(uv_poll_t *p, int status, int events) {
     ceil_wait(s, fd, EPOLL_CTL_ADD);
 }
 
-static void ceil_server_stop(ceil_loop *cl) {
+static void ceil_server_stop(bench_loop *cl) {
   ceil_server *s = cl->data;
   if (s->waiting >= 0)
     close(s->waiting);
@@ -850,7 +799,7 @@ int bench_command_libuv(bench *bh, const wire *w, double *rate) {
   }
   s.waiting = -1;
   s.epfd = epoll_create1(EPOLL_CLOEXEC);
-  rc = s.epfd < 0 ? PM_EIO : ceil_loop_init(&s.cl, ceil_server_stop, &s);
+  rc = s.epfd < 0 ? PM_EIO : bench_loop_init(&s.cl, ceil_server_stop, &s);
   if (rc == 0 && (uv_poll_init(&s.cl.loop, &s.listen, s.lfd) < 0 ||
                   uv_poll_init(&s.cl.loop, &s.waiter, s.epfd) < 0)) {
     /* Not started: the handles made so far close with the loop's own. */
@@ -863,11 +812,9 @@ int bench_command_libuv(bench *bh, const wire *w, double *rate) {
     if (uv_poll_start(&s.listen, UV_READABLE, ceil_server_readable) < 0 ||
         uv_poll_start(&s.waiter, UV_READABLE, ceil_waiter_readable) < 0) {
       rc = PM_EIO;
-      ceil_stop_cb(&s.cl.stop);
-      uv_run(&s.cl.loop, UV_RUN_DEFAULT);
-      uv_loop_close(&s.cl.loop);
+      bench_loop_abandon(&s.cl);
     } else {
-      rc = ceil_loop_run(&s.cl);
+      rc = bench_loop_run(&s.cl);
       running = rc == 0;
     }
   }
@@ -881,7 +828,7 @@ int bench_command_libuv(bench *bh, const wire *w, double *rate) {
   }
   *rate = (double)calls / ((double)(bench_now_ns() - start) / 1e9);
   if (running)
-    ceil_loop_finish(&s.cl);
+    bench_loop_finish(&s.cl);
   if (s.epfd >= 0)
     close(s.epfd);
   close(s.lfd);
@@ -895,7 +842,7 @@ int bench_command_libuv(bench *bh, const wire *w, double *rate) {
  * the server writes an Event and reads its EventConfirmation before the next, the client
  * reads each Event and writes the confirmation back, both from their read callbacks. */
 typedef struct ceil_end {
-  ceil_loop cl;
+  bench_loop cl;
   uv_pipe_t pipe;
   int pipe_open;
   uv_async_t go;          /* server: the main thread asks for count events */
@@ -970,7 +917,7 @@ static void ceil_go_cb(uv_async_t *a) {
   ceil_server_next(e);
 }
 
-static void ceil_end_stop(ceil_loop *cl) {
+static void ceil_end_stop(bench_loop *cl) {
   ceil_end *e = cl->data;
   if (e->pipe_open)
     uv_close((uv_handle_t *)&e->pipe, NULL);
@@ -981,7 +928,7 @@ static void ceil_end_stop(ceil_loop *cl) {
 /* One end on fd: its loop, its pipe reading, its thread; on failure fd is closed and nothing
  * is left running. */
 static int ceil_end_start(ceil_end *e, int fd, const ceil_frame *out, sem_t *done) {
-  int rc = ceil_loop_init(&e->cl, ceil_end_stop, e);
+  int rc = bench_loop_init(&e->cl, ceil_end_stop, e);
   if (rc < 0) {
     close(fd);
     return rc;
@@ -1002,10 +949,8 @@ static int ceil_end_start(ceil_end *e, int fd, const ceil_frame *out, sem_t *don
   if (rc == 0 && uv_read_start((uv_stream_t *)&e->pipe, ceil_end_alloc, ceil_end_read) < 0)
     rc = PM_EIO;
   if (rc == 0)
-    return ceil_loop_run(&e->cl);
-  ceil_stop_cb(&e->cl.stop);
-  uv_run(&e->cl.loop, UV_RUN_DEFAULT);
-  uv_loop_close(&e->cl.loop);
+    return bench_loop_run(&e->cl);
+  bench_loop_abandon(&e->cl);
   return rc;
 }
 
@@ -1043,15 +988,15 @@ int bench_event_libuv(bench *bh, const wire *w, double *rate) {
   if (rc < 0)
     close((int)sv[0]);
   else if ((rc = ceil_end_start(&server, (int)sv[0], &event, &done)) < 0)
-    ceil_loop_finish(&client.cl);
+    bench_loop_finish(&client.cl);
   if (rc == 0) {
     rc = ceil_round(&server, BENCH_WARMUP);
     start = bench_now_ns();
     if (rc == 0)
       rc = ceil_round(&server, bh->b.events);
     *rate = (double)bh->b.events / ((double)(bench_now_ns() - start) / 1e9);
-    ceil_loop_finish(&client.cl);
-    ceil_loop_finish(&server.cl);
+    bench_loop_finish(&client.cl);
+    bench_loop_finish(&server.cl);
     if (rc == 0)
       rc = client.rc < 0 ? client.rc : server.rc;
   }

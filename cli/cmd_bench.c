@@ -187,57 +187,71 @@ void bench_wire_free(wire *w) {
   pm_free(w->confirm);
 }
 
-/* ---- a libuv loop on a thread of its own, serving pipemsg -------------------------------- */
+/* ---- a libuv loop on a thread of its own ------------------------------------------------ */
 
+static void bench_loop_stop_cb(uv_async_t *a) {
+  bench_loop *bl = a->data;
+  bl->on_stop(bl);
+  uv_close((uv_handle_t *)a, NULL);
+}
+
+static void *bench_loop_main(void *arg) {
+  bench_loop *bl = arg;
+  uv_run(&bl->loop, UV_RUN_DEFAULT);
+  return NULL;
+}
+
+int bench_loop_init(bench_loop *bl, void (*on_stop)(bench_loop *), void *data) {
+  memset(bl, 0, sizeof(*bl));
+  bl->on_stop = on_stop;
+  bl->data = data;
+  if (uv_loop_init(&bl->loop) < 0)
+    return PM_ENOMEM;
+  if (uv_async_init(&bl->loop, &bl->stop, bench_loop_stop_cb) < 0) {
+    uv_loop_close(&bl->loop);
+    return PM_ENOMEM;
+  }
+  bl->stop.data = bl;
+  return 0;
+}
+
+void bench_loop_abandon(bench_loop *bl) {
+  bench_loop_stop_cb(&bl->stop);
+  uv_run(&bl->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&bl->loop);
+}
+
+int bench_loop_run(bench_loop *bl) {
+  if (pthread_create(&bl->thread, NULL, bench_loop_main, bl) == 0)
+    return 0;
+  bench_loop_abandon(bl);
+  return PM_ENOMEM;
+}
+
+void bench_loop_finish(bench_loop *bl) {
+  uv_async_send(&bl->stop);
+  pthread_join(bl->thread, NULL);
+  uv_loop_close(&bl->loop);
+}
+
+/* The loop serving pipemsg: its stop closes the servers started on it. */
 typedef struct server_thread {
-  uv_loop_t loop;
-  uv_async_t stop;
-  pthread_t thread;
+  bench_loop bl;
   pm_command_server *cmd;
   pm_event_server *evt;
 } server_thread;
 
-static void server_stop_cb(uv_async_t *a) {
-  server_thread *st = a->data;
+static void server_stop(bench_loop *bl) {
+  server_thread *st = bl->data;
   if (st->cmd != NULL)
     pm_command_server_close(st->cmd, NULL, NULL);
   if (st->evt != NULL)
     pm_event_server_close(st->evt, NULL, NULL);
-  uv_close((uv_handle_t *)a, NULL);
-}
-
-static void *server_main(void *arg) {
-  server_thread *st = arg;
-  uv_run(&st->loop, UV_RUN_DEFAULT);
-  return NULL;
 }
 
 static int server_thread_init(server_thread *st) {
   memset(st, 0, sizeof(*st));
-  if (uv_loop_init(&st->loop) < 0)
-    return PM_ENOMEM;
-  if (uv_async_init(&st->loop, &st->stop, server_stop_cb) < 0) {
-    uv_loop_close(&st->loop);
-    return PM_ENOMEM;
-  }
-  st->stop.data = st;
-  return 0;
-}
-
-/* Runs the loop on a new thread; on failure closes what init opened. */
-static int server_thread_run(server_thread *st) {
-  if (pthread_create(&st->thread, NULL, server_main, st) == 0)
-    return 0;
-  server_stop_cb(&st->stop);
-  uv_run(&st->loop, UV_RUN_DEFAULT);
-  uv_loop_close(&st->loop);
-  return PM_ENOMEM;
-}
-
-static void server_thread_finish(server_thread *st) {
-  uv_async_send(&st->stop);
-  pthread_join(st->thread, NULL);
-  uv_loop_close(&st->loop);
+  return bench_loop_init(&st->bl, server_stop, st);
 }
 
 /* ---- command calls ----------------------------------------------------------------------- */
@@ -290,18 +304,18 @@ static int command_pipemsg(bench *bh, pm_encoding enc, double *rate) {
   rc = server_thread_init(&st);
   if (rc < 0)
     return rc;
-  rc = pm_command_server_start(&st.loop, path, &so, &st.cmd);
+  rc = pm_command_server_start(&st.bl.loop, path, &so, &st.cmd);
   if (rc == 0)
-    rc = server_thread_run(&st);
+    rc = bench_loop_run(&st.bl);
   else
-    server_thread_run(&st) == 0 ? server_thread_finish(&st) : (void)0;
+    bench_loop_abandon(&st.bl);
   if (rc < 0)
     return rc;
   rc = request_new(&req);
   if (rc == 0)
     rc = call_loop(bh, path, req, enc, rate);
   pm_msg_free(req);
-  server_thread_finish(&st);
+  bench_loop_finish(&st.bl);
   return rc;
 }
 
@@ -568,14 +582,14 @@ static int event_pipemsg(bench *bh, double *rate, uint64_t *samples, uint64_t *l
   memset(&lp, 0, sizeof(lp));
   lp.er = &er;
   lp.async.data = &lp;
-  rc = pm_event_server_start(&st.loop, path, &so, &st.evt);
+  rc = pm_event_server_start(&st.bl.loop, path, &so, &st.evt);
   lp.evt = st.evt;
   if (rc == 0)
-    rc = uv_async_init(&st.loop, &lp.async, loop_publish_cb) < 0 ? PM_ENOMEM : 0;
+    rc = uv_async_init(&st.bl.loop, &lp.async, loop_publish_cb) < 0 ? PM_ENOMEM : 0;
   if (rc == 0)
-    rc = server_thread_run(&st);
+    rc = bench_loop_run(&st.bl);
   else
-    server_thread_run(&st) == 0 ? server_thread_finish(&st) : (void)0;
+    bench_loop_abandon(&st.bl);
   if (rc < 0)
     return rc;
   rc = pm_event_client_start(path, &co, &client);
@@ -624,7 +638,7 @@ static int event_pipemsg(bench *bh, double *rate, uint64_t *samples, uint64_t *l
     pm_event_client_stop(client);
   lp.stopping = 1;
   uv_async_send(&lp.async);
-  server_thread_finish(&st);
+  bench_loop_finish(&st.bl);
   sem_destroy(&er.attached);
   sem_destroy(&er.delivered);
   sem_destroy(&er.confirmed);
