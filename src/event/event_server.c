@@ -28,6 +28,10 @@
 /* More than an Event without Data takes in either encoding, its Type aside (the XML form,
  * the longest, is about 100 bytes). */
 #define EVENT_ENVELOPE_MAX 256
+/* A parked session's reads at a heartbeat tick: bytes per read, and reads before it goes back
+ * to reading through the loop (a client that sends more than an answer is not idle). */
+#define PARKED_READ 1024
+#define PARKED_READS_MAX 16
 
 /* What a connection is to the server. */
 typedef enum {
@@ -65,6 +69,8 @@ typedef struct session {
   pm_peer peer;
   uint64_t started_ns;
   int64_t ping_seq;
+  uint64_t ping_sent_ms; /* loop time the outstanding heartbeat was sent */
+  pm__parking parking;   /* the client's reads wait for the heartbeat timer (read_parked) */
   int64_t in_flight_id;
   int in_flight_transient;
   int writing_event; /* the in-flight event's write has not completed yet */
@@ -125,6 +131,9 @@ static void pump(session *ss);
 static void turn_away(session *ss, const char *what, const char *reason, const char *message);
 static void on_heartbeat(uv_timer_t *t);
 static void dispatch(pm_event_server *s);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+static int on_message(void *data, const pm_msg *m);
+static int on_payload(void *data, const uint8_t *payload, size_t len);
 
 /* Every change of the queue happens between these: under the lock and, with a store, in one
  * transaction (begun by the first write), so the store holds a state the queue really had.
@@ -351,6 +360,8 @@ static void close_session(session *ss, const char *reason) {
     if (ss->stranger)
       s->rejecting_strangers--;
   }
+  /* The hang-up watcher goes first: it watches a duplicate of the pipe's socket. */
+  ss->open_handles += pm__parking_close(&ss->parking, on_session_handle_closed);
   uv_close((uv_handle_t *)&ss->pipe, on_session_handle_closed);
   uv_close((uv_handle_t *)&ss->timer, on_session_handle_closed);
 }
@@ -404,6 +415,7 @@ static void disconnect(session *ss, const char *reason, const char *message) {
   snprintf(ss->reason, sizeof(ss->reason), "%s%s%.150s", reason, message ? ": " : "",
            message ? message : "");
   set_state(ss, SESSION_CLOSING);
+  pm__unpark(&ss->parking);
   uv_read_stop((uv_stream_t *)&ss->pipe);
   if (pm_msg_new(PM_KIND_DISCONNECT, &m) < 0 || pm_msg_set_string(m, "Reason", reason) < 0 ||
       (message != NULL && pm_msg_set_string(m, "Message", message) < 0)) {
@@ -468,8 +480,90 @@ static void on_ping_timeout(uv_timer_t *t) {
   disconnect(ss, PM_DISCONNECT_HEARTBEAT_TIMEOUT, NULL);
 }
 
+/* ---- parking: an idle client's answers wait for the heartbeat timer ------------------------
+ * The answer to a heartbeat is wanted by the end of the acknowledgement timeout, and the next
+ * heartbeat is due HeartbeatMs after it was sent: by default the same moment. So an idle client
+ * is parked (transport.h) once its heartbeat is written, and its answer is read when the timer
+ * for the earlier of the two runs: one wake-up per heartbeat instead of two (the answer's,
+ * then the timer's), the deadline checked when it always was. A hang-up still wakes the loop
+ * at once; an event to send, or an answer not in by the tick, reads through the loop again. */
+
+/* Reads through the loop again. */
+static void unpark(session *ss) {
+  if (!ss->parking.parked)
+    return;
+  pm__unpark(&ss->parking);
+  if (uv_read_start((uv_stream_t *)&ss->pipe, pm__read_alloc, on_read) < 0)
+    close_session(ss, "read failed");
+}
+
+/* Hands what a parked session's socket holds to its reader, as on_read would. A session that
+ * has more to read than a few reads take is not idle: it reads through the loop again. */
+static void read_parked(session *ss) {
+  char buf[PARKED_READ], why[PM_REASON_MAX];
+  for (int i = 0; i < PARKED_READS_MAX; i++) {
+    long n;
+    if (!ss->parking.parked || ss->closed || ss->state == SESSION_CLOSING)
+      return;
+    n = pm__pipe_read_now(&ss->pipe, buf, sizeof(buf));
+    if (n == PM_EBUSY)
+      return;
+    if (n <= 0) {
+      close_session(ss, n == 0 ? "client closed" : "read failed");
+      return;
+    }
+    if (pm__feed_messages(ss->reader, buf, (size_t)n, on_message, on_payload, ss, why) < 0) {
+      disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, why);
+      return;
+    }
+    if ((size_t)n < sizeof(buf))
+      return;
+  }
+  unpark(ss);
+}
+
+/* The parked client hung up (or its socket failed): what it sent before is handled first. */
+static void on_parked_hangup(void *data) {
+  session *ss = data;
+  read_parked(ss);
+  unpark(ss);
+}
+
+/* A parked session's tick: at the acknowledgement timeout or when the next heartbeat is due,
+ * whichever comes first (on_heartbeat armed it). */
+static void on_ping_due(uv_timer_t *t) {
+  session *ss = t->data;
+  pm_event_server *s = ss->server;
+  uint64_t waited;
+  read_parked(ss);
+  if (ss->closed || ss->state == SESSION_CLOSING)
+    return;
+  waited = uv_now(s->loop) - ss->ping_sent_ms;
+  if (ss->state == SESSION_PING) {
+    if (waited >= s->opts.ack_timeout_ms) {
+      on_ping_timeout(t);
+      return;
+    }
+    /* Not answered yet but not late (a timeout longer than the heartbeat): as before parking,
+     * the answer wakes the loop. */
+    unpark(ss);
+    if (!ss->closed)
+      uv_timer_start(&ss->timer, on_ping_timeout, s->opts.ack_timeout_ms - waited, 0);
+    return;
+  }
+  /* Answered, and nothing else to send (pump armed a full heartbeat period): the next one is
+   * due HeartbeatMs after the last, which by default is now. */
+  if (ss->state != SESSION_IDLE)
+    return;
+  if (waited >= s->opts.heartbeat_ms)
+    on_heartbeat(t);
+  else
+    uv_timer_start(&ss->timer, on_heartbeat, s->opts.heartbeat_ms - waited, 0);
+}
+
 static void on_heartbeat(uv_timer_t *t) {
   session *ss = t->data;
+  pm_event_server *s = ss->server;
   pm_msg *m = NULL;
   if (ss->state != SESSION_IDLE)
     return;
@@ -479,8 +573,16 @@ static void on_heartbeat(uv_timer_t *t) {
     return;
   }
   set_state(ss, SESSION_PING);
-  uv_timer_start(&ss->timer, on_ping_timeout, ss->server->opts.ack_timeout_ms, 0);
-  send_msg(ss, m, 0);
+  ss->ping_sent_ms = uv_now(s->loop);
+  uv_timer_start(&ss->timer, on_ping_timeout, s->opts.ack_timeout_ms, 0);
+  if (send_msg(ss, m, 0) < 0 || ss->closed)
+    return;
+  /* An observer is parked too: events to it are writes, which parking leaves alone. */
+  if (ss->parking.parked || pm__park(&ss->parking, &ss->pipe, on_parked_hangup, ss) == 0)
+    uv_timer_start(&ss->timer, on_ping_due,
+                   s->opts.ack_timeout_ms < s->opts.heartbeat_ms ? s->opts.ack_timeout_ms
+                                                                 : s->opts.heartbeat_ms,
+                   0);
 }
 
 /* Drops the head event (in flight, so nothing else removed it) that cannot be encoded for the
@@ -591,6 +693,10 @@ static void pump(session *ss) {
   /* Nothing but this thread's pm__queue_pop removes or changes an in-flight head, so it is
    * read outside the lock from here. */
   set_state(ss, SESSION_IN_FLIGHT);
+  /* Its confirmation is read through the loop. */
+  unpark(ss);
+  if (ss->closed)
+    return;
   /* Writing a large event to a slow reader may take a while: the acknowledgement timeout
    * starts once it is written, and a write that is queued has a deadline of its own (one
    * written at once, the usual case, goes straight to the acknowledgement timeout). */
@@ -929,6 +1035,7 @@ static void on_connection(void *data) {
     return;
   ss->server = s;
   ss->encoding = PM_ENC_JSON;
+  pm__parking_init(&ss->parking);
   ss->started_ns = uv_hrtime();
   uv_pipe_init(s->loop, &ss->pipe, 0);
   uv_timer_init(s->loop, &ss->timer);
@@ -1173,6 +1280,14 @@ static void feed_push(pm_event_server *s, const pm__event *published) {
  * observers what was published since. */
 static void dispatch(pm_event_server *s) {
   s->dispatching = 1;
+  if (s->active != NULL && s->active->parking.parked) {
+    /* Events wait for a heartbeat's answer, which may be in already; if it is not, it wakes
+     * the loop when it comes, so the event does not wait for the next tick. */
+    session *ss = s->active;
+    read_parked(ss);
+    if (ss->state == SESSION_PING)
+      unpark(ss);
+  }
   if (s->active != NULL)
     pump(s->active);
   feed_observers(s);

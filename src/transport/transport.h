@@ -79,6 +79,33 @@ void pm__authorizing(const pm_peer *peer, uv_pipe_t *stream);
  * else 0. Reads nothing. */
 int pm__pipe_peer_gone(uv_pipe_t *stream);
 
+/* Parking a connection whose next read can wait for a timer its owner runs anyway (an event
+ * session's heartbeat answer, read when the heartbeat is due): reading stops and the socket
+ * leaves the loop's poll set, so bytes arriving do not wake the loop. A peer that hangs up
+ * still does, at once: cb(data) runs, through a duplicate of the socket that the loop watches
+ * for a hang-up alone (EPOLLRDHUP, no EPOLLIN). The owner reads what arrived with
+ * pm__pipe_read_now, and pm__unpark before it reads through libuv again. Only a pipe with no
+ * write queued is parked (its write interest would leave the poll set too). Windows: PM_EINVAL,
+ * never parked, since libuv's overlapped reads own the pipe. */
+typedef struct pm__parking {
+  uv_poll_t hangup;
+  int fd; /* the duplicate, -1 until first parked */
+  int parked;
+  void (*cb)(void *data);
+  void *data;
+} pm__parking;
+void pm__parking_init(pm__parking *p);
+/* 0 once parked (reading stopped; the caller started it), or an error: then nothing changed. */
+int pm__park(pm__parking *p, uv_pipe_t *pipe, void (*cb)(void *data), void *data);
+/* Stops watching for the hang-up; the caller starts reading again (or closes). */
+void pm__unpark(pm__parking *p);
+/* Closes what parking took: 1 if cb will run, for a handle whose data is pm__park's data; 0
+ * if there is none. */
+int pm__parking_close(pm__parking *p, uv_close_cb cb);
+/* Reads what a pipe holds without waiting (never while libuv reads it): bytes read, 0 at the end
+ * of the stream, PM_EBUSY when nothing is there, PM_EIO on error. Windows: PM_EBUSY. */
+long pm__pipe_read_now(uv_pipe_t *pipe, void *buf, size_t len);
+
 /* A connection a server accepted, served where it stands while nothing has to wait. Unix: the
  * bare socket, outside libuv, so a call answered at once costs no uv_pipe_open (fcntl, ioctl)
  * and no uv_close (epoll_ctl); pm__link_wrap hands it to libuv when it must wait (a partial

@@ -755,6 +755,75 @@ static long fd_read_now(int fd, void *buf, size_t len) {
 
 int pm__pipe_peer_gone(uv_pipe_t *stream) { return fd_peer_gone(stream_fd(stream)); }
 
+long pm__pipe_read_now(uv_pipe_t *pipe, void *buf, size_t len) {
+  return fd_read_now(stream_fd(pipe), buf, len);
+}
+
+void pm__parking_init(pm__parking *p) {
+  memset(p, 0, sizeof(*p));
+  p->fd = -1;
+}
+
+static void on_hangup(uv_poll_t *h, int status, int events) {
+  pm__parking *p = h->data;
+  (void)status;
+  (void)events;
+  p->cb(p->data);
+}
+
+int pm__park(pm__parking *p, uv_pipe_t *pipe, void (*cb)(void *data), void *data) {
+  uv_loop_t *loop = pipe->loop;
+  int fd = stream_fd(pipe), rc;
+  if (fd < 0 || uv_stream_get_write_queue_size((uv_stream_t *)pipe) != 0)
+    return PM_EINVAL;
+  p->cb = cb;
+  p->data = data;
+  if (p->fd < 0) {
+    /* epoll keys its interest on the descriptor: a duplicate of the socket can be watched for
+     * a hang-up while the socket itself is out of the set. */
+    int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0)
+      return PM_EIO;
+    rc = pm__uv_error(uv_poll_init(loop, &p->hangup, dup_fd));
+    if (rc < 0) {
+      close(dup_fd);
+      return rc;
+    }
+    p->fd = dup_fd;
+    p->hangup.data = p;
+  }
+  rc = pm__uv_error(uv_poll_start(&p->hangup, UV_DISCONNECT, on_hangup));
+  if (rc < 0)
+    return rc;
+  /* libuv takes a stopped stream out of the poll set only when it next reports it, which is
+   * the wake-up parking is for: it is taken out now (libuv adds it back, or finds it added,
+   * when reading starts again). */
+  uv_read_stop((uv_stream_t *)pipe);
+  epoll_ctl(uv_backend_fd(loop), EPOLL_CTL_DEL, fd, NULL);
+  p->parked = 1;
+  return 0;
+}
+
+void pm__unpark(pm__parking *p) {
+  if (!p->parked)
+    return;
+  p->parked = 0;
+  uv_poll_stop(&p->hangup);
+}
+
+int pm__parking_close(pm__parking *p, uv_close_cb cb) {
+  int fd = p->fd;
+  if (fd < 0)
+    return 0;
+  p->parked = 0;
+  p->fd = -1;
+  /* The watcher leaves the poll set here (uv_close stops it); the descriptor is ours. */
+  p->hangup.data = p->data;
+  uv_close((uv_handle_t *)&p->hangup, cb);
+  close(fd);
+  return 1;
+}
+
 int pm__link_peer_gone(pm__link *link) { return fd_peer_gone(link_fd(link)); }
 
 long pm__link_read_now(pm__link *link, void *buf, size_t len) {
