@@ -132,8 +132,7 @@ static void turn_away(session *ss, const char *what, const char *reason, const c
 static void on_heartbeat(uv_timer_t *t);
 static void dispatch(pm_event_server *s);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
-static int on_message(void *data, const pm_msg *m);
-static int on_payload(void *data, const uint8_t *payload, size_t len);
+static void feed(session *ss, const char *buf, size_t len);
 
 /* Every change of the queue happens between these: under the lock and, with a store, in one
  * transaction (begun by the first write), so the store holds a state the queue really had.
@@ -500,7 +499,7 @@ static void unpark(session *ss) {
 /* Hands what a parked session's socket holds to its reader, as on_read would. A session that
  * has more to read than a few reads take is not idle: it reads through the loop again. */
 static void read_parked(session *ss) {
-  char buf[PARKED_READ], why[PM_REASON_MAX];
+  char buf[PARKED_READ];
   for (int i = 0; i < PARKED_READS_MAX; i++) {
     long n;
     if (!ss->parking.parked || ss->closed || ss->state == SESSION_CLOSING)
@@ -512,10 +511,7 @@ static void read_parked(session *ss) {
       close_session(ss, n == 0 ? "client closed" : "read failed");
       return;
     }
-    if (pm__feed_messages(ss->reader, buf, (size_t)n, on_message, on_payload, ss, why) < 0) {
-      disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, why);
-      return;
-    }
+    feed(ss, buf, (size_t)n);
     if ((size_t)n < sizeof(buf))
       return;
   }
@@ -969,15 +965,19 @@ static int on_payload(void *data, const uint8_t *payload, size_t len) {
   return ss->closed || ss->state == SESSION_CLOSING;
 }
 
+/* Hands what was read from the connection to its reader (on_read, read_parked). */
+static void feed(session *ss, const char *buf, size_t len) {
+  char why[PM_REASON_MAX];
+  if (pm__feed_messages(ss->reader, buf, len, on_message, on_payload, ss, why) < 0)
+    disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, why);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   session *ss = stream->data;
-  char why[PM_REASON_MAX];
   if (nread < 0)
     close_session(ss, nread == UV_EOF ? "client closed" : "read failed");
-  else if (!ss->closed && ss->state != SESSION_CLOSING &&
-           pm__feed_messages(ss->reader, buf->base, (size_t)nread, on_message, on_payload, ss,
-                             why) < 0)
-    disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, why);
+  else if (!ss->closed && ss->state != SESSION_CLOSING)
+    feed(ss, buf->base, (size_t)nread);
   pm__free(buf->base);
 }
 

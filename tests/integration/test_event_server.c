@@ -32,6 +32,8 @@ typedef struct fixture {
   int stopped;          /* the loop thread was joined */
   char dropped[PM_REASON_MAX]; /* the reason of the last "dropped" log entry */
   char observer_gone[PM_REASON_MAX]; /* the reason of the last observer's "detached" entry */
+  uv_check_t rounds_check; /* counts the loop's rounds: each is one return from its poll */
+  unsigned long rounds;
 } fixture;
 
 static fixture fx;
@@ -59,10 +61,18 @@ static void on_publish(uv_async_t *a) {
   uv_mutex_unlock(&seen_lock);
 }
 
+static void on_round(uv_check_t *c) {
+  fixture *f = c->data;
+  uv_mutex_lock(&seen_lock);
+  f->rounds++;
+  uv_mutex_unlock(&seen_lock);
+}
+
 static void on_stop(uv_async_t *a) {
   fixture *f = a->data;
   pm_event_server_close(f->server, NULL, NULL);
   uv_close((uv_handle_t *)&f->publish, NULL);
+  uv_close((uv_handle_t *)&f->rounds_check, NULL);
   /* The server is freed only once its handles have closed, later in this loop run. */
   if (f->publish_at_close)
     f->publish_rc = pm_event_server_publish(f->server, "Late", NULL, NULL);
@@ -101,6 +111,10 @@ static void start_server(void) {
   fx.stop.data = &fx;
   uv_async_init(&fx.loop, &fx.publish, on_publish);
   fx.publish.data = &fx;
+  uv_check_init(&fx.loop, &fx.rounds_check);
+  fx.rounds_check.data = &fx;
+  uv_check_start(&fx.rounds_check, on_round);
+  uv_unref((uv_handle_t *)&fx.rounds_check);
   uv_sem_init(&fx.ready, 0);
   assert_int_equal(0, uv_thread_create(&fx.thread, server_thread, &fx));
   uv_sem_wait(&fx.ready);
@@ -179,6 +193,24 @@ static int setup_write_deadline(void **state) {
   fx.opts.ack_timeout_ms = (uint32_t)(4 * pm_test_margin_ms(10000));
   fx.opts.heartbeat_ms = (uint32_t)(4 * pm_test_margin_ms(10000));
   start_server();
+  return 0;
+}
+
+/* A heartbeat and an acknowledgement timeout of their own, for the tests of parking. */
+static void start_server_timed(uint32_t heartbeat_ms, uint32_t ack_ms) {
+  setup_dir();
+  fx.opts.heartbeat_ms = heartbeat_ms;
+  fx.opts.ack_timeout_ms = ack_ms;
+  start_server();
+}
+
+/* The answer's deadline before the next heartbeat is due. */
+#define SHORT_ACK_MS 300
+#define LONG_HEARTBEAT_MS 1000
+
+static int setup_short_ack(void **state) {
+  (void)state;
+  start_server_timed(LONG_HEARTBEAT_MS, SHORT_ACK_MS);
   return 0;
 }
 
@@ -1271,6 +1303,145 @@ static void test_event_server_event_write_deadline(void **state) {
   close(fd);
 }
 
+/* ---- parking: an idle client's heartbeat answers are read at the heartbeat timer ---------- */
+
+static unsigned long rounds_now(void) {
+  unsigned long n;
+  uv_mutex_lock(&seen_lock);
+  n = fx.rounds;
+  uv_mutex_unlock(&seen_lock);
+  return n;
+}
+
+static void expect_heartbeat(int fd, int64_t seq) {
+  pm_msg *m = pm_test_recv_msg(fd, WAIT_MS);
+  pm_test_assert_kind(m, "Handshake");
+  assert_int_equal(seq, pm_test_int_field(m, "Seq"));
+  pm_msg_free(m);
+}
+
+static void answer_heartbeat(int fd, int64_t seq) {
+  char buf[64];
+  snprintf(buf, sizeof(buf), "{\"Handshake\":{\"Seq\":%lld}}", (long long)seq);
+  assert_int_equal(0, pm_test_send_frame(fd, buf));
+}
+
+#define PARKED_BEATS 8
+/* A client answers this long after each heartbeat: a loop that watched for the answer would
+ * be asleep again by then, and wake for it. */
+#define ANSWER_DELAY_MS 30
+
+/* An idle client costs the loop one round per heartbeat (200 ms here, the acknowledgement
+ * timeout 2000 ms): the answer, already in, is read when the next heartbeat is due, instead of
+ * waking the loop when it arrives. The session stays up. */
+static void test_event_server_idle_one_round_per_heartbeat(void **state) {
+  unsigned long r0, r1;
+  int cl;
+  (void)state;
+  cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+  expect_heartbeat(cl, 1);
+  uv_sleep(ANSWER_DELAY_MS);
+  answer_heartbeat(cl, 1);
+  r0 = rounds_now();
+  for (int64_t seq = 2; seq < 2 + PARKED_BEATS; seq++) {
+    expect_heartbeat(cl, seq);
+    uv_sleep(ANSWER_DELAY_MS);
+    answer_heartbeat(cl, seq);
+  }
+  r1 = rounds_now();
+  /* One per heartbeat, and a little slack for a timer that runs a round early; waking for
+   * every answer as well would be twice as many. */
+  assert_in_range(r1 - r0, PARKED_BEATS - 1, PARKED_BEATS + 3);
+  assert_int_equal(0, stats_now().heartbeat_failures);
+  close(cl);
+}
+
+/* A parked client that hangs up is detached at once, not at the next heartbeat (1000 ms). */
+static void test_event_server_parked_hangup_at_once(void **state) {
+  uint64_t t0, waited;
+  int cl;
+  (void)state;
+  cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+  expect_heartbeat(cl, 1);
+  answer_heartbeat(cl, 1);
+  uv_sleep(50); /* parked now, the answer not read yet */
+  assert_true(stats_now().attached);
+  t0 = pm_test_now_ms();
+  close(cl);
+  while (stats_now().attached && pm_test_now_ms() - t0 < (uint64_t)WAIT_MS)
+    uv_sleep(2);
+  waited = pm_test_now_ms() - t0;
+  assert_false(stats_now().attached);
+  assert_true(waited < LONG_HEARTBEAT_MS / 2);
+}
+
+/* An event published to a parked client is not held until the next heartbeat (1000 ms): one
+ * published after the answer came goes out at once, one published before it as soon as it
+ * comes. */
+static void test_event_server_parked_event_not_held(void **state) {
+  uint64_t t0;
+  int64_t id;
+  int cl;
+  (void)state;
+  cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+  expect_heartbeat(cl, 1);
+  answer_heartbeat(cl, 1);
+  uv_sleep(50);
+  t0 = pm_test_now_ms();
+  id = publish("AfterAnswer");
+  expect_event(cl, id, "AfterAnswer");
+  assert_true(pm_test_now_ms() - t0 < LONG_HEARTBEAT_MS / 2);
+  pm_test_confirm(cl, id);
+  expect_heartbeat(cl, 2);
+  id = publish("BeforeAnswer"); /* waits for the answer (§5.3) */
+  uv_sleep(50);
+  t0 = pm_test_now_ms();
+  answer_heartbeat(cl, 2);
+  expect_event(cl, id, "BeforeAnswer");
+  assert_true(pm_test_now_ms() - t0 < LONG_HEARTBEAT_MS / 2);
+  pm_test_confirm(cl, id);
+  assert_int_equal(0, stats_now().heartbeat_failures);
+  close(cl);
+}
+
+/* An acknowledgement timeout (300 ms) shorter than the heartbeat (1000 ms): heartbeats keep
+ * their interval, and an unanswered one ends the session at the timeout, not at the next
+ * heartbeat. */
+static void test_event_server_parked_short_ack(void **state) {
+  uint64_t t1, t2;
+  int cl;
+  (void)state;
+  cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+  expect_heartbeat(cl, 1);
+  t1 = pm_test_now_ms();
+  answer_heartbeat(cl, 1);
+  expect_heartbeat(cl, 2);
+  t2 = pm_test_now_ms();
+  assert_ms_within("the next heartbeat", t2 - t1, LONG_HEARTBEAT_MS - 50,
+                   LONG_HEARTBEAT_MS + pm_test_margin_ms(600));
+  pm_test_expect_disconnect(cl, "HeartbeatTimeout", WAIT_MS);
+  assert_ms_within("HeartbeatTimeout", pm_test_now_ms() - t2, SHORT_ACK_MS - 50,
+                   SHORT_ACK_MS + pm_test_margin_ms(500));
+  assert_int_equal(1, stats_now().heartbeat_failures);
+  close(cl);
+}
+
+/* An acknowledgement timeout (2000 ms) longer than the heartbeat (200 ms): an answer that
+ * misses the next heartbeat's time but not the timeout keeps the session. */
+static void test_event_server_parked_late_answer_kept(void **state) {
+  int cl;
+  (void)state;
+  cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+  expect_heartbeat(cl, 1);
+  uv_sleep(2 * FAST_HEARTBEAT_MS);
+  answer_heartbeat(cl, 1);
+  expect_heartbeat(cl, 2);
+  answer_heartbeat(cl, 2);
+  ask_alive(cl, 7);
+  assert_int_equal(0, stats_now().heartbeat_failures);
+  close(cl);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_event_server_concurrent_publishers, setup, teardown),
@@ -1308,6 +1479,14 @@ int main(void) {
                                       setup_small_observer_bound, teardown),
       cmocka_unit_test_setup_teardown(test_event_server_observer_heartbeat, setup_fast_heartbeat,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_idle_one_round_per_heartbeat,
+                                      setup_fast_heartbeat, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_parked_hangup_at_once, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_parked_event_not_held, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_parked_short_ack, setup_short_ack,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_parked_late_answer_kept,
+                                      setup_fast_heartbeat, teardown),
   };
   /* The server writes to clients that may be gone, as an application's would. */
   pm_test_ignore_sigpipe();
