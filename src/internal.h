@@ -80,6 +80,9 @@ size_t pm__json_confirmation(int64_t id, char out[PM__JSON_CONFIRMATION_MAX]);
 /* 1 and *id when p is exactly what pm__json_confirmation writes for a non-negative id, else 0:
  * then p is the full decoder's to judge (it may still be a valid confirmation). */
 int pm__json_confirmation_id(const uint8_t *p, size_t len, int64_t *id);
+/* The same for {"Handshake":{"Seq":seq}}, a heartbeat and its answer. */
+size_t pm__json_heartbeat(int64_t seq, char out[PM__JSON_CONFIRMATION_MAX]);
+int pm__json_heartbeat_seq(const uint8_t *p, size_t len, int64_t *seq);
 
 /* An Event read without pm_json_decode: its Id, Type and Time, and its Data (NULL without one;
  * the caller's reference). */

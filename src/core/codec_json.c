@@ -345,27 +345,30 @@ fail:
 }
 
 /* The confirmation is a third of the messages on the event pipe, and the only one both sides
- * handle per event: its compact form is short and fixed, so it is written and recognized
- * without a tree. Anything else, the same message spelled differently included, goes through
+ * handle per event; a heartbeat and its answer are all an idle session sends. Their compact
+ * forms, {"KIND":{"FIELD":n}}, are short and fixed, so they are written and recognized without
+ * a tree. Anything else, the same message spelled differently included, goes through
  * pm_json_encode/pm_json_decode. */
 #define CONFIRMATION_HEAD "{\"" PM_KIND_EVENT_CONFIRMATION "\":{\"Id\":"
-#define CONFIRMATION_TAIL "}}"
+#define HEARTBEAT_HEAD "{\"" PM_KIND_HANDSHAKE "\":{\"Seq\":"
+#define INT_MESSAGE_TAIL "}}"
 
-size_t pm__json_confirmation(int64_t id, char out[PM__JSON_CONFIRMATION_MAX]) {
-  size_t head = sizeof(CONFIRMATION_HEAD) - 1;
+static size_t int_message(const char *head, size_t head_len, int64_t v,
+                          char out[PM__JSON_CONFIRMATION_MAX]) {
   int n;
-  memcpy(out, CONFIRMATION_HEAD, head);
+  memcpy(out, head, head_len);
   /* JSON_INTEGER_FORMAT is what the encoder writes for an integer. */
-  n = snprintf(out + head, PM__JSON_CONFIRMATION_MAX - head,
-               "%" JSON_INTEGER_FORMAT CONFIRMATION_TAIL, (json_int_t)id);
-  return head + (size_t)n;
+  n = snprintf(out + head_len, PM__JSON_CONFIRMATION_MAX - head_len,
+               "%" JSON_INTEGER_FORMAT INT_MESSAGE_TAIL, (json_int_t)v);
+  return head_len + (size_t)n;
 }
 
-int pm__json_confirmation_id(const uint8_t *p, size_t len, int64_t *id) {
-  size_t head = sizeof(CONFIRMATION_HEAD) - 1, tail = sizeof(CONFIRMATION_TAIL) - 1, i, digits;
+static int int_message_value(const char *h, size_t head, const uint8_t *p, size_t len,
+                             int64_t *out) {
+  size_t tail = sizeof(INT_MESSAGE_TAIL) - 1, i, digits;
   uint64_t v = 0;
-  if (len <= head + tail || memcmp(p, CONFIRMATION_HEAD, head) != 0 ||
-      memcmp(p + len - tail, CONFIRMATION_TAIL, tail) != 0)
+  if (len <= head + tail || memcmp(p, h, head) != 0 ||
+      memcmp(p + len - tail, INT_MESSAGE_TAIL, tail) != 0)
     return 0;
   digits = len - head - tail;
   /* Canonical digits only: no sign, no leading zero, at most 19 of them and within int64 (a
@@ -379,8 +382,24 @@ int pm__json_confirmation_id(const uint8_t *p, size_t len, int64_t *id) {
   }
   if (v > (uint64_t)INT64_MAX)
     return 0;
-  *id = (int64_t)v;
+  *out = (int64_t)v;
   return 1;
+}
+
+size_t pm__json_confirmation(int64_t id, char out[PM__JSON_CONFIRMATION_MAX]) {
+  return int_message(CONFIRMATION_HEAD, sizeof(CONFIRMATION_HEAD) - 1, id, out);
+}
+
+int pm__json_confirmation_id(const uint8_t *p, size_t len, int64_t *id) {
+  return int_message_value(CONFIRMATION_HEAD, sizeof(CONFIRMATION_HEAD) - 1, p, len, id);
+}
+
+size_t pm__json_heartbeat(int64_t seq, char out[PM__JSON_CONFIRMATION_MAX]) {
+  return int_message(HEARTBEAT_HEAD, sizeof(HEARTBEAT_HEAD) - 1, seq, out);
+}
+
+int pm__json_heartbeat_seq(const uint8_t *p, size_t len, int64_t *seq) {
+  return int_message_value(HEARTBEAT_HEAD, sizeof(HEARTBEAT_HEAD) - 1, p, len, seq);
 }
 
 /* An Event is the message the event client handles most, and its frame as the event server

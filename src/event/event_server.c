@@ -557,21 +557,40 @@ static void on_ping_due(uv_timer_t *t) {
     uv_timer_start(&ss->timer, on_heartbeat, s->opts.heartbeat_ms - waited, 0);
 }
 
+/* Writes Handshake{Seq}: in a JSON session as the encoder would, without a tree (it is all an
+ * idle session sends). 0, or <0 when the session was closed. */
+static int send_heartbeat(session *ss, int64_t seq) {
+  uint8_t frame[PM_FRAME_HEADER_SIZE + PM__JSON_CONFIRMATION_MAX];
+  size_t len;
+  pm_msg *m = NULL;
+  int rc;
+  if (ss->encoding != PM_ENC_JSON) {
+    if (pm_msg_new(PM_KIND_HANDSHAKE, &m) < 0 || pm_msg_set_int(m, "Seq", seq) < 0) {
+      pm_msg_free(m);
+      close_session(ss, "out of memory");
+      return PM_ENOMEM;
+    }
+    return send_msg(ss, m, 0);
+  }
+  len = pm__json_heartbeat(seq, (char *)frame + PM_FRAME_HEADER_SIZE);
+  rc = pm_frame_header(len, ss->server->opts.max_message, frame);
+  if (rc == 0)
+    rc = pm__stream_send_bytes((uv_stream_t *)&ss->pipe, frame, PM_FRAME_HEADER_SIZE + len,
+                               on_sent, ss);
+  if (rc < 0)
+    close_session(ss, "could not send");
+  return rc < 0 ? rc : 0;
+}
+
 static void on_heartbeat(uv_timer_t *t) {
   session *ss = t->data;
   pm_event_server *s = ss->server;
-  pm_msg *m = NULL;
   if (ss->state != SESSION_IDLE)
     return;
-  if (pm_msg_new(PM_KIND_HANDSHAKE, &m) < 0 || pm_msg_set_int(m, "Seq", ++ss->ping_seq) < 0) {
-    pm_msg_free(m);
-    close_session(ss, "out of memory");
-    return;
-  }
   set_state(ss, SESSION_PING);
   ss->ping_sent_ms = uv_now(s->loop);
   uv_timer_start(&ss->timer, on_ping_timeout, s->opts.ack_timeout_ms, 0);
-  if (send_msg(ss, m, 0) < 0 || ss->closed)
+  if (send_heartbeat(ss, ++ss->ping_seq) < 0 || ss->closed)
     return;
   /* An observer is parked too: events to it are writes, which parking leaves alone. */
   if (ss->parking.parked || pm__park(&ss->parking, &ss->pipe, on_parked_hangup, ss) == 0)
@@ -887,9 +906,35 @@ static void confirmation(session *ss, int has_id, int64_t n) {
   }
 }
 
+/* A Handshake{Seq: n >= 1} after the first: a heartbeat's answer, or the client's own liveness
+ * check. Returns <0 if the session was closed. */
+static int later_handshake(session *ss, int64_t n) {
+  pm_event_server *s = ss->server;
+  if (ss->state == SESSION_PING && n == ss->ping_seq) {
+    uv_timer_stop(&ss->timer);
+    set_state(ss, SESSION_IDLE);
+    if (ss->role == ROLE_OBSERVER)
+      uv_timer_start(&ss->timer, on_heartbeat, s->opts.heartbeat_ms, 0);
+    else
+      pump(ss);
+    return 0;
+  }
+  /* A client's own liveness check (§5.2): answer it; it counts as sending. A client that
+   * keeps asking without reading the answers is not alive in any useful sense. */
+  if (ss->pending_replies >= MAX_PENDING_REPLIES) {
+    disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, "handshakes sent without reading the answers");
+    return -1;
+  }
+  if (reply_handshake(ss, n, 0) < 0)
+    return -1;
+  /* An observer's heartbeats keep their pace: only their answers show that it reads. */
+  if (ss->state == SESSION_IDLE && ss->role == ROLE_CLIENT)
+    uv_timer_start(&ss->timer, on_heartbeat, s->opts.heartbeat_ms, 0);
+  return 0;
+}
+
 /* Handles one decoded message; returns <0 if the session was closed. */
 static int handle(session *ss, const pm_msg *m) {
-  pm_event_server *s = ss->server;
   const char *kind = pm_msg_kind(m);
   int64_t n = 0;
   if (strcmp(kind, PM_KIND_HANDSHAKE) == 0) {
@@ -913,27 +958,7 @@ static int handle(session *ss, const pm_msg *m) {
       pump(ss);
       return 0;
     }
-    if (ss->state == SESSION_PING && n == ss->ping_seq) {
-      uv_timer_stop(&ss->timer);
-      set_state(ss, SESSION_IDLE);
-      if (ss->role == ROLE_OBSERVER)
-        uv_timer_start(&ss->timer, on_heartbeat, s->opts.heartbeat_ms, 0);
-      else
-        pump(ss);
-      return 0;
-    }
-    /* A client's own liveness check (§5.2): answer it; it counts as sending. A client that
-     * keeps asking without reading the answers is not alive in any useful sense. */
-    if (ss->pending_replies >= MAX_PENDING_REPLIES) {
-      disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, "handshakes sent without reading the answers");
-      return -1;
-    }
-    if (reply_handshake(ss, n, 0) < 0)
-      return -1;
-    /* An observer's heartbeats keep their pace: only their answers show that it reads. */
-    if (ss->state == SESSION_IDLE && ss->role == ROLE_CLIENT)
-      uv_timer_start(&ss->timer, on_heartbeat, s->opts.heartbeat_ms, 0);
-    return 0;
+    return later_handshake(ss, n);
   }
   if (ss->state == SESSION_HANDSHAKE) {
     disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, "expected a Handshake");
@@ -953,15 +978,20 @@ static int on_message(void *data, const pm_msg *m) {
   return handle(ss, m) < 0 || ss->closed || ss->state == SESSION_CLOSING;
 }
 
-/* A confirmation after the handshake in the exact bytes the encoder writes is handled without
- * decoding it (the decoder would accept those bytes and find this id); any other payload is
- * decoded and goes through handle(). */
+/* A confirmation or a later Handshake{Seq >= 1} after the handshake, in the exact bytes the
+ * encoder writes, is handled without decoding it (the decoder would accept those bytes and
+ * find this id or Seq); any other payload is decoded and goes through handle(). */
 static int on_payload(void *data, const uint8_t *payload, size_t len) {
   session *ss = data;
-  int64_t id;
-  if (ss->state == SESSION_HANDSHAKE || !pm__json_confirmation_id(payload, len, &id))
+  int64_t n;
+  if (ss->state == SESSION_HANDSHAKE)
     return -1;
-  confirmation(ss, 1, id);
+  if (pm__json_confirmation_id(payload, len, &n))
+    confirmation(ss, 1, n);
+  else if (pm__json_heartbeat_seq(payload, len, &n) && n >= 1)
+    later_handshake(ss, n);
+  else
+    return -1;
   return ss->closed || ss->state == SESSION_CLOSING;
 }
 

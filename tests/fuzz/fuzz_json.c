@@ -11,7 +11,8 @@
  * accepts as an EventConfirmation with just that Id, and the event client's confirmation
  * written without the encoder (pm__json_confirmation) is what the encoder writes. The event
  * client's fast path (pm__json_event) takes only inputs the decoder accepts as an Event, and
- * reads the same Id, Type, Time and Data from them. */
+ * reads the same Id, Type, Time and Data from them. The heartbeat's (pm__json_heartbeat_seq,
+ * pm__json_heartbeat) are held to the same as the confirmation's. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,24 @@ static void check_confirmation(const uint8_t *data, size_t size, const pm_msg *m
   if (fast)
     FUZZ_CHECK(fast_id == id);
   len = pm__json_confirmation(id, text);
+  FUZZ_CHECK(len == json_len && memcmp(text, json, len) == 0);
+}
+
+/* The heartbeat's fast paths against the decoder's verdict m (NULL: refused). */
+static void check_heartbeat(const uint8_t *data, size_t size, const pm_msg *m,
+                            const uint8_t *json, size_t json_len) {
+  int64_t fast_seq, seq;
+  int fast = pm__json_heartbeat_seq(data, size, &fast_seq);
+  char text[PM__JSON_CONFIRMATION_MAX];
+  size_t len;
+  if (m == NULL || strcmp(pm_msg_kind(m), PM_KIND_HANDSHAKE) != 0 ||
+      json_object_size(pm_msg_fields(m)) != 1 || pm_msg_get_int(m, "Seq", &seq) < 0) {
+    FUZZ_CHECK(!fast);
+    return;
+  }
+  if (fast)
+    FUZZ_CHECK(fast_seq == seq);
+  len = pm__json_heartbeat(seq, text);
   FUZZ_CHECK(len == json_len && memcmp(text, json, len) == 0);
 }
 
@@ -80,6 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (m == NULL) {
     FUZZ_CHECK(rc == PM_EPARSE || rc == PM_EDEPTH || rc == PM_ELIMIT);
     check_confirmation(data, size, NULL, NULL, 0);
+    check_heartbeat(data, size, NULL, NULL, 0);
     check_event(data, size, NULL);
     return 0;
   }
@@ -88,6 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   FUZZ_CHECK(fuzz_encode(m, PM_ENC_JSON, &json, &json_len) == 0);
   check_confirmation(data, size, m, json, json_len);
+  check_heartbeat(data, size, m, json, json_len);
   check_event(data, size, m);
   again = fuzz_decode(pm_json_decode, json, json_len, &rc);
   FUZZ_CHECK(again != NULL);

@@ -342,6 +342,43 @@ static void test_codec_json_confirmation_fast_declines(void **state) {
   }
 }
 
+/* The heartbeat, {"Handshake":{"Seq":n}}, likewise: written as the codec writes it, and
+ * recognized only in those bytes, with the decoder's Seq. */
+static void test_codec_json_heartbeat_fast(void **state) {
+  static const int64_t seqs[] = {1, 9, 10, 12345, INT64_MAX, 0, -1};
+  static const char *const declined[] = {
+      "{\"Handshake\":{\"Seq\":01}}",
+      "{\"Handshake\":{\"Seq\":9223372036854775808}}",
+      "{\"Handshake\":{\"Seq\":1 }}",
+      "{\"Handshake\":{\"Seq\":1,\"Version\":1}}",
+      "{\"EventConfirmation\":{\"Id\":1}}",
+      "{\"Handshake\":{\"Id\":1}}",
+  };
+  int64_t got;
+  (void)state;
+  for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+    char fast[PM__JSON_CONFIRMATION_MAX];
+    pm_msg *m = NULL;
+    uint8_t *out;
+    size_t len, fast_len = pm__json_heartbeat(seqs[i], fast);
+    assert_pm(0, pm_msg_new(PM_KIND_HANDSHAKE, &m));
+    assert_pm(0, pm_msg_set_int(m, "Seq", seqs[i]));
+    assert_pm(0, pm_json_encode(m, &out, &len));
+    pm_msg_free(m);
+    assert_int_equal(len, fast_len);
+    assert_memory_equal(out, fast, len);
+    got = -7;
+    assert_int_equal(seqs[i] >= 0, pm__json_heartbeat_seq(out, len, &got));
+    if (seqs[i] >= 0)
+      assert_int_equal(got, seqs[i]);
+    assert_int_equal(0, pm__json_confirmation_id(out, len, &got));
+    pm_free(out);
+  }
+  for (size_t i = 0; i < sizeof(declined) / sizeof(declined[0]); i++)
+    assert_int_equal(0, pm__json_heartbeat_seq((const uint8_t *)declined[i],
+                                               strlen(declined[i]), &got));
+}
+
 /* An Event as the decoder gives it, against what the fast path read. */
 static void assert_same_event(const pm_msg *m, const pm__event_view *ev) {
   const char *type, *time;
@@ -593,6 +630,7 @@ int main(void) {
       cmocka_unit_test(test_codec_json_round_trip),
       cmocka_unit_test(test_codec_json_confirmation_fast),
       cmocka_unit_test(test_codec_json_confirmation_fast_declines),
+      cmocka_unit_test(test_codec_json_heartbeat_fast),
       cmocka_unit_test(test_codec_json_event_fast),
       cmocka_unit_test(test_codec_json_event_fast_declines),
       cmocka_unit_test(test_codec_json_decode_oom),
