@@ -1338,6 +1338,9 @@ static void test_event_server_idle_one_round_per_heartbeat(void **state) {
   unsigned long r0, r1;
   int cl;
   (void)state;
+#ifdef _WIN32
+  pm_test_skip("a named pipe is never parked: libuv's overlapped reads own it");
+#endif
   cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
   expect_heartbeat(cl, 1);
   uv_sleep(ANSWER_DELAY_MS);
