@@ -497,25 +497,27 @@ static void unpark(session *ss) {
 }
 
 /* Hands what a parked session's socket holds to its reader, as on_read would. A session that
- * has more to read than a few reads take is not idle: it reads through the loop again. */
-static void read_parked(session *ss) {
+ * has more to read than a few reads take is not idle: it reads through the loop again, and 1
+ * says that bytes were left for the loop. */
+static int read_parked(session *ss) {
   char buf[PARKED_READ];
   for (int i = 0; i < PARKED_READS_MAX; i++) {
     long n;
     if (!ss->parking.parked || ss->closed || ss->state == SESSION_CLOSING)
-      return;
+      return 0;
     n = pm__pipe_read_now(&ss->pipe, buf, sizeof(buf));
     if (n == PM_EBUSY)
-      return;
+      return 0;
     if (n <= 0) {
       close_session(ss, n == 0 ? "client closed" : "read failed");
-      return;
+      return 0;
     }
     feed(ss, buf, (size_t)n);
     if ((size_t)n < sizeof(buf))
-      return;
+      return 0;
   }
   unpark(ss);
+  return 1;
 }
 
 /* The parked client hung up (or its socket failed): what it sent before is handled first. */
@@ -531,11 +533,17 @@ static void on_ping_due(uv_timer_t *t) {
   session *ss = t->data;
   pm_event_server *s = ss->server;
   uint64_t waited;
-  read_parked(ss);
+  int left = read_parked(ss);
   if (ss->closed || ss->state == SESSION_CLOSING)
     return;
   waited = uv_now(s->loop) - ss->ping_sent_ms;
   if (ss->state == SESSION_PING) {
+    /* An answer that came before the deadline counts, also behind more than a tick reads:
+     * the loop reads that first (this round), then the timeout runs unless it was there. */
+    if (waited >= s->opts.ack_timeout_ms && left) {
+      uv_timer_start(&ss->timer, on_ping_timeout, 1, 0);
+      return;
+    }
     if (waited >= s->opts.ack_timeout_ms) {
       on_ping_timeout(t);
       return;
