@@ -85,8 +85,13 @@ int pm__pipe_peer_gone(uv_pipe_t *stream);
  * still does, at once: cb(data) runs, through a duplicate of the socket that the loop watches
  * for a hang-up alone (EPOLLRDHUP, no EPOLLIN). The owner reads what arrived with
  * pm__pipe_read_now, and pm__unpark before it reads through libuv again. Only a pipe with no
- * write queued is parked (its write interest would leave the poll set too). Windows: PM_EINVAL,
- * never parked, since libuv's overlapped reads own the pipe. */
+ * write queued is parked, and only from a timer callback: libuv (1.44 to 1.52) keeps no
+ * interest of its own in a socket whose reads are stopped and whose writes are done, so it
+ * re-adds the socket with EPOLL_CTL_ADD later; parked with write interest left (inside a write
+ * callback, before libuv drops it), libuv's next EPOLL_CTL_MOD would fail with ENOENT, and
+ * libuv aborts on that. A pipe already parked may queue a write: the socket is then added back
+ * for writing, at the cost of one wake-up once it drains. Windows: PM_EINVAL, never parked,
+ * since libuv's overlapped reads own the pipe. */
 typedef struct pm__parking {
   uv_poll_t hangup;
   int fd; /* the duplicate, -1 until first parked */
