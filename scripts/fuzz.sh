@@ -3,7 +3,7 @@
 # for SECONDS (default 60) over a scratch copy of its seed corpus, so the checked-in corpus
 # never grows. Exits non-zero if any target finds a crash, a leak, a timeout or runs out of
 # memory, and prints the reproducer's path. Usage: scripts/fuzz.sh [SECONDS]
-# FUZZ_BUILD (default build-fuzz) and FUZZ_TARGETS (default all five) narrow a run.
+# FUZZ_BUILD (default build-fuzz) and FUZZ_TARGETS (default all six) narrow a run.
 # Inputs go up to MAX_LEN (1 MiB, far above libFuzzer's default of 4096, so the decoders' node
 # and attribute budgets are reached), and any one input taking longer than TIMEOUT_S (5 s) is a
 # finding: every decoder is linear, and the slowest input of 1 MiB seen here (one long text,
@@ -13,7 +13,7 @@ set -eu
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-60}
 BUILD=${FUZZ_BUILD:-build-fuzz}
-TARGETS=${FUZZ_TARGETS:-"fuzz_frame fuzz_json fuzz_xml fuzz_roundtrip fuzz_json_diff"}
+TARGETS=${FUZZ_TARGETS:-"fuzz_frame fuzz_json fuzz_xml fuzz_roundtrip fuzz_json_diff fuzz_xml_diff"}
 MAX_LEN=1048576
 TIMEOUT_S=5
 

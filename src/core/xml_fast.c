@@ -409,8 +409,11 @@ static int start_tag(fast *st, const uint8_t **qp, const uint8_t *end) {
 
 /* An end tag, from just past its "</". */
 static int end_tag(fast *st, const uint8_t **qp, const uint8_t *end) {
-  const frame *f = &st->frames[st->depth - 1];
+  const frame *f;
   const uint8_t *q = *qp;
+  if (st->depth == 0)
+    return -1; /* before the root */
+  f = &st->frames[st->depth - 1];
   if ((size_t)(end - q) <= f->name_len || memcmp(q, f->name, f->name_len) != 0)
     return -1;
   q = skip_space(q + f->name_len, end);
