@@ -1,0 +1,409 @@
+/* The XML decoder's fast path (src/core/xml_fast.c): what it accepts, with the tree libxml2's
+ * path builds; what it leaves to libxml2, whose verdict and reason pm_xml_decode then gives
+ * (tests/fuzz/xml_diff.h); and the same check on both XML fuzz corpora and random mutations of
+ * them, so it runs in every build (valgrind and ASan included) and not only under libFuzzer. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+#include "xml_diff.h"
+#include "xml_fast.h"
+
+#define CORPUS_DIR PM_SOURCE_DIR "/tests/fuzz/corpus"
+#define CORPUS_FILE_MAX (1024 * 1024)
+#define CORPUS_MAX 64
+#define RANDOM_INPUTS 4000
+/* Only inputs up to this size are mutated (the node-budget seeds are 40 KiB and more). */
+#define SMALL_INPUT 4096
+
+static void expect_same(const void *p, size_t len, const char *label) {
+  const char *what = xml_diff(p, len);
+  if (what != NULL)
+    print_error("%s (%zu bytes): %s\n", label, len, what);
+  assert_null(what);
+}
+
+/* text is taken by the fast path, as kind with the fields of json. */
+static void expect_fast(const char *text, const char *kind, const char *json) {
+  const char *got_kind = NULL;
+  json_t *got = pm__xml_fast_decode((const uint8_t *)text, strlen(text), &got_kind);
+  json_t *want = json_loads(json, JSON_REJECT_DUPLICATES, NULL);
+  char *dump = NULL;
+  assert_non_null(want);
+  if (got == NULL)
+    print_error("not taken by the fast path: %.200s\n", text);
+  assert_non_null(got);
+  assert_string_equal(kind, got_kind);
+  dump = json_dumps(got, JSON_COMPACT);
+  if (!json_equal(want, got))
+    print_error("%.200s: got %s, want %s\n", text, dump, json);
+  assert_true(json_equal(want, got));
+  /* member order too */
+  assert_string_equal(json, dump);
+  free(dump);
+  json_decref(got);
+  json_decref(want);
+  expect_same(text, strlen(text), text);
+}
+
+/* text is left to libxml2, and pm_xml_decode gives code and libxml2's reason. */
+static void expect_slow(int code, const char *text) {
+  const char *kind = NULL;
+  char why[PM_REASON_MAX] = "";
+  pm_msg *m = NULL;
+  json_t *got = pm__xml_fast_decode((const uint8_t *)text, strlen(text), &kind);
+  int rc;
+  if (got != NULL)
+    print_error("taken by the fast path: %.200s\n", text);
+  assert_null(got);
+  rc = pm_xml_decode(text, strlen(text), &m, why);
+  if (rc != code)
+    print_error("%.200s: %d (%s)\n", text, rc, why);
+  assert_pm(code, rc);
+  assert_true(rc == 0 || why[0] != '\0');
+  pm_msg_free(m);
+  expect_same(text, strlen(text), text);
+}
+
+/* expect_slow(PM_ESCHEMA, text) with the schema's reason, which names the element. */
+static void expect_schema(const char *text, const char *element) {
+  char why[PM_REASON_MAX] = "";
+  pm_msg *m = NULL;
+  expect_slow(PM_ESCHEMA, text);
+  assert_pm(PM_ESCHEMA, pm_xml_decode(text, strlen(text), &m, why));
+  if (strstr(why, element) == NULL || strncmp(why, "schema", 6) != 0)
+    print_error("%.200s: %s\n", text, why);
+  assert_non_null(strstr(why, element));
+  assert_int_equal(0, strncmp(why, "schema", 6));
+}
+
+#define REQ(body) "<Request>" body "</Request>"
+
+static void test_xml_fast_subset(void **state) {
+  (void)state;
+  /* what the bench's command group sends and answers */
+  expect_fast(REQ("<Command>GetState</Command><Id>42</Id><Params><Filter>all</Filter>"
+                  "<Verbose>false</Verbose></Params>"),
+              "Request",
+              "{\"Command\":\"GetState\",\"Id\":\"42\",\"Params\":{\"Filter\":\"all\","
+              "\"Verbose\":\"false\"}}");
+  expect_fast("<Response><Id>42</Id><Result>Ok</Result><Data><State>Connected</State>"
+              "<Location>de</Location><KillSwitch>true</KillSwitch></Data></Response>",
+              "Response",
+              "{\"Id\":\"42\",\"Result\":\"Ok\",\"Data\":{\"State\":\"Connected\","
+              "\"Location\":\"de\",\"KillSwitch\":\"true\"}}");
+  expect_fast("<Request/>", "Request", "{}");
+  expect_fast("<Handshake></Handshake>", "Handshake", "{}");
+  expect_fast("<EventConfirmation><Id>3</Id></EventConfirmation>", "EventConfirmation",
+              "{\"Id\":\"3\"}");
+  expect_fast("<Disconnect><Reason>Shutdown</Reason><Message/></Disconnect>", "Disconnect",
+              "{\"Reason\":\"Shutdown\",\"Message\":{}}");
+  expect_fast("<Event><Id>1</Id><Seq>12</Seq><Type>A</Type></Event>", "Event",
+              "{\"Id\":\"1\",\"Seq\":\"12\",\"Type\":\"A\"}");
+  /* the declaration, white space around the root, between elements and inside tags */
+  expect_fast("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Request>\n  <Id>1</Id >\n"
+              "  <A\t/>\n</Request >\n\n",
+              "Request", "{\"Id\":\"1\",\"A\":{}}");
+  expect_fast("<?xml version=\"1.0\"?><Request/>", "Request", "{}");
+  expect_fast(" \t\n<Request/>\r\n", "Request", "{}");
+  /* text: white space kept in a leaf, entities, character references, UTF-8 */
+  expect_fast(REQ("<A>  </A><B> x\ty\n</B>"), "Request", "{\"A\":\"  \",\"B\":\" x\\ty\\n\"}");
+  expect_fast(REQ("<A>&lt;&gt;&amp;&quot;&apos;</A>"), "Request", "{\"A\":\"<>&\\\"'\"}");
+  expect_fast(REQ("<A>a&#13;b&#x9;&#233;&#x20AC;&#x1F600;&#0065;</A>"), "Request",
+              "{\"A\":\"a\\rb\\t\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80" "A\"}");
+  expect_fast(REQ("<A>\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xc2\x80\x7f</A>"), "Request",
+              "{\"A\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xc2\x80\x7f\"}");
+  expect_fast(REQ("<A>]]&gt; ]> ] ></A>"), "Request", "{\"A\":\"]]> ]> ] >\"}");
+  /* white space written as a reference is white space */
+  expect_fast(REQ("<A>&#32;<B/>&#10;</A>"), "Request", "{\"A\":{\"B\":{}}}");
+  /* arrays of <Item>, and an <Item> that turns out to be a member */
+  expect_fast(REQ("<A><Item>a</Item><Item/><Item><B>1</B></Item></A>"), "Request",
+              "{\"A\":[\"a\",{},{\"B\":\"1\"}]}");
+  expect_fast(REQ("<A><Item>a</Item><B>b</B></A><Item>r</Item>"), "Request",
+              "{\"A\":{\"Item\":\"a\",\"B\":\"b\"},\"Item\":\"r\"}");
+  expect_fast(REQ("<A><B>b</B><Item>a</Item></A>"), "Request",
+              "{\"A\":{\"B\":\"b\",\"Item\":\"a\"}}");
+  /* the schema's types in their plain forms */
+  expect_fast(REQ("<Id>9223372036854775807</Id><Pid>0</Pid><Epoch>-9223372036854775808</Epoch>"
+                  "<Version>-1</Version>"),
+              "Request",
+              "{\"Id\":\"9223372036854775807\",\"Pid\":\"0\",\"Epoch\":\"-9223372036854775808\","
+              "\"Version\":\"-1\"}");
+  expect_fast(REQ("<Seq>999999999999999999</Seq><Command/><Result>  </Result>"), "Request",
+              "{\"Seq\":\"999999999999999999\",\"Command\":{},\"Result\":\"  \"}");
+  expect_fast(REQ("<Id>&#49;&#x32;</Id>"), "Request", "{\"Id\":\"12\"}");
+  /* Params and Data skip their content; unknown fields are let through */
+  expect_fast(REQ("<Params><Id>abc</Id><Time>x</Time><Request/></Params>"
+                  "<Data><Seq>0</Seq></Data>"),
+              "Request",
+              "{\"Params\":{\"Id\":\"abc\",\"Time\":\"x\",\"Request\":{}},"
+              "\"Data\":{\"Seq\":\"0\"}}");
+  expect_fast(REQ("<Other><Id>5</Id><Inner><Seq>2</Seq><Command>c</Command></Inner></Other>"),
+              "Request", "{\"Other\":{\"Id\":\"5\",\"Inner\":{\"Seq\":\"2\",\"Command\":\"c\"}}}");
+  expect_fast(REQ("<a.b-c_1>x</a.b-c_1><_>y</_>"), "Request", "{\"a.b-c_1\":\"x\",\"_\":\"y\"}");
+}
+
+/* <Request><A>...<A>leaf</A>...</A></Request>, depth elements in all. */
+static char *nested(int depth, const char *leaf) {
+  size_t size = (size_t)depth * 8 + strlen(leaf) + 32, n = 0;
+  char *s = malloc(size);
+  assert_non_null(s);
+  n += (size_t)snprintf(s + n, size - n, "<Request>");
+  for (int i = 1; i < depth; i++)
+    n += (size_t)snprintf(s + n, size - n, "<A>");
+  n += (size_t)snprintf(s + n, size - n, "%s", leaf);
+  for (int i = 1; i < depth; i++)
+    n += (size_t)snprintf(s + n, size - n, "</A>");
+  snprintf(s + n, size - n, "</Request>");
+  return s;
+}
+
+static void test_xml_fast_depth(void **state) {
+  const char *kind;
+  json_t *tree;
+  char *s;
+  (void)state;
+  s = nested(PM_NESTING_MAX, "x");
+  tree = pm__xml_fast_decode((const uint8_t *)s, strlen(s), &kind);
+  assert_non_null(tree);
+  json_decref(tree);
+  expect_same(s, strlen(s), "PM_NESTING_MAX deep");
+  free(s);
+  s = nested(PM_NESTING_MAX + 1, "x");
+  expect_slow(PM_EDEPTH, s);
+  free(s);
+  s = nested(PM_NESTING_MAX + 1, "");
+  expect_slow(PM_EDEPTH, s);
+  free(s);
+}
+
+/* What the fast path leaves to libxml2 though it is valid. */
+static void test_xml_fast_valid_elsewhere(void **state) {
+  (void)state;
+  expect_slow(0, REQ("<!-- c --><Id>1</Id>"));
+  expect_slow(0, REQ("<?pi x?><Id>1</Id>"));
+  expect_slow(0, REQ("<A><![CDATA[x]]></A>"));
+  expect_slow(0, "<Request a=\"1\"/>");
+  expect_slow(0, "<Request xmlns:p=\"urn:x\"/>");
+  expect_slow(0, "\xef\xbb\xbf<Request/>");
+  expect_slow(0, "<?xml version=\"1.0\" encoding=\"utf-8\"?><Request/>");
+  expect_slow(0, "<?xml version='1.0'?><Request/>");
+  expect_slow(0, "<?xml version=\"1.0\" standalone=\"yes\"?><Request/>");
+  expect_slow(0, REQ("<A>a\rb</A>"));
+  expect_slow(0, REQ("<xmlA>x</xmlA>"));
+  expect_slow(0, REQ("<Time>2026-11-25T16:00:00Z</Time>"));
+  expect_slow(0, REQ("<Id>+5</Id>"));
+  expect_slow(0, REQ("<Id>05</Id>"));
+  expect_slow(0, REQ("<Id>-0</Id>"));
+  expect_slow(0, REQ("<Seq>0001</Seq>"));
+  expect_slow(0, REQ("<Seq>1000000000000000000</Seq>"));
+  expect_slow(0, REQ("<A>&#x0000041;</A>"));
+  expect_slow(0, REQ("<A>&#00000065;</A>"));
+}
+
+/* What the fast path leaves to libxml2 because it fails, with libxml2's verdict and reason. */
+static void test_xml_fast_invalid(void **state) {
+  (void)state;
+  /* not well-formed */
+  expect_slow(PM_EPARSE, "");
+  expect_slow(PM_EPARSE, "<Request>");
+  expect_slow(PM_EPARSE, REQ("<A>x</B>"));
+  expect_slow(PM_EPARSE, REQ("<A>x</Ab>"));
+  expect_slow(PM_EPARSE, REQ("<Ab>x</A>"));
+  expect_slow(PM_EPARSE, "<Request/><Request/>");
+  expect_slow(PM_EPARSE, "<Request/>x");
+  expect_slow(PM_EPARSE, "x<Request/>");
+  expect_slow(PM_EPARSE, "</ve<Id>entContConfirmation>"); /* fuzz_xml_diff's first finding */
+  expect_slow(PM_EPARSE, " <?xml version=\"1.0\"?><Request/>");
+  expect_slow(PM_EPARSE, "<?xml version=\"1.0\"?>");
+  expect_slow(PM_EPARSE, "<!DOCTYPE Request><Request/>");
+  expect_slow(PM_EPARSE, REQ("<A>a]]>b</A>"));
+  expect_slow(PM_EPARSE, REQ("<A>&a;</A>"));
+  expect_slow(PM_EPARSE, REQ("<A>&lt</A>"));
+  expect_slow(PM_EPARSE, REQ("<A>&#0;</A>"));
+  expect_slow(PM_EPARSE, REQ("<A>&#xD800;</A>"));
+  expect_slow(PM_EPARSE, REQ("<A>&#xFFFE;</A>"));
+  expect_slow(PM_EPARSE, REQ("<A>&#x110000;</A>"));
+  expect_slow(PM_EPARSE, REQ("<A>&#X41;</A>"));
+  expect_slow(PM_EPARSE, REQ("<A>&#;</A>"));
+  expect_slow(PM_EPARSE, REQ("<A>\x01</A>"));
+  expect_slow(PM_EPARSE, REQ("<A>\xff</A>"));
+  expect_slow(PM_EPARSE, REQ("<A>\xc0\xaf</A>"));
+  expect_slow(PM_EPARSE, REQ("<A>\xed\xa0\x80</A>"));
+  expect_slow(PM_EPARSE, REQ("<A>\xef\xbf\xbf</A>"));
+  expect_slow(PM_EPARSE, REQ("<A>\xe2\x82</A>"));
+  expect_slow(PM_EPARSE, REQ("<1A/>"));
+  expect_slow(PM_EPARSE, REQ("<A x/>"));
+  expect_slow(PM_EPARSE, REQ("<A/ >"));
+  expect_slow(PM_EPARSE, REQ("< A/>"));
+  /* the tree's rules */
+  expect_slow(PM_EPARSE, REQ("<A>x<B/></A>"));
+  expect_slow(PM_EPARSE, REQ("<A><B/>x</A>"));
+  expect_slow(PM_EPARSE, REQ("x"));
+  expect_slow(PM_EPARSE, REQ("&#65;"));
+  expect_slow(PM_EPARSE, REQ("<A/><A/>"));
+  expect_slow(PM_EPARSE, REQ("<A><B/><C/><B/></A>"));
+  expect_slow(PM_EPARSE, REQ("<A><Item/><B/><Item/></A>"));
+  expect_slow(PM_EPARSE, REQ("<A><Item/><Item/><B/></A>"));
+  expect_slow(PM_EPARSE, REQ("<Item/><Item/>"));
+  expect_slow(PM_EPARSE, REQ("<p:A xmlns:p=\"urn:x\"/>"));
+  expect_slow(PM_EPARSE, REQ("<A\xc3\xa9>x</A\xc3\xa9>"));
+  expect_slow(PM_ESCHEMA, "<Id>1</Id>");
+  expect_slow(PM_ESCHEMA, "<Other/>");
+  /* the schema: a document the fast path would take but for one field's value */
+  expect_schema(REQ("<Command>GetState</Command><Id>abc</Id>"), "Id");
+  expect_schema(REQ("<Id></Id>"), "Id");
+  expect_schema(REQ("<Id/>"), "Id");
+  expect_schema(REQ("<Id> 5</Id>"), "Id");
+  expect_schema(REQ("<Id>5 </Id>"), "Id");
+  expect_schema(REQ("<Id>9223372036854775808</Id>"), "Id");
+  expect_schema(REQ("<Id>-9223372036854775809</Id>"), "Id");
+  expect_schema(REQ("<Id>12345678901234567890</Id>"), "Id");
+  expect_schema(REQ("<Id>-</Id>"), "Id");
+  expect_schema(REQ("<Id>1.0</Id>"), "Id");
+  expect_schema(REQ("<Pid>x</Pid>"), "Pid");
+  expect_schema(REQ("<Version>x</Version>"), "Version");
+  expect_schema(REQ("<Epoch>x</Epoch>"), "Epoch");
+  expect_schema(REQ("<LastEventId>x</LastEventId>"), "LastEventId");
+  expect_schema(REQ("<HeartbeatMs>x</HeartbeatMs>"), "HeartbeatMs");
+  expect_schema(REQ("<MaxMessage>x</MaxMessage>"), "MaxMessage");
+  expect_schema(REQ("<Seq>0</Seq>"), "Seq");
+  expect_schema(REQ("<Seq>-1</Seq>"), "Seq");
+  expect_schema(REQ("<Seq/>"), "Seq");
+  expect_schema(REQ("<Command><X/></Command>"), "Command");
+  expect_schema(REQ("<Result><X>1</X></Result>"), "Result");
+  expect_schema(REQ("<Id><Item>1</Item></Id>"), "Id");
+  expect_schema(REQ("<Other><Id>abc</Id></Other>"), "Id");
+  expect_schema(REQ("<Other><Inner><Seq>0</Seq></Inner></Other>"), "Seq");
+  expect_schema(REQ("<Item><Id>x</Id></Item>"), "Id");
+  expect_schema(REQ("<Request>text</Request>"), "Request");
+  expect_schema(REQ("<Time>now</Time>"), "Time");
+}
+
+typedef struct corpus {
+  uint8_t *data[CORPUS_MAX];
+  size_t len[CORPUS_MAX];
+  int n;
+} corpus;
+
+static void load_dir(corpus *c, const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  assert_non_null(d);
+  while ((e = readdir(d)) != NULL && c->n < CORPUS_MAX) {
+    char path[1024];
+    FILE *f;
+    if (e->d_name[0] == '.')
+      continue;
+    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+    f = fopen(path, "rb");
+    assert_non_null(f);
+    c->data[c->n] = malloc(CORPUS_FILE_MAX);
+    assert_non_null(c->data[c->n]);
+    c->len[c->n] = fread(c->data[c->n], 1, CORPUS_FILE_MAX, f);
+    fclose(f);
+    expect_same(c->data[c->n], c->len[c->n], e->d_name);
+    c->n++;
+  }
+  closedir(d);
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return rng_state;
+}
+
+/* A few random edits of a corpus input: bytes changed, tokens put in, ranges cut out. */
+static size_t mutate(uint8_t *out, size_t cap, const uint8_t *in, size_t len) {
+  static const char *const tokens[] = {
+      "<", ">", "</", "/>", "<Item>", "</Item>", "<Item/>", "<Id>", "</Id>", "<Seq>", "<A>",
+      "</A>", "<Params>", "&amp;", "&lt;", "&#13;", "&#x1F600;", "&#0;", "&a;", "]]>", " ",
+      "\n", "\r", "\t", "-", "0", "9", "9223372036854775808", "\xff", "\xc3\xa9", "\xef\xbf\xbe",
+      "<!--x-->", "<![CDATA[x]]>", " a=\"1\"", "xmlns:p=\"u\"", "<Request>", "<Time>"};
+  size_t n = len < cap ? len : cap;
+  int edits = 1 + (int)(rnd() % 4);
+  memcpy(out, in, n);
+  for (int i = 0; i < edits; i++) {
+    size_t at = n ? (size_t)(rnd() % (n + 1)) : 0;
+    switch (rnd() % 3) {
+    case 0:
+      if (at < n)
+        out[at] = (uint8_t)rnd();
+      break;
+    case 1: {
+      const char *t = tokens[rnd() % (sizeof(tokens) / sizeof(tokens[0]))];
+      size_t tl = strlen(t);
+      if (n + tl <= cap) {
+        memmove(out + at + tl, out + at, n - at);
+        memcpy(out + at, t, tl);
+        n += tl;
+      }
+      break;
+    }
+    default: {
+      size_t cut = at < n ? (size_t)(rnd() % (n - at + 1)) % 8 : 0;
+      memmove(out + at, out + at + cut, n - at - cut);
+      n -= cut;
+    }
+    }
+  }
+  return n;
+}
+
+static void test_xml_fast_corpus_and_random(void **state) {
+  static corpus c;
+  uint8_t *buf = malloc(CORPUS_FILE_MAX + 64);
+  (void)state;
+  assert_non_null(buf);
+  load_dir(&c, CORPUS_DIR "/fuzz_xml_diff");
+  load_dir(&c, CORPUS_DIR "/fuzz_roundtrip");
+  assert_true(c.n > 20);
+  for (int i = 0; i < RANDOM_INPUTS; i++) {
+    int k = (int)(rnd() % (uint64_t)c.n);
+    if (c.len[k] > SMALL_INPUT)
+      continue;
+    size_t n = mutate(buf, CORPUS_FILE_MAX + 64, c.data[k], c.len[k]);
+    char label[64];
+    snprintf(label, sizeof(label), "random input %d", i);
+    expect_same(buf, n, label);
+  }
+  for (int i = 0; i < c.n; i++)
+    free(c.data[i]);
+  free(buf);
+}
+
+/* A long text comes out whole, through the text buffer's growth. */
+static void test_xml_fast_long_text(void **state) {
+  size_t len;
+  char *s;
+  (void)state;
+  s = pm_test_repeat("<Request><Blob>", "abc&amp;\xc3\xa9&#13;", 100000, "</Blob></Request>", &len);
+  expect_same(s, len, "long text");
+  {
+    const char *kind;
+    json_t *tree = pm__xml_fast_decode((const uint8_t *)s, len, &kind);
+    assert_non_null(tree);
+    assert_int_equal(100000 * 7, json_string_length(json_object_get(tree, "Blob")));
+    json_decref(tree);
+  }
+  free(s);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_xml_fast_subset),
+      cmocka_unit_test(test_xml_fast_depth),
+      cmocka_unit_test(test_xml_fast_valid_elsewhere),
+      cmocka_unit_test(test_xml_fast_invalid),
+      cmocka_unit_test(test_xml_fast_corpus_and_random),
+      cmocka_unit_test(test_xml_fast_long_text),
+  };
+  return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
+}
