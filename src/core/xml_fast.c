@@ -24,9 +24,10 @@
  * checks only the known fields, global elements met through lax wildcards: in a message kind's
  * content and, recursively, in any element that is not a known field. Params and Data skip
  * their content. So the checks here are those of the declared types: xs:string takes any
- * text, xs:long and xs:positiveInteger are checked in their plain decimal forms (anything else,
- * a sign, a leading zero or white space, goes to libxml2), and a field holding elements, a
- * dateTime (Time) or a message kind nested as a field go to libxml2. */
+ * text, xs:long and xs:positiveInteger are checked in their plain decimal forms, xs:dateTime
+ * in the form pm_time_now() writes (anything else, a sign, a leading zero, a time zone offset or
+ * white space, goes to libxml2), and a field holding elements or a message kind nested as a
+ * field go to libxml2. */
 
 /* Larger documents go to libxml2, whose limit on one text (XML_MAX_TEXT_LENGTH, 10 000 000
  * bytes) the fast path then never needs to reach. */
@@ -41,7 +42,8 @@ enum {
   SKIP,        /* in Params or Data (type Tree): anything */
   STRING,      /* text only, any */
   LONG,        /* text only, an xs:long */
-  POSITIVE     /* text only, an xs:positiveInteger */
+  POSITIVE,    /* text only, an xs:positiveInteger */
+  DATETIME     /* text only, an xs:dateTime */
 };
 
 typedef struct {
@@ -55,7 +57,7 @@ typedef struct {
 static const global globals[] = {
     G("Command", STRING),    G("Id", LONG),           G("Params", SKIP),
     G("Result", STRING),     G("Message", STRING),    G("Data", SKIP),
-    G("Seq", POSITIVE),      G("Type", STRING),       G("Time", UNSURE),
+    G("Seq", POSITIVE),      G("Type", STRING),       G("Time", DATETIME),
     G("Reason", STRING),     G("Version", LONG),      G("Client", STRING),
     G("Mode", STRING),       G("Pid", LONG),          G("Epoch", LONG),
     G("LastEventId", LONG),  G("Service", STRING),    G("HeartbeatMs", LONG),
@@ -144,8 +146,46 @@ static int is_positive(const char *s, size_t n) {
   return 1;
 }
 
+static int digits(const char *s, size_t n, int *v) {
+  *v = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9')
+      return 0;
+    *v = *v * 10 + (s[i] - '0');
+  }
+  return 1;
+}
+
+/* An xs:dateTime as YYYY-MM-DDTHH:MM:SS, then optionally '.' and 1 to 9 digits, then
+ * optionally 'Z': a real date (year 0000 is none), hours 00 to 23. */
+static int is_datetime(const char *s, size_t n) {
+  static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  int year, mon, day, hour, min, sec, leap;
+  size_t i = 19;
+  if (n < 19 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
+      !digits(s, 4, &year) || !digits(s + 5, 2, &mon) || !digits(s + 8, 2, &day) ||
+      !digits(s + 11, 2, &hour) || !digits(s + 14, 2, &min) || !digits(s + 17, 2, &sec))
+    return 0;
+  leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  if (year == 0 || mon < 1 || mon > 12 || day < 1 ||
+      day > days[mon - 1] + (mon == 2 && leap) || hour > 23 || min > 59 || sec > 59)
+    return 0;
+  if (i < n && s[i] == '.') {
+    size_t first = ++i;
+    while (i < n && i - first < 9 && s[i] >= '0' && s[i] <= '9')
+      i++;
+    if (i == first)
+      return 0;
+  }
+  if (i < n && s[i] == 'Z')
+    i++;
+  return i == n;
+}
+
 static int value_valid(int check, const char *s, size_t n) {
   switch (check) {
+  case DATETIME:
+    return is_datetime(s, n);
   case LONG:
     return is_long(s, n);
   case POSITIVE:

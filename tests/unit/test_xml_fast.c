@@ -135,6 +135,15 @@ static void test_xml_fast_subset(void **state) {
   expect_fast(REQ("<Seq>999999999999999999</Seq><Command/><Result>  </Result>"), "Request",
               "{\"Seq\":\"999999999999999999\",\"Command\":{},\"Result\":\"  \"}");
   expect_fast(REQ("<Id>&#49;&#x32;</Id>"), "Request", "{\"Id\":\"12\"}");
+  /* dateTime as pm_time_now() writes it, and a little more */
+  expect_fast("<Event><Time>2026-11-25T16:00:00.123Z</Time></Event>", "Event",
+              "{\"Time\":\"2026-11-25T16:00:00.123Z\"}");
+  expect_fast(REQ("<Time>2024-02-29T23:59:59Z</Time><Data><Time>x</Time></Data>"), "Request",
+              "{\"Time\":\"2024-02-29T23:59:59Z\",\"Data\":{\"Time\":\"x\"}}");
+  expect_fast(REQ("<Time>2000-02-29T00:00:00</Time>"), "Request",
+              "{\"Time\":\"2000-02-29T00:00:00\"}");
+  expect_fast(REQ("<Time>0001-12-31T00:00:00.123456789Z</Time>"), "Request",
+              "{\"Time\":\"0001-12-31T00:00:00.123456789Z\"}");
   /* Params and Data skip their content; unknown fields are let through */
   expect_fast(REQ("<Params><Id>abc</Id><Time>x</Time><Request/></Params>"
                   "<Data><Seq>0</Seq></Data>"),
@@ -194,7 +203,11 @@ static void test_xml_fast_valid_elsewhere(void **state) {
   expect_slow(0, "<?xml version=\"1.0\" standalone=\"yes\"?><Request/>");
   expect_slow(0, REQ("<A>a\rb</A>"));
   expect_slow(0, REQ("<xmlA>x</xmlA>"));
-  expect_slow(0, REQ("<Time>2026-11-25T16:00:00Z</Time>"));
+  expect_slow(0, REQ("<Time>2026-11-25T16:00:00+01:00</Time>"));
+  expect_slow(0, REQ("<Time>2026-11-25T16:00:00.1234567890Z</Time>"));
+  expect_slow(0, REQ("<Time>-2026-11-25T16:00:00Z</Time>"));
+  expect_slow(0, REQ("<Time>12026-11-25T16:00:00Z</Time>"));
+  expect_slow(0, REQ("<Time>2026-11-25T24:00:00Z</Time>"));
   expect_slow(0, REQ("<Id>+5</Id>"));
   expect_slow(0, REQ("<Id>05</Id>"));
   expect_slow(0, REQ("<Id>-0</Id>"));
@@ -281,6 +294,23 @@ static void test_xml_fast_invalid(void **state) {
   expect_schema(REQ("<Item><Id>x</Id></Item>"), "Id");
   expect_schema(REQ("<Request>text</Request>"), "Request");
   expect_schema(REQ("<Time>now</Time>"), "Time");
+  expect_schema(REQ("<Time/>"), "Time");
+  expect_schema(REQ("<A><Time>x</Time></A>"), "Time");
+  expect_schema(REQ("<Time>2023-02-29T00:00:00Z</Time>"), "Time");
+  expect_schema(REQ("<Time>1900-02-29T00:00:00Z</Time>"), "Time");
+  expect_schema(REQ("<Time>2026-04-31T00:00:00Z</Time>"), "Time");
+  expect_schema(REQ("<Time>2026-13-01T00:00:00Z</Time>"), "Time");
+  expect_schema(REQ("<Time>2026-00-01T00:00:00Z</Time>"), "Time");
+  expect_schema(REQ("<Time>2026-01-00T00:00:00Z</Time>"), "Time");
+  expect_schema(REQ("<Time>2026-01-01T25:00:00Z</Time>"), "Time");
+  expect_schema(REQ("<Time>2026-01-01T23:60:00Z</Time>"), "Time");
+  expect_schema(REQ("<Time>2026-01-01T23:59:60Z</Time>"), "Time");
+  expect_schema(REQ("<Time>0000-01-01T00:00:00Z</Time>"), "Time");
+  expect_schema(REQ("<Time>2026-01-01T00:00:00.Z</Time>"), "Time");
+  expect_schema(REQ("<Time>2026-01-01T00:00:00ZZ</Time>"), "Time");
+  expect_schema(REQ("<Time>2026-01-01 00:00:00Z</Time>"), "Time");
+  expect_schema(REQ("<Time>2026-01-01T00:00Z</Time>"), "Time");
+  expect_schema(REQ("<Time> 2026-01-01T00:00:00Z</Time>"), "Time");
 }
 
 typedef struct corpus {
