@@ -17,7 +17,9 @@
  * a name starting with "xml", and anything that is not well-formed are left to libxml2, as is
  * every case where the tree or the schema would fail: mixed content, a duplicate name, an
  * element deeper than PM_NESTING_MAX (libxml2 reports the depth), a field whose value the schema
- * refuses. The node budget (count_nodes in codec_xml.c) is checked before either path runs.
+ * refuses. It counts the nodes as count_nodes in codec_xml.c does (for its subset: the
+ * declaration 2, each start tag 1, each run of bytes between tags 1) and leaves a document over
+ * PM_NODES_MAX to it, so pm_xml_decode need not count them again for the documents taken here.
  *
  * The tree is the one codec_xml.c's SAX handlers build (see the mapping there): the same
  * calls in the same order, so the same members in the same order. The schema (RPSchema.xsd)
@@ -82,6 +84,7 @@ typedef struct {
 
 typedef struct {
   int depth; /* frames[0 .. depth - 1] are open */
+  size_t nodes;
   const char *kind;
   json_t *fields; /* the root's tree once it has ended */
   /* Text of the innermost element while it has no element children. */
@@ -322,6 +325,8 @@ static int read_text(fast *st, const uint8_t **qp, const uint8_t *end) {
   if (put_text(st, run, (size_t)(q - run)) < 0)
     return -1;
   if (q > start) {
+    if (++st->nodes > PM_NODES_MAX)
+      return -1;
     f->text = 1;
     if (f->children != NULL || st->depth == 1) {
       if (!blank)
@@ -428,7 +433,7 @@ static int start_tag(fast *st, const uint8_t **qp, const uint8_t *end) {
   while (++q < end && name_char(*q))
     ;
   len = (size_t)(q - name);
-  if (len > FAST_NAME_MAX ||
+  if (++st->nodes > PM_NODES_MAX || len > FAST_NAME_MAX ||
       (len >= 3 && (name[0] | 0x20) == 'x' && (name[1] | 0x20) == 'm' && (name[2] | 0x20) == 'l'))
     return -1;
   q = skip_space(q, end);
@@ -483,6 +488,7 @@ json_t *pm__xml_fast_decode(const uint8_t *p, size_t len, const char **kind) {
   if (p == NULL || len == 0 || len > FAST_LEN_MAX)
     return NULL;
   st.depth = 0;
+  st.nodes = 0;
   st.kind = NULL;
   st.fields = NULL;
   st.text = st.text_inline;
@@ -491,7 +497,10 @@ json_t *pm__xml_fast_decode(const uint8_t *p, size_t len, const char **kind) {
   q = skip_declaration(p, end);
   if (q == NULL)
     return NULL;
+  /* count_nodes takes a declaration for a node and its content to the next '<' for text */
+  st.nodes = q > p ? 2 : 0;
   q = skip_space(q, end);
+  st.nodes += st.nodes == 0 && q > p;
   if (q == end || *q != '<')
     return NULL;
   for (;;) {
@@ -510,7 +519,7 @@ json_t *pm__xml_fast_decode(const uint8_t *p, size_t len, const char **kind) {
     if (read_text(&st, &q, end) < 0 || q == end)
       goto done;
   }
-  if (skip_space(q, end) == end) {
+  if (skip_space(q, end) == end && (q == end || ++st.nodes <= PM_NODES_MAX)) {
     fields = st.fields;
     st.fields = NULL;
     *kind = st.kind;

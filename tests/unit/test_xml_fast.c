@@ -189,6 +189,52 @@ static void test_xml_fast_depth(void **state) {
   free(s);
 }
 
+/* head "<Request><A>" then <Item>s up to nodes nodes in all (as count_nodes counts them: a
+ * declaration 2, a tag 1, a run of text between tags 1), then "</A></Request>" tail. */
+static char *budget(const char *head, size_t head_nodes, const char *tail, size_t tail_nodes,
+                    size_t nodes) {
+  size_t size = strlen(head) + strlen(tail) + nodes * 16 + 64, n = 0;
+  size_t count = head_nodes + 2 + tail_nodes;
+  char *s = malloc(size);
+  assert_non_null(s);
+  n += (size_t)snprintf(s, size, "%s<Request><A>", head);
+  for (; count + 3 <= nodes; count += 3)
+    n += (size_t)snprintf(s + n, size - n, "<Item>x</Item> ");
+  for (; count < nodes; count++)
+    n += (size_t)snprintf(s + n, size - n, "<Item/>");
+  snprintf(s + n, size - n, "</A></Request>%s", tail);
+  return s;
+}
+
+/* The fast path counts the nodes as count_nodes does, and leaves one too many to it. */
+static void test_xml_fast_node_budget(void **state) {
+  static const struct {
+    const char *head, *tail;
+    size_t head_nodes, tail_nodes;
+  } forms[] = {{"", "", 0, 0},
+               {"<?xml version=\"1.0\"?>", "", 2, 0},
+               {"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", "\n", 2, 1},
+               {" ", " ", 1, 1}};
+  (void)state;
+  for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+    for (size_t extra = 0; extra < 3; extra++) {
+      char *s = budget(forms[i].head, forms[i].head_nodes, forms[i].tail, forms[i].tail_nodes,
+                       PM_NODES_MAX - 1 + extra);
+      const char *kind;
+      json_t *tree = pm__xml_fast_decode((const uint8_t *)s, strlen(s), &kind);
+      if (extra < 2) {
+        assert_non_null(tree);
+        expect_same(s, strlen(s), "at the node budget");
+      } else {
+        assert_null(tree);
+        expect_slow(PM_ELIMIT, s);
+      }
+      json_decref(tree);
+      free(s);
+    }
+  }
+}
+
 /* What the fast path leaves to libxml2 though it is valid. */
 static void test_xml_fast_valid_elsewhere(void **state) {
   (void)state;
@@ -430,6 +476,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_xml_fast_subset),
       cmocka_unit_test(test_xml_fast_depth),
+      cmocka_unit_test(test_xml_fast_node_budget),
       cmocka_unit_test(test_xml_fast_valid_elsewhere),
       cmocka_unit_test(test_xml_fast_invalid),
       cmocka_unit_test(test_xml_fast_corpus_and_random),
