@@ -410,7 +410,9 @@ static void keep_text(decode_state *st, int type, const xmlChar *ch, int len) {
     st->vtext = t;
     st->vtext_cap = cap;
   }
-  memcpy(st->vtext + st->vtext_len, ch, (size_t)len);
+  /* an empty CDATA section before any text: no buffer yet, and nothing to copy */
+  if (len > 0)
+    memcpy(st->vtext + st->vtext_len, ch, (size_t)len);
   st->vtext_len += (size_t)len;
 }
 
