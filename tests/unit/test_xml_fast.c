@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
 #include "testutil.h"
 
 #include "xml_diff.h"
@@ -361,6 +364,45 @@ static void test_xml_fast_invalid(void **state) {
   expect_schema(REQ("<Time> 2026-01-01T00:00:00Z</Time>"), "Time");
 }
 
+/* The fast path knows the schema's global elements and their types (xml_fast.c's globals[]):
+ * every global element of RPSchema.xsd, read from the file, is tried in values of every type
+ * the schema uses, as a field and inside an unknown one, and every message kind with unknown
+ * fields. A schema whose fields or types change where the fast path's table does not then has
+ * the fast path take a document the schema refuses, and xml_diff says so. */
+static void try_global(const char *name) {
+  static const char *const values[] = {
+      "abc", "1", "0", "-1", "", " 1", "true", "9223372036854775808", "2026-01-01T00:00:00Z",
+      "<X/>", "<Id>x</Id>", "<Item>a</Item>", "<Item>a</Item><Item>b</Item>"};
+  char doc[512];
+  for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+    snprintf(doc, sizeof(doc), REQ("<%s>%s</%s>"), name, values[i], name);
+    expect_same(doc, strlen(doc), doc);
+    snprintf(doc, sizeof(doc), REQ("<Other><%s>%s</%s></Other>"), name, values[i], name);
+    expect_same(doc, strlen(doc), doc);
+  }
+  snprintf(doc, sizeof(doc), "<%s><Unknown>x</Unknown><U><V>1</V></U><W/></%s>", name, name);
+  expect_same(doc, strlen(doc), doc);
+}
+
+static void test_xml_fast_schema_globals(void **state) {
+  xmlDocPtr xsd = xmlReadFile(PM_SOURCE_DIR "/schema/RPSchema.xsd", NULL, XML_PARSE_NONET);
+  int globals = 0;
+  (void)state;
+  assert_non_null(xsd);
+  for (xmlNodePtr n = xmlDocGetRootElement(xsd)->children; n != NULL; n = n->next) {
+    xmlChar *name;
+    if (n->type != XML_ELEMENT_NODE || !xmlStrEqual(n->name, BAD_CAST "element"))
+      continue;
+    name = xmlGetProp(n, BAD_CAST "name");
+    assert_non_null(name);
+    try_global((const char *)name);
+    xmlFree(name);
+    globals++;
+  }
+  xmlFreeDoc(xsd);
+  assert_true(globals >= 25);
+}
+
 typedef struct corpus {
   uint8_t *data[CORPUS_MAX];
   size_t len[CORPUS_MAX];
@@ -481,6 +523,7 @@ int main(void) {
       cmocka_unit_test(test_xml_fast_node_budget),
       cmocka_unit_test(test_xml_fast_valid_elsewhere),
       cmocka_unit_test(test_xml_fast_invalid),
+      cmocka_unit_test(test_xml_fast_schema_globals),
       cmocka_unit_test(test_xml_fast_corpus_and_random),
       cmocka_unit_test(test_xml_fast_long_text),
   };
