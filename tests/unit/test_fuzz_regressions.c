@@ -74,6 +74,23 @@ static void test_fuzz_regressions_nul_after_number(void **state) {
   assert_true(why[0] != '\0');
 }
 
+/* fuzz_xml_diff, corpus regress_end_tag_first.xml: the XML fast path (xml_fast.c) read an end
+ * tag before any root against the open element below the first (UBSan: index -1); it now
+ * leaves such a document to libxml2. Corpus regress_empty_cdata.xml: in libxml2's path, an
+ * empty CDATA section before any text added 0 to the validator's text buffer while it was
+ * still NULL (UBSan: applying zero offset to null pointer). Both are malformed. */
+static void test_fuzz_regressions_xml_fast_path(void **state) {
+  pm_msg *m = NULL;
+  (void)state;
+  assert_pm(PM_EPARSE, decode_xml("</ve<Id>entContConfirmation>", &m));
+  assert_null(m);
+  assert_pm(PM_EPARSE, decode_xml("<Disconnect><![CDATA[]]>e", &m));
+  assert_null(m);
+  assert_pm(0, decode_xml("<Disconnect><Reason><![CDATA[]]>e</Reason></Disconnect>", &m));
+  assert_string_equal("e", json_string_value(json_object_get(pm_msg_fields(m), "Reason")));
+  pm_msg_free(m);
+}
+
 /* Every seed of the message targets: the decoders do not crash, and a message that came as
  * XML re-encodes, in either encoding, to a message the decoders accept again, unless in JSON
  * it is more nodes than the budget (PM_ELIMIT: an empty element is one node in XML, an empty
@@ -124,12 +141,14 @@ static void test_fuzz_regressions_corpus(void **state) {
   replay_dir("fuzz_xml");
   replay_dir("fuzz_roundtrip");
   replay_dir("fuzz_json_diff");
+  replay_dir("fuzz_xml_diff");
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fuzz_regressions_xsi_type),
       cmocka_unit_test(test_fuzz_regressions_nul_after_number),
+      cmocka_unit_test(test_fuzz_regressions_xml_fast_path),
       cmocka_unit_test(test_fuzz_regressions_corpus),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
