@@ -34,6 +34,12 @@
  * (decode_state says how), including the two checks libxml2's tree builder made on the way:
  * xml:id values (check_ids) and the length of one text node (run_type).
  *
+ * A fast path comes first (xml_fast.c, pm_xml_decode): the documents pipemsg itself writes are
+ * parsed and checked against the schema in one pass without libxml2, into the same tree. It
+ * takes only what this path would take, and leaves every other document, valid or not, to
+ * this path, whose verdict and reason stand (fuzz_xml_diff and test_xml_fast hold the two
+ * paths to that).
+ *
  * Mapping to the tree (and back):
  * - An element with element children is an object, or an array if all its children are
  *   <Item>. So a JSON object whose only member is "Item" comes back from XML as a one-element

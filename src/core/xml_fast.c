@@ -39,13 +39,13 @@
 
 /* How the schema checks an element's content. */
 enum {
-  UNSURE = -1, /* a type the fast path does not check: libxml2 decides */
-  LAX,         /* a message kind, or an unknown field in lax content: known fields checked */
-  SKIP,        /* in Params or Data (type Tree): anything */
-  STRING,      /* text only, any */
-  LONG,        /* text only, an xs:long */
-  POSITIVE,    /* text only, an xs:positiveInteger */
-  DATETIME     /* text only, an xs:dateTime */
+  CHECK_UNSURE = -1, /* a type the fast path does not check: libxml2 decides */
+  CHECK_LAX,    /* a message kind, or an unknown field in lax content: known fields checked */
+  CHECK_SKIP,   /* in Params or Data (type Tree): anything */
+  CHECK_STRING, /* text only, any */
+  CHECK_LONG,   /* text only, an xs:long */
+  CHECK_POSITIVE, /* text only, an xs:positiveInteger */
+  CHECK_DATETIME  /* text only, an xs:dateTime */
 };
 
 typedef struct {
@@ -57,15 +57,32 @@ typedef struct {
 #define G(name, check) {name, sizeof(name) - 1, check}
 /* The schema's global elements with their types. */
 static const global globals[] = {
-    G("Command", STRING),    G("Id", LONG),           G("Params", SKIP),
-    G("Result", STRING),     G("Message", STRING),    G("Data", SKIP),
-    G("Seq", POSITIVE),      G("Type", STRING),       G("Time", DATETIME),
-    G("Reason", STRING),     G("Version", LONG),      G("Client", STRING),
-    G("Mode", STRING),       G("Pid", LONG),          G("Epoch", LONG),
-    G("LastEventId", LONG),  G("Service", STRING),    G("HeartbeatMs", LONG),
-    G("MaxMessage", LONG),   G(PM_KIND_REQUEST, UNSURE), G(PM_KIND_RESPONSE, UNSURE),
-    G(PM_KIND_HANDSHAKE, UNSURE), G(PM_KIND_EVENT, UNSURE), G(PM_KIND_EVENT_CONFIRMATION, UNSURE),
-    G(PM_KIND_DISCONNECT, UNSURE)};
+    G("Command", CHECK_STRING),
+    G("Id", CHECK_LONG),
+    G("Params", CHECK_SKIP),
+    G("Result", CHECK_STRING),
+    G("Message", CHECK_STRING),
+    G("Data", CHECK_SKIP),
+    G("Seq", CHECK_POSITIVE),
+    G("Type", CHECK_STRING),
+    G("Time", CHECK_DATETIME),
+    G("Reason", CHECK_STRING),
+    G("Version", CHECK_LONG),
+    G("Client", CHECK_STRING),
+    G("Mode", CHECK_STRING),
+    G("Pid", CHECK_LONG),
+    G("Epoch", CHECK_LONG),
+    G("LastEventId", CHECK_LONG),
+    G("Service", CHECK_STRING),
+    G("HeartbeatMs", CHECK_LONG),
+    G("MaxMessage", CHECK_LONG),
+    /* a message kind's type (Fields) is not checked here */
+    G(PM_KIND_REQUEST, CHECK_UNSURE),
+    G(PM_KIND_RESPONSE, CHECK_UNSURE),
+    G(PM_KIND_HANDSHAKE, CHECK_UNSURE),
+    G(PM_KIND_EVENT, CHECK_UNSURE),
+    G(PM_KIND_EVENT_CONFIRMATION, CHECK_UNSURE),
+    G(PM_KIND_DISCONNECT, CHECK_UNSURE)};
 
 /* The roots: the six kinds, as codec_xml.c's kinds[]. */
 static const char *const kinds[] = {
@@ -115,14 +132,14 @@ static const uint8_t *skip_space(const uint8_t *q, const uint8_t *end) {
 
 /* The check of a child named name of an element checked as parent. */
 static int child_check(int parent, const uint8_t *name, size_t len) {
-  if (parent == SKIP)
-    return SKIP;
-  if (parent != LAX)
-    return UNSURE; /* an element in text-only content: the schema fails it */
+  if (parent == CHECK_SKIP)
+    return CHECK_SKIP;
+  if (parent != CHECK_LAX)
+    return CHECK_UNSURE; /* an element in text-only content: the schema fails it */
   for (size_t i = 0; i < sizeof(globals) / sizeof(globals[0]); i++)
     if (same(name, len, globals[i].name, globals[i].len))
       return globals[i].check;
-  return LAX;
+  return CHECK_LAX;
 }
 
 /* An xs:long written as pm_json/xml encoders write integers: -?(0|[1-9][0-9]*), in range. */
@@ -187,14 +204,14 @@ static int is_datetime(const char *s, size_t n) {
 
 static int value_valid(int check, const char *s, size_t n) {
   switch (check) {
-  case DATETIME:
+  case CHECK_DATETIME:
     return is_datetime(s, n);
-  case LONG:
+  case CHECK_LONG:
     return is_long(s, n);
-  case POSITIVE:
+  case CHECK_POSITIVE:
     return is_positive(s, n);
   default:
-    return 1; /* LAX, SKIP, STRING: any text */
+    return 1; /* CHECK_LAX, CHECK_SKIP, CHECK_STRING: any text */
   }
 }
 
@@ -371,7 +388,7 @@ static int open_child(fast *st, frame *parent, const uint8_t *name, size_t len) 
 
 static int open_element(fast *st, const uint8_t *name, size_t len) {
   frame *f = &st->frames[st->depth];
-  int check = LAX;
+  int check = CHECK_LAX;
   if (st->depth == PM_NESTING_MAX)
     return -1; /* libxml2's parse reports the depth */
   if (st->depth == 0) {
@@ -382,7 +399,7 @@ static int open_element(fast *st, const uint8_t *name, size_t len) {
       return -1;
   } else {
     check = child_check(f[-1].check, name, len);
-    if (check == UNSURE || open_child(st, f - 1, name, len) < 0)
+    if (check == CHECK_UNSURE || open_child(st, f - 1, name, len) < 0)
       return -1;
   }
   f->name = name;
@@ -417,10 +434,10 @@ static int close_element(fast *st) {
   }
   if (json_is_array(parent->children))
     return json_array_append_new(parent->children, v) == 0 ? 0 : -1;
-  return json_object_setn_new_nocheck(parent->children, (const char *)f->name, f->name_len, v) ==
-                 0
-             ? 0
-             : -1;
+  /* the name is ASCII, and unique among its siblings (open_child) */
+  if (json_object_setn_new_nocheck(parent->children, (const char *)f->name, f->name_len, v) < 0)
+    return -1;
+  return 0;
 }
 
 /* A start tag, from just past its '<'. */
