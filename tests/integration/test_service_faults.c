@@ -521,10 +521,10 @@ static void test_service_faults_reload_applies_hook_and_traffic(void **state) {
   json_decref(next_event_at(fd, "TrafficChanged", &third));
   /* Published two periods of 100 ms apart by their Time, give or take the time between the
    * loop's clock reading and the publish (a repeating timer is due a period after the loop
-   * time it last ran at, but Time is read later, by as much as tens of ms under valgrind on a
-   * loaded machine: under memcheck it once read under 195), at most 2 s late (an event a slow client left
-   * queued is replaced by the next, adding a period): the old period would be 60 s, one of
-   * 50 ms would be 100 ms. */
+   * time it last ran at, but Time is read later, by up to tens of ms under valgrind on a
+   * loaded machine, where it once read under 195), at most 2 s late (an event a slow client
+   * left queued is replaced by the next, adding a period): the old period would be 60 s, one
+   * of 50 ms would be 100 ms. */
   assert_true(third - first >= 150);
   assert_true(third - first <= 2200);
 
