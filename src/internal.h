@@ -100,6 +100,23 @@ typedef struct pm__event_view {
  * then p is the full decoder's to judge (it may still be a valid Event). */
 int pm__json_event(const uint8_t *p, size_t len, pm__event_view *ev);
 
+/* Part of an encoded message: bytes of the encoder's buffer, or of a string in the tree. */
+typedef struct pm__piece {
+  const uint8_t *p;
+  size_t len;
+} pm__piece;
+/* The shortest run of a string's bytes pm__json_encode_pieces leaves in the tree. */
+#define PM__JSON_LEND_MIN ((size_t)64 * 1024)
+/* pm_json_encode's bytes, the same ones, as *n pieces (a new array, pm__free) in order, *len
+ * bytes in all: runs of PM__JSON_LEND_MIN or more bytes a string holds as they are point into
+ * m's tree (m must outlive the pieces and stay unchanged), the rest into *buf (pm__free). A big
+ * string is then written from the tree, not copied into a frame first. Same errors. */
+int pm__json_encode_pieces(const pm_msg *m, uint8_t **buf, pm__piece **pieces, size_t *n,
+                           size_t *len);
+/* pm__json_encode_pieces for either encoding: XML comes as one piece (*buf). */
+int pm__msg_encode_pieces(const pm_msg *m, pm_encoding enc, uint8_t **buf, pm__piece **pieces,
+                          size_t *n, size_t *len);
+
 /* The compact JSON text of v, a value that passed the model's check (pm__tree_check: it bounds
  * the depth), as pm_json_encode writes it inside a message: in a new buffer (*out, pm__free)
  * after `room` bytes left for the caller, followed by a NUL; *len is the text's length.

@@ -42,12 +42,50 @@ fail:
   return rc;
 }
 
+/* The request's bytes not yet sent: the header's, then those of piece i from off on. */
+typedef struct request_out {
+  const uint8_t *header;
+  size_t header_sent;
+  pm__piece *pc;
+  size_t n, i, off;
+} request_out;
+
+/* Up to two pieces at a time, the header counting as one: a big string lent by the encoder is
+ * one piece, written straight from the request's tree. */
+static long send_some(pm__conn *conn, const request_out *r) {
+  if (r->header_sent < PM_FRAME_HEADER_SIZE)
+    return pm__conn_send(conn, r->header + r->header_sent, PM_FRAME_HEADER_SIZE - r->header_sent,
+                         r->pc[0].p, r->pc[0].len);
+  return pm__conn_send(conn, r->pc[r->i].p + r->off, r->pc[r->i].len - r->off,
+                       r->i + 1 < r->n ? r->pc[r->i + 1].p : NULL,
+                       r->i + 1 < r->n ? r->pc[r->i + 1].len : 0);
+}
+
+/* Moves past n bytes sent; 1 once all are. */
+static int sent_some(request_out *r, size_t n) {
+  size_t h = PM_FRAME_HEADER_SIZE - r->header_sent;
+  if (h > n)
+    h = n;
+  r->header_sent += h;
+  n -= h;
+  while (n > 0 && r->i < r->n) {
+    size_t left = r->pc[r->i].len - r->off;
+    if (n < left) {
+      r->off += n;
+      return 0;
+    }
+    n -= left;
+    r->i++;
+    r->off = 0;
+  }
+  return r->header_sent == PM_FRAME_HEADER_SIZE && r->i == r->n;
+}
+
 /* Writes the request and reads one frame, both under the response deadline. Reading goes on
  * while writing: a service may answer before it has read everything (an oversized request gets
  * BadRequest unread), and then a failed write is not the end of the call. */
-static int exchange(pm__conn *conn, const uint8_t *header, const uint8_t *payload, size_t len,
-                    pm_reader *reader, uint64_t deadline, uint8_t **frame, size_t *frame_len) {
-  size_t sent = 0, total = PM_FRAME_HEADER_SIZE + len;
+static int exchange(pm__conn *conn, request_out *out, pm_reader *reader, uint64_t deadline,
+                    uint8_t **frame, size_t *frame_len) {
   int writing = 1, first = 1, rc = 0;
   uint8_t small[READ_FIRST], *buf = small, *chunk = NULL;
   size_t cap = sizeof(small);
@@ -64,15 +102,8 @@ static int exchange(pm__conn *conn, const uint8_t *header, const uint8_t *payloa
       break;
     }
     if (ready & 2) {
-      long n = sent < PM_FRAME_HEADER_SIZE
-                   ? pm__conn_send(conn, header + sent, PM_FRAME_HEADER_SIZE - sent, payload, len)
-                   : pm__conn_send(conn, NULL, 0, payload + (sent - PM_FRAME_HEADER_SIZE),
-                                 total - sent);
-      if (n < 0)
-        writing = 0;
-      else
-        sent += (size_t)n;
-      if (sent == total)
+      long n = send_some(conn, out);
+      if (n < 0 || sent_some(out, (size_t)n))
         writing = 0;
     }
     if (ready & 1) {
@@ -118,6 +149,7 @@ int pm_command_client_call(const char *name, const pm_client_options *opts,
   char path[PM_PIPE_PATH_MAX + 1];
   uint8_t header[PM_FRAME_HEADER_SIZE], *payload = NULL, *frame = NULL;
   size_t len = 0, frame_len = 0;
+  request_out out;
   pm_reader *reader = NULL;
   pm_msg *resp = NULL;
   uint64_t start = uv_hrtime();
@@ -136,8 +168,10 @@ int pm_command_client_call(const char *name, const pm_client_options *opts,
   rc = pm_pipe_path(name, path, sizeof(path));
   if (rc == 0)
     rc = pm_reader_new(o.max_message, &reader);
+  memset(&out, 0, sizeof(out));
+  out.header = header;
   if (rc == 0)
-    rc = pm_msg_encode(request, enc, &payload, &len);
+    rc = pm__msg_encode_pieces(request, enc, &payload, &out.pc, &out.n, &len);
   if (rc == 0)
     rc = pm_frame_header(len, o.max_message, header);
   if (rc == 0)
@@ -148,8 +182,8 @@ int pm_command_client_call(const char *name, const pm_client_options *opts,
   if (rc == 0)
     rc = pm__conn_check_owner(conn, &owner);
   if (rc == 0)
-    rc = exchange(conn, header, payload, len, reader, uv_hrtime() + o.response_timeout_ms * MS_NS,
-                  &frame, &frame_len);
+    rc = exchange(conn, &out, reader, uv_hrtime() + o.response_timeout_ms * MS_NS, &frame,
+                  &frame_len);
   if (rc == 0)
     rc = pm_msg_decode(frame, frame_len, &resp, NULL);
   if (rc == 0 && strcmp(pm_msg_kind(resp), PM_KIND_RESPONSE) != 0)
@@ -157,6 +191,7 @@ int pm_command_client_call(const char *name, const pm_client_options *opts,
   pm__conn_close(conn);
   pm__free(frame);
   pm__free(payload);
+  pm__free(out.pc);
   pm_reader_free(reader);
   if (rc < 0) {
     pm_msg_free(resp);

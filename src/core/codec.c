@@ -47,3 +47,26 @@ int pm_msg_encode(const pm_msg *m, pm_encoding enc, uint8_t **out, size_t *len) 
   }
   return PM_EINVAL;
 }
+
+int pm__msg_encode_pieces(const pm_msg *m, pm_encoding enc, uint8_t **buf, pm__piece **pieces,
+                          size_t *n, size_t *len) {
+  pm__piece *pc;
+  int rc;
+  if (enc == PM_ENC_JSON)
+    return pm__json_encode_pieces(m, buf, pieces, n, len);
+  if (buf == NULL || pieces == NULL || n == NULL || len == NULL)
+    return PM_EINVAL;
+  rc = pm_msg_encode(m, enc, buf, len);
+  if (rc < 0)
+    return rc;
+  pc = pm__malloc(sizeof(*pc));
+  if (pc == NULL) {
+    pm__free(*buf);
+    return PM_ENOMEM;
+  }
+  pc->p = *buf;
+  pc->len = *len;
+  *pieces = pc;
+  *n = 1;
+  return 0;
+}

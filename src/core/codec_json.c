@@ -127,10 +127,22 @@ done:
   return rc;
 }
 
-/* A growing output buffer. */
+/* A run of a string's bytes left where it is in the tree, to go out at `at` in the sink's
+ * bytes. */
+typedef struct lent {
+  size_t at;
+  const uint8_t *p;
+  size_t len;
+} lent;
+
+/* A growing output buffer; with lend set, plain runs of PM__JSON_LEND_MIN bytes or more are
+ * listed in lent instead of copied. */
 typedef struct sink {
   uint8_t *buf;
   size_t len, cap;
+  int lend;
+  lent *lent;
+  size_t n_lent, cap_lent;
 } sink;
 
 static int sink_put(const char *data, size_t size, void *arg) {
@@ -148,6 +160,22 @@ static int sink_put(const char *data, size_t size, void *arg) {
   }
   memcpy(s->buf + s->len, data, size);
   s->len += size;
+  return 0;
+}
+
+static int sink_lend(sink *s, const uint8_t *p, size_t len) {
+  if (s->n_lent == s->cap_lent) {
+    size_t cap = s->cap_lent ? s->cap_lent * 2 : 4;
+    lent *nl = pm__realloc(s->lent, cap * sizeof(*nl));
+    if (nl == NULL)
+      return -1;
+    s->lent = nl;
+    s->cap_lent = cap;
+  }
+  s->lent[s->n_lent].at = s->len;
+  s->lent[s->n_lent].p = p;
+  s->lent[s->n_lent].len = len;
+  s->n_lent++;
   return 0;
 }
 
@@ -169,7 +197,9 @@ static int put_string(sink *s, const char *str, size_t len) {
     size_t n;
     while (q < end && *q >= 0x80 && (n = pm__utf8_seq(q, end)) > 0)
       q = pm__json_plain_end(q + n, end);
-    if (sink_put((const char *)p, (size_t)(q - p), s) < 0)
+    if ((s->lend && (size_t)(q - p) >= PM__JSON_LEND_MIN
+             ? sink_lend(s, p, (size_t)(q - p))
+             : sink_put((const char *)p, (size_t)(q - p), s)) < 0)
       return PM_ENOMEM;
     p = q;
     if (p == end)
@@ -275,7 +305,7 @@ static int put_value(sink *s, const json_t *v) {
  * without escapes (numbers counted long) to *size, the buffer's first size, so a big message is
  * one allocation (one mapping, grown in place if escapes need more) and not a chain of copies
  * that leaves the small ones behind on the heap. */
-static void measure(const json_t *v, size_t *nodes, size_t *size) {
+static void measure(const json_t *v, size_t lend_min, size_t *nodes, size_t *size) {
   const char *key;
   size_t key_len, i;
   json_t *child;
@@ -288,7 +318,7 @@ static void measure(const json_t *v, size_t *nodes, size_t *size) {
         return;
       *nodes += 1;
       *size += key_len + 4;
-      measure(child, nodes, size);
+      measure(child, lend_min, nodes, size);
     }
     return;
   case JSON_ARRAY:
@@ -297,11 +327,12 @@ static void measure(const json_t *v, size_t *nodes, size_t *size) {
       if (*nodes > PM_NODES_MAX)
         return;
       *size += 1;
-      measure(child, nodes, size);
+      measure(child, lend_min, nodes, size);
     }
     return;
   case JSON_STRING:
-    *size += json_string_length(v) + 2;
+    /* A string long enough to be lent is guessed at its quotes: most of it will be. */
+    *size += (lend_min == 0 || json_string_length(v) < lend_min ? json_string_length(v) : 0) + 2;
     return;
   case JSON_INTEGER:
   case JSON_REAL:
@@ -312,36 +343,86 @@ static void measure(const json_t *v, size_t *nodes, size_t *size) {
   }
 }
 
-int pm_json_encode(const pm_msg *m, uint8_t **out, size_t *len) {
-  sink s = {NULL, 0, 0};
+/* m into s (s->lend set or not, the rest zero); on failure s->buf and s->lent are freed. */
+static int encode(const pm_msg *m, sink *s) {
   const char *kind;
   size_t nodes = 2, guess = 0; /* pm__tree_nodes counts the message's own object and kind */
   int rc = PM_EINVAL;
-  if (m == NULL || out == NULL || len == NULL || pm__tree_check(pm_msg_fields(m), NULL) < 0)
+  if (m == NULL || pm__tree_check(pm_msg_fields(m), NULL) < 0)
     goto fail;
   rc = PM_ELIMIT;
-  measure(pm_msg_fields(m), &nodes, &guess);
+  measure(pm_msg_fields(m), s->lend ? PM__JSON_LEND_MIN : 0, &nodes, &guess);
   if (nodes > PM_NODES_MAX)
     goto fail;
   /* One pass into one buffer: {"Kind": fields}. The kind is a checked name, so it needs no
    * escaping. */
   kind = pm_msg_kind(m);
   rc = PM_ENOMEM;
-  s.cap = strlen(kind) + 5 + guess;
-  s.buf = pm__malloc(s.cap);
-  if (s.buf == NULL || put(&s, "{\"") < 0 || put(&s, kind) < 0 || put(&s, "\":") < 0)
+  s->cap = strlen(kind) + 5 + guess;
+  s->buf = pm__malloc(s->cap);
+  if (s->buf == NULL || put(s, "{\"") < 0 || put(s, kind) < 0 || put(s, "\":") < 0)
     goto fail;
-  rc = put_value(&s, pm_msg_fields(m));
+  rc = put_value(s, pm_msg_fields(m));
   if (rc == 0)
-    rc = put(&s, "}");
+    rc = put(s, "}");
+  if (rc == 0)
+    return 0;
+fail:
+  pm__free(s->buf);
+  pm__free(s->lent);
+  return rc;
+}
+
+int pm_json_encode(const pm_msg *m, uint8_t **out, size_t *len) {
+  sink s = {0};
+  int rc = out == NULL || len == NULL ? PM_EINVAL : encode(m, &s);
   if (rc < 0)
-    goto fail;
+    return rc;
   *out = s.buf;
   *len = s.len;
   return 0;
-fail:
-  pm__free(s.buf);
-  return rc;
+}
+
+int pm__json_encode_pieces(const pm_msg *m, uint8_t **buf, pm__piece **pieces, size_t *n,
+                           size_t *len) {
+  sink s = {0};
+  pm__piece *pc;
+  size_t at = 0, k = 0, total;
+  int rc;
+  if (buf == NULL || pieces == NULL || n == NULL || len == NULL)
+    return PM_EINVAL;
+  s.lend = 1;
+  rc = encode(m, &s);
+  if (rc < 0)
+    return rc;
+  /* A run lent and the copied bytes before it, for each run, and the copied bytes after. */
+  pc = pm__malloc((2 * s.n_lent + 1) * sizeof(*pc));
+  if (pc == NULL) {
+    pm__free(s.buf);
+    pm__free(s.lent);
+    return PM_ENOMEM;
+  }
+  total = s.len;
+  for (size_t i = 0; i < s.n_lent; i++) {
+    if (s.lent[i].at > at) {
+      pc[k].p = s.buf + at;
+      pc[k++].len = s.lent[i].at - at;
+    }
+    pc[k].p = s.lent[i].p;
+    pc[k++].len = s.lent[i].len;
+    at = s.lent[i].at;
+    total += s.lent[i].len;
+  }
+  if (s.len > at) {
+    pc[k].p = s.buf + at;
+    pc[k++].len = s.len - at;
+  }
+  pm__free(s.lent);
+  *buf = s.buf;
+  *pieces = pc;
+  *n = k;
+  *len = total;
+  return 0;
 }
 
 /* The confirmation is a third of the messages on the event pipe, and the only one both sides
@@ -487,11 +568,12 @@ int pm__json_event(const uint8_t *p, size_t len, pm__event_view *ev) {
 }
 
 int pm__json_value_text(const json_t *v, size_t room, uint8_t **out, size_t *len) {
-  sink s = {NULL, room, 0};
+  sink s = {0};
   size_t nodes = 0, guess = 0;
   int rc;
+  s.len = room;
   /* The guess plus the NUL: one allocation for most values. */
-  measure(v, &nodes, &guess);
+  measure(v, 0, &nodes, &guess);
   s.cap = room + guess + 1;
   s.buf = pm__malloc(s.cap);
   if (s.buf == NULL)

@@ -260,6 +260,86 @@ static void test_codec_json_encode_invalid(void **state) {
   pm_msg_free(m);
 }
 
+/* 1 when the piece lies in one of the strings of m's Params. */
+static int in_params(const pm_msg *m, const pm__piece *pc) {
+  const char *key;
+  json_t *v;
+  json_object_foreach(json_object_get(pm_msg_fields(m), "Params"), key, v) {
+    const uint8_t *str = (const uint8_t *)json_string_value(v);
+    if (json_is_string(v) && pc->p >= str && pc->p + pc->len <= str + json_string_length(v))
+      return 1;
+  }
+  return 0;
+}
+
+/* pm__json_encode_pieces writes pm_json_encode's bytes; a run of PM__JSON_LEND_MIN plain
+ * bytes or more is one piece pointing into the tree, a shorter one is copied. Returns the
+ * pieces lent. */
+static size_t pieces_match(const pm_msg *m) {
+  uint8_t *want, *buf, *joined;
+  pm__piece *pc;
+  size_t want_len, n, len, at = 0, lent = 0;
+  assert_pm(0, pm_json_encode(m, &want, &want_len));
+  assert_pm(0, pm__json_encode_pieces(m, &buf, &pc, &n, &len));
+  assert_int_equal(want_len, len);
+  joined = malloc(len);
+  assert_non_null(joined);
+  for (size_t i = 0; i < n; i++) {
+    assert_true(pc[i].len > 0);
+    assert_true(at + pc[i].len <= len);
+    memcpy(joined + at, pc[i].p, pc[i].len);
+    at += pc[i].len;
+    if (in_params(m, &pc[i])) {
+      assert_true(pc[i].len >= PM__JSON_LEND_MIN);
+      lent++;
+    }
+  }
+  assert_int_equal(len, at);
+  assert_memory_equal(want, joined, len);
+  free(joined);
+  pm_free(want);
+  pm_free(buf);
+  pm_free(pc);
+  return lent;
+}
+
+static void test_codec_json_encode_pieces(void **state) {
+  const size_t big = PM__JSON_LEND_MIN;
+  char *s = malloc(3 * big + 16);
+  pm_msg *m;
+  uint8_t *buf;
+  pm__piece *pc;
+  size_t n, len;
+  (void)state;
+  assert_non_null(s);
+  memset(s, 'a', 3 * big + 16);
+  assert_pm(0, pm_msg_new("Request", &m));
+  assert_pm(0, pm_msg_set_string(m, "Command", "Put"));
+  assert_int_equal(0, pieces_match(m));
+  /* One run just too short, then one just long enough. */
+  assert_pm(0, pm_msg_set_tree(m, "Params", json_pack("{s:s%}", "S", s, big - 1)));
+  assert_int_equal(0, pieces_match(m));
+  assert_pm(0, pm_msg_set_tree(m, "Params", json_pack("{s:s%}", "S", s, big)));
+  assert_int_equal(1, pieces_match(m));
+  /* Escapes and UTF-8 inside: the runs between escapes are lent, the escapes are copied. */
+  s[big] = '"';
+  s[2 * big + 1] = '\n';
+  memcpy(s + 2 * big + 4, "\xc3\xbc\xe2\x82\xac", 5);
+  assert_pm(0, pm_msg_set_tree(m, "Params",
+                               json_pack("{s:s%,s:i,s:s%}", "S", s, 3 * big + 16, "I", 1, "T", s,
+                                         big)));
+  assert_int_equal(4, pieces_match(m));
+  /* A long string that is not UTF-8 is refused as pm_json_encode refuses it. */
+  s[3 * big] = (char)0xff;
+  assert_pm(0, pm_msg_set_tree(m, "Params",
+                               json_pack("{s:o}", "S", json_stringn_nocheck(s, 3 * big + 16))));
+  assert_pm(PM_EINVAL, pm__json_encode_pieces(m, &buf, &pc, &n, &len));
+  assert_pm(PM_EINVAL, pm__json_encode_pieces(NULL, &buf, &pc, &n, &len));
+  assert_pm(PM_EINVAL, pm__json_encode_pieces(m, NULL, &pc, &n, &len));
+  pm_msg_free(m);
+  free(s);
+}
+
 static void test_codec_json_round_trip(void **state) {
   static const char *const text =
       "{\"Event\":{\"Id\":42,\"Type\":\"T\",\"Data\":{\"L\":[1,-2,3.25,true,false,null,\"s\","
@@ -627,6 +707,7 @@ int main(void) {
       cmocka_unit_test(test_codec_json_depth),
       cmocka_unit_test(test_codec_json_encode),
       cmocka_unit_test(test_codec_json_encode_invalid),
+      cmocka_unit_test(test_codec_json_encode_pieces),
       cmocka_unit_test(test_codec_json_round_trip),
       cmocka_unit_test(test_codec_json_confirmation_fast),
       cmocka_unit_test(test_codec_json_confirmation_fast_declines),
