@@ -39,9 +39,25 @@ int pm__reason(char *why, int err, const char *fmt, ...) PM__PRINTF(3, 4);
 /* Library diagnostics: written to stderr only when $PIPEMSG_DEBUG is set. */
 void pm__debug(const char *fmt, ...) PM__PRINTF(1, 2);
 
+/* Advises the memory system that the block p (len bytes, from pm__malloc, not yet touched) is
+ * about to be filled whole: huge pages where the platform offers them without privileges
+ * (src/core/hugepage_*.c). Only blocks of PM__HUGE_MIN bytes or more are advised. 1 when the
+ * advice was taken, else 0. */
+#define PM__HUGE_MIN ((size_t)32 * 1024 * 1024)
+int pm__hint_huge(void *p, size_t len);
+
 /* Bytes the reader has allocated for the payload (tests check lazy growth). */
 struct pm_reader;
 size_t pm__reader_capacity(const struct pm_reader *r);
+
+/* Lets a frame's payload be read straight into the reader's buffer, not copied there from a
+ * read buffer: 1 with the free part of that buffer (*room, *n bytes: never past the frame),
+ * grown first as pm_reader_feed grows it for want more bytes; 0 when no payload is under way
+ * (no whole header yet, or a frame complete), or a negative code (the reader fails as feed
+ * does). The room is valid until the reader is next used. */
+int pm__reader_room(struct pm_reader *r, size_t want, uint8_t **room, size_t *n);
+/* n bytes (at most what pm__reader_room gave) were read into the room. */
+void pm__reader_filled(struct pm_reader *r, size_t n);
 
 /* The schema XSD text embedded at build time. */
 extern const char pm__rpschema_xsd[];

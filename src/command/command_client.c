@@ -103,7 +103,9 @@ static int exchange(pm__conn *conn, request_out *out, pm_reader *reader, uint64_
     }
     if (ready & 2) {
       long n = send_some(conn, out);
-      if (n < 0 || sent_some(out, (size_t)n))
+      if (n < 0)
+        writing = 0;
+      else if (sent_some(out, (size_t)n))
         writing = 0;
     }
     if (ready & 1) {

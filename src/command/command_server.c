@@ -1,3 +1,4 @@
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,6 +19,9 @@
 /* Bytes read at the start of a turn, on the loop thread's stack, before the loop is asked to
  * wait for more (read_now): a command request is usually much smaller. */
 #define READ_NOW_BYTES 4096
+/* The least a read into the request's own buffer asks the reader to make room for (as much as
+ * a read through a read buffer would bring). */
+#define READ_CHUNK (64 * 1024)
 
 /* One connection, from accept to close. One at a time has its turn (§4.1). */
 typedef enum {
@@ -47,6 +51,7 @@ struct pm_command_call {
   uint64_t uid_turn; /* the last turn its uid had (0: none); the same in all its uid's calls */
   pm__linger lingering;
   pm_reader *reader;
+  int in_room;    /* the read under way goes straight into the reader's buffer */
   pm_msg *request;
   pm_encoding encoding;
   const char *command; /* lent from request */
@@ -375,17 +380,13 @@ static void dispatch(pm_command_call *c, uint8_t *payload, size_t len) {
   s->opts.handler(c, s->opts.data);
 }
 
-/* Takes bytes of the request, and frees owned (the buffer they came in, or NULL) once the
- * reader has them: 1 once the call has moved on (dispatched, answered or closing), 0 while the
- * frame is still incomplete. */
-static int take_bytes(pm_command_call *c, const void *buf, size_t n, void *owned) {
+/* The reader has taken used bytes of the request (or failed): 1 once the call has moved on
+ * (dispatched, answered or closing), 0 while the frame is still incomplete. */
+static int took_bytes(pm_command_call *c, long used) {
   uint8_t *payload;
   size_t len;
-  long used;
   char why[PM_REASON_MAX];
 
-  used = pm_reader_feed(c->reader, buf, n);
-  pm__free(owned);
   if (used == PM_EMSGSIZE) {
     stop_reading(c);
     uv_timer_stop(&c->timer);
@@ -409,19 +410,55 @@ static int take_bytes(pm_command_call *c, const void *buf, size_t n, void *owned
   return 0;
 }
 
+/* Takes bytes of the request, and frees owned (the buffer they came in, or NULL) once the
+ * reader has them: as took_bytes. */
+static int take_bytes(pm_command_call *c, const void *buf, size_t n, void *owned) {
+  long used = pm_reader_feed(c->reader, buf, n);
+  pm__free(owned);
+  return took_bytes(c, used);
+}
+
+/* Once the header is in, the payload is read straight into the reader's buffer: a big request
+ * is then copied once from the socket, not through a read buffer (and the pages it fills are
+ * the ones it keeps). */
+static void read_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  pm_command_call *c = h->data;
+  uint8_t *room;
+  size_t n;
+  int rc = c->state == CALL_READING ? pm__reader_room(c->reader, READ_CHUNK, &room, &n) : 0;
+  c->in_room = rc == 1;
+  if (rc == 1) {
+    *buf = uv_buf_init((char *)room, n > UINT_MAX ? UINT_MAX : (unsigned int)n);
+    return;
+  }
+  if (rc < 0) {
+    /* No buffer: libuv reports UV_ENOBUFS to on_read, which closes the call. */
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
+  pm__read_alloc(h, suggested, buf);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   pm_command_call *c = stream->data;
+  void *owned = c->in_room ? NULL : buf->base;
 
+  c->in_room = 0;
   if (c->state != CALL_READING || nread == 0) {
-    pm__free(buf->base);
+    pm__free(owned);
     return;
   }
   if (nread < 0) {
-    pm__free(buf->base);
+    pm__free(owned);
     close_call(c, nread == UV_EOF ? "client closed before a whole request" : "read failed");
     return;
   }
-  take_bytes(c, buf->base, (size_t)nread, buf->base);
+  if (owned == NULL) {
+    pm__reader_filled(c->reader, (size_t)nread);
+    took_bytes(c, nread);
+    return;
+  }
+  take_bytes(c, buf->base, (size_t)nread, owned);
 }
 
 /* Most clients have sent their whole request by the time their turn comes (at once, for the
@@ -449,7 +486,7 @@ static void on_request_timeout(uv_timer_t *t) {
 static void read_through_loop(pm_command_call *c) {
   if (wrap(c) < 0)
     return;
-  if (uv_read_start((uv_stream_t *)&c->link.pipe, pm__read_alloc, on_read) < 0)
+  if (uv_read_start((uv_stream_t *)&c->link.pipe, read_alloc, on_read) < 0)
     close_call(c, "read failed");
 }
 

@@ -57,6 +57,20 @@ static int grow(pm_reader *r, size_t need) {
     cap = cap > SIZE_MAX / 2 ? need : cap * 2;
   if (cap > r->length)
     cap = r->length;
+  /* A big buffer is a new block, advised before it is touched (the peer has sent at least half
+   * of it already, so the rest is on its way), and the bytes so far copied over: realloc would
+   * move the filled pages (mremap), which splits huge pages and lands the new ones unaligned. */
+  if (cap >= PM__HUGE_MIN && (nb = pm__malloc(cap)) != NULL) {
+    if (pm__hint_huge(nb, cap)) {
+      if (r->have > 0)
+        memcpy(nb, r->buf, r->have);
+      pm__free(r->buf);
+      r->buf = nb;
+      r->cap = cap;
+      return 0;
+    }
+    pm__free(nb);
+  }
   nb = pm__realloc(r->buf, cap);
   if (nb == NULL)
     return PM_ENOMEM;
@@ -140,3 +154,27 @@ int pm_frame_header(size_t len, size_t max_message, uint8_t out[PM_FRAME_HEADER_
 }
 
 size_t pm__reader_capacity(const pm_reader *r) { return r->cap; }
+
+int pm__reader_room(pm_reader *r, size_t want, uint8_t **room, size_t *n) {
+  size_t take;
+  if (r->err || r->complete || r->length == 0)
+    return 0;
+  /* Grown as pm_reader_feed would grow it for want bytes, so the growth stays lazy. */
+  take = r->length - r->have;
+  if (take > want)
+    take = want;
+  if (r->have + take > r->cap) {
+    int rc = grow(r, r->have + take);
+    if (rc < 0)
+      return fail(r, rc);
+  }
+  *room = r->buf + r->have;
+  *n = r->cap - r->have;
+  return 1;
+}
+
+void pm__reader_filled(pm_reader *r, size_t n) {
+  r->have += n;
+  if (r->have == r->length)
+    r->complete = 1;
+}

@@ -151,6 +151,91 @@ static void test_frame_buffer_grows_with_arrival(void **state) {
   pm_reader_free(r);
 }
 
+/* Reading straight into the reader's buffer: no room before a whole header or once the frame
+ * is complete; the room grows as feeding grows the buffer (lazily, never past the frame), and
+ * what is read into it comes out as the payload. */
+static void test_frame_room(void **state) {
+  pm_reader *r;
+  uint8_t h[4], *room, *p;
+  size_t n, len, got = 0;
+  const size_t size = 100000;
+  (void)state;
+  assert_pm(0, pm_frame_header(size, 0, h));
+  assert_pm(0, pm_reader_new(0, &r));
+  assert_int_equal(0, pm__reader_room(r, 4096, &room, &n));
+  assert_int_equal(3, pm_reader_feed(r, h, 3));
+  assert_int_equal(0, pm__reader_room(r, 4096, &room, &n));
+  assert_int_equal(1, pm_reader_feed(r, h + 3, 1));
+  assert_int_equal(0, pm__reader_capacity(r));
+  while (got < size) {
+    size_t take;
+    assert_int_equal(1, pm__reader_room(r, 1000, &room, &n));
+    assert_true(n >= (size - got < 1000 ? size - got : 1000));
+    assert_true(got + n <= pm__reader_capacity(r));
+    /* Lazy: the buffer is within a factor of two of what arrived, plus the ask. */
+    assert_true(pm__reader_capacity(r) <= 2 * (got + 1000) + 4096);
+    assert_true(pm__reader_capacity(r) <= size);
+    take = n < 777 ? n : 777;
+    for (size_t i = 0; i < take; i++)
+      room[i] = (uint8_t)((got + i) % 251);
+    pm__reader_filled(r, take);
+    got += take;
+    assert_int_equal(4 + got, pm_reader_pending(r));
+  }
+  assert_int_equal(0, pm__reader_room(r, 1000, &room, &n));
+  assert_int_equal(1, pm_reader_next(r, &p, &len));
+  assert_int_equal(size, len);
+  for (size_t i = 0; i < size; i++)
+    assert_int_equal(i % 251, p[i]);
+  pm_free(p);
+  /* A failed growth fails the reader, as feeding does. */
+  assert_pm(0, pm_frame_header(size, 0, h));
+  assert_int_equal(4, pm_reader_feed(r, h, 4));
+  pm__alloc_fail_after(1);
+  assert_pm(PM_ENOMEM, pm__reader_room(r, 1000, &room, &n));
+  pm__alloc_fail_after(0);
+  assert_pm(PM_ENOMEM, pm_reader_feed(r, h, 1));
+  pm_reader_free(r);
+}
+
+/* A frame past PM__HUGE_MIN: its buffer grows into a new block (advised for huge pages where
+ * they are on) with the bytes so far copied over, and comes out whole, fed or read into. */
+static void test_frame_big_buffer(void **state) {
+  const size_t size = PM__HUGE_MIN + PM__HUGE_MIN / 2 + 123;
+  const size_t chunk = 64 * 1024;
+  uint8_t h[4], *data = malloc(size), *room, *p;
+  size_t n, len, got = 0;
+  pm_reader *r;
+  int rounds = 0;
+  (void)state;
+  assert_non_null(data);
+  for (size_t i = 0; i < size; i++)
+    data[i] = (uint8_t)(i * 7 + i / 4099);
+  assert_pm(0, pm_frame_header(size, size, h));
+  assert_pm(0, pm_reader_new(size, &r));
+  /* Alternately fed and read into, so both paths cross the growth. */
+  assert_int_equal(4, pm_reader_feed(r, h, 4));
+  while (got < size) {
+    size_t take = size - got < chunk ? size - got : chunk;
+    if (rounds++ % 2 == 0) {
+      assert_int_equal(take, pm_reader_feed(r, data + got, take));
+    } else {
+      assert_int_equal(1, pm__reader_room(r, chunk, &room, &n));
+      assert_true(n >= take);
+      memcpy(room, data + got, take);
+      pm__reader_filled(r, take);
+    }
+    got += take;
+  }
+  assert_true(pm__reader_capacity(r) == size);
+  assert_int_equal(1, pm_reader_next(r, &p, &len));
+  assert_int_equal(size, len);
+  assert_true(memcmp(data, p, size) == 0);
+  pm_free(p);
+  pm_reader_free(r);
+  free(data);
+}
+
 static void test_frame_stops_at_frame_boundary(void **state) {
   pm_reader *r;
   uint8_t stream[32];
@@ -228,6 +313,8 @@ static void test_frame_out_of_memory(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_frame_every_chunk_size),
+      cmocka_unit_test(test_frame_room),
+      cmocka_unit_test(test_frame_big_buffer),
       cmocka_unit_test(test_frame_every_split_point),
       cmocka_unit_test(test_frame_length_boundaries),
       cmocka_unit_test(test_frame_max_message_option),
