@@ -4,7 +4,9 @@
  * Input: 2 bytes max_message (big-endian; 0 means the default), 1 control byte, then
  * 1 + (control & 15) split lengths, each scaled by 1 << ((control >> 4) & 3) and used in turn
  * (0 feeds nothing), then the stream. Control bit 6 feeds once more while a frame waits,
- * which must take nothing.
+ * which must take nothing. Control bit 7 puts each split's bytes of a payload straight into the
+ * reader's buffer (pm__reader_room, as the command server reads a request) where it offers
+ * room, and feeds them otherwise.
  *
  * Invariants: the payloads are the model's, in order, each 1..max_message bytes; the stream
  * fails (PM_EMSGSIZE) exactly on the feed that completes a bad header, and the failure is
@@ -108,8 +110,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     do {
       uint8_t *payload = NULL;
       size_t len = 0;
-      long took = pm_reader_feed(r, chunk != 0 ? s + off : NULL, end - off);
+      uint8_t *room;
+      size_t room_n;
+      long took;
       int got;
+      if ((control & 0x80) && chunk != 0 && pm__reader_room(r, end - off, &room, &room_n) == 1) {
+        FUZZ_CHECK(room_n > 0);
+        took = (long)(room_n < end - off ? room_n : end - off);
+        memcpy(room, s + off, (size_t)took);
+        pm__reader_filled(r, (size_t)took);
+      } else {
+        took = pm_reader_feed(r, chunk != 0 ? s + off : NULL, end - off);
+      }
       if (took < 0) {
         /* Only a bad header fails, on the feed that completes it, after every good frame. */
         FUZZ_CHECK(took == PM_EMSGSIZE);

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "json_diff.h"
 #include "json_parse.h"
 #include "pipemsg/pipemsg.h"
@@ -29,7 +30,24 @@ static int same_dump(const json_t *a, const json_t *b) {
   return same;
 }
 
-/* pm_json_encode against "{\"Kind\":" + jansson's compact dump of the fields + "}". */
+/* pm__json_encode_pieces joined against pm_json_encode's bytes (ours, len bytes). */
+static int pieces_same(const pm_msg *m, const uint8_t *ours, size_t len) {
+  uint8_t *buf = NULL;
+  pm__piece *pc = NULL;
+  size_t n = 0, total = 0, at = 0;
+  int same = pm__json_encode_pieces(m, &buf, &pc, &n, &total) == 0 && total == len;
+  for (size_t i = 0; same && i < n; i++) {
+    same = pc[i].len > 0 && pc[i].len <= len - at && memcmp(ours + at, pc[i].p, pc[i].len) == 0;
+    at += pc[i].len;
+  }
+  same = same && at == len;
+  pm_free(buf);
+  pm_free(pc);
+  return same;
+}
+
+/* pm_json_encode against "{\"Kind\":" + jansson's compact dump of the fields + "}", and the
+ * pieces the command client writes against pm_json_encode. */
 static const char *encode_diff(const uint8_t *p, size_t len) {
   pm_msg *m = NULL;
   uint8_t *ours = NULL;
@@ -48,6 +66,8 @@ static const char *encode_diff(const uint8_t *p, size_t len) {
     theirs_len = (size_t)snprintf(theirs, theirs_len, "{\"%s\":%s}", pm_msg_kind(m), fields);
     if (ours_len != theirs_len || memcmp(ours, theirs, ours_len) != 0)
       what = "pm_json_encode differs from jansson's dump";
+    else if (!pieces_same(m, ours, ours_len))
+      what = "pm__json_encode_pieces differs from pm_json_encode";
   }
   pm_free(ours);
   free(theirs);
