@@ -39,13 +39,6 @@ int pm__reason(char *why, int err, const char *fmt, ...) PM__PRINTF(3, 4);
 /* Library diagnostics: written to stderr only when $PIPEMSG_DEBUG is set. */
 void pm__debug(const char *fmt, ...) PM__PRINTF(1, 2);
 
-/* Advises the memory system that the block p (len bytes, from pm__malloc, not yet touched) is
- * about to be filled whole: huge pages where the platform offers them without privileges
- * (src/core/hugepage_*.c). Only blocks of PM__HUGE_MIN bytes or more are advised. 1 when the
- * advice was taken, else 0. */
-#define PM__HUGE_MIN ((size_t)32 * 1024 * 1024)
-int pm__hint_huge(void *p, size_t len);
-
 /* Bytes the reader has allocated for the payload (tests check lazy growth). */
 struct pm_reader;
 size_t pm__reader_capacity(const struct pm_reader *r);

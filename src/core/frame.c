@@ -57,20 +57,6 @@ static int grow(pm_reader *r, size_t need) {
     cap = cap > SIZE_MAX / 2 ? need : cap * 2;
   if (cap > r->length)
     cap = r->length;
-  /* A big buffer is a new block, advised before it is touched (the peer has sent at least half
-   * of it already, so the rest is on its way), and the bytes so far copied over: realloc would
-   * move the filled pages (mremap), which splits huge pages and lands the new ones unaligned. */
-  if (cap >= PM__HUGE_MIN && (nb = pm__malloc(cap)) != NULL) {
-    if (pm__hint_huge(nb, cap)) {
-      if (r->have > 0)
-        memcpy(nb, r->buf, r->have);
-      pm__free(r->buf);
-      r->buf = nb;
-      r->cap = cap;
-      return 0;
-    }
-    pm__free(nb);
-  }
   nb = pm__realloc(r->buf, cap);
   if (nb == NULL)
     return PM_ENOMEM;
