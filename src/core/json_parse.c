@@ -1,4 +1,7 @@
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "internal.h"
 #include "json_parse.h"
@@ -154,15 +157,31 @@ static uint64_t needs_look(uint64_t w) {
 }
 
 /* 32 bytes at a time while none of them needs a look, then byte by byte. Most of a big
- * message goes through here, twice (parse and encode). */
+ * message goes through here, twice (parse and encode). With SSE2 (every x86-64) a byte needs a
+ * look when, as a signed byte, it is below 0x20 (a control character or 0x80 and above) or is
+ * '"' or '\\': three compares per 16 bytes, a third of the word-at-a-time test's instructions. */
+#if defined(__SSE2__)
+static int plain32(const uint8_t *q) {
+  const __m128i space = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"');
+  const __m128i backslash = _mm_set1_epi8('\\');
+  __m128i a = _mm_loadu_si128((const __m128i *)q), b = _mm_loadu_si128((const __m128i *)q + 1);
+  __m128i look = _mm_or_si128(
+      _mm_or_si128(_mm_cmpgt_epi8(space, a), _mm_cmpgt_epi8(space, b)),
+      _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(a, quote), _mm_cmpeq_epi8(b, quote)),
+                   _mm_or_si128(_mm_cmpeq_epi8(a, backslash), _mm_cmpeq_epi8(b, backslash))));
+  return _mm_movemask_epi8(look) == 0;
+}
+#else
+static int plain32(const uint8_t *q) {
+  uint64_t w[4];
+  memcpy(w, q, sizeof(w));
+  return (needs_look(w[0]) | needs_look(w[1]) | needs_look(w[2]) | needs_look(w[3])) == 0;
+}
+#endif
+
 const uint8_t *pm__json_plain_end(const uint8_t *q, const uint8_t *end) {
-  while (end - q >= 32) {
-    uint64_t w[4];
-    memcpy(w, q, sizeof(w));
-    if ((needs_look(w[0]) | needs_look(w[1]) | needs_look(w[2]) | needs_look(w[3])) != 0)
-      break;
+  while (end - q >= 32 && plain32(q))
     q += 32;
-  }
   while (end - q >= 8) {
     uint64_t w;
     memcpy(&w, q, 8);

@@ -239,11 +239,36 @@ static void test_json_parse_long_strings(void **state) {
   free(s);
 }
 
+/* The scan that skips plain string bytes, every byte value at every place of a 96-byte run
+ * (so in each of its 32-, 8- and 1-byte steps): it stops exactly at the first byte a string
+ * cannot hold as it is (below 0x20, '"', '\\', 0x80 and above), and runs to the end without
+ * one. */
+static void test_json_parse_plain_scan(void **state) {
+  uint8_t run[96];
+  (void)state;
+  memset(run, 'a', sizeof(run));
+  assert_ptr_equal(run + sizeof(run), pm__json_plain_end(run, run + sizeof(run)));
+  for (unsigned b = 0; b < 256; b++) {
+    int plain = b >= 0x20 && b < 0x80 && b != '"' && b != '\\';
+    for (size_t at = 0; at < sizeof(run); at++) {
+      const uint8_t *end;
+      run[at] = (uint8_t)b;
+      end = pm__json_plain_end(run, run + sizeof(run));
+      if (end != (plain ? run + sizeof(run) : run + at))
+        fail_msg("byte 0x%02x at %zu: stopped at %td", b, at, end - run);
+      /* A scan that ends before it does not see it. */
+      assert_ptr_equal(run + at, pm__json_plain_end(run, run + at));
+      run[at] = 'a';
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_json_parse_edges),
       cmocka_unit_test(test_json_parse_corpus_and_random),
       cmocka_unit_test(test_json_parse_long_strings),
+      cmocka_unit_test(test_json_parse_plain_scan),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
