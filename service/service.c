@@ -25,6 +25,20 @@ typedef struct command_stats {
   uint64_t connections, ok, failed, bad_request, no_request;
 } command_stats;
 
+/* GetState's Data and what it was built from. Most calls find nothing changed and answer with
+ * the same tree (shared, never modified once built) instead of packing six members again;
+ * every call compares, so no change can be missed. It holds a reference to the bypass
+ * domains, whose address therefore cannot be reused by a later list while it is kept. */
+typedef struct state_view {
+  json_t *data;
+  vpn_state state;
+  bool kill_switch, reconnection;
+  const json_t *domains;
+  char location[LOCATION_MAX + 1];
+  char since[PM_TIME_MAX];
+  char last_error[512];
+} state_view;
+
 struct service {
   uv_loop_t *loop;
   service_config cfg;
@@ -42,6 +56,7 @@ struct service {
   char since[PM_TIME_MAX]; /* time of the last state change */
   char last_error[512]; /* a backend failure, with a hook command's stderr tail */
   command_stats cstats;
+  state_view view;
   bool stopping; /* service_stop ran: the pipes are closed, the backend closes after down */
 };
 
@@ -157,15 +172,44 @@ static void cmd_get_version(service *svc, pm_command_call *call, const json_t *p
                                   PM_PROTOCOL_VERSION, "Service", "pipemsgd"));
 }
 
+static bool view_current(const service *svc) {
+  const state_view *v = &svc->view;
+  return v->data != NULL && v->state == svc->state && v->kill_switch == svc->settings.kill_switch &&
+         v->reconnection == svc->settings.reconnection &&
+         v->domains == svc->settings.bypass_domains && strcmp(v->location, svc->location) == 0 &&
+         strcmp(v->since, svc->since) == 0 && strcmp(v->last_error, svc->last_error) == 0;
+}
+
+static json_t *state_data(service *svc) {
+  state_view *v = &svc->view;
+  json_t *data;
+  if (view_current(svc))
+    return json_incref(v->data);
+  data = json_pack("{s:s, s:s, s:b, s:b, s:O, s:s}", "State", state_names[svc->state],
+                   "Location", svc->location, "KillSwitch", svc->settings.kill_switch,
+                   "ReconnectionEnabled", svc->settings.reconnection, "BypassDomains",
+                   svc->settings.bypass_domains, "Since", svc->since);
+  if (data == NULL)
+    return NULL;
+  /* Out of memory the answer goes without LastError, as it always did, but is not kept. */
+  if (svc->last_error[0] != '\0' &&
+      json_object_set_new(data, "LastError", json_string(svc->last_error)) < 0)
+    return data;
+  json_decref(v->data);
+  v->data = json_incref(data);
+  v->state = svc->state;
+  v->kill_switch = svc->settings.kill_switch;
+  v->reconnection = svc->settings.reconnection;
+  v->domains = svc->settings.bypass_domains;
+  memcpy(v->location, svc->location, sizeof(v->location));
+  memcpy(v->since, svc->since, sizeof(v->since));
+  memcpy(v->last_error, svc->last_error, sizeof(v->last_error));
+  return data;
+}
+
 static void cmd_get_state(service *svc, pm_command_call *call, const json_t *params) {
-  json_t *data = json_pack("{s:s, s:s, s:b, s:b, s:O, s:s}", "State", state_names[svc->state],
-                           "Location", svc->location, "KillSwitch", svc->settings.kill_switch,
-                           "ReconnectionEnabled", svc->settings.reconnection, "BypassDomains",
-                           svc->settings.bypass_domains, "Since", svc->since);
   (void)params;
-  if (data != NULL && svc->last_error[0] != '\0')
-    json_object_set_new(data, "LastError", json_string(svc->last_error));
-  pm_command_call_reply(call, PM_RESULT_OK, NULL, data);
+  pm_command_call_reply(call, PM_RESULT_OK, NULL, state_data(svc));
 }
 
 static void cmd_start_vpn(service *svc, pm_command_call *call, const json_t *params) {
@@ -550,6 +594,7 @@ static void on_part_closed(void *arg) {
   if (--svc->open_parts > 0)
     return;
   pm_event_store_close(svc->store);
+  json_decref(svc->view.data);
   settings_free(&svc->settings);
   free(svc);
 }

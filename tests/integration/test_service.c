@@ -248,6 +248,43 @@ static void test_service_settings_commands(void **state) {
                       pm_test_call(svc.command_pipe, "SetReconnectionEnabled", NULL, NULL));
 }
 
+/* GetState's answer follows every change, also one it does not see happen: a tunnel started
+ * and stopped between two calls is back to Disconnected, but with the new Location and Since,
+ * and a reconnection setting changed is in the next answer. */
+static void test_service_get_state_follows_every_change(void **state) {
+  json_t *data = state_data();
+  char since[64];
+  (void)state;
+  assert_true(json_is_true(json_object_get(data, "ReconnectionEnabled")));
+  snprintf(since, sizeof(since), "%s", json_string_value(json_object_get(data, "Since")));
+  json_decref(data);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "SetReconnectionEnabled",
+                                         json_pack("{s:b}", "Enabled", 0), NULL));
+  data = state_data();
+  assert_true(json_is_false(json_object_get(data, "ReconnectionEnabled")));
+  json_decref(data);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
+                                         json_pack("{s:s}", "Location", "nl"), NULL));
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
+  /* No GetState until the stop is done: the simulated down takes the connect delay. */
+  usleep(1000 * 1000);
+  data = state_data();
+  assert_string_equal("Disconnected", json_string_value(json_object_get(data, "State")));
+  assert_string_equal("nl", json_string_value(json_object_get(data, "Location")));
+  assert_string_not_equal(since, json_string_value(json_object_get(data, "Since")));
+  snprintf(since, sizeof(since), "%s", json_string_value(json_object_get(data, "Since")));
+  json_decref(data);
+  /* The same again: only Since tells the answers apart. */
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
+                                         json_pack("{s:s}", "Location", "nl"), NULL));
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
+  usleep(1000 * 1000);
+  data = state_data();
+  assert_string_equal("Disconnected", json_string_value(json_object_get(data, "State")));
+  assert_string_not_equal(since, json_string_value(json_object_get(data, "Since")));
+  json_decref(data);
+}
+
 static void test_service_bypass_domains(void **state) {
   json_t *data;
   int fd;
@@ -463,6 +500,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_service_get_commands, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_05_location_charset, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_settings_commands, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_service_get_state_follows_every_change, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_service_bypass_domains, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_limits_at_and_past_the_maximum, setup,
                                       teardown),
