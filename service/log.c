@@ -182,16 +182,48 @@ static size_t put_stamp(char *out) {
   return n + 1;
 }
 
-void log_msg(log_level level, const char *fmt, ...) {
-  /* Room for every byte escaped (4 each) after the stamp and level. */
-  char raw[LOG_LINE_MAX], line[4 * LOG_LINE_MAX + 64];
-  size_t n = 0;
-  va_list ap;
-  if (!log_enabled(level))
+void log_line_init(log_line *l) {
+  l->len = 0;
+  l->text[0] = '\0';
+}
+
+void log_line_addn(log_line *l, const char *s, size_t max) {
+  size_t room = sizeof(l->text) - 1 - l->len, n = 0;
+  while (n < max && n < room && s[n] != '\0')
+    n++;
+  memcpy(l->text + l->len, s, n);
+  l->len += n;
+  l->text[l->len] = '\0';
+}
+
+void log_line_add(log_line *l, const char *s) { log_line_addn(l, s, SIZE_MAX); }
+
+void log_line_uint(log_line *l, unsigned long long v) {
+  char digits[24];
+  size_t i = sizeof(digits) - 1;
+  digits[i] = '\0';
+  do {
+    digits[--i] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  log_line_add(l, digits + i);
+}
+
+void log_line_int(log_line *l, long long v) {
+  if (v < 0) {
+    log_line_add(l, "-");
+    /* -(v + 1) + 1: LLONG_MIN has no positive long long. */
+    log_line_uint(l, (unsigned long long)-(v + 1) + 1);
     return;
-  va_start(ap, fmt);
-  vsnprintf(raw, sizeof(raw), fmt, ap);
-  va_end(ap);
+  }
+  log_line_uint(l, (unsigned long long)v);
+}
+
+/* raw (at most LOG_LINE_MAX - 1 bytes) escaped, stamped and written or batched. */
+static void write_message(log_level level, const char *raw) {
+  /* Room for every byte escaped (4 each) after the stamp and level. */
+  char line[4 * LOG_LINE_MAX + 64];
+  size_t n = 0;
   if (where == LOG_TO_SYSLOG || where == LOG_TO_EVENTLOG) {
     log_escape(raw, line, sizeof(line));
     log_system_write(level, line);
@@ -224,4 +256,20 @@ void log_msg(log_level level, const char *fmt, ...) {
   pending_len += n;
   if (level <= LVL_WARNING)
     log_flush();
+}
+
+void log_line_write(log_level level, const log_line *l) {
+  if (log_enabled(level))
+    write_message(level, l->text);
+}
+
+void log_msg(log_level level, const char *fmt, ...) {
+  char raw[LOG_LINE_MAX];
+  va_list ap;
+  if (!log_enabled(level))
+    return;
+  va_start(ap, fmt);
+  vsnprintf(raw, sizeof(raw), fmt, ap);
+  va_end(ap);
+  write_message(level, raw);
 }

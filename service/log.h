@@ -43,6 +43,20 @@ void log_msg(log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* A message built by appending, for the lines written at every call: no printf. Cut at
+ * LOG_LINE_MAX - 1 bytes like log_msg's, escaped and written like them by log_line_write. */
+typedef struct log_line {
+  char text[LOG_LINE_MAX];
+  size_t len;
+} log_line;
+void log_line_init(log_line *l);
+void log_line_add(log_line *l, const char *s);
+/* At most max bytes of s, as printf's %.*s. */
+void log_line_addn(log_line *l, const char *s, size_t max);
+/* In decimal, as printf's %lld and %llu. */
+void log_line_int(log_line *l, long long v);
+void log_line_uint(log_line *l, unsigned long long v);
+void log_line_write(log_level level, const log_line *l);
 /* Writes in escaped (as above) into out (size > 0), cut at a whole character; returns its
  * length. */
 size_t log_escape(const char *in, char *out, size_t size);

@@ -1,4 +1,5 @@
 /* pipemsgd's log escaper (service/log.c): what a peer's text can and cannot put in a line. */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <uv.h>
@@ -106,11 +107,58 @@ static void test_log_batch(void **state) {
   pm_test_dir_remove(dir);
 }
 
+/* A line built by log_line reads as printf would have written it: integers at both ends of
+ * their range, %.*s's cut, and the whole line's cut at LOG_LINE_MAX - 1 bytes; and it is written
+ * like log_msg's, escaped, at its level only. */
+static void test_log_line(void **state) {
+  static const long long ints[] = {0, 7, -1, 1234567890123LL, LLONG_MAX, LLONG_MIN};
+  char want[LOG_LINE_MAX + 64], dir[256], path[300], big[2 * LOG_LINE_MAX];
+  log_line l;
+  (void)state;
+  for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+    log_line_init(&l);
+    log_line_int(&l, ints[i]);
+    snprintf(want, sizeof(want), "%lld", ints[i]);
+    assert_string_equal(want, l.text);
+  }
+  log_line_init(&l);
+  log_line_uint(&l, ULLONG_MAX);
+  log_line_add(&l, " x=");
+  log_line_addn(&l, "abcdef", 3);
+  log_line_addn(&l, "gh", 64);
+  snprintf(want, sizeof(want), "%llu x=%.3s%.64s", ULLONG_MAX, "abcdef", "gh");
+  assert_string_equal(want, l.text);
+  assert_int_equal(strlen(want), l.len);
+
+  memset(big, 'a', sizeof(big) - 1);
+  big[sizeof(big) - 1] = '\0';
+  log_line_init(&l);
+  log_line_add(&l, "head ");
+  log_line_add(&l, big);
+  log_line_add(&l, "tail");
+  assert_int_equal(LOG_LINE_MAX - 1, l.len);
+  assert_int_equal(LOG_LINE_MAX - 1, strlen(l.text));
+
+  pm_test_dir_new(dir, sizeof(dir));
+  snprintf(path, sizeof(path), "%s/line.log", dir);
+  assert_int_equal(0, log_open_file(LVL_INFO, path));
+  log_line_init(&l);
+  log_line_add(&l, "command reason=\"a\nb\"");
+  log_line_write(LVL_INFO, &l);
+  log_line_write(LVL_DEBUG, &l);
+  log_close();
+  assert_non_null(strstr(file_text(path), "Z pipemsgd: info: command reason=\"a\\x0ab\"\n"));
+  assert_null(strstr(file_text(path), "debug:"));
+  remove(path);
+  pm_test_dir_remove(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(hardening_10_log_escape),
       cmocka_unit_test(test_log_escape_cut),
       cmocka_unit_test(test_log_batch),
+      cmocka_unit_test(test_log_line),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
