@@ -127,7 +127,7 @@ int pm__msg_encode_pieces(const pm_msg *m, pm_encoding enc, uint8_t **buf, pm__p
                           size_t *n, size_t *len);
 
 /* The compact JSON text of v, a value that passed the model's check (pm__tree_check: it bounds
- * the depth), as pm_json_encode writes it inside a message: in a new buffer (*out, pm__free)
+ * the depth, and its member names are names, written without a scan for escapes), as pm_json_encode writes it inside a message: in a new buffer (*out, pm__free)
  * after `room` bytes left for the caller, followed by a NUL; *len is the text's length.
  * 0, PM_EINVAL (a string that is not UTF-8) or PM_ENOMEM. */
 int pm__json_value_text(const json_t *v, size_t room, uint8_t **out, size_t *len);

@@ -145,21 +145,49 @@ typedef struct sink {
   size_t n_lent, cap_lent;
 } sink;
 
+/* Room for size more bytes. */
+static int sink_room(sink *s, size_t size) {
+  size_t cap = s->cap ? s->cap : 256;
+  uint8_t *nb;
+  if (size <= s->cap - s->len)
+    return 0;
+  while (cap - s->len < size)
+    cap *= 2;
+  nb = pm__realloc(s->buf, cap);
+  if (nb == NULL)
+    return -1;
+  s->buf = nb;
+  s->cap = cap;
+  return 0;
+}
+
 static int sink_put(const char *data, size_t size, void *arg) {
   sink *s = arg;
-  if (size > s->cap - s->len) {
-    size_t cap = s->cap ? s->cap : 256;
-    uint8_t *nb;
-    while (cap - s->len < size)
-      cap *= 2;
-    nb = pm__realloc(s->buf, cap);
-    if (nb == NULL)
-      return -1;
-    s->buf = nb;
-    s->cap = cap;
-  }
+  if (sink_room(s, size) < 0)
+    return -1;
   memcpy(s->buf + s->len, data, size);
   s->len += size;
+  return 0;
+}
+
+/* One punctuation byte: the most frequent write, so no length or call to copy it. */
+static int put_byte(sink *s, char c) {
+  if (s->len == s->cap && sink_room(s, 1) < 0)
+    return PM_ENOMEM;
+  s->buf[s->len++] = (uint8_t)c;
+  return 0;
+}
+
+/* A member name and its colon. The tree is checked, so the name is a name (pm_name_valid: a
+ * few ASCII characters, none escaped): put_string would write the same bytes, scanning them. */
+static int put_name(sink *s, const char *key, size_t len) {
+  if (sink_room(s, len + 3) < 0)
+    return PM_ENOMEM;
+  s->buf[s->len++] = '"';
+  memcpy(s->buf + s->len, key, len);
+  s->len += len;
+  s->buf[s->len++] = '"';
+  s->buf[s->len++] = ':';
   return 0;
 }
 
@@ -189,7 +217,7 @@ static int put(sink *s, const char *text) {
  * UTF-8, which a tree built with the *_nocheck calls can hold. */
 static int put_string(sink *s, const char *str, size_t len) {
   const uint8_t *p = (const uint8_t *)str, *end = p + len;
-  if (sink_put("\"", 1, s) < 0)
+  if (put_byte(s, '"') < 0)
     return PM_ENOMEM;
   while (p < end) {
     const uint8_t *q = pm__json_plain_end(p, end);
@@ -235,7 +263,7 @@ static int put_string(sink *s, const char *str, size_t len) {
       return PM_ENOMEM;
     p++;
   }
-  return sink_put("\"", 1, s) < 0 ? PM_ENOMEM : 0;
+  return put_byte(s, '"');
 }
 
 /* v in decimal, as "%" JSON_INTEGER_FORMAT writes it, without the formatter: buf holds at
@@ -267,23 +295,23 @@ static int put_value(sink *s, const json_t *v) {
   int rc = 0, first = 1;
   switch (json_typeof(v)) {
   case JSON_OBJECT:
-    if (put(s, "{") < 0)
+    if (put_byte(s, '{') < 0)
       return PM_ENOMEM;
     json_object_keylen_foreach((json_t *)v, key, key_len, child) {
-      if ((!first && put(s, ",") < 0) || (rc = put_string(s, key, key_len)) < 0 ||
-          put(s, ":") < 0 || (rc = put_value(s, child)) < 0)
+      if ((!first && put_byte(s, ',') < 0) || put_name(s, key, key_len) < 0 ||
+          (rc = put_value(s, child)) < 0)
         return rc < 0 ? rc : PM_ENOMEM;
       first = 0;
     }
-    return put(s, "}");
+    return put_byte(s, '}');
   case JSON_ARRAY:
-    if (put(s, "[") < 0)
+    if (put_byte(s, '[') < 0)
       return PM_ENOMEM;
     json_array_foreach(v, i, child) {
-      if ((i > 0 && put(s, ",") < 0) || (rc = put_value(s, child)) < 0)
+      if ((i > 0 && put_byte(s, ',') < 0) || (rc = put_value(s, child)) < 0)
         return rc < 0 ? rc : PM_ENOMEM;
     }
-    return put(s, "]");
+    return put_byte(s, ']');
   case JSON_STRING:
     return put_string(s, json_string_value(v), json_string_length(v));
   case JSON_INTEGER:
