@@ -598,13 +598,14 @@ int pm__json_event(const uint8_t *p, size_t len, pm__event_view *ev) {
   return 1;
 }
 
-int pm__json_value_text(const json_t *v, size_t room, uint8_t **out, size_t *len) {
+int pm__json_value_text(const json_t *v, size_t room, uint8_t **out, size_t *len,
+                        size_t *nodes) {
   sink s = {0};
-  size_t nodes = 0, guess = 0;
+  size_t count = 0, guess = 0;
   int rc;
   s.len = room;
   /* The guess plus the NUL: one allocation for most values. */
-  measure(v, 0, &nodes, &guess);
+  measure(v, 0, &count, &guess);
   s.cap = room + guess + 1;
   s.buf = pm__malloc(s.cap);
   if (s.buf == NULL)
@@ -618,5 +619,7 @@ int pm__json_value_text(const json_t *v, size_t room, uint8_t **out, size_t *len
   }
   *out = s.buf;
   *len = s.len - room - 1;
+  if (nodes != NULL)
+    *nodes = count;
   return 0;
 }

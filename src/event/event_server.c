@@ -1260,25 +1260,26 @@ void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg)
  * event_msg's fields. XML: the root element, and Id, Type and Time, each an element with
  * text. JSON: the {"Event": ...} wrapper and its member name, the fields object, and Id, Type
  * and Time, each a member name and a value; with Data, its member name (the value's own nodes
- * come from pm__tree_nodes(data), which counts a JSON wrapper of 2 that is not there). */
+ * come from the encoder that wrote its text, pm__json_value_text, in the same walk). */
 #define XML_EVENT_NODES 7
 #define JSON_EVENT_NODES 9
-#define JSON_DATA_NODES(data_nodes) (JSON_EVENT_NODES + 1 + (data_nodes) - 2)
+#define JSON_DATA_NODES(data_nodes) (JSON_EVENT_NODES + 1 + (data_nodes))
 
 /* Whether the event can be delivered to any session: in both encodings, within max_message,
  * with the verdict pm_msg_encode would give event_msg's message (the XML encoding, the
  * stricter, first), without building that message or either encoding. The id is not known
  * yet; the largest one stands in for it. The JSON form is ev's own text in an envelope; the
  * XML form's length is counted by the XML encoder's own writer. data passed pm__tree_check
- * at a field's depth. */
-static int check_encodable(const pm_event_server *s, const pm__event *ev, json_t *data) {
+ * at a field's depth; data_nodes is its JSON node count from pm__event_new_checked. */
+static int check_encodable(const pm_event_server *s, const pm__event *ev, json_t *data,
+                           size_t data_nodes) {
   uint8_t header[PM_FRAME_HEADER_SIZE];
   size_t head = json_head(NULL, INT64_MAX, ev, data != NULL);
   size_t xml_len = 0, xml_nodes = XML_EVENT_NODES, json_nodes = JSON_EVENT_NODES;
   int rc;
   if (data != NULL) {
     xml_nodes += pm__tree_nodes(data, PM_ENC_XML);
-    json_nodes = JSON_DATA_NODES(pm__tree_nodes(data, PM_ENC_JSON));
+    json_nodes = JSON_DATA_NODES(data_nodes);
   }
   if (xml_nodes > PM_NODES_MAX)
     return PM_EMSGSIZE;
@@ -1335,7 +1336,7 @@ static void dispatch(pm_event_server *s) {
 int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, int64_t *id) {
   char now[PM_TIME_MAX];
   pm__event *ev;
-  size_t lost = 0;
+  size_t data_nodes, lost = 0;
   int coalesced = 0, transient, keep, fan, direct, wake, rc;
   int64_t assigned, ceiling;
   uv_thread_t self, loop_thread;
@@ -1354,7 +1355,7 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
     return PM_EINVAL;
   }
   /* The event as the queue keeps it: its Data's JSON text, made once (the id comes later). */
-  rc = pm__event_new_checked(0, type, json_incref(data), transient, now, &ev);
+  rc = pm__event_new_checked(0, type, json_incref(data), transient, now, &data_nodes, &ev);
   if (rc < 0) {
     json_decref(data);
     return rc;
@@ -1364,7 +1365,7 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
    * stream of TrafficChanged-like events cheap). */
   if (data != NULL || s->opts.max_message < EVENT_ENVELOPE_MAX ||
       strlen(type) > s->opts.max_message - EVENT_ENVELOPE_MAX)
-    rc = check_encodable(s, ev, data);
+    rc = check_encodable(s, ev, data, data_nodes);
   else
     rc = 0;
   json_decref(data);

@@ -129,17 +129,19 @@ done:
 }
 
 int pm__event_new_checked(int64_t id, const char *type, json_t *data, int transient,
-                          const char *time, pm__event **out) {
+                          const char *time, size_t *json_nodes, pm__event **out) {
   size_t type_len = strlen(type), room = sizeof(pm__event) + type_len + 1, len = 0;
   uint8_t *buf = NULL, *trimmed;
   pm__event *ev;
   int rc;
+  if (json_nodes != NULL)
+    *json_nodes = 0;
   if (data == NULL || strcmp(type, PM__EVENTS_LOST_TYPE) == 0) {
     *out = pm__event_new(id, type, data, transient, time);
     return *out != NULL ? 0 : PM_ENOMEM;
   }
   /* The struct, the type and the text in the encoder's own buffer: one allocation, no copy. */
-  rc = pm__json_value_text(data, room, &buf, &len);
+  rc = pm__json_value_text(data, room, &buf, &len, json_nodes);
   json_decref(data);
   if (rc < 0)
     return rc;

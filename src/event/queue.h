@@ -51,10 +51,11 @@ pm__event *pm__event_new(int64_t id, const char *type, json_t *data, int transie
                          const char *time);
 /* The same for data that passed pm__tree_check at a field's depth (publish checks it first):
  * its text is written by the JSON codec's encoder, faster than jansson's dump and the same
- * bytes. 0, or the encoder's error (PM_EINVAL for a string that is not UTF-8, PM_ENOMEM);
+ * bytes. *json_nodes (may be NULL): data's nodes, as pm__json_value_text gives them (0 without
+ * a text). 0, or the encoder's error (PM_EINVAL for a string that is not UTF-8, PM_ENOMEM);
  * data is taken in every case. */
 int pm__event_new_checked(int64_t id, const char *type, json_t *data, int transient,
-                          const char *time, pm__event **out);
+                          const char *time, size_t *json_nodes, pm__event **out);
 /* A copy of ev (not of its place in a queue), or NULL when out of memory. */
 pm__event *pm__event_dup(const pm__event *ev);
 /* ev's Data as a new tree (*out NULL when it has none): 0 or PM_ENOMEM. */

@@ -675,7 +675,7 @@ static void test_queue_event_new_checked(void **state) {
     int clean = 0, rc;
     assert_non_null(in);
     ref = pm__event_new(7, "Type", json_incref(in), 1, TIME);
-    assert_pm(0, pm__event_new_checked(7, "Type", json_incref(in), 1, TIME, &ev));
+    assert_pm(0, pm__event_new_checked(7, "Type", json_incref(in), 1, TIME, NULL, &ev));
     assert_non_null(ref);
     assert_non_null(ev);
     assert_null(ev->data);
@@ -695,7 +695,7 @@ static void test_queue_event_new_checked(void **state) {
     for (unsigned long n = 1; !clean && n < 10; n++) {
       pm__alloc_fail_after(n);
       ev = NULL;
-      rc = pm__event_new_checked(8, "T", json_incref(in), 0, TIME, &ev);
+      rc = pm__event_new_checked(8, "T", json_incref(in), 0, TIME, NULL, &ev);
       clean = rc == 0;
       pm__alloc_fail_after(0);
       if (!clean)
