@@ -2,23 +2,18 @@
  * verdict and the same tree (tests/fuzz/json_diff.h) on the edge cases where their rules meet,
  * on both fuzz corpora, and on random mutations of them, so the check runs in every build
  * (valgrind and ASan included) and not only under libFuzzer. */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "testutil.h"
 
+#include "corpus_check.h"
+
 #include "json_diff.h"
 #include "json_parse.h"
 
-#define CORPUS_DIR PM_SOURCE_DIR "/tests/fuzz/corpus"
-#define CORPUS_FILE_MAX (1024 * 1024)
-#define CORPUS_MAX 64
 #define RANDOM_INPUTS 20000
-/* Only inputs up to this size are mutated: the node-budget seeds (40 KiB of 16 384 nodes)
- * would take most of the time and exercise nothing the small ones do not. */
-#define SMALL_INPUT 4096
 
 static void expect_same(const void *p, size_t len, const char *label) {
   const char *what = json_diff(p, len);
@@ -129,99 +124,17 @@ static void test_json_parse_edges(void **state) {
   free(s);
 }
 
-typedef struct corpus {
-  uint8_t *data[CORPUS_MAX];
-  size_t len[CORPUS_MAX];
-  int n;
-} corpus;
-
-static void load_dir(corpus *c, const char *dir) {
-  DIR *d = opendir(dir);
-  struct dirent *e;
-  assert_non_null(d);
-  while ((e = readdir(d)) != NULL && c->n < CORPUS_MAX) {
-    char path[1024];
-    FILE *f;
-    if (e->d_name[0] == '.')
-      continue;
-    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-    f = fopen(path, "rb");
-    assert_non_null(f);
-    c->data[c->n] = malloc(CORPUS_FILE_MAX);
-    assert_non_null(c->data[c->n]);
-    c->len[c->n] = fread(c->data[c->n], 1, CORPUS_FILE_MAX, f);
-    fclose(f);
-    expect_same(c->data[c->n], c->len[c->n], e->d_name);
-    c->n++;
-  }
-  closedir(d);
-}
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rnd(void) {
-  rng_state ^= rng_state << 13;
-  rng_state ^= rng_state >> 7;
-  rng_state ^= rng_state << 17;
-  return rng_state;
-}
-
-/* A few random edits of a corpus input: bytes changed, tokens put in, ranges cut out. */
-static size_t mutate(uint8_t *out, size_t cap, const uint8_t *in, size_t len) {
-  static const char *const tokens[] = {
-      "{", "}", "[", "]", ":", ",", "\"", "\\", "\\u", "\\ud83d", "\\ude00", "\\u0000", "1",
-      "-", ".", "e", "0", "9223372036854775808", "true", "x", "\xff", "\xc3", "\xed\xa0\x80",
-      "\xf4\x90\x80\x80", "\xc3\xa4", " ", "\n", "\"a\":1,", "\"Id\":"};
-  size_t n = len < cap ? len : cap;
-  int edits = 1 + (int)(rnd() % 4);
-  memcpy(out, in, n);
-  for (int i = 0; i < edits; i++) {
-    size_t at = n ? (size_t)(rnd() % (n + 1)) : 0;
-    switch (rnd() % 3) {
-    case 0:
-      if (at < n)
-        out[at] = (uint8_t)rnd();
-      break;
-    case 1: {
-      const char *t = tokens[rnd() % (sizeof(tokens) / sizeof(tokens[0]))];
-      size_t tl = strlen(t);
-      if (n + tl <= cap) {
-        memmove(out + at + tl, out + at, n - at);
-        memcpy(out + at, t, tl);
-        n += tl;
-      }
-      break;
-    }
-    default: {
-      size_t cut = at < n ? (size_t)(rnd() % (n - at + 1)) % 8 : 0;
-      memmove(out + at, out + at + cut, n - at - cut);
-      n -= cut;
-    }
-    }
-  }
-  return n;
-}
+/* What the random edits put in. */
+static const char *const tokens[] = {
+    "{", "}", "[", "]", ":", ",", "\"", "\\", "\\u", "\\ud83d", "\\ude00", "\\u0000", "1",
+    "-", ".", "e", "0", "9223372036854775808", "true", "x", "\xff", "\xc3", "\xed\xa0\x80",
+    "\xf4\x90\x80\x80", "\xc3\xa4", " ", "\n", "\"a\":1,", "\"Id\":"};
 
 static void test_json_parse_corpus_and_random(void **state) {
-  static corpus c;
-  uint8_t *buf = malloc(CORPUS_FILE_MAX + 64);
+  static const char *const dirs[] = {"fuzz_json", "fuzz_json_diff", NULL};
   (void)state;
-  assert_non_null(buf);
-  load_dir(&c, CORPUS_DIR "/fuzz_json");
-  load_dir(&c, CORPUS_DIR "/fuzz_json_diff");
-  assert_true(c.n > 20);
-  for (int i = 0; i < RANDOM_INPUTS; i++) {
-    int k = (int)(rnd() % (uint64_t)c.n);
-    if (c.len[k] > SMALL_INPUT)
-      continue;
-    size_t n = mutate(buf, CORPUS_FILE_MAX + 64, c.data[k], c.len[k]);
-    char label[64];
-    snprintf(label, sizeof(label), "random input %d", i);
-    expect_same(buf, n, label);
-  }
-  for (int i = 0; i < c.n; i++)
-    free(c.data[i]);
-  free(buf);
+  pm_test_corpus_check(dirs, tokens, sizeof(tokens) / sizeof(tokens[0]), RANDOM_INPUTS,
+                       expect_same);
 }
 
 /* Most of a big message is one long string: it must come out whole and unchanged, whether it
