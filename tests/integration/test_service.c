@@ -248,12 +248,31 @@ static void test_service_settings_commands(void **state) {
                       pm_test_call(svc.command_pipe, "SetReconnectionEnabled", NULL, NULL));
 }
 
+/* Lines of the service's log that hold text. */
+static int log_lines_with(const char *text) {
+  int n = 0;
+  for (const char *p = pm_test_service_log(&svc); (p = strstr(p, text)) != NULL; p++)
+    n++;
+  return n;
+}
+
+/* Waits until the service has logged more than `before` ends of a tunnel, without asking it
+ * GetState (which a test of GetState's answer must not do in between). */
+static void await_down(int before) {
+  uint64_t deadline = pm_test_now_ms() + 10000;
+  while (log_lines_with("vpn state=Disconnected ") <= before) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(10);
+  }
+}
+
 /* GetState's answer follows every change, also one it does not see happen: a tunnel started
  * and stopped between two calls is back to Disconnected, but with the new Location and Since,
  * and a reconnection setting changed is in the next answer. */
 static void test_service_get_state_follows_every_change(void **state) {
   json_t *data = state_data();
   char since[64];
+  int downs;
   (void)state;
   assert_true(json_is_true(json_object_get(data, "ReconnectionEnabled")));
   snprintf(since, sizeof(since), "%s", json_string_value(json_object_get(data, "Since")));
@@ -263,11 +282,11 @@ static void test_service_get_state_follows_every_change(void **state) {
   data = state_data();
   assert_true(json_is_false(json_object_get(data, "ReconnectionEnabled")));
   json_decref(data);
+  downs = log_lines_with("vpn state=Disconnected ");
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
                                          json_pack("{s:s}", "Location", "nl"), NULL));
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
-  /* No GetState until the stop is done: the simulated down takes the connect delay. */
-  usleep(1000 * 1000);
+  await_down(downs);
   data = state_data();
   assert_string_equal("Disconnected", json_string_value(json_object_get(data, "State")));
   assert_string_equal("nl", json_string_value(json_object_get(data, "Location")));
@@ -275,10 +294,11 @@ static void test_service_get_state_follows_every_change(void **state) {
   snprintf(since, sizeof(since), "%s", json_string_value(json_object_get(data, "Since")));
   json_decref(data);
   /* The same again: only Since tells the answers apart. */
+  downs = log_lines_with("vpn state=Disconnected ");
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
                                          json_pack("{s:s}", "Location", "nl"), NULL));
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
-  usleep(1000 * 1000);
+  await_down(downs);
   data = state_data();
   assert_string_equal("Disconnected", json_string_value(json_object_get(data, "State")));
   assert_string_not_equal(since, json_string_value(json_object_get(data, "Since")));
