@@ -6,6 +6,7 @@
 #include "json_diff.h"
 #include "json_parse.h"
 #include "pipemsg/pipemsg.h"
+#include "same_tree.h"
 
 /* jansson's verdict as pm_json_decode reported it before it had its own parser. */
 static int jansson_code(const json_error_t *err) {
@@ -19,15 +20,6 @@ static int jansson_code(const json_error_t *err) {
   default:
     return PM_EPARSE;
   }
-}
-
-static int same_dump(const json_t *a, const json_t *b) {
-  char *da = json_dumps(a, JSON_COMPACT | JSON_ENCODE_ANY);
-  char *db = json_dumps(b, JSON_COMPACT | JSON_ENCODE_ANY);
-  int same = da != NULL && db != NULL && strcmp(da, db) == 0;
-  free(da);
-  free(db);
-  return same;
 }
 
 /* pm__json_encode_pieces joined against pm_json_encode's bytes (ours, len bytes). */
@@ -105,7 +97,7 @@ const char *json_diff(const uint8_t *p, size_t len) {
                        : "rejected with another code than jansson";
   else if (rc < 0 && why[0] == '\0')
     what = "rejected without a reason";
-  else if (rc == 0 && (!json_equal(ours, theirs) || !same_dump(ours, theirs)))
+  else if (rc == 0 && !same_tree(ours, theirs))
     what = "a tree other than jansson's";
   json_decref(ours);
   json_decref(theirs);

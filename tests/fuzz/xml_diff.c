@@ -3,17 +3,9 @@
 #include <string.h>
 
 #include "pipemsg/pipemsg.h"
+#include "same_tree.h"
 #include "xml_diff.h"
 #include "xml_fast.h"
-
-static int same_dump(const json_t *a, const json_t *b) {
-  char *da = json_dumps(a, JSON_COMPACT | JSON_ENCODE_ANY);
-  char *db = json_dumps(b, JSON_COMPACT | JSON_ENCODE_ANY);
-  int same = da != NULL && db != NULL && strcmp(da, db) == 0;
-  free(da);
-  free(db);
-  return same;
-}
 
 const char *xml_diff(const uint8_t *p, size_t len) {
   char slow_why[PM_REASON_MAX] = "", why[PM_REASON_MAX] = "";
@@ -26,15 +18,14 @@ const char *xml_diff(const uint8_t *p, size_t len) {
     what = "the fast path accepted what libxml2 rejects";
   else if (fast != NULL && strcmp(kind, pm_msg_kind(slow)) != 0)
     what = "the fast path read another kind";
-  else if (fast != NULL &&
-           (!json_equal(fast, pm_msg_fields(slow)) || !same_dump(fast, pm_msg_fields(slow))))
+  else if (fast != NULL && !same_tree(fast, pm_msg_fields(slow)))
     what = "the fast path built another tree";
   else if (rc != slow_rc)
     what = "pm_xml_decode gave another code than libxml2's path";
   else if (rc < 0 && strcmp(why, slow_why) != 0)
     what = "pm_xml_decode gave another reason than libxml2's path";
   else if (rc == 0 && (strcmp(pm_msg_kind(m), pm_msg_kind(slow)) != 0 ||
-                       !same_dump(pm_msg_fields(m), pm_msg_fields(slow))))
+                       !same_tree(pm_msg_fields(m), pm_msg_fields(slow))))
     what = "pm_xml_decode gave another message than libxml2's path";
   json_decref(fast);
   pm_msg_free(slow);

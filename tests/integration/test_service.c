@@ -266,13 +266,26 @@ static void await_down(int before) {
   }
 }
 
+/* A tunnel to "nl" started and stopped with no GetState in between (the stop awaited in the
+ * log); then GetState's Data, which must say Disconnected. */
+static json_t *up_and_down_unseen(void) {
+  int downs = log_lines_with("vpn state=Disconnected ");
+  json_t *data;
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
+                                         json_pack("{s:s}", "Location", "nl"), NULL));
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
+  await_down(downs);
+  data = state_data();
+  assert_string_equal("Disconnected", json_string_value(json_object_get(data, "State")));
+  return data;
+}
+
 /* GetState's answer follows every change, also one it does not see happen: a tunnel started
  * and stopped between two calls is back to Disconnected, but with the new Location and Since,
  * and a reconnection setting changed is in the next answer. */
 static void test_service_get_state_follows_every_change(void **state) {
   json_t *data = state_data();
   char since[64];
-  int downs;
   (void)state;
   assert_true(json_is_true(json_object_get(data, "ReconnectionEnabled")));
   snprintf(since, sizeof(since), "%s", json_string_value(json_object_get(data, "Since")));
@@ -282,25 +295,13 @@ static void test_service_get_state_follows_every_change(void **state) {
   data = state_data();
   assert_true(json_is_false(json_object_get(data, "ReconnectionEnabled")));
   json_decref(data);
-  downs = log_lines_with("vpn state=Disconnected ");
-  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
-                                         json_pack("{s:s}", "Location", "nl"), NULL));
-  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
-  await_down(downs);
-  data = state_data();
-  assert_string_equal("Disconnected", json_string_value(json_object_get(data, "State")));
+  data = up_and_down_unseen();
   assert_string_equal("nl", json_string_value(json_object_get(data, "Location")));
   assert_string_not_equal(since, json_string_value(json_object_get(data, "Since")));
   snprintf(since, sizeof(since), "%s", json_string_value(json_object_get(data, "Since")));
   json_decref(data);
   /* The same again: only Since tells the answers apart. */
-  downs = log_lines_with("vpn state=Disconnected ");
-  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
-                                         json_pack("{s:s}", "Location", "nl"), NULL));
-  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StopVpn", NULL, NULL));
-  await_down(downs);
-  data = state_data();
-  assert_string_equal("Disconnected", json_string_value(json_object_get(data, "State")));
+  data = up_and_down_unseen();
   assert_string_not_equal(since, json_string_value(json_object_get(data, "Since")));
   json_decref(data);
 }
