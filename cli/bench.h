@@ -147,6 +147,7 @@ typedef struct pong {
 
 /* What the floors are, for the "baseline is" column (e.g. "raw socket loop"). */
 extern const char bench_floor_kind_command[];
+extern const char bench_floor_kind_command_child[]; /* its server in a child process */
 extern const char bench_floor_kind_event[];
 
 /* The private place for the run's pipes (bh->dir), made before the scenarios (printing why
@@ -199,6 +200,10 @@ int bench_big_serve(const char *path, size_t max_message, int raw, int (*ready)(
 /* Starts a child process running bench_big_serve (Unix: forked; Windows: "pipemsg bench
  * --child ..."), and returns once it listens. */
 int bench_child_start(const char *path, size_t max_message, int raw, bench_child **out);
+/* Runs serve(arg) in a forked child (Unix) and returns at once: the floor's server in a process
+ * of its own, as pipemsgd is one. Whatever serve needs (a bench_listener) is made before, so it
+ * is the child's too. Not on Windows (PM_EINVAL): the service group is skipped there. */
+int bench_serve_child_start(void *(*serve)(void *), void *arg, bench_child **out);
 /* Kills and reaps the child, frees c. */
 void bench_child_stop(bench_child *c);
 /* Memory of the child, or of this process when c is NULL: resident now and its peak, bytes. */

@@ -33,6 +33,7 @@
 #include "bench.h"
 
 const char bench_floor_kind_command[] = "raw socket loop";
+const char bench_floor_kind_command_child[] = "raw socket loop, server process";
 const char bench_floor_kind_event[] = "socketpair ping-pong";
 const char bench_floor_kind_big[] = "raw socket write/read";
 const char bench_help_note[] = "";
@@ -273,10 +274,30 @@ int bench_child_start(const char *path, size_t max_message, int raw, bench_child
   return 0;
 }
 
+int bench_serve_child_start(void *(*serve)(void *), void *arg, bench_child **out) {
+  bench_child *c = malloc(sizeof(*c));
+  if (c == NULL)
+    return PM_ENOMEM;
+  c->path[0] = '\0'; /* the listener's owner removes its path */
+  fflush(NULL);
+  c->pid = fork();
+  if (c->pid == 0) {
+    serve(arg);
+    _exit(0);
+  }
+  if (c->pid < 0) {
+    free(c);
+    return PM_EIO;
+  }
+  *out = c;
+  return 0;
+}
+
 void bench_child_stop(bench_child *c) {
   kill(c->pid, SIGKILL);
   waitpid(c->pid, NULL, 0);
-  unlink(c->path);
+  if (c->path[0] != '\0')
+    unlink(c->path);
   free(c);
 }
 

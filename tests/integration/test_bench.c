@@ -12,7 +12,7 @@ static const char *const scenarios[] = {
     "zmq_event_rate",       "zmq_event_p50",        "zmq_event_p99",   "big_time",
     "big_server_peak",      "big_client_peak",      "idle_cpu",        "idle_wakeups",
     "event_loop_p50",       "event_loop_p99",       "zmq_event_loop_p50", "zmq_event_loop_p99",
-    "command_libuv",        "event_libuv",          NULL};
+    "command_libuv",        "event_libuv",          "command_service_json_thread_floor", NULL};
 
 static const json_t *find_row(const json_t *rows, const char *name) {
   size_t i;
@@ -35,6 +35,23 @@ static void assert_ceiling_beside(const json_t *rows, const char *ceiling, const
               json_real_value(json_object_get(p, "baseline")));
   assert_string_equal("info", json_string_value(json_object_get(c, "result")));
   assert_true(json_is_null(json_object_get(c, "target")));
+}
+
+/* The service row's floor has its server in a process of its own, as pipemsgd is; the ratio
+ * against the command group's floor (server on a thread) is information beside it, for the
+ * same pipemsg figure. */
+static void assert_service_floors(const json_t *rows) {
+  const json_t *p = find_row(rows, "command_service_json");
+  const json_t *t = find_row(rows, "command_service_json_thread_floor");
+  assert_non_null(p);
+  assert_non_null(t);
+  assert_true(json_real_value(json_object_get(p, "pipemsg")) ==
+              json_real_value(json_object_get(t, "pipemsg")));
+  assert_string_equal(">= 0.8", json_string_value(json_object_get(p, "target")));
+  assert_non_null(strstr(json_string_value(json_object_get(p, "baseline_kind")), "server process"));
+  assert_string_equal("info", json_string_value(json_object_get(t, "result")));
+  assert_true(json_is_null(json_object_get(t, "target")));
+  assert_null(strstr(json_string_value(json_object_get(t, "baseline_kind")), "server process"));
 }
 
 /* Runs argv (a pipemsg bench with --json), which must exit 0 and print one JSON object. */
@@ -80,6 +97,7 @@ static void test_bench_quick_json_has_every_scenario(void **state) {
   assert_int_equal(i, (int)json_array_size(rows));
   assert_ceiling_beside(rows, "command_libuv", "command_json");
   assert_ceiling_beside(rows, "event_libuv", "event_rate");
+  assert_service_floors(rows);
   /* Everything ran: no "skipped" member (it lists what a platform cannot measure). */
   assert_null(json_object_get(top, "skipped"));
   json_decref(top);
