@@ -36,10 +36,21 @@ bool access_allowed(const service_config *cfg, long long self, const pm_peer *pe
   return false;
 }
 
+/* The service's effective uid, asked once: pipemsgd never changes its credentials (no set*id
+ * call anywhere; its hooks run in child processes), so every later geteuid would answer the
+ * same, at the price of a syscall per call from anyone but root. Read on the loop thread, the
+ * only one that authorizes. */
+static long long self_uid(void) {
+  static long long self = -1;
+  if (self < 0)
+    self = (long long)geteuid();
+  return self;
+}
+
 int access_authorize(const service_config *cfg, const pm_peer *peer) {
-  /* access_allowed lets root in before it looks at self: root's calls (most of them) skip the
-   * geteuid syscall. */
-  if (peer->uid == 0 || access_allowed(cfg, (long long)geteuid(), peer))
+  /* access_allowed lets root in before it looks at self: root's calls (most of them) need not
+   * even the cached uid. */
+  if (peer->uid == 0 || access_allowed(cfg, self_uid(), peer))
     return 0;
   log_msg(LVL_WARNING, "refused pid=%lld uid=%lld gid=%lld: not allowed", peer->pid, peer->uid,
           peer->gid);

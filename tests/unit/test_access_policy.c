@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "access.h"
@@ -15,6 +16,7 @@
 #define LISTED_UID 5000
 #define LISTED_GID 6000
 #define OTHER_GID 6001
+#define NOBODY 65534
 
 static service_config cfg;
 
@@ -122,7 +124,52 @@ static void test_access_policy_authorize_logs_refusal(void **state) {
   assert_ptr_equal(strchr(buf, '\n'), strrchr(buf, '\n'));
 }
 
-int main(void) {
+/* access_authorize in a process that has asked for its own uid nowhere yet (run as
+ * "test_access_policy --self", by test_access_policy_authorize_self): the service's user is let
+ * in on every call, someone else not. 0 when it holds. */
+static int authorize_self_check(void) {
+  long long me = (long long)geteuid(), other = me == NOBODY ? NOBODY - 1 : NOBODY;
+  pm_peer mine = peer(me, OTHER_GID), stranger = peer(other, OTHER_GID), root = peer(0, 0);
+  int null = open("/dev/null", O_WRONLY);
+  if (null < 0 || dup2(null, 2) != 2) /* the refusal's line */
+    return 2;
+  if (me == 0)
+    return 3; /* nothing would reach self: root is let in before */
+  if (access_authorize(&cfg, &mine) != 0 || access_authorize(&cfg, &stranger) != -1 ||
+      access_authorize(&cfg, &mine) != 0 || access_authorize(&cfg, &root) != 0 ||
+      access_authorize(&cfg, &stranger) != -1)
+    return 1;
+  return 0;
+}
+
+/* The effective uid behind self is asked once and kept (pipemsgd never changes it): the kept
+ * value must be the process's. As root the check runs as nobody, the self path being what root
+ * never takes; either way in a new process, which has asked for nothing yet. */
+static void test_access_policy_authorize_self(void **state) {
+  char exe[4096];
+  char *const argv[] = {exe, "--self", NULL};
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1); /* valgrind's answer: us */
+  int status = -1;
+  pid_t pid;
+  (void)state;
+  assert_true(n > 0);
+  exe[n] = '\0';
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    if (geteuid() == 0 && (setgid(NOBODY) < 0 || setuid(NOBODY) < 0))
+      _exit(4);
+    execv(argv[0], argv);
+    _exit(5);
+  }
+  assert_int_equal(pid, waitpid(pid, &status, 0));
+  assert_true(WIFEXITED(status));
+  assert_int_equal(0, WEXITSTATUS(status));
+}
+
+int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], "--self") == 0)
+    return authorize_self_check();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_access_policy_root_and_self, setup),
       cmocka_unit_test_setup(test_access_policy_others_refused, setup),
@@ -130,6 +177,7 @@ int main(void) {
       cmocka_unit_test_setup(test_access_policy_listed_gid_primary, setup),
       cmocka_unit_test_setup(test_access_policy_listed_gid_supplementary, setup),
       cmocka_unit_test_setup(test_access_policy_authorize_logs_refusal, setup),
+      cmocka_unit_test_setup(test_access_policy_authorize_self, setup),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
