@@ -164,6 +164,8 @@ static void test_access_policy_authorize_self(void **state) {
   }
   assert_int_equal(pid, waitpid(pid, &status, 0));
   assert_true(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 5)
+    pm_test_skip("cannot run %s as nobody (a directory on its path is closed to others)", exe);
   assert_int_equal(0, WEXITSTATUS(status));
 }
 
