@@ -453,6 +453,77 @@ int pm__json_encode_pieces(const pm_msg *m, uint8_t **buf, pm__piece **pieces, s
   return 0;
 }
 
+/* A member of the response being written: its name, then its value (put_name's rule). */
+static int put_member(sink *s, int *first, const char *name, size_t name_len) {
+  if (!*first && put_byte(s, ',') < 0)
+    return PM_ENOMEM;
+  *first = 0;
+  return put_name(s, name, name_len);
+}
+
+/* A C string value, refused (PM_EINVAL) where json_string refuses it: not UTF-8. */
+static int put_text(sink *s, int *first, const char *name, size_t name_len, const char *text) {
+  int rc = put_member(s, first, name, name_len);
+  return rc < 0 ? rc : put_string(s, text, strlen(text));
+}
+
+#define MEMBER(name) name, sizeof(name) - 1
+
+int pm__json_encode_response(const char *command, const int64_t *id, const char *result,
+                             const char *message, const json_t *data, uint8_t **out,
+                             size_t *len) {
+  /* The message's object and kind, its fields object, and a name and a value per scalar. */
+  size_t nodes = 3 + 2 * ((command != NULL) + (id != NULL) + 1 + (message != NULL)), guess = 0;
+  sink s = {0};
+  char num[24];
+  int rc = PM_EINVAL, first = 1;
+  if (result == NULL || out == NULL || len == NULL)
+    return PM_EINVAL;
+  /* What pm_json_encode checks of a message's tree, here only of the part not written here:
+   * Data is a field, at depth 2. */
+  if (data != NULL) {
+    if (pm__tree_check_at(data, 2, NULL) < 0)
+      return PM_EINVAL;
+    nodes++; /* its name */
+    measure(data, 0, &nodes, &guess);
+    if (nodes > PM_NODES_MAX)
+      return PM_ELIMIT;
+  }
+  s.cap = 64 + guess + (command != NULL ? strlen(command) : 0) + strlen(result) +
+          (message != NULL ? strlen(message) : 0);
+  s.buf = pm__malloc(s.cap);
+  if (s.buf == NULL)
+    return PM_ENOMEM;
+  rc = put(&s, "{\"" PM_KIND_RESPONSE "\":{");
+  if (rc == 0 && command != NULL)
+    rc = put_text(&s, &first, MEMBER("Command"), command);
+  if (rc == 0 && id != NULL) {
+    rc = put_member(&s, &first, MEMBER("Id"));
+    if (rc == 0 && sink_put(num, int_text((json_int_t)*id, num), &s) < 0)
+      rc = PM_ENOMEM;
+  }
+  if (rc == 0)
+    rc = put_text(&s, &first, MEMBER("Result"), result);
+  if (rc == 0 && message != NULL)
+    rc = put_text(&s, &first, MEMBER("Message"), message);
+  if (rc == 0 && data != NULL) {
+    rc = put_member(&s, &first, MEMBER("Data"));
+    if (rc == 0)
+      rc = put_value(&s, data);
+  }
+  if (rc == 0)
+    rc = put(&s, "}}");
+  if (rc < 0) {
+    pm__free(s.buf);
+    return rc;
+  }
+  *out = s.buf;
+  *len = s.len;
+  return 0;
+}
+
+#undef MEMBER
+
 /* The confirmation is a third of the messages on the event pipe, and the only one both sides
  * handle per event; a heartbeat and its answer are all an idle session sends. Their compact
  * forms, {"KIND":{"FIELD":n}}, are short and fixed, so they are written and recognized without
