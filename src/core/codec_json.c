@@ -86,6 +86,7 @@ int pm_json_decode(const void *buf, size_t len, pm_msg **out, char *why) {
   const uint8_t *p = buf;
   json_t *root = NULL, *fields;
   const char *kind;
+  size_t kind_len;
   int rc;
   if ((buf == NULL && len > 0) || out == NULL)
     return pm__reason(why, PM_EINVAL, "%s", pm_strerror(PM_EINVAL));
@@ -97,6 +98,10 @@ int pm_json_decode(const void *buf, size_t len, pm_msg **out, char *why) {
   rc = count_nodes(p, len, why);
   if (rc < 0)
     return rc;
+  if (pm__json_parse_message(p, len, &kind, &kind_len, &fields) == 1) {
+    rc = pm__msg_wrap(kind, kind_len, fields, PM_ENC_JSON, out);
+    return rc < 0 ? pm__reason(why, rc, "%s", pm_strerror(rc)) : 0;
+  }
   rc = pm__json_parse(p, len, &root, why);
   if (rc < 0)
     goto done;

@@ -5,6 +5,7 @@
 
 #include "internal.h"
 #include "json_parse.h"
+#include "message_internal.h"
 #include "pipemsg/error.h"
 
 /* A strict JSON parser into a jansson tree: jansson's grammar and checks (load.c of 2.14, with
@@ -54,6 +55,9 @@ typedef struct parser {
   char *scratch;
   size_t scratch_cap;
   size_t depth;
+  /* pm__json_parse_message: 1 while every member name is a name and no member or element is
+   * deeper than PM_NESTING_MAX (its depth is the level of the container holding it). */
+  int model;
   int err; /* the first error, as jansson keeps its first */
   char *why;
 } parser;
@@ -502,6 +506,8 @@ static json_t *parse_object(parser *ps) {
       memcpy(key_copy, key, key_len);
       key = key_copy;
     }
+    if (ps->model && (ps->depth > PM_NESTING_MAX || !pm__name_valid_n(key, key_len)))
+      ps->model = 0;
     if (json_object_getn(object, key, key_len) != NULL) {
       fail(ps, PM_EPARSE, ps->tok_at, "duplicate object key");
       goto error;
@@ -549,6 +555,8 @@ static json_t *parse_array(parser *ps) {
     goto error;
   if (ps->tok == ']')
     return array;
+  if (ps->depth > PM_NESTING_MAX)
+    ps->model = 0;
   while (ps->tok != T_EOF) {
     json_t *elem = parse_value(ps);
     if (elem == NULL)
@@ -651,5 +659,36 @@ done:
     return ps.err;
   }
   *out = root;
+  return 0;
+}
+
+int pm__json_parse_message(const uint8_t *p, size_t len, const char **kind, size_t *kind_len,
+                           json_t **fields) {
+  parser ps;
+  json_t *v = NULL;
+  memset(&ps, 0, sizeof(ps));
+  ps.start = ps.pos = p;
+  ps.end = p + len;
+  ps.model = 1;
+  if (lex(&ps) < 0 || ps.tok != '{' || lex(&ps) < 0 || ps.tok != T_STRING || ps.str_escaped)
+    goto declined;
+  *kind = ps.str; /* in p: not escaped */
+  *kind_len = ps.str_len;
+  if (!pm__name_valid_n(*kind, *kind_len) || lex(&ps) < 0 || ps.tok != ':' || lex(&ps) < 0 ||
+      ps.tok != '{')
+    goto declined;
+  ps.depth = 1; /* the fields are the message object's member, as in the whole tree */
+  v = parse_value(&ps);
+  if (v == NULL || !ps.model || lex(&ps) < 0 || ps.tok != '}' || lex(&ps) < 0 ||
+      ps.tok != T_EOF)
+    goto declined;
+  pm__free(ps.scratch);
+  *fields = v;
+  return 1;
+declined:
+  if (ps.real != NULL)
+    json_decref(ps.real);
+  pm__free(ps.scratch);
+  json_decref(v);
   return 0;
 }

@@ -22,6 +22,15 @@
  * PM_ENOMEM, with a reason (line and column included) in why when it is not NULL. */
 int pm__json_parse(const uint8_t *p, size_t len, json_t **out, char *why);
 
+/* A message, {"Kind":{fields}}, the common way, without the general parse's outer object:
+ * 1 with *kind (its kind_len bytes in p) and *fields (the caller's) when p is one that
+ * pm__json_parse accepts, its kind is a name written without escapes, and its fields pass
+ * pm__tree_check (the parser lets no NUL into a string or a name, and checks the names and the
+ * depth here as it goes). 0 for anything else, valid or not, and nothing is kept: the caller
+ * then parses p the general way, for its verdict. */
+int pm__json_parse_message(const uint8_t *p, size_t len, const char **kind, size_t *kind_len,
+                           json_t **fields);
+
 /* Shared with the encoder (codec_json.c). */
 
 /* The end of the run from q of bytes a JSON string holds as they are: 0x20 to 0x7F but '"'

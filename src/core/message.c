@@ -24,7 +24,7 @@ static int name_char(char c) {
 
 /* len bytes of name; a NUL inside them fails the character test, so a jansson key with an
  * embedded NUL is not mistaken for its prefix. */
-static int name_valid_n(const char *name, size_t len) {
+int pm__name_valid_n(const char *name, size_t len) {
   if (len == 0 || !name_start(name[0]))
     return 0;
   for (size_t i = 1; i < len; i++)
@@ -33,12 +33,14 @@ static int name_valid_n(const char *name, size_t len) {
   return 1;
 }
 
-bool pm_name_valid(const char *name) { return name != NULL && name_valid_n(name, strlen(name)); }
+bool pm_name_valid(const char *name) {
+  return name != NULL && pm__name_valid_n(name, strlen(name));
+}
 
 int pm__msg_wrap(const char *kind, size_t kind_len, json_t *fields, pm_encoding enc, pm_msg **out) {
   pm_msg *m = NULL;
   int rc = PM_EINVAL;
-  if (kind == NULL || !name_valid_n(kind, kind_len) || !json_is_object(fields) || out == NULL)
+  if (kind == NULL || !pm__name_valid_n(kind, kind_len) || !json_is_object(fields) || out == NULL)
     goto fail;
   rc = PM_ENOMEM;
   m = pm__calloc(1, sizeof(*m));
@@ -91,7 +93,7 @@ static int tree_check(const json_t *v, int depth, char *why) {
   switch (json_typeof(v)) {
   case JSON_OBJECT:
     json_object_keylen_foreach((json_t *)v, key, key_len, child) {
-      if (!name_valid_n(key, key_len))
+      if (!pm__name_valid_n(key, key_len))
         return pm__reason(why, PM_EINVAL, "invalid member name \"%.60s\"", key);
       if (depth + 1 > PM_NESTING_MAX)
         return pm__reason(why, PM_EDEPTH, "nesting deeper than %d", PM_NESTING_MAX);

@@ -5,6 +5,9 @@
 
 #include "pipemsg/message.h"
 
+/* 1 when the len bytes at name are a name (pm_name_valid); a NUL among them is not. */
+int pm__name_valid_n(const char *name, size_t len);
+
 /* A message of kind (kind_len bytes, need not be NUL-terminated) with the given fields and
  * encoding. Takes ownership of fields, also on failure. kind must be a valid name. */
 int pm__msg_wrap(const char *kind, size_t kind_len, json_t *fields, pm_encoding enc, pm_msg **out);

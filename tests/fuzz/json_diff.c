@@ -5,6 +5,7 @@
 #include "internal.h"
 #include "json_diff.h"
 #include "json_parse.h"
+#include "message_internal.h"
 #include "pipemsg/pipemsg.h"
 #include "same_tree.h"
 
@@ -68,6 +69,45 @@ static const char *encode_diff(const uint8_t *p, size_t len) {
   return what;
 }
 
+/* The message the general parse makes of p, as pm_json_decode takes it without its fast path:
+ * a one-member object whose member is named by a name and holds fields that pass
+ * pm__tree_check. NULL otherwise. */
+static json_t *general_message(const uint8_t *p, size_t len, const char **kind) {
+  json_t *root = NULL, *fields = NULL;
+  if (pm__json_parse(p, len, &root, NULL) == 0 && json_is_object(root) &&
+      json_object_size(root) == 1) {
+    *kind = json_object_iter_key(json_object_iter(root));
+    fields = json_object_iter_value(json_object_iter(root));
+    if (!pm_name_valid(*kind) || pm__tree_check(fields, NULL) < 0)
+      fields = NULL;
+  }
+  if (fields != NULL)
+    return root;
+  json_decref(root);
+  return NULL;
+}
+
+/* pm__json_parse_message takes only what the general parse takes as a message, the same kind
+ * and the same fields. */
+static const char *message_diff(const uint8_t *p, size_t len) {
+  const char *kind = NULL, *general_kind = NULL;
+  size_t kind_len = 0;
+  json_t *fields = NULL, *root;
+  const char *what = NULL;
+  if (pm__json_parse_message(p, len, &kind, &kind_len, &fields) != 1)
+    return NULL;
+  root = general_message(p, len, &general_kind);
+  if (root == NULL)
+    what = "the message fast path took what the general parse refuses";
+  else if (strlen(general_kind) != kind_len || memcmp(general_kind, kind, kind_len) != 0)
+    what = "the message fast path read another kind";
+  else if (!same_tree(fields, json_object_iter_value(json_object_iter(root))))
+    what = "the message fast path built other fields";
+  json_decref(root);
+  json_decref(fields);
+  return what;
+}
+
 const char *json_diff(const uint8_t *p, size_t len) {
   json_error_t err;
   json_t *ours = NULL, *theirs;
@@ -101,5 +141,7 @@ const char *json_diff(const uint8_t *p, size_t len) {
     what = "a tree other than jansson's";
   json_decref(ours);
   json_decref(theirs);
+  if (what == NULL)
+    what = message_diff(p, len);
   return what != NULL ? what : encode_diff(p, len);
 }

@@ -176,12 +176,86 @@ static void test_json_parse_plain_scan(void **state) {
   }
 }
 
+/* deep(...) with the message's two closing braces after it. */
+static char *deep_message(const char *prefix, int n, const char *open, const char *leaf,
+                          const char *close) {
+  char *d = deep(prefix, n, open, leaf, close), *s = malloc(strlen(d) + 3);
+  assert_non_null(s);
+  sprintf(s, "%s}}", d);
+  free(d);
+  return s;
+}
+
+/* 1 when the message fast path takes text, and then the general parse agrees (json_diff). */
+static int message_fast(const char *text) {
+  const char *kind = NULL;
+  size_t kind_len = 0;
+  json_t *fields = NULL;
+  int took = pm__json_parse_message((const uint8_t *)text, strlen(text), &kind, &kind_len,
+                                    &fields);
+  if (took == 1) {
+    assert_non_null(fields);
+    assert_true(kind >= text && kind + kind_len <= text + strlen(text));
+  }
+  json_decref(fields);
+  expect_same(text, strlen(text), text);
+  return took;
+}
+
+/* The fast path takes the usual messages, and declines the rest (pm_json_decode then parses
+ * them the general way, for their verdict): it must not decline everything. */
+static void test_json_parse_message(void **state) {
+  static const char *const taken[] = {
+      "{\"Request\":{\"Command\":\"GetState\",\"Id\":42,\"Params\":{\"Filter\":\"all\","
+      "\"Verbose\":false}}}",
+      "{\"Response\":{}}",
+      " {\n\"Event\" : {\"Id\":1,\"Data\":{\"L\":[1,\"x\\u00e9\",null,[],{}]}} }\n",
+      "{\"Request\":{\"_a.b-9\":\"\\\"\"}}",
+  };
+  static const char *const declined[] = {
+      "{\"Re\\u0071uest\":{}}",     /* a kind written with an escape */
+      "{\"1Request\":{}}",          /* not a name */
+      "{\"Request\":[]}",           /* fields not an object */
+      "{\"Request\":{},\"B\":{}}",  /* two members */
+      "{\"Request\":{}} x",         /* trailing data */
+      "{\"Request\":{\"1A\":1}}",   /* a member name that is not a name */
+      "{\"Request\":{\"A\":{\"a b\":1}}}",
+      "{\"Request\":{\"A\":1,\"A\":2}}", /* duplicate */
+      "{\"Request\":{\"A\":\"\\u0000\"}}",
+      "{\"Request\":{\"A\":1}",     /* cut short */
+      "[{\"Request\":{}}]",
+      "{}",
+      "",
+  };
+  char *text;
+  (void)state;
+  for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
+    assert_int_equal(1, message_fast(taken[i]));
+  for (size_t i = 0; i < sizeof(declined) / sizeof(declined[0]); i++)
+    assert_int_equal(0, message_fast(declined[i]));
+  /* Member B at depth 2 + n: the deepest the model allows, then one more, in an object and in
+   * an array. */
+  text = deep_message("{\"K\":{", PM_NESTING_MAX - 2, "\"A\":{", "\"B\":1", "}");
+  assert_int_equal(1, message_fast(text));
+  free(text);
+  text = deep_message("{\"K\":{", PM_NESTING_MAX - 1, "\"A\":{", "\"B\":1", "}");
+  assert_int_equal(0, message_fast(text));
+  free(text);
+  text = deep_message("{\"K\":{\"A\":", PM_NESTING_MAX - 2, "[", "1", "]");
+  assert_int_equal(1, message_fast(text));
+  free(text);
+  text = deep_message("{\"K\":{\"A\":", PM_NESTING_MAX - 1, "[", "1", "]");
+  assert_int_equal(0, message_fast(text));
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_json_parse_edges),
       cmocka_unit_test(test_json_parse_corpus_and_random),
       cmocka_unit_test(test_json_parse_long_strings),
       cmocka_unit_test(test_json_parse_plain_scan),
+      cmocka_unit_test(test_json_parse_message),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
