@@ -81,14 +81,33 @@ static int sent_some(request_out *r, size_t n) {
   return r->header_sent == PM_FRAME_HEADER_SIZE && r->i == r->n;
 }
 
+/* The payload of a whole frame at the start of the n bytes at p, checked as pm_reader_feed
+ * checks a header (1 to max_message bytes); NULL when there is none (then the reader is fed
+ * them, and judges). */
+static const uint8_t *whole_frame(const uint8_t *p, size_t n, size_t max_message,
+                                  size_t *len) {
+  uint32_t l;
+  if (n < PM_FRAME_HEADER_SIZE)
+    return NULL;
+  l = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+  if (l == 0 || (l & 0x80000000u) || l > max_message || l > n - PM_FRAME_HEADER_SIZE)
+    return NULL;
+  *len = l;
+  return p + PM_FRAME_HEADER_SIZE;
+}
+
 /* Writes the request and reads one frame, both under the response deadline. Reading goes on
  * while writing: a service may answer before it has read everything (an oversized request gets
- * BadRequest unread), and then a failed write is not the end of the call. */
-static int exchange(pm__conn *conn, request_out *out, pm_reader *reader, uint64_t deadline,
-                    uint8_t **frame, size_t *frame_len) {
+ * BadRequest unread), and then a failed write is not the end of the call. The frame is read
+ * into small (READ_FIRST bytes) first: a response there whole at the first read is left there
+ * (*frame in small: no reader, no copy); else *frame is the reader's, and *owned too
+ * (pm__free). */
+static int exchange(pm__conn *conn, request_out *out, size_t max_message, uint64_t deadline,
+                    uint8_t *small, const uint8_t **frame, size_t *frame_len, uint8_t **owned) {
   int writing = 1, first = 1, rc = 0;
-  uint8_t small[READ_FIRST], *buf = small, *chunk = NULL;
-  size_t cap = sizeof(small);
+  uint8_t *buf = small, *chunk = NULL, *payload = NULL;
+  size_t cap = READ_FIRST;
+  pm_reader *reader = NULL;
   while (rc == 0) {
     /* A new connection takes a small request at once: try before waiting (a poll saved). */
     int ready = first ? 2 : pm__conn_wait(conn, writing, deadline);
@@ -117,7 +136,13 @@ static int exchange(pm__conn *conn, request_out *out, pm_reader *reader, uint64_
         rc = n == 0 ? PM_EEOF : PM_EIO;
         break;
       }
-      if ((size_t)n == cap && chunk == NULL) {
+      if (reader == NULL) {
+        *frame = whole_frame(buf, (size_t)n, max_message, frame_len);
+        if (*frame != NULL)
+          return 0;
+        rc = pm_reader_new(max_message, &reader);
+      }
+      if (rc == 0 && (size_t)n == cap && chunk == NULL) {
         chunk = pm__malloc(READ_CHUNK); /* the next reads, once this one is fed */
         if (chunk == NULL)
           rc = PM_ENOMEM;
@@ -130,7 +155,7 @@ static int exchange(pm__conn *conn, request_out *out, pm_reader *reader, uint64_
         }
         p += used;
         n -= used;
-        rc = pm_reader_next(reader, frame, frame_len);
+        rc = pm_reader_next(reader, &payload, frame_len);
         if (rc == 1)
           goto done;
       }
@@ -142,6 +167,8 @@ static int exchange(pm__conn *conn, request_out *out, pm_reader *reader, uint64_
   }
 done:
   pm__free(chunk);
+  pm_reader_free(reader);
+  *frame = *owned = payload;
   return rc == 1 ? 0 : rc;
 }
 
@@ -149,10 +176,10 @@ int pm_command_client_call(const char *name, const pm_client_options *opts,
                            const pm_msg *request, pm_encoding enc, pm_msg **response) {
   pm_client_options o;
   char path[PM_PIPE_PATH_MAX + 1];
-  uint8_t header[PM_FRAME_HEADER_SIZE], *payload = NULL, *frame = NULL;
+  uint8_t header[PM_FRAME_HEADER_SIZE], *payload = NULL, *owned = NULL, small[READ_FIRST];
+  const uint8_t *frame = NULL;
   size_t len = 0, frame_len = 0;
   request_out out;
-  pm_reader *reader = NULL;
   pm_msg *resp = NULL;
   uint64_t start = uv_hrtime();
   pm__conn *conn = NULL;
@@ -167,9 +194,10 @@ int pm_command_client_call(const char *name, const pm_client_options *opts,
     o = *opts;
   PM__DEFAULT(o.connect_timeout_ms, PM_CONNECT_TIMEOUT_MS_DEFAULT);
   PM__DEFAULT(o.response_timeout_ms, PM_RESPONSE_TIMEOUT_MS_DEFAULT);
+  PM__DEFAULT(o.max_message, PM_MAX_MESSAGE_DEFAULT);
   rc = pm_pipe_path(name, path, sizeof(path));
-  if (rc == 0)
-    rc = pm_reader_new(o.max_message, &reader);
+  if (rc == 0 && o.max_message > PM_MAX_MESSAGE_CEILING)
+    rc = PM_EINVAL; /* as pm_reader_new says, before anything is sent */
   memset(&out, 0, sizeof(out));
   out.header = header;
   if (rc == 0)
@@ -184,17 +212,16 @@ int pm_command_client_call(const char *name, const pm_client_options *opts,
   if (rc == 0)
     rc = pm__conn_check_owner(conn, &owner);
   if (rc == 0)
-    rc = exchange(conn, &out, reader, uv_hrtime() + o.response_timeout_ms * MS_NS, &frame,
-                  &frame_len);
+    rc = exchange(conn, &out, o.max_message, uv_hrtime() + o.response_timeout_ms * MS_NS, small,
+                  &frame, &frame_len, &owned);
   if (rc == 0)
     rc = pm_msg_decode(frame, frame_len, &resp, NULL);
   if (rc == 0 && strcmp(pm_msg_kind(resp), PM_KIND_RESPONSE) != 0)
     rc = PM_EPROTO;
   pm__conn_close(conn);
-  pm__free(frame);
+  pm__free(owned);
   pm__free(payload);
   pm__free(out.pc);
-  pm_reader_free(reader);
   if (rc < 0) {
     pm_msg_free(resp);
     return rc;

@@ -909,6 +909,84 @@ static void test_command_client_bad_answers_are_transport_errors(void **state) {
   assert_pm(PM_EPROTO, call_fake(buf, frame_of(buf, (uint32_t)strlen(request), request), NULL));
 }
 
+/* A fake service that answers in pieces: the first cut bytes, then after a pause the rest. */
+typedef struct piecemeal_service {
+  int lfd;
+  const uint8_t *answer;
+  size_t len, cut;
+} piecemeal_service;
+
+static void piecemeal_serve(void *arg) {
+  piecemeal_service *f = arg;
+  int fd = accept(f->lfd, NULL, NULL);
+  if (fd < 0)
+    return;
+  free(pm_test_recv_frame(fd, 5000, NULL));
+  pm_test_send_all(fd, f->answer, f->cut);
+  uv_sleep(30); /* the client reads the first piece alone */
+  pm_test_send_all(fd, f->answer + f->cut, f->len - f->cut);
+  close(fd);
+}
+
+/* The Message of the answer a piecemeal service gives to one call (0 when the call fails). */
+static int call_piecemeal(const uint8_t *answer, size_t len, size_t cut, char *message,
+                          size_t size) {
+  static const pm_client_options bounded = {.response_timeout_ms = 5000};
+  piecemeal_service f = {pm_test_bind(fx.path, 1), answer, len, cut};
+  pm_msg *resp = NULL;
+  const char *text = "";
+  uv_thread_t thread;
+  int rc;
+  assert_int_equal(0, uv_thread_create(&thread, piecemeal_serve, &f));
+  rc = call("Hello", &bounded, &resp);
+  uv_thread_join(&thread);
+  close(f.lfd);
+  assert_int_equal(0, unlink(fx.path));
+  if (rc == 0) {
+    assert_pm(0, pm_msg_get_string(resp, "Message", &text));
+    snprintf(message, size, "%s", text);
+  }
+  pm_msg_free(resp);
+  return rc;
+}
+
+/* A response whole at the first read is decoded where it was read; one in pieces (the header
+ * cut too), or bigger than the first read, through the frame reader; bytes after the frame are
+ * not the call's. The same answer every way. */
+static void test_command_client_answer_whole_or_in_pieces(void **state) {
+  static const char head[] = "{\"Response\":{\"Result\":\"Ok\",\"Message\":\"";
+  static const size_t cuts[] = {0, 2, 4, 10};
+  size_t big = 10000, n;
+  char *payload = malloc(sizeof(head) + big + 8), message[16384];
+  uint8_t *buf = malloc(sizeof(head) + big + 64);
+  (void)state;
+  assert_non_null(payload);
+  assert_non_null(buf);
+  sprintf(payload, "%sshort\"}}", head);
+  for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+    n = frame_of(buf, (uint32_t)strlen(payload), payload);
+    message[0] = '\0';
+    assert_pm(0, call_piecemeal(buf, n, cuts[i], message, sizeof(message)));
+    assert_string_equal("short", message);
+  }
+  /* Whole, then bytes of something else. */
+  n = frame_of(buf, (uint32_t)strlen(payload), payload);
+  memcpy(buf + n, "\0\0\0\5junk!", 9);
+  assert_pm(0, call_piecemeal(buf, n + 9, n + 9, message, sizeof(message)));
+  assert_string_equal("short", message);
+  /* Bigger than the client's first read (4 KiB). */
+  memcpy(payload, head, sizeof(head) - 1);
+  memset(payload + sizeof(head) - 1, 'x', big);
+  strcpy(payload + sizeof(head) - 1 + big, "\"}}");
+  n = frame_of(buf, (uint32_t)strlen(payload), payload);
+  assert_pm(0, call_piecemeal(buf, n, n, message, sizeof(message)));
+  assert_int_equal(big, strlen(message));
+  assert_pm(0, call_piecemeal(buf, n, 4, message, sizeof(message)));
+  assert_int_equal(big, strlen(message));
+  free(payload);
+  free(buf);
+}
+
 static void test_command_client_rejects_bad_arguments(void **state) {
   pm_msg *req = NULL, *resp = NULL;
   int64_t id;
@@ -1361,6 +1439,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_command_client_reads_answer_after_failed_write, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_command_client_bad_answers_are_transport_errors, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_command_client_answer_whole_or_in_pieces, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_command_client_rejects_bad_arguments, setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_client_request_out_of_memory, setup, teardown),
