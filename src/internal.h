@@ -126,15 +126,6 @@ int pm__json_encode_pieces(const pm_msg *m, uint8_t **buf, pm__piece **pieces, s
 int pm__msg_encode_pieces(const pm_msg *m, pm_encoding enc, uint8_t **buf, pm__piece **pieces,
                           size_t *n, size_t *len);
 
-/* The bytes pm_json_encode writes for a Response whose fields are, in this order, Command,
- * Id, Result, Message and Data, those given (NULL: absent; result is required), without
- * building the message: a new buffer (*out, pm__free) of *len bytes. The same checks and
- * errors as building and encoding it: PM_EINVAL for a string that is not UTF-8 or a Data
- * that fails the model's check (pm__tree_check), PM_ELIMIT past PM_NODES_MAX, PM_ENOMEM. */
-int pm__json_encode_response(const char *command, const int64_t *id, const char *result,
-                             const char *message, const json_t *data, uint8_t **out,
-                             size_t *len);
-
 /* The compact JSON text of v, a value that passed the model's check (pm__tree_check: it bounds
  * the depth, and its member names are names, written without a scan for escapes), as pm_json_encode writes it inside a message: in a new buffer (*out, pm__free)
  * after `room` bytes left for the caller, followed by a NUL; *len is the text's length, and

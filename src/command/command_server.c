@@ -239,13 +239,16 @@ static void on_written(void *data, int status) {
     close_call(c, status == 0 ? "ok" : "response write failed");
 }
 
-/* Writes an encoded response (payload, len bytes: taken) on a connection not yet wrapped, as
- * pm__stream_send would: 1 when written whole at once, 0 when the rest is queued (the
- * connection is wrapped then), <0 as pm__stream_send. */
-static int send_now(pm_command_call *c, uint8_t *payload, size_t len) {
-  uint8_t header[PM_FRAME_HEADER_SIZE];
+/* pm__stream_send on a connection not yet wrapped: 1 when written whole at once, 0 when the
+ * rest is queued (the connection is wrapped then), <0 as pm__stream_send. */
+static int send_now(pm_command_call *c, pm_msg *resp) {
+  uint8_t header[PM_FRAME_HEADER_SIZE], *payload = NULL;
+  size_t len = 0;
   long n;
-  int rc = pm_frame_header(len, c->server->opts.max_message, header);
+  int rc = pm_msg_encode(resp, c->encoding, &payload, &len);
+  if (rc == 0)
+    rc = pm_frame_header(len, c->server->opts.max_message, header);
+  pm_msg_free(resp);
   if (rc < 0) {
     pm__free(payload);
     return rc;
@@ -265,13 +268,19 @@ static int send_now(pm_command_call *c, uint8_t *payload, size_t len) {
                               on_written, c);
 }
 
-/* The Response as a message, for a wrapped connection (pm__stream_send takes one) and XML. */
-static int response_msg(pm_command_call *c, const char *result, const char *message,
-                        json_t *data, pm_msg **out) {
+/* Encodes and writes one Response in the request's encoding, then closes. */
+static int send_response(pm_command_call *c, const char *result, const char *message,
+                         json_t *data) {
+  pm_command_server *s = c->server;
   pm_msg *resp = NULL;
+  call_state before;
   int64_t id;
-  int rc = pm_msg_new(PM_KIND_RESPONSE, &resp);
-  if (rc == 0 && c->command != NULL)
+  int rc;
+
+  rc = pm_msg_new(PM_KIND_RESPONSE, &resp);
+  if (rc < 0)
+    goto fail;
+  if (c->command != NULL)
     rc = pm_msg_set_string(resp, "Command", c->command);
   if (rc == 0 && c->request != NULL && pm_msg_get_int(c->request, "Id", &id) == 0)
     rc = pm_msg_set_int(resp, "Id", id);
@@ -279,46 +288,12 @@ static int response_msg(pm_command_call *c, const char *result, const char *mess
     rc = pm_msg_set_string(resp, "Result", result);
   if (rc == 0 && message != NULL)
     rc = pm_msg_set_string(resp, "Message", message);
-  if (rc == 0 && data != NULL)
-    rc = pm_msg_set_tree(resp, "Data", json_incref(data));
-  if (rc < 0) {
-    pm_msg_free(resp);
-    return rc;
+  if (rc == 0 && data != NULL) {
+    rc = pm_msg_set_tree(resp, "Data", data);
+    data = NULL;
   }
-  *out = resp;
-  return 0;
-}
-
-/* Encodes and writes one Response in the request's encoding, then closes. */
-static int send_response(pm_command_call *c, const char *result, const char *message,
-                         json_t *data) {
-  pm_command_server *s = c->server;
-  pm_msg *resp = NULL;
-  uint8_t *payload = NULL;
-  size_t len = 0;
-  call_state before;
-  int64_t id;
-  int rc, has_id;
-
-  if (c->link.wrapped || c->encoding != PM_ENC_JSON) {
-    rc = response_msg(c, result, message, data, &resp);
-  } else {
-    /* Most answers: the JSON bytes written straight, not through a message tree built and
-     * freed per call (the same bytes; pm__json_encode_response). */
-    has_id = c->request != NULL && pm_msg_get_int(c->request, "Id", &id) == 0;
-    rc = pm__json_encode_response(c->command, has_id ? &id : NULL, result, message, data,
-                                  &payload, &len);
-  }
-  json_decref(data);
   if (rc < 0)
-    return rc;
-  if (!c->link.wrapped && resp != NULL) {
-    rc = pm_msg_encode(resp, c->encoding, &payload, &len);
-    pm_msg_free(resp);
-    resp = NULL;
-    if (rc < 0)
-      return rc;
-  }
+    goto fail;
   /* The state first: on_written checks it. */
   before = c->state;
   pm__copy_text(c->result, sizeof(c->result), result);
@@ -327,11 +302,12 @@ static int send_response(pm_command_call *c, const char *result, const char *mes
     rc = pm__stream_send((uv_stream_t *)&c->link.pipe, resp, c->encoding, s->opts.max_message,
                          on_written, c);
   else
-    rc = send_now(c, payload, len);
+    rc = send_now(c, resp);
+  resp = NULL;
   if (rc < 0) {
     c->result[0] = '\0';
     c->state = before;
-    return rc;
+    goto fail;
   }
   /* Most responses are written whole at once: only a remainder left to the loop needs the
    * write deadline (on_written runs from the loop, never before this returns). */
@@ -340,6 +316,11 @@ static int send_response(pm_command_call *c, const char *result, const char *mes
   else
     uv_timer_start(&c->timer, on_write_timeout, s->opts.write_timeout_ms, 0);
   return 0;
+
+fail:
+  json_decref(data);
+  pm_msg_free(resp);
+  return rc;
 }
 
 /* A response that must go out whatever happened; if even it cannot be built, just close. */

@@ -698,109 +698,6 @@ static void hardening_02_decode_budget_json(void **state) {
   free(s);
 }
 
-/* The Response the command server writes without a tree: its bytes and its verdicts are
- * those of the message built with the same fields (in the server's order) and encoded. */
-static int response_by_tree(const char *command, const int64_t *id, const char *result,
-                            const char *message, json_t *data, uint8_t **out, size_t *len) {
-  pm_msg *m = NULL;
-  int rc = pm_msg_new(PM_KIND_RESPONSE, &m);
-  if (rc == 0 && command != NULL)
-    rc = pm_msg_set_string(m, "Command", command);
-  if (rc == 0 && id != NULL)
-    rc = pm_msg_set_int(m, "Id", *id);
-  if (rc == 0)
-    rc = pm_msg_set_string(m, "Result", result);
-  if (rc == 0 && message != NULL)
-    rc = pm_msg_set_string(m, "Message", message);
-  if (rc == 0 && data != NULL)
-    rc = pm_msg_set_tree(m, "Data", json_incref(data));
-  if (rc == 0)
-    rc = pm_json_encode(m, out, len);
-  pm_msg_free(m);
-  return rc;
-}
-
-static json_t *wide_data(size_t members) {
-  json_t *v = json_array();
-  for (size_t i = 0; i < members; i++)
-    json_array_append_new(v, json_true());
-  return v;
-}
-
-static void test_codec_json_response_fast(void **state) {
-  static const int64_t ids[] = {0, 42, -1, INT64_MAX, INT64_MIN};
-  const char *commands[] = {NULL, "GetState", "Quote\"Back\\slash\ttab\x01", "\xc3\xa9t\xc3\xa9"};
-  const char *messages[] = {NULL, "", "done", "line\nbreak \xe2\x82\xac"};
-  json_t *datas[] = {NULL,
-                     json_pack("{s:s, s:s, s:b}", "State", "Connected", "Location", "de",
-                               "KillSwitch", 1),
-                     json_pack("{s:[i,f,n,s], s:{}}", "List", -7, 1.5, "x\"y", "Empty"),
-                     json_string("a string"),
-                     json_array(),
-                     json_null(),
-                     deep_data(PM_NESTING_MAX),
-                     wide_data(PM_NODES_MAX - 13)};
-  size_t checked = 0;
-  (void)state;
-  for (size_t d = 0; d < sizeof(datas) / sizeof(datas[0]); d++)
-    for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++)
-      for (size_t i = 0; i <= sizeof(ids) / sizeof(ids[0]); i++)
-        for (size_t g = 0; g < sizeof(messages) / sizeof(messages[0]); g++) {
-          const int64_t *id = i < sizeof(ids) / sizeof(ids[0]) ? &ids[i] : NULL;
-          const char *result = g % 2 ? PM_RESULT_OK : "Failed";
-          uint8_t *fast = NULL, *slow = NULL;
-          size_t fast_len = 0, slow_len = 0;
-          assert_pm(0, response_by_tree(commands[c], id, result, messages[g], datas[d], &slow,
-                                        &slow_len));
-          assert_pm(0, pm__json_encode_response(commands[c], id, result, messages[g], datas[d],
-                                                &fast, &fast_len));
-          assert_int_equal(slow_len, fast_len);
-          assert_memory_equal(slow, fast, slow_len);
-          pm_free(slow);
-          pm_free(fast);
-          checked++;
-        }
-  print_message("%zu responses the same\n", checked);
-  for (size_t d = 0; d < sizeof(datas) / sizeof(datas[0]); d++)
-    json_decref(datas[d]);
-}
-
-/* Where building the message or encoding it fails, the fast path fails the same way. */
-static void test_codec_json_response_fast_refuses(void **state) {
-  const int64_t id = 1;
-  struct {
-    const char *command, *result, *message;
-    json_t *data;
-    int rc;
-  } cases[] = {
-      {"Bad\xff", PM_RESULT_OK, NULL, NULL, PM_EINVAL},
-      {"C", "Ok\xc0\xaf", NULL, NULL, PM_EINVAL},
-      {"C", PM_RESULT_OK, "\xed\xa0\x80 a surrogate", NULL, PM_EINVAL},
-      {"C", PM_RESULT_OK, NULL, json_pack("{s:i}", "not a name", 1), PM_EINVAL},
-      {"C", PM_RESULT_OK, NULL, json_pack("{s:{s:i}}", "A", "1B", 1), PM_EINVAL},
-      {"C", PM_RESULT_OK, NULL, json_stringn("a\0b", 3), PM_EINVAL},
-      {"C", PM_RESULT_OK, NULL, json_pack("[o]", json_stringn("a\0b", 3)), PM_EINVAL},
-      {"C", PM_RESULT_OK, NULL, json_stringn_nocheck("\xff", 1), PM_EINVAL},
-      {"C", PM_RESULT_OK, NULL, deep_data(PM_NESTING_MAX + 1), PM_EINVAL},
-      {"C", PM_RESULT_OK, NULL, wide_data(PM_NODES_MAX - 10), PM_ELIMIT},
-      {"C", PM_RESULT_OK, "m", wide_data(PM_NODES_MAX - 12), PM_ELIMIT},
-  };
-  (void)state;
-  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-    uint8_t *out = (uint8_t *)"untouched";
-    size_t len = 7;
-    assert_pm(cases[i].rc, response_by_tree(cases[i].command, &id, cases[i].result,
-                                            cases[i].message, cases[i].data, &out, &len));
-    assert_pm(cases[i].rc, pm__json_encode_response(cases[i].command, &id, cases[i].result,
-                                                    cases[i].message, cases[i].data, &out,
-                                                    &len));
-    assert_string_equal("untouched", (const char *)out);
-    json_decref(cases[i].data);
-  }
-  assert_pm(PM_EINVAL, pm__json_encode_response("C", NULL, NULL, NULL, NULL, &(uint8_t *){NULL},
-                                                &(size_t){0}));
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_codec_json_detect_encoding),
@@ -818,8 +715,6 @@ int main(void) {
       cmocka_unit_test(test_codec_json_event_fast),
       cmocka_unit_test(test_codec_json_event_fast_declines),
       cmocka_unit_test(test_codec_json_decode_oom),
-      cmocka_unit_test(test_codec_json_response_fast),
-      cmocka_unit_test(test_codec_json_response_fast_refuses),
       cmocka_unit_test(hardening_02_decode_budget_json),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
