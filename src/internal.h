@@ -161,6 +161,13 @@ int pm__uv_error(int status);
 
 /* libuv allocation callback for socket reads (buffers freed with pm__free). */
 void pm__read_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+/* The same buffer for a loop's reads one after another (the event server's sessions, the event
+ * client): pm__read_take hands out *kept (or a new buffer) and pm__read_give keeps base for
+ * the next read (or frees it when one is kept already; base may be NULL). Each read otherwise
+ * costs a 64 KiB malloc and free, and malloc consolidates its fast bins for every allocation
+ * that big. The owner frees *kept at the end. */
+void pm__read_take(char **kept, uv_buf_t *buf);
+void pm__read_give(char **kept, char *base);
 
 /* A lingering close, for a connection answered before its request was read (a refusal, an
  * oversized frame): a client that writes its request before it reads would otherwise fail on

@@ -192,6 +192,19 @@ void pm__read_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = buf->base ? READ_CHUNK : 0;
 }
 
+void pm__read_take(char **kept, uv_buf_t *buf) {
+  buf->base = *kept != NULL ? *kept : pm__malloc(READ_CHUNK);
+  buf->len = buf->base ? READ_CHUNK : 0;
+  *kept = NULL;
+}
+
+void pm__read_give(char **kept, char *base) {
+  if (*kept == NULL)
+    *kept = base;
+  else
+    pm__free(base);
+}
+
 static void on_linger_shutdown(uv_shutdown_t *req, int status) {
   /* Nothing to do: the lingering ends on the peer's close, the deadline or the budget. */
   (void)req;

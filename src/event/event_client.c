@@ -41,6 +41,7 @@ struct pm_event_client {
   int pipe_open;
   link_state state;
   pm_reader *reader;
+  char *read_buf; /* between reads */
   int64_t seq;
   uv_mutex_t cursor_lock; /* epoch and last_id are read by pm_event_client_cursor */
   int64_t epoch;   /* of the service we last talked to; 0 before the first session */
@@ -289,6 +290,12 @@ static int on_payload(void *data, const uint8_t *payload, size_t len) {
   return handled(c);
 }
 
+static void read_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  pm_event_client *c = h->data;
+  (void)suggested;
+  pm__read_take(&c->read_buf, buf);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   pm_event_client *c = stream->data;
   char why[PM_REASON_MAX];
@@ -300,7 +307,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   else if ((c->state == LINK_CONNECTING || c->state == LINK_CONNECTED) &&
            pm__feed_messages(c->reader, buf->base, (size_t)nread, on_message, on_payload, c, why) < 0)
     drop(c, why);
-  pm__free(buf->base);
+  pm__read_give(&c->read_buf, buf->base);
 }
 
 /* Connected: the owner check, then our handshake. */
@@ -346,7 +353,7 @@ static void connected(pm_event_client *c) {
   }
   send_msg(c, m);
   if (c->state == LINK_CONNECTING &&
-      uv_read_start((uv_stream_t *)&c->pipe, pm__read_alloc, on_read) < 0)
+      uv_read_start((uv_stream_t *)&c->pipe, read_alloc, on_read) < 0)
     drop(c, "read failed");
 }
 
@@ -466,6 +473,7 @@ void pm__event_client_free(pm_event_client *c) {
   uv_mutex_destroy(&c->cursor_lock);
   uv_mutex_destroy(&c->pending_lock);
   pm__free(c->pending);
+  pm__free(c->read_buf);
   pm_reader_free(c->reader);
   pm__free(c);
 }

@@ -125,12 +125,14 @@ struct pm_event_server {
   int dispatching; /* a direct send from publish is under way (loop thread only) */
   uint8_t *frame;  /* scratch for JSON Event frames (loop thread only) */
   size_t frame_cap;
+  char *read_buf; /* the sessions' read buffer between reads (loop thread only) */
 };
 
 static void pump(session *ss);
 static void turn_away(session *ss, const char *what, const char *reason, const char *message);
 static void on_heartbeat(uv_timer_t *t);
 static void dispatch(pm_event_server *s);
+static void read_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static void feed(session *ss, const char *buf, size_t len);
 
@@ -300,6 +302,7 @@ static void maybe_free_server(pm_event_server *s) {
   }
   uv_mutex_destroy(&s->lock);
   pm__free(s->frame);
+  pm__free(s->read_buf);
   for (t = s->transient; t != NULL && *t != NULL; t++)
     pm__free(*t);
   pm__free(s->transient);
@@ -492,7 +495,7 @@ static void unpark(session *ss) {
   if (!ss->parking.parked)
     return;
   pm__unpark(&ss->parking);
-  if (uv_read_start((uv_stream_t *)&ss->pipe, pm__read_alloc, on_read) < 0)
+  if (uv_read_start((uv_stream_t *)&ss->pipe, read_alloc, on_read) < 0)
     close_session(ss, "read failed");
 }
 
@@ -1010,13 +1013,20 @@ static void feed(session *ss, const char *buf, size_t len) {
     disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, why);
 }
 
+static void read_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  session *ss = h->data;
+  (void)suggested;
+  pm__read_take(&ss->server->read_buf, buf);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   session *ss = stream->data;
+  pm_event_server *s = ss->server;
   if (nread < 0)
     close_session(ss, nread == UV_EOF ? "client closed" : "read failed");
   else if (!ss->closed && ss->state != SESSION_CLOSING)
     feed(ss, buf->base, (size_t)nread);
-  pm__free(buf->base);
+  pm__read_give(&s->read_buf, buf->base);
 }
 
 static void on_handshake_timeout(uv_timer_t *t) {
@@ -1112,7 +1122,7 @@ static void on_connection(void *data) {
     return;
   }
   uv_timer_start(&ss->timer, on_handshake_timeout, s->opts.handshake_timeout_ms, 0);
-  if (uv_read_start((uv_stream_t *)&ss->pipe, pm__read_alloc, on_read) < 0)
+  if (uv_read_start((uv_stream_t *)&ss->pipe, read_alloc, on_read) < 0)
     close_session(ss, "read failed");
 }
 
