@@ -592,14 +592,11 @@ int pm__json_event(const uint8_t *p, size_t len, pm__event_view *ev) {
       memcmp(end - (sizeof(EVENT_TAIL) - 1), EVENT_TAIL, sizeof(EVENT_TAIL) - 1) != 0 ||
       end[-(long)sizeof(EVENT_TAIL)] != '}')
     return 0;
-  /* The decoder's rules for the Data: the parser's, then the model's at the depth of a field
-   * (PM_EINVAL there is PM_EPARSE from the decoder: either way it is declined here). */
-  if (pm__json_parse(q, (size_t)(end - q) - (sizeof(EVENT_TAIL) - 1), &data, NULL) < 0)
+  /* The decoder's rules for the Data: the parser's and the model's at the depth of a field,
+   * applied as it is parsed (PM_EINVAL there is PM_EPARSE from the decoder: either way it is
+   * declined here). It starts with '{', so it is an object if it parses. */
+  if (pm__json_parse_at(q, (size_t)(end - q) - (sizeof(EVENT_TAIL) - 1), 2, &data) < 0)
     return 0;
-  if (!json_is_object(data) || pm__tree_check_at(data, 2, NULL) < 0) {
-    json_decref(data);
-    return 0;
-  }
   ev->id = (int64_t)v;
   ev->data = data;
   return 1;

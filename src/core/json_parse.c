@@ -55,9 +55,11 @@ typedef struct parser {
   char *scratch;
   size_t scratch_cap;
   size_t depth;
-  /* pm__json_parse_message: 1 while every member name is a name and no member or element is
-   * deeper than PM_NESTING_MAX (its depth is the level of the container holding it). */
-  int model;
+  /* The model's rules (member names, nesting: pm__tree_check_at) applied as the tree is built,
+   * when model_at > 0: the value parsed at depth model_at is the model's root, at its depth
+   * model_depth. */
+  size_t model_at;
+  int model_depth;
   int err; /* the first error, as jansson keeps its first */
   char *why;
 } parser;
@@ -506,8 +508,10 @@ static json_t *parse_object(parser *ps) {
       memcpy(key_copy, key, key_len);
       key = key_copy;
     }
-    if (ps->model && (ps->depth > PM_NESTING_MAX || !pm__name_valid_n(key, key_len)))
-      ps->model = 0;
+    if (ps->model_at > 0 && !pm__name_valid_n(key, key_len)) {
+      fail(ps, PM_EINVAL, ps->tok_at, "invalid member name");
+      goto error;
+    }
     if (json_object_getn(object, key, key_len) != NULL) {
       fail(ps, PM_EPARSE, ps->tok_at, "duplicate object key");
       goto error;
@@ -555,8 +559,6 @@ static json_t *parse_array(parser *ps) {
     goto error;
   if (ps->tok == ']')
     return array;
-  if (ps->depth > PM_NESTING_MAX)
-    ps->model = 0;
   while (ps->tok != T_EOF) {
     json_t *elem = parse_value(ps);
     if (elem == NULL)
@@ -587,6 +589,12 @@ static json_t *parse_value(parser *ps) {
   json_t *v;
   if (++ps->depth > PM_JSON_PARSE_DEPTH_MAX) {
     fail(ps, PM_EDEPTH, ps->tok_at, "maximum parsing depth reached");
+    return NULL;
+  }
+  /* The model's depth of a member or element (the root's own is the caller's). */
+  if (ps->model_at > 0 && ps->depth > ps->model_at &&
+      (size_t)ps->model_depth + (ps->depth - ps->model_at) > PM_NESTING_MAX) {
+    fail(ps, PM_EDEPTH, ps->tok_at, "nesting deeper than the model allows");
     return NULL;
   }
   switch (ps->tok) {
@@ -632,12 +640,14 @@ static json_t *parse_value(parser *ps) {
   return v;
 }
 
-int pm__json_parse(const uint8_t *p, size_t len, json_t **out, char *why) {
+static int parse(const uint8_t *p, size_t len, int model_depth, json_t **out, char *why) {
   parser ps;
   json_t *root = NULL;
   memset(&ps, 0, sizeof(ps));
   ps.start = ps.pos = p;
   ps.end = p + len;
+  ps.model_at = model_depth > 0 ? 1 : 0;
+  ps.model_depth = model_depth;
   ps.why = why;
   if (lex(&ps) < 0)
     goto done;
@@ -662,6 +672,14 @@ done:
   return 0;
 }
 
+int pm__json_parse(const uint8_t *p, size_t len, json_t **out, char *why) {
+  return parse(p, len, 0, out, why);
+}
+
+int pm__json_parse_at(const uint8_t *p, size_t len, int depth, json_t **out) {
+  return parse(p, len, depth, out, NULL);
+}
+
 int pm__json_parse_message(const uint8_t *p, size_t len, const char **kind, size_t *kind_len,
                            json_t **fields) {
   parser ps;
@@ -669,7 +687,6 @@ int pm__json_parse_message(const uint8_t *p, size_t len, const char **kind, size
   memset(&ps, 0, sizeof(ps));
   ps.start = ps.pos = p;
   ps.end = p + len;
-  ps.model = 1;
   if (lex(&ps) < 0 || ps.tok != '{' || lex(&ps) < 0 || ps.tok != T_STRING || ps.str_escaped)
     goto declined;
   *kind = ps.str; /* in p: not escaped */
@@ -677,10 +694,13 @@ int pm__json_parse_message(const uint8_t *p, size_t len, const char **kind, size
   if (!pm__name_valid_n(*kind, *kind_len) || lex(&ps) < 0 || ps.tok != ':' || lex(&ps) < 0 ||
       ps.tok != '{')
     goto declined;
-  ps.depth = 1; /* the fields are the message object's member, as in the whole tree */
+  /* The fields are the message object's member, at depth 2 as in the whole tree; to the model
+   * they are the root, at depth 1 (pm__tree_check). */
+  ps.depth = 1;
+  ps.model_at = 2;
+  ps.model_depth = 1;
   v = parse_value(&ps);
-  if (v == NULL || !ps.model || lex(&ps) < 0 || ps.tok != '}' || lex(&ps) < 0 ||
-      ps.tok != T_EOF)
+  if (v == NULL || lex(&ps) < 0 || ps.tok != '}' || lex(&ps) < 0 || ps.tok != T_EOF)
     goto declined;
   pm__free(ps.scratch);
   *fields = v;

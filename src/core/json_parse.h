@@ -22,6 +22,13 @@
  * PM_ENOMEM, with a reason (line and column included) in why when it is not NULL. */
 int pm__json_parse(const uint8_t *p, size_t len, json_t **out, char *why);
 
+/* The same parse of a value standing at depth (pm__tree_check_at's depths) that also applies
+ * the model's rules while it builds the tree, where pm__tree_check_at would walk it again:
+ * every member name a name, nothing deeper than PM_NESTING_MAX (a string with a NUL the
+ * parser refuses already). 0 exactly when pm__json_parse gives 0 and pm__tree_check_at(*out,
+ * depth) then would; else an error (which one, when several apply, is not said). */
+int pm__json_parse_at(const uint8_t *p, size_t len, int depth, json_t **out);
+
 /* A message, {"Kind":{fields}}, the common way, without the general parse's outer object:
  * 1 with *kind (its kind_len bytes in p) and *fields (the caller's) when p is one that
  * pm__json_parse accepts, its kind is a name written without escapes, and its fields pass

@@ -69,6 +69,27 @@ static const char *encode_diff(const uint8_t *p, size_t len) {
   return what;
 }
 
+/* pm__json_parse_at (the event client's parse of an Event's Data) against the parse (rc,
+ * ours) and the model's check after it: at a field's depth, and at one where whatever is
+ * nested in a member of the root is too deep. */
+static const char *model_diff(const uint8_t *p, size_t len, int rc, const json_t *ours) {
+  static const int depths[] = {2, PM_NESTING_MAX - 1};
+  for (size_t i = 0; i < sizeof(depths) / sizeof(depths[0]); i++) {
+    json_t *at = NULL;
+    int want = rc == 0 && pm__tree_check_at(ours, depths[i], NULL) == 0;
+    int got = pm__json_parse_at(p, len, depths[i], &at) == 0;
+    int same = !got || same_tree(at, ours);
+    json_decref(at);
+    if (got != want)
+      return got ? "pm__json_parse_at took what the model refuses"
+                 : "pm__json_parse_at refused what the parse and the model take";
+    if (!same)
+      return "pm__json_parse_at built another tree";
+  }
+  return NULL;
+}
+
+
 /* The message the general parse makes of p, as pm_json_decode takes it without its fast path:
  * a one-member object whose member is named by a name and holds fields that pass
  * pm__tree_check. NULL otherwise. */
@@ -139,6 +160,8 @@ const char *json_diff(const uint8_t *p, size_t len) {
     what = "rejected without a reason";
   else if (rc == 0 && !same_tree(ours, theirs))
     what = "a tree other than jansson's";
+  if (what == NULL)
+    what = model_diff(p, len, rc, ours);
   json_decref(ours);
   json_decref(theirs);
   if (what == NULL)

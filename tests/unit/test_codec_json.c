@@ -567,6 +567,7 @@ static void test_codec_json_event_fast_declines(void **state) {
       EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"A\":1}}}}",
       EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"A\":1,\"A\":2}}}",
       EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"not a name\":1}}}",
+      EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"A\":[{\"not a name\":1}]}}}",
       EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"A\":\"\\u0000\"}}}",
       EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"A\":\"\xff\"}}}",
       EV "1,\"Type\":\"T\",\"Time\":\"t\",\"Data\":{\"A\":NaN}}}",

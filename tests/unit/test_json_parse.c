@@ -124,6 +124,48 @@ static void test_json_parse_edges(void **state) {
   free(s);
 }
 
+/* pm__json_parse_at at a field's depth (the event client's Data): the model's names and depth
+ * while it parses, as pm__tree_check_at would find them after (json_diff checks the two agree
+ * on every input of these tests). */
+static void expect_at(int ok, const char *text) {
+  json_t *tree = NULL;
+  int rc = pm__json_parse_at((const uint8_t *)text, strlen(text), 2, &tree);
+  if ((rc == 0) != ok)
+    print_error("%.80s: %d\n", text, rc);
+  assert_int_equal(ok, rc == 0);
+  assert_true(ok ? tree != NULL : tree == NULL);
+  json_decref(tree);
+  expect_same(text, strlen(text), text);
+}
+
+static void test_json_parse_at_model(void **state) {
+  static const char *const taken[] = {
+      "{}", "{\"A\":1}", "{\"A_b.c-9\":{\"_x\":[{\"Y\":null},[]]}}", "{\"\\u0041\":1}",
+      "{\"A\":[1,{\"B\":\"x\"}]}"};
+  static const char *const refused[] = {
+      "{\"not a name\":1}", "{\"A\":{\"b c\":1}}", "{\"A\":[{\"1a\":1}]}", "{\"\":1}",
+      "{\"A\":[[{\"B\":1,\"-\":2}]]}", "{\"\\u00e9\":1}", "{\"A\":1,\"A\":2}", "{\"A\":1"};
+  char *s;
+  (void)state;
+  for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
+    expect_at(1, taken[i]);
+  for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+    expect_at(0, refused[i]);
+  /* The root at depth 2 and n objects in it: the innermost member at 2 + n. */
+  s = deep("", PM_NESTING_MAX - 2, "{\"A\":", "1", "}");
+  expect_at(1, s);
+  free(s);
+  s = deep("", PM_NESTING_MAX - 1, "{\"A\":", "1", "}");
+  expect_at(0, s);
+  free(s);
+  s = deep("", PM_NESTING_MAX - 1, "[", "{}", "]");
+  expect_at(0, s);
+  free(s);
+  s = deep("", PM_NESTING_MAX - 2, "[", "{}", "]");
+  expect_at(1, s);
+  free(s);
+}
+
 /* What the random edits put in. */
 static const char *const tokens[] = {
     "{", "}", "[", "]", ":", ",", "\"", "\\", "\\u", "\\ud83d", "\\ude00", "\\u0000", "1",
@@ -252,6 +294,7 @@ static void test_json_parse_message(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_json_parse_edges),
+      cmocka_unit_test(test_json_parse_at_model),
       cmocka_unit_test(test_json_parse_corpus_and_random),
       cmocka_unit_test(test_json_parse_long_strings),
       cmocka_unit_test(test_json_parse_plain_scan),
