@@ -126,13 +126,15 @@ int pm__json_encode_pieces(const pm_msg *m, uint8_t **buf, pm__piece **pieces, s
 int pm__msg_encode_pieces(const pm_msg *m, pm_encoding enc, uint8_t **buf, pm__piece **pieces,
                           size_t *n, size_t *len);
 
-/* The compact JSON text of v, a value that passed the model's check (pm__tree_check: it bounds
- * the depth, and its member names are names, written without a scan for escapes), as pm_json_encode writes it inside a message: in a new buffer (*out, pm__free)
- * after `room` bytes left for the caller, followed by a NUL; *len is the text's length, and
- * *nodes (may be NULL) v's nodes as pm__tree_nodes counts them for JSON, less its message
- * wrapper's 2 (past PM_NODES_MAX the count stops, somewhere above it).
- * 0, PM_EINVAL (a string that is not UTF-8) or PM_ENOMEM. */
-int pm__json_value_text(const json_t *v, size_t room, uint8_t **out, size_t *len, size_t *nodes);
+/* The compact JSON text of v, a value standing at depth (> 0) in a message, as pm_json_encode
+ * writes it inside one: in a new buffer (*out, pm__free) after `room` bytes left for the
+ * caller, followed by a NUL; *len is the text's length, and *nodes (may be NULL) v's nodes as
+ * pm__tree_nodes counts them for JSON, less its message wrapper's 2. v is checked first as
+ * pm__tree_check_at(v, depth) checks it (it bounds the depth, and its member names are names,
+ * written without a scan for escapes), in the walk that measures it.
+ * 0, the check's PM_EINVAL or PM_EDEPTH, PM_EINVAL (a string that is not UTF-8) or PM_ENOMEM. */
+int pm__json_value_text(const json_t *v, int depth, size_t room, uint8_t **out, size_t *len,
+                        size_t *nodes);
 
 /* Test hook: sees every peer the command server accepts before anything else does, so a test
  * can give its connections uids of its choosing. NULL (the default): none. */

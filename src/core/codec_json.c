@@ -339,42 +339,62 @@ static int put_value(sink *s, const json_t *v) {
  * member's name) to *nodes, stopping early once past PM_NODES_MAX; and its encoded size
  * without escapes (numbers counted long) to *size, the buffer's first size, so a big message is
  * one allocation (one mapping, grown in place if escapes need more) and not a chain of copies
- * that leaves the small ones behind on the heap. */
-static void measure(const json_t *v, size_t lend_min, size_t *nodes, size_t *size) {
+ * that leaves the small ones behind on the heap. With depth > 0, v (standing at that depth) is
+ * also checked as pm__tree_check_at checks it, in the same walk, which then goes to the end
+ * (past PM_NODES_MAX too, as the check does): 0, PM_EINVAL or PM_EDEPTH. */
+static int measure(const json_t *v, size_t lend_min, int depth, size_t *nodes, size_t *size) {
   const char *key;
   size_t key_len, i;
   json_t *child;
+  int rc;
   *nodes += 1;
   switch (json_typeof(v)) {
   case JSON_OBJECT:
     *size += 2;
     json_object_keylen_foreach((json_t *)v, key, key_len, child) {
-      if (*nodes > PM_NODES_MAX)
-        return;
+      if (depth > 0) {
+        if (!pm__name_valid_n(key, key_len))
+          return PM_EINVAL;
+        if (depth + 1 > PM_NESTING_MAX)
+          return PM_EDEPTH;
+      } else if (*nodes > PM_NODES_MAX) {
+        return 0;
+      }
       *nodes += 1;
       *size += key_len + 4;
-      measure(child, lend_min, nodes, size);
+      rc = measure(child, lend_min, depth > 0 ? depth + 1 : 0, nodes, size);
+      if (rc < 0)
+        return rc;
     }
-    return;
+    return 0;
   case JSON_ARRAY:
     *size += 2;
     json_array_foreach(v, i, child) {
-      if (*nodes > PM_NODES_MAX)
-        return;
+      if (depth > 0) {
+        if (depth + 1 > PM_NESTING_MAX)
+          return PM_EDEPTH;
+      } else if (*nodes > PM_NODES_MAX) {
+        return 0;
+      }
       *size += 1;
-      measure(child, lend_min, nodes, size);
+      rc = measure(child, lend_min, depth > 0 ? depth + 1 : 0, nodes, size);
+      if (rc < 0)
+        return rc;
     }
-    return;
+    return 0;
   case JSON_STRING:
+    if (depth > 0 && strlen(json_string_value(v)) != json_string_length(v))
+      return PM_EINVAL;
     /* A string long enough to be lent is guessed at its quotes: most of it will be. */
     *size += (lend_min == 0 || json_string_length(v) < lend_min ? json_string_length(v) : 0) + 2;
-    return;
+    return 0;
   case JSON_INTEGER:
   case JSON_REAL:
     *size += 24;
-    return;
+    return 0;
   default:
     *size += 5;
+    return 0;
   }
 }
 
@@ -386,7 +406,7 @@ static int encode(const pm_msg *m, sink *s) {
   if (m == NULL || pm__tree_check(pm_msg_fields(m), NULL) < 0)
     goto fail;
   rc = PM_ELIMIT;
-  measure(pm_msg_fields(m), s->lend ? PM__JSON_LEND_MIN : 0, &nodes, &guess);
+  measure(pm_msg_fields(m), s->lend ? PM__JSON_LEND_MIN : 0, 0, &nodes, &guess);
   if (nodes > PM_NODES_MAX)
     goto fail;
   /* One pass into one buffer: {"Kind": fields}. The kind is a checked name, so it needs no
@@ -602,14 +622,15 @@ int pm__json_event(const uint8_t *p, size_t len, pm__event_view *ev) {
   return 1;
 }
 
-int pm__json_value_text(const json_t *v, size_t room, uint8_t **out, size_t *len,
+int pm__json_value_text(const json_t *v, int depth, size_t room, uint8_t **out, size_t *len,
                         size_t *nodes) {
   sink s = {0};
   size_t count = 0, guess = 0;
-  int rc;
+  int rc = measure(v, 0, depth, &count, &guess);
+  if (rc < 0)
+    return rc;
   s.len = room;
   /* The guess plus the NUL: one allocation for most values. */
-  measure(v, 0, &count, &guess);
   s.cap = room + guess + 1;
   s.buf = pm__malloc(s.cap);
   if (s.buf == NULL)

@@ -823,6 +823,7 @@ typedef struct {
   size_t len, cap;
   int err;
   int counting;
+  size_t nodes; /* elements and texts put, as pm__tree_nodes counts them for XML */
 } out_buf;
 
 static void put(out_buf *b, const char *s, size_t n) {
@@ -902,6 +903,7 @@ static void put_element(out_buf *b, const char *name, const json_t *v) {
   int empty = json_is_null(v) || (json_is_object(v) && json_object_size(v) == 0) ||
               (json_is_array(v) && json_array_size(v) == 0) ||
               (json_is_string(v) && json_string_length(v) == 0);
+  b->nodes += 1 + (!empty && !json_is_object(v) && !json_is_array(v));
   put(b, "<", 1);
   put(b, name, name_len);
   if (empty) {
@@ -935,11 +937,12 @@ static void put_element(out_buf *b, const char *name, const json_t *v) {
   put(b, ">", 1);
 }
 
-int pm__xml_element_size(const char *name, const json_t *v, size_t *len) {
+int pm__xml_element_size(const char *name, const json_t *v, size_t *len, size_t *nodes) {
   out_buf b = {0};
   b.counting = 1;
   put_element(&b, name, v);
   *len = b.len;
+  *nodes = b.nodes;
   return b.err;
 }
 

@@ -34,8 +34,9 @@ int pm__name_valid_n(const char *name, size_t len);
 size_t pm__tree_nodes(const json_t *fields, pm_encoding enc);
 
 /* The bytes pm_xml_encode writes for the value v (checked as above) as the element name,
- * counted without writing them: 0 with *len, or PM_EINVAL when a string of v cannot be XML
- * text. */
-int pm__xml_element_size(const char *name, const json_t *v, size_t *len);
+ * counted without writing them, and in the same walk the nodes it writes (as pm__tree_nodes
+ * counts them for XML, but to the end): *len and *nodes, and 0, or PM_EINVAL when a string of
+ * v cannot be XML text. */
+int pm__xml_element_size(const char *name, const json_t *v, size_t *len, size_t *nodes);
 
 #endif

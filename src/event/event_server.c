@@ -1280,20 +1280,21 @@ void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg)
  * stricter, first), without building that message or either encoding. The id is not known
  * yet; the largest one stands in for it. The JSON form is ev's own text in an envelope; the
  * XML form's length is counted by the XML encoder's own writer. data passed pm__tree_check
- * at a field's depth; data_nodes is its JSON node count from pm__event_new_checked. */
+ * at a field's depth (in pm__event_new_checked); data_nodes is its JSON node count from there. */
 static int check_encodable(const pm_event_server *s, const pm__event *ev, json_t *data,
                            size_t data_nodes) {
   uint8_t header[PM_FRAME_HEADER_SIZE];
   size_t head = json_head(NULL, INT64_MAX, ev, data != NULL);
-  size_t xml_len = 0, xml_nodes = XML_EVENT_NODES, json_nodes = JSON_EVENT_NODES;
-  int rc;
+  size_t xml_len = 0, xml_nodes = 0, json_nodes = JSON_EVENT_NODES;
+  int rc = 0;
+  /* The XML size and nodes in one walk; the verdict in pm_xml_encode's order: nodes first. */
   if (data != NULL) {
-    xml_nodes += pm__tree_nodes(data, PM_ENC_XML);
+    rc = pm__xml_element_size("Data", data, &xml_len, &xml_nodes);
     json_nodes = JSON_DATA_NODES(data_nodes);
   }
-  if (xml_nodes > PM_NODES_MAX)
+  if (XML_EVENT_NODES + xml_nodes > PM_NODES_MAX)
     return PM_EMSGSIZE;
-  if (data != NULL && (rc = pm__xml_element_size("Data", data, &xml_len)) < 0)
+  if (rc < 0)
     return rc;
   xml_len += sizeof(XML_ENVELOPE) - 1 + ID_DIGITS_MAX + strlen(ev->type) + strlen(ev->time);
   if (pm_frame_header(xml_len, s->opts.max_message, header) < 0 || json_nodes > PM_NODES_MAX ||
@@ -1358,17 +1359,14 @@ int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, 
   }
   pm_time_now(now);
   transient = is_transient(s, type);
-  /* Data is a field of the Event: depth 2, under the root element. A tree the model refuses
-   * (a string that is not UTF-8, a NUL, too deep) has no encoding in either form. */
-  if (data != NULL && pm__tree_check_at(data, 2, NULL) < 0) {
-    json_decref(data);
-    return PM_EINVAL;
-  }
-  /* The event as the queue keeps it: its Data's JSON text, made once (the id comes later). */
+  /* The event as the queue keeps it: its Data's JSON text, made once (the id comes later).
+   * Data is a field of the Event: depth 2, under the root element. A tree the model refuses
+   * (a member name that is not a name, a NUL, too deep; checked in the walk that measures the
+   * text) has no encoding in either form. */
   rc = pm__event_new_checked(0, type, json_incref(data), transient, now, &data_nodes, &ev);
   if (rc < 0) {
     json_decref(data);
-    return rc;
+    return rc == PM_EDEPTH ? PM_EINVAL : rc;
   }
   /* An event no session can encode would stay at the head of the queue for ever. Without Data
    * it is a name and a time: only its size needs checking, and that rarely (this keeps a

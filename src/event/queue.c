@@ -141,7 +141,7 @@ int pm__event_new_checked(int64_t id, const char *type, json_t *data, int transi
     return *out != NULL ? 0 : PM_ENOMEM;
   }
   /* The struct, the type and the text in the encoder's own buffer: one allocation, no copy. */
-  rc = pm__json_value_text(data, room, &buf, &len, json_nodes);
+  rc = pm__json_value_text(data, 2, room, &buf, &len, json_nodes);
   json_decref(data);
   if (rc < 0)
     return rc;

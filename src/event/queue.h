@@ -49,11 +49,12 @@ typedef struct pm__queue {
  * any other keeps its compact JSON text); bytes estimated from type and data. */
 pm__event *pm__event_new(int64_t id, const char *type, json_t *data, int transient,
                          const char *time);
-/* The same for data that passed pm__tree_check at a field's depth (publish checks it first):
- * its text is written by the JSON codec's encoder, faster than jansson's dump and the same
- * bytes. *json_nodes (may be NULL): data's nodes, as pm__json_value_text gives them (0 without
- * a text). 0, or the encoder's error (PM_EINVAL for a string that is not UTF-8, PM_ENOMEM);
- * data is taken in every case. */
+/* The same, checking data as pm__tree_check_at does at a field's depth (in the walk that
+ * measures its text): its text is written by the JSON codec's encoder, faster than jansson's
+ * dump and the same bytes. *json_nodes (may be NULL): data's nodes, as pm__json_value_text
+ * gives them (0 without a text). 0, or the check's error (PM_EINVAL, PM_EDEPTH) or the
+ * encoder's (PM_EINVAL for a string that is not UTF-8, PM_ENOMEM); data is taken in every
+ * case. */
 int pm__event_new_checked(int64_t id, const char *type, json_t *data, int transient,
                           const char *time, size_t *json_nodes, pm__event **out);
 /* A copy of ev (not of its place in a queue), or NULL when out of memory. */
