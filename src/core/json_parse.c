@@ -39,6 +39,11 @@ enum {
   T_NULL,
 };
 
+/* Objects this deep or less (the root is 1) look for a duplicate member name among their first
+ * SEEN_KEYS names by comparing them (parse_object). */
+#define SEEN_DEPTH 4
+#define SEEN_KEYS 8
+
 /* The longest token an error quotes (jansson's rule). */
 #define ERROR_CONTEXT_MAX 20
 
@@ -60,6 +65,13 @@ typedef struct parser {
    * model_depth. */
   size_t model_at;
   int model_depth;
+  /* The first SEEN_KEYS member names of the open object at each depth up to SEEN_DEPTH, while
+   * all of them were read in place (no escape): a duplicate among a few is found by comparing
+   * them, cheaper than a lookup in the object's hash table. */
+  struct {
+    const char *p;
+    size_t len;
+  } seen[SEEN_DEPTH][SEEN_KEYS];
   int err; /* the first error, as jansson keeps its first */
   char *why;
 } parser;
@@ -475,9 +487,29 @@ static int lex(parser *ps) {
 
 static json_t *parse_value(parser *ps);
 
+/* Whether the object being parsed (n_seen names so far, all of them in seen when n_seen <=
+ * SEEN_KEYS) has a member named key already; adds key to seen when it can. */
+static int duplicate(parser *ps, json_t *object, const char *key, size_t key_len,
+                     size_t *n_seen) {
+  size_t d = ps->depth - 1;
+  if (d < SEEN_DEPTH && *n_seen < SEEN_KEYS && !ps->str_escaped) {
+    for (size_t i = 0; i < *n_seen; i++)
+      if (ps->seen[d][i].len == key_len && memcmp(ps->seen[d][i].p, key, key_len) == 0)
+        return 1;
+    ps->seen[d][*n_seen].p = key;
+    ps->seen[d][*n_seen].len = key_len;
+    ++*n_seen;
+    return 0;
+  }
+  /* From here on every name is looked up: the hash table has them all. */
+  *n_seen = SEEN_KEYS + 1;
+  return json_object_getn(object, key, key_len) != NULL;
+}
+
 static json_t *parse_object(parser *ps) {
   json_t *object = json_object();
   char *key_copy = NULL;
+  size_t n_seen = 0;
   if (object == NULL)
     return oom(ps);
   if (lex(ps) < 0)
@@ -512,7 +544,7 @@ static json_t *parse_object(parser *ps) {
       fail(ps, PM_EINVAL, ps->tok_at, "invalid member name");
       goto error;
     }
-    if (json_object_getn(object, key, key_len) != NULL) {
+    if (duplicate(ps, object, key, key_len, &n_seen)) {
       fail(ps, PM_EPARSE, ps->tok_at, "duplicate object key");
       goto error;
     }
