@@ -66,7 +66,11 @@ typedef struct session {
   int closed; /* uv_close was called */
   pm_reader *reader;
   pm_encoding encoding;
-  pm_peer peer;
+  /* The entry log_event hands to the log callback, its peer set once at the connection (a
+   * pm_peer is 736 bytes: a copy per entry was two per event); logging: a callback for it is
+   * running. */
+  pm_event_log log;
+  int logging;
   uint64_t started_ns;
   int64_t ping_seq;
   uint64_t ping_sent_ms; /* loop time the outstanding heartbeat was sent */
@@ -226,21 +230,25 @@ static int queued_msg(const pm__event *ev, pm_msg **out) {
   return rc;
 }
 
-/* Appends len bytes to buf at *n (only counts them when buf is NULL). */
+/* Appends len bytes to buf at *n. */
 static void put(char *buf, size_t *n, const char *p, size_t len) {
-  if (buf != NULL)
-    memcpy(buf + *n, p, len);
+  memcpy(buf + *n, p, len);
   *n += len;
 }
 
 /* The JSON Event body before the Data, as pm_json_encode writes it:
  * {"Event":{"Id":ID,"Type":"TYPE","Time":"TIME" and, with Data, ,"Data":
- * A type is a name and a time is made of [0-9:.TZ-], so neither needs escaping. Writes it to
- * buf when not NULL (no NUL added); returns its length. It runs per event sent, so it copies
- * instead of formatting. */
+ * A type is a name and a time is made of [0-9:.TZ-], so neither needs escaping. */
+#define JSON_HEAD_KIND "{\"" PM_KIND_EVENT "\":{\"Id\":"
+#define JSON_HEAD_TYPE ",\"Type\":\""
+#define JSON_HEAD_TIME "\",\"Time\":\""
+#define JSON_HEAD_DATA "\",\"Data\":"
+/* Digits of the largest id, which stands in for one not assigned yet. */
+#define ID_DIGITS_MAX 19
+
+/* Writes the head for id to buf (no NUL added); returns its length. It runs per event sent, so
+ * it copies instead of formatting. */
 static size_t json_head(char *buf, int64_t id, const pm__event *ev, int with_data) {
-  static const char k_kind[] = "{\"" PM_KIND_EVENT "\":{\"Id\":", k_type[] = ",\"Type\":\"",
-                    k_time[] = "\",\"Time\":\"", k_data[] = "\",\"Data\":";
   char digits[24];
   size_t n = 0, nd = 0;
   uint64_t v = (uint64_t)id; /* ids are positive */
@@ -248,17 +256,24 @@ static size_t json_head(char *buf, int64_t id, const pm__event *ev, int with_dat
     digits[sizeof(digits) - ++nd] = (char)('0' + v % 10);
     v /= 10;
   } while (v != 0);
-  put(buf, &n, k_kind, sizeof(k_kind) - 1);
+  put(buf, &n, JSON_HEAD_KIND, sizeof(JSON_HEAD_KIND) - 1);
   put(buf, &n, digits + sizeof(digits) - nd, nd);
-  put(buf, &n, k_type, sizeof(k_type) - 1);
+  put(buf, &n, JSON_HEAD_TYPE, sizeof(JSON_HEAD_TYPE) - 1);
   put(buf, &n, ev->type, strlen(ev->type));
-  put(buf, &n, k_time, sizeof(k_time) - 1);
+  put(buf, &n, JSON_HEAD_TIME, sizeof(JSON_HEAD_TIME) - 1);
   put(buf, &n, ev->time, strlen(ev->time));
   if (with_data)
-    put(buf, &n, k_data, sizeof(k_data) - 1);
+    put(buf, &n, JSON_HEAD_DATA, sizeof(JSON_HEAD_DATA) - 1);
   else
     put(buf, &n, "\"", 1);
   return n;
+}
+
+/* The head's length with the largest id (at least any id's), counted without writing it. */
+static size_t json_head_max(const pm__event *ev, int with_data) {
+  return sizeof(JSON_HEAD_KIND) - 1 + ID_DIGITS_MAX + sizeof(JSON_HEAD_TYPE) - 1 +
+         strlen(ev->type) + sizeof(JSON_HEAD_TIME) - 1 + strlen(ev->time) +
+         (with_data ? sizeof(JSON_HEAD_DATA) - 1 : 1);
 }
 
 /* The length of the JSON Event payload with this head and Data text (the two closing braces). */
@@ -272,16 +287,23 @@ static void set_state(session *ss, session_state st) {
 
 static void log_event(session *ss, const char *what, const char *reason, int64_t event_id) {
   pm_event_server *s = ss->server;
-  pm_event_log e;
+  pm_event_log nested, *e = &ss->log;
   if (s->opts.log == NULL)
     return;
-  e.peer = ss->peer;
-  e.observer = ss->role == ROLE_OBSERVER || ss->asked_observe;
-  e.what = what;
-  e.reason = reason;
-  e.event_id = event_id;
-  e.duration_ms = (uv_hrtime() - ss->started_ns) / 1000000u;
-  s->opts.log(&e, s->opts.data);
+  /* An entry caused by a log callback (one that publishes, say) gets a copy: the entry that
+   * callback holds does not change under it. */
+  if (ss->logging) {
+    nested = ss->log;
+    e = &nested;
+  }
+  e->observer = ss->role == ROLE_OBSERVER || ss->asked_observe;
+  e->what = what;
+  e->reason = reason;
+  e->event_id = event_id;
+  e->duration_ms = (uv_hrtime() - ss->started_ns) / 1000000u;
+  ss->logging++;
+  s->opts.log(e, s->opts.data);
+  ss->logging--;
 }
 
 static void log_entry(session *ss, const char *what, const char *reason) {
@@ -632,8 +654,8 @@ static void drop_unencodable(session *ss, int err) {
  * (*frame, *len). Only events publish checked come here (send_event), so the frame is within
  * max_message and its Data within the rules. */
 static int json_frame(pm_event_server *s, const pm__event *ev, uint8_t **frame, size_t *len) {
-  size_t head = json_head(NULL, ev->id, ev, ev->text != NULL);
-  size_t n = PM_FRAME_HEADER_SIZE + JSON_EVENT_LEN(head, ev->text_len);
+  size_t head, n = PM_FRAME_HEADER_SIZE + JSON_EVENT_LEN(json_head_max(ev, ev->text != NULL),
+                                                          ev->text_len);
   if (n > s->frame_cap) {
     uint8_t *grown = pm__realloc(s->frame, n);
     if (grown == NULL)
@@ -641,9 +663,10 @@ static int json_frame(pm_event_server *s, const pm__event *ev, uint8_t **frame, 
     s->frame = grown;
     s->frame_cap = n;
   }
+  head = json_head((char *)s->frame + PM_FRAME_HEADER_SIZE, ev->id, ev, ev->text != NULL);
+  n = PM_FRAME_HEADER_SIZE + JSON_EVENT_LEN(head, ev->text_len);
   if (pm_frame_header(n - PM_FRAME_HEADER_SIZE, s->opts.max_message, s->frame) < 0)
     return PM_EMSGSIZE;
-  json_head((char *)s->frame + PM_FRAME_HEADER_SIZE, ev->id, ev, ev->text != NULL);
   if (ev->text != NULL)
     memcpy(s->frame + PM_FRAME_HEADER_SIZE + head, ev->text, ev->text_len);
   memcpy(s->frame + n - 2, "}}", 2);
@@ -1096,10 +1119,10 @@ static void on_connection(void *data) {
     close_session(ss, "accept failed");
     return;
   }
-  pm__pipe_peer(&ss->pipe, &ss->peer, 1);
+  pm__pipe_peer(&ss->pipe, &ss->log.peer, 1);
   /* Who is asking comes first: a stranger learns nothing, not even that a client is attached. */
-  pm__authorizing(&ss->peer, &ss->pipe);
-  refused = s->opts.authorize != NULL && s->opts.authorize(&ss->peer, s->opts.data) != 0;
+  pm__authorizing(&ss->log.peer, &ss->pipe);
+  refused = s->opts.authorize != NULL && s->opts.authorize(&ss->log.peer, s->opts.data) != 0;
   pm__authorizing(NULL, NULL);
   if (refused) {
     ss->stranger = 1;
@@ -1264,8 +1287,6 @@ void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg)
  * (Id, Type, Time, Data in that order), less the id's digits, the type and the time, none of
  * which needs escaping (see json_head). */
 #define XML_ENVELOPE "<" PM_KIND_EVENT "><Id></Id><Type></Type><Time></Time></" PM_KIND_EVENT ">"
-/* Digits of the largest id, which stands in for the one not assigned yet. */
-#define ID_DIGITS_MAX 19
 /* The nodes of an Event besides its Data, counted as pm__tree_nodes counts them of
  * event_msg's fields. XML: the root element, and Id, Type and Time, each an element with
  * text. JSON: the {"Event": ...} wrapper and its member name, the fields object, and Id, Type
@@ -1284,7 +1305,7 @@ void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg)
 static int check_encodable(const pm_event_server *s, const pm__event *ev, json_t *data,
                            size_t data_nodes) {
   uint8_t header[PM_FRAME_HEADER_SIZE];
-  size_t head = json_head(NULL, INT64_MAX, ev, data != NULL);
+  size_t head = json_head_max(ev, data != NULL);
   size_t xml_len = 0, xml_nodes = 0, json_nodes = JSON_EVENT_NODES;
   int rc = 0;
   /* The XML size and nodes in one walk; the verdict in pm_xml_encode's order: nodes first. */

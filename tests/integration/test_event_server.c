@@ -34,6 +34,9 @@ typedef struct fixture {
   char observer_gone[PM_REASON_MAX]; /* the reason of the last observer's "detached" entry */
   uv_check_t rounds_check; /* counts the loop's rounds: each is one return from its poll */
   unsigned long rounds;
+  int publish_on_attach;  /* on_log publishes "FromLog" at the client's "attached" entry */
+  int attach_entry_kept;  /* that entry read the same after the publish (1), or not (-1) */
+  long long sent_pid;     /* the peer's pid in the last "sent" entry */
 } fixture;
 
 static fixture fx;
@@ -88,6 +91,27 @@ static void server_thread(void *arg) {
 
 static void on_log(const pm_event_log *e, void *data) {
   fixture *f = data;
+  int publish_now;
+  if (strcmp(e->what, "attached") == 0 && !e->observer) {
+    uv_mutex_lock(&seen_lock);
+    publish_now = f->publish_on_attach;
+    f->publish_on_attach = 0;
+    uv_mutex_unlock(&seen_lock);
+    /* On the loop thread, to an idle client: sent at once, and that send is logged too. */
+    if (publish_now) {
+      int rc = pm_event_server_publish(f->server, "FromLog", NULL, NULL);
+      int kept = rc == 0 && strcmp(e->what, "attached") == 0 && e->event_id == 0 &&
+                 e->reason == NULL && e->peer.pid == (long long)getpid();
+      uv_mutex_lock(&seen_lock);
+      f->attach_entry_kept = kept ? 1 : -1;
+      uv_mutex_unlock(&seen_lock);
+    }
+  }
+  if (strcmp(e->what, "sent") == 0) {
+    uv_mutex_lock(&seen_lock);
+    f->sent_pid = e->peer.pid;
+    uv_mutex_unlock(&seen_lock);
+  }
   if (strcmp(e->what, "dropped") == 0) {
     uv_mutex_lock(&seen_lock);
     snprintf(f->dropped, sizeof(f->dropped), "%s", e->reason);
@@ -981,6 +1005,29 @@ static void test_event_server_publish_on_loop_thread(void **state) {
   close(cl);
 }
 
+/* A log callback that publishes on the loop thread: its client's "attached" entry sends the
+ * event at once, and that send logs "sent" while the first entry is still being handled. The
+ * entry the callback holds reads as it was handed over, and the nested one has the peer too
+ * (the session keeps one entry with its peer and hands a copy to a nested callback). */
+static void test_event_server_log_entry_kept_across_nested_entry(void **state) {
+  int cl, kept;
+  long long pid;
+  (void)state;
+  uv_mutex_lock(&seen_lock);
+  fx.publish_on_attach = 1;
+  uv_mutex_unlock(&seen_lock);
+  cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+  expect_event(cl, 1, "FromLog"); /* the server's first */
+  pm_test_confirm(cl, 1);
+  uv_mutex_lock(&seen_lock);
+  kept = fx.attach_entry_kept;
+  pid = fx.sent_pid;
+  uv_mutex_unlock(&seen_lock);
+  assert_int_equal(1, kept);
+  assert_int_equal((long long)getpid(), pid);
+  close(cl);
+}
+
 /* An observer that connected first but has not sent its handshake yet holds no client slot:
  * a client that attaches meanwhile is the client, not told Busy; the observer's handshake then
  * makes it an observer. (The slot is settled at the handshake, never at accept.) */
@@ -1484,6 +1531,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_event_server_publish_after_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_server_start_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_05_publish_refuses_unencodable, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_log_entry_kept_across_nested_entry,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_server_publish_verdict_is_the_encoders, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_event_server_event_write_deadline, setup_write_deadline,
