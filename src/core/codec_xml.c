@@ -826,26 +826,32 @@ typedef struct {
   size_t nodes; /* elements and texts put, as pm__tree_nodes counts them for XML */
 } out_buf;
 
-static void put(out_buf *b, const char *s, size_t n) {
+/* put's growing of the buffer, out of line so that put itself is inlined into its many
+ * callers (publish runs them in counting mode per event, where the call was most of the work). */
+static int grow(out_buf *b, size_t n) {
+  size_t cap = b->cap ? b->cap : 256;
+  uint8_t *nb;
+  while (cap - b->len < n)
+    cap *= 2;
+  nb = pm__realloc(b->buf, cap);
+  if (nb == NULL) {
+    b->err = PM_ENOMEM;
+    return -1;
+  }
+  b->buf = nb;
+  b->cap = cap;
+  return 0;
+}
+
+static inline void put(out_buf *b, const char *s, size_t n) {
   if (b->err != 0)
     return;
   if (b->counting) {
     b->len += n;
     return;
   }
-  if (n > b->cap - b->len) {
-    size_t cap = b->cap ? b->cap : 256;
-    uint8_t *nb;
-    while (cap - b->len < n)
-      cap *= 2;
-    nb = pm__realloc(b->buf, cap);
-    if (nb == NULL) {
-      b->err = PM_ENOMEM;
-      return;
-    }
-    b->buf = nb;
-    b->cap = cap;
-  }
+  if (n > b->cap - b->len && grow(b, n) < 0)
+    return;
   memcpy(b->buf + b->len, s, n);
   b->len += n;
 }
