@@ -37,8 +37,6 @@ bool pm_name_valid(const char *name) {
   return name != NULL && pm__name_valid_n(name, strlen(name));
 }
 
-int pm__name_valid_n(const char *name, size_t len) { return name_valid_n(name, len); }
-
 int pm__msg_wrap(const char *kind, size_t kind_len, json_t *fields, pm_encoding enc, pm_msg **out) {
   pm_msg *m = NULL;
   int rc = PM_EINVAL;

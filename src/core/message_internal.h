@@ -23,8 +23,6 @@ int pm__msg_wrap(const char *kind, size_t kind_len, json_t *fields, pm_encoding 
 int pm__tree_check(const json_t *fields, char *why);
 /* The same check of one value v standing at depth (a field of a message is at depth 2). */
 int pm__tree_check_at(const json_t *v, int depth, char *why);
-/* Whether len bytes are a name (pm_name_valid; a NUL among them is not a name character). */
-int pm__name_valid_n(const char *name, size_t len);
 
 /* The nodes a message with these (checked) fields encodes to in enc, counted as the decoders
  * count them against PM_NODES_MAX: in JSON the {"Kind": ...} wrapper, its member name, and
