@@ -41,6 +41,11 @@ void pm__debug(const char *fmt, ...) PM__PRINTF(1, 2);
 
 /* Bytes the reader has allocated for the payload (tests check lazy growth). */
 struct pm_reader;
+/* The payload length a frame header announces, 1 to max_message (the top bit clear): 0 with
+ * *len, or PM_EMSGSIZE. The one rule pm_reader_feed and the command client's whole first read
+ * both apply. */
+int pm__frame_length(const uint8_t *header, size_t max_message,
+                     size_t *len);
 size_t pm__reader_capacity(const struct pm_reader *r);
 
 /* Lets a frame's payload be read straight into the reader's buffer, not copied there from a

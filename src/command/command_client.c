@@ -81,18 +81,13 @@ static int sent_some(request_out *r, size_t n) {
   return r->header_sent == PM_FRAME_HEADER_SIZE && r->i == r->n;
 }
 
-/* The payload of a whole frame at the start of the n bytes at p, checked as pm_reader_feed
- * checks a header (1 to max_message bytes); NULL when there is none (then the reader is fed
- * them, and judges). */
+/* The payload of a whole frame at the start of the n bytes at p, its header judged as
+ * pm_reader_feed judges one; NULL when there is none (then the reader is fed them, and judges). */
 static const uint8_t *whole_frame(const uint8_t *p, size_t n, size_t max_message,
                                   size_t *len) {
-  uint32_t l;
-  if (n < PM_FRAME_HEADER_SIZE)
+  if (n < PM_FRAME_HEADER_SIZE || pm__frame_length(p, max_message, len) < 0 ||
+      *len > n - PM_FRAME_HEADER_SIZE)
     return NULL;
-  l = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
-  if (l == 0 || (l & 0x80000000u) || l > max_message || l > n - PM_FRAME_HEADER_SIZE)
-    return NULL;
-  *len = l;
   return p + PM_FRAME_HEADER_SIZE;
 }
 

@@ -65,6 +65,16 @@ static int grow(pm_reader *r, size_t need) {
   return 0;
 }
 
+int pm__frame_length(const uint8_t *header, size_t max_message,
+                     size_t *len) {
+  uint32_t n = ((uint32_t)header[0] << 24) | ((uint32_t)header[1] << 16) |
+               ((uint32_t)header[2] << 8) | (uint32_t)header[3];
+  if (n == 0 || (n & 0x80000000u) || n > max_message)
+    return PM_EMSGSIZE;
+  *len = n;
+  return 0;
+}
+
 long pm_reader_feed(pm_reader *r, const void *data, size_t len) {
   const uint8_t *p = data;
   size_t used = 0;
@@ -80,14 +90,9 @@ long pm_reader_feed(pm_reader *r, const void *data, size_t len) {
     r->header[r->header_have++] = p[used++];
   if (r->header_have < PM_FRAME_HEADER_SIZE)
     return (long)used;
-  if (r->length == 0) {
-    uint32_t n = ((uint32_t)r->header[0] << 24) | ((uint32_t)r->header[1] << 16) |
-                 ((uint32_t)r->header[2] << 8) | (uint32_t)r->header[3];
-    /* Judged from the header alone, before any payload allocation (§2). */
-    if (n == 0 || (n & 0x80000000u) || n > r->max_message)
-      return fail(r, PM_EMSGSIZE);
-    r->length = n;
-  }
+  /* Judged from the header alone, before any payload allocation (§2). */
+  if (r->length == 0 && pm__frame_length(r->header, r->max_message, &r->length) < 0)
+    return fail(r, PM_EMSGSIZE);
   if (used < len) {
     size_t take = len - used;
     if (take > r->length - r->have)
