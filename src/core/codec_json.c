@@ -342,6 +342,14 @@ static int put_value(sink *s, const json_t *v) {
  * that leaves the small ones behind on the heap. With depth > 0, v (standing at that depth) is
  * also checked as pm__tree_check_at checks it, in the same walk, which then goes to the end
  * (past PM_NODES_MAX too, as the check does): 0, PM_EINVAL or PM_EDEPTH. */
+/* Before measure's next member or element: with depth > 0 (checking), PM_EDEPTH where it would
+ * stand too deep; without, 1 once the count is past PM_NODES_MAX (stop); else 0. */
+static int measure_child(int depth, size_t nodes) {
+  if (depth > 0)
+    return depth + 1 > PM_NESTING_MAX ? PM_EDEPTH : 0;
+  return nodes > PM_NODES_MAX;
+}
+
 static int measure(const json_t *v, size_t lend_min, int depth, size_t *nodes, size_t *size) {
   const char *key;
   size_t key_len, i;
@@ -352,14 +360,10 @@ static int measure(const json_t *v, size_t lend_min, int depth, size_t *nodes, s
   case JSON_OBJECT:
     *size += 2;
     json_object_keylen_foreach((json_t *)v, key, key_len, child) {
-      if (depth > 0) {
-        if (!pm__name_valid_n(key, key_len))
-          return PM_EINVAL;
-        if (depth + 1 > PM_NESTING_MAX)
-          return PM_EDEPTH;
-      } else if (*nodes > PM_NODES_MAX) {
-        return 0;
-      }
+      if (depth > 0 && !pm__name_valid_n(key, key_len))
+        return PM_EINVAL;
+      if ((rc = measure_child(depth, *nodes)) != 0)
+        return rc < 0 ? rc : 0;
       *nodes += 1;
       *size += key_len + 4;
       rc = measure(child, lend_min, depth > 0 ? depth + 1 : 0, nodes, size);
@@ -370,12 +374,8 @@ static int measure(const json_t *v, size_t lend_min, int depth, size_t *nodes, s
   case JSON_ARRAY:
     *size += 2;
     json_array_foreach(v, i, child) {
-      if (depth > 0) {
-        if (depth + 1 > PM_NESTING_MAX)
-          return PM_EDEPTH;
-      } else if (*nodes > PM_NODES_MAX) {
-        return 0;
-      }
+      if ((rc = measure_child(depth, *nodes)) != 0)
+        return rc < 0 ? rc : 0;
       *size += 1;
       rc = measure(child, lend_min, depth > 0 ? depth + 1 : 0, nodes, size);
       if (rc < 0)
