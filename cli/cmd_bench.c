@@ -784,14 +784,16 @@ static int run_events(bench *bh, int with_floor, int with_zmq) {
  * The server runs in a child process (bench_child_start), so the client's and the server's
  * peak memory are measured apart, each against the payload size. */
 
+/* Answers with the Blob's length, which the tree keeps: a second pass over 100 MiB after
+ * pm_tree_get_string's would be the handler's cost, not pipemsg's. */
 static void big_handler(pm_command_call *call, void *data) {
   const char *blob = NULL;
   const json_t *params = pm_command_call_params(call);
+  json_int_t bytes = 0;
   (void)data;
-  if (params != NULL)
-    pm_tree_get_string(params, "Blob", &blob);
-  pm_command_call_reply(call, PM_RESULT_OK, NULL,
-                        json_pack("{s:I}", "Bytes", (json_int_t)(blob ? strlen(blob) : 0)));
+  if (params != NULL && pm_tree_get_string(params, "Blob", &blob) == 0)
+    bytes = (json_int_t)json_string_length(json_object_get(params, "Blob"));
+  pm_command_call_reply(call, PM_RESULT_OK, NULL, json_pack("{s:I}", "Bytes", bytes));
 }
 
 static int read_full(bench_raw fd, void *buf, size_t len) {
@@ -835,6 +837,9 @@ int bench_big_serve(const char *path, size_t max_message, int raw, int (*ready)(
     so.request_timeout_ms = 60000;
     so.write_timeout_ms = 60000;
     so.handler = big_handler;
+    /* A service that takes large messages, as pipemsgd: jansson's long strings in huge
+     * pages (the raw server above has no such copy to make). */
+    (void)pm_json_huge_pages();
     if (uv_loop_init(&loop) < 0 || pm_command_server_start(&loop, path, &so, &s) < 0 ||
         ready(arg) < 0)
       return PM_EIO;

@@ -221,6 +221,9 @@ void platform_heap_setup(void) {
 #if defined(__GLIBC__)
   mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
 #endif
+  /* A large request's long strings: jansson's copies in huge pages, as the frames are. The
+   * service gives jansson no allocator of its own, so nothing can refuse it. */
+  (void)pm_json_huge_pages();
 }
 
 /* A large request leaves its frame and what decoding it took as free heap, which glibc keeps.

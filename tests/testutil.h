@@ -65,6 +65,10 @@ int pm_test_watch_opens(const char *path);
 /* 1 if the watched file was opened or read since the watch began (or the last call), else 0. */
 int pm_test_watch_opened(int watch);
 void pm_test_watch_end(int watch);
+/* Whether the first whole huge page (2 MiB) inside [p, p + n) lies in a mapping advised for
+ * transparent huge pages (Linux: "hg" in /proc/self/smaps): 1 or 0; -1 when this system cannot
+ * tell (not Linux, THP "never" or absent, no whole huge page inside). */
+int pm_test_huge_advised(const void *p, size_t n);
 /* 1 when running under wine (ntdll's wine_get_version), 0 elsewhere (always 0 on Unix). */
 int pm_test_under_wine(void);
 /* What an application running the library's servers on its own loop does (docs/architecture.md,

@@ -1,6 +1,7 @@
 /* The test helpers that need no socket, process or /proc of their own (pm_testutil_core):
  * built for every platform and linked into every test program. A service's log and calls to
  * it through the library client are here too: they are the same everywhere. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,40 @@ int pm_test_result(int failed) {
   if (failed != 0)
     return 1;
   return skipped > 0 ? PM_TEST_SKIPPED : 0;
+}
+
+int pm_test_huge_advised(const void *p, size_t n) {
+#if defined(__linux__)
+  const uintptr_t huge = (uintptr_t)2 << 20;
+  uintptr_t at = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+  char line[512], mode[128] = "";
+  unsigned long lo = 0, hi = 0;
+  int in = 0, found = -1;
+  FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+  if (f != NULL) {
+    if (fgets(mode, sizeof(mode), f) == NULL)
+      mode[0] = '\0';
+    fclose(f);
+  }
+  /* No huge pages to ask for, or none whole inside the block: nothing to tell. */
+  if (strstr(mode, "[never]") != NULL || mode[0] == '\0' || at + huge > (uintptr_t)p + n)
+    return -1;
+  f = fopen("/proc/self/smaps", "r");
+  if (f == NULL)
+    return -1;
+  while (found < 0 && fgets(line, sizeof(line), f) != NULL) {
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+      in = at >= lo && at < hi;
+    else if (in && strncmp(line, "VmFlags:", 8) == 0)
+      found = strstr(line, " hg") != NULL;
+  }
+  fclose(f);
+  return found;
+#else
+  (void)p;
+  (void)n;
+  return -1;
+#endif
 }
 
 long pm_test_margin_ms(long margin_ms) {

@@ -59,6 +59,14 @@ json_t *pm_msg_fields(const pm_msg *m);
 /* The encoding the message was decoded from; 0 for a message built in memory. */
 pm_encoding pm_msg_encoding(const pm_msg *m);
 
+/* Process-wide, for a program that takes large messages (pipemsgd calls it at start): makes
+ * jansson's allocations of 4 MiB and more ask for transparent huge pages, as pipemsg's own
+ * frame buffers do, so that decoding a 100 MiB string does not cost 25 600 page faults for
+ * jansson's copy of it. Linux only; elsewhere, and where the kernel declines, nothing changes.
+ * Call it before other threads use jansson. 0, or PM_EBUSY: the application gave jansson an
+ * allocator of its own (json_set_alloc_funcs), which stays. */
+int pm_json_huge_pages(void);
+
 /* Typed reads of a member of an object (a message's fields, Params, Data...). Each accepts the
  * JSON-typed value and its textual form, as XML delivers it. PM_ENOENT if the member is
  * missing, PM_ETYPE if it cannot be read as that type. *out is written only on success.

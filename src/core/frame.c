@@ -7,7 +7,8 @@
 #include "pipemsg/frame.h"
 
 /* First payload allocation; then the buffer doubles as bytes arrive, never past the
- * announced length, so a peer that announces much and sends little costs little. */
+ * announced length, so a peer that announces much and sends little costs little (grow: from
+ * PM__BIG_BLOCK on, the rest is reserved at once and backed as it arrives). */
 #define READER_INITIAL_BUF 4096
 
 struct pm_reader {
@@ -55,11 +56,23 @@ static int grow(pm_reader *r, size_t need) {
   uint8_t *nb;
   while (cap < need)
     cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+  /* Past PM__BIG_BLOCK (the peer has sent half of it), the rest of the payload at once, in a
+   * new block that asks for huge pages before anything touches it: a big payload in small
+   * pages is mostly page faults, and growing on would copy it again at each doubling. Its
+   * pages are backed only as the bytes arrive. */
+  if (cap >= PM__BIG_BLOCK)
+    cap = r->length;
   if (cap > r->length)
     cap = r->length;
-  nb = pm__realloc(r->buf, cap);
-  if (nb == NULL)
+  if (cap >= PM__BIG_BLOCK) {
+    nb = pm__malloc_big(cap);
+    if (nb == NULL)
+      return PM_ENOMEM;
+    memcpy(nb, r->buf, r->have);
+    pm__free(r->buf);
+  } else if ((nb = pm__realloc(r->buf, cap)) == NULL) {
     return PM_ENOMEM;
+  }
   r->buf = nb;
   r->cap = cap;
   return 0;
