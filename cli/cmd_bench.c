@@ -17,6 +17,9 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +27,7 @@
 
 #include "bench.h"
 #include "cli.h"
+#include "internal.h"
 
 static const char usage_text[] =
     "Usage: pipemsg bench [OPTION]...\n"
@@ -822,10 +826,12 @@ int bench_big_serve(const char *path, size_t max_message, int raw, int (*ready)(
       if (read_full(fd, hdr, 4) < 0)
         return PM_EIO;
       len = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
-      buf = malloc(len);
+      /* In huge pages where the system has them, as pipemsg's frame buffer: the floor is the
+       * copy at memory speed, not 25 600 page faults. */
+      buf = pm__malloc_big(len);
       if (buf == NULL || read_full(fd, buf, len) < 0 || bench_write_frame(fd, "{}", 2) < 0)
         return PM_EIO;
-      free(buf);
+      pm__free(buf);
       bench_close(fd);
     }
   } else {
@@ -837,9 +843,14 @@ int bench_big_serve(const char *path, size_t max_message, int raw, int (*ready)(
     so.request_timeout_ms = 60000;
     so.write_timeout_ms = 60000;
     so.handler = big_handler;
-    /* A service that takes large messages, as pipemsgd: jansson's long strings in huge
-     * pages (the raw server above has no such copy to make). */
+    /* A service that takes large messages, set up as pipemsgd's heap is (service/
+     * platform_unix.c): jansson's long strings in huge pages (the raw server above has no
+     * such copy to make), and a fixed mmap threshold, so that glibc does not move a later
+     * request's smaller blocks into a heap that keeps them resident. */
     (void)pm_json_huge_pages();
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
     if (uv_loop_init(&loop) < 0 || pm_command_server_start(&loop, path, &so, &s) < 0 ||
         ready(arg) < 0)
       return PM_EIO;
@@ -853,6 +864,19 @@ typedef struct big_figures {
   double client_peak; /* bytes above RSS before the request was built (tree included) */
   double server_peak; /* bytes above the server's RSS before the call */
 } big_figures;
+
+/* Waits (up to BENCH_WAIT_S) until the server child's resident size is at most rss. */
+static int big_server_settled(bench_child *child, long long rss) {
+  uint64_t deadline = bench_now_ns() + (uint64_t)BENCH_WAIT_S * 1000000000u;
+  long long now, peak;
+  int rc;
+  while ((rc = bench_mem(child, &now, &peak)) == 0 && now > rss) {
+    if (bench_now_ns() > deadline)
+      return PM_ETIMEDOUT;
+    bench_sleep_ms(1);
+  }
+  return rc;
+}
 
 /* pipemsg: one request whose Params.Blob is size bytes, through pm_command_client_call to the
  * pipemsg command server of child (bench_child_start with max_message size + 4096) at path. */
@@ -874,6 +898,20 @@ static int big_call(const char *path, bench_child *child, size_t size, big_figur
   memset(raw, 'a', size);
   rc = pm_request_new("Put", 1, json_pack("{s:s%}", "Blob", raw, size), &req);
   free(raw);
+  if (rc == 0)
+    rc = bench_mem(child, &srv0, &peak);
+  /* One call untimed first, as the rate scenarios warm up and as big_floor does: on a virtual
+   * machine, memory the system has not handed out for a while costs several times as much to
+   * touch the first time, and the timed calls of both sides should find the same kind. */
+  if (rc == 0 && (rc = pm_command_client_call(path, &co, req, PM_ENC_JSON, &resp)) == 0) {
+    pm_msg_free(resp);
+    resp = NULL;
+  }
+  /* The server frees that request after the client has its response: its size before the
+   * timed call is read once it has (what it keeps between requests, as a running service
+   * would), and the peak reset then. */
+  if (rc == 0)
+    rc = big_server_settled(child, srv0 + (long long)size / 4);
   if (rc == 0)
     rc = bench_mem(child, &srv0, &peak);
   if (rc == 0 && (bench_peak_reset(NULL) < 0 || bench_peak_reset(child) < 0))
@@ -933,14 +971,17 @@ static int big_floor(bench *bh, size_t size, double *seconds) {
     free(frame);
     return rc;
   }
-  start = bench_now_ns();
-  fd = bench_connect(path);
-  rc = fd == BENCH_RAW_NONE ? PM_EIO : bench_write_frame(fd, frame, len);
-  if (rc == 0 && bench_read_frame(fd, resp, sizeof(resp)) < 0)
-    rc = PM_EIO;
-  *seconds = (double)(bench_now_ns() - start) / 1e9;
-  if (fd != BENCH_RAW_NONE)
-    bench_close(fd);
+  /* The first call warms up (see big_call), the second is timed. */
+  for (int i = 0; rc == 0 && i < 2; i++) {
+    start = bench_now_ns();
+    fd = bench_connect(path);
+    rc = fd == BENCH_RAW_NONE ? PM_EIO : bench_write_frame(fd, frame, len);
+    if (rc == 0 && bench_read_frame(fd, resp, sizeof(resp)) < 0)
+      rc = PM_EIO;
+    *seconds = (double)(bench_now_ns() - start) / 1e9;
+    if (fd != BENCH_RAW_NONE)
+      bench_close(fd);
+  }
   free(frame);
   bench_child_stop(child);
   return rc;
