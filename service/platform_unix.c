@@ -221,9 +221,10 @@ void platform_heap_setup(void) {
 #if defined(__GLIBC__)
   mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
 #endif
-  /* A large request's long strings: jansson's copies in huge pages, as the frames are. The
+  /* A large request's frame and jansson's copies of its long strings in huge pages: with the
+   * threshold fixed, each such block is a mapping of its own, and the request goes with it. The
    * service gives jansson no allocator of its own, so nothing can refuse it. */
-  (void)pm_json_huge_pages();
+  (void)pm_huge_pages(1);
 }
 
 /* A large request leaves its frame and what decoding it took as free heap, which glibc keeps.

@@ -69,6 +69,9 @@ void pm_test_watch_end(int watch);
  * transparent huge pages (Linux: "hg" in /proc/self/smaps): 1 or 0; -1 when this system cannot
  * tell (not Linux, THP "never" or absent, no whole huge page inside). */
 int pm_test_huge_advised(const void *p, size_t n);
+/* The heap as pipemsgd sets it up for pm_huge_pages (glibc: M_MMAP_THRESHOLD fixed at 1 MiB,
+ * so every big block is a mapping of its own); nothing elsewhere. */
+void pm_test_heap_as_service(void);
 /* 1 when running under wine (ntdll's wine_get_version), 0 elsewhere (always 0 on Unix). */
 int pm_test_under_wine(void);
 /* What an application running the library's servers on its own loop does (docs/architecture.md,

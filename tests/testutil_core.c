@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "internal.h"
 #include "testutil.h"
@@ -73,6 +76,12 @@ int pm_test_huge_advised(const void *p, size_t n) {
   (void)p;
   (void)n;
   return -1;
+#endif
+}
+
+void pm_test_heap_as_service(void) {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
 #endif
 }
 

@@ -59,13 +59,19 @@ json_t *pm_msg_fields(const pm_msg *m);
 /* The encoding the message was decoded from; 0 for a message built in memory. */
 pm_encoding pm_msg_encoding(const pm_msg *m);
 
-/* Process-wide, for a program that takes large messages (pipemsgd calls it at start): makes
- * jansson's allocations of 4 MiB and more ask for transparent huge pages, as pipemsg's own
- * frame buffers do, so that decoding a 100 MiB string does not cost 25 600 page faults for
- * jansson's copy of it. Linux only; elsewhere, and where the kernel declines, nothing changes.
- * Call it before other threads use jansson. 0, or PM_EBUSY: the application gave jansson an
- * allocator of its own (json_set_alloc_funcs), which stays. */
-int pm_json_huge_pages(void);
+/* Process-wide, for a program that takes large messages (pipemsgd turns it on at start): with
+ * on = 1, blocks of 4 MiB and more that pipemsg allocates for a frame, and that jansson
+ * allocates (a decoded long string), ask for transparent huge pages before anything is written
+ * to them, so that receiving a 100 MiB request does not cost 51 200 page faults; 0 turns it off
+ * (the default). Linux only; elsewhere, and where the kernel declines, nothing changes.
+ * The request stays with the addresses, not the block: turn it on only where such blocks get
+ * mappings of their own, as with glibc when M_MMAP_THRESHOLD is fixed at 4 MiB or less
+ * (pipemsgd fixes it at 1 MiB). Otherwise glibc raises its threshold after a big block is
+ * freed and serves the next from its heap, which would keep the request for later, small
+ * allocations. Call it before other threads use pipemsg or jansson. 0, or PM_EBUSY (and
+ * nothing changes): the application gave jansson an allocator of its own
+ * (json_set_alloc_funcs). */
+int pm_huge_pages(int on);
 
 /* Typed reads of a member of an object (a message's fields, Params, Data...). Each accepts the
  * JSON-typed value and its textual form, as XML delivers it. PM_ENOENT if the member is

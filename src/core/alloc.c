@@ -53,17 +53,23 @@ void pm__free(void *p) { free(p); }
  * elsewhere the advice covers less, which costs nothing). */
 #define HUGE_PAGE ((uintptr_t)2 << 20)
 
-/* Returns p, after asking (when it is a block of PM__BIG_BLOCK bytes or more) that the whole
- * huge pages inside it be backed by transparent huge pages (Linux, with THP in "madvise" or
- * "always" mode): a 100 MiB block touched in 4 KiB pages takes 25 600 page faults, which on a
- * virtual machine cost far more than writing the bytes (docs/benchmarks.md, "Eighth pass
- * (session 10): big messages"). Advice only: where the kernel declines, the block works as
- * before. */
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+/* pm_huge_pages: set before other threads use the library (its contract), read after. */
+static int huge_pages;
+#endif
+
+/* Returns p, after asking (with pm_huge_pages on, for a block of PM__BIG_BLOCK bytes or more)
+ * that the whole huge pages inside it be backed by transparent huge pages (Linux, with THP in
+ * "madvise" or "always" mode): a 100 MiB block touched in 4 KiB pages takes 25 600 page
+ * faults, which on a virtual machine cost far more than writing the bytes (docs/benchmarks.md,
+ * "Eighth pass (session 10): big messages"). Advice only: where the kernel declines, the block
+ * works as before. The advice stays with the addresses, which is why it is the program's
+ * choice: see pm_huge_pages. */
 static void *advise_if_big(void *p, size_t n) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   uintptr_t start = ((uintptr_t)p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
   uintptr_t end = ((uintptr_t)p + n) & ~(HUGE_PAGE - 1);
-  if (p != NULL && n >= PM__BIG_BLOCK && end > start)
+  if (huge_pages && p != NULL && n >= PM__BIG_BLOCK && end > start)
     (void)madvise((void *)start, end - start, MADV_HUGEPAGE);
 #else
   (void)n;
@@ -74,25 +80,31 @@ static void *advise_if_big(void *p, size_t n) {
 void *pm__malloc_big(size_t n) { return advise_if_big(pm__malloc(n), n); }
 
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-/* jansson's allocator after pm_json_huge_pages: big blocks advised before jansson writes them
+/* jansson's allocator while pm_huge_pages is on: big blocks advised before jansson writes them
  * (its copy of a long string). malloc, not pm__malloc: these are the application's
  * allocations as much as ours, and tests' failure injection is not for them. */
 static void *json_malloc_big(size_t n) { return advise_if_big(malloc(n), n); }
 #endif
 
-int pm_json_huge_pages(void) {
+int pm_huge_pages(int on) {
   json_malloc_t m;
   json_free_t f;
+  int ours = 0;
   json_get_alloc_funcs(&m, &f);
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-  if (m == json_malloc_big && f == free)
-    return 0;
+  ours = m == json_malloc_big && f == free;
 #endif
-  /* jansson's defaults; anything else is the application's own allocator, kept. */
-  if (m != malloc || f != free)
+  /* jansson's defaults or ours; anything else is the application's own allocator, kept. */
+  if (!ours && (m != malloc || f != free))
     return PM_EBUSY;
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-  json_set_alloc_funcs(json_malloc_big, free);
+  if (on && !ours)
+    json_set_alloc_funcs(json_malloc_big, free);
+  else if (!on && ours)
+    json_set_alloc_funcs(malloc, free);
+  huge_pages = on != 0;
+#else
+  (void)on;
 #endif
   return 0;
 }

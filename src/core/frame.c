@@ -8,8 +8,10 @@
 
 /* First payload allocation; then the buffer doubles as bytes arrive, never past the
  * announced length, so a peer that announces much and sends little costs little (grow: from
- * PM__BIG_BLOCK on, the rest is reserved at once and backed as it arrives). */
+ * PM__BIG_BLOCK on, in larger steps). */
 #define READER_INITIAL_BUF 4096
+/* From PM__BIG_BLOCK on, a new block holds this many times the bytes that have arrived. */
+#define READER_BIG_STEP 8
 
 struct pm_reader {
   size_t max_message;
@@ -56,19 +58,22 @@ static int grow(pm_reader *r, size_t need) {
   uint8_t *nb;
   while (cap < need)
     cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-  /* Past PM__BIG_BLOCK (the peer has sent half of it), the rest of the payload at once, in a
-   * new block that asks for huge pages before anything touches it: a big payload in small
-   * pages is mostly page faults, and growing on would copy it again at each doubling. Its
-   * pages are backed only as the bytes arrive. */
-  if (cap >= PM__BIG_BLOCK)
-    cap = r->length;
+  /* Once doubling would reach PM__BIG_BLOCK, steps of READER_BIG_STEP times what has arrived,
+   * each a new block that may ask for huge pages before anything touches it (pm_huge_pages):
+   * a big payload in small pages is mostly page faults, and doubling on would copy it again at
+   * each step. Eight times bounds both the copying (a seventh of the payload in all) and what
+   * a peer's bytes make the reader reserve: Windows, and Linux with strict overcommit, count a
+   * block's whole size at once, not the pages touched. */
+  if (cap >= PM__BIG_BLOCK && need <= SIZE_MAX / READER_BIG_STEP && need * READER_BIG_STEP > cap)
+    cap = need * READER_BIG_STEP;
   if (cap > r->length)
     cap = r->length;
   if (cap >= PM__BIG_BLOCK) {
     nb = pm__malloc_big(cap);
     if (nb == NULL)
       return PM_ENOMEM;
-    memcpy(nb, r->buf, r->have);
+    if (r->have > 0)
+      memcpy(nb, r->buf, r->have);
     pm__free(r->buf);
   } else if ((nb = pm__realloc(r->buf, cap)) == NULL) {
     return PM_ENOMEM;

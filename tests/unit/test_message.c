@@ -370,43 +370,56 @@ static void test_message_time_now(void **state) {
 
 static void *app_malloc(size_t n) { return malloc(n); }
 
-/* pm_json_huge_pages: a decoded long string (jansson's copy of it) lies in memory advised for
- * huge pages where the system has them; an allocator the application gave jansson stays;
- * asking twice is no error. jansson's default allocator is back at the end. */
-static void test_message_json_huge_pages(void **state) {
+/* Decodes a request whose Blob is size bytes; asserts whether jansson's copy of it lies in
+ * memory advised for huge pages, where the system can tell. */
+static void decode_blob_advised(const char *text, size_t len, size_t size, int expect) {
+  const char *blob;
+  pm_msg *msg;
+  int advised;
+  assert_pm(0, pm_json_decode(text, len, &msg, NULL));
+  assert_pm(0, pm_tree_get_string(json_object_get(pm_msg_fields(msg), "Params"), "Blob", &blob));
+  assert_int_equal(size, strlen(blob));
+  advised = pm_test_huge_advised(blob, size);
+  if (advised >= 0)
+    assert_int_equal(expect, advised);
+  else
+    print_message("huge pages: this system cannot tell; not checked\n");
+  pm_msg_free(msg);
+}
+
+/* pm_huge_pages: while it is on, a decoded long string (jansson's copy of it) lies in memory
+ * advised for huge pages; off (the default, and again after) it does not, and jansson has its
+ * default allocator back; an allocator the application gave jansson stays either way; asking
+ * twice is no error. */
+static void test_message_huge_pages(void **state) {
   const size_t size = (size_t)6 << 20;
   json_malloc_t m;
   json_free_t f;
   size_t len;
   char *text = pm_test_repeat("{\"Request\":{\"Command\":\"Put\",\"Params\":{\"Blob\":\"", "c",
                               size, "\"}}}", &len);
-  const char *blob;
-  pm_msg *msg;
-  int advised;
   (void)state;
+  pm_test_heap_as_service();
+  decode_blob_advised(text, len, size, 0);
   json_set_alloc_funcs(app_malloc, free);
-  assert_pm(PM_EBUSY, pm_json_huge_pages());
+  assert_pm(PM_EBUSY, pm_huge_pages(1));
+  assert_pm(PM_EBUSY, pm_huge_pages(0));
   json_get_alloc_funcs(&m, &f);
   assert_true(m == app_malloc);
   json_set_alloc_funcs(malloc, free);
-  assert_pm(0, pm_json_huge_pages());
-  assert_pm(0, pm_json_huge_pages());
+  assert_pm(0, pm_huge_pages(1));
+  assert_pm(0, pm_huge_pages(1));
   json_get_alloc_funcs(&m, &f);
 #if defined(__linux__)
   assert_true(m != malloc);
 #endif
   assert_true(f == free);
-  assert_pm(0, pm_json_decode(text, len, &msg, NULL));
-  assert_pm(0, pm_tree_get_string(json_object_get(pm_msg_fields(msg), "Params"), "Blob", &blob));
-  assert_int_equal(size, strlen(blob));
-  advised = pm_test_huge_advised(blob, size);
-  if (advised >= 0)
-    assert_int_equal(1, advised);
-  else
-    print_message("huge pages: this system cannot tell; not checked\n");
-  pm_msg_free(msg);
+  decode_blob_advised(text, len, size, 1);
+  assert_pm(0, pm_huge_pages(0));
+  json_get_alloc_funcs(&m, &f);
+  assert_true(m == malloc && f == free);
+  decode_blob_advised(text, len, size, 0);
   free(text);
-  json_set_alloc_funcs(malloc, free);
 }
 
 int main(void) {
@@ -420,7 +433,7 @@ int main(void) {
       cmocka_unit_test(test_message_partial_byte_order_mark),
       cmocka_unit_test(test_message_encode_out_of_memory),
       cmocka_unit_test(test_message_time_now),
-      cmocka_unit_test(test_message_json_huge_pages),
+      cmocka_unit_test(test_message_huge_pages),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
