@@ -79,6 +79,14 @@ int pm_test_huge_advised(const void *p, size_t n) {
 #endif
 }
 
+void pm_test_expect_huge_advised(const void *p, size_t n, int expect) {
+  int advised = pm_test_huge_advised(p, n);
+  if (advised >= 0)
+    assert_int_equal(expect, advised);
+  else
+    print_message("huge pages: this system cannot tell; not checked\n");
+}
+
 void pm_test_heap_as_service(void) {
 #if defined(__GLIBC__)
   mallopt(M_MMAP_THRESHOLD, 1 << 20);

@@ -237,11 +237,13 @@ static void test_frame_big_buffer(void **state) {
   free(data);
 }
 
-/* Feeds a frame of size bytes of 'b' (header included) in chunk-sized feeds; checks the
- * capacity after each as docs/protocol.md §2 says it grows, and returns the payload. */
-static uint8_t *feed_big(pm_reader *r, size_t size, size_t chunk, size_t *len) {
+/* Feeds a frame of size bytes of 'b' (header included) in 64 KiB feeds; checks the capacity
+ * after each as docs/protocol.md §2 says it grows, and whether the payload lies in memory
+ * advised for huge pages (expect), where the system can tell. */
+static void feed_big(pm_reader *r, size_t size, int expect) {
+  const size_t chunk = 64 * 1024;
   uint8_t h[4], *data = malloc(chunk), *p;
-  size_t got = 0, cap;
+  size_t got = 0, cap, len;
   assert_non_null(data);
   memset(data, 'b', chunk);
   assert_pm(0, pm_frame_header(size, size, h));
@@ -259,20 +261,12 @@ static uint8_t *feed_big(pm_reader *r, size_t size, size_t chunk, size_t *len) {
       assert_true(cap <= 8 * got);
   }
   free(data);
-  assert_int_equal(1, pm_reader_next(r, &p, len));
-  assert_int_equal(size, *len);
+  assert_int_equal(1, pm_reader_next(r, &p, &len));
+  assert_int_equal(size, len);
   assert_int_equal('b', p[0]);
   assert_int_equal('b', p[size - 1]);
-  return p;
-}
-
-/* Whether the payload lies in memory advised for huge pages, where the system can tell. */
-static void assert_huge_advised(const uint8_t *p, size_t len, int expect) {
-  int advised = pm_test_huge_advised(p, len);
-  if (advised >= 0)
-    assert_int_equal(expect, advised);
-  else
-    print_message("huge pages: this system cannot tell; not checked\n");
+  pm_test_expect_huge_advised(p, len, expect);
+  pm_free(p);
 }
 
 /* A 10 MiB frame: doubling until PM__BIG_BLOCK, then the rest of its length in one block
@@ -281,42 +275,39 @@ static void assert_huge_advised(const uint8_t *p, size_t len, int expect) {
 static void test_frame_big_block_huge_pages(void **state) {
   const size_t size = ((size_t)10 << 20) + 5;
   pm_reader *r;
-  uint8_t *p;
-  size_t len;
   (void)state;
   pm_test_heap_as_service();
   assert_pm(0, pm_reader_new(size, &r));
-  p = feed_big(r, size, 64 * 1024, &len);
-  assert_huge_advised(p, len, 0);
-  pm_free(p);
+  feed_big(r, size, 0);
   assert_pm(0, pm_huge_pages(1));
-  p = feed_big(r, size, 64 * 1024, &len);
-  assert_huge_advised(p, len, 1);
-  pm_free(p);
+  feed_big(r, size, 1);
   /* Just below the big block: realloc'd as ever, never advised. */
-  p = feed_big(r, PM__BIG_BLOCK - 1, 64 * 1024, &len);
-  assert_huge_advised(p, len, 0);
-  pm_free(p);
+  feed_big(r, PM__BIG_BLOCK - 1, 0);
   assert_pm(0, pm_huge_pages(0));
-  p = feed_big(r, size, 64 * 1024, &len);
-  assert_huge_advised(p, len, 0);
-  pm_free(p);
+  feed_big(r, size, 0);
   pm_reader_free(r);
+}
+
+/* A reader for frames of up to size bytes, fed the header of one that long. */
+static pm_reader *big_reader(size_t size) {
+  uint8_t h[4];
+  pm_reader *r;
+  assert_pm(0, pm_reader_new(size, &r));
+  assert_pm(0, pm_frame_header(size, size, h));
+  assert_int_equal(4, pm_reader_feed(r, h, 4));
+  return r;
 }
 
 /* A peer that announces 256 MiB makes the reader reserve at most eight times what it sent:
  * Windows, and Linux with strict overcommit, count a reservation whole. */
 static void test_frame_big_block_bounded_by_bytes_sent(void **state) {
   const size_t size = (size_t)256 << 20, chunk = 64 * 1024, sent = (size_t)20 << 20;
-  uint8_t h[4], *data = calloc(1, chunk);
+  uint8_t *data = calloc(1, chunk);
   size_t got = 0, cap = 0;
   int big_steps = 0;
-  pm_reader *r;
+  pm_reader *r = big_reader(size);
   (void)state;
   assert_non_null(data);
-  assert_pm(0, pm_reader_new(size, &r));
-  assert_pm(0, pm_frame_header(size, size, h));
-  assert_int_equal(4, pm_reader_feed(r, h, 4));
   while (got < sent) {
     assert_int_equal(chunk, pm_reader_feed(r, data, chunk));
     got += chunk;
@@ -337,16 +328,13 @@ static void test_frame_big_block_bounded_by_bytes_sent(void **state) {
  * block is a big one, with nothing to copy into it; then the rest. */
 static void test_frame_big_block_first_feed(void **state) {
   const size_t size = (size_t)5 << 20, first = (size_t)3 << 20;
-  uint8_t h[4], *data = malloc(size), *p;
+  uint8_t *data = malloc(size), *p;
   size_t len;
-  pm_reader *r;
+  pm_reader *r = big_reader(size);
   (void)state;
   assert_non_null(data);
   for (size_t i = 0; i < size; i++)
     data[i] = (uint8_t)(i % 251);
-  assert_pm(0, pm_reader_new(size, &r));
-  assert_pm(0, pm_frame_header(size, size, h));
-  assert_int_equal(4, pm_reader_feed(r, h, 4));
   assert_int_equal(first, pm_reader_feed(r, data, first));
   assert_int_equal(size, pm__reader_capacity(r));
   assert_int_equal(size - first, pm_reader_feed(r, data + first, size - first));
@@ -361,14 +349,11 @@ static void test_frame_big_block_first_feed(void **state) {
 /* The big block cannot be had: the reader fails as for any growth, holding nothing more. */
 static void test_frame_big_block_alloc_fails(void **state) {
   const size_t size = (size_t)8 << 20, chunk = 64 * 1024;
-  uint8_t h[4], *data = calloc(1, chunk);
+  uint8_t *data = calloc(1, chunk);
   size_t got = 0;
-  pm_reader *r;
+  pm_reader *r = big_reader(size);
   (void)state;
   assert_non_null(data);
-  assert_pm(0, pm_reader_new(size, &r));
-  assert_pm(0, pm_frame_header(size, size, h));
-  assert_int_equal(4, pm_reader_feed(r, h, 4));
   while (got < PM__BIG_BLOCK / 2) {
     assert_int_equal(chunk, pm_reader_feed(r, data, chunk));
     got += chunk;

@@ -375,15 +375,10 @@ static void *app_malloc(size_t n) { return malloc(n); }
 static void decode_blob_advised(const char *text, size_t len, size_t size, int expect) {
   const char *blob;
   pm_msg *msg;
-  int advised;
   assert_pm(0, pm_json_decode(text, len, &msg, NULL));
   assert_pm(0, pm_tree_get_string(json_object_get(pm_msg_fields(msg), "Params"), "Blob", &blob));
   assert_int_equal(size, strlen(blob));
-  advised = pm_test_huge_advised(blob, size);
-  if (advised >= 0)
-    assert_int_equal(expect, advised);
-  else
-    print_message("huge pages: this system cannot tell; not checked\n");
+  pm_test_expect_huge_advised(blob, size, expect);
   pm_msg_free(msg);
 }
 
