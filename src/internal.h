@@ -34,8 +34,8 @@ void pm__free(void *p);
  * huge pages, made before the block is touched. */
 #define PM__BIG_BLOCK ((size_t)4 << 20)
 /* pm__malloc; a block of PM__BIG_BLOCK bytes or more asks for huge pages while pm_huge_pages
- * is on (Linux; a request only). Do not pm__realloc it: the request splits glibc's mapping, which then cannot grow in
- * place, and glibc copies the whole block (correct, only slow). */
+ * is on (Linux; a request only). Do not pm__realloc it: the request splits glibc's mapping,
+ * which then cannot grow in place, and glibc copies the whole block (correct, only slow). */
 void *pm__malloc_big(size_t n);
 /* Test hook: the nth allocation from now (1-based) and all after it fail; 0 disables. */
 void pm__alloc_fail_after(unsigned long n);

@@ -58,8 +58,10 @@ int pm_test_huge_advised(const void *p, size_t n) {
       mode[0] = '\0';
     fclose(f);
   }
-  /* No huge pages to ask for, or none whole inside the block: nothing to tell. */
-  if (strstr(mode, "[never]") != NULL || mode[0] == '\0' || at + huge > (uintptr_t)p + n)
+  /* No huge pages to ask for, or none whole inside the block, or glibc asked for them on its
+   * own (its hugetlb tunable): nothing to tell. */
+  if (strstr(mode, "[never]") != NULL || mode[0] == '\0' || at + huge > (uintptr_t)p + n ||
+      (getenv("GLIBC_TUNABLES") != NULL && strstr(getenv("GLIBC_TUNABLES"), "hugetlb") != NULL))
     return -1;
   f = fopen("/proc/self/smaps", "r");
   if (f == NULL)

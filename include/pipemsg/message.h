@@ -68,9 +68,9 @@ pm_encoding pm_msg_encoding(const pm_msg *m);
  * mappings of their own, as with glibc when M_MMAP_THRESHOLD is fixed at 4 MiB or less
  * (pipemsgd fixes it at 1 MiB). Otherwise glibc raises its threshold after a big block is
  * freed and serves the next from its heap, which would keep the request for later, small
- * allocations. Call it before other threads use pipemsg or jansson. 0, or PM_EBUSY (and
- * nothing changes): the application gave jansson an allocator of its own
- * (json_set_alloc_funcs). */
+ * allocations. Call it before other threads use pipemsg or jansson. 0, or PM_EBUSY: the
+ * application gave jansson an allocator of its own (json_set_alloc_funcs), which stays; then
+ * on = 1 changes nothing and on = 0 still turns the frames' request off. */
 int pm_huge_pages(int on);
 
 /* Typed reads of a member of an object (a message's fields, Params, Data...). Each accepts the

@@ -94,9 +94,15 @@ int pm_huge_pages(int on) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   ours = m == json_malloc_big && f == free;
 #endif
-  /* jansson's defaults or ours; anything else is the application's own allocator, kept. */
-  if (!ours && (m != malloc || f != free))
+  /* jansson's defaults or ours; anything else is the application's own allocator, kept. Off
+   * still takes effect for the frames, so that it can always be turned off. */
+  if (!ours && (m != malloc || f != free)) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (!on)
+      huge_pages = 0;
+#endif
     return PM_EBUSY;
+  }
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   if (on && !ours)
     json_set_alloc_funcs(json_malloc_big, free);

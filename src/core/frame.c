@@ -58,13 +58,14 @@ static int grow(pm_reader *r, size_t need) {
   uint8_t *nb;
   while (cap < need)
     cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-  /* Once doubling would reach PM__BIG_BLOCK, steps of READER_BIG_STEP times what has arrived,
+  /* Once doubling would reach PM__BIG_BLOCK, steps of READER_BIG_STEP times what is needed,
    * each a new block that may ask for huge pages before anything touches it (pm_huge_pages):
    * a big payload in small pages is mostly page faults, and doubling on would copy it again at
-   * each step. Eight times bounds both the copying (a seventh of the payload in all) and what
-   * a peer's bytes make the reader reserve: Windows, and Linux with strict overcommit, count a
-   * block's whole size at once, not the pages touched. */
-  if (cap >= PM__BIG_BLOCK && need <= SIZE_MAX / READER_BIG_STEP && need * READER_BIG_STEP > cap)
+   * each step. Eight times bounds both the copying (each step copies at most an eighth of the
+   * next block, so 8/7 of the last copy in all) and what a peer's bytes make the reader
+   * reserve: Windows, and Linux with strict overcommit, count a block's whole size at once,
+   * not the pages touched. (Doubling leaves cap below 2 * need, so the step always applies.) */
+  if (cap >= PM__BIG_BLOCK && need <= SIZE_MAX / READER_BIG_STEP)
     cap = need * READER_BIG_STEP;
   if (cap > r->length)
     cap = r->length;

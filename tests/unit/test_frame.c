@@ -237,7 +237,7 @@ static void test_frame_big_buffer(void **state) {
   free(data);
 }
 
-/* Feeds a frame of size bytes of 'b' (header included) in 64 KiB feeds; checks the capacity
+/* Feeds a frame with a payload of size bytes of 'b' (after its header) in 64 KiB feeds; checks the capacity
  * after each as docs/protocol.md §2 says it grows, and whether the payload lies in memory
  * advised for huge pages (expect), where the system can tell. */
 static void feed_big(pm_reader *r, size_t size, int expect) {
@@ -269,6 +269,8 @@ static void feed_big(pm_reader *r, size_t size, int expect) {
   pm_free(p);
 }
 
+static void *app_malloc(size_t n) { return malloc(n); }
+
 /* A 10 MiB frame: doubling until PM__BIG_BLOCK, then the rest of its length in one block
  * (eight times what had arrived is more), advised for huge pages only while pm_huge_pages is
  * on, and not at all below PM__BIG_BLOCK. */
@@ -283,8 +285,11 @@ static void test_frame_big_block_huge_pages(void **state) {
   feed_big(r, size, 1);
   /* Just below the big block: realloc'd as ever, never advised. */
   feed_big(r, PM__BIG_BLOCK - 1, 0);
-  assert_pm(0, pm_huge_pages(0));
+  /* Off takes effect for the frames even when jansson's allocator is the application's. */
+  json_set_alloc_funcs(app_malloc, free);
+  assert_pm(PM_EBUSY, pm_huge_pages(0));
   feed_big(r, size, 0);
+  json_set_alloc_funcs(malloc, free);
   pm_reader_free(r);
 }
 
@@ -303,7 +308,7 @@ static pm_reader *big_reader(size_t size) {
 static void test_frame_big_block_bounded_by_bytes_sent(void **state) {
   const size_t size = (size_t)256 << 20, chunk = 64 * 1024, sent = (size_t)20 << 20;
   uint8_t *data = calloc(1, chunk);
-  size_t got = 0, cap = 0;
+  size_t got = 0, cap = 0, steps[2] = {0, 0};
   int big_steps = 0;
   pm_reader *r = big_reader(size);
   (void)state;
@@ -313,13 +318,17 @@ static void test_frame_big_block_bounded_by_bytes_sent(void **state) {
     got += chunk;
     assert_true(pm__reader_capacity(r) >= got);
     assert_true(pm__reader_capacity(r) <= (got <= PM__BIG_BLOCK / 2 ? 2 * got + 4096 : 8 * got));
-    if (pm__reader_capacity(r) != cap && pm__reader_capacity(r) >= PM__BIG_BLOCK)
-      big_steps++;
+    if (pm__reader_capacity(r) != cap && pm__reader_capacity(r) >= PM__BIG_BLOCK) {
+      assert_true(big_steps < 2);
+      steps[big_steps++] = pm__reader_capacity(r);
+    }
     cap = pm__reader_capacity(r);
   }
   assert_true(cap < size);
-  /* 2 MiB and 64 KiB in: 16.5 MiB; past that, 132 MiB. Doubling on would take four steps. */
+  /* Eight times what was needed: 2 MiB and 64 KiB, then 16.5 MiB and 64 KiB. */
   assert_int_equal(2, big_steps);
+  assert_int_equal(8 * ((2 << 20) + chunk), steps[0]);
+  assert_int_equal(8 * (steps[0] + chunk), steps[1]);
   pm_reader_free(r);
   free(data);
 }
