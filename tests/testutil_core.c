@@ -49,6 +49,7 @@ int pm_test_huge_advised(const void *p, size_t n) {
 #if defined(__linux__)
   const uintptr_t huge = (uintptr_t)2 << 20;
   uintptr_t at = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+  const char *tunables = getenv("GLIBC_TUNABLES");
   char line[512], mode[128] = "";
   unsigned long lo = 0, hi = 0;
   int in = 0, found = -1;
@@ -61,7 +62,7 @@ int pm_test_huge_advised(const void *p, size_t n) {
   /* No huge pages to ask for, or none whole inside the block, or glibc asked for them on its
    * own (its hugetlb tunable): nothing to tell. */
   if (strstr(mode, "[never]") != NULL || mode[0] == '\0' || at + huge > (uintptr_t)p + n ||
-      (getenv("GLIBC_TUNABLES") != NULL && strstr(getenv("GLIBC_TUNABLES"), "hugetlb") != NULL))
+      (tunables != NULL && strstr(tunables, "hugetlb") != NULL))
     return -1;
   f = fopen("/proc/self/smaps", "r");
   if (f == NULL)

@@ -237,9 +237,9 @@ static void test_frame_big_buffer(void **state) {
   free(data);
 }
 
-/* Feeds a frame with a payload of size bytes of 'b' (after its header) in 64 KiB feeds; checks the capacity
- * after each as docs/protocol.md §2 says it grows, and whether the payload lies in memory
- * advised for huge pages (expect), where the system can tell. */
+/* Feeds a frame with a payload of size bytes of 'b' (after its header) in 64 KiB feeds;
+ * checks the capacity after each as docs/protocol.md §2 says it grows, and whether the payload
+ * lies in memory advised for huge pages (expect), where the system can tell. */
 static void feed_big(pm_reader *r, size_t size, int expect) {
   const size_t chunk = 64 * 1024;
   uint8_t h[4], *data = malloc(chunk), *p;
