@@ -69,6 +69,9 @@ void pm_test_watch_end(int watch);
  * transparent huge pages (Linux: "hg" in /proc/self/smaps): 1 or 0; -1 when this system cannot
  * tell (not Linux, THP "never" or absent, no whole huge page inside). */
 int pm_test_huge_advised(const void *p, size_t n);
+/* How many mappings of process pid of at least min_bytes are advised for transparent huge
+ * pages (Linux: "hg" in /proc/PID/smaps); -1 when this system cannot tell (as above). */
+int pm_test_huge_mappings(long pid, size_t min_bytes);
 /* Asserts pm_test_huge_advised(p, n) == expect where the system can tell; says so where not. */
 void pm_test_expect_huge_advised(const void *p, size_t n, int expect);
 /* The heap as pipemsgd sets it up for pm_huge_pages (glibc: M_MMAP_THRESHOLD fixed at 1 MiB,

@@ -45,39 +45,82 @@ int pm_test_result(int failed) {
   return skipped > 0 ? PM_TEST_SKIPPED : 0;
 }
 
-int pm_test_huge_advised(const void *p, size_t n) {
 #if defined(__linux__)
-  const uintptr_t huge = (uintptr_t)2 << 20;
-  uintptr_t at = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+/* Whether huge-page advice can be seen here: THP may be asked for, and glibc does not ask for
+ * it on its own (its hugetlb tunable). */
+static int huge_visible(void) {
   const char *tunables = getenv("GLIBC_TUNABLES");
-  char line[512], mode[128] = "";
-  unsigned long lo = 0, hi = 0;
-  int in = 0, found = -1;
+  char mode[128] = "";
   FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
   if (f != NULL) {
     if (fgets(mode, sizeof(mode), f) == NULL)
       mode[0] = '\0';
     fclose(f);
   }
-  /* No huge pages to ask for, or none whole inside the block, or glibc asked for them on its
-   * own (its hugetlb tunable): nothing to tell. */
-  if (strstr(mode, "[never]") != NULL || mode[0] == '\0' || at + huge > (uintptr_t)p + n ||
-      (tunables != NULL && strstr(tunables, "hugetlb") != NULL))
+  return mode[0] != '\0' && strstr(mode, "[never]") == NULL &&
+         (tunables == NULL || strstr(tunables, "hugetlb") == NULL);
+}
+
+/* The next mapping of an smaps file: its range, and whether it is advised for huge pages
+ * (VmFlags, each entry's last line, has "hg"). 0 at the end. */
+static int smaps_next(FILE *f, unsigned long *lo, unsigned long *hi, int *advised) {
+  char line[512];
+  while (fgets(line, sizeof(line), f) != NULL) {
+    if (sscanf(line, "%lx-%lx ", lo, hi) == 2)
+      continue;
+    if (strncmp(line, "VmFlags:", 8) == 0) {
+      *advised = strstr(line, " hg") != NULL;
+      return 1;
+    }
+  }
+  return 0;
+}
+#endif
+
+int pm_test_huge_advised(const void *p, size_t n) {
+#if defined(__linux__)
+  const uintptr_t huge = (uintptr_t)2 << 20;
+  uintptr_t at = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+  unsigned long lo = 0, hi = 0;
+  int advised = 0, found = -1;
+  FILE *f;
+  /* Nothing to tell without a whole huge page inside the block. */
+  if (!huge_visible() || at + huge > (uintptr_t)p + n)
     return -1;
   f = fopen("/proc/self/smaps", "r");
   if (f == NULL)
     return -1;
-  while (found < 0 && fgets(line, sizeof(line), f) != NULL) {
-    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
-      in = at >= lo && at < hi;
-    else if (in && strncmp(line, "VmFlags:", 8) == 0)
-      found = strstr(line, " hg") != NULL;
-  }
+  while (found < 0 && smaps_next(f, &lo, &hi, &advised))
+    if (at >= lo && at < hi)
+      found = advised;
   fclose(f);
   return found;
 #else
   (void)p;
   (void)n;
+  return -1;
+#endif
+}
+
+int pm_test_huge_mappings(long pid, size_t min_bytes) {
+#if defined(__linux__)
+  char path[64];
+  unsigned long lo = 0, hi = 0;
+  int advised = 0, count = 0;
+  FILE *f;
+  if (!huge_visible())
+    return -1;
+  snprintf(path, sizeof(path), "/proc/%ld/smaps", pid);
+  f = fopen(path, "r");
+  if (f == NULL)
+    return -1;
+  while (smaps_next(f, &lo, &hi, &advised))
+    count += advised && hi - lo >= min_bytes;
+  fclose(f);
+  return count;
+#else
+  (void)pid;
+  (void)min_bytes;
   return -1;
 #endif
 }
