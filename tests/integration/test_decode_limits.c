@@ -159,23 +159,33 @@ static void hardening_02_decode_budget_service(void **state) {
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetVersion", NULL, NULL));
 }
 
+/* The service's mappings of 2 MiB or more advised for huge pages, read until there are some
+ * (want 1) or none (want 0), or RSS_BACK_MS pass: the service reads and frees on its own time. */
+static int await_advised(int want) {
+  uint64_t deadline = pm_test_now_ms() + RSS_BACK_MS;
+  int advised;
+  while ((advised = pm_test_huge_mappings(svc.pid, 2u << 20)) >= 0 && (advised > 0) != want &&
+         pm_test_now_ms() < deadline)
+    uv_sleep(10);
+  return advised;
+}
+
 /* Sends a GetVersion request of size bytes, the first 4 MiB before the rest: while it arrives,
  * the service's frame is in a block advised for huge pages; once it is answered, no advised
  * mapping is left. */
 static void huge_request(size_t size) {
-  const size_t huge = 2u << 20, first = 4u << 20;
+  const size_t first = 4u << 20;
   char *req = filled(size, "{\"Request\":{\"Command\":\"GetVersion\",\"Pad\":\"", "x", "\"}}");
   uint8_t h[4];
-  uint64_t deadline;
   pm_msg *resp;
   int advised, fd = pm_test_connect(svc.command_pipe);
   assert_true(fd >= 0);
   pm_frame_header((uint32_t)size, 0, h);
   assert_int_equal(0, pm_test_send_all(fd, h, 4));
   assert_int_equal(0, pm_test_send_all(fd, req, first));
-  /* Sent: all but what the socket holds (far under 2 MiB) was read, so the frame has outgrown
-   * its doubling (PM__BIG_BLOCK) into a big block, advised when it was taken. */
-  advised = pm_test_huge_mappings(svc.pid, huge);
+  /* Once all but what the socket holds is read, the frame has outgrown its doubling
+   * (PM__BIG_BLOCK) into a big block, advised when it was taken. */
+  advised = await_advised(1);
   print_message("%zu MiB, mid-frame: %d advised mapping(s) of 2 MiB or more\n", size >> 20,
                 advised);
   assert_true(advised >= 1);
@@ -189,12 +199,7 @@ static void huge_request(size_t size) {
 #if !defined(__SANITIZE_ADDRESS__)
   /* Each big block was a mapping of its own, unmapped with its advice when freed. ASan holds
    * freed blocks back. */
-  deadline = pm_test_now_ms() + RSS_BACK_MS;
-  while ((advised = pm_test_huge_mappings(svc.pid, huge)) > 0 && pm_test_now_ms() < deadline)
-    uv_sleep(10);
-  assert_int_equal(0, advised);
-#else
-  (void)deadline;
+  assert_int_equal(0, await_advised(0));
 #endif
 }
 
