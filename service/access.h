@@ -14,7 +14,8 @@ bool access_allowed(const service_config *cfg, long long self, const pm_peer *pe
 
 /* The authorization callback of both servers: 0 for a peer the platform's policy lets in
  * (Unix: access_allowed, self being the effective uid; Windows: access_win.c); else one
- * "refused pid=...: not allowed" log line (with uid and gid, or the SID), and -1. */
+ * "refused pid=...: not allowed" log line (with uid and gid, or the SID; within the refusals'
+ * limit, log_peer_allowed), and -1. */
 int access_authorize(const service_config *cfg, const pm_peer *peer);
 
 #endif

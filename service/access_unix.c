@@ -52,7 +52,8 @@ int access_authorize(const service_config *cfg, const pm_peer *peer) {
    * even the cached uid. */
   if (peer->uid == 0 || access_allowed(cfg, self_uid(), peer))
     return 0;
-  log_msg(LVL_WARNING, "refused pid=%lld uid=%lld gid=%lld: not allowed", peer->pid, peer->uid,
-          peer->gid);
+  if (log_peer_allowed(LOG_PEER_REFUSAL, LVL_WARNING))
+    log_msg(LVL_WARNING, "refused pid=%lld uid=%lld gid=%lld: not allowed", peer->pid,
+            peer->uid, peer->gid);
   return -1;
 }

@@ -66,7 +66,8 @@ static bool peer_allowed(const service_config *cfg, const pm_peer *peer) {
 int access_authorize(const service_config *cfg, const pm_peer *peer) {
   if (peer_allowed(cfg, peer))
     return 0;
-  log_msg(LVL_WARNING, "refused pid=%lld sid=%s: not allowed", peer->pid,
-          peer->sid[0] ? peer->sid : "-");
+  if (log_peer_allowed(LOG_PEER_REFUSAL, LVL_WARNING))
+    log_msg(LVL_WARNING, "refused pid=%lld sid=%s: not allowed", peer->pid,
+            peer->sid[0] ? peer->sid : "-");
   return -1;
 }

@@ -14,6 +14,7 @@
 #include "hook_proc.h"
 #include "iface.h"
 #include "log.h"
+#include "log_limit.h"
 
 /* Longest timeout or interval an option takes: a day. */
 #define MS_MAX (24ull * 3600 * 1000)
@@ -25,6 +26,8 @@
 /* Most event observers --max-observers allows: each is a connection, and every event is
  * written to each of them. */
 #define MAX_OBSERVERS_MAX 1024
+/* Most --log-rejections-per-second allows: beyond, the limit would not bound a log. */
+#define LOG_REJECTIONS_PER_SECOND_MAX 100000
 
 typedef enum {
   T_STR,   /* char * */
@@ -163,6 +166,12 @@ static const opt options[] = {
      log_targets, 0, 0, 0},
     {"log-file", 0, T_STR, F(log_file), 0, 0, "FILE",
      "with --log-target file: append the log to FILE (created if missing)", NULL, 0, 0, 0},
+    {"log-rejections-per-second", 0, T_SIZE, F(log_rejections_per_second), 1,
+     LOG_REJECTIONS_PER_SECOND_MAX, "N",
+     "log at most N lines a second of each kind a peer can cause per connection (refusals, Busy "
+     "turn-aways, command connections without a request); a summary line counts the others "
+     "(default 10)",
+     NULL, 0, 1, 0},
     {"test-commands", 0, T_FLAG, F(test_commands), 0, 0, NULL,
      "enable EmitEvent and Echo, for tests and demos", NULL, 0, 0, 0},
     {"config", 0, T_ACTION, ACT_CONFIG, 0, 0, "FILE",
@@ -731,6 +740,7 @@ static void set_defaults(service_config *cfg) {
   cfg->hook_timeout_ms = 30000;
   cfg->traffic_interval_ms = 1000;
   cfg->log_level = LVL_INFO;
+  cfg->log_rejections_per_second = LOG_LIMIT_PER_SECOND_DEFAULT;
   config_platform_defaults(cfg);
 }
 

@@ -63,6 +63,7 @@ typedef struct service_config {
   int log_level;
   int log_target;
   char *log_file;
+  size_t log_rejections_per_second;
   int test_commands;
   char *action_name; /* Windows: the service NAME of --install, --uninstall or --service */
   int action_argi, action_argn; /* where that option is in argv: index, 1 or 2 arguments */

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "log.h"
+#include "log_limit.h"
 #include "pipemsg/message.h"
 #include "utf8.h"
 
@@ -30,6 +31,14 @@ static bool batching;
 static bool at_exit_registered;
 
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
+
+static const char *const peer_kind_names[LOG_PEER_KINDS] = {"refusal", "busy", "no-request"};
+static log_limit peer_limits[LOG_PEER_KINDS];
+static bool peer_limits_ready;
+static uv_timer_t peer_timer;
+static bool peer_timing;
+
+static void peer_flush(bool final);
 
 void log_open(log_level level, log_target target) {
   max_level = level;
@@ -101,6 +110,7 @@ void log_batch_stop(void) {
 
 void log_close(void) {
   log_batch_stop();
+  peer_flush(true);
   if (where == LOG_TO_SYSLOG || where == LOG_TO_EVENTLOG)
     log_system_close();
   if (where == LOG_TO_FILE)
@@ -272,4 +282,100 @@ void log_msg(log_level level, const char *fmt, ...) {
   vsnprintf(raw, sizeof(raw), fmt, ap);
   va_end(ap);
   write_message(level, raw);
+}
+
+/* ---- lines a peer can cause at will ------------------------------------------------------- */
+
+static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
+
+static void peer_limits_init(void) {
+  if (peer_limits_ready)
+    return;
+  for (int k = 0; k < LOG_PEER_KINDS; k++)
+    log_limit_init(&peer_limits[k], LOG_LIMIT_PER_SECOND_DEFAULT);
+  peer_limits_ready = true;
+}
+
+void log_peer_limit(unsigned per_second) {
+  peer_limits_init();
+  for (int k = 0; k < LOG_PEER_KINDS; k++)
+    log_limit_set(&peer_limits[k], per_second);
+}
+
+static void peer_summary(log_peer_kind kind, uint64_t now, bool final) {
+  uint64_t span = 0, n = log_limit_summary(&peer_limits[kind], now, final, &span);
+  /* Rounded, and never "0 s": a summary at shutdown may follow its first line closely. */
+  uint64_t seconds = span < 1000 ? 1 : (span + 500) / 1000;
+  if (n > 0)
+    log_msg(LVL_WARNING, "suppressed %llu %s lines in the last %llu s", (unsigned long long)n,
+            peer_kind_names[kind], (unsigned long long)seconds);
+}
+
+static void on_peer_timer(uv_timer_t *t);
+
+/* A summary is written when due, not only with the next line of its kind, which a flood that
+ * stopped never sends: the timer runs to the earliest one due. */
+static void peer_arm(uint64_t now) {
+  uint64_t next = 0;
+  if (!peer_timing)
+    return;
+  for (int k = 0; k < LOG_PEER_KINDS; k++) {
+    uint64_t due = log_limit_due(&peer_limits[k]);
+    if (due != 0 && (next == 0 || due < next))
+      next = due;
+  }
+  if (next == 0)
+    uv_timer_stop(&peer_timer);
+  else
+    uv_timer_start(&peer_timer, on_peer_timer, next > now ? next - now : 0, 0);
+}
+
+static void peer_flush(bool final) {
+  uint64_t now = now_ms();
+  if (!peer_limits_ready)
+    return;
+  for (int k = 0; k < LOG_PEER_KINDS; k++)
+    peer_summary((log_peer_kind)k, now, final);
+}
+
+static void on_peer_timer(uv_timer_t *t) {
+  (void)t;
+  peer_flush(false);
+  peer_arm(now_ms());
+}
+
+bool log_peer_allowed(log_peer_kind kind, log_level level) {
+  uint64_t now;
+  if (!log_enabled(level))
+    return false;
+  peer_limits_init();
+  now = now_ms();
+  peer_summary(kind, now, false);
+  if (log_limit_take(&peer_limits[kind], now))
+    return true;
+  /* The first line held back since the last summary sets when the next one is due. */
+  if (peer_limits[kind].suppressed == 1)
+    peer_arm(now);
+  return false;
+}
+
+int log_peer_start(uv_loop_t *loop) {
+  int rc;
+  if (peer_timing)
+    return 0;
+  rc = uv_timer_init(loop, &peer_timer);
+  if (rc < 0)
+    return rc;
+  /* Like the batch timer: a summary owed does not keep a stopped service's loop running. */
+  uv_unref((uv_handle_t *)&peer_timer);
+  peer_timing = true;
+  return 0;
+}
+
+void log_peer_stop(void) {
+  peer_flush(true);
+  if (!peer_timing)
+    return;
+  peer_timing = false;
+  uv_close((uv_handle_t *)&peer_timer, NULL);
 }

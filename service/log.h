@@ -61,6 +61,30 @@ void log_line_write(log_level level, const log_line *l);
  * length. */
 size_t log_escape(const char *in, char *out, size_t size);
 
+/* ---- lines a peer can cause at will (log_limit.h) ---------------------------------------- */
+
+/* Lines any local user, or any allowed one, can make the service write once per connection,
+ * as fast as it connects: refusals (access control's "refused pid=..."), the event pipe's Busy
+ * turn-aways, and the command pipe's lines of connections without a valid request. */
+typedef enum {
+  LOG_PEER_REFUSAL,
+  LOG_PEER_BUSY,
+  LOG_PEER_NO_REQUEST,
+  LOG_PEER_KINDS
+} log_peer_kind;
+/* Lines of each kind written per second at most (LOG_LIMIT_PER_SECOND_DEFAULT until set). */
+void log_peer_limit(unsigned per_second);
+/* Whether to write a line of kind at level: false when the level is off, or when the kind's
+ * allowance is spent; such a line is counted, and the count written as the warning "suppressed
+ * N <kind> lines in the last S s" (kind "refusal", "busy" or "no-request"), at most once every
+ * LOG_LIMIT_SUMMARY_MS per kind: when it is due, and by log_peer_stop and log_close. */
+bool log_peer_allowed(log_peer_kind kind, log_level level);
+/* Writes the summaries when they are due, from loop's timer, not only at the next line of their
+ * kind. 0 or a libuv error. */
+int log_peer_start(struct uv_loop_s *loop);
+/* Writes every summary still owed and closes the timer (the loop must run once more). */
+void log_peer_stop(void);
+
 /* ---- each platform's part (log_unix.c, log_win.c) ------------------------------------------ */
 
 /* The system's log: syslog on Unix, the Event Log on Windows (under the source named by

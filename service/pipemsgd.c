@@ -43,6 +43,7 @@ int pipemsgd_run(int argc, char **argv, service_config *cfg) {
   } else {
     log_open(cfg->log_level, cfg->log_target);
   }
+  log_peer_limit((unsigned)cfg->log_rejections_per_second);
   if (config_data_dir(cfg) != NULL && platform_make_data_dir(cfg->data_dir) < 0)
     rc = 1;
   if (rc == 0 && service_start(loop, cfg, &run.svc) < 0)
@@ -55,9 +56,12 @@ int pipemsgd_run(int argc, char **argv, service_config *cfg) {
   /* Each call's info line was one write; the log of a busy service is now one per batch. */
   if (rc == 0 && log_batch_start(loop) < 0)
     log_msg(LVL_WARNING, "cannot batch log lines: writing them one by one");
+  if (rc == 0 && log_peer_start(loop) < 0)
+    log_msg(LVL_WARNING, "cannot time suppressed-line summaries: they wait for the next line");
   uv_run(loop, UV_RUN_DEFAULT);
-  /* A stop that did not come through pipemsgd_stop: the timer is closed by one more run. */
+  /* A stop that did not come through pipemsgd_stop: the timers are closed by one more run. */
   log_batch_stop();
+  log_peer_stop();
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
   if (rc == 0)

@@ -546,7 +546,9 @@ static void on_command_log(const pm_command_log *e, void *data) {
   if (e->result != NULL && strcmp(e->result, PM_RESULT_NOT_AUTHORIZED) == 0)
     return;
   level = e->result == NULL || strcmp(e->result, PM_RESULT_OK) != 0 ? LVL_WARNING : LVL_INFO;
-  if (!log_enabled(level))
+  /* Without a request, nothing says the peer was allowed: anyone who can connect can cause
+   * such a line (closing at once, say) as fast as it connects. */
+  if (e->command == NULL ? !log_peer_allowed(LOG_PEER_NO_REQUEST, level) : !log_enabled(level))
     return;
   /* The line of every call, appended piece by piece: printf's parsing of the format cost more
    * than the rest of the line. "command pid=%lld %s command=%.64s result=%s duration_ms=%llu
@@ -590,6 +592,9 @@ static void on_event_log(const pm_event_log *e, void *data) {
     platform_heap_trim();
   /* authorize() said why already: one refusal, one line. */
   if (strcmp(e->what, "refused") == 0)
+    return;
+  /* An allowed user can be turned away Busy as fast as it connects (GetStats counts them all). */
+  if (strcmp(e->what, "busy") == 0 && !log_peer_allowed(LOG_PEER_BUSY, LVL_WARNING))
     return;
   if (e->event_id > 0) {
     log_msg(LVL_DEBUG, "event pid=%lld %s %s%s id=%lld", e->peer.pid, peer_who(&e->peer, who),
@@ -799,6 +804,8 @@ int service_start(uv_loop_t *loop, const service_config *cfg, service **out) {
 void service_reconfigure(service *svc, const service_config *cfg) {
   log_set_level(cfg->log_level);
   svc->cfg.log_level = cfg->log_level;
+  log_peer_limit((unsigned)cfg->log_rejections_per_second);
+  svc->cfg.log_rejections_per_second = cfg->log_rejections_per_second;
   svc->cfg.allow_uid = cfg->allow_uid;
   svc->cfg.allow_gid = cfg->allow_gid;
   svc->cfg.hook_timeout_ms = cfg->hook_timeout_ms;

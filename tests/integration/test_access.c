@@ -498,6 +498,78 @@ static void test_access_slow_observer_bounded(void **state) {
   close(client);
 }
 
+/* Lines of the service's log holding text. */
+static int count_in_log(const char *text) {
+  int n = 0;
+  for (const char *p = pm_test_service_log(&svc); (p = strstr(p, text)) != NULL; p++)
+    n++;
+  return n;
+}
+
+/* The counts of the log's "suppressed N refusal lines in the last S s" summaries, added up. */
+static long refusals_suppressed(void) {
+  static const char head[] = "warning: suppressed ";
+  long total = 0;
+  const char *p = pm_test_service_log(&svc);
+  char *end;
+  for (; (p = strstr(p, head)) != NULL; p = end) {
+    long n = strtol(p + strlen(head), &end, 10);
+    if (strncmp(end, " refusal lines in the last ", 27) == 0)
+      total += n;
+  }
+  return total;
+}
+
+#define REFUSAL_FLOOD 2000
+#define REFUSALS_PER_SECOND 5
+
+/* nobody connecting to the command pipe in a loop, each connection reading its answer (so the
+ * service saw and refused every one, none left before it looked): REFUSAL_FLOOD refusals, all
+ * counted, logged REFUSALS_PER_SECOND times a window of a second at most, and the summaries
+ * (the last at stop) hold the rest. */
+static void test_access_refusal_flood_log_limited(void **state) {
+  static const char *const args[] = {"--socket-mode", "0666", "--log-rejections-per-second", "5",
+                                     NULL};
+  uint64_t started, deadline;
+  int status, lines;
+  pid_t pid;
+  (void)state;
+  require_root();
+  start(args);
+  started = pm_test_now_ms();
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+      _exit(1);
+    for (int i = 0; i < REFUSAL_FLOOD; i++) {
+      int fd = pm_test_connect(svc.command_pipe);
+      char *answer = fd >= 0 ? pm_test_recv_frame(fd, 5000, NULL) : NULL;
+      if (fd >= 0)
+        close(fd);
+      if (answer == NULL || strstr(answer, "TransportNotAuthorized") == NULL)
+        _exit(2);
+      free(answer);
+    }
+    _exit(0);
+  }
+  assert_int_equal(pid, waitpid(pid, &status, 0));
+  assert_int_equal(0, status);
+  /* A refused call is counted when its connection ends, after the child read its answer. */
+  deadline = pm_test_now_ms() + (uint64_t)pm_test_margin_ms(30000);
+  while (pm_test_stat(svc.command_pipe, "Commands", "Failed") < REFUSAL_FLOOD) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(10);
+  }
+  lines = REFUSALS_PER_SECOND * (int)((pm_test_now_ms() - started) / 1000 + 1);
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  assert_true(count_in_log("refused pid=") >= REFUSALS_PER_SECOND);
+  assert_true(count_in_log("refused pid=") <= lines);
+  assert_int_equal(REFUSAL_FLOOD, count_in_log("refused pid=") + refusals_suppressed());
+  /* One refusal, one line: the answer was read, so no line of a call without an answer. */
+  assert_int_equal(0, count_in_log("uid=65534 command=-"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_access_other_user_refused, setup, teardown),
@@ -515,6 +587,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_access_allowed_observer_cannot_consume, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_access_slow_observer_bounded, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_access_refusal_flood_log_limited, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

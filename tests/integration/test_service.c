@@ -512,6 +512,91 @@ static void test_service_log_file(void **state) {
   assert_non_null(strstr(err, "pipemsgd: cannot open log file"));
 }
 
+/* A flood of connections, and the lines per second pipemsgd is told to log of each kind. */
+#define FLOOD 2000
+#define FLOOD_PER_SECOND 5
+
+/* The counts of the log's "suppressed N <kind> lines in the last S s" summaries, added up. */
+static long suppressed_in_log(const char *kind) {
+  static const char head[] = "warning: suppressed ";
+  char tail[64];
+  long total = 0;
+  const char *p = pm_test_service_log(&svc);
+  char *end;
+  snprintf(tail, sizeof(tail), " %s lines in the last ", kind);
+  for (; (p = strstr(p, head)) != NULL; p = end) {
+    long n = strtol(p + strlen(head), &end, 10);
+    if (strncmp(end, tail, strlen(tail)) == 0)
+      total += n;
+  }
+  return total;
+}
+
+/* Waits until GetStats' group.a plus group.b (NULL: none) reaches FLOOD: every connection
+ * ended and was counted. */
+static void await_flood_counted(const char *group, const char *a, const char *b) {
+  uint64_t deadline = pm_test_now_ms() + (uint64_t)pm_test_margin_ms(30000);
+  int64_t n;
+  while ((n = pm_test_stat(svc.command_pipe, group, a) +
+              (b != NULL ? pm_test_stat(svc.command_pipe, group, b) : 0)) < FLOOD) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(10);
+  }
+  assert_int_equal(FLOOD, n);
+}
+
+/* After a flood that took elapsed_ms: at most FLOOD_PER_SECOND lines with text per window of a
+ * second, and once the service has stopped (which writes the summary still owed) the lines
+ * and the summaries' counts add up to the flood, one each. */
+static void assert_flood_logged(const char *text, const char *kind, uint64_t elapsed_ms) {
+  int lines;
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  lines = log_lines_with(text);
+  assert_true(lines >= FLOOD_PER_SECOND);
+  assert_true(lines <= FLOOD_PER_SECOND * (int)(elapsed_ms / 1000 + 1));
+  assert_int_equal(FLOOD, lines + suppressed_in_log(kind));
+}
+
+static const char *const flood_args[] = {"--log-rejections-per-second", "5", NULL};
+
+/* An allowed user connecting in a loop while the client slot is taken is told Busy each time,
+ * and each time counted (BusyRejections), but logged a few times a second only. */
+static void test_service_busy_flood_log_limited(void **state) {
+  uint64_t start;
+  int held;
+  (void)state;
+  restart_with(flood_args);
+  held = pm_test_event_attach(svc.event_pipe, NULL, (int)pm_test_margin_ms(2500), NULL);
+  start = pm_test_now_ms();
+  for (int i = 0; i < FLOOD; i++) {
+    int fd = pm_test_connect(svc.event_pipe);
+    assert_true(fd >= 0);
+    /* Told Busy at its handshake, whatever the service makes of a connection before it. */
+    assert_int_equal(0, pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":1}}"));
+    close(fd);
+  }
+  await_flood_counted("Events", "BusyRejections", NULL);
+  close(held);
+  assert_flood_logged(" busy reason=\"Busy\"", "busy", pm_test_now_ms() - start);
+}
+
+/* Connecting and closing at once on the command pipe, which anyone who can connect may do
+ * before any check of who it is: one line per connection ("command=-"), within the limit. */
+static void test_service_no_request_flood_log_limited(void **state) {
+  uint64_t start;
+  (void)state;
+  restart_with(flood_args);
+  start = pm_test_now_ms();
+  for (int i = 0; i < FLOOD; i++) {
+    int fd = pm_test_connect(svc.command_pipe);
+    assert_true(fd >= 0);
+    close(fd);
+  }
+  /* Closed before a request, or turned away (TooManyRequests) while many were in line. */
+  await_flood_counted("Commands", "NoRequest", "Failed");
+  assert_flood_logged(" command=- ", "no-request", pm_test_now_ms() - start);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_service_get_version, setup, teardown),
@@ -537,6 +622,9 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_service_test_commands_edges, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_log_file, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_service_busy_flood_log_limited, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_service_no_request_flood_log_limited, setup,
+                                      teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -1,10 +1,12 @@
-/* pipemsgd's log escaper (service/log.c): what a peer's text can and cannot put in a line. */
+/* pipemsgd's log (service/log.c): what a peer's text can and cannot put in a line, batching, and
+ * the limit on lines a peer can cause at will (service/log_limit.c, on an injected clock). */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <uv.h>
 
 #include "log.h"
+#include "log_limit.h"
 #include "testutil.h"
 
 static const char *escaped(const char *in) {
@@ -153,12 +155,104 @@ static void test_log_line(void **state) {
   pm_test_dir_remove(dir);
 }
 
+/* n lines at now_ms: how many may be written. */
+static int taken(log_limit *l, int n, uint64_t now_ms) {
+  int written = 0;
+  for (int i = 0; i < n; i++)
+    written += log_limit_take(l, now_ms);
+  return written;
+}
+
+/* 1000 lines in one window: the allowance is written, the rest counted; their summary is due
+ * LOG_LIMIT_SUMMARY_MS after the first held back, not before, says how many and over how long,
+ * and is written once. */
+static void test_log_limit_window(void **state) {
+  log_limit l;
+  uint64_t span = 0;
+  (void)state;
+  log_limit_init(&l, 5);
+  assert_int_equal(0, log_limit_due(&l));
+  assert_int_equal(5, taken(&l, 1000, 100000));
+  assert_int_equal(100000 + LOG_LIMIT_SUMMARY_MS, log_limit_due(&l));
+  assert_int_equal(0, log_limit_summary(&l, 100000, false, &span));
+  assert_int_equal(0, log_limit_summary(&l, 100000 + LOG_LIMIT_SUMMARY_MS - 1, false, &span));
+  assert_int_equal(995, log_limit_summary(&l, 100000 + LOG_LIMIT_SUMMARY_MS, false, &span));
+  assert_int_equal(LOG_LIMIT_SUMMARY_MS, span);
+  assert_int_equal(0, log_limit_due(&l));
+  assert_int_equal(0, log_limit_summary(&l, 200000, true, &span));
+}
+
+/* A window lasts LOG_LIMIT_WINDOW_MS from its first line: one ms short of it nothing more is
+ * written, at it the allowance is whole again; what was held back in both windows adds up. */
+static void test_log_limit_rollover(void **state) {
+  log_limit l;
+  uint64_t span = 0;
+  (void)state;
+  log_limit_init(&l, 3);
+  assert_int_equal(3, taken(&l, 10, 5000));
+  assert_int_equal(0, taken(&l, 10, 5000 + LOG_LIMIT_WINDOW_MS - 1));
+  assert_int_equal(3, taken(&l, 10, 5000 + LOG_LIMIT_WINDOW_MS));
+  /* The next window starts at its first line, not on a grid. */
+  assert_int_equal(3, taken(&l, 3, 5000 + 2 * LOG_LIMIT_WINDOW_MS + 400));
+  assert_int_equal(0, taken(&l, 1, 5000 + 3 * LOG_LIMIT_WINDOW_MS + 399));
+  assert_int_equal(7 + 10 + 7 + 1, log_limit_summary(&l, 20000, false, &span));
+  assert_int_equal(20000 - 5000, span);
+  /* A lower allowance applies at once; 0 would silence the kind and is taken as 1. */
+  log_limit_set(&l, 0);
+  assert_int_equal(1, taken(&l, 4, 30000));
+}
+
+/* At shutdown (final) the count is written whatever the time: none is lost. */
+static void test_log_limit_final(void **state) {
+  log_limit l;
+  uint64_t span = 0;
+  (void)state;
+  log_limit_init(&l, 1);
+  assert_int_equal(1, taken(&l, 20, 0));
+  assert_int_equal(0, log_limit_summary(&l, 300, false, &span));
+  assert_int_equal(19, log_limit_summary(&l, 300, true, &span));
+  assert_int_equal(300, span);
+  assert_int_equal(0, log_limit_summary(&l, 300, true, &span));
+}
+
+/* What log.c makes of it: per kind, only at a level that is logged, and the summary line
+ * written by log_close when the service stops before it was due. */
+static void test_log_peer_lines(void **state) {
+  char dir[256], path[300];
+  const char *text;
+  int written = 0;
+  (void)state;
+  pm_test_dir_new(dir, sizeof(dir));
+  snprintf(path, sizeof(path), "%s/peer.log", dir);
+  assert_int_equal(0, log_open_file(LVL_WARNING, path));
+  log_peer_limit(4);
+  for (int i = 0; i < 2000; i++)
+    written += log_peer_allowed(LOG_PEER_BUSY, LVL_WARNING);
+  assert_int_equal(4, written);
+  /* Another kind has its own allowance; a level not logged is neither written nor counted. */
+  assert_true(log_peer_allowed(LOG_PEER_REFUSAL, LVL_WARNING));
+  assert_false(log_peer_allowed(LOG_PEER_NO_REQUEST, LVL_INFO));
+  assert_null(strstr(file_text(path), "suppressed"));
+  log_close();
+  text = file_text(path);
+  assert_non_null(strstr(text, "warning: suppressed 1996 busy lines in the last 1 s\n"));
+  assert_null(strstr(text, "refusal lines"));
+  assert_null(strstr(text, "no-request lines"));
+  log_peer_limit(LOG_LIMIT_PER_SECOND_DEFAULT);
+  remove(path);
+  pm_test_dir_remove(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(hardening_10_log_escape),
       cmocka_unit_test(test_log_escape_cut),
       cmocka_unit_test(test_log_batch),
       cmocka_unit_test(test_log_line),
+      cmocka_unit_test(test_log_limit_window),
+      cmocka_unit_test(test_log_limit_rollover),
+      cmocka_unit_test(test_log_limit_final),
+      cmocka_unit_test(test_log_peer_lines),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
