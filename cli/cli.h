@@ -69,6 +69,25 @@ int cli_names_file(const char *file, const char *key, char *buf, size_t size);
  * resolved path shown (pm_pipe_path); returns the exit status for it. */
 int cli_pipe_error(const char *sub, const char *pipe, int rc);
 
+/* ---- what the service says ---------------------------------------------------------------- */
+
+/* A service's strings (a Result, a Message, an event's Type, a Disconnect's Reason, command
+ * docs) reach the terminal escaped, so that a hostile or broken service cannot retitle the
+ * window, clear the screen or forge a line. Plain text goes through utf8_escape (pipemsgd's
+ * log escaping: \xNN for control bytes, C1 and invisible characters and invalid UTF-8, \\ for
+ * the backslash); JSON and XML keep their own escapes, which stand for the same characters. */
+
+/* Writes s escaped to f (NULL: nowhere); returns the escaped length, for padding columns. */
+size_t cli_put_text(FILE *f, const char *s);
+/* s escaped into buf (size > 0), cut before a character or escape that would not fit. */
+const char *cli_text(const char *s, char *buf, size_t size);
+/* Writes an encoded message (text, n bytes: JSON or XML) with DEL, the C1 controls and the
+ * invisible characters as the encoding's escapes (JSON \u0080, XML &#128;; in XML also a raw
+ * tab or newline): what is written decodes to the same message. */
+void cli_put_encoded(FILE *f, const char *text, size_t n, pm_encoding enc);
+/* json_dumpf(j, f, flags) through cli_put_encoded; -1 when out of memory (nothing written). */
+int cli_put_json(FILE *f, const json_t *j, size_t flags);
+
 /* ---- the platform (cli_unix.c, cli_win.c) ------------------------------------------------ */
 
 /* The --names-file/--names-registry/--expect-owner lines of call's and watch's --help. */

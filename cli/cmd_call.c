@@ -216,7 +216,9 @@ static void show(const char *prefix, const pm_msg *m, pm_encoding enc) {
   uint8_t *buf;
   size_t len;
   if (pm_msg_encode(m, enc, &buf, &len) == 0) {
-    fprintf(stderr, "%s %.*s\n", prefix, (int)len, (const char *)buf);
+    fprintf(stderr, "%s ", prefix);
+    cli_put_encoded(stderr, (const char *)buf, len, enc);
+    fputc('\n', stderr);
     pm_free(buf);
   }
 }
@@ -247,6 +249,7 @@ typedef struct waiter {
   int attached;      /* the observer's handshake is done */
   enum { WAITING, REACHED, FAILED } outcome;
   const char *target;
+  /* Kept escaped (cli_text), as they are printed. */
   char error[256];   /* the failure's Error (StateChanged) or Message (ErrorOccured) */
   char refused[128]; /* why the event pipe refused us, if it did */
   int progress;      /* a terminal shows a one-line progress */
@@ -260,12 +263,13 @@ static void on_wait_event(const pm_event *ev, void *data) {
   uv_mutex_lock(&w->lock);
   if (strcmp(ev->type, "ErrorOccured") == 0 &&
       (error = json_string_value(json_object_get(ev->data, "Message"))) != NULL)
-    snprintf(w->error, sizeof(w->error), "%s", error);
+    cli_text(error, w->error, sizeof(w->error));
   if (strcmp(ev->type, "StateChanged") == 0 && state != NULL && w->outcome == WAITING) {
+    char shown[64];
     if (error != NULL)
-      snprintf(w->error, sizeof(w->error), "%s", error);
+      cli_text(error, w->error, sizeof(w->error));
     if (w->progress) {
-      printf("\r%s: %-13s", w->command, state);
+      printf("\r%s: %-13s", w->command, cli_text(state, shown, sizeof(shown)));
       fflush(stdout);
     }
     if (strcmp(state, w->target) == 0)
@@ -283,7 +287,7 @@ static void on_wait_state(pm_event_client_state st, const char *reason, void *da
   if (st == PM_EVENT_CLIENT_CONNECTED)
     w->attached = 1;
   else if (st == PM_EVENT_CLIENT_DISCONNECTED && !w->attached && reason != NULL)
-    snprintf(w->refused, sizeof(w->refused), "%s", reason);
+    cli_text(reason, w->refused, sizeof(w->refused));
   uv_cond_signal(&w->changed);
   uv_mutex_unlock(&w->lock);
 }
@@ -538,16 +542,22 @@ int cmd_call(int argc, char **argv) {
   if (a.json) {
     json_t *whole = json_pack("{s:O}", pm_msg_kind(response), fields);
     if (whole != NULL)
-      json_dumpf(whole, stdout, JSON_COMPACT | JSON_ENCODE_ANY);
+      cli_put_json(stdout, whole, JSON_COMPACT | JSON_ENCODE_ANY);
     fputc('\n', stdout);
     json_decref(whole);
   } else if ((data = json_object_get(fields, "Data")) != NULL) {
-    json_dumpf(data, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
+    cli_put_json(stdout, data, JSON_INDENT(2) | JSON_ENCODE_ANY);
     fputc('\n', stdout);
   }
-  if (status != CLI_EXIT_OK)
-    fprintf(stderr, "pipemsg call: %s: %s%s%s\n", name, result, message ? ": " : "",
-            message ? message : "");
+  if (status != CLI_EXIT_OK) {
+    fprintf(stderr, "pipemsg call: %s: ", name);
+    cli_put_text(stderr, result);
+    if (message != NULL) {
+      fputs(": ", stderr);
+      cli_put_text(stderr, message);
+    }
+    fputc('\n', stderr);
+  }
   goto done;
 no_waiter:
   fputs("pipemsg call: cannot set up --wait\n", stderr);

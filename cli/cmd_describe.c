@@ -65,6 +65,7 @@ static json_t *contract_of(const discovery *d, bool test_commands) {
   char path[PM_PIPE_PATH_MAX + 1] = "", why[PM_REASON_MAX] = "--offline";
   pm_msg *request = NULL, *response = NULL;
   const char *result;
+  char shown[64];
   json_t *data = NULL;
   int rc;
   if (pm_pipe_path(d->pipe.pipe, path, sizeof(path)) < 0)
@@ -86,7 +87,8 @@ static json_t *contract_of(const discovery *d, bool test_commands) {
       return data;
     } else {
       /* A service older than GetCommands answers BadRequest. */
-      snprintf(why, sizeof(why), "GetCommands answered %s", rc == 0 ? result : "nothing");
+      snprintf(why, sizeof(why), "GetCommands answered %s",
+               rc == 0 ? cli_text(result, shown, sizeof(shown)) : "nothing");
     }
     pm_msg_free(request);
     pm_msg_free(response);
@@ -143,10 +145,15 @@ static void discovery_init(discovery *d, const char *sub) {
   d->opts.connect_timeout_ms = DISCOVERY_CONNECT_TIMEOUT_MS_DEFAULT;
 }
 
-static const char *str(const json_t *o, const char *key) {
-  const char *s = json_string_value(json_object_get(o, key));
+static const char *text(const json_t *v) {
+  const char *s = json_string_value(v);
   return s != NULL ? s : "";
 }
+
+static const char *str(const json_t *o, const char *key) { return text(json_object_get(o, key)); }
+
+/* The contract may be the service's: its strings are printed escaped. */
+static void put(const char *s) { cli_put_text(stdout, s); }
 
 int cmd_commands(int argc, char **argv) {
   discovery d;
@@ -166,15 +173,17 @@ int cmd_commands(int argc, char **argv) {
   }
   commands = json_object_get(contract, "Commands");
   if (d.json) {
-    json_dumpf(commands, stdout, JSON_INDENT(2));
+    cli_put_json(stdout, commands, JSON_INDENT(2));
     fputc('\n', stdout);
   } else {
     json_array_foreach(commands, i, c) {
-      if (strlen(str(c, "Name")) > width)
-        width = strlen(str(c, "Name"));
+      if (cli_put_text(NULL, str(c, "Name")) > width)
+        width = cli_put_text(NULL, str(c, "Name"));
     }
     json_array_foreach(commands, i, c) {
-      printf("%-*s  %s\n", (int)width, str(c, "Name"), str(c, "Doc"));
+      printf("%*s  ", (int)(width - cli_put_text(stdout, str(c, "Name"))), "");
+      put(str(c, "Doc"));
+      fputc('\n', stdout);
     }
   }
   json_decref(contract);
@@ -186,13 +195,16 @@ static void print_type(const json_t *p, int param) {
   const json_t *v;
   size_t i;
   const json_t *item;
-  fputs(str(p, "Type"), stdout);
-  if (json_is_string(json_object_get(p, "Items")))
-    printf(" of %s", str(p, "Items"));
+  put(str(p, "Type"));
+  if (json_is_string(json_object_get(p, "Items"))) {
+    fputs(" of ", stdout);
+    put(str(p, "Items"));
+  }
   if ((v = json_object_get(p, "Values")) != NULL) {
     fputs(" (", stdout);
     json_array_foreach(v, i, item) {
-      printf("%s%s", i ? " | " : "", json_string_value(item));
+      fputs(i ? " | " : "", stdout);
+      put(text(item));
     }
     fputc(')', stdout);
   }
@@ -207,17 +219,21 @@ static void print_type(const json_t *p, int param) {
   if (json_object_get(p, "MaxLength") != NULL)
     printf(", %lld to %lld bytes", (long long)json_integer_value(json_object_get(p, "MinLength")),
            (long long)json_integer_value(json_object_get(p, "MaxLength")));
-  if (json_object_get(p, "Charset") != NULL)
-    printf(" of %s", str(p, "Charset"));
-  if (json_object_get(p, "Format") != NULL)
-    printf(", format %s", str(p, "Format"));
+  if (json_object_get(p, "Charset") != NULL) {
+    fputs(" of ", stdout);
+    put(str(p, "Charset"));
+  }
+  if (json_object_get(p, "Format") != NULL) {
+    fputs(", format ", stdout);
+    put(str(p, "Format"));
+  }
   if (json_object_get(p, "MaxItems") != NULL)
     printf(", at most %lld", (long long)json_integer_value(json_object_get(p, "MaxItems")));
   if (json_is_true(json_object_get(p, "Required"))) {
     fputs(param ? ", required" : "", stdout);
   } else if ((v = json_object_get(p, "Default")) != NULL) {
     fputs(", default ", stdout);
-    json_dumpf(v, stdout, JSON_ENCODE_ANY);
+    cli_put_json(stdout, v, JSON_ENCODE_ANY);
   } else {
     fputs(", optional", stdout);
   }
@@ -228,9 +244,13 @@ static void print_fields(const char *title, const json_t *fields, int param) {
   const json_t *f;
   printf("%s:%s\n", title, json_array_size(fields) == 0 ? " none" : "");
   json_array_foreach(fields, i, f) {
-    printf("  %s: ", str(f, "Name"));
+    fputs("  ", stdout);
+    put(str(f, "Name"));
+    fputs(": ", stdout);
     print_type(f, param);
-    printf("\n      %s\n", str(f, "Doc"));
+    fputs("\n      ", stdout);
+    put(str(f, "Doc"));
+    fputc('\n', stdout);
   }
 }
 
@@ -260,19 +280,25 @@ int cmd_describe(int argc, char **argv) {
   if (found == NULL) {
     const char *closest = pm__contract_closest(argv[optind], names, n);
     fprintf(stderr, "pipemsg describe: unknown command '%s'", argv[optind]);
-    if (closest != NULL)
-      fprintf(stderr, "; did you mean '%s'?\n", closest);
-    else
+    if (closest != NULL) {
+      fputs("; did you mean '", stderr);
+      cli_put_text(stderr, closest);
+      fputs("'?\n", stderr);
+    } else {
       fputs(" (pipemsg commands lists them)\n", stderr);
+    }
   } else if (d.json) {
-    json_dumpf(found, stdout, JSON_INDENT(2));
+    cli_put_json(stdout, found, JSON_INDENT(2));
     fputc('\n', stdout);
     status = CLI_EXIT_OK;
   } else {
     /* GetCommands lists no parameters for a command taking any (Echo); the built-in contract
      * tells them apart. */
     const pm__ct_command *local = pm__contract_command(argv[optind], true);
-    printf("%s: %s\n", str(found, "Name"), str(found, "Doc"));
+    put(str(found, "Name"));
+    fputs(": ", stdout);
+    put(str(found, "Doc"));
+    fputc('\n', stdout);
     if (local != NULL && local->any_params)
       puts("Params: any (Key=Value typed by guessing)");
     else
@@ -284,7 +310,8 @@ int cmd_describe(int argc, char **argv) {
     fputs("Results: Ok, BadRequest", stdout);
     results = json_object_get(found, "Results");
     json_array_foreach(results, i, c) {
-      printf(", %s", json_string_value(c));
+      fputs(", ", stdout);
+      put(text(c));
     }
     fputc('\n', stdout);
     status = CLI_EXIT_OK;

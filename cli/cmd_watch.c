@@ -99,14 +99,16 @@ static int on_take(const pm_event *ev, void *data) {
                              ev->type, "Time", ev->time, "Data", (json_t *)ev->data, "Epoch",
                              (json_int_t)ev->epoch);
     if (line != NULL) {
-      json_dumpf(line, stdout, JSON_COMPACT);
+      cli_put_json(stdout, line, JSON_COMPACT);
       json_decref(line);
     }
   } else {
-    printf("%s #%lld %s", ev->time ? ev->time : "-", (long long)ev->id, ev->type);
+    cli_put_text(stdout, ev->time ? ev->time : "-");
+    printf(" #%lld ", (long long)ev->id);
+    cli_put_text(stdout, ev->type);
     if (ev->data != NULL) {
       fputc(' ', stdout);
-      json_dumpf(ev->data, stdout, JSON_COMPACT);
+      cli_put_json(stdout, ev->data, JSON_COMPACT);
     }
   }
   fputc('\n', stdout);
@@ -151,7 +153,9 @@ static void on_state(pm_event_client_state st, const char *reason, void *data) {
              w->consume ? "another client is attached; retrying until it leaves"
                         : "the service has as many observers as it takes; retrying");
   } else {
-    snprintf(line, sizeof(line), "disconnected: %s", reason);
+    static const char head[] = "disconnected: ";
+    memcpy(line, head, sizeof(head) - 1);
+    cli_text(reason, line + sizeof(head) - 1, sizeof(line) - (sizeof(head) - 1));
   }
   if (strcmp(line, w->last_line) == 0)
     return;

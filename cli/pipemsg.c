@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "contract.h"
+#include "utf8.h"
 
 static const char usage_text[] =
     "Usage: pipemsg COMMAND [OPTION]... [ARG]...\n"
@@ -130,6 +131,70 @@ const char *cli_prog = "pipemsg";
 void cli_print_text(const char *const *parts, FILE *f) {
   for (; *parts != NULL; parts++)
     fputs(*parts, f);
+}
+
+size_t cli_put_text(FILE *f, const char *s) {
+  char buf[256];
+  size_t n = strlen(s), total = 0;
+  while (n > 0) {
+    size_t used, len = utf8_escape(s, n, buf, sizeof(buf), &used);
+    if (f != NULL)
+      fwrite(buf, 1, len, f);
+    total += len;
+    s += used;
+    n -= used;
+  }
+  return total;
+}
+
+const char *cli_text(const char *s, char *buf, size_t size) {
+  size_t used;
+  utf8_escape(s, strlen(s), buf, size, &used);
+  return buf;
+}
+
+/* Whether a character of an encoded message (len bytes, 0 for a byte that is not UTF-8) goes
+ * out as it is. JSON's layout has raw newlines of its own and its strings no raw C0 (the
+ * encoder escapes them); XML text may hold a tab or newline of the service's. */
+static int encoded_plain(uint32_t cp, size_t len, pm_encoding enc) {
+  if (len > 1)
+    return !utf8_invisible(cp);
+  return len == 1 && cp != 0x7f && (cp >= 0x20 || enc == PM_ENC_JSON);
+}
+
+void cli_put_encoded(FILE *f, const char *text, size_t n, pm_encoding enc) {
+  const unsigned char *s = (const unsigned char *)text;
+  size_t i = 0, run = 0;
+  while (i < n) {
+    uint32_t cp;
+    size_t len = utf8_decode(s + i, n - i, &cp);
+    if (encoded_plain(cp, len, enc)) {
+      i += len;
+      continue;
+    }
+    fwrite(text + run, 1, i - run, f);
+    /* An encoder writes only UTF-8; should a byte that is not come, it is not passed on. */
+    if (len == 0) {
+      cp = 0xfffd;
+      len = 1;
+    }
+    if (enc == PM_ENC_JSON)
+      fprintf(f, "\\u%04X", (unsigned)cp);
+    else
+      fprintf(f, "&#%u;", (unsigned)cp);
+    i += len;
+    run = i;
+  }
+  fwrite(text + run, 1, n - run, f);
+}
+
+int cli_put_json(FILE *f, const json_t *j, size_t flags) {
+  char *text = json_dumps(j, flags);
+  if (text == NULL)
+    return -1;
+  cli_put_encoded(f, text, strlen(text), PM_ENC_JSON);
+  free(text);
+  return 0;
 }
 
 int cli_parse_number(const char *opt, const char *s, unsigned long long min,

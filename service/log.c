@@ -123,63 +123,9 @@ void log_set_level(log_level level) { max_level = level; }
 
 int log_enabled(log_level level) { return level <= max_level; }
 
-/* Characters that change how a line reads without being seen: C1 controls, as dangerous to a
- * terminal as C0 ones, and the invisible format characters (bidirectional overrides and
- * isolates, which can make text display backwards, zero-width ones, line and paragraph
- * separators, the BOM). */
-static int invisible(uint32_t cp) {
-  return (cp >= 0x80 && cp <= 0x9f) || cp == 0xad || cp == 0x61c || cp == 0x180e ||
-         (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202e) ||
-         (cp >= 0x2060 && cp <= 0x206f) || cp == 0xfeff || (cp >= 0xfff9 && cp <= 0xfffb);
-}
-
-/* The length of a valid UTF-8 sequence at s that is printed as it is; 0 to escape it. */
-static size_t printable_utf8_len(const unsigned char *s, size_t n) {
-  size_t len = utf8_len(s, n);
-  uint32_t cp;
-  if (len < 2)
-    return len;
-  cp = s[0] & (0xff >> (len + 1));
-  for (size_t i = 1; i < len; i++)
-    cp = (cp << 6) | (s[i] & 0x3f);
-  return invisible(cp) ? 0 : len;
-}
-
 size_t log_escape(const char *in, char *out, size_t size) {
-  const unsigned char *s = (const unsigned char *)in;
-  size_t n = strlen(in), i = 0, o = 0;
-  while (i < n) {
-    size_t u;
-    char esc[5];
-    size_t elen;
-    /* Most of a line is printable ASCII, taken as it is without the UTF-8 decoder. */
-    if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\') {
-      if (o + 1 >= size)
-        break;
-      out[o++] = (char)s[i++];
-      continue;
-    }
-    u = printable_utf8_len(s + i, n - i);
-    if (u > 1) {
-      if (o + u >= size)
-        break;
-      memcpy(out + o, s + i, u);
-      o += u;
-      i += u;
-      continue;
-    }
-    if (s[i] == '\\')
-      elen = (size_t)snprintf(esc, sizeof(esc), "\\\\");
-    else
-      elen = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", s[i]);
-    if (o + elen >= size)
-      break;
-    memcpy(out + o, esc, elen);
-    o += elen;
-    i++;
-  }
-  out[o] = '\0';
-  return o;
+  size_t used;
+  return utf8_escape(in, strlen(in), out, size, &used);
 }
 
 /* Writes the stamp "YYYY-MM-DDTHH:MM:SS.mmmZ " (25 bytes) into out: an event's time stamp
