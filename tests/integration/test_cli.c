@@ -823,6 +823,224 @@ static void test_cli_completion(void **state) {
   }
 }
 
+/* ---- a hostile service's strings (terminal injection) -------------------------------------- */
+
+/* Everything a terminal acts on, as a service sends it in a JSON string: OSC (retitles the
+ * window), BEL, CSI (clears the screen, colours), the C1 CSI U+009B, DEL, and a newline that
+ * would start a forged line. */
+#define HOSTILE "\\u001b]0;PWNED\\u0007\\u001b[2J\\u001b[31mRED\\u001b[0m\\u009b31m\\u007f\\nFORGED"
+/* The same, printed as text (\xNN per byte), and inside printed JSON (its own escapes). */
+#define HOSTILE_TEXT "\\x1b]0;PWNED\\x07\\x1b[2J\\x1b[31mRED\\x1b[0m\\xc2\\x9b31m\\x7f\\x0aFORGED"
+#define HOSTILE_JSON "\\u001B]0;PWNED\\u0007\\u001B[2J\\u001B[31mRED\\u001B[0m\\u009B31m\\u007F\\nFORGED"
+/* The same as raw bytes, as a user types a name the service listed. */
+#define HOSTILE_RAW "\x1b]0;PWNED\x07\x1b[2J\x1b[31mRED\x1b[0m\xc2\x9b" "31m\x7f\nFORGED"
+/* Text that is not escaped. */
+#define PLAIN "caf\xc3\xa9 \xe2\x82\xac"
+
+/* Fails if output holds what a terminal would act on: a control byte but the newlines ending
+ * its lines, DEL, a C1 control (raw or as UTF-8), or bytes that are not UTF-8. */
+static void assert_terminal_safe(const char *what, const char *output) {
+  json_t *valid = json_string(output); /* NULL unless UTF-8 */
+  for (const unsigned char *p = (const unsigned char *)output; *p != '\0'; p++) {
+    if ((*p < 0x20 && *p != '\n') || *p == 0x7f || (*p >= 0x80 && *p <= 0x9f && p[-1] == 0xc2))
+      fail_msg("%s: raw byte 0x%02x at %zu in: %s", what, *p,
+               (size_t)(p - (const unsigned char *)output), output);
+  }
+  if (valid == NULL)
+    fail_msg("%s: not UTF-8: %s", what, output);
+  json_decref(valid);
+}
+
+typedef struct fake_run {
+  int status;
+  char out[16384], err[16384];
+} fake_run;
+
+/* Answers a connection of pipemsg: reads its first message (a request or a handshake) and sends
+ * frames[0], frames[1]... (NULL-terminated), each a format for the first message's Id or Seq. */
+static void fake_answer_cli(int fd, const char *const *frames) {
+  pm_msg *first = pm_test_recv_msg(fd, 10000);
+  int64_t n = 0;
+  assert_non_null(first);
+  if (pm_msg_get_int(first, "Id", &n) < 0)
+    pm_msg_get_int(first, "Seq", &n);
+  pm_msg_free(first);
+  for (; *frames != NULL; frames++) {
+    char frame[4096];
+    snprintf(frame, sizeof(frame), *frames, (long long)n);
+    assert_int_equal(0, pm_test_send_frame(fd, frame));
+  }
+}
+
+/* Runs pipemsg with args against a fake service listening at path: its i-th connection gets
+ * answers[i] (then the stream ends); the rest are refused. Returns once pipemsg has exited. */
+static void run_against_fake(const char *path, const char *const *args,
+                             const char *const *const *answers, size_t n_answers, fake_run *r) {
+  int lfd = pm_test_bind(path, 4), out_fd, err_fd, status;
+  size_t have[2] = {0, 0}, served = 0;
+  uint64_t deadline = pm_test_now_ms() + 20000;
+  pid_t pid = spawn_cli(args, &out_fd, NULL, &err_fd);
+  r->out[0] = r->err[0] = '\0';
+  while (out_fd >= 0 || err_fd >= 0) {
+    struct pollfd pfd[3] = {{.fd = lfd, .events = POLLIN},
+                            {.fd = out_fd, .events = POLLIN},
+                            {.fd = err_fd, .events = POLLIN}};
+    char *bufs[2] = {r->out, r->err};
+    int *fds[2] = {&out_fd, &err_fd};
+    assert_true(pm_test_now_ms() < deadline);
+    if (poll(pfd, 3, 1000) <= 0)
+      continue;
+    if (pfd[0].revents & POLLIN) {
+      int fd = accept(lfd, NULL, NULL);
+      assert_true(fd >= 0);
+      if (served < n_answers)
+        fake_answer_cli(fd, answers[served++]);
+      close(fd);
+    }
+    for (int k = 0; k < 2; k++) {
+      ssize_t got;
+      if ((pfd[k + 1].revents & (POLLIN | POLLHUP)) == 0)
+        continue;
+      got = read(*fds[k], bufs[k] + have[k], sizeof(r->out) - 1 - have[k]);
+      if (got <= 0) {
+        close(*fds[k]);
+        *fds[k] = -1;
+        continue;
+      }
+      have[k] += (size_t)got;
+      bufs[k][have[k]] = '\0';
+    }
+  }
+  close(lfd);
+  unlink(path);
+  assert_int_equal(pid, waitpid(pid, &status, 0));
+  assert_true(WIFEXITED(status));
+  r->status = WEXITSTATUS(status);
+  assert_terminal_safe("stdout", r->out);
+  assert_terminal_safe("stderr", r->err);
+}
+
+/* call: the Result and the Message of an error, the answer's Data and -v's lines (JSON and
+ * XML) show every control character escaped, and plain UTF-8 as it is. */
+static void test_cli_call_escapes_the_service(void **state) {
+  char path[160];
+  const char *const json_args[] = {"call", "-v", "-c", path, "GetState", NULL};
+  const char *const xml_args[] = {"call", "--xml", "-v", "-c", path, "GetState", NULL};
+  static const char *const json_answer[] = {
+      "{\"Response\":{\"Command\":\"GetState\",\"Id\":%lld,\"Result\":\"Bad" HOSTILE "\","
+      "\"Message\":\"m" HOSTILE " " PLAIN "\",\"Data\":{\"State\":\"S" HOSTILE "\"}}}",
+      NULL};
+  /* XML takes no C0 control but tab and newline. */
+  static const char *const xml_answer[] = {
+      "<Response><Command>GetState</Command><Id>%lld</Id><Result>Bad\xc2\x9b\x7f\t</Result>"
+      "<Message>m\nFORGED " PLAIN "</Message></Response>",
+      NULL};
+  const char *const *answers[] = {json_answer};
+  fake_run r;
+  (void)state;
+  snprintf(path, sizeof(path), "%s/fake-command", svc.dir);
+  run_against_fake(path, json_args, answers, 1, &r);
+  assert_int_equal(1, r.status);
+  assert_non_null(strstr(r.err, "pipemsg call: GetState: Bad" HOSTILE_TEXT ": m" HOSTILE_TEXT
+                                " " PLAIN "\n"));
+  assert_non_null(strstr(r.out, "\"State\": \"S" HOSTILE_JSON "\""));
+  assert_non_null(strstr(r.err, "< {\"Response\":"));
+  assert_non_null(strstr(r.err, "\"Message\":\"m" HOSTILE_JSON " " PLAIN "\""));
+  answers[0] = xml_answer;
+  run_against_fake(path, xml_args, answers, 1, &r);
+  assert_int_equal(1, r.status);
+  assert_non_null(strstr(r.err, "pipemsg call: GetState: Bad\\xc2\\x9b\\x7f\\x09: m\\x0aFORGED "
+                                PLAIN "\n"));
+  assert_non_null(strstr(r.err, "<Result>Bad&#155;&#127;&#9;</Result>"));
+  assert_non_null(strstr(r.err, "<Message>m&#10;FORGED " PLAIN "</Message>"));
+}
+
+/* Bytes that are not UTF-8 never reach the terminal: the library refuses such a message. */
+static void test_cli_call_refuses_what_is_not_utf8(void **state) {
+  char path[160];
+  const char *const args[] = {"call", "-c", path, "GetState", NULL};
+  static const char *const answer[] = {
+      "{\"Response\":{\"Command\":\"GetState\",\"Id\":%lld,\"Result\":\"Error\","
+      "\"Message\":\"\xff\xfe\xc0\xaf\x1b[2J\"}}",
+      NULL};
+  const char *const *answers[] = {answer};
+  fake_run r;
+  (void)state;
+  snprintf(path, sizeof(path), "%s/fake-command", svc.dir);
+  run_against_fake(path, args, answers, 1, &r);
+  assert_int_equal(3, r.status);
+  assert_non_null(strstr(r.err, "TransportError"));
+}
+
+/* watch: an event's Type and Time, its Data, and a Disconnect's Reason. */
+static void test_cli_watch_escapes_the_service(void **state) {
+  char path[160];
+  const char *const args[] = {"watch", "-e", path, "--count", "1", NULL};
+  const char *const json_args[] = {"watch", "-e", path, "--count", "1", "--json", NULL};
+#define HANDSHAKE "{\"Handshake\":{\"Seq\":%lld,\"Version\":1,\"Epoch\":5,\"HeartbeatMs\":60000}}"
+  static const char *const refused[] = {
+      HANDSHAKE, "{\"Disconnect\":{\"Reason\":\"Gone" HOSTILE "\",\"Message\":\"m" HOSTILE "\"}}",
+      NULL};
+  static const char *const event[] = {
+      HANDSHAKE,
+      "{\"Event\":{\"Id\":1,\"Type\":\"T" HOSTILE "\",\"Time\":\"" HOSTILE "\","
+      "\"Data\":{\"K\":\"" HOSTILE " " PLAIN "\"}}}",
+      NULL};
+#undef HANDSHAKE
+  const char *const *answers[] = {refused, event};
+  fake_run r;
+  (void)state;
+  snprintf(path, sizeof(path), "%s/fake-event", svc.dir);
+  run_against_fake(path, args, answers, 2, &r);
+  assert_int_equal(0, r.status);
+  assert_non_null(strstr(r.err, "pipemsg watch: disconnected: Gone" HOSTILE_TEXT "\n"));
+  assert_non_null(strstr(r.out, HOSTILE_TEXT " #1 T" HOSTILE_TEXT " {\"K\":\"" HOSTILE_JSON
+                                " " PLAIN "\"}\n"));
+  run_against_fake(path, json_args, &answers[1], 1, &r);
+  assert_int_equal(0, r.status);
+  assert_non_null(strstr(r.out, "\"Type\":\"T" HOSTILE_JSON "\""));
+}
+
+/* commands and describe: the names, docs, types, values, defaults and results of a contract
+ * the service gave. */
+static void test_cli_describe_escapes_the_service(void **state) {
+  char path[160];
+  const char *const commands[] = {"commands", "-c", path, NULL};
+  const char *const commands_json[] = {"commands", "--json", "-c", path, NULL};
+  const char *const describe[] = {"describe", "-c", path, "Evil" HOSTILE_RAW, NULL};
+  static const char *const contract[] = {
+      "{\"Response\":{\"Command\":\"GetCommands\",\"Result\":\"Ok\",\"Data\":{\"Commands\":["
+      "{\"Name\":\"Evil" HOSTILE "\",\"Doc\":\"doc" HOSTILE " " PLAIN "\",\"Params\":["
+      "{\"Name\":\"P" HOSTILE "\",\"Type\":\"enumeration" HOSTILE "\",\"Values\":[\"v" HOSTILE
+      "\"],\"Default\":\"d" HOSTILE "\",\"Format\":\"f" HOSTILE "\",\"Doc\":\"pd" HOSTILE "\"}],"
+      "\"Data\":[],\"Results\":[\"R" HOSTILE "\"]},"
+      "{\"Name\":\"Plain\",\"Doc\":\"" PLAIN "\",\"Params\":[],\"Data\":[],\"Results\":[]}],"
+      "\"Events\":[],\"Types\":[],\"Formats\":[]}}}",
+      NULL};
+  const char *const *answers[] = {contract};
+  char plain_line[128];
+  fake_run r;
+  (void)state;
+  snprintf(path, sizeof(path), "%s/fake-command", svc.dir);
+  run_against_fake(path, commands, answers, 1, &r);
+  assert_int_equal(0, r.status);
+  assert_non_null(strstr(r.out, "Evil" HOSTILE_TEXT "  doc" HOSTILE_TEXT " " PLAIN "\n"));
+  /* The column is as wide as the longest name as printed. */
+  snprintf(plain_line, sizeof(plain_line), "\nPlain%*s  " PLAIN "\n",
+           (int)(strlen("Evil" HOSTILE_TEXT) - strlen("Plain")), "");
+  assert_non_null(strstr(r.out, plain_line));
+  run_against_fake(path, commands_json, answers, 1, &r);
+  assert_int_equal(0, r.status);
+  assert_non_null(strstr(r.out, "\"Doc\": \"doc" HOSTILE_JSON " " PLAIN "\""));
+  run_against_fake(path, describe, answers, 1, &r);
+  assert_int_equal(0, r.status);
+  assert_non_null(strstr(r.out, "Evil" HOSTILE_TEXT ": doc" HOSTILE_TEXT " " PLAIN "\n"));
+  assert_non_null(strstr(r.out, "  P" HOSTILE_TEXT ": enumeration" HOSTILE_TEXT " (v"
+                                HOSTILE_TEXT "), format f" HOSTILE_TEXT ", default \"d"
+                                HOSTILE_JSON "\"\n      pd" HOSTILE_TEXT "\n"));
+  assert_non_null(strstr(r.out, "Results: Ok, BadRequest, R" HOSTILE_TEXT "\n"));
+}
+
 static void test_cli_watch_usage(void **state) {
   const char *out, *err;
   const char *help[] = {PIPEMSG, "watch", "--help", NULL};
@@ -866,6 +1084,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_cli_man_page_from_contract, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_completion, setup, teardown),
       cmocka_unit_test_setup_teardown(hardening_13_pipe_names_agree, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_call_escapes_the_service, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_call_refuses_what_is_not_utf8, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_watch_escapes_the_service, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_describe_escapes_the_service, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -52,6 +52,47 @@ static void test_utf8_len_as_strict_as_jansson(void **state) {
   }
 }
 
+/* The code point comes with the length, for the escaping that tells characters apart. */
+static void test_utf8_decode_code_points(void **state) {
+  uint32_t cp = 0;
+  (void)state;
+  assert_int_equal(1, utf8_decode((const unsigned char *)"\x7f", 1, &cp));
+  assert_int_equal(0x7f, cp);
+  assert_int_equal(2, utf8_decode((const unsigned char *)"\xc2\x9b", 2, &cp));
+  assert_int_equal(0x9b, cp);
+  assert_int_equal(4, utf8_decode((const unsigned char *)"\xf0\x9f\x98\x80", 4, &cp));
+  assert_int_equal(0x1f600, cp);
+  assert_int_equal(0, utf8_decode((const unsigned char *)"\xc0\xaf", 2, &cp));
+}
+
+/* What pipemsg prints from a service (cli_put_text) goes through utf8_escape in pieces of a
+ * small buffer: the pieces, each cut at a whole character or escape, add up to the text escaped
+ * at once; a terminal's escape sequences come out visible, plain UTF-8 as it is. */
+static void test_utf8_escape_in_pieces(void **state) {
+  static const char in[] = "\x1b]0;PWNED\x07\x1b[2J\x1b[31mRED\x1b[0m \xc2\x9b" "31m\x7f\t\n"
+                           "\xff\xe2\x82 caf\xc3\xa9 \xe2\x80\xae\\";
+  static const char want[] = "\\x1b]0;PWNED\\x07\\x1b[2J\\x1b[31mRED\\x1b[0m \\xc2\\x9b31m"
+                             "\\x7f\\x09\\x0a\\xff\\xe2\\x82 caf\xc3\xa9 \\xe2\\x80\\xae\\\\";
+  char whole[256], piece[6], joined[256] = "";
+  size_t used, n = sizeof(in) - 1, pieces = 0;
+  (void)state;
+  assert_int_equal(strlen(want), utf8_escape(in, n, whole, sizeof(whole), &used));
+  assert_int_equal(n, used);
+  assert_string_equal(want, whole);
+  for (const char *p = in; n > 0; pieces++) {
+    size_t len = utf8_escape(p, n, piece, sizeof(piece), &used);
+    assert_true(len > 0 && len < sizeof(piece) && used > 0);
+    strcat(joined, piece);
+    p += used;
+    n -= used;
+  }
+  assert_string_equal(want, joined);
+  assert_true(pieces > 1);
+  /* The length is the caller's: a NUL inside it is a control byte like the others. */
+  assert_int_equal(6, utf8_escape("a\0b", 3, whole, sizeof(whole), &used));
+  assert_string_equal("a\\x00b", whole);
+}
+
 /* ---- log -------------------------------------------------------------------------------- */
 
 /* The escaped text is cut where the next character or escape would not fit, never inside
@@ -586,6 +627,8 @@ static void test_systemd_notify_ready(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_utf8_len_as_strict_as_jansson),
+      cmocka_unit_test(test_utf8_decode_code_points),
+      cmocka_unit_test(test_utf8_escape_in_pieces),
       cmocka_unit_test(test_log_escape_cuts_whole_characters),
       cmocka_unit_test(test_log_escape_invisible_ranges),
       cmocka_unit_test(test_log_syslog_target),
