@@ -181,7 +181,8 @@ int cmd_commands(int argc, char **argv) {
         width = cli_put_text(NULL, str(c, "Name"));
     }
     json_array_foreach(commands, i, c) {
-      printf("%*s  ", (int)(width - cli_put_text(stdout, str(c, "Name"))), "");
+      size_t shown = cli_put_text(stdout, str(c, "Name"));
+      printf("%*s  ", (int)(width - shown), "");
       put(str(c, "Doc"));
       fputc('\n', stdout);
     }

@@ -831,7 +831,8 @@ static void test_cli_completion(void **state) {
 #define HOSTILE "\\u001b]0;PWNED\\u0007\\u001b[2J\\u001b[31mRED\\u001b[0m\\u009b31m\\u007f\\nFORGED"
 /* The same, printed as text (\xNN per byte), and inside printed JSON (its own escapes). */
 #define HOSTILE_TEXT "\\x1b]0;PWNED\\x07\\x1b[2J\\x1b[31mRED\\x1b[0m\\xc2\\x9b31m\\x7f\\x0aFORGED"
-#define HOSTILE_JSON "\\u001B]0;PWNED\\u0007\\u001B[2J\\u001B[31mRED\\u001B[0m\\u009B31m\\u007F\\nFORGED"
+#define HOSTILE_JSON                                                                          \
+  "\\u001B]0;PWNED\\u0007\\u001B[2J\\u001B[31mRED\\u001B[0m\\u009B31m\\u007F\\nFORGED"
 /* The same as raw bytes, as a user types a name the service listed. */
 #define HOSTILE_RAW "\x1b]0;PWNED\x07\x1b[2J\x1b[31mRED\x1b[0m\xc2\x9b" "31m\x7f\nFORGED"
 /* Text that is not escaped. */
@@ -840,11 +841,12 @@ static void test_cli_completion(void **state) {
 /* Fails if output holds what a terminal would act on: a control byte but the newlines ending
  * its lines, DEL, a C1 control (raw or as UTF-8), or bytes that are not UTF-8. */
 static void assert_terminal_safe(const char *what, const char *output) {
+  const unsigned char *s = (const unsigned char *)output;
   json_t *valid = json_string(output); /* NULL unless UTF-8 */
-  for (const unsigned char *p = (const unsigned char *)output; *p != '\0'; p++) {
-    if ((*p < 0x20 && *p != '\n') || *p == 0x7f || (*p >= 0x80 && *p <= 0x9f && p[-1] == 0xc2))
-      fail_msg("%s: raw byte 0x%02x at %zu in: %s", what, *p,
-               (size_t)(p - (const unsigned char *)output), output);
+  for (size_t i = 0; s[i] != '\0'; i++) {
+    if ((s[i] < 0x20 && s[i] != '\n') || s[i] == 0x7f ||
+        (i > 0 && s[i - 1] == 0xc2 && s[i] >= 0x80 && s[i] <= 0x9f))
+      fail_msg("%s: raw byte 0x%02x at %zu in: %s", what, s[i], i, output);
   }
   if (valid == NULL)
     fail_msg("%s: not UTF-8: %s", what, output);
