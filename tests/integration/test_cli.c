@@ -874,52 +874,80 @@ static void fake_answer_cli(int fd, const char *const *frames) {
   }
 }
 
-/* Runs pipemsg with args against a fake service listening at path: its i-th connection gets
- * answers[i] (then the stream ends); the rest are refused. Returns once pipemsg has exited. */
-static void run_against_fake(const char *path, const char *const *args,
-                             const char *const *const *answers, size_t n_answers, fake_run *r) {
-  int lfd = pm_test_bind(path, 4), out_fd, err_fd, status;
-  size_t have[2] = {0, 0}, served = 0;
+/* A fake service's pipe: its i-th connection gets answers[i] (then the stream ends); the rest
+ * are refused. */
+typedef struct fake_pipe {
+  const char *path;
+  const char *const *const *answers;
+  size_t n_answers;
+  int lfd;
+  size_t served;
+} fake_pipe;
+
+/* Reads what is there on *fd into buf (have bytes so far); closes it at its end. */
+static void drain(int *fd, char *buf, size_t size, size_t *have) {
+  ssize_t got = read(*fd, buf + *have, size - 1 - *have);
+  if (got <= 0) {
+    close(*fd);
+    *fd = -1;
+    return;
+  }
+  *have += (size_t)got;
+  buf[*have] = '\0';
+}
+
+/* Runs pipemsg with args against the fake pipes; returns once it has exited. */
+static void run_against_fakes(fake_pipe *pipes, size_t n_pipes, const char *const *args,
+                              fake_run *r) {
+  int out_fd, err_fd, status;
+  size_t have_out = 0, have_err = 0;
   uint64_t deadline = pm_test_now_ms() + 20000;
-  pid_t pid = spawn_cli(args, &out_fd, NULL, &err_fd);
+  pid_t pid;
+  assert_true(n_pipes <= 2);
+  for (size_t i = 0; i < n_pipes; i++) {
+    pipes[i].lfd = pm_test_bind(pipes[i].path, 4);
+    pipes[i].served = 0;
+  }
+  pid = spawn_cli(args, &out_fd, NULL, &err_fd);
   r->out[0] = r->err[0] = '\0';
   while (out_fd >= 0 || err_fd >= 0) {
-    struct pollfd pfd[3] = {{.fd = lfd, .events = POLLIN},
-                            {.fd = out_fd, .events = POLLIN},
-                            {.fd = err_fd, .events = POLLIN}};
-    char *bufs[2] = {r->out, r->err};
-    int *fds[2] = {&out_fd, &err_fd};
+    struct pollfd pfd[4] = {{.fd = out_fd, .events = POLLIN}, {.fd = err_fd, .events = POLLIN}};
+    for (size_t i = 0; i < n_pipes; i++)
+      pfd[2 + i] = (struct pollfd){.fd = pipes[i].lfd, .events = POLLIN};
     assert_true(pm_test_now_ms() < deadline);
-    if (poll(pfd, 3, 1000) <= 0)
+    if (poll(pfd, 2 + n_pipes, 1000) <= 0)
       continue;
-    if (pfd[0].revents & POLLIN) {
-      int fd = accept(lfd, NULL, NULL);
+    for (size_t i = 0; i < n_pipes; i++) {
+      fake_pipe *f = &pipes[i];
+      int fd;
+      if ((pfd[2 + i].revents & POLLIN) == 0)
+        continue;
+      fd = accept(f->lfd, NULL, NULL);
       assert_true(fd >= 0);
-      if (served < n_answers)
-        fake_answer_cli(fd, answers[served++]);
+      if (f->served < f->n_answers)
+        fake_answer_cli(fd, f->answers[f->served++]);
       close(fd);
     }
-    for (int k = 0; k < 2; k++) {
-      ssize_t got;
-      if ((pfd[k + 1].revents & (POLLIN | POLLHUP)) == 0)
-        continue;
-      got = read(*fds[k], bufs[k] + have[k], sizeof(r->out) - 1 - have[k]);
-      if (got <= 0) {
-        close(*fds[k]);
-        *fds[k] = -1;
-        continue;
-      }
-      have[k] += (size_t)got;
-      bufs[k][have[k]] = '\0';
-    }
+    if (pfd[0].revents & (POLLIN | POLLHUP))
+      drain(&out_fd, r->out, sizeof(r->out), &have_out);
+    if (pfd[1].revents & (POLLIN | POLLHUP))
+      drain(&err_fd, r->err, sizeof(r->err), &have_err);
   }
-  close(lfd);
-  unlink(path);
+  for (size_t i = 0; i < n_pipes; i++) {
+    close(pipes[i].lfd);
+    unlink(pipes[i].path);
+  }
   assert_int_equal(pid, waitpid(pid, &status, 0));
   assert_true(WIFEXITED(status));
   r->status = WEXITSTATUS(status);
   assert_terminal_safe("stdout", r->out);
   assert_terminal_safe("stderr", r->err);
+}
+
+static void run_against_fake(const char *path, const char *const *args,
+                             const char *const *const *answers, size_t n_answers, fake_run *r) {
+  fake_pipe pipe = {.path = path, .answers = answers, .n_answers = n_answers};
+  run_against_fakes(&pipe, 1, args, r);
 }
 
 /* call: the Result and the Message of an error, the answer's Data and -v's lines (JSON and
@@ -1001,6 +1029,44 @@ static void test_cli_watch_escapes_the_service(void **state) {
   run_against_fake(path, json_args, &answers[1], 1, &r);
   assert_int_equal(0, r.status);
   assert_non_null(strstr(r.out, "\"Type\":\"T" HOSTILE_JSON "\""));
+}
+
+/* call --wait: the attempt's LastError, and why the event pipe refused us. */
+static void test_cli_call_wait_escapes_the_service(void **state) {
+  char command[160], event[160];
+  const char *const args[] = {"call", "-c", command, "-e", event, "--wait", "StartVpn", NULL};
+  const char *const refused_args[] = {"call", "-c", command, "-e", event, "--wait",
+                                      "--connect-timeout-ms", "500", "StartVpn", NULL};
+  static const char *const ok[] = {
+      "{\"Response\":{\"Command\":\"StartVpn\",\"Id\":%lld,\"Result\":\"Ok\"}}", NULL};
+  /* The attempt has failed before the command's answer comes: it is over at once. */
+  static const char *const failed[] = {
+      "{\"Handshake\":{\"Seq\":%lld,\"Version\":1,\"Epoch\":5,\"HeartbeatMs\":60000}}",
+      "{\"Event\":{\"Id\":1,\"Type\":\"StateChanged\",\"Data\":{\"State\":\"Disconnected\","
+      "\"Error\":\"E" HOSTILE "\"}}}",
+      NULL};
+  /* Refused before the handshake is answered, at every try. */
+  static const char *const refusal[] = {
+      "{\"Disconnect\":{\"Reason\":\"NotAuthorized" HOSTILE "\"}}", NULL};
+  const char *const *oks[] = {ok};
+  const char *const *events[] = {failed};
+  const char *const *refusals[] = {refusal, refusal, refusal, refusal,
+                                   refusal, refusal, refusal, refusal};
+  fake_pipe pipes[] = {{.path = command, .answers = oks, .n_answers = 1},
+                       {.path = event, .answers = events, .n_answers = 1}};
+  fake_run r;
+  (void)state;
+  snprintf(command, sizeof(command), "%s/fake-command", svc.dir);
+  snprintf(event, sizeof(event), "%s/fake-event", svc.dir);
+  run_against_fakes(pipes, 2, args, &r);
+  assert_int_equal(1, r.status);
+  assert_non_null(strstr(r.err, "the attempt failed: LastError: E" HOSTILE_TEXT "\n"));
+  pipes[0].n_answers = 0;
+  pipes[1].answers = refusals;
+  pipes[1].n_answers = sizeof(refusals) / sizeof(refusals[0]);
+  run_against_fakes(pipes, 2, refused_args, &r);
+  assert_int_equal(6, r.status);
+  assert_non_null(strstr(r.err, "cannot observe the event pipe: NotAuthorized\\x1b]0;PWNED"));
 }
 
 /* commands and describe: the names, docs, types, values, defaults and results of a contract
@@ -1089,6 +1155,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_cli_call_escapes_the_service, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_call_refuses_what_is_not_utf8, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_watch_escapes_the_service, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_call_wait_escapes_the_service, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_describe_escapes_the_service, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
