@@ -166,7 +166,7 @@ void cli_put_encoded(FILE *f, const char *text, size_t n, pm_encoding enc) {
   const unsigned char *s = (const unsigned char *)text;
   size_t i = 0, run = 0;
   while (i < n) {
-    uint32_t cp;
+    uint32_t cp = 0;
     size_t len = utf8_decode(s + i, n - i, &cp);
     if (encoded_plain(cp, len, enc)) {
       i += len;
