@@ -148,10 +148,11 @@ int pm__msg_encode_pieces(const pm_msg *m, pm_encoding enc, uint8_t **buf, pm__p
 int pm__json_value_text(const json_t *v, int depth, size_t room, uint8_t **out, size_t *len,
                         size_t *nodes);
 
-/* Test hook: sees every peer the command server accepts before anything else does, so a test
- * can give its connections uids of its choosing. NULL (the default): none. */
+/* Test hooks: see every peer the command (event) server accepts before anything else does, so
+ * a test can give its connections uids of its choosing. NULL (the default): none. */
 typedef void (*pm__peer_hook)(pm_peer *peer, void *data);
 void pm__command_peer_hook(pm__peer_hook hook, void *data);
+void pm__event_peer_hook(pm__peer_hook hook, void *data);
 
 /* Applies a default to an option left at 0. */
 #define PM__DEFAULT(field, value)                                                              \

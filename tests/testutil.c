@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
@@ -428,4 +429,75 @@ int pm_test_run(const char *const *argv, const char **out, const char **err) {
   if (err != NULL)
     *err = err_buf;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* The child's loop: only async-signal-safe calls, as the parent may run other threads. It
+ * writes a byte to report once it has made PM_TEST_FLOOD_REPORT connections. */
+static void flood(const struct sockaddr_un *sa, int hold, int report, pid_t parent) {
+  static const struct timespec pause = {0, 1000000};
+  int held[PM_TEST_FLOOD_HELD];
+  unsigned long n = 0;
+  for (int i = 0; i < PM_TEST_FLOOD_HELD; i++)
+    held[i] = -1;
+  while (getppid() == parent) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0), slot;
+    if (fd < 0)
+      _exit(1);
+    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0) {
+      close(fd);
+      nanosleep(&pause, NULL); /* the listener is gone */
+      continue;
+    }
+    if (++n == PM_TEST_FLOOD_REPORT && write(report, "y", 1) != 1)
+      _exit(1);
+    if (!hold || n % 2 == 0) {
+      close(fd);
+      continue;
+    }
+    slot = (int)(n / 2 % PM_TEST_FLOOD_HELD);
+    if (held[slot] >= 0)
+      close(held[slot]);
+    held[slot] = fd;
+  }
+  _exit(0);
+}
+
+pid_t pm_test_flood_start(const char *path, int hold, long long uid, long long gid) {
+  struct sockaddr_un sa;
+  pid_t parent = getpid(), pid;
+  int report[2], ok;
+  char c;
+  assert_true(strlen(path) < sizeof(sa.sun_path));
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  assert_int_equal(0, pipe(report));
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    close(report[0]);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+      _exit(1);
+    if (uid >= 0 && (setgroups(0, NULL) < 0 || setgid((gid_t)gid) < 0 || setuid((uid_t)uid) < 0))
+      _exit(1);
+    flood(&sa, hold, report[1], parent);
+  }
+  close(report[1]);
+  /* No byte: the child ended (it could not become uid) or cannot connect. */
+  ok = pm_test_wait_ready(report[0], READY_TIMEOUT_MS) && read(report[0], &c, 1) == 1;
+  close(report[0]);
+  if (!ok) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+  }
+  assert_true(ok);
+  return pid;
+}
+
+void pm_test_flood_stop(pid_t pid) {
+  int status;
+  assert_int_equal(0, kill(pid, SIGKILL));
+  assert_int_equal(pid, waitpid(pid, &status, 0));
+  /* Killed, not ended on its own (a failed setuid, no socket left). */
+  assert_true(WIFSIGNALED(status));
 }

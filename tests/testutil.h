@@ -154,6 +154,18 @@ void pm_test_confirm(int fd, int64_t id);
 /* The next message must be Disconnect{Reason: reason}, then the end of the stream. */
 void pm_test_expect_disconnect(int fd, const char *reason, int timeout_ms);
 
+#ifndef _WIN32
+/* Unix: a child process flooding the pipe at path, as uid and gid when uid >= 0 (root only):
+ * it connects in a loop and closes each connection at once or, with hold, every other one:
+ * the others it holds open, silent (no handshake, nothing read), PM_TEST_FLOOD_HELD at a time
+ * (the oldest closed for a new one). Returns once it has made PM_TEST_FLOOD_REPORT connections;
+ * it goes on until pm_test_flood_stop (or this process ends). */
+#define PM_TEST_FLOOD_HELD 256
+#define PM_TEST_FLOOD_REPORT 100
+pid_t pm_test_flood_start(const char *path, int hold, long long uid, long long gid);
+void pm_test_flood_stop(pid_t pid);
+#endif
+
 /* head, then unit n times, then tail, NUL-terminated (free()); its length goes to *len. */
 char *pm_test_repeat(const char *head, const char *unit, size_t n, const char *tail, size_t *len);
 

@@ -535,11 +535,6 @@ static int wait_bare(pm_command_call *c) {
   return rc;
 }
 
-/* The uid on Unix; on Windows, where uid is -1 for everyone, the user's SID (empty on Unix). */
-static int same_user(const pm_peer *a, const pm_peer *b) {
-  return a->uid == b->uid && strcmp(a->sid, b->sid) == 0;
-}
-
 /* start_turn's early when nothing was read before the turn. */
 #define NOT_READ 0
 
@@ -554,7 +549,7 @@ static void start_turn(pm_command_call *c, const void *early, long nearly) {
   c->state = CALL_READING;
   s->turns++;
   for (o = s->calls; o != NULL; o = o->next)
-    if (same_user(&o->peer, &c->peer))
+    if (pm__same_user(&o->peer, &c->peer))
       o->uid_turn = s->turns;
   rc = pm_reader_new(s->opts.max_message, &c->reader);
   if (rc < 0) {
@@ -616,7 +611,7 @@ static unsigned uid_held(pm_command_call *c) {
   pm_command_call *o;
   unsigned n = 0;
   for (o = s->calls; o != NULL; o = o->next) {
-    if (o == c || !same_user(&o->peer, &c->peer))
+    if (o == c || !pm__same_user(&o->peer, &c->peer))
       continue;
     c->uid_turn = o->uid_turn;
     if (o->state == CALL_WAITING || o == s->call)

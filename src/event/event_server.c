@@ -16,6 +16,9 @@
 /* Of those, at most this many may be peers the authorize hook refused, so strangers cannot
  * take every lingering Busy answer away from allowed clients. */
 #define MAX_REJECTING_STRANGERS (MAX_REJECTING / 2)
+/* And at most this many one user's (pm__same_user): a user that connects faster than it is
+ * answered loses its own answers, not other users' Busy. */
+#define MAX_REJECTING_PER_USER (MAX_REJECTING / 4)
 /* Answers to a client's own handshakes still waiting in the write queue: a client that sends
  * them without reading would otherwise make the service queue answers without end. */
 #define MAX_PENDING_REPLIES 16
@@ -35,6 +38,7 @@
 
 /* What a connection is to the server. */
 typedef enum {
+  ROLE_NONE,      /* accepted, nothing settled yet: counted nowhere */
   ROLE_CLIENT,    /* holds the client slot (taken by its handshake while it was free) */
   ROLE_UNDECIDED, /* connected, no handshake yet: the handshake says what it becomes */
   ROLE_OBSERVER,  /* sent every event published after it attached; takes nothing (§5.11) */
@@ -98,7 +102,6 @@ struct pm_event_server {
   int64_t epoch;
   session *sessions;
   session *active;
-  unsigned undecided; /* sessions in ROLE_UNDECIDED */
   unsigned observers; /* sessions in ROLE_OBSERVER */
   int rejecting;
   int rejecting_strangers; /* of those, refused by the authorize hook */
@@ -377,9 +380,7 @@ static void close_session(session *ss, const char *reason) {
     s->observing = --s->observers;
     uv_mutex_unlock(&s->lock);
     log_entry(ss, "detached", ss->reason);
-  } else if (ss->role == ROLE_UNDECIDED) {
-    s->undecided--;
-  } else {
+  } else if (ss->role == ROLE_AWAY) {
     s->rejecting--;
     if (ss->stranger)
       s->rejecting_strangers--;
@@ -877,7 +878,6 @@ static int settle_role(session *ss, const pm_msg *hs) {
     disconnect(ss, PM_DISCONNECT_PROTOCOL_ERROR, "unknown Mode");
     return -1;
   }
-  s->undecided--;
   ss->role = ROLE_AWAY;
   if (!observe_mode && s->active == NULL) {
     ss->role = ROLE_CLIENT;
@@ -1071,8 +1071,26 @@ static int thread_identified(const uv_thread_t *t) {
 
 /* ---- accepting ---------------------------------------------------------------------------- */
 
+static pm__peer_hook peer_hook;
+static void *peer_hook_data;
+
+void pm__event_peer_hook(pm__peer_hook hook, void *data) {
+  peer_hook = hook;
+  peer_hook_data = data;
+}
+
+/* Open connections of ss's user in role, ss aside. */
+static unsigned user_in_role(const session *ss, session_role role) {
+  unsigned n = 0;
+  for (const session *o = ss->server->sessions; o != NULL; o = o->next)
+    if (o != ss && !o->closed && o->role == role && pm__same_user(&o->log.peer, &ss->log.peer))
+      n++;
+  return n;
+}
+
 /* Sends Disconnect{reason} to a connection that will not become the session, then closes it
- * lingering (counted here until closed); past MAX_REJECTING such at once, it is just closed. */
+ * lingering (counted here until closed); past MAX_REJECTING such at once, or its user's share
+ * of them, it is just closed. */
 static void turn_away(session *ss, const char *what, const char *reason, const char *message) {
   pm_event_server *s = ss->server;
   ss->role = ROLE_AWAY;
@@ -1080,7 +1098,8 @@ static void turn_away(session *ss, const char *what, const char *reason, const c
   if (ss->stranger)
     s->rejecting_strangers++;
   log_entry(ss, what, reason);
-  if (s->rejecting > MAX_REJECTING || s->rejecting_strangers > MAX_REJECTING_STRANGERS) {
+  if (s->rejecting > MAX_REJECTING || s->rejecting_strangers > MAX_REJECTING_STRANGERS ||
+      user_in_role(ss, ROLE_AWAY) >= MAX_REJECTING_PER_USER) {
     close_session(ss, reason);
     return;
   }
@@ -1115,11 +1134,12 @@ static void on_connection(void *data) {
   ss->next = s->sessions;
   s->sessions = ss;
   if (pm__accept(s->listener, &ss->pipe) < 0) {
-    s->rejecting++;
     close_session(ss, "accept failed");
     return;
   }
   pm__pipe_peer(&ss->pipe, &ss->log.peer, 1);
+  if (peer_hook != NULL)
+    peer_hook(&ss->log.peer, peer_hook_data);
   /* Who is asking comes first: a stranger learns nothing, not even that a client is attached. */
   pm__authorizing(&ss->log.peer, &ss->pipe);
   refused = s->opts.authorize != NULL && s->opts.authorize(&ss->log.peer, s->opts.data) != 0;
@@ -1130,13 +1150,15 @@ static void on_connection(void *data) {
     return;
   }
   /* Client or observer, its handshake tells: an observer that has not said so yet must not
-   * hold the client's place. Only as many wait as could still become one or the other. */
-  if (s->undecided + s->observers < s->opts.max_observers + (s->active == NULL ? 1u : 0u)) {
+   * hold the client's place. Only as many of a user's wait as could still become one or the
+   * other; each user waits in places of its own, so one that connects and stays silent
+   * (until its handshake timeout) keeps no other user's client out (§5.1, §5.11). */
+  if (user_in_role(ss, ROLE_UNDECIDED) + s->observers <
+      s->opts.max_observers + (s->active == NULL ? 1u : 0u)) {
     ss->role = ROLE_UNDECIDED;
-    s->undecided++;
   } else {
     busy(ss, s->active != NULL ? "another client is attached"
-                               : "too many connections waiting for their handshake");
+                               : "too many of this user's connections waiting for their handshake");
     return;
   }
   set_state(ss, SESSION_HANDSHAKE);

@@ -1,7 +1,10 @@
 /* pm_peer_in_group: the group check an authorize callback may make, on the connection the
  * server is deciding about. pm_peer cannot carry a Windows token, so the server says which
  * peer it is asking about, on its own thread, for the time of the callback; a copy of the
- * peer, another thread or a later call gets PM_EINVAL, never a connection that may be gone. */
+ * peer, another thread or a later call gets PM_EINVAL, never a connection that may be gone.
+ * And pm__same_user, the identity the servers' per-user limits count by. */
+#include <string.h>
+
 #include "pipemsg/error.h"
 #include "pipemsg/pipe.h"
 
@@ -31,4 +34,8 @@ int pm_peer_in_group(const pm_peer *peer, const char *group) {
   if (authorizing_stream == NULL)
     return PM_EINVAL;
   return pm__pipe_peer_in_group(authorizing_stream, group);
+}
+
+int pm__same_user(const pm_peer *a, const pm_peer *b) {
+  return a->uid == b->uid && strcmp(a->sid, b->sid) == 0;
 }

@@ -78,6 +78,9 @@ void pm__authorizing(const pm_peer *peer, uv_pipe_t *stream);
 /* 1 if the connected stream's peer has already gone without sending a byte (closed, reset),
  * else 0. Reads nothing. */
 int pm__pipe_peer_gone(uv_pipe_t *stream);
+/* 1 if two peers are the same user, else 0: the uid on Unix; on Windows, where uid is -1 for
+ * everyone, the user's SID (empty on Unix). What the servers' per-user limits count by. */
+int pm__same_user(const pm_peer *a, const pm_peer *b);
 
 /* Parking a connection whose next read can wait for a timer its owner runs anyway (an event
  * session's heartbeat answer, read when the heartbeat is due): reading stops and the socket

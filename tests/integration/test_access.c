@@ -19,6 +19,7 @@
 #define PIPEMSG PM_BIN_DIR "/pipemsg"
 
 static pm_test_service svc;
+static pid_t flooder; /* a pm_test_flood_start child, stopped by teardown */
 
 static int setup(void **state) {
   (void)state;
@@ -35,6 +36,9 @@ static void require_root(void) {
 
 static int teardown(void **state) {
   (void)state;
+  if (flooder > 0)
+    pm_test_flood_stop(flooder);
+  flooder = 0;
   if (svc.dir[0] != '\0')
     pm_test_service_cleanup(&svc);
   return 0;
@@ -570,6 +574,57 @@ static void test_access_refusal_flood_log_limited(void **state) {
   assert_int_equal(0, count_in_log("uid=65534 command=-"));
 }
 
+/* Waits until a GetStats counter of the event pipe reads value. */
+static void await_event_stat(const char *name, int64_t value) {
+  uint64_t deadline = pm_test_now_ms() + 10000;
+  while (pm_test_stat(svc.command_pipe, "Events", name) != value) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(10);
+  }
+}
+
+/* nobody, allowed, floods the event pipe: it connects in a loop and holds every other
+ * connection silent, never a handshake. Root's client still attaches at its first try and
+ * gets its event, every time; while it is attached, root's next would-be client is told Busy,
+ * not closed without a word. (test_event_server tests this without root, on made-up users.) */
+static void test_access_event_flood_keeps_no_client_out(void **state) {
+  static const char *const args[] = {"--socket-mode", "0666", "--allow-uid", "65534",
+                                     "--test-commands", NULL};
+  enum { ROUNDS = 5, UNDER_WAY = 100 };
+  uint64_t deadline;
+  int client = -1;
+  (void)state;
+  require_root();
+  start(args);
+  flooder = pm_test_flood_start(svc.event_pipe, 1, NOBODY, NOBODY);
+  /* Under way: nobody holds every place it may and is turned away. */
+  deadline = pm_test_now_ms() + 10000;
+  while (pm_test_stat(svc.command_pipe, "Events", "BusyRejections") < UNDER_WAY) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(10);
+  }
+  for (int round = 0; round < ROUNDS; round++) {
+    int64_t id;
+    if (client >= 0) {
+      close(client);
+      await_event_stat("Attached", 0);
+    }
+    id = emit_padded(1, 1);
+    client = pm_test_event_attach(svc.event_pipe, NULL, 5000, NULL);
+    expect_event(client, id, 1);
+  }
+  for (int round = 0; round < ROUNDS; round++) {
+    int fd = pm_test_connect(svc.event_pipe);
+    assert_true(fd >= 0);
+    assert_int_equal(0, pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":1}}"));
+    pm_test_expect_disconnect(fd, "Busy", 5000);
+    close(fd);
+  }
+  assert_int_equal(ROUNDS, pm_test_stat(svc.command_pipe, "Events", "Sessions"));
+  assert_int_equal(ROUNDS, pm_test_stat(svc.command_pipe, "Events", "Delivered"));
+  close(client);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_access_other_user_refused, setup, teardown),
@@ -588,6 +643,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_access_slow_observer_bounded, setup, teardown),
       cmocka_unit_test_setup_teardown(test_access_refusal_flood_log_limited, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_access_event_flood_keeps_no_client_out, setup,
+                                      teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

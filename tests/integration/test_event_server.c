@@ -7,6 +7,7 @@
 
 #include <sqlite3.h>
 
+#include "internal.h"
 #include "testutil.h"
 
 #define PUBLISHERS 4
@@ -37,6 +38,9 @@ typedef struct fixture {
   int publish_on_attach;  /* on_log publishes "FromLog" at the client's "attached" entry */
   int attach_entry_kept;  /* that entry read the same after the publish (1), or not (-1) */
   long long sent_pid;     /* the peer's pid in the last "sent" entry */
+  int users;              /* who the peer hook says connections are (USERS_*) */
+  unsigned made_up;       /* users it made up so far (USERS_EACH_OWN) */
+  pid_t flooder;          /* a pm_test_flood_start child, stopped by teardown */
 } fixture;
 
 static fixture fx;
@@ -124,7 +128,25 @@ static void on_log(const pm_event_log *e, void *data) {
   }
 }
 
+/* The per-user limits need several users; a test without root has one, so the peer hook makes
+ * them up. */
+enum {
+  USERS_REAL,          /* as the kernel says */
+  USERS_EACH_OWN,      /* every connection a user of its own */
+  USERS_OTHER_PROCESS, /* connections from another process (a flooder) another user's */
+};
+#define MADE_UP_UID 70000
+
+static void make_up_users(pm_peer *peer, void *data) {
+  fixture *f = data;
+  if (f->users == USERS_EACH_OWN)
+    peer->uid = MADE_UP_UID + f->made_up++;
+  else if (f->users == USERS_OTHER_PROCESS && peer->pid != (long long)getpid())
+    peer->uid = MADE_UP_UID;
+}
+
 static void start_server(void) {
+  pm__event_peer_hook(make_up_users, &fx);
   fx.opts.authorize = authorize;
   fx.opts.log = on_log;
   fx.opts.data = &fx;
@@ -238,6 +260,28 @@ static int setup_short_ack(void **state) {
   return 0;
 }
 
+/* Every connection a user of its own; a turned-away one lingers until its client closes (or
+ * the handshake timeout, long here). */
+static int setup_each_own_user(void **state) {
+  (void)state;
+  setup_dir();
+  fx.users = USERS_EACH_OWN;
+  fx.opts.handshake_timeout_ms = (uint32_t)(4 * pm_test_margin_ms(10000));
+  start_server();
+  return 0;
+}
+
+/* A flooder's connections are another user's; heartbeats far apart, so that a client left
+ * waiting while the test drives other connections is not ended for an unanswered one. */
+static int setup_flooded_by_other_user(void **state) {
+  (void)state;
+  setup_dir();
+  fx.users = USERS_OTHER_PROCESS;
+  fx.opts.heartbeat_ms = (uint32_t)(4 * pm_test_margin_ms(10000));
+  start_server();
+  return 0;
+}
+
 /* Runs SQL on the store file with SQLite itself, as an older version or a damaged disk
  * might have left it. */
 static void store_exec(const char *sql) {
@@ -284,7 +328,12 @@ static int setup_undeletable_store(void **state) {
 
 static int teardown(void **state) {
   (void)state;
+#ifndef _WIN32
+  if (fx.flooder > 0)
+    pm_test_flood_stop(fx.flooder);
+#endif
   stop_server();
+  pm__event_peer_hook(NULL, NULL);
   assert_int_equal(0, uv_loop_close(&fx.loop));
   uv_sem_destroy(&fx.ready);
   uv_mutex_destroy(&seen_lock);
@@ -702,13 +751,14 @@ static void hardening_15_not_authorized_reaches_writing_client(void **state) {
 }
 
 /* Refused peers may hold only half of the lingering places (8), so they cannot take them all
- * from allowed clients' Busy answers: the 9th is closed with no Disconnect. */
+ * from allowed clients' Busy answers: the 9th is closed with no Disconnect. Each is a user of
+ * its own, who may have 4 of the places. */
 static void hardening_15_refused_peers_bounded(void **state) {
   enum { N = 9 };
   int fds[N];
   (void)state;
   fx.refuse = 1;
-  /* All connect before any is answered: they linger together (1000 ms handshake timeout). */
+  /* All connect before any is answered: they linger together (the long handshake timeout). */
   for (int i = 0; i < N; i++) {
     fds[i] = pm_test_connect(fx.path);
     assert_true(fds[i] >= 0);
@@ -1082,6 +1132,118 @@ static void test_event_server_unknown_mode_refused(void **state) {
   close(fd);
   await_observers(0);
 }
+
+/* At most 16 connections are turned away at once, whoever they are: with a client attached, 16
+ * users of one connection each are told Busy and linger, the 17th is closed with no Disconnect
+ * (one user's 4 are tested in test_event_pipe). */
+static void test_event_server_turned_away_bounded(void **state) {
+  enum { N = 16 };
+  int away[N], fd, cl;
+  (void)state;
+  cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+  for (int i = 0; i < N; i++) {
+    away[i] = pm_test_connect(fx.path);
+    assert_true(away[i] >= 0);
+    assert_int_equal(0, pm_test_send_frame(away[i], "{\"Handshake\":{\"Seq\":1}}"));
+    pm_test_expect_disconnect(away[i], "Busy", WAIT_MS);
+  }
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  assert_int_equal(0, pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":1}}"));
+  assert_true(pm_test_wait_eof(fd, WAIT_MS) >= 0);
+  close(fd);
+  for (int i = 0; i < N; i++)
+    close(away[i]);
+  close(cl);
+}
+
+#ifndef _WIN32 /* the flooder is a forked child */
+/* Attachments tried while a flood goes on: each must succeed at its first try. */
+#define FLOOD_ROUNDS 5
+/* Busy answers (given or not: past their share they are closed unanswered) the flooder has had
+ * before a test counts on its flood: it holds every place it may by then. */
+#define FLOOD_BUSY 100
+
+/* Starts the flooder (hold: see pm_test_flood_start) and waits until it is under way. */
+static void start_flood(int hold) {
+  uint64_t deadline = pm_test_now_ms() + WAIT_MS;
+  fx.flooder = pm_test_flood_start(fx.path, hold, -1, -1);
+  while (hold && stats_now().busy_rejections < FLOOD_BUSY) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+}
+
+/* Waits until the server has seen the client go. */
+static void await_detached(void) {
+  uint64_t deadline = pm_test_now_ms() + WAIT_MS;
+  while (stats_now().attached) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+}
+
+/* A client attaches, at its first try, and gets an event, FLOOD_ROUNDS times over while the
+ * flooder floods; it confirms each, so the queue is empty after. */
+static void attach_through_flood(void) {
+  for (int round = 0; round < FLOOD_ROUNDS; round++) {
+    int64_t id = publish("Round");
+    int cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+    expect_event(cl, id, "Round");
+    pm_test_confirm(cl, id);
+    close(cl);
+    await_detached();
+  }
+  assert_int_equal(FLOOD_ROUNDS, stats_now().sessions);
+  assert_int_equal(FLOOD_ROUNDS, stats_now().delivered);
+  assert_int_equal(0, stats_now().queued);
+}
+
+/* A user that connects in a loop and holds its connections silent (never a handshake) takes
+ * its own places only: another user's client, with no client attached, attaches every time at
+ * its first try and gets its event; the flooder is turned away all along. */
+static void test_event_server_flood_keeps_no_client_out(void **state) {
+  uint64_t busy;
+  (void)state;
+  start_flood(1);
+  busy = stats_now().busy_rejections;
+  attach_through_flood();
+  assert_true(stats_now().busy_rejections > busy);
+}
+
+/* With a client attached, the flooder takes its own share of the Busy answers only: another
+ * user's connection asking for the client slot is told Busy every time (not closed without a
+ * word), and the attached client is untouched. */
+static void test_event_server_flood_leaves_busy_answers(void **state) {
+  int64_t id;
+  int cl;
+  (void)state;
+  cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+  start_flood(1);
+  for (int round = 0; round < FLOOD_ROUNDS; round++) {
+    int fd = pm_test_connect(fx.path);
+    assert_true(fd >= 0);
+    assert_int_equal(0, pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":1}}"));
+    pm_test_expect_disconnect(fd, "Busy", WAIT_MS);
+    close(fd);
+  }
+  id = publish("Held");
+  expect_event(cl, id, "Held");
+  pm_test_confirm(cl, id);
+  ask_alive(cl, 2);
+  assert_int_equal(1, stats_now().sessions);
+  assert_int_equal(1, stats_now().delivered);
+  close(cl);
+}
+
+/* Connections closed as soon as made, in a loop, keep no client out, not even one of the same
+ * user: each frees its place as soon as the server reads its end, so they do not pile up. */
+static void test_event_server_same_user_flood_keeps_no_client_out(void **state) {
+  (void)state;
+  start_flood(0);
+  attach_through_flood();
+}
+#endif
 
 /* The events a client of the library was handed, in order. */
 typedef struct seen_events {
@@ -1553,7 +1715,18 @@ int main(void) {
                                       setup_undeletable_store, teardown),
       cmocka_unit_test_setup_teardown(hardening_15_not_authorized_reaches_writing_client, setup,
                                       teardown),
-      cmocka_unit_test_setup_teardown(hardening_15_refused_peers_bounded, setup, teardown),
+      cmocka_unit_test_setup_teardown(hardening_15_refused_peers_bounded, setup_each_own_user,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_turned_away_bounded, setup_each_own_user,
+                                      teardown),
+#ifndef _WIN32
+      cmocka_unit_test_setup_teardown(test_event_server_flood_keeps_no_client_out,
+                                      setup_flooded_by_other_user, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_flood_leaves_busy_answers,
+                                      setup_flooded_by_other_user, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_same_user_flood_keeps_no_client_out, setup,
+                                      teardown),
+#endif
       cmocka_unit_test_setup_teardown(test_event_server_observer_before_client, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_server_observer_confirmation_ignored, setup,
                                       teardown),
