@@ -25,6 +25,12 @@ extern "C" {
 #define PM_EVENT_QUEUE_MAX_BYTES_DEFAULT ((size_t)64 * 1024 * 1024)
 #define PM_RECONNECT_MIN_MS_DEFAULT 100u
 #define PM_RECONNECT_MAX_MS_DEFAULT 5000u
+/* Bytes the event client may have waiting to be written (its confirmations, its answers to
+ * heartbeats) before it takes the service for one that does not read and disconnects. A
+ * service that keeps to the protocol leaves a few answers at most (it waits for each
+ * confirmation before the next event). An answer's write request costs some ten times its
+ * bytes, so this keeps a connection's queue to about 3 MiB. */
+#define PM_EVENT_CLIENT_MAX_UNSENT_DEFAULT ((size_t)256 * 1024)
 /* Observers attached at once (§5.11); the next one is told Busy. */
 #define PM_EVENT_MAX_OBSERVERS_DEFAULT 8u
 /* Bytes an observer may leave unread before it is cut off (TooSlow, §5.11). */
@@ -200,6 +206,9 @@ typedef int (*pm_event_client_take_cb)(const pm_event *ev, void *data);
 #define PM_EVENT_CLIENT_CLOSED_EARLY                                                            \
   "service closed the connection before answering the handshake"
 #define PM_EVENT_CLIENT_NOT_TAKEN "the application did not take an event"
+/* The start of the reason when the service leaves more than max_unsent bytes unread; the
+ * count and the bound follow. */
+#define PM_EVENT_CLIENT_NOT_READING "the service does not read what the client sends"
 /* reason: why a connection ended (a Disconnect reason from the service, or a local cause). */
 typedef void (*pm_event_client_state_cb)(pm_event_client_state state, const char *reason,
                                          void *data);
@@ -210,6 +219,8 @@ typedef struct pm_event_client_options {
   uint32_t reconnect_min_ms;     /* first backoff; 0: 100 */
   uint32_t reconnect_max_ms;     /* backoff ceiling; 0: 5000 */
   size_t max_message;            /* 0: PM_MAX_MESSAGE_DEFAULT */
+  size_t max_unsent;             /* bytes left unwritten before the connection is dropped
+                                    (PM_EVENT_CLIENT_NOT_READING); 0: 256 KiB */
   pm_encoding encoding;          /* 0: JSON */
   const char *client_name;       /* sent in the handshake; may be NULL */
   long long expect_owner_uid;    /* as in pm_client_options: 0 root or our uid, > 0 root or

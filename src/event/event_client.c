@@ -120,11 +120,28 @@ static void on_sent(void *data, int status) {
     snprintf(c->reason, sizeof(c->reason), "write failed: %s", pm_strerror(status));
 }
 
-static void send_msg(pm_event_client *c, pm_msg *m) {
-  int rc = pm__stream_send((uv_stream_t *)&c->pipe, m, c->opts.encoding, c->opts.max_message,
-                           on_sent, c);
-  if (rc < 0)
+/* After each write: what the service leaves unread waits in the write queue, and a service that
+ * sends without reading would grow it without end (every event and heartbeat owes it an
+ * answer). Past the bound the connection goes, the queue with it, so it holds at most the bound
+ * and one message. */
+static void after_send(pm_event_client *c, int rc) {
+  size_t unsent;
+  char why[PM_REASON_MAX];
+  if (rc < 0) {
     on_sent(c, rc);
+    return;
+  }
+  unsent = uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe);
+  if (unsent <= c->opts.max_unsent)
+    return;
+  snprintf(why, sizeof(why), "%s: %zu bytes unsent, past max_unsent (%zu)",
+           PM_EVENT_CLIENT_NOT_READING, unsent, c->opts.max_unsent);
+  drop(c, why);
+}
+
+static void send_msg(pm_event_client *c, pm_msg *m) {
+  after_send(c, pm__stream_send((uv_stream_t *)&c->pipe, m, c->opts.encoding,
+                                c->opts.max_message, on_sent, c));
 }
 
 /* A message with one integer field, sent at once. */
@@ -153,8 +170,7 @@ static void send_confirmation(pm_event_client *c, int64_t id) {
   if (rc == 0)
     rc = pm__stream_send_bytes((uv_stream_t *)&c->pipe, frame, PM_FRAME_HEADER_SIZE + len,
                                on_sent, c);
-  if (rc < 0)
-    on_sent(c, rc);
+  after_send(c, rc);
 }
 
 static void on_handshake_reply(pm_event_client *c, const pm_msg *m) {
@@ -499,6 +515,7 @@ static int start(uv_loop_t *loop, const char *name, const pm_event_client_option
     c->opts.reconnect_max_ms = c->opts.reconnect_min_ms > PM_RECONNECT_MAX_MS_DEFAULT
                                    ? c->opts.reconnect_min_ms
                                    : PM_RECONNECT_MAX_MS_DEFAULT;
+  PM__DEFAULT(c->opts.max_unsent, PM_EVENT_CLIENT_MAX_UNSENT_DEFAULT);
   PM__DEFAULT(c->opts.encoding, PM_ENC_JSON);
   c->heartbeat_ms = c->opts.heartbeat_ms;
   c->backoff_ms = c->opts.reconnect_min_ms;

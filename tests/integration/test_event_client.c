@@ -35,6 +35,7 @@ typedef struct seen {
   int64_t ids[MAX_SEEN];
   int timed[MAX_SEEN]; /* whether the event had a Time */
   int count;
+  int delivered;     /* every event handed over, past MAX_SEEN too */
   int connecting;    /* times CONNECTING was reported */
   int connected;     /* times CONNECTED was reported */
   int disconnected;  /* times DISCONNECTED was reported */
@@ -60,6 +61,7 @@ static void on_event(const pm_event *ev, void *data) {
     s->timed[s->count] = ev->time != NULL;
     s->ids[s->count++] = ev->id;
   }
+  s->delivered++;
   uv_mutex_unlock(&s->lock);
 }
 
@@ -165,7 +167,13 @@ typedef enum {
   FAKE_CLOSE,             /* answers, then closes without a word */
   FAKE_HEARTBEAT,         /* answers, then sends a heartbeat of its own */
   FAKE_OBSERVED,          /* records the handshake's Mode, sends events 1 and 2, a heartbeat */
+  FAKE_FLOOD,             /* answers, then sends events 1, 2, ... and reads nothing */
+  FAKE_HEARTBEAT_FLOOD,   /* answers, then sends heartbeats Seq 1, 2, ... and reads nothing */
 } fake_mode;
+
+/* What a flooding fake sends at most: far more than it takes to fill the client's bound with
+ * answers (256 KiB by default: some 7000 of them), so only the client ends the flood. */
+#define FLOOD_MAX 200000
 
 /* A fake service on a thread of its own. It asserts nothing (cmocka's checks belong to the main
  * thread): what it saw is kept here, under the lock, for the test to check. */
@@ -187,6 +195,8 @@ typedef struct fake {
   char mode_sent[32];  /* the handshake's Mode, "" without one */
   int cursor_sent;     /* the handshake carried an Epoch */
   char after_events[32]; /* the kind of the first message after the events */
+  int flooded;         /* messages sent in a flood before the client hung up */
+  int hung_up;         /* the client closed the connection and all it wrote has been read */
 } fake;
 
 static fake fk;
@@ -284,6 +294,28 @@ static void fake_observed(fake *f, int fd) {
   pm_msg_free(m);
 }
 
+/* Sends messages without reading a byte until the client hangs up (or FLOOD_MAX). What the
+ * client wrote is counted from here (bytes_received), so it is its answers alone. */
+static void fake_flood(fake *f, int fd) {
+  char hb[64];
+  int n = 0, rc;
+  uv_mutex_lock(&got.lock);
+  f->bytes_received = 0;
+  uv_mutex_unlock(&got.lock);
+  do {
+    n++;
+    if (f->mode == FAKE_FLOOD) {
+      rc = fake_event(fd, n, 1);
+    } else {
+      snprintf(hb, sizeof(hb), "{\"Handshake\":{\"Seq\":%d}}", n);
+      rc = pm_test_send_frame(fd, hb);
+    }
+  } while (rc == 0 && n < FLOOD_MAX);
+  uv_mutex_lock(&got.lock);
+  f->flooded = rc == 0 ? n : n - 1;
+  uv_mutex_unlock(&got.lock);
+}
+
 static void fake_serve(fake *f, int fd) {
   int64_t seq;
   pm_msg *m;
@@ -334,6 +366,11 @@ static void fake_serve(fake *f, int fd) {
     break;
   case FAKE_OBSERVED:
     break;
+  case FAKE_FLOOD:
+  case FAKE_HEARTBEAT_FLOOD:
+    if (fake_answer(f, fd, seq) == 0)
+      fake_flood(f, fd);
+    break;
   case FAKE_HEARTBEAT:
     if (fake_answer(f, fd, seq) < 0 || pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":9}}") < 0)
       break;
@@ -365,6 +402,9 @@ static void fake_thread(void *arg) {
       f->bytes_received += (size_t)n;
       uv_mutex_unlock(&got.lock);
     }
+    uv_mutex_lock(&got.lock);
+    f->hung_up = 1;
+    uv_mutex_unlock(&got.lock);
     close(fd);
   }
 }
@@ -726,6 +766,95 @@ static void test_event_client_service_closes(void **state) {
   assert_true(got.connected >= 1);
 }
 
+/* The bytes of the client's answer kind{field: v} on the wire, as it encodes it in JSON (its
+ * confirmations are written directly, in the same bytes). */
+static size_t answer_bytes(const char *kind, const char *field, int64_t v) {
+  pm_msg *m = NULL;
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  assert_pm(0, pm_msg_new(kind, &m));
+  assert_pm(0, pm_msg_set_int(m, field, v));
+  assert_pm(0, pm_msg_encode(m, PM_ENC_JSON, &buf, &len));
+  pm_msg_free(m);
+  pm_free(buf);
+  return PM_FRAME_HEADER_SIZE + len;
+}
+
+/* Waits until the client has given up on a flooding fake and the fake has read everything the
+ * client wrote, then stops both. */
+static void await_flood_end(void) {
+  uint64_t deadline;
+  await_count(&got.disconnected, 1);
+  deadline = pm_test_now_ms() + (uint64_t)WAIT_MS;
+  while (!count_of(&fk.hung_up)) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+  fake_stop();
+}
+
+/* The unsent bytes the first disconnect's reason gives, which must be the one for a service
+ * that does not read, with bound in it. */
+static size_t reported_unsent(size_t bound) {
+  size_t head = strlen(PM_EVENT_CLIENT_NOT_READING);
+  unsigned long long unsent = 0, said_bound = 0;
+  if (strncmp(got.first_reason, PM_EVENT_CLIENT_NOT_READING, head) != 0 ||
+      sscanf(got.first_reason + head, ": %llu bytes unsent, past max_unsent (%llu)", &unsent,
+             &said_bound) != 2 ||
+      said_bound != bound) {
+    print_error("disconnect reason \"%s\" is not the unsent bound's (%zu)\n", got.first_reason,
+                bound);
+    fail();
+  }
+  return (size_t)unsent;
+}
+
+/* A service that sends events and never reads leaves the client's confirmations in its write
+ * queue: once they pass max_unsent (the default here) the client disconnects, says why, and
+ * reads no more, so the flood is cut short. Measured apart from the client's own count, as the
+ * bytes it confirmed less those the service got, the queue held more than the bound (the
+ * reason is true) but not more than the bound and one confirmation. */
+static void test_event_client_unread_confirmations_bounded(void **state) {
+  size_t owed = 0, unsent;
+  (void)state;
+  fake_start(FAKE_FLOOD, 1);
+  start_client(fk.path);
+  await_flood_end();
+  for (int id = 1; id <= got.delivered; id++)
+    owed += answer_bytes("EventConfirmation", "Id", id);
+  unsent = owed - fk.bytes_received;
+  assert_int_equal(unsent, reported_unsent(PM_EVENT_CLIENT_MAX_UNSENT_DEFAULT));
+  assert_true(unsent > PM_EVENT_CLIENT_MAX_UNSENT_DEFAULT);
+  assert_true(unsent <= PM_EVENT_CLIENT_MAX_UNSENT_DEFAULT +
+                            answer_bytes("EventConfirmation", "Id", got.delivered));
+  assert_true(fk.flooded < FLOOD_MAX);
+  assert_int_equal(1, got.connected);
+}
+
+/* The same for an observer's answers to heartbeats, with a bound of its own (16 KiB): the
+ * answers the service got and those the client says were left are answers 1 to k, whole, and
+ * what was left is past the bound by less than one answer. */
+static void test_event_client_unread_heartbeat_answers_bounded(void **state) {
+  const size_t bound = 16 * 1024;
+  pm_event_client_options opts;
+  size_t owed = 0, unsent;
+  int k = 0;
+  (void)state;
+  fake_start(FAKE_HEARTBEAT_FLOOD, 1);
+  options(&opts);
+  opts.observe = true;
+  opts.max_unsent = bound;
+  start_with(fk.path, &opts);
+  await_flood_end();
+  unsent = reported_unsent(bound);
+  while (owed < fk.bytes_received + unsent && k < fk.flooded)
+    owed += answer_bytes("Handshake", "Seq", ++k);
+  assert_int_equal(fk.bytes_received + unsent, owed);
+  assert_true(unsent > bound);
+  assert_true(unsent <= bound + answer_bytes("Handshake", "Seq", k));
+  assert_true(fk.flooded < FLOOD_MAX);
+}
+
 /* The uid the owner check sees, as if another user ran the service. */
 static long long as_other_user(long long uid) {
   (void)uid;
@@ -870,6 +999,8 @@ int main(void) {
       T(malformed_frame),
       T(disconnect_reason_reported),
       T(service_closes),
+      T(unread_confirmations_bounded),
+      T(unread_heartbeat_answers_bounded),
       T(owner_checked),
       T(owner_other_user),
 #undef T
