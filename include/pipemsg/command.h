@@ -127,7 +127,9 @@ int pm_request_new(const char *command, int64_t id, json_t *params, pm_msg **out
  * used from any thread. Returns 0 and the Response, or
  * PM_ECONNTIMEOUT (no service accepted in time), PM_ETIMEDOUT (no response in time),
  * PM_ENOTAUTH (the pipe is served by a process of an unexpected user: nothing was sent),
- * PM_EIO / PM_EEOF (transport failure), or a decode error for a malformed response. */
+ * PM_EIO / PM_EEOF (transport failure), PM_EPROTO (an answer that is not a Response),
+ * PM_EMISMATCH (a Response naming another Command or Id than the request's: another request's
+ * answer; one naming neither is taken), or a decode error for a malformed response. */
 int pm_command_client_call(const char *name, const pm_client_options *opts,
                            const pm_msg *request,
                     pm_encoding enc, pm_msg **response);

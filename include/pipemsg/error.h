@@ -31,7 +31,8 @@ extern "C" {
   X(ENOTAUTH, -20, "peer not authorized")                                      \
   X(ELIMIT, -21, "message exceeds a decoding limit")                           \
   X(EUNSAFE, -22, "socket directory writable by others without the sticky bit") \
-  X(EPIPENAME, -23, "pipe name must be a bare NAME, \\\\.\\pipe\\NAME or an absolute path")
+  X(EPIPENAME, -23, "pipe name must be a bare NAME, \\\\.\\pipe\\NAME or an absolute path") \
+  X(EMISMATCH, -24, "response is for another request: its Command or Id is not the request's")
 
 typedef enum {
 #define PM__ERR_ENUM(name, code, text) PM_##name = code,

@@ -167,6 +167,40 @@ done:
   return rc == 1 ? 0 : rc;
 }
 
+/* What a response must echo of its request (§4 item 5). */
+typedef struct echo {
+  const char *command; /* NULL: the request had none */
+  int64_t id;
+  int has_id;
+} echo;
+
+static echo echo_of(const pm_msg *request) {
+  echo e;
+  if (pm_msg_get_string(request, "Command", &e.command) < 0)
+    e.command = NULL;
+  e.has_id = pm_msg_get_int(request, "Id", &e.id) == 0;
+  return e;
+}
+
+/* 0 for a Response to the request e was taken from. One that names another Command or Id
+ * answers another request, whatever it says; one that names neither is an answer given before
+ * the request was read (TooManyRequests, BadRequest for its length). */
+static int check_response(const pm_msg *response, const echo *e) {
+  const json_t *fields = pm_msg_fields(response);
+  const char *command;
+  int64_t id;
+  if (strcmp(pm_msg_kind(response), PM_KIND_RESPONSE) != 0)
+    return PM_EPROTO;
+  if (json_object_get(fields, "Command") != NULL &&
+      (pm_msg_get_string(response, "Command", &command) < 0 || e->command == NULL ||
+       strcmp(command, e->command) != 0))
+    return PM_EMISMATCH;
+  if (json_object_get(fields, "Id") != NULL &&
+      (pm_msg_get_int(response, "Id", &id) < 0 || !e->has_id || id != e->id))
+    return PM_EMISMATCH;
+  return 0;
+}
+
 int pm_command_client_call(const char *name, const pm_client_options *opts,
                            const pm_msg *request, pm_encoding enc, pm_msg **response) {
   pm_client_options o;
@@ -211,8 +245,10 @@ int pm_command_client_call(const char *name, const pm_client_options *opts,
                   &frame, &frame_len, &owned);
   if (rc == 0)
     rc = pm_msg_decode(frame, frame_len, &resp, NULL);
-  if (rc == 0 && strcmp(pm_msg_kind(resp), PM_KIND_RESPONSE) != 0)
-    rc = PM_EPROTO;
+  if (rc == 0) {
+    echo e = echo_of(request);
+    rc = check_response(resp, &e);
+  }
   pm__conn_close(conn);
   pm__free(owned);
   pm__free(payload);
@@ -247,6 +283,8 @@ struct pm__call {
   uint8_t *payload;
   size_t len;
   pm_reader *reader;
+  char *command; /* the request's, for echo */
+  echo echo;
   int done;
   int status;
   pm_msg *response;
@@ -257,6 +295,7 @@ struct pm__call {
 static void call_dial(pm__call *call);
 
 static void call_free(pm__call *call) {
+  pm__free(call->command);
   pm__free(call->payload);
   pm_reader_free(call->reader);
   pm_msg_free(call->response);
@@ -353,10 +392,9 @@ static void on_call_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
       continue;
     rc = pm_msg_decode(frame, frame_len, &resp, NULL);
     pm__free(frame);
-    if (rc == 0 && strcmp(pm_msg_kind(resp), PM_KIND_RESPONSE) != 0) {
+    if (rc == 0 && (rc = check_response(resp, &call->echo)) < 0) {
       pm_msg_free(resp);
       resp = NULL;
-      rc = PM_EPROTO;
     }
     call_finish(call, rc, resp);
   }
@@ -421,6 +459,14 @@ int pm__call_start(uv_loop_t *loop, const char *path, const pm_client_options *o
   PM__DEFAULT(call->o.connect_timeout_ms, PM_CONNECT_TIMEOUT_MS_DEFAULT);
   PM__DEFAULT(call->o.response_timeout_ms, PM_RESPONSE_TIMEOUT_MS_DEFAULT);
   memcpy(call->path, path, strlen(path) + 1);
+  call->echo = echo_of(request);
+  if (call->echo.command != NULL) {
+    call->echo.command = call->command = pm__strdup(call->echo.command);
+    if (call->command == NULL) {
+      call_free(call);
+      return PM_ENOMEM;
+    }
+  }
   rc = pm_reader_new(call->o.max_message, &call->reader);
   if (rc == 0)
     rc = pm_msg_encode(request, enc, &call->payload, &call->len);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "command/command_internal.h"
 #include "internal.h"
 #include "testutil.h"
 
@@ -987,6 +988,99 @@ static void test_command_client_answer_whole_or_in_pieces(void **state) {
   free(buf);
 }
 
+static void on_async_answer(void *data, int status, pm_msg *response) {
+  *(int *)data = status;
+  pm_msg_free(response);
+}
+
+/* The same call as call_fake makes, on a loop (pm__call_start, as pm_client's asynchronous
+ * calls and the probe make it); the status its callback got. */
+static int call_fake_async(const void *answer, size_t len) {
+  static const pm_client_options bounded = {.response_timeout_ms = 5000};
+  fake_service f = {pm_test_bind(fx.path, 1), answer, len};
+  uv_loop_t loop;
+  uv_thread_t thread;
+  pm_msg *req;
+  int status = 1;
+  /* uv_loop_init keeps data, which the library reads (PM__LOOP_ACTIVITY). */
+  memset(&loop, 0, sizeof(loop));
+  assert_int_equal(0, uv_loop_init(&loop));
+  assert_int_equal(0, uv_thread_create(&thread, fake_serve, &f));
+  assert_pm(0, pm_request_new("Hello", 3, NULL, &req));
+  assert_pm(0, pm__call_start(&loop, fx.path, &bounded, req, PM_ENC_JSON, on_async_answer,
+                              &status, NULL));
+  pm_msg_free(req);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_thread_join(&thread);
+  close(f.lfd);
+  assert_int_equal(0, unlink(fx.path));
+  assert_int_equal(0, uv_loop_close(&loop));
+  return status;
+}
+
+/* A Response that names another Command or Id answers another request, whatever its Result:
+ * the call fails with PM_EMISMATCH (a TransportError), on both paths. One that names the
+ * request's, or neither (an answer given before the request was read), is the call's. */
+static void test_command_client_response_for_another_request(void **state) {
+  /* call() and call_fake_async ask Hello with Id 3. */
+  static const char *const not_ours[] = {
+      "{\"Response\":{\"Command\":\"StopVpn\",\"Id\":3,\"Result\":\"Ok\"}}",
+      "{\"Response\":{\"Command\":\"Hello\",\"Id\":4,\"Result\":\"Ok\"}}",
+      "{\"Response\":{\"Id\":99999,\"Result\":\"Ok\"}}",
+      "{\"Response\":{\"Command\":\"StopVpn\",\"Result\":\"Ok\"}}",
+  };
+  static const char *const ours[] = {
+      "{\"Response\":{\"Command\":\"Hello\",\"Id\":3,\"Result\":\"Ok\","
+      "\"Message\":\"m\"}}",
+      "{\"Response\":{\"Result\":\"TooManyRequests\",\"Message\":\"m\"}}",
+  };
+  uint8_t buf[256];
+  char message[16];
+  size_t n;
+  (void)state;
+  assert_string_equal("TransportError", pm_client_result(PM_EMISMATCH));
+  for (size_t i = 0; i < sizeof(not_ours) / sizeof(not_ours[0]); i++) {
+    n = frame_of(buf, (uint32_t)strlen(not_ours[i]), not_ours[i]);
+    assert_pm(PM_EMISMATCH, call_fake(buf, n, NULL));
+    assert_pm(PM_EMISMATCH, call_fake_async(buf, n));
+  }
+  for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+    n = frame_of(buf, (uint32_t)strlen(ours[i]), ours[i]);
+    assert_pm(0, call_piecemeal(buf, n, n, message, sizeof(message)));
+    assert_string_equal("m", message);
+    assert_pm(0, call_fake_async(buf, n));
+  }
+}
+
+/* What an application sees of an answer to another request (pipemsg call, the bindings): a
+ * TransportError saying so, not the other request's Ok and Data. */
+static void test_command_client_application_sees_mismatch(void **state) {
+  static const char answer[] = "{\"Response\":{\"Command\":\"StopVpn\",\"Id\":99999,"
+                               "\"Result\":\"Ok\",\"Data\":{\"State\":\"Connected\"}}}";
+  pm_client_config cfg = {.command_pipe = fx.path, .response_timeout_ms = 5000};
+  fake_service f = {pm_test_bind(fx.path, 1), NULL, 0};
+  uint8_t buf[256];
+  uv_thread_t thread;
+  pm_client *c = NULL;
+  char *data = NULL;
+  pm_result r;
+  (void)state;
+  f.len = frame_of(buf, (uint32_t)strlen(answer), answer);
+  f.answer = buf;
+  assert_int_equal(0, uv_thread_create(&thread, fake_serve, &f));
+  assert_pm(0, pm_client_open(&cfg, &c));
+  r = pm_client_call(c, "GetState", NULL, &data);
+  pm_client_close(c);
+  uv_thread_join(&thread);
+  close(f.lfd);
+  assert_int_equal(0, unlink(fx.path));
+  assert_int_equal(PM_RC_TRANSPORT_ERROR, r.code);
+  assert_false(r.from_service);
+  assert_pm(PM_EMISMATCH, r.error);
+  assert_string_equal(pm_strerror(PM_EMISMATCH), r.message);
+  assert_null(data);
+}
+
 static void test_command_client_rejects_bad_arguments(void **state) {
   pm_msg *req = NULL, *resp = NULL;
   int64_t id;
@@ -1430,6 +1524,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_command_client_reads_answer_after_failed_write, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_command_client_bad_answers_are_transport_errors, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_command_client_response_for_another_request, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_command_client_application_sees_mismatch, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_command_client_answer_whole_or_in_pieces, setup,
                                       teardown),

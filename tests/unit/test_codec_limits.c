@@ -11,20 +11,20 @@
 
 /* ---- error codes ------------------------------------------------------------------------ */
 
-/* The codes run from -1 to PM_EPIPENAME without a gap, each with its own name and text. */
+/* The codes run from -1 to PM_EMISMATCH without a gap, each with its own name and text. */
 static void test_error_codes_named(void **state) {
   (void)state;
-  for (int a = -1; a >= PM_EPIPENAME; a--) {
+  for (int a = -1; a >= PM_EMISMATCH; a--) {
     assert_string_not_equal("UNKNOWN", pm_err_name(a));
     assert_string_not_equal("unknown error", pm_strerror(a));
-    for (int b = a - 1; b >= PM_EPIPENAME; b--) {
+    for (int b = a - 1; b >= PM_EMISMATCH; b--) {
       assert_string_not_equal(pm_err_name(a), pm_err_name(b));
       assert_string_not_equal(pm_strerror(a), pm_strerror(b));
     }
   }
   assert_string_equal("UNKNOWN", pm_err_name(0));
-  assert_string_equal("UNKNOWN", pm_err_name(PM_EPIPENAME - 1));
-  assert_string_equal("unknown error", pm_strerror(PM_EPIPENAME - 1));
+  assert_string_equal("UNKNOWN", pm_err_name(PM_EMISMATCH - 1));
+  assert_string_equal("unknown error", pm_strerror(PM_EMISMATCH - 1));
   assert_string_equal("unknown error", pm_strerror(1));
 }
 
