@@ -271,6 +271,7 @@ static int setup_each_own_user(void **state) {
   return 0;
 }
 
+#ifndef _WIN32 /* the flooder is a forked child */
 /* A flooder's connections are another user's; heartbeats far apart, so that a client left
  * waiting while the test drives other connections is not ended for an unanswered one. */
 static int setup_flooded_by_other_user(void **state) {
@@ -281,6 +282,7 @@ static int setup_flooded_by_other_user(void **state) {
   start_server();
   return 0;
 }
+#endif
 
 /* Runs SQL on the store file with SQLite itself, as an older version or a damaged disk
  * might have left it. */
