@@ -65,7 +65,8 @@ size_t log_escape(const char *in, char *out, size_t size);
 
 /* Lines any local user, or any allowed one, can make the service write once per connection,
  * as fast as it connects: refusals (access control's "refused pid=..."), the event pipe's Busy
- * turn-aways, and the command pipe's lines of connections without a valid request. */
+ * turn-aways, and the command pipe's lines of connections that end without a request read
+ * (command=-). A valid request's line is the audit trail and stays whole. */
 typedef enum {
   LOG_PEER_REFUSAL,
   LOG_PEER_BUSY,
