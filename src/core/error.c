@@ -39,16 +39,25 @@ int pm__reason(char *why, int err, const char *fmt, ...) {
 
 void pm__debug(const char *fmt, ...) {
   static int enabled = -1;
+  char line[1024];
   va_list ap;
   if (enabled < 0)
     enabled = getenv("PIPEMSG_DEBUG") != NULL;
   if (!enabled)
     return;
   va_start(ap, fmt);
-  fputs("pipemsg: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  vsnprintf(line, sizeof(line), fmt, ap);
   va_end(ap);
+  /* A line may carry a peer's text (a Disconnect's reason): anything but printable ASCII goes
+   * out as \xNN, so that a hostile peer cannot drive the terminal of whoever debugs. */
+  fputs("pipemsg: ", stderr);
+  for (const unsigned char *c = (const unsigned char *)line; *c != '\0'; c++) {
+    if (*c >= 0x20 && *c < 0x7f)
+      fputc(*c, stderr);
+    else
+      fprintf(stderr, "\\x%02x", *c);
+  }
+  fputc('\n', stderr);
 }
 
 int pm__uv_error(int status) {

@@ -1021,9 +1021,13 @@ static void test_cli_watch_escapes_the_service(void **state) {
   fake_run r;
   (void)state;
   snprintf(path, sizeof(path), "%s/fake-event", svc.dir);
+  /* The library's debug lines carry the reason too. */
+  setenv("PIPEMSG_DEBUG", "1", 1);
   run_against_fake(path, args, answers, 2, &r);
+  unsetenv("PIPEMSG_DEBUG");
   assert_int_equal(0, r.status);
   assert_non_null(strstr(r.err, "pipemsg watch: disconnected: Gone" HOSTILE_TEXT "\n"));
+  assert_non_null(strstr(r.err, "pipemsg: event client: disconnected: Gone" HOSTILE_TEXT));
   assert_non_null(strstr(r.out, HOSTILE_TEXT " #1 T" HOSTILE_TEXT " {\"K\":\"" HOSTILE_JSON
                                 " " PLAIN "\"}\n"));
   run_against_fake(path, json_args, &answers[1], 1, &r);
