@@ -203,6 +203,11 @@ static void deliver(pm_event_client *c, int64_t id, const char *type, const char
   pm_event ev;
   bool fresh = id > c->last_id;
   int taken = 0;
+  /* Ids start at 1 (§3): 0 or less would be confirmed for nothing, and could not be a cursor. */
+  if (id < 1) {
+    drop(c, "malformed event from service: Id must be 1 or more");
+    return;
+  }
   if (fresh) {
     ev.id = id;
     ev.epoch = c->epoch;

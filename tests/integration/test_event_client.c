@@ -162,6 +162,7 @@ typedef enum {
   FAKE_WRONG_SEQ,         /* answers the handshake with another Seq */
   FAKE_EVENT_FIRST,       /* sends an Event instead of answering the handshake */
   FAKE_EVENT_WITHOUT_ID,  /* answers, then sends an Event without Id */
+  FAKE_EVENT_ID_ZERO,     /* answers, then sends an Event with Id 0 (then -1, and so on) */
   FAKE_BAD_FRAME,         /* answers, then sends a frame that does not decode */
   FAKE_DISCONNECT,        /* Disconnect{Busy}, then one without a Reason, for an answer */
   FAKE_CLOSE,             /* answers, then closes without a word */
@@ -351,6 +352,10 @@ static void fake_serve(fake *f, int fd) {
   case FAKE_EVENT_WITHOUT_ID:
     if (fake_answer(f, fd, seq) == 0)
       pm_test_send_frame(fd, "{\"Event\":{\"Type\":\"Tick\"}}");
+    break;
+  case FAKE_EVENT_ID_ZERO:
+    if (fake_answer(f, fd, seq) == 0)
+      fake_event(fd, -(int64_t)f->served, 1);
     break;
   case FAKE_BAD_FRAME:
     if (fake_answer(f, fd, seq) == 0)
@@ -743,6 +748,13 @@ static void test_event_client_malformed_event(void **state) {
   assert_true(got.connected >= 1);
 }
 
+/* Ids start at 1: an event with Id 0 or -1 is not delivered, confirmed or taken as a cursor. */
+static void test_event_client_event_id_not_positive(void **state) {
+  (void)state;
+  expect_dropped(FAKE_EVENT_ID_ZERO, "Id must be 1 or more");
+  assert_true(got.connected >= 1);
+}
+
 static void test_event_client_malformed_frame(void **state) {
   (void)state;
   expect_dropped(FAKE_BAD_FRAME, "JSON");
@@ -997,6 +1009,7 @@ int main(void) {
       T(handshake_not_answered),
       T(malformed_event),
       T(malformed_frame),
+      T(event_id_not_positive),
       T(disconnect_reason_reported),
       T(service_closes),
       T(unread_confirmations_bounded),
