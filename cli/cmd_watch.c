@@ -34,7 +34,7 @@ static const char usage_tail[] =
     "\n"
     "Exit status: 0 when stopped, after --count events or when the output closed; 1 the\n"
     "output could not be written; 2 usage error; 3 not an event pipe, or --timeout passed;\n"
-    "6 refused by the service (NotAuthorized).\n";
+    "6 refused by the service (NotAuthorized), or the pipe's owner is not trusted.\n";
 
 const char *const cmd_watch_usage[] = {usage_head, cli_watch_pipe_help, usage_tail, NULL};
 
@@ -138,6 +138,11 @@ static void on_state(pm_event_client_state st, const char *reason, void *data) {
     return; /* we are stopping */
   } else if (strcmp(reason, PM_DISCONNECT_NOT_AUTHORIZED) == 0) {
     finish(w, CLI_EXIT_NOT_AUTHORIZED, "the service refused us (NotAuthorized)");
+    return;
+  } else if (strcmp(reason, PM_EVENT_CLIENT_NOT_TRUSTED) == 0) {
+    /* Another user's pipe is an impostor's, as for call: said once, not retried. */
+    finish(w, CLI_EXIT_NOT_AUTHORIZED,
+           "the pipe belongs to an unexpected user (not trusted; see --expect-owner)");
     return;
   } else if (strcmp(reason, PM_EVENT_CLIENT_NOT_EVENT_PIPE) == 0) {
     finish(w, CLI_EXIT_TRANSPORT,

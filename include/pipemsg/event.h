@@ -206,6 +206,10 @@ typedef int (*pm_event_client_take_cb)(const pm_event *ev, void *data);
 #define PM_EVENT_CLIENT_CLOSED_EARLY                                                            \
   "service closed the connection before answering the handshake"
 #define PM_EVENT_CLIENT_NOT_TAKEN "the application did not take an event"
+/* The pipe's owner is not the one expect_owner_uid / expect_owner_sid trusts: nothing was sent.
+ * The client keeps trying (the right service may come back), an application may stop. */
+#define PM_EVENT_CLIENT_NOT_TRUSTED                                                             \
+  "service not trusted: the pipe belongs to an unexpected user"
 /* The start of the reason when the service leaves more than max_unsent bytes unread; the
  * count and the bound follow. */
 #define PM_EVENT_CLIENT_NOT_READING "the service does not read what the client sends"

@@ -339,7 +339,7 @@ static void connected(pm_event_client *c) {
   owner.uid = c->opts.expect_owner_uid;
   owner.sid = c->opts.expect_owner_sid;
   if (pm__pipe_check_owner(&c->pipe, &owner) < 0) {
-    drop(c, "service not trusted: the pipe belongs to an unexpected user");
+    drop(c, PM_EVENT_CLIENT_NOT_TRUSTED);
     return;
   }
   pm_reader_free(c->reader);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -174,7 +175,8 @@ static pid_t squat(const char *path) {
   assert_true(pid >= 0);
   if (pid == 0) {
     int lfd;
-    if (setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+    /* Gone with the test, should an assertion skip the kill (a new uid clears the signal). */
+    if (setgid(NOBODY) < 0 || setuid(NOBODY) < 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
       _exit(1);
     lfd = pm_test_bind(path, 4);
     if (write(ready[1], "x", 1) != 1)
@@ -200,6 +202,7 @@ static void test_access_client_refuses_impostor(void **state) {
   char dir[64], path[128];
   const char *out, *err;
   const char *plain[] = {PIPEMSG, "call", "-c", path, "GetVersion", NULL};
+  const char *watching[] = {PIPEMSG, "watch", "-e", path, "--timeout", "20", NULL};
   const char *trusting[] = {PIPEMSG, "call", "-c", path, "--expect-owner", "65534", "GetVersion",
                             NULL};
   const char *trusting_name[] = {PIPEMSG, "call", "-c", path, "--expect-owner", "nobody",
@@ -215,6 +218,9 @@ static void test_access_client_refuses_impostor(void **state) {
   assert_int_equal(6, pm_test_run(plain, &out, &err));
   assert_non_null(strstr(err, "TransportNotAuthorized"));
   assert_null(strstr(out, "Fake"));
+  /* watch says so at once with the same status, rather than retrying until --timeout. */
+  assert_int_equal(6, pm_test_run(watching, &out, &err));
+  assert_non_null(strstr(err, "not trusted"));
   assert_int_equal(0, pm_test_run(trusting, &out, &err));
   assert_non_null(strstr(out, "Fake"));
   /* A user name does as well as its uid. */
