@@ -118,6 +118,10 @@ const char *pm_test_service_log(const pm_test_service *svc);
 
 /* Waits until the service's log contains text (lines are written as things finish). */
 void pm_test_await_log(const pm_test_service *svc, const char *text);
+/* How many times text occurs in the service's log. */
+int pm_test_log_count(const pm_test_service *svc, const char *text);
+/* The counts of the log's "suppressed N <kind> lines in the last S s" summaries, added up. */
+long pm_test_log_suppressed(const pm_test_service *svc, const char *kind);
 
 /* Raw, blocking socket helpers (no library code in the way). */
 int pm_test_connect(const char *path); /* fd, or -1 */

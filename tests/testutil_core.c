@@ -223,6 +223,28 @@ void pm_test_await_log(const pm_test_service *svc, const char *text) {
   }
 }
 
+int pm_test_log_count(const pm_test_service *svc, const char *text) {
+  int n = 0;
+  for (const char *p = pm_test_service_log(svc); (p = strstr(p, text)) != NULL; p++)
+    n++;
+  return n;
+}
+
+long pm_test_log_suppressed(const pm_test_service *svc, const char *kind) {
+  static const char head[] = "warning: suppressed ";
+  char tail[64];
+  long total = 0;
+  const char *p = pm_test_service_log(svc);
+  char *end;
+  snprintf(tail, sizeof(tail), " %s lines in the last ", kind);
+  for (; (p = strstr(p, head)) != NULL; p = end) {
+    long n = strtol(p + strlen(head), &end, 10);
+    if (strncmp(end, tail, strlen(tail)) == 0)
+      total += n;
+  }
+  return total;
+}
+
 int64_t pm_test_stat(const char *pipe, const char *group, const char *name) {
   json_t *data = NULL, *v;
   int64_t n;

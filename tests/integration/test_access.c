@@ -508,28 +508,6 @@ static void test_access_slow_observer_bounded(void **state) {
   close(client);
 }
 
-/* Lines of the service's log holding text. */
-static int count_in_log(const char *text) {
-  int n = 0;
-  for (const char *p = pm_test_service_log(&svc); (p = strstr(p, text)) != NULL; p++)
-    n++;
-  return n;
-}
-
-/* The counts of the log's "suppressed N refusal lines in the last S s" summaries, added up. */
-static long refusals_suppressed(void) {
-  static const char head[] = "warning: suppressed ";
-  long total = 0;
-  const char *p = pm_test_service_log(&svc);
-  char *end;
-  for (; (p = strstr(p, head)) != NULL; p = end) {
-    long n = strtol(p + strlen(head), &end, 10);
-    if (strncmp(end, " refusal lines in the last ", 27) == 0)
-      total += n;
-  }
-  return total;
-}
-
 #define REFUSAL_FLOOD 2000
 #define REFUSALS_PER_SECOND 5
 
@@ -541,7 +519,7 @@ static void test_access_refusal_flood_log_limited(void **state) {
   static const char *const args[] = {"--socket-mode", "0666", "--log-rejections-per-second", "5",
                                      NULL};
   uint64_t started, deadline;
-  int status, lines;
+  int status, lines, refused;
   pid_t pid;
   (void)state;
   require_root();
@@ -573,11 +551,12 @@ static void test_access_refusal_flood_log_limited(void **state) {
   }
   lines = REFUSALS_PER_SECOND * (int)((pm_test_now_ms() - started) / 1000 + 1);
   assert_int_equal(0, pm_test_service_stop(&svc));
-  assert_true(count_in_log("refused pid=") >= REFUSALS_PER_SECOND);
-  assert_true(count_in_log("refused pid=") <= lines);
-  assert_int_equal(REFUSAL_FLOOD, count_in_log("refused pid=") + refusals_suppressed());
+  refused = pm_test_log_count(&svc, "refused pid=");
+  assert_true(refused >= REFUSALS_PER_SECOND);
+  assert_true(refused <= lines);
+  assert_int_equal(REFUSAL_FLOOD, refused + pm_test_log_suppressed(&svc, "refusal"));
   /* One refusal, one line: the answer was read, so no line of a call without an answer. */
-  assert_int_equal(0, count_in_log("uid=65534 command=-"));
+  assert_int_equal(0, pm_test_log_count(&svc, "uid=65534 command=-"));
 }
 
 /* Waits until a GetStats counter of the event pipe reads value. */

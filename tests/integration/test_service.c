@@ -248,19 +248,11 @@ static void test_service_settings_commands(void **state) {
                       pm_test_call(svc.command_pipe, "SetReconnectionEnabled", NULL, NULL));
 }
 
-/* Lines of the service's log that hold text. */
-static int log_lines_with(const char *text) {
-  int n = 0;
-  for (const char *p = pm_test_service_log(&svc); (p = strstr(p, text)) != NULL; p++)
-    n++;
-  return n;
-}
-
 /* Waits until the service has logged more than `before` ends of a tunnel, without asking it
  * GetState (which a test of GetState's answer must not do in between). */
 static void await_down(int before) {
   uint64_t deadline = pm_test_now_ms() + 10000;
-  while (log_lines_with("vpn state=Disconnected ") <= before) {
+  while (pm_test_log_count(&svc, "vpn state=Disconnected ") <= before) {
     assert_true(pm_test_now_ms() < deadline);
     uv_sleep(10);
   }
@@ -269,7 +261,7 @@ static void await_down(int before) {
 /* A tunnel to "nl" started and stopped with no GetState in between (the stop awaited in the
  * log); then GetState's Data, which must say Disconnected. */
 static json_t *up_and_down_unseen(void) {
-  int downs = log_lines_with("vpn state=Disconnected ");
+  int downs = pm_test_log_count(&svc, "vpn state=Disconnected ");
   json_t *data;
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "StartVpn",
                                          json_pack("{s:s}", "Location", "nl"), NULL));
@@ -516,22 +508,6 @@ static void test_service_log_file(void **state) {
 #define FLOOD 2000
 #define FLOOD_PER_SECOND 5
 
-/* The counts of the log's "suppressed N <kind> lines in the last S s" summaries, added up. */
-static long suppressed_in_log(const char *kind) {
-  static const char head[] = "warning: suppressed ";
-  char tail[64];
-  long total = 0;
-  const char *p = pm_test_service_log(&svc);
-  char *end;
-  snprintf(tail, sizeof(tail), " %s lines in the last ", kind);
-  for (; (p = strstr(p, head)) != NULL; p = end) {
-    long n = strtol(p + strlen(head), &end, 10);
-    if (strncmp(end, tail, strlen(tail)) == 0)
-      total += n;
-  }
-  return total;
-}
-
 /* Waits until GetStats' group.a plus group.b (NULL: none) reaches FLOOD: every connection
  * ended and was counted. */
 static void await_flood_counted(const char *group, const char *a, const char *b) {
@@ -551,16 +527,16 @@ static void await_flood_counted(const char *group, const char *a, const char *b)
 static void assert_flood_logged(const char *text, const char *kind, uint64_t elapsed_ms) {
   int lines;
   assert_int_equal(0, pm_test_service_stop(&svc));
-  lines = log_lines_with(text);
+  lines = pm_test_log_count(&svc, text);
   assert_true(lines >= FLOOD_PER_SECOND);
   assert_true(lines <= FLOOD_PER_SECOND * (int)(elapsed_ms / 1000 + 1));
-  assert_int_equal(FLOOD, lines + suppressed_in_log(kind));
+  assert_int_equal(FLOOD, lines + pm_test_log_suppressed(&svc, kind));
 }
 
 /* Waits up to ms for a summary of kind in the log of the running service. */
 static void await_summary(const char *kind, long ms) {
   uint64_t deadline = pm_test_now_ms() + (uint64_t)ms;
-  while (suppressed_in_log(kind) == 0) {
+  while (pm_test_log_suppressed(&svc, kind) == 0) {
     assert_true(pm_test_now_ms() < deadline);
     uv_sleep(50);
   }
