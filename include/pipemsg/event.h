@@ -116,7 +116,8 @@ typedef struct pm_event_server_options {
   uint32_t write_timeout_ms;     /* writing one event to the client; 0: 3000 */
   size_t queue_max_events;       /* 0: 10000 */
   size_t queue_max_bytes;        /* 0: 64 MiB */
-  unsigned max_observers;        /* observers at once; 0: 8 */
+  unsigned max_observers;        /* observers at once, of one user at most half (rounded
+                                    up); 0: 8 */
   size_t observer_max_unsent;    /* bytes an observer may leave unread; 0: 4 MiB */
   const char *const *transient;  /* NULL-terminated extra transient types, or NULL */
   const char *service_name;      /* sent in the handshake; NULL: "pipemsg" */

@@ -859,6 +859,31 @@ static void on_observing(session *ss) {
   uv_timer_start(&ss->timer, on_heartbeat, s->opts.heartbeat_ms, 0);
 }
 
+/* Open connections of ss's user in role, ss aside. */
+static unsigned user_in_role(const session *ss, session_role role) {
+  unsigned n = 0;
+  for (const session *o = ss->server->sessions; o != NULL; o = o->next)
+    if (o != ss && !o->closed && o->role == role && pm__same_user(&o->log.peer, &ss->log.peer))
+      n++;
+  return n;
+}
+
+/* Observer places one user may hold: half, rounded up (the one place when there is one), so
+ * a user holding all it may leaves the rest to other users' observers (§5.11). Not written as
+ * (max_observers + 1) / 2, which could wrap. */
+static unsigned user_observer_share(const pm_event_server *s) {
+  return s->opts.max_observers / 2 + s->opts.max_observers % 2;
+}
+
+/* Observer places ss's user could still take: the free ones, up to what is left of its share.
+ * Neither difference wraps: the cap and the share are checked before an observer attaches. */
+static unsigned user_observer_places_left(const session *ss) {
+  const pm_event_server *s = ss->server;
+  unsigned free_places = s->opts.max_observers - s->observers;
+  unsigned share_left = user_observer_share(s) - user_in_role(ss, ROLE_OBSERVER);
+  return share_left < free_places ? share_left : free_places;
+}
+
 static void busy(session *ss, const char *message) {
   pm_event_server *s = ss->server;
   uv_mutex_lock(&s->lock);
@@ -891,6 +916,10 @@ static int settle_role(session *ss, const pm_msg *hs) {
   ss->asked_observe = 1;
   if (s->observers >= s->opts.max_observers) {
     busy(ss, "too many observers");
+    return -1;
+  }
+  if (user_in_role(ss, ROLE_OBSERVER) >= user_observer_share(s)) {
+    busy(ss, "too many observers of this user");
     return -1;
   }
   ss->role = ROLE_OBSERVER;
@@ -1079,15 +1108,6 @@ void pm__event_peer_hook(pm__peer_hook hook, void *data) {
   peer_hook_data = data;
 }
 
-/* Open connections of ss's user in role, ss aside. */
-static unsigned user_in_role(const session *ss, session_role role) {
-  unsigned n = 0;
-  for (const session *o = ss->server->sessions; o != NULL; o = o->next)
-    if (o != ss && !o->closed && o->role == role && pm__same_user(&o->log.peer, &ss->log.peer))
-      n++;
-  return n;
-}
-
 /* Sends Disconnect{reason} to a connection that will not become the session, then closes it
  * lingering (counted here until closed); past MAX_REJECTING such at once, or its user's share
  * of them, it is just closed. */
@@ -1151,14 +1171,19 @@ static void on_connection(void *data) {
   }
   /* Client or observer, its handshake tells: an observer that has not said so yet must not
    * hold the client's place. Only as many of a user's wait as could still become one or the
-   * other; each user waits in places of its own, so one that connects and stays silent
-   * (until its handshake timeout) keeps no other user's client out (§5.1, §5.11). */
-  if (user_in_role(ss, ROLE_UNDECIDED) + s->observers <
-      s->opts.max_observers + (s->active == NULL ? 1u : 0u)) {
+   * other (its share of observers counted); each user waits in places of its own, so one that
+   * connects and stays silent (until its handshake timeout) keeps no other user's client out
+   * (§5.1, §5.11). */
+  if (user_in_role(ss, ROLE_UNDECIDED) <
+      user_observer_places_left(ss) + (s->active == NULL ? 1u : 0u)) {
     ss->role = ROLE_UNDECIDED;
+  } else if (s->active == NULL) {
+    busy(ss, "too many of this user's connections waiting for their handshake");
+    return;
   } else {
-    busy(ss, s->active != NULL ? "another client is attached"
-                               : "too many of this user's connections waiting for their handshake");
+    busy(ss, user_in_role(ss, ROLE_OBSERVER) >= user_observer_share(s)
+                 ? "another client is attached, and too many observers of this user"
+                 : "another client is attached");
     return;
   }
   set_state(ss, SESSION_HANDSHAKE);

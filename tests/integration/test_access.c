@@ -610,6 +610,64 @@ static void test_access_event_flood_keeps_no_client_out(void **state) {
   close(client);
 }
 
+/* Asks to observe as nobody, up to n times, until told Busy (saying that nobody holds its
+ * share); the connections that attached are left in fd. Returns how many attached. */
+static int observe_as_nobody(int *fd, int n) {
+  for (int i = 0; i < n; i++) {
+    pm_msg *m;
+    const char *text = NULL;
+    fd[i] = connect_as_nobody(svc.event_pipe);
+    assert_true(fd[i] >= 0);
+    assert_int_equal(0, pm_test_send_frame(fd[i], OBSERVE));
+    m = pm_test_recv_msg(fd[i], 5000);
+    assert_non_null(m);
+    if (strcmp(pm_msg_kind(m), "Handshake") == 0) {
+      pm_msg_free(m);
+      continue;
+    }
+    pm_test_assert_kind(m, "Disconnect");
+    assert_pm(0, pm_msg_get_string(m, "Message", &text));
+    assert_string_equal("too many observers of this user", text);
+    pm_msg_free(m);
+    close(fd[i]);
+    return i;
+  }
+  return n;
+}
+
+/* nobody, allowed, asks for every observer place (8) and holds what it gets, answering no
+ * heartbeat due in the test: it gets half of them, its next is told Busy saying why, and
+ * root still observes beside it; all of them get the next event. Then what the finding saw
+ * fail: root's call that waits on the event pipe for StartVpn's outcome. */
+static void test_access_observer_share_keeps_root_observing(void **state) {
+  static const char *const args[] = {"--socket-mode", "0666", "--allow-uid", "65534",
+                                     "--heartbeat-ms", "60000", "--test-commands", NULL};
+  enum { PLACES = 8, SHARE = PLACES / 2 };
+  int held[PLACES], root, attached;
+  int64_t id;
+  const char *out, *err;
+  const char *start_vpn[] = {PIPEMSG, "call", "-c", svc.command_pipe, "-e", svc.event_pipe,
+                             "--wait", "StartVpn", "Location=de", NULL};
+  (void)state;
+  require_root();
+  start(args);
+  attached = observe_as_nobody(held, PLACES);
+  assert_int_equal(SHARE, attached);
+  root = pm_test_event_attach(svc.event_pipe, OBSERVE, 5000, NULL);
+  assert_int_equal(SHARE + 1, pm_test_stat(svc.command_pipe, "Events", "Observers"));
+  id = emit_padded(1, 1);
+  expect_event(root, id, 0);
+  for (int i = 0; i < attached; i++)
+    expect_event(held[i], id, 0);
+  if (pm_test_run(start_vpn, &out, &err) != 0) {
+    print_error("pipemsg call --wait StartVpn failed:\n%s\n", err);
+    fail();
+  }
+  for (int i = 0; i < attached; i++)
+    close(held[i]);
+  close(root);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_access_other_user_refused, setup, teardown),
@@ -629,6 +687,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_access_slow_observer_bounded, setup, teardown),
       cmocka_unit_test_setup_teardown(test_access_refusal_flood_log_limited, setup, teardown),
       cmocka_unit_test_setup_teardown(test_access_event_flood_keeps_no_client_out, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_access_observer_share_keeps_root_observing, setup,
                                       teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));

@@ -40,6 +40,7 @@ typedef struct fixture {
   long long sent_pid;     /* the peer's pid in the last "sent" entry */
   int users;              /* who the peer hook says connections are (USERS_*) */
   unsigned made_up;       /* users it made up so far (USERS_EACH_OWN) */
+  long long uid;          /* the user of the next connection (USERS_CHOSEN; under seen_lock) */
   pid_t flooder;          /* a pm_test_flood_start child, stopped by teardown */
 } fixture;
 
@@ -134,6 +135,7 @@ enum {
   USERS_REAL,          /* as the kernel says */
   USERS_EACH_OWN,      /* every connection a user of its own */
   USERS_OTHER_PROCESS, /* connections from another process (a flooder) another user's */
+  USERS_CHOSEN,        /* the test's choice (as_user), for connections it makes one by one */
 };
 #define MADE_UP_UID 70000
 
@@ -143,6 +145,20 @@ static void make_up_users(pm_peer *peer, void *data) {
     peer->uid = MADE_UP_UID + f->made_up++;
   else if (f->users == USERS_OTHER_PROCESS && peer->pid != (long long)getpid())
     peer->uid = MADE_UP_UID;
+  else if (f->users == USERS_CHOSEN) {
+    uv_mutex_lock(&seen_lock);
+    peer->uid = f->uid;
+    uv_mutex_unlock(&seen_lock);
+  }
+}
+
+/* The user of the connections made from now on (USERS_CHOSEN). The server must have accepted
+ * every connection made before (its handshake answered, or it was told Busy): it asks the hook
+ * at accept, not at connect. */
+static void as_user(long long uid) {
+  uv_mutex_lock(&seen_lock);
+  fx.uid = uid;
+  uv_mutex_unlock(&seen_lock);
 }
 
 static void start_server(void) {
@@ -268,6 +284,30 @@ static int setup_each_own_user(void **state) {
   fx.users = USERS_EACH_OWN;
   fx.opts.handshake_timeout_ms = (uint32_t)(4 * pm_test_margin_ms(10000));
   start_server();
+  return 0;
+}
+
+/* Users of the test's choice (as_user), max_observers places (0: the default); heartbeats far
+ * apart, so that observers the test does not read meanwhile are not ended for an unanswered
+ * one. */
+static void start_chosen_users(unsigned max_observers) {
+  setup_dir();
+  fx.users = USERS_CHOSEN;
+  fx.uid = MADE_UP_UID;
+  fx.opts.max_observers = max_observers;
+  fx.opts.heartbeat_ms = (uint32_t)(4 * pm_test_margin_ms(10000));
+  start_server();
+}
+
+static int setup_chosen_users(void **state) {
+  (void)state;
+  start_chosen_users(0);
+  return 0;
+}
+
+static int setup_chosen_users_one_observer(void **state) {
+  (void)state;
+  start_chosen_users(1);
   return 0;
 }
 
@@ -798,6 +838,15 @@ static void await_observers(uint64_t n) {
   }
 }
 
+/* Waits until the server has seen the client go. */
+static void await_detached(void) {
+  uint64_t deadline = pm_test_now_ms() + WAIT_MS;
+  while (stats_now().attached) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+}
+
 /* Sends Handshake{Seq: seq} and waits for its answer, answering heartbeats on the way: the
  * server has then read everything sent before. */
 static void ask_alive(int fd, int64_t seq) {
@@ -919,18 +968,37 @@ static void test_event_server_observer_confirmation_ignored(void **state) {
   close(cl);
 }
 
-/* Eight observers at once; the ninth is told Busy at its handshake. The client slot stays
- * free; with it taken too, a newcomer is told Busy at once, as no handshake could let it in. */
+/* fd's next message must be Disconnect{Busy} saying message, then the end of the stream. */
+static void expect_busy_saying(int fd, const char *message) {
+  pm_msg *m = pm_test_recv_msg(fd, WAIT_MS);
+  const char *text = NULL;
+  pm_test_assert_kind(m, "Disconnect");
+  assert_pm(0, pm_msg_get_string(m, "Reason", &text));
+  assert_string_equal(PM_DISCONNECT_BUSY, text);
+  assert_pm(0, pm_msg_get_string(m, "Message", &text));
+  assert_string_equal(message, text);
+  pm_msg_free(m);
+  assert_true(pm_test_wait_eof(fd, WAIT_MS) >= 0);
+}
+
+/* A new connection asking to observe is told Busy, saying message. */
+static void observe_refused(const char *message) {
+  int fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  assert_int_equal(0, pm_test_send_frame(fd, OBSERVE_HS));
+  expect_busy_saying(fd, message);
+  close(fd);
+}
+
+/* Eight observers at once, each a user of its own (one user may hold only half, tested
+ * below); the ninth is told Busy at its handshake. The client slot stays free; with it taken
+ * too, a newcomer is told Busy at once, as no handshake could let it in. */
 static void test_event_server_observer_cap(void **state) {
   int obs[PM_EVENT_MAX_OBSERVERS_DEFAULT], fd, cl;
   (void)state;
   for (unsigned i = 0; i < PM_EVENT_MAX_OBSERVERS_DEFAULT; i++)
     obs[i] = observe_raw();
-  fd = pm_test_connect(fx.path);
-  assert_true(fd >= 0);
-  assert_int_equal(0, pm_test_send_frame(fd, OBSERVE_HS));
-  pm_test_expect_disconnect(fd, "Busy", WAIT_MS);
-  close(fd);
+  observe_refused("too many observers");
   assert_int_equal(1, stats_now().busy_rejections);
   cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
   fd = pm_test_connect(fx.path);
@@ -946,6 +1014,113 @@ static void test_event_server_observer_cap(void **state) {
   for (unsigned i = 0; i < PM_EVENT_MAX_OBSERVERS_DEFAULT; i++)
     close(obs[i]);
   close(cl);
+}
+
+/* One user holds at most half the observer places (4 of 8), so it cannot keep another user
+ * from observing (§5.11). */
+#define OBSERVER_SHARE (PM_EVENT_MAX_OBSERVERS_DEFAULT / 2)
+#define USER_A MADE_UP_UID
+#define USER_B (MADE_UP_UID + 1)
+#define USER_C (MADE_UP_UID + 2)
+
+/* User A attaches its share of observers and its next is told Busy, saying so; user B still
+ * attaches an observer and the client; with the client attached A's next is told Busy at
+ * once. A place A frees is A's again. A and B together fill every place; a third user is told
+ * Busy then, as the cap says. */
+static void test_event_server_observer_share_per_user(void **state) {
+  int a[OBSERVER_SHARE], b[OBSERVER_SHARE], cl, fd;
+  int64_t id;
+  (void)state;
+  as_user(USER_A);
+  for (unsigned i = 0; i < OBSERVER_SHARE; i++)
+    a[i] = observe_raw();
+  observe_refused("too many observers of this user");
+  as_user(USER_B);
+  b[0] = observe_raw();
+  cl = pm_test_event_attach(fx.path, NULL, WAIT_MS, NULL);
+  id = publish("Shared");
+  expect_event(cl, id, "Shared");
+  expect_event(b[0], id, "Shared");
+  for (unsigned i = 0; i < OBSERVER_SHARE; i++)
+    expect_event(a[i], id, "Shared");
+  pm_test_confirm(cl, id);
+  as_user(USER_A);
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  expect_busy_saying(fd, "another client is attached, and too many observers of this user");
+  close(fd);
+  close(a[0]);
+  await_observers(OBSERVER_SHARE - 1 + 1); /* A's others and B's one */
+  a[0] = observe_raw();
+  as_user(USER_B);
+  for (unsigned i = 1; i < OBSERVER_SHARE; i++)
+    b[i] = observe_raw();
+  assert_int_equal(PM_EVENT_MAX_OBSERVERS_DEFAULT, stats_now().observers);
+  /* With the client slot free, the third user's handshake is read: the cap answers it. */
+  close(cl);
+  await_detached();
+  as_user(USER_C);
+  observe_refused("too many observers");
+  assert_int_equal(3, stats_now().busy_rejections);
+  assert_int_equal(1, stats_now().delivered);
+  for (unsigned i = 0; i < OBSERVER_SHARE; i++) {
+    close(a[i]);
+    close(b[i]);
+  }
+}
+
+/* A user holding its share waits for one handshake at most, while the client slot is free
+ * (the one place it could still take); its next connection is told Busy at once. Another
+ * user's observer attaches meanwhile, and the waiting connection becomes the client. */
+static void test_event_server_observer_share_leaves_one_wait(void **state) {
+  int a[OBSERVER_SHARE], waiting, fd, obs;
+  int64_t id;
+  pm_msg *m;
+  (void)state;
+  as_user(USER_A);
+  for (unsigned i = 0; i < OBSERVER_SHARE; i++)
+    a[i] = observe_raw();
+  /* Accepted in order: waiting first, silent so far. */
+  waiting = pm_test_connect(fx.path);
+  assert_true(waiting >= 0);
+  fd = pm_test_connect(fx.path);
+  assert_true(fd >= 0);
+  expect_busy_saying(fd, "too many of this user's connections waiting for their handshake");
+  close(fd);
+  as_user(USER_B);
+  obs = observe_raw();
+  assert_int_equal(0, pm_test_send_frame(waiting, "{\"Handshake\":{\"Seq\":1}}"));
+  m = pm_test_recv_msg(waiting, WAIT_MS);
+  pm_test_assert_kind(m, "Handshake");
+  pm_msg_free(m);
+  id = publish("Waited");
+  expect_event(waiting, id, "Waited");
+  expect_event(obs, id, "Waited");
+  pm_test_confirm(waiting, id);
+  ask_alive(waiting, 2);
+  assert_int_equal(1, stats_now().delivered);
+  assert_int_equal(OBSERVER_SHARE + 1, stats_now().observers);
+  close(waiting);
+  close(obs);
+  for (unsigned i = 0; i < OBSERVER_SHARE; i++)
+    close(a[i]);
+}
+
+/* With one observer place, a user's share is that place (half, rounded up): the one user
+ * observing gets it; then another user is told Busy by the cap, and gets it once it is free. */
+static void test_event_server_one_observer_place(void **state) {
+  int obs;
+  (void)state;
+  as_user(USER_A);
+  obs = observe_raw();
+  observe_refused("too many observers");
+  as_user(USER_B);
+  observe_refused("too many observers");
+  close(obs);
+  await_observers(0);
+  obs = observe_raw();
+  assert_int_equal(1, stats_now().observers);
+  close(obs);
 }
 
 /* A JSON session is sent each event as the frame the queue keeps for it: byte for byte what
@@ -1171,15 +1346,6 @@ static void start_flood(int hold) {
   uint64_t deadline = pm_test_now_ms() + WAIT_MS;
   fx.flooder = pm_test_flood_start(fx.path, hold, -1, -1);
   while (hold && stats_now().busy_rejections < FLOOD_BUSY) {
-    assert_true(pm_test_now_ms() < deadline);
-    uv_sleep(5);
-  }
-}
-
-/* Waits until the server has seen the client go. */
-static void await_detached(void) {
-  uint64_t deadline = pm_test_now_ms() + WAIT_MS;
-  while (stats_now().attached) {
     assert_true(pm_test_now_ms() < deadline);
     uv_sleep(5);
   }
@@ -1732,7 +1898,14 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_event_server_observer_before_client, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_server_observer_confirmation_ignored, setup,
                                       teardown),
-      cmocka_unit_test_setup_teardown(test_event_server_observer_cap, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_observer_cap, setup_each_own_user,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_observer_share_per_user,
+                                      setup_chosen_users, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_observer_share_leaves_one_wait,
+                                      setup_chosen_users, teardown),
+      cmocka_unit_test_setup_teardown(test_event_server_one_observer_place,
+                                      setup_chosen_users_one_observer, teardown),
       cmocka_unit_test_setup_teardown(test_event_server_idle_client_woken, setup_slow_heartbeat,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_event_server_publish_on_loop_thread, setup, teardown),
