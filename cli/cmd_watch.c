@@ -155,8 +155,9 @@ static void on_state(pm_event_client_state st, const char *reason, void *data) {
     return;
   } else if (strcmp(reason, PM_DISCONNECT_BUSY) == 0) {
     snprintf(line, sizeof(line), "%s",
-             w->consume ? "another client is attached; retrying until it leaves"
-                        : "the service has as many observers as it takes; retrying");
+             w->consume
+                 ? "another client is attached; retrying until it leaves"
+                 : "the service takes no more observers (of this user, or at all); retrying");
   } else {
     static const char head[] = "disconnected: ";
     memcpy(line, head, sizeof(head) - 1);

@@ -1324,10 +1324,20 @@ static void test_event_server_turned_away_bounded(void **state) {
     assert_int_equal(0, pm_test_send_frame(away[i], "{\"Handshake\":{\"Seq\":1}}"));
     pm_test_expect_disconnect(away[i], "Busy", WAIT_MS);
   }
+#ifdef _WIN32
+  /* libuv ends a lingering close there once the client is idle for 50 ms (docs/windows.md):
+   * once the 16 have gone, the 17th is told Busy as they were. */
+  for (int i = 0; i < N; i++)
+    assert_true(pm_test_wait_eof(away[i], WAIT_MS) >= 0);
+#endif
   fd = pm_test_connect(fx.path);
   assert_true(fd >= 0);
   assert_int_equal(0, pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":1}}"));
+#ifdef _WIN32
+  pm_test_expect_disconnect(fd, "Busy", WAIT_MS);
+#else
   assert_true(pm_test_wait_eof(fd, WAIT_MS) >= 0);
+#endif
   close(fd);
   for (int i = 0; i < N; i++)
     close(away[i]);
