@@ -18,8 +18,8 @@ const char config_names_text[] =
     "$XDG_RUNTIME_DIR/pipemsg, else /run/pipemsg; any other NAME must be an absolute path. "
     "SIGINT and SIGTERM stop the service and remove its socket files, after taking a connected "
     "tunnel down. SIGHUP reads the config file again and applies the options that can change "
-    "at run time (log-level, allow-uid, allow-gid, hook-timeout-ms, traffic-interval-ms); the "
-    "others need a restart.";
+    "at run time (log-level, log-rejections-per-second, allow-uid, allow-gid, hook-timeout-ms, "
+    "traffic-interval-ms); the others need a restart.";
 
 void config_platform_defaults(service_config *cfg) { (void)cfg; }
 
