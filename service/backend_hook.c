@@ -155,6 +155,7 @@ static void tail_text(const hook_run *run, char *out, size_t room) {
   while (len > i && is_space(raw[len - 1]))
     len--;
   while (i < len) {
+    uint32_t cp = 0;
     size_t u;
     if (raw[i] == '\n' || raw[i] == '\r') {
       while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
@@ -165,10 +166,13 @@ static void tail_text(const hook_run *run, char *out, size_t room) {
       n += 3;
       continue;
     }
-    u = utf8_len(raw + i, len - i);
-    if (u == 0 || (u == 1 && (raw[i] < 0x20 || raw[i] == 0x7f))) {
+    u = utf8_decode(raw + i, len - i, &cp);
+    /* The message goes into LastError and a StateChanged event, which XML clients are sent
+     * too: XML 1.0 has no U+FFFE or U+FFFF, so they go with the control bytes. */
+    if (u == 0 || (u == 1 && (raw[i] < 0x20 || raw[i] == 0x7f)) || cp == 0xfffe ||
+        cp == 0xffff) {
       line[n++] = raw[i] == '\t' ? ' ' : '?';
-      i++;
+      i += u > 0 ? u : 1;
       continue;
     }
     memcpy(line + n, raw + i, u);

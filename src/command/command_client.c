@@ -189,7 +189,11 @@ static int check_response(const pm_msg *response, const echo *e) {
   const json_t *fields = pm_msg_fields(response);
   const char *command;
   int64_t id;
+  const json_t *data = json_object_get(fields, "Data");
   if (strcmp(pm_msg_kind(response), PM_KIND_RESPONSE) != 0)
+    return PM_EPROTO;
+  /* Data is an object (§3); an application handed anything else would misread it. */
+  if (data != NULL && !json_is_object(data))
     return PM_EPROTO;
   if (json_object_get(fields, "Command") != NULL &&
       (pm_msg_get_string(response, "Command", &command) < 0 || e->command == NULL ||

@@ -208,6 +208,10 @@ static void deliver(pm_event_client *c, int64_t id, const char *type, const char
     drop(c, "malformed event from service: Id must be 1 or more");
     return;
   }
+  if (data != NULL && !json_is_object(data)) {
+    drop(c, "malformed event from service: Data must be an object");
+    return;
+  }
   if (fresh) {
     ev.id = id;
     ev.epoch = c->epoch;

@@ -1052,6 +1052,23 @@ static void test_command_client_response_for_another_request(void **state) {
   }
 }
 
+/* A Response whose Data is not an object (§3) is a protocol error on both paths, not an answer
+ * an application would misread (pm_client took a null for out of memory). */
+static void test_command_client_data_not_object(void **state) {
+  static const char *const not_object[] = {
+      "{\"Response\":{\"Result\":\"Ok\",\"Data\":null}}",
+      "{\"Response\":{\"Result\":\"Ok\",\"Data\":[1]}}",
+      "{\"Response\":{\"Result\":\"Ok\",\"Data\":\"text\"}}",
+  };
+  uint8_t buf[128];
+  (void)state;
+  for (size_t i = 0; i < sizeof(not_object) / sizeof(not_object[0]); i++) {
+    size_t n = frame_of(buf, (uint32_t)strlen(not_object[i]), not_object[i]);
+    assert_pm(PM_EPROTO, call_fake(buf, n, NULL));
+    assert_pm(PM_EPROTO, call_fake_async(buf, n));
+  }
+}
+
 /* What an application sees of an answer to another request (pipemsg call, the bindings): a
  * TransportError saying so, not the other request's Ok and Data. */
 static void test_command_client_application_sees_mismatch(void **state) {
@@ -1527,6 +1544,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_command_client_response_for_another_request, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_command_client_data_not_object, setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_client_application_sees_mismatch, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_command_client_answer_whole_or_in_pieces, setup,

@@ -163,6 +163,7 @@ typedef enum {
   FAKE_EVENT_FIRST,       /* sends an Event instead of answering the handshake */
   FAKE_EVENT_WITHOUT_ID,  /* answers, then sends an Event without Id */
   FAKE_EVENT_ID_ZERO,     /* answers, then sends an Event with Id 0 (then -1, and so on) */
+  FAKE_EVENT_DATA_NULL,   /* answers, then sends an Event whose Data is null (then a list) */
   FAKE_BAD_FRAME,         /* answers, then sends a frame that does not decode */
   FAKE_DISCONNECT,        /* Disconnect{Busy}, then one without a Reason, for an answer */
   FAKE_CLOSE,             /* answers, then closes without a word */
@@ -356,6 +357,12 @@ static void fake_serve(fake *f, int fd) {
   case FAKE_EVENT_ID_ZERO:
     if (fake_answer(f, fd, seq) == 0)
       fake_event(fd, -(int64_t)f->served, 1);
+    break;
+  case FAKE_EVENT_DATA_NULL:
+    if (fake_answer(f, fd, seq) == 0)
+      pm_test_send_frame(fd, f->served == 0
+                                 ? "{\"Event\":{\"Id\":1,\"Type\":\"Tick\",\"Data\":null}}"
+                                 : "{\"Event\":{\"Id\":1,\"Type\":\"Tick\",\"Data\":[1]}}");
     break;
   case FAKE_BAD_FRAME:
     if (fake_answer(f, fd, seq) == 0)
@@ -755,6 +762,14 @@ static void test_event_client_event_id_not_positive(void **state) {
   assert_true(got.connected >= 1);
 }
 
+/* Data is an object: a null or a list is not delivered (pm_client took a null for out of memory
+ * and asked again for ever). */
+static void test_event_client_event_data_not_object(void **state) {
+  (void)state;
+  expect_dropped(FAKE_EVENT_DATA_NULL, "Data must be an object");
+  assert_true(got.connected >= 1);
+}
+
 static void test_event_client_malformed_frame(void **state) {
   (void)state;
   expect_dropped(FAKE_BAD_FRAME, "JSON");
@@ -1010,6 +1025,7 @@ int main(void) {
       T(malformed_event),
       T(malformed_frame),
       T(event_id_not_positive),
+      T(event_data_not_object),
       T(disconnect_reason_reported),
       T(service_closes),
       T(unread_confirmations_bounded),
