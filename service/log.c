@@ -52,7 +52,7 @@ void log_open(log_level level, log_target target) {
 }
 
 int log_open_file(log_level level, const char *path) {
-  FILE *f = fopen(path, "a");
+  FILE *f = log_file_open(path);
   if (f == NULL)
     return -1;
   max_level = level;

@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "config.h"
 
@@ -98,5 +99,9 @@ void log_system_write(log_level level, const char *line);
 void log_set_source(const char *name);
 /* True when stderr is a log that stamps each line itself (systemd's journal). */
 bool log_stderr_is_journal(void);
+/* log-file opened to append, created if missing; NULL on failure (errno set). On Unix it is
+ * never a symlink, is created 0640 and is not inherited by hook commands; on Windows hooks
+ * inherit only the handles they are given. */
+FILE *log_file_open(const char *path);
 
 #endif

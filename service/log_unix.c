@@ -1,8 +1,10 @@
 /* The Unix part of pipemsgd's log: syslog, and whether stderr is systemd's journal. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -29,4 +31,18 @@ bool log_stderr_is_journal(void) {
   if (env == NULL || sscanf(env, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &st) < 0)
     return false;
   return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+FILE *log_file_open(const char *path) {
+  /* The log names peers and what they asked: not for every user to read, nor for a hook
+   * command (or what it leaves running) to write; and a symlink put in its place would have
+   * root append to any file. */
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+  FILE *f;
+  if (fd < 0)
+    return NULL;
+  f = fdopen(fd, "a");
+  if (f == NULL)
+    close(fd);
+  return f;
 }

@@ -1,4 +1,5 @@
 /* The Windows part of pipemsgd's log: the Event Log (ReportEventW). */
+#include <stdio.h>
 #include <windows.h>
 
 #include "log.h"
@@ -36,3 +37,5 @@ void log_system_write(log_level level, const char *line) {
 }
 
 bool log_stderr_is_journal(void) { return false; }
+
+FILE *log_file_open(const char *path) { return fopen(path, "a"); }

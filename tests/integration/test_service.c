@@ -1,6 +1,9 @@
 /* pipemsgd's VPN commands over the real command pipe. */
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -477,21 +480,64 @@ static void test_service_test_commands_edges(void **state) {
   json_decref(data);
 }
 
+/* The flags pipemsgd (pid) holds path open with, from /proc (-1 when it does not). */
+static long open_flags(pid_t pid, const char *path) {
+  char dir[64], link[320], target[256], info[320], text[512];
+  struct dirent *e;
+  long flags = -1;
+  DIR *d;
+  snprintf(dir, sizeof(dir), "/proc/%ld/fd", (long)pid);
+  d = opendir(dir);
+  assert_non_null(d);
+  while (flags < 0 && (e = readdir(d)) != NULL) {
+    ssize_t n;
+    FILE *f;
+    snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
+    n = readlink(link, target, sizeof(target) - 1);
+    if (n < 0)
+      continue;
+    target[n] = '\0';
+    if (strcmp(target, path) != 0)
+      continue;
+    snprintf(info, sizeof(info), "/proc/%ld/fdinfo/%s", (long)pid, e->d_name);
+    f = fopen(info, "r");
+    assert_non_null(f);
+    while (fgets(text, sizeof(text), f) != NULL)
+      if (sscanf(text, "flags: %lo", &flags) == 1)
+        break;
+    fclose(f);
+  }
+  closedir(d);
+  return flags;
+}
+
 /* --log-target file: the log goes to --log-file (appended, stamped), not to stderr; a file
- * that cannot be opened stops pipemsgd before it starts. */
+ * that cannot be opened stops pipemsgd before it starts. The file is not inherited by hook
+ * commands (close-on-exec), not readable by others, and never reached through a symlink. */
 static void test_service_log_file(void **state) {
-  char path[192], bad[192], line[192];
+  char path[192], bad[192], line[192], link[192], target[192];
   const char *args[] = {"--log-target", "file", "--log-file", path, "--log-level", "debug", NULL};
   const char *argv[] = {PM_BIN_DIR "/pipemsgd", "-c", svc.command_pipe, "-e", svc.event_pipe,
                         "--log-target", "file", "--log-file", bad, NULL};
+  /* Pipes it cannot make: were the symlink followed, it would still exit, not serve. */
+  const char *linked[] = {PM_BIN_DIR "/pipemsgd", "-c", bad, "-e", bad, "--log-target", "file",
+                          "--log-file", link, NULL};
   pm_test_service in_file = svc;
   const char *err;
+  struct stat st;
+  long flags;
   (void)state;
   snprintf(path, sizeof(path), "%s/pipemsgd.log", svc.dir);
   snprintf(bad, sizeof(bad), "%s/no-such-dir/pipemsgd.log", svc.dir);
   restart_with(args);
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetVersion", NULL, NULL));
+  flags = open_flags(svc.pid, path);
+  assert_true(flags >= 0);
+  assert_true((flags & O_CLOEXEC) != 0);
+  assert_true((flags & O_APPEND) != 0);
   assert_int_equal(0, pm_test_service_stop(&svc));
+  assert_int_equal(0, stat(path, &st));
+  assert_int_equal(0, st.st_mode & 0027);
   snprintf(in_file.log_path, sizeof(in_file.log_path), "%s/pipemsgd.log", svc.dir);
   assert_non_null(strstr(pm_test_service_log(&in_file), "command received"));
   /* The call's line, field by field as it always read. */
@@ -502,6 +548,15 @@ static void test_service_log_file(void **state) {
   assert_null(strstr(pm_test_service_log(&svc), "command=GetVersion"));
   assert_int_equal(1, pm_test_run(argv, NULL, &err));
   assert_non_null(strstr(err, "pipemsgd: cannot open log file"));
+  /* A symlink in the log's place: refused, and the file it names is left alone. */
+  snprintf(target, sizeof(target), "%s/elsewhere", svc.dir);
+  snprintf(link, sizeof(link), "%s/linked.log", svc.dir);
+  fclose(fopen(target, "w"));
+  assert_int_equal(0, symlink(target, link));
+  assert_int_equal(1, pm_test_run(linked, NULL, &err));
+  assert_non_null(strstr(err, "pipemsgd: cannot open log file"));
+  assert_int_equal(0, stat(target, &st));
+  assert_int_equal(0, st.st_size);
 }
 
 /* A flood of connections, and the lines per second pipemsgd is told to log of each kind. */
