@@ -179,9 +179,15 @@ static void on_handshake_reply(pm_event_client *c, const pm_msg *m) {
     drop(c, "unexpected handshake from service");
     return;
   }
+  /* A service without epochs sends none (0); one that sends a bad one would have it sent back
+   * as our resume cursor. */
+  if (json_object_get(pm_msg_fields(m), "Epoch") != NULL &&
+      (pm_msg_get_int(m, "Epoch", &epoch) < 0 || epoch < 0)) {
+    drop(c, "malformed handshake from service: Epoch must be an integer, 0 or more");
+    return;
+  }
   if (pm_msg_get_int(m, "HeartbeatMs", &hb) == 0 && hb > 0 && hb <= UINT32_MAX)
     c->heartbeat_ms = (uint32_t)hb;
-  pm_msg_get_int(m, "Epoch", &epoch);
   if (epoch != c->epoch) {
     /* A new epoch means the service's ids restarted: what we saw before says nothing now. */
     uv_mutex_lock(&c->cursor_lock);

@@ -160,6 +160,7 @@ typedef enum {
   FAKE_SILENT,            /* answers the handshake, then says nothing */
   FAKE_DUPLICATES,        /* sends event ids 1, 1, 2, 1 */
   FAKE_WRONG_SEQ,         /* answers the handshake with another Seq */
+  FAKE_BAD_EPOCH,         /* answers the handshake with Epoch -7, then with Epoch "x" */
   FAKE_EVENT_FIRST,       /* sends an Event instead of answering the handshake */
   FAKE_EVENT_WITHOUT_ID,  /* answers, then sends an Event without Id */
   FAKE_EVENT_ID_ZERO,     /* answers, then sends an Event with Id 0 (then -1, and so on) */
@@ -347,6 +348,13 @@ static void fake_serve(fake *f, int fd) {
   case FAKE_WRONG_SEQ:
     fake_answer(f, fd, seq + 1);
     break;
+  case FAKE_BAD_EPOCH: {
+    char reply[160];
+    snprintf(reply, sizeof(reply), "{\"Handshake\":{\"Seq\":%lld,\"Version\":1,\"Epoch\":%s}}",
+             (long long)seq, f->served == 0 ? "-7" : "\"x\"");
+    pm_test_send_frame(fd, reply);
+    break;
+  }
   case FAKE_EVENT_FIRST:
     fake_event(fd, 1, 1);
     break;
@@ -743,6 +751,15 @@ static void test_event_client_handshake_seq_mismatch(void **state) {
   assert_int_equal(0, got.connected);
 }
 
+/* An Epoch that is not an integer of 0 or more is not taken (it would be sent back as the
+ * resume cursor): the connection goes, both times. */
+static void test_event_client_handshake_bad_epoch(void **state) {
+  (void)state;
+  expect_dropped(FAKE_BAD_EPOCH, "Epoch must be an integer, 0 or more");
+  assert_non_null(strstr(got.last_reason, "Epoch must be an integer, 0 or more"));
+  assert_int_equal(0, got.connected);
+}
+
 static void test_event_client_handshake_not_answered(void **state) {
   (void)state;
   expect_dropped(FAKE_EVENT_FIRST, "service did not answer the handshake");
@@ -1021,6 +1038,7 @@ int main(void) {
       T(answers_heartbeat),
       T(observes),
       T(handshake_seq_mismatch),
+      T(handshake_bad_epoch),
       T(handshake_not_answered),
       T(malformed_event),
       T(malformed_frame),
