@@ -33,8 +33,13 @@ static bool at_exit_registered;
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
 
 static const char *const peer_kind_names[LOG_PEER_KINDS] = {"refusal", "busy", "no-request"};
-static log_limit peer_limits[LOG_PEER_KINDS];
-static bool peer_limits_ready;
+/* log_limit_init's state, so that no line comes before the limits are ready. */
+#define PEER_LIMIT_START {.per_second = LOG_LIMIT_PER_SECOND_DEFAULT}
+static log_limit peer_limits[LOG_PEER_KINDS] = {
+    [LOG_PEER_REFUSAL] = PEER_LIMIT_START,
+    [LOG_PEER_BUSY] = PEER_LIMIT_START,
+    [LOG_PEER_NO_REQUEST] = PEER_LIMIT_START,
+};
 static uv_timer_t peer_timer;
 static bool peer_timing;
 
@@ -234,16 +239,7 @@ void log_msg(log_level level, const char *fmt, ...) {
 
 static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
 
-static void peer_limits_init(void) {
-  if (peer_limits_ready)
-    return;
-  for (int k = 0; k < LOG_PEER_KINDS; k++)
-    log_limit_init(&peer_limits[k], LOG_LIMIT_PER_SECOND_DEFAULT);
-  peer_limits_ready = true;
-}
-
 void log_peer_limit(unsigned per_second) {
-  peer_limits_init();
   for (int k = 0; k < LOG_PEER_KINDS; k++)
     log_limit_set(&peer_limits[k], per_second);
 }
@@ -278,8 +274,6 @@ static void peer_arm(uint64_t now) {
 
 static void peer_flush(bool final) {
   uint64_t now = now_ms();
-  if (!peer_limits_ready)
-    return;
   for (int k = 0; k < LOG_PEER_KINDS; k++)
     peer_summary((log_peer_kind)k, now, final);
 }
@@ -294,7 +288,6 @@ bool log_peer_allowed(log_peer_kind kind, log_level level) {
   uint64_t now;
   if (!log_enabled(level))
     return false;
-  peer_limits_init();
   now = now_ms();
   peer_summary(kind, now, false);
   if (log_limit_take(&peer_limits[kind], now))
