@@ -172,9 +172,9 @@ typedef struct pm_event_client pm_event_client;
 typedef struct pm_event {
   int64_t id;
   int64_t epoch;
-  const char *type;
-  const char *time; /* may be NULL */
-  const json_t *data; /* may be NULL */
+  const char *type;   /* never empty */
+  const char *time;   /* an RFC 3339 time, or NULL */
+  const json_t *data; /* an object, or NULL */
   pm_encoding encoding;
 } pm_event;
 

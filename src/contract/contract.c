@@ -185,7 +185,7 @@ static bool digits(const char *s, size_t n) {
 }
 
 /* RFC 3339: YYYY-MM-DDTHH:MM:SS, optional fraction, Z or an offset. */
-static bool time_valid(const char *s, size_t len) {
+bool pm__ct_time_valid(const char *s, size_t len) {
   size_t i = 19;
   if (len < 20 || !digits(s, 4) || s[4] != '-' || !digits(s + 5, 2) || s[7] != '-' ||
       !digits(s + 8, 2) || (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2) ||
@@ -221,7 +221,7 @@ static int string_check(const check_ctx *x, const pm__ct_type *t, const char *s,
                         const char *path) {
   char got[48];
   if (t->kind == PM__CT_TIME)
-    return time_valid(s, len) ? 0 : bad(x, path, t, "not such a time");
+    return pm__ct_time_valid(s, len) ? 0 : bad(x, path, t, "not such a time");
   if (t->kind == PM__CT_ENUMERATION) {
     for (size_t i = 0; i < t->n_values; i++)
       if (strcmp(t->values[i], s) == 0 && strlen(s) == len)

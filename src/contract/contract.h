@@ -124,4 +124,8 @@ int pm__contract_check_params(const pm__ct_command *c, const json_t *params, boo
  * out of memory. */
 json_t *pm__contract_describe(bool test_commands);
 
+/* An RFC 3339 time (the contract's `time`): YYYY-MM-DDTHH:MM:SS, an optional fraction, then Z
+ * or an offset. The event client holds an event's Time to it too. */
+bool pm__ct_time_valid(const char *s, size_t len);
+
 #endif

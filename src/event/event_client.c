@@ -1,6 +1,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "contract/contract.h"
 #include "event/event_client_internal.h"
 #include "internal.h"
 #include "pipemsg/codec.h"
@@ -203,7 +204,7 @@ static void on_handshake_reply(pm_event_client *c, const pm_msg *m) {
   report(c, PM_EVENT_CLIENT_CONNECTED, NULL);
 }
 
-/* An event (type and time NULL when absent, data borrowed) from either decoding. */
+/* An event (time and data NULL when absent, data borrowed) from either decoding. */
 static void deliver(pm_event_client *c, int64_t id, const char *type, const char *time,
                     json_t *data, pm_encoding encoding) {
   pm_event ev;
@@ -216,6 +217,15 @@ static void deliver(pm_event_client *c, int64_t id, const char *type, const char
   }
   if (data != NULL && !json_is_object(data)) {
     drop(c, "malformed event from service: Data must be an object");
+    return;
+  }
+  if (type[0] == '\0') {
+    drop(c, "malformed event from service: Type must not be empty");
+    return;
+  }
+  /* Whatever the encoding: the application is not handed a time it cannot parse. */
+  if (time != NULL && !pm__ct_time_valid(time, strlen(time))) {
+    drop(c, "malformed event from service: Time must be an RFC 3339 time");
     return;
   }
   if (fresh) {
@@ -252,15 +262,19 @@ static void deliver(pm_event_client *c, int64_t id, const char *type, const char
 }
 
 static void on_event(pm_event_client *c, const pm_msg *m) {
-  const char *type, *time;
+  const char *type;
+  json_t *time = json_object_get(pm_msg_fields(m), "Time");
   int64_t id;
   if (pm_msg_get_int(m, "Id", &id) < 0 || pm_msg_get_string(m, "Type", &type) < 0) {
     drop(c, "malformed event from service");
     return;
   }
-  if (pm_msg_get_string(m, "Time", &time) < 0)
-    time = NULL;
-  deliver(c, id, type, time, json_object_get(pm_msg_fields(m), "Data"), pm_msg_encoding(m));
+  if (time != NULL && !json_is_string(time)) {
+    drop(c, "malformed event from service: Time must be an RFC 3339 time");
+    return;
+  }
+  deliver(c, id, type, json_string_value(time), json_object_get(pm_msg_fields(m), "Data"),
+          pm_msg_encoding(m));
 }
 
 static void handle(pm_event_client *c, const pm_msg *m) {

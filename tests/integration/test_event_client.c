@@ -165,6 +165,8 @@ typedef enum {
   FAKE_EVENT_WITHOUT_ID,  /* answers, then sends an Event without Id */
   FAKE_EVENT_ID_ZERO,     /* answers, then sends an Event with Id 0 (then -1, and so on) */
   FAKE_EVENT_DATA_NULL,   /* answers, then sends an Event whose Data is null (then a list) */
+  FAKE_EVENT_TYPE_EMPTY,  /* answers, then sends an Event whose Type is "" */
+  FAKE_EVENT_BAD_TIME,    /* answers, then sends an Event whose Time is not a time (then 5) */
   FAKE_BAD_FRAME,         /* answers, then sends a frame that does not decode */
   FAKE_DISCONNECT,        /* Disconnect{Busy}, then one without a Reason, for an answer */
   FAKE_CLOSE,             /* answers, then closes without a word */
@@ -371,6 +373,20 @@ static void fake_serve(fake *f, int fd) {
       pm_test_send_frame(fd, f->served == 0
                                  ? "{\"Event\":{\"Id\":1,\"Type\":\"Tick\",\"Data\":null}}"
                                  : "{\"Event\":{\"Id\":1,\"Type\":\"Tick\",\"Data\":[1]}}");
+    break;
+  case FAKE_EVENT_TYPE_EMPTY:
+    /* In the service's own spelling (read in place), then spelled otherwise (decoded). */
+    if (fake_answer(f, fd, seq) == 0)
+      pm_test_send_frame(fd, f->served == 0
+                                 ? "{\"Event\":{\"Id\":1,\"Type\":\"\",\"Time\":"
+                                   "\"2026-11-30T12:00:00.000Z\"}}"
+                                 : "{\"Event\": {\"Id\":1,\"Type\":\"\"}}");
+    break;
+  case FAKE_EVENT_BAD_TIME:
+    if (fake_answer(f, fd, seq) == 0)
+      pm_test_send_frame(fd, f->served == 0
+                                 ? "{\"Event\":{\"Id\":1,\"Type\":\"Tick\",\"Time\":\"noon\"}}"
+                                 : "{\"Event\":{\"Id\":1,\"Type\":\"Tick\",\"Time\":5}}");
     break;
   case FAKE_BAD_FRAME:
     if (fake_answer(f, fd, seq) == 0)
@@ -745,6 +761,23 @@ static void expect_dropped(fake_mode mode, const char *reason) {
   assert_int_equal(0, got.count);
 }
 
+/* The same for a fake that is wrong in one way on its first connection and in another on its
+ * second: both connections end, each with the reason. */
+static void expect_dropped_twice(fake_mode mode, const char *reason) {
+  seen s;
+  fake_start(mode, 2);
+  start_client(fk.path);
+  await_count(&got.disconnected, 2);
+  s = snapshot();
+  fake_stop();
+  if (strstr(s.first_reason, reason) == NULL || strstr(s.last_reason, reason) == NULL) {
+    print_error("disconnect reasons \"%s\", \"%s\" do not both say \"%s\"\n", s.first_reason,
+                s.last_reason, reason);
+    fail();
+  }
+  assert_int_equal(0, s.count);
+}
+
 static void test_event_client_handshake_seq_mismatch(void **state) {
   (void)state;
   expect_dropped(FAKE_WRONG_SEQ, "unexpected handshake from service");
@@ -755,8 +788,7 @@ static void test_event_client_handshake_seq_mismatch(void **state) {
  * resume cursor): the connection goes, both times. */
 static void test_event_client_handshake_bad_epoch(void **state) {
   (void)state;
-  expect_dropped(FAKE_BAD_EPOCH, "Epoch must be an integer, 0 or more");
-  assert_non_null(strstr(got.last_reason, "Epoch must be an integer, 0 or more"));
+  expect_dropped_twice(FAKE_BAD_EPOCH, "Epoch must be an integer, 0 or more");
   assert_int_equal(0, got.connected);
 }
 
@@ -784,6 +816,21 @@ static void test_event_client_event_id_not_positive(void **state) {
 static void test_event_client_event_data_not_object(void **state) {
   (void)state;
   expect_dropped(FAKE_EVENT_DATA_NULL, "Data must be an object");
+  assert_true(got.connected >= 1);
+}
+
+/* A Type is a name: "" cannot be dispatched on, in either decoding. */
+static void test_event_client_event_type_empty(void **state) {
+  (void)state;
+  expect_dropped_twice(FAKE_EVENT_TYPE_EMPTY, "Type must not be empty");
+  assert_true(got.connected >= 1);
+}
+
+/* A Time, when there is one, is an RFC 3339 time as in XML, where the schema refuses any other:
+ * text that is not one, and a number, are not handed to the application. */
+static void test_event_client_event_time_not_a_time(void **state) {
+  (void)state;
+  expect_dropped_twice(FAKE_EVENT_BAD_TIME, "Time must be an RFC 3339 time");
   assert_true(got.connected >= 1);
 }
 
@@ -1044,6 +1091,8 @@ int main(void) {
       T(malformed_frame),
       T(event_id_not_positive),
       T(event_data_not_object),
+      T(event_type_empty),
+      T(event_time_not_a_time),
       T(disconnect_reason_reported),
       T(service_closes),
       T(unread_confirmations_bounded),
