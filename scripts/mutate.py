@@ -301,6 +301,38 @@ def ctest_names(build):
     return set(re.findall(r"Test\s+#\d+:\s+(\S+)", out))
 
 
+def default_targets(build):
+    """The files `ninja` builds by default: `all` expanded through its phony groups
+    (`tests/all`, `service/all`, ...)."""
+    files, todo, seen = [], ["all"], set()
+    while todo:
+        t = todo.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        rc, out, _ = run(["ninja", "-t", "query", t], cwd=build)
+        if rc != 0:
+            raise ListError("ninja -t query %s failed in %s:\n%s" % (t, build, tail(out, 5)))
+        group = re.search(r"^  input: phony\n((?:    \S.*\n)*)", out, re.M)
+        if group:
+            # "| x" and "|| x" are implicit and order-only inputs: built all the same.
+            todo.extend(line.strip().lstrip("|").strip() for line in group.group(1).splitlines())
+        else:
+            files.append(t)
+    return sorted(files)
+
+
+def targets_for(everything, tests):
+    """What to rebuild for a mutation: the programs of its tests and everything that is not a
+    test program (pipemsgd, pipemsg, the libraries, examples and bindings, which tests start).
+    Relinking all fifty test programs took most of each mutation's time. A test that is no
+    program of its own (a script, the install) gets everything: None."""
+    own = {"bin/" + t for t in tests}
+    if not own <= set(everything):
+        return None
+    return [t for t in everything if not t.startswith("bin/test_") or t in own]
+
+
 def ctest_regex(names):
     return "^(" + "|".join(n.replace(".", "\\.") for n in names) + ")$"
 
@@ -464,6 +496,11 @@ def main():
               file=sys.stderr)
         return 2
     print("mutate: built in %s" % fmt_s(time.monotonic() - t0), flush=True)
+    try:
+        everything = default_targets(build)
+    except ListError as err:
+        print("mutate: %s" % err, file=sys.stderr)
+        return 2
 
     # A test that fails (or flakes) unmutated cannot judge a mutation.
     t0 = time.monotonic()
@@ -493,7 +530,7 @@ def main():
         original = None
         try:
             original = apply(path, e.old, e.new)
-            rc, out, _ = run(["ninja"], cwd=build)
+            rc, out, _ = run(["ninja"] + (targets_for(everything, e.tests) or []), cwd=build)
             if rc != 0:
                 outcome, detail = "error", "does not compile:\n" + tail(out, BUILD_LOG_LINES)
             else:
