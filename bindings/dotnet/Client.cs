@@ -136,7 +136,7 @@ namespace PipeMsg
                         clients.Add(c);
                 }
             foreach (Client c in clients)
-                c.Dispose();
+                c.Shut(true);
             lock (registry)
             {
                 open = new Session[sessions.Count];
@@ -152,9 +152,19 @@ namespace PipeMsg
         /// (an event whose handlers are running stays unconfirmed).</summary>
         public void Dispose()
         {
+            Shut(false);
+        }
+
+        // exiting: the process is about to end. A synchronous call on another thread would hold
+        // that up for as long as its timeouts (a service that does not answer: 180 s), so the
+        // client is then left open (its calls still running, its callbacks' handles still valid)
+        // for the process's end to take.
+        private void Shut(bool exiting)
+        {
             IntPtr h;
             Session s, o;
             List<Pending> dropped;
+            bool left;
             lock (gate)
             {
                 if (disposed)
@@ -166,15 +176,22 @@ namespace PipeMsg
                 observers = null;
                 o = observer;
                 observer = null;
-                while (busy > 0)
+                left = exiting && busy > 0;
+                while (!left && busy > 0)
                     Monitor.Wait(gate);
                 h = handle;
-                handle = IntPtr.Zero;
+                if (!left)
+                    handle = IntPtr.Zero;
             }
             lock (registry)
                 live.Remove(id);
             Close(s);
             Close(o);
+            if (left)
+            {
+                GC.SuppressFinalize(this);
+                return;
+            }
             Native.pm_client_close(h);
             lock (gate)
             {
@@ -212,8 +229,9 @@ namespace PipeMsg
                     cfg.OnEvent = Marshal.GetFunctionPointerForDelegate(onEvent);
                 IntPtr client;
                 int rc = Native.pm_client_open(ref cfg, out client);
-                if (rc == ErrInvalid)
-                    throw new ArgumentException("a pipe name libpipemsg refuses");
+                if (rc == ErrInvalid || rc == ErrNameTooLong || rc == ErrPipeName)
+                    throw new ArgumentException("a pipe name libpipemsg refuses: " +
+                                                Native.FromUtf8(Native.pm_strerror(rc)));
                 if (rc < 0)
                     throw new PipeMsgException("TransportError",
                                                "pm_client_open failed (PM_E code " + rc + ")", false);
@@ -226,7 +244,10 @@ namespace PipeMsg
             }
         }
 
-        private const int ErrInvalid = -1; // PM_EINVAL (pipemsg/error.h)
+        // pipemsg/error.h
+        private const int ErrInvalid = -1;      // PM_EINVAL
+        private const int ErrNameTooLong = -16; // PM_ENAMETOOLONG
+        private const int ErrPipeName = -23;    // PM_EPIPENAME
 
         // ---- calls ---------------------------------------------------------------------------
 
@@ -331,9 +352,11 @@ namespace PipeMsg
                     Done.TrySetException(Native.Failure(ref r));
                     return;
                 }
+                Func<string, string, T> decode = Decode;
+                Decode = null; // it may hold the client
                 try
                 {
-                    Done.TrySetResult(Decode(data, Command));
+                    Done.TrySetResult(decode(data, Command));
                 }
                 catch (Exception e)
                 {
@@ -389,11 +412,15 @@ namespace PipeMsg
             {
                 Background();
                 var p = (Pending)GCHandle.FromIntPtr(data).Target;
+                bool mine;
                 lock (p.Owner.gate)
-                {
-                    if (!p.Owner.pending.Remove(p))
-                        return; // Dispose failed it already
-                }
+                    mine = p.Owner.pending.Remove(p);
+                // The library's thread may keep p reachable a while (Mono scans its stack): p
+                // must not keep the client alive (unreachable, it is finalized, which ends that
+                // thread).
+                p.Owner = null;
+                if (!mine)
+                    return; // Dispose failed it already
                 p.Self.Free();
                 Native.Result r = *(Native.Result*)result;
                 string text = null;
@@ -585,8 +612,13 @@ namespace PipeMsg
                     delivering = null;
                     current = null;
                 }
+                // Not after Dispose or the last handler's removal began: an event whose
+                // handlers were running then stays unconfirmed, for the next client. Under the
+                // lock, so that closing cannot come in between.
                 if (!s.Observer)
-                    Native.pm_client_confirm(client, e.Id);
+                    lock (gate)
+                        if (s == session)
+                            Native.pm_client_confirm(client, e.Id);
             }
             catch (Exception e)
             {

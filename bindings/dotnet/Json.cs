@@ -45,9 +45,11 @@ namespace PipeMsg
             return sb.ToString();
         }
 
+        // depth: the containers v is inside of. Parse takes at most MaxDepth containers in all,
+        // so Write makes no more.
         private static void WriteValue(StringBuilder sb, object v, int depth)
         {
-            if (depth > MaxDepth)
+            if (depth >= MaxDepth && v is IEnumerable && !(v is string))
                 throw new ArgumentException("JSON nesting deeper than " + MaxDepth);
             if (v == null)
                 sb.Append("null");

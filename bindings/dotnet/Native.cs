@@ -79,6 +79,9 @@ namespace PipeMsg
         internal static extern void pm_client_close(IntPtr client);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr pm_strerror(int code);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern Result pm_client_call(IntPtr client, IntPtr command,
                                                      IntPtr paramsJson, out IntPtr dataJson);
 

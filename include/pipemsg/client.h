@@ -128,15 +128,16 @@ typedef struct pm_client_config {
   pm_client_start start;
   int64_t resume_epoch;   /* a cursor from pm_client_cursor() of an earlier client: events up */
   int64_t resume_last_id; /* to resume_last_id of that epoch are not delivered again */
-  const char *client_name; /* sent in the event handshake; may be NULL */
+  const char *client_name; /* sent in the event handshake; may be NULL; copied */
   void *data;              /* passed to every callback */
 } pm_client_config;
 
 /* Makes a client. Nothing is connected for commands until a call (one connection per call,
  * PROTOCOL §4); with on_event set, the event pipe is attached (from the first pass of the loop)
  * and kept attached (with backoff) until pm_client_close(). No callback runs before
- * pm_client_open returns. config may be NULL (the defaults). Returns 0, or PM_EINVAL (a bad
- * pipe name or expect_owner), PM_ENOMEM, or an error starting a thread. */
+ * pm_client_open returns. config may be NULL (the defaults). Returns 0, or PM_EPIPENAME or
+ * PM_ENAMETOOLONG (a pipe name), PM_EINVAL (another bad setting: expect_owner, drive, start),
+ * PM_ENOMEM, or an error starting a thread. */
 int pm_client_open(const pm_client_config *config, pm_client **out);
 /* Runs no callback any more (pending asynchronous calls are dropped without their callback),
  * stops the library's thread, and frees the client. NULL is fine. From one of this client's

@@ -227,7 +227,8 @@ typedef struct pm_event_client_options {
   size_t max_unsent;             /* bytes left unwritten before the connection is dropped
                                     (PM_EVENT_CLIENT_NOT_READING); 0: 256 KiB */
   pm_encoding encoding;          /* 0: JSON */
-  const char *client_name;       /* sent in the handshake; may be NULL */
+  const char *client_name;       /* sent in the handshake; may be NULL; copied, as is
+                                    expect_owner_sid */
   long long expect_owner_uid;    /* as in pm_client_options: 0 root or our uid, > 0 root or
                                     this uid, -1 anyone; an unexpected owner is dropped
                                     before anything is sent ("service not trusted") */

@@ -97,12 +97,29 @@ const char *pm_result_code_name(pm_result_code code) {
   return "Other";
 }
 
+/* A message cut to fit ends on a whole UTF-8 character: the bindings decode it strictly. */
+static void utf8_cut(char *s) {
+  size_t n = strlen(s), start = n, need;
+  unsigned char lead;
+  while (start > 0 && ((unsigned char)s[start - 1] & 0xC0) == 0x80 && n - start < 3)
+    start--;
+  if (start == 0)
+    return;
+  lead = (unsigned char)s[start - 1];
+  if (lead < 0xC0)
+    return;
+  need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+  if (n - (start - 1) < need)
+    s[start - 1] = '\0';
+}
+
 static void result_set(pm_result *r, pm_result_code code, bool from_service, const char *name,
                        const char *message) {
   r->code = code;
   r->from_service = from_service;
   snprintf(r->name, sizeof(r->name), "%s", name != NULL ? name : pm_result_code_name(code));
   snprintf(r->message, sizeof(r->message), "%s", message != NULL ? message : "");
+  utf8_cut(r->message);
 }
 
 static pm_result client_side(pm_result_code code, int err, const char *message) {

@@ -25,7 +25,8 @@ typedef enum {
 } link_state;
 
 struct pm_event_client {
-  pm_event_client_options opts;
+  pm_event_client_options opts; /* its client_name and expect_owner_sid are copies, below */
+  char *client_name, *owner_sid;
   char path[PM_PIPE_PATH_MAX + 1];
   uv_loop_t *loop;          /* own_loop, or the owner's (pm__event_client_start_on) */
   uv_loop_t own_loop;
@@ -520,6 +521,8 @@ void pm__event_client_free(pm_event_client *c) {
   pm__free(c->pending);
   pm__free(c->read_buf);
   pm_reader_free(c->reader);
+  pm__free(c->client_name);
+  pm__free(c->owner_sid);
   pm__free(c);
 }
 
@@ -555,9 +558,18 @@ static int start(uv_loop_t *loop, const char *name, const pm_event_client_option
   c->threaded = loop == NULL;
   c->loop = loop != NULL ? loop : &c->own_loop;
   rc = pm_pipe_path(name, c->path, sizeof(c->path));
+  /* Every attempt sends the name and checks the owner: the caller's strings may be gone. */
+  if (rc == 0 && opts->client_name != NULL &&
+      (c->opts.client_name = c->client_name = pm__strdup(opts->client_name)) == NULL)
+    rc = PM_ENOMEM;
+  if (rc == 0 && opts->expect_owner_sid != NULL &&
+      (c->opts.expect_owner_sid = c->owner_sid = pm__strdup(opts->expect_owner_sid)) == NULL)
+    rc = PM_ENOMEM;
   if (rc == 0 && c->threaded)
     rc = pm__uv_error(uv_loop_init(c->loop));
   if (rc < 0) {
+    pm__free(c->client_name);
+    pm__free(c->owner_sid);
     pm__free(c);
     return rc;
   }

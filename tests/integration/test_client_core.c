@@ -39,7 +39,7 @@ static pm_client_event_type event_types[8];
 static int64_t event_ids[8];
 
 /* GetState answers Connected; StartVpn TooManyRequests; GetVersion Ok without its Data;
- * anything else BadRequest. */
+ * LongText and LongSymbols Error with a long Message; anything else BadRequest. */
 static void handler(pm_command_call *call, void *data) {
   const char *cmd = pm_command_call_command(call);
   (void)data;
@@ -53,6 +53,17 @@ static void handler(pm_command_call *call, void *data) {
     pm_command_call_reply(call, "Ok", NULL, NULL);
   else if (strcmp(cmd, "StartVpn") == 0)
     pm_command_call_reply(call, "TooManyRequests", "already connected", NULL);
+  else if (strcmp(cmd, "LongText") == 0 || strcmp(cmd, "LongSymbols") == 0) {
+    /* A Message longer than pm_result.message holds: 300 two-byte characters, or "xx" and 200
+     * three-byte ones. */
+    char text[700] = "", *p = text;
+    bool two = strcmp(cmd, "LongText") == 0;
+    if (!two)
+      p += sprintf(p, "xx");
+    for (int i = 0; i < (two ? 300 : 200); i++)
+      p += sprintf(p, "%s", two ? "\xc3\xa9" : "\xe2\x82\xac");
+    pm_command_call_reply(call, "Error", text, NULL);
+  }
   else
     pm_command_call_reply(call, "BadRequest", "unknown command", NULL);
 }
@@ -183,6 +194,28 @@ static void test_client_core_typed_and_results(void **state) {
 
 /* The conversions alone: a set parameter without a value, an enumeration value this build does
  * not know, a field of the wrong type (the struct is left zeroed, nothing leaks). */
+/* A Message cut to fit pm_result.message ends on a whole character (the bindings decode it as
+ * strict UTF-8), whatever the character's length. */
+static void test_client_core_long_message_cut_whole(void **state) {
+  const size_t room = PM_RESULT_MESSAGE_MAX - 1, two = room / 2 * 2, three = 2 + (room - 2) / 3 * 3;
+  pm_client_config cfg = {0};
+  pm_client *c = open_client(&cfg);
+  pm_result r;
+  char *json = NULL;
+  (void)state;
+  /* Both cut inside a character, not between two. */
+  assert_true(two < room && three < room);
+  r = pm_client_call(c, "LongText", NULL, &json);
+  assert_int_equal(PM_RC_ERROR, r.code);
+  assert_int_equal(two, strlen(r.message));
+  assert_memory_equal("\xc3\xa9", r.message + two - 2, 2);
+  r = pm_client_call(c, "LongSymbols", NULL, &json);
+  assert_int_equal(PM_RC_ERROR, r.code);
+  assert_int_equal(three, strlen(r.message));
+  assert_memory_equal("\xe2\x82\xac", r.message + three - 3, 3);
+  pm_client_close(c);
+}
+
 static void test_client_core_conversions(void **state) {
   pm_client_config cfg = {0};
   pm_client *c = open_client(&cfg);
@@ -364,6 +397,7 @@ static void test_client_core_app_close_in_callback(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_client_core_typed_and_results, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_core_long_message_cut_whole, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_core_conversions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_core_async_both_drives, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_core_events, setup, teardown),

@@ -6,8 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <uv.h>
 
 #include "pipemsg/client.h"
 #include "testutil.h"
@@ -228,6 +231,48 @@ static void test_dotnet_exit(void **state) {
   run_case("exit", test_service);
 }
 
+/* A command pipe that answers its one request SLOW_ANSWER_MS after reading it. */
+#define SLOW_ANSWER_MS 8000
+
+typedef struct {
+  int lfd;
+  uv_thread_t thread;
+} slow_service;
+
+static void slow_answer(void *arg) {
+  slow_service *slow = arg;
+  int fd = accept(slow->lfd, NULL, NULL);
+  char *request;
+  if (fd < 0)
+    return;
+  request = pm_test_recv_frame(fd, 30000, NULL);
+  if (request != NULL) {
+    uv_sleep(SLOW_ANSWER_MS); /* the slowness under test, not a wait for something */
+    pm_test_send_frame(fd, "{\"Response\":{\"Command\":\"GetState\",\"Result\":\"Error\","
+                           "\"Message\":\"slow\"}}");
+  }
+  free(request);
+  close(fd);
+}
+
+/* The process's end while a synchronous call on a background thread waits for a slow service:
+ * the binding's exit handler leaves that client to the process's end instead of waiting for the
+ * call (which would be up to the 180 s response timeout); Tests.cs times the handler. */
+static void test_dotnet_exit_busy(void **state) {
+  char dir[128], path[160];
+  slow_service slow;
+  (void)state;
+  pm_test_dir_new(dir, sizeof(dir));
+  snprintf(path, sizeof(path), "%s/slow", dir);
+  slow.lfd = pm_test_bind(path, 4);
+  assert_int_equal(0, uv_thread_create(&slow.thread, slow_answer, &slow));
+  setenv("PIPEMSG_COMMAND_PIPE", path, 1);
+  run_case("exit_busy", NULL);
+  uv_thread_join(&slow.thread);
+  close(slow.lfd);
+  pm_test_dir_remove(dir);
+}
+
 /* Oversized, deep, huge, NaN, NUL, surrogates, throwing handlers, calls after Dispose. */
 static void test_dotnet_hostile(void **state) {
   (void)state;
@@ -265,6 +310,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_dotnet_connection_timeout, teardown),
       cmocka_unit_test_teardown(test_dotnet_dispose, teardown),
       cmocka_unit_test_teardown(test_dotnet_exit, teardown),
+      cmocka_unit_test_teardown(test_dotnet_exit_busy, teardown),
       cmocka_unit_test_teardown(test_dotnet_example, teardown),
       cmocka_unit_test_teardown(test_dotnet_hostile, teardown),
   };

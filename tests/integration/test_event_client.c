@@ -198,6 +198,7 @@ typedef struct fake {
   int64_t answered_seq;
   size_t bytes_received;
   char mode_sent[32];  /* the handshake's Mode, "" without one */
+  char client_sent[32]; /* the handshake's Client, "" without one */
   int cursor_sent;     /* the handshake carried an Epoch */
   char after_events[32]; /* the kind of the first message after the events */
   int flooded;         /* messages sent in a flood before the client hung up */
@@ -230,11 +231,18 @@ static pm_msg *fake_recv(int fd) {
 }
 
 /* Reads the client's handshake; its Seq, or -1. */
+/* The handshake's Seq (-1 if none came); its Client goes to fk.client_sent. */
 static int64_t fake_read_handshake(int fd) {
   pm_msg *m = fake_recv(fd);
+  const char *name = "";
   int64_t seq = -1;
   if (m != NULL && strcmp(pm_msg_kind(m), "Handshake") == 0 && pm_msg_get_int(m, "Seq", &seq) < 0)
     seq = -1;
+  if (m != NULL)
+    pm_msg_get_string(m, "Client", &name);
+  uv_mutex_lock(&got.lock);
+  snprintf(fk.client_sent, sizeof(fk.client_sent), "%s", name);
+  uv_mutex_unlock(&got.lock);
   pm_msg_free(m);
   return seq;
 }
@@ -747,6 +755,23 @@ static void test_event_client_observes(void **state) {
   assert_int_equal(2, got.ids[1]);
 }
 
+/* The client's name is the client's own copy: the caller's buffer may be reused once
+ * pm_event_client_start has returned, and each attempt's handshake sends the name. */
+static void test_event_client_name_copied(void **state) {
+  pm_event_client_options opts;
+  char name[16] = "first-name";
+  (void)state;
+  fake_start(FAKE_CLOSE, 2);
+  options(&opts);
+  opts.client_name = name;
+  start_with(fk.path, &opts);
+  await_count(&got.connected, 1);
+  snprintf(name, sizeof(name), "reused");
+  await_count(&got.connected, 2);
+  fake_stop();
+  assert_string_equal("first-name", fk.client_sent);
+}
+
 /* Each way a service can be wrong ends the connection with its own reason, and a new one is
  * tried. */
 static void expect_dropped(fake_mode mode, const char *reason) {
@@ -1092,6 +1117,7 @@ int main(void) {
       T(event_id_not_positive),
       T(event_data_not_object),
       T(event_type_empty),
+      T(name_copied),
       T(event_time_not_a_time),
       T(disconnect_reason_reported),
       T(service_closes),

@@ -36,6 +36,7 @@ namespace PipeMsg.Tests
             { "connection_timeout", ConnectionTimeout },
             { "dispose", DisposeCase },
             { "exit", ExitCase },
+            { "exit_busy", ExitBusyCase },
             { "hostile", Hostile },
         };
 
@@ -156,6 +157,11 @@ namespace PipeMsg.Tests
             }
             string deep = new string('[', 64) + new string(']', 64);
             Equal(deep, Json.Write(Json.Parse(deep)), "64 levels");
+            // What Write makes, Parse takes: one level more is refused when written.
+            object nested = new List<object>();
+            for (int i = 1; i <= Json.MaxDepth; i++)
+                nested = new List<object> { nested };
+            ThrowsArgument(() => Json.Write(nested), "65 levels through Json.Write");
             var obj = new List<KeyValuePair<string, object>>
             {
                 new KeyValuePair<string, object>("S", "a\"\\\n\u0001é\U0001F600"),
@@ -287,8 +293,33 @@ namespace PipeMsg.Tests
 
         // ---- the asynchronous twins ----------------------------------------------------------
 
+        // Clients made, each used for one asynchronous call, and dropped without Dispose.
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+        private static List<WeakReference> Dropped(int n)
+        {
+            var refs = new List<WeakReference>();
+            for (int i = 0; i < n; i++)
+            {
+                var x = new Client();
+                Await(x.GetStateAsync(), "GetStateAsync of a client to drop");
+                refs.Add(new WeakReference(x));
+            }
+            return refs;
+        }
+
         private static void Async()
         {
+            // A finished asynchronous call does not keep its client alive: a client dropped
+            // without Dispose is finalized, and its library thread ends (20 of 20 stayed).
+            List<WeakReference> dropped = Dropped(20);
+            int alive = dropped.Count;
+            for (int round = 0; round < 20 && alive > 2; round++)
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                alive = dropped.Count(r => r.IsAlive);
+            }
+            Check(alive <= 2, alive + " of 20 dropped clients were not collected");
             using (var c = new Client())
             {
                 Task<GetStateAnswer> st = c.GetStateAsync();
@@ -385,6 +416,11 @@ namespace PipeMsg.Tests
                 ThrowsArgument(() => c.Call("\ud800"), "a lone surrogate in a command");
                 ThrowsArgument(() => c.Call("Echo", "{\"T\":\"\udc00\"}"), "a lone surrogate in Params");
                 ThrowsArgument(() => new Client("cmd\0x"), "NUL in a pipe name");
+                // Names the library refuses, each with its reason (not a TransportError).
+                Contains(ThrowsArgument(() => new Client("rel/path"), "a relative path").Message,
+                         "bare NAME", "a relative path");
+                Contains(ThrowsArgument(() => new Client("/" + new string('p', 300)), "a long path").Message,
+                         "too long", "a long path");
                 Equal("{\"T\":\"\U0001F600\ufffd\"}", c.Call("Echo", "{\"T\":\"\U0001F600\ufffd\"}"),
                       "text beyond the BMP goes through");
 
@@ -572,6 +608,34 @@ namespace PipeMsg.Tests
                 Equal(thrownId, again.Id, "the same event");
                 Until(() => c.GetStats().Events.Delivered == 1, "confirmed this time");
             }
+
+            // Dispose while a handler runs: that event stays unconfirmed, for the next client.
+            var d = new Client();
+            var inHandler = new ManualResetEventSlim();
+            var release = new ManualResetEventSlim();
+            long heldId = 0;
+            d.EventReceived += (s, e) =>
+            {
+                heldId = e.Id;
+                inHandler.Set();
+                release.Wait(WaitMs);
+            };
+            Emit(d, "Custom", null, 1);
+            Check(inHandler.Wait(WaitMs), "the handler runs");
+            var disposing = new Thread(d.Dispose); // it waits for the handler
+            disposing.Start();
+            FieldInfo disposed = typeof(Client).GetField("disposed", BindingFlags.NonPublic | BindingFlags.Instance);
+            Until(() => (bool)disposed.GetValue(d), "Dispose began");
+            release.Set();
+            disposing.Join();
+            using (var next = new Client())
+            {
+                var got = new BlockingCollection<EventArgs>();
+                next.EventReceived += (s, e) => got.Add(e);
+                EventArgs again;
+                Check(got.TryTake(out again, WaitMs), "delivered to the next client");
+                Equal(heldId, again.Id, "the event whose handler ran at Dispose");
+            }
         }
 
         // Commands on other threads, and from a handler, while events flow: the first handler
@@ -715,6 +779,47 @@ namespace PipeMsg.Tests
             var other = new Client();
             other.EventReceived += (s, e) => other.Dispose();
             Emit(other, "Custom", null, 1);
+        }
+
+        // The process's end while a synchronous call waits on a background thread for a
+        // service that answers 8 s late (test_dotnet.c): the exit handler does not wait for the
+        // call (on .NET nothing else would hold the exit up; Mono waits for the call itself).
+        private static void ExitBusyCase()
+        {
+            var c = new Client();
+            var call = new Thread(() =>
+            {
+                try
+                {
+                    c.GetState();
+                }
+                catch (Exception)
+                {
+                }
+            });
+            call.IsBackground = true;
+            call.Start();
+            FieldInfo busy = typeof(Client).GetField("busy", BindingFlags.NonPublic | BindingFlags.Instance);
+            DateTime deadline = DateTime.UtcNow.AddMilliseconds(WaitMs);
+            while ((int)busy.GetValue(c) == 0)
+            {
+                Check(DateTime.UtcNow < deadline, "the call started");
+                Thread.Sleep(5);
+            }
+            MethodInfo atExit = typeof(Client).GetMethod("AtExit", BindingFlags.NonPublic | BindingFlags.Static);
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            atExit.Invoke(null, new object[] { null, System.EventArgs.Empty });
+            Check(watch.ElapsedMilliseconds < 4000,
+                  "the exit handler returned while the call runs: " + watch.ElapsedMilliseconds + " ms");
+            Check(call.IsAlive, "the call is still running");
+            try
+            {
+                c.GetState();
+                throw new Exception("a call after the exit handler");
+            }
+            catch (ObjectDisposedException)
+            {
+            }
         }
 
         // Dispose: pending asynchronous calls fail, later calls throw, a handler may dispose.
