@@ -18,6 +18,12 @@ int platform_file_replace(const char *tmp, const char *path);
  * protected DACL: LocalSystem, Administrators and the owner). 0, or -1 with the reason logged. */
 int platform_make_data_dir(const char *dir);
 
+/* One pipemsgd per data directory: a second would hand out the same event ids and overwrite
+ * the first one's events in the store. Locks DIR/pipemsgd.lock (Unix flock; Windows the file
+ * opened unshared) for as long as the process lives. 0, or -1 with the reason logged ("in use
+ * by another pipemsgd" when the lock is held). */
+int platform_lock_data_dir(const char *dir);
+
 /* Random names: what must hold before they are bound (Unix: the runtime directory that keeps
  * them out of listings). 0 or -1 (logged). */
 int platform_names_prepare(const service_config *cfg);

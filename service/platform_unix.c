@@ -7,6 +7,7 @@
 #endif
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -131,6 +132,28 @@ int platform_make_data_dir(const char *dir) {
             (unsigned)(st.st_mode & 07777));
     return -1;
   }
+  return 0;
+}
+
+int platform_lock_data_dir(const char *dir) {
+  char path[4096];
+  int fd;
+  snprintf(path, sizeof(path), "%s/pipemsgd.lock", dir);
+  /* Close-on-exec: a hook command that outlives us must not keep the directory locked. */
+  fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    log_msg(LVL_ERROR, "cannot open lock file %s: %s", path, strerror(errno));
+    return -1;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    if (errno == EWOULDBLOCK)
+      log_msg(LVL_ERROR, "data dir '%s' is in use by another pipemsgd", dir);
+    else
+      log_msg(LVL_ERROR, "cannot lock data dir '%s': %s", dir, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  /* The descriptor stays open: the lock goes with the process, however it ends. */
   return 0;
 }
 

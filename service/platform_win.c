@@ -91,6 +91,24 @@ int platform_make_data_dir(const char *dir) {
   return 0;
 }
 
+int platform_lock_data_dir(const char *dir) {
+  char path[4096];
+  HANDLE h;
+  DWORD err;
+  snprintf(path, sizeof(path), "%s\\pipemsgd.lock", dir);
+  /* Shared with no one, not inherited by hook commands, open until the process ends. */
+  h = CreateFileA(path, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_ALWAYS, FILE_ATTRIBUTE_NORMAL,
+                  NULL);
+  if (h != INVALID_HANDLE_VALUE)
+    return 0;
+  err = GetLastError();
+  if (err == ERROR_SHARING_VIOLATION)
+    log_msg(LVL_ERROR, "data dir '%s' is in use by another pipemsgd", dir);
+  else
+    log_msg(LVL_ERROR, "cannot lock data dir '%s': error %lu", dir, (unsigned long)err);
+  return -1;
+}
+
 /* Pipe names have no directory to hide them in: anyone may list \\.\pipe\, so access rests
  * on the pipes' descriptor, never on the names. */
 int platform_names_prepare(const service_config *cfg) {

@@ -183,6 +183,29 @@ static void test_service_faults_data_dir_unusable(void **state) {
   assert_int_equal(0, pm_test_service_stop(&svc));
 }
 
+/* One pipemsgd per data directory: a second one, on pipes of its own, would hand out the same
+ * event ids and overwrite the first one's events in the store. It stops at start with the
+ * reason; the lock goes with the first one's process (a restart takes the directory again). */
+static void test_service_faults_data_dir_in_use(void **state) {
+  char cmd[200], evt[200];
+  const char *args[] = {"--data-dir", data_dir, NULL};
+  const char *argv[] = {PIPEMSGD, "-c", cmd, "-e", evt, "--data-dir", data_dir, NULL};
+  const char *err;
+  (void)state;
+  snprintf(cmd, sizeof(cmd), "%s/cmd-second", svc.dir);
+  snprintf(evt, sizeof(evt), "%s/evt-second", svc.dir);
+  pm_test_service_restart(&svc, args);
+  assert_int_equal(1, pm_test_run(argv, NULL, &err));
+  assert_non_null(strstr(err, "error: data dir '"));
+  assert_non_null(strstr(err, "' is in use by another pipemsgd"));
+  /* The first one still serves. */
+  json_decref(state_data());
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  pm_test_service_restart(&svc, args);
+  json_decref(state_data());
+  assert_int_equal(0, pm_test_service_stop(&svc));
+}
+
 /* A setting the data directory cannot keep is answered Error and left as it was, so Ok always
  * means the setting survives a restart. Here settings.json is made a directory, which the
  * atomic rename cannot replace. */
@@ -585,6 +608,7 @@ static void test_service_faults_refused_params(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_service_faults_data_dir_unusable, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_service_faults_data_dir_in_use, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_faults_settings_not_saved, setup, teardown),
       cmocka_unit_test_setup_teardown(test_service_faults_store_cannot_keep_events, setup,
                                       teardown),
