@@ -442,6 +442,21 @@ void pm__queue_pop(pm__queue *q) {
   q->head_in_flight = 0;
 }
 
+/* A marker whose range runs across the cursor: the client has had (or was told of) every id up
+ * to last_id, so the marker starts after it. The drops it still stands for are at most
+ * LastId - last_id (their ids are distinct): exact when the dropped ids were consecutive, as
+ * they are unless transient events came between, and never fewer than were lost. */
+static void marker_trim(const pm__queue *q, pm__event *m, int64_t last_id) {
+  json_t *first = marker_field(m, "FirstId"), *count = marker_field(m, "Count");
+  if (json_integer_value(first) > last_id)
+    return;
+  notify(q, m, 0);
+  json_integer_set(first, last_id + 1);
+  if (json_integer_value(count) > m->id - last_id)
+    json_integer_set(count, m->id - last_id);
+  notify(q, m, 1);
+}
+
 /* Markers count as events here: one whose LastId the client has confirmed has nothing left to
  * report. Ids increase, so the discarded events are a run at the front (after an in-flight
  * head). */
@@ -456,6 +471,8 @@ size_t pm__queue_discard_upto(pm__queue *q, int64_t last_id) {
     remove_at(q, link, prev);
     n++;
   }
+  if (*link != NULL && is_marker(*link) && marker_mergeable(q, *link))
+    marker_trim(q, *link, last_id);
   return n;
 }
 

@@ -617,12 +617,28 @@ static void test_queue_discard_upto_markers(void **state) {
   for (int64_t id = 1; id <= 5; id++)
     push_durable(&q, id, id <= 2 ? 0 : 1);
   assert_string_equal("M3:3:1 4 5", layout(&q));
-  /* the client confirmed 2: the marker still reports ids past 2, so it stays */
+  /* The client had 2: the marker still reports id 3, and only that (a resumed client was told
+   * it lost events it had). */
   assert_int_equal(0, pm__queue_discard_upto(&q, 2));
-  assert_string_equal("M3:3:1 4 5", layout(&q));
+  check_queue(&q);
+  assert_string_equal("M3:1:3 4 5", layout(&q));
   assert_int_equal(2, pm__queue_discard_upto(&q, 4));
   check_queue(&q);
   assert_string_equal("5", layout(&q));
+  pm__queue_clear(&q);
+
+  /* Ids with a hole: 1 and 3 dropped, the client had 2. */
+  pm__queue_init(&q, 1, 0);
+  push_durable(&q, 1, 0);
+  push_durable(&q, 3, 1);
+  push_durable(&q, 6, 1);
+  assert_string_equal("M3:2:1 6", layout(&q));
+  assert_int_equal(0, pm__queue_discard_upto(&q, 2));
+  check_queue(&q);
+  assert_string_equal("M3:1:3 6", layout(&q));
+  /* A cursor below the marker's range changes nothing. */
+  assert_int_equal(0, pm__queue_discard_upto(&q, 1));
+  assert_string_equal("M3:1:3 6", layout(&q));
   pm__queue_clear(&q);
 }
 
