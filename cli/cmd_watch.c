@@ -6,6 +6,7 @@
 #include "pipemsg/pipemsg.h"
 
 #include "cli.h"
+#include "contract.h"
 
 static const char usage_head[] =
     "Usage: pipemsg watch [OPTION]...\n"
@@ -90,13 +91,30 @@ static void finish(watch *w, int status, const char *message) {
   cli_stop_post();
 }
 
+/* An XML event's Data in the contract's types, as the same event in JSON has them (leniently:
+ * a field the contract does not declare is kept as it came). A new reference, or NULL. */
+static json_t *typed_data(const pm_event *ev) {
+  const pm__ct_event *e = pm__contract_event(ev->type);
+  json_t *typed = NULL;
+  char why[PM_REASON_MAX];
+  if (ev->data == NULL)
+    return NULL;
+  if (ev->encoding == PM_ENC_XML && e != NULL &&
+      pm__contract_check(e->fields, e->n_fields, ev->data, true, false, ev->type, &typed, why) ==
+          0)
+    return typed;
+  return json_incref((json_t *)ev->data);
+}
+
 static int on_take(const pm_event *ev, void *data) {
   watch *w = data;
+  json_t *typed;
   if (w->status >= 0)
     return -1; /* stopping: nothing more is taken */
+  typed = typed_data(ev);
   if (w->json) {
     json_t *line = json_pack("{s:I, s:s, s:s?, s:O?, s:I}", "Id", (json_int_t)ev->id, "Type",
-                             ev->type, "Time", ev->time, "Data", (json_t *)ev->data, "Epoch",
+                             ev->type, "Time", ev->time, "Data", typed, "Epoch",
                              (json_int_t)ev->epoch);
     if (line != NULL) {
       cli_put_json(stdout, line, JSON_COMPACT);
@@ -106,11 +124,12 @@ static int on_take(const pm_event *ev, void *data) {
     cli_put_text(stdout, ev->time ? ev->time : "-");
     printf(" #%lld ", (long long)ev->id);
     cli_put_text(stdout, ev->type);
-    if (ev->data != NULL) {
+    if (typed != NULL) {
       fputc(' ', stdout);
-      cli_put_json(stdout, ev->data, JSON_COMPACT);
+      cli_put_json(stdout, typed, JSON_COMPACT);
     }
   }
+  json_decref(typed);
   fputc('\n', stdout);
   if (fflush(stdout) != 0 || ferror(stdout)) {
     char why[128];

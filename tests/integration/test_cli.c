@@ -398,6 +398,29 @@ static void test_cli_watch_readable_over_xml(void **state) {
   assert_non_null(strstr(out, "#1 Greeting {\"Who\":\"cli\"}"));
 }
 
+/* Data the contract declares comes out in its types over XML as over JSON: EventsLost's
+ * counts are integers, not the text XML carries them as. */
+static void test_cli_watch_xml_data_typed(void **state) {
+  static const char *const args[] = {"--test-commands", "--queue-max-events", "2", NULL};
+  const char *out, *err;
+  const char *text[] = {PIPEMSG, "watch", "--consume", "-e", svc.event_pipe, "--xml", "--count",
+                        "1", NULL};
+  const char *json[] = {PIPEMSG, "watch", "--consume", "-e", svc.event_pipe, "--xml", "--json",
+                        "--count", "1", NULL};
+  (void)state;
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  pm_test_service_restart(&svc, args);
+  emit("Greeting", 5); /* ids 1 to 3 dropped: EventsLost 3, then 4 and 5 */
+  assert_int_equal(0, pm_test_run(json, &out, &err));
+  assert_non_null(strstr(out, "\"Type\":\"EventsLost\",\"Time\":"));
+  assert_non_null(strstr(out, "\"Data\":{\"Count\":3,\"FirstId\":1,\"LastId\":3}"));
+  assert_int_equal(0, pm_test_run(text, &out, &err));
+  assert_non_null(strstr(out, "#4 Greeting {\"Who\":\"cli\"}"));
+  emit("Greeting", 3);
+  assert_int_equal(0, pm_test_run(text, &out, &err));
+  assert_non_null(strstr(out, " EventsLost {\"Count\":2,\"FirstId\":5,\"LastId\":6}"));
+}
+
 /* Reads fd into buf until it contains text (1), the stream ends (-1) or the deadline passes
  * (0). */
 static int await_text(int fd, char *buf, size_t size, const char *text, int timeout_ms) {
@@ -1141,6 +1164,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_cli_usage_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_daemon_options, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_watch_prints_json_lines, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cli_watch_xml_data_typed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_watch_readable_over_xml, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_watch_stops_on_signal, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_watch_usage, setup, teardown),
