@@ -97,7 +97,8 @@ typedef struct pm_event_log {
   pm_peer peer;
   int observer;       /* the session is an observer, or asked to be one ("busy") (§5.11) */
   const char *what;   /* "attached", "detached", "busy", "refused", "dropped", "sent",
-                         "confirmed" */
+                         "confirmed", "new epoch" (the client's cursor was past every id
+                         handed out: protocol.md §5, item 8) */
   const char *reason; /* the Disconnect reason or cause; NULL for "attached", "sent" and
                          "confirmed" */
   int64_t event_id;   /* the event's id for "sent" and "confirmed"; else 0 */

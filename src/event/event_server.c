@@ -24,8 +24,6 @@
 #define MAX_PENDING_REPLIES 16
 /* Connections waiting to be turned away; the pipe has one client, so a short backlog. */
 #define EVENT_BACKLOG 16
-/* Largest epoch we make up: stays exact in a JavaScript number (2^53 - 1). */
-#define EPOCH_MASK 0x1fffffffffffffLL
 /* Ids reserved in the store at a time, so a publish rarely writes the counter. */
 #define ID_BLOCK 1024
 /* More than an Event without Data takes in either encoding, its Type aside (the XML form,
@@ -926,6 +924,32 @@ static int settle_role(session *ss, const pm_msg *hs) {
   return 0;
 }
 
+/* A client's cursor in this epoch past every id handed out cannot be ours: the store was
+ * restored from a copy or replaced, and ids the client has had are being handed out again.
+ * Resuming from it would hide the events that reuse them (a client skips ids it has had), so
+ * the epoch changes before the answer carries it: the client starts over, and can tell. */
+static void renew_epoch_if_cursor_ahead(session *ss, const pm_msg *hs) {
+  pm_event_server *s = ss->server;
+  int64_t epoch, last, renewed;
+  char reason[160];
+  if (pm_msg_get_int(hs, "Epoch", &epoch) < 0 || epoch != s->epoch ||
+      pm_msg_get_int(hs, "LastEventId", &last) < 0 || last == INT64_MAX)
+    return;
+  uv_mutex_lock(&s->lock);
+  /* next_id is the last id handed out. */
+  renewed = last > s->next_id ? pm__epoch_new() : 0;
+  if (renewed == 0 || (s->store != NULL && pm__store_set_epoch(s->store, renewed) < 0)) {
+    uv_mutex_unlock(&s->lock);
+    return;
+  }
+  snprintf(reason, sizeof(reason),
+           "resume cursor %lld is past every id handed out in epoch %lld: new epoch %lld",
+           (long long)last, (long long)s->epoch, (long long)renewed);
+  s->epoch = renewed;
+  uv_mutex_unlock(&s->lock);
+  log_entry(ss, "new epoch", reason);
+}
+
 static void on_established(session *ss, const pm_msg *hs) {
   pm_event_server *s = ss->server;
   int64_t epoch, last;
@@ -1015,6 +1039,7 @@ static int handle(session *ss, const pm_msg *m) {
         on_observing(ss);
         return reply_handshake(ss, n, 1) < 0 ? -1 : 0;
       }
+      renew_epoch_if_cursor_ahead(ss, m);
       if (reply_handshake(ss, n, 1) < 0)
         return -1;
       on_established(ss, m);
@@ -1233,14 +1258,6 @@ static int is_transient(const pm_event_server *s, const char *type) {
   return 0;
 }
 
-static int64_t make_epoch(void) {
-  int64_t e = 0;
-  if (uv_random(NULL, NULL, &e, sizeof(e), 0, NULL) < 0)
-    e = (int64_t)uv_hrtime();
-  e &= EPOCH_MASK;
-  return e ? e : 1;
-}
-
 int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_server_options *opts,
                           pm_event_server **out) {
   pm__listen_spec spec;
@@ -1283,7 +1300,7 @@ int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_serv
   if (opts->epoch != 0)
     s->epoch = opts->epoch;
   else if (s->store == NULL)
-    s->epoch = make_epoch();
+    s->epoch = pm__epoch_new();
   if (rc == 0)
     rc = pm_pipe_path(name, s->path, sizeof(s->path));
   if (rc == 0)

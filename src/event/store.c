@@ -121,6 +121,10 @@ static int meta_set(pm_event_store *st, const char *key, int64_t value) {
   return rc;
 }
 
+int pm__store_set_epoch(pm_event_store *st, int64_t epoch) {
+  return meta_set(st, "epoch", epoch);
+}
+
 /* The largest id a store may hold: ids stay exact as JSON numbers (2^53), and id arithmetic
  * (the next id, the next reserved block) stays far from overflow whatever a damaged file says. */
 #define ID_MAX ((int64_t)1 << 53)
@@ -201,7 +205,7 @@ static void note_skipped(int64_t **ids, size_t *n, size_t *cap, int64_t id) {
   (*ids)[(*n)++] = id;
 }
 
-static int64_t new_epoch(void) {
+int64_t pm__epoch_new(void) {
   int64_t epoch = 0;
   if (uv_random(NULL, NULL, &epoch, sizeof(epoch), 0, NULL) < 0)
     epoch = (int64_t)uv_hrtime();
@@ -231,7 +235,7 @@ int pm__store_load(pm_event_store *st, int64_t *epoch, int64_t *next_id, size_t 
   if (rc == PM_ENOENT || rc == PM_ETYPE) {
     /* First start on this store (or a store whose ids cannot be trusted): the epoch is made
      * and kept, so ids and resume cursors stay meaningful across restarts. */
-    *epoch = new_epoch();
+    *epoch = pm__epoch_new();
     rc = meta_set(st, "epoch", *epoch);
     if (rc == 0)
       rc = meta_set(st, "id_ceiling", 0);

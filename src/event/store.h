@@ -10,6 +10,9 @@
 #include "event/queue.h"
 #include "pipemsg/event.h"
 
+/* A new epoch: a random positive integer below 2^53 (exact in JSON numbers everywhere). */
+int64_t pm__epoch_new(void);
+
 /* Called for each stored event, in id order, when the server starts. ev is taken. */
 typedef void (*pm__store_row_cb)(void *ctx, pm__event *ev, int marker);
 
@@ -25,6 +28,8 @@ int pm__store_load(pm_event_store *st, int64_t *epoch, int64_t *next_id, size_t 
  * writes ev when not NULL. The ceiling is synced to disk even with synchronous=NORMAL.
  * PM_EIO (nothing written) when it cannot be kept. */
 int pm__store_publish(pm_event_store *st, int64_t ceiling, const pm__event *ev);
+/* Keeps epoch as the store's epoch (a transaction of its own). 0 or PM_EIO. */
+int pm__store_set_epoch(pm_event_store *st, int64_t epoch);
 int pm__store_put(pm_event_store *st, const pm__event *ev);
 int pm__store_delete(pm_event_store *st, const pm__event *ev);
 int pm__store_begin(pm_event_store *st);

@@ -516,6 +516,41 @@ static void test_event_pipe_resume_skips_confirmed(void **state) {
   assert_int_equal(1, stat_of_events("ResumeSkipped"));
 }
 
+/* A cursor of this epoch past every id handed out (a data directory put back from a copy):
+ * resuming from it would hide the events that reuse those ids, so the service answers with a
+ * new epoch, says so in its log, and sends what is queued. */
+static void test_event_pipe_resume_cursor_ahead_new_epoch(void **state) {
+  int64_t first = emit("Numbered", 2), epoch, renewed;
+  pm_msg *reply, *m;
+  char hs[128];
+  int fd;
+  (void)state;
+  fd = attach_as(NULL, &reply);
+  epoch = pm_test_int_field(reply, "Epoch");
+  pm_msg_free(reply);
+  close(fd); /* nothing confirmed */
+  snprintf(hs, sizeof(hs), "{\"Handshake\":{\"Seq\":1,\"Epoch\":%lld,\"LastEventId\":%lld}}",
+           (long long)epoch, (long long)(first + 1000));
+  fd = attach_as(hs, &reply);
+  renewed = pm_test_int_field(reply, "Epoch");
+  pm_msg_free(reply);
+  assert_true(renewed > 0 && renewed != epoch);
+  m = pm_test_next_event(fd, SLACK_MS);
+  assert_int_equal(first, pm_test_int_field(m, "Id"));
+  pm_msg_free(m);
+  close(fd);
+  assert_int_equal(0, stat_of_events("ResumeSkipped"));
+  assert_non_null(strstr(pm_test_service_log(&svc), " new epoch reason=\"resume cursor "));
+  /* At the last id handed out, the cursor is an ordinary one. */
+  snprintf(hs, sizeof(hs), "{\"Handshake\":{\"Seq\":1,\"Epoch\":%lld,\"LastEventId\":%lld}}",
+           (long long)renewed, (long long)(first + 1));
+  fd = attach_as(hs, &reply);
+  assert_int_equal(renewed, pm_test_int_field(reply, "Epoch"));
+  pm_msg_free(reply);
+  close(fd);
+  assert_int_equal(2, stat_of_events("ResumeSkipped"));
+}
+
 static void test_event_pipe_resume_other_epoch_ignored(void **state) {
   int64_t first = emit("Numbered", 2);
   pm_msg *m;
@@ -1021,6 +1056,7 @@ int main(void) {
       T(max_observers),
       T(xml_session),
       T(resume_skips_confirmed),
+      T(resume_cursor_ahead_new_epoch),
       T(resume_other_epoch_ignored),
       T(overflow_reports_events_lost),
       T(stale_confirmation_ignored),

@@ -212,6 +212,23 @@ static void test_store_damaged_meta_starts_new_epoch(void **state) {
 
 /* A store whose epoch cannot be written (here a trigger aborts it) cannot be loaded: without
  * a kept epoch, resume cursors would mean nothing after a restart. */
+/* An epoch set while the service runs (a cursor past every id) is the one a restart loads,
+ * with the queue and the ids as they were. */
+static void test_store_set_epoch_kept(void **state) {
+  pm_event_store *st = NULL;
+  load_result before, after;
+  (void)state;
+  make_store(2, 1024);
+  before = load();
+  assert_pm(0, pm_event_store_open(path, &st));
+  assert_pm(0, pm__store_set_epoch(st, before.epoch + 1));
+  pm_event_store_close(st);
+  after = load();
+  assert_int_equal(before.epoch + 1, after.epoch);
+  assert_int_equal(before.next_id, after.next_id);
+  assert_int_equal(2, after.rows.n);
+}
+
 static void test_store_load_fails_when_epoch_cannot_be_kept(void **state) {
   (void)state;
   make_store(1, 1024);
@@ -379,6 +396,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_store_open_refuses_foreign_schema, setup, teardown),
       cmocka_unit_test_setup_teardown(test_store_open_out_of_memory, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_store_set_epoch_kept, setup, teardown),
       cmocka_unit_test_setup_teardown(test_store_damaged_meta_starts_new_epoch, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_store_load_fails_when_epoch_cannot_be_kept, setup,
