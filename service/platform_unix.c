@@ -139,8 +139,9 @@ int platform_lock_data_dir(const char *dir) {
   char path[4096];
   int fd;
   snprintf(path, sizeof(path), "%s/pipemsgd.lock", dir);
-  /* Close-on-exec: a hook command that outlives us must not keep the directory locked. */
-  fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  /* Close-on-exec: a hook command that outlives us must not keep the directory locked. Read
+   * only: flock needs no more, and on a read-only mount the store's own error says why. */
+  fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     log_msg(LVL_ERROR, "cannot open lock file %s: %s", path, strerror(errno));
     return -1;

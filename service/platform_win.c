@@ -103,7 +103,9 @@ int platform_lock_data_dir(const char *dir) {
     return 0;
   err = GetLastError();
   if (err == ERROR_SHARING_VIOLATION)
-    log_msg(LVL_ERROR, "data dir '%s' is in use by another pipemsgd", dir);
+    log_msg(LVL_ERROR,
+            "data dir '%s' is in use by another pipemsgd (or a program holds pipemsgd.lock open)",
+            dir);
   else
     log_msg(LVL_ERROR, "cannot lock data dir '%s': error %lu", dir, (unsigned long)err);
   return -1;

@@ -97,7 +97,8 @@ const char *pm_result_code_name(pm_result_code code) {
   return "Other";
 }
 
-/* A message cut to fit ends on a whole UTF-8 character: the bindings decode it strictly. */
+/* Text cut to fit ends on a whole UTF-8 character: a cut one would reach the application as
+ * invalid UTF-8 (the bindings show a replacement character). */
 static void utf8_cut(char *s) {
   size_t n = strlen(s), start = n, need;
   unsigned char lead;
@@ -119,6 +120,7 @@ static void result_set(pm_result *r, pm_result_code code, bool from_service, con
   r->from_service = from_service;
   snprintf(r->name, sizeof(r->name), "%s", name != NULL ? name : pm_result_code_name(code));
   snprintf(r->message, sizeof(r->message), "%s", message != NULL ? message : "");
+  utf8_cut(r->name);
   utf8_cut(r->message);
 }
 

@@ -931,20 +931,27 @@ static int settle_role(session *ss, const pm_msg *hs) {
 static void renew_epoch_if_cursor_ahead(session *ss, const pm_msg *hs) {
   pm_event_server *s = ss->server;
   int64_t epoch, last, renewed;
-  char reason[160];
+  bool kept;
+  char reason[200];
   if (pm_msg_get_int(hs, "Epoch", &epoch) < 0 || epoch != s->epoch ||
       pm_msg_get_int(hs, "LastEventId", &last) < 0 || last == INT64_MAX)
     return;
   uv_mutex_lock(&s->lock);
   /* next_id is the last id handed out. */
   renewed = last > s->next_id ? pm__epoch_new() : 0;
-  if (renewed == 0 || (s->store != NULL && pm__store_set_epoch(s->store, renewed) < 0)) {
+  if (renewed == 0) {
     uv_mutex_unlock(&s->lock);
     return;
   }
+  /* One the store cannot keep still holds while the service runs: after a restart the client's
+   * cursor is of another epoch, so it is sent events twice, never none. */
+  kept = s->store == NULL || pm__store_set_epoch(s->store, renewed) == 0;
+  if (!kept)
+    s->stats.store_errors++;
   snprintf(reason, sizeof(reason),
-           "resume cursor %lld is past every id handed out in epoch %lld: new epoch %lld",
-           (long long)last, (long long)s->epoch, (long long)renewed);
+           "resume cursor %lld is past every id handed out in epoch %lld: new epoch %lld%s",
+           (long long)last, (long long)s->epoch, (long long)renewed,
+           kept ? "" : " (the store cannot keep it)");
   s->epoch = renewed;
   uv_mutex_unlock(&s->lock);
   log_entry(ss, "new epoch", reason);
@@ -1543,6 +1550,13 @@ void pm_event_server_stats(pm_event_server *s, pm_event_stats *out) {
   uv_mutex_unlock(&s->lock);
 }
 
-int64_t pm_event_server_epoch(const pm_event_server *s) { return s->epoch; }
+int64_t pm_event_server_epoch(const pm_event_server *s) {
+  int64_t epoch;
+  /* A handshake may change it (a cursor past every id) while a publisher's thread asks. */
+  uv_mutex_lock((uv_mutex_t *)&s->lock);
+  epoch = s->epoch;
+  uv_mutex_unlock((uv_mutex_t *)&s->lock);
+  return epoch;
+}
 
 const char *pm_event_server_path(const pm_event_server *s) { return s->path; }

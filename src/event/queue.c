@@ -443,17 +443,25 @@ void pm__queue_pop(pm__queue *q) {
 }
 
 /* A marker whose range runs across the cursor: the client has had (or was told of) every id up
- * to last_id, so the marker starts after it. The drops it still stands for are at most
- * LastId - last_id (their ids are distinct): exact when the dropped ids were consecutive, as
- * they are unless transient events came between, and never fewer than were lost. */
-static void marker_trim(const pm__queue *q, pm__event *m, int64_t last_id) {
+ * to last_id, so the marker starts after it. Waiting transient events queued before it (from
+ * start on) were not dropped: their ids are not in it. The drops it still stands for are at
+ * most the ids left in its range (ids are distinct): exact when the dropped ids were
+ * consecutive but for those, and never fewer than were lost. */
+static void marker_trim(const pm__queue *q, const pm__event *start, pm__event *m,
+                        int64_t last_id) {
   json_t *first = marker_field(m, "FirstId"), *count = marker_field(m, "Count");
+  int64_t from = last_id + 1, kept = 0;
   if (json_integer_value(first) > last_id)
     return;
+  for (const pm__event *p = start; p != m; p = p->next)
+    if (p->id == from)
+      from++;
+    else
+      kept++;
   notify(q, m, 0);
-  json_integer_set(first, last_id + 1);
-  if (json_integer_value(count) > m->id - last_id)
-    json_integer_set(count, m->id - last_id);
+  json_integer_set(first, from);
+  if (json_integer_value(count) > m->id - from + 1 - kept)
+    json_integer_set(count, m->id - from + 1 - kept);
   notify(q, m, 1);
 }
 
@@ -471,8 +479,15 @@ size_t pm__queue_discard_upto(pm__queue *q, int64_t last_id) {
     remove_at(q, link, prev);
     n++;
   }
-  if (*link != NULL && is_marker(*link) && marker_mergeable(q, *link))
-    marker_trim(q, *link, last_id);
+  /* A marker moves behind waiting transient events when it merges (drop_into_marker). */
+  for (pm__event *p = *link; p != NULL; p = p->next)
+    if (is_marker(p)) {
+      if (marker_mergeable(q, p))
+        marker_trim(q, *link, p, last_id);
+      break;
+    } else if (!p->transient) {
+      break;
+    }
   return n;
 }
 

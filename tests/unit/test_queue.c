@@ -640,6 +640,18 @@ static void test_queue_discard_upto_markers(void **state) {
   assert_int_equal(0, pm__queue_discard_upto(&q, 1));
   assert_string_equal("M3:1:3 6", layout(&q));
   pm__queue_clear(&q);
+
+  /* A marker behind a waiting transient event is cut all the same. */
+  pm__queue_init(&q, 2, 0);
+  push_durable(&q, 1, 0);
+  push(&q, event(2, "Y", 1), NULL);
+  push_durable(&q, 3, 1);
+  push_durable(&q, 4, 1);
+  assert_string_equal("T2 M3:2:1 4", layout(&q));
+  assert_int_equal(0, pm__queue_discard_upto(&q, 1));
+  check_queue(&q);
+  assert_string_equal("T2 M3:1:3 4", layout(&q));
+  pm__queue_clear(&q);
 }
 
 static void test_queue_drop_transient(void **state) {
