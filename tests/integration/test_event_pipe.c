@@ -488,10 +488,17 @@ static void test_event_pipe_xml_session(void **state) {
   assert_int_equal(1, stat_of_events("Delivered"));
 }
 
+/* Attaches with the resume cursor (epoch, last_id). */
+static int attach_resuming(int64_t epoch, int64_t last_id, pm_msg **reply) {
+  char hs[128];
+  snprintf(hs, sizeof(hs), "{\"Handshake\":{\"Seq\":1,\"Epoch\":%lld,\"LastEventId\":%lld}}",
+           (long long)epoch, (long long)last_id);
+  return attach_as(hs, reply);
+}
+
 static void test_event_pipe_resume_skips_confirmed(void **state) {
   int64_t first = emit("Numbered", 3), epoch;
   pm_msg *reply, *m;
-  char hs[128];
   int fd;
   (void)state;
   fd = attach_as(NULL, &reply);
@@ -506,9 +513,7 @@ static void test_event_pipe_resume_skips_confirmed(void **state) {
   pm_msg_free(m);
   /* The client got first+1 but its confirmation was lost with the connection. */
   close(fd);
-  snprintf(hs, sizeof(hs), "{\"Handshake\":{\"Seq\":1,\"Epoch\":%lld,\"LastEventId\":%lld}}",
-           (long long)epoch, (long long)(first + 1));
-  fd = attach_as(hs, NULL);
+  fd = attach_resuming(epoch, first + 1, NULL);
   m = pm_test_next_event(fd, SLACK_MS);
   assert_int_equal(first + 2, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
@@ -522,16 +527,13 @@ static void test_event_pipe_resume_skips_confirmed(void **state) {
 static void test_event_pipe_resume_cursor_ahead_new_epoch(void **state) {
   int64_t first = emit("Numbered", 2), epoch, renewed;
   pm_msg *reply, *m;
-  char hs[128];
   int fd;
   (void)state;
   fd = attach_as(NULL, &reply);
   epoch = pm_test_int_field(reply, "Epoch");
   pm_msg_free(reply);
   close(fd); /* nothing confirmed */
-  snprintf(hs, sizeof(hs), "{\"Handshake\":{\"Seq\":1,\"Epoch\":%lld,\"LastEventId\":%lld}}",
-           (long long)epoch, (long long)(first + 1000));
-  fd = attach_as(hs, &reply);
+  fd = attach_resuming(epoch, first + 1000, &reply);
   renewed = pm_test_int_field(reply, "Epoch");
   pm_msg_free(reply);
   assert_true(renewed > 0 && renewed != epoch);
@@ -542,9 +544,7 @@ static void test_event_pipe_resume_cursor_ahead_new_epoch(void **state) {
   assert_int_equal(0, stat_of_events("ResumeSkipped"));
   assert_non_null(strstr(pm_test_service_log(&svc), " new epoch reason=\"resume cursor "));
   /* At the last id handed out, the cursor is an ordinary one. */
-  snprintf(hs, sizeof(hs), "{\"Handshake\":{\"Seq\":1,\"Epoch\":%lld,\"LastEventId\":%lld}}",
-           (long long)renewed, (long long)(first + 1));
-  fd = attach_as(hs, &reply);
+  fd = attach_resuming(renewed, first + 1, &reply);
   assert_int_equal(renewed, pm_test_int_field(reply, "Epoch"));
   pm_msg_free(reply);
   close(fd);
