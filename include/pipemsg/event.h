@@ -163,6 +163,8 @@ void pm_event_server_close(pm_event_server *s, void (*cb)(void *arg), void *arg)
 int pm_event_server_publish(pm_event_server *s, const char *type, json_t *data, int64_t *id);
 /* Thread-safe snapshot of the counters. */
 void pm_event_server_stats(pm_event_server *s, pm_event_stats *out);
+/* The current epoch (PROTOCOL §3). Thread-safe: a client resuming with a cursor past every id
+ * handed out makes it change (protocol.md §5, item 8). */
 int64_t pm_event_server_epoch(const pm_event_server *s);
 const char *pm_event_server_path(const pm_event_server *s);
 

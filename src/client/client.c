@@ -6,6 +6,7 @@
 
 #include "client/client_internal.h"
 #include "command/command_internal.h"
+#include "core/json_parse.h"
 #include "core/message_internal.h"
 #include "event/event_client_internal.h"
 #include "internal.h"
@@ -98,19 +99,14 @@ const char *pm_result_code_name(pm_result_code code) {
 }
 
 /* Text cut to fit ends on a whole UTF-8 character: a cut one would reach the application as
- * invalid UTF-8 (the bindings show a replacement character). */
+ * invalid UTF-8 (the bindings show a replacement character). The last sequence starts at most
+ * three bytes back. */
 static void utf8_cut(char *s) {
-  size_t n = strlen(s), start = n, need;
-  unsigned char lead;
-  while (start > 0 && ((unsigned char)s[start - 1] & 0xC0) == 0x80 && n - start < 3)
+  size_t n = strlen(s), start = n;
+  while (start > 0 && n - start < 3 && ((unsigned char)s[start - 1] & 0xC0) == 0x80)
     start--;
-  if (start == 0)
-    return;
-  lead = (unsigned char)s[start - 1];
-  if (lead < 0xC0)
-    return;
-  need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
-  if (n - (start - 1) < need)
+  if (start > 0 && (unsigned char)s[start - 1] >= 0xC0 &&
+      pm__utf8_seq((const uint8_t *)s + start - 1, (const uint8_t *)s + n) == 0)
     s[start - 1] = '\0';
 }
 

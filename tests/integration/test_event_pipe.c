@@ -488,6 +488,15 @@ static void test_event_pipe_xml_session(void **state) {
   assert_int_equal(1, stat_of_events("Delivered"));
 }
 
+/* Attaches without a cursor; the service's epoch in *epoch. */
+static int attach_fresh(int64_t *epoch) {
+  pm_msg *reply;
+  int fd = attach_as(NULL, &reply);
+  *epoch = pm_test_int_field(reply, "Epoch");
+  pm_msg_free(reply);
+  return fd;
+}
+
 /* Attaches with the resume cursor (epoch, last_id). */
 static int attach_resuming(int64_t epoch, int64_t last_id, pm_msg **reply) {
   char hs[128];
@@ -498,12 +507,10 @@ static int attach_resuming(int64_t epoch, int64_t last_id, pm_msg **reply) {
 
 static void test_event_pipe_resume_skips_confirmed(void **state) {
   int64_t first = emit("Numbered", 3), epoch;
-  pm_msg *reply, *m;
+  pm_msg *m;
   int fd;
   (void)state;
-  fd = attach_as(NULL, &reply);
-  epoch = pm_test_int_field(reply, "Epoch");
-  pm_msg_free(reply);
+  fd = attach_fresh(&epoch);
   m = pm_test_next_event(fd, SLACK_MS);
   assert_int_equal(first, pm_test_int_field(m, "Id"));
   pm_msg_free(m);
@@ -529,10 +536,7 @@ static void test_event_pipe_resume_cursor_ahead_new_epoch(void **state) {
   pm_msg *reply, *m;
   int fd;
   (void)state;
-  fd = attach_as(NULL, &reply);
-  epoch = pm_test_int_field(reply, "Epoch");
-  pm_msg_free(reply);
-  close(fd); /* nothing confirmed */
+  close(attach_fresh(&epoch)); /* nothing confirmed */
   fd = attach_resuming(epoch, first + 1000, &reply);
   renewed = pm_test_int_field(reply, "Epoch");
   pm_msg_free(reply);
