@@ -743,6 +743,34 @@ static void data_dir_refused(void **state) {
   pm_test_dir_remove(dir);
 }
 
+/* A second pipemsgd on the same --data-dir, with pipes of its own, would hand out the same
+ * event ids: it stops at start, naming the directory, and the first keeps serving. */
+static void data_dir_in_use(void **state) {
+  pm_test_service svc;
+  char dir[160], arg[200], cmd[200], ev[200];
+  const char *out;
+  const char *args[] = {arg, NULL};
+  const char *second[] = {"-c", cmd, "-e", ev, arg, NULL};
+  (void)state;
+  pm_test_service_start(&svc, NULL);
+  pm_test_service_stop(&svc);
+  snprintf(dir, sizeof(dir), "%s\\data", svc.dir);
+  snprintf(arg, sizeof(arg), "--data-dir=%s", dir);
+  pm_test_service_restart(&svc, args);
+  snprintf(cmd, sizeof(cmd), "%s-second", svc.command_pipe);
+  snprintf(ev, sizeof(ev), "%s-second", svc.event_pipe);
+  assert_int_equal(1, run(second, &out));
+  assert_contains(out, "is in use by another pipemsgd");
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, NULL));
+  pm_test_service_stop(&svc);
+  /* The lock ends with the process: the next start takes the directory again. */
+  pm_test_service_restart(&svc, args);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, NULL));
+  pm_test_service_stop(&svc);
+  pm_test_dir_remove(dir);
+  pm_test_service_cleanup(&svc);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(serves_commands_and_events),
@@ -760,6 +788,7 @@ int main(void) {
       cmocka_unit_test(print_config),
       cmocka_unit_test(data_dir_kept),
       cmocka_unit_test(data_dir_refused),
+      cmocka_unit_test(data_dir_in_use),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
