@@ -167,11 +167,14 @@ static void mutate_end(pm_event_server *s) {
 static void on_queue_change(void *ctx, const pm__event *ev, int present) {
   pm_event_server *s = ctx;
   int rc;
-  if (ev->transient || (present && ev == s->stored))
+  /* After a failed statement SQLite may have rolled the transaction back already: what
+   * follows would commit piece by piece (a marker lost, the events it stands for deleted). */
+  if (ev->transient || (present && ev == s->stored) || s->txn_failed)
     return;
   if (!s->in_txn) {
     if (pm__store_begin(s->store) < 0) {
       s->stats.store_errors++;
+      s->txn_failed = 1;
       pm__debug("event store: cannot begin a transaction");
       return;
     }

@@ -301,8 +301,22 @@ int pm__store_put(pm_event_store *st, const pm__event *ev) {
   return rc;
 }
 
+/* A store file deleted or replaced while open takes every later write with it, unreachable:
+ * a publish would answer "on disk" for an event no restart finds. Refused instead, as a full
+ * disk is, until the service restarts on whatever file is there then. */
+static int moved(pm_event_store *st) {
+  int gone = 0;
+  if (sqlite3_file_control(st->db, "main", SQLITE_FCNTL_HAS_MOVED, &gone) == SQLITE_OK && !gone)
+    return 0;
+  pm__debug("event store %s was deleted or replaced while in use",
+            sqlite3_db_filename(st->db, "main"));
+  return PM_EIO;
+}
+
 int pm__store_publish(pm_event_store *st, int64_t ceiling, const pm__event *ev) {
   int rc;
+  if (moved(st) < 0)
+    return PM_EIO;
   /* A reservation must outlive even a power cut: a lost one would let a restart hand out ids
    * that clients already saw. It is written once per block of ids, so its sync is cheap. */
   if (ceiling > 0 &&
@@ -334,7 +348,9 @@ int pm__store_delete(pm_event_store *st, const pm__event *ev) {
   return run(st->stmt[ST_DELETE]);
 }
 
-int pm__store_begin(pm_event_store *st) { return run(st->stmt[ST_BEGIN]); }
+int pm__store_begin(pm_event_store *st) {
+  return moved(st) < 0 ? PM_EIO : run(st->stmt[ST_BEGIN]);
+}
 
 int pm__store_commit(pm_event_store *st) { return run(st->stmt[ST_COMMIT]); }
 

@@ -390,6 +390,40 @@ static void test_store_each_invalid_row_skipped(void **state) {
   assert_int_equal(0, load().skipped);
 }
 
+/* A store file deleted, or replaced by another, while open: SQLite would go on writing to the
+ * file no name leads to, and a publish would say "on disk" for an event no restart finds. It
+ * fails instead (as on a full disk), and so does a change of the queue. */
+static void test_store_moved_file_refused(void **state) {
+  static const char *const how[] = {"delete", "replace"};
+  char other[160];
+  (void)state;
+  snprintf(other, sizeof(other), "%s/other.db", dir);
+  for (size_t i = 0; i < sizeof(how) / sizeof(how[0]); i++) {
+    pm_event_store *st = NULL;
+    pm__event *ev = pm__event_new(1, "Saved", json_pack("{s:i}", "N", 1), 0, TIME);
+    load_result r;
+    assert_non_null(ev);
+    unlink(path);
+    assert_pm(0, pm_event_store_open(path, &st));
+    assert_pm(0, pm__store_load(st, &r.epoch, &r.next_id, &r.skipped, on_row, &r.rows));
+    assert_pm(0, pm__store_publish(st, 1024, ev));
+    if (strcmp(how[i], "delete") == 0) {
+      assert_int_equal(0, unlink(path));
+    } else {
+      pm_event_store *o = NULL;
+      unlink(other);
+      assert_pm(0, pm_event_store_open(other, &o));
+      pm_event_store_close(o);
+      assert_int_equal(0, rename(other, path));
+    }
+    assert_pm(PM_EIO, pm__store_publish(st, 0, ev));
+    assert_pm(PM_EIO, pm__store_publish(st, 2048, NULL));
+    assert_pm(PM_EIO, pm__store_begin(st));
+    pm__event_free(ev);
+    pm_event_store_close(st);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_store_open_refuses_what_it_cannot_use, setup,
@@ -406,6 +440,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_store_load_out_of_memory, setup, teardown),
       cmocka_unit_test_setup_teardown(test_store_each_invalid_row_skipped, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_store_moved_file_refused, setup, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
