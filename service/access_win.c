@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "access.h"
+#include "files_win.h"
 #include "log.h"
 
 #define SID_LOCAL_SYSTEM "S-1-5-18"
@@ -21,35 +22,10 @@ static bool sid_listed(const config_strings *sids, const char *sid) {
   return false;
 }
 
-/* The service's own user SID, once; empty when it cannot be told. */
-static const char *self_sid(void) {
-  static char sid[PM_PEER_SID_MAX];
-  static bool done;
-  HANDLE token;
-  if (done)
-    return sid;
-  done = true;
-  if (OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token)) {
-    union {
-      TOKEN_USER user;
-      char room[sizeof(TOKEN_USER) + SECURITY_MAX_SID_SIZE];
-    } u;
-    DWORD len;
-    char *s;
-    if (GetTokenInformation(token, TokenUser, &u, sizeof(u), &len) &&
-        ConvertSidToStringSidA(u.user.User.Sid, &s)) {
-      snprintf(sid, sizeof(sid), "%s", s);
-      LocalFree(s);
-    }
-    CloseHandle(token);
-  }
-  return sid;
-}
-
 /* Group membership comes from the client's token (pm_peer_in_group), never from the account
  * database: what the process holds, not what the user could. */
 static bool peer_allowed(const service_config *cfg, const pm_peer *peer) {
-  const char *self = self_sid();
+  const char *self = files_self_sid();
   if (peer->sid[0] == '\0')
     return false;
   if (strcmp(peer->sid, SID_LOCAL_SYSTEM) == 0 ||

@@ -1,7 +1,12 @@
-/* The Windows part of pipemsgd's log: the Event Log (ReportEventW). */
-#include <stdio.h>
+/* The Windows part of pipemsgd's log: the Event Log (ReportEventW), the log file. */
 #include <windows.h>
+#include <fcntl.h>
+#include <io.h>
 
+#include <stdint.h>
+#include <stdio.h>
+
+#include "files_win.h"
 #include "log.h"
 
 /* The event ID of every entry: there is no message file, so the viewer shows the text as the
@@ -38,4 +43,22 @@ void log_system_write(log_level level, const char *line) {
 
 bool log_stderr_is_journal(void) { return false; }
 
-FILE *log_file_open(const char *path) { return fopen(path, "a"); }
+/* The log names peers and what they asked: not for every user of %ProgramData% to read, nor
+ * for a hook command to write; a link put in its place would have the service append to any
+ * file, and a file someone else made first would stay theirs. */
+FILE *log_file_open(const char *path) {
+  char why[256];
+  HANDLE h = files_open_private(path, FILE_APPEND_DATA, OPEN_ALWAYS, why, sizeof(why));
+  FILE *f = NULL;
+  int fd;
+  if (h == INVALID_HANDLE_VALUE) {
+    fprintf(stderr, "pipemsgd: log file %s %s\n", path, why);
+    return NULL;
+  }
+  fd = _open_osfhandle((intptr_t)h, _O_WRONLY | _O_APPEND);
+  if (fd < 0)
+    CloseHandle(h);
+  else if ((f = _fdopen(fd, "a")) == NULL)
+    _close(fd);
+  return f;
+}

@@ -4,14 +4,19 @@
 #include <aclapi.h>
 #include <sddl.h>
 
+#include <fcntl.h>
+#include <io.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <uv.h>
 
 #include "pipemsg/pipemsg.h"
 
+#include "files_win.h"
 #include "log.h"
 #include "platform.h"
 #include "registry.h"
@@ -21,29 +26,116 @@
  * directory's owner (the account the service runs as), inherited by what it holds. */
 #define DATA_DIR_SDDL "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;OW)"
 
-/* Whether sid is LocalSystem, Administrators or the account this process runs as. */
-static bool trusted_owner(PSID sid) {
-  union {
-    TOKEN_USER user;
-    char room[sizeof(TOKEN_USER) + SECURITY_MAX_SID_SIZE];
-  } u;
-  HANDLE token;
-  DWORD len;
-  bool self = false;
-  if (IsWellKnownSid(sid, WinLocalSystemSid) || IsWellKnownSid(sid, WinBuiltinAdministratorsSid))
-    return true;
-  if (OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token)) {
-    self = GetTokenInformation(token, TokenUser, &u, sizeof(u), &len) &&
-           EqualSid(sid, u.user.User.Sid);
-    CloseHandle(token);
+/* A directory that was there before the service made it, from an installer or an
+ * administrator's mkdir: its DACL is what %ProgramData% passes down (every user may read, and
+ * add files they then own). The service's own descriptor replaces it, the owner kept, and is
+ * logged with what it had; the same one already there is left alone. */
+static int reset_dir_dacl(const char *dir) {
+  PSECURITY_DESCRIPTOR want = NULL, had = NULL;
+  PACL want_dacl = NULL, had_dacl = NULL;
+  SECURITY_DESCRIPTOR_CONTROL control = 0;
+  BOOL present, defaulted;
+  DWORD revision, err;
+  char *text = NULL;
+  int rc = -1;
+  if (!ConvertStringSecurityDescriptorToSecurityDescriptorA(DATA_DIR_SDDL, SDDL_REVISION_1, &want,
+                                                            NULL) ||
+      !GetSecurityDescriptorDacl(want, &present, &want_dacl, &defaulted)) {
+    log_msg(LVL_ERROR, "data dir '%s': cannot make its security descriptor", dir);
+    LocalFree(want);
+    return -1;
   }
-  return self;
+  err = GetNamedSecurityInfoA(dir, SE_FILE_OBJECT, DACL_SECURITY_INFORMATION, NULL, NULL,
+                              &had_dacl, NULL, &had);
+  if (err == ERROR_SUCCESS && GetSecurityDescriptorControl(had, &control, &revision) &&
+      (control & SE_DACL_PROTECTED) && had_dacl != NULL &&
+      had_dacl->AclSize == want_dacl->AclSize &&
+      memcmp(had_dacl, want_dacl, want_dacl->AclSize) == 0) {
+    rc = 0;
+  } else {
+    if (err != ERROR_SUCCESS ||
+        !ConvertSecurityDescriptorToStringSecurityDescriptorA(had, SDDL_REVISION_1,
+                                                              DACL_SECURITY_INFORMATION, &text,
+                                                              NULL))
+      text = NULL;
+    err = SetNamedSecurityInfoA((char *)dir, SE_FILE_OBJECT,
+                                DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+                                NULL, NULL, want_dacl, NULL);
+    if (err != ERROR_SUCCESS) {
+      log_msg(LVL_ERROR, "data dir '%s': cannot set its permissions to %s: error %lu", dir,
+              DATA_DIR_SDDL, (unsigned long)err);
+    } else {
+      log_msg(LVL_INFO, "data dir '%s': permissions set to %s (were %s)", dir, DATA_DIR_SDDL,
+              text != NULL ? text : "unreadable");
+      rc = 0;
+    }
+  }
+  LocalFree(text);
+  LocalFree(had);
+  LocalFree(want);
+  return rc;
+}
+
+/* One entry of an existing data directory, opened as itself (a link is not followed). */
+static int check_dir_entry(const char *dir, const char *name) {
+  char path[4096];
+  PSECURITY_DESCRIPTOR sd = NULL;
+  PSID owner = NULL;
+  char *text = NULL;
+  HANDLE h;
+  int rc = 0;
+  snprintf(path, sizeof(path), "%s\\%s", dir, name);
+  /* READ_CONTROL alone: no sharing conflict with a pipemsgd holding pipemsgd.lock. */
+  h = CreateFileA(path, READ_CONTROL, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
+                  NULL, OPEN_EXISTING, FILE_FLAG_OPEN_REPARSE_POINT | FILE_FLAG_BACKUP_SEMANTICS,
+                  NULL);
+  if (h == INVALID_HANDLE_VALUE ||
+      GetSecurityInfo(h, SE_FILE_OBJECT, OWNER_SECURITY_INFORMATION, &owner, NULL, NULL, NULL,
+                      &sd) != ERROR_SUCCESS ||
+      owner == NULL) {
+    log_msg(LVL_ERROR, "data dir '%s': cannot read the owner of '%s'", dir, name);
+    rc = -1;
+  } else if (!files_trusted_sid(owner)) {
+    log_msg(LVL_ERROR,
+            "data dir '%s': '%s' belongs to %s (not LocalSystem, Administrators or this "
+            "service's account), who may have put it there and may still change it; remove it",
+            dir, name, ConvertSidToStringSidA(owner, &text) ? text : "another account");
+    rc = -1;
+  }
+  LocalFree(text);
+  LocalFree(sd);
+  if (h != INVALID_HANDLE_VALUE)
+    CloseHandle(h);
+  return rc;
+}
+
+/* Whoever could add files before the DACL was reset may have left settings.json, events.db
+ * (or its journal), pipemsgd.lock or a names file of their own: any entry another account
+ * owns is refused. Checked after the reset, so none can be added meanwhile. */
+static int check_dir_entries(const char *dir) {
+  char pattern[4096];
+  WIN32_FIND_DATAA found;
+  HANDLE find;
+  int rc = 0;
+  snprintf(pattern, sizeof(pattern), "%s\\*", dir);
+  find = FindFirstFileA(pattern, &found);
+  if (find == INVALID_HANDLE_VALUE) {
+    log_msg(LVL_ERROR, "data dir '%s': cannot list it: error %lu", dir,
+            (unsigned long)GetLastError());
+    return -1;
+  }
+  do {
+    if (strcmp(found.cFileName, ".") != 0 && strcmp(found.cFileName, "..") != 0)
+      rc = check_dir_entry(dir, found.cFileName);
+  } while (rc == 0 && FindNextFileA(find, &found));
+  FindClose(find);
+  return rc;
 }
 
 /* A data directory that was there before the service made it. Every user may create folders
  * in %ProgramData% (the default's parent) and owns what they create, so one made by someone
  * else, or a link to elsewhere, would let them read and replace the settings and the event
- * store: refused, with the reason. */
+ * store: refused, with the reason. One a trusted account made gets the service's DACL. */
 static int check_existing_dir(const char *dir) {
   DWORD attrs = GetFileAttributesA(dir);
   PSECURITY_DESCRIPTOR sd = NULL;
@@ -62,7 +154,7 @@ static int check_existing_dir(const char *dir) {
       owner == NULL) {
     log_msg(LVL_ERROR, "data dir '%s': cannot read its owner", dir);
     rc = -1;
-  } else if (!trusted_owner(owner)) {
+  } else if (!files_trusted_sid(owner)) {
     log_msg(LVL_ERROR,
             "data dir '%s' belongs to another user (not LocalSystem, Administrators or this "
             "service's account); remove it or give it to one of them",
@@ -70,6 +162,8 @@ static int check_existing_dir(const char *dir) {
     rc = -1;
   }
   LocalFree(sd);
+  if (rc == 0 && (reset_dir_dacl(dir) < 0 || check_dir_entries(dir) < 0))
+    rc = -1;
   return rc;
 }
 
@@ -118,28 +212,56 @@ int platform_names_prepare(const service_config *cfg) {
   return 0;
 }
 
-/* The names file, replaced in one step: a reader sees the old file or the new one. It takes
- * the data directory's or its folder's inherited permissions. */
+/* The names file, replaced in one step: a reader sees the old file or the new one. The
+ * temporary file is a fresh one (never one someone left there) with the service's own DACL,
+ * not the folder's; a link or junction in the file's place is refused, not replaced. */
 static int write_names_file(const char *path, const char *command_path, const char *event_path) {
-  char tmp[4096];
-  FILE *f;
-  int ok;
+  char tmp[4096], why[256];
+  wchar_t *wide_tmp, *wide_path = files_wide_path(path);
+  HANDLE h;
+  FILE *f = NULL;
+  DWORD attrs;
+  int fd, ok;
   snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)uv_os_getpid());
-  /* "x": a fresh file, never one someone left there. */
-  f = fopen(tmp, "wx");
-  if (f == NULL) {
-    log_msg(LVL_ERROR, "cannot write names file %s", tmp);
+  wide_tmp = files_wide_path(tmp);
+  if (wide_path == NULL || wide_tmp == NULL) {
+    log_msg(LVL_ERROR, "cannot write names file %s: not a UTF-8 path", path);
+    free(wide_tmp);
+    free(wide_path);
     return -1;
   }
-  fprintf(f, "command-pipe = %s\nevent-pipe = %s\n", command_path, event_path);
-  ok = platform_file_sync(f) == 0;
-  ok = fclose(f) == 0 && ok;
-  if (!ok || platform_file_replace(tmp, path) < 0) {
-    remove(tmp);
+  attrs = GetFileAttributesW(wide_path);
+  if (attrs != INVALID_FILE_ATTRIBUTES && (attrs & FILE_ATTRIBUTE_REPARSE_POINT)) {
+    log_msg(LVL_ERROR, "names file %s is a link or junction; refusing it", path);
+    free(wide_tmp);
+    free(wide_path);
+    return -1;
+  }
+  h = files_open_private(tmp, GENERIC_WRITE, CREATE_NEW, why, sizeof(why));
+  if (h == INVALID_HANDLE_VALUE) {
+    log_msg(LVL_ERROR, "cannot write names file: %s %s", tmp, why);
+    free(wide_tmp);
+    free(wide_path);
+    return -1;
+  }
+  fd = _open_osfhandle((intptr_t)h, _O_WRONLY);
+  if (fd < 0)
+    CloseHandle(h);
+  else if ((f = _fdopen(fd, "w")) == NULL)
+    _close(fd);
+  ok = f != NULL &&
+       fprintf(f, "command-pipe = %s\nevent-pipe = %s\n", command_path, event_path) > 0 &&
+       platform_file_sync(f) == 0;
+  ok = (f == NULL || fclose(f) == 0) && ok;
+  if (!ok ||
+      !MoveFileExW(wide_tmp, wide_path, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH)) {
+    DeleteFileW(wide_tmp);
     log_msg(LVL_ERROR, "cannot write names file %s", path);
-    return -1;
+    ok = 0;
   }
-  return 0;
+  free(wide_tmp);
+  free(wide_path);
+  return ok ? 0 : -1;
 }
 
 static int set_value(HKEY key, const wchar_t *name, const char *value) {
@@ -196,8 +318,12 @@ void platform_names_withdraw(const service_config *cfg) {
   wchar_t subkey[REGISTRY_KEY_MAX + 1];
   char why[256];
   HKEY root, key;
-  if (cfg->names_file != NULL)
-    remove(cfg->names_file);
+  if (cfg->names_file != NULL) {
+    wchar_t *wide = files_wide_path(cfg->names_file);
+    if (wide != NULL)
+      DeleteFileW(wide);
+    free(wide);
+  }
   if (cfg->names_registry == NULL ||
       registry_key_parse(cfg->names_registry, &root, subkey, why, sizeof(why)) < 0)
     return;

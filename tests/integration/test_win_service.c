@@ -6,6 +6,7 @@
  * Windows. */
 #include <winsock2.h>
 #include <windows.h>
+#include <aclapi.h>
 #include <sddl.h>
 
 #include <stdio.h>
@@ -76,6 +77,30 @@ static void assert_contains(const char *text, const char *part) {
     print_error("no '%s' in:\n%s\n", part, text);
     fail();
   }
+}
+
+/* How many entries of path's DACL allow something to everyone or every user (Everyone,
+ * Users, Authenticated Users, Interactive): 0 for a file only the service may read. */
+static int public_aces(const char *path) {
+  PSECURITY_DESCRIPTOR sd = NULL;
+  PACL dacl = NULL;
+  int n = 0;
+  assert_int_equal(ERROR_SUCCESS, GetNamedSecurityInfoA(path, SE_FILE_OBJECT,
+                                                        DACL_SECURITY_INFORMATION, NULL, NULL,
+                                                        &dacl, NULL, &sd));
+  assert_non_null(dacl);
+  for (DWORD i = 0; i < dacl->AceCount; i++) {
+    ACCESS_ALLOWED_ACE *ace;
+    PSID sid;
+    assert_true(GetAce(dacl, i, (void **)&ace));
+    sid = (PSID)&ace->SidStart;
+    if (ace->Header.AceType == ACCESS_ALLOWED_ACE_TYPE &&
+        (IsWellKnownSid(sid, WinWorldSid) || IsWellKnownSid(sid, WinBuiltinUsersSid) ||
+         IsWellKnownSid(sid, WinAuthenticatedUserSid) || IsWellKnownSid(sid, WinInteractiveSid)))
+      n++;
+  }
+  LocalFree(sd);
+  return n;
 }
 
 /* The library client against pipemsgd.exe: commands, the sim backend, events. */
@@ -259,6 +284,8 @@ static void names_file(void **state) {
   assert_non_null(strstr(line, "event-pipe = \\\\.\\pipe\\pipemsg-"));
   assert_string_equal("Ok", pm_test_call(command, "GetState", NULL, &data));
   json_decref(data);
+  /* The service's own DACL, not the folder's (under wine, derived from the file's mode). */
+  assert_int_equal(0, public_aces(path));
   /* Removed at a clean stop; where none can be sent, by hand. */
   if (pm_test_service_stop(&svc) == 0)
     assert_null(fopen(path, "r"));
@@ -771,6 +798,155 @@ static void data_dir_in_use(void **state) {
   pm_test_service_cleanup(&svc);
 }
 
+/* --log-file on Windows: created with the service's own DACL, never the one its folder
+ * passes on (in %ProgramData%, read for every user), and appended to. Under wine the DACL is
+ * derived from the file's mode, which the descriptor given at creation sets. */
+static void log_file_private(void **state) {
+  pm_test_service svc;
+  char path[200], arg[240];
+  const char *args[] = {"--log-target", "file", arg, NULL};
+  (void)state;
+  pm_test_service_start(&svc, NULL);
+  pm_test_service_stop(&svc);
+  snprintf(path, sizeof(path), "%s\\service.log", svc.dir);
+  snprintf(arg, sizeof(arg), "--log-file=%s", path);
+  pm_test_service_restart(&svc, args);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, NULL));
+  pm_test_service_stop(&svc);
+  assert_contains(file_text(path), "info: listening ");
+  assert_int_equal(0, public_aces(path));
+  remove(path);
+  pm_test_service_cleanup(&svc);
+}
+
+/* A symbolic link in place of the log file or the names file is refused, never followed:
+ * the file it leads to stays as it was. */
+static void log_and_names_links_refused(void **state) {
+  char dir[160], victim[200], link[200], arg[240];
+  const char *out;
+  DWORD attrs;
+  FILE *f;
+  (void)state;
+  pm_test_dir_new(dir, sizeof(dir));
+  snprintf(victim, sizeof(victim), "%s\\victim.txt", dir);
+  snprintf(link, sizeof(link), "%s\\link", dir);
+  f = fopen(victim, "w");
+  assert_non_null(f);
+  fclose(f);
+  if (!CreateSymbolicLinkA(link, victim, SYMBOLIC_LINK_FLAG_ALLOW_UNPRIVILEGED_CREATE) ||
+      (attrs = GetFileAttributesA(link)) == INVALID_FILE_ATTRIBUTES ||
+      !(attrs & FILE_ATTRIBUTE_REPARSE_POINT)) {
+    pm_test_dir_remove(dir);
+    pm_test_skip("no symbolic link can be made here (wine's CreateSymbolicLinkW makes none; "
+                 "Windows wants an administrator or developer mode)");
+    return;
+  }
+  snprintf(arg, sizeof(arg), "--log-file=%s", link);
+  {
+    const char *args[] = {"--data-dir=", "--log-target", "file", arg, NULL};
+    assert_int_equal(1, run(args, &out));
+    assert_contains(out, "is a link or junction; refusing it");
+  }
+  snprintf(arg, sizeof(arg), "--names-file=%s", link);
+  {
+    const char *args[] = {"--data-dir=", arg, NULL};
+    assert_int_equal(1, run(args, &out));
+    assert_contains(out, "is a link or junction; refusing it");
+  }
+  assert_string_equal("", file_text(victim));
+  DeleteFileA(link);
+  pm_test_dir_remove(dir);
+}
+
+/* A data dir made before the service (by an administrator, an installer) has the DACL its
+ * folder passes on: the service replaces it with its own, logging what it had, and serves.
+ * Wine keeps no DACL on a directory: there the log line shows it, Windows the DACL too. */
+static void data_dir_existing_reset(void **state) {
+  pm_test_service svc;
+  SECURITY_ATTRIBUTES sa = {sizeof(sa), NULL, FALSE};
+  char dir[160], arg[200];
+  const char *args[] = {arg, NULL};
+  (void)state;
+  /* What %ProgramData% passes down to a folder made in it. */
+  assert_true(ConvertStringSecurityDescriptorToSecurityDescriptorA(
+      "D:(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;BU)(A;CI;0x6;;;BU)"
+      "(A;OICIIO;FA;;;CO)",
+      SDDL_REVISION_1, &sa.lpSecurityDescriptor, NULL));
+  pm_test_service_start(&svc, NULL);
+  pm_test_service_stop(&svc);
+  snprintf(dir, sizeof(dir), "%s\\data", svc.dir);
+  assert_true(CreateDirectoryA(dir, &sa));
+  LocalFree(sa.lpSecurityDescriptor);
+  snprintf(arg, sizeof(arg), "--data-dir=%s", dir);
+  pm_test_service_restart(&svc, args);
+  assert_contains(pm_test_service_log(&svc),
+                  "permissions set to D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;OW) (were "
+                  "D:");
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, NULL));
+  pm_test_service_stop(&svc);
+  if (!pm_test_under_wine())
+    assert_int_equal(0, public_aces(dir));
+  pm_test_dir_remove(dir);
+  pm_test_service_cleanup(&svc);
+}
+
+/* Gives path to owner, as an administrator may (SeRestorePrivilege); 0 if it then has that
+ * owner. */
+static int give_file(const char *path, PSID owner) {
+  TOKEN_PRIVILEGES tp = {1, {{{0, 0}, SE_PRIVILEGE_ENABLED}}};
+  PSECURITY_DESCRIPTOR sd = NULL;
+  PSID now = NULL;
+  HANDLE token;
+  int rc = -1;
+  if (OpenProcessToken(GetCurrentProcess(), TOKEN_ADJUST_PRIVILEGES, &token)) {
+    if (LookupPrivilegeValueA(NULL, "SeRestorePrivilege", &tp.Privileges[0].Luid))
+      AdjustTokenPrivileges(token, FALSE, &tp, 0, NULL, NULL);
+    CloseHandle(token);
+  }
+  if (SetNamedSecurityInfoA((char *)path, SE_FILE_OBJECT, OWNER_SECURITY_INFORMATION, owner, NULL,
+                            NULL, NULL) == ERROR_SUCCESS &&
+      GetNamedSecurityInfoA(path, SE_FILE_OBJECT, OWNER_SECURITY_INFORMATION, &now, NULL, NULL,
+                            NULL, &sd) == ERROR_SUCCESS &&
+      now != NULL && EqualSid(now, owner))
+    rc = 0;
+  LocalFree(sd);
+  return rc;
+}
+
+/* A file another account put in the data dir while it could (settings.json turning the kill
+ * switch off, say) stops pipemsgd at start, naming the file and its owner. */
+static void data_dir_foreign_file_refused(void **state) {
+  char dir[160], data[200], file[240], arg[240];
+  const char *out;
+  const char *args[] = {arg, NULL};
+  PSID users = NULL;
+  FILE *f;
+  (void)state;
+  pm_test_dir_new(dir, sizeof(dir));
+  snprintf(data, sizeof(data), "%s\\data", dir);
+  snprintf(file, sizeof(file), "%s\\settings.json", data);
+  assert_true(CreateDirectoryA(data, NULL));
+  f = fopen(file, "w");
+  assert_non_null(f);
+  fputs("{\"KillSwitch\": false}\n", f);
+  fclose(f);
+  assert_true(ConvertStringSidToSidA("S-1-5-32-545", &users));
+  if (give_file(file, users) < 0) {
+    LocalFree(users);
+    pm_test_dir_remove(data);
+    pm_test_dir_remove(dir);
+    pm_test_skip("cannot give a file to another owner here (wine keeps none but the process's "
+                 "user; Windows wants an administrator)");
+    return;
+  }
+  LocalFree(users);
+  snprintf(arg, sizeof(arg), "--data-dir=%s", data);
+  assert_int_equal(1, run(args, &out));
+  assert_contains(out, "'settings.json' belongs to S-1-5-32-545");
+  pm_test_dir_remove(data);
+  pm_test_dir_remove(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(serves_commands_and_events),
@@ -789,6 +965,10 @@ int main(void) {
       cmocka_unit_test(data_dir_kept),
       cmocka_unit_test(data_dir_refused),
       cmocka_unit_test(data_dir_in_use),
+      cmocka_unit_test(data_dir_existing_reset),
+      cmocka_unit_test(data_dir_foreign_file_refused),
+      cmocka_unit_test(log_file_private),
+      cmocka_unit_test(log_and_names_links_refused),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
