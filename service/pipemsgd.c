@@ -44,7 +44,9 @@ int pipemsgd_run(int argc, char **argv, service_config *cfg) {
     log_open(cfg->log_level, cfg->log_target);
   }
   log_peer_limit((unsigned)cfg->log_rejections_per_second);
-  if (config_data_dir(cfg) != NULL &&
+  if (platform_check_access(cfg) < 0)
+    rc = 1;
+  if (rc == 0 && config_data_dir(cfg) != NULL &&
       (platform_make_data_dir(cfg->data_dir) < 0 || platform_lock_data_dir(cfg->data_dir) < 0))
     rc = 1;
   if (rc == 0 && service_start(loop, cfg, &run.svc) < 0)

@@ -24,6 +24,11 @@ int platform_make_data_dir(const char *dir);
  * by another pipemsgd" when the lock is held). */
 int platform_lock_data_dir(const char *dir);
 
+/* What the platform refuses at start, once the log is open, that would let another account
+ * act as the service (Windows: a --pipe-sddl letting it create instances of the pipes). 0, or
+ * -1 with the reason logged. */
+int platform_check_access(const service_config *cfg);
+
 /* Random names: what must hold before they are bound (Unix: the runtime directory that keeps
  * them out of listings). 0 or -1 (logged). */
 int platform_names_prepare(const service_config *cfg);

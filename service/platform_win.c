@@ -334,6 +334,89 @@ void platform_names_withdraw(const service_config *cfg) {
   RegCloseKey(key);
 }
 
+/* Rights on a pipe that let their holder serve it: create an instance of its own
+ * (FILE_CREATE_PIPE_INSTANCE, the bit FILE_APPEND_DATA has on files, so GW and GA hold it),
+ * then take clients' connections and answer as the service; or change the descriptor or
+ * owner of the instances to grant itself that. */
+#define PIPE_SERVE_RIGHTS (FILE_CREATE_PIPE_INSTANCE | WRITE_DAC | WRITE_OWNER)
+
+/* Who may hold PIPE_SERVE_RIGHTS: the trusted accounts, and OWNER RIGHTS, which is the
+ * service itself while the descriptor names no other owner (checked apart). */
+static bool may_serve(PSID sid) {
+  return files_trusted_sid(sid) || IsWellKnownSid(sid, WinCreatorOwnerRightsSid);
+}
+
+static void name_rights(DWORD mask, char *out, size_t size) {
+  snprintf(out, size, "%s%s%s",
+           mask & FILE_CREATE_PIPE_INSTANCE ? " FILE_CREATE_PIPE_INSTANCE (0x4, in GW and GA)" : "",
+           mask & WRITE_DAC ? " WRITE_DAC" : "", mask & WRITE_OWNER ? " WRITE_OWNER" : "");
+}
+
+/* The ACEs of the pipes' DACL: an allow entry giving another account a right of
+ * PIPE_SERVE_RIGHTS (generic rights mapped as for files and pipes) is refused; so is any kind
+ * of entry but allow and deny, which this check does not read. */
+static int check_pipe_dacl(const char *sddl, PACL dacl) {
+  GENERIC_MAPPING map = {FILE_GENERIC_READ, FILE_GENERIC_WRITE, FILE_GENERIC_EXECUTE,
+                         FILE_ALL_ACCESS};
+  char rights[128], *text = NULL;
+  for (DWORD i = 0; i < dacl->AceCount; i++) {
+    ACCESS_ALLOWED_ACE *ace;
+    DWORD mask;
+    if (!GetAce(dacl, i, (void **)&ace))
+      return -1;
+    if (ace->Header.AceType == ACCESS_DENIED_ACE_TYPE)
+      continue;
+    if (ace->Header.AceType != ACCESS_ALLOWED_ACE_TYPE) {
+      log_msg(LVL_ERROR, "--pipe-sddl '%s': entry %lu is neither allow (A) nor deny (D)", sddl,
+              (unsigned long)i + 1);
+      return -1;
+    }
+    mask = ace->Mask;
+    MapGenericMask(&mask, &map);
+    if ((mask & PIPE_SERVE_RIGHTS) == 0 || may_serve((PSID)&ace->SidStart))
+      continue;
+    name_rights(mask & PIPE_SERVE_RIGHTS, rights, sizeof(rights));
+    log_msg(LVL_ERROR,
+            "--pipe-sddl '%s' gives %s%s: it could create its own instances of the service's "
+            "pipes and answer clients as the service; only LocalSystem, Administrators and the "
+            "service's account may have these rights",
+            sddl, ConvertSidToStringSidA((PSID)&ace->SidStart, &text) ? text : "an account",
+            rights);
+    LocalFree(text);
+    return -1;
+  }
+  return 0;
+}
+
+int platform_check_access(const service_config *cfg) {
+  PSECURITY_DESCRIPTOR sd = NULL;
+  PSID owner = NULL;
+  PACL dacl = NULL;
+  BOOL present = FALSE, defaulted;
+  int rc = -1;
+  if (cfg->pipe_sddl == NULL)
+    return 0;
+  if (!ConvertStringSecurityDescriptorToSecurityDescriptorA(cfg->pipe_sddl, SDDL_REVISION_1, &sd,
+                                                            NULL) ||
+      !GetSecurityDescriptorOwner(sd, &owner, &defaulted) ||
+      !GetSecurityDescriptorDacl(sd, &present, &dacl, &defaulted))
+    log_msg(LVL_ERROR, "--pipe-sddl '%s': cannot read it", cfg->pipe_sddl);
+  else if (owner != NULL && !files_trusted_sid(owner))
+    log_msg(LVL_ERROR,
+            "--pipe-sddl '%s': the owner it names may change the pipes' DACL; only LocalSystem, "
+            "Administrators or the service's account may own them",
+            cfg->pipe_sddl);
+  else if (!present || dacl == NULL)
+    log_msg(LVL_ERROR,
+            "--pipe-sddl '%s' has no DACL: everyone could create instances of the service's "
+            "pipes",
+            cfg->pipe_sddl);
+  else
+    rc = check_pipe_dacl(cfg->pipe_sddl, dacl);
+  LocalFree(sd);
+  return rc;
+}
+
 /* The service control manager passes no listening pipes. */
 int platform_inherited_listeners(int *command_fd, int *event_fd) {
   *command_fd = *event_fd = -1;

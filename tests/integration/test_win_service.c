@@ -947,6 +947,41 @@ static void data_dir_foreign_file_refused(void **state) {
   pm_test_dir_remove(dir);
 }
 
+/* --pipe-sddl giving another account a right that lets it serve the pipes (create an
+ * instance, directly or through GW or GA; WRITE_DAC; WRITE_OWNER; owning them) stops the
+ * service at start, naming the account and the right; one that gives others only read and
+ * write is served. */
+static void pipe_sddl_checked(void **state) {
+  static const struct {
+    const char *sddl, *says;
+  } refused[] = {
+      {"D:P(A;;GA;;;SY)(A;;GRGW;;;WD)", "gives S-1-1-0 FILE_CREATE_PIPE_INSTANCE"},
+      {"D:P(A;;GA;;;SY)(A;;0x4;;;IU)", "gives S-1-5-4 FILE_CREATE_PIPE_INSTANCE"},
+      {"D:P(A;;GA;;;SY)(A;;GA;;;BU)", "gives S-1-5-32-545 FILE_CREATE_PIPE_INSTANCE"},
+      {"D:P(A;;GA;;;SY)(A;;0x12019b;;;IU)(A;;WD;;;BU)", "gives S-1-5-32-545 WRITE_DAC"},
+      {"D:P(A;;GA;;;SY)(A;;WO;;;AU)", "gives S-1-5-11 WRITE_OWNER"},
+      {"O:BUD:P(A;;GA;;;SY)", "the owner it names may change the pipes' DACL"},
+      {"O:SY", "has no DACL"},
+  };
+  pm_test_service svc;
+  char arg[400];
+  const char *out;
+  const char *args[] = {arg, NULL};
+  (void)state;
+  for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+    const char *bad[] = {"--data-dir=", "--pipe-sddl", refused[i].sddl, NULL};
+    assert_int_equal(1, run(bad, &out));
+    assert_contains(out, refused[i].says);
+  }
+  snprintf(arg, sizeof(arg),
+           "--pipe-sddl=D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;%s)(A;;GA;;;OW)(A;;0x12019b;;;WD)"
+           "(D;;GA;;;AN)",
+           own_sid());
+  pm_test_service_start(&svc, args);
+  assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, NULL));
+  pm_test_service_cleanup(&svc);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(serves_commands_and_events),
@@ -969,6 +1004,7 @@ int main(void) {
       cmocka_unit_test(data_dir_foreign_file_refused),
       cmocka_unit_test(log_file_private),
       cmocka_unit_test(log_and_names_links_refused),
+      cmocka_unit_test(pipe_sddl_checked),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
