@@ -16,11 +16,24 @@ from ._record import DataMismatch, Record, decode_answer, params_of
 
 _lib_ = _lib.lib
 
-# Events the binding holds for an events() loop that has not taken them yet. An observer gets
-# every event without confirming, so the service would otherwise fill this without bound; past
-# it the library's event thread waits, the service's socket fills, and the service cuts a slow
-# observer off (TooSlow) as it would any other.
+# Events the binding holds for an events() loop that has not taken them yet, by count and by
+# the bytes of their Data. An observer gets every event without confirming, so the service
+# would otherwise fill this without bound; past either limit the library's event thread waits,
+# the service's socket fills, and the service cuts a slow observer off (TooSlow) as it would any
+# other. The bytes match what the service lets an observer leave unread
+# (PM_EVENT_OBSERVER_MAX_UNSENT_DEFAULT); one event larger than that is still taken alone.
 EVENTS_BUFFERED_MAX = 1024
+EVENTS_BUFFERED_BYTES_MAX = 4 * 1024 * 1024
+
+# Every event session whose library client may still call back into Python: its ctypes
+# callbacks must outlive the C client, whatever happens to the objects the application holds
+# (an exception between making a session and the stream that closes it, a finalizer running
+# late). A session enters before pm_client_open and leaves once pm_client_close has returned.
+_ATTACHED: "set[_SessionCore]" = set()
+_ATTACHED_LOCK = threading.Lock()
+# The session whose callback this thread is running (the library's thread): a garbage
+# collection there may close that very session.
+_IN_CALLBACK = threading.local()
 
 
 def _text(b: Optional[bytes]) -> str:
@@ -80,6 +93,39 @@ def _failed(rc: int, what: str) -> Exception:
     return cls(cls.__name__, f"{what}: {_lib.strerror(rc)}", from_service=False)
 
 
+def _millis(value: int, what: str) -> int:
+    """A timeout for the library's uint32_t: ctypes would silently keep its low 32 bits (-1
+    becoming 49 days, 2**32 the default)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int (milliseconds), not {value!r}")
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError(f"{what} must be 0 (the default) to 2**32-1 milliseconds, not {value}")
+    return value
+
+
+def _open_failed(rc: int, config: Dict[str, Any]) -> Exception:
+    """pm_client_open's refusal, naming the setting it refused: the library answers one code
+    for all of them, so the pipe names are checked again here, one at a time."""
+    if rc not in _lib.ARGUMENT_ERRORS:
+        return _failed(rc, "cannot open the client")
+    buf = ctypes.create_string_buffer(_lib.PM_PIPE_PATH_MAX + 1)
+    for what, kind in (("command_pipe", _lib.PM_PIPE_COMMAND), ("event_pipe", _lib.PM_PIPE_EVENT)):
+        name = config[what]
+        if name is None:
+            name = _lib_.pm_pipe_default(kind)
+            what = f"{what} (from ${'PIPEMSG_' + what.upper()} or the default)"
+        rc_name = _lib_.pm_pipe_path(name, buf, len(buf))
+        if rc_name < 0:
+            shown = _text(name)
+            if len(shown) > 60:
+                shown = repr(shown[:60]) + f"... ({len(name)} bytes)"
+            else:
+                shown = repr(shown)
+            return _failed(rc_name, f"{what} {shown}")
+    owner = config["expect_owner"]
+    return _failed(rc, f"expect_owner {_text(owner)!r} (no such user, uid or account)")
+
+
 def _raise_for(r: "_lib.pm_result") -> None:
     name = _text(r.name)
     raise error_class(name)(name, _text(r.message), bool(r.from_service))
@@ -100,7 +146,7 @@ class Event:
 
     __slots__ = ("id", "type", "data", "typed", "epoch", "time", "_session", "_confirmed")
 
-    def __init__(self, ev: "_lib.pm_client_event", session: "Optional[_EventSession]") -> None:
+    def __init__(self, ev: "_lib.pm_client_event", session: "Optional[_SessionCore]") -> None:
         self.id: int = ev.id
         self.type: str = _text(ev.type_name)
         self.data: Dict[str, Any] = json.loads(ev.data_json) if ev.data_json else {}
@@ -127,9 +173,11 @@ class Event:
         return f"Event(id={self.id}, type={self.type!r}, data={self.data!r})"
 
 
-class _EventSession:
-    """One pm_client attached to the event pipe, and the events it has handed over. Holds no
-    reference to the stream the application iterates, so dropping that stream closes this."""
+class _SessionCore:
+    """One pm_client attached to the event pipe, and the events it has handed over. Its
+    callbacks reach only this; while attached it is kept in _ATTACHED, so the library never
+    calls a freed callback. What the application holds is an _EventSession, whose finalizer
+    closes this."""
 
     def __init__(self, config: Dict[str, Any], observe: bool, client_name: Optional[str],
                  start: "_Start", wake: Optional[Callable[[], None]]) -> None:
@@ -137,7 +185,8 @@ class _EventSession:
         resume, from_now = start
         # The position the application has reached: the last event it finished with.
         self.cursor: Tuple[int, int] = resume if resume is not None else (0, 0)
-        self._buf: Deque[Event] = deque()
+        self._buf: Deque[Tuple[Event, int]] = deque()
+        self._buf_bytes = 0
         self._cond = threading.Condition()
         self._closed = False
         self._wake = wake
@@ -147,34 +196,58 @@ class _EventSession:
         self._on_connection = _lib.connection_cb(self._connection)
         # The library keeps the pointer for every handshake: the bytes live as long as this.
         self._client_name = _c_string(client_name, "client_name")
-        cfg = _lib.pm_client_config(**config)
-        cfg.on_event = self._on_event
-        cfg.on_connection = self._on_connection
-        cfg.confirm_later = not observe
-        cfg.observe = observe
-        cfg.client_name = self._client_name
-        cfg.start = _lib.PM_CLIENT_START_NOW if from_now else _lib.PM_CLIENT_START_RESUME
+        self._cfg = _lib.pm_client_config(**config)
+        self._cfg.on_event = self._on_event
+        self._cfg.on_connection = self._on_connection
+        self._cfg.confirm_later = not observe
+        self._cfg.observe = observe
+        self._cfg.client_name = self._client_name
+        self._cfg.start = _lib.PM_CLIENT_START_NOW if from_now else _lib.PM_CLIENT_START_RESUME
         if resume is not None:
-            cfg.resume_epoch, cfg.resume_last_id = resume
-        handle = ctypes.c_void_p()
-        rc = _lib_.pm_client_open(ctypes.byref(cfg), ctypes.byref(handle))
+            self._cfg.resume_epoch, self._cfg.resume_last_id = resume
+        # The library writes the handle here itself: an exception landing after
+        # pm_client_open has returned still leaves it where close() finds it.
+        self._cell = ctypes.c_void_p()
+
+    def open(self) -> None:
+        with _ATTACHED_LOCK:
+            _ATTACHED.add(self)
+        rc = _lib_.pm_client_open(ctypes.byref(self._cfg), ctypes.byref(self._cell))
         if rc < 0:
+            self.close()
             raise _failed(rc, "cannot attach to the event pipe")
-        self._handle: Optional[int] = handle.value
 
     def _event(self, _client: int, ev: Any, _data: int) -> None:
-        event = Event(ev.contents, None if self.observe else self)
+        _IN_CALLBACK.core = self
+        try:
+            self._take_event(ev.contents)
+        finally:
+            _IN_CALLBACK.core = None
+
+    def _take_event(self, c_ev: Any) -> None:
+        size = len(c_ev.data_json) if c_ev.data_json else 0
+        event = Event(c_ev, None if self.observe else self)
         with self._cond:
-            while len(self._buf) >= EVENTS_BUFFERED_MAX and not self._closed:
+            while self._buf and not self._closed and \
+                    (len(self._buf) >= EVENTS_BUFFERED_MAX or
+                     self._buf_bytes + size > EVENTS_BUFFERED_BYTES_MAX):
                 self._cond.wait()
             if self._closed:
                 return  # unconfirmed: the service sends it to the next client
-            self._buf.append(event)
+            self._buf.append((event, size))
+            self._buf_bytes += size
             self._cond.notify_all()
         if self._wake is not None:
             self._wake()
 
     def _connection(self, _client: int, state: int, _reason: Optional[bytes], _data: int) -> None:
+        _IN_CALLBACK.core = self
+        try:
+            self._state(state)
+        finally:
+            _IN_CALLBACK.core = None
+
+    def _state(self, state: int) -> None:
         with self._cond:
             self.attached = state == _lib.PM_CLIENT_CONNECTED
             self._cond.notify_all()
@@ -193,7 +266,8 @@ class _EventSession:
                 self._cond.wait()
             if self._closed or not self._buf:
                 return None
-            ev = self._buf.popleft()
+            ev, size = self._buf.popleft()
+            self._buf_bytes -= size
             self._cond.notify_all()
             return ev
 
@@ -205,21 +279,40 @@ class _EventSession:
         with self._handle_lock:
             if epoch != self.cursor[0] or event_id > self.cursor[1]:
                 self.cursor = (epoch, event_id)
-            if self._handle is not None:
-                _lib_.pm_client_confirm(self._handle, event_id)
+            if self._cell.value is not None:
+                _lib_.pm_client_confirm(self._cell.value, event_id)
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
             self._buf.clear()
+            self._buf_bytes = 0
             self._cond.notify_all()
         with self._handle_lock:
-            handle, self._handle = self._handle, None
+            handle, self._cell.value = self._cell.value, None
             if handle is not None:
                 # Releases the GIL (ctypes), so an event callback waiting for it finishes first.
                 _lib_.pm_client_close(handle)
+        # Only now may the callbacks go: the library calls none of them any more. Closed from
+        # its own callback, the client is freed once that returns: the entry stays, so that
+        # the callback being run is not freed under it.
+        if getattr(_IN_CALLBACK, "core", None) is not self:
+            with _ATTACHED_LOCK:
+                _ATTACHED.discard(self)
         if self._wake is not None:
             self._wake()
+
+
+class _EventSession:
+    """What a stream holds: its _SessionCore, closed when this is closed or collected (an
+    exception between making this and the stream leaves it to the garbage collector)."""
+
+    def __init__(self, core: _SessionCore) -> None:
+        self.core = core
+        # Set before the core opens: from then on, losing this closes it.
+        self._finalizer = weakref.finalize(self, core.close)
+        core.open()
+
 
 
 class EventStream:
@@ -228,8 +321,12 @@ class EventStream:
     the service sends it again on the next attach; leaving the loop (break, an exception, close())
     ends the attachment. Also a context manager."""
 
-    def __init__(self, session: _EventSession) -> None:
-        self._session = session
+    def __init__(self, client: "Client", session: "_EventSession") -> None:
+        # The client too: a stream of a client the application does not keep
+        # (pipemsg.Client().events()) would be closed with it at once.
+        self._client = client
+        self._keep = session
+        self._session = session.core
         self._last: Optional[Event] = None
 
     def __iter__(self) -> "EventStream":
@@ -268,15 +365,21 @@ class EventStream:
         self.close()
 
     def __del__(self) -> None:
-        self._session.close()
+        # __init__ may not have run (an exception before it ended): the session's own
+        # finalizer closes it then.
+        session = getattr(self, "_session", None)
+        if session is not None:
+            session.close()
 
 
 class AsyncEventStream:
     """What Client.aevents() returns: async for ev in ...; the same rules as EventStream. Also
     an async context manager."""
 
-    def __init__(self, session: _EventSession, ready: asyncio.Event) -> None:
-        self._session = session
+    def __init__(self, client: "Client", session: "_EventSession", ready: asyncio.Event) -> None:
+        self._client = client  # as EventStream
+        self._keep = session
+        self._session = session.core
         self._ready = ready
         self._last: Optional[Event] = None
 
@@ -325,7 +428,11 @@ class AsyncEventStream:
         self._session.close()
 
     def __del__(self) -> None:
-        self._session.close()
+        # __init__ may not have run (an exception before it ended): the session's own
+        # finalizer closes it then.
+        session = getattr(self, "_session", None)
+        if session is not None:
+            session.close()
 
 
 class _PendingCalls:
@@ -400,17 +507,17 @@ class Client(Commands):
         self._config: Dict[str, Any] = {
             "command_pipe": _c_string(command_pipe, "command_pipe"),
             "event_pipe": _c_string(event_pipe, "event_pipe"),
-            "connect_timeout_ms": connect_timeout_ms,
-            "response_timeout_ms": response_timeout_ms,
-            "handshake_timeout_ms": handshake_timeout_ms,
-            "reconnect_min_ms": reconnect_min_ms,
-            "reconnect_max_ms": reconnect_max_ms,
+            "connect_timeout_ms": _millis(connect_timeout_ms, "connect_timeout_ms"),
+            "response_timeout_ms": _millis(response_timeout_ms, "response_timeout_ms"),
+            "handshake_timeout_ms": _millis(handshake_timeout_ms, "handshake_timeout_ms"),
+            "reconnect_min_ms": _millis(reconnect_min_ms, "reconnect_min_ms"),
+            "reconnect_max_ms": _millis(reconnect_max_ms, "reconnect_max_ms"),
             "expect_owner": _c_string(expect_owner, "expect_owner"),
         }
         self._lock = threading.Condition()
         self._busy = 0  # calls running on self._handle
         self._handle: Optional[int] = None
-        self._sessions: "weakref.WeakSet[_EventSession]" = weakref.WeakSet()
+        self._sessions: "weakref.WeakSet[_SessionCore]" = weakref.WeakSet()
         # The library's callback reaches the pending calls only, never the client: a client
         # the application drops is closed (__del__) at once, on the application's thread.
         self._pending = _PendingCalls()
@@ -419,7 +526,7 @@ class Client(Commands):
         handle = ctypes.c_void_p()
         rc = _lib_.pm_client_open(ctypes.byref(cfg), ctypes.byref(handle))
         if rc < 0:
-            raise _failed(rc, "cannot open the client")
+            raise _open_failed(rc, self._config)
         self._handle = handle.value
 
     # ---- lifetime ------------------------------------------------------------------------
@@ -522,8 +629,9 @@ class Client(Commands):
         with self._lock:
             if self._handle is None:
                 raise ValueError("pipemsg.Client is closed")
-            session = _EventSession(self._config, observe, client_name, start, wake)
-            self._sessions.add(session)
+            session = _EventSession(_SessionCore(self._config, observe, client_name, start,
+                                                 wake))
+            self._sessions.add(session.core)
             return session
 
     def events(self, observe: bool = False, *, client_name: Optional[str] = None,
@@ -549,8 +657,8 @@ class Client(Commands):
             queued then is discarded (reattaching after a service restart resumes as usual).
 
         resume and from_now exclude each other; an observer takes neither."""
-        return EventStream(self._session(observe, client_name,
-                                         _start_of(observe, resume, from_now), None))
+        return EventStream(self, self._session(observe, client_name,
+                                               _start_of(observe, resume, from_now), None))
 
     def aevents(self, observe: bool = False, *, client_name: Optional[str] = None,
                 resume: Optional[Tuple[int, int]] = None, from_now: bool = False
@@ -566,7 +674,7 @@ class Client(Commands):
             except RuntimeError:
                 pass  # the loop is closed: nobody waits
 
-        return AsyncEventStream(self._session(observe, client_name, start, wake), ready)
+        return AsyncEventStream(self, self._session(observe, client_name, start, wake), ready)
 
 
 # Where a stream starts: a resume cursor or None, and whether from now.

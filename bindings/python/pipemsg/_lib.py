@@ -47,6 +47,9 @@ PM_ENAMETOOLONG = -16
 PM_EPIPENAME = -23
 # What pm_client_open and pm_client_call_async answer for an argument they refuse.
 ARGUMENT_ERRORS = (PM_EINVAL, PM_ENAMETOOLONG, PM_EPIPENAME)
+PM_PIPE_PATH_MAX = 107
+PM_PIPE_COMMAND = 0
+PM_PIPE_EVENT = 1
 PM_CLIENT_DRIVE_THREAD = 0
 PM_CLIENT_CONNECTED = 0
 PM_CLIENT_START_RESUME = 0
@@ -125,6 +128,10 @@ lib.pm_client_confirm.restype = ctypes.c_int
 lib.pm_client_cursor.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64),
                                  ctypes.POINTER(ctypes.c_int64)]
 lib.pm_client_cursor.restype = None
+lib.pm_pipe_default.argtypes = [ctypes.c_int]
+lib.pm_pipe_default.restype = ctypes.c_char_p
+lib.pm_pipe_path.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
+lib.pm_pipe_path.restype = ctypes.c_int
 lib.pm_strerror.argtypes = [ctypes.c_int]
 lib.pm_strerror.restype = ctypes.c_char_p
 

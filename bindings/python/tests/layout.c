@@ -5,6 +5,7 @@
 
 #include "pipemsg/client.h"
 #include "pipemsg/error.h"
+#include "pipemsg/pipe.h"
 
 #define FIELD(type, field)                                                                     \
   printf("  \"%s.%s\": [%zu, %zu],\n", #type, #field, offsetof(type, field),                   \
@@ -48,6 +49,9 @@ int main(void) {
   printf("  \"PM_ENOMEM\": %d,\n", PM_ENOMEM);
   printf("  \"PM_ENAMETOOLONG\": %d,\n", PM_ENAMETOOLONG);
   printf("  \"PM_EPIPENAME\": %d,\n", PM_EPIPENAME);
+  printf("  \"PM_PIPE_PATH_MAX\": %d,\n", PM_PIPE_PATH_MAX);
+  printf("  \"PM_PIPE_COMMAND\": %d,\n", (int)PM_PIPE_COMMAND);
+  printf("  \"PM_PIPE_EVENT\": %d,\n", (int)PM_PIPE_EVENT);
   printf("  \"PM_CLIENT_DRIVE_THREAD\": %d,\n", (int)PM_CLIENT_DRIVE_THREAD);
   printf("  \"PM_CLIENT_CONNECTED\": %d,\n", (int)PM_CLIENT_CONNECTED);
   printf("  \"PM_CLIENT_START_RESUME\": %d,\n", (int)PM_CLIENT_START_RESUME);
