@@ -32,7 +32,8 @@ typedef enum pm_result_code {
   PM_RC_TRANSPORT_ERROR,         /* the connection failed, or the answer was malformed */
   PM_RC_TRANSPORT_NOT_AUTHORIZED, /* the pipe's owner is not the expected one (nothing was sent),
                                      or the service refused us (TransportNotAuthorized) */
-  PM_RC_INVALID_ARGUMENT         /* the call itself was wrong (nothing was sent) */
+  PM_RC_INVALID_ARGUMENT,        /* the call itself was wrong (nothing was sent) */
+  PM_RC_CANCELED                 /* pm_client_call_cancel: an asynchronous call given up */
 } pm_result_code;
 
 /* Room for the Result's name and the message, NUL included; a longer message is cut. */
@@ -165,6 +166,14 @@ typedef void (*pm_client_call_cb)(pm_client *client, const pm_result *result,
  * the same reason, and nothing is sent. */
 int pm_client_call_async(pm_client *client, const char *command, const char *params_json,
                          pm_client_call_cb cb, void *data);
+/* Cancels the asynchronous calls made with this data (pm_client_call_async or a typed
+ * pm_client_*_async) that have not finished: one not yet sent is not sent; one in flight is
+ * no longer waited for (its connection is closed), though a request already sent may still run
+ * at the service. The calls after them go on without waiting. Each one's cb still runs exactly
+ * once, later, on the client's loop: with PM_RC_CANCELED ("Canceled", error PM_ECANCELED), or
+ * with its result when that came first. Thread-safe, and allowed from a callback. Returns how
+ * many calls it canceled (0: none was pending with this data), or PM_EINVAL (no client). */
+int pm_client_call_cancel(pm_client *client, void *data);
 /* Frees text the client handed over (pm_client_call's data_json). */
 void pm_client_free(void *p);
 

@@ -36,6 +36,7 @@ typedef struct call {
   void *data;
   void *answer; /* typed: cmd->data's struct, taken when the call is made */
   char *refused; /* why its Params were refused when it was made: answered without sending */
+  bool canceled; /* by pm_client_call_cancel; under the client's lock */
 } call;
 
 typedef struct call_list {
@@ -51,7 +52,8 @@ struct pm_client {
   uv_loop_t loop;
   unsigned activity;    /* the loop's PM__LOOP_ACTIVITY counter */
   uv_async_t wake;      /* calls were submitted, or (drive thread) the loop thread must end */
-  uv_mutex_t lock;      /* submitted, ending, thread_started */
+  uv_mutex_t lock;      /* submitted, ending, thread_started; the loop changes waiting and
+                           running under it too, for pm_client_call_cancel to look */
   call_list submitted;  /* by any thread, not yet seen by the loop */
   bool ending;
   bool thread_started;
@@ -87,7 +89,8 @@ static bool running_here(const pm_client *c) {
 static const char *const rc_names[] = {"Ok", "BadRequest", "TooManyRequests",
                                        "ServiceNotInitialized", "Error"};
 static const char *const client_rc_names[] = {"ConnectionTimeout", "Timeout", "TransportError",
-                                              "TransportNotAuthorized", "InvalidArgument"};
+                                              "TransportNotAuthorized", "InvalidArgument",
+                                              "Canceled"};
 
 const char *pm_result_code_name(pm_result_code code) {
   if ((unsigned)code < sizeof(rc_names) / sizeof(rc_names[0]))
@@ -367,17 +370,57 @@ static void complete(pm_client *c, call *j, pm_result r, const pm_msg *response)
   call_free(j);
 }
 
+static pm_result canceled(void) {
+  return client_side(PM_RC_CANCELED, PM_ECANCELED,
+                     "canceled (pm_client_call_cancel); a request already sent may still run "
+                     "at the service");
+}
+
+static void set_running(pm_client *c, call *j) {
+  uv_mutex_lock(&c->lock);
+  c->running = j;
+  uv_mutex_unlock(&c->lock);
+}
+
+/* Takes the next waiting call, as the running one unless it was canceled, in one step under
+ * the lock: pm_client_call_cancel finds a call in one place or the other. */
+static call *take_waiting(pm_client *c, bool *was_canceled) {
+  call *j;
+  uv_mutex_lock(&c->lock);
+  j = list_pop(&c->waiting);
+  *was_canceled = j->canceled;
+  if (!j->canceled)
+    c->running = j;
+  uv_mutex_unlock(&c->lock);
+  return j;
+}
+
+/* Moves the canceled calls of l to out; under the lock. */
+static void take_canceled(call_list *l, call_list *out) {
+  call_list kept = {NULL, NULL};
+  call *j;
+  while ((j = list_pop(l)) != NULL)
+    list_push(j->canceled ? out : &kept, j);
+  *l = kept;
+}
+
 static void next_call(pm_client *c);
 
 static void on_call_done(void *data, int status, pm_msg *response) {
   pm_client *c = data;
   call *j = c->running;
+  bool was_canceled;
+  uv_mutex_lock(&c->lock);
   c->running = NULL;
+  was_canceled = j->canceled;
+  uv_mutex_unlock(&c->lock);
   c->in_flight = NULL;
-  if (status == PM_ECANCELED)
-    call_free(j);
-  else
+  if (status != PM_ECANCELED)
     complete(c, j, round_trip_result(status, response), response);
+  else if (was_canceled)
+    complete(c, j, canceled(), NULL);
+  else
+    call_free(j); /* the client is closing */
   pm_msg_free(response);
   next_call(c);
 }
@@ -385,13 +428,19 @@ static void on_call_done(void *data, int status, pm_msg *response) {
 /* Starts the next waiting call unless one is running. */
 static void next_call(pm_client *c) {
   while (c->running == NULL && !c->closing && c->waiting.head != NULL) {
-    call *j = list_pop(&c->waiting);
+    bool was_canceled;
+    call *j = take_waiting(c, &was_canceled);
     const char *name = j->cmd != NULL ? j->cmd->name : j->command;
     json_t *params = j->params;
     pm_msg *request = NULL;
     pm_result r;
     int rc;
+    if (was_canceled) {
+      complete(c, j, canceled(), NULL);
+      continue;
+    }
     if (j->refused != NULL) {
+      set_running(c, NULL);
       complete(c, j, client_side(PM_RC_INVALID_ARGUMENT, PM_EINVAL, j->refused), NULL);
       continue;
     }
@@ -403,16 +452,14 @@ static void next_call(pm_client *c) {
     if (rc < 0) {
       r = request_failed(rc);
     } else {
-      c->running = j;
       rc = pm__call_start(&c->loop, c->command_pipe, &c->call_opts, request, PM_ENC_JSON,
                           on_call_done, c, &c->in_flight);
       pm_msg_free(request);
-      if (rc < 0) {
-        c->running = NULL;
+      if (rc < 0)
         r = from_error(rc, NULL);
-      }
     }
     if (rc < 0) {
+      set_running(c, NULL);
       if (rc == PM_EINVAL && params != NULL)
         r = explain_params(r, params);
       complete(c, j, r, NULL);
@@ -446,16 +493,55 @@ static int start_thread(pm_client *c) {
 
 static void on_wake(uv_async_t *a) {
   pm_client *c = a->data;
-  bool ending;
+  call_list dropped = {NULL, NULL};
+  bool ending, stop_running;
+  call *j;
   PM__LOOP_ACTIVITY(&c->loop);
   uv_mutex_lock(&c->lock);
   list_append(&c->waiting, &c->submitted);
+  take_canceled(&c->waiting, &dropped);
+  stop_running = c->running != NULL && c->running->canceled;
   ending = c->ending;
   uv_mutex_unlock(&c->lock);
-  if (ending)
+  if (ending) {
+    list_free(&dropped);
     uv_stop(&c->loop);
-  else
-    next_call(c);
+    return;
+  }
+  while ((j = list_pop(&dropped)) != NULL)
+    complete(c, j, canceled(), NULL);
+  /* Its callback comes from on_call_done, once the connection has closed. */
+  if (stop_running)
+    pm__call_cancel(c->in_flight);
+  next_call(c);
+}
+
+/* Marks the calls of l made with data canceled; under the lock. */
+static int mark_canceled(call_list *l, void *data) {
+  int n = 0;
+  for (call *j = l->head; j != NULL; j = j->next)
+    if (j->data == data && !j->canceled) {
+      j->canceled = true;
+      n++;
+    }
+  return n;
+}
+
+int pm_client_call_cancel(pm_client *c, void *data) {
+  int n;
+  if (c == NULL)
+    return PM_EINVAL;
+  uv_mutex_lock(&c->lock);
+  n = mark_canceled(&c->submitted, data) + mark_canceled(&c->waiting, data);
+  if (c->running != NULL && c->running->data == data && !c->running->canceled) {
+    c->running->canceled = true;
+    n++;
+  }
+  uv_mutex_unlock(&c->lock);
+  /* The loop does the rest: only it may touch a call in flight. */
+  if (n > 0)
+    uv_async_send(&c->wake);
+  return n;
 }
 
 static int submit(pm_client *c, call *j) {

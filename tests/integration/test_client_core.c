@@ -22,6 +22,8 @@ typedef struct fixture {
   uv_thread_t thread;
   uv_sem_t ready;
   uv_async_t stop;
+  uv_async_t release; /* answers the call held by "Hold" */
+  pm_command_call *held;
   pm_command_server *commands;
   pm_event_server *events;
   int start_rc;
@@ -37,20 +39,36 @@ static pm_result last_result;
 static pm_state last_state;
 static pm_client_event_type event_types[8];
 static int64_t event_ids[8];
+static int held, versions;
+/* The asynchronous calls' outcomes, in the order their callbacks ran. */
+static pm_result results[8];
+static void *result_data[8];
+
+static void count(int *counter);
 
 /* GetState answers Connected; StartVpn TooManyRequests; GetVersion Ok without its Data;
- * LongText and LongSymbols Error with a long Message; anything else BadRequest. */
+ * LongText and LongSymbols Error with a long Message; Hold not until fx.release; anything else
+ * BadRequest. */
 static void handler(pm_command_call *call, void *data) {
   const char *cmd = pm_command_call_command(call);
   (void)data;
-  if (strcmp(cmd, "GetState") == 0)
+  if (strcmp(cmd, "Hold") == 0) {
+    fx.held = call;
+    uv_mutex_lock(&lock);
+    count(&held);
+    uv_mutex_unlock(&lock);
+  } else if (strcmp(cmd, "GetState") == 0)
     pm_command_call_reply(call, "Ok", NULL,
                           json_pack("{s:s, s:s, s:b, s:b, s:[s], s:s}", "State", "Connected",
                                     "Location", "de", "KillSwitch", 1, "ReconnectionEnabled", 0,
                                     "BypassDomains", "example.com", "Since",
                                     "2026-12-01T00:00:00Z"));
-  else if (strcmp(cmd, "GetVersion") == 0)
+  else if (strcmp(cmd, "GetVersion") == 0) {
+    uv_mutex_lock(&lock);
+    count(&versions);
+    uv_mutex_unlock(&lock);
     pm_command_call_reply(call, "Ok", NULL, NULL);
+  }
   else if (strcmp(cmd, "StartVpn") == 0)
     pm_command_call_reply(call, "TooManyRequests", "already connected", NULL);
   else if (strcmp(cmd, "LongText") == 0 || strcmp(cmd, "LongSymbols") == 0) {
@@ -68,7 +86,16 @@ static void handler(pm_command_call *call, void *data) {
     pm_command_call_reply(call, "BadRequest", "unknown command", NULL);
 }
 
+static void on_release(uv_async_t *a) {
+  (void)a;
+  if (fx.held != NULL)
+    pm_command_call_reply(fx.held, "Ok", NULL, NULL);
+  fx.held = NULL;
+}
+
 static void on_stop(uv_async_t *a) {
+  on_release(&fx.release);
+  uv_close((uv_handle_t *)&fx.release, NULL);
   pm_command_server_close(fx.commands, NULL, NULL);
   pm_event_server_close(fx.events, NULL, NULL);
   uv_close((uv_handle_t *)a, NULL);
@@ -93,7 +120,7 @@ static void server_thread(void *arg) {
 static int setup(void **state) {
   (void)state;
   memset(&fx, 0, sizeof(fx));
-  calls = events = 0;
+  calls = events = held = versions = 0;
   uv_mutex_init(&lock);
   uv_cond_init(&changed);
   pm_test_dir_new(fx.dir, sizeof(fx.dir));
@@ -101,6 +128,7 @@ static int setup(void **state) {
   pm_test_pipe_path(fx.dir, "evt", fx.evt_path, sizeof(fx.evt_path));
   assert_int_equal(0, uv_loop_init(&fx.loop));
   uv_async_init(&fx.loop, &fx.stop, on_stop);
+  uv_async_init(&fx.loop, &fx.release, on_release);
   uv_sem_init(&fx.ready, 0);
   assert_int_equal(0, uv_thread_create(&fx.thread, server_thread, NULL));
   uv_sem_wait(&fx.ready);
@@ -281,6 +309,74 @@ static void test_client_core_async_both_drives(void **state) {
   pm_client_close(c);
 }
 
+static void on_result(pm_client *c, const pm_result *r, const char *data_json, void *data) {
+  (void)c;
+  (void)data_json;
+  uv_mutex_lock(&lock);
+  if (calls < 8) {
+    results[calls] = *r;
+    result_data[calls] = data;
+  }
+  count(&calls);
+  uv_mutex_unlock(&lock);
+}
+
+static void assert_canceled(const pm_result *r) {
+  assert_int_equal(PM_RC_CANCELED, r->code);
+  assert_string_equal("Canceled", r->name);
+  assert_int_equal(PM_ECANCELED, r->error);
+  assert_false(r->from_service);
+}
+
+/* A call not sent yet is dropped: its callback says Canceled, the service never sees it, and
+ * the call after it runs. */
+static void test_client_core_cancel_waiting(void **state) {
+  pm_client_config cfg = {.drive = PM_CLIENT_DRIVE_APP};
+  pm_client *c = open_client(&cfg);
+  int a, b, other;
+  (void)state;
+  assert_int_equal(0, pm_client_call_async(c, "GetVersion", NULL, on_result, &a));
+  assert_int_equal(0, pm_client_call_async(c, "GetState", NULL, on_result, &b));
+  assert_int_equal(1, pm_client_call_cancel(c, &a));
+  assert_int_equal(0, pm_client_call_cancel(c, &a));
+  assert_int_equal(0, pm_client_call_cancel(c, &other));
+  assert_int_equal(PM_EINVAL, pm_client_call_cancel(NULL, &a));
+  await_count(c, &calls, 2);
+  assert_ptr_equal(&a, result_data[0]);
+  assert_canceled(&results[0]);
+  assert_ptr_equal(&b, result_data[1]);
+  assert_int_equal(PM_RC_OK, results[1].code);
+  assert_int_equal(0, versions);
+  /* Finished: nothing left to cancel. */
+  assert_int_equal(0, pm_client_call_cancel(c, &b));
+  pm_client_close(c);
+}
+
+/* A call in flight is no longer waited for: its callback says Canceled long before the
+ * response timeout, and the next call goes on once the server is free. */
+static void test_client_core_cancel_in_flight(void **state) {
+  pm_client_config cfg = {.response_timeout_ms = 120000};
+  pm_client *c = open_client(&cfg);
+  int a, b;
+  uint64_t t0;
+  (void)state;
+  assert_int_equal(0, pm_client_call_async(c, "Hold", NULL, on_result, &a));
+  await_count(NULL, &held, 1);
+  t0 = pm_test_now_ms();
+  assert_int_equal(1, pm_client_call_cancel(c, &a));
+  await_count(NULL, &calls, 1);
+  assert_true(pm_test_now_ms() - t0 < 60000);
+  assert_ptr_equal(&a, result_data[0]);
+  assert_canceled(&results[0]);
+  /* The server serves one request at a time: let it finish the one it holds. */
+  uv_async_send(&fx.release);
+  assert_int_equal(0, pm_client_call_async(c, "GetVersion", NULL, on_result, &b));
+  await_count(NULL, &calls, 2);
+  assert_ptr_equal(&b, result_data[1]);
+  assert_int_equal(PM_RC_OK, results[1].code);
+  pm_client_close(c);
+}
+
 static void on_event(pm_client *c, const pm_client_event *ev, void *data) {
   (void)c;
   (void)data;
@@ -400,6 +496,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_client_core_long_message_cut_whole, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_core_conversions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_core_async_both_drives, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_core_cancel_waiting, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_core_cancel_in_flight, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_core_events, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_core_app_deadline, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_core_app_close_in_callback, setup, teardown),
