@@ -450,6 +450,10 @@ class _PendingCalls:
             self._calls[token] = (loop, fut, command)
         return token
 
+    def has(self, token: int) -> bool:
+        with self._lock:
+            return token in self._calls
+
     def pop(self, token: int) -> Optional[Tuple[asyncio.AbstractEventLoop,
                                                 "asyncio.Future[Any]", str]]:
         with self._lock:
@@ -616,7 +620,18 @@ class Client(Commands):
         if rc < 0:
             self._pending.pop(token)
             raise _failed(rc, command)
+        fut.add_done_callback(lambda f: self._cancelled(f, token))
         return fut
+
+    def _cancelled(self, fut: "asyncio.Future[Any]", token: int) -> None:
+        """A call whose future asyncio cancelled (wait_for, a cancelled task) is cancelled in
+        the library too: not sent if it still waits its turn, else no longer waited for, so
+        that the calls after it do not wait behind it."""
+        if not fut.cancelled() or not self._pending.has(token):
+            return
+        with self._lock:
+            if self._handle is not None:
+                _lib_.pm_client_call_cancel(self._handle, ctypes.c_void_p(token))
 
     async def _atyped_call(self, command: str, params: Mapping[str, Any],
                            answer: Optional[Type[Record]]) -> Any:

@@ -121,6 +121,8 @@ lib.pm_client_call.restype = pm_result
 lib.pm_client_call_async.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, call_cb,
                                      ctypes.c_void_p]
 lib.pm_client_call_async.restype = ctypes.c_int
+lib.pm_client_call_cancel.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+lib.pm_client_call_cancel.restype = ctypes.c_int
 lib.pm_client_free.argtypes = [ctypes.c_void_p]
 lib.pm_client_free.restype = None
 lib.pm_client_confirm.argtypes = [ctypes.c_void_p, ctypes.c_int64]
