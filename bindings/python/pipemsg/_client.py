@@ -187,7 +187,12 @@ class _SessionCore:
         self.cursor: Tuple[int, int] = resume if resume is not None else (0, 0)
         self._buf: Deque[Tuple[Event, int]] = deque()
         self._buf_bytes = 0
-        self._cond = threading.Condition()
+        # Entered as itself, whose "with" is C: an exception from a signal handler cannot land
+        # between taking it and the block that releases it, as it can in Condition.__enter__
+        # (Python code), which would leave it held for good. Reentrant: a garbage collection
+        # on a thread holding it may close this session.
+        self._mutex = threading.RLock()
+        self._cond = threading.Condition(self._mutex)
         self._closed = False
         self._wake = wake
         self._handle_lock = threading.Lock()
@@ -227,7 +232,7 @@ class _SessionCore:
     def _take_event(self, c_ev: Any) -> None:
         size = len(c_ev.data_json) if c_ev.data_json else 0
         event = Event(c_ev, None if self.observe else self)
-        with self._cond:
+        with self._mutex:
             while self._buf and not self._closed and \
                     (len(self._buf) >= EVENTS_BUFFERED_MAX or
                      self._buf_bytes + size > EVENTS_BUFFERED_BYTES_MAX):
@@ -248,20 +253,20 @@ class _SessionCore:
             _IN_CALLBACK.core = None
 
     def _state(self, state: int) -> None:
-        with self._cond:
+        with self._mutex:
             self.attached = state == _lib.PM_CLIENT_CONNECTED
             self._cond.notify_all()
         if self._wake is not None:
             self._wake()
 
     def wait_attached(self, timeout: Optional[float]) -> bool:
-        with self._cond:
+        with self._mutex:
             return self._cond.wait_for(lambda: self.attached or self._closed, timeout) \
                 and not self._closed
 
     def take(self, block: bool) -> Optional[Event]:
         """The next event; None once closed (or, not blocking, when none is there)."""
-        with self._cond:
+        with self._mutex:
             while not self._buf and not self._closed and block:
                 self._cond.wait()
             if self._closed or not self._buf:
@@ -283,7 +288,7 @@ class _SessionCore:
                 _lib_.pm_client_confirm(self._cell.value, event_id)
 
     def close(self) -> None:
-        with self._cond:
+        with self._mutex:
             self._closed = True
             self._buf.clear()
             self._buf_bytes = 0
@@ -518,7 +523,8 @@ class Client(Commands):
             "reconnect_max_ms": _millis(reconnect_max_ms, "reconnect_max_ms"),
             "expect_owner": _c_string(expect_owner, "expect_owner"),
         }
-        self._lock = threading.Condition()
+        self._mutex = threading.RLock()  # as _SessionCore's
+        self._lock = threading.Condition(self._mutex)
         self._busy = 0  # calls running on self._handle
         self._handle: Optional[int] = None
         self._sessions: "weakref.WeakSet[_SessionCore]" = weakref.WeakSet()
@@ -538,7 +544,7 @@ class Client(Commands):
     def close(self) -> None:
         """Ends every events() loop of this client, waits for the calls running, and frees the
         client. Pending asyncio calls are cancelled. Calling it again does nothing."""
-        with self._lock:
+        with self._mutex:
             handle, self._handle = self._handle, None
             sessions = list(self._sessions)
             while self._busy:
@@ -560,14 +566,14 @@ class Client(Commands):
             self.close()
 
     def _acquire(self) -> int:
-        with self._lock:
+        with self._mutex:
             if self._handle is None:
                 raise ValueError("pipemsg.Client is closed")
             self._busy += 1
             return self._handle
 
     def _release(self) -> None:
-        with self._lock:
+        with self._mutex:
             self._busy -= 1
             self._lock.notify_all()
 
@@ -629,7 +635,7 @@ class Client(Commands):
         that the calls after it do not wait behind it."""
         if not fut.cancelled() or not self._pending.has(token):
             return
-        with self._lock:
+        with self._mutex:
             if self._handle is not None:
                 _lib_.pm_client_call_cancel(self._handle, ctypes.c_void_p(token))
 
@@ -641,7 +647,7 @@ class Client(Commands):
 
     def _session(self, observe: bool, client_name: Optional[str], start: "_Start",
                  wake: Optional[Callable[[], None]]) -> _EventSession:
-        with self._lock:
+        with self._mutex:
             if self._handle is None:
                 raise ValueError("pipemsg.Client is closed")
             session = _EventSession(_SessionCore(self._config, observe, client_name, start,

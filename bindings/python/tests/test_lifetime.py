@@ -62,6 +62,44 @@ def test_orphaned_session_is_closed_not_crashed(service):
     assert p.returncode == 0, f"exit status {p.returncode}\n{p.stdout}\n{p.stderr}"
 
 
+# A KeyboardInterrupt landing in the stream's close() just after it took its lock, injected in
+# threading.Condition.__enter__ (Python code, where a signal handler may raise): the lock must
+# not stay held, or the library's thread waits for it with the next event and closing the
+# client (which joins that thread) hangs.
+INTERRUPTED_CLOSE = r"""
+import threading
+import pipemsg
+
+c = pipemsg.Client()
+st = c.events(observe=True)
+st.wait_attached(10)
+real = threading.Condition.__enter__
+def enter(self):
+    real(self)
+    threading.Condition.__enter__ = real
+    raise KeyboardInterrupt
+threading.Condition.__enter__ = enter
+try:
+    st.close()
+except KeyboardInterrupt:
+    pass
+threading.Condition.__enter__ = real
+c.call("EmitEvent", Type="Demo", Count=3)
+c.close()
+print("closed")
+"""
+
+
+def test_interrupted_close_leaves_no_lock_held(service):
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR))
+    try:
+        p = subprocess.run([sys.executable, "-B", "-c", INTERRUPTED_CLOSE], env=env,
+                           capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the client's close() hung: a lock was left held")
+    assert p.returncode == 0 and "closed" in p.stdout, p.stderr
+
+
 def test_stream_without_init_raises_nothing(service):
     # __del__ of a stream whose __init__ did not run: an AttributeError there is only
     # printed by Python ("Exception ignored in"), so call it directly.
