@@ -352,28 +352,35 @@ static void test_client_core_cancel_waiting(void **state) {
   pm_client_close(c);
 }
 
-/* A call in flight is no longer waited for: its callback says Canceled long before the
- * response timeout, and the next call goes on once the server is free. */
+/* A call waiting behind one in flight is dropped at once, not when its turn comes; the one in
+ * flight is no longer waited for: its callback says Canceled long before the response timeout,
+ * and the next call goes on once the server is free. */
 static void test_client_core_cancel_in_flight(void **state) {
   pm_client_config cfg = {.response_timeout_ms = 120000};
   pm_client *c = open_client(&cfg);
-  int a, b;
+  int a, b, d;
   uint64_t t0;
   (void)state;
   assert_int_equal(0, pm_client_call_async(c, "Hold", NULL, on_result, &a));
   await_count(NULL, &held, 1);
+  assert_int_equal(0, pm_client_call_async(c, "GetVersion", NULL, on_result, &b));
   t0 = pm_test_now_ms();
-  assert_int_equal(1, pm_client_call_cancel(c, &a));
+  assert_int_equal(1, pm_client_call_cancel(c, &b));
   await_count(NULL, &calls, 1);
-  assert_true(pm_test_now_ms() - t0 < 60000);
-  assert_ptr_equal(&a, result_data[0]);
+  assert_ptr_equal(&b, result_data[0]);
   assert_canceled(&results[0]);
+  assert_int_equal(1, pm_client_call_cancel(c, &a));
+  await_count(NULL, &calls, 2);
+  assert_true(pm_test_now_ms() - t0 < 60000);
+  assert_ptr_equal(&a, result_data[1]);
+  assert_canceled(&results[1]);
   /* The server serves one request at a time: let it finish the one it holds. */
   uv_async_send(&fx.release);
-  assert_int_equal(0, pm_client_call_async(c, "GetVersion", NULL, on_result, &b));
-  await_count(NULL, &calls, 2);
-  assert_ptr_equal(&b, result_data[1]);
-  assert_int_equal(PM_RC_OK, results[1].code);
+  assert_int_equal(0, pm_client_call_async(c, "GetVersion", NULL, on_result, &d));
+  await_count(NULL, &calls, 3);
+  assert_ptr_equal(&d, result_data[2]);
+  assert_int_equal(PM_RC_OK, results[2].code);
+  assert_int_equal(1, versions);
   pm_client_close(c);
 }
 
