@@ -319,7 +319,6 @@ class _EventSession:
         core.open()
 
 
-
 class EventStream:
     """What Client.events() returns: iterate it (for ev in ...). An event is confirmed when the
     loop comes back for the next one, so an exception in the loop body leaves it unconfirmed and
