@@ -49,9 +49,12 @@ struct pm_event_client {
   int64_t epoch;   /* of the service we last talked to; 0 before the first session */
   int64_t last_id; /* highest event id handed to the application in that epoch */
   int64_t skip_epoch; /* current_epoch's answer for this attempt; 0: none */
-  /* confirm_later: the event handed over and not yet confirmed, 0: none. The service sends
+  /* confirm_later: the event this connection's service waits for, 0: none. The service sends
    * nothing while it waits (its acknowledgement timeout governs), so silence is not counted. */
   int64_t unconfirmed;
+  /* confirm_later: the event handed over that the application has not confirmed, 0: none;
+   * across connections, as it stays queued. Nonzero, it is last_id. */
+  int64_t held;
   uint32_t heartbeat_ms;
   uint32_t backoff_ms;
   char reason[PM_REASON_MAX]; /* why the current connection is ending */
@@ -196,6 +199,7 @@ static void on_handshake_reply(pm_event_client *c, const pm_msg *m) {
     c->epoch = epoch;
     c->last_id = 0;
     uv_mutex_unlock(&c->cursor_lock);
+    c->held = 0;
   }
   c->state = LINK_CONNECTED;
   c->unconfirmed = 0;
@@ -255,7 +259,12 @@ static void deliver(pm_event_client *c, int64_t id, const char *type, const char
     c->last_id = id;
     uv_mutex_unlock(&c->cursor_lock);
     if (c->opts.confirm_later && !c->opts.observe)
-      c->unconfirmed = id;
+      c->unconfirmed = c->held = id;
+  } else if (id == c->held) {
+    /* Sent again while the application still has it: confirmed when (and if) it confirms, or
+     * else it stays queued for the next client. */
+    c->unconfirmed = id;
+    return;
   }
   /* A duplicate (its confirmation was lost) is confirmed again but not delivered twice. */
   if (!c->opts.observe && (!fresh || !c->opts.confirm_later))
@@ -387,10 +396,11 @@ static void connected(pm_event_client *c) {
     if (rc == 0)
       rc = pm_msg_set_int(m, "LastEventId", INT64_MAX);
   } else if (rc == 0 && c->epoch != 0 && !c->opts.observe) {
-    /* The resume cursor: the service drops what we already have (§5.4). */
+    /* The resume cursor: the service drops what we already have (§5.4), but for an event the
+     * application has not confirmed (held is last_id then). */
     rc = pm_msg_set_int(m, "Epoch", c->epoch);
     if (rc == 0)
-      rc = pm_msg_set_int(m, "LastEventId", c->last_id);
+      rc = pm_msg_set_int(m, "LastEventId", c->held != 0 ? c->held - 1 : c->last_id);
   }
   if (rc < 0) {
     pm_msg_free(m);
@@ -456,7 +466,13 @@ static void on_confirm(uv_async_t *a) {
   c->pending = NULL;
   c->n_pending = c->cap_pending = 0;
   uv_mutex_unlock(&c->pending_lock);
-  for (size_t i = 0; i < n && c->state == LINK_CONNECTED; i++) {
+  for (size_t i = 0; i < n; i++) {
+    /* Between connections too: the next cursor then covers it, or, sent again, it is
+     * confirmed as a duplicate. */
+    if (ids[i] == c->held)
+      c->held = 0;
+    if (c->state != LINK_CONNECTED)
+      continue;
     send_confirmation(c, ids[i]);
     if (ids[i] == c->unconfirmed && c->state == LINK_CONNECTED) {
       c->unconfirmed = 0;

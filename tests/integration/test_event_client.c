@@ -174,6 +174,8 @@ typedef enum {
   FAKE_OBSERVED,          /* records the handshake's Mode, sends events 1 and 2, a heartbeat */
   FAKE_FLOOD,             /* answers, then sends events 1, 2, ... and reads nothing */
   FAKE_HEARTBEAT_FLOOD,   /* answers, then sends heartbeats Seq 1, 2, ... and reads nothing */
+  FAKE_SENT_AGAIN,        /* answers, sends event 1 twice and a heartbeat, records answers */
+  FAKE_EVENT_THEN_CLOSE,  /* answers, sends event 1 and closes; then answers only */
 } fake_mode;
 
 /* What a flooding fake sends at most: far more than it takes to fill the client's bound with
@@ -200,9 +202,11 @@ typedef struct fake {
   char mode_sent[32];  /* the handshake's Mode, "" without one */
   char client_sent[32]; /* the handshake's Client, "" without one */
   int cursor_sent;     /* the handshake carried an Epoch */
+  int64_t last_event_id; /* the last handshake's LastEventId, -1 without one */
   char after_events[32]; /* the kind of the first message after the events */
   int flooded;         /* messages sent in a flood before the client hung up */
   int hung_up;         /* the client closed the connection and all it wrote has been read */
+  char heard[64];      /* FAKE_SENT_AGAIN: "C<id>" per confirmation, "H<seq>" per handshake */
 } fake;
 
 static fake fk;
@@ -235,13 +239,17 @@ static pm_msg *fake_recv(int fd) {
 static int64_t fake_read_handshake(int fd) {
   pm_msg *m = fake_recv(fd);
   const char *name = "";
-  int64_t seq = -1;
+  int64_t seq = -1, last = -1;
   if (m != NULL && strcmp(pm_msg_kind(m), "Handshake") == 0 && pm_msg_get_int(m, "Seq", &seq) < 0)
     seq = -1;
-  if (m != NULL)
+  if (m != NULL) {
     pm_msg_get_string(m, "Client", &name);
+    if (pm_msg_get_int(m, "LastEventId", &last) < 0)
+      last = -1;
+  }
   uv_mutex_lock(&got.lock);
   snprintf(fk.client_sent, sizeof(fk.client_sent), "%s", name);
+  fk.last_event_id = last;
   uv_mutex_unlock(&got.lock);
   pm_msg_free(m);
   return seq;
@@ -329,6 +337,42 @@ static void fake_flood(fake *f, int fd) {
   uv_mutex_unlock(&got.lock);
 }
 
+/* Event 1, then the same again (a service whose acknowledgement timeout passed sends it
+ * again), then a heartbeat, whose answer shows the client has read both; then every answer the
+ * client sends, in order, until it hangs up. */
+static void fake_sent_again(fake *f, int fd) {
+  pm_msg *m;
+  int64_t n;
+  if (fake_event(fd, 1, 1) < 0 || fake_event(fd, 1, 1) < 0 ||
+      pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":9}}") < 0)
+    return;
+  while ((m = fake_recv(fd)) != NULL) {
+    int confirmation = strcmp(pm_msg_kind(m), "EventConfirmation") == 0;
+    size_t used;
+    n = 0;
+    pm_msg_get_int(m, confirmation ? "Id" : "Seq", &n);
+    uv_mutex_lock(&got.lock);
+    used = strlen(f->heard);
+    snprintf(f->heard + used, sizeof(f->heard) - used, "%s%c%lld", used ? " " : "",
+             confirmation ? 'C' : 'H', (long long)n);
+    if (confirmation)
+      f->nconfirmed++;
+    else
+      f->answered_seq = n;
+    uv_mutex_unlock(&got.lock);
+    pm_msg_free(m);
+  }
+}
+
+/* Whether the fake's client has sent an answer of that letter (FAKE_SENT_AGAIN's heard). */
+static int fake_heard(char letter) {
+  int yes;
+  uv_mutex_lock(&got.lock);
+  yes = strchr(fk.heard, letter) != NULL;
+  uv_mutex_unlock(&got.lock);
+  return yes;
+}
+
 static void fake_serve(fake *f, int fd) {
   int64_t seq;
   pm_msg *m;
@@ -414,6 +458,14 @@ static void fake_serve(fake *f, int fd) {
   case FAKE_HEARTBEAT_FLOOD:
     if (fake_answer(f, fd, seq) == 0)
       fake_flood(f, fd);
+    break;
+  case FAKE_SENT_AGAIN:
+    if (fake_answer(f, fd, seq) == 0)
+      fake_sent_again(f, fd);
+    break;
+  case FAKE_EVENT_THEN_CLOSE:
+    if (fake_answer(f, fd, seq) == 0 && f->served == 0 && fake_event(fd, 1, 1) == 0)
+      shutdown(fd, SHUT_RDWR);
     break;
   case FAKE_HEARTBEAT:
     if (fake_answer(f, fd, seq) < 0 || pm_test_send_frame(fd, "{\"Handshake\":{\"Seq\":9}}") < 0)
@@ -588,6 +640,71 @@ static void test_event_client_resume_cursor_across_clients(void **state) {
   json_decref(data);
 }
 
+static void start_confirming_later(void) {
+  pm_event_client_options opts;
+  options(&opts);
+  opts.confirm_later = true;
+  start_with(svc.event_pipe, &opts);
+}
+
+/* Waits until the service's Events counter name reaches n. */
+static void await_stat(const char *name, int64_t n) {
+  uint64_t deadline = pm_test_now_ms() + (uint64_t)WAIT_MS;
+  while (pm_test_stat(svc.command_pipe, "Events", name) < n) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+}
+
+/* With confirm_later, an event held past the acknowledgement timeout (300 ms) ends the session
+ * and is sent again on the next; the client neither confirms it for the application nor leaves
+ * it out of its resume cursor, so an application that never confirms it leaves it queued for
+ * the next client. */
+static void test_event_client_held_event_stays_queued(void **state) {
+  int64_t id;
+  (void)state;
+  emit(1);
+  start_confirming_later();
+  await_count(&got.count, 1);
+  id = got.ids[0];
+  /* Sent again, and that copy timed out too: nothing confirmed it. */
+  await_stat("Redelivered", 1);
+  await_stat("AckFailures", 2);
+  stop_client();
+  assert_int_equal(1, got.count);
+  assert_int_equal(1, pm_test_stat(svc.command_pipe, "Events", "Queued"));
+  assert_int_equal(0, pm_test_stat(svc.command_pipe, "Events", "Delivered"));
+  memset(got.ids, 0, sizeof(got.ids));
+  got.count = 0;
+  start_client(svc.event_pipe);
+  await_count(&got.count, 1);
+  stop_client();
+  assert_int_equal(id, got.ids[0]);
+}
+
+/* The same, confirmed once it was sent again: taken from the queue once, never delivered
+ * again. The confirmation reaches the session that has it in flight, or, between sessions, the
+ * next cursor covers it. */
+static void test_event_client_held_event_confirmed_late(void **state) {
+  int64_t id;
+  (void)state;
+  emit(1);
+  start_confirming_later();
+  await_count(&got.count, 1);
+  id = got.ids[0];
+  await_stat("Redelivered", 1);
+  assert_pm(0, pm_event_client_confirm(client, id));
+  /* The next event comes only once the first has left the queue. */
+  emit(1);
+  await_count(&got.count, 2);
+  stop_client();
+  assert_int_equal(2, got.count);
+  assert_int_equal(id + 1, got.ids[1]);
+  assert_int_equal(1, pm_test_stat(svc.command_pipe, "Events", "Delivered") +
+                          pm_test_stat(svc.command_pipe, "Events", "ResumeSkipped"));
+  assert_int_equal(1, pm_test_stat(svc.command_pipe, "Events", "Queued"));
+}
+
 static void test_event_client_bad_options(void **state) {
   pm_event_client_options opts;
   pm_event_client *c = NULL;
@@ -709,6 +826,57 @@ static void test_event_client_drops_duplicate_ids(void **state) {
   assert_false(got.timed[1]);
   assert_int_equal(4, fk.nconfirmed);
   assert_memory_equal(confirmed, fk.confirmed, sizeof(confirmed));
+}
+
+/* With confirm_later, an event sent again on the same connection while the application
+ * holds it is not confirmed by the client: its one confirmation is the application's. */
+static void test_event_client_held_duplicate_not_confirmed(void **state) {
+  pm_event_client_options opts;
+  uint64_t deadline;
+  (void)state;
+  fake_start(FAKE_SENT_AGAIN, 1);
+  options(&opts);
+  opts.confirm_later = true;
+  start_with(fk.path, &opts);
+  /* The heartbeat's answer: the client has read both copies. */
+  deadline = pm_test_now_ms() + (uint64_t)WAIT_MS;
+  while (!fake_heard('H')) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+  assert_pm(0, pm_event_client_confirm(client, 1));
+  while (count_of(&fk.nconfirmed) < 1) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+  fake_stop();
+  assert_int_equal(1, got.count);
+  assert_string_equal("H9 C1", fk.heard);
+}
+
+/* With confirm_later, an event the application confirms while there is no connection is
+ * covered by the next connection's resume cursor (held, it would not be). The backoff is long
+ * enough for the confirmation to be handled before the next attempt. */
+static void test_event_client_confirmed_between_connections(void **state) {
+  pm_event_client_options opts;
+  uint64_t deadline;
+  (void)state;
+  fake_start(FAKE_EVENT_THEN_CLOSE, 2);
+  options(&opts);
+  opts.confirm_later = true;
+  opts.reconnect_min_ms = opts.reconnect_max_ms = (uint32_t)pm_test_margin_ms(1000);
+  start_with(fk.path, &opts);
+  await_count(&got.count, 1);
+  await_count(&got.disconnected, 1);
+  assert_pm(0, pm_event_client_confirm(client, 1));
+  deadline = pm_test_now_ms() + (uint64_t)WAIT_MS;
+  while (count_of(&fk.served) < 2) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+  fake_stop();
+  assert_int_equal(1, got.count);
+  assert_int_equal(1, fk.last_event_id);
 }
 
 /* A service's answer to the client's own heartbeat is answered (§5.2). */
@@ -1100,6 +1268,8 @@ int main(void) {
       T(reconnects_after_restart),
       T(slow_application_sees_event_once),
       T(resume_cursor_across_clients),
+      T(held_event_stays_queued),
+      T(held_event_confirmed_late),
       T(bad_options),
       T(silence_means_dead),
       T(negative_heartbeat_ignored),
@@ -1107,6 +1277,8 @@ int main(void) {
       T(handshake_deadline),
       T(backoff_doubles),
       T(drops_duplicate_ids),
+      T(held_duplicate_not_confirmed),
+      T(confirmed_between_connections),
       T(answers_heartbeat),
       T(observes),
       T(handshake_seq_mismatch),
