@@ -175,7 +175,8 @@ typedef enum {
   FAKE_FLOOD,             /* answers, then sends events 1, 2, ... and reads nothing */
   FAKE_HEARTBEAT_FLOOD,   /* answers, then sends heartbeats Seq 1, 2, ... and reads nothing */
   FAKE_SENT_AGAIN,        /* answers, sends event 1 twice and a heartbeat, records answers */
-  FAKE_EVENT_THEN_CLOSE,  /* answers, sends event 1 and closes; then answers only */
+  FAKE_EVENT_THEN_CLOSE,  /* answers, sends event event_id (1) and closes; then answers and
+                             closes, the last connection answered only */
 } fake_mode;
 
 /* What a flooding fake sends at most: far more than it takes to fill the client's bound with
@@ -193,6 +194,8 @@ typedef struct fake {
   fake_mode mode;
   int connections; /* how many to serve */
   int64_t heartbeat_ms;
+  int64_t epoch_later; /* the epoch answered after the first connection; 0: 5 throughout */
+  int64_t event_id;    /* FAKE_EVENT_THEN_CLOSE's event; 0: 1 */
   /* Seen, under got.lock: */
   int served;
   int64_t confirmed[MAX_SEEN];
@@ -258,8 +261,9 @@ static int64_t fake_read_handshake(int fd) {
 static int fake_answer(fake *f, int fd, int64_t seq) {
   char reply[160];
   snprintf(reply, sizeof(reply),
-           "{\"Handshake\":{\"Seq\":%lld,\"Version\":1,\"Epoch\":5,\"HeartbeatMs\":%lld}}",
-           (long long)seq, (long long)f->heartbeat_ms);
+           "{\"Handshake\":{\"Seq\":%lld,\"Version\":1,\"Epoch\":%lld,\"HeartbeatMs\":%lld}}",
+           (long long)seq, (long long)(f->served > 0 && f->epoch_later ? f->epoch_later : 5),
+           (long long)f->heartbeat_ms);
   return pm_test_send_frame(fd, reply);
 }
 
@@ -464,7 +468,9 @@ static void fake_serve(fake *f, int fd) {
       fake_sent_again(f, fd);
     break;
   case FAKE_EVENT_THEN_CLOSE:
-    if (fake_answer(f, fd, seq) == 0 && f->served == 0 && fake_event(fd, 1, 1) == 0)
+    if (fake_answer(f, fd, seq) < 0 || f->served == f->connections - 1)
+      break;
+    if (f->served > 0 || fake_event(fd, f->event_id ? f->event_id : 1, 1) == 0)
       shutdown(fd, SHUT_RDWR);
     break;
   case FAKE_HEARTBEAT:
@@ -879,6 +885,29 @@ static void test_event_client_confirmed_between_connections(void **state) {
   assert_int_equal(1, fk.last_event_id);
 }
 
+/* With confirm_later, an event still held when the service's epoch changes (a restart without
+ * a store) says nothing of the new epoch's ids: the next cursor is the new epoch's, 0. */
+static void test_event_client_held_forgotten_in_new_epoch(void **state) {
+  pm_event_client_options opts;
+  uint64_t deadline;
+  (void)state;
+  fk.event_id = 3;
+  fk.epoch_later = 6;
+  fake_start(FAKE_EVENT_THEN_CLOSE, 3);
+  options(&opts);
+  opts.confirm_later = true;
+  start_with(fk.path, &opts);
+  deadline = pm_test_now_ms() + (uint64_t)WAIT_MS;
+  while (count_of(&fk.served) < 3) {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+  }
+  fake_stop();
+  assert_int_equal(1, got.count);
+  assert_int_equal(3, got.ids[0]);
+  assert_int_equal(0, fk.last_event_id);
+}
+
 /* A service's answer to the client's own heartbeat is answered (§5.2). */
 static void test_event_client_answers_heartbeat(void **state) {
   uint64_t deadline;
@@ -1279,6 +1308,7 @@ int main(void) {
       T(drops_duplicate_ids),
       T(held_duplicate_not_confirmed),
       T(confirmed_between_connections),
+      T(held_forgotten_in_new_epoch),
       T(answers_heartbeat),
       T(observes),
       T(handshake_seq_mismatch),
