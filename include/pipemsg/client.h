@@ -122,8 +122,9 @@ typedef struct pm_client_config {
   bool confirm_later;  /* false: an event is confirmed when on_event returns; true: by
                           pm_client_confirm(), from any thread. An event left unconfirmed past
                           the service's acknowledgement timeout ends the session; the service
-                          sends it again, and the library confirms it then without delivering
-                          it twice */
+                          sends it again on the next, not delivered twice, and keeps it queued
+                          until the application confirms it (a client closed before that
+                          leaves it to the next client) */
   bool observe;        /* attach as an observer (PROTOCOL §5.11): every event published from
                           now on, none confirmed, none taken from the service's queue */
   pm_client_start start;

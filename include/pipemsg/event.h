@@ -243,9 +243,10 @@ typedef struct pm_event_client_options {
                                     from now on, confirming none, taking none from the queue;
                                     the client slot stays free; no resume cursor is sent */
   bool confirm_later;            /* events are confirmed by pm_event_client_confirm(), not when
-                                    on_event returns; one sent again (its confirmation came too
-                                    late for the service) is confirmed without being delivered
-                                    twice */
+                                    on_event returns. Until then an event stays queued: held past
+                                    the service's acknowledgement timeout, it ends the session,
+                                    the resume cursor leaves it out, and the copy sent again is
+                                    neither delivered twice nor confirmed by the client */
   /* Start from now: until a session has been established, each attempt first asks
    * current_epoch (blocking, on the client's thread) for the service's epoch and sends it with
    * the highest possible LastEventId, so the service discards what it has queued (§5.4).
@@ -268,7 +269,8 @@ void pm_event_client_stop(pm_event_client *c);
  * the application) in resume_epoch / resume_last_id so nothing delivered comes back. */
 void pm_event_client_cursor(pm_event_client *c, int64_t *epoch, int64_t *last_id);
 /* Confirms event id (with confirm_later), from any thread: sent on the client's thread if the
- * session is still up, else dropped (the service sends the event again). 0 or PM_ENOMEM. */
+ * session is still up; else the next session's resume cursor covers it (or the copy the service
+ * sends again is confirmed). 0 or PM_ENOMEM. */
 int pm_event_client_confirm(pm_event_client *c, int64_t id);
 
 #ifdef __cplusplus

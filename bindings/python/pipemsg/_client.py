@@ -664,8 +664,8 @@ class Client(Commands):
         sends it again on the next attach; ev.confirm() confirms it at once. Leaving the loop
         detaches. The library answers heartbeats and reconnects (a service restart) by itself.
         A body slower than the service's acknowledgement timeout (--ack-timeout-ms, 1 s by
-        default) ends the session: the service sends the event again and the library confirms
-        it then, without delivering it twice.
+        default) ends the session: the service sends the event again, not delivered twice, and
+        it is confirmed only when the body finishes (one that then raises leaves it queued).
 
         observe: attach as an observer (every event published from now on, none confirmed,
         none taken from the service's queue).
