@@ -1,6 +1,8 @@
 """events(): typed data, confirmation when the loop body finishes, observers, a service
 restart while iterating."""
 
+import time
+
 import pytest
 
 from conftest import await_queued
@@ -69,6 +71,29 @@ def test_exception_leaves_event_unconfirmed(client, service):
     # coming back for the next one, the second one was not: the next attach gets it again.
     again = take(client.events(), 1)
     assert [ev.id for ev in again] == [first + 1]
+    await_queued(client, 0)
+
+
+def await_ack_failures(client, n, timeout_s=10):
+    deadline = time.monotonic() + timeout_s
+    while client.get_stats().events.ack_failures < n:
+        if time.monotonic() > deadline:
+            pytest.fail(f"fewer than {n} confirmations timed out")
+        time.sleep(0.01)
+
+
+def test_slow_body_that_raises_leaves_event_queued(client, service):
+    # A body slower than the acknowledgement timeout: the session ends and the event is sent
+    # again on the next one, which times out too (the library confirms no copy and its resume
+    # cursor leaves the event out). The body then raises: the next attach gets the event.
+    service.restart("--ack-timeout-ms", "200")
+    emit(client, "Custom")
+    with pytest.raises(Boom):
+        for ev in client.events():
+            first = ev.id
+            await_ack_failures(client, 2)
+            raise Boom()
+    assert ids(take(client.events(), 1)) == [first]
     await_queued(client, 0)
 
 
