@@ -203,9 +203,10 @@ int pm_client_process(pm_client *client);
 /* Confirms an event delivered with confirm_later. Thread-safe. PM_EINVAL when confirm_later is
  * off or there is no event pipe. */
 int pm_client_confirm(pm_client *client, int64_t id);
-/* The resume cursor: the service's epoch and the highest event id whose on_event has returned
- * (0 and 0 before the first session). Keep it for resume_epoch / resume_last_id.
- * Thread-safe. */
+/* The resume cursor: the service's epoch and the highest event id whose on_event has returned,
+ * less one while that event waits for pm_client_confirm (confirm_later), so a client resuming
+ * from it is sent that event again (0 and 0 before the first session). Keep it for
+ * resume_epoch / resume_last_id. Thread-safe. */
 void pm_client_cursor(pm_client *client, int64_t *epoch, int64_t *last_id);
 
 #ifdef __cplusplus

@@ -265,8 +265,10 @@ int pm_event_client_start(const char *name, const pm_event_client_options *opts,
 /* Stops the thread (from any thread but the client's own) and frees the client. */
 void pm_event_client_stop(pm_event_client *c);
 /* The resume cursor: the service's epoch and the highest event id handed to the application in
- * it (0 and 0 before the first session). Thread-safe. Keep it across clients (or restarts of
- * the application) in resume_epoch / resume_last_id so nothing delivered comes back. */
+ * it, less one while the application holds that event unconfirmed (confirm_later), so it comes
+ * back if never confirmed (0 and 0 before the first session). Thread-safe. Keep it across
+ * clients (or restarts of the application) in resume_epoch / resume_last_id so nothing
+ * delivered and kept comes back. */
 void pm_event_client_cursor(pm_event_client *c, int64_t *epoch, int64_t *last_id);
 /* Confirms event id (with confirm_later), from any thread: sent on the client's thread if the
  * session is still up; else the next session's resume cursor covers it (or the copy the service

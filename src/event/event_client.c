@@ -45,7 +45,7 @@ struct pm_event_client {
   pm_reader *reader;
   char *read_buf; /* between reads */
   int64_t seq;
-  uv_mutex_t cursor_lock; /* epoch and last_id are read by pm_event_client_cursor */
+  uv_mutex_t cursor_lock; /* epoch, last_id, held: read by pm_event_client_cursor */
   int64_t epoch;   /* of the service we last talked to; 0 before the first session */
   int64_t last_id; /* highest event id handed to the application in that epoch */
   int64_t skip_epoch; /* current_epoch's answer for this attempt; 0: none */
@@ -63,6 +63,12 @@ struct pm_event_client {
 
 const char *pm_event_client_state_name(pm_event_client_state state) {
   return (unsigned)state < PM_EVENT_CLIENT_STATE_MAX ? state_names[state] : "unknown";
+}
+
+/* The cursor's id: the last event handed over, but for one the application holds unconfirmed
+ * (confirm_later), which a session or client resuming from it is sent again. */
+static int64_t resume_id(const pm_event_client *c) {
+  return c->held != 0 ? c->held - 1 : c->last_id;
 }
 
 static void report(pm_event_client *c, pm_event_client_state st, const char *reason) {
@@ -198,8 +204,8 @@ static void on_handshake_reply(pm_event_client *c, const pm_msg *m) {
     uv_mutex_lock(&c->cursor_lock);
     c->epoch = epoch;
     c->last_id = 0;
-    uv_mutex_unlock(&c->cursor_lock);
     c->held = 0;
+    uv_mutex_unlock(&c->cursor_lock);
   }
   c->state = LINK_CONNECTED;
   c->unconfirmed = 0;
@@ -257,9 +263,9 @@ static void deliver(pm_event_client *c, int64_t id, const char *type, const char
     }
     uv_mutex_lock(&c->cursor_lock);
     c->last_id = id;
-    uv_mutex_unlock(&c->cursor_lock);
     if (c->opts.confirm_later && !c->opts.observe)
       c->unconfirmed = c->held = id;
+    uv_mutex_unlock(&c->cursor_lock);
   } else if (id == c->held) {
     /* Sent again while the application still has it: confirmed when (and if) it confirms, or
      * else it stays queued for the next client. */
@@ -400,7 +406,7 @@ static void connected(pm_event_client *c) {
      * application has not confirmed (held is last_id then). */
     rc = pm_msg_set_int(m, "Epoch", c->epoch);
     if (rc == 0)
-      rc = pm_msg_set_int(m, "LastEventId", c->held != 0 ? c->held - 1 : c->last_id);
+      rc = pm_msg_set_int(m, "LastEventId", resume_id(c));
   }
   if (rc < 0) {
     pm_msg_free(m);
@@ -469,8 +475,11 @@ static void on_confirm(uv_async_t *a) {
   for (size_t i = 0; i < n; i++) {
     /* Between connections too: the next cursor then covers it, or, sent again, it is
      * confirmed as a duplicate. */
-    if (ids[i] == c->held)
+    if (ids[i] == c->held) {
+      uv_mutex_lock(&c->cursor_lock);
       c->held = 0;
+      uv_mutex_unlock(&c->cursor_lock);
+    }
     if (c->state != LINK_CONNECTED)
       continue;
     send_confirmation(c, ids[i]);
@@ -628,7 +637,7 @@ void pm__event_client_close(pm_event_client *c) {
 void pm_event_client_cursor(pm_event_client *c, int64_t *epoch, int64_t *last_id) {
   uv_mutex_lock(&c->cursor_lock);
   *epoch = c->epoch;
-  *last_id = c->last_id;
+  *last_id = resume_id(c);
   uv_mutex_unlock(&c->cursor_lock);
 }
 

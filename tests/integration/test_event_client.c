@@ -667,7 +667,8 @@ static void await_stat(const char *name, int64_t n) {
  * it out of its resume cursor, so an application that never confirms it leaves it queued for
  * the next client. */
 static void test_event_client_held_event_stays_queued(void **state) {
-  int64_t id;
+  pm_event_client_options opts;
+  int64_t id, cursor_epoch, cursor_id;
   (void)state;
   emit(1);
   start_confirming_later();
@@ -676,13 +677,19 @@ static void test_event_client_held_event_stays_queued(void **state) {
   /* Sent again, and that copy timed out too: nothing confirmed it. */
   await_stat("Redelivered", 1);
   await_stat("AckFailures", 2);
+  /* Kept for a later client, the cursor does not cover the held event either. */
+  pm_event_client_cursor(client, &cursor_epoch, &cursor_id);
   stop_client();
   assert_int_equal(1, got.count);
+  assert_int_equal(id - 1, cursor_id);
   assert_int_equal(1, pm_test_stat(svc.command_pipe, "Events", "Queued"));
   assert_int_equal(0, pm_test_stat(svc.command_pipe, "Events", "Delivered"));
   memset(got.ids, 0, sizeof(got.ids));
   got.count = 0;
-  start_client(svc.event_pipe);
+  options(&opts);
+  opts.resume_epoch = cursor_epoch;
+  opts.resume_last_id = cursor_id;
+  start_with(svc.event_pipe, &opts);
   await_count(&got.count, 1);
   stop_client();
   assert_int_equal(id, got.ids[0]);
