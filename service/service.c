@@ -533,6 +533,12 @@ static void on_command_log(const pm_command_log *e, void *data) {
   log_line line;
   log_level level;
   platform_heap_trim_if_large();
+  /* Not a connection: the pipe's listener cannot go on as it should (Windows). */
+  if (e->peer.pid < 0 && e->command == NULL && e->result == NULL &&
+      strncmp(e->reason, "listener: ", 10) == 0) {
+    log_msg(LVL_ERROR, "command %s", loggable_text(e->reason, reason));
+    return;
+  }
   c->connections++;
   if (e->result == NULL)
     c->no_request++;
@@ -588,6 +594,11 @@ static void on_event_log(const pm_event_log *e, void *data) {
                 (strcmp(e->what, "detached") == 0 && event_end_normal(e));
   char reason[121], who[PM_PEER_SID_MAX + 8];
   (void)data;
+  /* Not a session: the pipe's listener cannot go on as it should (Windows). */
+  if (strcmp(e->what, "listener") == 0) {
+    log_msg(LVL_ERROR, "event listener: %s", loggable_text(e->reason, reason));
+    return;
+  }
   if (strcmp(e->what, "detached") == 0)
     platform_heap_trim();
   /* authorize() said why already: one refusal, one line. */

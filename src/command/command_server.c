@@ -703,6 +703,22 @@ static void accept_pending(pm_command_server *s) {
   next_turn(s);
 }
 
+/* The listener cannot go on as it should (Windows): one entry with no peer, no command and no
+ * result, its reason starting "listener: ". */
+static void on_listener_failed(void *data, const char *why) {
+  pm_command_server *s = data;
+  pm_command_log entry;
+  char reason[PM_REASON_MAX];
+  if (s->opts.log == NULL)
+    return;
+  memset(&entry, 0, sizeof(entry));
+  entry.peer.pid = entry.peer.uid = entry.peer.gid = -1;
+  entry.peer.ngroups = -1;
+  snprintf(reason, sizeof(reason), "listener: %s", why);
+  entry.reason = reason;
+  s->opts.log(&entry, s->opts.data);
+}
+
 static void on_connection(void *data) {
   pm_command_server *s = data;
   if (s->closing)
@@ -748,6 +764,7 @@ int pm_command_server_start(uv_loop_t *loop, const char *name,
   spec.access.gid = s->opts.socket_gid;
   spec.access.sddl = s->opts.pipe_sddl;
   spec.fd = s->opts.listen_fd;
+  spec.failed = on_listener_failed;
   rc = pm__sigpipe_guard_start(loop, &s->sigpipe);
   if (rc == 0)
     rc = pm__listen(loop, &spec, on_connection, s, &s->listener);

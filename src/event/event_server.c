@@ -1162,6 +1162,20 @@ static void turn_away(session *ss, const char *what, const char *reason, const c
   disconnect(ss, reason, message);
 }
 
+/* The listener cannot go on as it should (Windows): one entry with no peer, "listener". */
+static void on_listener_failed(void *data, const char *why) {
+  pm_event_server *s = data;
+  pm_event_log e;
+  if (s->opts.log == NULL)
+    return;
+  memset(&e, 0, sizeof(e));
+  e.peer.pid = e.peer.uid = e.peer.gid = -1;
+  e.peer.ngroups = -1;
+  e.what = "listener";
+  e.reason = why;
+  s->opts.log(&e, s->opts.data);
+}
+
 static void on_connection(void *data) {
   pm_event_server *s = data;
   session *ss;
@@ -1328,6 +1342,7 @@ int pm_event_server_start(uv_loop_t *loop, const char *name, const pm_event_serv
   spec.access.gid = opts->socket_gid;
   spec.access.sddl = opts->pipe_sddl;
   spec.fd = opts->listen_fd;
+  spec.failed = on_listener_failed;
   rc = pm__listen(loop, &spec, on_connection, s, &s->listener);
   if (rc < 0) {
     uv_close((uv_handle_t *)&s->wake, on_server_handle_closed);

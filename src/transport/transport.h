@@ -28,6 +28,12 @@ typedef struct pm__listen_spec {
   pm__access access;
   int fd;        /* Unix: > 0: adopt this listening socket (socket activation) instead of
                     binding path; Windows: must be 0 (PM_EINVAL) */
+  /* Windows: called on the loop's thread (with the connection callback's data) when the
+   * listener cannot go on as it should: it cannot create the next pipe instance (each
+   * client meanwhile is turned away; reported again while it lasts), or the pipe is no
+   * longer ours (then it serves no more). why is a line for the log. NULL: not reported.
+   * Unix: unused. */
+  void (*failed)(void *data, const char *why);
 } pm__listen_spec;
 
 typedef struct pm__listener pm__listener;

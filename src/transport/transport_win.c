@@ -4,6 +4,7 @@
 #include <aclapi.h>
 #include <io.h>
 #include <sddl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,8 @@
 #define PIPE_BUFFER (64 * 1024)
 /* Pause before the listener thread tries again to create an instance it could not create. */
 #define INSTANCE_RETRY_MS 100
+/* While instances cannot be created, one report in this many failures (the first included). */
+#define INSTANCE_REPORT_EVERY 100
 /* Pause between connection attempts while no pipe of that name exists. */
 #define DIAL_RETRY_MS 20
 /* Bytes a blocking connection reads or writes at a time. */
@@ -30,8 +33,26 @@ int pm_pipe_dir(char *buf, size_t size) {
   return n < 0 || (size_t)n >= size ? PM_ENAMETOOLONG : 0;
 }
 
-/* A bare NAME and \\.\pipe\NAME both mean \\.\pipe\NAME. Anything else names something that is
- * not a local pipe (a path, \\server\pipe\NAME) and is refused, as on Unix. */
+/* 1 if NAME (after \\.\pipe\) stays a pipe name: Windows collapses "." and ".." components
+ * of a path before it opens it (\\.\pipe\..\C:\x is the file C:\x) and folds empty ones, so
+ * NAME may have none of them, nor ':' or '/'. A backslash between other components is part of
+ * a pipe's name, as on Unix. */
+static int bare_pipe_name(const char *bare) {
+  const char *c = bare;
+  if (strchr(bare, '/') != NULL || strchr(bare, ':') != NULL)
+    return 0;
+  for (;;) {
+    size_t len = strcspn(c, "\\");
+    if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+      return 0;
+    if (c[len] == '\0')
+      return 1;
+    c += len + 1;
+  }
+}
+
+/* A bare NAME and \\.\pipe\NAME both mean \\.\pipe\NAME, checked alike. Anything else names
+ * something that is not a local pipe (a path, \\server\pipe\NAME) and is refused, as on Unix. */
 int pm_pipe_path(const char *name, char *buf, size_t size) {
   const char *bare = name;
   int n;
@@ -39,10 +60,7 @@ int pm_pipe_path(const char *name, char *buf, size_t size) {
     return PM_EINVAL;
   if (strncmp(name, PIPE_PREFIX, strlen(PIPE_PREFIX)) == 0)
     bare = name + strlen(PIPE_PREFIX);
-  else if (name[0] == '\\' || name[0] == '/' || strchr(name, ':') != NULL)
-    return PM_EPIPENAME;
-  if (bare[0] == '\0' || strchr(bare, '/') != NULL || strcmp(bare, ".") == 0 ||
-      strcmp(bare, "..") == 0)
+  if (!bare_pipe_name(bare))
     return PM_EPIPENAME;
   n = snprintf(buf, size, "%s%s", PIPE_PREFIX, bare);
   if (n < 0 || (size_t)n >= size || (size_t)n > PM_PIPE_PATH_MAX)
@@ -72,25 +90,39 @@ static wchar_t *wide(const char *s) {
  * them itself: CreateNamedPipeW with the service's descriptor, byte mode, remote clients
  * rejected, the first one with FILE_FLAG_FIRST_PIPE_INSTANCE (created here, on the caller's
  * thread, so a name in use fails pm__listen at once). A helper thread waits in an overlapped
- * ConnectNamedPipe on the one pending instance, hands the connected instance to the loop
- * (uv_async_t) and waits until it is taken (pm__accept: uv_pipe_open on a CRT descriptor, as
- * libuv wants), and only then creates the next instance: one instance pending at a time, so a
- * client finding none free gets ERROR_PIPE_BUSY, which the blocking client retries like a
- * refused connection. */
+ * ConnectNamedPipe on the one pending instance; once a client is connected it creates the next
+ * instance, and only then hands the connected one to the loop (uv_async_t) and waits until it
+ * is taken (pm__accept: uv_pipe_open on a CRT descriptor, as libuv wants). So the name always
+ * has an instance of ours: a pipe with none ceases to exist, and whoever created the name next
+ * would own it (docs/windows.md, "Instances"), as libuv's own server avoids by keeping
+ * instances pending. One instance is pending at a time: while one client waits to be taken, a
+ * second may connect to it, and a third gets ERROR_PIPE_BUSY, which the blocking client
+ * retries like a refused connection.
+ *
+ * The pipe object (shared by its instances) has the owner of our descriptor, which
+ * pm__listen sets when the SDDL names none. The first instance and every later one are
+ * checked against it: an instance that joined someone else's pipe (the first, where
+ * FILE_FLAG_FIRST_PIPE_INSTANCE is not enforced, as under wine; a later one, should the
+ * pipe's owner have been changed) is never served. */
 
 struct pm__listener {
   uv_loop_t *loop;
-  uv_async_t wake;           /* thread -> loop: an instance is connected */
+  uv_async_t wake;           /* thread -> loop: an instance is connected, or a failure */
   HANDLE thread;
   HANDLE stop;               /* loop -> thread: close down (manual reset) */
   HANDLE taken;              /* loop -> thread: the connected instance was taken (auto reset) */
   HANDLE pending;            /* the instance waiting for a client (thread's) */
   CRITICAL_SECTION lock;
   HANDLE connected;          /* a connected instance not yet taken, or NULL (under lock) */
+  char failure[160];         /* a failure not yet reported, or "" (under lock) */
+  unsigned failures;         /* next instances not created in a row (thread's) */
   wchar_t *name;
+  const char *path;          /* for the reports: the spec's path, which outlives us */
   PSECURITY_DESCRIPTOR sd;   /* LocalFree */
+  PSID owner;                /* the pipe's owner: in sd */
   SECURITY_ATTRIBUTES sa;
   pm__connection_cb cb;
+  void (*failed)(void *data, const char *why);
   void *data;
   void (*close_cb)(void *data);
   void *close_data;
@@ -104,6 +136,31 @@ static HANDLE new_instance(pm__listener *l, int first) {
                           PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT |
                               PIPE_REJECT_REMOTE_CLIENTS,
                           PIPE_UNLIMITED_INSTANCES, PIPE_BUFFER, PIPE_BUFFER, 0, &l->sa);
+}
+
+/* 1 if instance h belongs to our pipe: the pipe object's owner is the one we gave it. */
+static int ours(pm__listener *l, HANDLE h) {
+  PSECURITY_DESCRIPTOR sd = NULL;
+  PSID sid = NULL;
+  int ok;
+  if (GetSecurityInfo(h, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, &sid, NULL, NULL, NULL,
+                      &sd) != ERROR_SUCCESS)
+    return 0;
+  ok = sid != NULL && EqualSid(sid, l->owner);
+  LocalFree(sd);
+  return ok;
+}
+
+/* Hands a line to the loop for l->failed (a later one replaces one not yet reported). */
+static void report(pm__listener *l, const char *fmt, ...) PM__PRINTF(2, 3);
+static void report(pm__listener *l, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  EnterCriticalSection(&l->lock);
+  vsnprintf(l->failure, sizeof(l->failure), fmt, ap);
+  LeaveCriticalSection(&l->lock);
+  va_end(ap);
+  uv_async_send(&l->wake);
 }
 
 /* Waits for a client on l->pending: 1 connected, 0 stop asked, -1 the client came and went,
@@ -137,20 +194,34 @@ static int wait_client(pm__listener *l, HANDLE ev) {
   return err == ERROR_NO_DATA ? -1 : -2;
 }
 
+/* The instance to wait on once l->pending's client is handed out; INVALID_HANDLE_VALUE if
+ * there is none: then l->pending's client is turned away and its instance stays pending (the
+ * name is never left without one), or, for a pipe no longer ours, *foreign is set. */
+static HANDLE next_instance(pm__listener *l, int *foreign) {
+  HANDLE next = new_instance(l, 0);
+  *foreign = 0;
+  if (next != INVALID_HANDLE_VALUE && ours(l, next)) {
+    l->failures = 0;
+    return next;
+  }
+  if (next != INVALID_HANDLE_VALUE) {
+    CloseHandle(next);
+    *foreign = 1;
+    report(l, "pipe %s is no longer ours (its owner changed): no longer served", l->path);
+    return INVALID_HANDLE_VALUE;
+  }
+  if (l->failures++ % INSTANCE_REPORT_EVERY == 0)
+    report(l, "pipe %s: cannot create another instance (error %lu): clients turned away",
+           l->path, (unsigned long)GetLastError());
+  DisconnectNamedPipe(l->pending);
+  return INVALID_HANDLE_VALUE;
+}
+
 static DWORD WINAPI listener_thread(void *arg) {
   pm__listener *l = arg;
-  HANDLE ev = CreateEventW(NULL, TRUE, FALSE, NULL);
+  HANDLE ev = CreateEventW(NULL, TRUE, FALSE, NULL), next;
   for (;;) {
-    int got;
-    if (l->pending == INVALID_HANDLE_VALUE) {
-      l->pending = new_instance(l, 0);
-      if (l->pending == INVALID_HANDLE_VALUE) {
-        if (WaitForSingleObject(l->stop, INSTANCE_RETRY_MS) == WAIT_OBJECT_0)
-          break;
-        continue;
-      }
-    }
-    got = ev == NULL ? 0 : wait_client(l, ev);
+    int got = ev == NULL ? 0 : wait_client(l, ev), foreign;
     if (got == 0)
       break;
     /* Never spin on an error that repeats: pause, as when an instance cannot be made. */
@@ -158,10 +229,18 @@ static DWORD WINAPI listener_thread(void *arg) {
       break;
     if (got < 0)
       continue;
+    next = next_instance(l, &foreign);
+    if (foreign)
+      break;
+    if (next == INVALID_HANDLE_VALUE) {
+      if (WaitForSingleObject(l->stop, INSTANCE_RETRY_MS) == WAIT_OBJECT_0)
+        break;
+      continue;
+    }
     EnterCriticalSection(&l->lock);
     l->connected = l->pending;
     LeaveCriticalSection(&l->lock);
-    l->pending = INVALID_HANDLE_VALUE;
+    l->pending = next;
     uv_async_send(&l->wake);
     /* Offered again while not taken: a server that could not take it then (out of memory)
      * gets another chance, as on Unix. */
@@ -184,10 +263,15 @@ static DWORD WINAPI listener_thread(void *arg) {
 
 static void on_wake(uv_async_t *a) {
   pm__listener *l = a->data;
+  char why[sizeof(l->failure)];
   HANDLE h;
   EnterCriticalSection(&l->lock);
   h = l->connected;
+  memcpy(why, l->failure, sizeof(why));
+  l->failure[0] = '\0';
   LeaveCriticalSection(&l->lock);
+  if (why[0] != '\0' && l->failed != NULL)
+    l->failed(l->data, why);
   if (h != NULL && l->cb != NULL)
     l->cb(l->data);
 }
@@ -217,11 +301,74 @@ static void on_wake_closed(uv_handle_t *h) {
     cb(data);
 }
 
+/* The user SID of token as a new TOKEN_USER (pm__free), or NULL. */
+static TOKEN_USER *token_user(HANDLE token) {
+  DWORD len = 0;
+  TOKEN_USER *u;
+  GetTokenInformation(token, TokenUser, NULL, 0, &len);
+  if (len == 0)
+    return NULL;
+  u = pm__malloc(len);
+  if (u != NULL && !GetTokenInformation(token, TokenUser, u, len, &len)) {
+    pm__free(u);
+    u = NULL;
+  }
+  return u;
+}
+
+/* sddl as a descriptor with an owner (LocalFree), or NULL. Windows gives an object without one
+ * the token's default owner; wine gives it none, and a client refuses a pipe without one. So
+ * an SDDL naming no owner gets the default owner when it is LocalSystem or Administrators (a
+ * service, an elevated administrator), which clients trust as such, else our user. */
+static PSECURITY_DESCRIPTOR owned_descriptor(const char *sddl) {
+  PSECURITY_DESCRIPTOR sd = NULL;
+  PSID owner = NULL, use;
+  BOOL defaulted;
+  HANDLE token = NULL;
+  TOKEN_USER *user = NULL;
+  char buf[sizeof(TOKEN_OWNER) + SECURITY_MAX_SID_SIZE], *text = NULL, *with = NULL;
+  wchar_t *w;
+  DWORD len;
+  w = wide(sddl);
+  if (w == NULL || !ConvertStringSecurityDescriptorToSecurityDescriptorW(w, SDDL_REVISION_1, &sd,
+                                                                         NULL))
+    sd = NULL;
+  pm__free(w);
+  if (sd == NULL || (GetSecurityDescriptorOwner(sd, &owner, &defaulted) && owner != NULL))
+    return sd;
+  LocalFree(sd);
+  sd = NULL;
+  if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token))
+    return NULL;
+  user = token_user(token);
+  use = user != NULL ? user->User.Sid : NULL;
+  if (GetTokenInformation(token, TokenOwner, buf, sizeof(buf), &len) &&
+      (IsWellKnownSid(((TOKEN_OWNER *)buf)->Owner, WinLocalSystemSid) ||
+       IsWellKnownSid(((TOKEN_OWNER *)buf)->Owner, WinBuiltinAdministratorsSid)))
+    use = ((TOKEN_OWNER *)buf)->Owner;
+  if (use != NULL && ConvertSidToStringSidA(use, &text)) {
+    len = (DWORD)(strlen(text) + strlen(sddl) + 3);
+    with = pm__malloc(len);
+    if (with != NULL)
+      snprintf(with, len, "O:%s%s", text, sddl);
+    LocalFree(text);
+  }
+  w = with != NULL ? wide(with) : NULL;
+  if (w == NULL || !ConvertStringSecurityDescriptorToSecurityDescriptorW(w, SDDL_REVISION_1, &sd,
+                                                                         NULL))
+    sd = NULL;
+  pm__free(w);
+  pm__free(with);
+  pm__free(user);
+  CloseHandle(token);
+  return sd;
+}
+
 int pm__listen(uv_loop_t *loop, const pm__listen_spec *spec, pm__connection_cb cb, void *data,
                pm__listener **out) {
   const char *sddl = spec->access.sddl != NULL ? spec->access.sddl : PM_PIPE_SDDL_DEFAULT;
   pm__listener *l;
-  wchar_t *wsddl;
+  BOOL defaulted;
   DWORD err;
   int rc;
   if (spec->fd != 0)
@@ -233,24 +380,22 @@ int pm__listen(uv_loop_t *loop, const pm__listen_spec *spec, pm__connection_cb c
   l->pending = INVALID_HANDLE_VALUE;
   l->loop = loop;
   l->cb = cb;
+  l->failed = spec->failed;
   l->data = data;
+  l->path = spec->path;
   l->name = wide(spec->path);
-  wsddl = wide(sddl);
-  if (l->name == NULL || wsddl == NULL) {
-    rc = l->name == NULL ? PM_EPIPENAME : PM_EINVAL;
-    pm__free(wsddl);
+  if (l->name == NULL) {
+    rc = PM_EPIPENAME;
     goto fail;
   }
-  if (!ConvertStringSecurityDescriptorToSecurityDescriptorW(wsddl, SDDL_REVISION_1, &l->sd,
-                                                            NULL)) {
+  l->sd = owned_descriptor(sddl);
+  if (l->sd == NULL || !GetSecurityDescriptorOwner(l->sd, &l->owner, &defaulted) ||
+      l->owner == NULL) {
     pm__debug("pipe security descriptor \"%s\" not understood (error %lu)", sddl,
               (unsigned long)GetLastError());
-    l->sd = NULL;
-    pm__free(wsddl);
     rc = PM_EINVAL;
     goto fail;
   }
-  pm__free(wsddl);
   l->sa.nLength = sizeof(l->sa);
   l->sa.lpSecurityDescriptor = l->sd;
   l->sa.bInheritHandle = FALSE;
@@ -262,6 +407,11 @@ int pm__listen(uv_loop_t *loop, const pm__listen_spec *spec, pm__connection_cb c
     rc = err == ERROR_ACCESS_DENIED || err == ERROR_PIPE_BUSY ? PM_EADDRINUSE
          : err == ERROR_INVALID_NAME || err == ERROR_BAD_PATHNAME ? PM_EPIPENAME
                                                                   : PM_EIO;
+    goto fail;
+  }
+  if (!ours(l, l->pending)) {
+    pm__debug("pipe %s exists with another owner", spec->path);
+    rc = PM_EADDRINUSE;
     goto fail;
   }
   l->stop = CreateEventW(NULL, TRUE, FALSE, NULL);
@@ -352,21 +502,6 @@ void pm__listener_close(pm__listener *l, void (*cb)(void *data), void *data) {
 
 /* ---- identities ---------------------------------------------------------------------------
  */
-
-/* The user SID of token as a new TOKEN_USER (pm__free), or NULL. */
-static TOKEN_USER *token_user(HANDLE token) {
-  DWORD len = 0;
-  TOKEN_USER *u;
-  GetTokenInformation(token, TokenUser, NULL, 0, &len);
-  if (len == 0)
-    return NULL;
-  u = pm__malloc(len);
-  if (u != NULL && !GetTokenInformation(token, TokenUser, u, len, &len)) {
-    pm__free(u);
-    u = NULL;
-  }
-  return u;
-}
 
 /* The client's token, taken by impersonating it (then reverted at once), or NULL. */
 static HANDLE client_token(HANDLE pipe) {
@@ -460,59 +595,69 @@ static int trusted_user(PSID sid, const pm__owner *owner) {
   return ok;
 }
 
-/* The pipe object's owner, set from the creating (server) process's token: the fallback when
- * that process's token cannot be opened, as a LocalSystem service's cannot by a user. Only a
- * process holding that SID as a possible owner (or SeRestorePrivilege) can create an object
- * owned by LocalSystem or Administrators. */
-static int check_pipe_owner(HANDLE h, const pm__owner *owner) {
+/* 1 if the pipe object's owner is trusted: LocalSystem, Administrators, our user or
+ * owner->sid. The owner belongs to the pipe, not to a process, and is set by whoever created
+ * its first instance (our listener names one: owned_descriptor); only a process that may give
+ * an object that owner (holding the SID as a possible owner, or SeRestorePrivilege) can create
+ * such a pipe, and nobody can add an instance to it without FILE_CREATE_PIPE_INSTANCE, which
+ * the descriptor grants only to the same. A pipe without an owner (wine's, when its creator
+ * named none) or one we cannot read is refused: never passes on doubt. */
+static int pipe_owner_trusted(HANDLE h, const pm__owner *owner) {
   PSECURITY_DESCRIPTOR sd = NULL;
   PSID sid = NULL;
-  int rc = PM_ENOTAUTH;
+  int ok;
   if (GetSecurityInfo(h, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, &sid, NULL, NULL, NULL,
                       &sd) != ERROR_SUCCESS)
-    return PM_ENOTAUTH;
-  if (sid != NULL &&
-      (IsWellKnownSid(sid, WinBuiltinAdministratorsSid) || trusted_user(sid, owner)))
-    rc = 0;
+    return 0;
+  ok = sid != NULL &&
+       (IsWellKnownSid(sid, WinBuiltinAdministratorsSid) || trusted_user(sid, owner));
   LocalFree(sd);
-  return rc;
+  return ok;
 }
 
-/* Whether the process serving pipe h runs as LocalSystem, an administrator (a member of
- * Administrators), as us, or as owner->sid: its pid from GetNamedPipeServerProcessId, then its
- * token's user. A pid of 0 (what wine reports between processes) is refused: the check never
- * passes on doubt. A process whose token we may not open (a LocalSystem service, seen by a
- * user) is judged by the pipe object's owner instead (check_pipe_owner). */
-static int check_server(HANDLE h, const pm__owner *owner) {
-  HANDLE proc = NULL, token = NULL;
-  TOKEN_USER *user = NULL;
+/* 0 unless the process serving h is known to run as someone untrusted: its pid
+ * (GetNamedPipeServerProcessId), then its token's user (trusted_user) or its membership of
+ * Administrators. Unknown (pid 0, as wine reports between processes; a process or token we may
+ * not open, as a user may not a LocalSystem service's) is 0: this check only refuses. A pid can
+ * be reused once its process has exited, so it never admits: the pipe's owner does that. It
+ * still refuses an instance added to a trusted pipe by an untrusted process, which a descriptor
+ * granting FILE_CREATE_PIPE_INSTANCE too widely would let in. A pid equal to ours is not
+ * refused: a process may serve itself (an application calling its own server, the tests), and
+ * our own token passes trusted_user anyway. */
+static int server_untrusted(HANDLE h, const pm__owner *owner) {
+  HANDLE proc, token = NULL;
+  TOKEN_USER *user;
   BYTE admins_buf[SECURITY_MAX_SID_SIZE];
   DWORD admins_len = sizeof(admins_buf);
   ULONG pid = 0;
-  int rc = PM_ENOTAUTH;
-  if (owner->uid < 0)
+  int untrusted;
+  if (!GetNamedPipeServerProcessId(h, &pid) || pid == 0)
     return 0;
-  if (h == INVALID_HANDLE_VALUE || !GetNamedPipeServerProcessId(h, &pid) || pid == 0)
-    return PM_ENOTAUTH;
   proc = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pid);
   if (proc == NULL)
-    return PM_ENOTAUTH;
+    return 0;
   if (!OpenProcessToken(proc, TOKEN_QUERY | TOKEN_DUPLICATE, &token)) {
-    DWORD err = GetLastError();
     CloseHandle(proc);
-    return err == ERROR_ACCESS_DENIED ? check_pipe_owner(h, owner) : PM_ENOTAUTH;
+    return 0;
   }
   user = token_user(token);
-  if (user != NULL && trusted_user(user->User.Sid, owner))
-    rc = 0;
-  else if (user != NULL &&
-           CreateWellKnownSid(WinBuiltinAdministratorsSid, NULL, admins_buf, &admins_len) &&
-           token_in(token, admins_buf) == 1)
-    rc = 0;
+  untrusted = user != NULL && !trusted_user(user->User.Sid, owner) &&
+              !(CreateWellKnownSid(WinBuiltinAdministratorsSid, NULL, admins_buf, &admins_len) &&
+                token_in(token, admins_buf) == 1);
   pm__free(user);
   CloseHandle(token);
   CloseHandle(proc);
-  return rc;
+  return untrusted;
+}
+
+/* Whether pipe h is served by whom the client expects: the pipe object's owner decides
+ * (race-free), and a server process known to be untrusted is refused besides. */
+static int check_server(HANDLE h, const pm__owner *owner) {
+  if (owner->uid < 0)
+    return 0;
+  if (h == INVALID_HANDLE_VALUE || !pipe_owner_trusted(h, owner) || server_untrusted(h, owner))
+    return PM_ENOTAUTH;
+  return 0;
 }
 
 int pm__pipe_check_owner(uv_pipe_t *stream, const pm__owner *owner) {

@@ -386,19 +386,20 @@ static void test_named_pipe_event(void **state) {
 
 static void count_waiting(void *data) { (*(int *)data)++; }
 
-/* One instance pending at a time: while a connected client waits to be accepted, no other
- * instance exists, so the next client finds the pipe busy (ERROR_PIPE_BUSY) and pm__dial
- * retries it like a refused connection until its deadline; once the first is accepted, the
- * next instance is offered. Then I/O on a connection whose server end has gone. */
+/* One instance pending at a time: while a connected client waits to be accepted, the next
+ * instance already exists (the name never goes without one) and a second client may connect
+ * to it; no other instance exists, so a third finds the pipe busy (ERROR_PIPE_BUSY) and
+ * pm__dial retries it like a refused connection until its deadline; once the first is
+ * accepted, the next instance is offered. Then I/O on a connection whose server end has gone. */
 static void test_named_pipe_one_instance_pending(void **state) {
   char name[96], path[PM_PIPE_PATH_MAX + 1], c;
-  pm__listen_spec spec = {path, 0, {0, 0, NULL}, 0};
+  pm__listen_spec spec = {path, 0, {0, 0, NULL}, 0, NULL};
   pm__listener *l = NULL;
   pm__conn *first = NULL, *second = NULL;
   uv_loop_t loop;
   uv_pipe_t served;
   wchar_t wpath[PM_PIPE_PATH_MAX + 1];
-  HANDLE raw;
+  HANDLE raw, third;
   uint64_t start, took;
   int waiting = 0;
   (void)state;
@@ -411,7 +412,9 @@ static void test_named_pipe_one_instance_pending(void **state) {
     uv_run(&loop, UV_RUN_ONCE);
   swprintf(wpath, PM_PIPE_PATH_MAX + 1, L"%hs", path);
   raw = CreateFileW(wpath, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
-  assert_true(raw == INVALID_HANDLE_VALUE);
+  assert_true(raw != INVALID_HANDLE_VALUE);
+  third = CreateFileW(wpath, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
+  assert_true(third == INVALID_HANDLE_VALUE);
   assert_int_equal(ERROR_PIPE_BUSY, GetLastError());
   start = pm_test_now_ms();
   assert_pm(PM_ECONNTIMEOUT, pm__dial(path, uv_hrtime() + 300 * 1000000ull, &second));
@@ -422,6 +425,8 @@ static void test_named_pipe_one_instance_pending(void **state) {
     print_error("gave up after %llu ms, deadline 300 ms\n", (unsigned long long)took);
     fail();
   }
+  /* Gone before its turn: its instance waits for the next client. */
+  CloseHandle(raw);
   assert_int_equal(0, uv_pipe_init(&loop, &served, 0));
   assert_pm(0, pm__accept(l, &served));
   assert_pm(PM_EBUSY, pm__accept(l, &served));

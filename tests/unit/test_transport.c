@@ -97,7 +97,7 @@ static int listen_at(const char *path) {
   uv_loop_t loop;
   pm__listener *server;
   char p[PM_PIPE_PATH_MAX + 1];
-  pm__listen_spec spec = {p, 8, {0, 0, NULL}, 0};
+  pm__listen_spec spec = {p, 8, {0, 0, NULL}, 0, NULL};
   int rc;
   snprintf(p, sizeof(p), "%s", path);
   assert_int_equal(0, uv_loop_init(&loop));
@@ -142,7 +142,7 @@ static void test_transport_socket_dir_not_made(void **state) {
   uv_loop_t loop;
   pm__listener *server;
   char path[PM_PIPE_PATH_MAX + 1];
-  pm__listen_spec spec = {path, 8, {0, 0, NULL}, 0};
+  pm__listen_spec spec = {path, 8, {0, 0, NULL}, 0, NULL};
   (void)state;
   assert_int_equal(0, uv_loop_init(&loop));
   snprintf(path, sizeof(path), "%s/missing/sub/sock", dir);
@@ -299,7 +299,7 @@ static void test_transport_peer_with_many_groups(void **state) {
   uv_pipe_t conn;
   pm__listener *server;
   char path[PM_PIPE_PATH_MAX + 1], group[32];
-  pm__listen_spec spec = {path, 8, {0, 0, NULL}, 0};
+  pm__listen_spec spec = {path, 8, {0, 0, NULL}, 0, NULL};
   pm_peer peer;
   int status, go[2], waiting = 0;
   pid_t pid;
@@ -370,7 +370,7 @@ static void test_transport_pipe_path_arguments(void **state) {
  * could not be made leaves no socket file. */
 static void test_transport_out_of_memory(void **state) {
   char path[PM_PIPE_PATH_MAX + 1];
-  pm__listen_spec spec = {path, 8, {0, 0, NULL}, 0};
+  pm__listen_spec spec = {path, 8, {0, 0, NULL}, 0, NULL};
   uv_loop_t loop;
   pm__listener *server;
   pm__conn *conn = NULL;
@@ -413,7 +413,7 @@ static void test_transport_out_of_memory(void **state) {
  * has no file to name). */
 static void test_transport_adopted_sockets(void **state) {
   char path[PM_PIPE_PATH_MAX + 1];
-  pm__listen_spec spec = {path, 8, {0, 0, NULL}, 0};
+  pm__listen_spec spec = {path, 8, {0, 0, NULL}, 0, NULL};
   struct sockaddr_un sa;
   uv_loop_t loop;
   pm__listener *server;
@@ -514,7 +514,7 @@ static void offered(void *data) {
  * without a new offer no client would ever be served. */
 static void test_transport_untaken_connection_offered_again(void **state) {
   char path[PM_PIPE_PATH_MAX + 1];
-  pm__listen_spec spec = {path, 8, {0, 0, NULL}, 0};
+  pm__listen_spec spec = {path, 8, {0, 0, NULL}, 0, NULL};
   uv_loop_t loop;
   uv_pipe_t conn;
   offers o = {NULL, &conn, 2, 0, {0, 0}};
@@ -558,7 +558,7 @@ static void test_transport_socket_mode(void **state) {
   (void)state;
   for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
     char path[PM_PIPE_PATH_MAX + 1];
-    pm__listen_spec spec = {path, 8, {modes[i], 0, NULL}, 0};
+    pm__listen_spec spec = {path, 8, {modes[i], 0, NULL}, 0, NULL};
     uv_loop_t loop;
     pm__listener *server;
     struct stat st;
