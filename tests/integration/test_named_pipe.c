@@ -5,6 +5,7 @@
  * Windows (docs/windows.md). */
 #include <winsock2.h>
 #include <windows.h>
+#include <aclapi.h>
 #include <sddl.h>
 
 #include <stdio.h>
@@ -144,6 +145,23 @@ static void test_named_pipe_names(void **state) {
   assert_pm(PM_EPIPENAME, pm_pipe_path("C:\\temp\\cmd", buf, sizeof(buf)));
   assert_pm(PM_EPIPENAME, pm_pipe_path("a/b", buf, sizeof(buf)));
   assert_pm(PM_EPIPENAME, pm_pipe_path("..", buf, sizeof(buf)));
+  /* Windows folds ".", ".." and empty components before it opens a name: \\.\pipe\..\C:\x
+   * is the file C:\x. Checked after the prefix as without it. */
+  {
+    static const char *const refused[] = {
+        "\\\\.\\pipe\\..\\C:\\x", "\\\\.\\pipe\\a\\..\\..\\x", "\\\\.\\pipe\\a:b",
+        "\\\\.\\pipe\\\\x",     "\\\\.\\pipe\\.",              "\\\\.\\pipe\\a/b",
+        "..\\x",                "a\\.\\b",                  "a\\..",
+        "a:b",                  "a\\\\b",                   "a\\"};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+      if (pm_pipe_path(refused[i], buf, sizeof(buf)) != PM_EPIPENAME) {
+        print_error("'%s' was not refused (%s)\n", refused[i], buf);
+        fail();
+      }
+    }
+  }
+  assert_pm(0, pm_pipe_path("a\\b", buf, sizeof(buf)));
+  assert_string_equal("\\\\.\\pipe\\a\\b", buf);
   assert_pm(PM_EINVAL, pm_pipe_path("", buf, sizeof(buf)));
   memset(name, 'n', sizeof(name) - 1);
   name[sizeof(name) - 1] = '\0';
@@ -490,6 +508,203 @@ static void test_named_pipe_default_sddl_no_create_instance(void **state) {
   LocalFree(sd);
 }
 
+/* A client connecting and hanging up as fast as it can. */
+typedef struct churn {
+  wchar_t name[PM_PIPE_PATH_MAX + 1];
+  volatile LONG stop;
+  LONG connects;
+} churn;
+
+static void churn_run(void *arg) {
+  churn *c = arg;
+  while (!InterlockedCompareExchange(&c->stop, 0, 0)) {
+    HANDLE h = CreateFileW(c->name, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0,
+                           NULL);
+    if (h != INVALID_HANDLE_VALUE) {
+      CloseHandle(h);
+      InterlockedIncrement(&c->connects);
+    } else {
+      Sleep(0);
+    }
+  }
+}
+
+/* The name never goes without an instance while clients come and go: one with none no longer
+ * exists, and on Windows whoever creates it next owns it (a squatter's first instance would
+ * succeed and the service's next instance join the squatter's pipe, or fail). A probe asking
+ * for the name all the while never hears ERROR_FILE_NOT_FOUND. */
+static void test_named_pipe_never_without_instance(void **state) {
+  fixture f;
+  churn c;
+  uv_thread_t t;
+  uint64_t until;
+  long probes = 0, missing = 0;
+  char path[PM_PIPE_PATH_MAX + 1];
+  (void)state;
+  fixture_start(&f, 0);
+  assert_pm(0, pm_pipe_path(f.cmd_name, path, sizeof(path)));
+  memset(&c, 0, sizeof(c));
+  swprintf(c.name, PM_PIPE_PATH_MAX + 1, L"%hs", path);
+  assert_int_equal(0, uv_thread_create(&t, churn_run, &c));
+  until = pm_test_now_ms() + 3000;
+  while (pm_test_now_ms() < until) {
+    probes++;
+    if (!WaitNamedPipeW(c.name, 1) && GetLastError() == ERROR_FILE_NOT_FOUND)
+      missing++;
+  }
+  InterlockedExchange(&c.stop, 1);
+  assert_int_equal(0, uv_thread_join(&t));
+  print_message("%ld connections, %ld probes, %ld without an instance\n", (long)c.connects,
+                probes, missing);
+  fixture_stop(&f);
+  assert_true(c.connects > 10);
+  assert_int_equal(0, missing);
+}
+
+/* A raw pipe named name, created with descriptor sddl (NULL: none), as a squatter would. */
+static HANDLE raw_pipe(const char *name, const char *sddl) {
+  PSECURITY_DESCRIPTOR sd = NULL;
+  SECURITY_ATTRIBUTES sa = {sizeof(sa), NULL, FALSE};
+  char path[PM_PIPE_PATH_MAX + 1];
+  wchar_t wpath[PM_PIPE_PATH_MAX + 1];
+  HANDLE h;
+  assert_pm(0, pm_pipe_path(name, path, sizeof(path)));
+  swprintf(wpath, PM_PIPE_PATH_MAX + 1, L"%hs", path);
+  if (sddl != NULL) {
+    assert_true(ConvertStringSecurityDescriptorToSecurityDescriptorA(sddl, SDDL_REVISION_1, &sd,
+                                                                     NULL));
+    sa.lpSecurityDescriptor = sd;
+  }
+  h = CreateNamedPipeW(wpath, PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED, PIPE_TYPE_BYTE,
+                       PIPE_UNLIMITED_INSTANCES, 4096, 4096, 0, sddl != NULL ? &sa : NULL);
+  assert_true(h != INVALID_HANDLE_VALUE);
+  LocalFree(sd);
+  return h;
+}
+
+/* The client's owner check rests on the pipe object's owner, not on the serving process (its
+ * pid can be reused, even become ours): a pipe served by this very process but owned by a
+ * stranger is refused, as is one without an owner (wine's, when its creator named none) or
+ * with an owner nobody expects; one owned by LocalSystem or Administrators is trusted. */
+static void test_named_pipe_owner_is_the_pipes(void **state) {
+  static const struct {
+    const char *sddl;
+    int rc;
+  } cases[] = {{"O:S-1-5-21-1-2-3-4242D:(A;;GA;;;WD)", PM_ENOTAUTH},
+               {"O:S-1-5-21-1-2-3-4243D:(A;;GA;;;WD)", 0},
+               {"O:SYD:(A;;GA;;;WD)", 0},
+               {"O:BAD:(A;;GA;;;WD)", 0},
+               {"O:IUD:(A;;GA;;;WD)", PM_ENOTAUTH},
+               {NULL, PM_ENOTAUTH}};
+  pm__owner expect = {0, "S-1-5-21-1-2-3-4243"};
+  char name[96], path[PM_PIPE_PATH_MAX + 1];
+  (void)state;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    pm__conn *c = NULL;
+    HANDLE h;
+    int rc;
+    unique_name(name, sizeof(name), "owner");
+    assert_pm(0, pm_pipe_path(name, path, sizeof(path)));
+    h = raw_pipe(name, cases[i].sddl);
+    /* Under wine a pipe without an owner is a pipe whose creator named none; Windows always
+     * gives one (the creator's default owner: our user, trusted). */
+    if (cases[i].sddl == NULL && !pm_test_under_wine()) {
+      CloseHandle(h);
+      continue;
+    }
+    assert_pm(0, pm__dial(path, uv_hrtime() + scaled_ms(3000) * 1000000ull, &c));
+    rc = pm__conn_check_owner(c, &expect);
+    if (rc != cases[i].rc) {
+      print_error("pipe \"%s\": %d, wanted %d\n", cases[i].sddl ? cases[i].sddl : "(none)", rc,
+                  cases[i].rc);
+      fail();
+    }
+    pm__conn_close(c);
+    CloseHandle(h);
+  }
+}
+
+typedef struct failure_log {
+  int entries;
+  char reason[PM_REASON_MAX];
+} failure_log;
+
+static void on_failure_log(const pm_command_log *e, void *data) {
+  failure_log *fl = data;
+  if (e->peer.pid < 0 && e->command == NULL && e->result == NULL) {
+    fl->entries++;
+    snprintf(fl->reason, sizeof(fl->reason), "%s", e->reason);
+  }
+}
+
+/* A name someone else created first (under wine FILE_FLAG_FIRST_PIPE_INSTANCE does not stop us
+ * joining it) is in use: the first instance's pipe has an owner that is not ours. A pipe whose
+ * owner changes under a running server (a client with WRITE_OWNER; wine enforces no DACL) is
+ * no longer ours: the listener reports it through the log callback and serves no more. */
+static void test_named_pipe_foreign_owner(void **state) {
+  pm_command_server_options co;
+  pm_command_server *s = NULL;
+  failure_log fl;
+  uv_loop_t loop;
+  char name[96], path[PM_PIPE_PATH_MAX + 1];
+  wchar_t wpath[PM_PIPE_PATH_MAX + 1];
+  PSID stranger = NULL;
+  HANDLE squat, h, h2;
+  uint64_t until;
+  (void)state;
+  memset(&fl, 0, sizeof(fl));
+  assert_int_equal(0, uv_loop_init(&loop));
+  memset(&co, 0, sizeof(co));
+  co.handler = handler;
+  co.log = on_failure_log;
+  co.data = &fl;
+  unique_name(name, sizeof(name), "squat");
+  squat = raw_pipe(name, "O:S-1-5-21-1-2-3-4242D:(A;;GA;;;WD)");
+  assert_pm(PM_EADDRINUSE, pm_command_server_start(&loop, name, &co, &s));
+  CloseHandle(squat);
+  assert_int_equal(0, uv_run(&loop, UV_RUN_NOWAIT));
+
+  if (!pm_test_under_wine()) {
+    /* Windows lets nobody but an owner-capable account change the owner (WRITE_OWNER is not
+     * in the default descriptor's grant to users, and the SID must be ours to give). */
+    assert_int_equal(0, uv_loop_close(&loop));
+    pm_test_skip("changing a served pipe's owner to a stranger needs wine's lax checks");
+  }
+  unique_name(name, sizeof(name), "reowned");
+  assert_pm(0, pm_command_server_start(&loop, name, &co, &s));
+  assert_pm(0, pm_pipe_path(name, path, sizeof(path)));
+  swprintf(wpath, PM_PIPE_PATH_MAX + 1, L"%hs", path);
+  h = CreateFileW(wpath, GENERIC_READ | GENERIC_WRITE | WRITE_OWNER, 0, NULL, OPEN_EXISTING, 0,
+                  NULL);
+  assert_true(h != INVALID_HANDLE_VALUE);
+  assert_true(ConvertStringSidToSidA("S-1-5-21-1-2-3-4242", &stranger));
+  assert_int_equal(ERROR_SUCCESS, SetSecurityInfo(h, SE_KERNEL_OBJECT,
+                                                  OWNER_SECURITY_INFORMATION, stranger, NULL,
+                                                  NULL, NULL));
+  LocalFree(stranger);
+  /* The listener checks the instance it makes once a client connects: h's, if it had not
+   * made that one yet, else this one's (which may then find no instance: not asserted). */
+  h2 = CreateFileW(wpath, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
+  until = pm_test_now_ms() + scaled_ms(2000);
+  while (fl.entries == 0 && pm_test_now_ms() < until) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    Sleep(10);
+  }
+  CloseHandle(h);
+  if (h2 != INVALID_HANDLE_VALUE)
+    CloseHandle(h2);
+  assert_int_equal(1, fl.entries);
+  assert_non_null(strstr(fl.reason, "listener: pipe "));
+  assert_non_null(strstr(fl.reason, "is no longer ours"));
+  /* Served no more: the listener made no instance after the one it found foreign. */
+  Sleep(50);
+  assert_false(WaitNamedPipeW(wpath, 1));
+  assert_int_equal(ERROR_FILE_NOT_FOUND, GetLastError());
+  pm_command_server_close(s, NULL, NULL);
+  assert_int_equal(0, uv_run(&loop, UV_RUN_DEFAULT));
+  assert_int_equal(0, uv_loop_close(&loop));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_named_pipe_names),
@@ -503,6 +718,9 @@ int main(void) {
       cmocka_unit_test(test_named_pipe_first_instance_and_dacl),
       cmocka_unit_test(test_named_pipe_event),
       cmocka_unit_test(test_named_pipe_one_instance_pending),
+      cmocka_unit_test(test_named_pipe_never_without_instance),
+      cmocka_unit_test(test_named_pipe_owner_is_the_pipes),
+      cmocka_unit_test(test_named_pipe_foreign_owner),
   };
   if (pm_test_under_wine())
     print_message("under wine: deadlines chosen by the tests scaled by %d\n", WINE_SCALE);
