@@ -43,7 +43,9 @@ typedef void (*pm_command_server_handler_cb)(pm_command_call *call, void *data);
  * the waiting queue: 0 lets it in; anything else answers TransportNotAuthorized and closes. */
 typedef int (*pm_command_server_authorize_cb)(const pm_peer *peer, void *data);
 
-/* What happened to one connection, reported once when it is closed. */
+/* What happened to one connection, reported once when it is closed. On Windows also what keeps
+ * the pipe's listener from serving as it should (no next instance can be created, the pipe is
+ * no longer ours): peer.pid -1, command and result NULL, reason starting "listener: ". */
 typedef struct pm_command_log {
   pm_peer peer;
   const char *command; /* NULL if no valid request arrived */

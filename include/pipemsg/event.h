@@ -98,7 +98,9 @@ typedef struct pm_event_log {
   int observer;       /* the session is an observer, or asked to be one ("busy") (§5.11) */
   const char *what;   /* "attached", "detached", "busy", "refused", "dropped", "sent",
                          "confirmed", "new epoch" (the client's cursor was past every id
-                         handed out: protocol.md §5, item 8) */
+                         handed out: protocol.md §5, item 8), "listener" (Windows: no
+                         session, peer.pid -1; the pipe's listener cannot serve as it should,
+                         reason says why) */
   const char *reason; /* the Disconnect reason or cause; NULL for "attached", "sent" and
                          "confirmed" */
   int64_t event_id;   /* the event's id for "sent" and "confirmed"; else 0 */
