@@ -326,7 +326,11 @@ static PSECURITY_DESCRIPTOR owned_descriptor(const char *sddl) {
   BOOL defaulted;
   HANDLE token = NULL;
   TOKEN_USER *user = NULL;
-  char buf[sizeof(TOKEN_OWNER) + SECURITY_MAX_SID_SIZE], *text = NULL, *with = NULL;
+  union {
+    TOKEN_OWNER owner;
+    BYTE bytes[sizeof(TOKEN_OWNER) + SECURITY_MAX_SID_SIZE];
+  } def;
+  char *text = NULL, *with = NULL;
   wchar_t *w;
   DWORD len;
   w = wide(sddl);
@@ -342,10 +346,10 @@ static PSECURITY_DESCRIPTOR owned_descriptor(const char *sddl) {
     return NULL;
   user = token_user(token);
   use = user != NULL ? user->User.Sid : NULL;
-  if (GetTokenInformation(token, TokenOwner, buf, sizeof(buf), &len) &&
-      (IsWellKnownSid(((TOKEN_OWNER *)buf)->Owner, WinLocalSystemSid) ||
-       IsWellKnownSid(((TOKEN_OWNER *)buf)->Owner, WinBuiltinAdministratorsSid)))
-    use = ((TOKEN_OWNER *)buf)->Owner;
+  if (GetTokenInformation(token, TokenOwner, &def, sizeof(def), &len) &&
+      (IsWellKnownSid(def.owner.Owner, WinLocalSystemSid) ||
+       IsWellKnownSid(def.owner.Owner, WinBuiltinAdministratorsSid)))
+    use = def.owner.Owner;
   if (use != NULL && ConvertSidToStringSidA(use, &text)) {
     len = (DWORD)(strlen(text) + strlen(sddl) + 3);
     with = pm__malloc(len);
