@@ -207,12 +207,12 @@ static HANDLE next_instance(pm__listener *l, int *foreign) {
   if (next != INVALID_HANDLE_VALUE) {
     CloseHandle(next);
     *foreign = 1;
-    report(l, "pipe %s is no longer ours (its owner changed): no longer served", l->path);
+    report(l, "no longer ours (its owner changed), served no more: pipe %s", l->path);
     return INVALID_HANDLE_VALUE;
   }
   if (l->failures++ % INSTANCE_REPORT_EVERY == 0)
-    report(l, "pipe %s: cannot create another instance (error %lu): clients turned away",
-           l->path, (unsigned long)GetLastError());
+    report(l, "cannot create another instance (error %lu), clients turned away: pipe %s",
+           (unsigned long)GetLastError(), l->path);
   DisconnectNamedPipe(l->pending);
   return INVALID_HANDLE_VALUE;
 }

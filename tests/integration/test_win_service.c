@@ -979,6 +979,41 @@ static void pipe_sddl_checked(void **state) {
            own_sid());
   pm_test_service_start(&svc, args);
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, NULL));
+/* A served pipe whose owner changes (a client with WRITE_OWNER, which wine grants and the
+ * default descriptor does not) is no longer the service's: the next instance finds it so, and
+ * the service logs an error for each pipe. */
+static void pipe_reowned_logged(void **state) {
+  pm_test_service svc;
+  const char *pipes[2];
+  PSID stranger = NULL;
+  (void)state;
+  if (!pm_test_under_wine()) {
+    pm_test_skip("only wine lets a user's client change a served pipe's owner");
+    return;
+  }
+  pm_test_service_start(&svc, NULL);
+  pipes[0] = svc.command_pipe;
+  pipes[1] = svc.event_pipe;
+  assert_true(ConvertStringSidToSidA("S-1-5-21-1-2-3-4242", &stranger));
+  for (int i = 0; i < 2; i++) {
+    wchar_t w[PM_PIPE_PATH_MAX + 1];
+    HANDLE h, again;
+    swprintf(w, PM_PIPE_PATH_MAX + 1, L"%hs", pipes[i]);
+    h = CreateFileW(w, GENERIC_READ | GENERIC_WRITE | WRITE_OWNER, 0, NULL, OPEN_EXISTING, 0,
+                    NULL);
+    assert_true(h != INVALID_HANDLE_VALUE);
+    assert_int_equal(ERROR_SUCCESS, SetSecurityInfo(h, SE_KERNEL_OBJECT,
+                                                    OWNER_SECURITY_INFORMATION, stranger, NULL,
+                                                    NULL, NULL));
+    /* The listener checks the instance it makes once a client connects: h's, or this one's. */
+    again = CreateFileW(w, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
+    pm_test_await_log(&svc, i == 0 ? "command listener: no longer ours"
+                                   : "event listener: no longer ours");
+    if (again != INVALID_HANDLE_VALUE)
+      CloseHandle(again);
+    CloseHandle(h);
+  }
+  LocalFree(stranger);
   pm_test_service_cleanup(&svc);
 }
 
@@ -1005,6 +1040,7 @@ int main(void) {
       cmocka_unit_test(log_file_private),
       cmocka_unit_test(log_and_names_links_refused),
       cmocka_unit_test(pipe_sddl_checked),
+      cmocka_unit_test(pipe_reowned_logged),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
