@@ -303,10 +303,12 @@ int pm__store_put(pm_event_store *st, const pm__event *ev) {
 
 /* A store file deleted or replaced while open takes every later write with it, unreachable:
  * a publish would answer "on disk" for an event no restart finds. Refused instead, as a full
- * disk is, until the service restarts on whatever file is there then. */
+ * disk is, until the service restarts on whatever file is there then. Windows' VFS cannot
+ * tell (SQLITE_NOTFOUND), and needs not: it opens the file without FILE_SHARE_DELETE, so no
+ * one can delete or replace it while it is open. */
 static int moved(pm_event_store *st) {
   int gone = 0;
-  if (sqlite3_file_control(st->db, "main", SQLITE_FCNTL_HAS_MOVED, &gone) == SQLITE_OK && !gone)
+  if (sqlite3_file_control(st->db, "main", SQLITE_FCNTL_HAS_MOVED, &gone) != SQLITE_OK || !gone)
     return 0;
   pm__debug("event store %s was deleted or replaced while in use",
             sqlite3_db_filename(st->db, "main"));

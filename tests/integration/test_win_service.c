@@ -979,6 +979,9 @@ static void pipe_sddl_checked(void **state) {
            own_sid());
   pm_test_service_start(&svc, args);
   assert_string_equal("Ok", pm_test_call(svc.command_pipe, "GetState", NULL, NULL));
+  pm_test_service_cleanup(&svc);
+}
+
 /* A served pipe whose owner changes (a client with WRITE_OWNER, which wine grants and the
  * default descriptor does not) is no longer the service's: the next instance finds it so, and
  * the service logs an error for each pipe. */
