@@ -280,12 +280,17 @@ namespace PipeMsg
         }
 
         /// <summary>Call's asynchronous twin: the library's call worker runs it (calls of one
-        /// client in order); the task completes on the thread pool.</summary>
-        public Task<string> CallAsync(string command, string paramsJson = null)
+        /// client in order); the task completes on the thread pool. Canceling the token gives
+        /// the call up (pm_client_call_cancel): not sent if it was still waiting its turn, no
+        /// longer waited for if in flight (the service may still run it), the calls after it go
+        /// on at once, and the task is canceled, unless its answer came first. A token canceled
+        /// already sends nothing.</summary>
+        public Task<string> CallAsync(string command, string paramsJson = null,
+                                      CancellationToken cancellationToken = default(CancellationToken))
         {
             if (command == null)
                 throw new ArgumentNullException("command");
-            return Start(command, paramsJson, (data, where) => data);
+            return Start(command, paramsJson, (data, where) => data, cancellationToken);
         }
 
         private T Invoke<T>(string command, List<KeyValuePair<string, object>> parameters,
@@ -302,10 +307,10 @@ namespace PipeMsg
         }
 
         private Task<T> InvokeAsync<T>(string command, List<KeyValuePair<string, object>> parameters,
-                                       Func<object, string, T> decode)
+                                       Func<object, string, T> decode, CancellationToken cancellationToken)
         {
             return Start(command, parameters.Count > 0 ? Json.Write(parameters) : null,
-                         (data, where) => Decode.Data(data, where, decode));
+                         (data, where) => Decode.Data(data, where, decode), cancellationToken);
         }
 
         private IntPtr Enter()
@@ -329,14 +334,55 @@ namespace PipeMsg
         }
 
         // One asynchronous call: reachable from its GCHandle until the library calls back or
-        // the client is disposed.
+        // the client is disposed. Its GCHandle's IntPtr is the call's data for the library,
+        // distinct from every other call's while the handle is allocated (so a cancel is made
+        // only while the call is in the client's pending set: the handle is freed after).
         private abstract class Pending
         {
             internal Client Owner;
             internal GCHandle Self;
             internal string Command;
+            internal CancellationToken Token;
+            private CancellationTokenRegistration registration;
+            private bool watching, finished; // under the lock of this
+
             internal abstract void Complete(Native.Result r, string data);
             internal abstract void Fail(Exception e);
+            internal abstract bool Canceled();
+
+            // After the call was submitted: a cancel of the token cancels it in the library.
+            internal void Watch(Client owner)
+            {
+                if (!Token.CanBeCanceled)
+                    return;
+                CancellationTokenRegistration r = Token.Register(() => owner.Cancel(this));
+                lock (this)
+                {
+                    if (!finished)
+                    {
+                        registration = r;
+                        watching = true;
+                        return;
+                    }
+                }
+                r.Dispose(); // the call completed before the registration was kept
+            }
+
+            // Once the task is complete: the token no longer holds the call (nor the client).
+            protected void Finish()
+            {
+                CancellationTokenRegistration r;
+                lock (this)
+                {
+                    finished = true;
+                    if (!watching)
+                        return;
+                    watching = false;
+                    r = registration;
+                    registration = default(CancellationTokenRegistration);
+                }
+                r.Dispose();
+            }
         }
 
         private sealed class Pending<T> : Pending
@@ -347,6 +393,12 @@ namespace PipeMsg
 
             internal override void Complete(Native.Result r, string data)
             {
+                Finish();
+                if (r.Code == ResultCanceled)
+                {
+                    Done.TrySetCanceled(Token);
+                    return;
+                }
                 if (r.Code != 0)
                 {
                     Done.TrySetException(Native.Failure(ref r));
@@ -366,13 +418,30 @@ namespace PipeMsg
 
             internal override void Fail(Exception e)
             {
+                Finish();
                 Done.TrySetException(e);
+            }
+
+            // The library canceled it: the task says so now; the callback still comes later
+            // (with Canceled) and frees the handle.
+            internal override bool Canceled()
+            {
+                return Done.TrySetCanceled(Token);
             }
         }
 
-        private Task<T> Start<T>(string command, string paramsJson, Func<string, string, T> decode)
+        private Task<T> Start<T>(string command, string paramsJson, Func<string, string, T> decode,
+                                 CancellationToken cancellationToken)
         {
-            var p = new Pending<T> { Owner = this, Command = command, Decode = decode };
+            if (cancellationToken.IsCancellationRequested)
+            {
+                // Given up before it began: nothing is sent.
+                var given = new TaskCompletionSource<T>();
+                given.TrySetCanceled(cancellationToken);
+                return given.Task;
+            }
+            var p = new Pending<T> { Owner = this, Command = command, Decode = decode,
+                                     Token = cancellationToken };
             IntPtr cmd = Native.Utf8(command), prm = IntPtr.Zero;
             try
             {
@@ -402,7 +471,28 @@ namespace PipeMsg
                 Native.FreeUtf8(cmd);
                 Native.FreeUtf8(prm);
             }
+            p.Watch(this);
             return p.Done.Task;
+        }
+
+        // pm_result_code's PM_RC_CANCELED (pipemsg/client.h).
+        private const int ResultCanceled = 105;
+
+        // The token of p was canceled (on the thread that canceled it, or at Watch when it was
+        // already). Only while p is pending: its handle is then still allocated, so its value is
+        // p's alone; after Dispose the library's client is gone (Dispose fails p itself).
+        private void Cancel(Pending p)
+        {
+            bool canceled = false;
+            lock (gate)
+            {
+                if (!disposed && pending.Contains(p))
+                    canceled = Native.pm_client_call_cancel(handle, GCHandle.ToIntPtr(p.Self)) > 0;
+            }
+            // Canceled: the task completes now, not when the library's loop gets to the
+            // callback. Not canceled: the result came first, and the callback brings it.
+            if (canceled)
+                p.Canceled();
         }
 
         // On the library's call worker: nothing may throw back into C.

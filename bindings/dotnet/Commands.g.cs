@@ -2,6 +2,7 @@
 // PipeMsg.Client's typed commands (bindings/dotnet/README.md).
 using System;
 using System.Collections.Generic;
+using System.Threading;
 using System.Threading.Tasks;
 
 namespace PipeMsg
@@ -487,11 +488,12 @@ namespace PipeMsg
         }
 
         /// <summary>The contract: every command the service accepts and every event type.</summary>
+        /// <param name="cancellationToken">Gives the call up (Client.CallAsync says how).</param>
         /// <exception cref="PipeMsgException">The result was not Ok (from the service: BadRequest; or a client-side result).</exception>
-        public Task<GetCommandsAnswer> GetCommandsAsync()
+        public Task<GetCommandsAnswer> GetCommandsAsync(CancellationToken cancellationToken = default(CancellationToken))
         {
             var p = new List<KeyValuePair<string, object>>();
-            return InvokeAsync("GetCommands", p, (v, w) => GetCommandsAnswer.FromJson(v, w));
+            return InvokeAsync("GetCommands", p, (v, w) => GetCommandsAnswer.FromJson(v, w), cancellationToken);
         }
 
         /// <summary>The service's version and protocol version.</summary>
@@ -503,11 +505,12 @@ namespace PipeMsg
         }
 
         /// <summary>The service's version and protocol version.</summary>
+        /// <param name="cancellationToken">Gives the call up (Client.CallAsync says how).</param>
         /// <exception cref="PipeMsgException">The result was not Ok (from the service: BadRequest; or a client-side result).</exception>
-        public Task<GetVersionAnswer> GetVersionAsync()
+        public Task<GetVersionAnswer> GetVersionAsync(CancellationToken cancellationToken = default(CancellationToken))
         {
             var p = new List<KeyValuePair<string, object>>();
-            return InvokeAsync("GetVersion", p, (v, w) => GetVersionAnswer.FromJson(v, w));
+            return InvokeAsync("GetVersion", p, (v, w) => GetVersionAnswer.FromJson(v, w), cancellationToken);
         }
 
         /// <summary>The VPN's state and settings.</summary>
@@ -519,11 +522,12 @@ namespace PipeMsg
         }
 
         /// <summary>The VPN's state and settings.</summary>
+        /// <param name="cancellationToken">Gives the call up (Client.CallAsync says how).</param>
         /// <exception cref="PipeMsgException">The result was not Ok (from the service: BadRequest; or a client-side result).</exception>
-        public Task<GetStateAnswer> GetStateAsync()
+        public Task<GetStateAnswer> GetStateAsync(CancellationToken cancellationToken = default(CancellationToken))
         {
             var p = new List<KeyValuePair<string, object>>();
-            return InvokeAsync("GetState", p, (v, w) => GetStateAnswer.FromJson(v, w));
+            return InvokeAsync("GetState", p, (v, w) => GetStateAnswer.FromJson(v, w), cancellationToken);
         }
 
         /// <summary>Starts connecting; Ok once connecting has begun, the outcome comes as StateChanged events.</summary>
@@ -541,13 +545,14 @@ namespace PipeMsg
         /// <summary>Starts connecting; Ok once connecting has begun, the outcome comes as StateChanged events.</summary>
         /// <param name="location">Where to connect: a location name. Null: not sent (the service's default, auto).</param>
         /// <param name="enableKillSwitch">Sets and keeps the kill switch first (default: the kept setting). Null: not sent (the service's default).</param>
+        /// <param name="cancellationToken">Gives the call up (Client.CallAsync says how).</param>
         /// <exception cref="PipeMsgException">The result was not Ok (from the service: BadRequest, TooManyRequests, Error; or a client-side result).</exception>
-        public Task<StartVpnAnswer> StartVpnAsync(string location = null, bool? enableKillSwitch = null)
+        public Task<StartVpnAnswer> StartVpnAsync(string location = null, bool? enableKillSwitch = null, CancellationToken cancellationToken = default(CancellationToken))
         {
             var p = new List<KeyValuePair<string, object>>();
             if (location != null) p.Add(new KeyValuePair<string, object>("Location", location));
             if (enableKillSwitch != null) p.Add(new KeyValuePair<string, object>("EnableKillSwitch", enableKillSwitch.Value));
-            return InvokeAsync("StartVpn", p, (v, w) => StartVpnAnswer.FromJson(v, w));
+            return InvokeAsync("StartVpn", p, (v, w) => StartVpnAnswer.FromJson(v, w), cancellationToken);
         }
 
         /// <summary>Starts disconnecting (cancels an attempt still connecting); the outcome comes as StateChanged events.</summary>
@@ -559,11 +564,12 @@ namespace PipeMsg
         }
 
         /// <summary>Starts disconnecting (cancels an attempt still connecting); the outcome comes as StateChanged events.</summary>
+        /// <param name="cancellationToken">Gives the call up (Client.CallAsync says how).</param>
         /// <exception cref="PipeMsgException">The result was not Ok (from the service: BadRequest, TooManyRequests, Error; or a client-side result).</exception>
-        public Task<StopVpnAnswer> StopVpnAsync()
+        public Task<StopVpnAnswer> StopVpnAsync(CancellationToken cancellationToken = default(CancellationToken))
         {
             var p = new List<KeyValuePair<string, object>>();
-            return InvokeAsync("StopVpn", p, (v, w) => StopVpnAnswer.FromJson(v, w));
+            return InvokeAsync("StopVpn", p, (v, w) => StopVpnAnswer.FromJson(v, w), cancellationToken);
         }
 
         /// <summary>Bytes through the tunnel.</summary>
@@ -575,11 +581,12 @@ namespace PipeMsg
         }
 
         /// <summary>Bytes through the tunnel.</summary>
+        /// <param name="cancellationToken">Gives the call up (Client.CallAsync says how).</param>
         /// <exception cref="PipeMsgException">The result was not Ok (from the service: BadRequest; or a client-side result).</exception>
-        public Task<GetTrafficAnswer> GetTrafficAsync()
+        public Task<GetTrafficAnswer> GetTrafficAsync(CancellationToken cancellationToken = default(CancellationToken))
         {
             var p = new List<KeyValuePair<string, object>>();
-            return InvokeAsync("GetTraffic", p, (v, w) => GetTrafficAnswer.FromJson(v, w));
+            return InvokeAsync("GetTraffic", p, (v, w) => GetTrafficAnswer.FromJson(v, w), cancellationToken);
         }
 
         /// <summary>The service's command and event pipe counters.</summary>
@@ -591,11 +598,12 @@ namespace PipeMsg
         }
 
         /// <summary>The service's command and event pipe counters.</summary>
+        /// <param name="cancellationToken">Gives the call up (Client.CallAsync says how).</param>
         /// <exception cref="PipeMsgException">The result was not Ok (from the service: BadRequest; or a client-side result).</exception>
-        public Task<GetStatsAnswer> GetStatsAsync()
+        public Task<GetStatsAnswer> GetStatsAsync(CancellationToken cancellationToken = default(CancellationToken))
         {
             var p = new List<KeyValuePair<string, object>>();
-            return InvokeAsync("GetStats", p, (v, w) => GetStatsAnswer.FromJson(v, w));
+            return InvokeAsync("GetStats", p, (v, w) => GetStatsAnswer.FromJson(v, w), cancellationToken);
         }
 
         /// <summary>Turns the kill switch on and keeps the setting.</summary>
@@ -607,11 +615,12 @@ namespace PipeMsg
         }
 
         /// <summary>Turns the kill switch on and keeps the setting.</summary>
+        /// <param name="cancellationToken">Gives the call up (Client.CallAsync says how).</param>
         /// <exception cref="PipeMsgException">The result was not Ok (from the service: BadRequest, Error; or a client-side result).</exception>
-        public Task EnableKillSwitchAsync()
+        public Task EnableKillSwitchAsync(CancellationToken cancellationToken = default(CancellationToken))
         {
             var p = new List<KeyValuePair<string, object>>();
-            return InvokeAsync<object>("EnableKillSwitch", p, Decode.NoData);
+            return InvokeAsync<object>("EnableKillSwitch", p, Decode.NoData, cancellationToken);
         }
 
         /// <summary>Turns the kill switch off and keeps the setting.</summary>
@@ -623,11 +632,12 @@ namespace PipeMsg
         }
 
         /// <summary>Turns the kill switch off and keeps the setting.</summary>
+        /// <param name="cancellationToken">Gives the call up (Client.CallAsync says how).</param>
         /// <exception cref="PipeMsgException">The result was not Ok (from the service: BadRequest, Error; or a client-side result).</exception>
-        public Task DisableKillSwitchAsync()
+        public Task DisableKillSwitchAsync(CancellationToken cancellationToken = default(CancellationToken))
         {
             var p = new List<KeyValuePair<string, object>>();
-            return InvokeAsync<object>("DisableKillSwitch", p, Decode.NoData);
+            return InvokeAsync<object>("DisableKillSwitch", p, Decode.NoData, cancellationToken);
         }
 
         /// <summary>Sets and keeps whether a lost tunnel is reconnected.</summary>
@@ -642,12 +652,13 @@ namespace PipeMsg
 
         /// <summary>Sets and keeps whether a lost tunnel is reconnected.</summary>
         /// <param name="enabled">Whether to reconnect.</param>
+        /// <param name="cancellationToken">Gives the call up (Client.CallAsync says how).</param>
         /// <exception cref="PipeMsgException">The result was not Ok (from the service: BadRequest, Error; or a client-side result).</exception>
-        public Task SetReconnectionEnabledAsync(bool enabled)
+        public Task SetReconnectionEnabledAsync(bool enabled, CancellationToken cancellationToken = default(CancellationToken))
         {
             var p = new List<KeyValuePair<string, object>>();
             p.Add(new KeyValuePair<string, object>("Enabled", enabled));
-            return InvokeAsync<object>("SetReconnectionEnabled", p, Decode.NoData);
+            return InvokeAsync<object>("SetReconnectionEnabled", p, Decode.NoData, cancellationToken);
         }
 
         /// <summary>The kept reconnection setting.</summary>
@@ -659,11 +670,12 @@ namespace PipeMsg
         }
 
         /// <summary>The kept reconnection setting.</summary>
+        /// <param name="cancellationToken">Gives the call up (Client.CallAsync says how).</param>
         /// <exception cref="PipeMsgException">The result was not Ok (from the service: BadRequest; or a client-side result).</exception>
-        public Task<IsReconnectionEnabledAnswer> IsReconnectionEnabledAsync()
+        public Task<IsReconnectionEnabledAnswer> IsReconnectionEnabledAsync(CancellationToken cancellationToken = default(CancellationToken))
         {
             var p = new List<KeyValuePair<string, object>>();
-            return InvokeAsync("IsReconnectionEnabled", p, (v, w) => IsReconnectionEnabledAnswer.FromJson(v, w));
+            return InvokeAsync("IsReconnectionEnabled", p, (v, w) => IsReconnectionEnabledAnswer.FromJson(v, w), cancellationToken);
         }
 
         /// <summary>Sets and keeps the domains that bypass the tunnel (an empty list clears them).</summary>
@@ -679,13 +691,14 @@ namespace PipeMsg
 
         /// <summary>Sets and keeps the domains that bypass the tunnel (an empty list clears them).</summary>
         /// <param name="domains">Domain names, each optionally starting *.</param>
+        /// <param name="cancellationToken">Gives the call up (Client.CallAsync says how).</param>
         /// <exception cref="PipeMsgException">The result was not Ok (from the service: BadRequest, Error; or a client-side result).</exception>
-        public Task<ConfigureBypassDomainsAnswer> ConfigureBypassDomainsAsync(IEnumerable<string> domains)
+        public Task<ConfigureBypassDomainsAnswer> ConfigureBypassDomainsAsync(IEnumerable<string> domains, CancellationToken cancellationToken = default(CancellationToken))
         {
             var p = new List<KeyValuePair<string, object>>();
             if (domains == null) throw new ArgumentNullException("domains");
             p.Add(new KeyValuePair<string, object>("Domains", Encode.Strings(domains)));
-            return InvokeAsync("ConfigureBypassDomains", p, (v, w) => ConfigureBypassDomainsAnswer.FromJson(v, w));
+            return InvokeAsync("ConfigureBypassDomains", p, (v, w) => ConfigureBypassDomainsAnswer.FromJson(v, w), cancellationToken);
         }
     }
 }

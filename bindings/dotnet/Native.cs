@@ -91,6 +91,9 @@ namespace PipeMsg
                                                         IntPtr data);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int pm_client_call_cancel(IntPtr client, IntPtr data);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern void pm_client_free(IntPtr p);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]

@@ -2,6 +2,8 @@
  * runs `mono PipeMsgTests.exe CASE` against it (bindings/dotnet/tests/Tests.cs holds the
  * assertions), plus the layout check of the structs the binding shares with C and the example
  * program. */
+#include <poll.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -273,6 +275,100 @@ static void test_dotnet_exit_busy(void **state) {
   pm_test_dir_remove(dir);
 }
 
+/* ---- a fake command pipe for the cancellation cases -------------------------------------- */
+
+/* How long the fake holds Slow unanswered when the client does not give it up: a call waiting
+ * behind it that long is the failure under test (the library's response timeout is 180 s). */
+#define HOLD_MS 60000
+
+/* Lists each request's Command, a line each, in the file PIPEMSG_TEST_SEEN names (Tests.cs
+ * reads it), and answers Ok; except Slow, held unanswered until the client closes its
+ * connection (a call given up in flight) or HOLD_MS pass. One connection at a time, as one
+ * client's calls come. */
+typedef struct {
+  int lfd;
+  char seen[192];
+  atomic_int stop;
+  uv_thread_t thread;
+} fake_service;
+
+static void fake_serve(void *arg) {
+  fake_service *f = arg;
+  while (!atomic_load(&f->stop)) {
+    struct pollfd p = {.fd = f->lfd, .events = POLLIN};
+    char cmd[64], answer[160];
+    const char *at, *end;
+    char *request;
+    FILE *seen;
+    int fd;
+    if (poll(&p, 1, 50) <= 0) /* a look at stop every 50 ms */
+      continue;
+    fd = accept(f->lfd, NULL, NULL);
+    if (fd < 0)
+      continue;
+    request = pm_test_recv_frame(fd, 10000, NULL);
+    at = request != NULL ? strstr(request, "\"Command\":\"") : NULL;
+    end = at != NULL ? strchr(at + 11, '"') : NULL;
+    if (end != NULL && (size_t)(end - at - 11) < sizeof(cmd)) {
+      memcpy(cmd, at + 11, (size_t)(end - at - 11));
+      cmd[end - at - 11] = '\0';
+      seen = fopen(f->seen, "a"); /* Tests.cs fails on a command missing from it */
+      if (seen != NULL) {
+        fprintf(seen, "%s\n", cmd);
+        fclose(seen);
+      }
+      if (strcmp(cmd, "Slow") == 0) {
+        pm_test_wait_eof(fd, HOLD_MS);
+      } else {
+        snprintf(answer, sizeof(answer), "{\"Response\":{\"Command\":\"%s\",\"Result\":\"Ok\"}}",
+                 cmd);
+        pm_test_send_frame(fd, answer);
+      }
+    }
+    free(request);
+    close(fd);
+  }
+}
+
+static void run_fake_case(const char *name) {
+  char dir[128], path[160];
+  fake_service fake;
+  pm_test_dir_new(dir, sizeof(dir));
+  snprintf(path, sizeof(path), "%s/cmd", dir);
+  snprintf(fake.seen, sizeof(fake.seen), "%s/seen", dir);
+  atomic_init(&fake.stop, 0);
+  fake.lfd = pm_test_bind(path, 8);
+  assert_int_equal(0, uv_thread_create(&fake.thread, fake_serve, &fake));
+  setenv("PIPEMSG_COMMAND_PIPE", path, 1);
+  setenv("PIPEMSG_TEST_SEEN", fake.seen, 1);
+  run_case(name, NULL);
+  atomic_store(&fake.stop, 1);
+  uv_thread_join(&fake.thread);
+  close(fake.lfd);
+  unsetenv("PIPEMSG_TEST_SEEN");
+  pm_test_dir_remove(dir);
+}
+
+/* A CancellationToken canceled while the call waits behind a slow one: never sent, its task
+ * canceled at once, and (the slow one given up too) the next call goes on at once. */
+static void test_dotnet_cancel_queued(void **state) {
+  (void)state;
+  run_fake_case("cancel_queued");
+}
+
+/* A call in flight given up: its task canceled at once, the next call goes on; a client
+ * disposed with such a call pending. */
+static void test_dotnet_cancel_in_flight(void **state) {
+  (void)state;
+  run_fake_case("cancel_in_flight");
+}
+
+/* A token canceled before the call: nothing is sent. */
+static void test_dotnet_cancel_before(void **state) {
+  (void)state;
+  run_fake_case("cancel_before");
+}
+
 /* Oversized, deep, huge, NaN, NUL, surrogates, throwing handlers, calls after Dispose. */
 static void test_dotnet_hostile(void **state) {
   (void)state;
@@ -313,6 +409,9 @@ int main(void) {
       cmocka_unit_test_teardown(test_dotnet_exit_busy, teardown),
       cmocka_unit_test_teardown(test_dotnet_example, teardown),
       cmocka_unit_test_teardown(test_dotnet_hostile, teardown),
+      cmocka_unit_test_teardown(test_dotnet_cancel_queued, teardown),
+      cmocka_unit_test_teardown(test_dotnet_cancel_in_flight, teardown),
+      cmocka_unit_test_teardown(test_dotnet_cancel_before, teardown),
   };
   return pm_test_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -38,6 +38,9 @@ namespace PipeMsg.Tests
             { "exit", ExitCase },
             { "exit_busy", ExitBusyCase },
             { "hostile", Hostile },
+            { "cancel_queued", CancelQueued },
+            { "cancel_in_flight", CancelInFlight },
+            { "cancel_before", CancelBefore },
         };
 
         private static int Main(string[] args)
@@ -819,6 +822,112 @@ namespace PipeMsg.Tests
             }
             catch (ObjectDisposedException)
             {
+            }
+        }
+
+        // ---- cancellation, against test_dotnet.c's fake command pipe: it lists each command
+        // it receives (in $PIPEMSG_TEST_SEEN), answers Ok, and holds Slow unanswered for 60 s
+        // unless the client closes its connection. The library waits 180 s for an answer, so a
+        // call that goes on within PromptMs did not wait behind one given up.
+
+        private const int PromptMs = 10000;
+
+        private static string Seen()
+        {
+            string path = Environment.GetEnvironmentVariable("PIPEMSG_TEST_SEEN");
+            return File.Exists(path) ? string.Join(",", File.ReadAllLines(path)) : "";
+        }
+
+        // The task ends canceled within PromptMs, naming the token.
+        private static void Canceled(Task t, CancellationToken token, string what)
+        {
+            try
+            {
+                t.Wait(PromptMs);
+            }
+            catch (AggregateException e) when (e.InnerException is OperationCanceledException)
+            {
+                Equal(token, ((OperationCanceledException)e.InnerException).CancellationToken,
+                      what + ": the exception's token");
+            }
+            Check(t.IsCanceled, what + " is canceled within " + PromptMs + " ms (" + t.Status + ")");
+        }
+
+        private static void Prompt(Task<string> t, string what)
+        {
+            Check(t.Wait(PromptMs), what + " completes within " + PromptMs + " ms");
+            Check(t.Status == TaskStatus.RanToCompletion, what + " is answered (" + t.Status + ")");
+        }
+
+        // A call given up while it waits behind Slow: its task canceled at once, and the
+        // service never gets it; Slow given up too, the next call goes on at once.
+        private static void CancelQueued()
+        {
+            using (var c = new Client())
+            using (var slowStop = new CancellationTokenSource())
+            using (var queuedStop = new CancellationTokenSource())
+            {
+                Task<string> slow = c.CallAsync("Slow", null, slowStop.Token);
+                Until(() => Seen() == "Slow", "Slow reached the service");
+                Task<GetStateAnswer> queued = c.GetStateAsync(queuedStop.Token);
+                queuedStop.Cancel();
+                Canceled(queued, queuedStop.Token, "the call behind Slow");
+                Check(!slow.IsCompleted, "Slow is still waited for");
+                slowStop.Cancel();
+                Canceled(slow, slowStop.Token, "Slow");
+                Prompt(c.CallAsync("Echo"), "the call after them");
+                Equal("Slow,Echo", Seen(), "the commands the service received");
+            }
+        }
+
+        // A call in flight given up: its task canceled at once, the next call goes on. A client
+        // disposed while a call it gave up is still pending does not crash.
+        private static void CancelInFlight()
+        {
+            using (var c = new Client())
+            using (var stop = new CancellationTokenSource())
+            {
+                Task<string> slow = c.CallAsync("Slow", null, stop.Token);
+                Until(() => Seen() == "Slow", "Slow reached the service");
+                stop.Cancel();
+                Canceled(slow, stop.Token, "Slow in flight");
+                Prompt(c.CallAsync("Echo"), "the call after it");
+                Equal("Slow,Echo", Seen(), "the commands the service received");
+            }
+            var d = new Client();
+            using (var stop = new CancellationTokenSource())
+            {
+                Task<string> slow = d.CallAsync("Slow", null, stop.Token);
+                Until(() => Seen() == "Slow,Echo,Slow", "the second Slow reached the service");
+                stop.Cancel();
+                d.Dispose();
+                try
+                {
+                    slow.Wait(PromptMs);
+                }
+                catch (AggregateException e) when (e.InnerException is OperationCanceledException ||
+                                                   e.InnerException is ObjectDisposedException)
+                {
+                }
+                Check(slow.IsCompleted, "a call given up then disposed completes");
+            }
+            using (var e = new Client())
+                Prompt(e.CallAsync("Echo"), "a call of another client after that");
+        }
+
+        // A token canceled before the call: the task is canceled and nothing is sent.
+        private static void CancelBefore()
+        {
+            using (var c = new Client())
+            using (var stop = new CancellationTokenSource())
+            {
+                stop.Cancel();
+                Task<string> call = c.CallAsync("Before", null, stop.Token);
+                Canceled(call, stop.Token, "CallAsync with a canceled token");
+                Task typed = c.EnableKillSwitchAsync(stop.Token);
+                Canceled(typed, stop.Token, "EnableKillSwitchAsync with a canceled token");
+                Prompt(c.CallAsync("Echo"), "a call after them");
+                Equal("Echo", Seen(), "the commands the service received");
             }
         }
 
