@@ -279,7 +279,7 @@ static void test_dotnet_exit_busy(void **state) {
 
 /* How long the fake holds Slow unanswered when the client does not give it up: a call waiting
  * behind it that long is the failure under test (the library's response timeout is 180 s). */
-#define HOLD_MS 60000
+#define HOLD_MS 30000
 
 /* Lists each request's Command, a line each, in the file PIPEMSG_TEST_SEEN names (Tests.cs
  * reads it), and answers Ok; except Slow, held unanswered until the client closes its

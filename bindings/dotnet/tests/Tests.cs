@@ -826,11 +826,11 @@ namespace PipeMsg.Tests
         }
 
         // ---- cancellation, against test_dotnet.c's fake command pipe: it lists each command
-        // it receives (in $PIPEMSG_TEST_SEEN), answers Ok, and holds Slow unanswered for 60 s
+        // it receives (in $PIPEMSG_TEST_SEEN), answers Ok, and holds Slow unanswered for 30 s
         // unless the client closes its connection. The library waits 180 s for an answer, so a
         // call that goes on within PromptMs did not wait behind one given up.
 
-        private const int PromptMs = 10000;
+        private const int PromptMs = 8000;
 
         private static string Seen()
         {
