@@ -138,15 +138,22 @@ static HANDLE new_instance(pm__listener *l, int first) {
                           PIPE_UNLIMITED_INSTANCES, PIPE_BUFFER, PIPE_BUFFER, 0, &l->sa);
 }
 
+/* The owner of the pipe h is an instance of, or NULL (none, or unreadable); *sd holds it and
+ * is LocalFree'd by the caller either way. */
+static PSID pipe_owner(HANDLE h, PSECURITY_DESCRIPTOR *sd) {
+  PSID sid = NULL;
+  *sd = NULL;
+  if (GetSecurityInfo(h, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, &sid, NULL, NULL, NULL,
+                      sd) != ERROR_SUCCESS)
+    return NULL;
+  return sid;
+}
+
 /* 1 if instance h belongs to our pipe: the pipe object's owner is the one we gave it. */
 static int ours(pm__listener *l, HANDLE h) {
-  PSECURITY_DESCRIPTOR sd = NULL;
-  PSID sid = NULL;
-  int ok;
-  if (GetSecurityInfo(h, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, &sid, NULL, NULL, NULL,
-                      &sd) != ERROR_SUCCESS)
-    return 0;
-  ok = sid != NULL && EqualSid(sid, l->owner);
+  PSECURITY_DESCRIPTOR sd;
+  PSID sid = pipe_owner(h, &sd);
+  int ok = sid != NULL && EqualSid(sid, l->owner);
   LocalFree(sd);
   return ok;
 }
@@ -607,14 +614,10 @@ static int trusted_user(PSID sid, const pm__owner *owner) {
  * the descriptor grants only to the same. A pipe without an owner (wine's, when its creator
  * named none) or one we cannot read is refused: never passes on doubt. */
 static int pipe_owner_trusted(HANDLE h, const pm__owner *owner) {
-  PSECURITY_DESCRIPTOR sd = NULL;
-  PSID sid = NULL;
-  int ok;
-  if (GetSecurityInfo(h, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, &sid, NULL, NULL, NULL,
-                      &sd) != ERROR_SUCCESS)
-    return 0;
-  ok = sid != NULL &&
-       (IsWellKnownSid(sid, WinBuiltinAdministratorsSid) || trusted_user(sid, owner));
+  PSECURITY_DESCRIPTOR sd;
+  PSID sid = pipe_owner(h, &sd);
+  int ok = sid != NULL &&
+           (IsWellKnownSid(sid, WinBuiltinAdministratorsSid) || trusted_user(sid, owner));
   LocalFree(sd);
   return ok;
 }

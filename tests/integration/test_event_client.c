@@ -872,7 +872,6 @@ static void test_event_client_held_duplicate_not_confirmed(void **state) {
  * enough for the confirmation to be handled before the next attempt. */
 static void test_event_client_confirmed_between_connections(void **state) {
   pm_event_client_options opts;
-  uint64_t deadline;
   (void)state;
   fake_start(FAKE_EVENT_THEN_CLOSE, 2);
   options(&opts);
@@ -882,11 +881,7 @@ static void test_event_client_confirmed_between_connections(void **state) {
   await_count(&got.count, 1);
   await_count(&got.disconnected, 1);
   assert_pm(0, pm_event_client_confirm(client, 1));
-  deadline = pm_test_now_ms() + (uint64_t)WAIT_MS;
-  while (count_of(&fk.served) < 2) {
-    assert_true(pm_test_now_ms() < deadline);
-    uv_sleep(5);
-  }
+  await_count(&fk.served, 2);
   fake_stop();
   assert_int_equal(1, got.count);
   assert_int_equal(1, fk.last_event_id);
@@ -896,7 +891,6 @@ static void test_event_client_confirmed_between_connections(void **state) {
  * a store) says nothing of the new epoch's ids: the next cursor is the new epoch's, 0. */
 static void test_event_client_held_forgotten_in_new_epoch(void **state) {
   pm_event_client_options opts;
-  uint64_t deadline;
   (void)state;
   fk.event_id = 3;
   fk.epoch_later = 6;
@@ -904,11 +898,7 @@ static void test_event_client_held_forgotten_in_new_epoch(void **state) {
   options(&opts);
   opts.confirm_later = true;
   start_with(fk.path, &opts);
-  deadline = pm_test_now_ms() + (uint64_t)WAIT_MS;
-  while (count_of(&fk.served) < 3) {
-    assert_true(pm_test_now_ms() < deadline);
-    uv_sleep(5);
-  }
+  await_count(&fk.served, 3);
   fake_stop();
   assert_int_equal(1, got.count);
   assert_int_equal(3, got.ids[0]);
@@ -917,15 +907,10 @@ static void test_event_client_held_forgotten_in_new_epoch(void **state) {
 
 /* A service's answer to the client's own heartbeat is answered (§5.2). */
 static void test_event_client_answers_heartbeat(void **state) {
-  uint64_t deadline;
   (void)state;
   fake_start(FAKE_HEARTBEAT, 1);
   start_client(fk.path);
-  deadline = pm_test_now_ms() + (uint64_t)WAIT_MS;
-  while (count_of(&fk.served) < 1) {
-    assert_true(pm_test_now_ms() < deadline);
-    uv_sleep(5);
-  }
+  await_count(&fk.served, 1);
   fake_stop();
   assert_int_equal(9, fk.answered_seq);
   assert_int_equal(0, got.disconnected);
@@ -936,7 +921,6 @@ static void test_event_client_answers_heartbeat(void **state) {
  * answer to its heartbeat (§5.11). */
 static void test_event_client_observes(void **state) {
   pm_event_client_options opts;
-  uint64_t deadline;
   (void)state;
   fake_start(FAKE_OBSERVED, 1);
   options(&opts);
@@ -944,11 +928,7 @@ static void test_event_client_observes(void **state) {
   opts.resume_epoch = 5; /* the fake's epoch: a client would send it */
   opts.resume_last_id = 0;
   start_with(fk.path, &opts);
-  deadline = pm_test_now_ms() + (uint64_t)WAIT_MS;
-  while (count_of(&fk.served) < 1) {
-    assert_true(pm_test_now_ms() < deadline);
-    uv_sleep(5);
-  }
+  await_count(&fk.served, 1);
   fake_stop();
   assert_string_equal("Observe", fk.mode_sent);
   assert_false(fk.cursor_sent);
