@@ -149,11 +149,13 @@ static PSID pipe_owner(HANDLE h, PSECURITY_DESCRIPTOR *sd) {
   return sid;
 }
 
-/* 1 if instance h belongs to our pipe: the pipe object's owner is the one we gave it. */
+/* 1 if instance h belongs to our pipe (the pipe object's owner is the one we gave it), 0 if
+ * it has another owner, -1 if the owner cannot be read (out of memory, say): not a reason to
+ * stop serving for good. */
 static int ours(pm__listener *l, HANDLE h) {
   PSECURITY_DESCRIPTOR sd;
   PSID sid = pipe_owner(h, &sd);
-  int ok = sid != NULL && EqualSid(sid, l->owner);
+  int ok = sid == NULL ? -1 : EqualSid(sid, l->owner) != 0;
   LocalFree(sd);
   return ok;
 }
@@ -206,20 +208,28 @@ static int wait_client(pm__listener *l, HANDLE ev) {
  * name is never left without one), or, for a pipe no longer ours, *foreign is set. */
 static HANDLE next_instance(pm__listener *l, int *foreign) {
   HANDLE next = new_instance(l, 0);
+  DWORD err = GetLastError();
+  int mine = next == INVALID_HANDLE_VALUE ? -1 : ours(l, next);
   *foreign = 0;
-  if (next != INVALID_HANDLE_VALUE && ours(l, next)) {
+  if (mine == 1) {
     l->failures = 0;
     return next;
   }
-  if (next != INVALID_HANDLE_VALUE) {
+  if (mine == 0) {
     CloseHandle(next);
     *foreign = 1;
     report(l, "no longer ours (its owner changed), served no more: pipe %s", l->path);
     return INVALID_HANDLE_VALUE;
   }
-  if (l->failures++ % INSTANCE_REPORT_EVERY == 0)
-    report(l, "cannot create another instance (error %lu), clients turned away: pipe %s",
-           (unsigned long)GetLastError(), l->path);
+  if (next != INVALID_HANDLE_VALUE)
+    CloseHandle(next);
+  if (l->failures++ % INSTANCE_REPORT_EVERY == 0) {
+    if (next != INVALID_HANDLE_VALUE)
+      report(l, "cannot read a new instance's owner, clients turned away: pipe %s", l->path);
+    else
+      report(l, "cannot create another instance (error %lu), clients turned away: pipe %s",
+             (unsigned long)err, l->path);
+  }
   DisconnectNamedPipe(l->pending);
   return INVALID_HANDLE_VALUE;
 }
@@ -420,9 +430,13 @@ int pm__listen(uv_loop_t *loop, const pm__listen_spec *spec, pm__connection_cb c
                                                                   : PM_EIO;
     goto fail;
   }
-  if (!ours(l, l->pending)) {
+  switch (ours(l, l->pending)) {
+  case 0:
     pm__debug("pipe %s exists with another owner", spec->path);
     rc = PM_EADDRINUSE;
+    goto fail;
+  case -1:
+    rc = PM_EIO;
     goto fail;
   }
   l->stop = CreateEventW(NULL, TRUE, FALSE, NULL);
