@@ -708,7 +708,7 @@ namespace PipeMsg
                 if (!s.Observer)
                     lock (gate)
                         if (s == session)
-                            Native.pm_client_confirm(client, e.Id);
+                            Native.pm_client_confirm_epoch(client, e.Epoch, e.Id);
             }
             catch (Exception e)
             {

@@ -96,8 +96,10 @@ namespace PipeMsg
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern void pm_client_free(IntPtr p);
 
+        // With the event's epoch (not pm_client_confirm): an event of an earlier epoch never
+        // confirms the new epoch's event with the same id.
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int pm_client_confirm(IntPtr client, long id);
+        internal static extern int pm_client_confirm_epoch(IntPtr client, long epoch, long id);
 
         // NUL-terminated UTF-8 on the unmanaged heap (null for null); free with FreeUtf8. A NUL
         // inside would cut the string short in C (a command "GetState\0x" would run GetState,

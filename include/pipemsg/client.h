@@ -201,8 +201,14 @@ int pm_client_process(pm_client *client);
 /* ---- events ------------------------------------------------------------------------------ */
 
 /* Confirms an event delivered with confirm_later. Thread-safe. PM_EINVAL when confirm_later is
- * off or there is no event pipe. */
+ * off or there is no event pipe. The id is taken in the epoch current when it is applied, so an
+ * old epoch's event confirmed late confirms the new epoch's event with the same id: prefer
+ * pm_client_confirm_epoch. */
 int pm_client_confirm(pm_client *client, int64_t id);
+/* Confirms the event of that epoch (pm_client_event.epoch) and id; nothing if the client has
+ * since met a new epoch (the restart decided that event's fate). Thread-safe. PM_EINVAL as
+ * pm_client_confirm, or when epoch < 0. */
+int pm_client_confirm_epoch(pm_client *client, int64_t epoch, int64_t id);
 /* The resume cursor: the service's epoch and the highest event id whose on_event has returned,
  * less one while that event waits for pm_client_confirm (confirm_later), so a client resuming
  * from it is sent that event again (0 and 0 before the first session). Keep it for

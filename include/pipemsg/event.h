@@ -274,8 +274,15 @@ void pm_event_client_stop(pm_event_client *c);
 void pm_event_client_cursor(pm_event_client *c, int64_t *epoch, int64_t *last_id);
 /* Confirms event id (with confirm_later), from any thread: sent on the client's thread if the
  * session is still up; else the next session's resume cursor covers it (or the copy the service
- * sends again is confirmed). 0 or PM_ENOMEM. */
+ * sends again is confirmed). The id is taken as of the epoch current when the client's thread
+ * applies it: an event of an earlier epoch confirmed late would confirm the new epoch's event
+ * with the same id. Prefer pm_event_client_confirm_epoch. 0 or PM_ENOMEM. */
 int pm_event_client_confirm(pm_event_client *c, int64_t id);
+/* As pm_event_client_confirm, for the event of that epoch (pm_event.epoch) only: if the client
+ * has since met a new epoch (the service restarted without its store), nothing is confirmed,
+ * as that event's fate was decided by the restart and its id now names another event.
+ * 0, PM_EINVAL (epoch < 0) or PM_ENOMEM. */
+int pm_event_client_confirm_epoch(pm_event_client *c, int64_t epoch, int64_t id);
 
 #ifdef __cplusplus
 }

@@ -729,6 +729,12 @@ int pm_client_confirm(pm_client *c, int64_t id) {
   return pm_event_client_confirm(c->events, id);
 }
 
+int pm_client_confirm_epoch(pm_client *c, int64_t epoch, int64_t id) {
+  if (c == NULL || c->events == NULL || !c->cfg.confirm_later)
+    return PM_EINVAL;
+  return pm_event_client_confirm_epoch(c->events, epoch, id);
+}
+
 void pm_client_cursor(pm_client *c, int64_t *epoch, int64_t *last_id) {
   *epoch = *last_id = 0;
   if (c != NULL && c->events != NULL)

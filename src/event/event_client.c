@@ -24,6 +24,14 @@ typedef enum {
   LINK_STOPPING
 } link_state;
 
+/* A confirmation given by the application, for on_confirm. The epoch it names, or
+ * PM__ANY_EPOCH from pm_event_client_confirm (the epoch current when it is applied). */
+#define PM__ANY_EPOCH (-1)
+typedef struct {
+  int64_t epoch;
+  int64_t id;
+} pending_confirm;
+
 struct pm_event_client {
   pm_event_client_options opts; /* its client_name and expect_owner_sid are copies, below */
   char *client_name, *owner_sid;
@@ -36,7 +44,7 @@ struct pm_event_client {
   pm__event_probe_cb probe;
   uv_async_t confirm;       /* confirm_later: ids in pending were given */
   uv_mutex_t pending_lock;
-  int64_t *pending;
+  pending_confirm *pending;
   size_t n_pending, cap_pending;
   uv_timer_t timer;
   uv_pipe_t pipe;
@@ -463,7 +471,7 @@ void pm__event_client_probed(pm_event_client *c, int64_t epoch) {
 
 static void on_confirm(uv_async_t *a) {
   pm_event_client *c = a->data;
-  int64_t *ids;
+  pending_confirm *ids;
   size_t n;
   PM__LOOP_ACTIVITY(c->loop);
   uv_mutex_lock(&c->pending_lock);
@@ -473,17 +481,22 @@ static void on_confirm(uv_async_t *a) {
   c->n_pending = c->cap_pending = 0;
   uv_mutex_unlock(&c->pending_lock);
   for (size_t i = 0; i < n; i++) {
+    int64_t id = ids[i].id;
+    /* An event of an earlier epoch: its fate was decided by the restart, and its id now names
+     * another event, which the application has not confirmed (it stays held and queued). */
+    if (ids[i].epoch != PM__ANY_EPOCH && ids[i].epoch != c->epoch)
+      continue;
     /* Between connections too: the next cursor then covers it, or, sent again, it is
      * confirmed as a duplicate. */
-    if (ids[i] == c->held) {
+    if (id == c->held) {
       uv_mutex_lock(&c->cursor_lock);
       c->held = 0;
       uv_mutex_unlock(&c->cursor_lock);
     }
     if (c->state != LINK_CONNECTED)
       continue;
-    send_confirmation(c, ids[i]);
-    if (ids[i] == c->unconfirmed && c->state == LINK_CONNECTED) {
+    send_confirmation(c, id);
+    if (id == c->unconfirmed && c->state == LINK_CONNECTED) {
       c->unconfirmed = 0;
       arm_silence(c);
     }
@@ -491,12 +504,13 @@ static void on_confirm(uv_async_t *a) {
   pm__free(ids);
 }
 
-int pm_event_client_confirm(pm_event_client *c, int64_t id) {
+/* Queued for on_confirm on the client's thread, which alone knows the current epoch. */
+static int queue_confirm(pm_event_client *c, int64_t epoch, int64_t id) {
   int rc = 0;
   uv_mutex_lock(&c->pending_lock);
   if (c->n_pending == c->cap_pending) {
     size_t cap = c->cap_pending ? c->cap_pending * 2 : 16;
-    int64_t *grown = pm__realloc(c->pending, cap * sizeof(*grown));
+    pending_confirm *grown = pm__realloc(c->pending, cap * sizeof(*grown));
     if (grown == NULL) {
       rc = PM_ENOMEM;
     } else {
@@ -504,12 +518,25 @@ int pm_event_client_confirm(pm_event_client *c, int64_t id) {
       c->cap_pending = cap;
     }
   }
-  if (rc == 0)
-    c->pending[c->n_pending++] = id;
+  if (rc == 0) {
+    c->pending[c->n_pending].epoch = epoch;
+    c->pending[c->n_pending++].id = id;
+  }
   uv_mutex_unlock(&c->pending_lock);
   if (rc == 0)
     uv_async_send(&c->confirm);
   return rc;
+}
+
+int pm_event_client_confirm(pm_event_client *c, int64_t id) {
+  return queue_confirm(c, PM__ANY_EPOCH, id);
+}
+
+int pm_event_client_confirm_epoch(pm_event_client *c, int64_t epoch, int64_t id) {
+  /* Epochs are 0 (a service without them) or more: a negative one would mean "any". */
+  if (epoch < 0)
+    return PM_EINVAL;
+  return queue_confirm(c, epoch, id);
 }
 
 static void shut(pm_event_client *c) {

@@ -28,6 +28,7 @@ typedef struct seen {
   pm_client_event_type types[MAX_SEEN];
   char names[MAX_SEEN][32];
   int64_t ids[MAX_SEEN];
+  int64_t epochs[MAX_SEEN];
   int64_t ints[MAX_SEEN]; /* a typed field per event: BytesSent, the state, Count */
   int n_conn;
   pm_client_connection conn[MAX_SEEN];
@@ -68,6 +69,7 @@ static void on_event(pm_client *c, const pm_client_event *ev, void *data) {
     rec.types[i] = ev->type;
     snprintf(rec.names[i], sizeof(rec.names[i]), "%s", ev->type_name);
     rec.ids[i] = ev->id;
+    rec.epochs[i] = ev->epoch;
     rec.ints[i] = ev->type == PM_CLIENT_EVENT_TRAFFIC_CHANGED ? ev->u.traffic_changed.bytes_sent
                   : ev->type == PM_CLIENT_EVENT_STATE_CHANGED ? ev->u.state_changed.state
                   : ev->type == PM_CLIENT_EVENT_EVENTS_LOST   ? ev->u.events_lost.count
@@ -627,6 +629,40 @@ static void test_client_confirm_later(void **state) {
   pm_client_close(c);
 }
 
+/* pm_client_confirm_epoch confirms the event of that epoch only: one naming another epoch
+ * (an event from before a restart without the store, confirmed late) leaves the current epoch's
+ * event with the same id unconfirmed, held and queued. */
+static void test_client_confirm_epoch(void **state) {
+  pm_client_config cfg = {.on_event = on_event, .confirm_later = true};
+  pm_client *c = open_client(&cfg);
+  int64_t before, epoch, last;
+  uint64_t deadline;
+  (void)state;
+  before = delivered(c);
+  emit(c, "{\"Type\":\"Custom\",\"Count\":1}");
+  rec_wait(&rec.n_events, 1);
+  assert_true(rec.epochs[0] >= 1);
+  assert_int_equal(PM_EINVAL, pm_client_confirm_epoch(c, -1, rec.ids[0]));
+  assert_int_equal(0, pm_client_confirm_epoch(c, rec.epochs[0] + 1, rec.ids[0]));
+  usleep(300 * 1000);
+  assert_int_equal(before, delivered(c));
+  pm_client_cursor(c, &epoch, &last);
+  assert_int_equal(rec.epochs[0], epoch);
+  assert_int_equal(rec.ids[0] - 1, last);
+  /* Its own epoch does confirm it. */
+  assert_int_equal(0, pm_client_confirm_epoch(c, rec.epochs[0], rec.ids[0]));
+  deadline = pm_test_now_ms() + 10000;
+  while (delivered(c) != before + 1)
+    assert_true(pm_test_now_ms() < deadline);
+  await_cursor(c, rec.ids[0], &epoch, &last);
+  pm_client_close(c);
+  /* Confirm-later off: refused, as pm_client_confirm. */
+  cfg.confirm_later = false;
+  c = open_client(&cfg);
+  assert_int_equal(PM_EINVAL, pm_client_confirm_epoch(c, 1, 1));
+  pm_client_close(c);
+}
+
 /* A confirmation given just before pm_client_close reaches the service: the event is not sent
  * again to the next client (the Python binding confirms, then leaves the loop and closes). */
 static void test_client_confirm_then_close(void **state) {
@@ -1010,6 +1046,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_client_events_typed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_events_lost, setup_small_queue, teardown),
       cmocka_unit_test_setup_teardown(test_client_confirm_later, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_confirm_epoch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_confirm_then_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_resume, setup, teardown),
       cmocka_unit_test_setup_teardown(test_client_from_now, setup, teardown),

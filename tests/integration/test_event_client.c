@@ -841,6 +841,50 @@ static void test_event_client_drops_duplicate_ids(void **state) {
   assert_memory_equal(confirmed, fk.confirmed, sizeof(confirmed));
 }
 
+/* With confirm_later, a late confirmation of an event of an earlier epoch confirms nothing:
+ * the service restarted without its store, so that event's fate was decided by the restart,
+ * and its id now names the new epoch's event, which the application has not confirmed (it must
+ * stay held, out of the cursor, and queued for the next client if the application fails). */
+static void test_event_client_old_epoch_confirm_confirms_nothing(void **state) {
+  int64_t e1, e2, id_old, cur_epoch, cur_id;
+  uint64_t deadline;
+  (void)state;
+  emit(1);
+  start_confirming_later();
+  await_count(&got.count, 1);
+  id_old = got.ids[0]; /* held by the application, never confirmed in its epoch */
+  pm_event_client_cursor(client, &e1, &cur_id);
+  /* Same pipes, new process without a store: a new epoch, ids from 1 again. */
+  assert_int_equal(0, pm_test_service_stop(&svc));
+  await_count(&got.disconnected, 1);
+  pm_test_service_restart(&svc, service_args);
+  emit(1);
+  await_count(&got.count, 2);
+  assert_int_equal(id_old, got.ids[1]); /* the same id, in the new epoch */
+  pm_event_client_cursor(client, &e2, &cur_id);
+  assert_true(e2 != e1);
+  assert_int_equal(id_old - 1, cur_id);
+  /* The application finishes the OLD event and confirms it, naming its epoch. */
+  assert_pm(PM_EINVAL, pm_event_client_confirm_epoch(client, -1, id_old));
+  assert_pm(0, pm_event_client_confirm_epoch(client, e1, id_old));
+  uv_sleep(300);
+  pm_event_client_cursor(client, &cur_epoch, &cur_id);
+  assert_int_equal(e2, cur_epoch);
+  assert_int_equal(id_old - 1, cur_id); /* the new epoch's event is still held */
+  assert_int_equal(1, pm_test_stat(svc.command_pipe, "Events", "Queued"));
+  assert_int_equal(0, pm_test_stat(svc.command_pipe, "Events", "Delivered"));
+  /* Its own confirmation, in its epoch, does release it. */
+  assert_pm(0, pm_event_client_confirm_epoch(client, e2, id_old));
+  deadline = pm_test_now_ms() + (uint64_t)WAIT_MS;
+  do {
+    assert_true(pm_test_now_ms() < deadline);
+    uv_sleep(5);
+    pm_event_client_cursor(client, &cur_epoch, &cur_id);
+  } while (cur_id != id_old);
+  stop_client();
+  assert_int_equal(e2, cur_epoch);
+}
+
 /* With confirm_later, an event sent again on the same connection while the application
  * holds it is not confirmed by the client: its one confirmation is the application's. */
 static void test_event_client_held_duplicate_not_confirmed(void **state) {
@@ -1284,6 +1328,7 @@ int main(void) {
       T(reconnects_after_restart),
       T(slow_application_sees_event_once),
       T(resume_cursor_across_clients),
+      T(old_epoch_confirm_confirms_nothing),
       T(held_event_stays_queued),
       T(held_event_confirmed_late),
       T(bad_options),

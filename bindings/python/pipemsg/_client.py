@@ -285,7 +285,9 @@ class _SessionCore:
             if epoch != self.cursor[0] or event_id > self.cursor[1]:
                 self.cursor = (epoch, event_id)
             if self._cell.value is not None:
-                _lib_.pm_client_confirm(self._cell.value, event_id)
+                # With its epoch: an event from before a restart without the store, confirmed
+                # late, must not confirm the new epoch's event with the same id.
+                _lib_.pm_client_confirm_epoch(self._cell.value, epoch, event_id)
 
     def close(self) -> None:
         with self._mutex:

@@ -127,6 +127,8 @@ lib.pm_client_free.argtypes = [ctypes.c_void_p]
 lib.pm_client_free.restype = None
 lib.pm_client_confirm.argtypes = [ctypes.c_void_p, ctypes.c_int64]
 lib.pm_client_confirm.restype = ctypes.c_int
+lib.pm_client_confirm_epoch.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
+lib.pm_client_confirm_epoch.restype = ctypes.c_int
 lib.pm_client_cursor.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64),
                                  ctypes.POINTER(ctypes.c_int64)]
 lib.pm_client_cursor.restype = None
