@@ -196,6 +196,10 @@ class _SessionCore:
         self._closed = False
         self._wake = wake
         self._handle_lock = threading.Lock()
+        self._closing = False  # a close() has taken the handle (under _handle_lock)
+        # The _EventSession's finalizer, detached by an explicit close: left armed, a garbage
+        # collection could still run it later, on any thread (the library's included).
+        self.finalizer: Optional[weakref.finalize] = None
         self.attached = False
         self._on_event = _lib.event_cb(self._event)
         self._on_connection = _lib.connection_cb(self._connection)
@@ -290,16 +294,27 @@ class _SessionCore:
                 _lib_.pm_client_confirm_epoch(self._cell.value, epoch, event_id)
 
     def close(self) -> None:
+        finalizer = self.finalizer
+        if finalizer is not None:
+            finalizer.detach()
         with self._mutex:
             self._closed = True
             self._buf.clear()
             self._buf_bytes = 0
             self._cond.notify_all()
+        # The handle is taken under the lock (confirm reads it under the lock too) but closed
+        # after releasing it: pm_client_close joins the library's thread, where a garbage
+        # collection inside a callback may close this session again; that close must not wait
+        # for this one.
         with self._handle_lock:
             handle, self._cell.value = self._cell.value, None
-            if handle is not None:
-                # Releases the GIL (ctypes), so an event callback waiting for it finishes first.
-                _lib_.pm_client_close(handle)
+            first, self._closing = not self._closing, True
+        if handle is not None:
+            # Releases the GIL (ctypes), so an event callback waiting for it finishes first.
+            _lib_.pm_client_close(handle)
+        if not first:
+            # The close that took the handle lets the callbacks go once the library is done.
+            return
         # Only now may the callbacks go: the library calls none of them any more. Closed from
         # its own callback, the client is freed once that returns: the entry stays, so that
         # the callback being run is not freed under it.
@@ -318,6 +333,7 @@ class _EventSession:
         self.core = core
         # Set before the core opens: from then on, losing this closes it.
         self._finalizer = weakref.finalize(self, core.close)
+        core.finalizer = self._finalizer
         core.open()
 
 

@@ -100,6 +100,52 @@ def test_interrupted_close_leaves_no_lock_held(service):
     assert p.returncode == 0 and "closed" in p.stdout, p.stderr
 
 
+# A session closed again on the library's thread, inside an event callback, while close() on
+# the main thread is in pm_client_close (which joins that thread): what a garbage collection
+# there does when it collects an EventStream in a reference cycle, or runs the session's
+# finalizer. The second close must not wait for the first, or neither ever returns.
+CLOSE_FROM_CALLBACK = r"""
+import faulthandler, sys, threading, time
+import pipemsg
+from pipemsg import _client
+
+c = pipemsg.Client()
+st = c.events()
+core = st._session
+in_cb = threading.Event()
+orig = _client._SessionCore._take_event
+
+def take(self, c_ev):
+    in_cb.set()
+    while not self._closed:  # the main thread has entered close() ...
+        time.sleep(0.001)
+    time.sleep(0.2)          # ... and is in pm_client_close, joining this thread
+    self.close()             # what a collection here would do
+    return orig(self, c_ev)
+
+_client._SessionCore._take_event = take
+c.call("EmitEvent", Type="Demo", Count=1)
+assert in_cb.wait(10), "no event"
+faulthandler.dump_traceback_later(20, exit=True)
+core.close()
+faulthandler.cancel_dump_traceback_later()
+# An explicit close detaches the finalizer: a later collection closes nothing again.
+assert not st._keep._finalizer.alive, "the finalizer is still armed"
+c.close()
+print("closed")
+"""
+
+
+def test_close_from_callback_during_close(service):
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR))
+    try:
+        p = subprocess.run([sys.executable, "-B", "-c", CLOSE_FROM_CALLBACK], env=env,
+                           capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("close() hung: a close on the library's thread waited for it")
+    assert p.returncode == 0 and "closed" in p.stdout, p.stderr
+
+
 def test_stream_without_init_raises_nothing(service):
     # __del__ of a stream whose __init__ did not run: an AttributeError there is only
     # printed by Python ("Exception ignored in"), so call it directly.
